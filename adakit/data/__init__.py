@@ -1,0 +1,86 @@
+"""Domains and how an experiment's source, target pool and target test sets are built."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+import numpy as np
+
+from adakit.data.domain import Domain, TensorDomain, check_same_classes
+from adakit.data.registry import LOADERS
+from adakit.errors import ConfigError, DataError
+
+__all__ = ["Domain", "TensorDomain", "Domains", "load_domain", "load_domains", "split_target"]
+
+
+def _load_formats() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name not in ("domain", "registry") and not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+@dataclass
+class Domains:
+    """Source, target pool (labels hidden from strategies) and target test set."""
+
+    source: Domain
+    pool: Domain
+    test: Domain
+    protocol: str
+
+    @property
+    def classes(self) -> list[str]:
+        return self.source.classes
+
+
+def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = None) -> Domain:
+    """Load one domain by format and name (see `DataConfig.pattern`)."""
+    from adakit.config import DEFAULT_PATTERNS
+    from adakit.paths import data_root, expand
+
+    _load_formats()
+    if fmt not in LOADERS:
+        raise ConfigError(f"data.format: unknown format {fmt!r}; choose one of: {', '.join(sorted(LOADERS))}")
+    if fmt == "demo":
+        return LOADERS[fmt](None, name)  # type: ignore[arg-type]
+    base = expand(root) if root else data_root()
+    path = expand((pattern or DEFAULT_PATTERNS[fmt]).format(root=base, domain=name))
+    return LOADERS[fmt](path, name)
+
+
+def split_target(target: Domain, test_fraction: float, seed: int) -> tuple[Domain, Domain]:
+    """Inductive protocol: a stratified (when labels are known) seeded split into pool and test."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(target))
+    strat = target.y if target.has_labels and np.bincount(target.y).min() >= 2 else None
+    pool_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    return (target.subset(np.sort(pool_idx), f"{target.name}-pool"),
+            target.subset(np.sort(test_idx), f"{target.name}-test"))
+
+
+def _standardize(source: Domain, others: list[Domain]) -> None:
+    if not all(isinstance(d, TensorDomain) and d.is_features for d in [source, *others]):
+        raise ConfigError("data.standardize applies to feature domains only")
+    mean = source.x.mean(0, keepdim=True)  # type: ignore[attr-defined]
+    std = source.x.std(0, keepdim=True).clamp_min(1e-6)  # type: ignore[attr-defined]
+    for d in [source, *others]:
+        d.x = (d.x - mean) / std  # type: ignore[attr-defined]
+
+
+def load_domains(cfg, seed: int) -> Domains:
+    """Build source, pool and test for a `DataConfig`; checks class lists and target labels."""
+    source = load_domain(cfg.format, cfg.source, cfg.root, cfg.pattern)
+    target = load_domain(cfg.format, cfg.target, cfg.root, cfg.pattern)
+    if not source.has_labels:
+        raise DataError(f"source domain {source.name!r} has unlabelled samples; every source sample needs a label")
+    check_same_classes(source, target)
+    if cfg.protocol == "inductive":
+        pool, test = split_target(target, cfg.test_fraction, seed)
+    else:
+        pool, test = target, target
+    if cfg.standardize:
+        _standardize(source, [pool] if pool is test else [pool, test])
+    return Domains(source=source, pool=pool, test=test, protocol=cfg.protocol)

@@ -1,0 +1,143 @@
+"""`Domain`: the samples of one domain, their labels (-1 where unknown) and the class list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from adakit.errors import DataError
+
+
+@dataclass
+class Domain:
+    """Samples of one domain, loaded by batches of indices.
+
+    ``ids`` are stable sample ids (relative path or ``domain/index``) used by the ledger;
+    ``y`` holds int64 labels in ``[0, C)`` or -1 where unknown. Subclasses define `load`.
+    """
+
+    name: str
+    classes: list[str]
+    ids: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids).astype(str)
+        self.y = np.asarray(self.y, dtype=np.int64)
+        if len(self.ids) != len(self.y):
+            raise DataError(f"domain {self.name!r}: {len(self.ids)} samples but {len(self.y)} labels")
+        if len(self.ids) == 0:
+            raise DataError(f"domain {self.name!r} has no samples")
+        bad = (self.y < -1) | (self.y >= len(self.classes))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"domain {self.name!r}: sample {self.ids[i]!r} has label {int(self.y[i])}, outside the "
+                f"class list 0..{len(self.classes) - 1} ({len(self.classes)} classes)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.y >= 0).all())
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample as the model sees it: (d,) for features, (C, H, W) for images."""
+        raise NotImplementedError
+
+    def load(self, idx: np.ndarray, train: bool = False) -> torch.Tensor:
+        """Batch of samples ``idx`` as a float tensor (training augmentation when ``train``)."""
+        raise NotImplementedError
+
+    def subset(self, idx: np.ndarray, name: str | None = None) -> Domain:
+        raise NotImplementedError
+
+    def describe(self, i: int) -> str:
+        """A human-readable locator for sample i (file path or row index)."""
+        return str(self.ids[i])
+
+
+@dataclass
+class TensorDomain(Domain):
+    """Samples held in memory: feature rows ``(N, d)`` or images ``(N, C, H, W)``.
+
+    ``augment`` (images only) is applied to training batches.
+    """
+
+    x: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.x, torch.Tensor):
+            self.x = torch.as_tensor(np.asarray(self.x))
+        if self.x.is_floating_point():
+            self.x = self.x.float()
+            finite = torch.isfinite(self.x.reshape(len(self.x), -1)).all(dim=1)
+            if not bool(finite.all()):
+                rows = torch.nonzero(~finite).flatten()[:5].tolist()
+                raise DataError(
+                    f"domain {self.name!r}: NaN or inf values in rows {rows} "
+                    f"({int((~finite).sum())} rows in all); clean or drop them before training"
+                )
+        if len(self.x) != len(self.ids):
+            raise DataError(f"domain {self.name!r}: {len(self.x)} rows but {len(self.ids)} ids")
+
+    @property
+    def is_features(self) -> bool:
+        return self.x.dim() == 2
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def load(self, idx: np.ndarray, train: bool = False) -> torch.Tensor:
+        x = self.x[torch.as_tensor(np.asarray(idx), dtype=torch.long)]
+        if not x.is_floating_point():
+            x = x.float() / 255.0
+        if train and self.augment is not None:
+            x = self.augment(x)
+        return x
+
+    def subset(self, idx: np.ndarray, name: str | None = None) -> TensorDomain:
+        idx = np.asarray(idx)
+        return TensorDomain(
+            name=name or self.name, classes=self.classes, ids=self.ids[idx], y=self.y[idx],
+            x=self.x[torch.as_tensor(idx, dtype=torch.long)], augment=self.augment,
+        )
+
+
+def check_same_classes(a: Domain, b: Domain) -> None:
+    """Source and target must share one class list, in the same order."""
+    if list(a.classes) == list(b.classes):
+        return
+    only_a = sorted(set(a.classes) - set(b.classes))
+    only_b = sorted(set(b.classes) - set(a.classes))
+    detail = f"only in {a.name!r}: {only_a[:10]}; only in {b.name!r}: {only_b[:10]}"
+    if not only_a and not only_b:
+        detail = "same names in a different order"
+    raise DataError(
+        f"class lists differ between domains {a.name!r} ({len(a.classes)} classes) and "
+        f"{b.name!r} ({len(b.classes)} classes): {detail}. Both domains must use the same classes."
+    )
+
+
+def labels_from_names(names: Sequence[str], classes: Sequence[str], where: str) -> np.ndarray:
+    """Map class names to indices, naming the first unknown one."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.empty(len(names), dtype=np.int64)
+    for i, n in enumerate(names):
+        if n not in index:
+            raise DataError(f"{where}: label {n!r} is not in the class list ({len(classes)} classes)")
+        out[i] = index[n]
+    return out

@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI prints their message without a traceback."""
+
+
+class AdakitError(Exception):
+    """Base class: the message says what is wrong and what to do."""
+
+
+class ConfigError(AdakitError):
+    """A config key, type or value is wrong (the message names the key path)."""
+
+
+class DataError(AdakitError):
+    """Input data is missing, unreadable or inconsistent (the message names the file or field)."""
+
+
+class LedgerError(AdakitError):
+    """The label ledger refuses an operation (conflicting label, unknown id, ...)."""
+
+
+class WaitingForLabels(AdakitError):
+    """A round's queries were exported and the run waits for people to answer them."""

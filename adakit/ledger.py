@@ -1,0 +1,233 @@
+"""The label ledger: one SQLite file per run holding config, rounds, queries, labels, metrics and
+checkpoints. Every label is committed (WAL, synchronous=FULL) before anything else uses it, so a
+label that was acknowledged survives a killed process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from adakit.errors import LedgerError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS rounds (
+        round INTEGER PRIMARY KEY, budget INTEGER NOT NULL, status TEXT NOT NULL,
+        created TEXT NOT NULL, updated TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS queries (
+        sample_id TEXT PRIMARY KEY, pool_index INTEGER NOT NULL, round INTEGER NOT NULL,
+        rank INTEGER NOT NULL, score REAL, suggested INTEGER, created TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS labels (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, sample_id TEXT NOT NULL REFERENCES queries(sample_id),
+        label INTEGER NOT NULL, annotator TEXT NOT NULL, created TEXT NOT NULL,
+        correction_of INTEGER REFERENCES labels(id))""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS one_first_label ON labels(sample_id) WHERE correction_of IS NULL""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        round INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, labels INTEGER NOT NULL,
+        created TEXT NOT NULL, PRIMARY KEY (round, name))""",
+    """CREATE TABLE IF NOT EXISTS checkpoints (round INTEGER PRIMARY KEY, path TEXT NOT NULL, created TEXT NOT NULL)""",
+]
+
+#: round status, in order
+STATUSES = ("queried", "labelled", "trained", "evaluated")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Query:
+    sample_id: str
+    pool_index: int
+    round: int
+    rank: int
+    score: float | None
+    suggested: int | None
+
+
+class Ledger:
+    """Run ledger at ``path`` (created with the current schema when new)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as c:
+            for stmt in _SCHEMA:
+                c.execute(stmt)
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise LedgerError(f"{self.path}: ledger schema v{row[0]} is newer than this adakit "
+                                  f"(v{SCHEMA_VERSION}); upgrade adakit")
+
+    # -- meta -------------------------------------------------------------------------------------
+    def set_meta(self, key: str, value) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default=None):
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # -- rounds -----------------------------------------------------------------------------------
+    def round_status(self, r: int) -> str | None:
+        row = self.conn.execute("SELECT status FROM rounds WHERE round=?", (r,)).fetchone()
+        return row[0] if row else None
+
+    def set_round_status(self, r: int, status: str, budget: int = 0, conn: sqlite3.Connection | None = None) -> None:
+        assert status in STATUSES
+        c = conn or self.conn
+        now = _now()
+        c.execute("""INSERT INTO rounds VALUES (?, ?, ?, ?, ?) ON CONFLICT(round) DO UPDATE SET
+                     status=excluded.status, updated=excluded.updated""", (r, budget, status, now, now))
+
+    def round_reached(self, r: int, status: str) -> bool:
+        s = self.round_status(r)
+        return s is not None and STATUSES.index(s) >= STATUSES.index(status)
+
+    # -- queries ----------------------------------------------------------------------------------
+    def record_queries(self, r: int, sample_ids: list[str], pool_indices: Iterable[int],
+                       scores: Iterable[float], suggested: Iterable[int] | None = None) -> None:
+        """Record round r's selection (one transaction); a sample can be queried once per run."""
+        pool_indices, scores = list(pool_indices), list(scores)
+        suggested = list(suggested) if suggested is not None else [None] * len(sample_ids)
+        now = _now()
+        with self.transaction() as c:
+            dup = c.execute(f"SELECT sample_id FROM queries WHERE sample_id IN ({','.join('?' * len(sample_ids))})",
+                            sample_ids).fetchall() if sample_ids else []
+            if dup:
+                raise LedgerError(f"samples already queried: {[d[0] for d in dup][:5]}")
+            c.executemany("INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [(s, int(i), r, k, float(sc), None if sg is None else int(sg), now)
+                           for k, (s, i, sc, sg) in enumerate(zip(sample_ids, pool_indices, scores, suggested))])
+            self.set_round_status(r, "queried", budget=len(sample_ids), conn=c)
+
+    def queries(self, r: int | None = None) -> list[Query]:
+        sql = "SELECT sample_id, pool_index, round, rank, score, suggested FROM queries"
+        rows = self.conn.execute(sql + (" WHERE round=? ORDER BY rank" if r is not None else " ORDER BY round, rank"),
+                                 (r,) if r is not None else ()).fetchall()
+        return [Query(*row) for row in rows]
+
+    def open_queries(self, r: int | None = None) -> list[Query]:
+        """Queries without any label yet."""
+        labels = self.current_labels()
+        return [q for q in self.queries(r) if q.sample_id not in labels]
+
+    # -- labels -----------------------------------------------------------------------------------
+    def record_labels(self, labels: dict[str, int], annotator: str, correction: bool = False) -> dict[str, str]:
+        """Commit labels in one transaction. Returns per sample ``"new"``, ``"same"`` (already given:
+        nothing changes, so re-recording is idempotent) or ``"corrected"``. A different answer for an
+        already labelled sample is refused unless ``correction`` is set (then a correction row is added).
+        """
+        now = _now()
+        out: dict[str, str] = {}
+        with self.transaction() as c:
+            for sid, label in labels.items():
+                if c.execute("SELECT 1 FROM queries WHERE sample_id=?", (sid,)).fetchone() is None:
+                    raise LedgerError(f"sample {sid!r} was never queried; only queried samples can be labelled")
+                cur = c.execute("SELECT id, label FROM labels WHERE sample_id=? ORDER BY id DESC LIMIT 1",
+                                (sid,)).fetchone()
+                if cur is None:
+                    c.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES (?, ?, ?, ?)",
+                              (sid, int(label), annotator, now))
+                    out[sid] = "new"
+                elif cur[1] == int(label):
+                    out[sid] = "same"
+                elif correction:
+                    c.execute("INSERT INTO labels (sample_id, label, annotator, created, correction_of) "
+                              "VALUES (?, ?, ?, ?, ?)", (sid, int(label), annotator, now, cur[0]))
+                    out[sid] = "corrected"
+                else:
+                    raise LedgerError(f"sample {sid!r} already has label {cur[1]}; got {int(label)}. "
+                                      "Record it as a correction to change it.")
+        return out
+
+    def current_labels(self) -> dict[str, int]:
+        """sample_id -> latest label (corrections win)."""
+        rows = self.conn.execute("SELECT sample_id, label FROM labels ORDER BY id").fetchall()
+        return dict(rows)
+
+    def labelled_pool(self) -> tuple[list[int], list[int]]:
+        """Pool indices and labels of every labelled sample, in query order."""
+        labels = self.current_labels()
+        qs = [q for q in self.queries() if q.sample_id in labels]
+        return [q.pool_index for q in qs], [labels[q.sample_id] for q in qs]
+
+    # -- metrics and checkpoints ------------------------------------------------------------------
+    def record_metrics(self, r: int, metrics: dict[str, float], labels: int) -> None:
+        now = _now()
+        with self.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                          [(r, k, float(v), labels, now) for k, v in metrics.items()])
+            self.set_round_status(r, "evaluated", conn=c)
+
+    def metrics(self) -> list[dict]:
+        rows = self.conn.execute("SELECT round, name, value, labels FROM metrics ORDER BY round, name").fetchall()
+        by_round: dict[int, dict] = {}
+        for r, name, value, labels in rows:
+            by_round.setdefault(r, {"round": r, "labels": labels})[name] = value
+        return list(by_round.values())
+
+    def record_checkpoint(self, r: int, path: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (r, path, _now()))
+            self.set_round_status(r, "trained", conn=c)
+
+    def last_checkpoint(self) -> tuple[int, str] | None:
+        row = self.conn.execute("SELECT round, path FROM checkpoints ORDER BY round DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    # -- integrity --------------------------------------------------------------------------------
+    def check(self) -> list[str]:
+        """Problems found (empty when the ledger is consistent)."""
+        problems = []
+        ok = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if ok != "ok":
+            problems.append(f"sqlite integrity_check: {ok}")
+        for (sid,) in self.conn.execute(
+                "SELECT sample_id FROM labels WHERE sample_id NOT IN (SELECT sample_id FROM queries)"):
+            problems.append(f"label for {sid!r}, which was never queried")
+        for sid, n in self.conn.execute(
+                "SELECT sample_id, COUNT(DISTINCT label) FROM labels WHERE correction_of IS NULL "
+                "GROUP BY sample_id HAVING COUNT(*) > 1"):
+            problems.append(f"{sid!r} labelled {n} times without a correction record")
+        for (sid,) in self.conn.execute(
+                "SELECT sample_id FROM queries GROUP BY sample_id HAVING COUNT(*) > 1"):
+            problems.append(f"{sid!r} queried twice")
+        return problems

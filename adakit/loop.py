@@ -1,0 +1,246 @@
+"""`ActiveLoop`: warm-up, then for each round query → label → train → evaluate, resumable.
+
+Every step's outcome lands in the ledger before the next step starts: the selection, then the labels,
+then the checkpoint, then the metrics. After a crash (even SIGKILL) `ActiveLoop.resume` loads the last
+checkpoint and continues; rounds use seeds derived from (seed, round), so a resumed run queries and
+trains exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from adakit.config import ExperimentConfig, build_config
+from adakit.data import Domains, load_domains
+from adakit.errors import ConfigError, DataError, WaitingForLabels
+from adakit.inference import accuracy, forward_domain
+from adakit.ledger import Ledger
+from adakit.models import build_model
+from adakit.oracle import FileOracle, SimulatedOracle
+from adakit.pool import PoolView
+from adakit.registry import OBJECTIVES, STRATEGIES
+from adakit.train import Trainer
+
+
+def round_budgets(total: float, rounds: int, pool_size: int) -> list[int]:
+    """Per-round budgets b = B // R with the remainder in the last round (METHODS.md, Protocols).
+
+    ``total`` < 1 is a fraction of the pool, otherwise a count.
+    """
+    if rounds == 0:
+        return []
+    budget = int(round(total * pool_size)) if total < 1 else int(total)
+    if budget > pool_size:
+        raise DataError(f"budget.total={total} asks for {budget} labels but the target pool has only "
+                        f"{pool_size} samples; lower budget.total")
+    if budget < rounds:
+        raise ConfigError(f"budget.total={total} gives {budget} labels, fewer than budget.rounds={rounds}; "
+                          "raise the budget or use fewer rounds")
+    b = budget // rounds
+    return [b] * (rounds - 1) + [budget - b * (rounds - 1)]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ActiveLoop:
+    """One experiment in ``run_dir``: config.yaml, ledger.sqlite, metrics.jsonl, summary.json, report."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, show_progress: bool = True,
+                 on_event: Callable[[str, dict], None] | None = None, domains: Domains | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.show_progress = show_progress
+        self.on_event = on_event or (lambda kind, info: None)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.run_dir / "ledger.sqlite")
+        stored = self.ledger.get_meta("config")
+        if stored is not None and stored != cfg.to_dict():
+            raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
+                              f"{self.run_dir}` to continue it, or choose another --out folder")
+        if stored is None:
+            self.ledger.set_meta("config", cfg.to_dict())
+            _atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        self._setup(domains)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, **kwargs) -> ActiveLoop:
+        run_dir = Path(run_dir)
+        if not (run_dir / "ledger.sqlite").is_file():
+            raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite); start one with `adakit run`")
+        with Ledger(run_dir / "ledger.sqlite") as led:
+            values = led.get_meta("config")
+        return cls(build_config(values), run_dir, **kwargs)
+
+    # -- set-up: everything that can fail on bad input fails here, before training ----------------
+    def _setup(self, domains: Domains | None) -> None:
+        cfg = self.cfg
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.train.device)
+        self.domains = domains or load_domains(cfg.data, cfg.seed)
+        d = self.domains
+        self.budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
+        obj_cls = OBJECTIVES.get(cfg.objective.name)
+        strat_cls = STRATEGIES.get(cfg.query.strategy)
+        missing = set(strat_cls.needs) - set(obj_cls.provides)
+        if missing and self.budgets:
+            providers = [n for n in OBJECTIVES.names() if set(strat_cls.needs) <= set(OBJECTIVES.get(n).provides)]
+            raise ConfigError(f"query.strategy={cfg.query.strategy!r} needs {sorted(missing)}, which "
+                              f"objective.name={cfg.objective.name!r} does not provide; use one of: "
+                              f"{', '.join(providers) or '(none)'}")
+        model_cfg = cfg.model
+        if obj_cls.required_head and model_cfg.head != obj_cls.required_head:
+            model_cfg = model_cfg.model_copy(update={"head": obj_cls.required_head})
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+        self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
+                                 num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
+        self.strategy = strat_cls(cfg.query_params())
+        self.trainer = Trainer(self.model, self.objective, cfg.train, self.device)
+        if cfg.oracle.kind == "file":
+            self.oracle = FileOracle(d.pool, self.run_dir, d.classes)
+        else:
+            self.oracle = SimulatedOracle(d.pool)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg, led = self.cfg, self.ledger
+        start_round = 0
+        last = led.last_checkpoint()
+        if last is not None:
+            state = torch.load(last[1], map_location=self.device, weights_only=False)
+            self.trainer.load_state_dict(state)
+            start_round = last[0]
+            self.on_event("resumed", {"round": last[0]})
+        for r in range(start_round, len(self.budgets) + 1):
+            if last is None or r > last[0]:
+                if r > 0:
+                    self._query_and_label(r)
+                self._train(r)
+            if not led.round_reached(r, "evaluated"):
+                self._evaluate(r)
+        summary = self.write_outputs()
+        self.on_event("done", summary)
+        return summary
+
+    def _labelled(self) -> tuple[np.ndarray, np.ndarray]:
+        idx, y = self.ledger.labelled_pool()
+        return np.asarray(idx, dtype=np.int64), np.asarray(y, dtype=np.int64)
+
+    def _query_and_label(self, r: int) -> None:
+        led, pool = self.ledger, self.domains.pool
+        if not led.round_reached(r, "queried"):
+            idx, y = self._labelled()
+            mask = np.zeros(len(pool), dtype=bool)
+            mask[idx] = True
+            labels = np.full(len(pool), -1, dtype=np.int64)
+            labels[idx] = y
+            view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
+                            device=self.device, batch_size=self.cfg.train.eval_batch_size)
+            t0 = time.perf_counter()
+            sel = self.strategy.select(view, self.budgets[r - 1], np.random.default_rng([self.cfg.seed, r]))
+            seconds = time.perf_counter() - t0
+            self._check_selection(sel.indices, mask, self.budgets[r - 1])
+            suggested = view.probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
+            led.record_queries(r, pool.ids[sel.indices].tolist(), sel.indices.tolist(), sel.scores.tolist(),
+                               suggested)
+            led.set_meta(f"query_seconds/{r}", seconds)
+            self.on_event("queried", {"round": r, "count": len(sel.indices), "seconds": seconds})
+        pending = led.open_queries(r)
+        if pending:
+            answers = self.oracle.label(pending, r)
+            if answers is None:
+                raise WaitingForLabels(
+                    f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
+                    f"answer them, then `adakit import-labels {self.run_dir} FILE` and `adakit resume {self.run_dir}`")
+            led.record_labels(answers, self.oracle.annotator)
+        with led.transaction() as c:
+            led.set_round_status(r, "labelled", conn=c)
+
+    @staticmethod
+    def _check_selection(indices: np.ndarray, labelled: np.ndarray, budget: int) -> None:
+        expected = min(budget, int((~labelled).sum()))
+        if len(np.unique(indices)) != len(indices) or labelled[indices].any() or len(indices) != expected:
+            raise RuntimeError(f"strategy returned an invalid selection ({len(indices)} indices, expected "
+                               f"{expected} distinct unlabelled ones); this is a bug in the strategy")
+
+    def _train(self, r: int) -> None:
+        cfg = self.cfg
+        idx, y = self._labelled()
+        iters = cfg.train.warmup_iters if r == 0 else cfg.train.round_iters
+        self.objective.on_round_start(r)
+        stats = self.trainer.fit(self.domains.source, self.domains.pool, idx, y, iters,
+                                 seed=cfg.seed * 100_003 + r, desc=f"round {r} train",
+                                 show_progress=self.show_progress)
+        ck_dir = self.run_dir / "checkpoints"
+        ck_dir.mkdir(exist_ok=True)
+        path = ck_dir / f"round-{r}.pt"
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(self.trainer.state_dict(), tmp)
+        os.replace(tmp, path)
+        prev = self.ledger.last_checkpoint()
+        self.ledger.record_checkpoint(r, str(path))
+        self.ledger.set_meta(f"train/{r}", stats)
+        if prev is not None and prev[0] != r:
+            Path(prev[1]).unlink(missing_ok=True)
+        self.on_event("trained", {"round": r, **stats})
+
+    def _evaluate(self, r: int) -> None:
+        _, logits = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device)
+        metrics = accuracy(logits, self.domains.test.y)
+        n_labels = len(self._labelled()[0])
+        self.ledger.record_metrics(r, metrics, n_labels)
+        _atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.ledger.metrics()))
+        self.on_event("evaluated", {"round": r, "labels": n_labels, **metrics})
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        cfg = self.cfg
+        rounds = self.ledger.metrics()
+        return {
+            "name": cfg.name, "strategy": cfg.query.strategy, "objective": cfg.objective.name,
+            "protocol": cfg.data.protocol, "seed": cfg.seed,
+            "data": {"format": cfg.data.format, "source": cfg.data.source, "target": cfg.data.target},
+            "budget": {"total": cfg.budget.total, "rounds": cfg.budget.rounds, "per_round": self.budgets},
+            "rounds": rounds,
+            "final_accuracy": rounds[-1]["accuracy"] if rounds else None,
+            "train_sec_per_iter": self.ledger.get_meta(f"train/{len(self.budgets)}", {}).get("sec_per_iter"),
+            "query_seconds": [self.ledger.get_meta(f"query_seconds/{r}") for r in range(1, len(self.budgets) + 1)],
+        }
+
+    def write_outputs(self) -> dict:
+        from adakit.report import write_run_report
+
+        summary = self.summary()
+        _atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in summary["rounds"]))
+        _atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+        write_run_report(self.run_dir, summary)
+        return summary

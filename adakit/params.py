@@ -1,0 +1,46 @@
+"""Typed parameter models with error messages that name the config key and the allowed values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from adakit.errors import ConfigError
+
+
+def format_validation_error(err: ValidationError, prefix: str, model: type[BaseModel]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, e["loc"][:-1])
+            msg = f"unknown key; allowed keys: {', '.join(allowed) or '(none)'}"
+        elif "input" in e and e["type"] not in ("missing",):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{loc}: {msg}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    m: Any = model
+    for part in loc:
+        field = getattr(m, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        m = field.annotation
+    return sorted(getattr(m, "model_fields", {}))
+
+
+class Params(BaseModel):
+    """Base for a method's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def validated(cls, values: dict[str, Any] | None, key: str):
+        try:
+            return cls.model_validate(values or {})
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, key, cls)) from None

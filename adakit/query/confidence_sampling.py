@@ -1,0 +1,18 @@
+"""Least-confidence sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adakit.query.base import Selection, Strategy, top_k
+from adakit.query.uncertainty import least_confidence
+from adakit.registry import register_strategy
+
+
+@register_strategy("confidence")
+class ConfidenceSampling(Strategy):
+    """Lowest top-class probability, score 1 − p1 (Lewis & Gale, SIGIR 1994)."""
+
+    def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
+        cand = view.unlabelled_indices
+        return top_k(least_confidence(view.probs[cand]).numpy(), cand, budget, rng)

@@ -1,0 +1,107 @@
+"""Tables (markdown) and learning curves (matplotlib) from run folders."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from adakit.errors import ConfigError
+
+
+def load_summary(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no summary.json (is it a finished adakit run folder?)")
+    return json.loads(path.read_text())
+
+
+def run_label(s: dict) -> str:
+    return f"{s['objective']} + {s['strategy']}" if s["budget"]["rounds"] else s["objective"]
+
+
+def pair_label(s: dict) -> str:
+    return f"{s['data']['source']}→{s['data']['target']}"
+
+
+def _fmt(values: list[float]) -> str:
+    a = 100 * np.asarray(values, dtype=float)
+    return f"{a.mean():.1f}" if len(a) == 1 else f"{a.mean():.1f} ± {a.std(ddof=0):.1f}"
+
+
+def write_run_report(run_dir: str | Path, summary: dict) -> None:
+    run_dir = Path(run_dir)
+    lines = [f"# {summary['name']}: {pair_label(summary)}, {run_label(summary)}", "",
+             f"protocol: {summary['protocol']}, seed: {summary['seed']}, "
+             f"budget: {summary['budget']['total']} in {summary['budget']['rounds']} rounds", "",
+             "| round | labels | accuracy | mean class accuracy |", "|---:|---:|---:|---:|"]
+    for m in summary["rounds"]:
+        lines.append(f"| {m['round']} | {m['labels']} | {100 * m['accuracy']:.2f} | "
+                     f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+    plot_curves({run_label(summary): [summary]}, run_dir / "curve.png", title=pair_label(summary))
+
+
+def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> None:
+    """Accuracy vs number of target labels; mean with a ±std band over the runs of each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, runs in sorted(groups.items()):
+        n = min(len(r["rounds"]) for r in runs)
+        x = np.array([runs[0]["rounds"][i]["labels"] for i in range(n)])
+        acc = 100 * np.array([[r["rounds"][i]["accuracy"] for i in range(n)] for r in runs])
+        mean, std = acc.mean(0), acc.std(0)
+        ax.plot(x, mean, marker="o", label=name)
+        if len(runs) > 1:
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("labelled target samples")
+    ax.set_ylabel("target accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
+    """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
+
+    Writes ``comparison.md`` and one ``curve-<pair>.png`` per pair into ``out_dir``; returns the markdown.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [load_summary(d) for d in run_dirs]
+    by: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for s in runs:
+        by[(run_label(s), pair_label(s))].append(s)
+    methods = sorted({k[0] for k in by})
+    pairs = sorted({k[1] for k in by})
+    protocols = sorted({s["protocol"] for s in runs})
+    lines = [f"Final target accuracy (%) after the last round, mean ± std over seeds "
+             f"(protocol: {', '.join(protocols)}).", "",
+             "| method | " + " | ".join(pairs) + (" | avg |" if len(pairs) > 1 else ""),
+             "|---|" + "---:|" * (len(pairs) + (len(pairs) > 1))]
+    for m in methods:
+        cells, means = [], []
+        for p in pairs:
+            rs = by.get((m, p), [])
+            vals = [r["final_accuracy"] for r in rs]
+            cells.append(f"{_fmt(vals)} (n={len(vals)})" if vals else "–")
+            if vals:
+                means.append(np.mean(vals))
+        avg = f" | {100 * np.mean(means):.1f}" if len(pairs) > 1 and len(means) == len(pairs) else (
+            " | –" if len(pairs) > 1 else "")
+        lines.append(f"| {m} | " + " | ".join(cells) + avg + " |")
+    for p in pairs:
+        groups = {m: by[(m, p)] for m in methods if (m, p) in by}
+        plot_curves(groups, out_dir / f"curve-{p.replace('→', '-to-')}.png", title=p)
+    md = "\n".join(lines) + "\n"
+    (out_dir / "comparison.md").write_text(md)
+    return md
