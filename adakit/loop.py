@@ -132,7 +132,7 @@ class ActiveLoop:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
-        cfg, led = self.cfg, self.ledger
+        led = self.ledger
         start_round = 0
         last = led.last_checkpoint()
         if last is not None:
