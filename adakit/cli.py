@@ -117,3 +117,7 @@ def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+# commands defined in their own modules register themselves on `app`
+from adakit import cli_data, cli_labeling  # noqa: E402,F401
