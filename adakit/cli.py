@@ -17,7 +17,7 @@ err = Console(stderr=True)
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False)
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -113,6 +113,25 @@ def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder
         run_demo(out_dir, show_progress=not quiet, console=out)
     except AdakitError as e:
         _fail(e)
+
+
+@app.command()
+def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmarks/*.yaml)"),
+          out_dir: Path = typer.Option(..., "--out", help="folder for all runs and the table"),
+          set_: list[str] = typer.Option(None, "--set", help="override applied to every run"),
+          only: list[str] = typer.Option(None, "--only", help="run only these methods (repeatable)")) -> None:
+    """Run a grid of methods x pairs x seeds (resumable) and write comparison.md with curves."""
+    from adakit.bench import run_bench
+
+    def on_run(name: str, info: dict) -> None:
+        out.print(f"{name}: final accuracy {100 * info['final_accuracy']:.2f}% ({info['seconds']:.0f} s)",
+                  highlight=False)
+
+    try:
+        md = run_bench(bench_file, out_dir, set_, only, on_run)
+    except AdakitError as e:
+        _fail(e)
+    out.print(md, highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -44,8 +44,13 @@ class DataConfig(_Strict):
     pattern: str | None = Field(None, description="path of one domain, e.g. '{root}/{domain}.npz'")
     protocol: Literal["transductive", "inductive"] = "transductive"
     test_fraction: float = Field(0.5, gt=0, lt=1, description="inductive: share of target held out")
-    image_size: int = Field(224, ge=8)
-    resize: int = Field(256, ge=8)
+    image_size: int | None = Field(None, ge=8, description="images: crop side (default 224); digits: side "
+                                   "(default 28, or 32 when MNIST-M is in the pair)")
+    resize: int | None = Field(None, ge=8, description="images: shorter side before the crop (default "
+                               "image_size·8/7, i.e. 256 for 224)")
+    channels: Literal[1, 3] | None = Field(None, description="digits: 1 or 3 (default 1, or 3 when MNIST-M "
+                                           "is in the pair)")
+    verify_images: bool = Field(True, description="image formats: open every file's header before training")
     standardize: bool = Field(False, description="features: z-score with source statistics")
 
     def path_of(self, domain: str, root: str) -> str:
@@ -120,6 +125,7 @@ class OracleConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     name: str = "experiment"
+    label: str | None = Field(None, description="display name of the method in reports (bench sets it)")
     seed: int = 0
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

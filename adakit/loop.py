@@ -140,7 +140,8 @@ class ActiveLoop:
             self.trainer.load_state_dict(state)
             start_round = last[0]
             self.on_event("resumed", {"round": last[0]})
-        for r in range(start_round, len(self.budgets) + 1):
+        # rounds beyond the schedule exist when `adakit query` added them: they are trained too
+        for r in range(start_round, max(len(self.budgets), led.last_round()) + 1):
             if last is None or r > last[0]:
                 if r > 0:
                     self._query_and_label(r)
@@ -156,24 +157,9 @@ class ActiveLoop:
         return np.asarray(idx, dtype=np.int64), np.asarray(y, dtype=np.int64)
 
     def _query_and_label(self, r: int) -> None:
-        led, pool = self.ledger, self.domains.pool
+        led = self.ledger
         if not led.round_reached(r, "queried"):
-            idx, y = self._labelled()
-            mask = np.zeros(len(pool), dtype=bool)
-            mask[idx] = True
-            labels = np.full(len(pool), -1, dtype=np.int64)
-            labels[idx] = y
-            view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
-                            device=self.device, batch_size=self.cfg.train.eval_batch_size)
-            t0 = time.perf_counter()
-            sel = self.strategy.select(view, self.budgets[r - 1], np.random.default_rng([self.cfg.seed, r]))
-            seconds = time.perf_counter() - t0
-            self._check_selection(sel.indices, mask, self.budgets[r - 1])
-            suggested = view.probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
-            led.record_queries(r, pool.ids[sel.indices].tolist(), sel.indices.tolist(), sel.scores.tolist(),
-                               suggested)
-            led.set_meta(f"query_seconds/{r}", seconds)
-            self.on_event("queried", {"round": r, "count": len(sel.indices), "seconds": seconds})
+            self._select(r, self.budgets[r - 1])
         pending = led.open_queries(r)
         if pending:
             answers = self.oracle.label(pending, r)
@@ -184,6 +170,73 @@ class ActiveLoop:
             led.record_labels(answers, self.oracle.annotator)
         with led.transaction() as c:
             led.set_round_status(r, "labelled", conn=c)
+
+    def _select(self, r: int, budget: int) -> None:
+        """Round r's selection with the current model, recorded in the ledger as open queries."""
+        led, pool = self.ledger, self.domains.pool
+        idx, y = self._labelled()
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[idx] = True
+        labels = np.full(len(pool), -1, dtype=np.int64)
+        labels[idx] = y
+        view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
+                        device=self.device, batch_size=self.cfg.train.eval_batch_size)
+        t0 = time.perf_counter()
+        sel = self.strategy.select(view, budget, np.random.default_rng([self.cfg.seed, r]))
+        seconds = time.perf_counter() - t0
+        self._check_selection(sel.indices, mask, budget)
+        suggested = view.probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
+        led.record_queries(r, pool.ids[sel.indices].tolist(), sel.indices.tolist(), sel.scores.tolist(),
+                           suggested)
+        led.set_meta(f"query_seconds/{r}", seconds)
+        self.on_event("queried", {"round": r, "count": len(sel.indices), "seconds": seconds})
+
+    # -- working on a stopped run without training (adakit query / adakit label) ------------------
+    def restore(self) -> int | None:
+        """Load the last checkpoint's weights (no training); its round, or None when there is none."""
+        last = self.ledger.last_checkpoint()
+        if last is None:
+            return None
+        self.trainer.load_state_dict(torch.load(last[1], map_location=self.device, weights_only=False))
+        return last[0]
+
+    def select_round(self, budget: int) -> int:
+        """One selection round on the last checkpoint (``adakit query``): records round K's queries as
+        open and exports ``queries/round-K.csv`` + ``.json``; returns K. `run` (resume) trains on them
+        once they are answered, also when K lies beyond the configured rounds.
+        """
+        from adakit.errors import LedgerError
+        from adakit.oracle import export_queries
+
+        done = self.restore()
+        if done is None:
+            raise ConfigError(f"{self.run_dir} has no trained model yet; `adakit resume {self.run_dir}` trains "
+                              "the warm-up round first")
+        r = done + 1
+        if self.ledger.round_status(r) is not None:
+            n_open = len(self.ledger.open_queries(r))
+            raise LedgerError(f"round {r} was already queried ({n_open} of its queries still open); answer them "
+                              f"(`adakit label` or `adakit import-labels`), then `adakit resume {self.run_dir}`")
+        free = len(self.domains.pool) - len(self._labelled()[0])
+        if budget < 1 or budget > free:
+            raise DataError(f"--budget {budget}: choose between 1 and {free} (unlabelled samples in the target pool)")
+        self._select(r, budget)
+        export_queries(self.domains.pool, self.domains.classes, self.ledger.queries(r),
+                       self.run_dir / "queries" / f"round-{r}")
+        return r
+
+    @torch.no_grad()
+    def pool_probabilities(self, indices) -> torch.Tensor:
+        """Class probabilities (len(indices), C) of target-pool samples under the current model."""
+        idx, bs = np.asarray(indices, dtype=np.int64), self.cfg.train.eval_batch_size
+        was_training = self.model.training
+        self.model.eval()
+        out = []
+        for s in range(0, len(idx), bs):
+            _, z = self.model(self.domains.pool.load(idx[s:s + bs]).to(self.device))
+            out.append(torch.softmax(z.float(), 1).cpu())
+        self.model.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, len(self.domains.classes))
 
     @staticmethod
     def _check_selection(indices: np.ndarray, labelled: np.ndarray, budget: int) -> None:
@@ -196,10 +249,13 @@ class ActiveLoop:
         cfg = self.cfg
         idx, y = self._labelled()
         iters = cfg.train.warmup_iters if r == 0 else cfg.train.round_iters
-        self.objective.on_round_start(r)
-        stats = self.trainer.fit(self.domains.source, self.domains.pool, idx, y, iters,
-                                 seed=cfg.seed * 100_003 + r, desc=f"round {r} train",
-                                 show_progress=self.show_progress)
+        if r == 0 and getattr(self.objective, "warmup_runs", 1) > 1:
+            stats = self._warmup_runs(idx, y, iters)
+        else:
+            self.objective.on_round_start(r)
+            stats = self.trainer.fit(self.domains.source, self.domains.pool, idx, y, iters,
+                                     seed=cfg.seed * 100_003 + r, desc=f"round {r} train",
+                                     show_progress=self.show_progress)
         ck_dir = self.run_dir / "checkpoints"
         ck_dir.mkdir(exist_ok=True)
         path = ck_dir / f"round-{r}.pt"
@@ -212,6 +268,40 @@ class ActiveLoop:
         if prev is not None and prev[0] != r:
             Path(prev[1]).unlink(missing_ok=True)
         self.on_event("trained", {"round": r, **stats})
+
+    def _warmup_runs(self, idx: np.ndarray, y: np.ndarray, iters: int) -> dict:
+        """Warm-up of an objective with ``warmup_runs`` > 1 (BIWAA-I, seed 003 §3.3): train from scratch that
+        many times. Run 0 is the plain warm-up (same seeds); run k ≥ 1 rebuilds model, objective and trainer
+        with seeds derived from (seed, k), gets ``begin_warmup_run(k, carry)`` -> sampling weights over the pool
+        for the unlabelled stream, and hands ``end_warmup_run(pool probabilities)`` -> carry to the next run.
+        The last run's model goes on; the warm-up stays one round-0 checkpoint (a crash restarts all runs).
+        """
+        cfg, d = self.cfg, self.domains
+        runs = int(self.objective.warmup_runs)
+        carry, stats, accs = None, {}, {}
+        for k in range(runs):
+            seed = cfg.seed * 100_003
+            if k > 0:
+                seed = int(np.random.SeedSequence([cfg.seed, 0, k]).generate_state(1)[0])
+                seed_everything(seed)
+                obj_cls = type(self.objective)
+                model_cfg = cfg.model
+                if obj_cls.required_head and model_cfg.head != obj_cls.required_head:
+                    model_cfg = model_cfg.model_copy(update={"head": obj_cls.required_head})
+                self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+                self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
+                                         num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
+                self.trainer = Trainer(self.model, self.objective, cfg.train, self.device)
+            weights = self.objective.begin_warmup_run(k, carry)
+            self.objective.on_round_start(0)
+            stats = self.trainer.fit(d.source, d.pool, idx, y, iters, seed=seed, desc=f"round 0 run {k + 1}/{runs}",
+                                     show_progress=self.show_progress, target_weights=weights)
+            _, logits = forward_domain(self.model, d.pool, cfg.train.eval_batch_size, self.device)
+            carry = self.objective.end_warmup_run(torch.softmax(logits, 1))
+            _, test_logits = forward_domain(self.model, d.test, cfg.train.eval_batch_size, self.device)
+            accs[f"run{k}_accuracy"] = accuracy(test_logits, d.test.y)["accuracy"]
+            self.on_event("warmup_run", {"run": k, "runs": runs, "accuracy": accs[f"run{k}_accuracy"]})
+        return {**stats, **accs, "warmup_runs": runs}
 
     def _evaluate(self, r: int) -> None:
         _, logits = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device)
@@ -226,7 +316,7 @@ class ActiveLoop:
         cfg = self.cfg
         rounds = self.ledger.metrics()
         return {
-            "name": cfg.name, "strategy": cfg.query.strategy, "objective": cfg.objective.name,
+            "name": cfg.name, "label": cfg.label, "strategy": cfg.query.strategy, "objective": cfg.objective.name,
             "protocol": cfg.data.protocol, "seed": cfg.seed,
             "data": {"format": cfg.data.format, "source": cfg.data.source, "target": cfg.data.target},
             "budget": {"total": cfg.budget.total, "rounds": cfg.budget.rounds, "per_round": self.budgets},

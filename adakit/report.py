@@ -19,6 +19,8 @@ def load_summary(run_dir: str | Path) -> dict:
 
 
 def run_label(s: dict) -> str:
+    if s.get("label"):
+        return s["label"]
     return f"{s['objective']} + {s['strategy']}" if s["budget"]["rounds"] else s["objective"]
 
 

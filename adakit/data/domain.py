@@ -35,7 +35,7 @@ class Domain:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"domain {self.name!r}: sample {self.ids[i]!r} has label {int(self.y[i])}, outside the "
+                f"domain {self.name!r}: sample {str(self.ids[i])!r} has label {int(self.y[i])}, outside the "
                 f"class list 0..{len(self.classes) - 1} ({len(self.classes)} classes)"
             )
 

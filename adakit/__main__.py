@@ -1,0 +1,3 @@
+from adakit.cli import app
+
+app(prog_name="adakit")

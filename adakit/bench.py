@@ -1,0 +1,91 @@
+"""`adakit bench`: a grid of methods × domain pairs × seeds, run into one folder, then one table.
+
+A bench file (YAML) names a base experiment config, the grid, and optional overrides::
+
+    base: configs/office31-features.yaml      # relative to the bench file
+    set: [train.warmup_iters=1000]            # applied to every run
+    pairs: [[amazon, webcam], [webcam, amazon]]
+    seeds: [0, 1, 2]
+    methods:
+      source only: [objective.name=source_only, budget.rounds=0]
+      random: [query.strategy=random]
+      margin: [query.strategy=margin]
+
+Runs land in ``OUT/<source>-<target>/<method>/seed-<k>``; finished runs (summary.json present) are
+skipped and unfinished ones resumed, so an interrupted bench continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adakit.config import load_config
+from adakit.data import load_domains
+from adakit.errors import ConfigError
+from adakit.loop import ActiveLoop
+from adakit.params import format_validation_error
+from adakit.report import compare
+
+
+class BenchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: str
+    set: list[str] = Field(default_factory=list)
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    methods: dict[str, list[str]]
+    title: str = ""
+
+
+def load_bench(path: str | Path) -> tuple[BenchSpec, Path]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"bench file not found: {path}")
+    try:
+        spec = BenchSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {format_validation_error(err, '', BenchSpec)}") from None
+    base = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
+    return spec, base
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+
+
+def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = None,
+              only: list[str] | None = None, on_run: Callable[[str, dict], None] | None = None) -> str:
+    """Run (or continue) every run of the grid; returns the comparison markdown."""
+    spec, base = load_bench(path)
+    out_dir = Path(out_dir)
+    methods = {k: v for k, v in spec.methods.items() if not only or k in only}
+    # validate every run's config before any work starts
+    plan = []
+    for seed in spec.seeds:
+        for pair in spec.pairs or [None]:
+            for name, sets in methods.items():
+                pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
+                cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}", f"label={name}"])
+                run_dir = out_dir / _slug(f"{cfg.data.source}-{cfg.data.target}") / _slug(name) / f"seed-{seed}"
+                plan.append((cfg, run_dir))
+    domains_cache: dict = {}
+    for i, (cfg, run_dir) in enumerate(plan):
+        if (run_dir / "summary.json").is_file():
+            continue
+        key = (cfg.data.model_dump_json(), cfg.seed)
+        if key not in domains_cache:
+            domains_cache.clear()
+            domains_cache[key] = load_domains(cfg.data, cfg.seed)
+        t0 = time.perf_counter()
+        # an existing ledger with the same config is continued from its last checkpoint
+        summary = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key]).run()
+        if on_run:
+            on_run(f"[{i + 1}/{len(plan)}] {run_dir.relative_to(out_dir)}",
+                   {"final_accuracy": summary["final_accuracy"], "seconds": time.perf_counter() - t0})
+    return compare([d for _, d in plan], out_dir)

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from adakit.config import build_config
+from adakit.data import load_domain, load_domains, split_target
+from adakit.data.demo import shift
+from adakit.data.domain import TensorDomain, check_same_classes
+from adakit.data.features import load_mat, load_npz, load_svmlight
+from adakit.errors import DataError
+
+
+def _domain(n=6, classes=("a", "b"), name="d", y=None, x=None):
+    y = np.arange(n) % len(classes) if y is None else y
+    x = torch.randn(n, 3) if x is None else x
+    return TensorDomain(name=name, classes=list(classes), ids=[f"{name}/{i}" for i in range(n)], y=y, x=x)
+
+
+def test_label_outside_class_list_names_sample():
+    with pytest.raises(DataError, match=r"'d/2' has label 5, outside the class list"):
+        _domain(y=np.array([0, 1, 5, 0, 1, 0]))
+
+
+def test_nan_features_name_rows():
+    x = torch.randn(6, 3)
+    x[4, 1] = float("nan")
+    with pytest.raises(DataError, match=r"NaN or inf values in rows \[4\]"):
+        _domain(x=x)
+
+
+def test_class_lists_must_match():
+    with pytest.raises(DataError, match=r"only in 'src': \['c'\]"):
+        check_same_classes(_domain(classes=("a", "c"), name="src"), _domain(classes=("a", "b"), name="tgt"))
+    with pytest.raises(DataError, match="different order"):
+        check_same_classes(_domain(classes=("a", "b")), _domain(classes=("b", "a")))
+
+
+def test_npz_roundtrip_and_errors(tmp_path):
+    p = tmp_path / "s.npz"
+    np.savez(p, feat=np.ones((4, 2), np.float32), y=np.array([0, 1, 0, 1]), classes=np.array(["x", "y"]))
+    d = load_npz(p, "s")
+    assert d.classes == ["x", "y"] and d.x.shape == (4, 2) and list(d.ids) == ["s/0", "s/1", "s/2", "s/3"]
+    with pytest.raises(DataError, match="feature file not found"):
+        load_npz(tmp_path / "missing.npz", "m")
+    np.savez(tmp_path / "bad.npz", features=np.ones((2, 2)))
+    with pytest.raises(DataError, match=r"missing arrays \['feat', 'y'\]"):
+        load_npz(tmp_path / "bad.npz", "b")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read"):
+        load_npz(tmp_path / "junk.npz", "j")
+
+
+def test_mat_and_svmlight(tmp_path):
+    import scipy.io
+    from sklearn.datasets import dump_svmlight_file
+
+    x = np.random.default_rng(0).random((5, 3)).astype(np.float32)
+    y = np.array([1, 2, 1, 2, 2])
+    scipy.io.savemat(tmp_path / "a.mat", {"fts": x.T, "labels": y})  # stored d x N, labels 1-based
+    d = load_mat(tmp_path / "a.mat", "a")
+    assert d.x.shape == (5, 3) and d.y.tolist() == [0, 1, 0, 1, 1]
+    dump_svmlight_file(x, y, str(tmp_path / "a.svmlight"))
+    d = load_svmlight(tmp_path / "a.svmlight", "a")
+    np.testing.assert_allclose(d.x.numpy(), x, rtol=1e-6)
+    assert d.y.tolist() == [0, 1, 0, 1, 1]
+
+
+def test_demo_shift_is_deterministic_and_real():
+    src = load_domain("demo", "digits", None)
+    tgt = load_domain("demo", "digits-shifted", None)
+    assert len(src) == 899 and len(tgt) == 898 and src.classes == tgt.classes
+    img = np.zeros((1, 8, 8), np.float32)
+    img[0, 2:6, 4] = 16
+    out = shift(img)
+    assert out.shape == (1, 8, 8) and out[0, 0, 0] == 16 and out.min() < 8  # inverted, stroke still there
+    np.testing.assert_array_equal(load_domain("demo", "digits-shifted", None).x, tgt.x)
+
+
+def test_inductive_split_is_disjoint_stratified_seeded():
+    d = _domain(n=40, classes=("a", "b"))
+    pool, test = split_target(d, 0.5, seed=3)
+    assert len(pool) == len(test) == 20 and not set(pool.ids) & set(test.ids)
+    assert np.bincount(pool.y).tolist() == [10, 10]
+    assert list(split_target(d, 0.5, seed=3)[0].ids) == list(pool.ids)
+
+
+def test_missing_data_root_says_how_to_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAKIT_DATA", str(tmp_path / "nowhere"))
+    cfg = build_config({"data": {"format": "npz", "source": "amazon", "target": "webcam"}})
+    with pytest.raises(DataError, match="Set ADAKIT_DATA"):
+        load_domains(cfg.data, 0)
+
+
+def test_office31_features(office31_features):
+    cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
+                                 "target": "webcam", "protocol": "inductive"}})
+    d = load_domains(cfg.data, 0)
+    assert len(d.source) == 2817 and len(d.pool) + len(d.test) == 795 and len(d.classes) == 31
+    assert d.source.x.shape[1] == 1280

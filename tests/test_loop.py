@@ -1,0 +1,119 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from adakit.config import build_config
+from adakit.errors import ConfigError, DataError
+from adakit.ledger import Ledger
+from adakit.loop import ActiveLoop, round_budgets
+
+SMALL = {
+    "seed": 1,
+    "data": {"format": "demo"},
+    "model": {"backbone": "mlp", "hidden_dim": 32, "bottleneck_dim": 16},
+    "query": {"strategy": "margin"},
+    "budget": {"total": 0.05, "rounds": 5},
+    "train": {"warmup_iters": 60, "round_iters": 40, "threads": 1},
+}
+
+
+def test_round_budgets():
+    assert round_budgets(0.05, 5, 1000) == [10, 10, 10, 10, 10]
+    assert round_budgets(23, 5, 1000) == [4, 4, 4, 4, 7]
+    assert round_budgets(0.5, 0, 10) == []
+    with pytest.raises(DataError, match="only 10 samples"):
+        round_budgets(11, 2, 10)
+    with pytest.raises(ConfigError, match="fewer than budget.rounds"):
+        round_budgets(2, 5, 100)
+
+
+def test_run_writes_the_run_folder(tmp_path):
+    summary = ActiveLoop(build_config(SMALL), tmp_path, show_progress=False).run()
+    for name in ("config.yaml", "ledger.sqlite", "metrics.jsonl", "summary.json", "report.md", "curve.png"):
+        assert (tmp_path / name).is_file(), name
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert {"strategy", "objective", "protocol", "seed", "rounds", "final_accuracy"} <= set(s)
+    assert [r["labels"] for r in s["rounds"]] == [0, 9, 18, 27, 36, 45]
+    assert s["final_accuracy"] == s["rounds"][-1]["accuracy"] == summary["final_accuracy"]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["query"]["strategy"] == "margin"
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        assert led.check() == []
+        idx, y = led.labelled_pool()
+        assert len(set(idx)) == 45
+    # labels come from the hidden ground truth of the pool, by pool index
+    from adakit.data import load_domain
+
+    pool = load_domain("demo", "digits-shifted", None)
+    assert pool.y[np.array(idx)].tolist() == y
+
+
+def test_same_folder_other_config_is_refused(tmp_path):
+    ActiveLoop(build_config(SMALL, ["budget.rounds=0"]), tmp_path, show_progress=False).run()
+    with pytest.raises(ConfigError, match="different config"):
+        ActiveLoop(build_config(SMALL, ["budget.rounds=1"]), tmp_path, show_progress=False)
+
+
+def test_budget_larger_than_pool_fails_before_training(tmp_path):
+    with pytest.raises(DataError, match="larger|only 898 samples"):
+        ActiveLoop(build_config(SMALL, ["budget.total=5000"]), tmp_path, show_progress=False)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_after_sigkill_in_round_3_gives_the_same_labels(tmp_path):
+    cfg_values = {**SMALL, "train": {**SMALL["train"], "round_iters": 1500}}
+    reference = ActiveLoop(build_config(cfg_values), tmp_path / "ref", show_progress=False)
+    reference.run()
+    ref_labels = reference.ledger.current_labels()
+
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg_values))
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "adakit", "run", str(cfg_path), "--out", str(run_dir), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    status = None
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "ledger.sqlite").exists():
+            try:
+                con = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1)
+                row = con.execute("SELECT status FROM rounds WHERE round=3").fetchone()
+                con.close()
+                status = row[0] if row else None
+            except sqlite3.OperationalError:
+                status = None
+            if status == "labelled":  # round 3's labels are committed; it is training now
+                break
+        time.sleep(0.05)
+    assert status == "labelled" and proc.poll() is None, "did not catch the run in round 3"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        assert led.round_status(3) == "labelled" and led.last_checkpoint()[0] == 2
+        assert len(led.current_labels()) == 27
+
+    resumed = ActiveLoop.resume(run_dir, show_progress=False)
+    summary = resumed.run()
+    assert resumed.ledger.current_labels() == ref_labels
+    assert resumed.ledger.check() == []
+    assert [q.sample_id for q in resumed.ledger.queries()] == [q.sample_id for q in reference.ledger.queries()]
+    assert summary["final_accuracy"] == pytest.approx(reference.summary()["final_accuracy"], abs=1e-6)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    first = ActiveLoop(build_config(SMALL), tmp_path, show_progress=False).run()
+    again = ActiveLoop.resume(tmp_path, show_progress=False).run()
+    assert again["rounds"] == first["rounds"]
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(ConfigError, match="not a run folder"):
+        ActiveLoop.resume(tmp_path)

@@ -1,0 +1,61 @@
+import json
+
+from typer.testing import CliRunner
+
+from adakit.cli import app
+
+runner = CliRunner()
+
+
+def _summary(run_dir, strategy, seed, accs):
+    run_dir.mkdir(parents=True)
+    s = {"name": "t", "strategy": strategy, "objective": "finetune", "protocol": "transductive", "seed": seed,
+         "data": {"format": "npz", "source": "amazon", "target": "webcam"},
+         "budget": {"total": 0.05, "rounds": 2, "per_round": [5, 5]},
+         "rounds": [{"round": i, "labels": 5 * i, "accuracy": a, "mean_class_accuracy": a} for i, a in enumerate(accs)],
+         "final_accuracy": accs[-1]}
+    (run_dir / "summary.json").write_text(json.dumps(s))
+
+
+def test_report_compares_runs_mean_std(tmp_path):
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.6, 0.8])
+    _summary(tmp_path / "m1", "margin", 1, [0.5, 0.6, 0.6])
+    _summary(tmp_path / "r0", "random", 0, [0.5, 0.55, 0.65])
+    res = runner.invoke(app, ["report", str(tmp_path / "m0"), str(tmp_path / "m1"), str(tmp_path / "r0"),
+                              "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| finetune + margin | 70.0 ± 10.0 (n=2) |" in md
+    assert "| finetune + random | 65.0 (n=1) |" in md
+    assert (tmp_path / "cmp" / "curve-amazon-to-webcam.png").stat().st_size > 1000
+    assert (tmp_path / "m0" / "report.md").is_file()
+
+
+def test_report_on_a_non_run_folder_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "no summary.json" in res.output
+
+
+def test_methods_lists_registered_names():
+    res = runner.invoke(app, ["methods"])
+    assert res.exit_code == 0
+    for name in ("finetune", "source_only", "random", "entropy", "confidence", "margin"):
+        assert name in res.output
+
+
+def test_run_with_bad_override_fails_before_work(tmp_path):
+    res = runner.invoke(app, ["run", "configs/office31-features.yaml", "--out", str(tmp_path / "r"),
+                              "--set", "query.strategy=nope"])
+    assert res.exit_code == 2 and "unknown strategy 'nope'" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "margin" in res.output and "random" in res.output
+    for s in ("margin", "random"):
+        summary = json.loads((tmp_path / s / "summary.json").read_text())
+        assert len(summary["rounds"]) == 6 and summary["rounds"][-1]["labels"] == 45
+        assert summary["final_accuracy"] > summary["rounds"][0]["accuracy"]
+    assert (tmp_path / "comparison.md").is_file()

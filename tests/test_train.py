@@ -1,0 +1,87 @@
+import numpy as np
+import torch
+
+from adakit.adapt.finetune import FineTune
+from adakit.config import TrainConfig
+from adakit.data.domain import TensorDomain
+from adakit.models import grad_reverse, grl_schedule
+from adakit.train import Trainer, class_balanced_weights, index_batches, inverse_decay
+
+
+def test_lr_and_grl_schedules():
+    assert inverse_decay(0.0) == 1.0
+    np.testing.assert_allclose(inverse_decay(1.0), 11 ** -0.75)
+    assert grl_schedule(0.0) == 0.0
+    np.testing.assert_allclose(grl_schedule(1.0), 2 / (1 + np.exp(-10)) - 1)
+
+
+def test_grad_reverse_negates_and_scales():
+    x = torch.randn(4, 3, requires_grad=True)
+    (grad_reverse(x, 0.3) * 2).sum().backward()
+    np.testing.assert_allclose(x.grad, -0.6 * torch.ones(4, 3))
+
+
+def test_index_batches_cover_epochs_and_balance():
+    gen = np.random.default_rng(0)
+    b = index_batches(np.arange(10), 5, 4, gen)
+    assert b.shape == (4, 5) and sorted(b[:2].ravel()) == list(range(10))
+    y = np.array([0] * 90 + [1] * 10)
+    w = class_balanced_weights(y)
+    draws = index_batches(np.arange(100), 50, 200, gen, w)
+    assert abs((y[draws] == 1).mean() - 0.5) < 0.02
+
+
+class _Spy(FineTune):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.seen = []
+
+    def forward(self, model, batch, progress):
+        self.seen.append(batch)
+        return super().forward(model, batch, progress)
+
+
+def _setup(mode):
+    from adakit.config import ModelConfig
+    from adakit.models import build_model
+
+    src = TensorDomain(name="s", classes=["a", "b"], ids=[f"s{i}" for i in range(20)], y=np.arange(20) % 2,
+                       x=torch.randn(20, 5))
+    pool = TensorDomain(name="t", classes=["a", "b"], ids=[f"t{i}" for i in range(10)], y=np.arange(10) % 2,
+                        x=torch.randn(10, 5) + 100)  # target rows are recognisable (+100)
+    model = build_model(ModelConfig(backbone="identity", bottleneck_dim=0), (5,), 2)
+    obj = _Spy(FineTune.Params(), feature_dim=5, num_classes=2)
+    cfg = TrainConfig(batch_size=8, labelled_target=mode)
+    return Trainer(model, obj, cfg, torch.device("cpu")), obj, src, pool
+
+
+def test_union_folds_labelled_target_into_source_batch():
+    trainer, obj, src, pool = _setup("union")
+    trainer.fit(src, pool, np.array([3, 7]), np.array([1, 0]), iters=10, seed=0, show_progress=False)
+    rows = torch.cat([b.xs for b in obj.seen])
+    ys = torch.cat([b.ys for b in obj.seen])
+    is_t = torch.cat([b.target_in_s for b in obj.seen])
+    assert is_t.any() and all(b.xl is None for b in obj.seen)
+    assert (rows[is_t].mean(1) > 50).all() and (rows[~is_t].mean(1) < 50).all()
+    t_rows = rows[is_t]
+    for r, y in zip(t_rows, ys[is_t]):
+        i = int(torch.argmin((pool.x - r).abs().sum(1)))
+        assert i in (3, 7) and int(y) == {3: 1, 7: 0}[i]
+
+
+def test_separate_draws_a_labelled_batch_and_trains():
+    trainer, obj, src, pool = _setup("separate")
+    stats = trainer.fit(src, pool, np.array([3, 7]), np.array([1, 0]), iters=20, seed=0, show_progress=False)
+    assert all(b.xl is not None and set(b.idx_l.tolist()) <= {3, 7} for b in obj.seen)
+    assert {"ce_source", "ce_target", "loss", "sec_per_iter"} <= set(stats)
+    assert all(b.xu is None for b in obj.seen)  # fine-tuning does not load unlabelled target batches
+
+
+def test_fit_is_deterministic_for_a_seed():
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        trainer, _, src, pool = _setup("separate")
+        trainer.fit(src, pool, np.array([1]), np.array([1]), iters=15, seed=5, show_progress=False)
+        outs.append(trainer.model.head.weight.detach().clone())
+    torch.testing.assert_close(outs[0], outs[1])
