@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adakit.adapt.paa import AnchorParams
 from adakit.errors import ConfigError
 from adakit.params import format_validation_error
 from adakit.registry import OBJECTIVES, STRATEGIES
@@ -134,6 +135,8 @@ class ExperimentConfig(_Strict):
     budget: BudgetConfig = BudgetConfig()
     train: TrainConfig = TrainConfig()
     oracle: OracleConfig = OracleConfig()
+    anchor: AnchorParams = Field(default_factory=AnchorParams,
+                                 description="LADA's progressive anchor-set augmentation: kind none | raa | laa")
 
     @model_validator(mode="after")
     def _check_methods(self) -> ExperimentConfig:

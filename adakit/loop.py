@@ -124,7 +124,7 @@ class ActiveLoop:
         self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
                                  num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
         self.strategy = strat_cls(cfg.query_params())
-        self.trainer = Trainer(self.model, self.objective, cfg.train, self.device)
+        self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
         if cfg.oracle.kind == "file":
             self.oracle = FileOracle(d.pool, self.run_dir, d.classes)
         else:
@@ -197,7 +197,10 @@ class ActiveLoop:
         last = self.ledger.last_checkpoint()
         if last is None:
             return None
-        self.trainer.load_state_dict(torch.load(last[1], map_location=self.device, weights_only=False))
+        path = Path(last[1])
+        if not path.is_file() and (self.run_dir / "checkpoints" / path.name).is_file():
+            path = self.run_dir / "checkpoints" / path.name  # the run folder was moved or copied
+        self.trainer.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
         return last[0]
 
     def select_round(self, budget: int) -> int:
@@ -291,7 +294,7 @@ class ActiveLoop:
                 self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
                 self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
                                          num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
-                self.trainer = Trainer(self.model, self.objective, cfg.train, self.device)
+                self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
             weights = self.objective.begin_warmup_run(k, carry)
             self.objective.on_round_start(0)
             stats = self.trainer.fit(d.source, d.pool, idx, y, iters, seed=seed, desc=f"round 0 run {k + 1}/{runs}",

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from adakit.adapt.base import Batch, Objective
+from adakit.adapt.paa import AnchorParams, AnchorSet
 from adakit.data.domain import Domain
 from adakit.progress import progress_bar
 
@@ -67,8 +68,11 @@ def _loader(domain: Domain, keys: np.ndarray, workers: int):
 class Trainer:
     """Trains ``model`` with ``objective``; keeps one optimizer across rounds (checkpointed)."""
 
-    def __init__(self, model: nn.Module, objective: Objective, cfg, device: torch.device):
+    def __init__(self, model: nn.Module, objective: Objective, cfg, device: torch.device,
+                 anchor: AnchorParams | None = None):
         self.model, self.objective, self.cfg, self.device = model, objective, cfg, device
+        self.anchor = anchor if anchor is not None and anchor.kind != "none" else None
+        self.last_anchor_size = 0
         groups = model.param_groups(cfg.lr, cfg.backbone_lr_mult)
         extra = list(objective.parameters())
         if extra:
@@ -93,8 +97,13 @@ class Trainer:
         return contextlib.nullcontext()
 
     def fit(self, source: Domain, pool: Domain, labelled_idx: np.ndarray, labelled_y: np.ndarray,
-            iters: int, seed: int, desc: str = "train", show_progress: bool = True) -> dict[str, float]:
-        """Train for ``iters`` steps; returns the mean of each loss term and seconds per step."""
+            iters: int, seed: int, desc: str = "train", show_progress: bool = True,
+            target_weights: np.ndarray | None = None) -> dict[str, float]:
+        """Train for ``iters`` steps; returns the mean of each loss term and seconds per step.
+
+        ``target_weights`` (pool-sized, optional): draw the unlabelled target batches with these weights
+        (with replacement; BIWAA-I's class-balanced target loader) instead of epoch-wise shuffles.
+        """
         if iters == 0:
             return {}
         cfg, obj = self.cfg, self.objective
@@ -103,7 +112,7 @@ class Trainer:
         labelled_idx = np.asarray(labelled_idx, dtype=np.int64)
         labelled_y = torch.as_tensor(np.asarray(labelled_y, dtype=np.int64))
         use_l = obj.uses_labelled and len(labelled_idx) > 0
-        union = use_l and cfg.labelled_target == "union"
+        union = use_l and cfg.labelled_target == "union" and self.anchor is None
         ys_all = torch.as_tensor(source.y)
         # source stream (S∪T: over source rows then labelled target rows)
         n_s = len(source)
@@ -117,13 +126,19 @@ class Trainer:
             s_w = class_balanced_weights(source.y) if cfg.class_balanced_source else None
         s_keys = index_batches(s_cand, cfg.batch_size, iters, gen, s_w)
         l_keys = index_batches(np.arange(len(labelled_idx)), cfg.batch_size, iters, gen) \
-            if use_l and not union else None
+            if use_l and not union and self.anchor is None else None
+        anchors = AnchorSet(self.anchor, self.model, pool, labelled_idx, labelled_y.numpy(), cfg.batch_size, gen,
+                            self.device, obj.num_classes) if use_l and self.anchor is not None else None
         u_keys = None
         if obj.uses_unlabelled:
             mask = np.ones(len(pool), dtype=bool)
             mask[labelled_idx] = False
             u_cand = np.flatnonzero(mask) if mask.any() else np.arange(len(pool))
-            u_keys = index_batches(u_cand, cfg.batch_size, iters, gen)
+            u_w = None
+            if target_weights is not None:
+                u_w = np.asarray(target_weights, dtype=np.float64)[u_cand]
+                u_w = u_w if u_w.sum() > 0 else None
+            u_keys = index_batches(u_cand, cfg.batch_size, iters, gen, u_w)
         src_only = np.where(s_keys < n_s, s_keys, 0)
         s_iter = _loader(source, src_only, cfg.num_workers)
         tl_keys = None
@@ -142,6 +157,8 @@ class Trainer:
                     g["lr"] = cfg.lr * g["lr_mult"] * inverse_decay(progress, cfg.lr_gamma, cfg.lr_power)
                 batch = self._batch(next(s_iter), s_keys[it], n_s, ys_all, tl_keys, pool, labelled_idx,
                                     labelled_y, l_keys, u_iter, u_keys, it)
+                if anchors is not None:
+                    self._anchor_batch(batch, anchors, pool)
                 with self._autocast():
                     self._forward(batch)
                     terms = obj(self.model, batch, progress)
@@ -156,6 +173,8 @@ class Trainer:
         elapsed = time.perf_counter() - start
         out = {k: v / iters for k, v in sums.items()}
         out["sec_per_iter"] = elapsed / iters
+        if anchors is not None:
+            out["anchor_set"] = float(len(anchors) + sum(len(p) for p in anchors.pending_idx))
         return out
 
     def _batch(self, xs, s_key, n_s, ys_all, tl_keys, pool, labelled_idx, labelled_y, l_keys, u_iter,
@@ -179,6 +198,15 @@ class Trainer:
             b.xu = next(u_iter).to(dev)
             b.idx_u = torch.as_tensor(u_keys[it])
         return b
+
+    def _anchor_batch(self, b: Batch, anchors: AnchorSet, pool: Domain) -> None:
+        """PAA: the labelled batch comes from the anchor set, mixed with its strong view; then propose."""
+        idx, y = anchors.next_batch()
+        x = pool.load(idx, train=True)
+        b.xl = anchors.mix(x, pool.load_strong(idx).to(x.dtype)).to(self.device)
+        b.yl = torch.as_tensor(y).to(self.device)
+        b.idx_l = torch.as_tensor(idx)
+        anchors.propose(idx)
 
     def _forward(self, b: Batch) -> None:
         parts = [b.xs] + [x for x in (b.xl, b.xu) if x is not None]

@@ -59,6 +59,11 @@ class Domain:
         """Batch of samples ``idx`` as a float tensor (training augmentation when ``train``)."""
         raise NotImplementedError
 
+    def load_strong(self, idx: np.ndarray) -> torch.Tensor:
+        """A strongly augmented view of samples ``idx`` (LADA's PAA mixes it with the plain view)."""
+        raise DataError(f"domain {self.name!r} ({type(self).__name__}) has no strong augmentation; "
+                        "anchor augmentation (anchor.kind raa/laa) is not available for it")
+
     def subset(self, idx: np.ndarray, name: str | None = None) -> Domain:
         raise NotImplementedError
 
@@ -76,6 +81,7 @@ class TensorDomain(Domain):
 
     x: torch.Tensor = field(default=None)  # type: ignore[assignment]
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    _feature_std: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,6 +114,22 @@ class TensorDomain(Domain):
         if train and self.augment is not None:
             x = self.augment(x)
         return x
+
+    def load_strong(self, idx: np.ndarray) -> torch.Tensor:
+        """Images: RandAugment(n=1, m=2) on uint8 pixels (LADA's strong view). Feature vectors: the
+        feature-space analogue adakit uses — feature dropout (p=0.1) and Gaussian noise of 0.1 × the
+        per-dimension std of this domain."""
+        x = self.x[torch.as_tensor(np.asarray(idx), dtype=torch.long)]
+        if self.is_features:
+            if self._feature_std is None:
+                self._feature_std = self.x.std(0, keepdim=True)
+            keep = (torch.rand_like(x) >= 0.1).to(x.dtype)
+            return x * keep + 0.1 * self._feature_std * torch.randn_like(x)
+        from torchvision.transforms import v2
+
+        raw = x if not x.is_floating_point() else (x.clamp(0, 1) * 255).to(torch.uint8)
+        out = torch.stack([v2.RandAugment(num_ops=1, magnitude=2)(img) for img in raw])
+        return out.float() / 255.0
 
     def subset(self, idx: np.ndarray, name: str | None = None) -> TensorDomain:
         idx = np.asarray(idx)
