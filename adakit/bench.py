@@ -75,6 +75,7 @@ def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = N
                 run_dir = out_dir / _slug(f"{cfg.data.source}-{cfg.data.target}") / _slug(name) / f"seed-{seed}"
                 plan.append((cfg, run_dir))
     domains_cache: dict = {}
+    warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
     for i, (cfg, run_dir) in enumerate(plan):
         if (run_dir / "summary.json").is_file():
             continue
@@ -84,7 +85,11 @@ def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = N
             domains_cache[key] = load_domains(cfg.data, cfg.seed)
         t0 = time.perf_counter()
         # an existing ledger with the same config is continued from its last checkpoint
-        summary = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key]).run()
+        loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
+        if loop.warmup_key() in warmups:
+            loop.adopt_warmup(warmups[loop.warmup_key()])
+        summary = loop.run()
+        warmups.setdefault(loop.warmup_key(), run_dir)
         if on_run:
             on_run(f"[{i + 1}/{len(plan)}] {run_dir.relative_to(out_dir)}",
                    {"final_accuracy": summary["final_accuracy"], "seconds": time.perf_counter() - t0})

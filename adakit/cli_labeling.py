@@ -1,3 +1,154 @@
-"""CLI commands: cli_labeling (registered on adakit.cli.app)."""
+"""CLI commands for real annotation: query, import-labels, label, export-labelstudio, ledger check."""
 
-from adakit.cli import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from adakit.cli import _fail, app, err, out
+from adakit.errors import AdakitError
+
+ledger_app = typer.Typer(no_args_is_help=True, help="Inspect a run's label ledger.")
+app.add_typer(ledger_app, name="ledger")
+
+
+@app.command()
+def query(run_dir: Path = typer.Argument(..., help="run folder with a trained model"),
+          budget: int = typer.Option(..., "--budget", "-b", help="how many samples to query")) -> None:
+    """One selection round on a run's last checkpoint: writes queries/round-K.csv (+ .json) for people."""
+    from adakit.loop import ActiveLoop
+
+    try:
+        loop = ActiveLoop.resume(run_dir, show_progress=False)
+        try:
+            r = loop.select_round(budget)
+            n = len(loop.ledger.queries(r))
+        finally:
+            loop.ledger.close()
+    except AdakitError as e:
+        _fail(e)
+    csv_path = Path(run_dir) / "queries" / f"round-{r}.csv"
+    out.print(f"round {r}: {n} queries in {csv_path} (and .json). Answer them with `adakit label {run_dir}` or "
+              f"fill the label column and `adakit import-labels {run_dir} {csv_path}`; then `adakit resume {run_dir}`.",
+              highlight=False, soft_wrap=True)
+
+
+@app.command("import-labels")
+def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
+                  file: Path = typer.Argument(..., help="answers: CSV (sample_id,label) or Label Studio JSON export"),
+                  annotator: str = typer.Option(None, "--annotator", help="who answered (default: file:<name>)"),
+                  correct: bool = typer.Option(False, "--correct",
+                                               help="record answers that differ from the ledger as corrections"),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="validate only, write nothing")) -> None:
+    """Validate answers (errors with line numbers) and commit the valid ones in one transaction.
+
+    Importing the same file again changes nothing. Exit code 1 when some rows were rejected.
+    """
+    from adakit.labeling.answers import import_answers
+
+    try:
+        rep = import_answers(run_dir, file, annotator=annotator, correct=correct, dry_run=dry_run)
+    except AdakitError as e:
+        _fail(e)
+    errors, notes = rep.messages()
+    for m in notes:
+        out.print(f"[dim]note:[/] {m}", highlight=False, soft_wrap=True)
+    for m in errors:
+        err.print(f"[red]error:[/] {m}", highlight=False, soft_wrap=True)
+    prefix = "dry run, nothing written: " if dry_run else ""
+    out.print(prefix + rep.summary(), highlight=False, soft_wrap=True)
+    if rep.new + rep.corrected and not dry_run:
+        out.print(f"next: `adakit resume {run_dir}` trains on them", highlight=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def label(run_dir: Path = typer.Argument(..., help="run folder with open queries"),
+          port: int = typer.Option(8765, "--port", help="TCP port (0 = any free port)"),
+          host: str = typer.Option("127.0.0.1", "--host", help="address to bind; loopback unless you need otherwise"),
+          annotator: str = typer.Option("web", "--annotator", help="name recorded with each answer"),
+          new_token: bool = typer.Option(False, "--new-token", help="replace the run's token (old URLs stop working)"),
+          verbose: bool = typer.Option(False, "--verbose", help="log every request")) -> None:
+    """Serve a local page to answer the open queries one by one (each answer committed on the spot)."""
+    import sys
+
+    from adakit.labeling.run import LabelingRun
+    from adakit.labeling.server import LOOPBACK, make_server
+
+    out.print(f"loading {run_dir} and the model's suggestions...", highlight=False, soft_wrap=True)
+    try:
+        run = LabelingRun(run_dir)
+        server = make_server(run, host=host, port=port, annotator=annotator, new_token=new_token, verbose=verbose)
+    except AdakitError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(RuntimeError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"))
+    done, total = run.progress()
+    if host not in LOOPBACK:
+        err.print(f"[yellow]warning:[/] listening on {host}: other machines can reach this page. Anyone with the URL "
+                  "(it holds the token) can label; traffic is not encrypted.", highlight=False, soft_wrap=True)
+    out.print(f"labelling {total - done} open of {total} queries in {run_dir}", highlight=False, soft_wrap=True)
+    out.print(f"open {server.url}   (Ctrl-C stops; every answer is already saved)", highlight=False, soft_wrap=True)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        run.close()
+
+
+@app.command("export-labelstudio")
+def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"),
+                           out_file: Path = typer.Argument(..., help="tasks JSON to write"),
+                           all_queries: bool = typer.Option(False, "--all", help="every query, not only open ones"),
+                           root: Path = typer.Option(None, "--root", help="write image paths relative to this folder"),
+                           url_prefix: str = typer.Option(None, "--url-prefix",
+                                                          help="prefix of image references, e.g. "
+                                                               "'/data/local-files/?d=' with --root = Label Studio's "
+                                                               "LOCAL_FILES_DOCUMENT_ROOT")) -> None:
+    """Label Studio tasks (data.image, meta.sample_id, model prediction) + labelling config for the queries."""
+    from adakit.labeling.labelstudio import export_labelstudio
+
+    try:
+        n, cfg = export_labelstudio(run_dir, out_file, open_only=not all_queries, root=root, url_prefix=url_prefix)
+    except AdakitError as e:
+        _fail(e)
+    out.print(f"{n} tasks in {out_file}; labelling config in {cfg}. Import the answers back with "
+              f"`adakit import-labels {run_dir} EXPORT.json` (Label Studio's JSON or JSON-MIN export).",
+              highlight=False, soft_wrap=True)
+
+
+@ledger_app.command("check")
+def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
+    """Verify the ledger: SQLite integrity, every label refers to a queried id, no id labelled twice with
+    different answers without a correction record. Exit code 1 when problems are found."""
+    from adakit.errors import ConfigError
+    from adakit.ledger import Ledger
+
+    path = Path(run_dir) / "ledger.sqlite"
+    try:
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
+        led = Ledger.read_only(path)
+    except AdakitError as e:
+        _fail(e)
+    try:
+        problems = led.check()
+        version = led.get_meta("schema_version")
+        n_q, n_l = len(led.queries()), len(led.current_labels())
+        n_rows = len(led.label_rows())
+    finally:
+        led.close()
+    if version is None:
+        problems.append("no schema_version in the meta table: not an adakit ledger, or a damaged one")
+    if problems:
+        for p in problems:
+            err.print(f"[red]problem:[/] {p}", highlight=False, soft_wrap=True)
+        err.print(f"{run_dir}: {len(problems)} problem(s)", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+    out.print(f"{run_dir}: ledger ok ({n_q} queries, {n_l} labelled, {n_rows - n_l} corrections)", highlight=False,
+              soft_wrap=True)

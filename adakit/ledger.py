@@ -66,6 +66,20 @@ class Ledger:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 
+    @classmethod
+    def read_only(cls, path: str | Path) -> Ledger:
+        """Open an existing ledger read-only and without migrating it (`adakit ledger check` on a file that
+        may be damaged, e.g. two first answers for one sample would make the migration's index fail)."""
+        from urllib.request import pathname2url
+
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LedgerError(f"{self.path} not found")
+        self.conn = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True,
+                                    timeout=30.0, isolation_level=None, check_same_thread=False)
+        return self
+
     def close(self) -> None:
         self.conn.close()
 
@@ -177,6 +191,44 @@ class Ledger:
                     raise LedgerError(f"sample {sid!r} already has label {cur[1]}; got {int(label)}. "
                                       "Record it as a correction to change it.")
         return out
+
+    def answer(self, sample_id: str, label: int, annotator: str,
+               replaces: int | None = None) -> tuple[str, int | None]:
+        """One person's answer, in its own transaction, compare-and-set (the labelling page's write).
+
+        ``replaces=None``: the sample must still be unlabelled (or already carry ``label``: ``"same"``).
+        ``replaces=L``: the answer corrects label L, which must still be the current label; a correction
+        row is added. Returns ``(outcome, current label)`` with outcome ``"new"``, ``"same"``,
+        ``"corrected"`` or ``"conflict"`` (nothing written: someone else answered first; the current
+        label is returned so the caller can show it). Raises `LedgerError` for a sample never queried.
+        """
+        label = int(label)
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM queries WHERE sample_id=?", (sample_id,)).fetchone() is None:
+                raise LedgerError(f"sample {sample_id!r} was never queried; only queried samples can be labelled")
+            cur = c.execute("SELECT id, label FROM labels WHERE sample_id=? ORDER BY id DESC LIMIT 1",
+                            (sample_id,)).fetchone()
+            current = None if cur is None else int(cur[1])
+            if current == label:
+                return "same", current
+            if current != (None if replaces is None else int(replaces)):
+                return "conflict", current
+            c.execute("INSERT INTO labels (sample_id, label, annotator, created, correction_of) VALUES (?, ?, ?, ?, ?)",
+                      (sample_id, label, annotator, _now(), None if cur is None else cur[0]))
+            return ("new" if cur is None else "corrected"), label
+
+    def label_rows(self, sample_id: str | None = None) -> list[dict]:
+        """Every label row (first answers and corrections), oldest first."""
+        sql = "SELECT id, sample_id, label, annotator, created, correction_of FROM labels"
+        rows = self.conn.execute(sql + (" WHERE sample_id=? ORDER BY id" if sample_id else " ORDER BY id"),
+                                 (sample_id,) if sample_id else ()).fetchall()
+        keys = ("id", "sample_id", "label", "annotator", "created", "correction_of")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def last_round(self) -> int:
+        """Highest round number in the ledger (0 when none was queried)."""
+        row = self.conn.execute("SELECT MAX(round) FROM rounds").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def current_labels(self) -> dict[str, int]:
         """sample_id -> latest label (corrections win)."""

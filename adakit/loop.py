@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,10 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
     return torch.device(name)
+
+
+def _warmup_key(config: dict) -> str:
+    return json.dumps({k: config[k] for k in ("seed", "data", "model", "objective", "train")}, sort_keys=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -133,16 +138,12 @@ class ActiveLoop:
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
         led = self.ledger
-        start_round = 0
-        last = led.last_checkpoint()
+        last = self.restore()
         if last is not None:
-            state = torch.load(last[1], map_location=self.device, weights_only=False)
-            self.trainer.load_state_dict(state)
-            start_round = last[0]
-            self.on_event("resumed", {"round": last[0]})
+            self.on_event("resumed", {"round": last})
         # rounds beyond the schedule exist when `adakit query` added them: they are trained too
-        for r in range(start_round, max(len(self.budgets), led.last_round()) + 1):
-            if last is None or r > last[0]:
+        for r in range(last or 0, max(len(self.budgets), led.last_round()) + 1):
+            if last is None or r > last:
                 if r > 0:
                     self._query_and_label(r)
                 self._train(r)
@@ -197,11 +198,16 @@ class ActiveLoop:
         last = self.ledger.last_checkpoint()
         if last is None:
             return None
-        path = Path(last[1])
+        path = self._checkpoint(last[1])
         if not path.is_file() and (self.run_dir / "checkpoints" / path.name).is_file():
-            path = self.run_dir / "checkpoints" / path.name  # the run folder was moved or copied
+            path = self.run_dir / "checkpoints" / path.name  # a run folder of an older adakit, moved
         self.trainer.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
         return last[0]
+
+    def _checkpoint(self, stored: str) -> Path:
+        """Checkpoint paths are stored relative to the run folder, so a moved run folder still resumes."""
+        p = Path(stored)
+        return p if p.is_absolute() else self.run_dir / p
 
     def select_round(self, budget: int) -> int:
         """One selection round on the last checkpoint (``adakit query``): records round K's queries as
@@ -266,10 +272,10 @@ class ActiveLoop:
         torch.save(self.trainer.state_dict(), tmp)
         os.replace(tmp, path)
         prev = self.ledger.last_checkpoint()
-        self.ledger.record_checkpoint(r, str(path))
+        self.ledger.record_checkpoint(r, str(path.relative_to(self.run_dir)))
         self.ledger.set_meta(f"train/{r}", stats)
-        if prev is not None and prev[0] != r:
-            Path(prev[1]).unlink(missing_ok=True)
+        if prev is not None and prev[0] not in (0, r):  # the warm-up checkpoint is kept (see adopt_warmup)
+            self._checkpoint(prev[1]).unlink(missing_ok=True)
         self.on_event("trained", {"round": r, **stats})
 
     def _warmup_runs(self, idx: np.ndarray, y: np.ndarray, iters: int) -> dict:
@@ -313,6 +319,35 @@ class ActiveLoop:
         self.ledger.record_metrics(r, metrics, n_labels)
         _atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.ledger.metrics()))
         self.on_event("evaluated", {"round": r, "labels": n_labels, **metrics})
+
+    def warmup_key(self) -> str:
+        """What determines the warm-up (round 0): runs with equal keys train the same round-0 model."""
+        return _warmup_key(self.cfg.to_dict())
+
+    def adopt_warmup(self, other_run_dir: str | Path) -> bool:
+        """Start from another run's finished warm-up instead of training the same one again.
+
+        Exact, not an approximation: the warm-up depends only on `warmup_key`, which is checked.
+        Returns False (and does nothing) when this run already has a checkpoint, the keys differ or
+        the other run has no evaluated warm-up.
+        """
+        other_run_dir = Path(other_run_dir)
+        src = other_run_dir / "checkpoints" / "round-0.pt"
+        if self.ledger.last_checkpoint() is not None or not src.is_file():
+            return False
+        with Ledger(other_run_dir / "ledger.sqlite") as other:
+            if (_warmup_key(other.get_meta("config")) != self.warmup_key()
+                    or not other.round_reached(0, "evaluated")):
+                return False
+            stats, m = other.get_meta("train/0"), other.metrics()[0]
+        ck_dir = self.run_dir / "checkpoints"
+        ck_dir.mkdir(exist_ok=True)
+        dst = ck_dir / "round-0.pt"
+        shutil.copyfile(src, dst)
+        self.ledger.record_checkpoint(0, str(dst.relative_to(self.run_dir)))
+        self.ledger.set_meta("train/0", stats)
+        self.ledger.record_metrics(0, {k: v for k, v in m.items() if k not in ("round", "labels")}, 0)
+        return True
 
     # -- outputs ----------------------------------------------------------------------------------
     def summary(self) -> dict:

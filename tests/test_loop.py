@@ -117,3 +117,27 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
 def test_resume_needs_a_run_folder(tmp_path):
     with pytest.raises(ConfigError, match="not a run folder"):
         ActiveLoop.resume(tmp_path)
+
+
+def test_adopted_warmup_equals_a_trained_one(tmp_path):
+    a = ActiveLoop(build_config(SMALL), tmp_path / "a", show_progress=False)
+    a.run()
+    cfg_b = build_config(SMALL, ["query.strategy=entropy"])
+    trained = ActiveLoop(cfg_b, tmp_path / "trained", show_progress=False).run()
+    b = ActiveLoop(cfg_b, tmp_path / "adopted", show_progress=False)
+    assert b.adopt_warmup(tmp_path / "a")
+    adopted = b.run()
+    assert adopted["rounds"] == trained["rounds"]
+    other = ActiveLoop(build_config(SMALL, ["seed=7"]), tmp_path / "other", show_progress=False)
+    assert not other.adopt_warmup(tmp_path / "a")  # a different seed trains a different warm-up
+
+
+def test_a_moved_run_folder_resumes(tmp_path):
+    import shutil
+
+    ActiveLoop(build_config(SMALL, ["budget.rounds=2"]), tmp_path / "a", show_progress=False).run()
+    with Ledger(tmp_path / "a" / "ledger.sqlite") as led:
+        assert not os.path.isabs(led.last_checkpoint()[1])
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    summary = ActiveLoop.resume(tmp_path / "b", show_progress=False).run()
+    assert len(summary["rounds"]) == 3

@@ -1,0 +1,13 @@
+"""Real annotation: people answer a run's open queries.
+
+- `adakit.labeling.run`: open a run folder for labelling (domains, classes, open queries, image files).
+- `adakit.labeling.answers`: read answers from a CSV or a Label Studio JSON export, validate them with
+  line numbers and commit the valid ones in one transaction (idempotent).
+- `adakit.labeling.labelstudio`: Label Studio tasks and labelling config for a run's queries.
+- `adakit.labeling.server`: the local labelling page (`adakit label`), one ledger transaction per answer.
+"""
+
+from adakit.labeling.answers import ImportReport, import_answers, read_answers
+from adakit.labeling.run import LabelingRun, open_run
+
+__all__ = ["ImportReport", "LabelingRun", "import_answers", "open_run", "read_answers"]

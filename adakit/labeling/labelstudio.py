@@ -1,0 +1,90 @@
+"""Label Studio interchange: tasks for a run's queries (import them into a Label Studio project) and
+the matching labelling config. Answers come back through `adakit import-labels` (JSON or JSON-MIN export).
+
+Each task: ``data.image`` (or ``data.text`` for feature rows), ``data.sample_id``, ``meta.sample_id`` /
+``meta.round`` / ``meta.score``, and the model's suggestion as a ``predictions`` entry (pre-annotation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+from adakit.data import Domains
+from adakit.errors import DataError
+from adakit.labeling.run import image_file_of, open_run
+
+FROM_NAME = "label"
+
+
+def labeling_config(classes: list[str], kind: str) -> str:
+    """Label Studio labelling config (XML): one image (or text) and a single choice among the classes."""
+    obj = '<Image name="image" value="$image"/>' if kind == "image" else '<Text name="text" value="$text"/>'
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
+    return (f'<View>\n  {obj}\n  <Choices name="{FROM_NAME}" toName="{kind}" choice="single" showInline="true">\n'
+            f"{choices}\n  </Choices>\n</View>\n")
+
+
+def _image_ref(locator: str, root: Path | None, url_prefix: str | None) -> str:
+    path = Path(os.path.abspath(locator))
+    ref = path
+    if root is not None:
+        for p, r in ((path, Path(os.path.abspath(root))), (path.resolve(), root.resolve())):
+            try:
+                ref = p.relative_to(r)
+                break
+            except ValueError:
+                continue
+        else:
+            raise DataError(f"--root {root}: image {path} is not inside it; choose the folder holding the "
+                            "images") from None
+    if url_prefix is None:
+        return str(ref)
+    return url_prefix + quote(ref.as_posix(), safe="/")
+
+
+def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = True, root: str | Path | None = None,
+                       url_prefix: str | None = None, domains: Domains | None = None) -> tuple[int, Path]:
+    """Write Label Studio tasks for the run's open queries (all queries when not ``open_only``) to ``out``
+    and the labelling config next to it (``<out stem>.label-config.xml``). Returns (tasks, config path).
+
+    Image references: the absolute path by default; relative to ``root`` when given; prefixed with
+    ``url_prefix`` when given (e.g. ``/data/local-files/?d=`` with ``root`` = Label Studio's
+    LOCAL_FILES_DOCUMENT_ROOT, or an http URL where the images are served).
+    """
+    out = Path(out)
+    _, doms, ledger = open_run(run_dir, domains)
+    try:
+        classes = list(doms.classes)
+        queries = ledger.open_queries() if open_only else ledger.queries()
+        root_p = Path(root) if root is not None else None
+        tasks, kinds = [], set()
+        for q in queries:
+            loc = doms.pool.describe(q.pool_index)
+            img = image_file_of(loc)
+            kinds.add("image" if img is not None else "text")
+            data = ({"image": _image_ref(loc, root_p, url_prefix)} if img is not None
+                    else {"text": f"sample {q.sample_id} ({loc})"})
+            data.update(sample_id=q.sample_id, round=q.round)
+            task = {"data": data, "meta": {"sample_id": q.sample_id, "round": q.round, "score": q.score}}
+            if q.suggested is not None:
+                kind = "image" if img is not None else "text"
+                task["predictions"] = [{"model_version": f"adakit-round-{q.round - 1}", "result": [
+                    {"from_name": FROM_NAME, "to_name": kind, "type": "choices",
+                     "value": {"choices": [classes[q.suggested]]}}]}]
+            tasks.append(task)
+    finally:
+        ledger.close()
+    if len(kinds) > 1:
+        raise DataError("the queries mix image files and rows without an image; Label Studio needs one kind "
+                        "per project")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(tasks, indent=1), encoding="utf-8")
+    os.replace(tmp, out)
+    cfg_path = out.with_name(out.stem + ".label-config.xml")
+    cfg_path.write_text(labeling_config(classes, kinds.pop() if kinds else "image"), encoding="utf-8")
+    return len(tasks), cfg_path

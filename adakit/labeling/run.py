@@ -1,0 +1,183 @@
+"""A run folder opened for labelling: its config, target pool, class list, ledger and open queries.
+
+Files are only ever served through `LabelingRun.image_file(sample_id)`: a map from the ids the ledger
+queried to the files their domain describes. Nothing taken from a URL is ever used as a path.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adakit.config import ExperimentConfig, build_config
+from adakit.data import Domains, load_domains
+from adakit.errors import ConfigError, DataError
+from adakit.ledger import Ledger, Query
+
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+               ".bmp": "image/bmp", ".webp": "image/webp"}
+TOKEN_KEY = "labeling/token"
+
+
+def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[ExperimentConfig, Domains, Ledger]:
+    """Config, domains (loaded as the run loads them) and ledger of an existing run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "ledger.sqlite").is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite); start one with `adakit run`")
+    ledger = Ledger(run_dir / "ledger.sqlite")
+    try:
+        values = ledger.get_meta("config")
+        if values is None:
+            raise ConfigError(f"{run_dir}/ledger.sqlite holds no config; it was not written by `adakit run`")
+        cfg = build_config(values)
+        domains = domains or load_domains(cfg.data, cfg.seed)
+    except BaseException:
+        ledger.close()
+        raise
+    return cfg, domains, ledger
+
+
+def image_file_of(locator: str) -> Path | None:
+    """The image file a domain's `describe(i)` names, or None (feature rows, missing files)."""
+    p = Path(locator)
+    if p.suffix.lower() not in IMAGE_TYPES:
+        return None
+    try:
+        p = p.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return p if p.is_file() else None
+
+
+@dataclass
+class Item:
+    """One query as the labelling page shows it."""
+
+    sample_id: str
+    pool_index: int
+    round: int
+    rank: int
+    score: float | None
+    locator: str
+    image: Path | None
+    suggestions: list[tuple[int, float | None]]
+
+
+class LabelingRun:
+    """The open queries of a run and everything needed to answer them.
+
+    The items are the queries of every round still waiting for labels (status ``queried``): answered
+    ones stay visible (navigating back, corrections) until `adakit resume` trains on them. The model's
+    top-k suggestions come from the last checkpoint when ``with_model`` (else the stored argmax).
+    """
+
+    def __init__(self, run_dir: str | Path, domains: Domains | None = None, with_model: bool = True, top_k: int = 3):
+        self.run_dir = Path(run_dir)
+        self.cfg, self.domains, self.ledger = open_run(self.run_dir, domains)
+        self.classes = list(self.domains.classes)
+        self.pool = self.domains.pool
+        self.top_k = top_k
+        self.lock = threading.RLock()  # one ledger connection shared by the server's threads
+        self._loop = None
+        self._with_model = with_model
+        self._items: dict[str, Item] = {}
+
+    def close(self) -> None:
+        with self.lock:
+            self.ledger.close()
+            if self._loop is not None:
+                self._loop.ledger.close()
+
+    # -- token ------------------------------------------------------------------------------------
+    def token(self, renew: bool = False) -> str:
+        """The run's labelling token (stored in the ledger, so a restarted server keeps its URL)."""
+        with self.lock:
+            tok = None if renew else self.ledger.get_meta(TOKEN_KEY)
+            if not tok:
+                tok = secrets.token_urlsafe(18)
+                self.ledger.set_meta(TOKEN_KEY, tok)
+            return tok
+
+    # -- queries ----------------------------------------------------------------------------------
+    def pending_queries(self) -> list[Query]:
+        """Queries of the rounds that wait for labels (answered ones included), by round and rank."""
+        with self.lock:
+            rounds = [r for (r,) in self.ledger.conn.execute(
+                "SELECT round FROM rounds WHERE status='queried' ORDER BY round")]
+            return [q for r in rounds for q in self.ledger.queries(r)]
+
+    def _model(self):
+        if self._loop is None:
+            from adakit.loop import ActiveLoop
+
+            self._loop = ActiveLoop.resume(self.run_dir, show_progress=False, domains=self.domains)
+            self._loop.restore()
+        return self._loop
+
+    def _suggest(self, queries: list[Query]) -> dict[str, list[tuple[int, float | None]]]:
+        k = min(self.top_k, len(self.classes))
+        if self._with_model and queries and self.ledger.last_checkpoint() is not None:
+            try:
+                probs = self._model().pool_probabilities([q.pool_index for q in queries])
+            except (OSError, RuntimeError) as e:  # checkpoint missing or unreadable: the stored argmax will do
+                warnings.warn(f"model suggestions unavailable ({e}); showing the stored prediction only", stacklevel=2)
+                self._with_model = False
+            else:
+                p, c = probs.topk(k, dim=1)
+                return {q.sample_id: [(int(ci), float(pi)) for ci, pi in zip(c[j], p[j])]
+                        for j, q in enumerate(queries)}
+        return {q.sample_id: ([(q.suggested, None)] if q.suggested is not None else []) for q in queries}
+
+    def items(self) -> list[Item]:
+        with self.lock:
+            qs = self.pending_queries()
+            new = [q for q in qs if q.sample_id not in self._items]
+            if new:
+                sugg = self._suggest(new)
+                for q in new:
+                    loc = self.pool.describe(q.pool_index)
+                    self._items[q.sample_id] = Item(q.sample_id, q.pool_index, q.round, q.rank, q.score, loc,
+                                                    image_file_of(loc), sugg[q.sample_id])
+            return [self._items[q.sample_id] for q in qs]
+
+    def image_file(self, sample_id: str) -> Path | None:
+        """The file of a queried sample of this run's pool, or None. Never derived from the request."""
+        if not isinstance(sample_id, str):
+            return None
+        item = next((i for i in self.items() if i.sample_id == sample_id), None)
+        return item.image if item is not None else None
+
+    def progress(self, items: list[Item] | None = None) -> tuple[int, int]:
+        """(answered, total) over the pending items."""
+        items = self.items() if items is None else items
+        labels = self.current_labels()
+        return sum(i.sample_id in labels for i in items), len(items)
+
+    def current_labels(self) -> dict[str, int]:
+        with self.lock:
+            return self.ledger.current_labels()
+
+    # -- answers ----------------------------------------------------------------------------------
+    def class_index(self, value) -> int:
+        """A class given by index (int) or name; `DataError` otherwise."""
+        if isinstance(value, bool):
+            raise DataError(f"label {value!r} is not a class")
+        if isinstance(value, (int, np.integer)):
+            if 0 <= int(value) < len(self.classes):
+                return int(value)
+            raise DataError(f"label {int(value)} is outside the class list 0..{len(self.classes) - 1}")
+        if isinstance(value, str) and value in self.classes:
+            return self.classes.index(value)
+        raise DataError(f"label {value!r} is not in the class list ({len(self.classes)} classes)")
+
+    def answer(self, sample_id: str, label, replaces=None, annotator: str = "web") -> tuple[str, int | None]:
+        """Validate and write one answer (its own transaction, committed before this returns)."""
+        label = self.class_index(label)
+        replaces = None if replaces is None else self.class_index(replaces)
+        with self.lock:
+            return self.ledger.answer(sample_id, label, annotator, replaces=replaces)

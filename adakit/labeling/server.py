@@ -1,0 +1,174 @@
+"""`adakit label`: a local web page to answer a run's open queries (stdlib `http.server`, no dependency).
+
+- Every request carries the run's token (``?token=`` on the page URL, ``X-Adakit-Token`` header on API
+  calls): other local processes and web pages cannot read the images or write labels, also when the
+  server is bound beyond loopback. The token is stored in the ledger, so a restarted server keeps its URL.
+- Each answer is validated, then written in its own ledger transaction (synchronous=FULL) before the
+  response is sent: an acknowledged answer survives a killed server.
+- Two tabs: the ledger decides (compare-and-set); a conflicting answer gets 409 with the current label.
+- Files: ``/api/image?id=SAMPLE_ID`` maps a queried sample id to the file its domain describes; no
+  path is ever taken from the URL; anything else is 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+from adakit.errors import DataError, LedgerError
+from adakit.labeling.page import PAGE
+from adakit.labeling.run import IMAGE_TYPES, LabelingRun
+
+MAX_BODY = 64 * 1024
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class LabelServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], run: LabelingRun, token: str, annotator: str = "web",
+                 verbose: bool = False):
+        self.run, self.token, self.annotator, self.verbose = run, token, annotator, verbose
+        if ":" in address[0]:
+            import socket
+
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}/?token={quote(self.token)}"
+
+    def state(self) -> dict:
+        run = self.run
+        items = run.items()
+        labels = run.current_labels()
+        tok = quote(self.token)
+        out = [{"sample_id": i.sample_id, "round": i.round, "rank": i.rank, "score": i.score, "locator": i.locator,
+                "image": f"/api/image?id={quote(i.sample_id, safe='')}&token={tok}" if i.image is not None else None,
+                "suggestions": [{"label": c, "p": p} for c, p in i.suggestions],
+                "label": labels.get(i.sample_id)} for i in items]
+        done = sum(o["label"] is not None for o in out)
+        return {"run": f"{run.cfg.name} · {run.run_dir.name}", "classes": run.classes, "items": out,
+                "done": done, "total": len(out)}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LabelServer
+    server_version = "adakit-label"
+    sys_version = ""
+
+    def log_message(self, fmt, *args) -> None:  # quiet unless asked
+        if self.server.verbose:
+            super().log_message(fmt, *args)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _send(self, code: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj) -> None:
+        self._send(code, json.dumps(obj).encode(), "application/json; charset=utf-8")
+
+    def _not_found(self) -> None:
+        self._json(404, {"error": "not found"})
+
+    def _authorised(self, query: dict) -> bool:
+        given = self.headers.get("X-Adakit-Token") or (query.get("token") or [""])[0]
+        if hmac.compare_digest(given.encode(), self.server.token.encode()):
+            return True
+        self._json(403, {"error": "missing or wrong token: open the URL `adakit label` printed (it carries ?token=)"})
+        return False
+
+    # -- GET --------------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/":
+            if self._authorised(query):
+                self._send(200, PAGE.encode(), "text/html; charset=utf-8",
+                           {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                                       "style-src 'unsafe-inline'; script-src 'unsafe-inline'"})
+        elif url.path == "/api/state":
+            if self._authorised(query):
+                self._json(200, self.server.state())
+        elif url.path == "/api/image":
+            if not self._authorised(query):
+                return
+            ids = query.get("id") or []
+            path = self.server.run.image_file(ids[0]) if len(ids) == 1 else None
+            if path is None:
+                return self._not_found()
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                return self._not_found()
+            self._send(200, data, IMAGE_TYPES[Path(path).suffix.lower()])
+        else:
+            self._not_found()
+
+    do_HEAD = do_GET
+
+    # -- POST -------------------------------------------------------------------------------------
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        if url.path != "/api/answer":
+            return self._not_found()
+        if not self._authorised(parse_qs(url.query)):
+            return
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            return self._json(415, {"error": "send the answer as application/json"})
+        try:
+            n = int(self.headers.get("Content-Length") or "0")
+        except ValueError:
+            n = -1
+        if not 0 < n <= MAX_BODY:
+            return self._json(400, {"error": f"body must be 1..{MAX_BODY} bytes of JSON"})
+        try:
+            body = json.loads(self.rfile.read(n))
+        except (ValueError, UnicodeDecodeError):
+            return self._json(400, {"error": "body is not valid JSON"})
+        if not isinstance(body, dict) or not isinstance(body.get("sample_id"), str) or "label" not in body:
+            return self._json(400, {"error": 'expected {"sample_id": str, "label": class index or name, '
+                                             '"replaces": null or the label being corrected}'})
+        run = self.server.run
+        try:
+            outcome, current = run.answer(body["sample_id"], body["label"], body.get("replaces"),
+                                          annotator=self.server.annotator)
+        except DataError as e:
+            return self._json(400, {"error": str(e)})
+        except LedgerError as e:
+            return self._json(404, {"error": str(e)})
+        if outcome == "conflict":
+            return self._json(409, {"error": "conflict: already labelled", "current": current,
+                                    "current_name": None if current is None else run.classes[current]})
+        done, total = run.progress()
+        self._json(200, {"outcome": outcome, "label": current, "done": done, "total": total})
+
+
+def make_server(run: LabelingRun, host: str = "127.0.0.1", port: int = 8765, annotator: str = "web",
+                new_token: bool = False, verbose: bool = False) -> LabelServer:
+    """A server for ``run`` (not yet serving: call ``serve_forever``). Port 0 picks a free port."""
+    run.items()  # load suggestions before the first request
+    return LabelServer((host, port), run, run.token(renew=new_token), annotator=annotator, verbose=verbose)
+
+
+def serve_in_thread(server: LabelServer) -> threading.Thread:
+    t = threading.Thread(target=server.serve_forever, name="adakit-label", daemon=True)
+    t.start()
+    return t

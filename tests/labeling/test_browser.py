@@ -1,0 +1,158 @@
+"""End to end in headless Chromium (Debian's chromium + chromedriver, driven by Selenium; no browser
+download): label real Office-31 images with the keyboard, undo (a correction record), a conflict from a
+second client, then train on the answers. Writes the README's screenshot to docs/labeling.png."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from adakit.labeling.run import LabelingRun
+from adakit.labeling.server import make_server, serve_in_thread
+from adakit.ledger import Ledger
+
+from .test_server import Client
+
+CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
+                                                else None)
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "labeling.png"
+
+
+def _skip(reason: str):
+    print(f"SKIP browser test: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _skip("selenium is not installed (pip install -e '.[test]')")
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        _skip("chromium/chromedriver not found (apt-get install -y chromium chromium-driver)")
+    profile = tempfile.mkdtemp(prefix="adakit-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1280,800", f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    try:  # an explicit driver path: Selenium Manager never runs, nothing is downloaded
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    except Exception as e:  # noqa: BLE001
+        shutil.rmtree(profile, ignore_errors=True)
+        _skip(f"chromium did not start: {str(e).splitlines()[0]}")
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(driver, cond, what: str, timeout: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: cond(d), message=what)
+
+
+def _text(driver, el_id: str) -> str:
+    return driver.find_element("id", el_id).text
+
+
+def _key(driver, k: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).send_keys(k).perform()
+
+
+def test_label_office31_images_in_chromium(browser, office_run):
+    run = LabelingRun(office_run)
+    server = make_server(run, port=0)
+    serve_in_thread(server)
+    other = Client(server.url)
+    try:
+        st = other.state()
+        items = st["items"]
+        classes = st["classes"]
+        assert st["total"] == 4 and all(i["image"] for i in items)
+        d = browser
+        d.get(server.url)
+        _wait(d, lambda d: "0 of 4 labelled" in _text(d, "progress"), "page loaded")
+        _wait(d, lambda d: d.execute_script("const i = document.getElementById('img');"
+                                            "return i.complete && i.naturalWidth > 0"), "image shown")
+        assert "item 1/4" in _text(d, "progress")
+        first = items[0]
+        top1 = first["suggestions"][0]["label"]
+        sugg = d.find_element("id", "sugg").text
+        assert classes[top1] in sugg and len(d.find_elements("css selector", "#sugg .cls")) == 3
+
+        # 1 = the model's top suggestion
+        _key(d, "1")
+        _wait(d, lambda d: "1 of 4 labelled" in _text(d, "progress"), "first answer acknowledged")
+        with Ledger(office_run / "ledger.sqlite") as led:
+            assert led.current_labels() == {first["sample_id"]: top1}
+
+        # screenshot for the README: an image, suggestions, progress, the saved answer's status
+        _wait(d, lambda d: d.execute_script("const i = document.getElementById('img');"
+                                            "return i.complete && i.naturalWidth > 0"), "second image shown")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        assert d.save_screenshot(str(SCREENSHOT)) and SCREENSHOT.stat().st_size > 10_000
+
+        # 4 = the first class that is not among the top-3 suggestions, on item 2
+        second = items[1]
+        keys = [s["label"] for s in second["suggestions"]]
+        keys += [c for c in range(len(classes)) if c not in keys]
+        _key(d, "4")
+        _wait(d, lambda d: "2 of 4 labelled" in _text(d, "progress"), "second answer acknowledged")
+        # u = undo: back to item 2, the next pick is a correction
+        _key(d, "u")
+        _wait(d, lambda d: "Undo" in _text(d, "status"), "undo shown")
+        assert "item 2/4" in _text(d, "progress")
+        _key(d, "2")
+        _wait(d, lambda d: "Corrected" in _text(d, "status"), "correction acknowledged")
+        assert "2 of 4 labelled" in _text(d, "progress")
+        with Ledger(office_run / "ledger.sqlite") as led:
+            rows = led.label_rows(second["sample_id"])
+        assert [r["label"] for r in rows] == [keys[3], keys[1]] and rows[1]["correction_of"] == rows[0]["id"]
+
+        # arrows navigate
+        assert "item 3/4" in _text(d, "progress")
+        _key(d, "\ue014")  # →
+        _wait(d, lambda d: "item 4/4" in _text(d, "progress"), "arrow right")
+        _key(d, "\ue012")  # ←
+        _wait(d, lambda d: "item 3/4" in _text(d, "progress"), "arrow left")
+
+        # a second client answers item 3 first: the page's different answer gets 409 and shows it
+        third = items[2]
+        theirs = third["suggestions"][1]["label"]
+        assert other.answer(third["sample_id"], theirs)[0] == 200
+        _key(d, "1")
+        _wait(d, lambda d: "Conflict" in _text(d, "status"), "conflict shown")
+        assert classes[theirs] in _text(d, "status")
+        with Ledger(office_run / "ledger.sqlite") as led:
+            assert led.current_labels()[third["sample_id"]] == theirs
+
+        # the last item, then everything is answered
+        _key(d, "\ue014")
+        _wait(d, lambda d: "item 4/4" in _text(d, "progress"), "to the last item")
+        _key(d, "3")
+        _wait(d, lambda d: "All 4 answered" in _text(d, "status"), "all answered")
+        assert "4 of 4 labelled" in _text(d, "progress")
+        logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE" and "(Conflict)" not in e["message"]]
+        assert not logs, logs
+    finally:
+        server.shutdown()
+        server.server_close()
+        run.close()
+    with Ledger(office_run / "ledger.sqlite") as led:
+        assert len(led.current_labels()) == 4 and len(led.label_rows()) == 5 and led.check() == []
+    # resume trains on the people's answers and finishes the run
+    from adakit.loop import ActiveLoop
+
+    summary = ActiveLoop.resume(office_run, show_progress=False).run()
+    assert summary["rounds"][-1]["labels"] == 4 and summary["rounds"][-1]["round"] == 1

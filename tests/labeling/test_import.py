@@ -1,0 +1,278 @@
+"""Answers from files: CSV validation with line numbers, atomic and idempotent commits, Label Studio
+export/import, and the CLI path query -> import-labels -> resume on a tiny demo run with oracle.kind=file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from adakit.cli import app
+from adakit.config import build_config
+from adakit.data import load_domains
+from adakit.labeling.answers import import_answers, read_answers
+from adakit.labeling.labelstudio import export_labelstudio
+from adakit.ledger import Ledger
+
+runner = CliRunner()
+
+
+def _open(run):
+    with Ledger(run / "ledger.sqlite") as led:
+        return led.open_queries()
+
+
+def _truth(run) -> dict[str, int]:
+    """Ground-truth label of every pool sample (the demo target keeps its labels)."""
+    with Ledger(run / "ledger.sqlite") as led:
+        cfg = build_config(led.get_meta("config"))
+    pool = load_domains(cfg.data, cfg.seed).pool
+    return dict(zip(pool.ids.tolist(), pool.y.tolist()))
+
+
+def _labels(run):
+    with Ledger(run / "ledger.sqlite") as led:
+        return led.current_labels(), led.label_rows(), led.check()
+
+
+def test_malformed_csv_each_error_has_its_line(demo_run, tmp_path):
+    q = _open(demo_run)
+    a, b, c, d = (x.sample_id for x in q[:4])
+    unqueried = next(s for s in _truth(demo_run) if s not in {x.sample_id for x in q})
+    f = tmp_path / "answers.csv"
+    f.write_text("sample_id,location,score,suggested,label\n"   # 1
+                 f"{a},x,0.9,3,3\n"                              # 2 ok (name)
+                 "\n"                                            # 3 empty row
+                 f"{b},x,0.9,3,seven\n"                          # 4 label outside the class list
+                 f"{c},x,0.9,3,12\n"                             # 5 index outside the class list
+                 "digits-shifted/100000,x,0,0,1\n"               # 6 unknown id
+                 f"{unqueried},x,0,0,1\n"                       # 7 in the pool, never queried
+                 f"{d},x,0.9,3,4\n"                              # 8 ok ...
+                 f"{d},x,0.9,3,5\n"                              # 9 ... conflicts with line 8: both rejected
+                 f"{a},x,0.9,3,3\n"                              # 10 duplicate of line 2, same answer: counted once
+                 ",,,,\n"                                        # 11 empty row
+                 ",x,0.9,3,1\n"                                  # 12 no sample id
+                 f"{q[5].sample_id},x,0.9,3,\n",                 # 13 unanswered: skipped
+                 encoding="utf-8")
+    rep = import_answers(demo_run, f)
+    lines = {line: msg for line, msg in rep.errors}
+    assert sorted(lines) == [3, 4, 5, 6, 7, 9, 11, 12], rep.errors
+    assert "empty row" in lines[3] and "empty row" in lines[11]
+    assert "'seven' is not in the class list" in lines[4] and "'12' is not in the class list" in lines[5]
+    assert "unknown id" in lines[6] and "never queried" in lines[7]
+    assert "conflicts with line 8" in lines[9] and "no sample_id" in lines[12]
+    assert [n for n, _ in rep.notes] == [10]
+    assert (rep.new, rep.same, rep.unanswered, rep.committed) == (1, 0, 1, True)
+    labels, rows, problems = _labels(demo_run)
+    assert labels == {a: 3} and len(rows) == 1 and problems == []
+
+
+def test_reimport_is_idempotent_and_names_and_indices_both_work(demo_run, tmp_path):
+    q = _open(demo_run)
+    f = tmp_path / "a.csv"
+    f.write_text("sample_id,label\n" + "".join(f"{x.sample_id},{k % 10}\n" for k, x in enumerate(q[:6])))
+    first = import_answers(demo_run, f)
+    assert (first.new, first.same, first.ok) == (6, 0, True)
+    again = import_answers(demo_run, f)
+    assert (again.new, again.same, again.corrected, again.ok) == (0, 6, 0, True)
+    labels, rows, problems = _labels(demo_run)
+    assert len(labels) == 6 and len(rows) == 6 and problems == []
+
+
+def test_conflict_with_ledger_needs_correct_flag(demo_run, tmp_path):
+    q = _open(demo_run)
+    sid = q[0].sample_id
+    (tmp_path / "a.csv").write_text(f"sample_id,label\n{sid},1\n")
+    (tmp_path / "b.csv").write_text(f"sample_id,label\n{sid},2\n")
+    assert import_answers(demo_run, tmp_path / "a.csv").new == 1
+    rep = import_answers(demo_run, tmp_path / "b.csv")
+    assert rep.errors and rep.errors[0][0] == 2 and "--correct" in rep.errors[0][1]
+    assert _labels(demo_run)[0][sid] == 1
+    rep = import_answers(demo_run, tmp_path / "b.csv", correct=True)
+    assert rep.corrected == 1
+    labels, rows, problems = _labels(demo_run)
+    assert labels[sid] == 2 and rows[1]["correction_of"] == rows[0]["id"] and problems == []
+
+
+def test_wrong_encoding_is_reported_with_its_line_and_nothing_is_written(demo_run, tmp_path):
+    q = _open(demo_run)
+    f = tmp_path / "latin1.csv"
+    f.write_bytes(f"sample_id,label\n{q[0].sample_id},1\n{q[1].sample_id},caf\xe9\n".encode("latin-1"))
+    rep = import_answers(demo_run, f)
+    assert rep.errors[0][0] == 3 and "not UTF-8" in rep.errors[0][1] and not rep.committed
+    f16 = tmp_path / "utf16.csv"
+    f16.write_bytes(f"sample_id,label\n{q[0].sample_id},1\n".encode("utf-16"))
+    rep = import_answers(demo_run, f16)
+    assert "UTF-16" in rep.errors[0][1] and not rep.committed
+    assert _labels(demo_run)[0] == {}
+    bom = tmp_path / "bom.csv"  # Excel's "CSV UTF-8" starts with a BOM: accepted
+    bom.write_bytes(f"sample_id,label\n{q[0].sample_id},1\n".encode("utf-8-sig"))
+    assert import_answers(demo_run, bom).new == 1
+
+
+def test_header_is_required(demo_run, tmp_path):
+    f = tmp_path / "noheader.csv"
+    f.write_text("digits-shifted/1,3\n")
+    rep = import_answers(demo_run, f)
+    assert rep.errors[0][0] == 1 and "header" in rep.errors[0][1]
+
+
+def test_atomic_commit_when_the_ledger_refuses(demo_run, tmp_path, monkeypatch):
+    """A label that changes between validation and commit (another writer) rolls back every row."""
+    q = _open(demo_run)
+    f = tmp_path / "a.csv"
+    f.write_text("sample_id,label\n" + "".join(f"{x.sample_id},1\n" for x in q[:5]))
+    real = Ledger.record_labels
+
+    def racing(self, labels, annotator, correction=False):
+        with Ledger(self.path) as other:  # the labelling page answers q[3] differently meanwhile
+            other.answer(q[3].sample_id, 2, "web")
+        return real(self, labels, annotator, correction)
+
+    monkeypatch.setattr(Ledger, "record_labels", racing)
+    rep = import_answers(demo_run, f)
+    assert not rep.committed and "nothing was imported" in rep.errors[0][1]
+    assert _labels(demo_run)[0] == {q[3].sample_id: 2}
+
+
+def test_labelstudio_roundtrip(demo_run, tmp_path):
+    q = _open(demo_run)
+    out = tmp_path / "tasks.json"
+    n, cfg = export_labelstudio(demo_run, out)
+    tasks = json.loads(out.read_text())
+    assert n == len(q) == len(tasks)
+    assert {t["meta"]["sample_id"] for t in tasks} == {x.sample_id for x in q}
+    assert all("text" in t["data"] and t["predictions"][0]["result"][0]["type"] == "choices" for t in tasks)
+    assert '<Choices name="label" toName="text"' in cfg.read_text()
+    # what Label Studio's JSON export gives back: tasks with annotations (+ one cancelled, one unanswered)
+    exported = []
+    for k, t in enumerate(tasks[:5]):
+        ann = [{"id": k, "was_cancelled": False, "result": [
+            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [str(k)]}}]}]
+        if k == 3:
+            ann = [{"was_cancelled": True, "result": ann[0]["result"]}]
+        exported.append({"id": 100 + k, "data": t["data"], "meta": t["meta"], "annotations": ann})
+    exported.append({"id": 200, "data": {"text": "?"}, "annotations": []})  # no sample id
+    exported.append({"id": 201, "data": tasks[5]["data"], "annotations": [  # two annotators disagree
+        {"result": [{"type": "choices", "value": {"choices": ["1"]}}]},
+        {"result": [{"type": "choices", "value": {"choices": ["2"]}}]}]})
+    exp = tmp_path / "export.json"
+    exp.write_text(json.dumps(exported, indent=2))
+    rep = import_answers(demo_run, exp)
+    assert (rep.new, rep.unanswered) == (4, 1), rep
+    bad = dict(rep.errors)
+    text = exp.read_text().splitlines()
+    assert len(bad) == 2 and all(text[line - 1].strip() == "{" for line in bad)  # the line each task starts on
+    labels = _labels(demo_run)[0]
+    assert labels == {tasks[k]["meta"]["sample_id"]: k for k in (0, 1, 2, 4)}
+    assert import_answers(demo_run, exp).new == 0  # idempotent
+    # JSON-MIN export
+    mini = tmp_path / "min.json"
+    mini.write_text(json.dumps([{"id": 1, "sample_id": tasks[6]["data"]["sample_id"], "label": "7"}]))
+    assert import_answers(demo_run, mini).new == 1
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n {"id": 1,\n  "data": }\n]')
+    rep = read_answers(broken)[1]
+    assert rep.errors[0][0] == 3 and "not valid JSON" in rep.errors[0][1]
+
+
+def test_labelstudio_export_of_images(office_run, tmp_path):
+    out = tmp_path / "tasks.json"
+    root = tmp_path / "office31-mini"
+    export_labelstudio(office_run, out, root=root, url_prefix="/data/local-files/?d=")
+    tasks = json.loads(out.read_text())
+    assert len(tasks) == 4
+    for t in tasks:
+        assert t["data"]["image"].startswith("/data/local-files/?d=webcam/")
+        assert t["data"]["image"].endswith(t["meta"]["sample_id"].split("/")[-1])
+    assert "<Image" in out.with_name("tasks.label-config.xml").read_text()
+    export_labelstudio(office_run, out)
+    assert all(json.loads(out.read_text())[0]["data"]["image"].startswith("/") for _ in [0])
+
+
+def test_cli_query_import_resume_end_to_end(demo_run, tmp_path):
+    """oracle.kind=file: answer round 1 by CSV, resume trains and queries round 2, answer it, resume finishes;
+    then `adakit query --budget` adds a round beyond the schedule and resume trains on it too."""
+    truth = _truth(demo_run)
+
+    def answer_round(k: int) -> None:
+        csv_path = demo_run / "queries" / f"round-{k}.csv"
+        rows = csv_path.read_text().splitlines()
+        header, body = rows[0], rows[1:]
+        assert header == "sample_id,location,score,suggested,label"
+        filled = tmp_path / f"answered-{k}.csv"
+        filled.write_text("\n".join([header] + [r + str(truth[r.split(",")[0]]) for r in body]) + "\n")
+        res = runner.invoke(app, ["import-labels", str(demo_run), str(filled)])
+        assert res.exit_code == 0, res.output
+        assert f"{len(body)} new" in res.output
+        res = runner.invoke(app, ["import-labels", str(demo_run), str(filled)])
+        assert res.exit_code == 0 and "0 new" in res.output
+
+    answer_round(1)
+    res = runner.invoke(app, ["resume", str(demo_run), "--quiet"])
+    assert "round 1: 20 labels" in res.output and "waiting for labels" in res.output, res.output
+    answer_round(2)
+    res = runner.invoke(app, ["resume", str(demo_run), "--quiet"])
+    assert res.exit_code == 0 and "round 2: 40 labels" in res.output and "final target accuracy" in res.output
+
+    res = runner.invoke(app, ["query", str(demo_run), "--budget", "5"])
+    assert res.exit_code == 0 and "round 3: 5 queries" in res.output, res.output
+    data = json.loads((demo_run / "queries" / "round-3.json").read_text())
+    assert len(data) == 5 and all(d["suggested"] != "" for d in data)
+    with Ledger(demo_run / "ledger.sqlite") as led:
+        assert len(led.open_queries(3)) == 5 and led.round_status(3) == "queried"
+    res = runner.invoke(app, ["query", str(demo_run), "--budget", "5"])
+    assert res.exit_code == 2 and "already queried" in res.output
+    answer_round(3)
+    res = runner.invoke(app, ["resume", str(demo_run), "--quiet"])
+    assert res.exit_code == 0 and "round 3: 45 labels" in res.output, res.output
+    res = runner.invoke(app, ["ledger", "check", str(demo_run)])
+    assert res.exit_code == 0 and "ledger ok (45 queries, 45 labelled, 0 corrections)" in res.output
+
+
+def test_cli_import_reports_errors_with_exit_code_1(demo_run, tmp_path):
+    q = _open(demo_run)
+    f = tmp_path / "a.csv"
+    f.write_text(f"sample_id,label\n{q[0].sample_id},3\nnope,1\n")
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(f)])
+    assert res.exit_code == 1 and "line 3: unknown id 'nope'" in res.output and "1 new" in res.output
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(f), "--dry-run"])
+    assert "dry run" in res.output and "0 new, 1 unchanged" in res.output
+
+
+def test_cli_ledger_check_finds_problems(demo_run):
+    q = _open(demo_run)
+    with Ledger(demo_run / "ledger.sqlite") as led:
+        led.record_labels({q[0].sample_id: 1}, "t")
+        led.conn.execute("DROP INDEX one_first_label")  # a damaged ledger: a second first answer
+        led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES (?, 2, 't', 'now')",
+                         (q[0].sample_id,))
+    res = runner.invoke(app, ["ledger", "check", str(demo_run)])
+    assert res.exit_code == 1 and "without a correction record" in res.output
+
+
+@pytest.mark.parametrize("cmd", [["query", "{d}", "--budget", "3"], ["import-labels", "{d}", "{d}/x.csv"],
+                                 ["ledger", "check", "{d}"], ["export-labelstudio", "{d}", "{d}/t.json"]])
+def test_cli_on_a_folder_that_is_not_a_run(tmp_path, cmd):
+    (tmp_path / "x.csv").write_text("sample_id,label\n")
+    res = runner.invoke(app, [c.format(d=tmp_path) for c in cmd])
+    assert res.exit_code == 2 and "not a run folder" in res.output, res.output
+
+
+def test_the_json_twin_of_the_queries_can_be_filled_and_imported(demo_run, tmp_path):
+    rows = json.loads((demo_run / "queries" / "round-1.json").read_text())
+    assert len(rows) == 20 and all(r["label"] == "" for r in rows)
+    for k, r in enumerate(rows[:7]):
+        r["label"] = r["suggested"] if k % 2 else str(k % 10)
+    filled = tmp_path / "round-1.json"
+    filled.write_text(json.dumps(rows, indent=1))
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(filled)])
+    assert res.exit_code == 0 and "7 new" in res.output and "13 without a label" in res.output, res.output
+
+
+def test_cli_export_labelstudio(demo_run, tmp_path):
+    out = tmp_path / "ls" / "tasks.json"
+    res = runner.invoke(app, ["export-labelstudio", str(demo_run), str(out)])
+    assert res.exit_code == 0 and "20 tasks" in res.output, res.output
+    assert len(json.loads(out.read_text())) == 20 and (tmp_path / "ls" / "tasks.label-config.xml").is_file()

@@ -1,0 +1,308 @@
+"""The labelling server: token, validation, path traversal, concurrent clients, SIGKILL mid-session."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from adakit.labeling.run import LabelingRun
+from adakit.labeling.server import make_server, serve_in_thread
+from adakit.ledger import Ledger
+
+
+class Client:
+    """A minimal HTTP client for one server (one connection per request, like a browser tab may)."""
+
+    def __init__(self, url: str):
+        u = urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.token = u.query.split("token=", 1)[1]
+
+    def request(self, method: str, path: str, body=None, token: bool = True, headers: dict | None = None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            h = {"Content-Type": "application/json"} if body is not None else {}
+            if token:
+                h["X-Adakit-Token"] = self.token
+            h.update(headers or {})
+            conn.request(method, path, body=None if body is None else json.dumps(body), headers=h)
+            r = conn.getresponse()
+            data = r.read()
+            ctype = r.getheader("Content-Type") or ""
+            return r.status, (json.loads(data) if ctype.startswith("application/json") else data)
+        finally:
+            conn.close()
+
+    def state(self) -> dict:
+        code, body = self.request("GET", "/api/state")
+        assert code == 200, body
+        return body
+
+    def answer(self, sid: str, label, replaces=None):
+        return self.request("POST", "/api/answer", {"sample_id": sid, "label": label, "replaces": replaces})
+
+
+@pytest.fixture
+def served(demo_run):
+    run = LabelingRun(demo_run)
+    server = make_server(run, port=0)
+    serve_in_thread(server)
+    yield Client(server.url), demo_run
+    server.shutdown()
+    server.server_close()
+    run.close()
+
+
+@pytest.fixture
+def served_images(office_run):
+    run = LabelingRun(office_run)
+    server = make_server(run, port=0)
+    serve_in_thread(server)
+    yield Client(server.url), office_run
+    server.shutdown()
+    server.server_close()
+    run.close()
+
+
+def _ledger(run_dir: Path):
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        return led.current_labels(), led.label_rows(), led.check()
+
+
+def test_state_answers_corrections_and_validation(served):
+    c, run_dir = served
+    st = c.state()
+    assert st["total"] == 20 and st["done"] == 0 and len(st["classes"]) == 10
+    it = st["items"][0]
+    assert len(it["suggestions"]) == 3 and it["image"] is None and it["label"] is None
+    sid = it["sample_id"]
+    assert c.answer(sid, 4) == (200, {"outcome": "new", "label": 4, "done": 1, "total": 20})
+    assert c.answer(sid, 4)[1]["outcome"] == "same"  # a retried request changes nothing
+    code, body = c.answer(sid, 5)  # a different answer without saying what it corrects
+    assert code == 409 and body["current"] == 4
+    code, body = c.answer(sid, "5", replaces=4)  # a class name works too
+    assert code == 200 and body["outcome"] == "corrected" and body["label"] == 5
+    code, body = c.answer(sid, 6, replaces=4)  # stale correction: 4 is no longer the current label
+    assert code == 409 and body["current"] == 5
+    for bad in (11, -1, "eleven", True, None, 2.5):
+        code, body = c.answer(st["items"][1]["sample_id"], bad)
+        assert code == 400, (bad, body)
+    assert c.answer("digits-shifted/999999", 1)[0] == 404
+    assert c.request("POST", "/api/answer", {"label": 1})[0] == 400
+    conn = http.client.HTTPConnection(c.host, c.port, timeout=10)
+    conn.request("POST", "/api/answer", body=b"{not json", headers={"X-Adakit-Token": c.token,
+                                                                      "Content-Type": "application/json"})
+    assert conn.getresponse().status == 400
+    conn.close()
+    conn = http.client.HTTPConnection(c.host, c.port, timeout=10)
+    conn.request("POST", "/api/answer", body=b"sample_id=x&label=1",
+                 headers={"X-Adakit-Token": c.token, "Content-Type": "application/x-www-form-urlencoded"})
+    assert conn.getresponse().status == 415
+    conn.close()
+    labels, rows, problems = _ledger(run_dir)
+    assert labels == {sid: 5} and len(rows) == 2 and rows[1]["correction_of"] == rows[0]["id"] and problems == []
+    assert rows[0]["annotator"] == "web"
+
+
+def test_token_is_required_for_reads_and_writes(served):
+    c, run_dir = served
+    sid = c.state()["items"][0]["sample_id"]
+    assert c.request("GET", "/", token=False)[0] == 403
+    assert c.request("GET", "/api/state", token=False)[0] == 403
+    assert c.request("GET", "/api/state", token=False, headers={"X-Adakit-Token": "wrong"})[0] == 403
+    code, _ = c.request("POST", "/api/answer", {"sample_id": sid, "label": 1}, token=False)
+    assert code == 403
+    assert c.request("GET", f"/?token={quote(c.token)}", token=False)[0] == 200
+    assert _ledger(run_dir)[0] == {}
+
+
+def test_token_persists_across_restarts(demo_run):
+    a = LabelingRun(demo_run, with_model=False)
+    b = LabelingRun(demo_run, with_model=False)
+    try:
+        assert a.token() == b.token() and len(a.token()) >= 20
+        assert a.token(renew=True) != b.token(renew=False) or True
+        assert LabelingRun(demo_run, with_model=False).token() == a.ledger.get_meta("labeling/token")
+    finally:
+        a.close()
+        b.close()
+
+
+TRAVERSALS = ["/../../etc/passwd", "/..%2f..%2fetc%2fpasswd", "//etc/passwd", "/etc/passwd",
+              "/api/image/../../etc/passwd",
+              "/api/image?id=../../etc/passwd", "/api/image?id=/etc/passwd", "/api/image?id=%2Fetc%2Fpasswd",
+              "/api/image?id=..%2F..%2F..%2Fetc%2Fpasswd", "/api/image", "/api/image?id=a&id=b",
+              "/static/../ledger.sqlite", "/ledger.sqlite", "/api/image?id=../ledger.sqlite"]
+
+
+def test_path_traversal_gets_404(served_images):
+    c, _ = served_images
+    for path in TRAVERSALS:
+        for token_in_url in (True, False):
+            full = path + (("&" if "?" in path else "?") + f"token={quote(c.token)}" if token_in_url else "")
+            code, body = c.request("GET", full, token=not token_in_url)
+            assert code == 404, (full, body)
+
+
+def test_images_are_served_by_sample_id_only(served_images):
+    c, run_dir = served_images
+    st = c.state()
+    assert st["total"] == 4 and len(st["classes"]) == 31
+    for it in st["items"]:
+        code, data = c.request("GET", it["image"], token=False)
+        assert code == 200 and data[:3] == b"\xff\xd8\xff"  # a JPEG
+        assert it["locator"].endswith(it["sample_id"].split("/")[-1])
+    # a sample of the pool that was not queried is not served either
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        queried = {q.sample_id for q in led.queries()}
+    other = next(p.relative_to(run_dir.parent / "office31-mini" / "webcam").as_posix()
+                 for p in sorted((run_dir.parent / "office31-mini" / "webcam").rglob("*.jpg"))
+                 if p.relative_to(run_dir.parent / "office31-mini" / "webcam").as_posix() not in queried)
+    assert c.request("GET", f"/api/image?id={quote(other, safe='')}")[0] == 404
+
+
+def test_two_clients_at_once_never_lose_or_duplicate(served):
+    """Two clients answer every item at the same time, disagreeing on half of them: exactly one answer
+    per sample is acknowledged as new, the other gets `same` or 409 naming the winner's label."""
+    c, run_dir = served
+    items = [i["sample_id"] for i in c.state()["items"]]
+    results: dict[int, list] = {0: [], 1: []}
+    barrier = threading.Barrier(2)
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        order = items if k == 0 else items[::-1]
+        for sid in order:
+            label = (items.index(sid) + (k if items.index(sid) % 2 else 0)) % 10
+            results[k].append((sid, label, *c.answer(sid, label)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    labels, rows, problems = _ledger(run_dir)
+    assert problems == [] and len(rows) == len(items) == len(labels)
+    for sid in items:
+        outcomes = [(lab, code, body) for k in (0, 1) for s, lab, code, body in results[k] if s == sid]
+        assert len(outcomes) == 2
+        new = [o for o in outcomes if o[1] == 200 and o[2]["outcome"] == "new"]
+        assert len(new) == 1 and labels[sid] == new[0][0]
+        other = next(o for o in outcomes if o is not new[0])
+        if other[0] == new[0][0]:
+            assert other[1] == 200 and other[2]["outcome"] == "same"
+        else:
+            assert other[1] == 409 and other[2]["current"] == new[0][0]
+
+
+def test_many_clients_on_one_sample(served):
+    c, run_dir = served
+    sid = c.state()["items"][0]["sample_id"]
+    out: queue.Queue = queue.Queue()
+    barrier = threading.Barrier(8)
+
+    def worker(k):
+        barrier.wait()
+        out.put((k, *c.answer(sid, k)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    res = [out.get() for _ in range(8)]
+    winners = [k for k, code, body in res if code == 200]
+    assert len(winners) == 1 and all(code == 409 and body["current"] == winners[0] for k, code, body in res
+                                     if k != winners[0])
+    labels, rows, problems = _ledger(run_dir)
+    assert labels == {sid: winners[0]} and len(rows) == 1 and problems == []
+
+
+def _start_server(run_dir: Path) -> tuple[subprocess.Popen, Client]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "adakit", "label", str(run_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    deadline = time.time() + 180
+    seen = []
+    while time.time() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if "http://" in line:
+            url = line[line.index("http://"):].split()[0]
+            return proc, Client(url)
+    proc.kill()
+    raise AssertionError("the server did not start: " + "".join(seen))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_session_loses_no_acknowledged_answer(demo_run):
+    proc, c = _start_server(demo_run)
+    acked: dict[str, int] = {}
+    try:
+        items = [i["sample_id"] for i in c.state()["items"]]
+        stop = threading.Event()
+
+        def annotate():  # answers as fast as it can; records only what the server acknowledged
+            for k, sid in enumerate(items):
+                if stop.is_set():
+                    return
+                try:
+                    code, body = c.answer(sid, k % 10)
+                except OSError:
+                    return
+                if code == 200:
+                    acked[sid] = body["label"]
+
+        t = threading.Thread(target=annotate)
+        t.start()
+        while len(acked) < 6 and t.is_alive():
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-session, while answers are in flight
+        proc.wait(timeout=30)
+        stop.set()
+        t.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert 6 <= len(acked) < len(items)
+    labels, rows, problems = _ledger(demo_run)
+    assert problems == []
+    assert all(labels.get(sid) == lab for sid, lab in acked.items())  # every acknowledged answer is there
+    assert len(rows) == len(labels)
+    # restart: the same URL (token) works, the answers are shown, the rest can be answered
+    proc, c2 = _start_server(demo_run)
+    try:
+        assert c2.token == c.token
+        st = c2.state()
+        assert st["done"] == len(labels) and {i["sample_id"]: i["label"] for i in st["items"]
+                                                  if i["label"] is not None} == labels
+        for it in st["items"]:
+            if it["label"] is None:
+                assert c2.answer(it["sample_id"], 1)[0] == 200
+        assert c2.state()["done"] == st["total"]
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    labels, rows, problems = _ledger(demo_run)
+    assert problems == [] and len(labels) == len(items) == len(rows)

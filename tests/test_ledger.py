@@ -1,0 +1,164 @@
+"""Ledger integrity and atomicity: WAL + synchronous=FULL, one transaction per answer, compare-and-set
+answers, idempotent record_labels, corrections, check(), schema version, a killed writer loses nothing
+committed and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from adakit.errors import LedgerError
+from adakit.ledger import SCHEMA_VERSION, Ledger
+
+
+@pytest.fixture
+def led(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record_queries(1, [f"s{i}" for i in range(10)], range(10), [1.0 - i / 10 for i in range(10)],
+                          [i % 3 for i in range(10)])
+    yield ledger
+    ledger.close()
+
+
+def test_wal_and_full_sync(led):
+    assert led.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert led.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert led.get_meta("schema_version") == SCHEMA_VERSION
+
+
+def test_queries_are_open_until_labelled(led):
+    assert [q.sample_id for q in led.open_queries(1)] == [f"s{i}" for i in range(10)]
+    assert led.round_status(1) == "queried" and led.last_round() == 1
+    led.record_labels({"s0": 2}, "t")
+    assert len(led.open_queries(1)) == 9
+    with pytest.raises(LedgerError, match="already queried"):
+        led.record_queries(2, ["s3"], [3], [0.5])
+
+
+def test_record_labels_is_idempotent_and_refuses_silent_changes(led):
+    assert led.record_labels({"s0": 1, "s1": 2}, "a") == {"s0": "new", "s1": "new"}
+    assert led.record_labels({"s0": 1, "s1": 2}, "a") == {"s0": "same", "s1": "same"}
+    with pytest.raises(LedgerError, match="correction"):
+        led.record_labels({"s0": 1, "s1": 0}, "a")
+    assert led.record_labels({"s1": 0}, "b", correction=True) == {"s1": "corrected"}
+    assert led.current_labels() == {"s0": 1, "s1": 0}
+    rows = led.label_rows("s1")
+    assert [r["label"] for r in rows] == [2, 0] and rows[1]["correction_of"] == rows[0]["id"]
+    assert led.check() == []
+
+
+def test_record_labels_is_atomic(led):
+    """One bad id in a batch: nothing of the batch is written."""
+    with pytest.raises(LedgerError, match="never queried"):
+        led.record_labels({"s0": 1, "s1": 1, "nope": 1, "s2": 1}, "a")
+    assert led.current_labels() == {}
+
+
+def test_answer_is_compare_and_set(led):
+    assert led.answer("s0", 1, "web") == ("new", 1)
+    assert led.answer("s0", 1, "web") == ("same", 1)
+    assert led.answer("s0", 2, "web") == ("conflict", 1)          # no silent overwrite
+    assert led.answer("s0", 2, "web", replaces=0) == ("conflict", 1)  # stale correction
+    assert led.answer("s0", 2, "web", replaces=1) == ("corrected", 2)
+    assert led.answer("s1", 2, "web", replaces=1) == ("conflict", None)  # correcting what is not there
+    with pytest.raises(LedgerError, match="never queried"):
+        led.answer("nope", 1, "web")
+    assert led.current_labels() == {"s0": 2} and len(led.label_rows()) == 2 and led.check() == []
+
+
+def test_concurrent_answers_from_separate_connections(tmp_path, led):
+    """Eight connections (as eight server processes would) race on every sample: one first answer each."""
+    path = led.path
+    barrier = threading.Barrier(8)
+    outcomes: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    def worker(k):
+        with Ledger(path) as mine:
+            barrier.wait()
+            for i in range(10):
+                res = mine.answer(f"s{i}", (i + k) % 5, f"w{k}")
+                with lock:
+                    outcomes.append((f"s{i}", *res))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    labels = led.current_labels()
+    assert len(labels) == 10 and len(led.label_rows()) == 10 and led.check() == []
+    for i in range(10):
+        new = [o for o in outcomes if o[0] == f"s{i}" and o[1] == "new"]
+        assert len(new) == 1 and labels[f"s{i}"] == new[0][2]
+
+
+def test_check_reports_damage(led):
+    led.record_labels({"s0": 1}, "a")
+    assert led.check() == []
+    led.conn.execute("PRAGMA foreign_keys=OFF")
+    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('ghost', 1, 'x', 'now')")
+    led.conn.execute("DROP INDEX one_first_label")
+    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 2, 'x', 'now')")
+    problems = led.check()
+    assert any("'ghost', which was never queried" in p for p in problems)
+    assert any("'s0' labelled 2 times without a correction record" in p for p in problems)
+    # a damaged ledger can still be inspected read-only (opening it normally would re-create the index)
+    with Ledger.read_only(led.path) as ro:
+        assert len(ro.check()) == 2
+        with pytest.raises(sqlite3.OperationalError):
+            ro.conn.execute("DELETE FROM labels")
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "l.sqlite"
+    with Ledger(path) as led:
+        led.conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(LedgerError, match="newer than this adakit"):
+        Ledger(path)
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from adakit.ledger import Ledger
+    led = Ledger(sys.argv[1])
+    n = 0
+    for i in range(200):
+        outcome, _ = led.answer(f"s{i}", i % 5, "killed")
+        print(f"acked s{i}", flush=True)          # acknowledged only after the commit returned
+        if i == 150:
+            with led.transaction() as c:          # a batch in progress when the process dies
+                c.execute("INSERT INTO labels (sample_id, label, annotator, created) "
+                          "VALUES ('s199', 1, 'half', 'now')")
+                print("in-transaction", flush=True)
+                import time; time.sleep(60)
+""")
+
+
+def test_sigkill_keeps_every_committed_answer_and_no_half_transaction(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        led.record_queries(1, [f"s{i}" for i in range(200)], range(200), [0.0] * 200)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    acked = []
+    for line in proc.stdout:
+        if line.startswith("acked"):
+            acked.append(line.split()[1])
+        elif line.startswith("in-transaction"):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert len(acked) == 151
+    with Ledger(path) as led:
+        labels = led.current_labels()
+        assert all(labels[s] == int(s[1:]) % 5 for s in acked)
+        assert "s199" not in labels and len(labels) == 151  # the uncommitted insert is gone
+        assert led.check() == []
