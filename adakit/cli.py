@@ -100,7 +100,7 @@ def report(run_dirs: list[Path] = typer.Argument(..., help="one or more run fold
         md = compare(run_dirs, out_dir or run_dirs[0])
     except AdakitError as e:
         _fail(e)
-    out.print(md, highlight=False)
+    out.print(md, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -131,7 +131,7 @@ def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmark
         md = run_bench(bench_file, out_dir, set_, only, on_run)
     except AdakitError as e:
         _fail(e)
-    out.print(md, highlight=False)
+    out.print(md, highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

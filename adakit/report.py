@@ -88,7 +88,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
     protocols = sorted({s["protocol"] for s in runs})
     lines = [f"Final target accuracy (%) after the last round, mean ± std over seeds "
              f"(protocol: {', '.join(protocols)}).", "",
-             "| method | " + " | ".join(pairs) + (" | avg |" if len(pairs) > 1 else ""),
+             "| method | " + " | ".join(pairs) + (" | avg |" if len(pairs) > 1 else " |"),
              "|---|" + "---:|" * (len(pairs) + (len(pairs) > 1))]
     for m in methods:
         cells, means = [], []

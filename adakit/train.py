@@ -80,7 +80,7 @@ class Trainer:
         for g in groups:
             g["lr"] = cfg.lr * g["lr_mult"]
         self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                         weight_decay=cfg.weight_decay)
+                                         weight_decay=cfg.weight_decay, foreach=True)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "objective": self.objective.state_dict(),
