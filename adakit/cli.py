@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from adakit.errors import AdakitError, WaitingForLabels
@@ -17,7 +18,7 @@ err = Console(stderr=True)
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -41,7 +42,7 @@ def _run_loop(make) -> dict | None:
         loop = make()
         return loop.run()
     except WaitingForLabels as e:
-        out.print(f"[yellow]waiting for labels:[/] {e}", highlight=False)
+        out.print("[yellow]waiting for labels:[/] " + escape(str(e)), highlight=False)
         return None
     except AdakitError as e:
         _fail(e)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass
 
@@ -35,8 +36,12 @@ class Domains:
         return self.source.classes
 
 
-def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = None) -> Domain:
-    """Load one domain by format and name (see `DataConfig.pattern`)."""
+def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = None, cfg=None) -> Domain:
+    """Load one domain by format and name (see `DataConfig.pattern`).
+
+    Loaders that take a ``cfg`` keyword (image and digit formats) receive the `DataConfig` for image
+    size, channels and the source/target pair; the others get ``(path, name)`` only.
+    """
     from adakit.config import DEFAULT_PATTERNS
     from adakit.paths import data_root, expand
 
@@ -47,7 +52,10 @@ def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = Non
         return LOADERS[fmt](None, name)  # type: ignore[arg-type]
     base = expand(root) if root else data_root()
     path = expand((pattern or DEFAULT_PATTERNS[fmt]).format(root=base, domain=name))
-    return LOADERS[fmt](path, name)
+    loader = LOADERS[fmt]
+    if cfg is not None and "cfg" in inspect.signature(loader).parameters:
+        return loader(path, name, cfg=cfg)
+    return loader(path, name)
 
 
 def split_target(target: Domain, test_fraction: float, seed: int) -> tuple[Domain, Domain]:
@@ -72,8 +80,8 @@ def _standardize(source: Domain, others: list[Domain]) -> None:
 
 def load_domains(cfg, seed: int) -> Domains:
     """Build source, pool and test for a `DataConfig`; checks class lists and target labels."""
-    source = load_domain(cfg.format, cfg.source, cfg.root, cfg.pattern)
-    target = load_domain(cfg.format, cfg.target, cfg.root, cfg.pattern)
+    source = load_domain(cfg.format, cfg.source, cfg.root, cfg.pattern, cfg=cfg)
+    target = load_domain(cfg.format, cfg.target, cfg.root, cfg.pattern, cfg=cfg)
     if not source.has_labels:
         raise DataError(f"source domain {source.name!r} has unlabelled samples; every source sample needs a label")
     check_same_classes(source, target)

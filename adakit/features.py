@@ -1,0 +1,118 @@
+"""Feature cache: run a frozen ONNX backbone once over an image domain and keep the features on disk.
+
+The ``.npz`` written holds ``feat`` float32 (N, d), ``y`` int64 (N,), ``classes`` (C,) and ``ids`` (N,)
+(file paths relative to the domain root), the format the ``npz`` loader reads. Images go through the
+evaluation transform of `FileImageDomain` (resize shorter side, center crop, ImageNet mean/std), the
+pre-processing of ``$ADAKIT_DATA/office31/features-mobilenetv2``. onnxruntime is optional
+(the ``onnx`` extra): ``pip install onnxruntime``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from adakit.data.domain import Domain
+from adakit.errors import AdakitError, DataError
+from adakit.progress import progress_bar
+
+DEFAULT_MODEL = "models/mobilenetv2-12-int8_with_feat.onnx"
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise AdakitError("feature extraction needs onnxruntime, which is not installed; install it with: "
+                          "pip install onnxruntime  (the adakit 'onnx' extra)") from None
+    return onnxruntime
+
+
+def default_model_path() -> Path:
+    """``$ADAKIT_DATA/models/mobilenetv2-12-int8_with_feat.onnx``."""
+    from adakit.paths import data_root
+
+    return data_root() / DEFAULT_MODEL
+
+
+class OnnxFeatureExtractor:
+    """A frozen ONNX model; ``__call__`` maps a float batch (N, 3, H, W) to one named output (N, d)."""
+
+    def __init__(self, model: str | Path, output: str = "feat", threads: int | None = None):
+        ort = _onnxruntime()
+        self.path = Path(model).expanduser()
+        if not self.path.is_file():
+            raise DataError(f"ONNX model not found: {self.path}; give --model PATH (default "
+                            f"$ADAKIT_DATA/{DEFAULT_MODEL})")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise DataError(f"{self.path}: cannot load as an ONNX model ({err})") from None
+        inputs = self.session.get_inputs()
+        outputs = [o.name for o in self.session.get_outputs()]
+        if output not in outputs:
+            raise DataError(f"{self.path}: no output named {output!r}; its outputs are {outputs}")
+        self.input, self.output = inputs[0].name, output
+        shape = inputs[0].shape
+        self.image_size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run([self.output], {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as err:  # shape or type mismatch, reported by onnxruntime
+            raise DataError(f"{self.path}: cannot run on a batch of shape {tuple(x.shape)}: {err}") from None
+        return out.reshape(len(out), -1).astype(np.float32)
+
+
+def extract_features(domain: Domain, extractor: OnnxFeatureExtractor, batch_size: int = 64,
+                     show_progress: bool = True) -> np.ndarray:
+    """Features (N, d) of every sample of ``domain`` (evaluation transform), in order."""
+    n = len(domain)
+    starts = range(0, n, batch_size)
+    feats = []
+    with progress_bar(len(starts), f"features {domain.name}", enabled=show_progress) as bar:
+        for s in starts:
+            x = domain.load(np.arange(s, min(s + batch_size, n)), train=False)
+            feats.append(extractor(x.numpy()))
+            bar.advance()
+    feat = np.concatenate(feats)
+    bad = ~np.isfinite(feat).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"the model gave NaN/inf features for {int(bad.sum())} images, e.g. {domain.describe(i)}")
+    return feat
+
+
+def save_features(path: str | Path, feat: np.ndarray, domain: Domain) -> Path:
+    """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
+             classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str))
+    tmp.replace(path)
+    return path
+
+
+def cache_features(images: str | Path, out: str | Path, model: str | Path | None = None, output: str = "feat",
+                   fmt: str = "image_folder", batch_size: int = 64, image_size: int | None = None,
+                   resize: int | None = None, threads: int | None = None, verify: bool = True,
+                   show_progress: bool = True) -> tuple[Path, tuple[int, int]]:
+    """Load an image domain (folder or list file), extract features, write ``out``; returns (path, shape)."""
+    from adakit.config import DataConfig
+    from adakit.data.images import load_image_folder, load_image_list
+
+    extractor = OnnxFeatureExtractor(model or default_model_path(), output, threads)
+    size = image_size or extractor.image_size
+    images = Path(images).expanduser()
+    name = images.stem if fmt == "image_list" else images.name
+    cfg = DataConfig(format=fmt, source=name, target=name, image_size=size, resize=resize, verify_images=verify)
+    loader = load_image_list if fmt == "image_list" else load_image_folder
+    domain = loader(images, name, cfg=cfg)
+    feat = extract_features(domain, extractor, batch_size, show_progress)
+    return save_features(out, feat, domain), feat.shape

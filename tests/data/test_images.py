@@ -1,0 +1,202 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adakit.config import DataConfig
+from adakit.data import load_domain, load_domains
+from adakit.data.images import FileImageDomain, load_image_folder, load_image_list
+from adakit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from adakit.errors import ConfigError, DataError
+
+PATTERN = "{root}/office31/images/{domain}/images"
+
+
+@pytest.fixture(scope="module")
+def office31(data_root) -> Path:
+    p = data_root / "office31" / "images"
+    if not p.is_dir():
+        pytest.skip(f"{p} not found")
+    return p
+
+
+@pytest.fixture(scope="module")
+def dslr(office31) -> FileImageDomain:
+    return load_domain("image_folder", "dslr", str(office31.parent.parent), PATTERN)
+
+
+def _copy(office31: Path, dst: Path, per_class: int = 2, classes=("back_pack", "bike")) -> list[Path]:
+    out = []
+    for c in classes:
+        (dst / c).mkdir(parents=True, exist_ok=True)
+        for f in sorted((office31 / "dslr" / "images" / c).iterdir())[:per_class]:
+            shutil.copy(f, dst / c / f.name)
+            out.append(dst / c / f.name)
+    return out
+
+
+def test_office31_dslr_folder_matches_feature_file(dslr, office31):
+    ref = np.load(office31.parent / "features-mobilenetv2" / "dslr.npz")
+    assert isinstance(dslr, FileImageDomain)
+    assert len(dslr) == 498 and dslr.num_classes == 31
+    assert dslr.classes == [str(c) for c in ref["classes"]]
+    np.testing.assert_array_equal(dslr.y, ref["y"])
+    assert dslr.ids[0] == "back_pack/frame_0001.jpg"
+    assert dslr.describe(0).endswith("dslr/images/back_pack/frame_0001.jpg")
+    assert dslr.input_shape == (3, 224, 224) and dslr.resize == 256
+
+
+def test_load_eval_is_normalised_and_deterministic(dslr):
+    x = dslr.load(np.array([0, 300]))
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32
+    torch.testing.assert_close(x, dslr.load(np.array([0, 300])))
+    # undo the normalisation: pixel values back in [0, 1]
+    raw = x * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+    assert dslr.load(np.array([], dtype=np.int64)).shape == (0, 3, 224, 224)
+
+
+def test_load_train_augments(dslr):
+    torch.manual_seed(0)
+    a = dslr.load(np.array([5, 6]), train=True)
+    b = dslr.load(np.array([5, 6]), train=True)
+    assert a.shape == (2, 3, 224, 224)
+    assert not torch.equal(a, b)  # random crop / flip
+
+
+def test_subset_keeps_paths_and_labels(dslr):
+    s = dslr.subset(np.array([497, 0]), "d2")
+    assert isinstance(s, FileImageDomain) and s.name == "d2"
+    assert list(s.ids) == [dslr.ids[497], dslr.ids[0]]
+    assert list(s.y) == [dslr.y[497], dslr.y[0]]
+    assert s.describe(1) == dslr.describe(0)
+    assert s.load(np.array([1])).shape == (1, 3, 224, 224)
+
+
+def test_load_domains_pair_image_size_and_inductive_split(office31):
+    cfg = DataConfig(format="image_folder", root=str(office31.parent.parent), pattern=PATTERN, source="webcam",
+                     target="dslr", protocol="inductive", image_size=112)
+    d = load_domains(cfg, seed=0)
+    assert d.source.input_shape == (3, 112, 112) and d.pool.resize == 128
+    assert isinstance(d.pool, FileImageDomain) and isinstance(d.test, FileImageDomain)
+    assert len(d.pool) + len(d.test) == 498
+    assert not set(d.pool.ids) & set(d.test.ids)
+    assert d.test.load(np.array([0])).shape == (1, 3, 112, 112)
+
+
+def test_resize_smaller_than_crop_is_config_error(office31, tmp_path):
+    _copy(office31, tmp_path / "d", per_class=1)
+    cfg = DataConfig(format="image_folder", image_size=224, resize=200)
+    with pytest.raises(ConfigError, match="data.resize=200"):
+        load_image_folder(tmp_path / "d", "d", cfg=cfg)
+
+
+def test_corrupt_image_is_named_by_verify_and_by_load(office31, tmp_path):
+    root = tmp_path / "dom"
+    _copy(office31, root)
+    bad = root / "bike" / "zz_broken.jpg"
+    bad.write_bytes(b"this is not a jpeg" * 10)
+    with pytest.raises(DataError, match="zz_broken.jpg"):
+        load_image_folder(root, "dom")
+    d = load_image_folder(root, "dom", cfg=DataConfig(format="image_folder", verify_images=False))
+    i = int(np.flatnonzero(d.ids == "bike/zz_broken.jpg")[0])
+    assert d.load(np.array([0])).shape == (1, 3, 224, 224)
+    with pytest.raises(DataError, match=r"cannot read image .*zz_broken\.jpg"):
+        d.load(np.array([0, i]))
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="image folder not found"):
+        load_image_folder(tmp_path / "nope", "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="is empty"):
+        load_image_folder(tmp_path / "empty", "empty")
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_image_folder(tmp_path / "loose", "loose")
+    (tmp_path / "noimg" / "cls").mkdir(parents=True)
+    (tmp_path / "noimg" / "cls" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="but no images"):
+        load_image_folder(tmp_path / "noimg", "noimg")
+
+
+def test_class_lists_must_match_between_folders(office31, tmp_path):
+    _copy(office31, tmp_path / "a", per_class=1, classes=("back_pack", "bike"))
+    _copy(office31, tmp_path / "b", per_class=1, classes=("back_pack", "bottle"))
+    cfg = DataConfig(format="image_folder", root=str(tmp_path), source="a", target="b")
+    with pytest.raises(DataError, match="class lists differ"):
+        load_domains(cfg, 0)
+
+
+# -- image lists ---------------------------------------------------------------------------------------
+
+
+def test_image_list_int_labels_relative_to_data_root(office31, data_root, dslr, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAKIT_DATA", str(data_root))
+    rows = [0, 1, 100, 497]
+    rel = [f"office31/images/dslr/images/{dslr.ids[i]}" for i in rows]
+    lst = tmp_path / "dslr.txt"
+    lst.write_text("".join(f"{p} {dslr.y[i]}\n" for p, i in zip(rel, rows)) + "\n# comment\n")
+    d = load_image_list(lst, "dslr")
+    assert list(d.ids) == rel
+    np.testing.assert_array_equal(d.y, dslr.y[rows])
+    assert d.classes == [str(c) for c in range(int(dslr.y[497]) + 1)]
+    torch.testing.assert_close(d.load(np.array([2])), dslr.load(np.array([100])))
+
+
+def test_image_list_names_classes_txt_and_unlabelled(office31, tmp_path):
+    # the Transfer-Learning-Library layout: <dataset>/image_list/<domain>.txt, paths relative to <dataset>
+    files = _copy(office31, tmp_path / "data" / "dslr", per_class=2)
+    (tmp_path / "image_list").mkdir()
+    (tmp_path / "image_list" / "classes.txt").write_text("back_pack\nbike\nbottle\n")
+    rel = [f.relative_to(tmp_path).as_posix() for f in files]
+    lines = [f"{rel[0]} back_pack", f"{rel[1]} 0", f"{rel[2]} bike", rel[3]]
+    lst = tmp_path / "image_list" / "dslr.txt"
+    lst.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+    d = load_image_list(lst, "dslr")
+    assert d.classes == ["back_pack", "bike", "bottle"]
+    assert list(d.y) == [0, 1, -1] and not d.has_labels
+    lst.write_text("\n".join(lines[1:3]) + "\n")  # mixed index / name: indices must all be ints
+    with pytest.raises(DataError, match=r"line 2: label 'bike' is neither a class name"):
+        load_image_list(lst, "dslr")
+
+
+def test_image_list_errors_name_the_line(office31, tmp_path):
+    files = _copy(office31, tmp_path / "imgs", per_class=1)
+    lst = tmp_path / "dom.txt"
+    a, b = (f.relative_to(tmp_path).as_posix() for f in files)
+
+    lst.write_text(f"{a} 0\n\n{b} 1\nimgs/missing.jpg 1\n")
+    with pytest.raises(DataError, match=r"dom\.txt, line 4: image not found: imgs/missing\.jpg"):
+        load_image_list(lst, "dom")
+
+    lst.write_text(f"{a} 0\n{b} -1\n")
+    with pytest.raises(DataError, match=r"line 2: negative label"):
+        load_image_list(lst, "dom")
+
+    lst.write_text(f"{a} 0\n{a} 1\n")
+    with pytest.raises(DataError, match=r"line 2: .* listed twice \(first at line 1\)"):
+        load_image_list(lst, "dom")
+
+    (tmp_path / "classes.txt").write_text("back_pack\nbike\n")
+    lst.write_text(f"{a} 0\n{b} 2\n")
+    with pytest.raises(DataError, match=r"line 2: label 2 is outside the class list 0..1"):
+        load_image_list(lst, "dom")
+
+    with pytest.raises(DataError, match="image list not found"):
+        load_image_list(tmp_path / "other.txt", "other")
+    lst.write_text("# nothing\n")
+    with pytest.raises(DataError, match="lists no images"):
+        load_image_list(lst, "dom")
+
+
+def test_image_list_corrupt_file_named(office31, tmp_path):
+    _copy(office31, tmp_path / "imgs", per_class=1)
+    (tmp_path / "imgs" / "bad.png").write_bytes(b"\x89PNG garbage")
+    lst = tmp_path / "dom.txt"
+    lst.write_text("imgs/back_pack/frame_0001.jpg 0\nimgs/bad.png 1\n")
+    with pytest.raises(DataError, match=r"unreadable image\(s\): .*bad\.png"):
+        load_image_list(lst, "dom")
