@@ -128,7 +128,11 @@ class ActiveLoop:
         self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
         self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
                                  num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
-        self.strategy = strat_cls(cfg.query_params())
+        query_params = cfg.query_params()
+        if "budget_ratio" in type(query_params).model_fields and "budget_ratio" not in cfg.query.params() \
+                and self.budgets:
+            query_params.budget_ratio = sum(self.budgets) / len(d.pool)  # the run's total budget B (LAS's M)
+        self.strategy = strat_cls(query_params)
         self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
         if cfg.oracle.kind == "file":
             self.oracle = FileOracle(d.pool, self.run_dir, d.classes)

@@ -141,3 +141,11 @@ def test_a_moved_run_folder_resumes(tmp_path):
     shutil.move(tmp_path / "a", tmp_path / "b")
     summary = ActiveLoop.resume(tmp_path / "b", show_progress=False).run()
     assert len(summary["rounds"]) == 3
+
+
+def test_las_gets_the_runs_total_budget_fraction(tmp_path):
+    loop = ActiveLoop(build_config(SMALL, ["query.strategy=las", "budget.total=0.1"]), tmp_path, show_progress=False)
+    assert loop.strategy.params.budget_ratio == pytest.approx(90 / 898)
+    loop = ActiveLoop(build_config(SMALL, ["query.strategy=las", "query.budget_ratio=0.2"]), tmp_path / "b",
+                      show_progress=False)
+    assert loop.strategy.params.budget_ratio == 0.2
