@@ -1,0 +1,100 @@
+"""AADA (Su et al. WACV 2020): s(x) = H(p)·(1 − d(f))/d(f), d = P(source) of the domain discriminator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from adakit.errors import ConfigError
+from adakit.models.discriminators import DomainDiscriminator
+from adakit.query.aada import AADASampling, aada_scores
+from adakit.registry import STRATEGIES
+
+
+class StandIn(nn.Module):
+    """A stand-in objective that provides a domain discriminator."""
+
+    provides = frozenset({"domain_discriminator"})
+
+    def __init__(self, disc: nn.Module):
+        super().__init__()
+        self.domain_discriminator = disc
+
+
+def _linear_disc(m: int, seed: int = 0) -> nn.Linear:
+    g = torch.Generator().manual_seed(seed)
+    d = nn.Linear(m, 1)
+    with torch.no_grad():
+        d.weight.copy_(torch.randn(1, m, generator=g))
+        d.bias.copy_(torch.randn(1, generator=g))
+    return d
+
+
+def test_registered_with_needs():
+    assert STRATEGIES.get("aada") is AADASampling
+    assert AADASampling.needs == frozenset({"domain_discriminator"})
+
+
+def test_scores_by_hand():
+    # p = (0.5, 0.5): H = ln 2; logit 0 → d = 1/2 → w = 1; logit ln 3 → d = 3/4 → w = 1/3
+    p = torch.tensor([[0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
+    logits = torch.tensor([0.0, float(np.log(3.0)), -5.0])
+    s = aada_scores(p, logits)
+    assert s[0].item() == pytest.approx(np.log(2.0))
+    assert s[1].item() == pytest.approx(np.log(2.0) / 3.0)
+    assert s[2].item() == 0.0  # confident prediction: H = 0 whatever the domain weight
+
+
+def test_extreme_discriminator_is_finite():
+    p = torch.tensor([[0.6, 0.4], [0.6, 0.4]])
+    s = aada_scores(p, torch.tensor([-200.0, 200.0]))
+    assert torch.isfinite(s).all() and s[0] > 1e80 and s[1] < 1e-80
+
+
+def test_select_top_b_by_hand(view_factory, selection_checker):
+    disc = _linear_disc(8)
+    view = view_factory(n=30, labelled=6, objective=StandIn(disc))
+    sel = AADASampling(AADASampling.Params()).select(view, 5, np.random.default_rng(0))
+    selection_checker(sel, view, 5)
+    p = view.probs.double()
+    h = -(p * p.log()).sum(1)
+    d = torch.sigmoid(disc(view.embeddings).double())[:, 0].detach()
+    ref = (h * (1 - d) / d).numpy()
+    assert np.allclose(sel.scores, ref[sel.indices], rtol=1e-5)
+    unl = view.unlabelled_indices
+    assert set(sel.indices.tolist()) == set(unl[np.argsort(-ref[unl])[:5]].tolist())
+
+
+def test_mlp_discriminator_in_eval_mode(view_factory):
+    """Dropout is off while scoring (deterministic scores) and the training mode is restored."""
+    torch.manual_seed(0)
+    disc = DomainDiscriminator(8, hidden=16, dropout=0.5)
+    disc.train()
+    view = view_factory(n=20, objective=StandIn(disc))
+    strat = AADASampling(AADASampling.Params(block_size=3))
+    a = strat.select(view, 20, np.random.default_rng(0))
+    b = strat.select(view, 20, np.random.default_rng(0))
+    assert np.array_equal(a.indices, b.indices) and np.allclose(a.scores, b.scores)
+    assert disc.training
+
+
+def test_missing_discriminator_is_a_config_error(view_factory):
+    view = view_factory(n=10)
+    with pytest.raises(ConfigError, match="domain_discriminator"):
+        AADASampling(AADASampling.Params()).select(view, 2, np.random.default_rng(0))
+
+
+@pytest.mark.slow
+def test_runs_end_to_end_from_config(office31_features, tmp_path):
+    from adakit.config import build_config
+    from adakit.loop import ActiveLoop
+
+    cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
+                                 "target": "webcam"},
+                        "train": {"warmup_iters": 20, "round_iters": 10, "device": "cpu"},
+                        "budget": {"total": 0.02, "rounds": 2},
+                        "query": {"strategy": "aada"}, "objective": {"name": "dann", "hidden": 64}})
+    summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    assert len(summary["rounds"]) == 3 and summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"])

@@ -1,0 +1,171 @@
+"""Shared selection algorithms against brute-force definitions on tiny inputs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from adakit.query import _algorithms as alg
+
+
+def _brute_kcenter(x: np.ndarray, k: int, initial: list[int], candidates: np.ndarray) -> list[int]:
+    picks = list(initial)
+    out = []
+    for _ in range(k):
+        best, best_d = None, -1.0
+        for i in np.flatnonzero(candidates):
+            if i in picks:
+                continue
+            d = min(((x[i] - x[j]) ** 2).sum() for j in picks)
+            if d > best_d:
+                best, best_d = i, d
+        picks.append(best)
+        out.append(best)
+    return out
+
+
+def test_farthest_first_matches_brute_force_loop():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3))
+    cand = np.ones(20, dtype=bool)
+    cand[[0, 5]] = False
+    got, d = alg.farthest_first(torch.as_tensor(x), 6, rng=np.random.default_rng(1), initial=[0, 5], candidates=cand)
+    assert got.tolist() == _brute_kcenter(x, 6, [0, 5], cand)
+    # distances reported at pick time
+    first_d = min(((x[got[0]] - x[j]) ** 2).sum() for j in (0, 5))
+    assert d[0] == pytest.approx(first_d)
+    assert np.all(np.diff(d) <= 1e-12)  # k-center greedy distances never increase
+
+
+def test_farthest_first_external_centres_equal_included_centres():
+    rng = np.random.default_rng(2)
+    x = torch.as_tensor(rng.normal(size=(20, 4)))
+    src = torch.as_tensor(rng.normal(size=(7, 4)))
+    both = torch.cat([x, src])
+    ref, _ = alg.farthest_first(both, 5, rng=np.random.default_rng(0), initial=np.arange(20, 27),
+                                candidates=np.arange(20))
+    got, _ = alg.farthest_first(x, 5, rng=np.random.default_rng(0), centre_sq_dist=alg.min_sq_dist(x, src, block=2))
+    assert got.tolist() == ref.tolist()
+
+
+def test_farthest_first_first_pick_and_no_centres():
+    x = torch.as_tensor(np.random.default_rng(3).normal(size=(10, 2)))
+    got, d = alg.farthest_first(x, 3, rng=np.random.default_rng(0), first=4)
+    assert got[0] == 4 and math.isinf(d[0])
+    a, _ = alg.farthest_first(x, 10, rng=np.random.default_rng(5))
+    b, _ = alg.farthest_first(x, 10, rng=np.random.default_rng(5))
+    assert a.tolist() == b.tolist() and sorted(a.tolist()) == list(range(10))
+    assert len(alg.farthest_first(x, 50, rng=np.random.default_rng(0))[0]) == 10
+
+
+def test_farthest_first_ties_broken_by_rng():
+    x = torch.zeros(6, 2, dtype=torch.float64)  # all equidistant: every pick is a tie
+    firsts = {int(alg.farthest_first(x, 2, rng=np.random.default_rng(s), initial=[0])[0][0]) for s in range(30)}
+    assert firsts == {1, 2, 3, 4, 5}
+    got, _ = alg.farthest_first(x, 6, rng=np.random.default_rng(0))
+    assert sorted(got.tolist()) == list(range(6))  # duplicates still give distinct picks
+
+
+def test_outer_product_distances_match_materialised():
+    rng = np.random.default_rng(0)
+    a = torch.as_tensor(rng.normal(size=(9, 4)))
+    f = torch.as_tensor(rng.normal(size=(9, 5)))
+    pts = alg.OuterProductPoints(a, f)
+    g = torch.stack([torch.outer(a[i], f[i]).flatten() for i in range(9)])
+    assert torch.allclose(pts.materialise(), g)
+    dense = alg.DensePoints(g)
+    assert torch.allclose(pts.sq_norms, dense.sq_norms)
+    idx = [0, 3, 8]
+    assert torch.allclose(alg.sq_dist_to(pts, idx), torch.cdist(g, g[idx]) ** 2, atol=1e-9)
+    assert torch.allclose(alg.min_sq_dist_to(pts, idx, block=1), (torch.cdist(g, g[idx]) ** 2).min(1).values,
+                          atol=1e-9)
+
+
+def test_kmeans_pp_factorised_equals_materialised():
+    rng = np.random.default_rng(0)
+    a = torch.as_tensor(rng.normal(size=(30, 3)))
+    f = torch.as_tensor(rng.normal(size=(30, 4)))
+    pts = alg.OuterProductPoints(a, f)
+    p1, d1 = alg.kmeans_pp(pts, 8, np.random.default_rng(7), first=2)
+    p2, d2 = alg.kmeans_pp(pts.materialise(), 8, np.random.default_rng(7), first=2)
+    assert p1.tolist() == p2.tolist()
+    np.testing.assert_allclose(d1[1:], d2[1:], rtol=1e-9)
+
+
+def test_kmeans_pp_d2_probabilities():
+    # three points at 0, 1, 3 on a line, first pick 0: next ∝ D² = (1, 9) → P(point 2) = 0.9
+    x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    picks = [alg.kmeans_pp(x, 2, np.random.default_rng(s), first=0)[0][1] for s in range(1000)]
+    assert np.mean(np.array(picks) == 2) == pytest.approx(0.9, abs=0.04)
+
+
+def test_kmeans_pp_without_replacement_on_duplicates():
+    x = torch.zeros(5, 2)
+    x[4] = 1.0
+    p, _ = alg.kmeans_pp(x, 5, np.random.default_rng(0), first=0)
+    assert sorted(p.tolist()) == list(range(5))
+    assert p[1] == 4  # the only point with D² > 0
+    cand = np.array([1, 2, 4])
+    p, _ = alg.kmeans_pp(x, 10, np.random.default_rng(0), candidates=cand)
+    assert sorted(p.tolist()) == [1, 2, 4]
+
+
+def _full_knn(x, k):
+    e = torch.nn.functional.normalize(x.float(), dim=1)
+    s = e @ e.T
+    s.fill_diagonal_(-math.inf)
+    return s.topk(k, dim=1)
+
+
+@pytest.mark.parametrize("backend,block", [("torch", None), ("torch", 3), ("torch", 1), ("faiss", None)])
+def test_knn_matches_full_cosine_matrix(backend, block):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(17, 6))).float()
+    sims, idx = alg.knn(x, 4, block=block, backend=backend)
+    ref_s, ref_i = _full_knn(x, 4)
+    assert torch.equal(idx, ref_i)
+    assert torch.allclose(sims, ref_s, atol=1e-5)
+    assert not (idx == torch.arange(17)[:, None]).any()
+
+
+def test_knn_keeps_duplicates_of_self():
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    for backend in ("torch", "faiss") if alg._faiss() else ("torch",):
+        s, i = alg.knn(x, 1, backend=backend)
+        assert i[0, 0] == 1 and i[1, 0] == 0
+        assert s[0, 0] == pytest.approx(1.0)
+
+
+def test_knn_errors_on_too_many_neighbours():
+    with pytest.raises(ValueError, match="neighbours"):
+        alg.knn(torch.randn(3, 2), 3)
+
+
+def test_nearest_to_centroids_distinct_and_nearest():
+    x = torch.tensor([[0.0], [0.1], [5.0], [5.2], [9.0]], dtype=torch.float64)
+    got = alg.nearest_to_centroids(x, torch.tensor([[0.0], [5.1], [9.5]]))
+    assert got.tolist() == [0, 2, 4]  # 5.0 and 5.2 are equidistant to 5.1: lower index
+    # two centroids on the same sample: the closer keeps it, the other takes its next nearest
+    got = alg.nearest_to_centroids(x, torch.tensor([[0.02], [0.0]]))
+    assert got.tolist() == [1, 0]
+    # more collisions than per_centre candidates: the exact fallback still gives distinct picks
+    xs = torch.zeros(6, 1)
+    got = alg.nearest_to_centroids(xs, torch.zeros(6, 1), per_centre=2)
+    assert sorted(got.tolist()) == list(range(6))
+
+
+def test_kmeans_select_weighted_and_reproducible():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(20, 2)), rng.normal(size=(20, 2)) + 10])
+    a = alg.kmeans_select(torch.as_tensor(x), 2, np.random.default_rng(3))
+    b = alg.kmeans_select(torch.as_tensor(x), 2, np.random.default_rng(3))
+    assert a.tolist() == b.tolist()
+    assert {int(i) // 20 for i in a} == {0, 1}  # one per blob
+    # all weight on one point of blob 0: its cluster centre is that point, so it is picked
+    w = np.zeros(40)
+    w[[3, 25]] = 1.0
+    c = alg.kmeans_select(torch.as_tensor(x), 2, np.random.default_rng(0), weights=w)
+    assert sorted(c.tolist()) == [3, 25]
+    assert sorted(alg.kmeans_select(torch.as_tensor(x), 50, np.random.default_rng(0)).tolist()) == list(range(40))

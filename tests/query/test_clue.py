@@ -1,0 +1,66 @@
+"""CLUE: uncertainty weights, weighted centroid pick, selection invariants."""
+
+import numpy as np
+import pytest
+import torch
+
+from adakit.registry import STRATEGIES
+
+
+def _clue(**params):
+    cls = STRATEGIES.get("clue")
+    return cls(cls.Params.validated(params, "query"))
+
+
+def _weights(view, idx, t):
+    p = torch.softmax(view.logits[torch.as_tensor(idx)].double() / t, dim=1).numpy()
+    return np.array([-sum(pc * np.log(pc) for pc in row if pc > 0) for row in p])
+
+
+def test_single_cluster_picks_sample_nearest_weighted_mean(view_factory):
+    # b = 1: the weighted k-means centroid is Σ w_i f_i / Σ w_i; the pick is the sample nearest to it
+    view = view_factory(30, 4, 3, labelled=5, seed=0)
+    cand = view.unlabelled_indices
+    for t in (0.1, 1.0):
+        sel = _clue(temperature=t).select(view, 1, np.random.default_rng(0))
+        w = _weights(view, cand, t)
+        f = view.embeddings[torch.as_tensor(cand)].double().numpy()
+        centre = (w[:, None] * f).sum(0) / w.sum()
+        j = int(np.argmin(((f - centre) ** 2).sum(1)))
+        assert sel.indices.tolist() == [int(cand[j])]
+        assert sel.scores[0] == pytest.approx(w[j], rel=1e-6)
+
+
+def test_weights_steer_the_clusters(view_factory):
+    # two far blobs; only one blob is uncertain: with b = 2 both centroids land in the uncertain blob
+    view = view_factory(40, 2, 2, seed=1)
+    x = torch.zeros(40, 2)
+    x[:20] = torch.randn(20, 2) * 0.5
+    x[20:] = torch.randn(20, 2) * 0.5 + torch.tensor([20.0, 0.0])
+    view.pool.x = x
+    logits = torch.zeros(40, 2)
+    logits[20:, 0] = 10.0  # confident: entropy weight ≈ 0 at T = 0.1
+    view.__dict__["_outputs"] = (x, logits)
+    sel = _clue().select(view, 2, np.random.default_rng(0))
+    assert all(i < 20 for i in sel.indices)
+
+
+@pytest.mark.parametrize("labelled,budget", [(0, 5), (10, 7), (38, 5), (40, 3)])
+def test_selection_invariants(view_factory, selection_checker, labelled, budget):
+    view = view_factory(40, 6, 3, labelled=labelled, seed=2, clusters=3)
+    sel = _clue().select(view, budget, np.random.default_rng(0))
+    selection_checker(sel, view, budget)
+
+
+def test_reproducible_and_duplicates(view_factory, selection_checker):
+    view = view_factory(80, 5, 4, labelled=8, seed=3)
+    a = _clue().select(view, 10, np.random.default_rng(2))
+    b = _clue().select(view, 10, np.random.default_rng(2))
+    assert a.indices.tolist() == b.indices.tolist()
+    # many exact duplicates: clusters collapse, the picker still returns b distinct samples
+    x = torch.zeros(20, 3)
+    x[10:] = 1.0
+    view = view_factory(20, 3, 2, seed=4)
+    view.__dict__["_outputs"] = (x, torch.zeros(20, 2))
+    sel = _clue().select(view, 6, np.random.default_rng(0))
+    selection_checker(sel, view, 6)
