@@ -83,16 +83,19 @@ class ActiveLoop:
         self.run_dir = Path(run_dir)
         self.show_progress = show_progress
         self.on_event = on_event or (lambda kind, info: None)
+        ledger_path = self.run_dir / "ledger.sqlite"
+        if ledger_path.is_file():
+            with Ledger(ledger_path) as led:
+                stored = led.get_meta("config")
+            if stored is not None and stored != cfg.to_dict():
+                raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
+                                  f"{self.run_dir}` to continue it, or choose another --out folder")
+        self._setup(domains)  # everything that can fail on bad input fails before the run folder exists
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger(self.run_dir / "ledger.sqlite")
-        stored = self.ledger.get_meta("config")
-        if stored is not None and stored != cfg.to_dict():
-            raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
-                              f"{self.run_dir}` to continue it, or choose another --out folder")
-        if stored is None:
+        self.ledger = Ledger(ledger_path)
+        if self.ledger.get_meta("config") is None:
             self.ledger.set_meta("config", cfg.to_dict())
             _atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        self._setup(domains)
 
     @classmethod
     def resume(cls, run_dir: str | Path, **kwargs) -> ActiveLoop:

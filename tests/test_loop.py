@@ -64,8 +64,11 @@ def test_same_folder_other_config_is_refused(tmp_path):
 
 def test_budget_larger_than_pool_fails_before_training(tmp_path):
     with pytest.raises(DataError, match="larger|only 898 samples"):
-        ActiveLoop(build_config(SMALL, ["budget.total=5000"]), tmp_path, show_progress=False)
-    assert not (tmp_path / "checkpoints").exists()
+        ActiveLoop(build_config(SMALL, ["budget.total=5000"]), tmp_path / "r", show_progress=False)
+    assert not (tmp_path / "r").exists()  # nothing written: the same --out works once the config is fixed
+    with pytest.raises(ConfigError, match="needs \\['domain_discriminator'\\].*use one of: .*dann"):
+        ActiveLoop(build_config(SMALL, ["query.strategy=aada"]), tmp_path / "r", show_progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_after_sigkill_in_round_3_gives_the_same_labels(tmp_path):
