@@ -1,9 +1,11 @@
 """End to end in headless Chromium (Debian's chromium + chromedriver, driven by Selenium; no browser
 download): label real Office-31 images with the keyboard, undo (a correction record), a conflict from a
-second client, then train on the answers. Writes the README's screenshot to docs/labeling.png."""
+second client, then train on the answers. Takes a screenshot of the page; with ADAKIT_UPDATE_SCREENSHOT=1 it
+is written to docs/labeling.png (the README's), otherwise into the test's temporary folder."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +21,7 @@ from .test_server import Client
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
 CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
                                                 else None)
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "labeling.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "labeling.png"
 
 
 def _skip(reason: str):
@@ -70,7 +72,7 @@ def _key(driver, k: str) -> None:
     ActionChains(driver).send_keys(k).perform()
 
 
-def test_label_office31_images_in_chromium(browser, office_run):
+def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
     run = LabelingRun(office_run)
     server = make_server(run, port=0)
     serve_in_thread(server)
@@ -100,8 +102,8 @@ def test_label_office31_images_in_chromium(browser, office_run):
         # screenshot for the README: an image, suggestions, progress, the saved answer's status
         _wait(d, lambda d: d.execute_script("const i = document.getElementById('img');"
                                             "return i.complete && i.naturalWidth > 0"), "second image shown")
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        assert d.save_screenshot(str(SCREENSHOT)) and SCREENSHOT.stat().st_size > 10_000
+        shot = README_SCREENSHOT if os.environ.get("ADAKIT_UPDATE_SCREENSHOT") else tmp_path / "labeling.png"
+        assert d.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
         # 4 = the first class that is not among the top-3 suggestions, on item 2
         second = items[1]
