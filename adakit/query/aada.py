@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from adakit.errors import ConfigError
 from adakit.params import Params
 from adakit.query.base import Selection, Strategy, top_k
 from adakit.query.uncertainty import entropy
@@ -54,10 +53,7 @@ class AADASampling(Strategy):
     needs = frozenset({"domain_discriminator"})
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
-        disc = getattr(view.objective, "domain_discriminator", None)
-        if disc is None:
-            raise ConfigError("query.strategy='aada' needs an objective that provides a domain_discriminator "
-                              "(e.g. objective.name: dann)")
+        disc = self.provided(view, "domain_discriminator")
         cand = view.unlabelled_indices
         logits = domain_discriminator_logits(disc, view.embeddings[cand], self.params.block_size)
         return top_k(aada_scores(view.probs[cand], logits).numpy(), cand, budget, rng)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adakit.errors import ConfigError
 from adakit.params import Params
 
 
@@ -36,6 +37,15 @@ class Strategy:
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         raise NotImplementedError
+
+    def provided(self, view, need: str):
+        """The module the objective provides under ``need`` (e.g. its domain discriminator), or a clear error."""
+        module = getattr(view.objective, need, None)
+        if module is None:
+            raise ConfigError(f"query.strategy={self.name!r} needs an objective that provides a {need}; "
+                              "`adakit methods` lists the objectives (e.g. dann for a domain_discriminator, "
+                              "tsf for a class_discriminator)")
+        return module
 
 
 def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> Selection:

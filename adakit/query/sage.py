@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from adakit.errors import ConfigError
 from adakit.params import Params
 from adakit.query._algorithms import argmax_random, farthest_first, kmeans_pp
 from adakit.query._gradients import class_discriminator_gradients
@@ -93,10 +92,7 @@ class SageSampling(Strategy):
     needs = frozenset({"class_discriminator"})
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
-        disc = getattr(view.objective, "class_discriminator", None)
-        if disc is None:
-            raise ConfigError("query.strategy='sage' needs an objective that provides a class_discriminator "
-                              "(e.g. objective.name: tsf)")
+        disc = self.provided(view, "class_discriminator")
         cand = view.unlabelled_indices
         if len(cand) == 0 or budget <= 0:
             return Selection(np.empty(0, dtype=np.int64), np.empty(0))
