@@ -1,7 +1,8 @@
 """Feature cache: run a frozen ONNX backbone once over an image domain and keep the features on disk.
 
-The ``.npz`` written holds ``feat`` float32 (N, d), ``y`` int64 (N,), ``classes`` (C,) and ``ids`` (N,)
-(file paths relative to the domain root), the format the ``npz`` loader reads. Images go through the
+The ``.npz`` written holds ``feat`` float32 (N, d), ``y`` int64 (N,), ``classes`` (C,), ``ids`` (N,)
+(file paths relative to the domain root) and, when every path is ``root/id``, ``image_root`` (that
+root, absolute), the format the ``npz`` loader reads. Images go through the
 evaluation transform of `FileImageDomain` (resize shorter side, center crop, ImageNet mean/std), the
 pre-processing of ``$ADAKIT_DATA/office31/features-mobilenetv2``. onnxruntime is optional
 (the ``onnx`` extra): ``pip install onnxruntime``.
@@ -88,13 +89,31 @@ def extract_features(domain: Domain, extractor: OnnxFeatureExtractor, batch_size
     return feat
 
 
+def image_root(domain: Domain) -> Path | None:
+    """The folder every image of ``domain`` is ``root/id`` under (absolute), or None."""
+    paths = getattr(domain, "paths", None)
+    if paths is None or not len(paths):
+        return None
+    first, rel = Path(str(paths[0])), Path(str(domain.ids[0]))
+    n = len(rel.parts)
+    if rel.is_absolute() or len(first.parts) <= n or Path(*first.parts[-n:]) != rel:
+        return None
+    root = Path(*first.parts[:-n])
+    if any(Path(str(p)) != root / str(i) for p, i in zip(paths, domain.ids)):
+        return None
+    return root.resolve()
+
+
 def save_features(path: str | Path, feat: np.ndarray, domain: Domain) -> Path:
-    """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids``)."""
+    """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and,
+    when known, ``image_root``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
+    root = image_root(domain)
+    extra = {} if root is None else {"image_root": np.asarray(str(root))}
     np.savez(tmp, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
-             classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str))
+             classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str), **extra)
     tmp.replace(path)
     return path
 

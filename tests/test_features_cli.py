@@ -51,7 +51,7 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     assert "6 images, 1280-d features" in res.output
     ref = np.load(ref_path)
     got = np.load(out)
-    assert set(got.files) == {"feat", "y", "classes", "ids"}
+    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root"}
     assert got["feat"].shape == (6, 1280) and got["feat"].dtype == np.float32
     np.testing.assert_allclose(got["feat"], ref["feat"][rows], atol=ATOL, rtol=0)
     assert list(got["classes"]) == list(CLASSES)
@@ -60,6 +60,7 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     # the npz loader reads what the command wrote
     d = load_npz(out, "dslr")
     assert d.input_shape == (1280,) and d.classes == list(CLASSES) and len(d) == 6
+    assert d.image_path(0) == str(folder.resolve() / "back_pack" / "frame_0001.jpg") and d.ids[0] == "dslr/0"
 
 
 def test_features_from_an_image_list(office31_dslr, small_dslr, tmp_path):

@@ -71,16 +71,22 @@ class Domain:
         """A human-readable locator for sample i (file path or row index)."""
         return str(self.ids[i])
 
+    def image_path(self, i: int) -> str | None:
+        """The image file sample i was made from, when the domain knows it (else None)."""
+        return None
+
 
 @dataclass
 class TensorDomain(Domain):
     """Samples held in memory: feature rows ``(N, d)`` or images ``(N, C, H, W)``.
 
-    ``augment`` (images only) is applied to training batches.
+    ``augment`` (images only) is applied to training batches. ``paths`` (optional, one per row) names
+    the image file each feature row was extracted from; it never replaces ``ids`` (the ledger's ids).
     """
 
     x: torch.Tensor = field(default=None)  # type: ignore[assignment]
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    paths: np.ndarray | None = None
     _feature_std: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +104,10 @@ class TensorDomain(Domain):
                 )
         if len(self.x) != len(self.ids):
             raise DataError(f"domain {self.name!r}: {len(self.x)} rows but {len(self.ids)} ids")
+        if self.paths is not None:
+            self.paths = np.asarray(self.paths).astype(str)
+            if len(self.paths) != len(self.ids):
+                raise DataError(f"domain {self.name!r}: {len(self.paths)} image paths but {len(self.ids)} ids")
 
     @property
     def is_features(self) -> bool:
@@ -136,7 +146,11 @@ class TensorDomain(Domain):
         return TensorDomain(
             name=name or self.name, classes=self.classes, ids=self.ids[idx], y=self.y[idx],
             x=self.x[torch.as_tensor(idx, dtype=torch.long)], augment=self.augment,
+            paths=None if self.paths is None else self.paths[idx],
         )
+
+    def image_path(self, i: int) -> str | None:
+        return None if self.paths is None else str(self.paths[i])
 
 
 def check_same_classes(a: Domain, b: Domain) -> None:

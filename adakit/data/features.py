@@ -28,7 +28,13 @@ def _classes(values: np.ndarray | None, y: np.ndarray) -> list[str]:
 
 @register_loader("npz")
 def load_npz(path: Path, name: str) -> TensorDomain:
-    """``.npz`` with ``feat`` (N, d), ``y`` (N,) and optional ``classes`` (C,)."""
+    """``.npz`` with ``feat`` (N, d), ``y`` (N,) and optional ``classes`` (C,).
+
+    ``adakit features`` also writes ``ids`` (image paths relative to the image folder) and
+    ``image_root``; with both, each row knows its image file (`TensorDomain.paths`, shown by
+    `adakit label`). Sample ids stay ``name/index`` either way. A relative ``image_root`` is taken
+    from the ``.npz``'s folder.
+    """
     try:
         with np.load(_require(path), allow_pickle=False) as z:
             missing = [k for k in ("feat", "y") if k not in z.files]
@@ -37,9 +43,13 @@ def load_npz(path: Path, name: str) -> TensorDomain:
             x = z["feat"].astype(np.float32)
             y = z["y"].astype(np.int64)
             classes = _classes(z["classes"] if "classes" in z.files else None, y)
+            paths = None
+            if "ids" in z.files and "image_root" in z.files:
+                root = path.parent / str(z["image_root"])  # an absolute image_root replaces the folder
+                paths = np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read as .npz ({err})") from None
-    return _features(name, x, y, classes, path)
+    return _features(name, x, y, classes, path, paths)
 
 
 @register_loader("mat")
@@ -81,11 +91,12 @@ def load_svmlight(path: Path, name: str) -> TensorDomain:
     return _features(name, x.toarray().astype(np.float32), y, _classes(None, y), path)
 
 
-def _features(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], path: Path) -> TensorDomain:
+def _features(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], path: Path,
+              paths: np.ndarray | None = None) -> TensorDomain:
     if x.ndim != 2:
         raise DataError(f"{path}: features must be a 2-d array (N, d), got shape {x.shape}")
     ids = np.char.add(f"{name}/", np.arange(len(y)).astype(str))
     try:
-        return TensorDomain(name=name, classes=classes, ids=ids, y=y, x=x)
+        return TensorDomain(name=name, classes=classes, ids=ids, y=y, x=x, paths=paths)
     except DataError as err:
         raise DataError(f"{path}: {err}") from None

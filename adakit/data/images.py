@@ -75,6 +75,9 @@ class FileImageDomain(Domain):
     def describe(self, i: int) -> str:
         return str(self.paths[i])
 
+    def image_path(self, i: int) -> str | None:
+        return str(self.paths[i])
+
     def verify(self) -> None:
         """Open every file's header (PIL ``verify``, no decoding): about 0.25 ms per image.
 

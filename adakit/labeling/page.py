@@ -19,6 +19,10 @@ PAGE = r"""<!doctype html>
  #img { height:min(60vh, 560px); max-width:100%; object-fit:contain; display:none; }
  #row { font:14px ui-monospace, monospace; color:var(--mute); display:none; text-align:center; }
  #meta { color:var(--mute); font-size:13px; margin-top:8px; word-break:break-all; }
+ #near { display:none; margin-top:10px; } #near .nb { display:flex; gap:10px; flex-wrap:wrap; }
+ #near figure { margin:0; width:130px; background:#fff; border:1px solid var(--line); border-radius:6px; padding:6px; font-size:12px; text-align:center; overflow-wrap:anywhere; }
+ #near img { width:116px; height:116px; object-fit:contain; display:block; margin:0 auto 4px; }
+ #near figcaption b { display:block; font-size:13px; } #near figcaption span { color:var(--mute); }
  aside { background:#fff; border:1px solid var(--line); border-radius:8px; padding:14px; }
  h3 { margin:14px 0 6px; font-size:13px; text-transform:uppercase; letter-spacing:.04em; color:var(--mute); }
  h3:first-of-type { margin-top:4px; }
@@ -40,6 +44,7 @@ PAGE = r"""<!doctype html>
  <section>
   <div id="media"><img id="img" alt="queried sample"><div id="row"></div></div>
   <div id="meta"></div>
+  <div id="near"><h3>Nearest labelled samples</h3><div class="nb"></div></div>
  </section>
  <aside>
   <div id="status" class="info" role="status" aria-live="polite"></div>
@@ -92,6 +97,18 @@ function renderClasses(it) {
     box.appendChild(button(c, k >= 0 && k >= it.suggestions.length ? k + 1 : null, null, it));
   });
 }
+function renderNeighbours(it) {
+  const nb = it.neighbours || [], box = $("near").querySelector(".nb");
+  box.innerHTML = "";
+  $("near").style.display = nb.length ? "block" : "none";
+  nb.forEach((n) => {
+    const f = document.createElement("figure");
+    f.className = "neighbour";
+    f.innerHTML = (n.image ? `<img src="${esc(n.image)}" alt="${esc(n.name)}">` : "") +
+      `<figcaption><b>${esc(n.name)}</b><span>${esc(n.sample_id)} · cos ${n.similarity.toFixed(2)}</span></figcaption>`;
+    box.appendChild(f);
+  });
+}
 function render() {
   const n = S.items.length;
   $("run").textContent = S.run;
@@ -101,7 +118,7 @@ function render() {
   if (!it) {
     $("img").style.display = "none"; $("row").style.display = "block";
     $("row").textContent = "No open queries. Create some with: adakit query RUN_DIR --budget N";
-    $("sugg").innerHTML = ""; $("classes").innerHTML = ""; $("meta").textContent = "";
+    $("sugg").innerHTML = ""; $("classes").innerHTML = ""; $("meta").textContent = ""; $("near").style.display = "none";
     return;
   }
   if (it.image) {
@@ -112,6 +129,8 @@ function render() {
     $("img").style.display = "none"; $("row").style.display = "block";
     $("row").textContent = "feature row " + it.locator;
   }
+  $("media").style.minHeight = it.image ? "" : "120px";
+  renderNeighbours(it);
   $("meta").textContent = `${it.sample_id} · round ${it.round} · score ${it.score === null ? "–" : it.score.toPrecision(3)}` +
     (it.label !== null ? ` · labelled “${name(it.label)}”` : " · not labelled yet");
   const sg = $("sugg"); sg.innerHTML = "";

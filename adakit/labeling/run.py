@@ -1,7 +1,9 @@
 """A run folder opened for labelling: its config, target pool, class list, ledger and open queries.
 
-Files are only ever served through `LabelingRun.image_file(sample_id)`: a map from the ids the ledger
-queried to the files their domain describes. Nothing taken from a URL is ever used as a path.
+Files are only ever served through `LabelingRun.image_file(sample_id)` and
+`LabelingRun.neighbour_file(domain, sample_id)`: maps from the ids the ledger queried (and from the
+labelled neighbours shown for feature rows) to the files their domain describes. Nothing taken from a
+URL is ever used as a path.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from adakit.config import ExperimentConfig, build_config
 from adakit.data import Domains, load_domains
+from adakit.data.domain import Domain, TensorDomain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import Ledger, Query
 
@@ -54,6 +58,25 @@ def image_file_of(locator: str) -> Path | None:
     return p if p.is_file() else None
 
 
+def _is_features(d: Domain) -> bool:
+    return isinstance(d, TensorDomain) and d.is_features
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=1)
+
+
+@dataclass
+class Neighbour:
+    """A labelled sample near a queried feature row: ``domain`` is ``source`` or ``pool``."""
+
+    domain: str
+    sample_id: str
+    label: int
+    similarity: float
+    image: Path | None
+
+
 @dataclass
 class Item:
     """One query as the labelling page shows it."""
@@ -86,6 +109,8 @@ class LabelingRun:
         self._loop = None
         self._with_model = with_model
         self._items: dict[str, Item] = {}
+        self._unit: dict[str, torch.Tensor] = {}  # L2-normalised feature rows of source and pool
+        self._neighbour_files: dict[tuple[str, str], Path] = {}
 
     def close(self) -> None:
         with self.lock:
@@ -151,6 +176,62 @@ class LabelingRun:
             return None
         item = next((i for i in self.items() if i.sample_id == sample_id), None)
         return item.image if item is not None else None
+
+    # -- nearest labelled neighbours (feature pools) ----------------------------------------------
+    @property
+    def has_feature_pool(self) -> bool:
+        return _is_features(self.pool) and _is_features(self.domains.source)
+
+    def neighbours(self, items: list[Item] | None = None, k: int = 3) -> dict[str, list[Neighbour]]:
+        """The ``k`` nearest labelled samples (cosine on the features) of each item, for feature pools.
+
+        Labelled = every source sample plus the pool samples labelled in the ledger (the item itself
+        excluded). One matrix product of the items' rows against the labelled set. Their image files
+        (where the domain knows them) become servable by `neighbour_file`. Empty for image pools.
+        """
+        items = self.items() if items is None else items
+        if not items or not self.has_feature_pool:
+            return {}
+        src, pool = self.domains.source, self.pool
+        with self.lock:
+            pidx, plab = self.ledger.labelled_pool()
+        if not self._unit:
+            self._unit = {"source": _unit_rows(src.x), "pool": _unit_rows(pool.x)}
+        pidx_t = torch.as_tensor(pidx, dtype=torch.long)
+        bank = torch.cat([self._unit["source"], self._unit["pool"][pidx_t]])
+        rows = [i.pool_index for i in items]
+        sims = self._unit["pool"][torch.as_tensor(rows, dtype=torch.long)] @ bank.T
+        at = {p: len(src) + j for j, p in enumerate(pidx)}
+        for r, p in enumerate(rows):  # a labelled item is not its own neighbour
+            if p in at:
+                sims[r, at[p]] = -torch.inf
+        kk = min(k, bank.shape[0] - (1 if at else 0))
+        if kk <= 0:
+            return {i.sample_id: [] for i in items}
+        top_s, top_j = sims.topk(kk, dim=1)
+        out: dict[str, list[Neighbour]] = {}
+        for r, item in enumerate(items):
+            found = []
+            for s, j in zip(top_s[r].tolist(), top_j[r].tolist()):
+                if s == -np.inf:
+                    continue
+                dom, i, label = ("source", j, int(src.y[j])) if j < len(src) else \
+                    ("pool", pidx[j - len(src)], int(plab[j - len(src)]))
+                d = src if dom == "source" else pool
+                sid = str(d.ids[i])
+                loc = d.image_path(i)
+                image = image_file_of(loc) if loc is not None else None
+                if image is not None:
+                    self._neighbour_files[(dom, sid)] = image
+                found.append(Neighbour(dom, sid, label, float(s), image))
+            out[item.sample_id] = found
+        return out
+
+    def neighbour_file(self, domain: str, sample_id: str) -> Path | None:
+        """The image of a neighbour `neighbours` has shown, or None. Never derived from the request."""
+        if not isinstance(domain, str) or not isinstance(sample_id, str):
+            return None
+        return self._neighbour_files.get((domain, sample_id))
 
     def progress(self, items: list[Item] | None = None) -> tuple[int, int]:
         """(answered, total) over the pending items."""

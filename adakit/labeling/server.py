@@ -6,8 +6,9 @@
 - Each answer is validated, then written in its own ledger transaction (synchronous=FULL) before the
   response is sent: an acknowledged answer survives a killed server.
 - Two tabs: the ledger decides (compare-and-set); a conflicting answer gets 409 with the current label.
-- Files: ``/api/image?id=SAMPLE_ID`` maps a queried sample id to the file its domain describes; no
-  path is ever taken from the URL; anything else is 404.
+- Files: ``/api/image?id=SAMPLE_ID`` maps a queried sample id to the file its domain describes, and
+  ``/api/image?id=SAMPLE_ID&d=source|pool`` a labelled neighbour shown for a feature row to its image;
+  no path is ever taken from the URL; anything else is 404.
 """
 
 from __future__ import annotations
@@ -50,9 +51,15 @@ class LabelServer(ThreadingHTTPServer):
         items = run.items()
         labels = run.current_labels()
         tok = quote(self.token)
+        near = run.neighbours(items)
         out = [{"sample_id": i.sample_id, "round": i.round, "rank": i.rank, "score": i.score, "locator": i.locator,
                 "image": f"/api/image?id={quote(i.sample_id, safe='')}&token={tok}" if i.image is not None else None,
                 "suggestions": [{"label": c, "p": p} for c, p in i.suggestions],
+                "neighbours": [{"domain": n.domain, "sample_id": n.sample_id, "label": n.label,
+                                "name": run.classes[n.label], "similarity": n.similarity,
+                                "image": (f"/api/image?id={quote(n.sample_id, safe='')}&d={n.domain}&token={tok}"
+                                          if n.image is not None else None)}
+                               for n in near.get(i.sample_id, [])],
                 "label": labels.get(i.sample_id)} for i in items]
         done = sum(o["label"] is not None for o in out)
         return {"run": f"{run.cfg.name} · {run.run_dir.name}", "classes": run.classes, "items": out,
@@ -110,8 +117,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/api/image":
             if not self._authorised(query):
                 return
-            ids = query.get("id") or []
-            path = self.server.run.image_file(ids[0]) if len(ids) == 1 else None
+            ids, doms = query.get("id") or [], query.get("d") or []
+            if len(ids) != 1 or len(doms) > 1:
+                path = None
+            elif doms:
+                path = self.server.run.neighbour_file(doms[0], ids[0])
+            else:
+                path = self.server.run.image_file(ids[0])
             if path is None:
                 return self._not_found()
             try:
