@@ -60,15 +60,29 @@ def _slug(text: str) -> str:
 
 
 def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = None,
-              only: list[str] | None = None, on_run: Callable[[str, dict], None] | None = None) -> str:
-    """Run (or continue) every run of the grid; returns the comparison markdown."""
+              only: list[str] | None = None, on_run: Callable[[str, dict], None] | None = None,
+              pairs: list[str] | None = None) -> str:
+    """Run (or continue) every run of the grid; returns the comparison markdown.
+
+    ``only`` keeps these methods and ``pairs`` these ``source-target`` pairs (both: all when empty), so
+    one grid can be split across processes that share ``out_dir``.
+    """
     spec, base = load_bench(path)
     out_dir = Path(out_dir)
+    unknown = sorted(set(only or []) - set(spec.methods))
+    if unknown:
+        raise ConfigError(f"{path}: no method named {unknown}; methods: {sorted(spec.methods)}")
+    grid_pairs = [f"{s}-{t}" for s, t in spec.pairs]
+    unknown = sorted(set(pairs or []) - set(grid_pairs))
+    if unknown:
+        raise ConfigError(f"{path}: no pair named {unknown}; pairs: {grid_pairs}")
     methods = {k: v for k, v in spec.methods.items() if not only or k in only}
     # validate every run's config before any work starts
     plan = []
     for seed in spec.seeds:
         for pair in spec.pairs or [None]:
+            if pair and pairs and f"{pair[0]}-{pair[1]}" not in pairs:
+                continue
             for name, sets in methods.items():
                 pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
                 cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}", f"label={name}"])

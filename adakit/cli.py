@@ -120,7 +120,9 @@ def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder
 def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmarks/*.yaml)"),
           out_dir: Path = typer.Option(..., "--out", help="folder for all runs and the table"),
           set_: list[str] = typer.Option(None, "--set", help="override applied to every run"),
-          only: list[str] = typer.Option(None, "--only", help="run only these methods (repeatable)")) -> None:
+          only: list[str] = typer.Option(None, "--only", help="run only these methods (repeatable)"),
+          pair: list[str] = typer.Option(None, "--pair", help="run only this SOURCE-TARGET pair (repeatable)"),
+          ) -> None:
     """Run a grid of methods x pairs x seeds (resumable) and write comparison.md with curves."""
     from adakit.bench import run_bench
 
@@ -129,7 +131,7 @@ def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmark
                   highlight=False)
 
     try:
-        md = run_bench(bench_file, out_dir, set_, only, on_run)
+        md = run_bench(bench_file, out_dir, set_, only, on_run, pairs=pair)
     except AdakitError as e:
         _fail(e)
     out.print(md, highlight=False, soft_wrap=True)

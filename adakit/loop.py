@@ -107,6 +107,14 @@ class ActiveLoop:
         return cls(build_config(values), run_dir, **kwargs)
 
     # -- set-up: everything that can fail on bad input fails here, before training ----------------
+    def _build_model(self, obj_cls: type) -> torch.nn.Module:
+        """The configured model, with the head the objective needs (cosine for MME / omega=mme)."""
+        model_cfg, d = self.cfg.model, self.domains
+        head = obj_cls.head_for(self.cfg.objective_params())
+        if head and model_cfg.head != head:
+            model_cfg = model_cfg.model_copy(update={"head": head})
+        return build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+
     def _setup(self, domains: Domains | None) -> None:
         cfg = self.cfg
         if cfg.train.threads:
@@ -124,11 +132,8 @@ class ActiveLoop:
             raise ConfigError(f"query.strategy={cfg.query.strategy!r} needs {sorted(missing)}, which "
                               f"objective.name={cfg.objective.name!r} does not provide; use one of: "
                               f"{', '.join(providers) or '(none)'}")
-        model_cfg = cfg.model
-        if obj_cls.required_head and model_cfg.head != obj_cls.required_head:
-            model_cfg = model_cfg.model_copy(update={"head": obj_cls.required_head})
         torch.manual_seed(cfg.seed)
-        self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+        self.model = self._build_model(obj_cls)
         self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
                                  num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
         query_params = cfg.query_params()
@@ -301,10 +306,7 @@ class ActiveLoop:
                 seed = int(np.random.SeedSequence([cfg.seed, 0, k]).generate_state(1)[0])
                 seed_everything(seed)
                 obj_cls = type(self.objective)
-                model_cfg = cfg.model
-                if obj_cls.required_head and model_cfg.head != obj_cls.required_head:
-                    model_cfg = model_cfg.model_copy(update={"head": obj_cls.required_head})
-                self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+                self.model = self._build_model(obj_cls)
                 self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
                                          num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
                 self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)

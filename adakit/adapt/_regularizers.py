@@ -8,12 +8,16 @@ source = 1, target = 0 (CONTRIBUTING.md: sigmoid of a domain discriminator = P(s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adakit.adapt.base import Batch
 from adakit.models.grl import grad_reverse
+
+if TYPE_CHECKING:
+    from adakit.adapt.base import Batch
 
 
 def source_rows(batch: Batch) -> torch.Tensor:

@@ -10,11 +10,15 @@ parameters are trained at the new-layer learning rate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from adakit.adapt._regularizers import adversarial_entropy
+from adakit.errors import ConfigError
 from adakit.params import Params
 
 
@@ -42,10 +46,21 @@ class Batch:
     target_in_s: torch.Tensor | None = None
 
 
-class Objective(nn.Module):
-    """Base objective: cross-entropy on source and labelled target (fine-tuning)."""
+class ObjectiveParams(Params):
+    """Parameters every objective has: the SSDA regulariser Ω on the target (SAGE §3.5, Eq. 10)."""
 
-    Params = Params
+    omega: Literal["none", "mme"] = Field(
+        "none", description="regulariser Ω added to the objective: 'mme' = MME's minimax entropy on the unlabelled "
+                            "target (switches the model to the cosine head); S∪T / S+T is train.labelled_target")
+    entropy_weight: float = Field(0.1, ge=0, description="with omega=mme: weight λ of the entropy term (MME: 0.1)")
+    entropy_grl_coeff: float = Field(1.0, ge=0, description="with omega=mme: gradient reversal coefficient "
+                                                            "(MME code: eta = 1, constant)")
+
+
+class Objective(nn.Module):
+    """Base objective: cross-entropy on source and labelled target (fine-tuning), plus the optional Ω_MME."""
+
+    Params = ObjectiveParams
     #: the trainer draws unlabelled target batches only for objectives that use them
     uses_unlabelled: bool = False
     #: labelled target samples are trained on (False: source only)
@@ -61,6 +76,18 @@ class Objective(nn.Module):
         self.feature_dim = feature_dim
         self.num_classes = num_classes
         self.pool_size = pool_size  # target pool size, for per-sample memories (BIWAA)
+        if params.omega == "mme":
+            self.uses_unlabelled = True
+
+    @classmethod
+    def head_for(cls, params: ObjectiveParams) -> str | None:
+        """The head the model must have under these parameters (None: leave ``model.head`` as configured)."""
+        if params.omega != "mme":
+            return cls.required_head
+        if cls.required_head not in (None, "cosine"):
+            raise ConfigError(f"objective.omega=mme needs the cosine head, but this objective needs the "
+                              f"{cls.required_head!r} head; use objective.omega=none")
+        return "cosine"
 
     def classification_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(z, y)
@@ -75,8 +102,18 @@ class Objective(nn.Module):
         """Adaptation terms; ``progress`` runs from 0 to 1 over the current fit."""
         return {}
 
+    def omega_terms(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        """Ω_MME (``omega=mme``): ``mme_entropy`` = −λ·mean H(softmax(head(R(f_u)))) on the unlabelled target batch,
+        R the gradient reversal with a constant coefficient (MME, Saito et al. ICCV 2019, Eq. 4-6; SAGE Eq. 10).
+        Descending it raises H through the head and lowers H through the features."""
+        if self.params.omega != "mme":
+            return {}
+        p = self.params
+        return {"mme_entropy": adversarial_entropy(model.head, batch.fu, p.entropy_weight, p.entropy_grl_coeff)}
+
     def forward(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
-        return {**self.supervised_terms(batch), **self.transfer_terms(model, batch, progress)}
+        return {**self.supervised_terms(batch), **self.transfer_terms(model, batch, progress),
+                **self.omega_terms(model, batch)}
 
     def on_round_start(self, round_index: int) -> None:
         """Hook called before each fit (warm-up is round 0)."""

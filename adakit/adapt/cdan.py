@@ -8,14 +8,13 @@ from pydantic import Field
 from torch import nn
 
 from adakit.adapt._regularizers import domain_adversarial_loss, entropy, source_rows
-from adakit.adapt.base import Batch, Objective
+from adakit.adapt.base import Batch, Objective, ObjectiveParams
 from adakit.models.discriminators import MULTILINEAR_MAX_DIM, DomainDiscriminator, conditioning_map
 from adakit.models.grl import grl_schedule
-from adakit.params import Params
 from adakit.registry import register_objective
 
 
-class CDANParams(Params):
+class CDANParams(ObjectiveParams):
     trade_off: float = Field(1.0, ge=0, description="weight of the adversarial term (CDAN code: 1)")
     grl_max: float = Field(1.0, ge=0, description="maximum GRL coefficient of the schedule (CDAN code: 1)")
     grl_alpha: float = Field(10.0, ge=0, description="GRL schedule steepness (CDAN code: 10)")

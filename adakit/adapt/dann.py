@@ -7,14 +7,13 @@ from pydantic import Field
 from torch import nn
 
 from adakit.adapt._regularizers import domain_adversarial_loss, source_rows
-from adakit.adapt.base import Batch, Objective
+from adakit.adapt.base import Batch, Objective, ObjectiveParams
 from adakit.models.discriminators import DomainDiscriminator
 from adakit.models.grl import grl_schedule
-from adakit.params import Params
 from adakit.registry import register_objective
 
 
-class DANNParams(Params):
+class DANNParams(ObjectiveParams):
     trade_off: float = Field(1.0, ge=0, description="weight of the adversarial term (DANN/CDAN code: 1)")
     grl_max: float = Field(1.0, ge=0, description="maximum GRL coefficient λ of the schedule (paper: 1)")
     grl_alpha: float = Field(10.0, ge=0, description="GRL schedule steepness (paper: 10)")

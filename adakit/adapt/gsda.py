@@ -18,10 +18,9 @@ from pydantic import Field
 from torch import nn
 
 from adakit.adapt._regularizers import entropy, source_rows
-from adakit.adapt.base import Batch, Objective
+from adakit.adapt.base import Batch, Objective, ObjectiveParams
 from adakit.models.discriminators import DiscriminatorBank, DomainDiscriminator
 from adakit.models.grl import grad_reverse, grl_schedule
-from adakit.params import Params
 from adakit.registry import register_objective
 
 
@@ -66,7 +65,7 @@ class GradientSynchronization:
         return (n_global - local.sum()).abs()
 
 
-class GSDAParams(Params):
+class GSDAParams(ObjectiveParams):
     alpha: float = Field(0.02, ge=0, description="weight α of the target entropy (paper: 0.02 on Office)")
     beta: float = Field(1.0, ge=0, description="weight β of the synchronisation loss (paper: 1)")
     groups: int | None = Field(None, ge=1, description="number of class groups (default ≈ C/5: 6 for 31 classes)")

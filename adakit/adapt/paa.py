@@ -13,7 +13,8 @@ each fit (an "epoch" of the round) the anchor set A is reset to the labelled tar
   classes are rejected more often (class-balancing rejection);
 * accepted samples wait in S and join A once a full pass over A concludes.
 
-strong(x): RandAugment(n=1, m=2) for in-memory images; for feature vectors adakit uses a feature-space
+strong(x): RandAugment(n=1, m=2) for images (`FileImageDomain.load_strong`: after the training crop and flip);
+for feature vectors adakit uses a feature-space
 analogue (`TensorDomain.load_strong`): feature dropout (p = 0.1) plus Gaussian noise of 0.1 × the
 per-dimension standard deviation of the pool. Pseudo-labelled samples already in A ∪ S are not added again.
 """

@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from adakit.adapt.base import Objective
-from adakit.params import Params
+from adakit.adapt.base import Objective, ObjectiveParams
 from adakit.registry import register_objective
 
 
-class MarginLossParams(Params):
+class MarginLossParams(ObjectiveParams):
     margin: float = Field(1.0, gt=0, description="margin m of Eq. 1 (the paper's and the released code's 1)")
     raw_logits: bool = Field(False, description="hinge and max-logit terms on raw logits z (Eq. 1 as written) "
                                                 "instead of L2-normalised logits z/||z|| (released code)")

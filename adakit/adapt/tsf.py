@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from adakit.adapt._regularizers import adversarial_entropy, source_rows
-from adakit.adapt.base import Batch, Objective
+from adakit.adapt._regularizers import source_rows
+from adakit.adapt.base import Batch, Objective, ObjectiveParams
 from adakit.models.discriminators import ClassDiscriminator
 from adakit.models.grl import grad_reverse, grl_schedule
-from adakit.params import Params
 from adakit.registry import register_objective
 
 
-class TSFParams(Params):
+class TSFParams(ObjectiveParams):
     trade_off: float = Field(1.0, ge=0, description="weight λ of L_TSF (SAGE Eq. 2)")
     grl_max: float = Field(1.0, ge=0, description="maximum GRL coefficient of the schedule")
     grl_alpha: float = Field(10.0, ge=0, description="GRL schedule steepness")
@@ -43,7 +44,7 @@ class TSF(Objective):
     unlabelled target batch, **detached**; R the gradient reversal with λ(progress): the discriminator minimises
     this BCE form (d_c → 0 on source of class c, → 1 on target weighted by p_c), the features maximise it (SAGE
     Eq. 2: L_S − λ·inf_d L_TSF). Source rows vs unlabelled target (SAGE Alg. 2 computes L_TSF on B_S and B_Tu).
-    SAGE's regulariser Ω: S∪T or S+T is ``train.labelled_target``; Ω_MME is the objective ``tsf_mme``.
+    SAGE's regulariser Ω: S∪T or S+T is ``train.labelled_target``; Ω_MME is ``objective.omega=mme`` (= ``tsf_mme``).
     """
 
     Params = TSFParams
@@ -69,23 +70,16 @@ class TSF(Objective):
 
 
 class TSFMMEParams(TSFParams):
-    entropy_weight: float = Field(0.1, ge=0, description="weight λ of MME's entropy term (MME: 0.1)")
-    entropy_grl_coeff: float = Field(1.0, ge=0, description="MME's gradient reversal coefficient (constant)")
+    omega: Literal["mme"] = Field("mme", description="TSF with Ω_MME (always 'mme')")
 
 
 @register_objective("tsf_mme")
 class TSFMME(TSF):
     """TSF + Ω_MME: the transferability loss plus MME's minimax entropy (SAGE §3.5, Eq. 10; Saito et al. 2019).
 
-    A separate name rather than an option of ``tsf`` because Ω_MME needs the cosine head, and the head is
-    chosen from the objective class before it is built (``required_head``). Terms: ``tsf`` as in ``tsf`` plus
-    ``entropy`` = −λ·mean H(softmax(head(R(f_u)))) as in ``mme``.
+    The name of SAGE's paper for ``tsf`` with ``objective.omega=mme``: terms ``tsf`` as in ``tsf`` plus
+    ``mme_entropy`` = −λ·mean H(softmax(head(R(f_u)))) (``Objective.omega_terms``), with the cosine head.
     """
 
     Params = TSFMMEParams
     required_head = "cosine"
-
-    def transfer_terms(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
-        p = self.params
-        return {"tsf": p.trade_off * self.tsf_loss(batch, progress),
-                "entropy": adversarial_entropy(model.head, batch.fu, p.entropy_weight, p.entropy_grl_coeff)}

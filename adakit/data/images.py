@@ -18,7 +18,7 @@ import torch
 
 from adakit.data.domain import Domain
 from adakit.data.registry import register_loader
-from adakit.data.transforms import DEFAULT_IMAGE_SIZE, default_resize, image_transform
+from adakit.data.transforms import DEFAULT_IMAGE_SIZE, default_resize, image_transform, strong_image_transform
 from adakit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -65,6 +65,14 @@ class FileImageDomain(Domain):
         if len(idx) == 0:
             return torch.empty((0, *self.input_shape))
         tf = image_transform(bool(train), self.image_size, self.resize)
+        return torch.stack([tf(read_image(self.paths[i])) for i in idx])
+
+    def load_strong(self, idx: np.ndarray) -> torch.Tensor:
+        """LADA's strong view: the training transform with RandAugment(n=1, m=2) (`strong_image_transform`)."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if len(idx) == 0:
+            return torch.empty((0, *self.input_shape))
+        tf = strong_image_transform(self.image_size, self.resize)
         return torch.stack([tf(read_image(self.paths[i])) for i in idx])
 
     def subset(self, idx: np.ndarray, name: str | None = None) -> FileImageDomain:

@@ -2,7 +2,8 @@
 
 Evaluation: resize the shorter side to ``resize`` (256), center crop ``image_size`` (224).
 Training: resize the shorter side to ``resize``, random crop ``image_size``, random horizontal flip.
-Both end with ImageNet mean/std normalisation, the statistics every ImageNet-pretrained backbone expects.
+Strong (LADA's PAA): the training transform with RandAugment(n=1, m=2) on the cropped PIL image.
+All end with ImageNet mean/std normalisation, the statistics every ImageNet-pretrained backbone expects.
 """
 
 from __future__ import annotations
@@ -29,3 +30,12 @@ def image_transform(train: bool, image_size: int = DEFAULT_IMAGE_SIZE, resize: i
         raise ValueError(f"resize={resize} is smaller than image_size={image_size}")
     crop = [T.RandomCrop(image_size), T.RandomHorizontalFlip()] if train else [T.CenterCrop(image_size)]
     return T.Compose([T.Resize(resize), *crop, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+@lru_cache(maxsize=16)
+def strong_image_transform(image_size: int = DEFAULT_IMAGE_SIZE, resize: int | None = None):
+    """The training transform plus RandAugment(num_ops=1, magnitude=2) before normalisation (LADA's strong view)."""
+    import torchvision.transforms as T
+
+    train = image_transform(True, image_size, resize).transforms
+    return T.Compose([*train[:-2], T.RandAugment(num_ops=1, magnitude=2), *train[-2:]])

@@ -6,6 +6,7 @@ from _uda_demo import assert_beats_source_only
 
 from adakit.adapt.base import Batch
 from adakit.config import build_config
+from adakit.errors import ConfigError
 from adakit.loop import ActiveLoop
 from adakit.models.heads import CosineHead
 from adakit.registry import OBJECTIVES
@@ -23,8 +24,8 @@ def entropy(z):
 
 def test_defaults_and_required_head():
     obj = make()
-    assert obj.params.entropy_weight == 0.1 and obj.params.grl_coeff == 1.0
-    assert obj.required_head == "cosine" and obj.uses_unlabelled
+    assert obj.params.entropy_weight == 0.1 and obj.params.entropy_grl_coeff == 1.0
+    assert obj.params.omega == "mme" and obj.required_head == "cosine" and obj.uses_unlabelled
 
 
 def test_loop_builds_the_cosine_head():
@@ -59,14 +60,16 @@ def test_term_value():
     model, x = Tiny(), torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
     obj = make(entropy_weight=0.3)
     b = _batch(model, x)
-    term = obj.transfer_terms(model, b, 0.5)["entropy"]
+    terms = obj(model, b, 0.5)
+    assert set(terms) == {"ce_source", "mme_entropy"}
+    term = terms["mme_entropy"]
     assert term.item() == pytest.approx(-0.3 * entropy(model.head(b.fu)).mean().item(), rel=1e-6)
 
 
 def test_head_maximises_and_features_minimise_the_entropy():
     model, x = Tiny(), torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
     obj = make(entropy_weight=0.1)
-    obj.transfer_terms(model, _batch(model, x), 0.5)["entropy"].backward()
+    obj.omega_terms(model, _batch(model, x))["mme_entropy"].backward()
     head_grad = model.head.weight.grad.clone()
     g_grads = [p.grad.clone() for p in model.g.parameters()]
     # exact: head gets ∇(−λH), the extractor ∇(+λH)
@@ -95,3 +98,44 @@ def test_head_maximises_and_features_minimise_the_entropy():
 @pytest.mark.slow
 def test_improves_target_accuracy_over_source_only():
     assert_beats_source_only("mme")
+
+
+@pytest.mark.parametrize("name", ["dann", "cdan_e", "mstn", "gsda", "sdm", "tsf"])
+def test_omega_mme_adds_the_same_entropy_term_to_any_objective(name):
+    """Ω_MME inside a UDA objective (SAGE Eq. 10): its own terms unchanged, plus MME's term."""
+    model, x = Tiny(), torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    cls = OBJECTIVES.get(name)
+    plain = cls(cls.Params.validated({}, "objective"), feature_dim=3, num_classes=5)
+    reg = cls(cls.Params.validated({"omega": "mme", "entropy_weight": 0.3}, "objective"), feature_dim=3,
+              num_classes=5)
+    reg.load_state_dict(plain.state_dict())
+    assert reg.uses_unlabelled and cls.head_for(reg.params) == "cosine" and cls.head_for(plain.params) != "cosine"
+    plain.eval(), reg.eval()  # no dropout in the discriminators: the terms must agree exactly
+    b = _batch(model, x)
+    got, ref = reg(model, b, 0.5), plain(model, b, 0.5)
+    assert set(got) == set(ref) | {"mme_entropy"}
+    for k in ref:
+        assert got[k].item() == pytest.approx(ref[k].item(), rel=1e-6)
+    assert got["mme_entropy"].item() == pytest.approx(-0.3 * entropy(model.head(b.fu)).mean().item(), rel=1e-6)
+
+
+def test_omega_mme_with_a_linear_head_objective_is_a_config_error():
+    cls = OBJECTIVES.get("biwaa")
+    with pytest.raises(ConfigError, match="omega=mme needs the cosine head"):
+        cls.head_for(cls.Params.validated({"omega": "mme"}, "objective"))
+
+
+def test_omega_values_are_checked():
+    with pytest.raises(ConfigError, match="omega"):
+        OBJECTIVES.get("dann").Params.validated({"omega": "ent"}, "objective")
+    with pytest.raises(ConfigError, match="omega"):
+        OBJECTIVES.get("mme").Params.validated({"omega": "none"}, "objective")
+
+
+def test_loop_builds_the_cosine_head_for_dann_with_omega_mme():
+    cfg = build_config({"data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+                        "objective": {"name": "dann", "omega": "mme"}, "budget": {"rounds": 0},
+                        "train": {"warmup_iters": 0, "device": "cpu"}})
+    with tempfile.TemporaryDirectory() as d:
+        loop = ActiveLoop(cfg, d, show_progress=False)
+    assert isinstance(loop.model.head, CosineHead) and loop.objective.uses_unlabelled

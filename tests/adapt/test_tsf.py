@@ -80,10 +80,10 @@ def test_tsf_mme_adds_the_minimax_entropy_with_a_cosine_head():
     model = torch.nn.Module()
     model.head = head
     b = batch()
-    terms = obj.transfer_terms(model, b, 0.5)
-    assert set(terms) == {"tsf", "entropy"}
+    terms = obj(model, b, 0.5)
+    assert set(terms) == {"ce_source", "tsf", "mme_entropy"}
     p = F.softmax(head(b.fu), 1)
-    assert terms["entropy"].item() == pytest.approx((0.2 * (p * torch.log(p)).sum(1).mean()).item(), rel=1e-5)
+    assert terms["mme_entropy"].item() == pytest.approx((0.2 * (p * torch.log(p)).sum(1).mean()).item(), rel=1e-5)
     assert terms["tsf"].item() == pytest.approx(hand_loss(obj.class_discriminator, b).item(), rel=1e-5)
 
 

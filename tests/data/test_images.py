@@ -66,6 +66,22 @@ def test_load_train_augments(dslr):
     assert not torch.equal(a, b)  # random crop / flip
 
 
+def test_strong_view_is_the_train_view_plus_randaugment(dslr):
+    """LADA's strong view of image files: same crop / flip draw as the train view, then RandAugment(1, 2)."""
+    changed = []
+    for i in range(0, 498, 83):  # one image per draw: the same seed gives the same crop and flip
+        torch.manual_seed(i)
+        weak = dslr.load(np.array([i]), train=True)
+        torch.manual_seed(i)
+        strong = dslr.load_strong(np.array([i]))
+        assert strong.shape == weak.shape == (1, 3, 224, 224) and strong.dtype == torch.float32
+        raw = strong * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+        changed.append(bool((strong - weak).abs().max() > 1e-3))
+    assert any(changed)  # RandAugment changed some images (its op can be the identity)
+    assert dslr.load_strong(np.array([], dtype=np.int64)).shape == (0, 3, 224, 224)
+
+
 def test_subset_keeps_paths_and_labels(dslr):
     s = dslr.subset(np.array([497, 0]), "d2")
     assert isinstance(s, FileImageDomain) and s.name == "d2"

@@ -1,0 +1,62 @@
+"""`adakit bench`: the grid runner behind the committed benchmark tables."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from adakit.bench import run_bench
+from adakit.cli import app
+from adakit.errors import ConfigError
+
+BASE = {"name": "tiny", "seed": 0, "data": {"format": "demo"},
+        "model": {"hidden_dim": 16, "bottleneck_dim": 8},
+        "query": {"strategy": "random"}, "budget": {"total": 0.02, "rounds": 2},
+        "train": {"warmup_iters": 30, "round_iters": 10, "threads": 1, "device": "cpu"}}
+
+
+@pytest.fixture()
+def bench_file(tmp_path: Path) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    spec = {"base": "base.yaml", "seeds": [0, 1],
+            "pairs": [["digits", "digits-shifted"], ["digits", "digits-rotated"]],
+            "methods": {"random": ["query.strategy=random"], "margin": ["query.strategy=margin"]}}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_pair_and_method_filters_and_resume(bench_file, tmp_path):
+    out = tmp_path / "out"
+    md = run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
+    runs = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/*/*/summary.json"))
+    assert runs == ["digits-digits-rotated/margin/seed-0", "digits-digits-rotated/margin/seed-1"]
+    assert "| margin |" in md and "digits→digits-rotated" in md and "(n=2)" in md
+    s = json.loads((out / runs[0] / "summary.json").read_text())
+    assert s["label"] == "margin" and s["strategy"] == "margin" and [r["labels"] for r in s["rounds"]] == [0, 9, 18]
+    # finished runs are skipped: a second call trains nothing and leaves them untouched
+    mtime = (out / runs[0] / "summary.json").stat().st_mtime_ns
+    calls = []
+    run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"], on_run=lambda *a: calls.append(a))
+    assert calls == [] and (out / runs[0] / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_the_second_method_adopts_the_shared_warmup(bench_file, tmp_path):
+    out = tmp_path / "out"
+    run_bench(bench_file, out, pairs=["digits-digits-shifted"])
+    a = json.loads((out / "digits-digits-shifted/random/seed-0/summary.json").read_text())
+    b = json.loads((out / "digits-digits-shifted/margin/seed-0/summary.json").read_text())
+    assert a["rounds"][0] == b["rounds"][0]  # the same round-0 model, trained once
+    assert a["rounds"][1:] != b["rounds"][1:]
+
+
+def test_unknown_method_or_pair_fails_before_any_run(bench_file, tmp_path):
+    with pytest.raises(ConfigError, match=r"no method named \['margni'\]"):
+        run_bench(bench_file, tmp_path / "o", only=["margni"])
+    with pytest.raises(ConfigError, match=r"no pair named \['digits-usps'\].*digits-digits-shifted"):
+        run_bench(bench_file, tmp_path / "o", pairs=["digits-usps"])
+    res = CliRunner().invoke(app, ["bench", str(bench_file), "--out", str(tmp_path / "o"), "--pair", "x-y"])
+    assert res.exit_code != 0 and "no pair named" in res.output
+    assert not (tmp_path / "o").exists()
