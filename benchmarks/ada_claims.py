@@ -6,6 +6,10 @@ reports both methods' average over pairs, the difference and on how many pairs t
 "≈" holds when the two differ by at most ``--tolerance`` points (default 1.0).
 
     python benchmarks/ada_claims.py runs/ada-office31 > claims.md
+    python benchmarks/ada_claims.py runs/ada-office31 --plot curve.png   # + mean curve over pairs
+
+``--plot`` draws, for a few main methods, accuracy against the share of the target labelled (rounds are
+equal shares of the budget, so pairs of different sizes line up), averaged over seeds and pairs.
 """
 
 from __future__ import annotations
@@ -41,11 +45,45 @@ CLAIMS = [
 ]
 
 
+PLOT_METHODS = ["FT + random", "FT + entropy", "FT + margin", "FT + las", "LAS + LAA", "MME + las", "SDM-AG",
+                "TSF + SAGE", "DANN + aada"]
+
+
+def load_runs(out: Path) -> list[dict]:
+    return [load_summary(f.parent) for f in sorted(out.glob("*/*/seed-*/summary.json"))]
+
+
+def plot_mean_curves(runs: list[dict], path: Path, methods: list[str] = PLOT_METHODS) -> None:
+    """Accuracy (%) vs % of the target pool labelled, mean over seeds then pairs, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    budget = {}
+    for s in runs:
+        by[run_label(s)][pair_label(s)].append([100 * r["accuracy"] for r in s["rounds"]])
+        budget[run_label(s)] = (s["budget"]["total"], s["budget"]["rounds"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for m in [m for m in methods if m in by]:
+        curves = np.mean([np.mean(v, axis=0) for v in by[m].values()], axis=0)
+        total, rounds = budget[m]
+        x = 100 * total * np.arange(rounds + 1) / rounds
+        ax.plot(x, curves, marker="o", label=f"{m} ({len(by[m])} pairs)")
+    ax.set_xlabel("% of the target labelled")
+    ax.set_ylabel("target accuracy (%), mean over pairs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def per_pair_means(out: Path) -> dict[str, dict[str, float]]:
     """{method: {pair: mean final accuracy (%) over seeds}} for every finished run under ``out``."""
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for f in sorted(out.glob("*/*/seed-*/summary.json")):
-        s = load_summary(f.parent)
+    for s in load_runs(out):
         acc[(run_label(s), pair_label(s))].append(100 * s["final_accuracy"])
     table: dict[str, dict[str, float]] = defaultdict(dict)
     for (m, p), v in acc.items():
@@ -76,11 +114,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="the bench folder (adakit bench --out)")
     ap.add_argument("--tolerance", type=float, default=1.0, help="points within which '≈' holds")
+    ap.add_argument("--plot", type=Path, help="also write the mean curves of the main methods to this PNG")
     args = ap.parse_args()
     table = per_pair_means(args.out)
     if not table:
         sys.exit(f"{args.out}: no finished runs (no */*/seed-*/summary.json)")
     sys.stdout.write(claims_table(table, args.tolerance))
+    if args.plot:
+        plot_mean_curves(load_runs(args.out), args.plot)
 
 
 if __name__ == "__main__":
