@@ -3,7 +3,8 @@
 Reads every finished run under OUT (``OUT/<pair>/<method>/seed-<k>/summary.json``, as `adakit bench` writes
 them), takes the final target accuracy, averages it over seeds per pair, and for each claimed comparison
 reports both methods' average over pairs, the difference and on how many pairs the ordering holds.
-"≈" holds when the two differ by at most ``--tolerance`` points (default 1.0).
+"≈" holds when the two differ by at most ``--tolerance`` points (default 1.0); for ">" the pairs where both
+are equal (to 0.05 points, e.g. both at 100% on W→D) are counted as tied, not as holding.
 
     python benchmarks/ada_claims.py runs/ada-office31 > claims.md
     python benchmarks/ada_claims.py runs/ada-office31 --plot curve.png   # + mean curve over pairs
@@ -105,8 +106,11 @@ def claims_table(table: dict[str, dict[str, float]], tol: float = 1.0) -> str:
         pairs = sorted(set(table[a]) & set(table[b]))
         va, vb = np.mean([table[a][p] for p in pairs]), np.mean([table[b][p] for p in pairs])
         k = sum(holds(table[a][p], rel, table[b][p], tol) for p in pairs)
+        ties = sum(abs(table[a][p] - table[b][p]) < 0.05 for p in pairs) if rel == ">" else 0
         ok = "yes" if holds(va, rel, vb, tol) else "**no**"
-        lines.append(f"| {src} | {a} {rel} {b} | {va:.1f} | {vb:.1f} | {va - vb:+.1f} | {ok} | {k}/{len(pairs)} |")
+        tie_note = f" ({ties} tied)" if ties else ""
+        lines.append(f"| {src} | {a} {rel} {b} | {va:.1f} | {vb:.1f} | {va - vb:+.1f} | {ok} | "
+                     f"{k}/{len(pairs)}{tie_note} |")
     return "\n".join(lines) + "\n"
 
 
