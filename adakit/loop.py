@@ -126,12 +126,13 @@ class ActiveLoop:
         self.budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
         obj_cls = OBJECTIVES.get(cfg.objective.name)
         strat_cls = STRATEGIES.get(cfg.query.strategy)
-        missing = set(strat_cls.needs) - set(obj_cls.provides)
+        missing = set(strat_cls.needs) - set(obj_cls.provides_for(cfg.objective_params()))
         if missing and self.budgets:
             providers = [n for n in OBJECTIVES.names() if set(strat_cls.needs) <= set(OBJECTIVES.get(n).provides)]
+            probe = " (or set objective.probe_domain=true)" if missing == {"domain_discriminator"} else ""
             raise ConfigError(f"query.strategy={cfg.query.strategy!r} needs {sorted(missing)}, which "
                               f"objective.name={cfg.objective.name!r} does not provide; use one of: "
-                              f"{', '.join(providers) or '(none)'}")
+                              f"{', '.join(providers) or '(none)'}{probe}")
         torch.manual_seed(cfg.seed)
         self.model = self._build_model(obj_cls)
         self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,

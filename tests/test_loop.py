@@ -66,7 +66,7 @@ def test_budget_larger_than_pool_fails_before_training(tmp_path):
     with pytest.raises(DataError, match="larger|only 898 samples"):
         ActiveLoop(build_config(SMALL, ["budget.total=5000"]), tmp_path / "r", show_progress=False)
     assert not (tmp_path / "r").exists()  # nothing written: the same --out works once the config is fixed
-    with pytest.raises(ConfigError, match="needs \\['domain_discriminator'\\].*use one of: .*dann"):
+    with pytest.raises(ConfigError, match="needs \\[.domain_discriminator.\\].*use one of: .*dann.*probe_domain=true"):
         ActiveLoop(build_config(SMALL, ["query.strategy=aada"]), tmp_path / "r", show_progress=False)
     assert not (tmp_path / "r").exists()
 

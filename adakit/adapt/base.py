@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from adakit.adapt._regularizers import adversarial_entropy
+from adakit.adapt._regularizers import adversarial_entropy, domain_adversarial_loss, source_rows
 from adakit.errors import ConfigError
+from adakit.models.discriminators import DomainDiscriminator
 from adakit.params import Params
 
 
@@ -55,6 +56,9 @@ class ObjectiveParams(Params):
     entropy_weight: float = Field(0.1, ge=0, description="with omega=mme: weight λ of the entropy term (MME: 0.1)")
     entropy_grl_coeff: float = Field(1.0, ge=0, description="with omega=mme: gradient reversal coefficient "
                                                             "(MME code: eta = 1, constant)")
+    probe_domain: bool = Field(False, description="train a domain discriminator on detached features beside the "
+                                                  "objective (no gradient reaches the model), so that strategies "
+                                                  "needing one (aada) run with any objective")
 
 
 class Objective(nn.Module):
@@ -78,6 +82,15 @@ class Objective(nn.Module):
         self.pool_size = pool_size  # target pool size, for per-sample memories (BIWAA)
         if params.omega == "mme":
             self.uses_unlabelled = True
+        self._probing = params.probe_domain and "domain_discriminator" not in type(self).provides
+        if self._probing:
+            self.domain_discriminator = DomainDiscriminator(feature_dim)
+            self.uses_unlabelled = True
+
+    @classmethod
+    def provides_for(cls, params: ObjectiveParams) -> frozenset[str]:
+        """What strategies may ask of this objective under these parameters."""
+        return cls.provides | {"domain_discriminator"} if params.probe_domain else cls.provides
 
     @classmethod
     def head_for(cls, params: ObjectiveParams) -> str | None:
@@ -111,9 +124,18 @@ class Objective(nn.Module):
         p = self.params
         return {"mme_entropy": adversarial_entropy(model.head, batch.fu, p.entropy_weight, p.entropy_grl_coeff)}
 
+    def probe_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``probe_domain``: ``domain_probe`` = ½(BCE_S(d(f), 1) + BCE_T(d(f), 0)) on **detached** source and
+        unlabelled target features: the discriminator learns P(source | f) of the model being trained (what
+        AADA's weight (1 − d)/d needs) without the adversarial gradient DANN sends to the features."""
+        if not self._probing:
+            return {}
+        fs = batch.fs[source_rows(batch)].detach()
+        return {"domain_probe": domain_adversarial_loss(self.domain_discriminator, fs, batch.fu.detach(), 1.0)}
+
     def forward(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
         return {**self.supervised_terms(batch), **self.transfer_terms(model, batch, progress),
-                **self.omega_terms(model, batch)}
+                **self.omega_terms(model, batch), **self.probe_terms(batch)}
 
     def on_round_start(self, round_index: int) -> None:
         """Hook called before each fit (warm-up is round 0)."""

@@ -45,8 +45,9 @@ def aada_scores(p: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 class AADASampling(Strategy):
     """AADA (Su et al. WACV 2020): top-b by H(p)·(1 − d(f))/d(f), d the domain discriminator's P(source).
 
-    Needs an objective that provides ``domain_discriminator`` (e.g. DANN): a module f (N, m) → logits
-    (N, 1) whose sigmoid is the probability of source (target = 0), as CONTRIBUTING.md fixes.
+    Needs an objective that provides ``domain_discriminator`` (e.g. DANN, as AADA trains; or any objective with
+    ``probe_domain: true``, which trains one on detached features): a module f (N, m) → logits (N, 1) whose
+    sigmoid is the probability of source (target = 0), as CONTRIBUTING.md fixes.
     """
 
     Params = AADAParams

@@ -98,3 +98,47 @@ def test_runs_end_to_end_from_config(office31_features, tmp_path):
                         "query": {"strategy": "aada"}, "objective": {"name": "dann", "hidden": 64}})
     summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
     assert len(summary["rounds"]) == 3 and summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"])
+
+
+def test_probe_domain_trains_a_discriminator_on_detached_features():
+    """objective.probe_domain: a domain discriminator beside any objective, no gradient into the features."""
+    import torch.nn.functional as F
+
+    from adakit.adapt.base import Batch
+    from adakit.registry import OBJECTIVES
+
+    cls = OBJECTIVES.get("finetune")
+    params = cls.Params.validated({"probe_domain": True}, "objective")
+    assert "domain_discriminator" in cls.provides_for(params) and "domain_discriminator" not in cls.provides
+    obj = cls(params, feature_dim=3, num_classes=2).eval()  # eval: no dropout, so the hand value is exact
+    assert obj.uses_unlabelled
+    g = torch.Generator().manual_seed(0)
+    fs, fu = torch.randn(4, 3, generator=g, requires_grad=True), torch.randn(2, 3, generator=g, requires_grad=True)
+    b = Batch(xs=fs, ys=torch.tensor([0, 1, 0, 1]), idx_s=torch.arange(4), fs=fs, zs=torch.randn(4, 2, generator=g),
+              xu=fu, fu=fu, target_in_s=torch.tensor([False, False, False, True]))
+    term = obj.probe_terms(b)["domain_probe"]
+    d = obj.domain_discriminator
+    ls, lt = d(fs[:3]).squeeze(1), d(fu).squeeze(1)
+    hand = 0.5 * (F.binary_cross_entropy_with_logits(ls, torch.ones(3))
+                  + F.binary_cross_entropy_with_logits(lt, torch.zeros(2)))
+    assert term.item() == pytest.approx(hand.item(), rel=1e-6)
+    term.backward()
+    assert fs.grad is None and fu.grad is None  # the model is not trained by the probe
+    assert all(p.grad is not None for p in d.parameters())
+    # DANN already has its discriminator: the flag adds nothing there
+    dann = OBJECTIVES.get("dann")
+    assert dann(dann.Params.validated({"probe_domain": True}, "objective"), 3, 2).probe_terms(b) == {}
+
+
+@pytest.mark.slow
+def test_mme_with_probe_runs_aada_from_config(office31_features, tmp_path):
+    from adakit.config import build_config
+    from adakit.loop import ActiveLoop
+
+    cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
+                                 "target": "webcam"},
+                        "train": {"warmup_iters": 20, "round_iters": 10, "device": "cpu"},
+                        "budget": {"total": 0.02, "rounds": 2}, "query": {"strategy": "aada"},
+                        "objective": {"name": "mme", "probe_domain": True}})
+    summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    assert summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"])
