@@ -79,10 +79,9 @@ def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = N
     methods = {k: v for k, v in spec.methods.items() if not only or k in only}
     # validate every run's config before any work starts
     plan = []
+    kept_pairs = [p for p, name in zip(spec.pairs, grid_pairs) if not pairs or name in pairs]
     for seed in spec.seeds:
-        for pair in spec.pairs or [None]:
-            if pair and pairs and f"{pair[0]}-{pair[1]}" not in pairs:
-                continue
+        for pair in kept_pairs or [None]:
             for name, sets in methods.items():
                 pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
                 cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}", f"label={name}"])

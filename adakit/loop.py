@@ -107,13 +107,15 @@ class ActiveLoop:
         return cls(build_config(values), run_dir, **kwargs)
 
     # -- set-up: everything that can fail on bad input fails here, before training ----------------
-    def _build_model(self, obj_cls: type) -> torch.nn.Module:
-        """The configured model, with the head the objective needs (cosine for MME / omega=mme)."""
+    def _build_model_and_objective(self, obj_cls: type, obj_params) -> None:
+        """``self.model`` with the head the objective needs (cosine for MME / omega=mme), then ``self.objective``."""
         model_cfg, d = self.cfg.model, self.domains
-        head = obj_cls.head_for(self.cfg.objective_params())
+        head = obj_cls.head_for(obj_params)
         if head and model_cfg.head != head:
             model_cfg = model_cfg.model_copy(update={"head": head})
-        return build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+        self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+        self.objective = obj_cls(obj_params, feature_dim=self.model.feature_dim, num_classes=len(d.classes),
+                                 pool_size=len(d.pool)).to(self.device)
 
     def _setup(self, domains: Domains | None) -> None:
         cfg = self.cfg
@@ -126,7 +128,8 @@ class ActiveLoop:
         self.budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
         obj_cls = OBJECTIVES.get(cfg.objective.name)
         strat_cls = STRATEGIES.get(cfg.query.strategy)
-        missing = set(strat_cls.needs) - set(obj_cls.provides_for(cfg.objective_params()))
+        obj_params = cfg.objective_params()
+        missing = set(strat_cls.needs) - set(obj_cls.provides_for(obj_params))
         if missing and self.budgets:
             providers = [n for n in OBJECTIVES.names() if set(strat_cls.needs) <= set(OBJECTIVES.get(n).provides)]
             probe = " (or set objective.probe_domain=true)" if missing == {"domain_discriminator"} else ""
@@ -134,9 +137,7 @@ class ActiveLoop:
                               f"objective.name={cfg.objective.name!r} does not provide; use one of: "
                               f"{', '.join(providers) or '(none)'}{probe}")
         torch.manual_seed(cfg.seed)
-        self.model = self._build_model(obj_cls)
-        self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
-                                 num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
+        self._build_model_and_objective(obj_cls, obj_params)
         query_params = cfg.query_params()
         if "budget_ratio" in type(query_params).model_fields and "budget_ratio" not in cfg.query.params() \
                 and self.budgets:
@@ -307,9 +308,7 @@ class ActiveLoop:
                 seed = int(np.random.SeedSequence([cfg.seed, 0, k]).generate_state(1)[0])
                 seed_everything(seed)
                 obj_cls = type(self.objective)
-                self.model = self._build_model(obj_cls)
-                self.objective = obj_cls(cfg.objective_params(), feature_dim=self.model.feature_dim,
-                                         num_classes=len(d.classes), pool_size=len(d.pool)).to(self.device)
+                self._build_model_and_objective(obj_cls, cfg.objective_params())
                 self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
             weights = self.objective.begin_warmup_run(k, carry)
             self.objective.on_round_start(0)

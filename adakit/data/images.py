@@ -60,20 +60,18 @@ class FileImageDomain(Domain):
     def input_shape(self) -> tuple[int, ...]:
         return (3, self.image_size, self.image_size)
 
-    def load(self, idx: np.ndarray, train: bool = False) -> torch.Tensor:
+    def _read(self, idx: np.ndarray, tf) -> torch.Tensor:
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if len(idx) == 0:
             return torch.empty((0, *self.input_shape))
-        tf = image_transform(bool(train), self.image_size, self.resize)
         return torch.stack([tf(read_image(self.paths[i])) for i in idx])
+
+    def load(self, idx: np.ndarray, train: bool = False) -> torch.Tensor:
+        return self._read(idx, image_transform(bool(train), self.image_size, self.resize))
 
     def load_strong(self, idx: np.ndarray) -> torch.Tensor:
         """LADA's strong view: the training transform with RandAugment(n=1, m=2) (`strong_image_transform`)."""
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        if len(idx) == 0:
-            return torch.empty((0, *self.input_shape))
-        tf = strong_image_transform(self.image_size, self.resize)
-        return torch.stack([tf(read_image(self.paths[i])) for i in idx])
+        return self._read(idx, strong_image_transform(self.image_size, self.resize))
 
     def subset(self, idx: np.ndarray, name: str | None = None) -> FileImageDomain:
         idx = np.asarray(idx, dtype=np.int64)
