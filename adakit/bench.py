@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adakit.config import load_config
+from adakit.config import ExperimentConfig, load_config
 from adakit.data import load_domains
 from adakit.errors import ConfigError
 from adakit.loop import ActiveLoop
@@ -55,8 +55,36 @@ def load_bench(path: str | Path) -> tuple[BenchSpec, Path]:
     return spec, base
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A folder name for a method or pair label."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+
+
+def run_plan(plan: list[tuple[ExperimentConfig, Path]],
+             on_run: Callable[[int, Path, dict, float], object] | None = None) -> None:
+    """Run every unfinished ``(config, run folder)`` of ``plan`` in order (the one run loop of benchmarks).
+
+    Finished runs (summary.json) are skipped and unfinished ones continue from their ledger; consecutive runs on
+    the same data share the loaded domains, and runs with the same warm-up key adopt the first one's trained
+    warm-up. ``on_run(index, run_dir, summary, seconds)`` is called after each run.
+    """
+    domains_cache: dict = {}
+    warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
+    for i, (cfg, run_dir) in enumerate(plan):
+        if (run_dir / "summary.json").is_file():
+            continue
+        key = (cfg.data.model_dump_json(), cfg.seed)
+        if key not in domains_cache:
+            domains_cache.clear()
+            domains_cache[key] = load_domains(cfg.data, cfg.seed)
+        t0 = time.perf_counter()
+        loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
+        if loop.warmup_key() in warmups:
+            loop.adopt_warmup(warmups[loop.warmup_key()])
+        summary = loop.run()
+        warmups.setdefault(loop.warmup_key(), run_dir)
+        if on_run:
+            on_run(i, run_dir, summary, time.perf_counter() - t0)
 
 
 def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = None,
@@ -85,25 +113,13 @@ def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = N
             for name, sets in methods.items():
                 pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
                 cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}", f"label={name}"])
-                run_dir = out_dir / _slug(f"{cfg.data.source}-{cfg.data.target}") / _slug(name) / f"seed-{seed}"
+                run_dir = out_dir / slug(f"{cfg.data.source}-{cfg.data.target}") / slug(name) / f"seed-{seed}"
                 plan.append((cfg, run_dir))
-    domains_cache: dict = {}
-    warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
-    for i, (cfg, run_dir) in enumerate(plan):
-        if (run_dir / "summary.json").is_file():
-            continue
-        key = (cfg.data.model_dump_json(), cfg.seed)
-        if key not in domains_cache:
-            domains_cache.clear()
-            domains_cache[key] = load_domains(cfg.data, cfg.seed)
-        t0 = time.perf_counter()
-        # an existing ledger with the same config is continued from its last checkpoint
-        loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
-        if loop.warmup_key() in warmups:
-            loop.adopt_warmup(warmups[loop.warmup_key()])
-        summary = loop.run()
-        warmups.setdefault(loop.warmup_key(), run_dir)
+
+    def report(i: int, run_dir: Path, summary: dict, seconds: float) -> None:
         if on_run:
             on_run(f"[{i + 1}/{len(plan)}] {run_dir.relative_to(out_dir)}",
-                   {"final_accuracy": summary["final_accuracy"], "seconds": time.perf_counter() - t0})
+                   {"final_accuracy": summary["final_accuracy"], "seconds": seconds})
+
+    run_plan(plan, report)
     return compare([d for _, d in plan], out_dir)

@@ -18,7 +18,8 @@ registry knows.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/uda.py --out runs/uda               # full: 6 pairs × 3 seeds
     .venv/bin/python benchmarks/uda.py --pairs amazon-webcam --seeds 0 --out runs/uda-quick
-    .venv/bin/python benchmarks/uda.py --digits --out runs/uda                         # + digit pairs
+    .venv/bin/python benchmarks/uda.py --digits --out runs/uda                         # + both digit pairs
+    .venv/bin/python benchmarks/uda.py --pairs --digits mnist-usps --out runs/uda      # MNIST→USPS only
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -42,6 +42,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("ADAKIT_DATA", str(REPO.parent / "shared" / "data"))
 
+from adakit.bench import run_plan, slug  # noqa: E402
 from adakit.config import load_config  # noqa: E402
 from adakit.data import load_domains  # noqa: E402
 from adakit.loop import ActiveLoop  # noqa: E402
@@ -79,10 +80,6 @@ def available_methods(specs: list[str]) -> tuple[list[str], list[str]]:
     return keep, skip
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
-
-
 def plan_runs(args) -> list[tuple[str, str, int, Path, object]]:
     """(pair, label, seed, run_dir, cfg) of every run, each config validated before any training."""
     methods, _ = available_methods(args.methods)
@@ -92,8 +89,9 @@ def plan_runs(args) -> list[tuple[str, str, int, Path, object]]:
         src, tgt = pair.split("-")
         suites.append((pair, OFFICE31_CONFIG, [f"data.source={src}", f"data.target={tgt}",
                                                f"train.warmup_iters={args.iters}"], common))
-    if args.digits:
-        for pair, path in DIGIT_CONFIGS.items():
+    if args.digits is not None:
+        for pair in args.digits or DIGIT_CONFIGS:
+            path = DIGIT_CONFIGS[pair]
             iters = [f"train.warmup_iters={args.digits_iters}"] if args.digits_iters else []
             suites.append((pair, path, iters, common))
     plan = []
@@ -108,19 +106,15 @@ def plan_runs(args) -> list[tuple[str, str, int, Path, object]]:
 
 
 def run_all(plan, log=print) -> None:
-    cache: dict = {}
-    for i, (pair, label, seed, run_dir, cfg) in enumerate(plan):
-        if (run_dir / "summary.json").is_file():
-            continue
-        key = (cfg.data.model_dump_json(), cfg.seed)
-        if key not in cache:
-            cache.clear()
-            cache[key] = load_domains(cfg.data, cfg.seed)
-        t0 = time.perf_counter()
-        s = ActiveLoop(cfg, run_dir, show_progress=False, domains=cache[key]).run()
-        (run_dir / WALL_FILE).write_text(f"{time.perf_counter() - t0:.3f}\n")
+    labels = {run_dir: (pair, label, seed) for pair, label, seed, run_dir, _ in plan}
+
+    def on_run(i: int, run_dir: Path, s: dict, seconds: float) -> None:
+        (run_dir / WALL_FILE).write_text(f"{seconds:.3f}\n")
+        pair, label, seed = labels[run_dir]
         log(f"[{i + 1}/{len(plan)}] {pair} {label} seed {seed}: accuracy {100 * s['final_accuracy']:.1f}, "
-            f"{s['train_sec_per_iter'] * 1e3:.1f} ms/step, {time.perf_counter() - t0:.0f} s")
+            f"{s['train_sec_per_iter'] * 1e3:.1f} ms/step, {seconds:.0f} s")
+
+    run_plan([(cfg, run_dir) for *_, run_dir, cfg in plan], on_run)
 
 
 def timing_table(plan) -> tuple[str, dict]:
@@ -199,7 +193,7 @@ def write_results(plan, args, wall: float, skipped: list[str]) -> str:
         f"labels (`budget.rounds: 0`), seeds {seeds}; transductive accuracy on the whole target after the last "
         f"step (not the best step)."
         + (f" Digits: LeNet from scratch, `configs/digits-mnist-*.yaml`"
-           f"{f', {args.digits_iters} steps' if args.digits_iters else ''}." if args.digits else ""),
+           f"{f', {args.digits_iters} steps' if args.digits_iters else ''}." if args.digits is not None else ""),
         f"Device: {device}. Total wall time of this invocation: {wall / 60:.1f} min.", "",
         "## Target accuracy (%)", "", acc_md,
         "## Training cost", "",
@@ -236,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", nargs="*", default=OFFICE31_PAIRS, help="Office-31 pairs SOURCE-TARGET")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--iters", type=int, default=1000, help="training steps per Office-31 run")
-    ap.add_argument("--digits", action="store_true", help="also MNIST→USPS and MNIST→MNIST-M (LeNet)")
+    ap.add_argument("--digits", nargs="*", choices=list(DIGIT_CONFIGS), default=None, metavar="PAIR",
+                    help="also the digit pairs (LeNet): all of them, or those named (mnist-usps, mnist-mnistm)")
     ap.add_argument("--digits-iters", type=int, default=None, help="training steps per digits run (config: 2000)")
     ap.add_argument("--device", default="auto", help="train.device: auto | cpu | cuda")
     ap.add_argument("--set", nargs="*", help="extra config overrides for every run, e.g. train.batch_size=64")

@@ -1,28 +1,20 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from _toy import make_objective, toy_batch
 from _uda_demo import assert_beats_source_only
 
-from adakit.adapt.base import Batch
 from adakit.models.discriminators import MultilinearMap, RandomMultilinearMap
 from adakit.models.grl import grl_schedule
 from adakit.registry import OBJECTIVES
 
 
 def make(name="cdan", m=3, c=4, **params):
-    cls = OBJECTIVES.get(name)
-    return cls(cls.Params.validated({"hidden": 5, "dropout": 0.0, **params}, "objective"), feature_dim=m,
-               num_classes=c)
+    return make_objective(name, m, c, **params)
 
 
-def batch(m=3, c=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    fs = torch.randn(4, m, generator=g, requires_grad=True)
-    fu = torch.randn(3, m, generator=g, requires_grad=True)
-    zs = (2 * torch.randn(4, c, generator=g)).requires_grad_()
-    zu = (2 * torch.randn(3, c, generator=g)).requires_grad_()
-    return Batch(xs=fs, ys=torch.tensor([0, 1, 2, 3]), idx_s=torch.arange(4), fs=fs, zs=zs, xu=fu, fu=fu, zu=zu,
-                 target_in_s=torch.tensor([False, True, False, False]))
+def batch(seed=0):
+    return toy_batch(seed=seed, ys=(0, 1, 2, 3), target_in=1, logit_scale=2.0, logits_grad=True)
 
 
 def outer(f, z):

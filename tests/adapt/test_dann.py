@@ -1,9 +1,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from _toy import make_objective, toy_batch
 from _uda_demo import assert_beats_source_only
 
-from adakit.adapt.base import Batch
 from adakit.config import build_config
 from adakit.errors import ConfigError
 from adakit.models.grl import grl_schedule
@@ -11,18 +11,11 @@ from adakit.registry import OBJECTIVES
 
 
 def make(name="dann", m=3, c=4, **params):
-    cls = OBJECTIVES.get(name)
-    return cls(cls.Params.validated({"hidden": 5, "dropout": 0.0, **params}, "objective"), feature_dim=m,
-               num_classes=c)
+    return make_objective(name, m, c, **params)
 
 
-def batch(m=3, c=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    fs = torch.randn(4, m, generator=g, requires_grad=True)
-    fu = torch.randn(3, m, generator=g, requires_grad=True)
-    return Batch(xs=fs, ys=torch.tensor([0, 1, 2, 3]), idx_s=torch.arange(4), fs=fs,
-                 zs=torch.randn(4, c, generator=g), xu=fu, fu=fu, zu=torch.randn(3, c, generator=g),
-                 target_in_s=torch.tensor([False, False, True, False]))
+def batch(seed=0):
+    return toy_batch(seed=seed, target_in=2)
 
 
 def test_registered_with_defaults_and_provides_domain_discriminator():

@@ -1,27 +1,20 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from _toy import make_objective, toy_batch
 from _uda_demo import assert_beats_source_only
 
-from adakit.adapt.base import Batch
 from adakit.models.grl import grl_schedule
 from adakit.models.heads import CosineHead
 from adakit.registry import OBJECTIVES
 
 
 def make(name="tsf", m=3, c=4, **params):
-    cls = OBJECTIVES.get(name)
-    return cls(cls.Params.validated({"hidden": 5, "dropout": 0.0, **params}, "objective"), feature_dim=m,
-               num_classes=c)
+    return make_objective(name, m, c, **params)
 
 
-def batch(m=3, c=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    fs = torch.randn(4, m, generator=g, requires_grad=True)
-    fu = torch.randn(3, m, generator=g, requires_grad=True)
-    zu = (2 * torch.randn(3, c, generator=g)).requires_grad_()
-    return Batch(xs=fs, ys=torch.tensor([2, 0, 1, 3]), idx_s=torch.arange(4), fs=fs, zs=torch.randn(4, c, generator=g),
-                 xu=fu, fu=fu, zu=zu, target_in_s=torch.tensor([False, False, False, True]))
+def batch(seed=0):
+    return toy_batch(seed=seed, ys=(2, 0, 1, 3), target_in=3, logit_scale=2.0, logits_grad=True)
 
 
 def test_defaults_and_class_discriminator():

@@ -79,3 +79,24 @@ def view_factory():
 @pytest.fixture
 def selection_checker():
     return check_selection
+
+
+@pytest.fixture
+def office31_short_run(office31_features, tmp_path):
+    """``run(strategy, objective)``: a 2-round A→W run on the frozen features (20 + 10 iterations, 2 % of the
+    target); returns its summary after checking that every round's budget was spent."""
+    from adakit.config import build_config
+    from adakit.loop import ActiveLoop
+
+    def run(strategy: str, objective: dict) -> dict:
+        cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
+                                     "target": "webcam"},
+                            "train": {"warmup_iters": 20, "round_iters": 10, "device": "cpu"},
+                            "budget": {"total": 0.02, "rounds": 2},
+                            "query": {"strategy": strategy}, "objective": objective})
+        summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+        assert len(summary["rounds"]) == 3
+        assert summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"]) > 0
+        return summary
+
+    return run

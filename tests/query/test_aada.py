@@ -87,17 +87,8 @@ def test_missing_discriminator_is_a_config_error(view_factory):
 
 
 @pytest.mark.slow
-def test_runs_end_to_end_from_config(office31_features, tmp_path):
-    from adakit.config import build_config
-    from adakit.loop import ActiveLoop
-
-    cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
-                                 "target": "webcam"},
-                        "train": {"warmup_iters": 20, "round_iters": 10, "device": "cpu"},
-                        "budget": {"total": 0.02, "rounds": 2},
-                        "query": {"strategy": "aada"}, "objective": {"name": "dann", "hidden": 64}})
-    summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
-    assert len(summary["rounds"]) == 3 and summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"])
+def test_runs_end_to_end_from_config(office31_short_run):
+    office31_short_run("aada", {"name": "dann", "hidden": 64})
 
 
 def test_probe_domain_trains_a_discriminator_on_detached_features():
@@ -131,14 +122,5 @@ def test_probe_domain_trains_a_discriminator_on_detached_features():
 
 
 @pytest.mark.slow
-def test_mme_with_probe_runs_aada_from_config(office31_features, tmp_path):
-    from adakit.config import build_config
-    from adakit.loop import ActiveLoop
-
-    cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
-                                 "target": "webcam"},
-                        "train": {"warmup_iters": 20, "round_iters": 10, "device": "cpu"},
-                        "budget": {"total": 0.02, "rounds": 2}, "query": {"strategy": "aada"},
-                        "objective": {"name": "mme", "probe_domain": True}})
-    summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
-    assert summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"])
+def test_mme_with_probe_runs_aada_from_config(office31_short_run):
+    office31_short_run("aada", {"name": "mme", "probe_domain": True})

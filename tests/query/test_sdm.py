@@ -122,14 +122,5 @@ def test_sdm_g_nothing_left(view_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy,objective", [("sdm_g", "sdm"), ("sdm", "sdm_a")])
-def test_runs_end_to_end_from_config(office31_features, tmp_path, strategy, objective):
-    from adakit.config import build_config
-    from adakit.loop import ActiveLoop
-
-    cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
-                                 "target": "webcam"},
-                        "train": {"warmup_iters": 20, "round_iters": 10, "device": "cpu"},
-                        "budget": {"total": 0.02, "rounds": 2},
-                        "query": {"strategy": strategy}, "objective": {"name": objective}})
-    summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
-    assert len(summary["rounds"]) == 3 and summary["rounds"][-1]["labels"] == sum(summary["budget"]["per_round"])
+def test_runs_end_to_end_from_config(office31_short_run, strategy, objective):
+    office31_short_run(strategy, {"name": objective})
