@@ -54,11 +54,9 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def describe(self) -> list[tuple[str, str]]:
-        out = []
-        for n in self.names():
-            doc = (self._items[n].__doc__ or "").strip().splitlines()
-            out.append((n, doc[0] if doc else ""))
-        return out
+        """(name, first paragraph of the class docstring on one line) per registered method."""
+        return [(n, " ".join((self._items[n].__doc__ or "").strip().split("\n\n")[0].split()))
+                for n in self.names()]
 
     def build(self, name: str, params: dict[str, Any], key: str, **kwargs: Any) -> T:
         cls = self.get(name)

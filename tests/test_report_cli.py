@@ -43,6 +43,16 @@ def test_methods_lists_registered_names():
         assert name in res.output
 
 
+def test_method_descriptions_are_whole_first_paragraphs():
+    from adakit.registry import OBJECTIVES, STRATEGIES
+
+    for reg in (OBJECTIVES, STRATEGIES):
+        for name, line in reg.describe():
+            assert line and "\n" not in line and line.count("(") == line.count(")"), (name, line)
+    gsda = dict(OBJECTIVES.describe())["gsda"]  # its first sentence spans two docstring lines
+    assert gsda.endswith("(Hu et al., CVPR 2020, Eq. 4-17).")
+
+
 def test_run_with_bad_override_fails_before_work(tmp_path):
     res = runner.invoke(app, ["run", "configs/office31-features.yaml", "--out", str(tmp_path / "r"),
                               "--set", "query.strategy=nope"])
