@@ -13,8 +13,8 @@ relative to source_only in the same invocation.
 
 Methods are ``NAME`` or ``LABEL=NAME:key=value:key=value`` (objective parameters), e.g.
 ``"gsda global=gsda:use_class=false:use_group=false:use_sync=false"``. The default list covers source_only,
-dann, cdan, cdan_e, mstn, mme, tsf, tsf_mme, biwaa, biwaa_i and gsda with its ablations, keeping those the
-registry knows.
+dann, cdan, cdan_e, mstn, mme, tsf, tsf_mme, biwaa, biwaa_i, BIWAA's weighting alone (DANN + weighting),
+BIWAA without its inter-class separation terms and gsda with its ablations, keeping those the registry knows.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/uda.py --out runs/uda               # full: 6 pairs × 3 seeds
     .venv/bin/python benchmarks/uda.py --pairs amazon-webcam --seeds 0 --out runs/uda-quick
@@ -55,6 +55,8 @@ DIGIT_CONFIGS = {"mnist-usps": REPO / "configs" / "digits-mnist-usps.yaml",
                  "mnist-mnistm": REPO / "configs" / "digits-mnist-mnistm.yaml"}
 DEFAULT_METHODS = [
     "source_only", "dann", "cdan", "cdan_e", "mstn", "mme", "tsf", "tsf_mme", "biwaa", "biwaa_i",
+    "biwaa weighting only=biwaa:semantic_weight=0:separation_weight=0",  # the paper's "DANN + weighting"
+    "biwaa no separation=biwaa:separation_weight=0",  # BIWAA without the inter-class terms of Eq. 10
     "gsda global=gsda:use_class=false:use_group=false:use_sync=false",
     "gsda +class=gsda:use_group=false:use_sync=false",
     "gsda +class+group=gsda:use_sync=false",
@@ -197,6 +199,7 @@ def write_results(plan, args, wall: float, skipped: list[str]) -> str:
     time_md, timing = timing_table([p for p in plan if (p[3] / "summary.json").is_file()])
     pass_md, pass_out = timing_pass(plan, args.timing_steps, args.timing_repeats) if args.timing_steps else ("", {})
     cfg0 = plan[0][4]
+    digits_cfg = next((cfg for pair, *_, cfg in plan if suite_of(pair) == "digits"), None)
     device = torch.cuda.get_device_name(0) if cfg0.train.device != "cpu" and torch.cuda.is_available() else \
         f"CPU ({platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()})"
     seeds = ", ".join(map(str, args.seeds))
@@ -208,15 +211,18 @@ def write_results(plan, args, wall: float, skipped: list[str]) -> str:
         f"1280→512→256 bottleneck→linear head, SGD lr 0.01, batch 32), {args.iters} training steps, no target "
         f"labels (`budget.rounds: 0`), seeds {seeds}; transductive accuracy on the whole target after the last "
         f"step (not the best step)."
-        + (f" Digits: LeNet from scratch, `configs/digits-mnist-*.yaml`"
-           f"{f', {args.digits_iters} steps' if args.digits_iters else ''}." if args.digits is not None else ""),
-        f"Device: {device}. Total wall time of this invocation: {wall / 60:.1f} min.", "",
+        + (f" Digits: LeNet from scratch, `configs/digits-mnist-*.yaml`, {digits_cfg.train.warmup_iters} training "
+           f"steps of batch {digits_cfg.train.batch_size}, seeds {seeds}." if digits_cfg else ""),
+        f"Device: {device}. " + ("Tables written with `--collect` from the finished runs (their wall time is in the "
+                                 "cost table)." if args.collect else
+                                 f"Total wall time of this invocation: {wall / 60:.1f} min."), "",
         "## Target accuracy (%)", "", *acc_md,
         "## Training cost", "",
         "Milliseconds per training step (mean over this invocation's runs; `train_sec_per_iter` of the warm-up "
         "fit; for biwaa_i the last of its restarts), the ratio to source_only measured in the same invocation, "
-        "and wall seconds per whole run (all restarts, evaluation included). These runs ran one after another, "
-        "so on a shared machine the ratios also measure the load that changed between them.", "", time_md,
+        "and wall seconds per whole run (all restarts, evaluation included). Runs that shared the machine with other "
+        "work ran slower, so these ratios also measure load; the interleaved pass below compares like with like.",
+        "", time_md,
     ]
     if pass_md:
         md += [f"Interleaved timing pass ({plan[0][0]}, seed {plan[0][2]}, {args.timing_steps} steps per method, "
