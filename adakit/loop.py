@@ -307,8 +307,7 @@ class ActiveLoop:
             if k > 0:
                 seed = int(np.random.SeedSequence([cfg.seed, 0, k]).generate_state(1)[0])
                 seed_everything(seed)
-                obj_cls = type(self.objective)
-                self._build_model_and_objective(obj_cls, cfg.objective_params())
+                self._build_model_and_objective(type(self.objective), self.objective.params)
                 self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
             weights = self.objective.begin_warmup_run(k, carry)
             self.objective.on_round_start(0)

@@ -51,13 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    pairs = args.pairs
-    for pair in pairs:
+    for pair in args.pairs:
         for label in args.methods:
             for run in sorted((Path(args.out) / pair / slug(label)).glob("seed-*")):
                 if (run / "summary.json").is_file():
                     rows[label].append(confidence_stats(run, args.threshold))
-    print(f"Whole target, final checkpoint, mean over all finished runs in {args.out} ({', '.join(pairs)}).\n")
+    print(f"Whole target, final checkpoint, mean over all finished runs in {args.out} ({', '.join(args.pairs)}).\n")
     print(f"| method | runs | accuracy | max p ≥ {args.threshold} | pseudo-label precision there |")
     print("|---|---:|---:|---:|---:|")
     for label in args.methods:
