@@ -78,6 +78,13 @@ def run_plan(plan: list[tuple[ExperimentConfig, Path]],
             domains_cache.clear()
             domains_cache[key] = load_domains(cfg.data, cfg.seed)
         t0 = time.perf_counter()
+        if cfg.runner == "linear_probe":  # the linear-probe baseline (adakit.probe), no network
+            from adakit.probe import run_probe
+
+            summary = run_probe(cfg, run_dir, domains_cache[key])
+            if on_run:
+                on_run(i, run_dir, summary, time.perf_counter() - t0)
+            continue
         loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
         if loop.warmup_key() in warmups:
             loop.adopt_warmup(warmups[loop.warmup_key()])

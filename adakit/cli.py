@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,29 @@ out = Console()
 err = Console(stderr=True)
 
 
+def flag(help: str, *names: str) -> Any:
+    """An on/off switch for a command: present = on, absent = off; shown in ``--help`` as a bare flag.
+
+    typer prints a ``<bool>`` value placeholder beside boolean options unless they have an (empty) metavar;
+    these flags take no value, so every boolean option of adakit is declared through this helper.
+    """
+    return typer.Option(False, *names, help=help, metavar="", show_default=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from adakit import __version__
+
+        out.print(f"adakit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="print the version and exit", metavar="",
+                                       show_default=False, is_eager=True, callback=_print_version)) -> None:
+    pass
+
+
 def _fail(e: Exception) -> None:
     err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
@@ -26,8 +50,8 @@ def _printer(label: str = ""):
     def on_event(kind: str, info: dict) -> None:
         tag = f"[{label}] " if label else ""
         if kind == "evaluated":
-            out.print(f"{tag}round {info['round']}: {info['labels']} labels, target accuracy "
-                      f"{100 * info['accuracy']:.2f}%", highlight=False)
+            acc = "no labelled test samples" if info["accuracy"] is None else f"{100 * info['accuracy']:.2f}%"
+            out.print(f"{tag}round {info['round']}: {info['labels']} labels, target accuracy {acc}", highlight=False)
         elif kind == "queried":
             out.print(f"{tag}round {info['round']}: queried {info['count']} samples "
                       f"({info['seconds']:.2f} s)", highlight=False)
@@ -52,66 +76,140 @@ def _run_loop(make) -> dict | None:
 def run(config: Path = typer.Argument(..., help="experiment YAML"),
         out_dir: Path = typer.Option(..., "--out", help="run folder to create"),
         set_: list[str] = typer.Option(None, "--set", help="override, e.g. --set query.strategy=margin"),
-        quiet: bool = typer.Option(False, "--quiet", help="no progress bars")) -> None:
-    """Run the experiment described by CONFIG into a run folder."""
+        quiet: bool = flag("no progress bars", "--quiet")) -> None:
+    """Run the experiment described by CONFIG into a run folder (new, empty, or one holding this run)."""
+    from contextlib import nullcontext
+
+    from adakit import distributed
     from adakit.config import load_config
     from adakit.loop import ActiveLoop
+    from adakit.rundir import check_out_dir, run_lock
 
     try:
+        is_run = check_out_dir(out_dir)  # before any work: never overwrite a folder that is not a run
         cfg = load_config(config, set_)
+        main = distributed.init(cfg.train.device).main  # torchrun: join the process group (no-op otherwise)
+        distributed.barrier()  # every rank checked --out before rank 0 writes to it
+        # a new folder is locked when the loop creates it; under torchrun rank 0 holds the lock
+        lock = run_lock(out_dir) if is_run and main else nullcontext()
+        with lock:
+            s = _run_loop(lambda: ActiveLoop(cfg, out_dir, show_progress=not quiet,
+                                             on_event=_printer() if main else None))
     except AdakitError as e:
         _fail(e)
-    s = _run_loop(lambda: ActiveLoop(cfg, out_dir, show_progress=not quiet, on_event=_printer()))
-    if s:
+    if s and main:
         out.print(f"final target accuracy {100 * s['final_accuracy']:.2f}%; results in {out_dir}", highlight=False)
 
 
 @app.command()
 def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run"),
-           quiet: bool = typer.Option(False, "--quiet")) -> None:
+           quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Continue a stopped or killed run from its ledger and last checkpoint."""
-    from adakit.loop import ActiveLoop
+    from contextlib import nullcontext
 
-    s = _run_loop(lambda: ActiveLoop.resume(run_dir, show_progress=not quiet, on_event=_printer()))
-    if s:
+    from adakit import distributed
+    from adakit.loop import ActiveLoop
+    from adakit.rundir import run_lock, stored_config
+
+    try:
+        stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
+        main = distributed.init(stored.get("train", {}).get("device", "auto")).main  # torchrun: join the group
+        # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)
+        with run_lock(run_dir) if main else nullcontext():
+            s = _run_loop(lambda: ActiveLoop.resume(run_dir, show_progress=not quiet,
+                                                    on_event=_printer() if main else None))
+    except AdakitError as e:
+        _fail(e)
+    if s and main:
         out.print(f"final target accuracy {100 * s['final_accuracy']:.2f}%; results in {run_dir}", highlight=False)
 
 
 @app.command()
-def methods() -> None:
-    """List every strategy and objective with one line each."""
-    from adakit.registry import OBJECTIVES, STRATEGIES
+def methods(name: str = typer.Argument(None, help="a method's name: print its parameters (type, default, meaning)")
+            ) -> None:
+    """List every strategy, objective and validator with one line each, or one method's parameters."""
+    import inspect
 
-    for title, reg in (("objectives (objective.name)", OBJECTIVES), ("strategies (query.strategy)", STRATEGIES)):
-        t = Table(title=title, show_header=False, title_justify="left")
-        for name, line in reg.describe():
-            t.add_row(f"[bold]{name}[/]", line)
+    from adakit.errors import ConfigError
+    from adakit.registry import OBJECTIVES, STRATEGIES, VALIDATORS
+
+    regs = (("objective", "objective", OBJECTIVES), ("strategy", "query", STRATEGIES),
+            ("validator", "validator", VALIDATORS))
+    titles = {"objective": "objectives (objective.name)", "strategy": "strategies (query.strategy)",
+              "validator": "validators, higher is better, no target labels (adakit sweep --select, adakit.validate)"}
+    if name is None:
+        for kind, _key, reg in regs:
+            t = Table(title=titles[kind], show_header=False, title_justify="left")
+            for method, line in reg.describe():
+                t.add_row(f"[bold]{method}[/]", escape(line))
+            out.print(t)
+        out.print("`adakit methods NAME` prints a method's parameters.", highlight=False)
+        return
+    found = [(kind, key, reg) for kind, key, reg in regs if name in reg.names()]
+    if not found:
+        _fail(ConfigError(f"unknown method {name!r}; objectives: {', '.join(OBJECTIVES.names())}; "
+                          f"strategies: {', '.join(STRATEGIES.names())}; validators: "
+                          f"{', '.join(VALIDATORS.names())}"))
+    for kind, key, reg in found:
+        cls = reg.get(name)
+        how = {"objective": f"objective.name: {name}",
+               "strategy": f"query.strategy: {name}, or adakit.select({name!r}, ...)",
+               "validator": f"adakit sweep --select {name}, or adakit.validate({name!r}, ...); higher is better"}[kind]
+        out.print(f"[bold]{kind} {name}[/] ({how})", highlight=False)
+        out.print(escape(inspect.cleandoc(cls.__doc__ or "")), highlight=False)
+        if kind == "validator":
+            out.print(f"inputs: {', '.join(cls.needs)}", highlight=False)
+        elif getattr(cls, "needs", None):
+            out.print(f"needs an objective that provides: {', '.join(sorted(cls.needs))}", highlight=False)
+        if getattr(cls, "provides", None):
+            out.print(f"provides: {', '.join(sorted(cls.provides))}", highlight=False)
+        rows = reg.parameters(name)
+        if not rows:
+            out.print("parameters: none\n", highlight=False)
+            continue
+        where = "adakit.validate(..., params={KEY: value})" if kind == "validator" else f"{key}.KEY in a config"
+        t = Table(title=f"parameters ({where})", title_justify="left")
+        for col in ("key", "type", "default", "description"):
+            t.add_column(col, overflow="fold")
+        for row in rows:
+            t.add_row(*(escape(v) for v in row))
         out.print(t)
 
 
 @app.command()
 def report(run_dirs: list[Path] = typer.Argument(..., help="one or more run folders"),
-           out_dir: Path = typer.Option(None, "--out", help="where to write comparison.md and curves")) -> None:
-    """Rebuild tables and learning curves, comparing runs side by side (mean ± std over seeds)."""
-    from adakit.report import compare, load_summary, write_run_report
+           out_dir: Path = typer.Option(Path("."), "--out",
+                                        help="folder for comparison.md and the curves (default: the current folder)",
+                                        show_default=False)) -> None:
+    """Compare runs side by side (mean ± std over seeds) and rebuild their tables and learning curves.
+
+    Writes comparison.md and one curve-<pair>.png per domain pair into --out (default: the current folder).
+    Each run folder gets its report.md and curve.png rebuilt.
+    """
+    from adakit.report import compare, curve_file, load_summary, pair_label, write_run_report
 
     try:
-        for d in run_dirs:
-            write_run_report(d, load_summary(d))
-        md = compare(run_dirs, out_dir or run_dirs[0])
+        summaries = [load_summary(d) for d in run_dirs]  # every folder checked before anything is written
+        for d, s in zip(run_dirs, summaries):
+            write_run_report(d, s)
+        md = compare(run_dirs, out_dir)
     except AdakitError as e:
         _fail(e)
     out.print(md, highlight=False, soft_wrap=True)
+    curves = sorted({curve_file(pair_label(s)) for s in summaries})
+    out.print(f"wrote {(out_dir / 'comparison.md').resolve()} and {', '.join(curves)} there; each run's "
+              "report.md and curve.png were rebuilt in its folder", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder for the demo runs"),
-         quiet: bool = typer.Option(False, "--quiet")) -> None:
-    """Built-in ADA run on real data (scikit-learn digits -> shifted digits): margin vs random."""
+         seeds: int = typer.Option(5, "--seeds", min=1, help="number of seeds (0..N-1); the table shows mean ± std"),
+         quiet: bool = flag("no progress bars", "--quiet")) -> None:
+    """Built-in ADA run on real data (scikit-learn digits -> partly tilted digits): margin vs random."""
     from adakit.demo import run_demo
 
     try:
-        run_demo(out_dir, show_progress=not quiet, console=out)
+        run_demo(out_dir, show_progress=not quiet, console=out, seeds=tuple(range(seeds)))
     except AdakitError as e:
         _fail(e)
 
@@ -142,4 +240,4 @@ def main() -> None:  # pragma: no cover
 
 
 # commands defined in their own modules register themselves on `app`
-from adakit import cli_data, cli_labeling  # noqa: E402,F401
+from adakit import cli_data, cli_datasets, cli_labeling, cli_predict, cli_sweep  # noqa: E402,F401

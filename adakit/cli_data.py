@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from adakit.cli import _fail, app, out
+from adakit.cli import _fail, app, flag, out
 from adakit.errors import AdakitError
 
 
@@ -14,21 +14,31 @@ from adakit.errors import AdakitError
 def features(
     images: Path = typer.Argument(..., help="image folder (<class>/<image>) or, with --list, a 'path label' file"),
     out_file: Path = typer.Option(..., "--out", help="the .npz to write (feat, y, classes, ids)"),
-    model: Path = typer.Option(None, "--model",
-                               help="ONNX model (default $ADAKIT_DATA/models/mobilenetv2-12-int8_with_feat.onnx)"),
-    output: str = typer.Option("feat", "--output", help="name of the model output to keep"),
-    image_list: bool = typer.Option(False, "--list", help="IMAGES is an image-list file, not a folder"),
+    backbone: str = typer.Option(None, "--backbone", show_default=False,
+                                 help="torchvision or timm backbone: resnet18, resnet34, resnet50, resnet101, "
+                                      "mobilenet_v2, vit_b_16 or timm/<name> [default: mobilenet_v2 with ImageNet "
+                                      "weights, 1280-d]"),
+    weights: str = typer.Option("imagenet", "--weights",
+                                help="imagenet (downloaded once into the torch hub cache; offline, the error says "
+                                     "which file to place where) or a local state-dict file"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (torch backbones)"),
+    model: Path = typer.Option(None, "--model", help="an ONNX model with a feature output instead of --backbone "
+                                                     "(needs onnxruntime; see scripts/export_onnx_features.py)"),
+    output: str = typer.Option("feat", "--output", help="ONNX: name of the model output to keep"),
+    image_list: bool = flag("IMAGES is an image-list file, not a folder", "--list"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    image_size: int = typer.Option(None, "--image-size", min=8, help="crop side (default: the model's input)"),
+    image_size: int = typer.Option(None, "--image-size", min=8,
+                                   help="crop side (default 224, or the ONNX model's input)"),
     resize: int = typer.Option(None, "--resize", min=8, help="shorter side before the crop (default 256 for 224)"),
-    threads: int = typer.Option(None, "--threads", min=1, help="onnxruntime threads (default: all cores)"),
-    no_verify: bool = typer.Option(False, "--no-verify", help="skip opening every image header first"),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)"),
+    no_verify: bool = flag("skip opening every image header first", "--no-verify"),
+    quiet: bool = flag("no progress bar", "--quiet"),
 ) -> None:
-    """Run a frozen ONNX backbone over an image domain once and write its features as an .npz.
+    """Run a frozen backbone over an image domain once and write its features as an .npz.
 
-    The result is read by `data.format: npz` (e.g. `pattern: /path/{domain}.npz`). Needs the onnx extra
-    (pip install onnxruntime).
+    The backbone is a torchvision or timm model (batched inference on CPU or GPU; default MobileNetV2 with
+    ImageNet weights) or, with --model, an ONNX file. The result is read by `data.format: npz`
+    (e.g. `pattern: /path/{domain}.npz`).
     """
     from adakit.features import cache_features
 
@@ -36,7 +46,8 @@ def features(
         path, shape = cache_features(images, out_file, model=model, output=output,
                                      fmt="image_list" if image_list else "image_folder", batch_size=batch_size,
                                      image_size=image_size, resize=resize, threads=threads,
-                                     verify=not no_verify, show_progress=not quiet)
+                                     verify=not no_verify, show_progress=not quiet, backbone=backbone,
+                                     weights=weights, device=device)
     except AdakitError as e:
         _fail(e)
     out.print(f"wrote {path}: {shape[0]} images, {shape[1]}-d features", highlight=False, markup=False, soft_wrap=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from adakit.cli import _fail, app, err, out
+from adakit.cli import _fail, app, err, flag, out
 from adakit.errors import AdakitError
 
 ledger_app = typer.Typer(no_args_is_help=True, help="Inspect a run's label ledger.")
@@ -34,13 +35,20 @@ def query(run_dir: Path = typer.Argument(..., help="run folder with a trained mo
               highlight=False, soft_wrap=True)
 
 
+#: how many errors / notes of an import are printed (then counts per kind)
+SHOWN = 10
+
+
+def _kinds(counts) -> str:
+    return "in all: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+
+
 @app.command("import-labels")
 def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
                   file: Path = typer.Argument(..., help="answers: CSV (sample_id,label) or Label Studio JSON export"),
                   annotator: str = typer.Option(None, "--annotator", help="who answered (default: file:<name>)"),
-                  correct: bool = typer.Option(False, "--correct",
-                                               help="record answers that differ from the ledger as corrections"),
-                  dry_run: bool = typer.Option(False, "--dry-run", help="validate only, write nothing")) -> None:
+                  correct: bool = flag("record answers that differ from the ledger as corrections", "--correct"),
+                  dry_run: bool = flag("validate only, write nothing", "--dry-run")) -> None:
     """Validate answers (errors with line numbers) and commit the valid ones in one transaction.
 
     Importing the same file again changes nothing. Exit code 1 when some rows were rejected.
@@ -51,13 +59,19 @@ def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
         rep = import_answers(run_dir, file, annotator=annotator, correct=correct, dry_run=dry_run)
     except AdakitError as e:
         _fail(e)
-    errors, notes = rep.messages()
+    errors, notes = rep.messages(limit=SHOWN)
     for m in notes:
-        out.print(f"[dim]note:[/] {m}", highlight=False, soft_wrap=True)
+        out.print(f"[dim]note:[/] {escape(m)}", highlight=False, soft_wrap=True)
+    if len(rep.notes) > len(notes):
+        out.print(f"[dim]note:[/] ... {len(rep.notes) - len(notes)} more notes ({_kinds(rep.note_kinds)})",
+                  highlight=False, soft_wrap=True)
     for m in errors:
-        err.print(f"[red]error:[/] {m}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(m)}", highlight=False, soft_wrap=True)
+    if len(rep.errors) > len(errors):
+        err.print(f"[red]error:[/] ... {len(rep.errors) - len(errors)} more errors ({_kinds(rep.error_kinds)})",
+                  highlight=False, soft_wrap=True)
     prefix = "dry run, nothing written: " if dry_run else ""
-    out.print(prefix + rep.summary(), highlight=False, soft_wrap=True)
+    out.print(escape(prefix + rep.summary()), highlight=False, soft_wrap=True)
     if rep.new + rep.corrected and not dry_run:
         out.print(f"next: `adakit resume {run_dir}` trains on them", highlight=False, soft_wrap=True)
     if errors:
@@ -69,13 +83,13 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
           port: int = typer.Option(8765, "--port", help="TCP port (0 = any free port)"),
           host: str = typer.Option("127.0.0.1", "--host", help="address to bind; loopback unless you need otherwise"),
           annotator: str = typer.Option("web", "--annotator", help="name recorded with each answer"),
-          new_token: bool = typer.Option(False, "--new-token", help="replace the run's token (old URLs stop working)"),
-          verbose: bool = typer.Option(False, "--verbose", help="log every request")) -> None:
+          new_token: bool = flag("replace the run's token (old URLs stop working)", "--new-token"),
+          verbose: bool = flag("log every request", "--verbose")) -> None:
     """Serve a local page to answer the open queries one by one (each answer committed on the spot)."""
     import sys
 
     from adakit.labeling.run import LabelingRun
-    from adakit.labeling.server import LOOPBACK, make_server
+    from adakit.labeling.server import is_loopback, make_server
 
     out.print(f"loading {run_dir} and the model's suggestions...", highlight=False, soft_wrap=True)
     try:
@@ -86,7 +100,7 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
     except OSError as e:
         _fail(RuntimeError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"))
     done, total = run.progress()
-    if host not in LOOPBACK:
+    if not is_loopback(host):
         err.print(f"[yellow]warning:[/] listening on {host}: other machines can reach this page. Anyone with the URL "
                   "(it holds the token) can label; traffic is not encrypted.", highlight=False, soft_wrap=True)
     out.print(f"labelling {total - done} open of {total} queries in {run_dir}", highlight=False, soft_wrap=True)
@@ -104,7 +118,7 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
 @app.command("export-labelstudio")
 def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"),
                            out_file: Path = typer.Argument(..., help="tasks JSON to write"),
-                           all_queries: bool = typer.Option(False, "--all", help="every query, not only open ones"),
+                           all_queries: bool = flag("every query, not only open ones", "--all"),
                            root: Path = typer.Option(None, "--root", help="write image paths relative to this folder"),
                            url_prefix: str = typer.Option(None, "--url-prefix",
                                                           help="prefix of image references, e.g. "
@@ -124,30 +138,42 @@ def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"
 
 @ledger_app.command("check")
 def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
-    """Verify the ledger: SQLite integrity, every label refers to a queried id, no id labelled twice with
-    different answers without a correction record. Exit code 1 when problems are found."""
-    from adakit.errors import ConfigError
+    """Verify the ledger: an adakit ledger SQLite can read, integrity, every label refers to a queried id and
+    lies in the class list, no id labelled twice without a correction record, the stored config validates.
+    Exit code 1 when problems are found."""
+    import sqlite3
+
+    from adakit.errors import ConfigError, LedgerError
     from adakit.ledger import Ledger
 
     path = Path(run_dir) / "ledger.sqlite"
     try:
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
-        led = Ledger.read_only(path)
     except AdakitError as e:
         _fail(e)
+    notes: list[str] = []
     try:
-        problems = led.check()
-        version = led.get_meta("schema_version")
-        n_q, n_l = len(led.queries()), len(led.current_labels())
-        n_rows = len(led.label_rows())
-    finally:
-        led.close()
-    if version is None:
-        problems.append("no schema_version in the meta table: not an adakit ledger, or a damaged one")
+        with Ledger.read_only(path) as led:
+            problems = led.check()  # a meta value that is not JSON is one of its problems
+            meta = dict(led.conn.execute("SELECT key, value FROM meta WHERE key IN ('config', 'classes')"))
+            if "config" not in meta:
+                problems.append("no config stored in the ledger: it was not written by `adakit run` (or its "
+                                "creation was interrupted); start a new run with another --out folder")
+            if "classes" not in meta:
+                notes.append("no class list recorded (a run started by an older adakit): labels were not checked "
+                             "against the class list")
+            n_q, n_l = len(led.queries()), len(led.current_labels())
+            n_rows = len(led.label_rows())
+    except LedgerError as e:
+        problems = [str(e)]
+    except sqlite3.DatabaseError as e:
+        problems = [f"{path}: SQLite cannot read it ({e}); restore it from a backup"]
+    for n in notes:
+        out.print(f"[dim]note:[/] {n}", highlight=False, soft_wrap=True)
     if problems:
         for p in problems:
-            err.print(f"[red]problem:[/] {p}", highlight=False, soft_wrap=True)
+            err.print(f"[red]problem:[/] {escape(p)}", highlight=False, soft_wrap=True)
         err.print(f"{run_dir}: {len(problems)} problem(s)", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
     out.print(f"{run_dir}: ledger ok ({n_q} queries, {n_l} labelled, {n_rows - n_l} corrections)", highlight=False,

@@ -6,11 +6,13 @@ names the key path and the allowed values, raised before any work starts.
 
 from __future__ import annotations
 
+import re
+import string
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adakit.adapt.paa import AnchorParams
 from adakit.errors import ConfigError
@@ -19,10 +21,19 @@ from adakit.registry import OBJECTIVES, STRATEGIES
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # numbers are finite
 
 
-DataFormat = Literal["npz", "mat", "svmlight", "image_folder", "image_list", "digits", "demo"]
+#: the keys a ``data.pattern`` may use
+PATTERN_KEYS = ("root", "domain")
+#: ``train.device`` forms
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: numpy seeds are 0 .. 2**32 - 1
+SEED_MAX = 2**32 - 1
+
+
+DataFormat = Literal["npz", "mat", "svmlight", "image_folder", "image_list", "digits", "demo", "objects"]
 
 DEFAULT_PATTERNS = {
     "npz": "{root}/{domain}.npz",
@@ -32,6 +43,7 @@ DEFAULT_PATTERNS = {
     "image_list": "{root}/{domain}.txt",
     "digits": "{root}",
     "demo": "",
+    "objects": "",  # source/target given as Python objects (ActiveLoop(source=..., target=...))
 }
 
 
@@ -53,25 +65,67 @@ class DataConfig(_Strict):
                                            "is in the pair)")
     verify_images: bool = Field(True, description="image formats: open every file's header before training")
     standardize: bool = Field(False, description="features: z-score with source statistics")
+    source_val: float = Field(0.0, ge=0, lt=1, description="share of the source held out (stratified, seeded) "
+                              "for the source_acc and dev validators; excluded from training; 0 = none")
+    feature_key: str | None = Field(None, description=".mat: name of the feature matrix ({domain} allowed, "
+                                    "e.g. X_{domain}); default: the first of feat/feas/fts/X/x/features/data")
+    label_key: str | None = Field(None, description=".mat: name of the label vector ({domain} allowed, e.g. "
+                                  "Y_{domain}); default: the first of y/label/labels/Y/gnd")
+    label_values: list[int] | None = Field(None, description="mat/svmlight/npz without classes: the integer label "
+                                           "codes in class order (class i = label_values[i]); default: the "
+                                           "sorted codes found in the source and target files together")
+    unlabelled_value: int | None = Field(None, description="mat/svmlight/npz without classes: the label code of "
+                                         "an unlabelled target sample (e.g. -1); default none: every code is a class")
 
     def path_of(self, domain: str, root: str) -> str:
         return (self.pattern or DEFAULT_PATTERNS[self.format]).format(root=root, domain=domain)
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, v: str | None) -> str | None:
+        """Only ``{root}`` and ``{domain}`` may appear; braces meant literally are doubled (``{{``)."""
+        if v is None:
+            return v
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as e:
+            raise ValueError(f"not a valid pattern ({e}); write literal braces as {{{{ and }}}}") from None
+        bad = sorted({n for n in names if n not in PATTERN_KEYS})
+        if bad:
+            shown = ", ".join("{" + n + "}" for n in bad)
+            raise ValueError(f"unknown key(s) {shown}; a pattern may use only {{root}} and {{domain}}")
+        try:
+            v.format(root="r", domain="d")
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
+            raise ValueError(f"not a valid pattern ({e}); use plain {{root}} and {{domain}}") from None
+        return v
 
 
 class ModelConfig(_Strict):
     """Backbone -> bottleneck -> head."""
 
-    backbone: Literal["identity", "mlp", "lenet", "resnet18", "resnet50", "mobilenet_v2"] = "mlp"
-    weights: str | None = Field(None, description="local file with pretrained backbone weights")
+    backbone: str = Field(
+        "mlp", description="identity | mlp (feature vectors); lenet | resnet18 | resnet34 | resnet50 | resnet101 | "
+        "mobilenet_v2 | vit_b_16 | timm/<name> (images); custom = your own nn.Module, given as "
+        "ActiveLoop(model=...)")
+    weights: str | None = Field(None, description="imagenet (torchvision/timm ImageNet weights, downloaded once) "
+                                "or a local state-dict file")
     hidden_dim: int = Field(512, ge=1, description="mlp backbone width")
     bottleneck_dim: int = Field(256, ge=0, description="0 = no bottleneck")
     head: Literal["linear", "cosine"] = "linear"
     temperature: float = Field(0.05, gt=0, description="cosine head temperature (MME)")
     dropout: float = Field(0.0, ge=0, lt=1)
 
+    @field_validator("backbone")
+    @classmethod
+    def _check_backbone(cls, v: str) -> str:
+        from adakit.models.backbones import check_backbone_name
+
+        return check_backbone_name(v)
+
 
 class TrainConfig(_Strict):
-    """One training loop for every method (METHODS.md, Protocols: optimizer defaults)."""
+    """One training loop for every method (docs/methods.md, Protocols: optimizer defaults)."""
 
     warmup_iters: int = Field(1000, ge=0, description="iterations before the first query")
     round_iters: int = Field(500, ge=0, description="iterations after each query round")
@@ -87,11 +141,22 @@ class TrainConfig(_Strict):
         "separate", description="S∪T: one shared batch; S+T: two batches, two means"
     )
     class_balanced_source: bool = False
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     amp: bool = Field(True, description="mixed precision on GPU")
+    channels_last: bool = Field(True, description="on GPU: convolutional models and image batches in the "
+                                                  "channels_last memory format (faster convolutions)")
     num_workers: int = Field(0, ge=0, description="image loading workers")
     eval_batch_size: int = Field(256, ge=1)
+    eval_checkpoints: int = Field(0, ge=0, description="evenly spaced warm-up steps at which accuracy and the "
+                                  "validators are recorded and the model saved (for checkpoint selection)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if not _DEVICE_RE.fullmatch(v):
+            raise ValueError(f"unknown device; use one of: {DEVICE_FORMS}")
+        return v
 
 
 class BudgetConfig(_Strict):
@@ -121,13 +186,24 @@ class QueryConfig(_Method):
 
 
 class OracleConfig(_Strict):
-    kind: Literal["simulated", "file"] = "simulated"
+    kind: Literal["simulated", "file", "callable"] = Field(
+        "simulated", description="callable = a Python function given as ActiveLoop(oracle=...)")
+
+
+class LogConfig(_Strict):
+    """Optional experiment loggers fed by the loop's events (extras ``tensorboard`` and ``mlflow``)."""
+
+    tensorboard: bool | str = Field(False, description="true = <run folder>/tensorboard, or a folder for the "
+                                    "TensorBoard event files")
+    mlflow: bool | str = Field(False, description="true = local SQLite store <run folder>/mlflow.db, or an MLflow "
+                               "tracking URI (file:, sqlite:, http:) or a folder for mlflow.db")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the config's name)")
 
 
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     label: str | None = Field(None, description="display name of the method in reports (bench sets it)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="0 .. 2**32-1 (numpy's seed range)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
@@ -135,6 +211,10 @@ class ExperimentConfig(_Strict):
     budget: BudgetConfig = BudgetConfig()
     train: TrainConfig = TrainConfig()
     oracle: OracleConfig = OracleConfig()
+    log: LogConfig = Field(default_factory=LogConfig, description="TensorBoard / MLflow loggers")
+    runner: Literal["loop", "linear_probe"] = Field(
+        "loop", description="loop = the network of model:/objective:; linear_probe = scikit-learn logistic "
+        "regression retrained each round with the same strategy (feature data; adakit bench/sweep only)")
     anchor: AnchorParams = Field(default_factory=AnchorParams,
                                  description="LADA's progressive anchor-set augmentation: kind none | raa | laa")
 
@@ -163,7 +243,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):  # not YAML (or nested beyond Python's limit): the plain text
             value = raw
         node = out
         parts = key.strip().split(".")
@@ -188,6 +268,8 @@ def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> 
         return ExperimentConfig.model_validate(values)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, "", ExperimentConfig)) from None
+    except RecursionError:
+        raise ConfigError("invalid config: values nested too deeply; a config holds sections of plain values") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -198,6 +280,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read; a config holds sections of plain values") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...) at the top")
     try:

@@ -1,24 +1,32 @@
-"""Feature cache: run a frozen ONNX backbone once over an image domain and keep the features on disk.
+"""Feature cache: run a frozen backbone once over an image domain and keep the features on disk.
+
+Backbones: a torchvision or timm model (``model.backbone`` names, e.g. ``mobilenet_v2``, ``resnet50``,
+``timm/convnext_tiny``) with ImageNet weights (``imagenet``, downloaded once into the torch hub cache) or a
+local state dict, run with batched ``torch.no_grad`` inference on CPU or GPU (default:
+`DEFAULT_BACKBONE` with ImageNet weights, 1280-d); or an ONNX model with a feature output (onnxruntime, the
+optional ``onnx`` extra; ``scripts/export_onnx_features.py`` adds such an output to a classifier).
 
 The ``.npz`` written holds ``feat`` float32 (N, d), ``y`` int64 (N,), ``classes`` (C,), ``ids`` (N,)
 (file paths relative to the domain root) and, when every path is ``root/id``, ``image_root`` (that
 root, absolute), the format the ``npz`` loader reads. Images go through the
 evaluation transform of `FileImageDomain` (resize shorter side, center crop, ImageNet mean/std), the
-pre-processing of ``$ADAKIT_DATA/office31/features-mobilenetv2``. onnxruntime is optional
-(the ``onnx`` extra): ``pip install onnxruntime``.
+pre-processing of ``$ADAKIT_DATA/office31/features-mobilenetv2``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from adakit.data.domain import Domain
-from adakit.errors import AdakitError, DataError
+from adakit.errors import AdakitError, ConfigError, DataError
 from adakit.progress import progress_bar
 
-DEFAULT_MODEL = "models/mobilenetv2-12-int8_with_feat.onnx"
+DEFAULT_BACKBONE = "mobilenet_v2"
+DEFAULT_WEIGHTS = "imagenet"
 
 
 def _onnxruntime():
@@ -30,13 +38,6 @@ def _onnxruntime():
     return onnxruntime
 
 
-def default_model_path() -> Path:
-    """``$ADAKIT_DATA/models/mobilenetv2-12-int8_with_feat.onnx``."""
-    from adakit.paths import data_root
-
-    return data_root() / DEFAULT_MODEL
-
-
 class OnnxFeatureExtractor:
     """A frozen ONNX model; ``__call__`` maps a float batch (N, 3, H, W) to one named output (N, d)."""
 
@@ -44,8 +45,8 @@ class OnnxFeatureExtractor:
         ort = _onnxruntime()
         self.path = Path(model).expanduser()
         if not self.path.is_file():
-            raise DataError(f"ONNX model not found: {self.path}; give --model PATH (default "
-                            f"$ADAKIT_DATA/{DEFAULT_MODEL})")
+            raise DataError(f"ONNX model not found: {self.path}; give an existing .onnx file with --model, or "
+                            "a torchvision/timm backbone with --backbone")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -70,16 +71,53 @@ class OnnxFeatureExtractor:
         return out.reshape(len(out), -1).astype(np.float32)
 
 
-def extract_features(domain: Domain, extractor: OnnxFeatureExtractor, batch_size: int = 64,
+class TorchFeatureExtractor:
+    """A frozen torchvision or timm backbone (``model.backbone`` names) in eval mode: pooled features.
+
+    ``weights``: ``imagenet`` (torchvision's weights API / timm's hub; offline, a `ConfigError` names the
+    file to place and where), a local state-dict file, or None (random init, for tests). ``device``:
+    auto | cpu | cuda | cuda:N.
+    """
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str | None = DEFAULT_WEIGHTS,
+                 device: str = "auto", threads: int | None = None, image_size: int = 224):
+        from adakit.models.backbones import IMAGE_BACKBONES, build_backbone, check_backbone_name
+
+        try:
+            check_backbone_name(backbone)
+        except ValueError as err:
+            raise ConfigError(f"--backbone: {err}") from None
+        if not (backbone.startswith("timm/") or (backbone in IMAGE_BACKBONES and backbone != "lenet")):
+            raise ConfigError(f"--backbone {backbone!r}: feature caching needs an ImageNet-style image backbone "
+                              "(resnet18/34/50/101, mobilenet_v2, vit_b_16 or timm/<name>)")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device!r}: no CUDA device is available; use auto or cpu")
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.name, self.image_size = backbone, image_size
+        cfg = SimpleNamespace(backbone=backbone, weights=weights, hidden_dim=0, dropout=0.0)
+        self.net = build_backbone(cfg, (3, image_size, image_size)).eval().to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        out = self.net(torch.as_tensor(x, dtype=torch.float32).to(self.device))
+        return out.float().reshape(len(out), -1).cpu().numpy()
+
+
+def extract_features(domain: Domain, extractor, batch_size: int = 64,
                      show_progress: bool = True) -> np.ndarray:
-    """Features (N, d) of every sample of ``domain`` (evaluation transform), in order."""
+    """Features (N, d) of every sample of ``domain`` (evaluation transform), in order; ``extractor`` maps a
+    float batch (N, 3, H, W) to (N, d) (`TorchFeatureExtractor` or `OnnxFeatureExtractor`)."""
     n = len(domain)
     starts = range(0, n, batch_size)
     feats = []
     with progress_bar(len(starts), f"features {domain.name}", enabled=show_progress) as bar:
         for s in starts:
             x = domain.load(np.arange(s, min(s + batch_size, n)), train=False)
-            feats.append(extractor(x.numpy()))
+            feats.append(extractor(x if isinstance(extractor, TorchFeatureExtractor) else x.numpy()))
             bar.advance()
     feat = np.concatenate(feats)
     bad = ~np.isfinite(feat).all(axis=1)
@@ -121,14 +159,27 @@ def save_features(path: str | Path, feat: np.ndarray, domain: Domain) -> Path:
 def cache_features(images: str | Path, out: str | Path, model: str | Path | None = None, output: str = "feat",
                    fmt: str = "image_folder", batch_size: int = 64, image_size: int | None = None,
                    resize: int | None = None, threads: int | None = None, verify: bool = True,
-                   show_progress: bool = True) -> tuple[Path, tuple[int, int]]:
-    """Load an image domain (folder or list file), extract features, write ``out``; returns (path, shape)."""
+                   show_progress: bool = True, backbone: str | None = None, weights: str | None = DEFAULT_WEIGHTS,
+                   device: str = "auto") -> tuple[Path, tuple[int, int]]:
+    """Load an image domain (folder or list file), extract features, write ``out``; returns (path, shape).
+
+    ``model`` (an ONNX file) or ``backbone`` (torchvision/timm name with ``weights``); with neither, the
+    default `DEFAULT_BACKBONE` with ImageNet weights.
+    """
     from adakit.config import DataConfig
     from adakit.data.images import load_image_folder, load_image_list
 
-    extractor = OnnxFeatureExtractor(model or default_model_path(), output, threads)
-    size = image_size or extractor.image_size
+    if model is not None and backbone is not None:
+        raise ConfigError("give either --model (an ONNX file) or --backbone (a torchvision/timm model), not both")
     images = Path(images).expanduser()
+    if not images.exists():
+        raise DataError(f"{images}: no such {'image-list file' if fmt == 'image_list' else 'image folder'}")
+    if model is not None:
+        extractor = OnnxFeatureExtractor(model, output, threads)
+        size = image_size or extractor.image_size
+    else:
+        size = image_size or 224
+        extractor = TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size)
     name = images.stem if fmt == "image_list" else images.name
     cfg = DataConfig(format=fmt, source=name, target=name, image_size=size, resize=resize, verify_images=verify)
     loader = load_image_list if fmt == "image_list" else load_image_folder

@@ -5,9 +5,12 @@ label that was acknowledged survives a killed process.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +41,77 @@ _SCHEMA = [
 
 #: round status, in order
 STATUSES = ("queried", "labelled", "trained", "evaluated")
+#: tables every adakit ledger holds
+TABLES = ("meta", "rounds", "queries", "labels", "metrics", "checkpoints")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _what_to_do(path: Path) -> str:
+    return (f"restore {path.name} from a backup, or start a new run with another --out folder; "
+            f"`adakit ledger check {path.parent}` shows what is wrong")
+
+
+def _inspect_file(path: Path) -> None:
+    """Refuse a file that cannot be a ledger before SQLite touches it: empty, not SQLite, truncated."""
+    size = path.stat().st_size
+    if size == 0:
+        raise LedgerError(f"{path} is empty (0 bytes): not an adakit ledger (adakit never leaves an empty one: "
+                          f"it was emptied or replaced); {_what_to_do(path)}")
+    with path.open("rb") as fh:
+        head = fh.read(100)
+    if not head.startswith(_SQLITE_MAGIC):
+        raise LedgerError(f"{path} is not an SQLite file (not an adakit ledger, or overwritten); {_what_to_do(path)}")
+    if len(head) < 100:
+        raise LedgerError(f"{path} is truncated ({size} bytes, shorter than an SQLite header); {_what_to_do(path)}")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    wal = path.with_name(path.name + "-wal")  # while one exists a checkpoint may be growing the file: skip
+    if head[24:28] == head[92:96] and pages and size < pages * page_size and not wal.exists():
+        raise LedgerError(f"{path} is truncated ({size} bytes; its header says {pages} pages of {page_size} "
+                          f"bytes); {_what_to_do(path)}")
+
+
+def _guarded(fn: Callable) -> Callable:
+    """Turn SQLite's errors on a damaged file (malformed, not a database, ...) into `LedgerError`."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{self.path}: the ledger cannot be read or written ({e}); "
+                              f"{_what_to_do(self.path)}") from e
+
+    return wrapper
+
+
+def _create(path: Path) -> None:
+    """Write a new ledger whole beside ``path`` and link it into place only if no file is there yet: a
+    killed process leaves no ledger or a complete one (never an empty file), and two processes creating
+    the same ledger at once both end up using the one that got there first."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        con = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            con.execute("BEGIN")
+            for stmt in _SCHEMA:
+                con.execute(stmt)
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # created meanwhile by another process: that one is used
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    except sqlite3.Error as e:
+        raise LedgerError(f"{path}: cannot create the ledger ({e})") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + "-journal").unlink(missing_ok=True)
 
 
 def _now() -> str:
@@ -55,16 +129,30 @@ class Query:
 
 
 class Ledger:
-    """Run ledger at ``path`` (created with the current schema when new)."""
+    """Run ledger at ``path``: created with the current schema when the file does not exist; an existing
+    file must be an adakit ledger (`LedgerError` otherwise: it is never turned into one)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        if not self.path.exists():
+            _create(self.path)
+        if not self.path.is_file():
+            raise LedgerError(f"{self.path} is not a file; choose another --out folder")
+        _inspect_file(self.path)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise LedgerError(f"{self.path}: cannot open the ledger ({e})") from e
+        try:
+            self._check_schema()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
 
     @classmethod
     def read_only(cls, path: str | Path) -> Ledger:
@@ -76,9 +164,38 @@ class Ledger:
         self.path = Path(path)
         if not self.path.is_file():
             raise LedgerError(f"{self.path} not found")
-        self.conn = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True,
-                                    timeout=30.0, isolation_level=None, check_same_thread=False)
+        _inspect_file(self.path)
+        try:
+            self.conn = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True,
+                                        timeout=30.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise LedgerError(f"{self.path}: cannot open the ledger ({e})") from e
+        try:
+            self._check_schema()
+        except BaseException:
+            self.conn.close()
+            raise
         return self
+
+    @_guarded
+    def _check_schema(self) -> None:
+        """An existing file must hold adakit's tables and ``meta.schema_version`` (nothing is created in it)."""
+        tables = {name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            found = ", ".join(sorted(tables)) or "no tables"
+            raise LedgerError(f"{self.path} is an SQLite file but not an adakit ledger (no meta table; found: "
+                              f"{found}); {_what_to_do(self.path)}")
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or not str(row[0]).isdigit():
+            raise LedgerError(f"{self.path} is not an adakit ledger (no valid schema_version in its meta table); "
+                              f"{_what_to_do(self.path)}")
+        if int(row[0]) > SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: ledger schema v{row[0]} is newer than this adakit "
+                              f"(v{SCHEMA_VERSION}); upgrade adakit")
+        missing = [t for t in TABLES if t not in tables]
+        if missing:
+            raise LedgerError(f"{self.path} is a damaged adakit ledger: table(s) {', '.join(missing)} missing; "
+                              f"{_what_to_do(self.path)}")
 
     def close(self) -> None:
         self.conn.close()
@@ -99,6 +216,7 @@ class Ledger:
             raise
         self.conn.execute("COMMIT")
 
+    @_guarded
     def _migrate(self) -> None:
         with self.transaction() as c:
             for stmt in _SCHEMA:
@@ -118,6 +236,15 @@ class Ledger:
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    def set_classes(self, classes: list[str]) -> None:
+        """Record the run's class list (meta ``classes``), so `check` can verify every label against it."""
+        self.set_meta("classes", [str(c) for c in classes])
+
+    def classes(self) -> list[str] | None:
+        """The recorded class list, or None (a ledger written before adakit recorded it)."""
+        value = self.get_meta("classes")
+        return list(value) if isinstance(value, list) else None
 
     # -- rounds -----------------------------------------------------------------------------------
     def round_status(self, r: int) -> str | None:
@@ -267,7 +394,12 @@ class Ledger:
 
     # -- integrity --------------------------------------------------------------------------------
     def check(self) -> list[str]:
-        """Problems found (empty when the ledger is consistent)."""
+        """Problems found (empty when the ledger is consistent): SQLite integrity, labels of ids never
+        queried, two first answers for one id, a stored config that does not validate, labels outside the
+        recorded class list (skipped when no class list is recorded: see `classes`)."""
+        from adakit.config import build_config
+        from adakit.errors import AdakitError
+
         problems = []
         ok = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
         if ok != "ok":
@@ -282,4 +414,36 @@ class Ledger:
         for (sid,) in self.conn.execute(
                 "SELECT sample_id FROM queries GROUP BY sample_id HAVING COUNT(*) > 1"):
             problems.append(f"{sid!r} queried twice")
+        try:
+            config = self.get_meta("config")
+        except ValueError as e:
+            problems.append(f"the stored config is not valid JSON ({e})")
+        else:
+            if config is not None:  # a bare ledger (library use) holds none; `adakit ledger check` requires one
+                try:
+                    build_config(config)
+                except AdakitError as e:
+                    problems.append(f"the stored config does not validate: {e}")
+                except Exception as e:  # a stored value of the wrong shape (not a mapping, ...)
+                    problems.append(f"the stored config does not validate: {type(e).__name__}: {e}")
+        try:
+            classes = self.classes()
+        except ValueError as e:
+            problems.append(f"the stored class list is not valid JSON ({e})")
+            classes = None
+        if classes is not None:
+            n = len(classes)
+            bad = self.conn.execute("SELECT id, sample_id, label FROM labels WHERE label < 0 OR label >= ? "
+                                    "OR typeof(label) != 'integer' ORDER BY id", (n,)).fetchall()
+            for _, sid, label in bad[:20]:
+                problems.append(f"{sid!r} has label {label!r}, outside the class list 0..{n - 1}")
+            if len(bad) > 20:
+                problems.append(f"... and {len(bad) - 20} more labels outside the class list")
         return problems
+
+
+for _name in ("get_meta", "set_meta", "classes", "set_classes", "round_status", "set_round_status",
+              "round_reached", "record_queries", "queries", "open_queries", "record_labels", "answer",
+              "label_rows", "last_round", "current_labels", "labelled_pool", "record_metrics", "metrics",
+              "record_checkpoint", "last_checkpoint", "check"):
+    setattr(Ledger, _name, _guarded(getattr(Ledger, _name)))

@@ -8,32 +8,48 @@ trains exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pickle
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
-from adakit.config import ExperimentConfig, build_config
+from adakit import distributed
+from adakit.callbacks import loggers_from_config
+from adakit.config import ExperimentConfig, build_config, merge
 from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError, DataError, WaitingForLabels
 from adakit.inference import accuracy, forward_domain
 from adakit.ledger import Ledger
 from adakit.models import build_model
-from adakit.oracle import FileOracle, SimulatedOracle
+from adakit.oracle import CallableOracle, FileOracle, SimulatedOracle
 from adakit.pool import PoolView
 from adakit.registry import OBJECTIVES, STRATEGIES
+from adakit.rundir import (
+    apply_checkpoint,
+    clean_checkpoints,
+    locked,
+    run_lock,
+    run_timings,
+    stored_config,
+    stored_experiment,
+)
 from adakit.train import Trainer
 
 
 def round_budgets(total: float, rounds: int, pool_size: int) -> list[int]:
-    """Per-round budgets b = B // R with the remainder in the last round (METHODS.md, Protocols).
+    """Per-round budgets b = B // R with the remainder in the last round (docs/methods.md, Protocols).
 
     ``total`` < 1 is a fraction of the pool, otherwise a count.
     """
@@ -58,10 +74,10 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
+    return distributed.local_device(torch.device(name))  # torchrun: one GPU per process, cuda:LOCAL_RANK
 
 
 def _warmup_key(config: dict) -> str:
@@ -74,37 +90,269 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class _Objects:
+    """What the caller handed to `ActiveLoop` beside the config (None where the config decides)."""
+
+    backbone: nn.Module | None = None
+    objective: Any = None
+    strategy: Any = None
+    oracle: Callable | None = None
+    fingerprint: dict | None = None
+
+
+def _as_config(config: ExperimentConfig | dict | None) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        return config
+    if config is None or isinstance(config, dict):
+        return build_config(config or {})
+    raise ConfigError(f"ActiveLoop(config=...): expected an ExperimentConfig, a dict of config sections or None, "
+                      f"got {type(config).__name__}; load a YAML file with adakit.config.load_config(path)")
+
+
+def _method(values: dict, section: str, key: str, given: Any, registry) -> Any:
+    """Put an objective/strategy given as a name, (name, params) or an instance/class into ``values``;
+    returns the instance to use (None when adakit builds it from the config)."""
+    if given is None:
+        return None
+    base = importlib.import_module("adakit.adapt.base" if section == "objective" else "adakit.query.base")
+    base_cls = base.Objective if section == "objective" else base.Strategy
+    instance = None
+    if isinstance(given, str):
+        name, params = given, {}
+    elif isinstance(given, tuple) and len(given) == 2 and isinstance(given[0], str) and isinstance(given[1], dict):
+        name, params = given
+    elif isinstance(given, base_cls) or (isinstance(given, type) and issubclass(given, base_cls)):
+        cls = given if isinstance(given, type) else type(given)
+        name = getattr(cls, "name", None)
+        if name is None or name not in registry.names() or registry.get(name) is not cls:
+            deco = "register_objective" if section == "objective" else "register_strategy"
+            raise ConfigError(f"{section}=: {cls.__name__} is not registered; decorate it with "
+                              f"@adakit.registry.{deco}('a-name') so the run can record and resume it")
+        if isinstance(given, type):
+            params = {}
+        else:
+            instance = given
+            params = given.params.model_dump(mode="json", exclude_unset=True)
+    else:
+        raise ConfigError(f"{section}=: expected a name, (name, params dict) or a {base_cls.__name__} instance; "
+                          f"got {type(given).__name__}")
+    values[section] = {key: name, **params}
+    return instance
+
+
+def _object_domains(cfg: ExperimentConfig, source: Any, target: Any, test: Any,
+                    classes: Sequence[str] | None) -> tuple[Domains, dict, dict]:
+    """Source, pool and test domains from arrays / Datasets, their fingerprints and the config's data section."""
+    from adakit.data import split_target
+    from adakit.data.domain import check_same_classes
+    from adakit.data.objects import as_domain, fingerprint, infer_classes
+
+    if source is None or target is None:
+        raise ConfigError("give both source= and target= (arrays (X, y) or torch Datasets), or neither to use "
+                          "the config's data: section")
+    src = as_domain(source, "source", classes, labelled=True)
+    tgt = as_domain(target, "target", classes)
+    tst = as_domain(test, "test", classes) if test is not None else None
+    doms = [d for d in (src, tgt, tst) if d is not None]
+    if classes is None:
+        names = infer_classes(*[d.y for d in doms])
+        for d in doms:
+            d.classes = names
+    for d in doms[1:]:
+        check_same_classes(src, d)
+        if tuple(d.input_shape) != tuple(src.input_shape):
+            raise DataError(f"{d.name}: samples have shape {tuple(d.input_shape)} but source samples have "
+                            f"{tuple(src.input_shape)}; both domains must give inputs of one shape")
+    prints = {d.name: fingerprint(d) for d in doms}
+    protocol = "inductive" if tst is not None else cfg.data.protocol
+    if tst is not None:
+        pool = tgt
+    elif protocol == "inductive":
+        pool, tst = split_target(tgt, cfg.data.test_fraction, cfg.seed)
+    else:
+        pool = tst = tgt
+    if cfg.data.standardize:
+        from adakit.data import _standardize
+
+        _standardize(src, [pool] if pool is tst else [pool, tst])
+    data = {**cfg.data.model_dump(mode="json"), "format": "objects", "source": "source", "target": "target",
+            "root": None, "pattern": None, "protocol": protocol}
+    return Domains(source=src, pool=pool, test=tst, protocol=protocol), prints, data
+
+
+def _with_objects(config, domains: Domains | None, source: Any, target: Any, test: Any,
+                  classes: Sequence[str] | None, model: Any, objective: Any, strategy: Any,
+                  oracle: Any) -> tuple[ExperimentConfig, Domains | None, _Objects]:
+    """The run's config with the sections the given objects replace, the object domains and the objects."""
+    cfg = _as_config(config)
+    values, objs = cfg.to_dict(), _Objects()
+    if source is not None or target is not None or test is not None:
+        if domains is not None:
+            raise ConfigError("give either domains= or source=/target=, not both")
+        domains, objs.fingerprint, values["data"] = _object_domains(cfg, source, target, test, classes)
+    elif classes is not None:
+        raise ConfigError("classes= names the classes of source=/target= arrays; the config's data: section "
+                          "brings its own class list")
+    if isinstance(model, nn.Module):
+        objs.backbone = model
+        values["model"] = {**values["model"], "backbone": "custom", "weights": None}
+    elif isinstance(model, dict):
+        values["model"] = merge(values["model"], model)
+    elif model is not None:
+        raise ConfigError(f"model=: expected a torch nn.Module (your backbone) or a dict of model: settings, got "
+                          f"{type(model).__name__}")
+    objs.objective = _method(values, "objective", "name", objective, OBJECTIVES)
+    objs.strategy = _method(values, "query", "strategy", strategy, STRATEGIES)
+    if isinstance(oracle, str):
+        values["oracle"] = {"kind": oracle}
+    elif callable(oracle):
+        objs.oracle = oracle
+        values["oracle"] = {"kind": "callable"}
+    elif oracle is not None:
+        raise ConfigError(f"oracle=: expected 'simulated', 'file' or a function labels_for(indices) -> labels, "
+                          f"got {type(oracle).__name__}")
+    cfg = build_config(values) if values != cfg.to_dict() else cfg
+    return cfg, domains, objs
+
+
 class ActiveLoop:
     """One experiment in ``run_dir``: config.yaml, ledger.sqlite, metrics.jsonl, summary.json, report."""
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, show_progress: bool = True,
-                 on_event: Callable[[str, dict], None] | None = None, domains: Domains | None = None):
+    def __init__(self, config: ExperimentConfig | dict | None = None, run_dir: str | Path | None = None, *,
+                 source: Any = None, target: Any = None, test: Any = None, classes: Sequence[str] | None = None,
+                 model: nn.Module | dict | None = None, objective: Any = None, strategy: Any = None,
+                 oracle: Any = None, callbacks: Sequence[Callable[[str, dict], None]] = (),
+                 show_progress: bool = True, on_event: Callable[[str, dict], None] | None = None,
+                 domains: Domains | None = None):
+        """An experiment in ``run_dir`` from a config (an `ExperimentConfig`, a dict of sections or None for the
+        defaults) and/or Python objects, which replace the matching config sections:
+
+        ``source``/``target``/``test``: ``(X, y)`` arrays (numpy or torch; features (N, d) or images (N, C, H, W))
+        or torch Datasets of ``(x, y)`` (the target may give ``x`` only, or ``y`` = -1 for unknown); ``test``
+        defaults to the target (transductive). ``classes``: class names (default ``"0"..."C-1"``).
+        ``model``: your ``nn.Module`` mapping an input batch to features (adakit adds bottleneck and head) or a
+        dict of ``model:`` settings. ``objective``/``strategy``: a name, ``(name, params)`` or an instance of a
+        registered class. ``oracle``: ``"simulated"``, ``"file"`` or a function ``labels_for(pool_indices) ->
+        labels``. ``callbacks`` (and ``on_event``): functions ``(kind, info)`` called on every event.
+        """
+        if run_dir is None:
+            raise ConfigError("ActiveLoop: run_dir is required (the folder for the ledger, checkpoints and reports)")
+        cfg, domains, self._objects = _with_objects(config, domains, source, target, test, classes, model,
+                                                    objective, strategy, oracle)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.show_progress = show_progress
-        self.on_event = on_event or (lambda kind, info: None)
+        self.dist = distributed.init(cfg.train.device)  # torchrun: join the process group (no-op otherwise)
+        self.show_progress = show_progress and self.dist.main
+        self.callbacks: list[Callable[[str, dict], None]] = [*loggers_from_config(cfg.log), *callbacks,
+                                                             *([on_event] if on_event else [])] \
+            if self.dist.main else []  # torchrun: events (and loggers) on rank 0 only
         ledger_path = self.run_dir / "ledger.sqlite"
         if ledger_path.is_file():
-            with Ledger(ledger_path) as led:
-                stored = led.get_meta("config")
-            if stored is not None and stored != cfg.to_dict():
+            stored = stored_config(self.run_dir, required=False)  # read-only: a damaged ledger stays untouched
+            if stored is not None and build_config(stored).to_dict() != cfg.to_dict():  # keys added since: defaults
                 raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
                                   f"{self.run_dir}` to continue it, or choose another --out folder")
+            self._check_fingerprint(ledger_path)
         self._setup(domains)  # everything that can fail on bad input fails before the run folder exists
+        distributed.barrier()  # torchrun: every rank has checked the folder before rank 0 writes to it
+        self.ledger: Ledger | None = None  # other ranks get what they need from rank 0 (`_on_main`)
+        self._on_main(lambda: self._init_ledger(cfg, ledger_path))
+
+    def _on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` run on rank 0 only (ledger reads/writes, the strategy, checkpoints), its result (or its
+        exception) handed to every rank. In one process: just ``fn()``."""
+        if not self.dist.enabled:
+            return fn()
+        if self.dist.main:
+            try:
+                out = ("ok", fn())
+            except BaseException as e:
+                try:
+                    pickle.dumps(e)
+                    err = e
+                except Exception:
+                    err = RuntimeError(f"rank 0 failed: {type(e).__name__}: {e}")
+                distributed.broadcast_object(("error", err))
+                raise
+            return distributed.broadcast_object(out)[1]
+        kind, value = distributed.broadcast_object()
+        if kind == "error":
+            raise value
+        return value
+
+    def _init_ledger(self, cfg: ExperimentConfig, ledger_path: Path) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(ledger_path)
         if self.ledger.get_meta("config") is None:
-            self.ledger.set_meta("config", cfg.to_dict())
-            _atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            with run_lock(self.run_dir):  # a second new run in this folder fails with "in use by PID"
+                if self.ledger.get_meta("config") is None:
+                    self.ledger.set_meta("model", self.rebuild_info())
+                    if self._objects.fingerprint is not None:
+                        self.ledger.set_meta("data_fingerprint", self._objects.fingerprint)
+                    self.ledger.set_meta("config", cfg.to_dict())
+                    _atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if self.ledger.classes() is None:  # lets `adakit ledger check` verify labels against the class list
+            self.ledger.set_classes(list(self.domains.classes))
+
+    def on_event(self, kind: str, info: dict) -> None:
+        """Hand one event to every callback (see the README's list of events and their fields); rank 0 only."""
+        if not self.dist.main:
+            return
+        for callback in self.callbacks:
+            callback(kind, info)
 
     @classmethod
     def resume(cls, run_dir: str | Path, **kwargs) -> ActiveLoop:
+        """Continue the run in ``run_dir``. A run started from Python objects (arrays/Datasets, your model, a
+        callable oracle) takes the same objects again: ``resume(run_dir, source=..., target=..., model=...)``."""
         run_dir = Path(run_dir)
-        if not (run_dir / "ledger.sqlite").is_file():
-            raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite); start one with `adakit run`")
-        with Ledger(run_dir / "ledger.sqlite") as led:
-            values = led.get_meta("config")
-        return cls(build_config(values), run_dir, **kwargs)
+        # the stored config, read-only; never a default one (a damaged ledger is a named error)
+        cfg = stored_experiment(run_dir)
+        objects = cfg.data.format == "objects"
+        missing = [name for name, needed in (("source", objects), ("target", objects),
+                                             ("model", cfg.model.backbone == "custom"),
+                                             ("oracle", cfg.oracle.kind == "callable"))
+                   if needed and kwargs.get(name) is None]
+        if missing:
+            raise ConfigError(f"{run_dir} was started from Python objects; adakit keeps a fingerprint of them, not "
+                              f"the objects. Resume it from Python with the same objects: "
+                              f"ActiveLoop.resume({str(run_dir)!r}, {', '.join(m + '=...' for m in missing)})")
+        return cls(cfg, run_dir, **kwargs)
+
+    def _check_fingerprint(self, ledger_path: Path) -> None:
+        """Refuse to continue an object run on other data than it started with (named domain and difference)."""
+        from adakit.data.objects import fingerprint_diff
+
+        with Ledger.read_only(ledger_path) as led:
+            stored = led.get_meta("data_fingerprint")
+        now = self._objects.fingerprint
+        if stored is None or now is None:
+            return
+        for name in sorted(set(stored) | set(now)):
+            if name not in now:
+                raise ConfigError(f"{self.run_dir} was started with a separate {name}= domain; pass it again")
+            if name not in stored:
+                raise ConfigError(f"{self.run_dir} was started without {name}=; resume it without one")
+            diff = fingerprint_diff(stored[name], now[name])
+            if diff:
+                raise ConfigError(f"{name}= is not the data {self.run_dir} was started with: {diff}; resume it "
+                                  "with the same arrays/Dataset")
+
+    def rebuild_info(self) -> dict:
+        """What `adakit.load_run` needs to rebuild the model without the data (stored in the ledger meta)."""
+        backbone = self.model.backbone
+        info = {"input_shape": list(self.domains.source.input_shape), "classes": list(self.domains.classes),
+                "feature_dim": int(self.model.feature_dim), "backbone_dim": int(backbone.out_dim),
+                "backbone": self.cfg.model.backbone, "head": "cosine" if hasattr(self.model.head, "temperature")
+                else "linear"}
+        if self._objects.backbone is not None:
+            cls = type(self._objects.backbone)
+            info["backbone_class"] = f"{cls.__module__}.{cls.__qualname__}"
+        standardized = getattr(self.domains.source, "standardized_with", None)  # data.standardize: source stats
+        if standardized is not None:
+            info["standardize"] = {"mean": standardized[0].tolist(), "std": standardized[1].tolist()}
+        return info
 
     # -- set-up: everything that can fail on bad input fails here, before training ----------------
     def _build_model_and_objective(self, obj_cls: type, obj_params) -> None:
@@ -113,7 +361,24 @@ class ActiveLoop:
         head = obj_cls.head_for(obj_params)
         if head and model_cfg.head != head:
             model_cfg = model_cfg.model_copy(update={"head": head})
-        self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes)).to(self.device)
+        user = self._objects.backbone
+        if user is not None:  # a rebuild (BIWAA-I's warm-up runs) starts again from the module's initial weights
+            if not hasattr(self, "_backbone_init"):
+                self._backbone_init = {k: v.detach().clone() for k, v in user.state_dict().items()}
+            else:
+                user.load_state_dict(self._backbone_init)
+        sample = d.source.load(np.arange(min(2, len(d.source)))) if user is not None else None
+        self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes), backbone=user,
+                                 sample=sample).to(self.device)
+        given = self._objects.objective
+        if given is not None and not hasattr(self, "objective"):
+            if (given.feature_dim, given.num_classes) != (self.model.feature_dim, len(d.classes)):
+                raise ConfigError(f"objective=: the {type(given).__name__} instance was built for feature_dim="
+                                  f"{given.feature_dim}, num_classes={given.num_classes}, but the model has "
+                                  f"{self.model.feature_dim} and {len(d.classes)}; pass the objective by name with "
+                                  "its parameters instead: objective=(name, params)")
+            self.objective = given.to(self.device)
+            return
         self.objective = obj_cls(obj_params, feature_dim=self.model.feature_dim, num_classes=len(d.classes),
                                  pool_size=len(d.pool)).to(self.device)
 
@@ -123,7 +388,18 @@ class ActiveLoop:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.train.device)
+        if cfg.runner != "loop":
+            raise ConfigError(f"runner={cfg.runner}: this baseline runs through `adakit bench` / `adakit sweep` (or "
+                              "adakit.probe.run_probe), not as an ActiveLoop; remove runner: for a network run")
+        if domains is None and cfg.data.format == "objects":
+            raise ConfigError("data.format=objects: this run takes its data from Python objects; pass them as "
+                              "ActiveLoop(..., source=..., target=...)")
         self.domains = domains or load_domains(cfg.data, cfg.seed)
+        self.source_val = None  # the held-out source split of the validators (data.source_val), never trained on
+        if cfg.data.source_val > 0:
+            from adakit.validate._run import split_source_val
+
+            self.domains, self.source_val = split_source_val(self.domains, cfg.data.source_val, cfg.seed)
         d = self.domains
         self.budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
         obj_cls = OBJECTIVES.get(cfg.objective.name)
@@ -142,30 +418,51 @@ class ActiveLoop:
         if "budget_ratio" in type(query_params).model_fields and "budget_ratio" not in cfg.query.params() \
                 and self.budgets:
             query_params.budget_ratio = sum(self.budgets) / len(d.pool)  # the run's total budget B (LAS's M)
-        self.strategy = strat_cls(query_params)
+        self.strategy = strat_cls(query_params) if self._objects.strategy is None else self._objects.strategy
+        if self._objects.strategy is not None and query_params is not self.strategy.params \
+                and "budget_ratio" in type(query_params).model_fields:
+            self.strategy.params.budget_ratio = query_params.budget_ratio
         self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
         if cfg.oracle.kind == "file":
             self.oracle = FileOracle(d.pool, self.run_dir, d.classes)
+        elif cfg.oracle.kind == "callable":
+            if self._objects.oracle is None:
+                raise ConfigError("oracle.kind=callable: pass the labelling function as ActiveLoop(oracle=...)")
+            self.oracle = CallableOracle(self._objects.oracle, d.pool, d.classes)
         else:
             self.oracle = SimulatedOracle(d.pool)
 
     # -- the loop ---------------------------------------------------------------------------------
+    @locked
     def run(self) -> dict:
+        """Train, query and evaluate every round not yet done. Under torchrun every rank calls it: rank 0 holds
+        the lock and writes; all ranks train and infer; the decisions below come from rank 0's ledger."""
         led = self.ledger
+
+        def start() -> None:
+            clean_checkpoints(self.run_dir, led)  # files a killed process left behind
+            self.on_event("started", {"run_dir": str(self.run_dir), "config": self.cfg.to_dict(),
+                                       "rounds": len(self.budgets), "budgets": list(self.budgets)})
+
+        self._on_main(start)
         last = self.restore()
         if last is not None:
             self.on_event("resumed", {"round": last})
         # rounds beyond the schedule exist when `adakit query` added them: they are trained too
-        for r in range(last or 0, max(len(self.budgets), led.last_round()) + 1):
+        for r in range(last or 0, self._on_main(lambda: max(len(self.budgets), led.last_round())) + 1):
             if last is None or r > last:
                 if r > 0:
                     self._query_and_label(r)
                 self._train(r)
-            if not led.round_reached(r, "evaluated"):
+            if not self._on_main(lambda: led.round_reached(r, "evaluated")):  # noqa: B023 - called at once
                 self._evaluate(r)
-        summary = self.write_outputs()
-        self.on_event("done", summary)
-        return summary
+
+        def finish() -> dict:
+            summary = self.write_outputs()
+            self.on_event("done", summary)
+            return summary
+
+        return self._on_main(finish)
 
     def _labelled(self) -> tuple[np.ndarray, np.ndarray]:
         idx, y = self.ledger.labelled_pool()
@@ -173,9 +470,13 @@ class ActiveLoop:
 
     def _query_and_label(self, r: int) -> None:
         led = self.ledger
-        if not led.round_reached(r, "queried"):
+        if not self._on_main(lambda: led.round_reached(r, "queried")):
             self._select(r, self.budgets[r - 1])
-        pending = led.open_queries(r)
+        self._on_main(lambda: self._label(r))
+
+    def _label(self, r: int) -> None:
+        led = self.ledger
+        pending, answered = led.open_queries(r), 0
         if pending:
             answers = self.oracle.label(pending, r)
             if answers is None:
@@ -183,39 +484,51 @@ class ActiveLoop:
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
                     f"answer them, then `adakit import-labels {self.run_dir} FILE` and `adakit resume {self.run_dir}`")
             led.record_labels(answers, self.oracle.annotator)
+            answered = len(answers)
         with led.transaction() as c:
             led.set_round_status(r, "labelled", conn=c)
+        self.on_event("labelled", {"round": r, "count": answered, "labels": len(self._labelled()[0])})
 
     def _select(self, r: int, budget: int) -> None:
         """Round r's selection with the current model, recorded in the ledger as open queries."""
-        led, pool = self.ledger, self.domains.pool
-        idx, y = self._labelled()
+        pool = self.domains.pool
+        idx, y = self._on_main(self._labelled)
         mask = np.zeros(len(pool), dtype=bool)
         mask[idx] = True
         labels = np.full(len(pool), -1, dtype=np.int64)
         labels[idx] = y
         view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
                         device=self.device, batch_size=self.cfg.train.eval_batch_size)
+        cached = getattr(self, "_pool_cache", None)
+        if cached is not None and cached[0] == r - 1 and not self.dist.enabled:  # round r-1's pool pass: same model
+            view.__dict__["_outputs"] = cached[1]
+        with distributed.sharded_inference():  # torchrun: every rank infers its share of the pool, gathered
+            view.embeddings  # noqa: B018 - computes and caches the pool outputs
+        self._on_main(lambda: self._select_on_main(r, budget, view, mask))
+
+    def _select_on_main(self, r: int, budget: int, view: PoolView, mask: np.ndarray) -> None:
+        """The strategy's selection (on rank 0 only under torchrun), recorded as open queries."""
+        led, pool = self.ledger, self.domains.pool
         t0 = time.perf_counter()
         sel = self.strategy.select(view, budget, np.random.default_rng([self.cfg.seed, r]))
         seconds = time.perf_counter() - t0
         self._check_selection(sel.indices, mask, budget)
         suggested = view.probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
+        led.set_meta(f"query_seconds/{r}", seconds)  # before the queries: a recorded round always has its timing
         led.record_queries(r, pool.ids[sel.indices].tolist(), sel.indices.tolist(), sel.scores.tolist(),
                            suggested)
-        led.set_meta(f"query_seconds/{r}", seconds)
         self.on_event("queried", {"round": r, "count": len(sel.indices), "seconds": seconds})
 
     # -- working on a stopped run without training (adakit query / adakit label) ------------------
     def restore(self) -> int | None:
         """Load the last checkpoint's weights (no training); its round, or None when there is none."""
-        last = self.ledger.last_checkpoint()
+        last = self._on_main(lambda: self.ledger.last_checkpoint())
         if last is None:
             return None
         path = self._checkpoint(last[1])
         if not path.is_file() and (self.run_dir / "checkpoints" / path.name).is_file():
             path = self.run_dir / "checkpoints" / path.name  # a run folder of an older adakit, moved
-        self.trainer.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        apply_checkpoint(self.trainer, path, last[0], self.run_dir, map_location=self.device)
         return last[0]
 
     def _checkpoint(self, stored: str) -> Path:
@@ -223,14 +536,17 @@ class ActiveLoop:
         p = Path(stored)
         return p if p.is_absolute() else self.run_dir / p
 
+    @locked
     def select_round(self, budget: int) -> int:
         """One selection round on the last checkpoint (``adakit query``): records round K's queries as
         open and exports ``queries/round-K.csv`` + ``.json``; returns K. `run` (resume) trains on them
         once they are answered, also when K lies beyond the configured rounds.
         """
         from adakit.errors import LedgerError
-        from adakit.oracle import export_queries
+        from adakit.oracle import export_missing, export_round
 
+        # a process killed between recording a round's queries and writing their CSV: write it now
+        export_missing(self.ledger, self.domains.pool, self.domains.classes, self.run_dir)
         done = self.restore()
         if done is None:
             raise ConfigError(f"{self.run_dir} has no trained model yet; `adakit resume {self.run_dir}` trains "
@@ -244,8 +560,8 @@ class ActiveLoop:
         if budget < 1 or budget > free:
             raise DataError(f"--budget {budget}: choose between 1 and {free} (unlabelled samples in the target pool)")
         self._select(r, budget)
-        export_queries(self.domains.pool, self.domains.classes, self.ledger.queries(r),
-                       self.run_dir / "queries" / f"round-{r}")
+        export_round(self.domains.pool, self.domains.classes, self.ledger.queries(r),
+                     self.run_dir / "queries" / f"round-{r}")
         return r
 
     @torch.no_grad()
@@ -268,9 +584,21 @@ class ActiveLoop:
             raise RuntimeError(f"strategy returned an invalid selection ({len(indices)} indices, expected "
                                f"{expected} distinct unlabelled ones); this is a bug in the strategy")
 
+    def _warmup_hook(self, r: int, iters: int) -> Callable[[int], None] | None:
+        """Round 0 with ``train.eval_checkpoints`` = K: record accuracy + validators and save the model at K evenly
+        spaced warm-up steps (evaluation in eval mode draws no random numbers: training is unchanged)."""
+        from adakit.validate._run import checkpoint_steps, warmup_checkpoint
+
+        steps = set(checkpoint_steps(iters, self.cfg.train.eval_checkpoints)) if r == 0 else set()
+        if steps and self.dist.enabled:
+            raise ConfigError("train.eval_checkpoints is not supported in a torchrun (multi-process) run; set it to "
+                              "0 or run in one process")
+        return (lambda k: warmup_checkpoint(self, k) if k in steps else None) if steps else None
+
     def _train(self, r: int) -> None:
+        self._pool_cache = None
         cfg = self.cfg
-        idx, y = self._labelled()
+        idx, y = self._on_main(self._labelled)
         iters = cfg.train.warmup_iters if r == 0 else cfg.train.round_iters
         if r == 0 and getattr(self.objective, "warmup_runs", 1) > 1:
             stats = self._warmup_runs(idx, y, iters)
@@ -278,7 +606,11 @@ class ActiveLoop:
             self.objective.on_round_start(r)
             stats = self.trainer.fit(self.domains.source, self.domains.pool, idx, y, iters,
                                      seed=cfg.seed * 100_003 + r, desc=f"round {r} train",
-                                     show_progress=self.show_progress)
+                                     show_progress=self.show_progress, on_step=self._warmup_hook(r, iters))
+        self._on_main(lambda: self._save_round(r, iters, stats))
+
+    def _save_round(self, r: int, iters: int, stats: dict) -> None:
+        """Round r's checkpoint and training stats (rank 0 only under torchrun)."""
         ck_dir = self.run_dir / "checkpoints"
         ck_dir.mkdir(exist_ok=True)
         path = ck_dir / f"round-{r}.pt"
@@ -286,11 +618,11 @@ class ActiveLoop:
         torch.save(self.trainer.state_dict(), tmp)
         os.replace(tmp, path)
         prev = self.ledger.last_checkpoint()
+        self.ledger.set_meta(f"train/{r}", stats)  # before the checkpoint row: a trained round always has its stats
         self.ledger.record_checkpoint(r, str(path.relative_to(self.run_dir)))
-        self.ledger.set_meta(f"train/{r}", stats)
         if prev is not None and prev[0] not in (0, r):  # the warm-up checkpoint is kept (see adopt_warmup)
             self._checkpoint(prev[1]).unlink(missing_ok=True)
-        self.on_event("trained", {"round": r, **stats})
+        self.on_event("trained", {"round": r, "iters": iters, **stats})
 
     def _warmup_runs(self, idx: np.ndarray, y: np.ndarray, iters: int) -> dict:
         """Warm-up of an objective with ``warmup_runs`` > 1 (BIWAA-I, seed 003 §3.3): train from scratch that
@@ -313,25 +645,47 @@ class ActiveLoop:
             self.objective.on_round_start(0)
             stats = self.trainer.fit(d.source, d.pool, idx, y, iters, seed=seed, desc=f"round 0 run {k + 1}/{runs}",
                                      show_progress=self.show_progress, target_weights=weights)
-            _, logits = forward_domain(self.model, d.pool, cfg.train.eval_batch_size, self.device)
+            with distributed.sharded_inference():
+                _, logits = forward_domain(self.model, d.pool, cfg.train.eval_batch_size, self.device)
+                _, test_logits = forward_domain(self.model, d.test, cfg.train.eval_batch_size, self.device)
             carry = self.objective.end_warmup_run(torch.softmax(logits, 1))
-            _, test_logits = forward_domain(self.model, d.test, cfg.train.eval_batch_size, self.device)
             accs[f"run{k}_accuracy"] = accuracy(test_logits, d.test.y)["accuracy"]
-            self.on_event("warmup_run", {"run": k, "runs": runs, "accuracy": accs[f"run{k}_accuracy"]})
+            self.on_event("warmup_run", {"round": 0, "run": k, "runs": runs, "accuracy": accs[f"run{k}_accuracy"]})
         return {**stats, **accs, "warmup_runs": runs}
 
     def _evaluate(self, r: int) -> None:
-        _, logits = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device)
-        metrics = accuracy(logits, self.domains.test.y)
+        with distributed.sharded_inference():  # torchrun: every rank infers its share of the test set
+            test_out = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device)
+        self._on_main(lambda: self._record_evaluation(r, test_out))
+
+    def _record_evaluation(self, r: int, test_out: tuple[torch.Tensor, torch.Tensor]) -> None:
+        logits = test_out[1]
+        # a test set without labels (a target given as x only) has no accuracy: the round is recorded without metrics
+        metrics = accuracy(logits, self.domains.test.y) if (self.domains.test.y >= 0).any() else {}
         n_labels = len(self._labelled()[0])
+        if metrics:
+            metrics.update(self._validators(r, test_out))
+        else:  # no accuracy row (reports need one): the validators go to summary.json's unlabelled_rounds
+            self.ledger.set_meta(f"validators/{r}", {"round": r, "labels": n_labels,
+                                                     **self._validators(r, test_out)})
         self.ledger.record_metrics(r, metrics, n_labels)
         _atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.ledger.metrics()))
-        self.on_event("evaluated", {"round": r, "labels": n_labels, **metrics})
+        self.on_event("evaluated", {"round": r, "labels": n_labels, "accuracy": None, "mean_class_accuracy": None,
+                                    **metrics})
+
+    def _validators(self, r: int, test_out: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        """``val/<name>`` of every validator the run's data allow (no target labels; see adakit.validate)."""
+        from adakit.validate._run import pool_outputs, validator_scores
+
+        outs = pool_outputs(self, test_out)
+        self._pool_cache = (r, outs)  # the next query's pool pass (same model)
+        return validator_scores(self, outs, r)
 
     def warmup_key(self) -> str:
         """What determines the warm-up (round 0): runs with equal keys train the same round-0 model."""
         return _warmup_key(self.cfg.to_dict())
 
+    @locked
     def adopt_warmup(self, other_run_dir: str | Path) -> bool:
         """Start from another run's finished warm-up instead of training the same one again.
 
@@ -345,15 +699,21 @@ class ActiveLoop:
             return False
         with Ledger(other_run_dir / "ledger.sqlite") as other:
             if (_warmup_key(other.get_meta("config")) != self.warmup_key()
+                    or other.get_meta("data_fingerprint") != self._objects.fingerprint  # object runs: same data
+                    or self._objects.backbone is not None  # a user module's initial weights are not in the config
                     or not other.round_reached(0, "evaluated")):
                 return False
             stats, m = other.get_meta("train/0"), other.metrics()[0]
+            warm_checkpoints = other.get_meta("warmup_checkpoints", [])
         ck_dir = self.run_dir / "checkpoints"
         ck_dir.mkdir(exist_ok=True)
         dst = ck_dir / "round-0.pt"
         shutil.copyfile(src, dst)
         self.ledger.record_checkpoint(0, str(dst.relative_to(self.run_dir)))
         self.ledger.set_meta("train/0", stats)
+        for row in warm_checkpoints:  # train.eval_checkpoints: the warm-up's saved models and their scores
+            shutil.copyfile(other_run_dir / row["checkpoint"], self.run_dir / row["checkpoint"])
+        self.ledger.set_meta("warmup_checkpoints", warm_checkpoints)
         self.ledger.record_metrics(0, {k: v for k, v in m.items() if k not in ("round", "labels")}, 0)
         return True
 
@@ -368,8 +728,12 @@ class ActiveLoop:
             "budget": {"total": cfg.budget.total, "rounds": cfg.budget.rounds, "per_round": self.budgets},
             "rounds": rounds,
             "final_accuracy": rounds[-1]["accuracy"] if rounds else None,
-            "train_sec_per_iter": self.ledger.get_meta(f"train/{len(self.budgets)}", {}).get("sec_per_iter"),
-            "query_seconds": [self.ledger.get_meta(f"query_seconds/{r}") for r in range(1, len(self.budgets) + 1)],
+            "warmup_checkpoints": self.ledger.get_meta("warmup_checkpoints", []),  # train.eval_checkpoints
+            "unlabelled_rounds": [v for v in (self.ledger.get_meta(f"validators/{r}") for r in
+                                              range(max(len(self.budgets), self.ledger.last_round()) + 1)) if v],
+            **run_timings(self.ledger, len(self.budgets)),  # from the ledger rows that exist (also after a resume)
+            # the processes of the run that wrote this summary (torchrun: WORLD_SIZE, gloo/nccl; else 1, none)
+            "world_size": self.dist.world_size, "backend": self.dist.backend or "none",
         }
 
     def write_outputs(self) -> dict:

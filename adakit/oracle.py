@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class SimulatedOracle:
 class FileOracle:
     """Writes the round's open queries to ``queries/round-K.csv`` (+ JSON) for people to answer.
 
+    An existing export is never overwritten when people may have typed into it (see `export_round`).
     Returns None: the run waits until answers are imported (``adakit import-labels``).
     """
 
@@ -41,21 +43,132 @@ class FileOracle:
         self.pool, self.run_dir, self.classes = pool, Path(run_dir), classes
 
     def label(self, queries, round_index: int) -> dict[str, int] | None:
-        export_queries(self.pool, self.classes, queries, self.run_dir / "queries" / f"round-{round_index}")
+        export_round(self.pool, self.classes, queries, self.run_dir / "queries" / f"round-{round_index}")
         return None
 
 
-def export_queries(pool: Domain, classes: list[str], queries, stem: Path) -> Path:
-    """Write ``stem.csv`` and ``stem.json``: id, locator, score, suggested label, empty label column."""
+def _with(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)
+
+
+def export_queries(pool: Domain, classes: list[str], queries, stem: Path, json_twin: bool = True) -> Path:
+    """Write ``stem.csv`` and ``stem.json``: id, locator, score, suggested label, empty label column.
+    Each file is written whole and renamed into place (a killed process leaves the old file or the new)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"sample_id": q.sample_id, "location": pool.describe(q.pool_index), "score": q.score,
              "suggested": classes[q.suggested] if q.suggested is not None else "", "label": ""}
             for q in queries]
-    tmp = stem.with_suffix(".csv.tmp")
+    tmp = _with(stem, ".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["sample_id", "label"])
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(stem.with_suffix(".csv"))
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    return stem.with_suffix(".csv")
+    tmp.replace(_with(stem, ".csv"))
+    if json_twin:
+        tmp = _with(stem, ".json.tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        tmp.replace(_with(stem, ".json"))
+    return _with(stem, ".csv")
+
+
+def _export_state(path: Path) -> tuple[set[str] | None, bool]:
+    """(sample ids, whether any label was filled in) of an export file; ids None when it cannot be read."""
+    if not path.exists():
+        return set(), False
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+        if path.suffix == ".json":
+            rows = json.loads(text)
+            rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
+        else:
+            rows = list(csv.DictReader(io.StringIO(text, newline=""), strict=True))
+    except (OSError, ValueError, csv.Error, RecursionError):
+        return None, True
+    if rows is None:
+        return None, True
+    ids = {str(r.get("sample_id") or r.get("id") or "") for r in rows}
+    filled = any(str(r.get("label") or r.get("answer") or "").strip() for r in rows)
+    return ids, filled
+
+
+def export_round(pool: Domain, classes: list[str], queries, stem: Path) -> Path:
+    """Export a round's open queries for people, never destroying what they typed.
+
+    ``stem.csv`` is written when absent, kept when it already lists exactly these queries, and rewritten
+    only when nothing was filled into it. When it holds answers (or cannot be read) and the open queries
+    changed (e.g. some were answered on the labelling page), it is kept and the open ones go to
+    ``stem.open.csv`` beside it. The JSON twin follows the same rule. Returns the file listing the open queries.
+    """
+    want = {q.sample_id for q in queries}
+    csv_path = _with(stem, ".csv")
+    ids, filled = _export_state(csv_path)
+    if ids == want and csv_path.exists():
+        return csv_path
+    if ids is not None and not filled:
+        json_ids, json_filled = _export_state(_with(stem, ".json"))
+        return export_queries(pool, classes, queries, stem, json_twin=json_ids is not None and not json_filled)
+    side = _with(stem, ".open")
+    side_ids, side_filled = _export_state(_with(side, ".csv"))
+    if side_ids == want or side_ids is None or side_filled:
+        return _with(side, ".csv")  # already there, or people's answers are in it too: kept
+    return export_queries(pool, classes, queries, side)
+
+
+def export_missing(ledger, pool: Domain, classes: list[str], run_dir: Path) -> list[Path]:
+    """Export the open queries of every round still waiting for labels whose ``queries/round-K.csv`` is
+    missing (a process killed between recording the queries and writing the file). Returns the files written."""
+    written = []
+    rounds = [r for (r,) in ledger.conn.execute("SELECT round FROM rounds WHERE status='queried' ORDER BY round")]
+    for r in rounds:
+        stem = Path(run_dir) / "queries" / f"round-{r}"
+        if _with(stem, ".csv").exists():
+            continue
+        open_q = ledger.open_queries(r)
+        if open_q:
+            written.append(export_round(pool, classes, open_q, stem))
+    return written
+
+
+class CallableOracle:
+    """Answers with a user function ``labels_for(indices) -> labels``.
+
+    ``indices`` are target-pool indices (an int64 numpy array, in query order; for a target given as
+    ``(X, y)`` or a Dataset they are its row numbers). ``labels`` must hold one class index in
+    ``[0, C)`` (or one class name) per index; anything else is a `DataError` naming what is wrong.
+    """
+
+    annotator = "callable"
+
+    def __init__(self, labels_for, pool: Domain, classes: list[str]):
+        if not callable(labels_for):
+            raise DataError(f"oracle=: expected 'simulated', 'file' or a function labels_for(indices) -> labels, "
+                            f"got {labels_for!r}")
+        self.labels_for, self.pool, self.classes = labels_for, pool, list(classes)
+
+    def label(self, queries, round_index: int) -> dict[str, int]:
+        idx = np.array([q.pool_index for q in queries], dtype=np.int64)
+        name = getattr(self.labels_for, "__name__", type(self.labels_for).__name__)
+        raw = self.labels_for(idx.copy())
+        if hasattr(raw, "detach"):  # a torch tensor
+            raw = raw.detach().cpu().numpy()
+        y = np.asarray(raw) if raw is not None else np.zeros(0)
+        where = f"oracle {name}() in round {round_index}"
+        if y.ndim != 1 or len(y) != len(idx):
+            raise DataError(f"{where}: returned {y.shape if y.ndim != 1 else len(y)} labels for {len(idx)} "
+                            "indices; return one label per index, in the same order")
+        if y.dtype.kind in "USO":
+            index = {c: i for i, c in enumerate(self.classes)}
+            unknown = [str(v) for v in y if str(v) not in index]
+            if unknown:
+                raise DataError(f"{where}: label {unknown[0]!r} is not in the class list {self.classes[:10]}")
+            y = np.array([index[str(v)] for v in y], dtype=np.int64)
+        elif y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        elif y.dtype.kind not in "iu":
+            raise DataError(f"{where}: labels must be integer class indices (or class names); got dtype {y.dtype}")
+        bad = (y < 0) | (y >= len(self.classes))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{where}: label {int(y[i])} for pool index {int(idx[i])} is outside "
+                            f"0..{len(self.classes) - 1} ({len(self.classes)} classes)")
+        return {q.sample_id: int(v) for q, v in zip(queries, y)}

@@ -1,4 +1,4 @@
-"""Where shared data lives: ``$ADAKIT_DATA``, else ``../shared/data`` next to the working directory."""
+"""Where real datasets live: the folder named by ``$ADAKIT_DATA`` (what `adakit data prepare` fills)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,15 @@ ENV_VAR = "ADAKIT_DATA"
 
 def data_root(required: bool = True) -> Path | None:
     """Return the data root; raise a `DataError` saying how to set it when it is missing."""
-    candidates = []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]).expanduser())
-    else:
-        candidates.append(Path.cwd().parent / "shared" / "data")
-        candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for c in candidates:
-        if c.is_dir():
-            return c.resolve()
+    env = os.environ.get(ENV_VAR)
+    if env and Path(env).expanduser().is_dir():
+        return Path(env).expanduser().resolve()
     if not required:
         return None
+    where = f"{ENV_VAR}={env} is not a folder" if env else f"{ENV_VAR} is not set"
     raise DataError(
-        f"data root not found (looked in: {', '.join(str(c) for c in candidates)}). "
-        f"Set {ENV_VAR}=/path/to/data (the folder holding office31/, digits/, models/), "
-        "or pass data.root in the config."
+        f"data root not found: {where}. Set {ENV_VAR}=/path/to/data (the folder holding office31/, digits/, "
+        f"models/; `adakit data prepare NAME` writes there), or pass data.root in the config."
     )
 
 

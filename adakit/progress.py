@@ -1,9 +1,12 @@
-"""A small progress bar over rich, silent when disabled or when output is not a terminal."""
+"""The training progress bar (rich), the same for the CLI and the Python API.
+
+It draws in a terminal and in Jupyter; elsewhere (output piped to a file or a CI log) it stays silent, so
+logs get no bar redraws. ``enabled=False`` (``show_progress=False``, ``--quiet``) silences it everywhere.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -21,9 +24,15 @@ class _Bar:
             self.progress.update(self.task, advance=1, info=info)
 
 
+def bar_visible(enabled: bool = True) -> bool:
+    """Whether `progress_bar` draws: enabled, and the console is a terminal or a Jupyter notebook."""
+    return enabled and (console.is_terminal or console.is_jupyter)
+
+
 @contextlib.contextmanager
 def progress_bar(total: int, desc: str, enabled: bool = True):
-    if not enabled or not sys.stderr.isatty():
+    """A transient bar of ``total`` steps labelled ``desc``; ``bar.advance(loss=...)`` moves it one step."""
+    if not bar_visible(enabled):
         yield _Bar(None, None)
         return
     cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -72,6 +72,11 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
     plt.close(fig)
 
 
+def curve_file(pair: str) -> str:
+    """File name of the learning curves of one domain pair (``pair_label``) written by `compare`."""
+    return f"curve-{pair.replace('→', '-to-')}.png"
+
+
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 
@@ -103,7 +108,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + avg + " |")
     for p in pairs:
         groups = {m: by[(m, p)] for m in methods if (m, p) in by}
-        plot_curves(groups, out_dir / f"curve-{p.replace('→', '-to-')}.png", title=p)
+        plot_curves(groups, out_dir / curve_file(p), title=p)
     md = "\n".join(lines) + "\n"
     (out_dir / "comparison.md").write_text(md)
     return md

@@ -3,8 +3,14 @@
 Iteration-based: each step draws a source batch (with the labelled target folded in under S∪T), a
 labelled-target batch (S+T) and an unlabelled-target batch (for objectives that use it), runs the
 model once over their concatenation and minimises the sum of the objective's terms with SGD
-(METHODS.md, Protocols: momentum 0.9, nesterov, weight decay 5e-4, lr 1e-2 for new layers and
+(docs/methods.md, Protocols: momentum 0.9, nesterov, weight decay 5e-4, lr 1e-2 for new layers and
 0.1x for a pretrained backbone, decay lr·(1 + 10·progress)^(-0.75)).
+
+Under torchrun (`adakit.distributed`) every rank draws the same global index stream, loads and forwards only
+its slice of each batch, gathers the features/logits of the global batch for the objective and averages the
+gradients of all parameters (model and objective) after ``backward``: the step equals the one-process step
+up to the order of floating-point sums. On CUDA: bf16 autocast (``train.amp``), channels_last image
+batches (``train.channels_last``) and pinned-memory loader workers (``train.num_workers``).
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from adakit import distributed
 from adakit.adapt.base import Batch, Objective
 from adakit.adapt.paa import AnchorParams, AnchorSet
 from adakit.data.domain import Domain
@@ -55,14 +63,23 @@ class _Batches(torch.utils.data.Dataset):
         return len(self.keys)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.domain.load(self.keys[i], train=True)
+        return _load(self.domain, self.keys[i])
 
 
-def _loader(domain: Domain, keys: np.ndarray, workers: int):
+def _load(domain: Domain, keys: np.ndarray) -> torch.Tensor:
+    """A training batch; an empty one (a rank's share of a batch smaller than the world) keeps the input shape."""
+    if len(keys) == 0:
+        return domain.load(np.zeros(1, dtype=np.int64))[:0]
+    return domain.load(keys, train=True)
+
+
+def _loader(domain: Domain, keys: np.ndarray, workers: int, pin: bool = False):
+    """Batches of ``domain`` for each row of ``keys``; with workers, loaded ahead in worker processes (pinned
+    host memory when ``pin``: CUDA training, so the copy to the GPU overlaps the step)."""
     if workers == 0:
-        return (domain.load(k, train=True) for k in keys)
+        return (_load(domain, k) for k in keys)
     return iter(torch.utils.data.DataLoader(_Batches(domain, keys), batch_size=None, shuffle=False,
-                                            num_workers=workers, persistent_workers=False))
+                                            num_workers=workers, persistent_workers=False, pin_memory=pin))
 
 
 class Trainer:
@@ -72,6 +89,20 @@ class Trainer:
                  anchor: AnchorParams | None = None):
         self.model, self.objective, self.cfg, self.device = model, objective, cfg, device
         self.anchor = anchor if anchor is not None and anchor.kind != "none" else None
+        self.dist = distributed.info()
+        if self.dist.enabled:
+            if self.anchor is not None:
+                from adakit.errors import ConfigError
+
+                raise ConfigError(f"anchor.kind={anchor.kind!r} (PAA) is not supported with several processes "
+                                  "(its anchor set is proposed step by step on one process); run it without torchrun")
+            distributed.sync_batchnorm(model)
+            distributed.sync_batchnorm(objective)
+        self.channels_last = device.type == "cuda" and bool(getattr(cfg, "channels_last", True)) \
+            and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+            model.channels_last = True  # read by adakit.inference.forward_domain
         self.last_anchor_size = 0
         groups = model.param_groups(cfg.lr, cfg.backbone_lr_mult)
         extra = list(objective.parameters())
@@ -98,17 +129,20 @@ class Trainer:
 
     def fit(self, source: Domain, pool: Domain, labelled_idx: np.ndarray, labelled_y: np.ndarray,
             iters: int, seed: int, desc: str = "train", show_progress: bool = True,
-            target_weights: np.ndarray | None = None) -> dict[str, float]:
+            target_weights: np.ndarray | None = None,
+            on_step: Callable[[int], None] | None = None) -> dict[str, float]:
         """Train for ``iters`` steps; returns the mean of each loss term and seconds per step.
 
         ``target_weights`` (pool-sized, optional): draw the unlabelled target batches with these weights
         (with replacement; BIWAA-I's class-balanced target loader) instead of epoch-wise shuffles.
+        ``on_step(k)`` (optional) is called after step k = 1..iters (the loop's warm-up checkpoints).
         """
         if iters == 0:
             return {}
         cfg, obj = self.cfg, self.objective
         gen = np.random.default_rng(seed)
         torch.manual_seed(seed)
+        distributed.broadcast_state(self.model, obj)  # every rank starts from rank 0's weights
         labelled_idx = np.asarray(labelled_idx, dtype=np.int64)
         labelled_y = torch.as_tensor(np.asarray(labelled_y, dtype=np.int64))
         use_l = obj.uses_labelled and len(labelled_idx) > 0
@@ -140,13 +174,17 @@ class Trainer:
                 u_w = u_w if u_w.sum() > 0 else None
             u_keys = index_batches(u_cand, cfg.batch_size, iters, gen, u_w)
         src_only = np.where(s_keys < n_s, s_keys, 0)
-        s_iter = _loader(source, src_only, cfg.num_workers)
+        rows = _Rows(s_keys.shape[1], l_keys.shape[1] if l_keys is not None else 0,
+                     u_keys.shape[1] if u_keys is not None else 0)
+        pin = self.device.type == "cuda"
+        s_iter = _loader(source, src_only[:, rows.s], cfg.num_workers, pin)
         tl_keys = None
         if union:
             tl_keys = np.where(s_keys >= n_s, labelled_idx[np.clip(s_keys - n_s, 0, None)]
                                if len(labelled_idx) else 0, 0)
-        u_iter = _loader(pool, u_keys, cfg.num_workers) if u_keys is not None else None
-        sums: dict[str, float] = defaultdict(float)
+        u_iter = _loader(pool, u_keys[:, rows.u], cfg.num_workers, pin) if u_keys is not None else None
+        sums: dict[str, float | torch.Tensor] = defaultdict(float)
+        acc = torch.float32 if self.device.type == "mps" else torch.float64  # as the float() sums were
         self.model.train()
         obj.train()
         start = time.perf_counter()
@@ -156,48 +194,70 @@ class Trainer:
                 for g in self.optimizer.param_groups:
                     g["lr"] = cfg.lr * g["lr_mult"] * inverse_decay(progress, cfg.lr_gamma, cfg.lr_power)
                 batch = self._batch(next(s_iter), s_keys[it], n_s, ys_all, tl_keys, pool, labelled_idx,
-                                    labelled_y, l_keys, u_iter, u_keys, it)
+                                    labelled_y, l_keys, u_iter, u_keys, it, rows)
                 if anchors is not None:
                     self._anchor_batch(batch, anchors, pool)
                 with self._autocast():
-                    self._forward(batch)
+                    self._forward(batch, rows)
                     terms = obj(self.model, batch, progress)
                 loss = sum(terms.values())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(p for g in self.optimizer.param_groups for p in g["params"])
                 self.optimizer.step()
-                for k, v in terms.items():
-                    sums[k] += float(v.detach())
-                sums["loss"] += float(loss.detach())
-                bar.advance(loss=float(loss.detach()))
+                for k, v in terms.items():  # summed on the device: no GPU -> CPU synchronisation per step
+                    sums[k] = sums[k] + v.detach().to(acc)
+                sums["loss"] = sums["loss"] + loss.detach().to(acc)
+                if show_progress:
+                    bar.advance(loss=float(loss.detach()))
+                else:
+                    bar.advance()
+                if on_step is not None:
+                    on_step(it + 1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
-        out = {k: v / iters for k, v in sums.items()}
+        distributed.check_in_sync(self.model, obj)
+        out = {k: float(v) / iters for k, v in sums.items()}
         out["sec_per_iter"] = elapsed / iters
         if anchors is not None:
             out["anchor_set"] = float(len(anchors) + sum(len(p) for p in anchors.pending_idx))
         return out
 
     def _batch(self, xs, s_key, n_s, ys_all, tl_keys, pool, labelled_idx, labelled_y, l_keys, u_iter,
-               u_keys, it) -> Batch:
+               u_keys, it, rows: _Rows) -> Batch:
+        """The step's `Batch`: inputs ``x*`` of this rank's rows (all rows in one process), labels and indices of
+        the global batch."""
         dev = self.device
+        nb = dev.type == "cuda"
         is_t = torch.as_tensor(s_key >= n_s)
         ys = ys_all[np.where(s_key < n_s, s_key, 0)]
         if tl_keys is not None and bool(is_t.any()):
-            rows = torch.nonzero(is_t).flatten()
-            xs = xs.clone()
-            xs[rows] = pool.load(tl_keys[it][is_t.numpy()], train=True).to(xs.dtype)
+            mine = is_t[rows.s]
+            if bool(mine.any()):
+                xs = xs.clone()
+                xs[torch.nonzero(mine).flatten()] = pool.load(tl_keys[it][rows.s][mine.numpy()],
+                                                              train=True).to(xs.dtype)
+            rows_t = torch.nonzero(is_t).flatten()
             ys = ys.clone()
-            ys[rows] = labelled_y[torch.as_tensor(s_key[is_t.numpy()] - n_s)]
-        b = Batch(xs=xs.to(dev), ys=ys.to(dev), idx_s=torch.as_tensor(s_key), target_in_s=is_t.to(dev))
+            ys[rows_t] = labelled_y[torch.as_tensor(s_key[is_t.numpy()] - n_s)]
+        b = Batch(xs=self._to_device(xs), ys=ys.to(dev, non_blocking=nb), idx_s=torch.as_tensor(s_key),
+                  target_in_s=is_t.to(dev))
         if l_keys is not None:
             k = l_keys[it]
-            b.xl = pool.load(labelled_idx[k], train=True).to(dev)
+            b.xl = self._to_device(_load(pool, labelled_idx[k[rows.l]]))
             b.yl = labelled_y[torch.as_tensor(k)].to(dev)
             b.idx_l = torch.as_tensor(labelled_idx[k])
         if u_iter is not None:
-            b.xu = next(u_iter).to(dev)
+            b.xu = self._to_device(next(u_iter))
             b.idx_u = torch.as_tensor(u_keys[it])
         return b
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=self.device.type == "cuda")
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _anchor_batch(self, b: Batch, anchors: AnchorSet, pool: Domain) -> None:
         """PAA: the labelled batch comes from the anchor set, mixed with its strong view; then propose."""
@@ -208,14 +268,40 @@ class Trainer:
         b.idx_l = torch.as_tensor(idx)
         anchors.propose(idx)
 
-    def _forward(self, b: Batch) -> None:
+    def _forward(self, b: Batch, rows: _Rows | None = None) -> None:
+        """One model pass over this rank's rows of every part; in a multi-process run the features and
+        logits of each part are then gathered into the global batch (`distributed.gather_batch_rows`)."""
         parts = [b.xs] + [x for x in (b.xl, b.xu) if x is not None]
         f, z = self.model(torch.cat(parts))
         sizes = [len(p) for p in parts]
         fs = list(torch.split(f, sizes))
         zs = list(torch.split(z, sizes))
+        if self.dist.enabled and rows is not None:
+            totals = [rows.n_s] + [n for x, n in ((b.xl, rows.n_l), (b.xu, rows.n_u)) if x is not None]
+            fs, zs = _gather_parts(f, z, totals)
         b.fs, b.zs = fs.pop(0), zs.pop(0)
         if b.xl is not None:
             b.fl, b.zl = fs.pop(0), zs.pop(0)
         if b.xu is not None:
             b.fu, b.zu = fs.pop(0), zs.pop(0)
+
+
+def _gather_parts(f: torch.Tensor, z: torch.Tensor, totals: list[int]) -> tuple[list, list]:
+    """The global batch of every part (source, labelled, unlabelled) from this rank's rows ``[f | z]`` in one
+    all_gather: rank r holds its share of each part in part order; the result is part-wise in rank order."""
+    world = distributed.info().world_size
+    shares = [distributed.shard_counts(n) for n in totals]  # [part][rank]
+    per_rank = [[shares[p][r] for p in range(len(totals))] for r in range(world)]
+    full = distributed.gather_batch_rows(torch.cat([f, z.to(f.dtype)], 1), [sum(c) for c in per_rank])
+    chunks = torch.split(full, [c for rank in per_rank for c in rank])
+    parts = [torch.cat([chunks[r * len(totals) + p] for r in range(world)]) for p in range(len(totals))]
+    m = f.shape[1]
+    return [x[:, :m] for x in parts], [x[:, m:].to(z.dtype) for x in parts]
+
+
+class _Rows:
+    """This rank's slice of the source, labelled-target and unlabelled-target rows of each global batch."""
+
+    def __init__(self, n_s: int, n_l: int, n_u: int):
+        self.n_s, self.n_l, self.n_u = n_s, n_l, n_u
+        self.s, self.l, self.u = (distributed.shard_slice(n) for n in (n_s, n_l, n_u))

@@ -66,3 +66,40 @@ def test_shipped_configs_load():
 
     for path in sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml")):
         load_config(path)
+
+
+@pytest.mark.parametrize("override, key, hint", [
+    ("budget.total=.inf", "budget.total", "finite"),
+    ("budget.total=.nan", "budget.total", "finite"),
+    ("train.lr=.inf", "train.lr", "finite"),
+    ("seed=-1", "seed", "greater than or equal to 0"),
+    ("seed=4294967296", "seed", "less than or equal to 4294967295"),
+    ("train.device=tpu", "train.device", "auto, cpu, cuda, cuda:N"),
+    ("train.device=cuda:x", "train.device", "auto, cpu, cuda, cuda:N"),
+    ("data.pattern={root}/{dom}.npz", "data.pattern", "{dom}"),
+    ("data.pattern={root}/{0}.npz", "data.pattern", "only {root} and {domain}"),
+    ("data.pattern={root", "data.pattern", "not a valid pattern"),
+])
+def test_values_checked_before_work_name_the_key(override, key, hint):
+    with pytest.raises(ConfigError) as e:
+        build_config({}, [override])
+    assert key in str(e.value) and hint in str(e.value)
+
+
+def test_valid_devices_seeds_and_patterns_are_accepted():
+    for device in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"):
+        assert build_config({}, [f"train.device={device}"]).train.device == device
+    assert build_config({}, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
+    cfg = build_config({"data": {"pattern": "{root}/{{literal}}/{domain}.npz"}})
+    assert cfg.data.path_of("amazon", "/d") == "/d/{literal}/amazon.npz"
+
+
+def test_deeply_nested_or_unreadable_config_is_a_config_error(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="bin.yaml"):
+        load_config(binary)

@@ -1,8 +1,11 @@
 import shutil
 import sys
+from urllib.error import URLError
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from adakit.cli import app
@@ -87,7 +90,8 @@ def test_missing_onnxruntime_says_how_to_install(monkeypatch, office31_dslr, sma
     with pytest.raises(AdakitError, match="pip install onnxruntime"):
         OnnxFeatureExtractor(office31_dslr[2])
     folder, _ = small_dslr
-    res = CliRunner().invoke(app, ["features", str(folder), "--out", str(tmp_path / "x.npz"), "--quiet"])
+    res = CliRunner().invoke(app, ["features", str(folder), "--out", str(tmp_path / "x.npz"), "--quiet",
+                                   "--model", str(office31_dslr[2])])
     assert res.exit_code == 2 and "onnxruntime" in res.output
     assert not (tmp_path / "x.npz").exists()
 
@@ -103,3 +107,125 @@ def test_bad_model_and_output_name(office31_dslr, tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(DataError, match="bad.onnx: cannot load as an ONNX model"):
         OnnxFeatureExtractor(tmp_path / "bad.onnx")
+
+
+@pytest.fixture
+def tiny_images(tmp_path):
+    """2 classes x 2 random 40x40 RGB images."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tiny"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_features_with_a_torchvision_backbone_and_local_weights(tiny_images, tmp_path):
+    import torchvision
+
+    from adakit.config import DataConfig
+    from adakit.data.images import load_image_folder
+
+    ref = torchvision.models.resnet18(num_classes=7)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")  # with its own 7-class head, which is dropped
+    out = tmp_path / "f.npz"
+    res = CliRunner().invoke(app, ["features", str(tiny_images), "--out", str(out), "--backbone", "resnet18",
+                                   "--weights", str(tmp_path / "r18.pth"), "--device", "cpu", "--image-size", "32",
+                                   "--resize", "36", "--batch-size", "3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "4 images, 512-d features" in res.output
+    got = np.load(out)
+    assert list(got["classes"]) == ["cat", "dog"] and got["y"].tolist() == [0, 0, 1, 1]
+    cfg = DataConfig(format="image_folder", source="tiny", target="tiny", image_size=32, resize=36)
+    x = load_image_folder(tiny_images, "tiny", cfg=cfg).load(np.arange(4), train=False)
+    ref.fc = torch.nn.Identity()
+    with torch.no_grad():
+        expected = ref.eval()(x).numpy()
+    np.testing.assert_allclose(got["feat"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_features_with_a_timm_backbone(tiny_images, tmp_path):
+    timm = pytest.importorskip("timm", reason="timm not installed")
+    from adakit.features import cache_features
+
+    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "t.pth")
+    with pytest.warns(UserWarning, match="input mean"):
+        path, shape = cache_features(tiny_images, tmp_path / "t.npz", backbone="timm/test_resnet",
+                                     weights=str(tmp_path / "t.pth"), device="cpu", image_size=32, resize=36,
+                                     show_progress=False)
+    assert shape[0] == 4 and np.load(path)["feat"].shape == shape
+
+
+def test_default_backbone_offline_says_which_weights_file_to_place_where(tiny_images, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    out = tmp_path / "x.npz"
+    res = CliRunner().invoke(app, ["features", str(tiny_images), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth" in text
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-7ebf99e0.pth") in text.replace(" ", "")
+    assert not out.exists()
+    help_text = " ".join(CliRunner().invoke(app, ["features", "--help"]).output.split())
+    assert "default MobileNetV2 with ImageNet weights" in help_text
+
+
+def test_features_rejects_model_and_backbone_together(tiny_images, tmp_path):
+    res = CliRunner().invoke(app, ["features", str(tiny_images), "--out", str(tmp_path / "x.npz"),
+                                   "--model", str(tmp_path / "m.onnx"), "--backbone", "resnet18"])
+    assert res.exit_code == 2 and "either --model" in res.output
+    res = CliRunner().invoke(app, ["features", str(tiny_images), "--out", str(tmp_path / "x.npz"),
+                                   "--backbone", "lenet"])
+    assert res.exit_code == 2 and "needs an ImageNet-style image backbone" in res.output
+
+
+def _export_script():
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("onnx", reason="onnx not installed (pip install onnx; the onnx and test extras)")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "export_onnx_features.py"
+    spec = importlib.util.spec_from_file_location("export_onnx_features", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_script_regenerates_the_committed_feature_model(data_root, tmp_path):
+    script = _export_script()
+    zoo = data_root / "models" / "mobilenetv2-12-int8.onnx"
+    committed = data_root / "models" / "mobilenetv2-12-int8_with_feat.onnx"
+    if not zoo.is_file() or not committed.is_file():
+        pytest.skip(f"{zoo} or {committed} not found")
+    assert script.main([str(zoo), str(tmp_path / "with_feat.onnx")]) == 0
+    assert (tmp_path / "with_feat.onnx").read_bytes() == committed.read_bytes()
+
+
+def test_export_script_adds_the_pooled_features_of_a_small_model(tmp_path):
+    script = _export_script()
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(0)
+    conv_w, fc_w = rng.normal(size=(8, 3, 1, 1)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "cw"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 5])],
+                              [numpy_helper.from_array(conv_w, "cw"), numpy_helper.from_array(fc_w, "fw")])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "tiny.onnx")
+    assert script.main([str(tmp_path / "tiny.onnx"), str(tmp_path / "tiny_feat.onnx")]) == 0
+    sess = ort.InferenceSession(str(tmp_path / "tiny_feat.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["logits", "feat"] and sess.get_outputs()[1].shape == ["n", 8]
+    x = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+    logits, feat = sess.run(None, {"x": x})
+    expected = np.maximum(np.einsum("oc,nchw->nohw", conv_w[:, :, 0, 0], x), 0).mean(axis=(2, 3))
+    np.testing.assert_allclose(feat, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, feat @ fc_w.T, rtol=1e-5, atol=1e-5)
+    assert script.main([str(tmp_path / "tiny_feat.onnx"), str(tmp_path / "again.onnx")]) == 2  # 'feat' exists

@@ -162,3 +162,127 @@ def test_sigkill_keeps_every_committed_answer_and_no_half_transaction(tmp_path):
         assert all(labels[s] == int(s[1:]) % 5 for s in acked)
         assert "s199" not in labels and len(labels) == 151  # the uncommitted insert is gone
         assert led.check() == []
+
+
+# -- a file that is not an adakit ledger is refused, never turned into one -----------------------------
+def _real_ledger_bytes(tmp_path) -> bytes:
+    path = tmp_path / "real.sqlite"
+    with Ledger(path) as led:
+        led.record_queries(1, [f"s{i}" for i in range(3000)], range(3000), [0.5] * 3000)
+        led.record_labels({f"s{i}": i % 5 for i in range(2000)}, "a")
+    return path.read_bytes()
+
+
+def _foreign_sqlite(path) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.commit()
+    con.close()
+
+
+def _meta_only(path) -> None:  # adakit's meta table and version, the other tables gone
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.commit()
+    con.close()
+
+
+def _meta_without_version(path) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.commit()
+    con.close()
+
+
+_NOT_LEDGERS = {
+    "zero-byte": (lambda p, real: p.write_bytes(b""), "empty"),
+    "garbage": (lambda p, real: p.write_bytes(b"name,label\nx,1\n" * 100), "not an SQLite file"),
+    "truncated-header": (lambda p, real: p.write_bytes(real[:50]), "truncated"),
+    "truncated": (lambda p, real: p.write_bytes(real[: len(real) // 2]), "truncated"),
+    "foreign-schema": (lambda p, real: _foreign_sqlite(p), "not an adakit ledger"),
+    "meta-without-version": (lambda p, real: _meta_without_version(p), "schema_version"),
+    "missing-tables": (lambda p, real: _meta_only(p), "missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_NOT_LEDGERS))
+def test_a_file_that_is_not_a_ledger_is_refused_and_left_untouched(tmp_path, case):
+    make, expected = _NOT_LEDGERS[case]
+    path = tmp_path / "run" / "ledger.sqlite"
+    path.parent.mkdir()
+    make(path, _real_ledger_bytes(tmp_path))
+    before = path.read_bytes()
+    for opener in (Ledger, Ledger.read_only):
+        with pytest.raises(LedgerError) as e:
+            opener(path)
+        msg = str(e.value)
+        assert str(path) in msg and expected in msg and "another --out" in msg and "restore" in msg, msg
+    assert path.read_bytes() == before  # no schema was written into it
+
+
+def test_a_new_ledger_is_created_only_where_no_file_exists(tmp_path):
+    path = tmp_path / "new" / "ledger.sqlite"
+    with Ledger(path) as led:
+        assert led.get_meta("schema_version") == SCHEMA_VERSION
+    with Ledger(path) as led:  # an existing adakit ledger opens
+        assert led.get_meta("schema_version") == SCHEMA_VERSION
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(LedgerError, match="not a file"):
+        Ledger(tmp_path / "dir.sqlite")
+
+
+def test_damage_found_after_opening_is_a_ledger_error(tmp_path):
+    """Pages damaged in the middle of the file (header and schema intact): every method that reads them
+    raises LedgerError naming the file, not sqlite3.DatabaseError."""
+    path = tmp_path / "ledger.sqlite"
+    data = bytearray(_real_ledger_bytes(tmp_path))
+    page = int.from_bytes(data[16:18], "big")
+    for p in range(2, len(data) // page):  # scribble over every page but the first (the schema)
+        data[p * page:(p + 1) * page] = bytes([0xA5]) * page
+    path.write_bytes(bytes(data))
+    with pytest.raises(LedgerError) as e:
+        with Ledger(path) as led:
+            led.current_labels()
+            led.queries()
+    assert str(path) in str(e.value) and "ledger check" in str(e.value)
+
+
+def test_check_reports_a_bad_stored_config_and_labels_outside_the_class_list(led):
+    led.set_meta("config", {"budget": {"total": "lots"}})
+    led.set_classes(["cat", "dog", "emu"])
+    assert led.classes() == ["cat", "dog", "emu"]
+    led.record_labels({"s0": 2}, "a")
+    assert not any("outside" in p for p in led.check())
+    led.record_labels({"s1": 7}, "a")  # the ledger itself does not know the classes when recording
+    problems = led.check()
+    assert any("stored config does not validate" in p and "budget.total" in p for p in problems), problems
+    assert any("'s1' has label 7, outside the class list 0..2" in p for p in problems), problems
+    led.conn.execute("DELETE FROM meta WHERE key='classes'")
+    assert led.classes() is None and not any("outside" in p for p in led.check())
+
+
+def test_concurrent_creation_gives_one_ledger_and_no_empty_file(tmp_path):
+    """Creation is atomic (written beside, then linked into place): processes racing to create the same
+    ledger all open the one that got there first, and no zero-byte file ever exists for them to refuse."""
+    path = tmp_path / "ledger.sqlite"
+    barrier = threading.Barrier(8)
+    errors: list[Exception] = []
+
+    def create(k):
+        barrier.wait()
+        try:
+            with Ledger(path) as led:
+                led.set_meta(f"w{k}", k)
+        except Exception as e:  # pragma: no cover - the assertion below reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=create, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Ledger(path) as led:
+        assert [led.get_meta(f"w{k}") for k in range(8)] == list(range(8))
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ledger.sqlite")) == []

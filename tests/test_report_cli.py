@@ -61,11 +61,11 @@ def test_run_with_bad_override_fails_before_work(tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path), "--quiet"])
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path), "--quiet", "--seeds", "1"])  # 5 seeds: test_demo
     assert res.exit_code == 0, res.output
     assert "margin" in res.output and "random" in res.output
     for s in ("margin", "random"):
-        summary = json.loads((tmp_path / s / "summary.json").read_text())
+        summary = json.loads((tmp_path / s / "seed-0" / "summary.json").read_text())
         assert len(summary["rounds"]) == 6 and summary["rounds"][-1]["labels"] == 45
         assert summary["final_accuracy"] > summary["rounds"][0]["accuracy"]
     assert (tmp_path / "comparison.md").is_file()

@@ -1,9 +1,9 @@
 """Loss pieces shared by the adversarial objectives (DANN, CDAN, MSTN, MME, TSF).
 
-Conventions (METHODS.md, Objectives): the adversarial terms compare the **source** rows of the source
+Conventions (docs/methods.md, Protocols): the adversarial terms compare the **source** rows of the source
 batch (labelled target rows folded in under S∪T are left out: they count for the cross-entropy only) with
 the **unlabelled target** batch, as SAGE's Algorithm 2 computes L_TSF on B_S and B_Tu. Domain labels:
-source = 1, target = 0 (CONTRIBUTING.md: sigmoid of a domain discriminator = P(source)).
+source = 1, target = 0 (docs/architecture.md: sigmoid of a domain discriminator = P(source)).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """BIWAA: backprop-induced feature weighting for adversarial DA, with iterative label distribution alignment.
 
-Westfechtel, Yeh, Meng, Mukuta, Harada (WACV 2023), seed 003; METHODS.md (Objectives, BIWAA) fixes the
-details the paper leaves open and wins where they disagree.
+Westfechtel, Yeh, Meng, Mukuta, Harada (WACV 2023), seed 003; docs/methods.md (BIWAA) lists the
+details the paper leaves open and the choices made where paper and code disagree.
 
 - `backprop_feature_weights`: the closed-form per-sample ∇ᵢ = ∂CE(c(fᵢ), ŷᵢ)/∂fᵢ = Wᵀ(pᵢ − onehot(ŷᵢ)) of a
   linear head and the weighting λ·∇ᵢ/‖∇ᵢ‖ of Eq. 6-7 (detached: it only re-weights f).
@@ -35,7 +35,7 @@ def backprop_feature_weights(z: torch.Tensor, y: torch.Tensor, weight: torch.Ten
     """λ·∇ᵢ/‖∇ᵢ‖ (N, m) with ∇ᵢ = ∂CE(zᵢ, yᵢ)/∂fᵢ = Wᵀ(softmax(zᵢ) − onehot(yᵢ)) (BIWAA Eq. 6-7).
 
     ``z`` = W f + b are the logits of a linear head with weight ``weight`` (C, m); the result is detached
-    (METHODS.md: ∇ detached), so the weighting steers the discriminator without a gradient of its own.
+    (docs/methods.md: ∇ detached), so the weighting steers the discriminator without a gradient of its own.
     A zero gradient (a one-hot prediction equal to ŷ) gives a zero weight vector.
     """
     with torch.no_grad():
@@ -47,7 +47,7 @@ def backprop_feature_weights(z: torch.Tensor, y: torch.Tensor, weight: torch.Ten
 class BackpropWeightedDiscriminator(nn.Module):
     """Domain discriminator on backprop-weighted features f' = λ·f ∘ ∇/‖∇‖ (BIWAA Eq. 7-8).
 
-    ``forward(f)`` returns the logit of P(source) (N, 1), like any ``domain_discriminator`` (CONTRIBUTING.md),
+    ``forward(f)`` returns the logit of P(source) (N, 1), like any ``domain_discriminator`` (docs/architecture.md),
     computing ∇ with ŷ = argmax of its copy of the head (``head_weight``, ``head_bias``: buffers the objective
     refreshes every training step, so the module works on its own, e.g. for AADA after a resume). During
     training the objective calls `weigh` with the true labels (source) and bootstrapped pseudo-labels (target).
@@ -136,7 +136,7 @@ class BIWAA(MSTN):
     target rows with their labels (active DA).
 
     Pseudo-labels (Eq. 11, 13): a per-sample memory a (pool_size, C) starts uniform and is updated each time
-    a target sample is drawn, a ← 0.9·p + 0.1·a (METHODS.md); with earlier runs' averaged predictions p̂ (BIWAA-I)
+    a target sample is drawn, a ← 0.9·p + 0.1·a (docs/methods.md); with earlier runs' averaged predictions p̂ (BIWAA-I)
     the pseudo-label is argmax of p_b = u(j)·a + (1 − u(j))·p̂, u of Eq. 14 over the run's iterations j.
     All of these are convex combinations of probability vectors, so they sum to 1.
 

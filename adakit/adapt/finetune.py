@@ -1,4 +1,4 @@
-"""Source-only training and fine-tuning on source + labelled target (METHODS.md, Objectives)."""
+"""Source-only training and fine-tuning on source + labelled target (docs/methods.md, Objectives)."""
 
 from __future__ import annotations
 

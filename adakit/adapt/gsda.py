@@ -1,6 +1,6 @@
 """GSDA: domain adaptation with hierarchical gradient synchronization (Hu, Kan, Shan, Chen; CVPR 2020), seed 004.
 
-METHODS.md (Objectives, GSDA) fixes the details; this module follows it:
+docs/methods.md (GSDA) describes the details; this module follows it:
 
 - a global domain discriminator, one discriminator per class (sample weight p_k; one-hot for source) and one
   per group of classes (weight Σ_{k∈q} p_k), groups a fixed random partition into ≈ C/5 groups (Eq. 6-9);

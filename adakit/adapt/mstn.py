@@ -26,7 +26,7 @@ class MSTN(DANN):
     classes present in the batch (source: labels; target: pseudo-labels argmax z of the unlabelled batch).
     The old centroids are detached, so the gradient flows through the current batch's contribution
     (θ·batch mean), as in the paper's Algorithm 1. ``semantic`` = semantic_weight·λ(progress)·Σ_k ||C_S,k −
-    C_T,k||² / K (METHODS.md; the released TF code takes the mean over K·m entries instead, and moves absent
+    C_T,k||² / K (docs/methods.md; the released TF code takes the mean over K·m entries instead, and moves absent
     classes towards zero). ``adversarial`` is the DANN term. Centroids are buffers (``source_centroids``,
     ``target_centroids``, (C, m)), saved with the state_dict and carried across rounds.
     """

@@ -38,7 +38,7 @@ class MarginLoss(Objective):
         L(z, y) = w_ce·CE(z, y) + w_m·(1/C)·Σ_{i≠y} [m − ẑ_y + ẑ_i]_+ − w_max·ẑ_y
 
     averaged over the batch, applied to source and labelled target samples (it overrides
-    `classification_loss`). METHODS.md fixes this form over the paper's Eq. 1: the released code
+    `classification_loss`). adakit uses this form, not the paper's Eq. 1 (docs/methods.md): the released code
     (util/losses.py ``Margin_loss`` on ``F.normalize(logit)``, SDM.py ``train_SDM``) trains with
     CE + margin − 1·mean(ẑ_y), all weights 1, m = 1, and the hinge mean over the C classes (it equals
     ``F.multi_margin_loss(normalize(z), y)``); those are the defaults. Eq. 1 alone is
@@ -87,7 +87,7 @@ class AdaptiveMarginLoss(MarginLoss):
         α_i = 1 − (ẑ_y − ẑ_i)/m
 
     The released code computes α_i (``smooth_marginloss``) and then overwrites it with ones inside
-    ``Margin_loss``; METHODS.md asks for the paper's α_i, so it is applied here. α_i > 0 exactly where the
+    ``Margin_loss``; adakit applies the paper's α_i (docs/methods.md). α_i > 0 exactly where the
     hinge is active, so the product is never negative. α_i is detached by default: the paper presents it
     as a "modulation factor" that "adaptively adjusts the backward gradient in proportion to the margin
     size", i.e. ∂L/∂ẑ = α_i·∂h_i; ``detach_alpha=False`` differentiates through it (gradient 2·α_i·∂h_i,

@@ -13,7 +13,7 @@ from adakit.data.domain import Domain, TensorDomain, check_same_classes
 from adakit.data.registry import LOADERS
 from adakit.errors import ConfigError, DataError
 
-__all__ = ["Domain", "TensorDomain", "Domains", "load_domain", "load_domains", "split_target"]
+__all__ = ["Domain", "TensorDomain", "Domains", "check_same_inputs", "load_domain", "load_domains", "split_target"]
 
 
 def _load_formats() -> None:
@@ -46,6 +46,10 @@ def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = Non
     from adakit.paths import data_root, expand
 
     _load_formats()
+    if fmt == "objects":
+        raise ConfigError("data.format=objects: this run's data were Python objects (arrays or Datasets), which "
+                          "adakit does not store; work on it from Python with the same objects, e.g. "
+                          "ActiveLoop.resume(run_dir, source=..., target=...)")
     if fmt not in LOADERS:
         raise ConfigError(f"data.format: unknown format {fmt!r}; choose one of: {', '.join(sorted(LOADERS))}")
     if fmt == "demo":
@@ -64,9 +68,34 @@ def split_target(target: Domain, test_fraction: float, seed: int) -> tuple[Domai
 
     idx = np.arange(len(target))
     strat = target.y if target.has_labels and np.bincount(target.y).min() >= 2 else None
+    _check_split(target, test_fraction, strat is not None)
     pool_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
     return (target.subset(np.sort(pool_idx), f"{target.name}-pool"),
             target.subset(np.sort(test_idx), f"{target.name}-test"))
+
+
+def _check_split(target: Domain, test_fraction: float, stratified: bool) -> None:
+    """The checks scikit-learn's `train_test_split` would fail on, as a `ConfigError` saying how to fix them."""
+    n = len(target)
+    n_test = int(np.ceil(test_fraction * n))
+    n_pool = n - n_test
+    need = len(np.unique(target.y)) if stratified else 1
+    if n_test < need or n_pool < need:
+        what = f"{need} (one per class, the split is stratified)" if stratified else "1"
+        raise ConfigError(
+            f"data.protocol=inductive: data.test_fraction={test_fraction} splits target {target.name!r} "
+            f"({n} samples) into {n_pool} pool and {n_test} test samples; each part needs at least {what}. "
+            f"Choose data.test_fraction between {need / n:.3g} and {1 - need / n:.3g}, use a larger target, "
+            "or data.protocol=transductive")
+
+
+def check_same_inputs(source: Domain, target: Domain) -> None:
+    """Source and target samples must have the same shape (feature size, or channels × height × width)."""
+    a, b = tuple(source.input_shape), tuple(target.input_shape)
+    if a != b:
+        raise DataError(f"source domain {source.name!r} has samples of shape {a} but target domain "
+                        f"{target.name!r} has {b}; both must come from the same feature extractor (same "
+                        "feature size) or use the same image size and channels")
 
 
 def _standardize(source: Domain, others: list[Domain]) -> None:
@@ -76,6 +105,7 @@ def _standardize(source: Domain, others: list[Domain]) -> None:
     std = source.x.std(0, keepdim=True).clamp_min(1e-6)  # type: ignore[attr-defined]
     for d in [source, *others]:
         d.x = (d.x - mean) / std  # type: ignore[attr-defined]
+        d.standardized_with = (mean.flatten(), std.flatten())  # type: ignore[attr-defined]  # for load_run
 
 
 def load_domains(cfg, seed: int) -> Domains:
@@ -85,6 +115,7 @@ def load_domains(cfg, seed: int) -> Domains:
     if not source.has_labels:
         raise DataError(f"source domain {source.name!r} has unlabelled samples; every source sample needs a label")
     check_same_classes(source, target)
+    check_same_inputs(source, target)  # before any training (the warm-up would fail only at its first batch)
     if cfg.protocol == "inductive":
         pool, test = split_target(target, cfg.test_fraction, seed)
     else:

@@ -31,6 +31,11 @@ class Domain:
             raise DataError(f"domain {self.name!r}: {len(self.ids)} samples but {len(self.y)} labels")
         if len(self.ids) == 0:
             raise DataError(f"domain {self.name!r} has no samples")
+        names, counts = np.unique(np.asarray([str(c) for c in self.classes]), return_counts=True)
+        if (counts > 1).any():
+            dup = names[counts > 1].tolist()
+            raise DataError(f"domain {self.name!r}: class names listed more than once: {dup[:10]}; each class "
+                            "needs a distinct name (fix the class list, e.g. classes.txt or the file's classes)")
         bad = (self.y < -1) | (self.y >= len(self.classes))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -151,6 +156,10 @@ class TensorDomain(Domain):
 
     def image_path(self, i: int) -> str | None:
         return None if self.paths is None else str(self.paths[i])
+
+    def describe(self, i: int) -> str:
+        """The image file a feature row was extracted from when the file records it (``ids``), else the row id."""
+        return self.image_path(i) or str(self.ids[i])
 
 
 def check_same_classes(a: Domain, b: Domain) -> None:

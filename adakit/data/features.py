@@ -1,4 +1,14 @@
-"""Feature-file domains: ``.npz`` (feat/y/classes), ``.mat`` and svmlight."""
+"""Feature-file domains: ``.npz`` (feat/y/classes), ``.mat`` and svmlight.
+
+Label codes. adakit's own ``.npz`` (written by ``adakit features``) stores class indices ``y`` with a
+``classes`` array (-1 = unlabelled). Every other file (``.mat``, svmlight, ``.npz`` without ``classes``)
+holds integer label *codes* in any coding (−1/+1, 0..C−1, 1..C, arbitrary integers): they are mapped
+explicitly to class indices 0..C−1 and the codes become the class names (``"-1"``, ``"1"``). The mapping
+is the same for source and target: ``data.label_values`` when given (class i = label_values[i]),
+otherwise the sorted union of the codes found in the source and the target file. No code means
+"unlabelled" unless ``data.unlabelled_value`` names it. Labels must be integers (2.0 is read as 2; 2.7
+is an error).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,7 @@ import numpy as np
 
 from adakit.data.domain import TensorDomain
 from adakit.data.registry import register_loader
-from adakit.errors import DataError
+from adakit.errors import ConfigError, DataError
 
 _MAT_X = ("feat", "feas", "fts", "X", "x", "features", "data")
 _MAT_Y = ("y", "label", "labels", "Y", "gnd")
@@ -20,75 +30,183 @@ def _require(path: Path) -> Path:
     return path
 
 
-def _classes(values: np.ndarray | None, y: np.ndarray) -> list[str]:
-    if values is not None:
-        return [str(c) for c in np.asarray(values).tolist()]
-    return [str(c) for c in range(int(y.max()) + 1)]
+def integer_labels(values, path: Path, what: str = "label") -> np.ndarray:
+    """``values`` as int64; float values must be whole numbers (2.0 -> 2), else a `DataError` naming the file."""
+    a = np.asarray(values).ravel()
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path}: {what} {a[i].item()!r} (row {i}) is not an integer; labels must be integer class "
+                            f"codes (e.g. -1/+1, 0..C-1 or 1..C), {int(bad.sum())} rows are not")
+    elif a.dtype.kind not in "iub":
+        raise DataError(f"{path}: {what}s must be integer class codes, got values of type {a.dtype}")
+    return a.astype(np.int64)
 
 
-@register_loader("npz")
-def load_npz(path: Path, name: str) -> TensorDomain:
-    """``.npz`` with ``feat`` (N, d), ``y`` (N,) and optional ``classes`` (C,).
-
-    ``adakit features`` also writes ``ids`` (image paths relative to the image folder) and
-    ``image_root``; with both, each row knows its image file (`TensorDomain.paths`, shown by
-    `adakit label`). Sample ids stay ``name/index`` either way. A relative ``image_root`` is taken
-    from the ``.npz``'s folder.
-    """
+# -- reading one file: (features or None, raw integer label codes) ----------------------------------------
+def _read_npz(path: Path, labels_only: bool = False):
     try:
         with np.load(_require(path), allow_pickle=False) as z:
             missing = [k for k in ("feat", "y") if k not in z.files]
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}; found {z.files}. Expected feat, y[, classes]")
+            y = integer_labels(z["y"], path)
+            if labels_only:
+                return None, y, None, None
             x = z["feat"].astype(np.float32)
-            y = z["y"].astype(np.int64)
-            classes = _classes(z["classes"] if "classes" in z.files else None, y)
+            classes = [str(c) for c in z["classes"].tolist()] if "classes" in z.files else None
             paths = None
             if "ids" in z.files and "image_root" in z.files:
                 root = path.parent / str(z["image_root"])  # an absolute image_root replaces the folder
                 paths = np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read as .npz ({err})") from None
-    return _features(name, x, y, classes, path, paths)
+    return x, y, classes, paths
 
 
-@register_loader("mat")
-def load_mat(path: Path, name: str) -> TensorDomain:
-    """MATLAB ``.mat`` with a feature matrix (N, d) and a label vector; labels 1..C become 0..C-1."""
+def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, path: Path, what: str) -> str:
+    keys = [k for k in m if not k.startswith("__")]
+    if given:
+        try:
+            key = given.format(domain=name)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(f"data.{what}_key={given!r}: only {{domain}} may appear in braces ({err!r})") from None
+        if key not in m:
+            raise DataError(f"{path}: no variable {key!r} (data.{what}_key={given!r}, domain {name!r}); "
+                            f"the file holds {keys}")
+        return key
+    key = next((k for k in defaults if k in m), None)
+    if key is None:
+        raise DataError(f"{path}: no {what} variable among the usual names ({'/'.join(defaults)}); the file holds "
+                        f"{keys}. Name it with data.{what}_key (e.g. data.{what}_key: "
+                        f"{'X' if what == 'feature' else 'Y'}_{{domain}})")
+    return key
+
+
+def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
     import scipy.io
 
+    fkey, lkey = (cfg.feature_key, cfg.label_key) if cfg is not None else (None, None)
     try:
         m = scipy.io.loadmat(_require(path))
     except (OSError, ValueError, NotImplementedError) as err:
         raise DataError(f"{path}: cannot read as .mat ({err})") from None
-    xk = next((k for k in _MAT_X if k in m), None)
-    yk = next((k for k in _MAT_Y if k in m), None)
-    if xk is None or yk is None:
-        keys = [k for k in m if not k.startswith("__")]
-        raise DataError(f"{path}: need a feature matrix ({'/'.join(_MAT_X)}) and labels "
-                        f"({'/'.join(_MAT_Y)}); found {keys}")
+    yk = _mat_key(m, lkey, _MAT_Y, name, path, "label")
+    y = integer_labels(m[yk], path, f"label ({yk})")
+    if labels_only:
+        return None, y
+    xk = _mat_key(m, fkey, _MAT_X, name, path, "feature")
     x = np.asarray(m[xk], dtype=np.float32)
-    y = np.asarray(m[yk]).ravel().astype(np.int64)
-    if x.shape[0] != len(y) and x.shape[1] == len(y):
-        x = x.T
-    if y.min() == 1:
-        y = y - 1
-    return _features(name, x, y, _classes(None, y), path)
+    if x.ndim == 2 and x.shape[0] != len(y) and x.shape[1] == len(y):
+        x = x.T  # stored d x N (MATLAB convention of many DA feature sets)
+    if x.ndim == 2 and x.shape[0] != len(y):
+        raise DataError(f"{path}: {xk} has shape {x.shape} but {yk} has {len(y)} labels; one row (or column) "
+                        "per sample is needed")
+    return x, y
 
 
-@register_loader("svmlight")
-def load_svmlight(path: Path, name: str) -> TensorDomain:
-    """svmlight / libsvm text format (``label idx:value ...``)."""
+def _read_svmlight(path: Path, labels_only: bool = False):
     from sklearn.datasets import load_svmlight_file
 
     try:
         x, y = load_svmlight_file(str(_require(path)))
     except ValueError as err:
         raise DataError(f"{path}: not a valid svmlight file ({err})") from None
-    y = y.astype(np.int64)
-    if y.min() == 1:
-        y = y - 1
-    return _features(name, x.toarray().astype(np.float32), y, _classes(None, y), path)
+    y = integer_labels(y, path)
+    return (None if labels_only else x.toarray().astype(np.float32)), y
+
+
+# -- the shared label coding ----------------------------------------------------------------------------
+def _domain_path(cfg, name: str) -> Path:
+    from adakit.paths import data_root, expand
+
+    base = expand(cfg.root) if cfg.root else data_root()
+    return expand(cfg.path_of(name, str(base)))
+
+
+def _codes_in(fmt: str, path: Path, name: str, cfg) -> np.ndarray:
+    if fmt == "npz":
+        return _read_npz(path, labels_only=True)[1]
+    if fmt == "mat":
+        return _read_mat(path, name, cfg, labels_only=True)[1]
+    return _read_svmlight(path, labels_only=True)[1]
+
+
+def label_codes(fmt: str, path: Path, name: str, y: np.ndarray, cfg=None) -> list[int]:
+    """The label codes in class order: ``data.label_values``, else the sorted union of the codes of this file
+    and (with a config) of the source and target files, without ``data.unlabelled_value``."""
+    if cfg is not None and cfg.label_values is not None:
+        values = list(cfg.label_values)
+        if len(set(values)) != len(values):
+            raise ConfigError(f"data.label_values: {values} lists a code more than once")
+        return values
+    codes = set(np.unique(y).tolist())
+    if cfg is not None:
+        for other in dict.fromkeys((cfg.source, cfg.target)):
+            if other != name:
+                codes |= set(np.unique(_codes_in(fmt, _domain_path(cfg, other), other, cfg)).tolist())
+    unlabelled = cfg.unlabelled_value if cfg is not None else None
+    codes.discard(unlabelled)
+    return sorted(codes)
+
+
+def encode_labels(y: np.ndarray, codes: list[int], path: Path, unlabelled: int | None = None) -> np.ndarray:
+    """Raw codes -> class indices (position in ``codes``); ``unlabelled`` -> -1."""
+    known = np.ones(len(y), bool) if unlabelled is None else y != unlabelled
+    order = np.asarray(codes, dtype=np.int64)
+    if not len(order):
+        raise DataError(f"{path}: no class codes: every sample is unlabelled (data.unlabelled_value={unlabelled})")
+    sorter = np.argsort(order)
+    idx = sorter[np.searchsorted(order, y, sorter=sorter).clip(0, len(order) - 1)]
+    ok = order[idx] == y
+    bad = known & ~ok
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: label {int(y[i])} (row {i}) is not one of the class codes {codes} "
+                        "(data.label_values); add it there, or set data.unlabelled_value if it marks "
+                        "unlabelled samples")
+    return np.where(known, idx, -1).astype(np.int64)
+
+
+def _coded(fmt: str, path: Path, name: str, x: np.ndarray, y: np.ndarray, cfg, paths=None) -> TensorDomain:
+    codes = label_codes(fmt, path, name, y, cfg)
+    unlabelled = cfg.unlabelled_value if cfg is not None else None
+    return _features(name, x, encode_labels(y, codes, path, unlabelled), [str(c) for c in codes], path, paths)
+
+
+@register_loader("npz")
+def load_npz(path: Path, name: str, cfg=None) -> TensorDomain:
+    """``.npz`` with ``feat`` (N, d), ``y`` (N,) and optional ``classes`` (C,).
+
+    With ``classes``, ``y`` holds class indices (-1 = unlabelled); without, ``y`` holds label codes mapped as
+    the module docstring says. ``adakit features`` also writes ``ids`` (image paths relative to the image
+    folder) and ``image_root``; with both, each row knows its image file (`TensorDomain.paths`, shown by
+    `adakit label`). Sample ids stay ``name/index`` either way. A relative ``image_root`` is taken from the
+    ``.npz``'s folder.
+    """
+    x, y, classes, paths = _read_npz(path)
+    if classes is None:
+        return _coded("npz", path, name, x, y, cfg, paths)
+    return _features(name, x, y, classes, path, paths)
+
+
+@register_loader("mat")
+def load_mat(path: Path, name: str, cfg=None) -> TensorDomain:
+    """MATLAB ``.mat`` with a feature matrix (N, d) or (d, N) and a label vector of integer codes.
+
+    ``data.feature_key`` / ``data.label_key`` name the variables (``{domain}`` is replaced by the domain
+    name, so one file can hold both domains: ``X_{domain}`` with source ``src``, target ``tar``).
+    """
+    x, y = _read_mat(path, name, cfg)
+    return _coded("mat", path, name, x, y, cfg)
+
+
+@register_loader("svmlight")
+def load_svmlight(path: Path, name: str, cfg=None) -> TensorDomain:
+    """svmlight / libsvm text format (``label idx:value ...``), integer label codes."""
+    x, y = _read_svmlight(path)
+    return _coded("svmlight", path, name, x, y, cfg)
 
 
 def _features(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], path: Path,

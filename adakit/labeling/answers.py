@@ -3,8 +3,10 @@ export. Every problem is reported with its line number; the valid answers are co
 transaction; importing the same file again changes nothing.
 
 CSV: a header naming ``sample_id`` (or ``id``) and ``label`` columns, other columns are ignored; a
-label is a class name or a class index (a name wins when a class is named like an index). Rows with
-an empty label are unanswered and skipped. Label Studio: the JSON export (tasks with ``annotations``
+label is a class name or a class index written as a plain decimal number (``3``; not ``+3``, ``3.0``,
+``1_0`` or other digits; a name wins when a class is named like an index). Rows with an empty label are
+unanswered and skipped. A row spanning several lines (a quote left open) makes the file unreadable:
+nothing is imported. Label Studio: the JSON export (tasks with ``annotations``
 holding a ``choices`` result) or the JSON-MIN export, with the sample id in ``meta.sample_id`` or
 ``data.sample_id`` as `adakit export-labelstudio` writes it.
 """
@@ -12,8 +14,11 @@ holding a ``choices`` result) or the JSON-MIN export, with the sample id in ``me
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from adakit.data import Domains
 from adakit.errors import DataError, LedgerError
 from adakit.labeling.run import open_run
 
+_INDEX = re.compile(r"0|[1-9][0-9]*")  # a class index: plain ASCII decimal, no sign, no leading zero
 ID_COLUMNS = ("sample_id", "id")
 LABEL_COLUMNS = ("label", "answer")
 
@@ -45,10 +51,21 @@ class ImportReport:
     unreadable: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
     notes: list[tuple[int, str]] = field(default_factory=list)
+    #: how many errors / notes of each kind (e.g. ``"unknown id"``), for a short summary of a big file
+    error_kinds: Counter = field(default_factory=Counter)
+    note_kinds: Counter = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def error(self, line: int, kind: str, msg: str) -> None:
+        self.errors.append((line, msg))
+        self.error_kinds[kind] += 1
+
+    def note(self, line: int, kind: str, msg: str) -> None:
+        self.notes.append((line, msg))
+        self.note_kinds[kind] += 1
 
     def summary(self) -> str:
         s = f"{self.file.name}: {self.new} new, {self.same} unchanged, {self.corrected} corrected"
@@ -58,27 +75,30 @@ class ImportReport:
             s += f"; {len(self.errors)} rejected (see errors)"
         return s
 
-    def messages(self) -> tuple[list[str], list[str]]:
-        """(errors, notes) as printable lines."""
+    def messages(self, limit: int | None = None) -> tuple[list[str], list[str]]:
+        """(errors, notes) as printable lines, by line; only the first ``limit`` of each when given."""
         def fmt(line, msg):
             return f"{self.file.name}: {msg}" if line == 0 else f"{self.file.name}, line {line}: {msg}"
 
-        return [fmt(*e) for e in sorted(self.errors)], [fmt(*n) for n in sorted(self.notes)]
+        def first(items):
+            return sorted(items) if limit is None else heapq.nsmallest(limit, items)
+
+        return [fmt(*e) for e in first(self.errors)], [fmt(*n) for n in first(self.notes)]
 
 
 # -- reading ------------------------------------------------------------------------------------------
 def _decode(data: bytes, report: ImportReport) -> str | None:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        report.errors.append((1, "the file is UTF-16; save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and import "
-                                 "it again; nothing was imported"))
+        report.error(1, "encoding", "the file is UTF-16; save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and "
+                                    "import it again; nothing was imported")
         report.unreadable = True
         return None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        report.errors.append((line, f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8 "
-                                    "(in a spreadsheet: 'CSV UTF-8') and import it again; nothing was imported"))
+        report.error(line, "encoding", f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8 "
+                                       "(in a spreadsheet: 'CSV UTF-8') and import it again; nothing was imported")
         report.unreadable = True
         return None
 
@@ -86,42 +106,54 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first and "," not in first else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header, id_col, label_col = None, None, None
     out: list[RawAnswer] = []
     line = 1
     try:
         for row in reader:
             start, line = line, reader.line_num + 1
+            if line - start > 1:  # a quoted field holds line ends: a stray quote swallowed the rows after it
+                report.error(start, "open quote", f"this row runs over lines {start}-{line - 1}: a quote (\") opened "
+                                                  "here is closed only there, swallowing the rows between; remove "
+                                                  "the stray quote (a field cannot span lines) and import again; "
+                                                  "nothing was imported")
+                report.unreadable = True
+                return []
             cells = [c.strip() for c in row]
             if header is None:
                 if not any(cells):
-                    report.errors.append((start, "empty row before the header"))
+                    report.error(start, "empty row", "empty row before the header")
                     continue
                 header = [c.lower() for c in cells]
                 id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
                 label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
                 if id_col is None or label_col is None:
-                    report.errors.append((start, f"the header must name a 'sample_id' and a 'label' column "
-                                                 f"(found: {', '.join(cells)}); use the CSV `adakit query` wrote"))
+                    report.error(start, "header", f"the header must name a 'sample_id' and a 'label' column "
+                                                  f"(found: {', '.join(cells)}); use the CSV `adakit query` wrote")
                     return []
                 continue
             if not any(cells):
-                report.errors.append((start, "empty row"))
+                report.error(start, "empty row", "empty row")
                 continue
             sid = cells[id_col] if id_col < len(cells) else ""
             label = cells[label_col] if label_col < len(cells) else ""
             if not sid:
-                report.errors.append((start, f"no sample_id (label {label!r})" if label else "no sample_id"))
+                report.error(start, "no sample_id", f"no sample_id (label {label!r})" if label else "no sample_id")
                 continue
             if not label:
                 report.unanswered += 1
                 continue
             out.append(RawAnswer(start, sid, label))
     except csv.Error as e:
-        report.errors.append((reader.line_num, f"malformed CSV: {e}"))
+        hint = (f"a quote (\") opened on line {line} is never closed" if "end of data" in str(e) else
+                f"at line {reader.line_num}: {e}")
+        report.error(line, "malformed CSV", f"malformed CSV, {hint}; fix the file (a field cannot span lines) and "
+                                            "import it again; nothing was imported")
+        report.unreadable = True
+        return []
     if header is None and not report.errors:
-        report.errors.append((0, "the file is empty"))
+        report.error(0, "empty file", "the file is empty")
     return out
 
 
@@ -130,84 +162,154 @@ def _line_of(text: str, pos: int) -> int:
 
 
 def _json_items(text: str, report: ImportReport) -> list[tuple[int, object]]:
-    """Top-level list items with the line each starts on."""
+    """Top-level list items with the line each starts on. Strict: a trailing comma, anything after the
+    closing bracket or nesting deeper than Python's parser allows is an error naming its line and column."""
     dec = json.JSONDecoder()
     ws = " \t\r\n"
-    i = len(text) - len(text.lstrip(ws))
-    if i >= len(text):
-        report.errors.append((0, "the file is empty"))
+    n = len(text)
+    i = n - len(text.lstrip(ws))
+    if i >= n:
+        report.error(0, "empty file", "the file is empty")
         return []
+
+    def skip(k: int) -> int:
+        while k < n and text[k] in ws:
+            k += 1
+        return k
+
+    def fail(msg: str, pos: int) -> None:
+        raise json.JSONDecodeError(msg, text, min(pos, n))
+
     try:
         if text[i] != "[":
             obj = json.loads(text)
             if isinstance(obj, dict) and isinstance(obj.get("tasks"), list):
                 return [(_line_of(text, i), t) for t in obj["tasks"]]
-            report.errors.append((_line_of(text, i), "expected a JSON list of Label Studio tasks"))
+            report.error(_line_of(text, i), "not a task list", "expected a JSON list of Label Studio tasks")
             return []
-        i += 1
+        i = skip(i + 1)
         items = []
-        while True:
-            while i < len(text) and text[i] in ws:
-                i += 1
-            if i < len(text) and text[i] == "]":
-                return items
-            obj, end = dec.raw_decode(text, i)
-            items.append((_line_of(text, i), obj))
-            i = end
-            while i < len(text) and text[i] in ws:
-                i += 1
-            if i < len(text) and text[i] == ",":
-                i += 1
-            elif i < len(text) and text[i] == "]":
-                return items
-            else:
-                raise json.JSONDecodeError("expected ',' or ']'", text, min(i, len(text)))
+        if i < n and text[i] == "]":
+            end = i + 1
+        else:
+            while True:
+                obj, end = dec.raw_decode(text, i)
+                items.append((_line_of(text, i), obj))
+                i = skip(end)
+                if i < n and text[i] == ",":
+                    i = skip(i + 1)
+                    if i < n and text[i] == "]":
+                        fail("trailing comma before ']'", i)
+                elif i < n and text[i] == "]":
+                    end = i + 1
+                    break
+                else:
+                    fail("expected ',' or ']'", i)
+        rest = skip(end)
+        if rest < n:
+            fail("extra data after the closing ']'", rest)
+        return items
     except json.JSONDecodeError as e:
-        report.errors.append((e.lineno, f"not valid JSON: {e.msg} (column {e.colno}); nothing was imported"))
-        report.unreadable = True
-        return []
+        report.error(e.lineno, "invalid JSON", f"not valid JSON: {e.msg} (column {e.colno}); nothing was imported")
+    except RecursionError:
+        report.error(0, "invalid JSON", "the JSON is nested too deeply to be a Label Studio export; nothing was "
+                                        "imported")
+    report.unreadable = True
+    return []
 
 
 _MIN_KEYS = ("label", "choice", "choices")
+
+
+class _BadTask(ValueError):
+    """A task whose fields have unexpected types (reported per task, with its line)."""
+
+
+def _choice_list(value, where: str) -> tuple:
+    """The selected classes of one result: a list of names (or indices)."""
+    if not isinstance(value, list):
+        raise _BadTask(f"{where} must be a list of class names, not {type(value).__name__}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise _BadTask(f"{where} holds {type(v).__name__} {_short(v)}; expected class names")
+    return tuple(value)
+
+
+def _short(v) -> str:
+    text = repr(v) if not isinstance(v, (list, dict)) else type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _task_choices(item: dict) -> set[tuple]:
+    """Every distinct answer (tuple of chosen classes) of one task; `_BadTask` on unexpected types."""
+    if "annotations" in item or "completions" in item:
+        key = "annotations" if "annotations" in item else "completions"
+        anns = item.get(key)
+        if anns is None:
+            return set()
+        if not isinstance(anns, list):
+            raise _BadTask(f"'{key}' must be a list, not {type(anns).__name__}")
+        answers = set()
+        for ann in anns:
+            if not isinstance(ann, dict):
+                raise _BadTask(f"each of '{key}' must be an object, not {type(ann).__name__}")
+            if ann.get("was_cancelled"):
+                continue
+            results = ann.get("result")
+            if results is None:
+                continue
+            if not isinstance(results, list):
+                raise _BadTask(f"an annotation's 'result' must be a list, not {type(results).__name__}")
+            for res in results:
+                if not isinstance(res, dict) or res.get("type") != "choices":
+                    continue
+                value = res.get("value")
+                if not isinstance(value, dict):
+                    raise _BadTask(f"a choices result's 'value' must be an object, not {type(value).__name__}")
+                answers.add(_choice_list(value.get("choices"), "'value.choices'"))
+        return answers
+    # JSON-MIN: the Choices tag's name is the key
+    v = next((item[k] for k in _MIN_KEYS if k in item), None)
+    if v is None or v == "":
+        return set()
+    if isinstance(v, dict):
+        return {_choice_list(v.get("choices"), "'choices'")}
+    if isinstance(v, list):
+        return {_choice_list(v, "the choices")}
+    return {_choice_list([v], "the label")}
 
 
 def _read_labelstudio(text: str, report: ImportReport) -> list[RawAnswer]:
     out = []
     for line, item in _json_items(text, report):
         if not isinstance(item, dict):
-            report.errors.append((line, "a task must be a JSON object"))
+            report.error(line, "bad task", "a task must be a JSON object")
             continue
         meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
         data = item.get("data") if isinstance(item.get("data"), dict) else {}
         sid = meta.get("sample_id") or data.get("sample_id") or item.get("sample_id")
+        task_id = _short(item.get("id", "?"))
         if not isinstance(sid, str) or not sid:
-            report.errors.append((line, f"task {item.get('id', '?')}: no sample_id in meta or data (export the "
-                                        "tasks with `adakit export-labelstudio` so each carries its sample id)"))
+            report.error(line, "no sample_id", f"task {task_id}: no sample_id in meta or data (export the tasks "
+                                               "with `adakit export-labelstudio` so each carries its sample id)")
             continue
-        if "annotations" in item or "completions" in item:
-            anns = item.get("annotations") or item.get("completions") or []
-            answers = []
-            for ann in anns:
-                if not isinstance(ann, dict) or ann.get("was_cancelled"):
-                    continue
-                for res in ann.get("result") or []:
-                    if isinstance(res, dict) and res.get("type") == "choices":
-                        answers.append(list((res.get("value") or {}).get("choices") or []))
-            choices = {tuple(a) for a in answers}
-        else:  # JSON-MIN: the Choices tag's name is the key
-            v = next((item[k] for k in _MIN_KEYS if k in item), None)
-            choices = set() if v in (None, "") else {tuple(v["choices"]) if isinstance(v, dict) else
-                                                     tuple(v) if isinstance(v, list) else (v,)}
+        try:
+            choices = _task_choices(item)
+        except _BadTask as e:
+            report.error(line, "bad task", f"task {task_id} ({sid!r}): {e}; is this a Label Studio JSON export?")
+            continue
         if not choices:
             report.unanswered += 1
             continue
         if len(choices) > 1:
-            report.errors.append((line, f"{sid!r}: annotations disagree ({' vs '.join(map(str, sorted(choices)))}); "
-                                        "resolve them in Label Studio and export again"))
+            shown = " vs ".join(sorted(map(str, choices)))
+            report.error(line, "disagreement", f"{sid!r}: annotations disagree ({shown}); resolve them in Label "
+                                               "Studio and export again")
             continue
         (ch,) = choices
         if len(ch) != 1:
-            report.errors.append((line, f"{sid!r}: {len(ch)} choices selected; exactly one class per sample"))
+            report.error(line, "several choices", f"{sid!r}: {len(ch)} choices selected; exactly one class per "
+                                                  "sample")
             continue
         out.append(RawAnswer(line, sid, ch[0]))
     return out
@@ -228,19 +330,23 @@ def read_answers(path: str | Path) -> tuple[list[RawAnswer], ImportReport]:
 
 
 # -- validating and committing ---------------------------------------------------------------------------
-def _resolve(label, classes: list[str]) -> int | None:
+def _resolve(label, classes: list[str], by_name: dict[str, int] | None = None) -> int | None:
+    """Class index of a label: a class name, an int, or an index written as plain ASCII decimal digits
+    (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); None when it is none."""
     if isinstance(label, bool):
         return None
     if isinstance(label, int):
         return label if 0 <= label < len(classes) else None
-    text = str(label).strip()
-    if text in classes:
-        return classes.index(text)
-    try:
-        i = int(text)
-    except ValueError:
+    if not isinstance(label, str):
         return None
-    return i if 0 <= i < len(classes) else None
+    by_name = by_name if by_name is not None else {c: k for k, c in reversed(list(enumerate(classes)))}
+    text = label.strip()
+    if text in by_name:
+        return by_name[text]
+    if not _INDEX.fullmatch(text) or len(text) > 9:
+        return None
+    i = int(text)
+    return i if i < len(classes) else None
 
 
 def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None = None, correct: bool = False,
@@ -258,6 +364,7 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
     cfg, doms, ledger = open_run(run_dir, domains)
     try:
         classes = list(doms.classes)
+        by_name = {c: k for k, c in reversed(list(enumerate(classes)))}
         pool_ids = set(doms.pool.ids.tolist())
         queried = {q.sample_id for q in ledger.queries()}
         current = ledger.current_labels()
@@ -266,35 +373,37 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
         valid: dict[str, int] = {}
         for a in raw:
             if a.sample_id not in pool_ids:
-                report.errors.append((a.line, f"unknown id {a.sample_id!r}: not a sample of the target pool "
-                                              f"{doms.pool.name!r}"))
+                report.error(a.line, "unknown id", f"unknown id {a.sample_id!r}: not a sample of the target pool "
+                                                   f"{doms.pool.name!r}")
                 continue
             if a.sample_id not in queried:
-                report.errors.append((a.line, f"{a.sample_id!r} was never queried (only queried samples can be "
-                                              "labelled: see the run's queries/ folder)"))
+                report.error(a.line, "never queried", f"{a.sample_id!r} was never queried (only queried samples "
+                                                      "can be labelled: see the run's queries/ folder)")
                 continue
-            y = _resolve(a.label, classes)
+            y = _resolve(a.label, classes, by_name)
             if y is None:
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
-                report.errors.append((a.line, f"{a.sample_id!r}: label {a.label!r} is not in the class list "
-                                              f"(a name: {shown}; or an index 0..{len(classes) - 1})"))
+                report.error(a.line, "not a class", f"{a.sample_id!r}: label {a.label!r} is not in the class list "
+                                                    f"(a name: {shown}; or an index 0..{len(classes) - 1} written "
+                                                    "as plain digits)")
                 continue
             if a.sample_id in seen:
                 first_line, first_y = seen[a.sample_id]
                 if first_y == y and a.sample_id not in rejected:
-                    report.notes.append((a.line, f"{a.sample_id!r} repeats line {first_line} (same answer, "
-                                                 "counted once)"))
+                    report.note(a.line, "repeated row", f"{a.sample_id!r} repeats line {first_line} (same answer, "
+                                                        "counted once)")
                 elif first_y != y or a.sample_id in rejected:
-                    report.errors.append((a.line, f"{a.sample_id!r}: {classes[y]!r} conflicts with line {first_line} "
-                                                  f"({classes[first_y]!r}); neither is recorded"))
+                    report.error(a.line, "conflicting rows", f"{a.sample_id!r}: {classes[y]!r} conflicts with line "
+                                                             f"{first_line} ({classes[first_y]!r}); neither is "
+                                                             "recorded")
                     rejected.add(a.sample_id)
                     valid.pop(a.sample_id, None)
                 continue
             seen[a.sample_id] = (a.line, y)
             if a.sample_id in current and current[a.sample_id] != y and not correct:
-                report.errors.append((a.line, f"{a.sample_id!r} is already labelled {classes[current[a.sample_id]]!r} "
-                                              f"in the ledger, the file says {classes[y]!r}; import with --correct "
-                                              "to record a correction"))
+                report.error(a.line, "differs from the ledger",
+                             f"{a.sample_id!r} is already labelled {classes[current[a.sample_id]]!r} in the ledger, "
+                             f"the file says {classes[y]!r}; import with --correct to record a correction")
                 rejected.add(a.sample_id)
                 continue
             valid[a.sample_id] = y
@@ -306,7 +415,7 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
         try:
             outcome = ledger.record_labels(valid, annotator or f"file:{Path(path).name}", correction=correct)
         except LedgerError as e:  # an answer arrived meanwhile (e.g. from the labelling page): all rolled back
-            report.errors.append((0, f"nothing was imported: {e}"))
+            report.error(0, "ledger refused", f"nothing was imported: {e}")
             return report
         report.committed = True
         for state in outcome.values():

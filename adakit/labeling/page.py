@@ -131,7 +131,7 @@ function render() {
   }
   $("media").style.minHeight = it.image ? "" : "120px";
   renderNeighbours(it);
-  $("meta").textContent = `${it.sample_id} · round ${it.round} · score ${it.score === null ? "–" : it.score.toPrecision(3)}` +
+  $("meta").textContent = (it.locator !== it.sample_id ? `${it.locator} · ` : "") + `${it.sample_id} · round ${it.round} · score ${it.score === null ? "–" : it.score.toPrecision(3)}` +
     (it.label !== null ? ` · labelled “${name(it.label)}”` : " · not labelled yet");
   const sg = $("sugg"); sg.innerHTML = "";
   it.suggestions.forEach((s, k) => sg.appendChild(button(s.label, k + 1, s.p, it)));

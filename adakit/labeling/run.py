@@ -111,6 +111,15 @@ class LabelingRun:
         self._items: dict[str, Item] = {}
         self._unit: dict[str, torch.Tensor] = {}  # L2-normalised feature rows of source and pool
         self._neighbour_files: dict[tuple[str, str], Path] = {}
+        from adakit.oracle import export_missing
+
+        try:  # a process killed between recording queries and writing their CSV: write it now
+            export_missing(self.ledger, self.pool, self.classes, self.run_dir)
+        except OSError as e:  # a read-only run folder: the page works without the CSV
+            warnings.warn(f"could not write the missing queries CSV in {self.run_dir / 'queries'}: {e}", stacklevel=2)
+        except BaseException:
+            self.ledger.close()
+            raise
 
     def close(self) -> None:
         with self.lock:

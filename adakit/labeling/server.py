@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,15 +26,32 @@ from adakit.labeling.page import PAGE
 from adakit.labeling.run import IMAGE_TYPES, LabelingRun
 
 MAX_BODY = 64 * 1024
+#: seconds a connection may stay silent (an idle or half-sent request) before the server closes it
+REQUEST_TIMEOUT = 30.0
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the page on this machine: ``localhost``, 127.0.0.0/8, ::1 (also
+    IPv4-mapped). Any other name or address (0.0.0.0, a LAN address, a host name) is not."""
+    host = host.strip().strip("[]")
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 class LabelServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], run: LabelingRun, token: str, annotator: str = "web",
-                 verbose: bool = False):
+                 verbose: bool = False, request_timeout: float = REQUEST_TIMEOUT):
         self.run, self.token, self.annotator, self.verbose = run, token, annotator, verbose
+        self.request_timeout = request_timeout
         if ":" in address[0]:
             import socket
 
@@ -70,6 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: LabelServer
     server_version = "adakit-label"
     sys_version = ""
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # a silent connection is closed, its thread freed
+        super().setup()
 
     def log_message(self, fmt, *args) -> None:  # quiet unless asked
         if self.server.verbose:
@@ -151,13 +173,22 @@ class _Handler(BaseHTTPRequestHandler):
             n = -1
         if not 0 < n <= MAX_BODY:
             return self._json(400, {"error": f"body must be 1..{MAX_BODY} bytes of JSON"})
+        data = self.rfile.read(n)
+        if len(data) < n:
+            return self._json(400, {"error": f"body shorter than its Content-Length ({len(data)} of {n} bytes)"})
         try:
-            body = json.loads(self.rfile.read(n))
+            body = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             return self._json(400, {"error": "body is not valid JSON"})
+        except RecursionError:
+            return self._json(400, {"error": "body is JSON nested too deeply"})
         if not isinstance(body, dict) or not isinstance(body.get("sample_id"), str) or "label" not in body:
             return self._json(400, {"error": 'expected {"sample_id": str, "label": class index or name, '
                                              '"replaces": null or the label being corrected}'})
+        try:
+            body["sample_id"].encode("utf-8")
+        except UnicodeEncodeError:
+            return self._json(400, {"error": "sample_id is not valid Unicode text"})
         run = self.server.run
         try:
             outcome, current = run.answer(body["sample_id"], body["label"], body.get("replaces"),

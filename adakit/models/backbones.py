@@ -1,13 +1,43 @@
-"""Backbones g: inputs -> feature vectors. torchvision models take weights from a local file only."""
+"""Backbones g: inputs -> feature vectors.
+
+Image backbones come from torchvision (``resnet18`` … ``vit_b_16``) or from timm (``timm/<name>``, any
+timm model, optional ``timm`` extra). Pretrained weights: ``model.weights: imagenet`` (torchvision's
+weights API, downloaded once into the torch hub cache; timm's pretrained weights from its hub) or a local
+state-dict file. Offline, a missing ImageNet checkpoint is a `ConfigError` naming the file and where to
+place it.
+"""
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from adakit.errors import ConfigError, DataError
+
+IMAGENET = "imagenet"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision backbones: name -> attribute of the classification head that is replaced by Identity
+TORCHVISION = {"resnet18": "fc", "resnet34": "fc", "resnet50": "fc", "resnet101": "fc",
+               "mobilenet_v2": "classifier", "vit_b_16": "heads"}
+FEATURE_BACKBONES = ("identity", "mlp")
+IMAGE_BACKBONES = ("lenet", *TORCHVISION)
+HEAD_PREFIXES = ("fc.", "classifier.", "heads.", "head.", "head_dist.")
+
+
+def check_backbone_name(name: str) -> str:
+    """Validate ``model.backbone``: a built-in name or ``timm/<model name>`` (checked against timm at build)."""
+    if name in FEATURE_BACKBONES or name in IMAGE_BACKBONES or name == "custom":  # custom: ActiveLoop(model=...)
+        return name
+    if name.startswith("timm/") and len(name) > len("timm/"):
+        return name
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(FEATURE_BACKBONES + IMAGE_BACKBONES)} "
+                     "or timm/<name> (any timm model, e.g. timm/resnet50, timm/vit_small_patch16_224)")
 
 
 class LeNet(nn.Module):
@@ -48,52 +78,146 @@ class Identity(nn.Module):
 
 
 def _torchvision(name: str) -> nn.Module:
+    """A randomly initialised torchvision model with its classification head replaced by Identity."""
     import torchvision.models as tvm
 
-    net = getattr(tvm, name)(weights=None)
-    if name.startswith("resnet"):
+    net = tvm.get_model(name, weights=None)
+    head = TORCHVISION[name]
+    if head == "fc":
         dim = net.fc.in_features
-        net.fc = nn.Identity()
-    else:  # mobilenet_v2
+    elif head == "classifier":
         dim = net.classifier[-1].in_features
-        net.classifier = nn.Identity()
+    else:  # vit: heads
+        dim = net.hidden_dim
+    setattr(net, head, nn.Identity())
     net.out_dim = dim
     return net
 
 
-def load_weights(net: nn.Module, path: str) -> None:
-    """Load a state dict from a local file, ignoring classifier keys (fc./classifier.)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"model.weights: file not found: {p}. adakit never downloads weights; "
-                        "download them once and give the local path.")
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {k.removeprefix("module."): v for k, v in state.items()
-             if not k.startswith(("fc.", "classifier."))}
+def imagenet_checkpoint(name: str) -> tuple[str, Path]:
+    """(url, local path in the torch hub cache) of torchvision's default ImageNet weights for ``name``."""
+    import torchvision.models as tvm
+
+    url = tvm.get_model_weights(name).DEFAULT.url
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def imagenet_state_dict(name: str, progress: bool = True) -> dict:
+    """torchvision's default ImageNet weights for ``name``: from the torch hub cache, else downloaded there.
+
+    Offline (or on a failed download) a `ConfigError` names the file and the folder to place it in.
+    """
+    url, path = imagenet_checkpoint(name)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, check_hash=True,
+                                                  weights_only=True)
+    except Exception as err:  # URLError/HTTPError offline, RuntimeError on a bad hash or a corrupt file
+        what = "is corrupt" if path.is_file() else "is not there and could not be downloaded"
+        raise ConfigError(
+            f"model.weights=imagenet for {name}: the checkpoint {path} {what} ({type(err).__name__}: {err}). "
+            f"Download {url} on a machine with network and place it at {path} (the torch hub cache; "
+            f"TORCH_HOME moves it), or give a local state dict with model.weights: /path/to/file.pth "
+            "(adakit features: --weights PATH)"
+        ) from None
+
+
+def _load_state(net: nn.Module, state, where: str) -> None:
+    """Load ``state`` into ``net``, ignoring classification-head keys (fc./classifier./heads./head.)."""
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("model", state))
+    if not isinstance(state, dict):
+        raise DataError(f"{where}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = net.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(HEAD_PREFIXES)}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise DataError(f"model.weights {p}: does not fit the backbone (missing {missing[:5]}, "
-                        f"unexpected {unexpected[:5]})")
+        raise DataError(f"{where}: does not fit the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def load_weights(net: nn.Module, path: str) -> None:
+    """Load a state dict from a local file, ignoring classifier keys (fc./classifier./heads./head.)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"model.weights: file not found: {p}. Give a local state-dict file, or "
+                        "model.weights: imagenet for a torchvision or timm backbone's ImageNet weights.")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle/zip errors of a file that is not a torch checkpoint
+        raise DataError(f"model.weights {p}: cannot read as a torch state dict ({err})") from None
+    _load_state(net, state, f"model.weights {p}")
+
+
+def _timm(name: str, weights: str | None, in_chans: int) -> nn.Module:
+    """``timm.create_model(name, num_classes=0)``: pooled features of size ``out_dim``."""
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError(f"model.backbone=timm/{name} needs timm, which is not installed: "
+                          "pip install 'timm>=0.9'  (the adakit 'timm' extra)") from None
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:8]
+        raise ConfigError(f"model.backbone=timm/{name}: timm has no model {name!r}"
+                          + (f"; similar: {', '.join(close)}" if close else "; see timm.list_models()"))
+    pretrained = weights == IMAGENET
+    try:
+        net = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+    except Exception as err:  # network / hub errors of the pretrained download
+        if not pretrained:
+            raise
+        cfg = timm.models.get_pretrained_cfg(name)
+        hub_id = getattr(cfg, "hf_hub_id", None)
+        source = f"the Hugging Face hub ({hub_id})" if hub_id else (getattr(cfg, "url", None) or "timm's hub")
+        hf = os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub"
+        raise ConfigError(
+            f"model.weights=imagenet for timm/{name}: cannot get the pretrained weights from {source} "
+            f"({type(err).__name__}: {err}). On a machine with network run python -c \"import timm; "
+            f"timm.create_model('{name}', pretrained=True)\" and copy the Hugging Face cache {hf} to the same "
+            f"place here, or save the weights as a state dict and give model.weights: /path/to/file.pth "
+            "(adakit features: --weights PATH)"
+        ) from None
+    if weights and not pretrained:
+        load_weights(net, weights)
+    mean = tuple(getattr(net, "pretrained_cfg", {}).get("mean", IMAGENET_MEAN))
+    if weights and mean != IMAGENET_MEAN:
+        warnings.warn(f"timm/{name} was trained with input mean {mean}; adakit's image domains normalise with the "
+                      f"ImageNet mean {IMAGENET_MEAN}", stacklevel=2)
+    net.out_dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
+    return net
 
 
 def build_backbone(cfg, input_shape: tuple[int, ...]) -> nn.Module:
     """Backbone for `ModelConfig` and the domain's input shape; ``out_dim`` gives the feature size."""
-    kind = cfg.backbone
+    kind = check_backbone_name(cfg.backbone)
+    if kind == "custom":
+        raise ConfigError("model.backbone=custom is your own nn.Module: pass it as ActiveLoop(model=...)")
     is_image = len(input_shape) == 3
-    if kind in ("identity", "mlp") and is_image:
+    is_timm = kind.startswith("timm/")
+    if kind in FEATURE_BACKBONES and is_image:
         raise ConfigError(f"model.backbone={kind!r} takes feature vectors, but the data are images "
-                          f"{input_shape}; use lenet, resnet18, resnet50 or mobilenet_v2")
-    if kind in ("lenet", "resnet18", "resnet50", "mobilenet_v2") and not is_image:
+                          f"{input_shape}; use lenet, {', '.join(TORCHVISION)} or timm/<name>")
+    if (kind in IMAGE_BACKBONES or is_timm) and not is_image:
         raise ConfigError(f"model.backbone={kind!r} takes images, but the data are feature vectors "
                           f"{input_shape}; use mlp or identity")
+    if cfg.weights == IMAGENET and not (is_timm or kind in TORCHVISION):
+        raise ConfigError(f"model.weights=imagenet: {kind!r} has no ImageNet weights; use it for "
+                          f"{', '.join(TORCHVISION)} or timm/<name>, or give a local state-dict file")
     if kind == "identity":
         return Identity(input_shape[0])
     if kind == "mlp":
         return MLP(input_shape[0], cfg.hidden_dim, cfg.dropout)
     if kind == "lenet":
-        return LeNet(input_shape[0])
-    net = _torchvision(kind)
+        net = LeNet(input_shape[0])
+    elif is_timm:
+        return _timm(kind.removeprefix("timm/"), cfg.weights, input_shape[0])
+    else:
+        if kind == "vit_b_16" and tuple(input_shape[1:]) != (224, 224):
+            raise ConfigError(f"model.backbone=vit_b_16 takes 224x224 images, got {input_shape[1:]}; set "
+                              "data.image_size: 224")
+        net = _torchvision(kind)
+        if cfg.weights == IMAGENET:
+            _load_state(net, imagenet_state_dict(kind), f"torchvision ImageNet weights for {kind}")
+            return net
     if cfg.weights:
         load_weights(net, cfg.weights)
     return net

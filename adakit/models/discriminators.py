@@ -3,7 +3,7 @@
 - `Discriminator`: the MLP of the DANN / CDAN code (``AdversarialNetwork``: in → 1024 → 1024 → out with
   ReLU and dropout 0.5, Xavier-normal weights, zero biases); returns **logits**. ``hidden`` gives a smaller
   width (e.g. 256 on frozen features), ``layers`` the number of hidden layers.
-- `DomainDiscriminator`: f (N, m) → logit (N, 1); sigmoid = P(source) (target = 0), CONTRIBUTING.md.
+- `DomainDiscriminator`: f (N, m) → logit (N, 1); sigmoid = P(source) (target = 0), docs/architecture.md.
 - `ClassDiscriminator`: f (N, m) → logits (N, C); sigmoid_c = d_c(f), the class-level discriminator of the
   transferability loss (SAGE, Eq. 2); also usable as C per-class or G per-group domain discriminators (GSDA).
 - `MultilinearMap` / `RandomMultilinearMap` / `conditioning_map`: CDAN's conditioning T(f, p)

@@ -7,20 +7,25 @@ import math
 import torch
 
 
-class _GradReverse(torch.autograd.Function):
+class _ScaleGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
-        ctx.coeff = coeff
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return -ctx.coeff * grad, None
+        return ctx.scale * grad, None
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``scale`` backward."""
+    return _ScaleGrad.apply(x, scale)
 
 
 def grad_reverse(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
     """Identity forward; multiplies the gradient by ``-coeff`` backward."""
-    return _GradReverse.apply(x, coeff)
+    return _ScaleGrad.apply(x, -coeff)
 
 
 def grl_schedule(progress: float, high: float = 1.0, alpha: float = 10.0) -> float:

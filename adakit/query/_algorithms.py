@@ -8,10 +8,12 @@
 - `farthest_first`: k-center greedy (Sener & Savarese, ICLR 2018, Alg. 1; SAGE's Alg. 1).
 - `kmeans_pp`: k-means++ D² sampling without replacement (Arthur & Vassilvitskii 2007; BADGE, Ash et al.
   ICLR 2020, §3).
-- `knn`: top-k cosine neighbours, blocked in torch (never more than ``block × N`` similarities at once) or
-  with faiss when importable.
-- `weighted_kmeans` + `nearest_to_centroids`: scikit-learn's (weighted) k-means and a picker of the sample
-  nearest each centroid without duplicates (CLUE, LAS).
+- `knn`: top-k cosine neighbours, exact (blocked in torch, never more than ``block × N`` similarities at
+  once, or faiss ``IndexFlatIP``), or approximate for large pools (`ivf_knn`, an inverted file searched with
+  matrix products).
+- `weighted_kmeans` + `nearest_to_centroids`: (weighted) k-means, scikit-learn's or faiss's with a bounded
+  number of iterations for large N·k, and a picker of the sample nearest each centroid without duplicates
+  (CLUE, LAS).
 
 Every random choice takes an explicit ``numpy.random.Generator``; ties in arg-max are broken by it.
 Indices are positions in the point set (strategies map them back to pool indices).
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 __all__ = [
     "PointSet", "DensePoints", "OuterProductPoints", "as_points", "sq_dist_to", "min_sq_dist_to",
     "min_sq_dist", "farthest_first", "kmeans_pp", "knn", "weighted_kmeans", "nearest_to_centroids",
-    "kmeans_select", "argmax_random", "MAX_BLOCK_ELEMENTS",
+    "kmeans_select", "argmax_random", "ivf_knn", "MAX_BLOCK_ELEMENTS", "EXACT_KNN_MAX", "EXACT_KMEANS_MAX",
 ]
 
 #: largest number of pairwise entries (distances, similarities) a blocked computation holds at once (64 MiB f32)
@@ -71,13 +73,18 @@ class DensePoints:
         if x.dim() != 2:
             raise ValueError(f"expected an (N, m) tensor, got shape {tuple(x.shape)}")
         self.x = x
-        self.sq_norms = (x * x).sum(dim=1)
+        step = _block_size(x.shape[1], None)  # blocked: no temporary as large as x
+        self.sq_norms = torch.cat([(b * b).sum(dim=1) for b in x.split(step)]) if len(x) else x.new_zeros(0)
 
     def __len__(self) -> int:
         return len(self.x)
 
     def inner(self, idx: torch.Tensor) -> torch.Tensor:
         return self.x @ self.x[idx].T
+
+    def inner_between(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(len(rows), len(cols)) inner products <p_r, p_c> of a few points only."""
+        return self.x[rows] @ self.x[cols].T
 
 
 class OuterProductPoints:
@@ -98,6 +105,10 @@ class OuterProductPoints:
 
     def inner(self, idx: torch.Tensor) -> torch.Tensor:
         return (self.a @ self.a[idx].T) * (self.x @ self.x[idx].T)
+
+    def inner_between(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(len(rows), len(cols)) inner products <p_r, p_c> of a few points only."""
+        return (self.a[rows] @ self.a[cols].T) * (self.x[rows] @ self.x[cols].T)
 
     def materialise(self) -> torch.Tensor:
         """The explicit (N, C·m) rows, entry c·m + j = a_c·x_j (for tests and small references only)."""
@@ -122,33 +133,52 @@ def sq_dist_to(points: PointSet, idx) -> torch.Tensor:
     return d.clamp_min_(0.0)
 
 
+def _sq_dist_between(points: PointSet, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(len(rows), len(cols)) squared distances between a few points (clamped at 0), same formula as `sq_dist_to`."""
+    between = getattr(points, "inner_between", None)
+    inner = between(rows, cols) if between is not None else points.inner(cols)[rows]
+    d = points.sq_norms[rows][:, None] + points.sq_norms[cols][None, :] - 2.0 * inner
+    return d.clamp_min_(0.0)
+
+
 def min_sq_dist_to(points: PointSet, idx, block: int | None = None) -> torch.Tensor:
     """(N,) squared distance of every point to its nearest point among ``idx`` (+inf when idx is empty).
 
-    Processes ``block`` centres at a time (default: MAX_BLOCK_ELEMENTS / N).
+    Processed in blocks of rows against all of ``idx`` (``block`` × len(idx) ≤ MAX_BLOCK_ELEMENTS entries at
+    once unless ``block`` rows are given): one matrix product per block, never N × len(idx).
     """
     idx = _long(idx)
-    out = torch.full((len(points),), math.inf, dtype=points.sq_norms.dtype)
-    step = _block_size(len(points), block)
-    for s in range(0, len(idx), step):
-        out = torch.minimum(out, sq_dist_to(points, idx[s:s + step]).min(dim=1).values)
+    n = len(points)
+    out = torch.full((n,), math.inf, dtype=points.sq_norms.dtype)
+    if len(idx) == 0:
+        return out
+    if isinstance(points, DensePoints):
+        return min_sq_dist(points.x, points.x[idx], block=block)
+    step = _block_size(len(idx), block)
+    for s in range(0, n, step):
+        rows = torch.arange(s, min(n, s + step))
+        out[s:s + step] = _sq_dist_between(points, rows, idx).min(dim=1).values
     return out
 
 
 def min_sq_dist(x: torch.Tensor, centres: torch.Tensor, block: int | None = None) -> torch.Tensor:
     """(N,) squared Euclidean distance of each row of ``x`` to its nearest row of ``centres`` (another set).
 
-    Blocked over centres: at most ``block × N`` distances at once (+inf when there are no centres).
+    Blocked over rows: ``block`` rows (default MAX_BLOCK_ELEMENTS / #centres) against all centres in one
+    matrix product, min_j(|c_j|² − 2 x·c_j) + |x|² (+inf when there are no centres).
     """
     x = torch.as_tensor(x)
     centres = torch.as_tensor(centres).to(x.dtype)
     out = torch.full((len(x),), math.inf, dtype=x.dtype)
-    xn = (x * x).sum(dim=1)
-    step = _block_size(len(x), block)
-    for s in range(0, len(centres), step):
-        c = centres[s:s + step]
-        d = xn[:, None] + (c * c).sum(dim=1)[None, :] - 2.0 * (x @ c.T)
-        out = torch.minimum(out, d.clamp_min_(0.0).min(dim=1).values)
+    if len(centres) == 0:
+        return out
+    cn = (centres * centres).sum(dim=1)
+    ct = centres.T.contiguous()
+    step = _block_size(len(centres), block)
+    for s in range(0, len(x), step):
+        xb = x[s:s + step]
+        part = torch.addmm(cn[None, :], xb, ct, alpha=-2.0).min(dim=1).values
+        out[s:s + step] = (part + (xb * xb).sum(dim=1)).clamp_min_(0.0)
     return out
 
 
@@ -194,6 +224,13 @@ def farthest_first(points: PointSet | torch.Tensor, k: int, *, rng: np.random.Ge
     - ``first``: force the first pick (e.g. the largest norm); otherwise, with no centre at all, the first
       pick is uniform among candidates, and every later pick is the arg-max (ties broken by ``rng``).
 
+    Exact, but lazy (the "lazy greedy" of submodular maximisation, applied to the min-distance): every point
+    keeps an upper bound u_i ≥ its distance to the nearest centre (exact for the centres it has seen). A step
+    refreshes only the T largest bounds against the picks made since their last refresh; once the largest
+    refreshed distance is strictly above the (T + 1)-th bound, no other point can beat it and it is the
+    arg-max (ties among the refreshed points broken by ``rng``); otherwise T doubles. A pick therefore touches
+    the few points that compete for it instead of all N: O(N) per step plus O(T·t·m), not O(N·m).
+
     Returns (picked indices, squared distance of each pick to its nearest earlier centre at pick time;
     +inf for a first pick made without any centre). Picks ``min(k, #candidates)`` distinct points.
     """
@@ -202,13 +239,15 @@ def farthest_first(points: PointSet | torch.Tensor, k: int, *, rng: np.random.Ge
     cand = _candidate_mask(n, candidates)
     if initial is not None and len(np.asarray(initial)) > 0:
         cand[_long(initial)] = False
-    k = int(min(k, int(cand.sum())))
-    d = torch.full((n,), math.inf, dtype=pts.sq_norms.dtype)
+    n_cand = int(cand.sum())
+    k = int(min(k, n_cand))
+    u = torch.full((n,), math.inf, dtype=pts.sq_norms.dtype)
     if centre_sq_dist is not None:
-        d = torch.minimum(d, torch.as_tensor(centre_sq_dist, dtype=d.dtype))
+        u = torch.minimum(u, torch.as_tensor(centre_sq_dist, dtype=u.dtype))
     if initial is not None and len(np.asarray(initial)) > 0:
-        d = torch.minimum(d, min_sq_dist_to(pts, initial, block))
-    neg_inf = torch.tensor(-math.inf, dtype=d.dtype)
+        u = torch.minimum(u, min_sq_dist_to(pts, initial, block))
+    u = torch.where(cand, u, torch.tensor(-math.inf, dtype=u.dtype))  # bounds of candidates, −inf elsewhere
+    lazy = _LazyMinDist(pts, u, k)
     picks = np.empty(k, dtype=np.int64)
     dists = np.empty(k, dtype=np.float64)
     for t in range(k):
@@ -216,25 +255,93 @@ def farthest_first(points: PointSet | torch.Tensor, k: int, *, rng: np.random.Ge
             j = int(first)
             if not bool(cand[j]):
                 raise ValueError(f"first={j} is not a candidate")
-        elif t == 0 and bool(torch.isinf(d[cand]).all()):
+        elif t == 0 and bool(torch.isinf(u[cand]).all()):
             pool = torch.nonzero(cand).flatten()
             j = int(pool[int(rng.integers(len(pool)))])
         else:
-            j = argmax_random(torch.where(cand, d, neg_inf), rng)
-        picks[t], dists[t] = j, float(d[j])
-        cand[j] = False
-        d = torch.minimum(d, sq_dist_to(pts, [j])[:, 0])
+            j = lazy.argmax(rng, n_cand - t)
+        picks[t], dists[t] = j, float(u[j])  # exact: j's bound was refreshed (or there was no pick yet)
+        lazy.add(j)
+        if t == 0 and bool(torch.isposinf(u).any()):  # there was no centre at all: one full pass
+            u.copy_(torch.where(torch.isneginf(u), u, torch.minimum(u, sq_dist_to(pts, [j])[:, 0])))
+            lazy.seen.fill_(1)
+        u[j] = -math.inf
     return picks, dists
 
 
+class _LazyMinDist:
+    """Upper bounds u of the candidates' squared distance to the nearest pick, refreshed on demand.
+
+    ``seen[i]``: how many picks u[i] accounts for. Dense points keep the picks' rows in one buffer, so a
+    refresh is one small matrix product.
+    """
+
+    def __init__(self, pts: PointSet, u: torch.Tensor, k: int):
+        self.pts, self.u = pts, u
+        self.seen = torch.zeros(len(u), dtype=torch.long)
+        self.picks = torch.empty(k, dtype=torch.long)
+        self.t = 0
+        self.rows = None
+        if isinstance(pts, DensePoints):
+            self.rows = torch.empty((k, pts.x.shape[1]), dtype=pts.x.dtype)
+            self.sq = torch.empty(k, dtype=pts.sq_norms.dtype)
+
+    def add(self, j: int) -> None:
+        self.picks[self.t] = j
+        if self.rows is not None:
+            self.rows[self.t] = self.pts.x[j]
+            self.sq[self.t] = self.pts.sq_norms[j]
+        self.t += 1
+
+    def _dist(self, stale: torch.Tensor, lo: int) -> torch.Tensor:
+        t = self.t
+        if self.rows is None:
+            return _sq_dist_between(self.pts, stale, self.picks[lo:t])
+        x = self.pts.x[stale]
+        d = torch.addmm(self.sq[None, lo:t], x, self.rows[lo:t].T, alpha=-2.0)
+        return (d + self.pts.sq_norms[stale][:, None]).clamp_min_(0.0)
+
+    def argmax(self, rng: np.random.Generator, n_open: int) -> int:
+        """The candidate farthest from every pick (exact; ties broken by ``rng``)."""
+        u, t = self.u, self.t
+        size = min(64, n_open)
+        while True:
+            top_v, top = u.topk(min(size + 1, n_open))
+            rows = top[:size]
+            stale = rows[self.seen[rows] < t]
+            if len(stale):
+                lo = int(self.seen[stale].min())
+                d = self._dist(stale, lo)
+                d.masked_fill_(torch.arange(lo, t)[None, :] < self.seen[stale][:, None], math.inf)  # seen
+                u[stale] = torch.minimum(u[stale], d.min(dim=1).values)
+                self.seen[stale] = t
+            vals = u[rows]
+            best = vals.max()
+            if size >= n_open or best > top_v[size]:  # nothing outside the refreshed set can reach best
+                return int(rows[argmax_random(vals, rng)])
+            size *= 2
+
+
+#: picks between two full refreshes of the D² bounds in `kmeans_pp`
+KMEANS_PP_REFRESH = 32
+
+
 def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator, *, first: int | None = None,
-              candidates=None) -> tuple[np.ndarray, np.ndarray]:
+              candidates=None, refresh: int = KMEANS_PP_REFRESH,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k-means++ seeding (D² sampling) without replacement.
 
     Arthur & Vassilvitskii, SODA 2007; BADGE (Ash et al., ICLR 2020, §3, k-MEANS++ on gradient embeddings).
     After the first pick (``first``, or uniform among candidates), each next point is drawn with probability
     ∝ D(x)², D the distance to the nearest pick so far, among candidates not yet picked; when every remaining
-    D² is 0 (duplicates of picked points) the draw is uniform over the remaining candidates.
+    D² is 0 (duplicates of picked points) the draw is uniform over the remaining candidates. With
+    ``weights`` (N,) ≥ 0, draws are ∝ weight·D² (weighted k-means++, as scikit-learn's with sample weights).
+
+    Exact D² sampling by rejection (no pass over all N points per pick): every point keeps an upper bound
+    u ≥ D², exact with respect to the picks up to the last full refresh (one blocked matrix product against
+    the last ``refresh`` picks at once). A draw proposes i ∝ u_i, brings D²_i up to date against the newer
+    picks and accepts with probability D²_i / u_i (else u_i = D²_i and it draws again): the accepted point
+    is distributed ∝ D² exactly. The random stream differs from drawing ∝ D² directly.
 
     Returns (picked indices, D² of each pick at pick time; +inf for the first). ``min(k, #candidates)`` picks.
     """
@@ -254,20 +361,33 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     open_ = cand.numpy().copy()
     picks[0], dists[0] = int(first), math.inf
     open_[int(first)] = False
-    d = sq_dist_to(pts, [int(first)])[:, 0].double().numpy()
+    u = sq_dist_to(pts, [int(first)])[:, 0].double().numpy()  # bounds, exact w.r.t. picks[:full]
+    wt = None if weights is None else np.asarray(weights, dtype=np.float64).clip(min=0.0)
+    seen = np.ones(n, dtype=np.int64)  # picks folded into u[i] (≥ full)
+    full = 1
     for t in range(1, k):
-        w = np.where(open_, d, 0.0)
-        cs = np.cumsum(w)
-        if not (cs[-1] > 0 and np.isfinite(cs[-1])):
-            w = open_.astype(np.float64)
+        if t - full >= refresh:  # fold picks[full:t] into every bound: one blocked product
+            u = np.minimum(u, min_sq_dist_to(pts, picks[full:t]).double().numpy())
+            seen[:] = t
+            full = t
+        while True:
+            w = np.where(open_, u if wt is None else wt * u, 0.0)
             cs = np.cumsum(w)
-        j = int(np.searchsorted(cs, rng.random() * cs[-1], side="right"))
-        j = min(j, n - 1)
-        while not open_[j]:  # guard against round-off at the upper edge
-            j -= 1
-        picks[t], dists[t] = j, d[j]
+            if not (cs[-1] > 0 and np.isfinite(cs[-1])):  # every remaining D² is 0: uniform
+                cs = np.cumsum(open_.astype(np.float64))
+            j = int(np.searchsorted(cs, rng.random() * cs[-1], side="right"))
+            j = min(j, n - 1)
+            while not open_[j]:  # guard against round-off at the upper edge
+                j -= 1
+            if seen[j] == t or u[j] == 0.0 or w[j] == 0.0:
+                break
+            bound = u[j]
+            d = float(_sq_dist_between(pts, _long([j]), _long(picks[seen[j]:t])).min())
+            u[j], seen[j] = min(bound, d), t
+            if rng.random() * bound < u[j]:  # accept with probability D²/u
+                break
+        picks[t], dists[t] = j, u[j]
         open_[j] = False
-        d = np.minimum(d, sq_dist_to(pts, [j])[:, 0].double().numpy())
     return picks, dists
 
 
@@ -282,14 +402,23 @@ def _faiss():
     return faiss
 
 
+#: pools up to this size get exact neighbours with ``backend="auto"``; larger ones the IVF search
+EXACT_KNN_MAX = 50_000
+
+
 def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool = True, block: int | None = None,
-        backend: Literal["auto", "torch", "faiss"] = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+        backend: Literal["auto", "torch", "faiss", "exact", "ivf"] = "auto", nprobe: int = 16,
+        nlist: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest neighbours of every row of ``x`` by cosine similarity (inner product if not ``normalize``).
 
     Returns (similarities (N, k), indices (N, k)), most similar first. ``exclude_self`` drops each row itself
-    (by index, so exact duplicates of a row are still neighbours). ``backend``: "faiss" (exact
-    ``IndexFlatIP``), "torch" (blocked matmul + topk, ``block`` query rows at a time, default
-    MAX_BLOCK_ELEMENTS / N, so never an N×N matrix above a block), or "auto" (faiss when importable).
+    (by index, so exact duplicates of a row are still neighbours). ``backend``:
+
+    - "faiss": exact, faiss ``IndexFlatIP``; "torch": exact, blocked matmul + topk (``block`` query rows at a
+      time, default MAX_BLOCK_ELEMENTS / N, so never an N×N matrix); "exact": faiss when importable, else torch.
+    - "ivf": approximate, an inverted file searched with matrix products (`ivf_knn`: ``nlist`` clusters,
+      default ⌈√N⌉, each cluster's rows compared with the rows of its ``nprobe`` nearest clusters).
+    - "auto": "exact" up to EXACT_KNN_MAX rows (O(N²·m) time), "ivf" above (O(N^1.5·m·nprobe)).
     """
     x = torch.as_tensor(x).float()
     n = len(x)
@@ -297,7 +426,11 @@ def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool =
         raise ValueError(f"knn: k={k} neighbours asked among {n} points (exclude_self={exclude_self})")
     if normalize:
         x = F.normalize(x, dim=1)
-    faiss = _faiss() if backend in ("auto", "faiss") else None
+    if backend == "auto":
+        backend = "exact" if n <= EXACT_KNN_MAX else "ivf"
+    if backend == "ivf":
+        return ivf_knn(x, k, exclude_self=exclude_self, nprobe=nprobe, nlist=nlist)
+    faiss = _faiss() if backend in ("exact", "faiss") else None
     if backend == "faiss" and faiss is None:
         raise ImportError("knn(backend='faiss') needs faiss: pip install 'adakit[faiss]'")
     kk = k + int(exclude_self)
@@ -328,20 +461,96 @@ def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool =
     return out_s, out_i
 
 
+def _spherical_kmeans(x: torch.Tensor, nlist: int, iters: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit centroids (nlist, m) of cosine k-means on a fixed-seed subsample (≤ 64·nlist rows) of unit rows
+    ``x``, and every row's cluster (its most similar centroid; blocked). Deterministic for given ``x``."""
+    g = torch.Generator().manual_seed(0)
+    n = len(x)
+    sub = x[torch.randperm(n, generator=g)[:min(n, 64 * nlist)]]
+    cent = sub[torch.randperm(len(sub), generator=g)[:nlist]].clone()
+    for _ in range(iters):
+        a = (sub @ cent.T).argmax(dim=1)
+        acc = torch.zeros_like(cent).index_add_(0, a, sub)
+        norm = acc.norm(dim=1, keepdim=True)
+        cent = torch.where(norm > 0, acc / norm.clamp_min(1e-12), cent)  # empty clusters keep their centroid
+    assign = torch.empty(n, dtype=torch.long)
+    step = _block_size(len(cent), None)
+    for s in range(0, n, step):
+        assign[s:s + step] = (x[s:s + step] @ cent.T).argmax(dim=1)
+    return cent, assign
+
+
+def ivf_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, nprobe: int = 16,
+            nlist: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Approximate k nearest neighbours by inner product of the rows of ``x`` (unit rows: cosine).
+
+    An inverted file searched with matrix products: cosine k-means (`_spherical_kmeans`, ``nlist`` clusters,
+    default ⌈√N⌉) sorts the rows into clusters; the rows of each cluster are compared, in one product, with
+    every row of the ``nprobe`` clusters whose centroids are most similar to theirs (their own first; more
+    clusters where these hold fewer than k + 1 rows). A neighbour in a cluster outside that set is missed:
+    recall < 1, measured against the exact search in benchmarks/results/query_speed.md. Time
+    O(N²·m·nprobe/nlist), memory O(N·(m + k)) (the rows, sorted by cluster) plus one block of similarities.
+    Returns (similarities (N, k), indices (N, k)) as `knn`.
+    """
+    n = len(x)
+    nlist = int(nlist or math.ceil(math.sqrt(n)))
+    nlist = max(1, min(nlist, n))
+    cent, assign = _spherical_kmeans(x, nlist)
+    order = torch.argsort(assign, stable=True)
+    counts = torch.bincount(assign, minlength=nlist)
+    starts = torch.cumsum(counts, 0) - counts
+    xs = x[order]
+    cc = cent @ cent.T
+    cc.fill_diagonal_(math.inf)  # a cluster probes itself first
+    probe = torch.argsort(cc, dim=1, descending=True)
+    need = k + int(exclude_self)
+    enough = torch.cumsum(counts[probe], dim=1) >= need
+    n_probe = torch.clamp(enough.float().argmax(dim=1) + 1, min=min(nprobe, nlist))  # ≥ k + 1 rows each
+    out_s = torch.empty((n, k), dtype=x.dtype)
+    out_i = torch.empty((n, k), dtype=torch.long)
+    for c in torch.nonzero(counts).flatten().tolist():
+        p = probe[c, :int(n_probe[c])]
+        lens = counts[p]
+        db = torch.repeat_interleave(starts[p] - torch.cumsum(lens, 0) + lens, lens) + torch.arange(int(lens.sum()))
+        dbx = xs[db]
+        q0, qn = int(starts[c]), int(counts[c])
+        step = _block_size(len(db), None)
+        for s in range(0, qn, step):
+            e = min(qn, s + step)
+            sim = xs[q0 + s:q0 + e] @ dbx.T
+            if exclude_self:  # cluster c comes first in db: row i of the cluster sits at db position i
+                r = torch.arange(e - s)
+                sim[r, s + r] = -math.inf
+            v, i = sim.topk(k, dim=1)
+            rows = order[q0 + s:q0 + e]
+            out_s[rows], out_i[rows] = v, order[db[i]]
+    return out_s, out_i
+
+
 # ------------------------------------------------------------------------------------------------ k-means
+
+
+#: k-means with N·k above this uses faiss (when importable) with ``backend="auto"``
+EXACT_KMEANS_MAX = 10_000_000
 
 
 def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generator, *,
                     weights: torch.Tensor | np.ndarray | None = None, n_init: int = 1,
-                    max_iter: int = 300) -> np.ndarray:
-    """Centroids (k, m) of scikit-learn's k-means (k-means++ init, Lloyd) with optional sample weights.
+                    max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss"] = "sklearn",
+                    faiss_iter: int = 8) -> np.ndarray:
+    """Centroids (k, m) of a (weighted) k-means; the seed comes from ``rng``. Requires k ≤ N.
 
     Weighted k-means as used by CLUE (Prabhu et al., ICCV 2021, Eq. 5-6: ``KMeans.fit(x, sample_weight=H)``).
-    Weights that sum to 0 (every sample fully confident) fall back to uniform weights. The seed comes from
-    ``rng``. Requires k ≤ N.
-    """
-    from sklearn.cluster import KMeans  # import cost only when used
+    Weights that sum to 0 fall back to uniform weights. ``backend``:
 
+    - "sklearn": scikit-learn's KMeans (k-means++ init, Lloyd, ``n_init`` restarts, up to ``max_iter``
+      iterations to convergence), the CLUE and LADA code's. Its k-means++ init alone costs O(k·N·m·log k).
+    - "faiss": weighted k-means++ seeding (`kmeans_pp`) on a random subset of ≤ 8·k samples, then faiss's weighted
+      Lloyd iterations, ``faiss_iter`` of them: O(faiss_iter·N·k·m). An approximation of the above with a
+      bounded number of iterations (objective measured in benchmarks/results/query_speed.md). faiss's own
+      random initialisation is not used: on well-separated clusters it leaves some without a centroid.
+    - "auto": "sklearn" while N·k ≤ EXACT_KMEANS_MAX, else "faiss" when importable.
+    """
     xs = torch.as_tensor(x).numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if xs.dtype not in (np.float32, np.float64):
         xs = xs.astype(np.float64)
@@ -352,7 +561,34 @@ def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generat
         w = np.asarray(torch.as_tensor(weights).double().numpy(), dtype=np.float64).clip(min=0.0)
         if not w.sum() > 0:
             w = None
-    km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=int(rng.integers(2**31 - 1)))
+    seed = int(rng.integers(2**31 - 1))
+    if backend == "auto":
+        backend = "sklearn" if len(xs) * k <= EXACT_KMEANS_MAX or _faiss() is None else "faiss"
+    if backend == "faiss":
+        faiss = _faiss()
+        if faiss is None:
+            raise ImportError("k-means backend 'faiss' needs faiss: pip install 'adakit[faiss]'")
+        xf = np.ascontiguousarray(xs, dtype=np.float32)
+        sub = np.random.default_rng(seed)
+        best, best_obj = None, math.inf
+        for _ in range(int(n_init)):
+            rows = np.sort(sub.permutation(len(xf))[:8 * k])  # seeding on ≤ 8·k samples
+            wt = None if w is None else w[rows]
+            pw = None if wt is None or not wt.sum() > 0 else wt / wt.sum()
+            init, _ = kmeans_pp(DensePoints(torch.from_numpy(xf[rows])), k, sub, first=int(sub.choice(len(rows), p=pw)),
+                                weights=wt)
+            init = rows[init]
+            km = faiss.Kmeans(xf.shape[1], k, niter=int(faiss_iter), seed=seed, verbose=False,
+                              min_points_per_centroid=1, max_points_per_centroid=len(xf))
+            km.train(xf, weights=None if w is None else np.ascontiguousarray(w, dtype=np.float32),
+                     init_centroids=np.ascontiguousarray(xf[init]))
+            obj = float(km.obj[-1]) if len(km.obj) else 0.0
+            if best is None or obj < best_obj:
+                best, best_obj = km.centroids.copy(), obj
+        return best.astype(xs.dtype)
+    from sklearn.cluster import KMeans  # import cost only when used
+
+    km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings():
         # fewer distinct points than clusters: sklearn warns; the picker still returns k distinct samples
         warnings.filterwarnings("ignore", message="Number of distinct clusters")
@@ -381,14 +617,19 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
         raise ValueError(f"{k} centroids but only {n} samples to pick from")
     t = min(per_centre, n)
     xn = (xt * xt).sum(dim=1)
-    step = _block_size(n, block)
-    near_d = torch.empty((k, t), dtype=xt.dtype)
-    near_i = torch.empty((k, t), dtype=torch.long)
-    for s in range(0, k, step):
-        c = ct[s:s + step]
-        d = ((c * c).sum(dim=1)[:, None] + xn[None, :] - 2.0 * (c @ xt.T)).clamp_min_(0.0)
-        v, i = torch.topk(d, t, dim=1, largest=False, sorted=True)
-        near_d[s:s + step], near_i[s:s + step] = v, i
+    cn = (ct * ct).sum(dim=1)
+    step = _block_size(k, block)  # sample rows per block, all centroids at once
+    near_d = torch.full((k, 0), math.inf, dtype=xt.dtype)
+    near_i = torch.zeros((k, 0), dtype=torch.long)
+    for s in range(0, n, step):
+        xb = xt[s:s + step]
+        d = torch.addmm(xn[None, s:s + step], ct, xb.T, alpha=-2.0)  # (k, rows): |x|² − 2 c·x
+        v, i = torch.topk(d, min(t, len(xb)), dim=1, largest=False, sorted=True)
+        near_d, near_i = torch.cat([near_d, v], dim=1), torch.cat([near_i, i + s], dim=1)
+        if near_d.shape[1] > t:  # keep the running t nearest of each centroid
+            near_d, j = torch.topk(near_d, t, dim=1, largest=False, sorted=True)
+            near_i = near_i.gather(1, j)
+    near_d = (near_d + cn[:, None]).clamp_min_(0.0)
     assigned = np.full(k, -1, dtype=np.int64)
     taken = np.zeros(n, dtype=bool)
     nd, ni = near_d.numpy(), near_i.numpy()
@@ -407,7 +648,7 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
         assigned[open_c[win]] = prop[win]
         taken[prop[win]] = True
     for c in np.flatnonzero(assigned < 0):  # rare: exhausted per_centre candidates
-        d = ((ct[c] - xt) ** 2).sum(dim=1).numpy()
+        d = (xn - 2.0 * (xt @ ct[c])).numpy()  # + |c|², the same for every sample
         d[taken] = np.inf
         j = int(np.argmin(d))
         assigned[c] = j
@@ -416,8 +657,10 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
 
 
 def kmeans_select(x: torch.Tensor, k: int, rng: np.random.Generator, *, weights=None, n_init: int = 1,
-                  max_iter: int = 300) -> np.ndarray:
-    """k distinct samples of ``x``: (weighted) k-means with k clusters, then the sample nearest each centroid.
+                  max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss"] = "sklearn",
+                  faiss_iter: int = 8) -> np.ndarray:
+    """k distinct samples of ``x``: (weighted) k-means with k clusters (`weighted_kmeans`, its ``backend``),
+    then the sample nearest each centroid (`nearest_to_centroids`).
 
     With k ≥ N every sample is returned (in a random order).
     """
@@ -426,5 +669,6 @@ def kmeans_select(x: torch.Tensor, k: int, rng: np.random.Generator, *, weights=
         return rng.permutation(n).astype(np.int64)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    centres = weighted_kmeans(x, k, rng, weights=weights, n_init=n_init, max_iter=max_iter)
+    centres = weighted_kmeans(x, k, rng, weights=weights, n_init=n_init, max_iter=max_iter, backend=backend,
+                              faiss_iter=faiss_iter)
     return nearest_to_centroids(x, centres)

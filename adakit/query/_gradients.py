@@ -3,7 +3,7 @@
 Everything here is computed for a whole block of samples in one tensor expression (closed form) or one
 batched `torch.func` / autograd call; nothing loops over samples.
 
-Notation (METHODS.md): f ∈ R^m features, z = W f + b ∈ R^C logits of a linear head, p = softmax(z).
+Notation (docs/methods.md): f ∈ R^m features, z = W f + b ∈ R^C logits of a linear head, p = softmax(z).
 For any loss ℓ(z) of one sample, ∇_f ℓ = Wᵀ ∂ℓ/∂z, so per-sample feature gradients of a linear head are
 one (N, C) @ (C, m) product of the closed-form logit gradients below. Heads that are not linear (the
 cosine head of MME) go through one vector–Jacobian product of the head instead (`logit_grad_to_features`).
@@ -22,7 +22,7 @@ Derivations (checked against `torch.autograd.grad` in tests/query/test_gradients
 * Margin score Q = 1 − (p_1* − p_2*) (SDM Eq. 3), with the classes 1*, 2* held fixed: since
   ∂p_k/∂z = p_k(e_k − p), ∂Q/∂z = −p1·e_1* + p2·e_2* + (p1 − p2)·p. In feature space this is
   −p1·W1 + p2·W2 + (p1 − p2)·Σ_k p_k W_k; the released SDM code's version differs from it by the
-  term +p1·p2·(W1 − W2), which we keep (METHODS.md).
+  term +p1·p2·(W1 − W2), which we keep (docs/methods.md).
 * Class-level discriminator d_c(f) = sigmoid(l_c(f)) (TSF / SAGE Eq. 3): g_c = −∂ log d_c/∂f =
   −(1 − d_c)·∂l_c/∂f; for a linear discriminator l = V f + a this is −(1 − d_c)·V_c, for a ReLU MLP
   ∂l/∂f = V_L·D_{L−1}·…·D_1·V_1 with D_k the diagonal of ReLU slopes at the sample (closed form).
@@ -212,7 +212,7 @@ def class_discriminator_gradients(disc: nn.Module, f: torch.Tensor) -> tuple[tor
     m < C) over the block; if torch.func cannot trace it (e.g. a custom autograd.Function inside), C
     batched autograd calls, one per class (never one per sample). The module runs in eval mode (dropout
     off, batch norm on running statistics, hence row-wise); its training mode is restored afterwards.
-    The discriminator must map f to logits without a gradient-reversal layer inside (CONTRIBUTING.md).
+    The discriminator must map f to logits without a gradient-reversal layer inside (docs/architecture.md).
     """
     was_training = disc.training
     disc.eval()

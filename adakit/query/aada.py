@@ -47,14 +47,19 @@ class AADASampling(Strategy):
 
     Needs an objective that provides ``domain_discriminator`` (e.g. DANN, as AADA trains; or any objective with
     ``probe_domain: true``, which trains one on detached features): a module f (N, m) → logits (N, 1) whose
-    sigmoid is the probability of source (target = 0), as CONTRIBUTING.md fixes.
+    sigmoid is the probability of source (target = 0), as docs/architecture.md fixes.
     """
 
     Params = AADAParams
     needs = frozenset({"domain_discriminator"})
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
-        disc = self.provided(view, "domain_discriminator")
+        given = getattr(view, "domain_logits", None)  # per-sample logits given with arrays (adakit.select)
+        if given is None:
+            disc = self.provided(view, "domain_discriminator")
         cand = view.unlabelled_indices
-        logits = domain_discriminator_logits(disc, view.embeddings[cand], self.params.block_size)
+        if given is not None:
+            logits = given[torch.as_tensor(cand)].float()
+        else:
+            logits = domain_discriminator_logits(disc, view.embeddings[cand], self.params.block_size)
         return top_k(aada_scores(view.probs[cand], logits).numpy(), cand, budget, rng)

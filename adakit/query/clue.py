@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -9,16 +11,34 @@ from pydantic import Field
 from adakit.params import Params
 from adakit.query._algorithms import kmeans_select
 from adakit.query.base import Selection, Strategy
-from adakit.query.uncertainty import entropy
 from adakit.registry import register_strategy
+
+#: the released CLUE code's floor inside the entropy's log: H = −Σ (p + ε)·log(p + ε)
+ENTROPY_FLOOR = 1e-8
 
 
 class ClueParams(Params):
-    #: softmax temperature of the uncertainty weights H(softmax(z / T)) (the CLUE code's default 0.1)
-    temperature: float = Field(0.1, gt=0)
-    #: k-means restarts and Lloyd iterations (scikit-learn KMeans)
-    n_init: int = Field(1, ge=1)
-    max_iter: int = Field(300, ge=1)
+    temperature: float = Field(0.1, gt=0, description="softmax temperature T of the uncertainty weights "
+                                                       "−Σ (p + 1e-8)·log(p + 1e-8), p = softmax(z / T) (the CLUE "
+                                                       "code's default 0.1 and entropy floor)")
+    n_init: int = Field(1, ge=1, description="k-means restarts (scikit-learn KMeans)")
+    max_iter: int = Field(300, ge=1, description="k-means Lloyd iterations (scikit-learn KMeans)")
+    kmeans: Literal["auto", "sklearn", "faiss"] = Field(
+        "auto", description="k-means implementation: sklearn (k-means++ init, to convergence), faiss "
+                            "(k-means++ seeding on ≤ 8·budget samples, then faiss_iter Lloyd iterations; pip install "
+                            "'adakit[faiss]'), or auto: sklearn while pool size × budget ≤ 1e7, faiss above")
+    faiss_iter: int = Field(8, ge=1, description="Lloyd iterations of the faiss k-means")
+
+
+def clue_weights(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """w = −Σ_c (p_c + ε)·log(p_c + ε), p = softmax(z / T), ε = 1e-8, in float64 (CLUE's released code).
+
+    The floor ε keeps every weight above 0, also on saturated logits (p one-hot): such a sample weighs
+    ≈ (C − 1)·ε·log(1/ε) (1.2e-5 for C = 65) instead of exactly 0, so a pool of confident predictions is
+    still clustered as a whole (near-uniform weights) rather than on its few uncertain samples only.
+    """
+    p = torch.softmax(logits.double() / temperature, dim=1) + ENTROPY_FLOOR
+    return -(p * torch.log(p)).sum(dim=1)
 
 
 @register_strategy("clue")
@@ -28,9 +48,11 @@ class Clue(Strategy):
     Weighted k-means with b clusters over the unlabelled embeddings f, each sample weighted by its
     uncertainty H(softmax(z / T)) (T = 0.1 as in the released code; the paper's Eq. 6 writes H(Y|x)), then
     the sample nearest each centroid (Euclidean), without duplicates (a centroid whose nearest sample is
-    taken by a closer centroid takes its next nearest). k-means is scikit-learn's KMeans (k-means++ init,
-    ``n_init`` restarts, seeded from the rng). Scores: the picks' weights H(softmax(z / T)).
-    When every weight is 0 the clustering is unweighted.
+    taken by a closer centroid takes its next nearest). The entropy carries the released code's floor,
+    −Σ (p + 1e-8)·log(p + 1e-8) (`clue_weights`): on saturated logits weights stay finite and above 0 and
+    the selection is the code's. k-means is scikit-learn's KMeans (k-means++ init, ``n_init`` restarts,
+    seeded from the rng) up to pool × budget = 1e7, faiss's with ``faiss_iter`` iterations above
+    (``kmeans``). Scores: the picks' weights.
     """
 
     Params = ClueParams
@@ -40,7 +62,8 @@ class Clue(Strategy):
         if budget <= 0 or len(cand) == 0:
             return Selection(np.empty(0, np.int64), np.empty(0))
         idx = torch.as_tensor(cand)
-        w = entropy(torch.softmax(view.logits[idx].double() / self.params.temperature, dim=1))
+        w = clue_weights(view.logits[idx], self.params.temperature)
         picks = kmeans_select(view.embeddings[idx].float(), budget, rng, weights=w, n_init=self.params.n_init,
-                              max_iter=self.params.max_iter)
+                              max_iter=self.params.max_iter, backend=self.params.kmeans,
+                              faiss_iter=self.params.faiss_iter)
         return Selection(cand[picks], w.numpy()[picks])

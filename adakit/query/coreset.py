@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from adakit.params import Params
 from adakit.query._algorithms import farthest_first, min_sq_dist
@@ -11,8 +12,8 @@ from adakit.registry import register_strategy
 
 
 class CoreSetParams(Params):
-    #: also use the source embeddings as initial centres (not in the paper, which has no source domain)
-    use_source: bool = False
+    use_source: bool = Field(False, description="also use the source embeddings as initial centres (not in the "
+                                                "paper, which has no source domain)")
 
 
 @register_strategy("coreset")

@@ -32,11 +32,16 @@ def positive_orthogonal_projection(g: torch.Tensor, p: torch.Tensor) -> torch.Te
     Where E = 0 (no expected direction) λ = 0 and g̃ = g. Classes with g_c·E ≥ 0 are projected orthogonally
     to E; classes against E (g_c·E < 0) move further from it (g̃_c·E = 2·g_c·E).
     """
-    e = (p.unsqueeze(2) * g).sum(1)  # (N, m)
-    ee = (e * e).sum(1, keepdim=True)  # (N, 1)
-    dots = (g * e.unsqueeze(1)).sum(2)  # (N, C)
+    return _pop_(g.clone(), p)
+
+
+def _pop_(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """`positive_orthogonal_projection` in place on ``g`` (batched products, no (N, C, m) temporaries)."""
+    e = torch.bmm(p.to(g.dtype).unsqueeze(1), g)  # (N, 1, m): E
+    ee = (e * e).sum(2)  # (N, 1)
+    dots = torch.bmm(g, e.transpose(1, 2)).squeeze(2)  # (N, C): g_c·E
     lam = torch.where(ee > 0, dots.abs() / ee.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(dots))
-    return g - lam.unsqueeze(2) * e.unsqueeze(1)
+    return g.baddbmm_(lam.unsqueeze(2), e, alpha=-1.0)  # g − λ_c·E
 
 
 def sage_embedding(g: torch.Tensor, p: torch.Tensor, pop: bool = True) -> torch.Tensor:
@@ -54,6 +59,8 @@ def compute_sage(disc: torch.nn.Module, f: torch.Tensor, p: torch.Tensor, *, pop
     multiplied by its own Gaussian matrix R_c ∈ R^{m×k}, entries N(0, 1/k), k = ⌊max_bytes/(4·N·C)⌋
     (Johnson–Lindenstrauss: squared distances between embeddings are kept in expectation, with relative
     error O(1/√k)). The norms are always exact. Returns (norms, rows, k if projected else None).
+    Each block is computed in place (POP and the √p weights overwrite the gradients); rows are written
+    into one preallocated (N, C·k) tensor.
     """
     n, c = p.shape
     m = f.shape[1]
@@ -62,15 +69,20 @@ def compute_sage(disc: torch.nn.Module, f: torch.Tensor, p: torch.Tensor, *, pop
         k = max(1, int(max_bytes // (4 * n * c)))
         gen = torch.Generator().manual_seed(int((rng or np.random.default_rng(0)).integers(2**63 - 1)))
         proj = torch.randn(c, m, k, generator=gen) / math.sqrt(k)
-    norms, rows = [], []
+    norms = torch.empty(n)
+    rows = torch.empty((n, c * (k or m)))
     for s in range(0, n, block_size):
         g, _ = class_discriminator_gradients(disc, f[s:s + block_size])
-        emb = sage_embedding(g.float().cpu(), p[s:s + block_size].float(), pop=pop)  # (b, C, m)
-        norms.append(emb.flatten(1).norm(dim=1))
-        rows.append((torch.einsum("ncm,cmk->nck", emb, proj) if k is not None else emb).flatten(1))
-    if not rows:
-        return torch.zeros(0), torch.zeros(0, c * (k or m)), k
-    return torch.cat(norms), torch.cat(rows), k
+        g = g.float().cpu().contiguous()
+        pb = p[s:s + block_size].float()
+        if pop:
+            _pop_(g, pb)
+        emb = g.mul_(pb.clamp_min(0).sqrt().unsqueeze(2))  # (b, C, m): S
+        norms[s:s + block_size] = torch.linalg.vector_norm(emb.flatten(1), dim=1)
+        if k is not None:  # per class: (C, b, m) @ (C, m, k) -> (C, b, k)
+            emb = torch.bmm(emb.transpose(0, 1), proj).transpose(0, 1)
+        rows[s:s + block_size] = emb.reshape(len(emb), -1)
+    return norms, rows, k
 
 
 @register_strategy("sage")
@@ -81,7 +93,7 @@ class SageSampling(Strategy):
     provides ``class_discriminator``); E = Σ_c p_c g_c (Eq. 4); POP g̃_c = g_c − λ_c·E,
     λ_c = |g_c·E|/||E||² (Eq. 5); S(x) = (√p_c·g̃_c)_c (Eq. 6). First pick arg-max ||S(x)||, then greedy
     farthest-first on S (Alg. 1 as written, line 4: argmax_u min_a ||S(x_u) − S(x_a)||, the default;
-    METHODS.md), or k-means++ D² sampling (the text's "k-means++", ``diversity: kmeans_pp``), or none.
+    docs/methods.md), or k-means++ D² sampling (the text's "k-means++", ``diversity: kmeans_pp``), or none.
     The g_c are computed per block in closed form when d is linear, else with one `torch.func`
     vmap(jacrev) call per block. N×C×m is never stored above ``max_embedding_mb``: each class block is then
     randomly projected (see `compute_sage`). Scores are ||S(x)||. Only unlabelled samples are candidates and

@@ -64,8 +64,8 @@ class SDMGradientSampling(Strategy):
 
     L is the training loss: the objective's own SDM loss when the objective is ``sdm`` / ``sdm_a`` (its
     ``sdm_loss_form``: raw or normalised logits, weights, SDM-A's α_i), otherwise the released code's
-    form (CE + multi-margin on L2-normalised logits − max-logit term, METHODS.md). ∇_f Q is the exact
-    gradient of Q (METHODS.md wins over the released code, which drops a +p1·p2·(W1 − W2) term).
+    form (CE + multi-margin on L2-normalised logits − max-logit term, docs/methods.md). ∇_f Q is the exact
+    gradient of Q (docs/methods.md; not the released code's, which drops a +p1·p2·(W1 − W2) term).
     Per-sample gradients come in closed form for a linear head (∇_f = Wᵀ ∂/∂z), otherwise from one
     batched vector–Jacobian product of the head per block; the labels 1*, 2* and the probabilities are
     held fixed (piecewise differentiation, as in the paper).

@@ -11,11 +11,16 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 def least_confidence(p: torch.Tensor) -> torch.Tensor:
-    """1 − p1."""
-    return 1.0 - p.max(dim=1).values
+    """1 − p1, in float64 (float32 rounding of 1 − p1 merges distinct p1 near 1 into false ties)."""
+    return 1.0 - p.max(dim=1).values.double()
 
 
 def margin(p: torch.Tensor) -> torch.Tensor:
-    """1 − (p1 − p2), p1 ≥ p2 the two largest probabilities (SDM, Eq. 3)."""
-    top2 = p.topk(2, dim=1).values
+    """1 − (p1 − p2), p1 ≥ p2 the two largest probabilities (SDM, Eq. 3), in float64.
+
+    In float32, 1 − (p1 − p2) rounds gaps below ~6e-8 apart onto the same value (false ties, then broken at
+    random by `top_k`); the difference of two float32 numbers is exact in float64, so the ranking follows
+    the gap p1 − p2 exactly.
+    """
+    top2 = p.topk(2, dim=1).values.double()
     return 1.0 - (top2[:, 0] - top2[:, 1])

@@ -97,6 +97,14 @@ def test_npz_ids_and_image_root_give_image_paths(office_images, tmp_path):
     assert sub.image_path(1) == d.image_path(2)
     _write_npz(tmp_path / "plain.npz", office_images, "webcam", 1, with_root=False)
     assert load_npz(tmp_path / "plain.npz", "webcam").image_path(0) is None
+    # the exported query CSV's `location` (and the page's locator) is the recorded image, else the row id
+    from adakit.ledger import Query
+    from adakit.oracle import export_queries
+
+    queries = [Query("webcam/3", 3, 1, 0, 0.5, None)]
+    with open(export_queries(d, CLASSES, queries, tmp_path / "q" / "round-1")) as fh:
+        assert fh.read().splitlines()[1].split(",")[1] == d.image_path(3)
+    assert load_npz(tmp_path / "plain.npz", "webcam").describe(3) == "webcam/3"
 
 
 def test_feature_rows_show_nearest_labelled_neighbours_with_images(office_images, tmp_path):
@@ -104,7 +112,10 @@ def test_feature_rows_show_nearest_labelled_neighbours_with_images(office_images
     try:
         st = c.state()
         assert st["total"] == 4
-        assert all(it["image"] is None and it["locator"] == it["sample_id"] for it in st["items"])
+        # the feature file records each row's image: the page shows that path and the image, not only the row id
+        assert all(it["locator"] != it["sample_id"] and it["locator"].endswith(".jpg") for it in st["items"])
+        code, data = c.request("GET", st["items"][0]["image"], token=False)
+        assert code == 200 and data[:3] == b"\xff\xd8\xff"
         # label one query: it becomes a neighbour candidate for the others, never for itself
         first = st["items"][0]["sample_id"]
         assert c.answer(first, 1)[0] == 200
@@ -121,10 +132,10 @@ def test_feature_rows_show_nearest_labelled_neighbours_with_images(office_images
         assert (twin["domain"], twin["sample_id"], twin["label"], twin["name"]) == ("pool", first, 1, "bike")
         assert twin["similarity"] == pytest.approx(1.0, abs=1e-5)
         assert all(n["sample_id"] != first for n in st["items"][0]["neighbours"])  # never its own neighbour
-        # only neighbours shown are served, by id; the query rows themselves have no image route
+        # only the queries and the neighbours shown are served, by id
         shown = {n["sample_id"] for it in st["items"] for n in it["neighbours"]}
         hidden = next(s for s in run.domains.source.ids if s not in shown)
-        for path in (f"/api/image?id={quote(hidden, safe='')}&d=source", f"/api/image?id={quote(first, safe='')}",
+        for path in (f"/api/image?id={quote(hidden, safe='')}&d=source",
                      f"/api/image?id={quote(next(iter(shown)), safe='')}&d=..%2F..",
                      f"/api/image?id={quote(next(iter(shown)), safe='')}&d=source&d=pool",
                      "/api/image?id=..%2F..%2Fetc%2Fpasswd&d=source", "/api/image?id=%2Fetc%2Fpasswd&d=pool"):
@@ -168,7 +179,10 @@ def test_neighbour_thumbnails_in_chromium(browser, office_images, tmp_path):  # 
         d = browser
         d.get(server.url)
         _wait(d, lambda d: "0 of 4 labelled" in _text(d, "progress"), "page loaded")
-        assert _text(d, "row").startswith("feature row webcam/")
+        # the feature file records the row's image: the page shows it and names its path beside the row id
+        _wait(d, lambda d: d.execute_script("const i = document.getElementById('img'); return i.style.display "
+                                            "=== 'block' && i.complete && i.naturalWidth > 0"), "query image shown")
+        assert ".jpg · webcam/" in _text(d, "meta")
         _wait(d, lambda d: d.execute_script(
             "const f = [...document.querySelectorAll('#near figure.neighbour')];"
             "return f.length === 3 && f.every((x) => { const i = x.querySelector('img');"

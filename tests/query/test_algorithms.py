@@ -169,3 +169,89 @@ def test_kmeans_select_weighted_and_reproducible():
     c = alg.kmeans_select(torch.as_tensor(x), 2, np.random.default_rng(0), weights=w)
     assert sorted(c.tolist()) == [3, 25]
     assert sorted(alg.kmeans_select(torch.as_tensor(x), 50, np.random.default_rng(0)).tolist()) == list(range(40))
+
+
+def _full_update_kcenter(pts, k, initial, first=None):
+    """The eager k-center greedy (every point's distance updated after every pick), in float64."""
+    n = len(pts)
+    d = torch.full((n,), math.inf, dtype=torch.float64)
+    if len(initial):
+        d = alg.sq_dist_to(pts, initial).double().min(dim=1).values
+    cand = torch.ones(n, dtype=torch.bool)
+    cand[torch.as_tensor(initial, dtype=torch.long)] = False
+    out, dists = [], []
+    for t in range(k):
+        j = first if (t == 0 and first is not None) else int(torch.where(cand, d, -math.inf).argmax())
+        out.append(j)
+        dists.append(float(d[j]))
+        cand[j] = False
+        d = torch.minimum(d, alg.sq_dist_to(pts, [j])[:, 0].double())
+    return out, dists
+
+
+@pytest.mark.parametrize("kind", ["dense", "outer"])
+@pytest.mark.parametrize("with_initial", [True, False])
+def test_lazy_farthest_first_equals_eager_update(kind, with_initial):
+    # the lazy refresh must give exactly the eager algorithm's picks (continuous data: no ties)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 24, generator=g, dtype=torch.float64) + 3.0 * torch.randn(12, 24, generator=g,
+                                                                                      dtype=torch.float64)[
+        torch.randint(12, (3000,), generator=g)]
+    pts = alg.DensePoints(x) if kind == "dense" else alg.OuterProductPoints(
+        torch.softmax(torch.randn(3000, 5, generator=g, dtype=torch.float64), 1), x)
+    initial = list(range(0, 3000, 100)) if with_initial else []
+    first = None if with_initial else 7
+    ref, ref_d = _full_update_kcenter(pts, 150, initial, first)
+    got, d = alg.farthest_first(pts, 150, rng=np.random.default_rng(0), initial=initial or None, first=first)
+    assert got.tolist() == ref
+    np.testing.assert_allclose(d[1:], ref_d[1:], rtol=1e-9)
+
+
+@pytest.mark.parametrize("refresh", [1, 100])
+def test_kmeans_pp_rejection_sampling_is_exact_d2(refresh):
+    # points at 0, 1, 3, 6 on a line, first pick 0: the joint law of the next two picks is D² sampling
+    # whether bounds are refreshed after every pick (refresh=1) or checked by rejection (refresh=100)
+    pos = np.array([0.0, 1.0, 3.0, 6.0])
+    x = torch.as_tensor(pos[:, None])
+    exact = {}
+    for i in (1, 2, 3):
+        d = pos[1:] ** 2
+        p_i = d[i - 1] / d.sum()
+        d2 = np.minimum(pos ** 2, (pos - pos[i]) ** 2)
+        d2[[0, i]] = 0.0
+        for j in (1, 2, 3):
+            if j != i:
+                exact[(i, j)] = p_i * d2[j] / d2.sum()
+    runs = [tuple(alg.kmeans_pp(x, 3, np.random.default_rng(s), first=0, refresh=refresh)[0][1:].tolist())
+            for s in range(3000)]
+    for pair, p in exact.items():
+        assert np.mean([r == pair for r in runs]) == pytest.approx(p, abs=0.03), pair
+
+
+def test_faiss_kmeans_objective_close_to_sklearn_and_auto_switch(monkeypatch):
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(1)
+    # more clusters than blobs, as CLUE's b = 1% of the pool (with k ≈ #blobs both can miss a blob; the
+    # k-means++ seeding makes that rarer than faiss's own random initialisation)
+    x = (torch.randn(2000, 8, generator=g) + 4.0 * torch.randn(10, 8, generator=g)[torch.randint(10, (2000,),
+                                                                                                  generator=g)])
+    w = torch.rand(2000, generator=g).double()
+
+    def objective(c):
+        return float((w * alg.min_sq_dist(x, torch.as_tensor(c, dtype=torch.float32)).double()).sum())
+
+    sk = objective(alg.weighted_kmeans(x, 40, np.random.default_rng(0), weights=w, backend="sklearn"))
+    fa = objective(alg.weighted_kmeans(x, 40, np.random.default_rng(0), weights=w, backend="faiss", faiss_iter=20))
+    assert fa <= 1.05 * sk
+    a = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="faiss")
+    assert len(set(a.tolist())) == 20
+    # "auto": sklearn up to EXACT_KMEANS_MAX, faiss above, sklearn when faiss is missing
+    calls = []
+    monkeypatch.setattr(alg, "EXACT_KMEANS_MAX", 0)
+    real = alg._faiss
+    monkeypatch.setattr(alg, "_faiss", lambda: calls.append(1) or real())
+    assert np.array_equal(alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto"), a)
+    monkeypatch.setattr(alg, "_faiss", lambda: None)
+    b = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto")
+    assert np.array_equal(b, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="sklearn"))
+    assert calls

@@ -13,8 +13,9 @@ def _clue(**params):
 
 
 def _weights(view, idx, t):
-    p = torch.softmax(view.logits[torch.as_tensor(idx)].double() / t, dim=1).numpy()
-    return np.array([-sum(pc * np.log(pc) for pc in row if pc > 0) for row in p])
+    """The released CLUE code's weights: entropy of softmax(z / T) + 1e-8 (the floor inside the log)."""
+    p = torch.softmax(view.logits[torch.as_tensor(idx)].double() / t, dim=1).numpy() + 1e-8
+    return np.array([-sum(pc * np.log(pc) for pc in row) for row in p])
 
 
 def test_single_cluster_picks_sample_nearest_weighted_mean(view_factory):
@@ -64,3 +65,31 @@ def test_reproducible_and_duplicates(view_factory, selection_checker):
     view.__dict__["_outputs"] = (x, torch.zeros(20, 2))
     sel = _clue().select(view, 6, np.random.default_rng(0))
     selection_checker(sel, view, 6)
+
+
+def test_saturated_logits_keep_the_released_entropy_floor(view_factory):
+    # saturated logits (gap ≥ 80 at T = 0.1: p exactly one-hot in float64) used to get weight exactly 0;
+    # with the released code's floor every weight is finite and > 0, and equals −Σ (p + 1e-8) log(p + 1e-8)
+    from adakit.query._algorithms import nearest_to_centroids, weighted_kmeans
+    from adakit.query.clue import clue_weights
+
+    view = view_factory(60, 4, 5, labelled=0, seed=5, clusters=3)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(60, 5, generator=g)
+    sat = torch.arange(60) % 3 != 0  # two thirds saturated, with different gaps
+    logits[sat, 0] = 80.0 + 40.0 * torch.rand(int(sat.sum()), generator=g)
+    view.__dict__["_outputs"] = (view.embeddings, logits)
+    assert (torch.softmax(logits.double() / 0.1, 1)[sat].max(1).values == 1.0).all()  # saturated indeed
+    w = clue_weights(logits, 0.1)
+    ref = _weights(view, np.arange(60), 0.1)
+    assert torch.isfinite(w).all() and (w > 0).all()
+    np.testing.assert_allclose(w.numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(w[sat].numpy(), 4 * 1e-8 * -np.log(1e-8) - (1 + 1e-8) * np.log1p(1e-8), rtol=1e-6)
+    a = _clue(kmeans="sklearn").select(view, 8, np.random.default_rng(3))
+    b = _clue(kmeans="sklearn").select(view, 8, np.random.default_rng(3))
+    assert a.indices.tolist() == b.indices.tolist()  # deterministic for a seed
+    # the selection is the released code's: sklearn KMeans weighted by the floored entropy, nearest sample
+    rng = np.random.default_rng(3)
+    centres = weighted_kmeans(view.embeddings.float(), 8, rng, weights=ref)
+    assert a.indices.tolist() == nearest_to_centroids(view.embeddings.float(), centres).tolist()
+    np.testing.assert_allclose(a.scores, ref[a.indices], rtol=1e-12)

@@ -71,7 +71,7 @@ def test_reproducible_and_oversample_override(view_factory):
     # M = 0: the b candidates with the highest Q are exactly the selection
     sel = _las(oversample=0).select(view, 12, np.random.default_rng(0))
     cand = view.unlabelled_indices
-    _, q = local_inconsistency(view.embeddings[torch.as_tensor(cand)], view.probs[torch.as_tensor(cand)], 5)
+    _, q = local_inconsistency(view.embeddings[torch.as_tensor(cand)], view.probs[torch.as_tensor(cand)], 10)
     assert set(sel.indices.tolist()) == set(cand[np.argsort(-q.numpy())[:12]].tolist())
 
 
@@ -90,11 +90,38 @@ def test_neighbours_unlabelled_only_by_default(view_factory):
     view = view_factory(50, 4, 3, labelled=10, seed=5)
     cand = torch.as_tensor(view.unlabelled_indices)
     _, q_unl = local_inconsistency(view.embeddings[cand], view.probs[cand], 5)
-    sel = _las(oversample=0).select(view, 5, np.random.default_rng(0))
+    sel = _las(oversample=0, k=5).select(view, 5, np.random.default_rng(0))
     np.testing.assert_allclose(np.sort(sel.scores), np.sort(q_unl.numpy())[-5:])
     _, q_pool = local_inconsistency(view.embeddings, view.probs, 5)
-    sel = _las(oversample=0, neighbours="pool").select(view, 5, np.random.default_rng(0))
+    sel = _las(oversample=0, neighbours="pool", k=5).select(view, 5, np.random.default_rng(0))
     np.testing.assert_allclose(np.sort(sel.scores), np.sort(q_pool[cand].numpy())[-5:])
+
+
+@pytest.mark.parametrize("n,k", [(300, None), (2817, 5), (1200, None)])
+def test_neighbourhood_size_is_set_per_config_not_by_pool_size(view_factory, n, k):
+    # LADA §4.1: K = 10 by default (Office-Home, VisDA, DomainNet) whatever the pool size; Office-31 configs set
+    # k: 5, which must hold on Amazon's 2,817 samples too (the old rule "5 below 1000 samples" gave 10 there)
+    assert _las().params.k == 10
+    view = view_factory(n, 6, 4, labelled=0, seed=7, clusters=5)
+    params = {"oversample": 0} if k is None else {"oversample": 0, "k": k}
+    sel = _las(**params).select(view, 4, np.random.default_rng(0))
+    _, q = local_inconsistency(view.embeddings, view.probs, k or 10)
+    np.testing.assert_allclose(np.sort(sel.scores)[::-1], np.sort(q.numpy())[::-1][:4], rtol=1e-12)
+    _, q_other = local_inconsistency(view.embeddings, view.probs, 15 - (k or 10))  # the other K differs
+    assert not np.allclose(np.sort(q_other.numpy())[::-1][:4], np.sort(sel.scores)[::-1])
+
+
+def test_ivf_search_agrees_with_exact_search(view_factory):
+    # the approximate neighbour search of large pools, forced on a small one: Q and selection close to exact
+    view = view_factory(3000, 16, 5, labelled=0, seed=8, clusters=12)
+    e, p = view.embeddings, view.probs
+    _, q_exact = local_inconsistency(e, p, 10, backend="exact")
+    _, q_ivf = local_inconsistency(e, p, 10, backend="ivf", nprobe=8)
+    top = set(np.argsort(-q_exact.numpy())[:100].tolist())
+    assert len(top & set(np.argsort(-q_ivf.numpy())[:100].tolist())) >= 95
+    a = _las(search="exact").select(view, 20, np.random.default_rng(0))
+    b = _las(search="ivf").select(view, 20, np.random.default_rng(0))
+    assert len(set(a.indices.tolist()) & set(b.indices.tolist())) >= 15
 
 
 def test_bad_params_name_the_key():

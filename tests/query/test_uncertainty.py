@@ -45,3 +45,36 @@ def test_simple_strategies_pick_unlabelled_most_uncertain():
     a = rnd.select(_View(probs, labelled), 7, np.random.default_rng(3)).indices
     b = rnd.select(_View(probs, labelled), 7, np.random.default_rng(3)).indices
     assert a.tolist() == b.tolist() and len(set(a)) == 7 and (a >= 10).all()
+
+
+def _near_tie_probs() -> torch.Tensor:
+    """float32 rows whose top-2 gaps are 1..6 float32 ulps of 0.45 (≈ 3e-8 each): distinct gaps that float32
+    rounding of 1 − (p1 − p2) maps onto fewer values."""
+    p2 = torch.tensor(0.45, dtype=torch.float32)
+    rows = []
+    for i in (6, 3, 1, 5, 2, 4):  # shuffled: the smallest gap is row 2
+        p1 = p2.clone()
+        for _ in range(i):
+            p1 = torch.nextafter(p1, torch.tensor(1.0))
+        rows.append(torch.stack([p1, p2, 1.0 - p1 - p2]))
+    return torch.stack(rows)
+
+
+def test_margin_is_float64_no_false_ties():
+    p = _near_tie_probs()
+    assert p.dtype == torch.float32
+    top = p.topk(2, dim=1).values
+    f32 = (1.0 - (top[:, 0] - top[:, 1])).tolist()  # the old float32 scores: false ties
+    assert len(set(f32)) < len(f32)
+    m = margin(p)
+    assert m.dtype == torch.float64
+    assert len(set(m.tolist())) == len(m)
+    assert np.argsort(-m.numpy()).tolist() == [2, 4, 1, 5, 3, 0]  # by gap 1, 2, 3, 4, 5, 6 ulps
+    # the selections are deterministic: every seed picks the smallest gaps, for margin and SDM alike
+    from adakit import select
+
+    for name in ("margin", "sdm"):
+        picks = {tuple(select(name, probs=p, budget=2, seed=s).indices.tolist()) for s in range(10)}
+        assert picks == {(2, 4)}, (name, picks)
+    lc = least_confidence(torch.tensor([[1 - 3e-8, 3e-8], [1 - 9e-8, 9e-8]], dtype=torch.float32))
+    assert lc.dtype == torch.float64 and lc[0] < lc[1]

@@ -1,0 +1,207 @@
+"""Hooks: the events `ActiveLoop` reports, and two optional loggers built on them.
+
+A callback is any function ``callback(kind: str, info: dict) -> None``; pass it as
+``ActiveLoop(..., callbacks=[...])`` (or ``on_event=``). It is called for every event of `EVENTS`, in the
+order they happen, with an ``info`` dict of plain JSON values (str, int, float, bool, None, lists, dicts).
+`TensorBoardLogger` and `MLflowLogger` are such callbacks; the config's ``log:`` section builds them for
+a run (`loggers_from_config`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adakit.errors import ConfigError
+
+Callback = Callable[[str, dict], None]
+
+#: every event: (when it happens, the fields its ``info`` always has)
+EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "started": ("`run()` begins, before any training (also when it continues a stopped run)",
+                ("run_dir", "config", "rounds", "budgets")),
+    "resumed": ("a continued run restored the checkpoint of its last trained round", ("round",)),
+    "queried": ("round *r*'s selection is recorded in the ledger", ("round", "count", "seconds")),
+    "labelled": ("the oracle's answers for round *r* are recorded", ("round", "count", "labels")),
+    "warmup_run": ("one run of a multi-run warm-up (BIWAA-I) finished", ("round", "run", "runs", "accuracy")),
+    "trained": ("round *r*'s training finished and its checkpoint is saved", ("round", "iters")),
+    "evaluated": ("round *r*'s model was scored on the target test set",
+                  ("round", "labels", "accuracy", "mean_class_accuracy")),
+    "done": ("the run finished; ``info`` is the run's summary.json", ("rounds", "final_accuracy")),
+}
+
+
+def _numbers(info: dict, skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """The numeric (non-bool) fields of ``info``, as floats."""
+    return {k: float(v) for k, v in info.items()
+            if k not in skip and isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _require(module: str, extra: str, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{what} needs the {module!r} package, which is not installed; "
+                          f"install it with: pip install 'adakit[{extra}]'")
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the config as MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class TensorBoardLogger:
+    """Writes a run's curves as TensorBoard event files (extra ``tensorboard``).
+
+    Scalars (step = round unless noted): ``target/accuracy``, ``target/mean_class_accuracy``, ``target/labels``;
+    ``target_vs_labels/accuracy`` (step = labelled target samples); ``train/<term>`` for the mean of every loss
+    term, ``train/loss`` and ``train/sec_per_iter``; ``query/seconds`` and ``query/count``; the config as the
+    text ``config``. ``log_dir`` None = ``<run folder>/tensorboard``.
+    """
+
+    def __init__(self, log_dir: str | Path | None = None):
+        _require("tensorboard", "tensorboard", "TensorBoardLogger (log.tensorboard)")
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._writer = None
+
+    def __call__(self, kind: str, info: dict) -> None:
+        if kind == "started":
+            self._open(info)
+        w = self._writer
+        if w is None:
+            return
+        r = info.get("round")
+        if kind == "trained":
+            for k, v in _numbers(info, ("round", "iters")).items():
+                w.add_scalar(f"train/{k}", v, r)
+        elif kind == "queried":
+            w.add_scalar("query/seconds", info["seconds"], r)
+            w.add_scalar("query/count", info["count"], r)
+        elif kind == "warmup_run":
+            w.add_scalar("warmup/run_accuracy", info["accuracy"], info["run"])
+        elif kind == "evaluated":
+            for k, v in _numbers(info, ("round", "labels")).items():
+                w.add_scalar(f"target/{k}", v, r)
+                w.add_scalar(f"target_vs_labels/{k}", v, info["labels"])
+            w.add_scalar("target/labels", info["labels"], r)
+        w.flush()
+        if kind == "done":
+            w.close()
+            self._writer = None
+
+    def _open(self, info: dict) -> None:
+        import yaml
+        from torch.utils.tensorboard import SummaryWriter
+
+        if self._writer is not None:
+            self._writer.close()
+        log_dir = self.log_dir or Path(info["run_dir"]) / "tensorboard"
+        self._writer = SummaryWriter(log_dir=str(log_dir))
+        text = yaml.safe_dump(info["config"], sort_keys=False)
+        self._writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)  # indented: a code block
+
+
+class MLflowLogger:
+    """Records a run in MLflow (extra ``mlflow``), locally, without a server.
+
+    ``tracking_uri``: where; None = the SQLite store ``<run folder>/mlflow.db`` (``sqlite:///...``); a
+    ``file:``/``sqlite:``/``http(s):`` URI is used as given, a plain path is a folder for ``mlflow.db``.
+    ``experiment``: the MLflow experiment (default: the config's ``name``). One MLflow run per adakit run,
+    tagged ``adakit.run_dir``; a continued adakit run logs into the same MLflow run. Logged: the config as
+    params (flattened, ``data.source``, ``query.strategy``, ...), and the same metrics as `TensorBoardLogger`
+    (``target/accuracy`` per round, ``target_vs_labels/accuracy`` per label count, ``train/<term>``,
+    ``query/seconds``, ...) plus ``final_accuracy`` when the run is done.
+    """
+
+    TAG = "adakit.run_dir"
+
+    def __init__(self, tracking_uri: str | Path | None = None, experiment: str | None = None,
+                 run_name: str | None = None):
+        _require("mlflow", "mlflow", "MLflowLogger (log.mlflow)")
+        self.tracking_uri = str(tracking_uri) if tracking_uri is not None else None
+        self.experiment, self.run_name = experiment, run_name
+        self.client = None
+        self.run_id: str | None = None
+
+    def _uri(self, run_dir: Path) -> tuple[str, Path | None]:
+        """The tracking URI, and the local folder of the store when adakit chose it (for artifacts)."""
+        uri = self.tracking_uri
+        if uri is not None and ("://" in uri or uri.startswith("file:")):
+            return uri, None
+        folder = (Path(uri) if uri is not None else run_dir).resolve()
+        return f"sqlite:///{folder / 'mlflow.db'}", folder
+
+    def __call__(self, kind: str, info: dict) -> None:
+        if kind == "started":
+            self._start(info)
+        if self.client is None:
+            return
+        r = info.get("round")
+        metrics: list[tuple[str, float, int]] = []
+        if kind == "trained":
+            metrics = [(f"train/{k}", v, r) for k, v in _numbers(info, ("round", "iters")).items()]
+        elif kind == "queried":
+            metrics = [("query/seconds", info["seconds"], r), ("query/count", info["count"], r)]
+        elif kind == "warmup_run":
+            metrics = [("warmup/run_accuracy", info["accuracy"], info["run"])]
+        elif kind == "evaluated":
+            for k, v in _numbers(info, ("round", "labels")).items():
+                metrics += [(f"target/{k}", v, r), (f"target_vs_labels/{k}", v, info["labels"])]
+            metrics.append(("target/labels", info["labels"], r))
+        elif kind == "done" and info.get("final_accuracy") is not None:
+            metrics = [("final_accuracy", info["final_accuracy"], len(info["rounds"]) - 1)]
+        if metrics:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(s)) for k, v, s in metrics])
+        if kind == "done":
+            self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _start(self, info: dict) -> None:
+        from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        run_dir = Path(info["run_dir"]).resolve()
+        uri, folder = self._uri(run_dir)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        name = self.experiment or info["config"].get("name") or "adakit"
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            exp = client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+                name, artifact_location=(folder / "mlartifacts").as_uri() if folder else None)
+            found = client.search_runs([exp_id], filter_string=f"tags.`{self.TAG}` = '{run_dir}'", max_results=1)
+            if found:
+                run_id = found[0].info.run_id
+                client.update_run(run_id, status="RUNNING")
+            else:
+                run_id = client.create_run(exp_id, run_name=self.run_name or run_dir.name,
+                                           tags={self.TAG: str(run_dir)}).info.run_id
+            # logged again on a continued run (same values: MLflow accepts that), in case a crash came first
+            params = [Param(k, str(v)[:6000]) for k, v in flatten(info["config"]).items()]
+            for s in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                client.log_batch(run_id, params=params[s:s + 100])
+        except MlflowException as e:
+            raise ConfigError(f"MLflow tracking URI {uri!r}: {e.message}") from None
+        self.client, self.run_id = client, run_id
+
+
+def loggers_from_config(log: Any) -> list[Callback]:
+    """The loggers a config's ``log:`` section asks for (``true`` = their default place in the run folder)."""
+    out: list[Callback] = []
+    if log.tensorboard is not False:
+        out.append(TensorBoardLogger(None if log.tensorboard is True else log.tensorboard))
+    if log.mlflow is not False:
+        out.append(MLflowLogger(None if log.mlflow is True else log.mlflow, experiment=log.experiment))
+    return out

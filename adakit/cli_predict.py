@@ -1,0 +1,94 @@
+"""``adakit predict RUN INPUT --out preds.csv``: a finished run's model on new images or feature rows."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from adakit.cli import _fail, app, flag, out
+from adakit.data.domain import Domain
+from adakit.errors import AdakitError, DataError
+
+FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight"}
+
+
+def _image_domain(paths: list[Path], ids: list[str], data_cfg) -> Domain:
+    from adakit.data.images import FileImageDomain, _sizes
+
+    image_size, resize = _sizes(data_cfg)
+    dom = FileImageDomain(name="input", classes=[], ids=np.array(ids), y=np.full(len(paths), -1),
+                          paths=np.array([str(p) for p in paths]), image_size=image_size, resize=resize)
+    dom.verify()
+    return dom
+
+
+def input_domain(path: Path, data_cfg, image_list: bool = False) -> Domain:
+    """What ``adakit predict`` reads: an image folder (any depth, sorted), an image list (first token of each
+    line = the image path, relative to the list's folder) or a feature file (.npz / .mat / svmlight)."""
+    from adakit.data import load_domain
+    from adakit.data.images import _is_image
+
+    if path.is_dir():
+        files = sorted((p for p in path.rglob("*") if _is_image(p)), key=lambda p: p.relative_to(path).as_posix())
+        if not files:
+            raise DataError(f"{path}: no images found (looked for .jpg, .png, ... at any depth)")
+        return _image_domain(files, [f.relative_to(path).as_posix() for f in files], data_cfg)
+    if not path.is_file():
+        raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
+                        f"({', '.join(sorted(FEATURE_SUFFIXES))})")
+    if image_list or path.suffix.lower() == ".txt":
+        entries = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+        if not entries:
+            raise DataError(f"{path}: the image list is empty; write one image path per line")
+        files = [Path(e) if Path(e).is_absolute() else path.parent / e for e in entries]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise DataError(f"{path}: {len(missing)} listed image(s) not found, e.g. {missing[0]}")
+        return _image_domain(files, entries, data_cfg)
+    fmt = FEATURE_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown input type {path.suffix!r}; give an image folder, an image list (.txt, or "
+                        f"--list) or a feature file ({', '.join(sorted(FEATURE_SUFFIXES))})")
+    return load_domain(fmt, path.stem, str(path.parent.resolve()), str(path.resolve()))
+
+
+def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes: list[str]) -> None:
+    """CSV: id, predicted (class name), probability (of the prediction), then one p_<class> column per class."""
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    pred = probs.argmax(1)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "predicted", "probability", *(f"p_{c}" for c in classes)])
+        for i, row in enumerate(probs):
+            w.writerow([ids[i], classes[pred[i]], f"{row[pred[i]]:.6f}", *(f"{p:.6f}" for p in row)])
+    tmp.replace(out_file)
+
+
+@app.command()
+def predict(run_dir: Path = typer.Argument(..., help="run folder (its last checkpoint is used)"),
+            input_path: Path = typer.Argument(..., metavar="INPUT",
+                                              help="image folder, image list (.txt) or feature file (.npz/.mat/"
+                                                   ".svmlight)"),
+            out_file: Path = typer.Option(..., "--out", help="CSV to write: id, predicted, probability, p_<class>"),
+            image_list: bool = flag("INPUT is an image list even without a .txt suffix", "--list"),
+            device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: the run's]"),
+            batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: the run's eval batch size]"),
+            ) -> None:
+    """Predict classes for new images or feature rows with a run's model (its last checkpoint)."""
+    from adakit.run_model import load_run
+
+    try:
+        model = load_run(run_dir, device=device, batch_size=batch_size)
+        dom = input_domain(input_path, model.config.data, image_list)
+        probs = model.predict_proba(dom)
+        ids = [dom.image_path(i) or str(dom.ids[i]) for i in range(len(dom))]
+        write_predictions(out_file, ids, probs, model.classes)
+    except AdakitError as e:
+        _fail(e)
+    out.print(f"{len(ids)} predictions ({len(model.classes)} classes) written to {out_file}", highlight=False,
+              soft_wrap=True)

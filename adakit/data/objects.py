@@ -1,0 +1,194 @@
+"""Domains from Python objects: ``(X, y)`` arrays (numpy or torch) or a torch ``Dataset``.
+
+`as_domain` turns what a user hands to ``ActiveLoop(source=..., target=...)`` or ``load_run(...).predict``
+into a `Domain` (ids ``name/i``); `fingerprint` summarises a domain (sizes, sample shape and a hash of a
+fixed sample of rows) so that resuming a run started from objects can check it got the same data again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from adakit.data.domain import Domain, TensorDomain, labels_from_names
+from adakit.errors import DataError
+
+__all__ = ["DatasetDomain", "as_domain", "fingerprint", "fingerprint_diff", "infer_classes"]
+
+#: rows hashed by `fingerprint` (evenly spaced over the domain, first and last included)
+FINGERPRINT_ROWS = 256
+
+
+def _to_tensor(x: Any, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    try:
+        return torch.as_tensor(np.asarray(x))
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
+
+
+def _is_dataset(obj: Any) -> bool:
+    return isinstance(obj, torch.utils.data.Dataset) or (
+        hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (np.ndarray, torch.Tensor,
+                                                                                          tuple, list)))
+
+
+def _item_x(item: Any) -> Any:
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+@dataclass
+class DatasetDomain(Domain):
+    """A torch ``Dataset`` whose items are ``(x, y)`` or ``x``; batches are ``dataset[i]`` stacked.
+
+    ``rows`` maps this domain's samples to dataset indices (a subset after the inductive split).
+    uint8 samples are scaled to [0, 1] as in `TensorDomain`.
+    """
+
+    dataset: Any = field(default=None, repr=False)
+    rows: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rows is None:
+            self.rows = np.arange(len(self.ids))
+        self._shape: tuple[int, ...] | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self._shape is None:
+            self._shape = tuple(self.load(np.array([0])).shape[1:])
+        return self._shape
+
+    def load(self, idx: np.ndarray, train: bool = False) -> torch.Tensor:
+        rows = self.rows[np.asarray(idx, dtype=np.int64)]
+        try:
+            xs = [_to_tensor(_item_x(self.dataset[int(i)]), f"domain {self.name!r} item {int(i)}") for i in rows]
+            x = torch.stack(xs)
+        except RuntimeError as e:  # torch.stack: items of different shapes
+            raise DataError(f"domain {self.name!r}: dataset items have different shapes ({e}); make "
+                            "__getitem__ return tensors of one shape (e.g. resize images)") from None
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    def subset(self, idx: np.ndarray, name: str | None = None) -> DatasetDomain:
+        idx = np.asarray(idx)
+        return DatasetDomain(name=name or self.name, classes=self.classes, ids=self.ids[idx], y=self.y[idx],
+                             dataset=self.dataset, rows=self.rows[idx])
+
+
+def _labels(y: Any, n: int, classes: Sequence[str] | None, where: str) -> np.ndarray:
+    if y is None:
+        return np.full(n, -1, dtype=np.int64)
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"{where}: labels must be one per sample, shape ({n},); got shape {arr.shape}")
+    if arr.dtype.kind in "US O".replace(" ", ""):
+        if classes is None:
+            raise DataError(f"{where}: labels are class names; pass classes=[...] (the class list, in order)")
+        return labels_from_names([str(v) for v in arr], list(classes), where)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"{where}: labels must be integer class indices (or -1 for unknown); got "
+                            f"non-integer values such as {arr[arr != np.round(arr)][:3].tolist()}")
+    elif arr.dtype.kind not in "iub":
+        raise DataError(f"{where}: labels must be integer class indices; got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _dataset_labels(ds: Any, where: str) -> Any:
+    """Labels of a Dataset: its ``targets`` / ``labels`` attribute when it has one, else one pass over items."""
+    for attr in ("targets", "labels"):
+        if hasattr(ds, attr) and len(getattr(ds, attr)) == len(ds):
+            return getattr(ds, attr)
+    first = ds[0]
+    if not isinstance(first, (tuple, list)):
+        return None
+    if len(first) != 2:
+        raise DataError(f"{where}: dataset items must be (x, y) or x alone; got a {len(first)}-tuple")
+    return [ds[i][1] for i in range(len(ds))]
+
+
+def _class_list(classes: Sequence[str] | None, y: np.ndarray) -> list[str]:
+    if classes is not None:
+        return [str(c) for c in classes]
+    return [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
+
+
+def as_domain(obj: Any, name: str, classes: Sequence[str] | None = None, *, labelled: bool = False) -> Domain:
+    """A `Domain` named ``name`` (ids ``name/i``) from ``(X, y)``, ``(X, None)``, ``X`` or a torch Dataset.
+
+    ``X`` holds feature rows (N, d) or images (N, C, H, W) (uint8 images are scaled to [0, 1]); ``y`` holds
+    class indices in ``[0, len(classes))``, -1 for unknown, or class names from ``classes``. ``labelled``
+    (the source) requires every label.
+    """
+    if isinstance(obj, Domain):
+        return obj
+    where = f"{name}"
+    if _is_dataset(obj):
+        if len(obj) == 0:
+            raise DataError(f"{where}: the dataset is empty")
+        y = _labels(_dataset_labels(obj, where), len(obj), classes, where)
+        ids = np.char.add(f"{name}/", np.arange(len(obj)).astype(str))
+        dom: Domain = DatasetDomain(name=name, classes=_class_list(classes, y), ids=ids, y=y, dataset=obj)
+    else:
+        if isinstance(obj, (tuple, list)):
+            if len(obj) != 2:
+                raise DataError(f"{where}: expected (X, y) with X of shape (N, ...) and y of shape (N,); got a "
+                                f"{type(obj).__name__} of {len(obj)} items")
+            x_raw, y_raw = obj
+        else:
+            x_raw, y_raw = obj, None
+        x = _to_tensor(x_raw, f"{where} X")
+        if x.dim() < 2:
+            raise DataError(f"{where}: X must have shape (N, d) or (N, C, H, W); got shape {tuple(x.shape)}")
+        if not (x.is_floating_point() or x.dtype == torch.uint8):
+            x = x.float()
+        y = _labels(y_raw, len(x), classes, where)
+        ids = np.char.add(f"{name}/", np.arange(len(x)).astype(str))
+        dom = TensorDomain(name=name, classes=_class_list(classes, y), ids=ids, y=y, x=x)
+    if labelled and not dom.has_labels:
+        n = int((dom.y < 0).sum())
+        raise DataError(f"{where}: {n} of {len(dom)} samples have no label; every source sample needs one")
+    return dom
+
+
+def infer_classes(*labels: np.ndarray) -> list[str]:
+    """``["0", ..., "C-1"]`` with C one more than the largest label seen."""
+    top = max((int(y.max()) for y in labels if len(y)), default=-1)
+    if top < 0:
+        raise DataError("no labels to infer the class list from; pass classes=[...]")
+    return [str(i) for i in range(top + 1)]
+
+
+def fingerprint_rows(n: int) -> np.ndarray:
+    """The fixed rows hashed by `fingerprint`: up to 256 evenly spaced indices, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).round().astype(np.int64))
+
+
+def fingerprint(domain: Domain) -> dict:
+    """Size, sample shape, a hash of all labels and a sha256 of a fixed sample of rows (as float32)."""
+    rows = fingerprint_rows(len(domain))
+    x = domain.load(rows).float().contiguous().numpy()
+    labels = np.ascontiguousarray(domain.y, dtype=np.int64)
+    return {"size": len(domain), "shape": list(domain.input_shape),
+            "labels": hashlib.sha256(labels.tobytes()).hexdigest()[:16],
+            "rows": hashlib.sha256(x.tobytes()).hexdigest()[:16]}
+
+
+def fingerprint_diff(stored: dict, now: dict) -> str | None:
+    """What differs between two fingerprints of one domain, in words (None when they agree)."""
+    if stored["size"] != now["size"]:
+        return f"{now['size']} samples instead of {stored['size']}"
+    if stored["shape"] != now["shape"]:
+        return f"sample shape {tuple(now['shape'])} instead of {tuple(stored['shape'])}"
+    if stored["labels"] != now["labels"]:
+        return "different labels"
+    if stored["rows"] != now["rows"]:
+        return f"different values (hash of {min(now['size'], FINGERPRINT_ROWS)} sampled rows)"
+    return None

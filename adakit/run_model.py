@@ -1,0 +1,174 @@
+"""A finished run as a model: `load_run` rebuilds the network from the ledger and its last checkpoint.
+
+No experiment data is loaded: the ledger meta ``model`` records the input shape, class list, head and
+backbone of the run (`ActiveLoop.rebuild_info`). A run whose backbone was your own ``nn.Module`` needs
+an instance of the same module class (``backbone=``); its weights come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from adakit.data.domain import Domain
+from adakit.errors import ConfigError, DataError
+from adakit.rundir import CheckpointError
+
+__all__ = ["RunModel", "load_run"]
+
+
+class _Standardized(nn.Module):
+    """The run's model on raw feature rows: z-scored with the source mean and std stored by the run."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor):
+        return self.model((x - self.mean) / self.std)
+
+
+class RunModel:
+    """The model of a run: ``predict``, ``predict_proba`` and ``embed`` on arrays, tensors or Datasets.
+
+    Inputs are what the run trained on: feature rows (N, d) or images (N, C, H, W) (uint8 images are
+    scaled to [0, 1]); a run with ``data.standardize`` standardises raw feature rows with the source
+    statistics it stored, as in training.
+    Outputs are numpy arrays. ``labels`` is the ledger's label table, ``metrics`` its metrics per round.
+    """
+
+    def __init__(self, run_dir: Path, model: nn.Module, config, classes: list[str], input_shape: tuple[int, ...],
+                 device: torch.device, round_index: int, batch_size: int):
+        self.run_dir, self.model, self.config = run_dir, model, config
+        self.classes, self.input_shape, self.device = classes, input_shape, device
+        self.round, self.batch_size = round_index, batch_size
+        self.model.eval()
+
+    def _ledger(self):
+        from adakit.ledger import Ledger
+
+        return Ledger.read_only(self.run_dir / "ledger.sqlite")
+
+    @property
+    def labels(self) -> list[dict]:
+        """Current label per queried sample: sample_id, pool_index, round, label, class, annotator."""
+        with self._ledger() as led:
+            current = led.current_labels()
+            annotators = {r["sample_id"]: r["annotator"] for r in led.label_rows()}  # the latest row wins
+            queries = led.queries()
+        return [{"sample_id": q.sample_id, "pool_index": q.pool_index, "round": q.round,
+                 "label": current[q.sample_id], "class": self.classes[current[q.sample_id]],
+                 "annotator": annotators[q.sample_id]} for q in queries if q.sample_id in current]
+
+    @property
+    def metrics(self) -> list[dict]:
+        """Per round: round, labels, accuracy, mean_class_accuracy, val/<name> per validator (as in metrics.jsonl)."""
+        with self._ledger() as led:
+            return led.metrics()
+
+    def _domain(self, X: Any) -> Domain:
+        from adakit.data.domain import TensorDomain
+        from adakit.data.objects import DatasetDomain, _is_dataset, _to_tensor
+
+        if isinstance(X, Domain):
+            dom = X
+        elif _is_dataset(X):
+            n = len(X)
+            dom = DatasetDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
+                                dataset=X)
+        else:
+            x = _to_tensor(X[0] if isinstance(X, (tuple, list)) else X, "input")
+            if x.dim() < 1 or len(x) == 0:
+                raise DataError(f"input: expected a batch of samples of shape (N, *{tuple(self.input_shape)}), "
+                                f"got shape {tuple(x.shape)}")
+            if not (x.is_floating_point() or x.dtype == torch.uint8):
+                x = x.float()
+            dom = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),
+                               x=x)
+        if tuple(dom.input_shape) != tuple(self.input_shape):
+            raise DataError(f"input: samples of shape {tuple(dom.input_shape)}, but the run {self.run_dir} was "
+                            f"trained on samples of shape {tuple(self.input_shape)}")
+        return dom
+
+    @torch.no_grad()
+    def _forward(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        from adakit.inference import forward_domain
+
+        return forward_domain(self.model, self._domain(X), self.batch_size, self.device)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of ``classes``."""
+        return torch.softmax(self._forward(X)[1], 1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class indices (N,); ``classes[i]`` names them."""
+        return self._forward(X)[1].argmax(1).numpy()
+
+    def embed(self, X: Any) -> np.ndarray:
+        """Features f (N, m) after the bottleneck, the space strategies work in."""
+        return self._forward(X)[0].numpy()
+
+
+def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: str | torch.device | None = None,
+             batch_size: int | None = None) -> RunModel:
+    """The model of the run in ``run_dir`` at its last checkpoint, on ``device`` (default: the run's).
+
+    ``backbone``: for a run trained with your own module (``model.backbone=custom``), an instance of the same
+    module class (its weights are replaced by the checkpoint's).
+    """
+    from adakit.ledger import Ledger
+    from adakit.loop import resolve_device
+    from adakit.models import build_model
+    from adakit.rundir import load_checkpoint, stored_experiment
+
+    run_dir = Path(run_dir)
+    cfg = stored_experiment(run_dir)
+    with Ledger.read_only(run_dir / "ledger.sqlite") as led:
+        info = led.get_meta("model")
+        last = led.last_checkpoint()
+    if info is None:  # a run of an adakit before rebuild info was stored: read it from the data once
+        from adakit.data import load_domains
+
+        if cfg.data.format == "objects":
+            raise ConfigError(f"{run_dir}: the ledger holds no model description; this run cannot be loaded")
+        d = load_domains(cfg.data, cfg.seed)
+        info = {"input_shape": list(d.source.input_shape), "classes": list(d.classes), "head": cfg.model.head}
+    if last is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet (its warm-up round did not finish); resume the run "
+                              "first")
+    if cfg.model.backbone == "custom":
+        if backbone is None:
+            what = info.get("backbone_class", "an nn.Module")
+            raise ConfigError(f"{run_dir} was trained with your own backbone ({what}); pass an instance of that "
+                              "module class: load_run(run_dir, backbone=MyNet(...))")
+        stored_cls = info.get("backbone_class")
+        cls = type(backbone)
+        if stored_cls and stored_cls.rsplit(".", 1)[-1] != cls.__qualname__.rsplit(".", 1)[-1]:
+            raise ConfigError(f"backbone=: the run was trained with a {stored_cls}, not a "
+                              f"{cls.__module__}.{cls.__qualname__}")
+    elif backbone is not None:
+        raise ConfigError(f"backbone=: {run_dir} uses adakit's {cfg.model.backbone!r} backbone; leave backbone= out")
+    dev = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+    shape = tuple(info["input_shape"])
+    model_cfg = cfg.model.model_copy(update={"head": info.get("head", cfg.model.head), "weights": None})
+    model = build_model(model_cfg, shape, len(info["classes"]), backbone=backbone)
+    if "backbone_dim" in info and model.backbone.out_dim != info["backbone_dim"]:
+        raise ConfigError(f"backbone=: gives {model.backbone.out_dim} features, but the run's backbone gave "
+                          f"{info['backbone_dim']}; construct it with the same arguments as for the run")
+    path = Path(last[1]) if Path(last[1]).is_absolute() else run_dir / last[1]
+    state = load_checkpoint(path, last[0], run_dir, map_location="cpu")
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint of round {last[0]} does not fit the rebuilt model: {path} "
+                              f"({type(e).__name__}: {str(e)[:300]})") from None
+    if "standardize" in info:
+        model = _Standardized(model, info["standardize"]["mean"], info["standardize"]["std"])
+    return RunModel(run_dir, model.to(dev), cfg, list(info["classes"]), shape, dev, last[0],
+                    batch_size or cfg.train.eval_batch_size)

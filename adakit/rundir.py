@@ -1,0 +1,319 @@
+"""Run-folder safety: the ``run.lock`` file lock, ``--out`` checks, the stored config, checkpoints.
+
+* `run_lock` — one writer per run folder. ``run.lock`` holds an exclusive ``fcntl.flock`` on an open file
+  descriptor, so the OS releases it when the holder exits or is killed (even by SIGKILL): a lock file left
+  behind never blocks. The file records the holder's PID and start time for the "in use" message. Taken by
+  `adakit run`, `resume`, `query` and by `ActiveLoop` whenever it trains or writes rounds. The labelling
+  page and `import-labels` do *not* take it: they only add answers, each in its own SQLite transaction,
+  which is safe next to a running loop (the loop reads the labels it needs when a round starts).
+* `check_out_dir` — `adakit run --out` refuses a folder that is not empty and holds no run, a file, or a
+  path under a file, before any work.
+* `stored_config` — the config a run folder's ledger holds, read without writing anything.
+* `load_checkpoint` / `clean_checkpoints` — named errors for missing or unreadable checkpoints, and removal
+  of the files a killed process left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import sqlite3
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adakit.errors import AdakitError, ConfigError, DataError, LedgerError
+
+LOCK_NAME = "run.lock"
+LEDGER_NAME = "ledger.sqlite"
+#: files a run folder may hold before it is a run (a lock file from a run that failed before its ledger)
+_IGNORABLE = {LOCK_NAME}
+
+
+class RunInUseError(AdakitError):
+    """Another process holds the run folder's ``run.lock``."""
+
+
+class CheckpointError(DataError, RuntimeError):
+    """A checkpoint the ledger names is missing or unreadable.
+
+    Also a `RuntimeError`, so callers that treat model weights as optional (the labelling page's
+    suggestions) keep falling back as they do for other load failures.
+    """
+
+
+# -- the lock ---------------------------------------------------------------------------------------
+_held: dict[str, list] = {}  # lock file (real path) -> [open file, depth]; re-entrant within one process
+_held_guard = threading.Lock()
+
+
+def _holder(lock_file: Path) -> str:
+    try:
+        text = lock_file.read_text(errors="replace").split("\n")
+    except OSError:
+        return "another process"
+    pid = text[0].strip() if text and text[0].strip().isdigit() else "?"
+    started = text[1].strip() if len(text) > 1 and text[1].strip() else "?"
+    return f"PID {pid} (started {started})"
+
+
+def acquire(run_dir: str | Path) -> Callable[[], None]:
+    """Take ``run_dir/run.lock`` (creating the folder's lock file); returns the function that releases it.
+
+    Raises `RunInUseError` naming the holder's PID when another process holds it. Re-entrant within one
+    process (nested calls share the lock; the outermost release frees it).
+    """
+    import fcntl
+
+    lock_file = Path(run_dir) / LOCK_NAME
+    key = os.path.realpath(lock_file)
+    with _held_guard:
+        if key in _held:
+            _held[key][1] += 1
+            return lambda: _release(key)
+        try:
+            fh = open(lock_file, "a+")  # noqa: SIM115 - kept open while the lock is held
+        except OSError as e:
+            raise ConfigError(f"cannot create the lock file {lock_file}: {e.strerror or e}; check that the run "
+                              "folder is writable") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            fh.close()
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ConfigError(f"cannot lock {lock_file}: {e.strerror or e}") from None
+            raise RunInUseError(f"{Path(run_dir)} is in use by {_holder(lock_file)}; wait for it or stop it "
+                                f"(the lock is released when that process ends)") from None
+        fh.seek(0)
+        fh.truncate()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        fh.write(f"{os.getpid()}\n{started}\n")
+        fh.flush()
+        _held[key] = [fh, 1]
+    return lambda: _release(key)
+
+
+def _release(key: str) -> None:
+    with _held_guard:
+        entry = _held.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _held[key]
+            entry[0].close()  # closing the descriptor releases the flock; the file stays (see module doc)
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir/run.lock`` for the block (see `acquire`)."""
+    release = acquire(run_dir)
+    try:
+        yield
+    finally:
+        release()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locked(method: F) -> F:
+    """Decorator for methods of objects with a ``run_dir``: hold the run lock while the method runs."""
+    @wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from adakit import distributed
+
+        if not distributed.is_main():  # torchrun: rank 0 holds the lock for the run's processes
+            return method(self, *args, **kwargs)
+        Path(self.run_dir).mkdir(parents=True, exist_ok=True)
+        with run_lock(self.run_dir):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- run folders ------------------------------------------------------------------------------------
+def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
+    """The config stored in ``run_dir``'s ledger, read without writing anything.
+
+    `LedgerError` when the ledger is unreadable or not an adakit ledger. When it holds no config (a run
+    killed right after creating its ledger): `ConfigError` if ``required``, else None. Never falls back to
+    a default config.
+    """
+    from adakit.ledger import Ledger
+
+    run_dir = Path(run_dir)
+    path = run_dir / LEDGER_NAME
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no {LEDGER_NAME}); start one with `adakit run`")
+    try:
+        led = Ledger.read_only(path)
+        try:
+            values = led.get_meta("config")
+            version = led.get_meta("schema_version")
+        finally:
+            led.close()
+    except sqlite3.Error as e:
+        raise LedgerError(f"{path} is not a readable adakit ledger ({e}); check it with `adakit ledger check "
+                          f"{run_dir}`, restore it from a backup, or start a new run in another folder") from None
+    except ValueError as e:  # a meta value that is not JSON
+        raise LedgerError(f"{path}: its stored config is not valid JSON ({e}); the ledger is damaged") from None
+    if version is None:
+        raise LedgerError(f"{path} is not an adakit ledger (no schema_version); check it with `adakit ledger "
+                          f"check {run_dir}` or start a new run in another folder")
+    if values is None:
+        if required:
+            raise ConfigError(f"{path} holds no stored config (its run was stopped before it started); "
+                              f"start it again with `adakit run CONFIG --out {run_dir}`")
+        return None
+    if not isinstance(values, dict):
+        raise LedgerError(f"{path}: the stored config is a {type(values).__name__}, not a mapping; the ledger "
+                          "is damaged")
+    return values
+
+
+def stored_experiment(run_dir: str | Path):
+    """`stored_config` validated into an `ExperimentConfig` (errors name the ledger)."""
+    from adakit.config import build_config
+
+    values = stored_config(run_dir)
+    try:
+        return build_config(values)
+    except ConfigError as e:
+        raise ConfigError(f"{Path(run_dir) / LEDGER_NAME}: the stored config is not valid for this adakit: "
+                          f"{e}") from None
+
+
+def check_out_dir(out_dir: str | Path) -> bool:
+    """Check an ``adakit run --out`` folder before any work; True when it already holds a run.
+
+    Allowed: an absent folder (under a creatable path), an empty one, or a run folder. Refused with a
+    `ConfigError`: a file, a path under a file, an unwritable parent, or a non-empty folder that is not a run
+    (its files would be overwritten). A damaged ledger gives `LedgerError`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
+    if not out_dir.exists():
+        parent = out_dir.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise ConfigError(f"--out {out_dir}: {parent} is a file, so no folder can be created under it; "
+                              "choose another --out")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out_dir}: cannot create it, {parent} is not writable; choose another --out")
+        return False
+    if (out_dir / LEDGER_NAME).exists():
+        if not (out_dir / LEDGER_NAME).is_file():
+            raise ConfigError(f"--out {out_dir}: {out_dir / LEDGER_NAME} is not a file; choose another --out")
+        stored_config(out_dir, required=False)  # a damaged or foreign ledger is refused here, untouched
+        return True
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in _IGNORABLE)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise ConfigError(f"--out {out_dir} is not empty and holds no run ({shown}); a run would overwrite its "
+                          "files. Choose a new or empty folder")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir} is not writable; choose another --out")
+    return False
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+_LOAD_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError,
+                AttributeError, IndexError, TypeError, UnicodeDecodeError, OSError, MemoryError)
+
+
+def _checkpoint_advice(run_dir: Path, r: int) -> str:
+    return (f"restore it from a backup, or start the run again in a new folder (`adakit run "
+            f"{run_dir / 'config.yaml'} --out NEW_FOLDER`); the labels in {run_dir / LEDGER_NAME} are intact "
+            f"(round {r})")
+
+
+def load_checkpoint(path: Path, r: int, run_dir: str | Path, map_location=None) -> dict:
+    """Read round ``r``'s checkpoint; `CheckpointError` naming the file and what to do when it is missing or
+    unreadable (truncated, garbage, not a checkpoint)."""
+    import torch
+
+    run_dir = Path(run_dir)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint of round {r} is missing: {path}; " + _checkpoint_advice(run_dir, r))
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours (and unpickling
+        # arbitrary bytes can do anything, from MemoryError to worse)
+        raise CheckpointError(f"checkpoint of round {r} is unreadable: {path} (not a torch checkpoint archive, "
+                              f"{path.stat().st_size} bytes); " + _checkpoint_advice(run_dir, r))
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except _LOAD_ERRORS as e:
+        raise CheckpointError(f"checkpoint of round {r} is unreadable: {path} ({type(e).__name__}: {e}); "
+                              + _checkpoint_advice(run_dir, r)) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint of round {r} is not an adakit checkpoint: {path} (holds a "
+                              f"{type(state).__name__}); " + _checkpoint_advice(run_dir, r))
+    return state
+
+
+def apply_checkpoint(trainer, path: Path, r: int, run_dir: str | Path, map_location=None) -> None:
+    """`load_checkpoint` into ``trainer``; a state that does not fit the model is a `CheckpointError` too."""
+    state = load_checkpoint(path, r, run_dir, map_location)
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint of round {r} does not fit this run's model: {path} "
+                              f"({type(e).__name__}: {str(e)[:300]}); "
+                              + _checkpoint_advice(Path(run_dir), r)) from None
+
+
+def clean_checkpoints(run_dir: str | Path, ledger) -> list[Path]:
+    """Remove checkpoint files a killed process left behind; returns the removed paths.
+
+    Kept: the files of the ledger's last checkpoint and of the warm-up (round 0, which `adopt_warmup`
+    copies). Removed: ``*.tmp`` files (a save that did not finish) and every other ``round-*.pt`` (saved but
+    not recorded, or recorded and superseded before the old one was deleted). Call with the run lock held.
+    """
+    run_dir = Path(run_dir)
+    ck_dir = run_dir / "checkpoints"
+    if not ck_dir.is_dir():
+        return []
+    keep = set()
+    rows = ledger.conn.execute("SELECT round, path FROM checkpoints").fetchall()
+    last = max((r for r, _ in rows), default=None)
+    for r, p in rows:
+        if r in (0, last):
+            q = Path(p)
+            keep.add(os.path.realpath(q if q.is_absolute() else run_dir / q))
+            keep.add(os.path.realpath(ck_dir / q.name))  # an absolute path of a moved run folder (see restore)
+    for row in ledger.get_meta("warmup_checkpoints", []) or []:  # train.eval_checkpoints: the saved warm-up models
+        keep.add(os.path.realpath(run_dir / row["checkpoint"]))
+    removed = []
+    for f in ck_dir.iterdir():
+        if not f.is_file():
+            continue
+        orphan = f.name.endswith(".tmp") or (f.suffix == ".pt" and os.path.realpath(f) not in keep)
+        if orphan:
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
+def run_timings(ledger, rounds: int) -> dict:
+    """Timings for summary.json from the ledger rows that exist (a resumed run has no gaps shown as null).
+
+    ``train_sec_per_iter``: of the last round with training stats (the configured last round when present);
+    ``query_seconds``: seconds of each round's selection, for the rounds that recorded one.
+    """
+    train = None
+    for r in range(max(rounds, ledger.last_round()), -1, -1):
+        stats = ledger.get_meta(f"train/{r}")
+        if isinstance(stats, dict) and stats.get("sec_per_iter") is not None:
+            train = stats["sec_per_iter"]
+            break
+    last = max(rounds, ledger.last_round())
+    queries = [s for s in (ledger.get_meta(f"query_seconds/{r}") for r in range(1, last + 1)) if s is not None]
+    return {"train_sec_per_iter": train, "query_seconds": queries}

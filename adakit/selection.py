@@ -1,0 +1,241 @@
+"""`adakit.select`: any registered strategy as a function of arrays (no model, no config, no run folder).
+
+The arrays become an `adakit.pool.ArrayView`, the same interface the loop's `PoolView` gives strategies,
+so a selection made here equals the loop's selection on the same outputs and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from adakit.errors import ConfigError, DataError
+from adakit.pool import ArrayView, CallableModule
+from adakit.query.base import Selection, Strategy
+
+ArrayLike = Any  # numpy array, torch tensor (any device) or nested lists
+
+#: the keywords that supply what a strategy's ``needs`` asks of an objective
+NEED_KEYWORDS = {
+    "domain_discriminator": "domain_discriminator= (a module or callable mapping features (N, m) to domain logits "
+                            "(N, 1), sigmoid = P(source)), or domain_probs= / domain_logits= (per pool sample, "
+                            "shape (N,))",
+    "class_discriminator": "class_discriminator= (a module or callable mapping features (N, m) to class-level "
+                           "domain logits (N, C), as TSF's discriminator; its gradients are taken, so outputs "
+                           "alone are not enough)",
+}
+
+
+class _Provided:
+    """What strategies read from ``view.objective``: the keywords given, else the ``objective`` object's attributes."""
+
+    def __init__(self, objective: Any, given: dict[str, Any]):
+        self._objective = objective
+        self._given = {k: v for k, v in given.items() if v is not None}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._given:
+            return self._given[name]
+        return getattr(self._objective, name)  # AttributeError when absent, as for an objective without it
+
+
+def _as_tensor(x: ArrayLike, name: str, ndim: int) -> torch.Tensor:
+    """``x`` as a contiguous float32 CPU tensor with ``ndim`` dimensions, all finite (the loop's `PoolView` dtype)."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"adakit.select: {name}= must be a numpy array or torch tensor ({e})") from None
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8, torch.int16, torch.int8)):
+        raise DataError(f"adakit.select: {name}= must hold numbers (got dtype {t.dtype})")
+    t = t.to("cpu", torch.float32).contiguous()
+    if t.ndim != ndim:
+        raise DataError(f"adakit.select: {name}= must have {ndim} dimension(s), got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise DataError(f"adakit.select: {name}= holds NaN or infinite values")
+    return t
+
+
+def _as_module(fn: Any, name: str) -> nn.Module | None:
+    if fn is None or isinstance(fn, nn.Module):
+        return fn
+    if not callable(fn):
+        raise ConfigError(f"adakit.select: {name}= must be a torch module or a callable on a (N, m) tensor")
+    return CallableModule(fn)
+
+
+def _numpy(x: ArrayLike) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(boolean mask over the pool, labels over the pool with -1 where unknown) from a mask or an index array."""
+    mask = np.zeros(n, dtype=bool)
+    index = None  # the index array, when labelled= is one
+    if labelled is not None:
+        arr = _numpy(labelled)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise DataError(f"adakit.select: labelled= as a boolean mask must have shape ({n},) (one entry per "
+                                f"pool sample), got {arr.shape}")
+            mask = arr.copy()
+        elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+            index = arr.astype(np.int64).reshape(-1)
+            if index.size and (index.min() < 0 or index.max() >= n):
+                raise DataError(f"adakit.select: labelled= indices must lie in [0, {n}), got "
+                                f"{index.min()}..{index.max()}")
+            mask[index] = True
+        else:
+            raise DataError(f"adakit.select: labelled= must be a boolean mask or an integer index array, "
+                            f"got dtype {arr.dtype}")
+    full = np.full(n, -1, dtype=np.int64)
+    if labels is not None:
+        y = _numpy(labels).astype(np.int64).reshape(-1)
+        if len(y) == n:
+            full = y
+        elif index is not None and len(y) == len(index):
+            full[index] = y
+        else:
+            raise DataError(f"adakit.select: labels= must have one entry per pool sample ({n}) or one per "
+                            f"index in labelled= ({0 if index is None else len(index)}), got {len(y)}")
+    return mask, full
+
+
+def make_strategy(strategy: str | Strategy | type[Strategy], params: dict[str, Any]) -> Strategy:
+    """A strategy by registered name or class with ``params`` validated by its ``Params``, or the instance given."""
+    from adakit.registry import STRATEGIES
+
+    if isinstance(strategy, Strategy):
+        if params:
+            raise ConfigError(f"adakit.select: parameters {sorted(params)} given with a {type(strategy).__name__} "
+                              "instance; set them on the instance, or pass the strategy by name")
+        return strategy
+    if isinstance(strategy, str):
+        cls = STRATEGIES.get(strategy)
+    elif isinstance(strategy, type) and issubclass(strategy, Strategy):
+        cls = strategy
+    else:
+        raise ConfigError(f"adakit.select: strategy must be a registered name ({', '.join(STRATEGIES.names())}), "
+                          f"a Strategy subclass or instance; got {strategy!r}")
+    name = getattr(cls, "name", cls.__name__)
+    return cls(cls.Params.validated(params, f"select({name!r})"))
+
+
+def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None = None,
+           logits: ArrayLike | None = None, embeddings: ArrayLike | None = None, budget: int,
+           labelled: ArrayLike | None = None, labels: ArrayLike | None = None,
+           seed: int | np.random.Generator = 0, source_embeddings: ArrayLike | None = None,
+           head: nn.Module | Callable | None = None, head_weight: ArrayLike | None = None,
+           domain_discriminator: nn.Module | Callable | None = None, domain_probs: ArrayLike | None = None,
+           domain_logits: ArrayLike | None = None, class_discriminator: nn.Module | Callable | None = None,
+           sdm_loss_form: dict | None = None, objective: Any = None, **params: Any) -> Selection:
+    """Pick ``budget`` unlabelled pool samples with a strategy, from the model outputs you computed.
+
+    Args:
+        strategy: a registered name (``adakit methods`` lists them), a `Strategy` subclass or instance.
+        probs, logits: class probabilities / pre-softmax outputs (N, C) of the pool; probs = softmax(logits)
+            when only logits are given. CLUE and SDM-G need ``logits``.
+        embeddings: features f (N, m) of the pool, the classifier head's input (BADGE, CoreSet, CLUE, LAS,
+            AADA, SAGE).
+        budget: how many samples to pick (fewer when fewer are unlabelled).
+        labelled: samples already labelled (never picked; CoreSet's initial centres): a boolean mask (N,) or
+            an index array. ``labels``: their labels, per pool sample (-1 unknown) or per index given.
+        seed: an int or a `numpy.random.Generator` (the loop passes ``np.random.default_rng([seed, round])``).
+        source_embeddings: source features (N_s, m) (CoreSet with ``use_source=True``).
+        head, head_weight: the classifier head (module or callable f → z), or the (C, m) weight of a linear
+            head (SDM-G; a non-linear head also needs ``embeddings``). BADGE needs neither.
+        domain_discriminator, domain_probs, domain_logits: AADA's domain discriminator f → logit
+            (sigmoid = P(source)), or its per-sample output on the pool as P(source) or as a logit (N,).
+        class_discriminator: SAGE's class-level discriminator f → (N, C) logits (TSF); its gradients are used.
+        sdm_loss_form: SDM-G's training loss settings (`adakit.query._gradients.MarginLossForm` fields);
+            default the released SDM code's loss.
+        objective: any object whose attributes strategies may read instead (e.g. a trained adakit objective
+            providing ``domain_discriminator``); explicit keywords win.
+        **params: the strategy's parameters (``adakit methods NAME`` lists them).
+
+    Returns:
+        `Selection` with numpy ``indices`` (pool positions, in pick order) and ``scores``.
+
+    Tensors on any device are accepted; the pool arrays are copied to float32 CPU tensors (as the loop's
+    `PoolView` holds them), discriminators and heads run on their own device. Bad input raises `ConfigError`
+    (keywords, parameters) or `DataError` (arrays) before any selection work.
+    """
+    strat = make_strategy(strategy, params)
+    who = f"adakit.select({getattr(strat, 'name', type(strat).__name__)!r})"
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
+        raise ConfigError(f"{who}: budget= must be a non-negative integer, got {budget!r}")
+
+    arrays = {k: None if v is None else _as_tensor(v, k, d) for k, v, d in (
+        ("probs", probs, 2), ("logits", logits, 2), ("embeddings", embeddings, 2),
+        ("source_embeddings", source_embeddings, 2), ("head_weight", head_weight, 2),
+        ("domain_probs", domain_probs, 1), ("domain_logits", domain_logits, 1))}
+    sizes = {k: len(arrays[k]) for k in ("probs", "logits", "embeddings", "domain_probs", "domain_logits")
+             if arrays[k] is not None}
+    if not sizes:
+        raise ConfigError(f"{who} needs the pool's outputs: probs= or logits= (N, C), and embeddings= (N, m) for "
+                          "strategies that use features")
+    if len(set(sizes.values())) > 1:
+        raise DataError(f"{who}: the pool arrays disagree on the number of samples: "
+                        + ", ".join(f"{k} has {v}" for k, v in sizes.items()))
+    n = next(iter(sizes.values()))
+    p, z, f = arrays["probs"], arrays["logits"], arrays["embeddings"]
+    if p is not None and z is not None and p.shape != z.shape:
+        raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
+    if p is not None and ((p < 0).any() or not torch.allclose(p.sum(1), torch.ones(n), atol=1e-3)):
+        raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
+                        "classifier outputs as logits=")
+    src = arrays["source_embeddings"]
+    if f is not None and src is not None and src.shape[1] != f.shape[1]:
+        raise DataError(f"{who}: source_embeddings= has {src.shape[1]} features per sample, embeddings= "
+                        f"{f.shape[1]}")
+
+    if head is not None and head_weight is not None:
+        raise ConfigError(f"{who}: pass head= or head_weight=, not both")
+    head_module = _as_module(head, "head")
+    if arrays["head_weight"] is not None:
+        w = arrays["head_weight"]
+        if f is not None and w.shape[1] != f.shape[1]:
+            raise DataError(f"{who}: head_weight= must be (C, m) with m = {f.shape[1]} features, got {tuple(w.shape)}")
+        head_module = nn.Linear(w.shape[1], w.shape[0], bias=False)
+        with torch.no_grad():
+            head_module.weight.copy_(w)
+    if domain_probs is not None and domain_logits is not None:
+        raise ConfigError(f"{who}: pass domain_probs= or domain_logits=, not both")
+    d_logits = arrays["domain_logits"]
+    if arrays["domain_probs"] is not None:
+        d = arrays["domain_probs"].double()
+        if ((d < 0) | (d > 1)).any():
+            raise DataError(f"{who}: domain_probs= must be probabilities P(source) in [0, 1]")
+        d_logits = (torch.log(d) - torch.log1p(-d)).float()  # sigmoid(l) = d; ±inf at 0 / 1, clamped by AADA
+    form = sdm_loss_form
+    if form is not None:
+        from adakit.query._gradients import MarginLossForm
+
+        if dataclasses.is_dataclass(form):
+            form = dataclasses.asdict(form)
+        try:
+            MarginLossForm(**form)
+        except TypeError as e:
+            raise ConfigError(f"{who}: sdm_loss_form= must name MarginLossForm fields "
+                              f"({', '.join(f.name for f in dataclasses.fields(MarginLossForm))}): {e}") from None
+    provided = _Provided(objective, {
+        "domain_discriminator": _as_module(domain_discriminator, "domain_discriminator"),
+        "class_discriminator": _as_module(class_discriminator, "class_discriminator"),
+        "sdm_loss_form": form})
+    for need in sorted(getattr(strat, "needs", ())):
+        if getattr(provided, need, None) is None and not (need == "domain_discriminator" and d_logits is not None):
+            raise ConfigError(f"{who} needs {NEED_KEYWORDS.get(need, f'{need}= (or objective= providing it)')}")
+
+    mask, full_labels = _mask(labelled, labels, n)
+    view = ArrayView(mask, full_labels, who=who, probs=p, logits=z, embeddings=f, source_embeddings=src,
+                     head=head_module, objective=provided, domain_logits=d_logits)
+    return strat.select(view, int(budget), np.random.default_rng(seed))

@@ -1,0 +1,277 @@
+"""`adakit sweep`: a grid of settings of one experiment, each run into its own folder, and the setting and
+checkpoint a validator picks without target labels.
+
+Every run records its validators (``val/<name>`` per round, and at the ``train.eval_checkpoints`` warm-up
+checkpoints); the pick maximises the chosen validator over all (setting, checkpoint) pairs. Target accuracy is
+read only for the oracle columns of the table (the oracle best, the pick's and the default's accuracy), never
+for the pick. Runs land in ``OUT/<setting>``; finished runs are skipped, so an interrupted sweep continues.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adakit.bench import run_plan, slug
+from adakit.config import ExperimentConfig, load_config
+from adakit.errors import ConfigError
+
+
+@dataclass
+class Setting:
+    """One grid point: its ``key=value`` overrides, display name and run folder."""
+
+    values: dict[str, Any]
+    name: str
+    run_dir: Path
+    config: ExperimentConfig
+    is_default: bool = False
+    summary: dict = field(default_factory=dict)
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["train.lr=0.01,0.003", "seed=0,1"]`` -> ``{"train.lr": [0.01, 0.003], "seed": [0, 1]}`` (YAML scalars)."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise ConfigError(f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid train.lr=0.01,0.003")
+        if key in grid:
+            raise ConfigError(f"--grid {key}: given twice; put all its values in one --grid {key}=v1,v2")
+        values = [yaml.safe_load(v.strip()) for v in raw.split(",")]
+        if len({json.dumps(v) for v in values}) != len(values):
+            raise ConfigError(f"--grid {item!r}: a value is listed twice")
+        grid[key] = values
+    if not grid:
+        raise ConfigError("give at least one --grid key=v1,v2,...")
+    return grid
+
+
+def _lookup(cfg: dict, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _default_value(cfg: ExperimentConfig, key: str) -> Any:
+    """The config's own value of ``key``; a method parameter not in the file gives its ``Params`` default."""
+    section, _, rest = key.partition(".")
+    if section in ("objective", "query") and rest not in ("name", "strategy"):
+        params = cfg.objective_params() if section == "objective" else cfg.query_params()
+        return _lookup(params.model_dump(mode="json"), rest)
+    return _lookup(cfg.to_dict(), key)
+
+
+def _fmt_value(v: Any) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def plan_sweep(config: str | Path, grid: dict[str, list[Any]], out_dir: str | Path, extra: list[str] | None = None,
+               only: list[str] | None = None) -> list[Setting]:
+    """Every setting of the grid (plus the config's own values, when they are not a grid point), each config
+    validated before any run starts. ``only`` (``key=value`` filters) keeps the matching settings."""
+    out_dir = Path(out_dir)
+    base = load_config(config, extra)
+    filters = parse_grid(only) if only else {}
+    for key in filters:
+        if key not in grid:
+            raise ConfigError(f"--only {key}: not a --grid key; grid keys: {', '.join(grid)}")
+    for key, values in grid.items():  # each key checked alone first, so the error names it
+        try:
+            load_config(config, [*(extra or []), f"{key}={_fmt_value(values[0])}"])
+        except ConfigError as e:
+            raise ConfigError(f"--grid {key}: {e}") from None
+    default = {k: _default_value(base, k) for k in grid}
+    combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
+    if default not in combos:
+        combos.append(default)
+    settings = []
+    for values in combos:
+        if any(values[k] not in vs for k, vs in filters.items()):
+            continue
+        name = " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())
+        try:
+            cfg = load_config(config, [*(extra or []), *(f"{k}={_fmt_value(v)}" for k, v in values.items())])
+        except ConfigError as e:
+            raise ConfigError(f"setting {name}: {e}") from None
+        settings.append(Setting(values, name, out_dir / slug(name.replace(" ", "_")), cfg, values == default))
+    if not settings:
+        raise ConfigError(f"--only {only}: no setting of the grid matches")
+    folders = [s.run_dir for s in settings]
+    if len(set(folders)) != len(folders):
+        raise ConfigError("two --grid settings map to one run folder name; use values that differ in letters or "
+                          "digits, not only in punctuation")
+    return settings
+
+
+def _run_one(config: dict, run_dir: str) -> None:  # a worker process of --jobs
+    from adakit.config import build_config
+
+    run_plan([(build_config(config), Path(run_dir))])
+
+
+def run_settings(settings: list[Setting], jobs: int = 1,
+                 on_run: Callable[[str, float], None] | None = None) -> int:
+    """Run every unfinished setting (in ``jobs`` processes); returns how many were run."""
+    todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
+    if jobs <= 1:
+        run_plan([(s.config, s.run_dir) for s in todo],
+                 lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None)
+        return len(todo)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): (s, time.perf_counter()) for s in todo}
+        for fut, (s, t0) in futures.items():
+            fut.result()
+            if on_run:
+                on_run(s.name, time.perf_counter() - t0)
+    return len(todo)
+
+
+def checkpoints(summary: dict, validators: list[str]) -> list[dict]:
+    """The run's checkpoints (warm-up steps, then rounds) with each validator's score *of that checkpoint's model*:
+    a queried-batch validator recorded on round r scores round r-1's model, so it is credited there."""
+    from adakit.registry import VALIDATORS
+
+    rounds = summary["rounds"] or summary.get("unlabelled_rounds", [])  # a target without labels: no accuracy
+    rows = []
+    for c in summary.get("warmup_checkpoints", []):
+        rows.append({"checkpoint": f"warm-up step {c['step']}", "labels": 0, "accuracy": c.get("accuracy"),
+                     **{v: c.get(f"val/{v}") for v in validators if not VALIDATORS.get(v).previous_round}})
+    for i, m in enumerate(rounds):
+        row = {"checkpoint": f"round {m['round']}", "labels": m["labels"], "accuracy": m.get("accuracy")}
+        for v in validators:
+            if VALIDATORS.get(v).previous_round:
+                row[v] = rounds[i + 1].get(f"val/{v}") if i + 1 < len(rounds) else None
+            else:
+                row[v] = m.get(f"val/{v}")
+        rows.append(row)
+    return rows
+
+
+def pick(settings: list[Setting], select: str) -> dict:
+    """The (setting, checkpoint) the validator ``select`` scores highest; reads no accuracy."""
+    best = None
+    for s in settings:
+        for c in checkpoints(s.summary, [select]):
+            if c[select] is not None and (best is None or c[select] > best[2][select]):
+                best = (s, c["checkpoint"], c)
+    if best is None:
+        raise ConfigError(f"--select {select}: no run recorded it (see `adakit methods {select}` for its inputs)")
+    return {"setting": best[0].name, "checkpoint": best[1], "score": best[2][select],
+            "weights": weights_file(best[0], best[1])}
+
+
+def weights_file(setting: Setting, checkpoint: str) -> str | None:
+    """The saved model of a checkpoint, or None: a run keeps round 0, its last round and the warm-up checkpoints
+    (the weights of an intermediate round are deleted once the next round is trained)."""
+    if checkpoint.startswith("warm-up step "):
+        path = setting.run_dir / "checkpoints" / f"warmup-{checkpoint.rsplit(' ', 1)[1]}.pt"
+    else:
+        path = setting.run_dir / "checkpoints" / f"round-{checkpoint.rsplit(' ', 1)[1]}.pt"
+    return str(path) if path.is_file() else None
+
+
+def run_sweep(config: str | Path, grid_items: list[str], select: str, out_dir: str | Path,
+              extra: list[str] | None = None, only: list[str] | None = None, jobs: int = 1,
+              on_run: Callable[[str, float], None] | None = None) -> dict:
+    """Plan, run (resumable) and tabulate a sweep; writes ``sweep.md``, ``sweep.csv`` and ``sweep.json`` into
+    ``out_dir`` and returns the ``sweep.json`` content (``pick``, ``oracle_best``, ``default``, ``ran``)."""
+    from adakit.registry import VALIDATORS
+
+    cls = VALIDATORS.get(select)  # unknown names fail before any work
+    settings = plan_sweep(config, parse_grid(grid_items), out_dir, extra, only)
+    _check_select(select, cls, settings)
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give 1 or more processes")
+    ran = run_settings(settings, jobs, on_run)
+    for s in settings:
+        s.summary = json.loads((s.run_dir / "summary.json").read_text())
+    validators = VALIDATORS.names()
+    chosen = pick(settings, select)
+    table = [(s, c) for s in settings for c in checkpoints(s.summary, validators)]
+    scored = [(s, c) for s, c in table if c["accuracy"] is not None]
+    result: dict[str, Any] = {"select": select, "pick": chosen, "ran": ran, "settings": [s.name for s in settings]}
+    for s, c in table:
+        if (s.name, c["checkpoint"]) == (chosen["setting"], chosen["checkpoint"]):
+            chosen["oracle_accuracy"] = c["accuracy"]
+    if scored:
+        s, c = max(scored, key=lambda sc: sc[1]["accuracy"])
+        result["oracle_best"] = {"setting": s.name, "checkpoint": c["checkpoint"], "oracle_accuracy": c["accuracy"]}
+    default = next((s for s in settings if s.is_default), None)
+    if default is not None:
+        last = checkpoints(default.summary, [])[-1]
+        result["default"] = {"setting": default.name, "checkpoint": last["checkpoint"],
+                             "oracle_accuracy": last["accuracy"]}
+    _write(Path(out_dir), result, table, validators)
+    return result
+
+
+def _check_select(select: str, cls: type, settings: list[Setting]) -> None:
+    for s in settings:
+        cfg = s.config
+        if {"source_probs", "source_labels"} & set(cls.needs) and cfg.data.source_val == 0:
+            raise ConfigError(f"--select {select} needs a held-out source split: add --set data.source_val=0.1 "
+                              f"(setting {s.name} has data.source_val=0)")
+        if cls.previous_round and cfg.budget.rounds == 0:
+            raise ConfigError(f"--select {select} scores queried batches, but setting {s.name} has budget.rounds=0")
+        if "queried_inclusion" in cls.needs and cfg.query.strategy != "random":
+            raise ConfigError(f"--select {select} needs selection probabilities, which only query.strategy=random "
+                              f"has (setting {s.name} uses {cfg.query.strategy}); select queried_acc instead")
+
+
+def _num(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "–"
+    return f"{100 * v:.2f}" if pct else f"{v:.4g}"
+
+
+def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], validators: list[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pick_, best, default = result["pick"], result.get("oracle_best"), result.get("default")
+
+    def marks(s: Setting, c: dict) -> list[str]:
+        key = (s.name, c["checkpoint"])
+        return [m for m, ref in (("pick", pick_), ("oracle best", best), ("default", default))
+                if ref and key == (ref["setting"], ref["checkpoint"])]
+
+    lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", "",
+             f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = {_num(pick_['score'])}; "
+             f"oracle accuracy {_num(pick_.get('oracle_accuracy'), True)}%); weights: "
+             + (f"`{pick_['weights']}`" if pick_["weights"] else "not kept (an intermediate round)")]
+    if best:
+        lines.append(f"- **oracle best** (uses target labels): {best['setting']}, {best['checkpoint']} "
+                     f"({_num(best['oracle_accuracy'], True)}%); regret of the pick "
+                     f"{_num((best['oracle_accuracy'] - (pick_.get('oracle_accuracy') or 0)), True)} points")
+    if default:
+        lines.append(f"- **default** (the config's own values, last checkpoint): {default['setting']}, "
+                     f"{default['checkpoint']} ({_num(default['oracle_accuracy'], True)}%)")
+    lines += ["", "`accuracy` is the oracle column: it uses the target labels, which a user does not have; the pick "
+              "never reads it.", "",
+              "| setting | checkpoint | labels | " + " | ".join(validators) + " | accuracy (oracle, %) | |",
+              "|---|---|---:|" + "---:|" * len(validators) + "---:|---|"]
+    for s, c in table:
+        lines.append(f"| {s.name} | {c['checkpoint']} | {c['labels']} | "
+                     + " | ".join(_num(c.get(v)) for v in validators)
+                     + f" | {_num(c['accuracy'], True)} | {', '.join(marks(s, c))} |")
+    (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["setting", "checkpoint", "labels", *validators, "accuracy_oracle", "marks", "run_dir"])
+        for s, c in table:
+            w.writerow([s.name, c["checkpoint"], c["labels"], *("" if c.get(v) is None else c[v] for v in validators),
+                        "" if c["accuracy"] is None else c["accuracy"], ";".join(marks(s, c)), str(s.run_dir)])
+    (out_dir / "sweep.json").write_text(json.dumps(result, indent=1))

@@ -1,0 +1,103 @@
+"""What a run records: every validator its data allow, after each round and at warm-up checkpoints.
+
+Inputs come from outputs the loop computes anyway (test = pool under the transductive protocol; the pool pass
+is shared with the next query under the inductive one), plus the held-out source split (``data.source_val``)
+and the ledger's record of each queried batch (the model's suggested class at query time and the label given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from adakit.errors import ConfigError
+
+
+def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """(domains with the training source only, the held-out source split): a stratified seeded split."""
+    from sklearn.model_selection import train_test_split
+
+    src = domains.source
+    n_val = int(np.ceil(fraction * len(src)))
+    n_classes = len(np.unique(src.y))
+    if n_val < n_classes or len(src) - n_val < n_classes:
+        raise ConfigError(f"data.source_val={fraction}: holds out {n_val} of {len(src)} source samples; a "
+                          f"stratified split needs at least one per class ({n_classes}) on each side; raise or "
+                          "lower it (0 = no held-out source split)")
+    strat = src.y if np.bincount(src.y).min() >= 2 else None
+    train_idx, val_idx = train_test_split(np.arange(len(src)), test_size=n_val, random_state=seed, stratify=strat)
+    return (replace(domains, source=src.subset(np.sort(train_idx), src.name)),
+            src.subset(np.sort(val_idx), f"{src.name}-val"))
+
+
+def _probs(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.float(), 1).numpy()
+
+
+def queried_batch(ledger: Any, r: int, pool_size: int, strategy: str) -> dict[str, np.ndarray]:
+    """Round r's answered queries: the class the model suggested at query time, the label, and (random sampling
+    only) the inclusion probability b / (unlabelled pool size before the round)."""
+    labels = ledger.current_labels()
+    qs = [q for q in ledger.queries(r) if q.sample_id in labels and q.suggested is not None]
+    if r == 0 or not qs:
+        return {}
+    out = {"queried_pred": np.array([q.suggested for q in qs], dtype=np.int64),
+           "queried_labels": np.array([labels[q.sample_id] for q in qs], dtype=np.int64)}
+    if strategy == "random":
+        before = sum(1 for q in ledger.queries() if q.round < r and q.sample_id in labels)
+        out["queried_inclusion"] = np.full(len(qs), len(ledger.queries(r)) / max(1, pool_size - before))
+    return out
+
+
+def validator_scores(loop: Any, pool_outputs: tuple[torch.Tensor, torch.Tensor], r: int | None) -> dict[str, float]:
+    """``{"val/<name>": score}`` of every validator the run's data allow (r: the round, None at a warm-up
+    checkpoint, where no queried batch exists)."""
+    from adakit.inference import forward_domain
+    from adakit.validate import compute_all
+
+    feats, logits = pool_outputs
+    inputs: dict[str, Any] = {"probs": _probs(logits), "embeddings": feats.numpy()}
+    val = getattr(loop, "source_val", None)
+    if val is not None:
+        f, z = forward_domain(loop.model, val, loop.cfg.train.eval_batch_size, loop.device)
+        inputs.update(source_probs=_probs(z), source_labels=np.asarray(val.y), source_embeddings=f.numpy())
+    if r:
+        inputs.update(queried_batch(loop.ledger, r, len(loop.domains.pool), loop.cfg.query.strategy))
+    return {f"val/{k}": v for k, v in compute_all(inputs, device=loop.device).items()}
+
+
+def pool_outputs(loop: Any, test_outputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pool's (features, logits): the test outputs when the pool is the test set, else one pass (kept by the
+    loop for its next query)."""
+    from adakit.inference import forward_domain
+
+    d = loop.domains
+    if d.pool is d.test:
+        return test_outputs
+    return forward_domain(loop.model, d.pool, loop.cfg.train.eval_batch_size, loop.device)
+
+
+def warmup_checkpoint(loop: Any, step: int) -> None:
+    """Evaluate (oracle accuracy + validators) and save the model at warm-up step ``step``; appended to the
+    ledger meta ``warmup_checkpoints`` (and summary.json)."""
+    from adakit.inference import accuracy, forward_domain
+
+    d = loop.domains
+    test = forward_domain(loop.model, d.test, loop.cfg.train.eval_batch_size, loop.device)
+    row: dict[str, Any] = {"round": 0, "step": step, "checkpoint": f"checkpoints/warmup-{step}.pt"}
+    if (d.test.y >= 0).any():
+        row.update(accuracy(test[1], d.test.y))
+    row.update(validator_scores(loop, pool_outputs(loop, test), None))
+    path = loop.run_dir / row["checkpoint"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": loop.model.state_dict()}, path)
+    rows = [x for x in loop.ledger.get_meta("warmup_checkpoints", []) if x["step"] != step]
+    loop.ledger.set_meta("warmup_checkpoints", [*rows, row])
+
+
+def checkpoint_steps(iters: int, k: int) -> list[int]:
+    """k evenly spaced warm-up steps strictly inside (0, iters): iters·j/(k+1), j = 1..k (the end is round 0)."""
+    return sorted({int(round(iters * j / (k + 1))) for j in range(1, k + 1)} - {0, iters})

@@ -1,0 +1,24 @@
+"""Batch nuclear-norm validator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adakit.registry import register_validator
+from adakit.validate.base import Validator
+
+
+@register_validator("bnm")
+class BatchNuclearNorm(Validator):
+    """Batch nuclear-norm ‖P‖_* / N of the target pool's (N, C) probability matrix (Cui et al. 2020, Eq. 8).
+
+    Higher is better: confident and diverse predictions. The singular values come from the C×C matrix PᵀP
+    (σ_k = √λ_k), so the cost is O(N·C²) and no N×N matrix is formed.
+    """
+
+    needs = ("probs",)
+
+    def score(self, *, probs: np.ndarray, **_) -> float:
+        p = np.asarray(probs, dtype=np.float64)
+        eig = np.linalg.eigvalsh(p.T @ p)
+        return float(np.sqrt(np.clip(eig, 0, None)).sum() / len(p))

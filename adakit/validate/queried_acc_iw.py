@@ -1,0 +1,30 @@
+"""Importance-weighted accuracy on a round's queried batch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adakit.registry import register_validator
+from adakit.validate.base import Validator
+from adakit.validate.queried_acc import queried_correct
+
+
+@register_validator("queried_acc_iw")
+class WeightedQueriedBatchAccuracy(Validator):
+    """Queried-batch accuracy weighted by inverse inclusion probabilities, Σ(c_i/π_i)/Σ(1/π_i) (self-normalised
+    Horvitz–Thompson estimate of the unlabelled pool's accuracy; Kossen et al. 2021, active testing).
+
+    Higher is better. Unbiased only when π_i is the true probability that the strategy selected sample i. adakit
+    records it for ``random`` sampling (π = b / unlabelled). Top-k strategies (margin, entropy, LAS, ...) pick
+    deterministically: their scores are not selection probabilities, so no proper weight exists; BADGE's
+    k-means++ seeding samples, but its inclusion probabilities have no closed form. Runs record it for random only.
+    """
+
+    needs = ("queried_probs", "queried_labels", "queried_inclusion")
+    alternatives = {"queried_probs": "queried_pred"}
+    previous_round = True
+
+    def score(self, *, queried_labels: np.ndarray, queried_inclusion: np.ndarray,
+              queried_probs: np.ndarray | None = None, queried_pred: np.ndarray | None = None, **_) -> float:
+        w = 1.0 / np.asarray(queried_inclusion, dtype=np.float64)
+        return float((w * queried_correct(queried_labels, queried_probs, queried_pred)).sum() / w.sum())

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# GPU end-to-end check for a machine with one CUDA GPU; about 5-8 minutes. Run from the repository root:
+#
+#   ADAKIT_DATA=/path/to/data bash benchmarks/gpu_check.sh [OUT_DIR]
+#
+# Needs: the venv's python (or PYTHON=...), $ADAKIT_DATA/office31/images (Office-31 image folders), a CUDA GPU.
+# Steps (each prints "== step N: ..." first and "PASS step N" when it succeeded; any failure stops the script
+# with "FAIL step N: ..." and a non-zero exit status):
+#   1. the GPU is visible to torch
+#   2. the unit tests that have a CUDA variant (pytest -m cuda)
+#   3. one round of ResNet-50 DANN + LAS (k=5) on Office-31 amazon -> webcam at 224x224, bf16 autocast,
+#      channels_last, 8 pinned-memory loader workers: a TIMING line with images/s for training and pool inference
+#   4. the query-speed table at N = 1M, b = 2,000 (benchmarks/query_speed.py, 45 s per strategy; on the GPU if
+#      it has a --device option). The committed benchmarks/results/query_speed.* are restored afterwards;
+#      this machine's table is saved as OUT/query-speed-1M.md. QUERY_STRATEGIES="las clue" narrows it.
+# The last lines summarise the TIMING values. README "Scale: multi-process and GPU" explains how to read them.
+set -euo pipefail
+
+PY=${PYTHON:-.venv/bin/python}
+OUT=${1:-gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}
+STEP=0
+trap 'echo "FAIL step ${STEP}: see the output above (exit status $?)" >&2' ERR
+
+step() { STEP=$1; echo; echo "== step $1: $2"; }
+
+[ -x "$PY" ] || { echo "FAIL: python not found at $PY (set PYTHON=...)" >&2; exit 2; }
+[ -n "${ADAKIT_DATA:-}" ] && [ -d "$ADAKIT_DATA/office31/images" ] || {
+  echo "FAIL: set ADAKIT_DATA to the folder holding office31/images" >&2; exit 2; }
+mkdir -p "$OUT"
+START=$(date +%s)
+
+step 1 "CUDA device"
+"$PY" - <<'EOF'
+import sys, torch
+if not torch.cuda.is_available():
+    sys.exit("no CUDA device visible to torch " + torch.__version__)
+p = torch.cuda.get_device_properties(0)
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {p.name}, {p.total_memory / 2**30:.0f} GiB, "
+      f"bf16 {torch.cuda.is_bf16_supported()}")
+EOF
+echo "PASS step 1"
+
+step 2 "unit tests with a CUDA variant (pytest -m cuda)"
+OMP_NUM_THREADS=4 "$PY" -m pytest -q -m cuda tests 2>&1 | tee "$OUT/pytest-cuda.txt"
+grep -Eq "[0-9]+ passed" "$OUT/pytest-cuda.txt" || { echo "FAIL step 2: no CUDA test ran" >&2; exit 1; }
+if grep -Eq "[0-9]+ skipped" "$OUT/pytest-cuda.txt"; then echo "FAIL step 2: CUDA tests were skipped" >&2; exit 1; fi
+echo "PASS step 2"
+
+step 3 "one round of ResNet-50 DANN + LAS on Office-31 images at 224"
+OMP_NUM_THREADS=4 timeout 300 "$PY" benchmarks/gpu_round.py --config configs/office31-images.yaml \
+  --out "$OUT/resnet50-dann-las" --device cuda \
+  --set model.backbone=resnet50 --set objective.name=dann --set query.strategy=las --set query.k=5 \
+  --set data.image_size=224 --set data.verify_images=false --set train.warmup_iters=150 \
+  --set train.round_iters=100 --set train.batch_size=32 --set train.eval_batch_size=256 \
+  --set train.num_workers=8 --set train.amp=true --set train.channels_last=true 2>&1 | tee "$OUT/round.txt"
+grep -q "^TIMING " "$OUT/round.txt" || { echo "FAIL step 3: no TIMING line" >&2; exit 1; }
+echo "PASS step 3"
+
+step 4 "query-speed table at N = 1M (b = 2,000)"
+# query_speed.py records into benchmarks/results/query_speed.{json,md}: keep the committed files, save this
+# machine's table into $OUT instead
+RES=benchmarks/results
+cp "$RES/query_speed.json" "$OUT/query_speed.committed.json" 2>/dev/null || true
+cp "$RES/query_speed.md" "$OUT/query_speed.committed.md" 2>/dev/null || true
+restore_results() {
+  cp "$RES/query_speed.json" "$OUT/query-speed-1M.json" 2>/dev/null || true
+  cp "$RES/query_speed.md" "$OUT/query-speed-1M.md" 2>/dev/null || true
+  cp "$OUT/query_speed.committed.json" "$RES/query_speed.json" 2>/dev/null || true
+  cp "$OUT/query_speed.committed.md" "$RES/query_speed.md" 2>/dev/null || true
+}
+trap restore_results EXIT
+QS=(--sizes 1000000 --budget 2000 --threads 16 --no-reference --timeout 45 --max-reps 1
+    --strategies ${QUERY_STRATEGIES:-margin las coreset badge clue sage})
+if "$PY" benchmarks/query_speed.py --help 2>/dev/null | grep -q -- "--device"; then
+  QS+=(--device cuda)
+else
+  echo "NOTE: benchmarks/query_speed.py has no --device option: this table is measured on the CPU (16 threads)"
+fi
+OMP_NUM_THREADS=16 timeout 330 "$PY" benchmarks/query_speed.py "${QS[@]}" 2>&1 | tee "$OUT/query-speed.txt"
+restore_results
+trap - EXIT
+echo "table: $OUT/query-speed-1M.md"
+echo "PASS step 4"
+
+echo
+echo "== summary ($(( $(date +%s) - START )) s, outputs in $OUT)"
+grep "^TIMING " "$OUT/round.txt"
+echo "ALL PASSED"

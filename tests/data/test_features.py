@@ -1,0 +1,122 @@
+"""Feature files from elsewhere: label codings, the unlabelled marker, .mat variable names, standardisation."""
+
+import numpy as np
+import pytest
+import scipy.io
+from sklearn.datasets import dump_svmlight_file
+
+from adakit.config import build_config
+from adakit.data import load_domains
+from adakit.data.features import load_mat, load_npz, load_svmlight
+from adakit.errors import ConfigError, DataError
+
+
+def _data(fmt: str, root, **extra):
+    return build_config({"data": {"format": fmt, "root": str(root), "source": "src", "target": "tar", **extra}}).data
+
+
+def _svm(path, y, d=3, seed=0):
+    x = np.random.default_rng(seed).random((len(y), d))
+    dump_svmlight_file(x, np.asarray(y, dtype=float), str(path))
+    return x
+
+
+def test_svmlight_minus_one_plus_one_is_two_classes(tmp_path):
+    """Before: -1 was taken as 'unlabelled' and the source was rejected."""
+    _svm(tmp_path / "src.svmlight", [-1, 1, 1, -1])
+    _svm(tmp_path / "tar.svmlight", [1, -1, -1], seed=1)
+    d = load_domains(_data("svmlight", tmp_path), seed=0)
+    assert d.classes == ["-1", "1"] and d.pool.classes == ["-1", "1"]
+    assert d.source.y.tolist() == [0, 1, 1, 0] and d.pool.y.tolist() == [1, 0, 0]
+
+
+def test_one_coding_for_both_domains_from_the_union_of_codes(tmp_path):
+    """Source codes {1,2,3}, target {2,3,5}: both domains get classes 1,2,3,5 (before: 1..C shifted per file)."""
+    _svm(tmp_path / "src.svmlight", [1, 2, 3, 3])
+    _svm(tmp_path / "tar.svmlight", [2, 3, 5], seed=1)
+    d = load_domains(_data("svmlight", tmp_path), seed=0)
+    assert d.source.classes == d.pool.classes == ["1", "2", "3", "5"]
+    assert d.source.y.tolist() == [0, 1, 2, 2] and d.pool.y.tolist() == [1, 2, 3]
+
+
+def test_label_values_fix_the_class_order_and_reject_unknown_codes(tmp_path):
+    _svm(tmp_path / "src.svmlight", [0, 1, 2])
+    _svm(tmp_path / "tar.svmlight", [2, 0], seed=1)
+    d = load_domains(_data("svmlight", tmp_path, label_values=[2, 1, 0, 7]), seed=0)
+    assert d.classes == ["2", "1", "0", "7"] and d.source.y.tolist() == [2, 1, 0] and d.pool.y.tolist() == [0, 2]
+    with pytest.raises(DataError, match=r"src\.svmlight: label 2 \(row 2\) is not one of the class codes \[0, 1\]"):
+        load_domains(_data("svmlight", tmp_path, label_values=[0, 1]), seed=0)
+    with pytest.raises(ConfigError, match="lists a code more than once"):
+        load_domains(_data("svmlight", tmp_path, label_values=[0, 0, 1, 2]), seed=0)
+
+
+def test_unlabelled_marker_is_explicit(tmp_path):
+    _svm(tmp_path / "src.svmlight", [1, 2, 2])
+    _svm(tmp_path / "tar.svmlight", [0, 2, 0, 1], seed=1)  # 0 = no label known
+    d = load_domains(_data("svmlight", tmp_path, unlabelled_value=0), seed=0)
+    assert d.classes == ["1", "2"] and d.pool.y.tolist() == [-1, 1, -1, 0]
+    with pytest.raises(DataError, match="source domain 'src' has unlabelled samples"):
+        load_domains(_data("svmlight", tmp_path, unlabelled_value=2), seed=0)
+
+
+def test_float_labels_must_be_whole_numbers(tmp_path):
+    x = np.ones((3, 2))
+    scipy.io.savemat(tmp_path / "ok.mat", {"X": x, "Y": np.array([[1.0], [2.0], [2.0]])})
+    assert load_mat(tmp_path / "ok.mat", "ok").y.tolist() == [0, 1, 1]
+    scipy.io.savemat(tmp_path / "bad.mat", {"X": x, "Y": np.array([[1.0], [2.7], [2.0]])})
+    with pytest.raises(DataError, match=r"bad\.mat: label \(Y\) 2\.7 \(row 1\) is not an integer"):
+        load_mat(tmp_path / "bad.mat", "bad")
+    dump_svmlight_file(x, np.array([1.0, 2.5, 2.0]), str(tmp_path / "bad.svmlight"))
+    with pytest.raises(DataError, match=r"bad\.svmlight: label 2\.5 \(row 1\) is not an integer"):
+        load_svmlight(tmp_path / "bad.svmlight", "bad")
+
+
+def test_npz_without_classes_holds_codes_and_with_classes_indices(tmp_path):
+    np.savez(tmp_path / "c.npz", feat=np.ones((3, 2), np.float32), y=np.array([-1, 1, 1]))
+    assert load_npz(tmp_path / "c.npz", "c").classes == ["-1", "1"]
+    np.savez(tmp_path / "i.npz", feat=np.ones((3, 2), np.float32), y=np.array([-1, 1, 0]), classes=np.array(["a", "b"]))
+    d = load_npz(tmp_path / "i.npz", "i")  # adakit's own format: -1 = unlabelled
+    assert d.classes == ["a", "b"] and d.y.tolist() == [-1, 1, 0]
+
+
+def test_mat_with_both_domains_and_named_variables(tmp_path):
+    """The JDA layout: X_src (d, Ns), Y_src, X_tar, Y_tar in one file."""
+    rng = np.random.default_rng(0)
+    xs, xt = rng.random((4, 6)), rng.random((4, 5))
+    scipy.io.savemat(tmp_path / "pair.mat", {"X_src": xs, "Y_src": np.arange(1, 7)[:, None] % 3 + 1,
+                                             "X_tar": xt, "Y_tar": np.array([[3, 3, 1, 2, 1]])})
+    cfg = _data("mat", tmp_path, pattern="{root}/pair.mat", feature_key="X_{domain}", label_key="Y_{domain}")
+    d = load_domains(cfg, seed=0)
+    assert d.source.x.shape == (6, 4) and d.pool.x.shape == (5, 4) and d.classes == ["1", "2", "3"]
+    np.testing.assert_allclose(d.pool.x.numpy(), xt.T.astype(np.float32))
+    assert d.pool.y.tolist() == [2, 2, 0, 1, 0]
+    with pytest.raises(DataError, match=r"pair\.mat: no variable 'feat_src' \(data\.feature_key='feat_\{domain\}', "
+                                        r"domain 'src'\); the file holds \['X_src', 'Y_src', 'X_tar', 'Y_tar'\]"):
+        load_domains(cfg.model_copy(update={"feature_key": "feat_{domain}"}), seed=0)
+    with pytest.raises(DataError, match=r"no label variable among the usual names.*data\.label_key"):
+        load_domains(cfg.model_copy(update={"label_key": None}), seed=0)
+    with pytest.raises(ConfigError, match=r"data\.label_key='Y_\{dom\}': only \{domain\} may appear"):
+        load_domains(cfg.model_copy(update={"label_key": "Y_{dom}"}), seed=0)
+
+
+def test_real_jda_digit_pair(data_root):
+    path = data_root / "digits" / "MNIST_vs_USPS.mat"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    cfg = _data("mat", data_root / "digits", pattern="{root}/MNIST_vs_USPS.mat", feature_key="X_{domain}",
+                label_key="Y_{domain}")
+    d = load_domains(cfg, seed=0)
+    assert d.source.x.shape == (2000, 256) and d.pool.x.shape == (1800, 256)
+    assert d.classes == [str(c) for c in range(1, 11)] and d.source.has_labels and d.pool.has_labels
+
+
+def test_standardize_uses_source_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    xs = _svm(tmp_path / "src.svmlight", [0, 1] * 10, d=3)
+    _svm(tmp_path / "tar.svmlight", [0, 1, 1], d=3, seed=1)
+    d = load_domains(_data("svmlight", tmp_path, standardize=True), seed=rng.integers(10))
+    np.testing.assert_allclose(d.source.x.mean(0).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(d.source.x.std(0).numpy(), 1, atol=1e-5)
+    raw = load_domains(_data("svmlight", tmp_path), seed=0).pool.x.numpy()
+    expected = (raw - xs.mean(0)) / xs.std(0, ddof=1)
+    np.testing.assert_allclose(d.pool.x.numpy(), expected, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,149 @@
+"""Backbones: torchvision and timm models, ImageNet weights offline, local weight files. No network."""
+
+from types import SimpleNamespace
+from urllib.error import URLError
+
+import pytest
+import torch
+
+from adakit.config import build_config
+from adakit.errors import ConfigError, DataError
+from adakit.models import build_model
+from adakit.models.backbones import build_backbone, imagenet_checkpoint
+
+
+def _cfg(backbone: str, weights: str | None = None):
+    return SimpleNamespace(backbone=backbone, weights=weights, hidden_dim=8, dropout=0.0)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty torch hub cache and a download that fails as without network."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    calls = []
+
+    def no_network(url, *args, **kwargs):
+        calls.append(url)
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    return calls
+
+
+def test_config_accepts_timm_names_and_rejects_unknown_backbones():
+    cfg = build_config({"model": {"backbone": "timm/resnet18", "weights": "imagenet"}})
+    assert cfg.model.backbone == "timm/resnet18"
+    with pytest.raises(ConfigError, match=r"model\.backbone.*unknown backbone 'resnet7'.*timm/<name>"):
+        build_config({"model": {"backbone": "resnet7"}})
+
+
+def test_imagenet_weights_offline_say_which_file_goes_where(offline, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        build_backbone(_cfg("resnet18", "imagenet"), (3, 32, 32))
+    msg = str(err.value)
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg and str(expected) in msg
+    assert "URLError" in msg and "model.weights: /path/to/file.pth" in msg
+    assert offline == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
+    assert imagenet_checkpoint("mobilenet_v2")[1].name == "mobilenet_v2-7ebf99e0.pth"
+
+
+def test_imagenet_weights_come_from_the_hub_cache(monkeypatch, tmp_path):
+    """A checkpoint placed where the offline error says is used (torch hub loads it without a download)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ref = build_backbone(_cfg("resnet18"), (3, 32, 32))
+    state = {**ref.state_dict(), "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    _, path = imagenet_checkpoint("resnet18")
+    seen = []
+
+    def from_cache(url, *args, **kwargs):  # the real function would only read `path`; no hash check of a cached file
+        seen.append(url)
+        return torch.load(path, weights_only=True)
+
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", from_cache)
+    net = build_backbone(_cfg("resnet18", "imagenet"), (3, 32, 32))
+    assert seen and torch.equal(net.conv1.weight, ref.conv1.weight)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+
+
+def test_corrupt_cached_checkpoint_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _, path = imagenet_checkpoint("resnet18")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=f"{path} is corrupt"):
+        build_backbone(_cfg("resnet18", "imagenet"), (3, 32, 32))
+
+
+@pytest.mark.parametrize("name, dim", [("resnet18", 512), ("mobilenet_v2", 1280)])
+def test_torchvision_backbones_forward_shape(name, dim):
+    net = build_backbone(_cfg(name), (3, 32, 32))
+    assert net.out_dim == dim
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, dim)
+
+
+def test_vit_needs_224_pixels():
+    with pytest.raises(ConfigError, match="vit_b_16 takes 224x224 images"):
+        build_backbone(_cfg("vit_b_16"), (3, 32, 32))
+
+
+def test_imagenet_weights_only_for_pretrainable_backbones():
+    with pytest.raises(ConfigError, match="'lenet' has no ImageNet weights"):
+        build_backbone(_cfg("lenet", "imagenet"), (1, 28, 28))
+
+
+def test_local_weights_file_loads_and_misfit_is_named(tmp_path):
+    ref = build_backbone(_cfg("resnet18"), (3, 32, 32))
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, path)
+    net = build_backbone(_cfg("resnet18", str(path)), (3, 32, 32))
+    assert torch.equal(net.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
+    with pytest.raises(DataError, match="does not fit the backbone"):
+        build_backbone(_cfg("mobilenet_v2", str(path)), (3, 32, 32))
+    with pytest.raises(DataError, match="file not found"):
+        build_backbone(_cfg("resnet18", str(tmp_path / "none.pth")), (3, 32, 32))
+
+
+timm = pytest.importorskip("timm", reason="timm not installed (pip install 'timm>=0.9')")
+
+
+def test_timm_backbone_builds_with_pooled_features():
+    net = build_backbone(_cfg("timm/resnet18"), (3, 32, 32))
+    assert net.out_dim == 512
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    one_channel = build_backbone(_cfg("timm/test_resnet"), (1, 28, 28))  # in_chans follows the data
+    with torch.no_grad():
+        assert one_channel.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, one_channel.out_dim)
+    model = build_model(build_config({"model": {"backbone": "timm/test_resnet", "bottleneck_dim": 16}}).model,
+                        (3, 32, 32), num_classes=5)
+    assert model(torch.zeros(2, 3, 32, 32))[1].shape == (2, 5)
+
+
+def test_timm_local_weights_file(tmp_path):
+    src = timm.create_model("test_resnet", num_classes=10)  # a checkpoint with its classifier head
+    path = tmp_path / "t.pth"
+    torch.save(src.state_dict(), path)
+    with pytest.warns(UserWarning, match=r"trained with input mean \(0\.5, 0\.5, 0\.5\)"):
+        net = build_backbone(_cfg("timm/test_resnet", str(path)), (3, 32, 32))
+    first = next(iter(src.state_dict()))
+    assert torch.equal(net.state_dict()[first], src.state_dict()[first])
+
+
+def test_timm_unknown_model_and_offline_pretrained(monkeypatch):
+    with pytest.raises(ConfigError, match=r"timm has no model 'resnet7x'"):
+        build_backbone(_cfg("timm/resnet7x"), (3, 32, 32))
+
+    def no_network(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+        return real(*args, **kwargs)
+
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model", no_network)
+    with pytest.raises(ConfigError, match=r"timm/resnet18: cannot get the pretrained weights from the Hugging "
+                                          r"Face hub \(timm/resnet18\.a1_in1k\).*model\.weights: /path/to/file\.pth"):
+        build_backbone(_cfg("timm/resnet18", "imagenet"), (3, 32, 32))

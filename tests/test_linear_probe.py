@@ -1,0 +1,57 @@
+"""The linear-probe baseline (`adakit.probe`): logistic regression retrained each round, as a bench row."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from adakit.bench import run_bench
+from adakit.config import build_config
+from adakit.data import load_domains
+from adakit.errors import ConfigError
+from adakit.loop import ActiveLoop
+from adakit.probe import run_probe
+from adakit.selection import select
+
+BASE = {"name": "tiny", "seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 16, "bottleneck_dim": 8},
+        "query": {"strategy": "margin"}, "budget": {"total": 0.02, "rounds": 2},
+        "train": {"warmup_iters": 20, "round_iters": 10, "threads": 1, "device": "cpu"}}
+
+
+def test_probe_retrains_on_source_plus_labelled_target_with_the_strategy(tmp_path):
+    cfg = build_config(BASE, ["runner=linear_probe", "data.source_val=0.2"])
+    s = run_probe(cfg, tmp_path / "probe")
+    assert [r["labels"] for r in s["rounds"]] == [0, 9, 18] and s["objective"] == "linear_probe"
+    assert {"accuracy", "mean_class_accuracy", "val/im", "val/snd", "val/dev", "val/source_acc"} <= set(s["rounds"][0])
+    assert "val/queried_acc" in s["rounds"][1]
+    assert json.loads((tmp_path / "probe" / "summary.json").read_text()) == s
+    assert len((tmp_path / "probe" / "metrics.jsonl").read_text().splitlines()) == 3
+    # round 0 is a plain logistic regression on the training source (the held-out 20% excluded): same accuracy
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from adakit.validate._run import split_source_val
+
+    d, _ = split_source_val(load_domains(cfg.data, 0), 0.2, 0)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0))
+    clf.fit(d.source.x.numpy(), d.source.y)
+    assert s["rounds"][0]["accuracy"] == pytest.approx(np.mean(clf.predict(d.test.x.numpy()) == d.test.y))
+    # round 1's picks are margin sampling on the probe's probabilities (the strategy through adakit.select)
+    sel = select("margin", probs=clf.predict_proba(d.pool.x.numpy()), budget=9, seed=np.random.default_rng([0, 1]))
+    hits = np.mean(clf.predict(d.pool.x.numpy()[sel.indices]) == d.pool.y[sel.indices])
+    assert s["rounds"][1]["val/queried_acc"] == pytest.approx(hits)
+
+
+def test_probe_is_a_bench_row_and_not_an_active_loop(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    spec = {"base": "base.yaml", "methods": {"margin": [], "linear probe + margin": ["runner=linear_probe"]}}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    md = run_bench(tmp_path / "bench.yaml", tmp_path / "out")
+    assert "| linear probe + margin |" in md and "| margin |" in md
+    with pytest.raises(ConfigError, match="runner=linear_probe"):
+        ActiveLoop(build_config(BASE, ["runner=linear_probe"]), tmp_path / "x", show_progress=False)
+    with pytest.raises(ConfigError, match="needs .*domain_discriminator"):
+        run_probe(build_config(BASE, ["runner=linear_probe", "query.strategy=aada", "objective.name=dann"]),
+                  tmp_path / "y")

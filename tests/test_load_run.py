@@ -1,0 +1,121 @@
+"""`adakit.load_run`: a finished run as a model, rebuilt from the ledger and its last checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import adakit
+from adakit.config import build_config
+from adakit.errors import ConfigError, DataError
+from adakit.inference import forward_domain
+from adakit.loop import ActiveLoop
+from adakit.rundir import CheckpointError
+
+SMALL = {"seed": 0, "model": {"hidden_dim": 16, "bottleneck_dim": 8}, "query": {"strategy": "margin"},
+         "budget": {"total": 10, "rounds": 1}, "train": {"warmup_iters": 10, "round_iters": 5, "threads": 1}}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("demo-run")
+    loop = ActiveLoop(build_config(SMALL), run_dir, show_progress=False)
+    loop.run()
+    return loop
+
+
+class _X(torch.utils.data.Dataset):
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def test_load_run_predicts_like_the_run_without_its_data(demo_run, monkeypatch):
+    import adakit.data
+
+    def no_data(*a, **k):
+        raise AssertionError("load_run must not load the experiment's data")
+
+    monkeypatch.setattr(adakit.data, "load_domains", no_data)
+    m = adakit.load_run(demo_run.run_dir, device="cpu")
+    test = demo_run.domains.test
+    feats, logits = forward_domain(demo_run.model, test, 256, "cpu")
+    x = test.x.numpy()
+    np.testing.assert_allclose(m.predict_proba(x), torch.softmax(logits, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(m.embed(torch.as_tensor(x)), feats.numpy(), atol=1e-5)
+    assert (m.predict(x) == logits.argmax(1).numpy()).all()
+    assert (m.predict(_X(test.x)) == m.predict(x)).all()  # a Dataset, batched
+    assert (m.predict((x, test.y)) == m.predict(x)).all()  # an (X, y) pair: y ignored
+    assert m.classes == list(test.classes) and m.config.query.strategy == "margin" and m.round == 1
+    assert [r["round"] for r in m.metrics] == [0, 1] and m.metrics[-1]["labels"] == 10
+    labels = m.labels
+    assert len(labels) == 10 and {r["annotator"] for r in labels} == {"oracle"}
+    assert all(test.y[r["pool_index"]] == r["label"] and r["class"] == m.classes[r["label"]] for r in labels)
+    with pytest.raises(DataError, match="samples of shape \\(3,\\), but the run .* shape \\(64,\\)"):
+        m.predict(np.zeros((2, 3), np.float32))
+
+
+class Net(nn.Module):
+    def __init__(self, width: int = 12):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, width), nn.Tanh())
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_load_run_of_a_custom_backbone_run_needs_the_module(tmp_path):
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(30, 5)).astype(np.float32)
+    ys, yt = (xs[:, 0] > 0).astype(int), (xt[:, 0] > 0).astype(int)
+    loop = ActiveLoop({**SMALL, "budget": {"total": 4, "rounds": 1}}, tmp_path, source=(xs, ys), target=(xt, yt),
+                      model=Net(), classes=["no", "yes"], show_progress=False)
+    loop.run()
+    with pytest.raises(ConfigError, match="your own backbone .*Net.*backbone=MyNet"):
+        adakit.load_run(tmp_path)
+    with pytest.raises(ConfigError, match="trained with a .*Net, not a .*Linear"):
+        adakit.load_run(tmp_path, backbone=nn.Linear(5, 12))
+    with pytest.raises(ConfigError, match="gives 7 features, but the run's backbone gave 12"):
+        adakit.load_run(tmp_path, backbone=Net(width=7))
+    m = adakit.load_run(tmp_path, backbone=Net())
+    _, logits = forward_domain(loop.model, loop.domains.test, 256, "cpu")
+    np.testing.assert_allclose(m.predict_proba(xt), torch.softmax(logits, 1).numpy(), atol=1e-5)
+    assert m.classes == ["no", "yes"]
+
+
+def test_load_run_names_a_missing_or_damaged_checkpoint(tmp_path):
+    loop = ActiveLoop(build_config(SMALL), tmp_path / "fresh", show_progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
+        adakit.load_run(tmp_path / "fresh")
+    loop.ledger.close()
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**SMALL, "budget": {"total": 0, "rounds": 0}}), run, show_progress=False).run()
+    ck = run / "checkpoints" / "round-0.pt"
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="round 0 is unreadable: .*round-0.pt"):
+        adakit.load_run(run)
+    ck.unlink()
+    with pytest.raises(CheckpointError, match="round 0 is missing: .*round-0.pt"):
+        adakit.load_run(run)
+    with pytest.raises(ConfigError, match="not a run folder"):
+        adakit.load_run(tmp_path / "nowhere")
+
+
+def test_load_run_standardizes_raw_features_like_the_run(tmp_path):
+    rng = np.random.default_rng(2)
+    for name in ("s", "t"):
+        np.savez(tmp_path / f"{name}.npz", feat=rng.normal(5.0, 3.0, size=(40, 4)).astype(np.float32),
+                 y=np.arange(40) % 2, classes=np.array(["a", "b"]))
+    cfg = {**SMALL, "budget": {"total": 0, "rounds": 0},
+           "data": {"format": "npz", "root": str(tmp_path), "source": "s", "target": "t", "standardize": True}}
+    loop = ActiveLoop(build_config(cfg), tmp_path / "run", show_progress=False)
+    loop.run()
+    _, logits = forward_domain(loop.model, loop.domains.test, 256, "cpu")  # standardized in memory
+    raw = np.load(tmp_path / "t.npz")["feat"]
+    m = adakit.load_run(tmp_path / "run")
+    np.testing.assert_allclose(m.predict_proba(raw), torch.softmax(logits, 1).numpy(), atol=1e-5)

@@ -1,0 +1,188 @@
+"""Hooks: the loop's events (documented fields, JSON values, order) and the TensorBoard / MLflow loggers,
+each checked by reading back what it wrote."""
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from adakit.callbacks import EVENTS, MLflowLogger, TensorBoardLogger, flatten
+from adakit.config import build_config
+from adakit.errors import ConfigError
+from adakit.loop import ActiveLoop
+
+pytest.importorskip("tensorboard")
+pytest.importorskip("mlflow")
+
+TINY = {
+    "name": "hooks-test",
+    "seed": 1,
+    "data": {"format": "demo"},
+    "model": {"backbone": "mlp", "hidden_dim": 16, "bottleneck_dim": 8},
+    "query": {"strategy": "margin"},
+    "budget": {"total": 0.02, "rounds": 2},
+    "train": {"warmup_iters": 20, "round_iters": 10, "threads": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory):
+    """One tiny run with both loggers switched on in the config, plus every event it emitted."""
+    run_dir = tmp_path_factory.mktemp("hooks") / "run"
+    events = []
+    values = {**TINY, "log": {"tensorboard": True, "mlflow": True}}
+    summary = ActiveLoop(build_config(values), run_dir, show_progress=False,
+                         callbacks=[lambda kind, info: events.append((kind, info))]).run()
+    return run_dir, events, summary
+
+
+def _scalars(log_dir: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    texts = {tag: acc.Tensors(tag)[0].tensor_proto.string_val[0].decode() for tag in acc.Tags()["tensors"]}
+    return scalars, texts
+
+
+def test_events_have_their_documented_fields_json_values_and_order(logged_run):
+    run_dir, events, summary = logged_run
+    kinds = [k for k, _ in events]
+    assert kinds == ["started", "trained", "evaluated",
+                     "queried", "labelled", "trained", "evaluated",
+                     "queried", "labelled", "trained", "evaluated", "done"]
+    for kind, info in events:
+        assert set(EVENTS[kind][1]) <= set(info), (kind, sorted(info))
+        assert json.loads(json.dumps(info)) == info, kind  # plain JSON values only
+        if kind not in ("started", "done"):
+            assert isinstance(info["round"], int)
+    started = events[0][1]
+    assert started["run_dir"] == str(run_dir) and started["config"]["name"] == "hooks-test"
+    assert started["budgets"] == summary["budget"]["per_round"] and started["rounds"] == 2
+    labelled = [info for kind, info in events if kind == "labelled"]
+    assert [i["labels"] for i in labelled] == [m["labels"] for m in summary["rounds"][1:]]
+    assert [i["count"] for i in labelled] == summary["budget"]["per_round"]
+    trained = [info for kind, info in events if kind == "trained"]
+    assert [i["iters"] for i in trained] == [20, 10, 10] and all("loss" in i for i in trained)
+    assert events[-1][1] == summary
+
+
+def test_every_event_is_in_the_readme_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    hooks = readme.split("### Hooks", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \|[^|]*\|([^|]*)\|", hooks, flags=re.M))
+    assert set(rows) == set(EVENTS)
+    for kind, (_, fields) in EVENTS.items():
+        for f in fields:
+            assert f"`{f}`" in rows[kind], (kind, f)
+
+
+def test_tensorboard_logger_from_config_writes_curves_losses_query_time_and_config(logged_run):
+    run_dir, events, summary = logged_run
+    scalars, texts = _scalars(run_dir / "tensorboard")
+    rounds = summary["rounds"]
+    assert scalars["target/accuracy"] == [(m["round"], pytest.approx(m["accuracy"])) for m in rounds]
+    assert scalars["target_vs_labels/accuracy"] == [(m["labels"], pytest.approx(m["accuracy"])) for m in rounds]
+    assert [s for s, _ in scalars["train/loss"]] == [0, 1, 2]
+    trained = [info for kind, info in events if kind == "trained"]
+    assert [v for _, v in scalars["train/ce_source"]] == pytest.approx([i["ce_source"] for i in trained])
+    assert scalars["query/seconds"] == [(r, pytest.approx(s)) for r, s in zip((1, 2), summary["query_seconds"])]
+    assert "query:" in texts["config/text_summary"] and "strategy: margin" in texts["config/text_summary"]
+
+
+def test_mlflow_logger_from_config_writes_params_metrics_and_status(logged_run):
+    from mlflow.tracking import MlflowClient
+
+    run_dir, _, summary = logged_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("hooks-test")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags[MLflowLogger.TAG] == str(run_dir.resolve())
+    params = run.data.params
+    assert params["query.strategy"] == "margin" and params["data.format"] == "demo"
+    assert params["train.round_iters"] == "10" and params["log.mlflow"] == "True"
+    hist = client.get_metric_history(run.info.run_id, "target/accuracy")
+    assert sorted((m.step, m.value) for m in hist) == [(m["round"], pytest.approx(m["accuracy"]))
+                                                      for m in summary["rounds"]]
+    by_labels = client.get_metric_history(run.info.run_id, "target_vs_labels/accuracy")
+    assert sorted(m.step for m in by_labels) == [m["labels"] for m in summary["rounds"]]
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
+    assert len(client.get_metric_history(run.info.run_id, "query/seconds")) == 2
+    assert run.data.metrics["final_accuracy"] == pytest.approx(summary["final_accuracy"])
+
+
+def _events(run_dir: Path, rounds: range, config: dict | None = None):
+    yield "started", {"run_dir": str(run_dir), "config": config or {"name": "kw", "query": {"strategy": "x"}},
+                      "rounds": 3, "budgets": [5, 5, 5]}
+    for r in rounds:
+        yield "trained", {"round": r, "iters": 10, "loss": 1.0 / (r + 1), "ce_source": 0.5, "sec_per_iter": 0.01}
+        yield "evaluated", {"round": r, "labels": 5 * r, "accuracy": 0.5 + 0.1 * r, "mean_class_accuracy": 0.4}
+
+
+def test_tensorboard_logger_as_keyword_writes_into_its_own_folder(tmp_path):
+    log = TensorBoardLogger(tmp_path / "tb")
+    for kind, info in _events(tmp_path / "run", range(2)):
+        log(kind, info)
+    log("evaluated", {"round": 2, "labels": 10, "accuracy": None, "mean_class_accuracy": None})  # unlabelled test set
+    scalars, _ = _scalars(tmp_path / "tb")
+    assert scalars["target/accuracy"] == [(0, pytest.approx(0.5)), (1, pytest.approx(0.6))]
+    assert [s for s, _ in scalars["target/labels"]] == [0, 1, 2]
+    assert scalars["target_vs_labels/mean_class_accuracy"] == [(0, pytest.approx(0.4)), (5, pytest.approx(0.4))]
+    assert not (tmp_path / "run").exists()
+
+
+def test_mlflow_logger_on_a_file_store_continues_the_same_run_after_a_resume(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow >= 3 asks for it to use a file store
+    uri = (tmp_path / "mlruns").as_uri()
+    for rounds in (range(0, 2), range(2, 3)):  # the process stops after round 1, a new one continues
+        log = MLflowLogger(uri, experiment="mine")
+        for kind, info in _events(tmp_path / "run", rounds):
+            log(kind, info)
+        log("done", {"rounds": [{}] * 3, "final_accuracy": 0.7})
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mine").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["query.strategy"] == "x"
+    hist = client.get_metric_history(run.info.run_id, "target/accuracy")
+    assert sorted(m.step for m in hist) == [0, 1, 2]
+    assert run.data.metrics["final_accuracy"] == pytest.approx(0.7)
+
+
+def test_mlflow_tracking_uri_default_folder_and_given_uri(tmp_path):
+    run = tmp_path / "run"
+    assert MLflowLogger()._uri(run) == (f"sqlite:///{run / 'mlflow.db'}", run)
+    assert MLflowLogger(tmp_path / "store")._uri(run) == (f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}",
+                                                          tmp_path / "store")
+    for uri in ("file:///tmp/mlruns", "file:mlruns", "sqlite:///x.db", "http://localhost:5000"):
+        assert MLflowLogger(uri)._uri(run) == (uri, None)
+
+
+def test_missing_extra_is_a_config_error_naming_it_before_the_run_folder_exists(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'adakit\[mlflow\]'"):
+        ActiveLoop(build_config({**TINY, "log": {"mlflow": True}}), tmp_path / "r", show_progress=False)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="log.tensorboard"):
+        build_config(TINY, ["log.tensorboard=3"])
+
+
+def test_flatten_config_for_params():
+    assert flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2], "f": {}}) == {
+        "a.b": 1, "a.c.d": None, "e": [1, 2], "f": {}}
+
+
+def test_a_run_stored_before_the_log_section_existed_still_resumes(tmp_path):
+    from adakit.ledger import Ledger
+
+    ActiveLoop(build_config(TINY), tmp_path, show_progress=False).ledger.close()
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        old = {k: v for k, v in led.get_meta("config").items() if k != "log"}
+        led.set_meta("config", old)
+    loop = ActiveLoop.resume(tmp_path, show_progress=False)  # no "different config" error
+    assert loop.cfg.log.tensorboard is False and loop.callbacks == []
+    loop.ledger.close()

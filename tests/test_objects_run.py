@@ -1,0 +1,308 @@
+"""Runs started from Python objects: arrays / Datasets, a user nn.Module, strategy and objective objects,
+a callable oracle; their ledger, fingerprint, resume (also after SIGKILL) and CLI behaviour."""
+
+import importlib.util
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from adakit.cli import app
+from adakit.errors import ConfigError, DataError
+from adakit.ledger import Ledger
+from adakit.loop import ActiveLoop
+from adakit.oracle import CallableOracle
+from adakit.query.margin_sampling import MarginSampling
+
+SCRIPT = textwrap.dedent('''
+    """A user-object run: arrays, own nn.Module, DANN, margin sampling, a callable oracle."""
+    import sys
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from adakit.loop import ActiveLoop
+
+    CFG = {"seed": 3, "budget": {"total": 8, "rounds": 2}, "model": {"bottleneck_dim": 8},
+           "train": {"warmup_iters": 20, "round_iters": ITERS, "threads": 1, "batch_size": 16}}
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(6, 12), nn.ReLU())
+
+        def forward(self, x):
+            return self.body(x)
+
+
+    def objects():
+        rng = np.random.default_rng(0)
+        xs = rng.normal(size=(120, 6)).astype(np.float32)
+        xt = rng.normal(size=(90, 6)).astype(np.float32) + 0.3
+        ys, yt = (xs[:, 0] > 0).astype(np.int64), (xt[:, 0] > 0.3).astype(np.int64)
+        torch.manual_seed(0)
+        return {"source": (xs, ys), "target": (xt, yt), "model": Net(), "oracle": lambda idx: yt[idx]}
+
+
+    def loop(run_dir, **extra):
+        return ActiveLoop(CFG, run_dir, **objects(), objective="dann", strategy=("margin", {}), show_progress=False,
+                          **extra)
+
+
+    if __name__ == "__main__":
+        loop(sys.argv[1]).run()
+''')
+
+
+def _module(tmp_path, iters: int):
+    path = tmp_path / "user_run.py"
+    path.write_text(SCRIPT.replace("ITERS", str(iters)))
+    spec = importlib.util.spec_from_file_location("user_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return path, mod
+
+
+def _rounds(led: Ledger) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for q in led.queries():
+        out.setdefault(q.round, []).append(q.sample_id)
+    return out
+
+
+def test_object_run_killed_by_sigkill_resumes_with_the_same_objects(tmp_path):
+    path, mod = _module(tmp_path, iters=40)
+    reference = mod.loop(tmp_path / "ref")
+    reference.run()
+
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(path), str(run_dir)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    deadline, caught = time.time() + 120, False
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "ledger.sqlite").exists():
+            try:
+                con = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=1)
+                row = con.execute("SELECT status FROM rounds WHERE round=1").fetchone()
+                con.close()
+            except sqlite3.OperationalError:
+                row = None
+            if row is not None and row[0] in ("queried", "labelled"):
+                caught = True
+                break
+        time.sleep(0.02)
+    assert caught and proc.poll() is None, f"did not catch the run in round 1: {proc.stderr.read()[-2000:]!r}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        assert led.last_checkpoint()[0] == 0 and led.round_status(2) is None
+
+    # the CLI cannot bring the objects back: a clear error pointing to Python
+    res = CliRunner().invoke(app, ["resume", str(run_dir)])
+    assert res.exit_code == 2 and "started from Python objects" in res.output and "source=" in res.output
+
+    objs = mod.objects()
+    resumed = ActiveLoop.resume(run_dir, **objs, show_progress=False)
+    summary = resumed.run()
+    assert _rounds(resumed.ledger) == _rounds(reference.ledger)
+    assert resumed.ledger.current_labels() == reference.ledger.current_labels()
+    assert resumed.ledger.check() == []
+    assert summary["final_accuracy"] == pytest.approx(reference.summary()["final_accuracy"], abs=1e-6)
+    res = CliRunner().invoke(app, ["ledger", "check", str(run_dir)])
+    assert res.exit_code == 0, res.output
+
+
+def test_resume_with_other_data_names_the_domain_and_the_difference(tmp_path):
+    _, mod = _module(tmp_path, iters=5)
+    mod.loop(tmp_path / "r").run()
+    objs = mod.objects()
+    xt, yt = objs["target"]
+    changed = {**objs, "target": (xt + 1.0, yt)}
+    with pytest.raises(ConfigError, match="target= is not the data .* different values"):
+        ActiveLoop.resume(tmp_path / "r", **changed, show_progress=False)
+    fewer = {**objs, "source": (objs["source"][0][:100], objs["source"][1][:100])}
+    with pytest.raises(ConfigError, match="source= .* 100 samples instead of 120"):
+        ActiveLoop.resume(tmp_path / "r", **fewer, show_progress=False)
+    with pytest.raises(ConfigError, match="started from Python objects.*model=\\.\\.\\."):
+        ActiveLoop.resume(tmp_path / "r", source=objs["source"], target=objs["target"], oracle=objs["oracle"])
+    answers = tmp_path / "answers.csv"
+    answers.write_text("sample_id,label\ntarget/0,1\n")
+    res = CliRunner().invoke(app, ["import-labels", str(tmp_path / "r"), str(answers)])
+    assert res.exit_code == 2 and "data.format=objects" in res.output and "ActiveLoop.resume" in res.output
+    # the same objects: the finished run is loaded, nothing changes
+    again = ActiveLoop.resume(tmp_path / "r", **objs, show_progress=False)
+    assert len(again.ledger.current_labels()) == 8
+
+
+def test_run_records_config_fingerprint_and_rebuild_info(tmp_path):
+    _, mod = _module(tmp_path, iters=5)
+    loop = mod.loop(tmp_path / "r")
+    with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
+        cfg, fp, info = led.get_meta("config"), led.get_meta("data_fingerprint"), led.get_meta("model")
+    assert cfg["data"]["format"] == "objects" and cfg["model"]["backbone"] == "custom"
+    assert cfg["objective"]["name"] == "dann" and cfg["query"]["strategy"] == "margin"
+    assert cfg["oracle"]["kind"] == "callable"
+    assert fp["source"]["size"] == 120 and fp["target"]["shape"] == [6] and set(fp) == {"source", "target"}
+    assert info["input_shape"] == [6] and info["classes"] == ["0", "1"] and info["backbone_dim"] == 12
+    assert info["feature_dim"] == 8 and info["backbone_class"].endswith("Net")
+    assert loop.model.backbone.out_dim == 12  # from the dry forward
+
+
+class _Items(torch.utils.data.Dataset):
+    """A Dataset of (x, y) items, or x only when y is None."""
+
+    def __init__(self, x, y=None):
+        self.x, self.y = torch.as_tensor(x), y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] if self.y is None else (self.x[i], int(self.y[i]))
+
+
+def _arrays(n_s=60, n_t=50, d=5):
+    rng = np.random.default_rng(1)
+    xs, xt = rng.normal(size=(n_s, d)).astype(np.float32), rng.normal(size=(n_t, d)).astype(np.float32)
+    return xs, (xs[:, 0] > 0).astype(int), xt, (xt[:, 0] > 0).astype(int)
+
+
+SMALL = {"budget": {"total": 6, "rounds": 2}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+         "train": {"warmup_iters": 5, "round_iters": 3, "threads": 1, "batch_size": 8}}
+
+
+def test_datasets_with_an_unlabelled_target_need_an_oracle_and_record_no_accuracy(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    asked = []
+
+    def labels_for(idx):
+        asked.append(idx)
+        return [["neg", "pos"][int(v)] for v in yt[idx]]  # class names work too
+
+    events = []
+    loop = ActiveLoop(SMALL, tmp_path / "r", source=_Items(xs, ys), target=_Items(xt), classes=["neg", "pos"],
+                      oracle=labels_for, callbacks=[lambda k, i: events.append(k)], show_progress=False)
+    summary = loop.run()
+    assert [len(a) for a in asked] == [3, 3] and all(isinstance(a, np.ndarray) for a in asked)
+    labels = loop.ledger.current_labels()
+    assert {int(s.split("/")[1]): v for s, v in labels.items()} == {int(i): int(yt[i]) for a in asked for i in a}
+    assert summary["final_accuracy"] is None and summary["rounds"] == []
+    assert events.count("evaluated") == 3 and events[-1] == "done"
+    # without an oracle the simulated one refuses the unlabelled target, naming the fix
+    with pytest.raises(DataError, match="unlabelled samples"):
+        ActiveLoop(SMALL, tmp_path / "r2", source=_Items(xs, ys), target=_Items(xt), show_progress=False).run()
+
+
+def test_test_domain_strategy_instance_and_config_sections(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    strategy = MarginSampling(MarginSampling.Params())
+    loop = ActiveLoop({"seed": 2, **SMALL}, tmp_path / "r", source=(torch.as_tensor(xs), torch.as_tensor(ys)),
+                      target=(xt, None), test=(xt[:20], yt[:20]), oracle=lambda idx: yt[idx], strategy=strategy,
+                      show_progress=False)
+    assert loop.strategy is strategy and loop.cfg.query.strategy == "margin"
+    assert loop.cfg.data.protocol == "inductive" and len(loop.domains.test) == 20
+    assert loop.cfg.model.backbone == "mlp"  # the config's model section stays when no module is given
+    s = loop.run()
+    assert len(s["rounds"]) == 3 and s["rounds"][-1]["labels"] == 6
+    with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
+        assert set(led.get_meta("data_fingerprint")) == {"source", "target", "test"}
+
+
+def test_bad_objects_fail_before_the_run_folder_exists(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    out = tmp_path / "r"
+    with pytest.raises(ConfigError, match="both source= and target="):
+        ActiveLoop(SMALL, out, source=(xs, ys))
+    with pytest.raises(DataError, match="source: 1 of 60 samples have no label"):
+        ActiveLoop(SMALL, out, source=(xs, np.r_[ys[:-1], -1]), target=(xt, yt))
+    with pytest.raises(DataError, match="target: samples have shape \\(4,\\)"):
+        ActiveLoop(SMALL, out, source=(xs, ys), target=(xt[:, :4], yt))
+    with pytest.raises(ConfigError, match="your module failed on a batch of shape \\(2, 5\\)"):
+        ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, yt), model=nn.Linear(7, 3))
+
+    class Unregistered(MarginSampling):
+        pass
+
+    with pytest.raises(ConfigError, match="Unregistered is not registered.*register_strategy"):
+        ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, yt), strategy=Unregistered(MarginSampling.Params()))
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
+        ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, yt), strategy="nope")
+    with pytest.raises(ConfigError, match="oracle=: expected 'simulated', 'file' or a function"):
+        ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, yt), oracle=3)
+    with pytest.raises(ConfigError, match="data.format=objects: .* source=..., target=..."):
+        ActiveLoop({**SMALL, "data": {"format": "objects"}}, out)
+    assert not out.exists()
+
+
+def test_callable_oracle_validates_what_the_function_returns():
+    from adakit.data.objects import as_domain
+    from adakit.ledger import Query
+
+    pool = as_domain((np.zeros((10, 2), np.float32), None), "target", ["a", "b", "c"])
+    queries = [Query(f"target/{i}", i, 1, k, 0.0, None) for k, i in enumerate([4, 7])]
+
+    def answered(fn):
+        return CallableOracle(fn, pool, ["a", "b", "c"]).label(queries, 1)
+
+    assert answered(lambda idx: idx % 3) == {"target/4": 1, "target/7": 1}
+    assert answered(lambda idx: torch.tensor([2.0, 0.0])) == {"target/4": 2, "target/7": 0}
+    assert answered(lambda idx: ["c", "a"]) == {"target/4": 2, "target/7": 0}
+    with pytest.raises(DataError, match="returned 1 labels for 2 indices"):
+        answered(lambda idx: [1])
+    with pytest.raises(DataError, match="label 3 for pool index 7 is outside 0..2"):
+        answered(lambda idx: [0, 3])
+    with pytest.raises(DataError, match="integer class indices"):
+        answered(lambda idx: [0.5, 1.0])
+    with pytest.raises(DataError, match="label 'd' is not in the class list"):
+        answered(lambda idx: ["a", "d"])
+
+
+def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    part = readme.split("### Your own data and model", 1)[1].split("\n## ", 1)[0]
+    part = part.split("### Your own strategies and objectives", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", part, flags=re.S)
+    assert len(blocks) == 3  # run, resume, load_run
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {"__name__": "readme"}
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), ns)
+    assert ns["summary"]["rounds"][-1]["labels"] == 30
+    assert ns["model"].predict_proba(ns["X_new"]).shape == (5, 3)
+    assert ns["model"].classes == ["red", "green", "blue"]
+
+
+def test_objective_as_instance_or_class_and_a_dataset_run_resumes(tmp_path):
+    from adakit.adapt.dann import DANN
+
+    xs, ys, xt, yt = _arrays()
+    wrong = DANN(DANN.Params(hidden=8), feature_dim=3, num_classes=2)
+    with pytest.raises(ConfigError, match="built for feature_dim=3, num_classes=2, but the model has 4 and 2"):
+        ActiveLoop(SMALL, tmp_path / "x", source=(xs, ys), target=(xt, yt), objective=wrong)
+    right = DANN(DANN.Params(hidden=8), feature_dim=4, num_classes=2)
+    loop = ActiveLoop(SMALL, tmp_path / "a", source=(xs, ys), target=(xt, yt), objective=right, show_progress=False)
+    assert loop.objective is right and loop.cfg.objective.name == "dann"
+    assert loop.cfg.objective.params() == {"hidden": 8}
+    loop = ActiveLoop(SMALL, tmp_path / "b", source=_Items(xs, ys), target=_Items(xt, yt), objective=DANN,
+                      show_progress=False)
+    assert isinstance(loop.objective, DANN) and loop.cfg.objective.name == "dann"
+    first = loop.run()
+    again = ActiveLoop.resume(tmp_path / "b", source=_Items(xs, ys), target=_Items(xt, yt), show_progress=False)
+    assert again.run()["rounds"] == first["rounds"]
+    with pytest.raises(ConfigError, match="target= is not the data .* different labels"):
+        ActiveLoop.resume(tmp_path / "b", source=_Items(xs, ys), target=_Items(xt, 1 - yt))

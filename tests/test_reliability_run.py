@@ -1,0 +1,309 @@
+"""Run-folder reliability (issue 11): no overwrite, no default-config fallback, run.lock, validation before
+work, named errors for damaged checkpoints, clean-up after kills."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from adakit.cli import app
+from adakit.config import build_config
+from adakit.errors import AdakitError, ConfigError, DataError
+from adakit.ledger import Ledger
+from adakit.loop import ActiveLoop
+from adakit.rundir import CheckpointError, RunInUseError, acquire, check_out_dir, clean_checkpoints, run_lock
+
+runner = CliRunner()
+
+TINY = {
+    "seed": 1,
+    "data": {"format": "demo"},
+    "model": {"backbone": "mlp", "hidden_dim": 16, "bottleneck_dim": 8},
+    "query": {"strategy": "margin"},
+    "budget": {"total": 0.02, "rounds": 2},
+    "train": {"warmup_iters": 5, "round_iters": 3, "threads": 1, "eval_batch_size": 512},
+}
+
+
+def _config(tmp_path, values=TINY):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _cli(*args):
+    res = runner.invoke(app, [str(a) for a in args])
+    # a named error: exit code 2 with "error:", never an uncaught exception (typer's exit is a SystemExit)
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    return res
+
+
+def _digest(folder):
+    """Content of every file (SQLite's -wal/-shm side files, which a read-only open may create, left out)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-round run (checkpoints of round 0 and 2), copied by the tests that damage it."""
+    d = tmp_path_factory.mktemp("finished") / "run"
+    ActiveLoop(build_config(TINY), d, show_progress=False).run()
+    return d
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("run.lock"))
+    return dst
+
+
+# -- 1. --out never overwrites a folder that is not a run ----------------------------------------
+def test_run_refuses_a_non_empty_folder_that_is_not_a_run(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name, text in (("config.yaml", "my: notes\n"), ("report.md", "# my report\n"), ("summary.json", "{}")):
+        (out / name).write_text(text)
+    before = _digest(out)
+    res = _cli("run", _config(tmp_path), "--out", out, "--quiet")
+    assert res.exit_code == 2 and "not empty and holds no run" in res.output and "config.yaml" in res.output
+    assert _digest(out) == before
+
+
+def test_run_accepts_an_empty_folder(tmp_path):  # absent folders and run folders: test_check_out_dir
+    values = {**TINY, "budget": {"total": 0.0, "rounds": 0}}
+    out = tmp_path / "empty"
+    out.mkdir()
+    res = _cli("run", _config(tmp_path, values), "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (out / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("target", ["file", "file/under", "file/under/deeper"])
+def test_out_naming_a_file_or_a_path_under_a_file_is_a_named_error(tmp_path, target):
+    (tmp_path / "file").write_text("x")
+    res = _cli("run", _config(tmp_path), "--out", tmp_path / target, "--quiet")
+    assert res.exit_code == 2 and "is a file" in res.output
+    assert (tmp_path / "file").read_text() == "x"
+
+
+# -- 2. resume / query never fall back to the default config ------------------------------------
+@pytest.mark.parametrize("command", [["resume"], ["query", "--budget", "3"]])
+def test_a_ledger_without_stored_config_is_refused_and_left_untouched(tmp_path, command):
+    run = tmp_path / "run"
+    Ledger(run / "ledger.sqlite").close()  # an adakit ledger (schema) that never got a config
+    before = _digest(run)
+    res = _cli(command[0], run, *command[1:])
+    assert res.exit_code == 2 and "holds no stored config" in res.output, res.output
+    assert _digest(run) == before and not (run / "config.yaml").exists()
+    with pytest.raises(ConfigError, match="holds no stored config"):
+        ActiveLoop.resume(run)
+
+
+@pytest.mark.parametrize("damage", ["zero-byte", "garbage", "truncated"])
+@pytest.mark.parametrize("command", [["resume"], ["query", "--budget", "3"], ["run", "CFG", "--out"]])
+def test_a_damaged_ledger_is_a_named_error_in_every_run_command(tmp_path, finished_run, command, damage):
+    run = tmp_path / "run"
+    run.mkdir()
+    content = {"zero-byte": b"", "garbage": os.urandom(3000),
+               "truncated": (finished_run / "ledger.sqlite").read_bytes()[:3000]}[damage]
+    (run / "ledger.sqlite").write_bytes(content)
+    args = [_config(tmp_path) if a == "CFG" else a for a in command]
+    res = _cli(*args, run)
+    assert res.exit_code == 2 and "ledger.sqlite" in res.output, res.output
+    assert (run / "ledger.sqlite").read_bytes() == content and not (run / "config.yaml").exists()
+
+
+# -- 3. run.lock ----------------------------------------------------------------------------------
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from adakit.rundir import acquire
+    acquire(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(60)
+""")
+
+
+def _hold_lock_in_subprocess(run_dir):
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_process_gets_in_use_by_pid(tmp_path, finished_run):
+    run = _copy_run(finished_run, tmp_path / "run")
+    proc = _hold_lock_in_subprocess(run)
+    try:
+        with pytest.raises(RunInUseError, match=f"in use by PID {proc.pid} \\(started .*\\); wait for it or stop it"):
+            acquire(run)
+        for args in (["resume", run, "--quiet"], ["query", run, "--budget", "2"],
+                     ["run", run / "config.yaml", "--out", run, "--quiet"]):
+            res = _cli(*args)
+            assert res.exit_code == 2 and f"in use by PID {proc.pid}" in res.output, (args, res.output)
+        with pytest.raises(RunInUseError):
+            ActiveLoop.resume(run, show_progress=False).run()
+    finally:
+        proc.kill()
+        proc.wait()
+    with run_lock(run):  # released when the holder ended
+        pass
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    proc = _hold_lock_in_subprocess(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "run.lock").read_text().split()[0] == str(proc.pid)  # the stale file is still there
+    with run_lock(tmp_path):
+        assert (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
+
+
+def test_the_lock_is_reentrant_in_one_process_and_released_on_exit(tmp_path):
+    with run_lock(tmp_path):
+        with run_lock(tmp_path):
+            pass
+        probe = subprocess.run([sys.executable, "-c", "import sys; from adakit.rundir import acquire; "
+                                "acquire(sys.argv[1])", str(tmp_path)], capture_output=True, text=True)
+        assert probe.returncode != 0 and "in use by PID" in probe.stderr  # still held by the outer block
+    probe = subprocess.run([sys.executable, "-c", "import sys; from adakit.rundir import acquire; acquire(sys.argv[1])",
+                            str(tmp_path)], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+
+
+# -- 4. validation before the run folder exists ---------------------------------------------------
+@pytest.mark.parametrize("override, key", [
+    ("budget.total=.inf", "budget.total"), ("budget.total=.nan", "budget.total"), ("seed=-1", "seed"),
+    ("seed=4294967296", "seed"), ("train.device=tpu", "train.device"),
+    ("data.pattern={root}/{dom}.npz", "data.pattern"), ("data.protocol=inductive", "data.test_fraction"),
+])
+def test_bad_config_is_a_named_error_before_the_run_folder_exists(tmp_path, override, key):
+    extra = ["--set", "data.test_fraction=0.001"] if key == "data.test_fraction" else []
+    out = tmp_path / "out"
+    res = _cli("run", _config(tmp_path), "--out", out, "--quiet", "--set", override, *extra)
+    assert res.exit_code == 2 and key in res.output, res.output
+    assert not out.exists()
+
+
+def test_inductive_split_too_small_says_how_to_fix():
+    from adakit.data import load_domains
+
+    cfg = build_config(TINY, ["data.protocol=inductive", "data.test_fraction=0.999"])
+    with pytest.raises(ConfigError, match=r"test_fraction=0.999.*at least 10 .*Choose data.test_fraction between"):
+        load_domains(cfg.data, cfg.seed)
+
+
+def _npz(path, dim, classes=("a", "b")):
+    rng = np.random.default_rng(0)
+    y = np.arange(20) % len(classes)
+    np.savez(path, feat=rng.normal(size=(20, dim)).astype(np.float32), y=y, classes=np.array(classes))
+
+
+def test_source_and_target_feature_sizes_must_match_before_training(tmp_path):
+    _npz(tmp_path / "src.npz", 8)
+    _npz(tmp_path / "tgt.npz", 5)
+    values = {**TINY, "data": {"format": "npz", "root": str(tmp_path), "source": "src", "target": "tgt"},
+              "budget": {"total": 2, "rounds": 1}}
+    with pytest.raises(DataError, match=r"'src' has samples of shape \(8,\) but target domain 'tgt' has \(5,\)"):
+        ActiveLoop(build_config(values), tmp_path / "run", show_progress=False)
+    res = _cli("run", _config(tmp_path, values), "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and "(8,)" in res.output and "(5,)" in res.output
+    assert not (tmp_path / "run").exists()
+
+
+# -- 5. duplicate class names ----------------------------------------------------------------------
+def test_duplicate_class_names_are_a_data_error(tmp_path):
+    from adakit.data import TensorDomain, load_domain
+
+    with pytest.raises(DataError, match=r"class names listed more than once: \['cat'\]"):
+        TensorDomain(name="d", classes=["cat", "dog", "cat"], ids=np.arange(3), y=[0, 1, 0], x=np.zeros((3, 2)))
+    _npz(tmp_path / "dup.npz", 4, classes=("a", "b", "a"))
+    with pytest.raises(DataError, match=r"'dup'.*listed more than once: \['a'\]"):
+        load_domain("npz", "dup", str(tmp_path))
+
+
+# -- 6. missing or corrupt checkpoints ------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["missing", "zero", "garbage", "truncated", "not a state"])
+def test_a_missing_or_corrupt_checkpoint_is_a_named_error(tmp_path, finished_run, damage):
+    run = _copy_run(finished_run, tmp_path / "run")
+    ck = run / "checkpoints" / "round-2.pt"
+    if damage == "missing":
+        ck.unlink()
+    elif damage == "zero":
+        ck.write_bytes(b"")
+    elif damage == "garbage":
+        ck.write_bytes(os.urandom(2000))
+    elif damage == "truncated":
+        ck.write_bytes(ck.read_bytes()[:1000])
+    else:
+        import torch
+
+        torch.save([1, 2, 3], ck)
+    word = "missing" if damage == "missing" else "unreadable|not an adakit checkpoint"
+    for args in (["resume", run, "--quiet"], ["query", run, "--budget", "2"]):
+        res = _cli(*args)
+        assert res.exit_code == 2, res.output
+        assert "round 2" in res.output and "round-2.pt" in res.output, res.output
+        assert any(w in res.output for w in word.split("|")), res.output
+    loop = ActiveLoop.resume(run, show_progress=False)
+    with pytest.raises(CheckpointError) as e:
+        loop.restore()
+    assert isinstance(e.value, AdakitError) and isinstance(e.value, RuntimeError)  # labelling page falls back
+
+
+# -- 7. after kills: orphan checkpoints, timings in summary.json ----------------------------------
+def test_resume_removes_orphan_checkpoints_and_reports_timings(tmp_path, finished_run):
+    run = _copy_run(finished_run, tmp_path / "run")
+    ck = run / "checkpoints"
+    (ck / "round-3.pt.tmp").write_bytes(b"half a save")        # killed inside torch.save
+    (ck / "round-1.pt").write_bytes((ck / "round-2.pt").read_bytes())  # recorded, superseded, not deleted yet
+    (ck / "round-9.pt").write_bytes(b"saved, never recorded")
+    with Ledger(run / "ledger.sqlite") as led:  # what an older kill left: rows without their timing
+        led.conn.execute("DELETE FROM meta WHERE key IN ('train/2', 'query_seconds/1')")
+    s = ActiveLoop.resume(run, show_progress=False).run()
+    assert sorted(p.name for p in ck.iterdir()) == ["round-0.pt", "round-2.pt"]
+    on_disk = json.loads((run / "summary.json").read_text())
+    for summary in (s, on_disk):
+        assert summary["train_sec_per_iter"] is not None and summary["train_sec_per_iter"] > 0
+        assert len(summary["query_seconds"]) == 1 and None not in summary["query_seconds"]
+
+
+def test_clean_checkpoints_keeps_the_warmup_and_the_last(tmp_path, finished_run):
+    run = _copy_run(finished_run, tmp_path / "run")
+    with Ledger(run / "ledger.sqlite") as led:
+        assert clean_checkpoints(run, led) == []
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["round-0.pt", "round-2.pt"]
+
+
+def test_a_trained_round_always_has_its_timing(tmp_path):
+    loop = ActiveLoop(build_config(TINY), tmp_path, show_progress=False)
+    seen = []
+    record = loop.ledger.record_checkpoint
+
+    def spy(r, path):  # at the moment the checkpoint row lands, the round's stats are already stored
+        seen.append(loop.ledger.get_meta(f"train/{r}") is not None)
+        record(r, path)
+
+    loop.ledger.record_checkpoint = spy
+    loop.run()
+    assert seen == [True, True, True]
+
+
+# -- 8. check_out_dir directly ---------------------------------------------------------------------
+def test_check_out_dir(tmp_path, finished_run):
+    assert check_out_dir(tmp_path / "absent") is False
+    assert check_out_dir(tmp_path) is False  # empty
+    (tmp_path / "run.lock").touch()
+    assert check_out_dir(tmp_path) is False  # only the lock of a run that failed before its ledger
+    assert check_out_dir(finished_run) is True
+    (tmp_path / "x").write_text("")
+    with pytest.raises(ConfigError, match="not empty"):
+        check_out_dir(tmp_path)

@@ -1,0 +1,244 @@
+"""`adakit.select`: every registered strategy as a function of arrays, equal to the loop's selection on a view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import adakit
+from adakit.data.domain import TensorDomain
+from adakit.errors import ConfigError, DataError
+from adakit.models import Model
+from adakit.models.heads import CosineHead, LinearHead
+from adakit.pool import PoolView
+from adakit.query.aada import domain_discriminator_logits
+from adakit.registry import OBJECTIVES, STRATEGIES
+
+N, D, M, C = 60, 5, 6, 4
+
+#: extra parameter sets checked besides the defaults
+EXTRA_PARAMS = {"coreset": [{"use_source": True}], "sage": [{"diversity": "kmeans_pp"}, {"diversity": "none"}],
+                "las": [{"neighbours": "pool", "oversample": 2}], "clue": [{"temperature": 1.0}]}
+
+
+class _Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.out_dim = M
+        self.net = nn.Sequential(nn.Linear(D, M), nn.ReLU(), nn.Linear(M, M))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _domain(name: str, n: int, g: torch.Generator) -> TensorDomain:
+    centres = 2.0 * torch.randn(C, D, generator=g)
+    y = torch.randint(C, (n,), generator=g)
+    return TensorDomain(name=name, classes=[f"c{i}" for i in range(C)], ids=np.array([f"{name}/{i}" for i in range(n)]),
+                        y=y.numpy(), x=centres[y] + torch.randn(n, D, generator=g))
+
+
+def _objective_for(strategy_cls) -> str | None:
+    """An objective providing what the strategy needs (SDM-G: sdm_a, whose training loss it differentiates)."""
+    if strategy_cls.name == "sdm_g":
+        return "sdm_a"
+    if not strategy_cls.needs:
+        return None
+    return next(n for n in OBJECTIVES.names() if set(strategy_cls.needs) <= set(OBJECTIVES.get(n).provides))
+
+
+def pool_view(objective: str | None = None, head: str = "linear", labelled: int = 10, seed: int = 0) -> PoolView:
+    """A real `PoolView`: MLP backbone → features (M) → head (C) on a target pool with ``labelled`` labels."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    pool, source = _domain("tgt", N, g), _domain("src", 30, g)
+    model = Model(_Backbone(), None, LinearHead(M, C) if head == "linear" else CosineHead(M, C))
+    obj = None
+    if objective is not None:
+        cls = OBJECTIVES.get(objective)
+        prm = {"hidden": 16} if "hidden" in cls.Params.model_fields else {}
+        if "raw_logits" in cls.Params.model_fields:
+            prm["raw_logits"] = True  # not the default loss form: checks that SDM-G gets the objective's
+        obj = cls(cls.Params.validated(prm, "objective"), feature_dim=M, num_classes=C, pool_size=N)
+    mask = np.zeros(N, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(N)[:labelled]] = True
+    labels = np.where(mask, pool.y, -1)
+    return PoolView(model, pool, mask, labels, objective=obj, source=source)
+
+
+def view_arrays(view: PoolView) -> dict:
+    """Everything a view holds, as the keywords of `adakit.select`."""
+    obj = view.objective
+    return {"probs": view.probs, "logits": view.logits, "embeddings": view.embeddings, "labelled": view.labelled,
+            "labels": view.labels, "source_embeddings": view.source_embeddings, "head_weight": view.head_weight,
+            "domain_discriminator": getattr(obj, "domain_discriminator", None),
+            "class_discriminator": getattr(obj, "class_discriminator", None),
+            "sdm_loss_form": getattr(obj, "sdm_loss_form", None)}
+
+
+def _cases():
+    for name in STRATEGIES.names():
+        for params in [{}, *EXTRA_PARAMS.get(name, [])]:
+            yield pytest.param(name, params, id=f"{name}-{params}" if params else name)
+
+
+@pytest.mark.parametrize("name,params", list(_cases()))
+def test_select_equals_the_loop_strategy_on_the_view_arrays(name, params):
+    """The acceptance test: same view arrays and seed → exactly the loop strategy's indices and scores."""
+    cls = STRATEGIES.get(name)
+    view = pool_view(_objective_for(cls))
+    strat = cls(cls.Params.validated(params, "query"))
+    budget = 7
+    expected = strat.select(view, budget, np.random.default_rng([3, 2]))  # the loop's rng for seed 3, round 2
+    assert len(expected.indices) == budget
+    got = adakit.select(name, budget=budget, seed=np.random.default_rng([3, 2]), **view_arrays(view), **params)
+    assert isinstance(got.indices, np.ndarray) and isinstance(got.scores, np.ndarray)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert not view.labelled[got.indices].any()
+    # an int seed is the same as default_rng(seed); numpy arrays and an index array for labelled as well
+    arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in view_arrays(view).items()}
+    arrays["labelled"] = view.labelled_indices
+    arrays["labels"] = view.labels[view.labelled_indices]
+    again = adakit.select(name, budget=budget, seed=5, **arrays, **params)
+    np.testing.assert_array_equal(again.indices, strat.select(view, budget, np.random.default_rng(5)).indices)
+
+
+def test_strategy_instance_and_class_are_accepted():
+    view = pool_view()
+    cls = STRATEGIES.get("las")
+    inst = cls(cls.Params(k=3))
+    a = adakit.select(inst, budget=4, seed=1, **view_arrays(view))
+    b = adakit.select(cls, budget=4, seed=1, k=3, **view_arrays(view))
+    np.testing.assert_array_equal(a.indices, b.indices)
+    with pytest.raises(ConfigError, match="set them on the instance"):
+        adakit.select(inst, budget=4, k=3, **view_arrays(view))
+
+
+def test_sdm_g_with_a_non_linear_head_module():
+    """The cosine head (MME) has no closed form: SDM-G takes one VJP of the head given as head=."""
+    view = pool_view("sdm", head="cosine")
+    cls = STRATEGIES.get("sdm_g")
+    expected = cls(cls.Params()).select(view, 5, np.random.default_rng(0))
+    got = adakit.select("sdm_g", logits=view.logits, embeddings=view.embeddings, head=view.head,
+                        sdm_loss_form=view.objective.sdm_loss_form, labelled=view.labelled, budget=5, seed=0)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    with pytest.raises(ConfigError, match="pass head= or head_weight=, not both"):
+        adakit.select("sdm_g", logits=view.logits, head=view.head, head_weight=view.head_weight, budget=5)
+    with pytest.raises(ConfigError, match="sdm_loss_form= must name MarginLossForm fields"):
+        adakit.select("sdm_g", logits=view.logits, head_weight=view.head_weight, budget=5, sdm_loss_form={"m": 1})
+
+
+def test_aada_from_per_sample_domain_outputs():
+    """AADA from the discriminator's outputs on the pool instead of the discriminator itself."""
+    view = pool_view("dann")
+    disc = view.objective.domain_discriminator
+    expected = STRATEGIES.get("aada")(STRATEGIES.get("aada").Params()).select(view, 6, np.random.default_rng(0))
+    d_logits = domain_discriminator_logits(disc, view.embeddings)
+    by_logits = adakit.select("aada", probs=view.probs, domain_logits=d_logits, labelled=view.labelled, budget=6)
+    np.testing.assert_array_equal(by_logits.indices, expected.indices)
+    np.testing.assert_array_equal(by_logits.scores, expected.scores)
+    by_probs = adakit.select("aada", probs=view.probs.numpy(), domain_probs=torch.sigmoid(d_logits).numpy(),
+                             labelled=view.labelled, budget=6)
+    np.testing.assert_array_equal(by_probs.indices, expected.indices)
+    np.testing.assert_allclose(by_probs.scores, expected.scores, rtol=1e-5)
+    # a plain callable works as a discriminator; an adakit objective may be passed whole
+    fn = adakit.select("aada", probs=view.probs, embeddings=view.embeddings, labelled=view.labelled, budget=6,
+                       domain_discriminator=lambda f: disc.eval()(f))
+    whole = adakit.select("aada", probs=view.probs, embeddings=view.embeddings, labelled=view.labelled, budget=6,
+                          objective=view.objective)
+    np.testing.assert_array_equal(fn.indices, expected.indices)
+    np.testing.assert_array_equal(whole.indices, expected.indices)
+
+
+@pytest.mark.parametrize("name,kwargs,keyword", [
+    ("aada", {"embeddings": True}, "domain_discriminator="),
+    ("sage", {"embeddings": True}, "class_discriminator="),
+    ("badge", {}, "embeddings="),
+    ("coreset", {"embeddings": True, "use_source": True}, "source_embeddings="),
+    ("sdm_g", {}, "head_weight="),
+    ("clue", {"embeddings": True}, "logits="),
+])
+def test_missing_inputs_name_the_keyword_and_the_strategy(name, kwargs, keyword):
+    p = np.full((10, 3), 1 / 3)
+    extra = {k: v for k, v in kwargs.items() if k != "embeddings"}
+    if kwargs.get("embeddings"):
+        extra["embeddings"] = np.zeros((10, 2))
+    with pytest.raises(ConfigError, match=rf"adakit\.select\('{name}'\).*{keyword}"):
+        adakit.select(name, probs=p, budget=2, **extra)
+
+
+def test_bad_inputs_are_named_errors():
+    p = np.random.default_rng(0).dirichlet(np.ones(3), size=10)
+    with pytest.raises(ConfigError, match="needs the pool's outputs"):
+        adakit.select("random", budget=2)
+    with pytest.raises(ConfigError, match="budget= must be a non-negative integer"):
+        adakit.select("margin", probs=p, budget=-1)
+    with pytest.raises(ConfigError, match=r"select\('margin'\)\.bogus: unknown key"):
+        adakit.select("margin", probs=p, budget=2, bogus=1)
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
+        adakit.select("nope", probs=p, budget=2)
+    with pytest.raises(DataError, match="disagree on the number of samples"):
+        adakit.select("badge", probs=p, embeddings=np.zeros((9, 2)), budget=2)
+    with pytest.raises(DataError, match="pass raw classifier outputs as logits="):
+        adakit.select("margin", probs=p * 3, budget=2)
+    with pytest.raises(DataError, match="NaN"):
+        adakit.select("margin", logits=np.full((10, 3), np.nan), budget=2)
+    with pytest.raises(DataError, match=r"labelled= indices must lie in \[0, 10\)"):
+        adakit.select("margin", probs=p, labelled=[3, 10], budget=2)
+    with pytest.raises(DataError, match=r"boolean mask must have shape \(10,\)"):
+        adakit.select("margin", probs=p, labelled=np.zeros(9, dtype=bool), budget=2)
+    with pytest.raises(DataError, match="labels= must have one entry per pool sample"):
+        adakit.select("margin", probs=p, labelled=[1, 2], labels=[0], budget=2)
+
+
+def test_labelled_mask_and_index_array_exclude_the_same_samples():
+    logits = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    idx = np.array([0, 5, 7, 29])
+    mask = np.isin(np.arange(30), idx)
+    a = adakit.select("entropy", logits=logits, labelled=idx, budget=26)
+    b = adakit.select("entropy", logits=logits, labelled=torch.as_tensor(mask), budget=40)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert sorted(a.indices) == sorted(set(range(30)) - set(idx))  # every unlabelled one, no labelled one
+    # probs are softmax(logits): margin on either gives the same order
+    np.testing.assert_array_equal(adakit.select("margin", logits=logits, budget=5).indices,
+                                  adakit.select("margin", probs=torch.softmax(logits, 1).numpy(), budget=5).indices)
+
+
+def test_torch_inputs_of_any_dtype_give_the_float32_selection():
+    g = torch.Generator().manual_seed(1)
+    logits, feats = torch.randn(40, 3, generator=g), torch.randn(40, 5, generator=g)
+    ref = adakit.select("badge", logits=logits, embeddings=feats, budget=6, seed=2)
+    got = adakit.select("badge", logits=logits.double().numpy(), embeddings=feats.double(), budget=6, seed=2)
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    assert got.indices.dtype == np.int64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["margin", "badge", "las", "coreset", "aada", "sage", "sdm_g"])
+def test_cuda_inputs_give_the_cpu_selection(name):
+    cls = STRATEGIES.get(name)
+    view = pool_view(_objective_for(cls))
+    cpu = adakit.select(name, budget=5, seed=0, **view_arrays(view))
+    on_gpu = {k: v.cuda() if isinstance(v, (torch.Tensor, nn.Module)) else v for k, v in view_arrays(view).items()}
+    got = adakit.select(name, budget=5, seed=0, **on_gpu)
+    np.testing.assert_array_equal(got.indices, cpu.indices)
+    np.testing.assert_allclose(got.scores, cpu.scores, rtol=1e-4, atol=1e-6)
+
+
+def test_import_adakit_is_cheap_and_exports_the_api_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, adakit; assert 'torch' not in sys.modules, 'import adakit pulled in torch'; "
+            "assert callable(adakit.select) and 'torch' in sys.modules; "
+            "from adakit import Selection, Strategy, Objective, register_strategy, register_objective; "
+            "import adakit.selection; assert callable(adakit.select); "
+            "assert {'select', 'register_strategy'} <= set(dir(adakit))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        adakit.nope  # noqa: B018

@@ -1,0 +1,118 @@
+"""`adakit sweep`: a grid of settings run end to end on the demo data, picked by a validator, resumable."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from adakit.cli import app
+from adakit.errors import ConfigError
+from adakit.sweep import checkpoints, parse_grid, run_sweep
+
+BASE = {"name": "tiny", "seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 16, "bottleneck_dim": 8},
+        "objective": {"name": "finetune"}, "query": {"strategy": "margin"}, "budget": {"total": 0.02, "rounds": 1},
+        "train": {"warmup_iters": 30, "round_iters": 10, "threads": 1, "device": "cpu", "lr": 0.01,
+                  "eval_checkpoints": 1}}
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    return path
+
+
+def test_sweep_end_to_end_then_resumed(config, tmp_path):
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(app, ["sweep", str(config), "--grid", "train.lr=0.03,0.003", "--select", "im",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "pick by im:" in res.output
+    result = json.loads((out / "sweep.json").read_text())
+    # 2 grid settings + the config's own lr (0.01), which is not a grid point
+    assert result["settings"] == ["train.lr=0.03", "train.lr=0.003", "train.lr=0.01"] and result["ran"] == 3
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert len(rows) == 3 * 3  # per setting: warm-up step 15, round 0, round 1
+    # the pick is the row with the highest IM over all settings and checkpoints (never by accuracy)
+    best = max(rows, key=lambda r: float(r["im"]))
+    assert (best["setting"], best["checkpoint"]) == (result["pick"]["setting"], result["pick"]["checkpoint"])
+    assert "pick" in best["marks"].split(";")
+    assert result["pick"]["weights"] is None or Path(result["pick"]["weights"]).is_file()
+    from adakit.sweep import Setting, weights_file
+
+    s03 = Setting({}, "x", out / "train.lr_0.03", None)
+    assert weights_file(s03, "warm-up step 15").endswith("warmup-15.pt") and weights_file(s03, "round 1")
+    assert weights_file(s03, "round 0") and weights_file(s03, "round 7") is None
+    oracle = max(rows, key=lambda r: float(r["accuracy_oracle"]))
+    assert float(oracle["accuracy_oracle"]) == result["oracle_best"]["oracle_accuracy"]
+    assert result["default"] == {"setting": "train.lr=0.01", "checkpoint": "round 1",
+                                 "oracle_accuracy": result["default"]["oracle_accuracy"]}
+    md = (out / "sweep.md").read_text()
+    assert "**pick**" in md and "**oracle best**" in md and "**default**" in md and "oracle column" in md
+    # queried-batch accuracy of round 1 scores round 0's model (the model that made the predictions)
+    summary = json.loads((out / "train.lr_0.03" / "summary.json").read_text())
+    ck = checkpoints(summary, ["queried_acc", "im"])
+    assert ck[1]["checkpoint"] == "round 0" and ck[1]["queried_acc"] == summary["rounds"][1]["val/queried_acc"]
+    assert ck[2]["queried_acc"] is None and ck[0]["checkpoint"] == "warm-up step 15"
+    # resumed: a second call trains nothing and picks the same
+    mtime = (out / "train.lr_0.03" / "summary.json").stat().st_mtime_ns
+    again = run_sweep(config, ["train.lr=0.03,0.003"], "im", out)
+    assert again["ran"] == 0 and again["pick"] == result["pick"]
+    assert (out / "train.lr_0.03" / "summary.json").stat().st_mtime_ns == mtime
+    # --only keeps matching settings
+    only = run_sweep(config, ["train.lr=0.03,0.003"], "entropy", out, only=["train.lr=0.003"])
+    assert only["settings"] == ["train.lr=0.003"] and only["ran"] == 0
+
+
+def test_bad_grid_key_or_validator_fails_before_work(config, tmp_path):
+    out = tmp_path / "o"
+    with pytest.raises(ConfigError, match=r"(?s)--grid train.lrr: .*train.lrr: unknown key"):
+        run_sweep(config, ["train.lrr=0.1,0.2"], "im", out)
+    with pytest.raises(ConfigError, match="--grid objective.trade_of"):
+        run_sweep(config, ["objective.name=dann", "objective.trade_of=1"], "im", out, extra=None)
+    with pytest.raises(ConfigError, match="unknown validator 'imm'"):
+        run_sweep(config, ["train.lr=0.1"], "imm", out)
+    with pytest.raises(ConfigError, match="data.source_val"):
+        run_sweep(config, ["train.lr=0.1"], "dev", out)
+    with pytest.raises(ConfigError, match="only query.strategy=random"):
+        run_sweep(config, ["train.lr=0.1"], "queried_acc_iw", out)
+    with pytest.raises(ConfigError, match="expected key=v1,v2"):
+        parse_grid(["train.lr"])
+    assert not out.exists()
+    res = CliRunner().invoke(app, ["sweep", str(config), "--grid", "train.lrr=1", "--select", "im", "--out", str(out)])
+    assert res.exit_code == 2 and "train.lrr" in res.output
+
+
+@pytest.mark.slow  # two spawned processes, each importing torch
+def test_parallel_jobs_run_every_setting(config, tmp_path):
+    out = tmp_path / "par"
+    res = run_sweep(config, ["train.lr=0.03,0.01"], "bnm", out, extra=["train.warmup_iters=10", "budget.rounds=0"],
+                    jobs=2)
+    assert res["ran"] == 2 and res["settings"] == ["train.lr=0.03", "train.lr=0.01"]
+    assert res["default"]["setting"] == "train.lr=0.01"  # the config's own value is a grid point: no extra run
+    assert all((out / d / "summary.json").is_file() for d in ("train.lr_0.03", "train.lr_0.01"))
+
+
+def test_a_sweep_on_a_target_without_any_labels_still_picks(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (3, 6))
+    ys = np.repeat(np.arange(3), 40)
+    np.savez(tmp_path / "src.npz", feat=centres[ys] + rng.normal(0, 1, (120, 6)), y=ys)
+    np.savez(tmp_path / "tgt.npz", feat=centres[ys] + 1.0 + rng.normal(0, 1, (120, 6)), y=np.full(120, -1))
+    cfg = {"seed": 0, "data": {"format": "npz", "root": str(tmp_path), "source": "src", "target": "tgt",
+                               "unlabelled_value": -1},
+           "model": {"hidden_dim": 16, "bottleneck_dim": 8}, "objective": {"name": "dann"},
+           "budget": {"total": 0.0, "rounds": 0},
+           "train": {"warmup_iters": 20, "threads": 1, "device": "cpu", "eval_checkpoints": 1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_sweep(tmp_path / "c.yaml", ["train.lr=0.03,0.01"], "im", tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "train.lr_0.03" / "summary.json").read_text())
+    assert summary["rounds"] == [] and summary["final_accuracy"] is None  # no accuracy without target labels
+    assert [r["round"] for r in summary["unlabelled_rounds"]] == [0] and "val/im" in summary["unlabelled_rounds"][0]
+    assert res["pick"]["checkpoint"] in ("warm-up step 10", "round 0") and "oracle_best" not in res
+    assert res["pick"]["oracle_accuracy"] is None

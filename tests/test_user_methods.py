@@ -1,0 +1,177 @@
+"""Strategies and objectives registered from user code: by name in configs, `adakit.select` and `adakit methods`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from typer.testing import CliRunner
+
+import adakit
+from adakit.adapt.base import ObjectiveParams
+from adakit.errors import ConfigError
+from adakit.params import Params
+from adakit.query.base import top_k
+from adakit.registry import OBJECTIVES, STRATEGIES
+
+CALLS: dict[str, list] = {"strategy": [], "objective": []}
+
+
+class LogitGap(adakit.Strategy):
+    """Smallest gap between the two largest logits first (a user strategy for the tests)."""
+
+    class Params(Params):
+        temperature: float = Field(1.0, gt=0, description="divides the logits before the gap is taken")
+
+    def select(self, view, budget: int, rng: np.random.Generator) -> adakit.Selection:
+        cand = view.unlabelled_indices
+        top2 = (view.logits[cand] / self.params.temperature).topk(2, dim=1).values
+        CALLS["strategy"].append((len(view), budget))
+        return top_k(-(top2[:, 0] - top2[:, 1]).numpy(), cand, budget, rng)
+
+
+class EntropyMin(adakit.Objective):
+    """Cross-entropy plus entropy minimisation on the unlabelled target (a user objective for the tests)."""
+
+    class Params(ObjectiveParams):
+        weight: float = Field(0.1, ge=0, description="weight of the mean target entropy")
+
+    uses_unlabelled = True
+
+    def transfer_terms(self, model, batch, progress: float) -> dict[str, torch.Tensor]:
+        p = F.softmax(batch.zu, dim=1)
+        CALLS["objective"].append(len(batch.zu))
+        return {"entropy_min": self.params.weight * -(p * torch.log(p + 1e-12)).sum(1).mean()}
+
+
+@pytest.fixture(autouse=True)
+def registered():
+    """Register the user classes as user code does; unregister afterwards (other tests see only built-ins)."""
+    adakit.register_strategy("logit_gap")(LogitGap)
+    adakit.register_objective("entropy_min")(EntropyMin)
+    for v in CALLS.values():
+        v.clear()
+    yield
+    STRATEGIES._items.pop("logit_gap", None)
+    OBJECTIVES._items.pop("entropy_min", None)
+
+
+def test_user_methods_run_by_name_in_a_config_run(tmp_path):
+    from adakit.config import build_config
+    from adakit.loop import ActiveLoop
+
+    cfg = build_config({"seed": 0, "data": {"format": "demo", "source": "digits", "target": "digits-shifted"},
+                        "model": {"backbone": "mlp", "hidden_dim": 16, "bottleneck_dim": 8},
+                        "objective": {"name": "entropy_min", "weight": 0.5},
+                        "query": {"strategy": "logit_gap", "temperature": 2.0},
+                        "budget": {"total": 0.02, "rounds": 2},
+                        "train": {"warmup_iters": 5, "round_iters": 3, "batch_size": 16, "device": "cpu"}})
+    summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    assert summary["strategy"] == "logit_gap" and summary["objective"] == "entropy_min"
+    per_round = summary["budget"]["per_round"]
+    assert [budget for _, budget in CALLS["strategy"]] == per_round and sum(per_round) > 0
+    assert summary["rounds"][-1]["labels"] == sum(per_round)
+    assert len(CALLS["objective"]) == 5 + 3 * 2  # every training step of warm-up and both rounds
+
+
+def test_user_strategy_in_select_and_its_params_validated():
+    logits = torch.tensor([[3.0, 0.0, 0.0], [1.0, 0.9, 0.0], [2.0, 1.0, 0.0], [0.5, 0.5, 0.4]])
+    sel = adakit.select("logit_gap", logits=logits, budget=2, temperature=0.5)
+    assert sel.indices.tolist() == [3, 1]
+    with pytest.raises(ConfigError, match="select\\('logit_gap'\\).bogus: unknown key; allowed keys: temperature"):
+        adakit.select("logit_gap", logits=logits, budget=2, bogus=1)
+
+
+def test_methods_lists_user_methods_and_their_parameters():
+    from adakit.cli import app
+
+    runner = CliRunner()
+    listing = runner.invoke(app, ["methods"], env={"COLUMNS": "200"}).output
+    assert "logit_gap" in listing and "Smallest gap between the two largest logits" in listing
+    assert "entropy_min" in listing
+    detail = runner.invoke(app, ["methods", "entropy_min"], env={"COLUMNS": "200"})
+    assert detail.exit_code == 0 and "weight of the mean target entropy" in detail.output
+
+
+def test_registration_rules():
+    # the same class again, and a redefinition of it (a re-run notebook cell), are fine
+    assert adakit.register_strategy("logit_gap")(LogitGap) is LogitGap
+    redefined = type("LogitGap", (LogitGap,), {"__module__": LogitGap.__module__, "__qualname__": "LogitGap"})
+    adakit.register_strategy("logit_gap")(redefined)
+    assert STRATEGIES.get("logit_gap") is redefined
+
+    class Other(adakit.Strategy):
+        """Another strategy."""
+
+    with pytest.raises(ConfigError, match="strategy 'logit_gap' is already registered by .*LogitGap"):
+        adakit.register_strategy("logit_gap")(Other)
+    with pytest.raises(ConfigError, match="strategy 'margin' is already registered"):  # built-ins load first
+        adakit.register_strategy("margin")(Other)
+    with pytest.raises(ConfigError, match="must be a subclass of adakit.query.base.Strategy"):
+        adakit.register_strategy("plain")(type("Plain", (), {}))
+
+    class BadParams(adakit.Objective):
+        """Params that are not ObjectiveParams."""
+
+        class Params(Params):
+            x: int = 1
+
+    with pytest.raises(ConfigError, match="Params must subclass adakit.adapt.base.ObjectiveParams"):
+        adakit.register_objective("bad_params")(BadParams)
+    assert "plain" not in STRATEGIES.names() and "bad_params" not in OBJECTIVES.names()
+
+
+def test_installed_packages_register_methods_through_entry_points(monkeypatch):
+    """``[project.entry-points."adakit.methods"]``: the module is imported on first lookup; a broken one warns."""
+    import importlib.metadata
+
+    import adakit.registry as registry
+
+    class Plugin(adakit.Strategy):
+        """A strategy from an installed package."""
+
+    class EntryPoint:
+        def __init__(self, name, value, load):
+            self.name, self.value, self.load = name, value, load
+
+    def broken():
+        raise ImportError("no module named 'gone'")
+
+    eps = [EntryPoint("ok", "pkg.methods", lambda: adakit.register_strategy("from_plugin")(Plugin)),
+           EntryPoint("bad", "gone.methods", broken)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps if group == "adakit.methods" else [])
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    try:
+        with pytest.warns(UserWarning, match="entry point 'bad' = 'gone.methods' failed to load"):
+            registry.load_plugins()
+        assert STRATEGIES.get("from_plugin") is Plugin
+        registry.load_plugins()  # once only
+    finally:
+        STRATEGIES._items.pop("from_plugin", None)
+
+
+def test_registering_before_any_lookup_keeps_both_user_and_built_in_methods():
+    """In a fresh interpreter the user's decorator runs before the registry has loaded the built-ins."""
+    import subprocess
+    import sys
+
+    code = """
+import adakit
+
+@adakit.register_strategy("first_thing")
+class First(adakit.Strategy):
+    '''Registered before any lookup.'''
+
+from adakit.registry import STRATEGIES
+names = STRATEGIES.names()
+assert "first_thing" in names and "margin" in names and "badge" in names, names
+sel = adakit.select("margin", probs=[[0.5, 0.5], [0.9, 0.1]], budget=1)
+assert sel.indices.tolist() == [0]
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr

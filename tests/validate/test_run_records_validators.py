@@ -1,0 +1,115 @@
+"""Runs record every validator their data allow (`val/<name>`), at each round and at warm-up checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import adakit
+from adakit.config import build_config
+from adakit.errors import ConfigError
+from adakit.ledger import Ledger
+from adakit.loop import ActiveLoop
+
+TINY = {"seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 16, "bottleneck_dim": 8},
+        "query": {"strategy": "random"}, "budget": {"total": 0.02, "rounds": 2},
+        "train": {"warmup_iters": 40, "round_iters": 10, "threads": 1, "device": "cpu"}}
+POOL_ONLY = {"val/bnm", "val/entropy", "val/im", "val/snd"}
+SOURCE = {"val/source_acc", "val/dev"}
+QUERIED = {"val/queried_acc", "val/queried_acc_iw"}
+
+
+def test_rounds_record_validators_and_warmup_checkpoints(tmp_path):
+    cfg = build_config(TINY, ["data.source_val=0.2", "train.eval_checkpoints=2"])
+    loop = ActiveLoop(cfg, tmp_path / "run", show_progress=False)
+    from adakit.data import load_domain
+
+    n_source, full = len(load_domain("demo", "digits", None)), len(loop.domains.pool)
+    assert len(loop.source_val) == int(np.ceil(0.2 * n_source))
+    assert len(loop.domains.source) + len(loop.source_val) == n_source  # the held-out split is not trained on
+    assert not set(loop.domains.source.ids) & set(loop.source_val.ids)
+    # stratified: every class on both sides
+    assert set(loop.source_val.y) == set(loop.domains.source.y)
+    s = loop.run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    assert POOL_ONLY | SOURCE <= set(rows[0]) and not QUERIED & set(rows[0])
+    for row in rows[1:]:
+        assert POOL_ONLY | SOURCE | QUERIED <= set(row)
+    # the entropy validator is the negated mean entropy of the final model's pool predictions
+    probs = loop.pool_probabilities(np.arange(full)).numpy()
+    assert rows[-1]["val/entropy"] == pytest.approx(adakit.validate("entropy", probs=probs), abs=1e-5)
+    # queried-batch accuracy of round 1: the model's suggestion at query time against the oracle's label
+    with Ledger(tmp_path / "run" / "ledger.sqlite") as led:
+        labels = led.current_labels()
+        qs = led.queries(1)
+    hits = np.mean([q.suggested == labels[q.sample_id] for q in qs])
+    assert rows[1]["val/queried_acc"] == pytest.approx(hits)
+    assert rows[1]["val/queried_acc_iw"] == pytest.approx(hits)  # random sampling: uniform inclusion probability
+    # two warm-up checkpoints (steps 13 and 27 of 40), each with a saved model, accuracy and validators
+    wc = s["warmup_checkpoints"]
+    assert [c["step"] for c in wc] == [13, 27]
+    for c in wc:
+        assert POOL_ONLY | SOURCE | {"accuracy"} <= set(c)
+        assert set(torch.load(tmp_path / "run" / c["checkpoint"])) == {"model"}
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["warmup_checkpoints"] == wc
+
+
+def test_checkpoints_do_not_change_training_and_margin_has_no_weighted_variant(tmp_path):
+    a = ActiveLoop(build_config(TINY, ["query.strategy=margin"]), tmp_path / "a", show_progress=False).run()
+    b = ActiveLoop(build_config(TINY, ["query.strategy=margin", "train.eval_checkpoints=3"]), tmp_path / "b",
+                   show_progress=False).run()
+    assert [r["accuracy"] for r in a["rounds"]] == [r["accuracy"] for r in b["rounds"]]
+    assert len(b["warmup_checkpoints"]) == 3 and a["warmup_checkpoints"] == []
+    # no source split: no source validators; top-k selection: no inclusion probabilities, no weighted variant
+    assert not SOURCE & set(a["rounds"][0])
+    assert "val/queried_acc" in a["rounds"][1] and "val/queried_acc_iw" not in a["rounds"][1]
+
+
+def test_bad_source_val_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="data.source_val"):
+        build_config(TINY, ["data.source_val=1.5"])
+    with pytest.raises(ConfigError, match=r"data.source_val=0.0001.*at least one per class"):
+        ActiveLoop(build_config(TINY, ["data.source_val=0.0001"]), tmp_path / "x", show_progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_inductive_query_reuses_the_evaluation_pool_pass_without_changing_picks(tmp_path, monkeypatch):
+    cfg = build_config(TINY, ["query.strategy=margin", "data.protocol=inductive", "budget.total=0.04"])
+    a = ActiveLoop(cfg, tmp_path / "a", show_progress=False)
+    a.run()
+    assert a._pool_cache[0] == 2  # the last evaluation's pool pass (the pool is not the test set)
+    original = ActiveLoop._select
+
+    def fresh(self, r, budget):  # no reuse: the view computes its own pool pass
+        self._pool_cache = None
+        return original(self, r, budget)
+
+    monkeypatch.setattr(ActiveLoop, "_select", fresh)
+    b = ActiveLoop(cfg, tmp_path / "b", show_progress=False)
+    b.run()
+    with Ledger(tmp_path / "a" / "ledger.sqlite") as la, Ledger(tmp_path / "b" / "ledger.sqlite") as lb:
+        assert [q.sample_id for q in la.queries()] == [q.sample_id for q in lb.queries()]
+        assert la.metrics() == lb.metrics()
+
+
+def test_an_adopted_warmup_brings_its_checkpoints(tmp_path):
+    from adakit.bench import run_plan
+
+    plan = [(build_config(TINY, ["train.eval_checkpoints=1", f"query.strategy={s}"]), tmp_path / s)
+            for s in ("random", "margin")]
+    run_plan(plan)
+    a, b = (json.loads((d / "summary.json").read_text()) for _, d in plan)
+    assert a["rounds"][0] == b["rounds"][0]  # the margin run adopted the random run's warm-up
+    assert a["warmup_checkpoints"] == b["warmup_checkpoints"] and len(b["warmup_checkpoints"]) == 1
+    assert (tmp_path / "margin" / b["warmup_checkpoints"][0]["checkpoint"]).is_file()
+
+
+def test_a_diverged_run_finishes_without_meaningless_scores(tmp_path):
+    cfg = build_config(TINY, ["data.source_val=0.2", "train.lr=1e6", "budget.rounds=1"])
+    s = ActiveLoop(cfg, tmp_path / "r", show_progress=False).run()  # NaN outputs: validators on them are left out
+    assert "accuracy" in s["rounds"][0] and not (POOL_ONLY | SOURCE) & set(s["rounds"][0])
+    from adakit.validate import compute_all
+
+    assert compute_all({"probs": np.full((3, 2), np.nan)}) == {}

@@ -1,0 +1,153 @@
+"""Every validator's formula against a hand computation on tiny inputs, through `adakit.validate`."""
+
+import math
+
+import numpy as np
+import pytest
+
+import adakit
+from adakit.errors import ConfigError, DataError
+from adakit.registry import VALIDATORS
+from adakit.validate.dev import dev_risk
+from adakit.validate.snd import soft_neighbourhood_density
+
+P = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1]])
+
+
+def h(row):
+    return -sum(x * math.log(x) for x in row if x > 0)
+
+
+def test_entropy_and_im_by_hand():
+    mean_h = sum(h(r) for r in P) / 4
+    assert adakit.validate("entropy", probs=P) == pytest.approx(-mean_h)
+    pbar = [sum(r[c] for r in P) / 4 for c in range(3)]  # (0.425, 0.4, 0.175)
+    assert adakit.validate("im", probs=P) == pytest.approx(h(pbar) - mean_h)
+    # one-hot predictions spread over all classes: IM = log C, entropy = 0 (its maximum)
+    onehot = np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    assert adakit.validate("im", probs=onehot) == pytest.approx(math.log(3))
+    assert adakit.validate("entropy", probs=onehot) == pytest.approx(0.0)
+
+
+def test_bnm_is_the_nuclear_norm_over_n():
+    # P = diag-like 2x2 example: singular values of [[1, 0], [0, 1], [0.5, 0.5]] are sqrt(1.5 ± 0.5)... by hand:
+    # PᵀP = [[1.25, 0.25], [0.25, 1.25]] with eigenvalues 1.5 and 1.0, so ‖P‖_* = √1.5 + 1 and BNM = (√1.5 + 1)/3
+    p = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    assert adakit.validate("bnm", probs=p) == pytest.approx((math.sqrt(1.5) + 1) / 3)
+    # collapse onto one class lowers it: rank 1, ‖P‖_* = ‖P‖_F = √3, over N = 3
+    assert adakit.validate("bnm", probs=np.array([[1.0, 0.0]] * 3)) == pytest.approx(math.sqrt(3) / 3)
+
+
+def test_snd_by_hand_and_blocked_equals_unblocked():
+    tau = 0.05
+    norm = [np.array(r) / np.linalg.norm(r) for r in P]
+    ents = []
+    for i in range(4):
+        s = [float(norm[i] @ norm[j]) / tau for j in range(4) if j != i]
+        z = [math.exp(x - max(s)) for x in s]
+        q = [x / sum(z) for x in z]
+        ents.append(h(q))
+    expected = sum(ents) / 4
+    assert adakit.validate("snd", probs=P) == pytest.approx(expected, rel=1e-4)
+    # one row per block (the streaming path) gives the same number
+    assert soft_neighbourhood_density(P, tau, block_elements=1) == pytest.approx(expected, rel=1e-4)
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet(np.ones(5), size=300)
+    assert soft_neighbourhood_density(q, block_elements=7 * 7) == pytest.approx(
+        soft_neighbourhood_density(q), rel=1e-5)
+    assert adakit.validate("snd", probs=P, params={"temperature": 1.0}) != pytest.approx(expected)
+
+
+def test_snd_never_holds_more_than_one_tile(monkeypatch):
+    import torch
+
+    sizes, addmm = [], torch.addmm
+    monkeypatch.setattr(torch, "addmm", lambda *a, **k: sizes.append(addmm(*a, **k).numel()) or addmm(*a, **k))
+    q = np.random.default_rng(1).dirichlet(np.ones(4), size=200)
+    soft_neighbourhood_density(q, block_elements=400)
+    assert max(sizes) <= 400 and len(sizes) == 10 * 11 // 2  # 20×20 tiles on and above the diagonal of 200×200
+
+
+def test_source_accuracy_and_queried_batch_accuracy():
+    labels = np.array([0, 1, 0, 0])  # predictions: 0, 1, 2, 0 -> 3 of 4 right
+    assert adakit.validate("source_acc", source_probs=P, source_labels=labels) == pytest.approx(0.75)
+    assert adakit.validate("queried_acc", queried_probs=P, queried_labels=labels) == pytest.approx(0.75)
+    assert adakit.validate("queried_acc", queried_pred=[0, 1, 2, 0], queried_labels=labels) == pytest.approx(0.75)
+    # inclusion probabilities 0.5, 0.5, 0.25, 0.5 -> weights 2, 2, 4, 2; correct 1, 1, 0, 1: 6 / 10
+    pi = np.array([0.5, 0.5, 0.25, 0.5])
+    assert adakit.validate("queried_acc_iw", queried_probs=P, queried_labels=labels,
+                           queried_inclusion=pi) == pytest.approx(0.6)
+
+
+def test_dev_risk_control_variate_by_hand():
+    w = np.array([0.5, 1.0, 1.5, 1.0])
+    loss = np.array([2.0, 1.0, 0.5, 1.0])
+    wl = w * loss  # 1, 1, 0.75, 1
+    mean_w, mean_wl = 1.0, 3.75 / 4
+    cov = sum((a - mean_wl) * (b - mean_w) for a, b in zip(wl, w)) / 3
+    var = sum((b - mean_w) ** 2 for b in w) / 3
+    eta = -cov / var
+    assert dev_risk(w, loss) == pytest.approx(mean_wl + eta * mean_w - eta)
+    # weights all 1 (no shift): plain mean source loss
+    assert dev_risk(np.ones(3), np.array([1.0, 2.0, 3.0])) == pytest.approx(2.0)
+
+
+def test_dev_weights_favour_target_like_source_samples():
+    rng = np.random.default_rng(0)
+    xs = rng.normal(0, 1, (200, 2))
+    xt = rng.normal(0, 1, (200, 2)) + np.array([2.0, 0.0])
+    labels = np.zeros(200, dtype=int)
+    good = np.where(xs[:, :1] > 0, [[0.9, 0.1]], [[0.1, 0.9]])  # right where the target lies (x0 > 0)
+    bad = good[:, ::-1].copy()
+    kw = dict(source_labels=labels, source_embeddings=xs, embeddings=xt)
+    # the model right on target-like source samples scores higher, though both are right on half the source
+    assert adakit.validate("dev", source_probs=good, **kw) > adakit.validate("dev", source_probs=bad, **kw)
+
+
+def test_registry_errors_and_inputs():
+    assert {"bnm", "dev", "entropy", "im", "queried_acc", "queried_acc_iw", "snd", "source_acc"} <= set(
+        VALIDATORS.names())
+    with pytest.raises(ConfigError, match="unknown validator 'snb'"):
+        adakit.validate("snb", probs=P)
+    with pytest.raises(ConfigError, match="needs source_probs=, source_labels="):
+        adakit.validate("source_acc", probs=P)
+    with pytest.raises(ConfigError, match="unknown input"):
+        adakit.validate("entropy", prob=P)
+    with pytest.raises(DataError, match="probs= must have 2 dimension"):
+        adakit.validate("entropy", probs=P[0])
+    with pytest.raises(DataError, match="NaN"):
+        adakit.validate("entropy", probs=np.full((2, 2), np.nan))
+    from adakit.validate import compute_all
+    assert set(compute_all({"probs": P})) == {"bnm", "entropy", "im", "snd"}
+
+
+def test_a_user_validator_registers_and_runs():
+    from adakit.registry import VALIDATORS, register_validator
+    from adakit.validate import Validator, compute_all
+
+    @register_validator("test_mean_max_prob")
+    class MeanMaxProb(Validator):
+        """Mean of each sample's largest probability (a test validator)."""
+
+        needs = ("probs",)
+
+        def score(self, *, probs, **_):
+            return float(probs.max(1).mean())
+
+    try:
+        assert adakit.validate("test_mean_max_prob", probs=P) == pytest.approx((0.7 + 0.8 + 0.4 + 0.6) / 4)
+        assert "test_mean_max_prob" in compute_all({"probs": P})
+    finally:
+        VALIDATORS._items.pop("test_mean_max_prob")
+
+
+def test_adakit_validate_is_one_callable_object_however_it_is_reached():
+    import subprocess
+    import sys
+
+    code = ("import adakit; f = adakit.validate; import adakit.validate.snd; import adakit.validate as m; "
+            "from adakit.validate import compute_all; assert f is m is adakit.validate and callable(m); "
+            "assert abs(m('im', probs=[[1.0, 0.0], [0.0, 1.0]]) - 0.6931471805599453) < 1e-9; "
+            "from adakit import validate; assert validate is m")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
