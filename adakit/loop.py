@@ -66,6 +66,15 @@ def round_budgets(total: float, rounds: int, pool_size: int) -> list[int]:
     return [b] * (rounds - 1) + [budget - b * (rounds - 1)]
 
 
+def query_params_for_run(cfg: ExperimentConfig, budgets: list[int], pool_size: int):
+    """The strategy's validated params; ``budget_ratio`` (LAS's total budget B, for M) from the run's budget
+    unless the config gives it."""
+    params = cfg.query_params()
+    if "budget_ratio" in type(params).model_fields and "budget_ratio" not in cfg.query.params() and budgets:
+        params.budget_ratio = sum(budgets) / pool_size
+    return params
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -414,10 +423,7 @@ class ActiveLoop:
                               f"{', '.join(providers) or '(none)'}{probe}")
         torch.manual_seed(cfg.seed)
         self._build_model_and_objective(obj_cls, obj_params)
-        query_params = cfg.query_params()
-        if "budget_ratio" in type(query_params).model_fields and "budget_ratio" not in cfg.query.params() \
-                and self.budgets:
-            query_params.budget_ratio = sum(self.budgets) / len(d.pool)  # the run's total budget B (LAS's M)
+        query_params = query_params_for_run(cfg, self.budgets, len(d.pool))
         self.strategy = strat_cls(query_params) if self._objects.strategy is None else self._objects.strategy
         if self._objects.strategy is not None and query_params is not self.strategy.params \
                 and "budget_ratio" in type(query_params).model_fields:

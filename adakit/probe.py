@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from adakit.config import ExperimentConfig
@@ -40,7 +41,8 @@ def _probs(clf, x: np.ndarray, n_classes: int) -> np.ndarray:
 
 def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | None = None) -> dict:
     """Run the linear probe of ``cfg`` into ``run_dir``; returns its summary (the loop's summary.json format)."""
-    from adakit.loop import round_budgets
+    from adakit.inference import accuracy
+    from adakit.loop import query_params_for_run, round_budgets
     from adakit.registry import STRATEGIES
     from adakit.report import write_run_report
     from adakit.selection import select
@@ -60,10 +62,7 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
     if cfg.data.source_val > 0:
         d, val = split_source_val(d, cfg.data.source_val, cfg.seed)
     budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
-    params = cfg.query_params()
-    if "budget_ratio" in type(params).model_fields and "budget_ratio" not in cfg.query.params() and budgets:
-        params.budget_ratio = sum(budgets) / len(d.pool)
-    strategy = strat_cls(params)
+    strategy = strat_cls(query_params_for_run(cfg, budgets, len(d.pool)))
     n_classes = len(d.classes)
     xs, ys = d.source.x.numpy(), np.asarray(d.source.y)
     xp, yp, xt = d.pool.x.numpy(), np.asarray(d.pool.y), d.test.x.numpy()
@@ -82,11 +81,7 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
         pool_p = _probs(clf, xp, n_classes)
         row = {"round": r, "labels": int(labelled.sum())}
         if (d.test.y >= 0).any():
-            known = d.test.y >= 0
-            pred = _probs(clf, xt[known], n_classes).argmax(1)
-            truth = np.asarray(d.test.y)[known]
-            per_class = [np.mean(pred[truth == k] == k) for k in np.unique(truth)]
-            row.update(accuracy=float(np.mean(pred == truth)), mean_class_accuracy=float(np.mean(per_class)))
+            row.update(accuracy(torch.as_tensor(_probs(clf, xt, n_classes)), d.test.y))
         inputs = {"probs": pool_p, "embeddings": clf[0].transform(xp), **queried}
         if val is not None:
             inputs.update(source_probs=_probs(clf, val.x.numpy(), n_classes), source_labels=np.asarray(val.y),

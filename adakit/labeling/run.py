@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adakit.config import ExperimentConfig, build_config
+from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
-from adakit.errors import ConfigError, DataError
+from adakit.errors import DataError
 from adakit.ledger import Ledger, Query
+from adakit.rundir import stored_experiment
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
                ".bmp": "image/bmp", ".webp": "image/webp"}
@@ -31,14 +32,9 @@ TOKEN_KEY = "labeling/token"
 def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[ExperimentConfig, Domains, Ledger]:
     """Config, domains (loaded as the run loads them) and ledger of an existing run folder."""
     run_dir = Path(run_dir)
-    if not (run_dir / "ledger.sqlite").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite); start one with `adakit run`")
+    cfg = stored_experiment(run_dir)  # named errors for a missing, damaged or config-less ledger
     ledger = Ledger(run_dir / "ledger.sqlite")
     try:
-        values = ledger.get_meta("config")
-        if values is None:
-            raise ConfigError(f"{run_dir}/ledger.sqlite holds no config; it was not written by `adakit run`")
-        cfg = build_config(values)
         domains = domains or load_domains(cfg.data, cfg.seed)
     except BaseException:
         ledger.close()
