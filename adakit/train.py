@@ -271,6 +271,12 @@ class Trainer:
     def _forward(self, b: Batch, rows: _Rows | None = None) -> None:
         """One model pass over this rank's rows of every part; in a multi-process run the features and
         logits of each part are then gathered into the global batch (`distributed.gather_batch_rows`)."""
+        if b.xu is not None and getattr(self.objective, "probe_pass", False):
+            xu, b.xu = b.xu, None  # only the domain probe uses it: keep it out of the training pass (batch norm)
+            self._forward(b, rows)
+            b.xu = xu
+            self._probe_pass(b, rows)
+            return
         parts = [b.xs] + [x for x in (b.xl, b.xu) if x is not None]
         f, z = self.model(torch.cat(parts))
         sizes = [len(p) for p in parts]
@@ -284,6 +290,25 @@ class Trainer:
             b.fl, b.zl = fs.pop(0), zs.pop(0)
         if b.xu is not None:
             b.fu, b.zu = fs.pop(0), zs.pop(0)
+
+    def _probe_pass(self, b: Batch, rows: _Rows | None) -> None:
+        """``objective.probe_domain`` beside an objective that uses no unlabelled target: features of this rank's
+        source rows and unlabelled batch for the domain probe, from a no-grad pass in eval mode (the features
+        strategies score; no batch-norm statistic is updated), so the probe leaves the model's training unchanged."""
+        xs = b.xs
+        if b.target_in_s is not None:  # labelled target rows of S∪T are not source for the probe
+            mask = b.target_in_s.cpu()
+            if self.dist.enabled and rows is not None:
+                mask = mask[rows.s]
+            xs = xs[~mask.to(xs.device)]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                f = self.model.features(torch.cat([xs, b.xu]))
+        finally:
+            self.model.train(was_training)
+        b.probe_fs, b.probe_fu = f[: len(xs)], f[len(xs):]
 
 
 def _gather_parts(f: torch.Tensor, z: torch.Tensor, totals: list[int]) -> tuple[list, list]:

@@ -45,6 +45,10 @@ class Batch:
     zu: torch.Tensor | None = None
     # True where a row of xs is a labelled target sample (S∪T)
     target_in_s: torch.Tensor | None = None
+    # ``probe_domain`` beside an objective that uses no unlabelled target (`Objective.probe_pass`): the probe's
+    # features of the source rows and of the unlabelled batch, from the trainer's separate no-grad eval-mode pass
+    probe_fs: torch.Tensor | None = None
+    probe_fu: torch.Tensor | None = None
 
 
 class ObjectiveParams(Params):
@@ -57,7 +61,9 @@ class ObjectiveParams(Params):
     entropy_grl_coeff: float = Field(1.0, ge=0, description="with omega=mme: gradient reversal coefficient "
                                                             "(MME code: eta = 1, constant)")
     probe_domain: bool = Field(False, description="train a domain discriminator on detached features beside the "
-                                                  "objective (no gradient reaches the model), so that strategies "
+                                                  "objective (no gradient reaches the model; beside an objective "
+                                                  "that uses no unlabelled target the probe has its own eval-mode "
+                                                  "pass, so the model trains as without it), so that strategies "
                                                   "needing one (aada) run with any objective")
 
 
@@ -73,6 +79,10 @@ class Objective(nn.Module):
     provides: frozenset[str] = frozenset()
     #: head the model must have ("cosine" for MME); None leaves model.head as configured
     required_head: str | None = None
+    #: True when only the ``probe_domain`` discriminator uses the unlabelled target batch: the trainer then keeps
+    #: that batch out of the model's training pass (so it never enters batch-norm statistics) and hands the probe
+    #: features from a separate no-grad pass in eval mode (``Batch.probe_fs`` / ``probe_fu``)
+    probe_pass: bool = False
 
     def __init__(self, params: Params, feature_dim: int, num_classes: int, pool_size: int = 0):
         super().__init__()
@@ -85,6 +95,7 @@ class Objective(nn.Module):
         self._probing = params.probe_domain and "domain_discriminator" not in type(self).provides
         if self._probing:
             self.domain_discriminator = DomainDiscriminator(feature_dim)
+            self.probe_pass = not self.uses_unlabelled  # nothing else needs the unlabelled rows in the model's pass
             self.uses_unlabelled = True
 
     @classmethod
@@ -127,11 +138,19 @@ class Objective(nn.Module):
     def probe_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``probe_domain``: ``domain_probe`` = ½(BCE_S(d(f), 1) + BCE_T(d(f), 0)) on **detached** source and
         unlabelled target features: the discriminator learns P(source | f) of the model being trained (what
-        AADA's weight (1 − d)/d needs) without the adversarial gradient DANN sends to the features."""
+        AADA's weight (1 − d)/d needs) without the adversarial gradient DANN sends to the features.
+
+        With `probe_pass` (an objective that uses no unlabelled target, e.g. fine-tuning) the features come from
+        the trainer's separate eval-mode pass (``batch.probe_fs`` / ``probe_fu``): the features strategies score,
+        and the model trains exactly as without the probe. Otherwise (MME, CDAN...) the unlabelled batch is in
+        the model's pass anyway and its training-mode features are used."""
         if not self._probing:
             return {}
-        fs = batch.fs[source_rows(batch)].detach()
-        return {"domain_probe": domain_adversarial_loss(self.domain_discriminator, fs, batch.fu.detach(), 1.0)}
+        if batch.probe_fs is not None and batch.probe_fu is not None:
+            fs, fu = batch.probe_fs.detach(), batch.probe_fu.detach()
+        else:
+            fs, fu = batch.fs[source_rows(batch)].detach(), batch.fu.detach()
+        return {"domain_probe": domain_adversarial_loss(self.domain_discriminator, fs, fu, 1.0)}
 
     def forward(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
         return {**self.supervised_terms(batch), **self.transfer_terms(model, batch, progress),

@@ -48,6 +48,10 @@ class AADASampling(Strategy):
     Needs an objective that provides ``domain_discriminator`` (e.g. DANN, as AADA trains; or any objective with
     ``probe_domain: true``, which trains one on detached features): a module f (N, m) → logits (N, 1) whose
     sigmoid is the probability of source (target = 0), as docs/architecture.md fixes.
+
+    A discriminator that is not trained adversarially (the probe) separates the domains almost perfectly: the
+    weight then spans orders of magnitude, more than H(p), and decides most picks (the most target-like samples
+    among the uncertain ones). That is the method's score as published; it is kept unchanged.
     """
 
     Params = AADAParams

@@ -1,0 +1,167 @@
+"""Benchmark of the validators (issue #14): how well does each one pick a setting and a checkpoint without
+target labels?
+
+For every method, domain pair and seed it runs an ``adakit sweep`` (learning rate × the method's main trade-off
+weight, 3 × 3, each run recording every validator at 3 checkpoints), then scores every validator by
+
+- **regret**: oracle accuracy of the oracle-best (setting, checkpoint) minus that of the validator's pick;
+- **pick − default**: the pick's oracle accuracy minus the config default's (its own values, last checkpoint);
+- **Spearman ρ** between the validator and oracle accuracy over all (setting, checkpoint) pairs.
+
+Target labels are read only to score the picks, never to make them. Usage::
+
+    export OMP_NUM_THREADS=1 ADAKIT_DATA=/path/to/data
+    python benchmarks/model_selection.py run --out runs/model-selection --method DANN --pair amazon-webcam
+    python benchmarks/model_selection.py table runs/model-selection --md benchmarks/results/model-selection.md
+
+``run`` is resumable (finished runs are skipped); split the grid over processes with ``--pair``/``--method``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFICE31 = ROOT / "configs" / "office31-features.yaml"
+DIGITS = ROOT / "configs" / "digits-mnist-usps.yaml"
+PAIRS = ["amazon-webcam", "amazon-dslr", "webcam-amazon", "webcam-dslr", "dslr-amazon", "dslr-webcam"]
+LRS = "train.lr=0.003,0.01,0.03"
+#: method -> (overrides, the trade-off grid); the learning-rate grid is LRS for all
+METHODS: dict[str, tuple[list[str], str]] = {
+    "DANN": (["objective.name=dann"], "objective.trade_off=0.3,1,3"),
+    "CDAN+E": (["objective.name=cdan_e"], "objective.trade_off=0.3,1,3"),
+    "MME": (["objective.name=mme"], "objective.entropy_weight=0.03,0.1,0.3"),
+    "BIWAA": (["objective.name=biwaa"], "objective.trade_off=0.3,1,3"),
+    "GSDA": (["objective.name=gsda"], "objective.grl_max=0.3,1,3"),
+}
+#: every UDA run: warm-up only, 3 checkpoints (steps 333, 667, 1000), a 10% held-out source split for
+#: source_acc and DEV, one thread
+UDA_SET = ["budget.rounds=0", "train.eval_checkpoints=2", "data.source_val=0.1", "train.threads=1"]
+SELECT = "source_acc"  # the sweep's own pick is not used here: every validator is scored from sweep.csv
+NOT_VALIDATORS = {"setting", "checkpoint", "labels", "accuracy_oracle", "marks", "run_dir"}
+
+
+def run(out: Path, methods: list[str], pairs: list[str], seeds: list[int], digits: bool) -> None:
+    from adakit.sweep import run_sweep
+
+    for method in methods:
+        overrides, trade_off = METHODS[method]
+        for pair in pairs:
+            src, tgt = pair.split("-")
+            config = DIGITS if digits else OFFICE31
+            for seed in seeds:
+                folder = out / method / pair / f"seed-{seed}"
+                if (folder / "sweep.csv").is_file():
+                    continue
+                t0 = time.perf_counter()
+                extra = [*UDA_SET, *overrides, f"seed={seed}"]
+                if not digits:
+                    extra += [f"data.source={src}", f"data.target={tgt}"]
+                run_sweep(config, [LRS, trade_off], SELECT, folder, extra)
+                print(f"{method} {pair} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def score(csv_path: Path) -> dict[str, dict[str, float]]:
+    """Per validator: regret, pick − default and Spearman ρ of one sweep (accuracy in points)."""
+    rows = list(csv.DictReader(csv_path.open()))
+    validators = [k for k in rows[0] if k not in NOT_VALIDATORS]
+    acc = np.array([float(r["accuracy_oracle"]) for r in rows]) * 100
+    default = next(float(r["accuracy_oracle"]) * 100 for r in rows if "default" in r["marks"].split(";"))
+    out = {}
+    for v in validators:
+        vals = np.array([float(r[v]) if r[v] != "" else np.nan for r in rows])
+        ok = np.isfinite(vals)
+        if ok.sum() < 3:
+            continue
+        i = int(np.flatnonzero(ok)[np.argmax(vals[ok])])
+        rho = spearmanr(vals[ok], acc[ok]).statistic
+        out[v] = {"regret": float(acc.max() - acc[i]), "vs_default": float(acc[i] - default),
+                  "spearman": float(rho) if math.isfinite(rho) else 0.0}
+    out["(oracle best)"] = {"regret": 0.0, "vs_default": float(acc.max() - default), "spearman": 1.0}
+    out["(config default)"] = {"regret": float(acc.max() - default), "vs_default": 0.0, "spearman": math.nan}
+    out["(random pick, expected)"] = {"regret": float(acc.max() - acc.mean()),
+                                      "vs_default": float(acc.mean() - default), "spearman": math.nan}
+    return out
+
+
+def _ms(xs: list[float], pct: bool = True) -> str:
+    xs = [x for x in xs if math.isfinite(x)]
+    if not xs:
+        return "–"
+    m, s = statistics.fmean(xs), statistics.pstdev(xs)
+    return f"{m:.1f} ± {s:.1f}" if pct else f"{m:.2f} ± {s:.2f}"
+
+
+def table(root: Path, md: Path | None) -> str:
+    """One table per method (and one over all methods): each validator's mean ± std over pairs of the per-pair
+    mean over seeds."""
+    sweeps = sorted(root.glob("*/*/seed-*/sweep.csv"))
+    per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # method -> pair -> validator -> metric
+    for p in sweeps:
+        method, pair = p.parts[-4], p.parts[-3]
+        for v, m in score(p).items():
+            d = per.setdefault(method, {}).setdefault(pair, {}).setdefault(v, {})
+            for k, x in m.items():
+                d.setdefault(k, []).append(x)
+    lines: list[str] = []
+    overall: dict[str, dict[str, list[float]]] = {}
+    for method, pairs in sorted(per.items()):
+        n_seeds = sorted({len(d["regret"]) for vs in pairs.values() for d in vs.values()})
+        lines += [f"### {method} ({len(pairs)} pairs, seeds per pair: {'/'.join(map(str, n_seeds))})", "",
+                  "| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
+        validators = sorted({v for vs in pairs.values() for v in vs}, key=lambda v: (v.startswith("("), v))
+        for v in validators:
+            pair_means = {k: [statistics.fmean(vs[v][k]) for vs in pairs.values() if v in vs]
+                          for k in ("regret", "vs_default", "spearman")}
+            for k, xs in pair_means.items():
+                overall.setdefault(v, {}).setdefault(k, []).extend(xs)
+            lines.append(f"| `{v}` | {_ms(pair_means['regret'])} | {_ms(pair_means['vs_default'])} | "
+                         f"{_ms(pair_means['spearman'], False)} |")
+        lines.append("")
+    if overall:
+        lines += ["### All methods (mean ± std over every method × pair)", "",
+                  "| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
+        for v in sorted(overall, key=lambda v: (v.startswith("("), statistics.fmean(overall[v]["regret"]))):
+            o = overall[v]
+            lines.append(f"| `{v}` | {_ms(o['regret'])} | {_ms(o['vs_default'])} | {_ms(o['spearman'], False)} |")
+    text = "\n".join(lines) + "\n"
+    if md:
+        md.write_text(text)
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--method", action="append", choices=list(METHODS))
+    r.add_argument("--pair", action="append", choices=PAIRS)
+    r.add_argument("--seed", action="append", type=int)
+    r.add_argument("--digits", action="store_true", help="MNIST->USPS with LeNet instead of Office-31 features")
+    t = sub.add_parser("table")
+    t.add_argument("root", type=Path)
+    t.add_argument("--md", type=Path)
+    t.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    if a.cmd == "run":
+        pairs = ["mnist-usps"] if a.digits else (a.pair or PAIRS)
+        run(a.out, a.method or list(METHODS), pairs, a.seed or [0, 1], a.digits)
+    else:
+        print(table(a.root, a.md))
+        if a.json:
+            a.json.write_text(json.dumps({str(p): score(p) for p in sorted(a.root.glob("*/*/seed-*/sweep.csv"))},
+                                         indent=1))
+
+
+if __name__ == "__main__":
+    main()

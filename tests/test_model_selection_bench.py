@@ -1,0 +1,57 @@
+"""benchmarks/model_selection.py: regret, pick − default and Spearman ρ of each validator, from sweep.csv files."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location(
+    "model_selection", Path(__file__).resolve().parent.parent / "benchmarks" / "model_selection.py")
+ms = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ms)
+
+HEADER = ["setting", "checkpoint", "labels", "snd", "im", "accuracy_oracle", "marks", "run_dir"]
+
+
+def write_sweep(path: Path, rows: list[tuple]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for setting, ckpt, snd, im, acc, marks in rows:
+            w.writerow([setting, ckpt, 0, snd, im, acc, marks, "x"])
+    return path
+
+
+def test_score_by_hand(tmp_path):
+    # accuracies 0.70, 0.80, 0.60, 0.75; default = the last row (0.75); best = 0.80
+    p = write_sweep(tmp_path / "M" / "a-b" / "seed-0" / "sweep.csv", [
+        ("lr=1", "step 1", 3.0, 0.1, 0.70, "pick"),
+        ("lr=1", "round 0", 1.0, 0.4, 0.80, "oracle best"),
+        ("lr=2", "step 1", 2.0, 0.2, 0.60, ""),
+        ("lr=2", "round 0", 0.0, 0.3, 0.75, "default"),
+    ])
+    s = ms.score(p)
+    # snd picks row 0 (0.70): regret 10 points, 5 below the default; ranks 4,2,3,1 vs accuracy ranks 2,4,1,3 -> rho -0.6
+    assert s["snd"]["regret"] == pytest.approx(10.0)
+    assert s["snd"]["vs_default"] == pytest.approx(-5.0)
+    assert s["snd"]["spearman"] == pytest.approx(-0.6)
+    # im picks row 1 (the best): regret 0, +5 over the default; ranks 1,4,2,3 vs 2,4,1,3 -> rho 0.8
+    assert s["im"]["regret"] == pytest.approx(0.0)
+    assert s["im"]["vs_default"] == pytest.approx(5.0)
+    assert s["im"]["spearman"] == pytest.approx(0.8)
+    assert s["(random pick, expected)"]["regret"] == pytest.approx(80 - 71.25)
+    assert s["(config default)"]["regret"] == pytest.approx(5.0)
+
+
+def test_table_averages_seeds_within_a_pair_then_pairs(tmp_path):
+    rows = [("a", "r", 1.0, 1.0, 0.5, "default"), ("b", "r", 0.0, 0.0, 0.9, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
+    write_sweep(tmp_path / "M" / "p1" / "seed-0" / "sweep.csv", rows)  # snd, im pick 0.5: regret 40
+    rows2 = [("a", "r", 0.0, 0.0, 0.5, "default"), ("b", "r", 1.0, 1.0, 0.9, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
+    write_sweep(tmp_path / "M" / "p1" / "seed-1" / "sweep.csv", rows2)  # pick 0.9: regret 0 -> pair mean 20
+    write_sweep(tmp_path / "M" / "p2" / "seed-0" / "sweep.csv", rows2)  # regret 0 -> mean over pairs 10 ± 10
+    md = ms.table(tmp_path, None)
+    line = next(ln for ln in md.splitlines() if ln.startswith("| `snd` |"))
+    assert "| 10.0 ± 10.0 |" in line
+    assert "(2 pairs, seeds per pair: 1/2)" in md
