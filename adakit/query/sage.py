@@ -8,10 +8,11 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
+from torch import nn
 
 from adakit.params import Params
 from adakit.query._algorithms import argmax_random, farthest_first, kmeans_pp
-from adakit.query._gradients import class_discriminator_gradients
+from adakit.query._gradients import class_discriminator_gradients, piecewise_linear_layers
 from adakit.query.base import Selection, Strategy, top_k
 from adakit.registry import register_strategy
 
@@ -59,30 +60,171 @@ def compute_sage(disc: torch.nn.Module, f: torch.Tensor, p: torch.Tensor, *, pop
     multiplied by its own Gaussian matrix R_c ∈ R^{m×k}, entries N(0, 1/k), k = ⌊max_bytes/(4·N·C)⌋
     (Johnson–Lindenstrauss: squared distances between embeddings are kept in expectation, with relative
     error O(1/√k)). The norms are always exact. Returns (norms, rows, k if projected else None).
-    Each block is computed in place (POP and the √p weights overwrite the gradients); rows are written
-    into one preallocated (N, C·k) tensor.
+
+    For a linear / ReLU-MLP discriminator (see `_SageMLP`) every block costs two matrix products of size
+    C·h² per sample and the (N, C, m) gradients are never formed; any other module goes through
+    `class_discriminator_gradients` (`torch.func`) block by block.
     """
     n, c = p.shape
     m = f.shape[1]
     k = None
+    proj = None
     if 4.0 * n * c * m > max_bytes:
         k = max(1, int(max_bytes // (4 * n * c)))
         gen = torch.Generator().manual_seed(int((rng or np.random.default_rng(0)).integers(2**63 - 1)))
         proj = torch.randn(c, m, k, generator=gen) / math.sqrt(k)
     norms = torch.empty(n)
     rows = torch.empty((n, c * (k or m)))
+    mlp = _SageMLP.of(disc, proj)
     for s in range(0, n, block_size):
-        g, _ = class_discriminator_gradients(disc, f[s:s + block_size])
-        g = g.float().cpu().contiguous()
-        pb = p[s:s + block_size].float()
-        if pop:
-            _pop_(g, pb)
-        emb = g.mul_(pb.clamp_min(0).sqrt().unsqueeze(2))  # (b, C, m): S
-        norms[s:s + block_size] = torch.linalg.vector_norm(emb.flatten(1), dim=1)
-        if k is not None:  # per class: (C, b, m) @ (C, m, k) -> (C, b, k)
-            emb = torch.bmm(emb.transpose(0, 1), proj).transpose(0, 1)
-        rows[s:s + block_size] = emb.reshape(len(emb), -1)
+        fb, pb = f[s:s + block_size], p[s:s + block_size]
+        if mlp is not None:
+            norms[s:s + block_size] = mlp.block(fb, pb, pop, rows[s:s + block_size])
+        else:
+            norms[s:s + block_size], rows[s:s + block_size] = _generic_block(disc, fb, pb, pop, proj)
     return norms, rows, k
+
+
+def _generic_block(disc: torch.nn.Module, f: torch.Tensor, p: torch.Tensor, pop: bool,
+                   proj: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Norms and rows of one block from the explicit gradients (B, C, m) of any discriminator."""
+    g, _ = class_discriminator_gradients(disc, f)
+    g = g.float().cpu().contiguous()
+    pb = p.float().cpu()
+    if pop:
+        _pop_(g, pb)
+    emb = g.mul_(pb.clamp_min(0).sqrt().unsqueeze(2))  # (B, C, m): S
+    norms = torch.linalg.vector_norm(emb.flatten(1), dim=1)
+    if proj is not None:  # per class: (C, B, m) @ (C, m, k) -> (C, B, k)
+        emb = torch.bmm(emb.transpose(0, 1), proj).transpose(0, 1)
+    return norms, emb.reshape(len(emb), -1)
+
+
+class _SageMLP:
+    """S(x) of a piecewise-linear discriminator without the (B, C, m) gradients (SAGE Eq. 3–6).
+
+    The logits' Jacobian factors as J = Q·V₁ with V₁ (h×m) the first layer's weight and
+    Q = V_L·D_{L−1}·…·V₂·D₁ (C×h per sample, D the ReLU slopes), so every term of S is a product with V₁:
+    g_c = −(1 − d_c)·Q_c·V₁; E = Σ_c p_c g_c = ε·V₁ with ε = −Σ_c p_c(1 − d_c)Q_c (one vector–Jacobian
+    product); g_c·E = −(1 − d_c)·(J·E)_c (one Jacobian–vector product); hence
+    √p_c·g̃_c = (√p_c·(−(1 − d_c))·Q_c − √p_c·λ_c·ε)·V₁ =: Q̃_c·V₁. The norm is ||Q̃·V₁|| (one product, exact)
+    and the projected rows are Q̃_c·(V₁R_c) with V₁R_c (h×k) formed once, so the projection costs C·h·k
+    per sample instead of C·m·k after C·h·m; when m > h the norms use G = V₁V₁ᵀ instead (C·h² per sample).
+    Everything runs class-major, (C, B, h), on the device and in the dtype of the discriminator's weights;
+    results come back as float32 on the CPU.
+    """
+
+    def __init__(self, layers: list[nn.Module], proj: torch.Tensor | None):
+        self.layers = layers
+        self.first = layers[0]
+        w = self.first.weight.detach()
+        self.v1 = w  # (h, m)
+        # exact rows: Q̃·V₁ (C, B, m); projected: Q̃_c·(V₁R_c), (C, h, k)
+        self.right = None if proj is None else torch.matmul(w.unsqueeze(0), proj.to(w.device, w.dtype))
+        # projected rows and m > h: ||Q̃_c·V₁||² = Q̃_c·G·Q̃_cᵀ with G = V₁V₁ᵀ (h×h) costs C·h² instead of C·h·m
+        self.gram = None
+        if proj is not None and w.shape[1] > w.shape[0]:
+            self.gram = (w.double() @ w.double().T).to(w.dtype)
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def _buf(self, name: str, *shape: int) -> torch.Tensor:
+        """A reused work buffer of this shape (fresh (C, B, h) allocations per block cost as much as a pass)."""
+        n = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < n:
+            buf = self._bufs[name] = torch.empty(n, dtype=self.v1.dtype, device=self.v1.device)
+        return buf[:n].view(shape)
+
+    @classmethod
+    def of(cls, disc: nn.Module, proj: torch.Tensor | None) -> _SageMLP | None:
+        """The fast path for ``disc`` if it is a plain MLP starting with a linear layer, else None."""
+        layers = piecewise_linear_layers(disc)
+        if not layers or not isinstance(layers[0], nn.Linear):
+            return None
+        return cls(layers, proj)
+
+    @torch.no_grad()
+    def block(self, f: torch.Tensor, p: torch.Tensor, pop: bool, out: torch.Tensor) -> torch.Tensor:
+        """Norms (B,) of one block; its rows are written into ``out`` (B, C·k or C·m)."""
+        w = self.v1
+        f = f.detach().to(w.device, w.dtype)
+        p = p.detach().to(w.device, w.dtype)
+        z = self.first(f)
+        slopes: list[torch.Tensor | None] = []  # per layer after the first: ReLU slopes, None for Linear
+        for layer in self.layers[1:]:
+            if isinstance(layer, nn.Linear):
+                slopes.append(None)
+            else:
+                neg = layer.negative_slope if isinstance(layer, nn.LeakyReLU) else 0.0
+                slopes.append(torch.where(z > 0, torch.ones_like(z), torch.full_like(z, neg)))
+            z = layer(z)
+        d = torch.sigmoid(z)  # (B, C)
+        bsz = len(d)
+        sq = p.clamp_min(0).sqrt()
+        coef = (d - 1.0).mul_(sq).T.contiguous()  # (C, B): √p_c·(−(1 − d_c))
+        q = self._q(coef, slopes)  # (C, B, h): √p_c·(−(1 − d_c))·Q_c
+        if pop:
+            eps = self._vjp(p * (d - 1.0), slopes)  # (B, h): E = ε·V₁
+            e = eps @ w
+            ee = (e * e).sum(1, keepdim=True)
+            x = (d - 1.0) * self._jvp(e @ w.T, slopes)  # (B, C): g_c·E
+            lam = torch.where(ee > 0, x.abs() / ee.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
+            q.addcmul_((sq * lam).T.contiguous().unsqueeze(2), eps.unsqueeze(0), value=-1.0)  # Q̃_c = … − √p_c·λ_c·ε
+        c, _, h = q.shape
+        if self.gram is not None:
+            qg = torch.mm(q.view(-1, h), self.gram, out=self._buf("full", c * bsz, h)).view(c, bsz, h)
+            norms = qg.mul_(q).sum(2).sum(0).clamp_min_(0.0).sqrt_()
+        else:
+            full = torch.mm(q.view(-1, h), w, out=self._buf("full", c * bsz, w.shape[1])).view(c, bsz, -1)  # √p·g̃
+            norms = torch.linalg.vector_norm(torch.linalg.vector_norm(full, dim=2), dim=0)  # contiguous reductions
+        if self.right is not None:
+            full = torch.bmm(q, self.right, out=self._buf("rows", c, bsz, self.right.shape[2]))  # (C, B, k)
+        out.view(bsz, len(full), -1).copy_(full.transpose(0, 1))
+        return norms.float().cpu()
+
+    def _q(self, coef: torch.Tensor, slopes: list[torch.Tensor | None]) -> torch.Tensor:
+        """coef[c, b]·∂l_c/∂z₁ (C, B, h): reverse accumulation from the logits down to the first layer's output."""
+        acc: torch.Tensor | None = None  # None: the identity at the logits; 2-D: shared by the block; 3-D: (C, B, ·)
+        c, bsz = coef.shape
+        slot = 0  # 3-D results alternate between two work buffers
+        for layer, slope in zip(reversed(self.layers[1:]), reversed(slopes)):
+            if slope is None and acc is not None and acc.dim() == 3:
+                wt = layer.weight
+                slot ^= 1
+                acc = torch.mm(acc.view(-1, wt.shape[0]), wt, out=self._buf(f"q{slot}", c * bsz, wt.shape[1]))
+                acc = acc.view(c, bsz, -1)
+            elif slope is None:
+                acc = layer.weight if acc is None else torch.matmul(acc, layer.weight)
+            elif acc is None:  # an activation on the logits themselves
+                acc = self._eye(coef * slope.T)
+            elif acc.dim() == 2:
+                acc = torch.mul(acc.unsqueeze(1), slope.unsqueeze(0), out=self._buf(f"q{slot}", c, bsz, acc.shape[1]))
+                acc.mul_(coef.unsqueeze(2))
+            else:
+                acc.mul_(slope.unsqueeze(0))
+        if acc is None:  # a single linear layer: ∂l_c/∂z₁ = e_c
+            acc = self._eye(coef)
+        elif acc.dim() == 2:
+            acc = coef.unsqueeze(2) * acc.unsqueeze(1)
+        return acc
+
+    @staticmethod
+    def _eye(v: torch.Tensor) -> torch.Tensor:
+        """(C, B, C) with entry [c, b, c] = v[c, b], zero elsewhere."""
+        c = v.shape[0]
+        return torch.eye(c, dtype=v.dtype, device=v.device).unsqueeze(1) * v.unsqueeze(2)
+
+    def _vjp(self, v: torch.Tensor, slopes: list[torch.Tensor | None]) -> torch.Tensor:
+        """v·∂l/∂z₁ (B, h) for v (B, C)."""
+        for layer, slope in zip(reversed(self.layers[1:]), reversed(slopes)):
+            v = v @ layer.weight if slope is None else v * slope
+        return v
+
+    def _jvp(self, u: torch.Tensor, slopes: list[torch.Tensor | None]) -> torch.Tensor:
+        """∂l/∂z₁·u (B, C) for u (B, h) (a direction at the first layer's output)."""
+        for layer, slope in zip(self.layers[1:], slopes):
+            u = u @ layer.weight.T if slope is None else u * slope
+        return u
 
 
 @register_strategy("sage")
@@ -94,10 +236,11 @@ class SageSampling(Strategy):
     λ_c = |g_c·E|/||E||² (Eq. 5); S(x) = (√p_c·g̃_c)_c (Eq. 6). First pick arg-max ||S(x)||, then greedy
     farthest-first on S (Alg. 1 as written, line 4: argmax_u min_a ||S(x_u) − S(x_a)||, the default;
     docs/methods.md), or k-means++ D² sampling (the text's "k-means++", ``diversity: kmeans_pp``), or none.
-    The g_c are computed per block in closed form when d is linear, else with one `torch.func`
-    vmap(jacrev) call per block. N×C×m is never stored above ``max_embedding_mb``: each class block is then
-    randomly projected (see `compute_sage`). Scores are ||S(x)||. Only unlabelled samples are candidates and
-    labelled ones are not centres (Alg. 1 runs on U_T').
+    For a linear / ReLU-MLP d, S is computed per block from the factorisation J = Q·V₁ of the Jacobian
+    without forming the (B, C, m) gradients (`_SageMLP`: two matrix products of C·h² per sample); any other
+    d goes through one `torch.func` vmap(jacrev) call per block. N×C×m is never stored above
+    ``max_embedding_mb``: each class block is then randomly projected (see `compute_sage`). Scores are
+    ||S(x)||. Only unlabelled samples are candidates and labelled ones are not centres (Alg. 1 runs on U_T').
     """
 
     Params = SageParams

@@ -9,6 +9,8 @@ from torch import nn
 
 from adakit.errors import ConfigError
 from adakit.models.discriminators import ClassDiscriminator
+from adakit.query._algorithms import argmax_random, farthest_first
+from adakit.query._gradients import class_discriminator_gradients
 from adakit.query.sage import SageSampling, compute_sage, positive_orthogonal_projection, sage_embedding
 from adakit.registry import STRATEGIES
 
@@ -85,11 +87,11 @@ def test_pop_zero_expected_gradient_keeps_g():
     assert torch.allclose(positive_orthogonal_projection(g, p), g)
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", ["linear", "mlp", "deep_leaky", "relu_logits"])
 def test_embedding_matches_autograd(kind):
     torch.manual_seed(2)
     m, c = 5, 3
-    disc = nn.Linear(m, c) if kind == "linear" else ClassDiscriminator(m, c, hidden=8)
+    disc = _discriminator(kind, m, c)
     f = torch.randn(7, m)
     p = torch.softmax(torch.randn(7, c), 1)
     norms, rows, k = compute_sage(disc, f, p, block_size=3)
@@ -106,7 +108,7 @@ def test_embedding_matches_autograd(kind):
         lam = (g @ e).abs() / (e @ e)
         ref = (p[n].sqrt()[:, None] * (g - lam[:, None] * e)).flatten()
         assert torch.allclose(rows[n], ref, atol=1e-5)
-        assert norms[n].item() == pytest.approx(ref.norm().item(), rel=1e-5)
+        assert norms[n].item() == pytest.approx(ref.norm().item(), rel=1e-5, abs=1e-7)
 
 
 def test_random_projection_above_the_memory_limit():
@@ -176,6 +178,103 @@ def test_missing_discriminator_is_a_config_error(view_factory):
     view = view_factory(n=10)
     with pytest.raises(ConfigError, match="class_discriminator"):
         _sage(view).select(view, 2, np.random.default_rng(0))
+
+
+def _reference_compute_sage(disc, f, p, *, pop=True, max_bytes=2**30, block_size=256, rng=None):
+    """`compute_sage` as it was before issue #15 (explicit (B, C, m) gradients, POP, √p and the per-class
+    projection all in feature space), kept verbatim as the reference the factored computation must reproduce."""
+    n, c = p.shape
+    m = f.shape[1]
+    k = None
+    if 4.0 * n * c * m > max_bytes:
+        k = max(1, int(max_bytes // (4 * n * c)))
+        gen = torch.Generator().manual_seed(int((rng or np.random.default_rng(0)).integers(2**63 - 1)))
+        proj = torch.randn(c, m, k, generator=gen) / np.sqrt(k)
+    norms = torch.empty(n)
+    rows = torch.empty((n, c * (k or m)))
+    for s in range(0, n, block_size):
+        g, _ = class_discriminator_gradients(disc, f[s:s + block_size])
+        g = g.float().cpu().contiguous()
+        pb = p[s:s + block_size].float()
+        if pop:
+            e = torch.bmm(pb.unsqueeze(1), g)
+            ee = (e * e).sum(2)
+            dots = torch.bmm(g, e.transpose(1, 2)).squeeze(2)
+            lam = torch.where(ee > 0, dots.abs() / ee.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(dots))
+            g = g.baddbmm_(lam.unsqueeze(2), e, alpha=-1.0)
+        emb = g.mul_(pb.clamp_min(0).sqrt().unsqueeze(2))
+        norms[s:s + block_size] = torch.linalg.vector_norm(emb.flatten(1), dim=1)
+        if k is not None:
+            emb = torch.bmm(emb.transpose(0, 1), proj).transpose(0, 1)
+        rows[s:s + block_size] = emb.reshape(len(emb), -1)
+    return norms, rows, k
+
+
+def _reference_select(disc, view, budget, rng, max_bytes):
+    """`SageSampling.select` before issue #15 (default farthest-first), on the reference embedding."""
+    cand = view.unlabelled_indices
+    norms, rows, _ = _reference_compute_sage(disc, view.embeddings[cand], view.probs[cand], max_bytes=max_bytes,
+                                             rng=rng)
+    picks, _ = farthest_first(rows, budget, rng=rng, first=argmax_random(norms, rng))
+    return cand[picks], norms.numpy()[picks]
+
+
+def _discriminator(kind: str, m: int, c: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(m, c)
+    if kind == "mlp":
+        return ClassDiscriminator(m, c, hidden=8)
+    if kind == "deep_leaky":  # three hidden layers, LeakyReLU, dropout (skipped: eval mode)
+        return nn.Sequential(nn.Linear(m, 20), nn.LeakyReLU(0.2), nn.Dropout(0.5), nn.Linear(20, 16), nn.ReLU(),
+                             nn.Linear(16, 12), nn.LeakyReLU(0.1), nn.Linear(12, c))
+    if kind == "linear_linear":  # no activation between the layers
+        return nn.Sequential(nn.Linear(m, 9), nn.Linear(9, c))
+    if kind == "relu_logits":  # an activation on the logits themselves (the explicit Jacobian code rejects it)
+        return nn.Sequential(nn.Linear(m, 16), nn.ReLU(), nn.Linear(16, c), nn.ReLU())
+    if kind == "tanh":  # not piecewise linear: the torch.func path
+        return nn.Sequential(nn.Linear(m, 16), nn.Tanh(), nn.Linear(16, c))
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "deep_leaky", "linear_linear", "tanh"])
+@pytest.mark.parametrize("pop", [True, False])
+@pytest.mark.parametrize("projected", [False, True])
+def test_factored_embedding_matches_the_explicit_one(kind, pop, projected):
+    """The factored S (gradients never formed, issue #15) equals the explicit (B, C, m) computation."""
+    torch.manual_seed(7)
+    n, m, c = 70, 12, 5
+    disc = _discriminator(kind, m, c)
+    f = torch.randn(n, m) * 2.0
+    p = torch.softmax(2.0 * torch.randn(n, c), 1)
+    p[0] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])  # one-hot prediction: g̃ of the predicted class is 0
+    limit = 4 * n * c * 3 if projected else 2**30  # k = 3 per class
+    got = compute_sage(disc, f, p, pop=pop, max_bytes=limit, block_size=16, rng=np.random.default_rng(1))
+    ref = _reference_compute_sage(disc, f, p, pop=pop, max_bytes=limit, block_size=16, rng=np.random.default_rng(1))
+    assert got[2] == ref[2] == (3 if projected else None)
+    assert torch.allclose(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(got[1], ref[1], rtol=1e-4, atol=1e-5 * float(ref[1].abs().max()))
+
+
+def test_float64_discriminator():
+    torch.manual_seed(8)
+    disc = ClassDiscriminator(6, 3, hidden=10).double()
+    f, p = torch.randn(20, 6, dtype=torch.float64), torch.softmax(torch.randn(20, 3, dtype=torch.float64), 1)
+    norms, rows, _ = compute_sage(disc, f, p, block_size=7)
+    ref_norms, ref_rows, _ = _reference_compute_sage(disc, f, p, block_size=7)
+    assert norms.dtype == rows.dtype == torch.float32
+    assert torch.allclose(norms, ref_norms, rtol=1e-6) and torch.allclose(rows, ref_rows, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("max_mb", [64.0, 0.25])  # exact S; S projected to k = 5 dims per class
+def test_selection_equals_the_pre_issue_15_code(view_factory, max_mb):
+    """Same picks and scores as the explicit implementation on a moderate pool (issue #15: speed, same selection)."""
+    torch.manual_seed(9)
+    disc = ClassDiscriminator(32, 10, hidden=64)
+    view = view_factory(n=1400, m=32, c=10, labelled=60, clusters=12, objective=StandIn(disc), seed=9)
+    sel = _sage(view, max_embedding_mb=max_mb).select(view, 40, np.random.default_rng(3))
+    ref_idx, ref_scores = _reference_select(disc, view, 40, np.random.default_rng(3), max_mb * 2**20)
+    assert sel.indices.tolist() == ref_idx.tolist()
+    assert np.allclose(sel.scores, ref_scores, rtol=1e-5)
 
 
 @pytest.mark.slow
