@@ -4,7 +4,8 @@ target labels?
 For every method, domain pair and seed it runs an ``adakit sweep`` (learning rate × the method's main trade-off
 weight, 3 × 3, each run recording every validator at 3 checkpoints), then scores every validator by
 
-- **regret**: oracle accuracy of the oracle-best (setting, checkpoint) minus that of the validator's pick;
+- **regret**: oracle accuracy of the oracle-best (setting, checkpoint) minus that of the validator's pick (when
+  several checkpoints tie for the highest score, the mean accuracy of the tied ones: the expected pick);
 - **pick − default**: the pick's oracle accuracy minus the config default's (its own values, last checkpoint);
 - **Spearman ρ** between the validator and oracle accuracy over all (setting, checkpoint) pairs.
 
@@ -82,9 +83,10 @@ def score(csv_path: Path) -> dict[str, dict[str, float]]:
         ok = np.isfinite(vals)
         if ok.sum() < 3:
             continue
-        i = int(np.flatnonzero(ok)[np.argmax(vals[ok])])
+        top = ok & (vals == vals[ok].max())  # ties (e.g. source_acc on a small held-out split): their mean
+        picked = float(acc[top].mean())
         rho = spearmanr(vals[ok], acc[ok]).statistic
-        out[v] = {"regret": float(acc.max() - acc[i]), "vs_default": float(acc[i] - default),
+        out[v] = {"regret": float(acc.max() - picked), "vs_default": float(picked - default),
                   "spearman": float(rho) if math.isfinite(rho) else 0.0}
     out["(oracle best)"] = {"regret": 0.0, "vs_default": float(acc.max() - default), "spearman": 1.0}
     out["(config default)"] = {"regret": float(acc.max() - default), "vs_default": 0.0, "spearman": math.nan}
@@ -101,13 +103,15 @@ def _ms(xs: list[float], pct: bool = True) -> str:
     return f"{m:.1f} ± {s:.1f}" if pct else f"{m:.2f} ± {s:.2f}"
 
 
-def table(root: Path, md: Path | None) -> str:
+def table(root: Path, md: Path | None, methods: list[str] | None = None) -> str:
     """One table per method (and one over all methods): each validator's mean ± std over pairs of the per-pair
     mean over seeds."""
     sweeps = sorted(root.glob("*/*/seed-*/sweep.csv"))
     per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # method -> pair -> validator -> metric
     for p in sweeps:
         method, pair = p.parts[-4], p.parts[-3]
+        if methods and method not in methods:
+            continue
         for v, m in score(p).items():
             d = per.setdefault(method, {}).setdefault(pair, {}).setdefault(v, {})
             for k, x in m.items():
@@ -116,7 +120,7 @@ def table(root: Path, md: Path | None) -> str:
     overall: dict[str, dict[str, list[float]]] = {}
     for method, pairs in sorted(per.items()):
         n_seeds = sorted({len(d["regret"]) for vs in pairs.values() for d in vs.values()})
-        lines += [f"### {method} ({len(pairs)} pairs, seeds per pair: {'/'.join(map(str, n_seeds))})", "",
+        lines += [f"### {method} ({len(pairs)} pair(s), seeds per pair: {'/'.join(map(str, n_seeds))})", "",
                   "| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
         validators = sorted({v for vs in pairs.values() for v in vs}, key=lambda v: (v.startswith("("), v))
         for v in validators:
@@ -152,12 +156,13 @@ def main() -> None:
     t.add_argument("root", type=Path)
     t.add_argument("--md", type=Path)
     t.add_argument("--json", type=Path)
+    t.add_argument("--method", action="append", help="only these methods (default: every method found)")
     a = ap.parse_args()
     if a.cmd == "run":
         pairs = ["mnist-usps"] if a.digits else (a.pair or PAIRS)
         run(a.out, a.method or list(METHODS), pairs, a.seed or [0, 1], a.digits)
     else:
-        print(table(a.root, a.md))
+        print(table(a.root, a.md, a.method))
         if a.json:
             a.json.write_text(json.dumps({str(p): score(p) for p in sorted(a.root.glob("*/*/seed-*/sweep.csv"))},
                                          indent=1))

@@ -54,4 +54,12 @@ def test_table_averages_seeds_within_a_pair_then_pairs(tmp_path):
     md = ms.table(tmp_path, None)
     line = next(ln for ln in md.splitlines() if ln.startswith("| `snd` |"))
     assert "| 10.0 ± 10.0 |" in line
-    assert "(2 pairs, seeds per pair: 1/2)" in md
+    assert "(2 pair(s), seeds per pair: 1/2)" in md
+
+
+def test_tied_top_scores_count_as_their_mean(tmp_path):
+    p = write_sweep(tmp_path / "M" / "a-b" / "seed-0" / "sweep.csv", [
+        ("a", "r", 1.0, 0.0, 0.60, "default"), ("b", "r", 1.0, 0.0, 0.80, ""), ("c", "r", 0.5, 1.0, 0.90, "")])
+    s = ms.score(p)
+    assert s["snd"]["regret"] == pytest.approx(20.0)  # best 90 − mean(60, 80)
+    assert s["snd"]["vs_default"] == pytest.approx(10.0)

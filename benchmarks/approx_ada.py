@@ -1,0 +1,92 @@
+"""Do the approximate large-pool paths change ADA accuracy? (issue #15 item 3)
+
+Above 50,000 samples LAS searches neighbours with an inverted file (`query.search: ivf`) and runs faiss k-means
+among its candidates, and CLUE runs faiss k-means with a bounded number of iterations (`query.kmeans: faiss`).
+Office-31 pools are far smaller, so the benchmark forces these paths on it and compares the final accuracy with
+the exact paths (scikit-learn k-means, exact neighbours), same seeds, same everything else::
+
+    export OMP_NUM_THREADS=1 ADAKIT_DATA=/path/to/data
+    adakit bench benchmarks/ada-office31.yaml --out runs/ada-approx-las --only "FT + las" \\
+        --set query.search=ivf --set query.kmeans=faiss
+    adakit bench benchmarks/ada-office31.yaml --out runs/ada-approx-clue --only "FT + clue" --set query.kmeans=faiss
+    adakit bench benchmarks/ada-office31.yaml --out runs/ada-exact --only "FT + las" --only "FT + clue"
+    python benchmarks/approx_ada.py --exact runs/ada-exact --approx runs/ada-approx-las runs/ada-approx-clue \\
+        --md benchmarks/results/approx-ada.md
+
+A pair counts as *within the seed spread* when |Δ mean| ≤ the larger of the two standard deviations over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import textwrap
+import time
+from pathlib import Path
+
+ROWS = {"FT_+_las": ("FT + las", "IVF neighbours (nprobe 8) + faiss k-means (8 it.)"),
+        "FT_+_clue": ("FT + clue", "faiss k-means (8 it.)")}
+
+
+def collect(roots: list[Path]) -> dict[tuple[str, str], list[float]]:
+    """(method folder, pair) -> final accuracies (%) of every finished seed, over all ``roots``."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for root in roots:
+        for p in root.glob("*/*/seed-*/summary.json"):
+            method, pair = p.parts[-3], p.parts[-4]
+            if method in ROWS:
+                out.setdefault((method, pair), {})[p.parts[-2]] = 100 * json.loads(p.read_text())["final_accuracy"]
+    return {k: [v[s] for s in sorted(v)] for k, v in out.items()}
+
+
+def table(exact: dict, approx: dict) -> str:
+    lines = ["| method | approximate path | pair | exact (%) | approximate (%) | Δ | within seed spread |",
+             "|---|---|---|---:|---:|---:|---|"]
+    paired: list[str] = []
+    for method, (label, path) in ROWS.items():
+        deltas, within = [], 0
+        pairs = sorted(p for m, p in exact if m == method and (m, p) in approx)
+        for pair in pairs:
+            e, a = exact[(method, pair)], approx[(method, pair)]
+            me, ma = statistics.fmean(e), statistics.fmean(a)
+            spread = max(statistics.pstdev(e), statistics.pstdev(a))
+            ok = abs(ma - me) <= spread
+            within += ok
+            deltas.append(ma - me)
+            lines.append(f"| {label} | {path} | {pair.replace('-', '→')} | {me:.1f} ± {statistics.pstdev(e):.1f} "
+                         f"(n={len(e)}) | {ma:.1f} ± {statistics.pstdev(a):.1f} (n={len(a)}) | {ma - me:+.1f} | "
+                         f"{'yes' if ok else 'no'} |")
+        if pairs:
+            diffs = [a - e for p in pairs for e, a in zip(exact[(method, p)], approx[(method, p)])]
+            paired.append(f"{label}: mean Δ over {len(diffs)} (pair, seed) runs {statistics.fmean(diffs):+.2f} points, "
+                          f"95% interval ±{1.96 * statistics.stdev(diffs) / len(diffs) ** 0.5:.2f} "
+                          "(a seed fixes the warm-up model both paths start from)")
+            avg_e = statistics.fmean(statistics.fmean(exact[(method, p)]) for p in pairs)
+            avg_a = statistics.fmean(statistics.fmean(approx[(method, p)]) for p in pairs)
+            lines.append(f"| **{label}** | | **average of {len(pairs)} pairs** | **{avg_e:.1f}** | **{avg_a:.1f}** | "
+                         f"**{avg_a - avg_e:+.1f}** | **{within}/{len(pairs)} pairs** |")
+    return "\n".join(lines) + "\n\nPaired by seed:\n\n" + "".join(f"- {x}\n" for x in paired)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exact", type=Path, nargs="+", required=True, help="bench folders of the exact runs")
+    ap.add_argument("--approx", type=Path, nargs="+", required=True, help="bench folders of the approximate runs")
+    ap.add_argument("--md", type=Path, help="write the table here (it replaces the file's table section)")
+    a = ap.parse_args()
+    text = table(collect(a.exact), collect(a.approx))
+    print(text)
+    if a.md:
+        usage = __doc__.split("::")[1].split("A pair counts")[0].rstrip()
+        a.md.write_text(
+            "# Approximate large-pool paths on the ADA benchmark\n\n"
+            f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/approx_ada.py` from the runs "
+            "of the commands below (Office-31 features, `benchmarks/ada-office31.yaml`: fine-tuning, 5% budget in 5 "
+            "rounds, LAS with K = 5, 3 seeds; one torch thread per process). Final target accuracy after the last "
+            "round, mean ± std over seeds. A pair is *within the seed spread* when |Δ| ≤ the larger of the two "
+            "standard deviations.\n\n```bash" + textwrap.dedent(usage) + "\n```\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()

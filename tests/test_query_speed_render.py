@@ -1,0 +1,49 @@
+"""benchmarks/query_speed.py's renderer: the *peer code* column and section from results/peer_code.json."""
+
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location(
+    "query_speed", Path(__file__).resolve().parent.parent / "benchmarks" / "query_speed.py")
+qs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(qs)
+
+
+def _cell(strategy: str, peer: str, n: int, adakit_cpu: float, peer_cpu: float, **extra) -> dict:
+    return {"strategy": strategy, "peer": peer, "n": n, "threads": 1, "b": n // 100, "when": "2026-12-02 02:30 UTC",
+            "repo": "https://github.com/tsun/LADA", "commit": "5de718ecd0b1eccc337ff54d4cd854ffb580d7e2",
+            "timed": f"{peer} query", "load_start": 5.0, "load_end": 6.0,
+            "adakit": {"wall": 2 * adakit_cpu, "cpu": adakit_cpu, "reps": 3, "spread": 0.1},
+            "peer_code": {"wall": 2 * peer_cpu, "cpu": peer_cpu, "reps": 3, "spread": 0.1},
+            "agreement": {"overlap": 1.0, "same_order": True}, **extra}
+
+
+PEER = {"machine": "test", "cells": [
+    _cell("las", "lada", 20000, 1.0, 1.3),
+    _cell("las", "lada (KMeans n_init=10)", 20000, 1.0, 1.8),
+    _cell("coreset", "lada", 20000, 0.2, 4.8,
+          agreement={"overlap": 1.0, "same_order": True, "unfixed_wrong_picks": 200, "unfixed_labelled_picks": 4}),
+    _cell("margin", "sdm", 20000, 0.03, 0.039),
+]}
+
+
+def test_peer_column_shows_ratios_dashes_and_not_measured():
+    assert qs.peer_column(PEER, 1, 20000, "las") == "LADA 1.3× (1.3× wall; 1.8× with KMeans n_init=10)"
+    assert qs.peer_column(PEER, 1, 20000, "coreset") == "LADA 24.0× (24.0× wall)"
+    assert qs.peer_column(PEER, 1, 20000, "entropy") == "—"  # no released peer code
+    assert qs.peer_column(PEER, 2, 20000, "las") == "not measured"  # peer code exists, other thread count
+    assert qs.peer_column(PEER, 1, 200000, "coreset") == "not measured"
+    assert qs.peer_column(PEER, 1, 20000, "margin") == "LADA not measured, SDM 1.3× (1.3× wall)"
+    assert qs.peer_column(PEER, 1, 20000, "sdm") == "as margin (same code): SDM 1.3× (1.3× wall)"
+    assert qs.peer_column({"cells": []}, 1, 20000, "badge") == "not measured"
+
+
+def test_peer_section_states_the_goal_per_peer_and_the_bugs():
+    text = "\n".join(qs.peer_section(PEER))
+    met, missed = text.split("**The ≥ 10× goal")[1].split("**Not met**")
+    assert "coreset vs LADA: 24.0× CPU" in met and "las vs LADA" not in met
+    assert "las vs LADA: 1.3× CPU" in missed and "margin vs SDM: 1.3× CPU" in missed
+    assert "200 of 200 picks named the wrong sample (4 of them already labelled)" in text
+    assert "#588" in text and "#589" in text and "load average was 5.0–6.0" in text
+    assert "| 20,000 | las | LADA (KMeans n_init=10) |" in text
+    assert "not measured" in "\n".join(qs.peer_section({"cells": []}))
