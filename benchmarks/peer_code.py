@@ -12,18 +12,18 @@ average is recorded at the start and end of every cell. Ratios are peer / adakit
 The peer code is never copied into this repository: it is loaded from the paths given on the command line.
 Getting it (the commits measured)::
 
-    git clone https://github.com/tsun/LADA /work/peer/LADA
-    git -C /work/peer/LADA checkout 5de718ecd0b1eccc337ff54d4cd854ffb580d7e2
-    git clone https://github.com/virajprabhu/CLUE /work/peer/CLUE
-    git -C /work/peer/CLUE checkout 87009d564e6b6fff78e0b0cafb069bd554a63a67
-    git clone https://github.com/TencentYoutuResearch/ActiveLearning-SDM /work/peer/SDM
-    git -C /work/peer/SDM checkout 0ee700e59451131536b7509ff3d4b266835ac01b
+    git clone https://github.com/tsun/LADA ../peer/LADA
+    git -C ../peer/LADA checkout 5de718ecd0b1eccc337ff54d4cd854ffb580d7e2
+    git clone https://github.com/virajprabhu/CLUE ../peer/CLUE
+    git -C ../peer/CLUE checkout 87009d564e6b6fff78e0b0cafb069bd554a63a67
+    git clone https://github.com/TencentYoutuResearch/ActiveLearning-SDM ../peer/SDM
+    git -C ../peer/SDM checkout 0ee700e59451131536b7509ff3d4b266835ac01b
     .venv/bin/pip download scikit-activeml==1.0.1 --no-deps -d /tmp/skal       # the venv is not touched
-    .venv/bin/python -m zipfile -e /tmp/skal/scikit_activeml-1.0.1-py3-none-any.whl /work/peer/skactiveml-1.0.1
-    .venv/bin/pip install --no-deps --target /work/peer/_site makefun seaborn   # imports the venv lacks
+    .venv/bin/python -m zipfile -e /tmp/skal/scikit_activeml-1.0.1-py3-none-any.whl ../peer/skactiveml-1.0.1
+    .venv/bin/pip install --no-deps --target ../peer/_site makefun seaborn   # imports the venv lacks
 
-    .venv/bin/python benchmarks/peer_code.py --lada /work/peer/LADA --clue /work/peer/CLUE \
-        --sdm /work/peer/SDM --skactiveml /work/peer/skactiveml-1.0.1 --site /work/peer/_site
+    .venv/bin/python benchmarks/peer_code.py --lada ../peer/LADA --clue ../peer/CLUE \
+        --sdm ../peer/SDM --skactiveml ../peer/skactiveml-1.0.1 --site ../peer/_site
     .venv/bin/python benchmarks/peer_code.py ... --sizes 2000 --threads 1 2 --only las badge
     .venv/bin/python benchmarks/peer_code.py --render                          # the table from the JSON only
 
