@@ -45,7 +45,7 @@ def table(exact: dict, approx: dict) -> str:
              "|---|---|---|---:|---:|---:|---|"]
     paired: list[str] = []
     for method, (label, path) in ROWS.items():
-        deltas, within = [], 0
+        means_e, means_a, within = [], [], 0
         pairs = sorted(p for m, p in exact if m == method and (m, p) in approx)
         for pair in pairs:
             e, a = exact[(method, pair)], approx[(method, pair)]
@@ -53,7 +53,8 @@ def table(exact: dict, approx: dict) -> str:
             spread = max(statistics.pstdev(e), statistics.pstdev(a))
             ok = abs(ma - me) <= spread
             within += ok
-            deltas.append(ma - me)
+            means_e.append(me)
+            means_a.append(ma)
             lines.append(f"| {label} | {path} | {pair.replace('-', '→')} | {me:.1f} ± {statistics.pstdev(e):.1f} "
                          f"(n={len(e)}) | {ma:.1f} ± {statistics.pstdev(a):.1f} (n={len(a)}) | {ma - me:+.1f} | "
                          f"{'yes' if ok else 'no'} |")
@@ -62,8 +63,7 @@ def table(exact: dict, approx: dict) -> str:
             paired.append(f"{label}: mean Δ over {len(diffs)} (pair, seed) runs {statistics.fmean(diffs):+.2f} points, "
                           f"95% interval ±{1.96 * statistics.stdev(diffs) / len(diffs) ** 0.5:.2f} "
                           "(a seed fixes the warm-up model both paths start from)")
-            avg_e = statistics.fmean(statistics.fmean(exact[(method, p)]) for p in pairs)
-            avg_a = statistics.fmean(statistics.fmean(approx[(method, p)]) for p in pairs)
+            avg_e, avg_a = statistics.fmean(means_e), statistics.fmean(means_a)
             lines.append(f"| **{label}** | | **average of {len(pairs)} pairs** | **{avg_e:.1f}** | **{avg_a:.1f}** | "
                          f"**{avg_a - avg_e:+.1f}** | **{within}/{len(pairs)} pairs** |")
     return "\n".join(lines) + "\n\nPaired by seed:\n\n" + "".join(f"- {x}\n" for x in paired)
