@@ -72,12 +72,80 @@ def _run_loop(make) -> dict | None:
         _fail(e)
 
 
+def _probe_run_config(out_dir: Path) -> dict | None:
+    """The stored config of a linear-probe run folder (config.yaml with runner linear_probe, no ledger), else None."""
+    import yaml
+
+    from adakit.rundir import LEDGER_NAME
+
+    path = out_dir / "config.yaml"
+    if not path.is_file() or (out_dir / LEDGER_NAME).exists():
+        return None
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return stored if isinstance(stored, dict) and stored.get("runner") == "linear_probe" else None
+
+
+def _run_probe(cfg, out_dir: Path, stored: dict | None, is_run: bool) -> dict:
+    """`adakit run` of a ``runner: linear_probe`` config (`adakit.probe.run_probe`) into ``out_dir``.
+
+    A probe keeps no ledger: a finished run of the same config is reported again, an unfinished one (killed before
+    its summary.json) is simply run again from the start (a probe run takes seconds).
+    """
+    import json
+
+    from adakit import distributed
+    from adakit.config import build_config
+    from adakit.errors import ConfigError
+    from adakit.probe import run_probe
+    from adakit.rundir import run_lock
+
+    if cfg.runner != "linear_probe":
+        raise ConfigError(f"--out {out_dir} holds a linear-probe run (runner: linear_probe in its config.yaml); "
+                          "choose another --out for a network run")
+    if stored is None and is_run:
+        raise ConfigError(f"--out {out_dir} holds a network run (ledger.sqlite); choose another --out for "
+                          "runner=linear_probe")
+    if distributed.launched():
+        raise ConfigError("runner=linear_probe runs in one process (scikit-learn); start it without torchrun")
+    if stored is not None:
+        try:
+            same = build_config(stored).to_dict() == cfg.to_dict()
+        except AdakitError:
+            same = False
+        if not same:
+            raise ConfigError(f"{out_dir} holds a linear-probe run with a different config; choose another --out "
+                              "folder (or delete it to run again)")
+        if (out_dir / "summary.json").is_file():
+            return json.loads((out_dir / "summary.json").read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        return run_probe(cfg, out_dir)
+
+
+def _print_probe_rounds(s: dict) -> None:
+    on_event = _printer()
+    for r in s["rounds"]:
+        on_event("evaluated", {"round": r["round"], "labels": r["labels"], "accuracy": r.get("accuracy")})
+
+
+def _final_line(s: dict, out_dir: Path) -> str:
+    acc = s.get("final_accuracy")
+    shown = "no labelled test samples" if acc is None else f"{100 * acc:.2f}%"
+    return f"final target accuracy {shown}; results in {out_dir}"
+
+
 @app.command()
 def run(config: Path = typer.Argument(..., help="experiment YAML"),
         out_dir: Path = typer.Option(..., "--out", help="run folder to create"),
         set_: list[str] = typer.Option(None, "--set", help="override, e.g. --set query.strategy=margin"),
         quiet: bool = flag("no progress bars", "--quiet")) -> None:
-    """Run the experiment described by CONFIG into a run folder (new, empty, or one holding this run)."""
+    """Run the experiment described by CONFIG into a run folder (new, empty, or one holding this run).
+
+    A ``runner: linear_probe`` config (``--set runner=linear_probe``) runs the logistic-regression baseline instead.
+    """
     from contextlib import nullcontext
 
     from adakit import distributed
@@ -86,8 +154,15 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
     from adakit.rundir import check_out_dir, run_lock
 
     try:
-        is_run = check_out_dir(out_dir)  # before any work: never overwrite a folder that is not a run
+        probe_cfg = _probe_run_config(out_dir)  # a linear-probe run folder (it keeps no ledger) or None
+        # before any work: never overwrite a folder that is not a run
+        is_run = probe_cfg is not None or check_out_dir(out_dir)
         cfg = load_config(config, set_)
+        if cfg.runner == "linear_probe" or probe_cfg is not None:
+            s = _run_probe(cfg, out_dir, probe_cfg, is_run)
+            _print_probe_rounds(s)
+            out.print(_final_line(s, out_dir), highlight=False)
+            return
         main = distributed.init(cfg.train.device).main  # torchrun: join the process group (no-op otherwise)
         distributed.barrier()  # every rank checked --out before rank 0 writes to it
         # a new folder is locked when the loop creates it; under torchrun rank 0 holds the lock
@@ -112,6 +187,12 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run
     from adakit.rundir import run_lock, stored_config
 
     try:
+        if _probe_run_config(run_dir) is not None:
+            from adakit.errors import ConfigError
+
+            raise ConfigError(f"{run_dir} holds a linear-probe run (runner: linear_probe), which keeps no ledger to "
+                              f"resume from; run it again (seconds) with `adakit run {run_dir / 'config.yaml'} --out "
+                              f"{run_dir}`")
         stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
         main = distributed.init(stored.get("train", {}).get("device", "auto")).main  # torchrun: join the group
         # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)

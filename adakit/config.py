@@ -214,7 +214,7 @@ class ExperimentConfig(_Strict):
     log: LogConfig = Field(default_factory=LogConfig, description="TensorBoard / MLflow loggers")
     runner: Literal["loop", "linear_probe"] = Field(
         "loop", description="loop = the network of model:/objective:; linear_probe = scikit-learn logistic "
-        "regression retrained each round with the same strategy (feature data; adakit bench/sweep only)")
+        "regression retrained each round with the same strategy (feature data; adakit run/bench/sweep)")
     anchor: AnchorParams = Field(default_factory=AnchorParams,
                                  description="LADA's progressive anchor-set augmentation: kind none | raa | laa")
 

@@ -398,7 +398,7 @@ class ActiveLoop:
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.train.device)
         if cfg.runner != "loop":
-            raise ConfigError(f"runner={cfg.runner}: this baseline runs through `adakit bench` / `adakit sweep` (or "
+            raise ConfigError(f"runner={cfg.runner}: this baseline runs through `adakit run` / `bench` / `sweep` (or "
                               "adakit.probe.run_probe), not as an ActiveLoop; remove runner: for a network run")
         if domains is None and cfg.data.format == "objects":
             raise ConfigError("data.format=objects: this run takes its data from Python objects; pass them as "
@@ -504,7 +504,8 @@ class ActiveLoop:
         labels = np.full(len(pool), -1, dtype=np.int64)
         labels[idx] = y
         view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
-                        device=self.device, batch_size=self.cfg.train.eval_batch_size)
+                        device=self.device, batch_size=self.cfg.train.eval_batch_size,
+                        outputs_on_device=self.device.type == "cuda")  # CUDA: strategies compute on the GPU
         cached = getattr(self, "_pool_cache", None)
         if cached is not None and cached[0] == r - 1 and not self.dist.enabled:  # round r-1's pool pass: same model
             view.__dict__["_outputs"] = cached[1]

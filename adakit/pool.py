@@ -3,6 +3,10 @@
 `PoolView` computes it from a model and the pool (the loop's view); `ArrayView` holds arrays given by the
 caller (`adakit.select`). Both share `BaseView`: the labelled mask, the index lists and probabilities from
 logits. Strategies never see the pool's hidden labels: only the labels people (or the oracle) gave.
+
+Strategies compute on the device of the view's tensors: CPU by default; a `PoolView` built with
+``outputs_on_device=True`` (the loop, when it trains on CUDA) and an `ArrayView` of CUDA tensors keep them on
+the GPU.
 """
 
 from __future__ import annotations
@@ -75,25 +79,29 @@ class BaseView:
 
     @cached_property
     def head_weight(self) -> torch.Tensor:
-        """W (C, m) of the head, detached on CPU (closed-form per-sample gradients)."""
-        return self.head.weight.detach().float().cpu()
+        """W (C, m) of the head, detached, float32, on the device of the pool outputs (closed-form gradients)."""
+        return self.head.weight.detach().float().to(self.probs.device)
 
 
 class PoolView(BaseView):
     """Lazy, cached outputs of the current model on the target pool (and source on request).
 
-    ``objective`` gives access to discriminators for strategies that need them (AADA, SAGE).
+    ``objective`` gives access to discriminators for strategies that need them (AADA, SAGE). The model runs
+    on ``device``; its outputs are held as float32 CPU tensors, or on ``device`` itself with
+    ``outputs_on_device`` (then the strategies compute there: the loop sets it when it trains on CUDA).
     """
 
     def __init__(self, model: nn.Module, pool: Domain, labelled: np.ndarray, labels: np.ndarray | None = None,
                  objective: nn.Module | None = None, source: Domain | None = None,
-                 device: torch.device | str = "cpu", batch_size: int = 256):
+                 device: torch.device | str = "cpu", batch_size: int = 256, outputs_on_device: bool = False):
         super().__init__(labelled, labels, objective)
         self.model = model
         self.pool = pool
         self.source = source
         self.device = device
         self.batch_size = batch_size
+        #: where the outputs (and so the strategies' tensors) live
+        self.outputs_device = torch.device(device) if outputs_on_device else torch.device("cpu")
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -104,22 +112,34 @@ class PoolView(BaseView):
 
     @cached_property
     def _outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f, z) of the pool as `forward_domain` returns them (CPU); the loop may set a cached pair here."""
         return forward_domain(self.model, self.pool, self.batch_size, self.device)
+
+    @property
+    def _held(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_outputs` on ``outputs_device``: the same tensors when that is the CPU (no copy), else one cached copy
+        (made again if `_outputs` is replaced)."""
+        out = self._outputs
+        moved = self.__dict__.get("_moved")
+        if moved is None or moved[0] is not out:
+            moved = self.__dict__["_moved"] = (out, (out[0].to(self.outputs_device), out[1].to(self.outputs_device)))
+        return moved[1]
 
     @property
     def embeddings(self) -> torch.Tensor:
         """Features f (N, m) of the pool (bottleneck output, the head's input)."""
-        return self._outputs[0]
+        return self._held[0]
 
     @property
     def logits(self) -> torch.Tensor:
-        return self._outputs[1]
+        return self._held[1]
 
     @cached_property
     def source_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.source is None:
             raise ValueError("this PoolView was built without the source domain")
-        return forward_domain(self.model, self.source, self.batch_size, self.device)
+        f, z = forward_domain(self.model, self.source, self.batch_size, self.device)
+        return f.to(self.outputs_device), z.to(self.outputs_device)
 
     @property
     def source_embeddings(self) -> torch.Tensor:
@@ -142,7 +162,7 @@ class CallableModule(nn.Module):
 
 
 class ArrayView(BaseView):
-    """A view over arrays the caller computed: float32 CPU tensors, as the loop's `PoolView` holds them.
+    """A view over arrays the caller computed: float32 tensors on one device (`adakit.select` moves them there).
 
     ``missing`` maps an attribute that was not given to the keyword that supplies it; reading it raises a
     `ConfigError` naming that keyword and ``who`` (the strategy asking).

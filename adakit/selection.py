@@ -46,18 +46,18 @@ class _Provided:
         return getattr(self._objective, name)  # AttributeError when absent, as for an objective without it
 
 
-def _as_tensor(x: ArrayLike, name: str, ndim: int) -> torch.Tensor:
-    """``x`` as a contiguous float32 CPU tensor with ``ndim`` dimensions, all finite (the loop's `PoolView` dtype)."""
+def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device) -> torch.Tensor:
+    """``x`` as a contiguous float32 tensor on ``device`` with ``ndim`` dimensions, all finite (the loop's dtype)."""
     if isinstance(x, torch.Tensor):
         t = x.detach()
     else:
         try:
-            t = torch.as_tensor(np.asarray(x))
+            t = torch.as_tensor(np.asarray(x), device="cpu")
         except (TypeError, ValueError) as e:
             raise DataError(f"adakit.select: {name}= must be a numpy array or torch tensor ({e})") from None
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8, torch.int16, torch.int8)):
         raise DataError(f"adakit.select: {name}= must hold numbers (got dtype {t.dtype})")
-    t = t.to("cpu", torch.float32).contiguous()
+    t = t.to(device, torch.float32).contiguous()
     if t.ndim != ndim:
         raise DataError(f"adakit.select: {name}= must have {ndim} dimension(s), got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -71,6 +71,20 @@ def _as_module(fn: Any, name: str) -> nn.Module | None:
     if not callable(fn):
         raise ConfigError(f"adakit.select: {name}= must be a torch module or a callable on a (N, m) tensor")
     return CallableModule(fn)
+
+
+def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, ...], who: str) -> torch.device:
+    """The device strategies compute on: ``device``, else that of the first tensor in ``arrays``, else the CPU."""
+    if device is None:
+        return next((a.device for a in arrays if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"{who}: device={device!r} is not a torch device ({e}); use 'cpu', 'cuda' or "
+                          "'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{who}: device={device!r} but torch sees no CUDA device; use device='cpu'")
+    return dev
 
 
 def _numpy(x: ArrayLike) -> np.ndarray:
@@ -137,7 +151,8 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
            head: nn.Module | Callable | None = None, head_weight: ArrayLike | None = None,
            domain_discriminator: nn.Module | Callable | None = None, domain_probs: ArrayLike | None = None,
            domain_logits: ArrayLike | None = None, class_discriminator: nn.Module | Callable | None = None,
-           sdm_loss_form: dict | None = None, objective: Any = None, **params: Any) -> Selection:
+           sdm_loss_form: dict | None = None, objective: Any = None, device: torch.device | str | None = None,
+           **params: Any) -> Selection:
     """Pick ``budget`` unlabelled pool samples with a strategy, from the model outputs you computed.
 
     Args:
@@ -160,21 +175,30 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
             default the released SDM code's loss.
         objective: any object whose attributes strategies may read instead (e.g. a trained adakit objective
             providing ``domain_discriminator``); explicit keywords win.
+        device: where the strategy computes (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a `torch.device`). Default
+            None: the device of the first torch tensor among ``probs``, ``logits``, ``embeddings`` (in that
+            order), else the CPU.
         **params: the strategy's parameters (``adakit methods NAME`` lists them).
 
     Returns:
-        `Selection` with numpy ``indices`` (pool positions, in pick order) and ``scores``.
+        `Selection` with numpy ``indices`` (int64 pool positions, in pick order) and ``scores`` (float64), on
+        every device.
 
-    Tensors on any device are accepted; the pool arrays are copied to float32 CPU tensors (as the loop's
-    `PoolView` holds them), discriminators and heads run on their own device. Bad input raises `ConfigError`
-    (keywords, parameters) or `DataError` (arrays) before any selection work.
+    Numpy arrays and tensors on any device are accepted; the pool arrays are copied to float32 tensors on
+    ``device`` and the strategy's tensor code runs there (scikit-learn / faiss steps, e.g. CLUE's and LAS's
+    k-means, copy their inputs to the CPU). Random draws come from the CPU generator seeded by ``seed``, so a
+    seed draws the same on every device (selections agree across devices up to floating-point rounding of the
+    scores). Discriminators and heads stay on their own device: features are copied to them and their outputs
+    back. Bad input raises `ConfigError` (keywords, parameters, device) or `DataError` (arrays) before any
+    selection work.
     """
     strat = make_strategy(strategy, params)
     who = f"adakit.select({getattr(strat, 'name', type(strat).__name__)!r})"
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
         raise ConfigError(f"{who}: budget= must be a non-negative integer, got {budget!r}")
+    dev = _device(device, (probs, logits, embeddings), who)
 
-    arrays = {k: None if v is None else _as_tensor(v, k, d) for k, v, d in (
+    arrays = {k: None if v is None else _as_tensor(v, k, d, dev) for k, v, d in (
         ("probs", probs, 2), ("logits", logits, 2), ("embeddings", embeddings, 2),
         ("source_embeddings", source_embeddings, 2), ("head_weight", head_weight, 2),
         ("domain_probs", domain_probs, 1), ("domain_logits", domain_logits, 1))}
@@ -190,7 +214,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     p, z, f = arrays["probs"], arrays["logits"], arrays["embeddings"]
     if p is not None and z is not None and p.shape != z.shape:
         raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
-    if p is not None and ((p < 0).any() or not torch.allclose(p.sum(1), torch.ones(n), atol=1e-3)):
+    if p is not None and ((p < 0).any() or not torch.allclose(p.sum(1), torch.ones(n, device=dev), atol=1e-3)):
         raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
                         "classifier outputs as logits=")
     src = arrays["source_embeddings"]
@@ -205,7 +229,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         w = arrays["head_weight"]
         if f is not None and w.shape[1] != f.shape[1]:
             raise DataError(f"{who}: head_weight= must be (C, m) with m = {f.shape[1]} features, got {tuple(w.shape)}")
-        head_module = nn.Linear(w.shape[1], w.shape[0], bias=False)
+        head_module = nn.Linear(w.shape[1], w.shape[0], bias=False, device=dev)
         with torch.no_grad():
             head_module.weight.copy_(w)
     if domain_probs is not None and domain_logits is not None:

@@ -2,9 +2,10 @@
 checkpoint a validator picks without target labels.
 
 Every run records its validators (``val/<name>`` per round, and at the ``train.eval_checkpoints`` warm-up
-checkpoints); the pick maximises the chosen validator over all (setting, checkpoint) pairs. Target accuracy is
-read only for the oracle columns of the table (the oracle best, the pick's and the default's accuracy), never
-for the pick. Runs land in ``OUT/<setting>``; finished runs are skipped, so an interrupted sweep continues.
+checkpoints); the pick maximises the chosen validator over all (setting, checkpoint) pairs (a tie goes to the
+config default's setting, else to the first in grid order: `pick`). Target accuracy is read only for the oracle
+columns of the table (the oracle best, the pick's and the default's accuracy), never for the pick. Runs land in
+``OUT/<setting>``; finished runs are skipped, so an interrupted sweep continues.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -163,16 +165,26 @@ def checkpoints(summary: dict, validators: list[str]) -> list[dict]:
 
 
 def pick(settings: list[Setting], select: str) -> dict:
-    """The (setting, checkpoint) the validator ``select`` scores highest; reads no accuracy."""
-    best = None
-    for s in settings:
-        for c in checkpoints(s.summary, [select]):
-            if c[select] is not None and (best is None or c[select] > best[2][select]):
-                best = (s, c["checkpoint"], c)
-    if best is None:
+    """The (setting, checkpoint) the validator ``select`` scores highest; reads no accuracy.
+
+    Ties (several candidates at the best score, equal up to float rounding) go to the config default's setting, at
+    its latest tied checkpoint (its last checkpoint when that one is tied); when the default is not among them, to
+    the first in grid order (settings as planned, checkpoints in time order). ``tied`` lists every candidate at the
+    best score and ``tie_break`` says which rule chose (``"default"``, ``"first"``; None without a tie).
+    """
+    cands = [(s, c) for s in settings for c in checkpoints(s.summary, [select])
+             if c[select] is not None and not math.isnan(c[select])]
+    if not cands:
         raise ConfigError(f"--select {select}: no run recorded it (see `adakit methods {select}` for its inputs)")
-    return {"setting": best[0].name, "checkpoint": best[1], "score": best[2][select],
-            "weights": weights_file(best[0], best[1])}
+    top = max(c[select] for _, c in cands)
+    tied = [(s, c) for s, c in cands if math.isclose(c[select], top, rel_tol=1e-12, abs_tol=1e-15)]
+    of_default = [sc for sc in tied if sc[0].is_default]
+    rule = None if len(tied) == 1 else "default" if of_default else "first"
+    s, c = of_default[-1] if rule == "default" else tied[0]
+    return {"setting": s.name, "checkpoint": c["checkpoint"], "score": c[select],
+            "weights": weights_file(s, c["checkpoint"]),
+            "tied": [{"setting": ts.name, "checkpoint": tc["checkpoint"]} for ts, tc in tied] if rule else [],
+            "tie_break": rule}
 
 
 def weights_file(setting: Setting, checkpoint: str) -> str | None:
@@ -243,15 +255,22 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
     out_dir.mkdir(parents=True, exist_ok=True)
     pick_, best, default = result["pick"], result.get("oracle_best"), result.get("default")
 
+    tied = {(t["setting"], t["checkpoint"]) for t in pick_.get("tied", [])}
+
     def marks(s: Setting, c: dict) -> list[str]:
         key = (s.name, c["checkpoint"])
         return [m for m, ref in (("pick", pick_), ("oracle best", best), ("default", default))
-                if ref and key == (ref["setting"], ref["checkpoint"])]
+                if ref and key == (ref["setting"], ref["checkpoint"])] + (["tied best"] if key in tied else [])
 
     lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", "",
              f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = {_num(pick_['score'])}; "
              f"oracle accuracy {_num(pick_.get('oracle_accuracy'), True)}%); weights: "
              + (f"`{pick_['weights']}`" if pick_["weights"] else "not kept (an intermediate round)")]
+    if tied:
+        lines.append(f"- **tie**: {len(tied)} checkpoints share the best {result['select']} score (`tied best`); "
+                     + ("the pick is the config default's setting, at its latest tied checkpoint"
+                        if pick_["tie_break"] == "default" else
+                        "the default is not among them, so the pick is the first in grid order"))
     if best:
         lines.append(f"- **oracle best** (uses target labels): {best['setting']}, {best['checkpoint']} "
                      f"({_num(best['oracle_accuracy'], True)}%); regret of the pick "

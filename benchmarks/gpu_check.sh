@@ -7,11 +7,12 @@
 # Steps (each prints "== step N: ..." first and "PASS step N" when it succeeded; any failure stops the script
 # with "FAIL step N: ..." and a non-zero exit status):
 #   1. the GPU is visible to torch
-#   2. the unit tests that have a CUDA variant (pytest -m cuda)
+#   2. the unit tests that have a CUDA variant (pytest -m cuda), among them every query strategy on CUDA tensors
+#      against its CPU selection (tests/test_select.py, tests/query/test_device.py): they must have run and passed
 #   3. one round of ResNet-50 DANN + LAS (k=5) on Office-31 amazon -> webcam at 224x224, bf16 autocast,
 #      channels_last, 8 pinned-memory loader workers: a TIMING line with images/s for training and pool inference
-#   4. the query-speed table at N = 1M, b = 2,000 (benchmarks/query_speed.py, 45 s per strategy; on the GPU if
-#      it has a --device option). The committed benchmarks/results/query_speed.* are restored afterwards;
+#   4. the query-speed table at N = 1M, b = 2,000 (benchmarks/query_speed.py --device cuda: pool arrays and
+#      strategies on the GPU; 45 s per strategy). The committed benchmarks/results/query_speed.* are restored afterwards;
 #      this machine's table is saved as OUT/query-speed-1M.md. QUERY_STRATEGIES="las clue" narrows it.
 # The last lines summarise the TIMING values. README "Scale: multi-process and GPU" explains how to read them.
 set -euo pipefail
@@ -41,9 +42,14 @@ EOF
 echo "PASS step 1"
 
 step 2 "unit tests with a CUDA variant (pytest -m cuda)"
-OMP_NUM_THREADS=4 "$PY" -m pytest -q -m cuda tests 2>&1 | tee "$OUT/pytest-cuda.txt"
+OMP_NUM_THREADS=4 "$PY" -m pytest -q -rA -m cuda tests 2>&1 | tee "$OUT/pytest-cuda.txt"
 grep -Eq "[0-9]+ passed" "$OUT/pytest-cuda.txt" || { echo "FAIL step 2: no CUDA test ran" >&2; exit 1; }
 if grep -Eq "[0-9]+ skipped" "$OUT/pytest-cuda.txt"; then echo "FAIL step 2: CUDA tests were skipped" >&2; exit 1; fi
+for t in "tests/test_select.py::test_cuda_inputs_give_the_cpu_selection" \
+         "tests/query/test_device.py::test_cuda_pool_gives_the_cpu_selection"; do
+  grep -q "^PASSED $t" "$OUT/pytest-cuda.txt" || { echo "FAIL step 2: $t did not run" >&2; exit 1; }
+done
+echo "strategies on CUDA: $(grep -c "^PASSED tests/.*cuda" "$OUT/pytest-cuda.txt") CUDA strategy/device tests passed"
 echo "PASS step 2"
 
 step 3 "one round of ResNet-50 DANN + LAS on Office-31 images at 224"
@@ -69,13 +75,8 @@ restore_results() {
   cp "$OUT/query_speed.committed.md" "$RES/query_speed.md" 2>/dev/null || true
 }
 trap restore_results EXIT
-QS=(--sizes 1000000 --budget 2000 --threads 16 --no-reference --timeout 45 --max-reps 1
+QS=(--sizes 1000000 --budget 2000 --threads 16 --no-reference --timeout 45 --max-reps 1 --device cuda
     --strategies ${QUERY_STRATEGIES:-margin las coreset badge clue sage})
-if "$PY" benchmarks/query_speed.py --help 2>/dev/null | grep -q -- "--device"; then
-  QS+=(--device cuda)
-else
-  echo "NOTE: benchmarks/query_speed.py has no --device option: this table is measured on the CPU (16 threads)"
-fi
 OMP_NUM_THREADS=16 timeout 330 "$PY" benchmarks/query_speed.py "${QS[@]}" 2>&1 | tee "$OUT/query-speed.txt"
 restore_results
 trap - EXIT

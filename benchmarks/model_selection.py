@@ -47,6 +47,15 @@ METHODS: dict[str, tuple[list[str], str]] = {
 #: every UDA run: warm-up only, 3 checkpoints (steps 333, 667, 1000), a 10% held-out source split for
 #: source_acc and DEV, one thread
 UDA_SET = ["budget.rounds=0", "train.eval_checkpoints=2", "data.source_val=0.1", "train.threads=1"]
+#: ADA pipelines (issue #14 item 4): learning rate × the pipeline's main knob, the config's budget (5% in 5 rounds).
+#: A setting is judged by its last round, the model a user keeps: pool validators (BNM, IM, ...) on that round's
+#: model, queried-batch validators (the labels a user has bought) as their mean over rounds
+ADA_METHODS: dict[str, tuple[list[str], str]] = {
+    "FT + margin": (["query.strategy=margin"], "train.round_iters=125,250,500"),
+    "LAS + LAA": (["query.strategy=las", "query.k=5", "anchor.kind=laa", "anchor.k=5"], "anchor.tau=0.8,0.9,0.95"),
+    "TSF + SAGE": (["objective.name=tsf", "query.strategy=sage"], "objective.trade_off=0.3,1,3"),
+}
+ADA_SET = ["data.source_val=0.1", "train.threads=1"]
 SELECT = "source_acc"  # the sweep's own pick is not used here: every validator is scored from sweep.csv
 NOT_VALIDATORS = {"setting", "checkpoint", "labels", "accuracy_oracle", "marks", "run_dir"}
 
@@ -55,7 +64,7 @@ def run(out: Path, methods: list[str], pairs: list[str], seeds: list[int], digit
     from adakit.sweep import run_sweep
 
     for method in methods:
-        overrides, trade_off = METHODS[method]
+        overrides, trade_off = {**METHODS, **ADA_METHODS}[method]
         for pair in pairs:
             src, tgt = pair.split("-")
             config = DIGITS if digits else OFFICE31
@@ -64,16 +73,36 @@ def run(out: Path, methods: list[str], pairs: list[str], seeds: list[int], digit
                 if (folder / "sweep.csv").is_file():
                     continue
                 t0 = time.perf_counter()
-                extra = [*UDA_SET, *overrides, f"seed={seed}"]
+                extra = [*(ADA_SET if method in ADA_METHODS else UDA_SET), *overrides, f"seed={seed}"]
                 if not digits:
                     extra += [f"data.source={src}", f"data.target={tgt}"]
                 run_sweep(config, [LRS, trade_off], SELECT, folder, extra)
                 print(f"{method} {pair} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def _ada_rows(rows: list[dict]) -> list[dict]:
+    """One row per setting of an active sweep: its last round's accuracy and pool validators, and the mean over
+    rounds of each queried-batch validator (the sweep credits round r's queried batch to round r − 1's model)."""
+    from adakit.registry import VALIDATORS
+
+    out = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == setting]
+        last = max(mine, key=lambda r: int(r["labels"]))
+        row = dict(last, marks=";".join(m for r in mine for m in r["marks"].split(";") if m))
+        for v in (k for k in rows[0] if k not in NOT_VALIDATORS and VALIDATORS.get(k).previous_round):
+            xs = [float(r[v]) for r in mine if r[v] != ""]
+            row[v] = str(statistics.fmean(xs)) if xs else ""
+        out.append(row)
+    return out
+
+
 def score(csv_path: Path) -> dict[str, dict[str, float]]:
-    """Per validator: regret, pick − default and Spearman ρ of one sweep (accuracy in points)."""
+    """Per validator: regret, pick − default and Spearman ρ of one sweep (accuracy in points). A UDA sweep's
+    candidates are its (setting, checkpoint) pairs; an active sweep's are its settings (see `_ada_rows`)."""
     rows = list(csv.DictReader(csv_path.open()))
+    if any(int(r["labels"]) > 0 for r in rows):
+        rows = _ada_rows(rows)
     validators = [k for k in rows[0] if k not in NOT_VALIDATORS]
     acc = np.array([float(r["accuracy_oracle"]) for r in rows]) * 100
     default = next(float(r["accuracy_oracle"]) * 100 for r in rows if "default" in r["marks"].split(";"))
@@ -148,7 +177,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--method", action="append", choices=list(METHODS))
+    r.add_argument("--method", action="append", choices=[*METHODS, *ADA_METHODS])
     r.add_argument("--pair", action="append", choices=PAIRS)
     r.add_argument("--seed", action="append", type=int)
     r.add_argument("--digits", action="store_true", help="MNIST->USPS with LeNet instead of Office-31 features")

@@ -18,6 +18,10 @@ start and at the end of each cell.
     .venv/bin/python benchmarks/query_speed.py --sizes 2000 --strategies badge las --threads 1
     .venv/bin/python benchmarks/query_speed.py --agreement                   # approximate vs exact paths
     .venv/bin/python benchmarks/query_speed.py --render                      # table from the JSON only
+    .venv/bin/python benchmarks/query_speed.py --device cuda --sizes 1000000 --budget 2000 --no-reference
+
+``--device cuda`` puts the pool arrays (and the discriminators) on the GPU, so `adakit.select` runs the
+strategies there; such cells record ``device`` and the GPU's peak allocated memory (``adakit_gpu_peak_mb``).
 
 Results accumulate in results/query_speed.json (one record per cell, the newest wins) and are rendered to
 results/query_speed.md; cells never measured are written as "not measured". The *peer code* column and
@@ -75,6 +79,14 @@ class SyntheticPool:
 
     def __len__(self) -> int:
         return len(self.labelled)
+
+    def to(self, device: str) -> SyntheticPool:
+        """The arrays and modules moved to ``device`` (strategies then compute there); returns self."""
+        for k in ("embeddings", "logits", "probs", "source_embeddings"):
+            setattr(self, k, getattr(self, k).to(device))
+        self.head.to(device)
+        self.objective.to(device)
+        return self
 
     def select(self, name: str, budget: int, rng: np.random.Generator, **params):
         """`adakit.select` on the arrays the strategy reads (what the speed targets are measured through).
@@ -308,12 +320,16 @@ def child(name: str, n: int, with_ref: bool, max_reps: int) -> dict:
     from adakit.query import _algorithms
 
     _algorithms._faiss()
-    warm = SyntheticPool(300, seed=1)
-    warm.select(name, 3, np.random.default_rng(0))  # warm-up: lazy imports, thread pools
-    pool = SyntheticPool(n)
+    dev = os.environ.get("QS_DEVICE", "cpu")
+    warm = SyntheticPool(300, seed=1).to(dev)
+    warm.select(name, 3, np.random.default_rng(0))  # warm-up: lazy imports, thread pools (CUDA context, kernels)
+    pool = SyntheticPool(n).to(dev)
     b = budget_of(n)
     view = pool.view()
-    fns = {"adakit": lambda: pool.select(name, b, np.random.default_rng(SEED)).indices}
+    fns = {"adakit": lambda: pool.select(name, b, np.random.default_rng(SEED)).indices}  # numpy: synchronised
+    gpu = torch.device(dev).type == "cuda"
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     if with_ref:
         ref = REFERENCES[name][0]
         REFERENCES[name][0](warm.view(), 3, np.random.default_rng(0))
@@ -343,6 +359,8 @@ def child(name: str, n: int, with_ref: bool, max_reps: int) -> dict:
                   "spread": float(ws.max() / max(ws.min(), 1e-9) - 1.0)}
     out = first_out["adakit"]
     assert len(out) == b and len(np.unique(out)) == b and not pool.labelled[out].any(), name
+    if gpu:
+        res["adakit_gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     res["load_end"] = os.getloadavg()[0]
     return res
 
@@ -353,7 +371,7 @@ def run_cell(name: str, n: int, threads: int, timeout: float, with_ref: bool, ma
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n), str(int(with_ref)),
            str(max_reps)]
     base = {"strategy": name, "n": n, "threads": threads, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "backend": backend_of(name, n)}
+            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu")}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -714,12 +732,15 @@ def render(rec: dict, names: list[str]) -> None:
     peer_cells = load_peer_cells()
     loads = [v for r in cells.values() for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     whens = sorted(r["when"] for r in cells.values())
+    devices = sorted({r.get("device", "cpu") for r in cells.values()} - {"cpu"})
+    where = (f"strategies on {', '.join(devices)} in the cells measured with --device (their CPU time counts the "
+             "host's work only)") if devices else "CPU only"
     lines = [
         "# Query speed",
         "",
         f"Measured {whens[0] if whens else '—'} to {whens[-1] if whens else '—'} on "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CPU "
-        f"only, with `benchmarks/query_speed.py`. **Measured under load**: the machine was shared with other "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{where}, with `benchmarks/query_speed.py`. **Measured under load**: the machine was shared with other "
         f"engineers' test runs; the 1-minute load average over the cells ranged "
         f"{min(loads) if loads else float('nan'):.1f}–{max(loads) if loads else float('nan'):.1f} on 2 cores "
         "(start→end of each cell in the *load* column), so wall times are inflated, CPU times less so. To be "
@@ -785,6 +806,8 @@ def main() -> None:
     ap.add_argument("--max-reps", type=int, default=25)
     ap.add_argument("--budget", type=int, default=None, help="fixed b instead of 1%% of the pool (e.g. 2000 at 1M)")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--device", default="cpu", help="where the pool arrays live and the strategies compute "
+                                                    "(cpu, cuda, cuda:N); references run only with cpu")
     ap.add_argument("--agreement", action="store_true", help="measure approximate vs exact paths")
     ap.add_argument("--render", action="store_true", help="only re-render the table from the JSON")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -798,6 +821,7 @@ def main() -> None:
     from adakit.registry import STRATEGIES
 
     names = args.strategies or STRATEGIES.names()
+    os.environ["QS_DEVICE"] = args.device
     if args.budget:
         os.environ["QS_BUDGET"] = str(args.budget)
     rec = load_records() or {"cells": {}}
@@ -811,7 +835,8 @@ def main() -> None:
         for threads in args.threads:
             for n in args.sizes:
                 for name in names:
-                    with_ref = (name in REFERENCES and not args.no_reference and n <= REF_MAX_N.get(name, 10**9)
+                    with_ref = (name in REFERENCES and not args.no_reference and args.device == "cpu"
+                                and n <= REF_MAX_N.get(name, 10**9)
                                 and REFERENCES[name][2](n) < 0.4 * _mem_available())
                     r = run_cell(name, n, threads, args.timeout, with_ref, args.max_reps)
                     if name in REFERENCES and not with_ref:

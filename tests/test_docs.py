@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOC_FILES = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").rglob("*.md")])
+DOC_FILES = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").rglob("*.md"),
+                    *(REPO / "benchmarks" / "results").glob("*.md")])
 
 #: design notes and papers that live outside the repository; docs must say what users need themselves
-FORBIDDEN = ("METHODS.md", "DESIGN.md", "shared/seeds")
+FORBIDDEN = ("METHODS.md", "DESIGN.md", "shared/seeds", "/work/")
 #: the one outside path docs may name: the default of $ADAKIT_DATA (data is found through that variable)
 ALLOWED_OUTSIDE: tuple[str, ...] = ()
 

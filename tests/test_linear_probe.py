@@ -55,3 +55,38 @@ def test_probe_is_a_bench_row_and_not_an_active_loop(tmp_path):
     with pytest.raises(ConfigError, match="needs .*domain_discriminator"):
         run_probe(build_config(BASE, ["runner=linear_probe", "query.strategy=aada", "objective.name=dann"]),
                   tmp_path / "y")
+
+
+def test_adakit_run_runs_a_probe_config_and_a_killed_one_again(tmp_path):
+    """`adakit run CONFIG --set runner=linear_probe` dispatches to run_probe and prints a network run's last line."""
+    from typer.testing import CliRunner
+
+    from adakit.cli import app
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(BASE))
+    out = tmp_path / "probe"
+    args = ["run", str(config), "--out", str(out), "--set", "runner=linear_probe", "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["runner"] == "linear_probe" and [r["labels"] for r in s["rounds"]] == [0, 9, 18]
+    assert s["rounds"] == run_probe(build_config(BASE, ["runner=linear_probe"]), tmp_path / "direct")["rounds"]
+    final = f"final target accuracy {100 * s['final_accuracy']:.2f}%; results in {out}"
+    assert " ".join(res.output.split()).endswith(final)  # (rich wraps long lines at the terminal width)
+    assert "round 2: 18 labels, target accuracy" in res.output
+    # the same command again reports the finished run; a killed run (no summary.json) is run again from the start
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and " ".join(again.output.split()).endswith(final)
+    (out / "summary.json").unlink()
+    (out / "metrics.jsonl").unlink()
+    rerun = CliRunner().invoke(app, args)
+    assert rerun.exit_code == 0 and json.loads((out / "summary.json").read_text())["rounds"] == s["rounds"]
+    # resume cannot continue a probe (no ledger) and says how to run it again; other configs are refused
+    res = CliRunner().invoke(app, ["resume", str(out)])
+    shown = " ".join(res.output.split())
+    assert res.exit_code == 2 and "linear-probe run" in shown and f"--out {out}" in shown
+    res = CliRunner().invoke(app, [*args, "--set", "query.strategy=entropy"])
+    assert res.exit_code == 2 and "different config" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and "holds a linear-probe run" in " ".join(res.output.split())

@@ -63,3 +63,30 @@ def test_tied_top_scores_count_as_their_mean(tmp_path):
     s = ms.score(p)
     assert s["snd"]["regret"] == pytest.approx(20.0)  # best 90 − mean(60, 80)
     assert s["snd"]["vs_default"] == pytest.approx(10.0)
+
+
+def test_active_sweep_scores_settings_at_their_last_round(tmp_path):
+    """An active sweep: a setting (not a round) is one candidate, judged at its last round; queried_acc
+    (credited by the sweep to the round before) counts as its mean over rounds."""
+    header = ["setting", "checkpoint", "labels", "im", "queried_acc", "accuracy_oracle", "marks", "run_dir"]
+    rows = [  # setting a: last round 0.70, im 0.9 there, queried_acc mean 0.2; b: 0.80, im 0.1, mean 0.5
+        ("a", "round 0", 0, 5.0, 0.1, 0.40, ""), ("a", "round 1", 10, 0.0, 0.3, 0.60, ""),
+        ("a", "round 2", 20, 0.9, "", 0.70, "default"),
+        ("b", "round 0", 0, 0.0, 0.6, 0.50, ""), ("b", "round 1", 10, 9.0, 0.4, 0.90, ""),
+        ("b", "round 2", 20, 0.1, "", 0.80, ""),
+        ("c", "round 0", 0, 0.0, 0.1, 0.50, ""), ("c", "round 1", 10, 0.0, 0.1, 0.55, ""),
+        ("c", "round 2", 20, 0.5, "", 0.60, ""),
+    ]
+    p = tmp_path / "FT + margin" / "a-b" / "seed-0" / "sweep.csv"
+    p.parent.mkdir(parents=True)
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows([(*r[:6], r[6], "x") for r in rows])
+    s = ms.score(p)
+    # im at the last round picks a (0.70; its 5.0 at round 0 and b's 9.0 at round 1 are not candidates)
+    assert s["im"]["regret"] == pytest.approx(10.0) and s["im"]["vs_default"] == pytest.approx(0.0)
+    # queried_acc: a 0.2, b 0.5 -> picks b (0.80), the oracle best, 10 over the default a
+    assert s["queried_acc"]["regret"] == pytest.approx(0.0) and s["queried_acc"]["vs_default"] == pytest.approx(10.0)
+    assert s["(random pick, expected)"]["regret"] == pytest.approx(10.0)  # 80 − mean(70, 80, 60)
+    assert s["queried_acc"]["spearman"] == pytest.approx(1.0)  # 0.2, 0.5, 0.1 vs 70, 80, 60

@@ -217,16 +217,33 @@ def test_torch_inputs_of_any_dtype_give_the_float32_selection():
     assert got.indices.dtype == np.int64
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("name", ["margin", "badge", "las", "coreset", "aada", "sage", "sdm_g"])
-def test_cuda_inputs_give_the_cpu_selection(name):
+@pytest.mark.parametrize(("name", "params"), [(n, p) for n in sorted(STRATEGIES.names())
+                                              for p in [{}] + EXTRA_PARAMS.get(n, [])])
+def test_cuda_inputs_give_the_cpu_selection(name, params):
+    """Every strategy computes on the GPU when given CUDA tensors, and picks what it picks on the CPU."""
+    from adakit.selection import make_strategy
+
     cls = STRATEGIES.get(name)
     view = pool_view(_objective_for(cls))
-    cpu = adakit.select(name, budget=5, seed=0, **view_arrays(view))
+    cpu = adakit.select(name, budget=5, seed=0, **view_arrays(view), **params)
+    strat = make_strategy(name, params)
+    loop_cpu = strat.select(view, 5, np.random.default_rng([0, 1]))  # the loop's path on a CPU run
     on_gpu = {k: v.cuda() if isinstance(v, (torch.Tensor, nn.Module)) else v for k, v in view_arrays(view).items()}
-    got = adakit.select(name, budget=5, seed=0, **on_gpu)
+    got = adakit.select(name, budget=5, seed=0, **on_gpu, **params)
+    assert isinstance(got.indices, np.ndarray) and got.indices.dtype == np.int64
     np.testing.assert_array_equal(got.indices, cpu.indices)
     np.testing.assert_allclose(got.scores, cpu.scores, rtol=1e-4, atol=1e-6)
+    # the loop's path on a CUDA run: a PoolView whose outputs stay on the GPU, as the loop builds it
+    gpu_view = pool_view(_objective_for(cls))
+    gpu_view.model.cuda()
+    if gpu_view.objective is not None:
+        gpu_view.objective.cuda()
+    gpu_view.device, gpu_view.outputs_device = torch.device("cuda"), torch.device("cuda")
+    assert gpu_view.embeddings.is_cuda and gpu_view.probs.is_cuda
+    loop_gpu = strat.select(gpu_view, 5, np.random.default_rng([0, 1]))
+    np.testing.assert_array_equal(loop_gpu.indices, loop_cpu.indices)
 
 
 def test_import_adakit_is_cheap_and_exports_the_api_lazily():

@@ -116,3 +116,46 @@ def test_a_sweep_on_a_target_without_any_labels_still_picks(tmp_path):
     assert [r["round"] for r in summary["unlabelled_rounds"]] == [0] and "val/im" in summary["unlabelled_rounds"][0]
     assert res["pick"]["checkpoint"] in ("warm-up step 10", "round 0") and "oracle_best" not in res
     assert res["pick"]["oracle_accuracy"] is None
+
+
+def _fake_setting(tmp_path: Path, name: str, ims: list[float], is_default: bool = False):
+    """A finished setting whose warm-up checkpoint and rounds 0, 1 have these IM scores (no run needed)."""
+    from adakit.config import build_config
+    from adakit.sweep import Setting
+
+    warm, *rounds = ims
+    summary = {"warmup_checkpoints": [{"step": 10, "accuracy": 0.5, "val/im": warm}],
+               "rounds": [{"round": r, "labels": 3 * r, "accuracy": 0.6, "val/im": v} for r, v in enumerate(rounds)]}
+    return Setting({"train.lr": name}, f"train.lr={name}", tmp_path / name, build_config(BASE), is_default, summary)
+
+
+def test_a_tied_pick_prefers_the_default_setting_at_its_latest_tied_checkpoint(tmp_path):
+    from adakit.sweep import _write, pick
+
+    grid = [_fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.9]),
+            _fake_setting(tmp_path, "0.01", [0.9, 0.9, 0.4], is_default=True),
+            _fake_setting(tmp_path, "0.003", [0.1, 0.9, 0.3])]
+    p = pick(grid, "im")
+    assert (p["setting"], p["checkpoint"], p["tie_break"]) == ("train.lr=0.01", "round 0", "default")
+    assert len(p["tied"]) == 5 and p["score"] == 0.9
+    # the default's last checkpoint when it is tied (rather than its earlier tied ones)
+    grid[1] = _fake_setting(tmp_path, "0.01", [0.9, 0.2, 0.9], is_default=True)
+    assert (pick(grid, "im")["setting"], pick(grid, "im")["checkpoint"]) == ("train.lr=0.01", "round 1")
+    # the default not among the tied: the first in grid order; no tie: no tie rule
+    grid[1] = _fake_setting(tmp_path, "0.01", [0.5, 0.5, 0.5], is_default=True)
+    p = pick(grid, "im")
+    assert (p["setting"], p["checkpoint"], p["tie_break"]) == ("train.lr=0.03", "round 0", "first")
+    grid[2] = _fake_setting(tmp_path, "0.003", [0.1, 0.95, float("nan")])
+    p = pick(grid, "im")
+    assert (p["setting"], p["checkpoint"], p["tie_break"], p["tied"]) == ("train.lr=0.003", "round 0", None, [])
+    # the table says so: a tie line and the tied rows marked
+    grid[2] = _fake_setting(tmp_path, "0.003", [0.1, 0.9, 0.3])
+    grid[1] = _fake_setting(tmp_path, "0.01", [0.9, 0.9, 0.4], is_default=True)
+    p = pick(grid, "im")
+    table = [(s, c) for s in grid for c in checkpoints(s.summary, ["im"])]
+    _write(tmp_path / "out", {"select": "im", "pick": p}, table, ["im"])
+    md = (tmp_path / "out" / "sweep.md").read_text()
+    assert "**tie**: 5 checkpoints share the best im score" in md and "config default's setting" in md
+    rows = list(csv.DictReader(open(tmp_path / "out" / "sweep.csv")))
+    assert sum("tied best" in r["marks"] for r in rows) == 5
+    assert [r["marks"] for r in rows if "pick" in r["marks"]] == ["pick;tied best"]

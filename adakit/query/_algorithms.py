@@ -17,6 +17,10 @@
 
 Every random choice takes an explicit ``numpy.random.Generator``; ties in arg-max are broken by it.
 Indices are positions in the point set (strategies map them back to pool indices).
+
+Devices: the torch code runs on the device of its input tensors (a CUDA pool stays on the GPU); random draws
+come from the CPU ``rng`` (or a CPU ``torch.Generator``) and only the drawn indices move, so a seed gives the
+same draws on every device. scikit-learn and faiss run on the CPU: their inputs are copied there explicitly.
 """
 
 from __future__ import annotations
@@ -115,20 +119,38 @@ class OuterProductPoints:
         return (self.a.unsqueeze(2) * self.x.unsqueeze(1)).reshape(len(self.a), -1)
 
 
+def _tensor(x, device: torch.device | str | None = None) -> torch.Tensor:
+    """A tensor as is (on its device, or moved to ``device``); anything else as a tensor on ``device`` or the CPU.
+
+    Never ``torch.as_tensor`` on a tensor: under ``torch.set_default_device`` that would move it.
+    """
+    if isinstance(x, torch.Tensor):
+        return x if device is None else x.to(device)
+    return torch.as_tensor(np.asarray(x), device=device or "cpu")
+
+
 def as_points(points: PointSet | torch.Tensor | np.ndarray) -> PointSet:
     """A `PointSet` from a tensor / array (rows) or a point set as is."""
     if isinstance(points, (torch.Tensor, np.ndarray)):
-        return DensePoints(torch.as_tensor(points))
+        return DensePoints(_tensor(points))
     return points
 
 
-def _long(idx) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(idx, dtype=np.int64).reshape(-1))
+def _device(points: PointSet) -> torch.device:
+    """The device a point set's tensors live on (where its algorithms compute)."""
+    return points.sq_norms.device
+
+
+def _long(idx, device: torch.device | str | None = None) -> torch.Tensor:
+    """Indices (a list, numpy array or tensor) as a flat LongTensor on ``device`` (default: CPU)."""
+    if isinstance(idx, torch.Tensor):
+        return idx.reshape(-1).long().to(device or "cpu")
+    return torch.as_tensor(np.asarray(idx, dtype=np.int64).reshape(-1), device=device or "cpu")
 
 
 def sq_dist_to(points: PointSet, idx) -> torch.Tensor:
     """(N, len(idx)) squared distances from every point to the points ``idx`` (clamped at 0)."""
-    idx = _long(idx)
+    idx = _long(idx, _device(points))
     d = points.sq_norms[:, None] + points.sq_norms[idx][None, :] - 2.0 * points.inner(idx)
     return d.clamp_min_(0.0)
 
@@ -147,16 +169,17 @@ def min_sq_dist_to(points: PointSet, idx, block: int | None = None) -> torch.Ten
     Processed in blocks of rows against all of ``idx`` (``block`` × len(idx) ≤ MAX_BLOCK_ELEMENTS entries at
     once unless ``block`` rows are given): one matrix product per block, never N × len(idx).
     """
-    idx = _long(idx)
+    dev = _device(points)
+    idx = _long(idx, dev)
     n = len(points)
-    out = torch.full((n,), math.inf, dtype=points.sq_norms.dtype)
+    out = torch.full((n,), math.inf, dtype=points.sq_norms.dtype, device=dev)
     if len(idx) == 0:
         return out
     if isinstance(points, DensePoints):
         return min_sq_dist(points.x, points.x[idx], block=block)
     step = _block_size(len(idx), block)
     for s in range(0, n, step):
-        rows = torch.arange(s, min(n, s + step))
+        rows = torch.arange(s, min(n, s + step), device=dev)
         out[s:s + step] = _sq_dist_between(points, rows, idx).min(dim=1).values
     return out
 
@@ -165,11 +188,11 @@ def min_sq_dist(x: torch.Tensor, centres: torch.Tensor, block: int | None = None
     """(N,) squared Euclidean distance of each row of ``x`` to its nearest row of ``centres`` (another set).
 
     Blocked over rows: ``block`` rows (default MAX_BLOCK_ELEMENTS / #centres) against all centres in one
-    matrix product, min_j(|c_j|² − 2 x·c_j) + |x|² (+inf when there are no centres).
+    matrix product, min_j(|c_j|² − 2 x·c_j) + |x|² (+inf when there are no centres). Runs on ``x``'s device.
     """
-    x = torch.as_tensor(x)
-    centres = torch.as_tensor(centres).to(x.dtype)
-    out = torch.full((len(x),), math.inf, dtype=x.dtype)
+    x = _tensor(x)
+    centres = _tensor(centres, x.device).to(x.dtype)
+    out = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
     if len(centres) == 0:
         return out
     cn = (centres * centres).sum(dim=1)
@@ -187,7 +210,7 @@ def min_sq_dist(x: torch.Tensor, centres: torch.Tensor, block: int | None = None
 
 def argmax_random(values: torch.Tensor | np.ndarray, rng: np.random.Generator) -> int:
     """Index of the largest value, ties broken uniformly by ``rng``."""
-    v = torch.as_tensor(values)
+    v = _tensor(values)
     best = v.max()
     ties = torch.nonzero(v == best).flatten()
     if len(ties) == 1:
@@ -195,15 +218,16 @@ def argmax_random(values: torch.Tensor | np.ndarray, rng: np.random.Generator) -
     return int(ties[int(rng.integers(len(ties)))])
 
 
-def _candidate_mask(n: int, candidates) -> torch.Tensor:
+def _candidate_mask(n: int, candidates, device: torch.device | None = None) -> torch.Tensor:
+    """Boolean (N,) mask on ``device`` from indices or a mask (numpy or torch, any device); None: all."""
     if candidates is None:
-        return torch.ones(n, dtype=torch.bool)
-    c = torch.as_tensor(np.asarray(candidates))
+        return torch.ones(n, dtype=torch.bool, device=device)
+    c = _tensor(candidates, device)
     if c.dtype == torch.bool:
         if len(c) != n:
             raise ValueError(f"candidate mask has {len(c)} entries for {n} points")
         return c.clone()
-    mask = torch.zeros(n, dtype=torch.bool)
+    mask = torch.zeros(n, dtype=torch.bool, device=device)
     mask[c.long()] = True
     return mask
 
@@ -236,17 +260,19 @@ def farthest_first(points: PointSet | torch.Tensor, k: int, *, rng: np.random.Ge
     """
     pts = as_points(points)
     n = len(pts)
-    cand = _candidate_mask(n, candidates)
-    if initial is not None and len(np.asarray(initial)) > 0:
-        cand[_long(initial)] = False
+    dev = _device(pts)
+    cand = _candidate_mask(n, candidates, dev)
+    has_initial = initial is not None and len(initial) > 0
+    if has_initial:
+        cand[_long(initial, dev)] = False
     n_cand = int(cand.sum())
     k = int(min(k, n_cand))
-    u = torch.full((n,), math.inf, dtype=pts.sq_norms.dtype)
+    u = torch.full((n,), math.inf, dtype=pts.sq_norms.dtype, device=dev)
     if centre_sq_dist is not None:
-        u = torch.minimum(u, torch.as_tensor(centre_sq_dist, dtype=u.dtype))
-    if initial is not None and len(np.asarray(initial)) > 0:
+        u = torch.minimum(u, _tensor(centre_sq_dist, dev).to(u.dtype))
+    if has_initial:
         u = torch.minimum(u, min_sq_dist_to(pts, initial, block))
-    u = torch.where(cand, u, torch.tensor(-math.inf, dtype=u.dtype))  # bounds of candidates, −inf elsewhere
+    u = torch.where(cand, u, torch.tensor(-math.inf, dtype=u.dtype, device=dev))  # candidates' bounds, −inf elsewhere
     lazy = _LazyMinDist(pts, u, k)
     picks = np.empty(k, dtype=np.int64)
     dists = np.empty(k, dtype=np.float64)
@@ -278,13 +304,14 @@ class _LazyMinDist:
 
     def __init__(self, pts: PointSet, u: torch.Tensor, k: int):
         self.pts, self.u = pts, u
-        self.seen = torch.zeros(len(u), dtype=torch.long)
-        self.picks = torch.empty(k, dtype=torch.long)
+        dev = u.device
+        self.seen = torch.zeros(len(u), dtype=torch.long, device=dev)
+        self.picks = torch.empty(k, dtype=torch.long, device=dev)
         self.t = 0
         self.rows = None
         if isinstance(pts, DensePoints):
-            self.rows = torch.empty((k, pts.x.shape[1]), dtype=pts.x.dtype)
-            self.sq = torch.empty(k, dtype=pts.sq_norms.dtype)
+            self.rows = torch.empty((k, pts.x.shape[1]), dtype=pts.x.dtype, device=dev)
+            self.sq = torch.empty(k, dtype=pts.sq_norms.dtype, device=dev)
 
     def add(self, j: int) -> None:
         self.picks[self.t] = j
@@ -312,7 +339,8 @@ class _LazyMinDist:
             if len(stale):
                 lo = int(self.seen[stale].min())
                 d = self._dist(stale, lo)
-                d.masked_fill_(torch.arange(lo, t)[None, :] < self.seen[stale][:, None], math.inf)  # seen
+                seen = torch.arange(lo, t, device=d.device)[None, :] < self.seen[stale][:, None]
+                d.masked_fill_(seen, math.inf)  # picks already folded into u
                 u[stale] = torch.minimum(u[stale], d.min(dim=1).values)
                 self.seen[stale] = t
             vals = u[rows]
@@ -347,7 +375,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     """
     pts = as_points(points)
     n = len(pts)
-    cand = _candidate_mask(n, candidates)
+    dev = _device(pts)
+    cand = _candidate_mask(n, candidates, dev)
     k = int(min(k, int(cand.sum())))
     picks = np.empty(k, dtype=np.int64)
     dists = np.empty(k, dtype=np.float64)
@@ -358,35 +387,40 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
         first = int(pool[int(rng.integers(len(pool)))])
     elif not bool(cand[int(first)]):
         raise ValueError(f"first={first} is not a candidate")
-    open_ = cand.numpy().copy()
+    # the D² bookkeeping stays on the points' device; only scalars (the drawn index, its bound) reach the host
+    open_ = cand.clone()
     picks[0], dists[0] = int(first), math.inf
     open_[int(first)] = False
-    u = sq_dist_to(pts, [int(first)])[:, 0].double().numpy()  # bounds, exact w.r.t. picks[:full]
-    wt = None if weights is None else np.asarray(weights, dtype=np.float64).clip(min=0.0)
+    u = sq_dist_to(pts, [int(first)])[:, 0].double()  # bounds, exact w.r.t. picks[:full]
+    wt = None
+    if weights is not None:
+        wt = _tensor(weights, dev).to(torch.float64).clip(min=0.0)
     seen = np.ones(n, dtype=np.int64)  # picks folded into u[i] (≥ full)
     full = 1
     for t in range(1, k):
         if t - full >= refresh:  # fold picks[full:t] into every bound: one blocked product
-            u = np.minimum(u, min_sq_dist_to(pts, picks[full:t]).double().numpy())
+            u = torch.minimum(u, min_sq_dist_to(pts, picks[full:t]).double())
             seen[:] = t
             full = t
         while True:
-            w = np.where(open_, u if wt is None else wt * u, 0.0)
-            cs = np.cumsum(w)
-            if not (cs[-1] > 0 and np.isfinite(cs[-1])):  # every remaining D² is 0: uniform
-                cs = np.cumsum(open_.astype(np.float64))
-            j = int(np.searchsorted(cs, rng.random() * cs[-1], side="right"))
-            j = min(j, n - 1)
-            while not open_[j]:  # guard against round-off at the upper edge
+            w = torch.where(open_, u if wt is None else wt * u, 0.0)
+            cs = torch.cumsum(w, 0)
+            total = float(cs[-1])
+            if not (total > 0 and math.isfinite(total)):  # every remaining D² is 0: uniform
+                cs = torch.cumsum(open_.double(), 0)
+                total = float(cs[-1])
+            target = torch.tensor([rng.random() * total], dtype=cs.dtype, device=dev)
+            j = min(int(torch.searchsorted(cs, target, right=True)), n - 1)
+            while not bool(open_[j]):  # guard against round-off at the upper edge
                 j -= 1
-            if seen[j] == t or u[j] == 0.0 or w[j] == 0.0:
+            uj, wj = torch.stack([u[j], w[j]]).tolist()
+            if seen[j] == t or uj == 0.0 or wj == 0.0:
                 break
-            bound = u[j]
-            d = float(_sq_dist_between(pts, _long([j]), _long(picks[seen[j]:t])).min())
-            u[j], seen[j] = min(bound, d), t
-            if rng.random() * bound < u[j]:  # accept with probability D²/u
+            d = float(_sq_dist_between(pts, _long([j], dev), _long(picks[seen[j]:t], dev)).min())
+            u[j], seen[j] = min(uj, d), t
+            if rng.random() * uj < min(uj, d):  # accept with probability D²/u
                 break
-        picks[t], dists[t] = j, u[j]
+        picks[t], dists[t] = j, float(u[j])
         open_[j] = False
     return picks, dists
 
@@ -414,14 +448,18 @@ def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool =
     Returns (similarities (N, k), indices (N, k)), most similar first. ``exclude_self`` drops each row itself
     (by index, so exact duplicates of a row are still neighbours). ``backend``:
 
-    - "faiss": exact, faiss ``IndexFlatIP``; "torch": exact, blocked matmul + topk (``block`` query rows at a
-      time, default MAX_BLOCK_ELEMENTS / N, so never an N×N matrix); "exact": faiss when importable, else torch.
+    - "faiss": exact, faiss ``IndexFlatIP`` (on the CPU); "torch": exact, blocked matmul + topk (``block`` query
+      rows at a time, default MAX_BLOCK_ELEMENTS / N, so never an N×N matrix), on ``x``'s device; "exact": torch
+      for a GPU tensor, else faiss when importable, else torch.
     - "ivf": approximate, an inverted file searched with matrix products (`ivf_knn`: ``nlist`` clusters,
       default ⌈√N⌉, each cluster's rows compared with the rows of its ``nprobe`` nearest clusters).
     - "auto": "exact" up to EXACT_KNN_MAX rows (O(N²·m) time), "ivf" above (O(N^1.5·m·nprobe)).
+
+    The results are on ``x``'s device.
     """
-    x = torch.as_tensor(x).float()
+    x = _tensor(x).float()
     n = len(x)
+    dev = x.device
     if k < 1 or k > n - int(exclude_self):
         raise ValueError(f"knn: k={k} neighbours asked among {n} points (exclude_self={exclude_self})")
     if normalize:
@@ -430,50 +468,64 @@ def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool =
         backend = "exact" if n <= EXACT_KNN_MAX else "ivf"
     if backend == "ivf":
         return ivf_knn(x, k, exclude_self=exclude_self, nprobe=nprobe, nlist=nlist)
-    faiss = _faiss() if backend in ("exact", "faiss") else None
+    use_faiss = backend == "faiss" or (backend == "exact" and dev.type == "cpu")  # a GPU searches faster in torch
+    faiss = _faiss() if use_faiss else None
     if backend == "faiss" and faiss is None:
         raise ImportError("knn(backend='faiss') needs faiss: pip install 'adakit[faiss]'")
     kk = k + int(exclude_self)
     if faiss is not None:
-        xs = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        # faiss (CPU index): the rows go to the CPU for the search, the results back to x's device
+        xs = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         index = faiss.IndexFlatIP(xs.shape[1])
         index.add(xs)
         sims, idx = index.search(xs, kk)
-        sims, idx = torch.from_numpy(sims), torch.from_numpy(idx).long()
+        sims, idx = torch.from_numpy(sims).to(dev), torch.from_numpy(idx).long().to(dev)
         if exclude_self:
-            is_self = idx == torch.arange(n)[:, None]
+            is_self = idx == torch.arange(n, device=dev)[:, None]
             missing = ~is_self.any(dim=1)
             is_self[missing, -1] = True  # self fell outside the top k+1 (ties): drop the last instead
             keep = ~is_self
             sims, idx = sims[keep].reshape(n, k), idx[keep].reshape(n, k)
         return sims, idx
     step = _block_size(n, block)
-    out_s = torch.empty((n, k), dtype=x.dtype)
-    out_i = torch.empty((n, k), dtype=torch.long)
+    out_s = torch.empty((n, k), dtype=x.dtype, device=dev)
+    out_i = torch.empty((n, k), dtype=torch.long, device=dev)
     for s in range(0, n, step):
         e = min(n, s + step)
         sim = x[s:e] @ x.T
         if exclude_self:
-            r = torch.arange(e - s)
+            r = torch.arange(e - s, device=dev)
             sim[r, s + r] = -math.inf
         v, i = sim.topk(k, dim=1)
         out_s[s:e], out_i[s:e] = v, i
     return out_s, out_i
 
 
+def _cluster_sums(x: torch.Tensor, assign: torch.Tensor, k: int, onehot: bool | None = None) -> torch.Tensor:
+    """(k, m) sums of the rows of ``x`` per cluster ``assign``: ``index_add_`` on the CPU, a one-hot matrix
+    product elsewhere (``onehot``: force either), since a GPU's ``index_add_`` adds floats atomically, in an order
+    that varies from run to run. The one-hot matrix is (k, N): 256 MB for the IVF's k-means at a pool of 1M."""
+    if onehot is None:
+        onehot = x.device.type != "cpu"
+    if onehot:
+        return F.one_hot(assign, k).to(x.dtype).T @ x
+    return torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, assign, x)
+
+
 def _spherical_kmeans(x: torch.Tensor, nlist: int, iters: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit centroids (nlist, m) of cosine k-means on a fixed-seed subsample (≤ 64·nlist rows) of unit rows
-    ``x``, and every row's cluster (its most similar centroid; blocked). Deterministic for given ``x``."""
-    g = torch.Generator().manual_seed(0)
+    ``x``, and every row's cluster (its most similar centroid; blocked). Deterministic for given ``x``; the
+    subsample is drawn on the CPU (same on every device), the k-means runs on ``x``'s device."""
+    g = torch.Generator(device="cpu").manual_seed(0)
     n = len(x)
-    sub = x[torch.randperm(n, generator=g)[:min(n, 64 * nlist)]]
-    cent = sub[torch.randperm(len(sub), generator=g)[:nlist]].clone()
+    sub = x[torch.randperm(n, generator=g, device="cpu")[:min(n, 64 * nlist)].to(x.device)]
+    cent = sub[torch.randperm(len(sub), generator=g, device="cpu")[:nlist].to(x.device)].clone()
     for _ in range(iters):
         a = (sub @ cent.T).argmax(dim=1)
-        acc = torch.zeros_like(cent).index_add_(0, a, sub)
+        acc = _cluster_sums(sub, a, len(cent))
         norm = acc.norm(dim=1, keepdim=True)
         cent = torch.where(norm > 0, acc / norm.clamp_min(1e-12), cent)  # empty clusters keep their centroid
-    assign = torch.empty(n, dtype=torch.long)
+    assign = torch.empty(n, dtype=torch.long, device=x.device)
     step = _block_size(len(cent), None)
     for s in range(0, n, step):
         assign[s:s + step] = (x[s:s + step] @ cent.T).argmax(dim=1)
@@ -490,9 +542,10 @@ def ivf_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, nprobe: int =
     clusters where these hold fewer than k + 1 rows). A neighbour in a cluster outside that set is missed:
     recall < 1, measured against the exact search in benchmarks/results/query_speed.md. Time
     O(N²·m·nprobe/nlist), memory O(N·(m + k)) (the rows, sorted by cluster) plus one block of similarities.
-    Returns (similarities (N, k), indices (N, k)) as `knn`.
+    Returns (similarities (N, k), indices (N, k)) as `knn`, on ``x``'s device.
     """
     n = len(x)
+    dev = x.device
     nlist = int(nlist or math.ceil(math.sqrt(n)))
     nlist = max(1, min(nlist, n))
     cent, assign = _spherical_kmeans(x, nlist)
@@ -506,12 +559,15 @@ def ivf_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, nprobe: int =
     need = k + int(exclude_self)
     enough = torch.cumsum(counts[probe], dim=1) >= need
     n_probe = torch.clamp(enough.float().argmax(dim=1) + 1, min=min(nprobe, nlist))  # ≥ k + 1 rows each
-    out_s = torch.empty((n, k), dtype=x.dtype)
-    out_i = torch.empty((n, k), dtype=torch.long)
+    out_s = torch.empty((n, k), dtype=x.dtype, device=dev)
+    out_i = torch.empty((n, k), dtype=torch.long, device=dev)
+    n_probe = n_probe.tolist()
     for c in torch.nonzero(counts).flatten().tolist():
-        p = probe[c, :int(n_probe[c])]
+        p = probe[c, :n_probe[c]]
         lens = counts[p]
-        db = torch.repeat_interleave(starts[p] - torch.cumsum(lens, 0) + lens, lens) + torch.arange(int(lens.sum()))
+        total = int(lens.sum())
+        db = torch.repeat_interleave(starts[p] - torch.cumsum(lens, 0) + lens, lens, output_size=total)
+        db += torch.arange(total, device=dev)
         dbx = xs[db]
         q0, qn = int(starts[c]), int(counts[c])
         step = _block_size(len(db), None)
@@ -519,7 +575,7 @@ def ivf_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, nprobe: int =
             e = min(qn, s + step)
             sim = xs[q0 + s:q0 + e] @ dbx.T
             if exclude_self:  # cluster c comes first in db: row i of the cluster sits at db position i
-                r = torch.arange(e - s)
+                r = torch.arange(e - s, device=dev)
                 sim[r, s + r] = -math.inf
             v, i = sim.topk(k, dim=1)
             rows = order[q0 + s:q0 + e]
@@ -550,15 +606,18 @@ def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generat
       bounded number of iterations (objective measured in benchmarks/results/query_speed.md). faiss's own
       random initialisation is not used: on well-separated clusters it leaves some without a centroid.
     - "auto": "sklearn" while N·k ≤ EXACT_KMEANS_MAX, else "faiss" when importable.
+
+    Both run on the CPU: tensors on another device are copied there (the centroids come back as numpy).
     """
-    xs = torch.as_tensor(x).numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # sklearn / faiss: CPU
     if xs.dtype not in (np.float32, np.float64):
         xs = xs.astype(np.float64)
     if k > len(xs):
         raise ValueError(f"k-means with {k} clusters on {len(xs)} points")
     w = None
     if weights is not None:
-        w = np.asarray(torch.as_tensor(weights).double().numpy(), dtype=np.float64).clip(min=0.0)
+        wt = _tensor(weights).detach().cpu()
+        w = np.asarray(wt.double().numpy(), dtype=np.float64).clip(min=0.0)
         if not w.sum() > 0:
             w = None
     seed = int(rng.integers(2**31 - 1))
@@ -606,12 +665,13 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
     Each centroid keeps its ``per_centre`` nearest samples (blocked: never a full k × N matrix above a
     block); centroids that run out of those are resolved exactly against every free sample.
     This replaces the ``argsort``/``set`` fill-up loop of the CLUE and LADA code (same intent: b distinct
-    samples, each near its centroid). Requires len(centres) ≤ len(x).
+    samples, each near its centroid). Requires len(centres) ≤ len(x). The distances are computed on ``x``'s
+    device; only the (k, per_centre) nearest candidates go to the host for the conflict resolution.
     """
-    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    xt = _tensor(x)
     if not xt.is_floating_point():
         xt = xt.double()
-    ct = torch.as_tensor(np.asarray(centres) if not isinstance(centres, torch.Tensor) else centres).to(xt.dtype)
+    ct = _tensor(centres, xt.device).to(xt.dtype)
     n, k = len(xt), len(ct)
     if k > n:
         raise ValueError(f"{k} centroids but only {n} samples to pick from")
@@ -619,8 +679,8 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
     xn = (xt * xt).sum(dim=1)
     cn = (ct * ct).sum(dim=1)
     step = _block_size(k, block)  # sample rows per block, all centroids at once
-    near_d = torch.full((k, 0), math.inf, dtype=xt.dtype)
-    near_i = torch.zeros((k, 0), dtype=torch.long)
+    near_d = torch.full((k, 0), math.inf, dtype=xt.dtype, device=xt.device)
+    near_i = torch.zeros((k, 0), dtype=torch.long, device=xt.device)
     for s in range(0, n, step):
         xb = xt[s:s + step]
         d = torch.addmm(xn[None, s:s + step], ct, xb.T, alpha=-2.0)  # (k, rows): |x|² − 2 c·x
@@ -632,7 +692,7 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
     near_d = (near_d + cn[:, None]).clamp_min_(0.0)
     assigned = np.full(k, -1, dtype=np.int64)
     taken = np.zeros(n, dtype=bool)
-    nd, ni = near_d.numpy(), near_i.numpy()
+    nd, ni = near_d.cpu().numpy(), near_i.cpu().numpy()  # (k, per_centre): small
     for col in range(t):
         open_c = np.flatnonzero(assigned < 0)
         if len(open_c) == 0:
@@ -648,7 +708,7 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
         assigned[open_c[win]] = prop[win]
         taken[prop[win]] = True
     for c in np.flatnonzero(assigned < 0):  # rare: exhausted per_centre candidates
-        d = (xn - 2.0 * (xt @ ct[c])).numpy()  # + |c|², the same for every sample
+        d = (xn - 2.0 * (xt @ ct[c])).cpu().numpy()  # + |c|², the same for every sample
         d[taken] = np.inf
         j = int(np.argmin(d))
         assigned[c] = j

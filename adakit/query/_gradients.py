@@ -114,15 +114,24 @@ def logit_grad_to_features(dz: torch.Tensor, weight: torch.Tensor | None = None,
     return g
 
 
-def head_on_cpu(head: nn.Module) -> tuple[torch.Tensor | None, nn.Module | None]:
-    """(W, None) for a plain linear head, else (None, an eval-mode float CPU copy of the head)."""
+def head_on(head: nn.Module, device: torch.device | str = "cpu") -> tuple[torch.Tensor | None, nn.Module | None]:
+    """(W, None) for a plain linear head, else (None, an eval-mode float copy of the head), on ``device``.
+
+    The caller's head is never moved: W is a detached copy (or the weight itself when already there as
+    float32), a non-linear head is deep-copied.
+    """
     lin = linear_layer(head)
     if lin is not None:
-        return lin.weight.detach().float().cpu(), None
-    h = copy.deepcopy(head).float().cpu().eval()
+        return lin.weight.detach().float().to(device), None
+    h = copy.deepcopy(head).float().to(device).eval()
     for prm in h.parameters():
         prm.requires_grad_(False)
     return None, h
+
+
+def head_on_cpu(head: nn.Module) -> tuple[torch.Tensor | None, nn.Module | None]:
+    """`head_on` the CPU."""
+    return head_on(head, "cpu")
 
 
 def linear_layer(module: nn.Module) -> nn.Linear | None:
@@ -189,14 +198,14 @@ def _mlp_log_sigmoid_jacobian(layers: list[nn.Module], f: torch.Tensor) -> tuple
         for layer, slope in zip(reversed(layers), reversed(slopes)):
             if slope is None:
                 acc = layer.weight if acc is None else acc @ layer.weight
-            else:
-                acc = acc * slope.unsqueeze(1)
+            else:  # an activation last: its diagonal D_L (N, C, C) starts the product
+                acc = torch.diag_embed(slope) if acc is None else acc * slope.unsqueeze(1)
     else:  # forward accumulation: columns of V_1, then D·, V· going up
         for layer, slope in zip(layers, slopes):
             if slope is None:
                 acc = layer.weight if acc is None else torch.matmul(layer.weight, acc)
-            else:
-                acc = slope.unsqueeze(2) * acc
+            else:  # an activation first: its diagonal D_1 (N, m, m) starts the product
+                acc = torch.diag_embed(slope) if acc is None else slope.unsqueeze(2) * acc
     if acc is None:  # no layer at all: identity map (C = m)
         acc = torch.eye(m, dtype=f.dtype, device=f.device)
     return acc.expand(n, c, m) if acc.dim() == 2 else acc, logits

@@ -17,17 +17,21 @@ class AADAParams(Params):
 
 
 def domain_discriminator_logits(disc: torch.nn.Module, f: torch.Tensor, block_size: int = 8192) -> torch.Tensor:
-    """Logits l (N,) of the domain discriminator on features f, eval mode, no grad (sigmoid(l) = P(source))."""
+    """Logits l (N,) of the domain discriminator on features f, eval mode, no grad (sigmoid(l) = P(source)).
+
+    The discriminator runs on its own device (f is copied there block by block); the logits come back on f's.
+    """
     was_training = disc.training
     disc.eval()
     try:
         prm = next(disc.parameters(), None)
         dev = prm.device if prm is not None else torch.device("cpu")
         with torch.no_grad():
-            out = [disc(f[s:s + block_size].to(dev)).float().cpu().reshape(-1) for s in range(0, len(f), block_size)]
+            out = [disc(f[s:s + block_size].to(dev)).float().to(f.device).reshape(-1)
+                   for s in range(0, len(f), block_size)]
     finally:
         disc.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out) if out else torch.zeros(0, device=f.device)
 
 
 def aada_scores(p: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -62,8 +66,9 @@ class AADASampling(Strategy):
         if given is None:
             disc = self.provided(view, "domain_discriminator")
         cand = view.unlabelled_indices
+        p = view.probs[cand]
         if given is not None:
-            logits = given[torch.as_tensor(cand)].float()
+            logits = given[torch.as_tensor(cand, device=given.device)].float().to(p.device)
         else:
-            logits = domain_discriminator_logits(disc, view.embeddings[cand], self.params.block_size)
-        return top_k(aada_scores(view.probs[cand], logits).numpy(), cand, budget, rng)
+            logits = domain_discriminator_logits(disc, view.embeddings[cand], self.params.block_size).to(p.device)
+        return top_k(aada_scores(p, logits), cand, budget, rng)  # ranked on the pool outputs' device

@@ -22,7 +22,7 @@ def gradient_embedding_factors(probs: torch.Tensor, feats: torch.Tensor) -> Oute
     distances). ``OuterProductPoints(a, f)`` holds a = onehot(ŷ) − p (N, C) and f (N, m).
     """
     a = -probs.clone()
-    a[torch.arange(len(a)), probs.argmax(dim=1)] += 1.0
+    a[torch.arange(len(a), device=a.device), probs.argmax(dim=1)] += 1.0
     return OuterProductPoints(a, feats)
 
 
@@ -44,8 +44,9 @@ class Badge(Strategy):
         cand = view.unlabelled_indices
         if budget <= 0 or len(cand) == 0:
             return Selection(np.empty(0, np.int64), np.empty(0))
-        idx = torch.as_tensor(cand)
-        pts = gradient_embedding_factors(view.probs[idx].float(), view.embeddings[idx].float())
+        probs, feats = view.probs, view.embeddings  # computed on their device
+        pts = gradient_embedding_factors(probs[torch.as_tensor(cand, device=probs.device)].float(),
+                                         feats[torch.as_tensor(cand, device=feats.device)].float().to(probs.device))
         first = argmax_random(pts.sq_norms, rng)
         picks, d2 = kmeans_pp(pts, budget, rng, first=first)
         d2[0] = float(pts.sq_norms[first])

@@ -61,9 +61,11 @@ class Clue(Strategy):
         cand = view.unlabelled_indices
         if budget <= 0 or len(cand) == 0:
             return Selection(np.empty(0, np.int64), np.empty(0))
-        idx = torch.as_tensor(cand)
-        w = clue_weights(view.logits[idx], self.params.temperature)
-        picks = kmeans_select(view.embeddings[idx].float(), budget, rng, weights=w, n_init=self.params.n_init,
-                              max_iter=self.params.max_iter, backend=self.params.kmeans,
+        logits, feats = view.logits, view.embeddings
+        w = clue_weights(logits[torch.as_tensor(cand, device=logits.device)], self.params.temperature)
+        # k-means (scikit-learn / faiss) copies the embeddings and weights to the CPU; the nearest-sample pick
+        # runs on the embeddings' device
+        picks = kmeans_select(feats[torch.as_tensor(cand, device=feats.device)].float(), budget, rng, weights=w,
+                              n_init=self.params.n_init, max_iter=self.params.max_iter, backend=self.params.kmeans,
                               faiss_iter=self.params.faiss_iter)
-        return Selection(cand[picks], w.numpy()[picks])
+        return Selection(cand[picks], w[torch.as_tensor(picks, device=w.device)])

@@ -15,4 +15,4 @@ class EntropySampling(Strategy):
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
-        return top_k(entropy(view.probs[cand]).numpy(), cand, budget, rng)
+        return top_k(entropy(view.probs[cand]), cand, budget, rng)  # ranked on the probs' device

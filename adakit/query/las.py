@@ -31,7 +31,8 @@ class LasParams(Params):
     n_init: int = Field(1, ge=1, description="k-means restarts for the diverse pick among candidates")
     max_iter: int = Field(300, ge=1, description="k-means Lloyd iterations for the diverse pick among candidates")
     search: Literal["auto", "exact", "ivf"] = Field(
-        "auto", description="neighbour search: exact (faiss IndexFlatIP, else blocked torch), ivf (approximate "
+        "auto", description="neighbour search: exact (faiss IndexFlatIP on CPU tensors, blocked torch on a GPU or "
+                            "without faiss), ivf (approximate "
                             "inverted file, nprobe clusters), or auto: exact up to 50,000 samples, ivf above")
     nprobe: int = Field(8, ge=1, description="clusters searched per cluster by the ivf neighbour search")
     kmeans: Literal["auto", "sklearn", "faiss"] = Field(
@@ -62,8 +63,8 @@ def local_inconsistency(emb: torch.Tensor, probs: torch.Tensor, k: int, *, block
     sims = sims.double()
     total = sims.sum(dim=1, keepdim=True)
     w = torch.where(total.abs() > 1e-12, sims / total, torch.full_like(sims, 1.0 / k))
-    p = probs.double()
-    li = torch.zeros(len(p), dtype=torch.float64)
+    p = probs.double().to(e.device)
+    li = torch.zeros(len(p), dtype=torch.float64, device=e.device)
     for j in range(k):  # K ≤ ~10 passes of (N, C), instead of an (N, K, C) tensor
         li -= w[:, j] * (p[nn[:, j]] * p).sum(dim=1)
     q = li + (w * li[nn]).sum(dim=1)
@@ -98,17 +99,20 @@ class LocalContextAwareSampling(Strategy):
         use_pool = self.params.neighbours == "pool"
         subset = np.arange(len(view)) if use_pool else cand
         k = min(self.params.k, len(subset) - 1)
+        feats = view.embeddings
+        dev = feats.device  # Q is computed and ranked there
         if k >= 1:
-            idx = torch.as_tensor(subset)
-            _, q_all = local_inconsistency(view.embeddings[idx], view.probs[idx], k, backend=self.params.search,
-                                           nprobe=self.params.nprobe)
-            q = (q_all[torch.as_tensor(cand)] if use_pool else q_all).numpy()
+            idx = torch.as_tensor(subset, device=dev)
+            _, q_all = local_inconsistency(feats[idx], view.probs[idx.to(view.probs.device)], k,
+                                           backend=self.params.search, nprobe=self.params.nprobe)
+            q = q_all[torch.as_tensor(cand, device=dev)] if use_pool else q_all
         else:  # a single sample: no neighbours
-            q = np.zeros(len(cand))
+            q = torch.zeros(len(cand), dtype=torch.float64, device=dev)
         m = self.params.oversample if self.params.oversample is not None else oversampling_ratio(
             self.params.budget_ratio)
         top = top_k(q, np.arange(len(cand)), budget * (1 + m), rng).indices  # positions in cand
-        emb = F.normalize(view.embeddings[torch.as_tensor(cand[top])].float(), dim=1)
+        emb = F.normalize(feats[torch.as_tensor(cand[top], device=dev)].float(), dim=1)
+        # k-means (scikit-learn / faiss) copies the candidates to the CPU; the nearest pick runs on dev
         picks = top[kmeans_select(emb, budget, rng, n_init=self.params.n_init, max_iter=self.params.max_iter,
                                   backend=self.params.kmeans, faiss_iter=self.params.faiss_iter)]
-        return Selection(cand[picks], q[picks])
+        return Selection(cand[picks], q[torch.as_tensor(picks, device=dev)])

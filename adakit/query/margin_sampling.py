@@ -15,4 +15,4 @@ class MarginSampling(Strategy):
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
-        return top_k(margin(view.probs[cand]).numpy(), cand, budget, rng)
+        return top_k(margin(view.probs[cand]), cand, budget, rng)  # ranked on the probs' device

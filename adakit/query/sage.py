@@ -64,17 +64,21 @@ def compute_sage(disc: torch.nn.Module, f: torch.Tensor, p: torch.Tensor, *, pop
     For a linear / ReLU-MLP discriminator (see `_SageMLP`) every block costs two matrix products of size
     C·h² per sample and the (N, C, m) gradients are never formed; any other module goes through
     `class_discriminator_gradients` (`torch.func`) block by block.
+
+    Norms and rows are on the device of ``p`` (the pool outputs); the discriminator computes on its own
+    device. The random projection is drawn on the CPU (the same on every device) and moved.
     """
     n, c = p.shape
     m = f.shape[1]
+    dev = p.device
     k = None
     proj = None
     if 4.0 * n * c * m > max_bytes:
         k = max(1, int(max_bytes // (4 * n * c)))
-        gen = torch.Generator().manual_seed(int((rng or np.random.default_rng(0)).integers(2**63 - 1)))
-        proj = torch.randn(c, m, k, generator=gen) / math.sqrt(k)
-    norms = torch.empty(n)
-    rows = torch.empty((n, c * (k or m)))
+        gen = torch.Generator(device="cpu").manual_seed(int((rng or np.random.default_rng(0)).integers(2**63 - 1)))
+        proj = (torch.randn(c, m, k, generator=gen, device="cpu") / math.sqrt(k)).to(dev)
+    norms = torch.empty(n, device=dev)
+    rows = torch.empty((n, c * (k or m)), device=dev)
     mlp = _SageMLP.of(disc, proj)
     for s in range(0, n, block_size):
         fb, pb = f[s:s + block_size], p[s:s + block_size]
@@ -89,8 +93,8 @@ def _generic_block(disc: torch.nn.Module, f: torch.Tensor, p: torch.Tensor, pop:
                    proj: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Norms and rows of one block from the explicit gradients (B, C, m) of any discriminator."""
     g, _ = class_discriminator_gradients(disc, f)
-    g = g.float().cpu().contiguous()
-    pb = p.float().cpu()
+    g = g.float().to(p.device).contiguous()
+    pb = p.float()
     if pop:
         _pop_(g, pb)
     emb = g.mul_(pb.clamp_min(0).sqrt().unsqueeze(2))  # (B, C, m): S
@@ -111,7 +115,7 @@ class _SageMLP:
     and the projected rows are Q̃_c·(V₁R_c) with V₁R_c (h×k) formed once, so the projection costs C·h·k
     per sample instead of C·m·k after C·h·m; when m > h the norms use G = V₁V₁ᵀ instead (C·h² per sample).
     Everything runs class-major, (C, B, h), on the device and in the dtype of the discriminator's weights;
-    results come back as float32 on the CPU.
+    results come back as float32 on the device of ``out`` (the pool outputs').
     """
 
     def __init__(self, layers: list[nn.Module], proj: torch.Tensor | None):
@@ -180,7 +184,7 @@ class _SageMLP:
         if self.right is not None:
             full = torch.bmm(q, self.right, out=self._buf("rows", c, bsz, self.right.shape[2]))  # (C, B, k)
         out.view(bsz, len(full), -1).copy_(full.transpose(0, 1))
-        return norms.float().cpu()
+        return norms.float().to(out.device)
 
     def _q(self, coef: torch.Tensor, slopes: list[torch.Tensor | None]) -> torch.Tensor:
         """coef[c, b]·∂l_c/∂z₁ (C, B, h): reverse accumulation from the logits down to the first layer's output."""
@@ -255,10 +259,10 @@ class SageSampling(Strategy):
         norms, rows, _ = compute_sage(disc, view.embeddings[cand], view.probs[cand], pop=prm.pop,
                                       max_bytes=prm.max_embedding_mb * 2**20, block_size=prm.block_size, rng=rng)
         if prm.diversity == "none":
-            return top_k(norms.numpy(), cand, budget, rng)
+            return top_k(norms, cand, budget, rng)
         first = argmax_random(norms, rng)
         if prm.diversity == "farthest_first":
             picks, _ = farthest_first(rows, budget, rng=rng, first=first)
         else:
             picks, _ = kmeans_pp(rows, budget, rng, first=first)
-        return Selection(cand[picks], norms.numpy()[picks])
+        return Selection(cand[picks], norms[torch.as_tensor(picks, device=norms.device)])

@@ -10,7 +10,7 @@ from pydantic import Field
 from adakit.params import Params
 from adakit.query._gradients import (
     MarginLossForm,
-    head_on_cpu,
+    head_on,
     logit_grad_to_features,
     margin_loss_logit_grad,
     margin_score_logit_grad,
@@ -30,7 +30,7 @@ class SDMMarginSampling(Strategy):
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
-        return top_k(margin(view.probs[cand]).numpy(), cand, budget, rng)
+        return top_k(margin(view.probs[cand]), cand, budget, rng)  # float64, ranked on the probs' device
 
 
 class SDMGParams(Params):
@@ -77,13 +77,14 @@ class SDMGradientSampling(Strategy):
         cand = view.unlabelled_indices
         form_dict = getattr(view.objective, "sdm_loss_form", None)
         form = MarginLossForm(**form_dict) if isinstance(form_dict, dict) else MarginLossForm()
-        weight, head = head_on_cpu(view.head)
-        bs = self.params.block_size
+        given_head = view.head
         z_all = view.logits[cand]
+        weight, head = head_on(given_head, z_all.device)  # the head's weight (or a copy) beside the logits
+        bs = self.params.block_size
         f_all = view.embeddings[cand] if head is not None else None
         scores = torch.cat([
             sdm_g_scores(z_all[s:s + bs], weight, self.params.lam, form, head=head,
                          f=None if f_all is None else f_all[s:s + bs])[0]
             for s in range(0, len(cand), bs)
-        ]) if len(cand) else torch.zeros(0)
-        return top_k(scores.numpy(), cand, budget, rng)
+        ]) if len(cand) else torch.zeros(0, dtype=torch.float64, device=z_all.device)
+        return top_k(scores, cand, budget, rng)

@@ -1,0 +1,220 @@
+"""Choosing the feature-mode defaults of fine-tuning with the validators, never with target test labels (issue #14
+item 5), and checking them on feature sets they were not chosen on, against the linear-probe baseline.
+
+Protocol (fixed before any result was seen): FT + margin, 5% of the target pool in 5 rounds, transductive.
+
+1. ``sweep``: on the *tuning* sets (Office-31 MobileNetV2 features, the JDA MNIST/USPS digit pixels), a grid of
+   settings per pair and seed (``adakit.sweep.run_sweep``: every run records its validators). Stage A is learning
+   rate × steps per round; stage B, at stage A's choice, ``data.standardize`` × dropout × weight decay.
+2. ``choose``: each setting's ``queried_acc`` (the accuracy of a round's model on the next round's queried batch,
+   *before* training on it: labels the user has bought, biased towards hard samples) as its mean over rounds, then
+   over seeds, then over pairs, then over sets; the highest wins, the current default when within ``--tie``
+   points. What every other validator would have chosen is printed beside it, and the oracle accuracy of each
+   setting only to show what the choice cost or gained.
+3. ``check``: old defaults, new defaults and the linear probe (`adakit.probe`) on every set, tuning and held-out
+   (``office31-logits``, ``digits16``: see ``benchmarks/feature_sets.py``), 3 seeds, through ``adakit bench``.
+
+Usage::
+
+    export OMP_NUM_THREADS=1 ADAKIT_DATA=/path/to/data
+    python benchmarks/feature_sets.py --out runs/feature-sets
+    python benchmarks/feature_defaults.py sweep --stage A --set digits-jda --out runs/feature-defaults
+    python benchmarks/feature_defaults.py choose runs/feature-defaults/A "runs/model-selection/FT + margin"
+    python benchmarks/feature_defaults.py sweep --stage B --fix train.lr=0.01 --fix train.round_iters=500 ...
+    python benchmarks/feature_defaults.py check --new train.lr=... --out runs/feature-defaults/check
+    python benchmarks/feature_defaults.py table runs/feature-defaults/check --md benchmarks/results/feature-defaults.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import model_selection  # noqa: E402  (the active-sweep reader: one row per setting)
+
+BASE = HERE.parent / "configs" / "office31-features.yaml"
+O31 = ["amazon-webcam", "amazon-dslr", "webcam-amazon", "webcam-dslr", "dslr-amazon", "dslr-webcam"]
+#: set -> (data.root, pairs, role)
+SETS: dict[str, tuple[str, list[str], str]] = {
+    "office31": ("${ADAKIT_DATA}/office31/features-mobilenetv2", O31, "tuning"),
+    "digits-jda": ("{sets}/digits-jda", ["mnist-usps", "usps-mnist"], "tuning"),
+    "office31-logits": ("{sets}/office31-logits", O31, "held-out"),
+    "digits16": ("{sets}/digits16", ["mnist-mnistm", "usps-mnist"], "held-out"),
+}
+STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
+          "B": ["data.standardize=false,true", "model.dropout=0,0.5", "train.weight_decay=0.0005,0.005"]}
+#: every run: margin sampling, one thread; sweeps hold out 10% of the source for the source validators
+COMMON = ["query.strategy=margin", "train.threads=1"]
+METHODS = ["linear probe + margin", "FT + margin (old defaults)", "FT + margin (new defaults)"]
+
+
+def _root(name: str, sets: Path) -> list[str]:
+    return ["data.format=npz", "data.root=" + SETS[name][0].replace("{sets}", str(sets.resolve()))]
+
+
+def _data(name: str, sets: Path, pair: str) -> list[str]:
+    src, tgt = pair.split("-")
+    return [*_root(name, sets), f"data.source={src}", f"data.target={tgt}"]
+
+
+def sweep(out: Path, stage: str, names: list[str], sets: Path, fixed: list[str], seeds: list[int]) -> None:
+    from adakit.sweep import run_sweep
+
+    for name in names:
+        for pair in SETS[name][1]:
+            for seed in seeds:
+                folder = out / stage / name / pair / f"seed-{seed}"
+                if not (folder / "sweep.csv").is_file():
+                    extra = [*COMMON, "data.source_val=0.1", *fixed, *_data(name, sets, pair), f"seed={seed}"]
+                    run_sweep(BASE, STAGES[stage], "queried_acc", folder, extra)
+                    print(f"{stage} {name} {pair} seed {seed} done", flush=True)
+
+
+def _mean(xs: list[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def aggregate(roots: list[Path]) -> dict[str, dict[str, float]]:
+    """setting -> {validator or 'accuracy_oracle': mean over seeds, then pairs, then sets} of every sweep.csv below
+    ``roots`` (laid out ``<set>/<pair>/seed-k/sweep.csv``; a set found under several roots is one set)."""
+    per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # set -> pair -> setting -> key -> seeds
+    for root in roots:
+        for p in sorted(root.glob("*/*/seed-*/sweep.csv")):
+            name, pair = p.parts[-4], p.parts[-3]
+            name = "office31" if name == "FT + margin" else name  # the validator benchmark's Office-31 sweeps
+            for row in model_selection._ada_rows(list(csv.DictReader(p.open()))):
+                d = per.setdefault(name, {}).setdefault(pair, {}).setdefault(row["setting"], {})
+                for k, v in row.items():
+                    if k not in model_selection.NOT_VALIDATORS - {"accuracy_oracle"} and v != "":
+                        d.setdefault(k, []).append(float(v))
+                d.setdefault("default", []).append(float("default" in row["marks"].split(";")))
+    out: dict[str, dict[str, list[float]]] = {}
+    for pairs in per.values():
+        settings = {s for p in pairs.values() for s in p}
+        for s in settings:
+            keys = {k for p in pairs.values() for k in p.get(s, {})}
+            for k in keys:
+                out.setdefault(s, {}).setdefault(k, []).append(
+                    _mean([_mean(p[s][k]) for p in pairs.values() if k in p.get(s, {})]))
+    return {s: {k: _mean(v) for k, v in d.items()} for s, d in out.items()}
+
+
+def choose(agg: dict[str, dict[str, float]], by: str = "queried_acc", tie: float = 0.005) -> str:
+    """The setting with the highest ``by``; the default setting when it is within ``tie`` of the highest."""
+    best = max(agg, key=lambda s: agg[s].get(by, float("-inf")))
+    default = next((s for s in agg if agg[s].get("default", 0) > 0), None)
+    if default is not None and agg[best][by] - agg[default].get(by, float("-inf")) <= tie:
+        return default
+    return best
+
+
+def choose_report(roots: list[Path], tie: float) -> str:
+    agg = aggregate(roots)
+    validators = sorted({k for d in agg.values() for k in d} - {"accuracy_oracle", "default"})
+    lines = ["| setting | " + " | ".join(f"`{v}`" for v in validators) + " | oracle acc. (%) |",
+             "|---|" + "---:|" * (len(validators) + 1)]
+    for s in sorted(agg):
+        mark = " (default)" if agg[s].get("default", 0) > 0 else ""
+        lines.append(f"| {s}{mark} | " + " | ".join(f"{agg[s].get(v, float('nan')):.4f}" for v in validators)
+                     + f" | {100 * agg[s]['accuracy_oracle']:.1f} |")
+    lines += ["", f"**choice (queried_acc, tie {tie}):** {choose(agg, tie=tie)}", ""]
+    for v in validators:
+        lines.append(f"- `{v}` would choose: {choose(agg, v, tie=0.0)}")
+    lines.append(f"- oracle would choose: {choose(agg, 'accuracy_oracle', tie=0.0)}")
+    return "\n".join(lines)
+
+
+def check(out: Path, names: list[str], sets: Path, new: list[str], seeds: list[int],
+          only: list[str] | None = None) -> None:
+    """Old defaults, new defaults and the linear probe on every pair of ``names``, through ``adakit bench``."""
+    from adakit.bench import run_bench
+
+    methods = dict(zip(METHODS, [["runner=linear_probe"], [], new], strict=True))
+    for name in names:
+        pairs = SETS[name][1]
+        spec = {"base": str(BASE), "set": [*COMMON, *_root(name, sets)],
+                "pairs": [p.split("-") for p in pairs], "seeds": seeds, "methods": methods}
+        (out / name).mkdir(parents=True, exist_ok=True)
+        path = out / name / "bench.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        run_bench(path, out / name, only=only)
+
+
+def table(root: Path) -> str:
+    """Per set and pair: each method's final accuracy mean ± std over seeds, and FT (new) − probe."""
+    from adakit.bench import slug
+
+    lines = ["| set (role) | pair | linear probe + margin | FT + margin, old defaults | FT + margin, new defaults "
+             "| new − probe | new − old |", "|---|---|---:|---:|---:|---:|---:|"]
+    gaps: dict[str, list[float]] = {}
+    for name, (_, pairs, role) in SETS.items():
+        for pair in pairs:
+            acc: dict[str, list[float]] = {}
+            for p in sorted((root / name).glob(f"{pair}/*/seed-*/summary.json")):
+                acc.setdefault(p.parts[-3], []).append(100 * json.loads(p.read_text())["final_accuracy"])
+            keys = [slug(m) for m in METHODS]
+            cols = [acc.get(k, []) for k in keys]
+            if not all(cols):
+                continue
+            m = [statistics.fmean(c) for c in cols]
+            cells = [f"{statistics.fmean(c):.1f} ± {statistics.pstdev(c):.1f}" for c in cols]
+            gaps.setdefault(f"{name} ({role})", []).append(m[2] - m[0])
+            lines.append(f"| {name} ({role}) | {pair.replace('-', '→')} | {' | '.join(cells)} | {m[2] - m[0]:+.1f} "
+                         f"| {m[2] - m[1]:+.1f} |")
+    lines.append("")
+    for k, g in gaps.items():
+        lines.append(f"- {k}: new − probe {statistics.fmean(g):+.1f} on average, worst pair {min(g):+.1f}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sets_default = Path("runs/feature-sets")
+    s = sub.add_parser("sweep")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--stage", choices=list(STAGES), required=True)
+    s.add_argument("--set", dest="names", action="append", choices=list(SETS))
+    s.add_argument("--sets", type=Path, default=sets_default, help="folder of benchmarks/feature_sets.py")
+    s.add_argument("--fix", action="append", default=[], help="key=value held fixed (stage B: stage A's choice)")
+    s.add_argument("--seed", action="append", type=int)
+    c = sub.add_parser("choose")
+    c.add_argument("roots", type=Path, nargs="+")
+    c.add_argument("--tie", type=float, default=0.005)
+    k = sub.add_parser("check")
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--set", dest="names", action="append", choices=list(SETS))
+    k.add_argument("--sets", type=Path, default=sets_default)
+    k.add_argument("--new", action="append", required=True, help="key=value of the new defaults")
+    k.add_argument("--seed", action="append", type=int)
+    k.add_argument("--only", action="append", choices=METHODS, help="run only these methods (repeatable)")
+    t = sub.add_parser("table")
+    t.add_argument("root", type=Path)
+    t.add_argument("--md", type=Path)
+    a = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if a.cmd == "sweep":
+        names = a.names or [n for n, v in SETS.items() if v[2] == "tuning"]
+        sweep(a.out, a.stage, names, a.sets, a.fix, a.seed or [0, 1])
+    elif a.cmd == "choose":
+        print(choose_report(a.roots, a.tie))
+    elif a.cmd == "check":
+        check(a.out, a.names or list(SETS), a.sets, a.new, a.seed or [0, 1, 2], a.only)
+    else:
+        text = table(a.root)
+        print(text)
+        if a.md:
+            a.md.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

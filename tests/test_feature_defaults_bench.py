@@ -1,0 +1,70 @@
+"""benchmarks/feature_defaults.py (choosing feature-mode defaults by a validator) and benchmarks/feature_sets.py."""
+
+import csv
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fd = _load("feature_defaults")
+HEADER = ["setting", "checkpoint", "labels", "queried_acc", "accuracy_oracle", "marks", "run_dir"]
+
+
+def _sweep(path: Path, q: dict[str, tuple[float, float]], acc: dict[str, float], default: str = "a") -> None:
+    """One active sweep: per setting two rounds whose queried_acc are q[s] (credited to rounds 0, 1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for s, (q0, q1) in q.items():
+            w.writerow([s, "round 0", 0, q0, 0.1, "", "x"])
+            w.writerow([s, "round 1", 5, q1, 0.1, "", "x"])
+            w.writerow([s, "round 2", 10, "", acc[s], "default" if s == default else "", "x"])
+
+
+def test_aggregate_means_rounds_then_seeds_then_pairs_then_sets(tmp_path):
+    acc = {"a": 0.5, "b": 0.6, "c": 0.7}
+    # set X, pair p1: seed 0 a=(0.2+0.4)/2=0.3, seed 1 a=0.5 -> 0.4; pair p2: a=0.0 -> set X a=0.2
+    _sweep(tmp_path / "X" / "p1" / "seed-0" / "sweep.csv", {"a": (0.2, 0.4), "b": (0, 0), "c": (1, 1)}, acc)
+    _sweep(tmp_path / "X" / "p1" / "seed-1" / "sweep.csv", {"a": (0.5, 0.5), "b": (0, 0), "c": (1, 1)}, acc)
+    _sweep(tmp_path / "X" / "p2" / "seed-0" / "sweep.csv", {"a": (0.0, 0.0), "b": (0, 0), "c": (1, 1)}, acc)
+    # set Y (one pair, one seed): a = 0.8 -> over sets (0.2 + 0.8) / 2 = 0.5 (each set counts once)
+    _sweep(tmp_path / "Y" / "q" / "seed-0" / "sweep.csv", {"a": (0.8, 0.8), "b": (0, 0), "c": (0, 0)}, acc)
+    agg = fd.aggregate([tmp_path])
+    assert agg["a"]["queried_acc"] == pytest.approx(0.5)
+    assert agg["c"]["queried_acc"] == pytest.approx(0.5)
+    assert agg["b"]["accuracy_oracle"] == pytest.approx(0.6)
+    assert agg["a"]["default"] == 1.0 and agg["b"]["default"] == 0.0
+    assert fd.choose(agg) == "a"  # c ties a (within 0.005): the default stays
+    agg["c"]["queried_acc"] = 0.6
+    assert fd.choose(agg) == "c"
+    assert fd.choose(agg, tie=0.2) == "a"
+
+
+def test_feature_sets_keep_labels_and_shapes(tmp_path):
+    fs = _load("feature_sets")
+    data = Path(os.environ.get("ADAKIT_DATA", ""))
+    if not (data / "digits" / "MNIST_vs_USPS.mat").is_file():
+        pytest.skip("needs the project's data (ADAKIT_DATA)")
+    fs.digits_jda(data, tmp_path)
+    fs.office31_logits(data, tmp_path)
+    m = np.load(tmp_path / "digits-jda" / "mnist.npz")
+    assert m["feat"].shape == (2000, 256) and m["feat"].dtype == np.float32 and set(m["y"]) == set(range(10))
+    src = np.load(data / "office31" / "features-mobilenetv2" / "dslr.npz")
+    d = np.load(tmp_path / "office31-logits" / "dslr.npz")
+    assert d["feat"].shape == (498, 1000) and (d["y"] == src["y"]).all()
+    assert np.array_equal(d["feat"], src["imagenet_logits"].astype(np.float32))
