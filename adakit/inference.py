@@ -10,9 +10,14 @@ from adakit.data.domain import Domain
 
 
 @torch.no_grad()
-def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256,
-                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Features f (N, m) and logits z (N, C) of every sample, in eval mode, on CPU float32.
+def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256, device: torch.device | str = "cpu",
+                   keep_on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features f (N, m) and logits z (N, C) of every sample, in eval mode, float32: on the CPU, or with
+    ``keep_on_device`` on ``device`` (the model's device), so a CUDA run's pool outputs never visit the host.
+
+    The batches are written into one preallocated (N, m) and one (N, C) tensor on ``device`` (no list of batches
+    concatenated at the end: the peak is one copy of the outputs, not two); the CPU copy, when one is asked for,
+    is the last step. On a CPU device both settings return the very same tensors.
 
     Inside `adakit.distributed.sharded_inference` (a torchrun run) each rank computes a contiguous share of the
     domain and the shares are gathered (padded all_gather) into the same order on every rank.
@@ -24,28 +29,33 @@ def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256,
     rows = distributed.rank_rows(len(domain)) if distributed.sharding() else np.arange(len(domain))
     dev = torch.device(device)
     channels_last = dev.type == "cuda" and getattr(model, "channels_last", False)
-    feats, logits = [], []
+    feats = logits = None
     for start in range(0, len(rows), batch_size):
         x = domain.load(rows[start:start + batch_size]).to(dev, non_blocking=True)
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         f, z = model(x)
-        feats.append(f.float())
-        logits.append(z.float())
+        if feats is None:  # the widths are known from the first batch (a user's module may not state them)
+            feats = torch.empty(len(rows), f.shape[1], dtype=torch.float32, device=f.device)
+            logits = torch.empty(len(rows), z.shape[1], dtype=torch.float32, device=z.device)
+        feats[start:start + len(f)] = f  # cast to float32 in place (bf16 under autocast)
+        logits[start:start + len(z)] = z
     model.train(was_training)
-    if not feats:  # an empty share (more ranks than samples) or an empty domain
-        feats = [torch.zeros(0, int(model.feature_dim), device=dev)]
-        logits = [torch.zeros(0, int(model.num_classes), device=dev)]
-    f, z = torch.cat(feats), torch.cat(logits)
+    if feats is None:  # an empty share (more ranks than samples) or an empty domain
+        feats = torch.zeros(0, int(model.feature_dim), device=dev)
+        logits = torch.zeros(0, int(model.num_classes), device=dev)
+    f, z = feats, logits
     if distributed.sharding():
         counts = distributed.shard_counts(len(domain))
         f, z = distributed.gather_rows(f, counts), distributed.gather_rows(z, counts)
-    return f.cpu(), z.cpu()
+    if keep_on_device:
+        return f, z
+    return f.cpu(), z.cpu()  # the one host copy (none on a CPU device: .cpu() returns the same tensor)
 
 
 def accuracy(logits: torch.Tensor, y: np.ndarray) -> dict[str, float]:
     """Overall accuracy and mean per-class accuracy over samples with known labels."""
-    y_t = torch.as_tensor(y)
+    y_t = torch.as_tensor(y, device=logits.device)  # logits may stay on the GPU (forward_domain keep_on_device)
     known = y_t >= 0
     pred = logits.argmax(1)[known]
     y_t = y_t[known]

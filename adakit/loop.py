@@ -505,7 +505,7 @@ class ActiveLoop:
         labels[idx] = y
         view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
                         device=self.device, batch_size=self.cfg.train.eval_batch_size,
-                        outputs_on_device=self.device.type == "cuda")  # CUDA: strategies compute on the GPU
+                        outputs_on_device=self.outputs_on_device)  # CUDA: strategies compute on the GPU
         cached = getattr(self, "_pool_cache", None)
         if cached is not None and cached[0] == r - 1 and not self.dist.enabled:  # round r-1's pool pass: same model
             view.__dict__["_outputs"] = cached[1]
@@ -660,9 +660,17 @@ class ActiveLoop:
             self.on_event("warmup_run", {"round": 0, "run": k, "runs": runs, "accuracy": accs[f"run{k}_accuracy"]})
         return {**stats, **accs, "warmup_runs": runs}
 
+    @property
+    def outputs_on_device(self) -> bool:
+        """Whether the test and pool outputs stay on the model's device (a CUDA run): accuracy and the strategies
+        compute there, the pool pass cached for the next query stays there, and the validators take the one host
+        copy numpy needs (`adakit.validate._run.validator_scores`). False on the CPU (nothing to move)."""
+        return self.device.type == "cuda"
+
     def _evaluate(self, r: int) -> None:
         with distributed.sharded_inference():  # torchrun: every rank infers its share of the test set
-            test_out = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device)
+            test_out = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device,
+                                      keep_on_device=self.outputs_on_device)
         self._on_main(lambda: self._record_evaluation(r, test_out))
 
     def _record_evaluation(self, r: int, test_out: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -684,8 +692,8 @@ class ActiveLoop:
         """``val/<name>`` of every validator the run's data allow (no target labels; see adakit.validate)."""
         from adakit.validate._run import pool_outputs, validator_scores
 
-        outs = pool_outputs(self, test_out)
-        self._pool_cache = (r, outs)  # the next query's pool pass (same model)
+        outs = pool_outputs(self, test_out, keep_on_device=self.outputs_on_device)
+        self._pool_cache = (r, outs)  # the next query's pool pass (same model; on the GPU in a CUDA run)
         return validator_scores(self, outs, r)
 
     def warmup_key(self) -> str:

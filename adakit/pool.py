@@ -88,7 +88,8 @@ class PoolView(BaseView):
 
     ``objective`` gives access to discriminators for strategies that need them (AADA, SAGE). The model runs
     on ``device``; its outputs are held as float32 CPU tensors, or on ``device`` itself with
-    ``outputs_on_device`` (then the strategies compute there: the loop sets it when it trains on CUDA).
+    ``outputs_on_device`` (then the strategies compute there: the loop sets it when it trains on CUDA): the
+    pool pass then writes them there directly (`forward_domain` ``keep_on_device``), with no host copy.
     """
 
     def __init__(self, model: nn.Module, pool: Domain, labelled: np.ndarray, labels: np.ndarray | None = None,
@@ -112,13 +113,20 @@ class PoolView(BaseView):
 
     @cached_property
     def _outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f, z) of the pool as `forward_domain` returns them (CPU); the loop may set a cached pair here."""
-        return forward_domain(self.model, self.pool, self.batch_size, self.device)
+        """(f, z) of the pool as `forward_domain` returns them (on ``outputs_device``); the loop may set a cached
+        pair here."""
+        return forward_domain(self.model, self.pool, self.batch_size, self.device, keep_on_device=self._keep)
+
+    @property
+    def _keep(self) -> bool:
+        """Whether the pool passes leave their outputs on the model's device (``outputs_on_device``)."""
+        return self.outputs_device.type != "cpu"
 
     @property
     def _held(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`_outputs` on ``outputs_device``: the same tensors when that is the CPU (no copy), else one cached copy
-        (made again if `_outputs` is replaced)."""
+        """`_outputs` on ``outputs_device``: the same tensors when they are there already (a CPU run, or the pool
+        pass kept on the device), else one cached copy (a pair set on the CPU; made again if `_outputs` is
+        replaced)."""
         out = self._outputs
         moved = self.__dict__.get("_moved")
         if moved is None or moved[0] is not out:
@@ -138,7 +146,7 @@ class PoolView(BaseView):
     def source_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.source is None:
             raise ValueError("this PoolView was built without the source domain")
-        f, z = forward_domain(self.model, self.source, self.batch_size, self.device)
+        f, z = forward_domain(self.model, self.source, self.batch_size, self.device, keep_on_device=self._keep)
         return f.to(self.outputs_device), z.to(self.outputs_device)
 
     @property

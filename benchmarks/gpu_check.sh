@@ -8,7 +8,9 @@
 # with "FAIL step N: ..." and a non-zero exit status):
 #   1. the GPU is visible to torch
 #   2. the unit tests that have a CUDA variant (pytest -m cuda), among them every query strategy on CUDA tensors
-#      against its CPU selection (tests/test_select.py, tests/query/test_device.py): they must have run and passed
+#      against its CPU selection (tests/test_select.py, tests/query/test_device.py) and a loop round whose pool
+#      outputs stay on the GPU against the CPU-output selection (tests/test_pool_device.py): they must have run
+#      and passed
 #   3. one round of ResNet-50 DANN + LAS (k=5) on Office-31 amazon -> webcam at 224x224, bf16 autocast,
 #      channels_last, 8 pinned-memory loader workers: a TIMING line with images/s for training and pool inference
 #   4. the query-speed table at N = 1M, b = 2,000 (benchmarks/query_speed.py --device cuda: pool arrays and
@@ -46,7 +48,8 @@ OMP_NUM_THREADS=4 "$PY" -m pytest -q -rA -m cuda tests 2>&1 | tee "$OUT/pytest-c
 grep -Eq "[0-9]+ passed" "$OUT/pytest-cuda.txt" || { echo "FAIL step 2: no CUDA test ran" >&2; exit 1; }
 if grep -Eq "[0-9]+ skipped" "$OUT/pytest-cuda.txt"; then echo "FAIL step 2: CUDA tests were skipped" >&2; exit 1; fi
 for t in "tests/test_select.py::test_cuda_inputs_give_the_cpu_selection" \
-         "tests/query/test_device.py::test_cuda_pool_gives_the_cpu_selection"; do
+         "tests/query/test_device.py::test_cuda_pool_gives_the_cpu_selection" \
+         "tests/test_pool_device.py::test_cuda_loop_round_with_outputs_on_the_gpu_selects_as_the_cpu_output_path"; do
   grep -q "^PASSED $t" "$OUT/pytest-cuda.txt" || { echo "FAIL step 2: $t did not run" >&2; exit 1; }
 done
 echo "strategies on CUDA: $(grep -c "^PASSED tests/.*cuda" "$OUT/pytest-cuda.txt") CUDA strategy/device tests passed"
@@ -63,8 +66,9 @@ grep -q "^TIMING " "$OUT/round.txt" || { echo "FAIL step 3: no TIMING line" >&2;
 echo "PASS step 3"
 
 step 4 "query-speed table at N = 1M (b = 2,000)"
-# query_speed.py records into benchmarks/results/query_speed.{json,md}: keep the committed files, save this
-# machine's table into $OUT instead
+# query_speed.py records into benchmarks/results/query_speed.{json,md} (GPU cells under their own keys and in
+# their own section, beside the CPU cells): keep the committed files as they are, save this machine's table into
+# $OUT instead
 RES=benchmarks/results
 cp "$RES/query_speed.json" "$OUT/query_speed.committed.json" 2>/dev/null || true
 cp "$RES/query_speed.md" "$OUT/query_speed.committed.md" 2>/dev/null || true

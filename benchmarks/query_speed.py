@@ -21,7 +21,9 @@ start and at the end of each cell.
     .venv/bin/python benchmarks/query_speed.py --device cuda --sizes 1000000 --budget 2000 --no-reference
 
 ``--device cuda`` puts the pool arrays (and the discriminators) on the GPU, so `adakit.select` runs the
-strategies there; such cells record ``device`` and the GPU's peak allocated memory (``adakit_gpu_peak_mb``).
+strategies there; such cells record ``device``, the GPU's name (``gpu``) and its peak allocated memory
+(``adakit_gpu_peak_mb``). Their key holds the device, so they sit beside the CPU cells of the same
+(threads, N, strategy) instead of replacing them, and they are rendered in their own section, *On the GPU*.
 
 Results accumulate in results/query_speed.json (one record per cell, the newest wins) and are rendered to
 results/query_speed.md; cells never measured are written as "not measured". The *peer code* column and
@@ -361,6 +363,7 @@ def child(name: str, n: int, with_ref: bool, max_reps: int) -> dict:
     assert len(out) == b and len(np.unique(out)) == b and not pool.labelled[out].any(), name
     if gpu:
         res["adakit_gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        res["gpu"] = torch.cuda.get_device_name(torch.device(dev))
     res["load_end"] = os.getloadavg()[0]
     return res
 
@@ -473,7 +476,15 @@ def las_pick_agreement(pool: SyntheticPool) -> list[str]:
 
 
 def _key(r: dict) -> tuple:
-    return (r["threads"], r["n"], r["strategy"])
+    """A cell's key: (threads, N, strategy) on the CPU (the committed records' keys), with the device appended for
+    a cell measured with ``--device cuda`` (or cuda:N), so a GPU run never replaces a CPU cell."""
+    base = (r["threads"], r["n"], r["strategy"])
+    device = r.get("device", "cpu")
+    return base if device == "cpu" else (*base, device)
+
+
+def on_cpu(r: dict) -> bool:
+    return r.get("device", "cpu") == "cpu"
 
 
 def load_records() -> dict:
@@ -727,14 +738,47 @@ def _peer_bugs(cells: list[dict]) -> list[str]:
     ]
 
 
+def gpu_section(cells: list[dict], names: list[str]) -> list[str]:
+    """The *On the GPU* section of query_speed.md: the cells measured with ``--device`` (none: no section)."""
+    if not cells:
+        return []
+    loads = [v for r in cells for v in (r.get("load_start"), r.get("load_end")) if v is not None]
+    whens = sorted(r["when"] for r in cells)
+    gpus = sorted({r["gpu"] for r in cells if r.get("gpu")})
+    lines = [
+        "", "## On the GPU", "",
+        f"Measured {whens[0]} to {whens[-1]} with `benchmarks/query_speed.py --device ...` on "
+        f"{', '.join(gpus) or 'a GPU (name not recorded)'}; host load average {min(loads, default=float('nan')):.1f}"
+        f"–{max(loads, default=float('nan')):.1f}. The pool arrays and discriminators live on the device and "
+        "`adakit.select` runs the strategy there (its k-means steps that use scikit-learn or faiss run on the host). "
+        "*time*: wall-clock median of one call, until its picks are back on the host as numpy (so the GPU work is "
+        "finished); *host CPU*: process CPU time of the call (the host's share of the work only); *GPU peak*: peak "
+        "allocated GPU memory of the process (pool arrays included); *host peak*: rise of the peak resident set "
+        "size during the first call. No reference implementations are timed on the GPU.",
+        "",
+        "| device | threads | N | b | strategy | backend | time | host CPU | GPU peak | host peak | load |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    order = {name: i for i, name in enumerate(names)}
+    for r in sorted(cells, key=lambda r: (r.get("device", ""), r["threads"], r["n"],
+                                          order.get(r["strategy"], len(order)), r["strategy"])):
+        time_s, cpu_s, peak = _cell(r, "adakit")
+        gpu_peak = f"{r['adakit_gpu_peak_mb']:.0f} MiB" if "adakit_gpu_peak_mb" in r else "—"
+        load = f"{r['load_start']:.1f}→{r['load_end']:.1f}" if "load_start" in r else "—"
+        bb = f"{r['b']:,}" if "b" in r else "—"
+        lines.append(f"| {r.get('device', '?')} | {r['threads']} | {r['n']:,} | {bb} | {r['strategy']} | "
+                     f"{r.get('backend', '—')} | {time_s} | {cpu_s} | {gpu_peak} | {peak} | {load} |")
+    return lines
+
+
 def render(rec: dict, names: list[str]) -> None:
-    cells = rec.get("cells", {})
+    all_cells = rec.get("cells", {})
+    cells = {k: r for k, r in all_cells.items() if on_cpu(r)}  # the main table; GPU cells: `gpu_section`
     peer_cells = load_peer_cells()
     loads = [v for r in cells.values() for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     whens = sorted(r["when"] for r in cells.values())
-    devices = sorted({r.get("device", "cpu") for r in cells.values()} - {"cpu"})
-    where = (f"strategies on {', '.join(devices)} in the cells measured with --device (their CPU time counts the "
-             "host's work only)") if devices else "CPU only"
+    where = "CPU only" + (" (the cells measured on a GPU: section *On the GPU* below)"
+                          if len(cells) < len(all_cells) else "")
     lines = [
         "# Query speed",
         "",
@@ -784,6 +828,7 @@ def render(rec: dict, names: list[str]) -> None:
                 bb = f"{r['b']:,}" if r and "b" in r else f"{max(1, n // 100):,}"
                 lines.append(f"| {t} | {n:,} | {bb} | {name} | {backend} | {time_s} | {cpu_s} | {peak} | {load} | "
                              f"{ref_name if name in REFERENCES else '—'} | {rt} | {rc} | {ratio} | {peer} |")
+    lines += gpu_section([r for r in all_cells.values() if not on_cpu(r)], names)
     lines += peer_section(peer_cells)
     lines += ["", "## Agreement of the approximate paths with the exact ones", ""]
     if rec.get("agreement"):

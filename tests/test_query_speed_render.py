@@ -47,3 +47,46 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     assert "#588" in text and "#589" in text and "load average was 5.0–6.0" in text
     assert "| 20,000 | las | LADA (KMeans n_init=10) |" in text
     assert "not measured" in "\n".join(qs.peer_section({"cells": []}))
+
+
+def _speed_cell(n: int, strategy: str, **extra) -> dict:
+    return {"strategy": strategy, "n": n, "threads": 1, "when": "2026-12-02 03:00 UTC", "backend": "torch", "b": 20,
+            "load_start": 1.0, "load_end": 1.5, "adakit": {"wall": 0.5, "cpu": 0.4, "reps": 3, "spread": 0.1},
+            "adakit_peak_mb": 3.0, **extra}
+
+
+def test_committed_cells_keep_their_keys():
+    """CPU cells are keyed (threads, N, strategy) as before: the committed json loads and renders unchanged."""
+    rec = qs.load_records()
+    cells = list(rec.get("cells", {}).values())
+    assert cells and all(qs.on_cpu(r) for r in cells)
+    assert all(qs._key(r) == (r["threads"], r["n"], r["strategy"]) for r in cells)
+    assert qs._key(_speed_cell(2000, "las", device="cpu")) == (1, 2000, "las")
+
+
+def test_gpu_cells_sit_beside_cpu_cells_and_render_in_their_own_section(tmp_path, monkeypatch):
+    monkeypatch.setattr(qs, "JSON_OUT", tmp_path / "query_speed.json")
+    monkeypatch.setattr(qs, "MD_OUT", tmp_path / "query_speed.md")
+    cpu = _speed_cell(2000, "las")
+    gpu = _speed_cell(2000, "las", device="cuda", gpu="NVIDIA H200", adakit_gpu_peak_mb=1234.0,
+                      adakit={"wall": 0.02, "cpu": 0.01, "reps": 25, "spread": 0.1})
+    names = ["las", "margin"]
+    qs.save_records({"cells": {qs._key(cpu): cpu}})
+    qs.render(qs.load_records(), names)
+    cpu_only = qs.MD_OUT.read_text()
+    rec = qs.load_records()
+    rec["cells"][qs._key(gpu)] = gpu  # a --device cuda run of the same (threads, N, strategy)
+    qs.save_records(rec)
+    rec = qs.load_records()
+    assert rec["cells"][(1, 2000, "las")] == cpu and rec["cells"][(1, 2000, "las", "cuda")] == gpu
+    qs.render(rec, names)
+    both = qs.MD_OUT.read_text()
+    assert "## On the GPU" not in cpu_only and "## On the GPU" in both
+
+    def table(text):
+        return [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+
+    assert table(both) == table(cpu_only) and "| 1 | 2,000 | 20 | las | torch | 500.0 ms (×3) |" in table(both)[0]
+    section = both.split("## On the GPU")[1].split("## Peer code")[0]
+    assert "NVIDIA H200" in section
+    assert "| cuda | 1 | 2,000 | 20 | las | torch | 20.0 ms (×25) | 10.0 ms | 1234 MiB | 3 MiB | 1.0→1.5 |" in section

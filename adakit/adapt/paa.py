@@ -39,9 +39,10 @@ class AnchorParams(Params):
 
 
 def _knn(emb: torch.Tensor, queries: np.ndarray, k: int) -> torch.Tensor:
-    """K nearest pool neighbours (cosine, self excluded) of the query rows: (len(queries), k)."""
-    sims = emb[torch.as_tensor(queries)] @ emb.T
-    sims[torch.arange(len(queries)), torch.as_tensor(queries)] = -float("inf")
+    """K nearest pool neighbours (cosine, self excluded) of the query rows: (len(queries), k), on emb's device."""
+    q = torch.as_tensor(queries, device=emb.device)
+    sims = emb[q] @ emb.T
+    sims[torch.arange(len(queries), device=emb.device), q] = -float("inf")
     return sims.topk(min(k, len(emb) - 1), dim=1).indices
 
 
@@ -60,7 +61,7 @@ class AnchorSet:
         self.k = params.k
         self.emb = None
         if params.kind == "laa":
-            f, _ = forward_domain(model, pool, device=device)
+            f, _ = forward_domain(model, pool, device=device, keep_on_device=True)  # CUDA: neighbours on the GPU
             self.emb = torch.nn.functional.normalize(f, dim=1)
         self._order = np.empty(0, dtype=np.int64)
         self.accepted = 0
@@ -94,8 +95,8 @@ class AnchorSet:
         """Draw one candidate per anchor (Alg. 2) and keep the confident, class-balanced ones in S."""
         if self.p.kind == "laa":
             nbrs = _knn(self.emb, anchors, self.k)
-            cand = nbrs[torch.arange(len(anchors)), torch.as_tensor(self.gen.integers(0, nbrs.shape[1], len(anchors)))]
-            cand = cand.numpy()
+            pick = torch.as_tensor(self.gen.integers(0, nbrs.shape[1], len(anchors)), device=nbrs.device)
+            cand = nbrs[torch.arange(len(anchors), device=nbrs.device), pick].cpu().numpy()  # b rows to the host
         else:
             cand = self.gen.integers(0, len(self.pool), len(anchors))
         taken = np.concatenate([self.idx, *self.pending_idx]) if self.pending_idx else self.idx

@@ -34,7 +34,8 @@ def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any
 
 
 def _probs(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.float(), 1).numpy()
+    """softmax(z) as numpy: computed where the logits are (the GPU in a CUDA run), then one host copy."""
+    return torch.softmax(logits.float(), 1).cpu().numpy()
 
 
 def queried_batch(ledger: Any, r: int, pool_size: int, strategy: str) -> dict[str, np.ndarray]:
@@ -59,7 +60,8 @@ def validator_scores(loop: Any, pool_outputs: tuple[torch.Tensor, torch.Tensor],
     from adakit.validate import compute_all
 
     feats, logits = pool_outputs
-    inputs: dict[str, Any] = {"probs": _probs(logits), "embeddings": feats.numpy()}
+    # the pool outputs may be CUDA tensors (the loop keeps them on the GPU): one host copy each, for numpy
+    inputs: dict[str, Any] = {"probs": _probs(logits), "embeddings": feats.cpu().numpy()}
     val = getattr(loop, "source_val", None)
     if val is not None:
         f, z = forward_domain(loop.model, val, loop.cfg.train.eval_batch_size, loop.device)
@@ -69,15 +71,17 @@ def validator_scores(loop: Any, pool_outputs: tuple[torch.Tensor, torch.Tensor],
     return {f"val/{k}": v for k, v in compute_all(inputs, device=loop.device).items()}
 
 
-def pool_outputs(loop: Any, test_outputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_outputs(loop: Any, test_outputs: tuple[torch.Tensor, torch.Tensor],
+                 keep_on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The pool's (features, logits): the test outputs when the pool is the test set, else one pass (kept by the
-    loop for its next query)."""
+    loop for its next query; on the model's device with ``keep_on_device``)."""
     from adakit.inference import forward_domain
 
     d = loop.domains
     if d.pool is d.test:
         return test_outputs
-    return forward_domain(loop.model, d.pool, loop.cfg.train.eval_batch_size, loop.device)
+    return forward_domain(loop.model, d.pool, loop.cfg.train.eval_batch_size, loop.device,
+                          keep_on_device=keep_on_device)
 
 
 def warmup_checkpoint(loop: Any, step: int) -> None:
