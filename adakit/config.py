@@ -190,6 +190,14 @@ class OracleConfig(_Strict):
         "simulated", description="callable = a Python function given as ActiveLoop(oracle=...)")
 
 
+class ProbeConfig(_Strict):
+    """The linear-probe baseline (``runner: linear_probe``): scikit-learn logistic regression."""
+
+    standardize: bool = Field(True, description="z-score the features with the training set's statistics first "
+                              "(StandardScaler); false = raw features")
+    c: float = Field(1.0, gt=0, description="inverse L2 regularisation strength C of LogisticRegression")
+
+
 class LogConfig(_Strict):
     """Optional experiment loggers fed by the loop's events (extras ``tensorboard`` and ``mlflow``)."""
 
@@ -215,6 +223,8 @@ class ExperimentConfig(_Strict):
     runner: Literal["loop", "linear_probe"] = Field(
         "loop", description="loop = the network of model:/objective:; linear_probe = scikit-learn logistic "
         "regression retrained each round with the same strategy (feature data; adakit run/bench/sweep)")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="the linear probe's options (runner: "
+                               "linear_probe)")
     anchor: AnchorParams = Field(default_factory=AnchorParams,
                                  description="LADA's progressive anchor-set augmentation: kind none | raa | laa")
 

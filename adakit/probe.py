@@ -1,7 +1,8 @@
 """The linear-probe baseline: scikit-learn logistic regression retrained each round, with the same strategy.
 
 For feature data (``runner: linear_probe`` in a config, e.g. one method of an ``adakit bench`` grid): round 0 fits
-``StandardScaler → LogisticRegression`` on the source features; each round the configured strategy picks from
+``StandardScaler → LogisticRegression`` on the source features (``probe.standardize: false``: the raw features;
+``probe.c``: the regularisation C); each round the configured strategy picks from
 the probe's pool probabilities (through `adakit.select`, seeded as the loop seeds it), the simulated oracle labels
 the picks, and the probe is refitted from scratch on source + labelled target (one pooled training set, each sample
 weight 1). Strategies see the probe's probabilities/log-probabilities as probs/logits, the standardised features
@@ -25,12 +26,13 @@ from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int):
+def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool = True):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000, random_state=seed)).fit(x, y)
+    scale = StandardScaler() if standardize else FunctionTransformer()  # identity: raw features
+    return make_pipeline(scale, LogisticRegression(C=c, max_iter=1000, random_state=seed)).fit(x, y)
 
 
 def _probs(clf, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -66,7 +68,7 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
     n_classes = len(d.classes)
     xs, ys = d.source.x.numpy(), np.asarray(d.source.y)
     xp, yp, xt = d.pool.x.numpy(), np.asarray(d.pool.y), d.test.x.numpy()
-    c = 1.0
+    c, standardize = cfg.probe.c, cfg.probe.standardize
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     labelled = np.zeros(len(d.pool), dtype=bool)
@@ -76,7 +78,7 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
     for r in range(len(budgets) + 1):
         t0 = time.perf_counter()
         idx = np.array(order, dtype=np.int64)
-        clf = _fit(np.concatenate([xs, xp[idx]]), np.concatenate([ys, yp[idx]]), c, cfg.seed)
+        clf = _fit(np.concatenate([xs, xp[idx]]), np.concatenate([ys, yp[idx]]), c, cfg.seed, standardize)
         fit_seconds.append(time.perf_counter() - t0)
         pool_p = _probs(clf, xp, n_classes)
         row = {"round": r, "labels": int(labelled.sum())}

@@ -11,8 +11,9 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
    over seeds, then over pairs, then over sets; the highest wins, the current default when within ``--tie``
    points. What every other validator would have chosen is printed beside it, and the oracle accuracy of each
    setting only to show what the choice cost or gained.
-3. ``check``: old defaults, new defaults and the linear probe (`adakit.probe`) on every set, tuning and held-out
-   (``office31-logits``, ``digits16``: see ``benchmarks/feature_sets.py``), 3 seeds, through ``adakit bench``.
+3. ``check``: the defaults, the validators' choice and the linear probe (`adakit.probe`, standardised and raw
+   features) on every set, tuning and held-out (``office31-logits``, ``digits16``: see
+   ``benchmarks/feature_sets.py``), 3 seeds, through ``adakit bench``.
 
 Usage::
 
@@ -20,9 +21,11 @@ Usage::
     python benchmarks/feature_sets.py --out runs/feature-sets
     python benchmarks/feature_defaults.py sweep --stage A --set digits-jda --out runs/feature-defaults
     python benchmarks/feature_defaults.py choose runs/feature-defaults/A "runs/model-selection/FT + margin"
-    python benchmarks/feature_defaults.py sweep --stage B --fix train.lr=0.01 --fix train.round_iters=500 ...
-    python benchmarks/feature_defaults.py check --new train.lr=... --out runs/feature-defaults/check
-    python benchmarks/feature_defaults.py table runs/feature-defaults/check --md benchmarks/results/feature-defaults.md
+    python benchmarks/feature_defaults.py sweep --stage B --seed 0 --out runs/feature-defaults  # beside A
+    python benchmarks/feature_defaults.py sweep --stage C --fix model.dropout=0.5 --seed 0 --out runs/feature-defaults
+    python benchmarks/feature_defaults.py check --new model.dropout=0.5 --out runs/feature-defaults/check
+    python benchmarks/feature_defaults.py choose runs/feature-defaults/C
+    python benchmarks/feature_defaults.py table runs/feature-defaults/check
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ SETS: dict[str, tuple[str, list[str], str]] = {
     "digits16": ("{sets}/digits16", ["mnist-mnistm", "usps-mnist"], "held-out"),
 }
 STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
-          "B": ["data.standardize=false,true", "model.dropout=0,0.5", "train.weight_decay=0.0005,0.005"]}
+          "B": ["data.standardize=false,true", "model.dropout=0,0.5", "train.weight_decay=0.0005,0.005"],
+          "C": ["train.lr=0.01,0.03", "train.weight_decay=0.0005,0.005"]}
 #: every run: margin sampling, one thread; sweeps hold out 10% of the source for the source validators
 COMMON = ["query.strategy=margin", "train.threads=1"]
-METHODS = ["linear probe + margin", "FT + margin (old defaults)", "FT + margin (new defaults)"]
+METHODS = ["linear probe + margin", "linear probe (raw features) + margin", "FT + margin (defaults)",
+           "FT + margin (validators' choice)"]
 
 
 def _root(name: str, sets: Path) -> list[str]:
@@ -135,10 +140,12 @@ def choose_report(roots: list[Path], tie: float) -> str:
 
 def check(out: Path, names: list[str], sets: Path, new: list[str], seeds: list[int],
           only: list[str] | None = None) -> None:
-    """Old defaults, new defaults and the linear probe on every pair of ``names``, through ``adakit bench``."""
+    """The defaults, the validators' choice (``new``) and the two probes on every pair of ``names``, through
+    ``adakit bench``."""
     from adakit.bench import run_bench
 
-    methods = dict(zip(METHODS, [["runner=linear_probe"], [], new], strict=True))
+    methods = dict(zip(METHODS, [["runner=linear_probe"], ["runner=linear_probe", "probe.standardize=false"], [], new],
+                       strict=True))
     for name in names:
         pairs = SETS[name][1]
         spec = {"base": str(BASE), "set": [*COMMON, *_root(name, sets)],
@@ -150,29 +157,33 @@ def check(out: Path, names: list[str], sets: Path, new: list[str], seeds: list[i
 
 
 def table(root: Path) -> str:
-    """Per set and pair: each method's final accuracy mean ± std over seeds, and FT (new) − probe."""
+    """Per set and pair: each method's final accuracy mean ± std over seeds; FT minus the better of the two probes
+    (per pair: a baseline favoured by the oracle), and the validators' choice minus the defaults."""
     from adakit.bench import slug
 
-    lines = ["| set (role) | pair | linear probe + margin | FT + margin, old defaults | FT + margin, new defaults "
-             "| new − probe | new − old |", "|---|---|---:|---:|---:|---:|---:|"]
-    gaps: dict[str, list[float]] = {}
+    lines = ["| set (role) | pair | probe + margin | probe, raw features | FT + margin, defaults | FT + margin, "
+             "validators' choice | defaults − best probe | choice − best probe | choice − defaults |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    gaps: dict[str, list[tuple[float, float]]] = {}
     for name, (_, pairs, role) in SETS.items():
         for pair in pairs:
             acc: dict[str, list[float]] = {}
             for p in sorted((root / name).glob(f"{pair}/*/seed-*/summary.json")):
                 acc.setdefault(p.parts[-3], []).append(100 * json.loads(p.read_text())["final_accuracy"])
-            keys = [slug(m) for m in METHODS]
-            cols = [acc.get(k, []) for k in keys]
+            cols = [acc.get(slug(m), []) for m in METHODS]
             if not all(cols):
                 continue
             m = [statistics.fmean(c) for c in cols]
             cells = [f"{statistics.fmean(c):.1f} ± {statistics.pstdev(c):.1f}" for c in cols]
-            gaps.setdefault(f"{name} ({role})", []).append(m[2] - m[0])
-            lines.append(f"| {name} ({role}) | {pair.replace('-', '→')} | {' | '.join(cells)} | {m[2] - m[0]:+.1f} "
-                         f"| {m[2] - m[1]:+.1f} |")
+            old_probe, new_probe, new_old = m[2] - max(m[0], m[1]), m[3] - max(m[0], m[1]), m[3] - m[2]
+            gaps.setdefault(f"{name} ({role})", []).append((old_probe, new_probe, new_old))
+            lines.append(f"| {name} ({role}) | {pair.replace('-', '→')} | {' | '.join(cells)} | {old_probe:+.1f} "
+                         f"| {new_probe:+.1f} | {new_old:+.1f} |")
     lines.append("")
     for k, g in gaps.items():
-        lines.append(f"- {k}: new − probe {statistics.fmean(g):+.1f} on average, worst pair {min(g):+.1f}")
+        (a, wa), (b, wb), (c, wc) = ((statistics.fmean(col), min(col)) for col in zip(*g, strict=True))
+        lines.append(f"- {k}: defaults − best probe {a:+.1f} on average (worst pair {wa:+.1f}); choice − best probe "
+                     f"{b:+.1f} (worst {wb:+.1f}); choice − defaults {c:+.1f} (worst {wc:+.1f})")
     return "\n".join(lines) + "\n"
 
 

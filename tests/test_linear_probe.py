@@ -44,6 +44,20 @@ def test_probe_retrains_on_source_plus_labelled_target_with_the_strategy(tmp_pat
     assert s["rounds"][1]["val/queried_acc"] == pytest.approx(hits)
 
 
+@pytest.mark.parametrize("c", [1.0, 0.01])
+def test_probe_options_raw_features_and_regularisation(tmp_path, c):
+    """probe.standardize=false fits the raw features, probe.c is LogisticRegression's C: round 0 equals that fit."""
+    from sklearn.linear_model import LogisticRegression
+
+    cfg = build_config(BASE, ["runner=linear_probe", "probe.standardize=false", f"probe.c={c}", "budget.rounds=0"])
+    s = run_probe(cfg, tmp_path / "raw")
+    d = load_domains(cfg.data, 0)
+    clf = LogisticRegression(C=c, max_iter=1000, random_state=0).fit(d.source.x.numpy(), d.source.y)
+    assert s["rounds"][0]["accuracy"] == pytest.approx(np.mean(clf.predict(d.test.x.numpy()) == d.test.y))
+    with pytest.raises(ConfigError, match="probe.c"):
+        build_config(BASE, ["runner=linear_probe", "probe.c=0"])
+
+
 def test_probe_is_a_bench_row_and_not_an_active_loop(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
     spec = {"base": "base.yaml", "methods": {"margin": [], "linear probe + margin": ["runner=linear_probe"]}}

@@ -8,6 +8,7 @@ import pkgutil
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from adakit.data.domain import Domain, TensorDomain, check_same_classes
 from adakit.data.registry import LOADERS
@@ -102,7 +103,10 @@ def _standardize(source: Domain, others: list[Domain]) -> None:
     if not all(isinstance(d, TensorDomain) and d.is_features for d in [source, *others]):
         raise ConfigError("data.standardize applies to feature domains only")
     mean = source.x.mean(0, keepdim=True)  # type: ignore[attr-defined]
-    std = source.x.std(0, keepdim=True).clamp_min(1e-6)  # type: ignore[attr-defined]
+    std = source.x.std(0, keepdim=True)  # type: ignore[attr-defined]
+    # a dimension (nearly) constant on the source is centred, not scaled (as scikit-learn's StandardScaler):
+    # dividing by ~0 would blow a target value there up to ~1e6 (border pixels, dead CNN units)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
     for d in [source, *others]:
         d.x = (d.x - mean) / std  # type: ignore[attr-defined]
         d.standardized_with = (mean.flatten(), std.flatten())  # type: ignore[attr-defined]  # for load_run

@@ -120,3 +120,15 @@ def test_standardize_uses_source_statistics(tmp_path):
     raw = load_domains(_data("svmlight", tmp_path), seed=0).pool.x.numpy()
     expected = (raw - xs.mean(0)) / xs.std(0, ddof=1)
     np.testing.assert_allclose(d.pool.x.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_standardize_leaves_a_dimension_constant_on_the_source_unscaled(tmp_path):
+    """A feature that is 0 on every source row (a border pixel, a dead unit) is centred only: dividing by its ~0
+    standard deviation used to turn a target value of 1 into 1e6."""
+    np.savez(tmp_path / "s.npz", feat=np.array([[0.0, 1.0], [0.0, 3.0], [0.0, 2.0]], np.float32), y=[0, 1, 0],
+             classes=["a", "b"])
+    np.savez(tmp_path / "t.npz", feat=np.array([[1.0, 2.0], [0.5, 4.0]], np.float32), y=[0, 1], classes=["a", "b"])
+    d = load_domains(_data("npz", tmp_path, source="s", target="t", standardize=True), seed=0)
+    np.testing.assert_allclose(d.pool.x[:, 0].numpy(), [1.0, 0.5])  # centred (mean 0), not divided
+    np.testing.assert_allclose(d.pool.x[:, 1].numpy(), [0.0, 2.0], atol=1e-6)  # (x − 2) / 1
+    np.testing.assert_allclose(d.source.standardized_with[1].numpy(), [1.0, 1.0])
