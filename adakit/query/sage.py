@@ -16,6 +16,9 @@ from adakit.query._gradients import class_discriminator_gradients, piecewise_lin
 from adakit.query.base import Selection, Strategy, top_k
 from adakit.registry import register_strategy
 
+#: rows (classes × block samples) of the (C, B, h) work done at once in `_SageMLP.block` (≈ 2 MiB at h = 256)
+CHUNK_ROWS = 2048
+
 
 class SageParams(Params):
     pop: bool = Field(True, description="positive orthogonal projection (Eq. 5); False = 'SAGE without POP'")
@@ -114,7 +117,8 @@ class _SageMLP:
     √p_c·g̃_c = (√p_c·(−(1 − d_c))·Q_c − √p_c·λ_c·ε)·V₁ =: Q̃_c·V₁. The norm is ||Q̃·V₁|| (one product, exact)
     and the projected rows are Q̃_c·(V₁R_c) with V₁R_c (h×k) formed once, so the projection costs C·h·k
     per sample instead of C·m·k after C·h·m; when m > h the norms use G = V₁V₁ᵀ instead (C·h² per sample).
-    Everything runs class-major, (C, B, h), on the device and in the dtype of the discriminator's weights;
+    Everything runs class-major, (C, B, h) a few classes at a time (CHUNK_ROWS rows: in cache), on the device and
+    in the dtype of the discriminator's weights;
     results come back as float32 on the device of ``out`` (the pool outputs').
     """
 
@@ -149,7 +153,11 @@ class _SageMLP:
 
     @torch.no_grad()
     def block(self, f: torch.Tensor, p: torch.Tensor, pop: bool, out: torch.Tensor) -> torch.Tensor:
-        """Norms (B,) of one block; its rows are written into ``out`` (B, C·k or C·m)."""
+        """Norms (B,) of one block; its rows are written into ``out`` (B, C·k or C·m).
+
+        The (C, B, h) work runs a few classes at a time (`_class_chunk`), so its intermediates stay in the
+        cache; every entry is computed by the same operations as over all C at once (identical values).
+        """
         w = self.v1
         f = f.detach().to(w.device, w.dtype)
         p = p.detach().to(w.device, w.dtype)
@@ -158,36 +166,57 @@ class _SageMLP:
         for layer in self.layers[1:]:
             if isinstance(layer, nn.Linear):
                 slopes.append(None)
+            elif isinstance(layer, nn.LeakyReLU):
+                slopes.append(torch.where(z > 0, torch.ones_like(z), torch.full_like(z, layer.negative_slope)))
             else:
-                neg = layer.negative_slope if isinstance(layer, nn.LeakyReLU) else 0.0
-                slopes.append(torch.where(z > 0, torch.ones_like(z), torch.full_like(z, neg)))
+                slopes.append((z > 0).to(z.dtype))  # ReLU: 1 / 0
             z = layer(z)
         d = torch.sigmoid(z)  # (B, C)
         bsz = len(d)
         sq = p.clamp_min(0).sqrt()
         coef = (d - 1.0).mul_(sq).T.contiguous()  # (C, B): √p_c·(−(1 − d_c))
-        q = self._q(coef, slopes)  # (C, B, h): √p_c·(−(1 − d_c))·Q_c
         if pop:
             eps = self._vjp(p * (d - 1.0), slopes)  # (B, h): E = ε·V₁
             e = eps @ w
             ee = (e * e).sum(1, keepdim=True)
             x = (d - 1.0) * self._jvp(e @ w.T, slopes)  # (B, C): g_c·E
             lam = torch.where(ee > 0, x.abs() / ee.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
-            q.addcmul_((sq * lam).T.contiguous().unsqueeze(2), eps.unsqueeze(0), value=-1.0)  # Q̃_c = … − √p_c·λ_c·ε
-        c, _, h = q.shape
+            lam_coef = (sq * lam).T.contiguous()  # (C, B): √p_c·λ_c
+        c = len(coef)
+        step = self._class_chunk(c, bsz)
+        per_class = self._buf("per_class", c, bsz)  # ||√p_c·g̃_c||² (Gram) or ||√p_c·g̃_c||
+        rows = out.view(bsz, c, -1)
+        for s in range(0, c, step):
+            cs = slice(s, min(c, s + step))
+            q = self._q(coef[cs], slopes, cs)  # (c', B, h): √p_c·(−(1 − d_c))·Q_c
+            if pop:
+                q.addcmul_(lam_coef[cs].unsqueeze(2), eps.unsqueeze(0), value=-1.0)  # Q̃_c = … − √p_c·λ_c·ε
+            cc, _, h = q.shape
+            if self.gram is not None:
+                qg = torch.mm(q.view(-1, h), self.gram, out=self._buf("full", cc * bsz, h)).view(cc, bsz, h)
+                torch.sum(qg.mul_(q), 2, out=per_class[cs])
+            else:
+                full = torch.mm(q.view(-1, h), w, out=self._buf("full", cc * bsz, w.shape[1])).view(cc, bsz, -1)
+                torch.linalg.vector_norm(full, dim=2, out=per_class[cs])  # contiguous reductions
+            if self.right is not None:
+                full = torch.bmm(q, self.right[cs], out=self._buf("rows", cc, bsz, self.right.shape[2]))  # (c', B, k)
+            rows[:, cs].copy_(full.transpose(0, 1))
         if self.gram is not None:
-            qg = torch.mm(q.view(-1, h), self.gram, out=self._buf("full", c * bsz, h)).view(c, bsz, h)
-            norms = qg.mul_(q).sum(2).sum(0).clamp_min_(0.0).sqrt_()
+            norms = per_class.sum(0).clamp_min_(0.0).sqrt_()
         else:
-            full = torch.mm(q.view(-1, h), w, out=self._buf("full", c * bsz, w.shape[1])).view(c, bsz, -1)  # √p·g̃
-            norms = torch.linalg.vector_norm(torch.linalg.vector_norm(full, dim=2), dim=0)  # contiguous reductions
-        if self.right is not None:
-            full = torch.bmm(q, self.right, out=self._buf("rows", c, bsz, self.right.shape[2]))  # (C, B, k)
-        out.view(bsz, len(full), -1).copy_(full.transpose(0, 1))
+            norms = torch.linalg.vector_norm(per_class, dim=0)
         return norms.float().to(out.device)
 
-    def _q(self, coef: torch.Tensor, slopes: list[torch.Tensor | None]) -> torch.Tensor:
-        """coef[c, b]·∂l_c/∂z₁ (C, B, h): reverse accumulation from the logits down to the first layer's output."""
+    def _class_chunk(self, c: int, bsz: int) -> int:
+        """Classes per chunk of `block`: about CHUNK_ROWS rows of (C, B, h) on a CPU; all C on other devices (few
+        large kernels) or unless the last layer is Linear (then ∂l_c/∂z₁ only needs its rows c)."""
+        if self.v1.device.type != "cpu" or len(self.layers) < 2 or not isinstance(self.layers[-1], nn.Linear):
+            return c
+        return max(1, min(c, CHUNK_ROWS // max(bsz, 1)))
+
+    def _q(self, coef: torch.Tensor, slopes: list[torch.Tensor | None], cs: slice = slice(None)) -> torch.Tensor:
+        """coef[c, b]·∂l_c/∂z₁ (c', B, h) for the classes ``cs`` (coef: their rows): reverse accumulation from the
+        logits down to the first layer's output."""
         acc: torch.Tensor | None = None  # None: the identity at the logits; 2-D: shared by the block; 3-D: (C, B, ·)
         c, bsz = coef.shape
         slot = 0  # 3-D results alternate between two work buffers
@@ -198,7 +227,7 @@ class _SageMLP:
                 acc = torch.mm(acc.view(-1, wt.shape[0]), wt, out=self._buf(f"q{slot}", c * bsz, wt.shape[1]))
                 acc = acc.view(c, bsz, -1)
             elif slope is None:
-                acc = layer.weight if acc is None else torch.matmul(acc, layer.weight)
+                acc = layer.weight[cs] if acc is None else torch.matmul(acc, layer.weight)
             elif acc is None:  # an activation on the logits themselves
                 acc = self._eye(coef * slope.T)
             elif acc.dim() == 2:

@@ -280,3 +280,25 @@ def test_selection_equals_the_pre_issue_15_code(view_factory, max_mb):
 @pytest.mark.slow
 def test_runs_end_to_end_from_config(office31_short_run):
     office31_short_run("sage", {"name": "tsf", "hidden": 64})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "deep_leaky", "linear_linear", "relu_logits", "linear"])
+@pytest.mark.parametrize("projected", [False, True])
+def test_class_chunks_give_the_same_bits_as_all_classes_at_once(monkeypatch, kind, projected):
+    """`_SageMLP.block` works a few classes at a time (issue #15, speed): one class per chunk, a split chunk and
+    all C at once give bit-identical norms and rows."""
+    import adakit.query.sage as sage_mod
+
+    torch.manual_seed(11)
+    n, m, c = 50, 12, 7
+    disc = _discriminator(kind, m, c).eval()
+    f, p = torch.randn(n, m) * 2.0, torch.softmax(2.0 * torch.randn(n, c), 1)
+    limit = 4 * n * c * 3 if projected else 2**30
+    out = []
+    for rows_per_chunk in (10**9, 16, 48):  # all classes; 1 class (block 16); 3 classes (7 = 3 + 3 + 1)
+        monkeypatch.setattr(sage_mod, "CHUNK_ROWS", rows_per_chunk)
+        out.append(compute_sage(disc, f, p, max_bytes=limit, block_size=16, rng=np.random.default_rng(1)))
+    for norms, rows, _ in out[1:]:
+        assert torch.equal(norms, out[0][0]) and torch.equal(rows, out[0][1])
+    ref = _reference_compute_sage(disc, f, p, max_bytes=limit, block_size=16, rng=np.random.default_rng(1))
+    assert torch.allclose(out[1][0], ref[0], rtol=1e-5, atol=1e-6)
