@@ -173,7 +173,7 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
     except AdakitError as e:
         _fail(e)
     if s and main:
-        out.print(f"final target accuracy {100 * s['final_accuracy']:.2f}%; results in {out_dir}", highlight=False)
+        out.print(_final_line(s, out_dir), highlight=False)
 
 
 @app.command()
@@ -202,7 +202,7 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run
     except AdakitError as e:
         _fail(e)
     if s and main:
-        out.print(f"final target accuracy {100 * s['final_accuracy']:.2f}%; results in {run_dir}", highlight=False)
+        out.print(_final_line(s, run_dir), highlight=False)
 
 
 @app.command()
