@@ -16,7 +16,7 @@ from torch import nn
 
 from adakit.errors import ConfigError, DataError
 from adakit.pool import ArrayView, CallableModule
-from adakit.query.base import Selection, Strategy
+from adakit.query.base import Selection, Strategy, _host
 
 ArrayLike = Any  # numpy array, torch tensor (any device) or nested lists
 
@@ -88,7 +88,7 @@ def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, .
 
 
 def _numpy(x: ArrayLike) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return np.asarray(_host(x))
 
 
 def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -174,7 +174,7 @@ def table(root: Path) -> str:
             if not all(cols):
                 continue
             m = [statistics.fmean(c) for c in cols]
-            cells = [f"{statistics.fmean(c):.1f} ± {statistics.pstdev(c):.1f}" for c in cols]
+            cells = [model_selection._ms(c) for c in cols]
             old_probe, new_probe, new_old = m[2] - max(m[0], m[1]), m[3] - max(m[0], m[1]), m[3] - m[2]
             gaps.setdefault(f"{name} ({role})", []).append((old_probe, new_probe, new_old))
             lines.append(f"| {name} ({role}) | {pair.replace('-', '→')} | {' | '.join(cells)} | {old_probe:+.1f} "

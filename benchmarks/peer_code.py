@@ -425,16 +425,11 @@ def run_cell(strategy: str, peer: str, path: Path, site: str | None, n: int, thr
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", strategy, peer, str(path), site or "",
            str(n), str(min_reps), str(long_s), str(kmeans_n_init)]
-    load = os.getloadavg()[0]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {**base, "error": f"> {timeout:.0f} s (timed out)", "load_start": load, "load_end": os.getloadavg()[0]}
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:] or ["?"]
-        return {**base, "error": "failed: " + " | ".join(t.strip() for t in tail)[:300], "load_start": load,
-                "load_end": os.getloadavg()[0]}
-    return {**base, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from query_speed import run_child
+
+    return run_child(cmd, env, timeout, base, os.getloadavg()[0], tail_lines=3, tail_chars=300)
 
 
 # ---------------------------------------------------------------------------------------------- the table

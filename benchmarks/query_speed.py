@@ -375,13 +375,21 @@ def run_cell(name: str, n: int, threads: int, timeout: float, with_ref: bool, ma
            str(max_reps)]
     base = {"strategy": name, "n": n, "threads": threads, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu")}
+    return run_child(cmd, env, timeout, base, load)
+
+
+def run_child(cmd: list[str], env: dict, timeout: float, base: dict, load: float, tail_lines: int = 1,
+              tail_chars: int = 120) -> dict:
+    """Run one measuring child process: ``base`` + the JSON of its last stdout line, or ``base`` + an ``error``
+    (time-out, or the last ``tail_lines`` lines of its output) with the load average before and after."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {**base, "error": f"> {timeout:.0f} s (timed out)", "load_start": load, "load_end": os.getloadavg()[0]}
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        return {**base, "error": f"failed: {tail[0][:120]}", "load_start": load, "load_end": os.getloadavg()[0]}
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-tail_lines:] or ["?"]
+        return {**base, "error": "failed: " + " | ".join(t.strip() for t in tail)[:tail_chars], "load_start": load,
+                "load_end": os.getloadavg()[0]}
     return {**base, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 

@@ -129,11 +129,6 @@ def head_on(head: nn.Module, device: torch.device | str = "cpu") -> tuple[torch.
     return None, h
 
 
-def head_on_cpu(head: nn.Module) -> tuple[torch.Tensor | None, nn.Module | None]:
-    """`head_on` the CPU."""
-    return head_on(head, "cpu")
-
-
 def linear_layer(module: nn.Module) -> nn.Linear | None:
     """The module itself if it is a plain linear layer (or a Sequential holding only one), else None."""
     layers = piecewise_linear_layers(module)

@@ -77,7 +77,7 @@ class SDMGradientSampling(Strategy):
         cand = view.unlabelled_indices
         form_dict = getattr(view.objective, "sdm_loss_form", None)
         form = MarginLossForm(**form_dict) if isinstance(form_dict, dict) else MarginLossForm()
-        given_head = view.head
+        given_head = view.head  # first: a missing head is the error to report (before the logits)
         z_all = view.logits[cand]
         weight, head = head_on(given_head, z_all.device)  # the head's weight (or a copy) beside the logits
         bs = self.params.block_size

@@ -13,7 +13,7 @@ from adakit.models.heads import CosineHead, LinearHead
 from adakit.query._gradients import (
     MarginLossForm,
     class_discriminator_gradients,
-    head_on_cpu,
+    head_on,
     logit_grad_to_features,
     margin_loss_logit_grad,
     margin_score_logit_grad,
@@ -95,7 +95,7 @@ def test_logit_grad_to_features_matches_per_sample_autograd(head_kind):
     with torch.no_grad():
         z = head(f)
     dz = margin_loss_logit_grad(z, y, form)
-    weight, h = head_on_cpu(head)
+    weight, h = head_on(head, "cpu")
     assert (weight is not None) == (head_kind == "linear")
     got = logit_grad_to_features(dz, weight=weight, head=h, f=f)
     obj = _objective({})
