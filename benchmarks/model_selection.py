@@ -132,13 +132,17 @@ def _ms(xs: list[float], pct: bool = True) -> str:
     return f"{m:.1f} ± {s:.1f}" if pct else f"{m:.2f} ± {s:.2f}"
 
 
-def table(root: Path, md: Path | None, methods: list[str] | None = None) -> str:
-    """One table per method (and one over all methods): each validator's mean ± std over pairs of the per-pair
-    mean over seeds."""
+HEAD = ["| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
+
+
+def table(root: Path, md: Path | None, methods: list[str] | None = None, over_seeds: bool = False) -> str:
+    """One table per method, one per group (UDA objectives, active pipelines) when both are present, and one over
+    all methods: each validator's mean ± std over pairs of the per-pair mean over seeds (``over_seeds``: mean ± std
+    over the sweeps, each seed of each pair counted once: for a single pair, the spread over seeds)."""
     sweeps = sorted(root.glob("*/*/seed-*/sweep.csv"))
     per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # method -> pair -> validator -> metric
     for p in sweeps:
-        method, pair = p.parts[-4], p.parts[-3]
+        method, pair = p.parts[-4], "/".join(p.parts[-3:-1]) if over_seeds else p.parts[-3]
         if methods and method not in methods:
             continue
         for v, m in score(p).items():
@@ -146,27 +150,33 @@ def table(root: Path, md: Path | None, methods: list[str] | None = None) -> str:
             for k, x in m.items():
                 d.setdefault(k, []).append(x)
     lines: list[str] = []
-    overall: dict[str, dict[str, list[float]]] = {}
+    overall: dict[str, dict[str, dict[str, list[float]]]] = {}  # group -> validator -> metric -> pair means
     for method, pairs in sorted(per.items()):
+        group = "Active pipelines" if method in ADA_METHODS else "UDA objectives"
         n_seeds = sorted({len(d["regret"]) for vs in pairs.values() for d in vs.values()})
-        lines += [f"### {method} ({len(pairs)} pair(s), seeds per pair: {'/'.join(map(str, n_seeds))})", "",
-                  "| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
+        count = f"{len(pairs)} sweep(s)" if over_seeds else \
+            f"{len(pairs)} pair(s), seeds per pair: {'/'.join(map(str, n_seeds))}"
+        lines += [f"### {method} ({count})", "",
+                  *HEAD]
         validators = sorted({v for vs in pairs.values() for v in vs}, key=lambda v: (v.startswith("("), v))
         for v in validators:
             pair_means = {k: [statistics.fmean(vs[v][k]) for vs in pairs.values() if v in vs]
                           for k in ("regret", "vs_default", "spearman")}
-            for k, xs in pair_means.items():
-                overall.setdefault(v, {}).setdefault(k, []).extend(xs)
+            for g in (group, "All methods"):
+                for k, xs in pair_means.items():
+                    overall.setdefault(g, {}).setdefault(v, {}).setdefault(k, []).extend(xs)
             lines.append(f"| `{v}` | {_ms(pair_means['regret'])} | {_ms(pair_means['vs_default'])} | "
                          f"{_ms(pair_means['spearman'], False)} |")
         lines.append("")
-    if overall:
-        lines += ["### All methods (mean ± std over every method × pair)", "",
-                  "| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
-        for v in sorted(overall, key=lambda v: (v.startswith("("), statistics.fmean(overall[v]["regret"]))):
-            o = overall[v]
+    groups = [g for g in ("UDA objectives", "Active pipelines") if g in overall]
+    summaries = [*groups, "All methods"] if len(groups) > 1 else ["All methods"] * bool(overall)
+    for g in summaries:
+        lines += [f"### {g} (mean ± std over every method × {'sweep' if over_seeds else 'pair'})", "", *HEAD]
+        for v in sorted(overall[g], key=lambda v: (v.startswith("("), statistics.fmean(overall[g][v]["regret"]))):
+            o = overall[g][v]
             lines.append(f"| `{v}` | {_ms(o['regret'])} | {_ms(o['vs_default'])} | {_ms(o['spearman'], False)} |")
-    text = "\n".join(lines) + "\n"
+        lines.append("")
+    text = "\n".join(lines).rstrip("\n") + "\n"
     if md:
         md.write_text(text)
     return text
@@ -186,12 +196,13 @@ def main() -> None:
     t.add_argument("--md", type=Path)
     t.add_argument("--json", type=Path)
     t.add_argument("--method", action="append", help="only these methods (default: every method found)")
+    t.add_argument("--over-seeds", action="store_true", help="spread over every sweep (seed), not over pairs")
     a = ap.parse_args()
     if a.cmd == "run":
         pairs = ["mnist-usps"] if a.digits else (a.pair or PAIRS)
         run(a.out, a.method or list(METHODS), pairs, a.seed or [0, 1], a.digits)
     else:
-        print(table(a.root, a.md, a.method))
+        print(table(a.root, a.md, a.method, a.over_seeds))
         if a.json:
             a.json.write_text(json.dumps({str(p): score(p) for p in sorted(a.root.glob("*/*/seed-*/sweep.csv"))},
                                          indent=1))

@@ -90,3 +90,33 @@ def test_active_sweep_scores_settings_at_their_last_round(tmp_path):
     assert s["queried_acc"]["regret"] == pytest.approx(0.0) and s["queried_acc"]["vs_default"] == pytest.approx(10.0)
     assert s["(random pick, expected)"]["regret"] == pytest.approx(10.0)  # 80 − mean(70, 80, 60)
     assert s["queried_acc"]["spearman"] == pytest.approx(1.0)  # 0.2, 0.5, 0.1 vs 70, 80, 60
+
+
+def test_table_summarises_uda_objectives_and_active_pipelines_apart(tmp_path):
+    good = [("a", "r", 1.0, 1.0, 0.9, "default"), ("b", "r", 0.0, 0.0, 0.5, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
+    bad = [("a", "r", 1.0, 1.0, 0.5, "default"), ("b", "r", 0.0, 0.0, 0.9, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
+    write_sweep(tmp_path / "DANN" / "p1" / "seed-0" / "sweep.csv", good)  # snd picks 0.9: regret 0
+    write_sweep(tmp_path / "FT + margin" / "p1" / "seed-0" / "sweep.csv", bad)  # snd picks 0.5: regret 40
+    md = ms.table(tmp_path, None)
+
+    def snd_regret(title: str) -> str:
+        block = md.split(f"### {title}")[1]
+        return next(ln for ln in block.splitlines() if ln.startswith("| `snd` |")).split("|")[2].strip()
+
+    assert snd_regret("UDA objectives") == "0.0 ± 0.0"
+    assert snd_regret("Active pipelines") == "40.0 ± 0.0"
+    assert snd_regret("All methods") == "20.0 ± 20.0"
+    only_uda = ms.table(tmp_path, None, ["DANN"])  # one group: no group summaries, only "All methods"
+    assert "### UDA objectives" not in only_uda and "### All methods" in only_uda
+
+
+def test_table_over_seeds_spreads_over_the_sweeps_of_one_pair(tmp_path):
+    rows = [("a", "r", 1.0, 1.0, 0.5, "default"), ("b", "r", 0.0, 0.0, 0.9, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
+    rows2 = [("a", "r", 0.0, 0.0, 0.5, "default"), ("b", "r", 1.0, 1.0, 0.9, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
+    write_sweep(tmp_path / "M" / "p1" / "seed-0" / "sweep.csv", rows)  # snd regret 40
+    write_sweep(tmp_path / "M" / "p1" / "seed-1" / "sweep.csv", rows2)  # snd regret 0
+    line = next(ln for ln in ms.table(tmp_path, None).splitlines() if ln.startswith("| `snd` |"))
+    assert "| 20.0 ± 0.0 |" in line  # one pair: the seeds are averaged first
+    md = ms.table(tmp_path, None, over_seeds=True)
+    assert "### M (2 sweep(s))" in md
+    assert "| 20.0 ± 20.0 |" in next(ln for ln in md.splitlines() if ln.startswith("| `snd` |"))
