@@ -156,8 +156,7 @@ def table(root: Path, md: Path | None, methods: list[str] | None = None, over_se
         n_seeds = sorted({len(d["regret"]) for vs in pairs.values() for d in vs.values()})
         count = f"{len(pairs)} sweep(s)" if over_seeds else \
             f"{len(pairs)} pair(s), seeds per pair: {'/'.join(map(str, n_seeds))}"
-        lines += [f"### {method} ({count})", "",
-                  *HEAD]
+        lines += [f"### {method} ({count})", "", *HEAD]
         validators = sorted({v for vs in pairs.values() for v in vs}, key=lambda v: (v.startswith("("), v))
         for v in validators:
             pair_means = {k: [statistics.fmean(vs[v][k]) for vs in pairs.values() if v in vs]

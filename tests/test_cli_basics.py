@@ -111,22 +111,10 @@ def test_python_api_run_shows_the_cli_progress_bar_by_default(tmp_path, monkeypa
     assert "round 0 train" in buf.getvalue() and "round 1 train" in buf.getvalue()
 
 
-def test_run_on_a_target_without_labels_ends_with_a_final_line(tmp_path):
+def test_run_on_a_target_without_labels_ends_with_a_final_line(tmp_path, unlabelled_target_config):
     """No target label: the run has no accuracy, and its last line says so (it used to end in a TypeError)."""
-    import numpy as np
-    import yaml
-
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 3, (3, 6))
-    ys = np.repeat(np.arange(3), 40)
-    np.savez(tmp_path / "src.npz", feat=centres[ys] + rng.normal(0, 1, (120, 6)), y=ys)
-    np.savez(tmp_path / "tgt.npz", feat=centres[ys] + 1.0 + rng.normal(0, 1, (120, 6)), y=np.full(120, -1))
-    cfg = {"seed": 0, "data": {"format": "npz", "root": str(tmp_path), "source": "src", "target": "tgt",
-                               "unlabelled_value": -1},
-           "model": {"hidden_dim": 16, "bottleneck_dim": 8}, "budget": {"total": 0.0, "rounds": 0},
-           "train": {"warmup_iters": 10, "threads": 1, "device": "cpu"}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    res = runner.invoke(app, ["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r"), "--quiet"])
+    config = unlabelled_target_config(warmup_iters=10)
+    res = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "r"), "--quiet"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # the console may wrap the long path
     assert f"final target accuracy no labelled test samples; results in {tmp_path / 'r'}" in text

@@ -96,21 +96,9 @@ def test_parallel_jobs_run_every_setting(config, tmp_path):
     assert all((out / d / "summary.json").is_file() for d in ("train.lr_0.03", "train.lr_0.01"))
 
 
-def test_a_sweep_on_a_target_without_any_labels_still_picks(tmp_path):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 3, (3, 6))
-    ys = np.repeat(np.arange(3), 40)
-    np.savez(tmp_path / "src.npz", feat=centres[ys] + rng.normal(0, 1, (120, 6)), y=ys)
-    np.savez(tmp_path / "tgt.npz", feat=centres[ys] + 1.0 + rng.normal(0, 1, (120, 6)), y=np.full(120, -1))
-    cfg = {"seed": 0, "data": {"format": "npz", "root": str(tmp_path), "source": "src", "target": "tgt",
-                               "unlabelled_value": -1},
-           "model": {"hidden_dim": 16, "bottleneck_dim": 8}, "objective": {"name": "dann"},
-           "budget": {"total": 0.0, "rounds": 0},
-           "train": {"warmup_iters": 20, "threads": 1, "device": "cpu", "eval_checkpoints": 1}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    res = run_sweep(tmp_path / "c.yaml", ["train.lr=0.03,0.01"], "im", tmp_path / "out")
+def test_a_sweep_on_a_target_without_any_labels_still_picks(tmp_path, unlabelled_target_config):
+    config = unlabelled_target_config("dann", warmup_iters=20, eval_checkpoints=1)
+    res = run_sweep(config, ["train.lr=0.03,0.01"], "im", tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "train.lr_0.03" / "summary.json").read_text())
     assert summary["rounds"] == [] and summary["final_accuracy"] is None  # no accuracy without target labels
     assert [r["round"] for r in summary["unlabelled_rounds"]] == [0] and "val/im" in summary["unlabelled_rounds"][0]
