@@ -39,7 +39,16 @@ SEEDS = (0, 1, 2, 3, 4)
 
 
 def _cell(values: np.ndarray) -> str:
+    """Mean ± std over seeds in %; a lone seed has no spread to show."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
     return f"{100 * values.mean():.1f} ± {100 * values.std():.1f}"
+
+
+def _title(seeds: tuple[int, ...]) -> str:
+    if len(seeds) == 1:
+        return f"target accuracy (%) per round, seed {seeds[0]}"
+    return f"target accuracy (%) per round, mean ± std over {len(seeds)} seeds"
 
 
 def run_demo(out_dir: str | Path, show_progress: bool = True, console: Console | None = None,
@@ -92,7 +101,7 @@ def _run(out_dir: Path, show_progress: bool, console: Console, seeds: tuple[int,
     chance = 1.0 / len(domains.classes)
     source_only = np.asarray(halves)
 
-    table = Table(title=f"target accuracy (%) per round, mean ± std over {len(seeds)} seeds")
+    table = Table(title=_title(tuple(seeds)))
     table.add_column("round", justify="right")
     table.add_column("labels", justify="right")
     for s in STRATEGIES:

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -232,7 +233,18 @@ def run_sweep(config: str | Path, grid_items: list[str], select: str, out_dir: s
     return result
 
 
+#: validators that reward confident target predictions
+CONFIDENCE_VALIDATORS = ("entropy", "im", "bnm")
+
+
 def _check_select(select: str, cls: type, settings: list[Setting]) -> None:
+    pseudo = [s for s in settings if s.config.anchor.kind != "none"]
+    if select in CONFIDENCE_VALIDATORS and pseudo:
+        warnings.warn(f"--select {select} rewards confident target predictions, but {len(pseudo)} setting(s) train "
+                      f"on pseudo-labels (e.g. {pseudo[0].name}: anchor.kind={pseudo[0].config.anchor.kind}): a "
+                      "setting that admits more pseudo-labels looks better to it without being right. In adakit's "
+                      "model-selection benchmark it picked the worst LAS + LAA setting in every sweep; prefer "
+                      "--select queried_acc, dev or source_acc for such pipelines", UserWarning, stacklevel=3)
     for s in settings:
         cfg = s.config
         if {"source_probs", "source_labels"} & set(cls.needs) and cfg.data.source_val == 0:

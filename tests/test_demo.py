@@ -9,7 +9,7 @@ from rich.console import Console
 
 from adakit.data import load_domain
 from adakit.data.demo import DEMO_TARGET, shifted_mask, tilt
-from adakit.demo import STRATEGIES, run_demo
+from adakit.demo import STRATEGIES, _cell, _title, run_demo
 
 FAST = ["train.warmup_iters=200", "train.round_iters=60", "budget.rounds=2"]
 
@@ -79,3 +79,10 @@ def test_demo_target_is_a_real_shift_of_held_out_digits():
     out = tilt(img)
     assert out.shape == (1, 8, 8) and out.max() <= 16 and (out > 8).sum() > (img > 8).sum()
     assert out[0, :, 4].sum() < 2 * img[0, :, 4].sum()
+
+
+def test_one_seed_shows_no_spread():
+    assert _title((3,)) == "target accuracy (%) per round, seed 3"
+    assert _cell(np.array([0.8125])) == "81.2"
+    assert _title((0, 1)).endswith("mean ± std over 2 seeds")
+    assert _cell(np.array([0.5, 0.7])) == "60.0 ± 10.0"

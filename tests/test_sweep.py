@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from typer.testing import CliRunner
 
 from adakit.cli import app
 from adakit.errors import ConfigError
-from adakit.sweep import checkpoints, parse_grid, run_sweep
+from adakit.registry import VALIDATORS
+from adakit.sweep import _check_select, checkpoints, parse_grid, plan_sweep, run_sweep
 
 BASE = {"name": "tiny", "seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 16, "bottleneck_dim": 8},
         "objective": {"name": "finetune"}, "query": {"strategy": "margin"}, "budget": {"total": 0.02, "rounds": 1},
@@ -84,6 +86,16 @@ def test_bad_grid_key_or_validator_fails_before_work(config, tmp_path):
     assert not out.exists()
     res = CliRunner().invoke(app, ["sweep", str(config), "--grid", "train.lrr=1", "--select", "im", "--out", str(out)])
     assert res.exit_code == 2 and "train.lrr" in res.output
+
+
+def test_confidence_validator_on_pseudo_label_training_warns(config, tmp_path):
+    settings = plan_sweep(config, parse_grid(["anchor.kind=none,laa"]), tmp_path / "o")
+    with pytest.warns(UserWarning, match=r"--select bnm .*1 setting\(s\) train on pseudo-labels .*anchor.kind=laa"):
+        _check_select("bnm", VALIDATORS.get("bnm"), settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: a validator that does not reward confidence, or no anchors
+        _check_select("queried_acc", VALIDATORS.get("queried_acc"), settings)
+        _check_select("bnm", VALIDATORS.get("bnm"), settings[:1])
 
 
 @pytest.mark.slow  # two spawned processes, each importing torch
