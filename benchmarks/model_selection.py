@@ -13,9 +13,11 @@ Target labels are read only to score the picks, never to make them. Usage::
 
     export OMP_NUM_THREADS=1 ADAKIT_DATA=/path/to/data
     python benchmarks/model_selection.py run --out runs/model-selection --method DANN --pair amazon-webcam
-    python benchmarks/model_selection.py table runs/model-selection --md benchmarks/results/model-selection.md
+    python benchmarks/model_selection.py table runs/model-selection --json scores.json
 
 ``run`` is resumable (finished runs are skipped); split the grid over processes with ``--pair``/``--method``.
+``table`` reads run folders and/or JSON files of per-sweep scores (its own ``--json`` output), so sweeps run at
+different times or on different machines combine without their run folders.
 """
 
 from __future__ import annotations
@@ -135,17 +137,38 @@ def _ms(xs: list[float], pct: bool = True) -> str:
 HEAD = ["| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
 
 
-def table(root: Path, md: Path | None, methods: list[str] | None = None, over_seeds: bool = False) -> str:
+def load_scores(sources: list[Path]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-sweep scores keyed ``method/pair/seed-k``, from run folders (their ``*/*/seed-*/sweep.csv``) or from
+    JSON files written by ``table --json``; a later source wins for the same sweep."""
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    for src in sources:
+        if src.suffix == ".json":  # JSON has no NaN: written as null
+            scores.update({k: {v: {m: math.nan if x is None else x for m, x in ms.items()} for v, ms in sw.items()}
+                           for k, sw in json.loads(src.read_text()).items()})
+            continue
+        for p in sorted(src.glob("*/*/seed-*/sweep.csv")):
+            scores["/".join(p.parts[-4:-1])] = score(p)
+    return scores
+
+
+def table(sources: Path | list[Path], md: Path | None, methods: list[str] | None = None,
+          over_seeds: bool = False, json_out: Path | None = None) -> str:
     """One table per method, one per group (UDA objectives, active pipelines) when both are present, and one over
     all methods: each validator's mean ± std over pairs of the per-pair mean over seeds (``over_seeds``: mean ± std
-    over the sweeps, each seed of each pair counted once: for a single pair, the spread over seeds)."""
-    sweeps = sorted(root.glob("*/*/seed-*/sweep.csv"))
+    over the sweeps, each seed of each pair counted once: for a single pair, the spread over seeds). ``sources``:
+    run folders and/or JSON files of per-sweep scores (see `load_scores`); ``json_out`` saves the scores used."""
+    scores = load_scores([sources] if isinstance(sources, Path) else sources)
+    if methods:
+        scores = {k: v for k, v in scores.items() if k.split("/")[0] in methods}
+    if json_out:
+        clean = {k: {v: {m: None if math.isnan(x) else x for m, x in ms.items()} for v, ms in sw.items()}
+                 for k, sw in sorted(scores.items())}
+        json_out.write_text(json.dumps(clean, indent=1) + "\n")
     per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # method -> pair -> validator -> metric
-    for p in sweeps:
-        method, pair = p.parts[-4], "/".join(p.parts[-3:-1]) if over_seeds else p.parts[-3]
-        if methods and method not in methods:
-            continue
-        for v, m in score(p).items():
+    for key, sweep in sorted(scores.items()):
+        method, pair, seed = key.split("/")
+        pair = f"{pair}/{seed}" if over_seeds else pair
+        for v, m in sweep.items():
             d = per.setdefault(method, {}).setdefault(pair, {}).setdefault(v, {})
             for k, x in m.items():
                 d.setdefault(k, []).append(x)
@@ -191,9 +214,10 @@ def main() -> None:
     r.add_argument("--seed", action="append", type=int)
     r.add_argument("--digits", action="store_true", help="MNIST->USPS with LeNet instead of Office-31 features")
     t = sub.add_parser("table")
-    t.add_argument("root", type=Path)
+    t.add_argument("sources", type=Path, nargs="+",
+                   help="run folders (method/pair/seed-k/sweep.csv) and/or JSON files of scores (--json)")
     t.add_argument("--md", type=Path)
-    t.add_argument("--json", type=Path)
+    t.add_argument("--json", type=Path, help="write the per-sweep scores used (method/pair/seed-k -> validator)")
     t.add_argument("--method", action="append", help="only these methods (default: every method found)")
     t.add_argument("--over-seeds", action="store_true", help="spread over every sweep (seed), not over pairs")
     a = ap.parse_args()
@@ -201,10 +225,7 @@ def main() -> None:
         pairs = ["mnist-usps"] if a.digits else (a.pair or PAIRS)
         run(a.out, a.method or list(METHODS), pairs, a.seed or [0, 1], a.digits)
     else:
-        print(table(a.root, a.md, a.method, a.over_seeds))
-        if a.json:
-            a.json.write_text(json.dumps({str(p): score(p) for p in sorted(a.root.glob("*/*/seed-*/sweep.csv"))},
-                                         indent=1))
+        print(table(a.sources, a.md, a.method, a.over_seeds, a.json))
 
 
 if __name__ == "__main__":

@@ -51,10 +51,18 @@ def test_table_averages_seeds_within_a_pair_then_pairs(tmp_path):
     rows2 = [("a", "r", 0.0, 0.0, 0.5, "default"), ("b", "r", 1.0, 1.0, 0.9, ""), ("c", "r", 0.5, 0.5, 0.7, "")]
     write_sweep(tmp_path / "M" / "p1" / "seed-1" / "sweep.csv", rows2)  # pick 0.9: regret 0 -> pair mean 20
     write_sweep(tmp_path / "M" / "p2" / "seed-0" / "sweep.csv", rows2)  # regret 0 -> mean over pairs 10 ± 10
-    md = ms.table(tmp_path, None)
+    md = ms.table(tmp_path, None, json_out=tmp_path / "scores.json")
     line = next(ln for ln in md.splitlines() if ln.startswith("| `snd` |"))
     assert "| 10.0 ± 10.0 |" in line
     assert "(2 pair(s), seeds per pair: 1/2)" in md
+    # the saved per-sweep scores rebuild the same table without the run folders (NaN stored as null)
+    assert '"spearman": null' in (tmp_path / "scores.json").read_text()
+    assert ms.table(tmp_path / "scores.json", None) == md
+    # sources combine, a later one winning for the same sweep: seed 1 of p1 replaced by the seed-0 scores
+    other = tmp_path / "other"
+    write_sweep(other / "M" / "p1" / "seed-1" / "sweep.csv", rows)
+    line = next(ln for ln in ms.table([tmp_path / "scores.json", other], None).splitlines() if "`snd`" in ln)
+    assert "| 20.0 ± 20.0 |" in line  # p1: 40 (both seeds), p2: 0
 
 
 def test_tied_top_scores_count_as_their_mean(tmp_path):
