@@ -91,6 +91,7 @@ from types import SimpleNamespace as NS
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -115,6 +116,8 @@ CELLS: dict[tuple[str, str], str] = {
 }
 SEEDED = {"las", "clue", "badge"}
 KMEANS = {"las", "clue"}  # the peer code calls scikit-learn's KMeans
+#: a cell variant whose adakit side ran with strategy parameters (--adakit-set), e.g. "lada (adakit search=ivf)"
+ADAKIT_VARIANT = "adakit"
 
 
 # --------------------------------------------------------------------------------------------- adapters
@@ -322,8 +325,10 @@ def _stats(ws: list[float], cs: list[float]) -> dict:
 
 
 def child(strategy: str, peer: str, path: str, site: str | None, n: int, min_reps: int, long_s: float,
-          kmeans_n_init: int = 0) -> dict:
-    """One cell in this process: adakit and the peer interleaved on the same pool."""
+          kmeans_n_init: int = 0, params: dict | None = None) -> dict:
+    """One cell in this process: adakit (with strategy ``params``, e.g. its approximate paths) and the peer
+    interleaved on the same pool."""
+    params = params or {}
     import sklearn.cluster  # noqa: F401  (imports outside the timed calls)
 
     sys.path.insert(0, str(HERE))
@@ -338,8 +343,8 @@ def child(strategy: str, peer: str, path: str, site: str | None, n: int, min_rep
     if kmeans_n_init:
         set_peer_kmeans_n_init(kmeans_n_init)
     warm_fn(SEED)
-    warm.select(strategy, 3, np.random.default_rng(0))
-    fns = {"adakit": lambda: pool.select(strategy, b, np.random.default_rng(SEED)).indices,
+    warm.select(strategy, 3, np.random.default_rng(0), **params)
+    fns = {"adakit": lambda: pool.select(strategy, b, np.random.default_rng(SEED), **params).indices,
            "peer_code": lambda: peer_fn(SEED)}
     res: dict = {"b": b, "load_start": os.getloadavg()[0]}
     times: dict = {k: ([], []) for k in fns}
@@ -372,7 +377,7 @@ def child(strategy: str, peer: str, path: str, site: str | None, n: int, min_rep
              "peer_valid": bool(ok), "peer_labelled_picks": int(pool.labelled[p].sum()),
              "peer_unique": int(len(np.unique(p)))}
     if strategy in SEEDED:
-        a1 = pool.select(strategy, b, np.random.default_rng(SEED + 1)).indices
+        a1 = pool.select(strategy, b, np.random.default_rng(SEED + 1), **params).indices
         agree["adakit_seed_overlap"] = len(set(a.tolist()) & set(a1.tolist())) / b
     if strategy == "coreset" and peer == "lada":
         agree.update(_lada_coreset_bug(pool, b))
@@ -416,15 +421,18 @@ def _lada_coreset_bug(pool, b: int) -> dict:
 
 
 def run_cell(strategy: str, peer: str, path: Path, site: str | None, n: int, threads: int, min_reps: int,
-             long_s: float, timeout: float, kmeans_n_init: int = 0) -> dict:
+             long_s: float, timeout: float, kmeans_n_init: int = 0, params: dict | None = None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
-    label = f"{peer} (KMeans n_init={kmeans_n_init})" if kmeans_n_init else peer
+    params = params or {}
+    variants = [f"KMeans n_init={kmeans_n_init}"] * bool(kmeans_n_init) + \
+        [f"{ADAKIT_VARIANT} {', '.join(f'{k}={v}' for k, v in params.items())}"] * bool(params)
+    label = f"{peer} ({'; '.join(variants)})" if variants else peer
     base = {"strategy": strategy, "peer": label, "n": n, "threads": threads, "timed": CELLS[(strategy, peer)],
             "repo": REPOS[peer][0], "commit": peer_commit(path),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", strategy, peer, str(path), site or "",
-           str(n), str(min_reps), str(long_s), str(kmeans_n_init)]
+           str(n), str(min_reps), str(long_s), str(kmeans_n_init), json.dumps(params or {})]
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     from query_speed import run_child
@@ -517,14 +525,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kmeans-n-init", type=int, default=0,
                     help="run the peers' KMeans with this many restarts (10 = scikit-learn < 1.4, what the peer "
                          "code was released with; default: the installed scikit-learn's default, 1)")
+    ap.add_argument("--adakit-set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="strategy parameters for adakit's side (e.g. search=ivf kmeans=faiss: its approximate "
+                         "paths, which `auto` uses only on larger pools); recorded as a variant of the cell")
     ap.add_argument("--render", action="store_true", help="only print the table of the JSON")
-    ap.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=9, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        strategy, peer, path, site, n, reps, long_s, n_init = args.child
+        strategy, peer, path, site, n, reps, long_s, n_init, params = args.child
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        print(json.dumps(child(strategy, peer, path, site or None, int(n), int(reps), float(long_s), int(n_init))))
+        print(json.dumps(child(strategy, peer, path, site or None, int(n), int(reps), float(long_s), int(n_init),
+                               json.loads(params))))
         return
+    params = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.adakit_set)}
     cells = load_records()
     if not args.render:
         todo = [(s, p) for (s, p) in CELLS if getattr(args, p) is not None and (not args.only or s in args.only)]
@@ -534,7 +547,8 @@ def main(argv: list[str] | None = None) -> None:
             for n in args.sizes:
                 for strategy, peer in todo:
                     r = run_cell(strategy, peer, getattr(args, peer).resolve(), args.site, n, threads, args.reps,
-                                 args.long, args.timeout, args.kmeans_n_init if strategy in KMEANS else 0)
+                                 args.long, args.timeout, args.kmeans_n_init if strategy in KMEANS else 0,
+                                 params)
                     cells[_key(r)] = r
                     save_records(cells)
                     print(render({_key(r): r}).splitlines()[-1], flush=True)

@@ -83,6 +83,17 @@ def test_smoke_against_the_released_code(strategy, peer, env):
         assert a["unfixed_wrong_picks"] > 0  # the released index bug, on this pool
 
 
+def test_adakit_side_parameters_reach_the_strategy_and_label_the_cell():
+    path = os.environ.get("ADAKIT_PEER_LADA")
+    if not path or not Path(path).is_dir():
+        pytest.skip("ADAKIT_PEER_LADA does not point to the LADA code")
+    pytest.importorskip("faiss")
+    r = peer_code.run_cell("las", "lada", Path(path), None, 300, 1, 1, 0.0, 120.0,
+                           params={"search": "ivf", "kmeans": "faiss"})
+    assert "error" not in r, r.get("error")
+    assert r["peer"] == "lada (adakit search=ivf, kmeans=faiss)" and r["agreement"]["peer_valid"]
+
+
 def test_release_era_kmeans_patches_only_the_peer_modules(monkeypatch):
     from sklearn.cluster import KMeans
 
