@@ -462,6 +462,7 @@ class ActiveLoop:
                 self._train(r)
             if not self._on_main(lambda: led.round_reached(r, "evaluated")):  # noqa: B023 - called at once
                 self._evaluate(r)
+        self._pool_cache = None  # the last pool pass: no query of this run follows (frees its host or GPU memory)
 
         def finish() -> dict:
             summary = self.write_outputs()

@@ -77,10 +77,18 @@ def test_bad_source_val_is_a_config_error(tmp_path):
 
 def test_inductive_query_reuses_the_evaluation_pool_pass_without_changing_picks(tmp_path, monkeypatch):
     cfg = build_config(TINY, ["query.strategy=margin", "data.protocol=inductive", "budget.total=0.04"])
+    original = ActiveLoop._select
+    cached_at_select = []
+
+    def spy(self, r, budget):
+        cached_at_select.append(None if self._pool_cache is None else self._pool_cache[0])
+        return original(self, r, budget)
+
+    monkeypatch.setattr(ActiveLoop, "_select", spy)
     a = ActiveLoop(cfg, tmp_path / "a", show_progress=False)
     a.run()
-    assert a._pool_cache[0] == 2  # the last evaluation's pool pass (the pool is not the test set)
-    original = ActiveLoop._select
+    assert cached_at_select == [0, 1]  # round r's query reuses round r-1's evaluation pool pass
+    assert a._pool_cache is None  # released when the run ends (on a GPU it would hold device memory)
 
     def fresh(self, r, budget):  # no reuse: the view computes its own pool pass
         self._pool_cache = None
