@@ -25,6 +25,8 @@ Getting it (the commits measured)::
     .venv/bin/python benchmarks/peer_code.py --lada ../peer/LADA --clue ../peer/CLUE \
         --sdm ../peer/SDM --skactiveml ../peer/skactiveml-1.0.1 --site ../peer/_site
     .venv/bin/python benchmarks/peer_code.py ... --sizes 2000 --threads 1 2 --only las badge
+    .venv/bin/python benchmarks/peer_code.py --lada ../peer/LADA --sizes 20000 --only las \
+        --adakit-set search=ivf kmeans=faiss          # adakit's approximate paths (a variant row beside the default)
     .venv/bin/python benchmarks/peer_code.py --render                          # the table from the JSON only
 
 ``tests/test_peer_code.py`` runs a small cell against LADA and SDM when ADAKIT_PEER_LADA / ADAKIT_PEER_SDM
