@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -193,6 +195,21 @@ def test_bad_inputs_are_named_errors():
         adakit.select("margin", probs=p, labelled=np.zeros(9, dtype=bool), budget=2)
     with pytest.raises(DataError, match="labels= must have one entry per pool sample"):
         adakit.select("margin", probs=p, labelled=[1, 2], labels=[0], budget=2)
+
+
+def test_finite_check_catches_one_bad_entry_and_accepts_an_overflowing_sum():
+    from adakit.selection import all_finite
+
+    x = torch.zeros(100, 7)
+    assert all_finite(x)
+    for bad in (math.nan, math.inf, -math.inf):
+        y = x.clone()
+        y[63, 5] = bad
+        assert not all_finite(y)
+    big = torch.full((4, 3), 3e38)  # finite entries whose float32 sum overflows to inf
+    assert not torch.isfinite(big.sum()) and all_finite(big)
+    with pytest.raises(DataError, match="embeddings= holds NaN"):
+        adakit.select("badge", probs=np.full((4, 2), 0.5), embeddings=np.array([[0.0], [1], [np.inf], [2]]), budget=2)
 
 
 def test_labelled_mask_and_index_array_exclude_the_same_samples():
