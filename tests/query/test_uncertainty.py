@@ -60,6 +60,17 @@ def _near_tie_probs() -> torch.Tensor:
     return torch.stack(rows)
 
 
+def test_top_two_equals_topk_with_ties_and_any_layout():
+    from adakit.query.uncertainty import top_two
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(500, 7, generator=g) * 3, dim=1)
+    p[:50, 3] = p[:50, 5] = 2.0  # tied tops: the second largest equals the largest
+    for x in (p, p.double(), p.T.contiguous().T, p[:, :2], p.half()):
+        assert torch.equal(top_two(x), x.topk(2, dim=1).values)
+    assert (top_two(p)[:50, 1] == 2.0).all()
+
+
 def test_margin_is_float64_no_false_ties():
     p = _near_tie_probs()
     assert p.dtype == torch.float32
