@@ -26,7 +26,7 @@ from adakit.models import Model
 from adakit.models.backbones import Identity
 from adakit.models.heads import LinearHead
 from adakit.pool import PoolView
-from adakit.query import _algorithms
+from adakit.query import _algorithms, uncertainty
 from adakit.query.base import Selection, top_k
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.selection import _device
@@ -113,6 +113,16 @@ def test_strategies_keep_pool_sized_tensors_on_their_device(name, params, monkey
             mode.paused -= 1
 
     monkeypatch.setattr(_algorithms, "weighted_kmeans", kmeans_on_cpu)
+    cpu_top_two = uncertainty._cpu_top_two
+
+    def top_two_on_cpu(p):  # the CPU-only branch of top_two (a numpy partition); a GPU tensor takes topk
+        mode.paused += 1
+        try:
+            return cpu_top_two(p)
+        finally:
+            mode.paused -= 1
+
+    monkeypatch.setattr(uncertainty, "_cpu_top_two", top_two_on_cpu)
     monkeypatch.setattr(_algorithms, "_faiss", lambda: None if params.get("kmeans") != "faiss" else pytest.importorskip(
         "faiss"))
     kw = _pool(name)
