@@ -544,12 +544,14 @@ PEER_WHY = {
                        "is left is a constant factor",
     ("sdm_g", "sdm"): "noisy: the ratio moves with the load and the pool size",
     ("las", "lada"): "adakit's exact kNN is the same arithmetic as LADA's N×N similarity (a matrix product and a "
-                     "top-K), and both then run k-means on the b·(1+M) candidates; only the approximate IVF search "
-                     "(adakit's default on pools above 50,000 unlabelled samples) could reach 10×",
+                     "top-K), and both then run k-means on the b·(1+M) candidates; even adakit's approximate "
+                     "paths (IVF search and faiss k-means, its default above 50,000 samples) stay below 10× here",
     ("clue", "clue"): "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time",
     ("clue", "lada"): "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time",
-    ("margin", "lada"): "both are vectorised already (a sort / top-k over the N×C probabilities, tens of ms)",
-    ("margin", "sdm"): "both are vectorised already (a sort / top-k over the N×C probabilities, tens of ms)",
+    ("margin", "lada"): "both are vectorised; adakit's whole call is under 10 ms here (a partition for the top "
+                        "two per row, then the top b), of which input checks and the top-b take about a third",
+    ("margin", "sdm"): "both are vectorised; adakit's whole call is under 10 ms here (a partition for the top "
+                       "two per row, then the top b), of which input checks and the top-b take about a third",
 }
 
 
