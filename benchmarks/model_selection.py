@@ -137,14 +137,18 @@ def _ms(xs: list[float], pct: bool = True) -> str:
 HEAD = ["| validator | regret (points) | pick − default (points) | Spearman ρ |", "|---|---:|---:|---:|"]
 
 
+def _map_metrics(scores: dict, f) -> dict:
+    """``scores`` (sweep -> validator -> metric -> value) with ``f`` applied to every value."""
+    return {k: {v: {m: f(x) for m, x in ms.items()} for v, ms in sw.items()} for k, sw in scores.items()}
+
+
 def load_scores(sources: list[Path]) -> dict[str, dict[str, dict[str, float]]]:
     """Per-sweep scores keyed ``method/pair/seed-k``, from run folders (their ``*/*/seed-*/sweep.csv``) or from
     JSON files written by ``table --json``; a later source wins for the same sweep."""
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for src in sources:
         if src.suffix == ".json":  # JSON has no NaN: written as null
-            scores.update({k: {v: {m: math.nan if x is None else x for m, x in ms.items()} for v, ms in sw.items()}
-                           for k, sw in json.loads(src.read_text()).items()})
+            scores.update(_map_metrics(json.loads(src.read_text()), lambda x: math.nan if x is None else x))
             continue
         for p in sorted(src.glob("*/*/seed-*/sweep.csv")):
             scores["/".join(p.parts[-4:-1])] = score(p)
@@ -161,8 +165,7 @@ def table(sources: Path | list[Path], md: Path | None, methods: list[str] | None
     if methods:
         scores = {k: v for k, v in scores.items() if k.split("/")[0] in methods}
     if json_out:
-        clean = {k: {v: {m: None if math.isnan(x) else x for m, x in ms.items()} for v, ms in sw.items()}
-                 for k, sw in sorted(scores.items())}
+        clean = _map_metrics(dict(sorted(scores.items())), lambda x: None if math.isnan(x) else x)
         json_out.write_text(json.dumps(clean, indent=1) + "\n")
     per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # method -> pair -> validator -> metric
     for key, sweep in sorted(scores.items()):

@@ -434,7 +434,7 @@ def run_cell(strategy: str, peer: str, path: Path, site: str | None, n: int, thr
             "repo": REPOS[peer][0], "commit": peer_commit(path),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", strategy, peer, str(path), site or "",
-           str(n), str(min_reps), str(long_s), str(kmeans_n_init), json.dumps(params or {})]
+           str(n), str(min_reps), str(long_s), str(kmeans_n_init), json.dumps(params)]
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     from query_speed import run_child

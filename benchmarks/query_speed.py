@@ -536,6 +536,9 @@ PEERS = {"las": ("lada",), "coreset": ("lada",), "badge": ("lada", "skactiveml")
 PEER_SAME_AS = {"sdm": "margin"}
 PEER_LABELS = {"lada": "LADA", "clue": "CLUE", "sdm": "SDM", "skactiveml": "scikit-activeml"}
 #: why a (strategy, peer) ratio at N = 20k is what it is (the verdict itself comes from the JSON)
+_CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time"
+_MARGIN_WHY = ("both are vectorised; adakit's whole call is under 10 ms here (a partition for the top two per row, "
+               "then the top b), of which input checks and the top-b take about a third")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
@@ -546,12 +549,10 @@ PEER_WHY = {
     ("las", "lada"): "adakit's exact kNN is the same arithmetic as LADA's N×N similarity (a matrix product and a "
                      "top-K), and both then run k-means on the b·(1+M) candidates; even adakit's approximate "
                      "paths (IVF search and faiss k-means, its default above 50,000 samples) stay below 10× here",
-    ("clue", "clue"): "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time",
-    ("clue", "lada"): "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time",
-    ("margin", "lada"): "both are vectorised; adakit's whole call is under 10 ms here (a partition for the top "
-                        "two per row, then the top b), of which input checks and the top-b take about a third",
-    ("margin", "sdm"): "both are vectorised; adakit's whole call is under 10 ms here (a partition for the top "
-                       "two per row, then the top b), of which input checks and the top-b take about a third",
+    ("clue", "clue"): _CLUE_WHY,
+    ("clue", "lada"): _CLUE_WHY,
+    ("margin", "lada"): _MARGIN_WHY,
+    ("margin", "sdm"): _MARGIN_WHY,
 }
 
 
@@ -570,7 +571,11 @@ def _peer_key(r: dict) -> tuple[str, str]:
 
 def _adakit_variant(r: dict) -> bool:
     """A cell whose adakit side ran with strategy parameters (peer_code.py --adakit-set), not the defaults."""
-    return _peer_key(r)[1].startswith("adakit ")
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from peer_code import ADAKIT_VARIANT
+
+    return _peer_key(r)[1].startswith(ADAKIT_VARIANT + " ")
 
 
 def _ratios(r: dict) -> tuple[float, float] | None:

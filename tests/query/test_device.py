@@ -101,28 +101,22 @@ class _HostCopies(TorchFunctionMode):
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
 def test_strategies_keep_pool_sized_tensors_on_their_device(name, params, monkeypatch):
     """On a GPU nothing pool-sized may come back to the host mid-selection (only the picks do), except the
-    documented CPU libraries: scikit-learn / faiss k-means. Exact neighbours use torch there (as on a GPU)."""
+    documented CPU steps: scikit-learn / faiss k-means and top_two's numpy branch. Exact neighbours use torch
+    there (as on a GPU)."""
     mode = _HostCopies()
-    kmeans = _algorithms.weighted_kmeans
 
-    def kmeans_on_cpu(*args, **kwargs):  # the documented CPU step: its copies are expected
-        mode.paused += 1
-        try:
-            return kmeans(*args, **kwargs)
-        finally:
-            mode.paused -= 1
+    def on_cpu(fn):  # a documented CPU step: its copies are expected
+        def paused(*args, **kwargs):
+            mode.paused += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                mode.paused -= 1
+        return paused
 
-    monkeypatch.setattr(_algorithms, "weighted_kmeans", kmeans_on_cpu)
-    cpu_top_two = uncertainty._cpu_top_two
-
-    def top_two_on_cpu(p):  # the CPU-only branch of top_two (a numpy partition); a GPU tensor takes topk
-        mode.paused += 1
-        try:
-            return cpu_top_two(p)
-        finally:
-            mode.paused -= 1
-
-    monkeypatch.setattr(uncertainty, "_cpu_top_two", top_two_on_cpu)
+    # scikit-learn / faiss k-means, and top_two's numpy branch (a GPU tensor takes topk instead)
+    monkeypatch.setattr(_algorithms, "weighted_kmeans", on_cpu(_algorithms.weighted_kmeans))
+    monkeypatch.setattr(uncertainty, "_cpu_top_two", on_cpu(uncertainty._cpu_top_two))
     monkeypatch.setattr(_algorithms, "_faiss", lambda: None if params.get("kmeans") != "faiss" else pytest.importorskip(
         "faiss"))
     kw = _pool(name)
