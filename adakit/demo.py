@@ -82,8 +82,8 @@ def _run(out_dir: Path, show_progress: bool, console: Console, seeds: tuple[int,
             if not halves and strategy == STRATEGIES[0]:
                 console.print(f"{len(domains.source)} source digits → {len(domains.pool)} target digits "
                               f"({SHIFT_DESCRIPTION}); budget {cfg.budget.total:.0%} of the target in "
-                              f"{cfg.budget.rounds} rounds; {' vs '.join(STRATEGIES)}, seeds "
-                              f"{', '.join(map(str, seeds))}", highlight=False)
+                              f"{cfg.budget.rounds} rounds; {' vs '.join(STRATEGIES)}, "
+                              f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}", highlight=False)
             run_dir = out_dir / strategy / f"seed-{seed}"
             loop = ActiveLoop(cfg, run_dir, show_progress=show_progress, domains=domains)
             if strategy != STRATEGIES[0]:

@@ -109,7 +109,20 @@ def init(device: str = "auto") -> DistInfo:
 
 
 def _shutdown() -> None:
-    if dist.is_initialized():
+    """Leave the group at exit, after every rank got here (gloo).
+
+    Ranks that destroy the group while a peer still has collectives in flight can abort the peer at exit
+    ("terminate called without an active exception"). gloo's ``monitored_barrier`` lines the ranks up first and
+    gives up after 60 s instead of hanging when a rank died; NCCL has no such barrier and leaves at once.
+    """
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=60))
+    except RuntimeError:
+        pass  # a rank died or left early: leave anyway
+    finally:
         dist.destroy_process_group()
 
 

@@ -55,7 +55,8 @@ SETS: dict[str, tuple[str, list[str], str]] = {
 }
 STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
           "B": ["data.standardize=false,true", "model.dropout=0,0.5", "train.weight_decay=0.0005,0.005"],
-          "C": ["train.lr=0.01,0.03", "train.weight_decay=0.0005,0.005"]}
+          "C": ["train.lr=0.01,0.03", "train.weight_decay=0.0005,0.005"],
+          "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"]}
 #: every run: margin sampling, one thread; sweeps hold out 10% of the source for the source validators
 COMMON = ["query.strategy=margin", "train.threads=1"]
 METHODS = ["linear probe + margin", "linear probe (raw features) + margin", "FT + margin (defaults)",

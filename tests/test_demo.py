@@ -24,7 +24,7 @@ def demo(tmp_path_factory):
 
 def test_demo_table_has_every_round_with_mean_and_spread(demo):
     _, res, text = demo
-    assert "mean ± std over 2 seeds" in text
+    assert "mean ± std over 2 seeds" in text and "random, seeds 0, 1" in text
     header = next(line for line in text.splitlines() if "labels" in line and "margin" in line)
     assert all(col in header for col in ("round", "labels", "margin", "random", "margin − random"))
     rows = [line for line in text.splitlines() if line.startswith("│") and line.strip("│ ").split(" ")[0].isdigit()]

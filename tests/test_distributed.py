@@ -97,6 +97,25 @@ def test_shard_counts_cover_the_batch_in_rank_order():
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}
 
 
+@pytest.mark.parametrize("barrier_fails", [False, True])
+def test_exit_lines_up_the_gloo_ranks_then_leaves_the_group_even_if_a_rank_is_gone(monkeypatch, barrier_fails):
+    """A rank leaving while a peer still has collectives in flight can abort the peer at exit, so `_shutdown`
+    waits for every rank (a bounded gloo barrier) before destroying the group; a dead rank must not keep it."""
+    calls = []
+
+    def barrier(timeout):
+        calls.append(("barrier", timeout.total_seconds()))
+        if barrier_fails:
+            raise RuntimeError("Rank 1 failed to pass monitoredBarrier")
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
+    monkeypatch.setattr(distributed.dist, "monitored_barrier", barrier)
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    distributed._shutdown()
+    assert calls == [("barrier", 60.0), ("destroy",)]
+
+
 # -- the building blocks under 2 gloo processes ---------------------------------------------------------------
 def test_two_processes_train_and_infer_like_one(tmp_path):
     """Trainer.fit of five objectives (uneven shards of an 11-row batch, MSTN/BIWAA centroids, GSDA's masks,
