@@ -1,8 +1,10 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -60,3 +62,46 @@ def unlabelled_target_config(tmp_path):
         return tmp_path / "c.yaml"
 
     return make
+
+
+#: adakit's documented CPU steps: scikit-learn / faiss k-means and top_two's numpy branch (a GPU tensor takes
+#: topk instead). Host copies made inside them are expected on every device.
+CPU_STEPS = frozenset({"weighted_kmeans", "_cpu_top_two"})
+
+
+class HostCopies(TorchFunctionMode):
+    """Records each tensor of ≥ ``rows`` rows taken to the host (``cpu()``, ``numpy()``, ``tolist()``,
+    ``__array__``; ``.to("cpu")`` too with ``to_cpu``, where the CPU is not the computation's device) as
+    (function, the adakit function that asked, shape), except inside one of `CPU_STEPS`. Calls that are no-ops
+    on a CPU tensor count: on a GPU they would copy."""
+
+    HOST = {torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.tolist, torch.Tensor.__array__}
+
+    def __init__(self, rows: int, to_cpu: bool = False):
+        super().__init__()
+        self.rows, self.to_cpu = rows, to_cpu
+        self.copies: list[tuple[str, str, tuple[int, ...]]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        t = args[0] if args else None
+        to_cpu = self.to_cpu and func is torch.Tensor.to and any(
+            isinstance(a, (str, torch.device)) and torch.device(a).type == "cpu" for a in (*args[1:2],
+                                                                                         kwargs.get("device")))
+        if (func in self.HOST or to_cpu) and isinstance(t, torch.Tensor) and t.dim() and t.shape[0] >= self.rows:
+            where, frame = None, sys._getframe(1)
+            while frame is not None:
+                if frame.f_globals.get("__name__", "").startswith("adakit"):
+                    if frame.f_code.co_name in CPU_STEPS:
+                        break
+                    where = where or f"{frame.f_globals['__name__']}.{frame.f_code.co_name}"
+                frame = frame.f_back
+            else:
+                self.copies.append((func.__name__, where or "?", tuple(t.shape)))
+        return func(*args, **kwargs)
+
+
+@pytest.fixture
+def host_copies():
+    """`HostCopies`: ``with (mode := host_copies(rows)): ...``, then ``mode.copies``."""
+    return HostCopies

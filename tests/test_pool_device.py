@@ -9,13 +9,10 @@ benchmarks/gpu_check.sh) checks a CUDA loop round against the CPU-output path's 
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 import adakit.inference
 import adakit.loop
@@ -48,31 +45,6 @@ def _model(device: str = "cpu") -> Model:
     return Model(Identity(M), None, LinearHead(M, C)).to(device)
 
 
-class _HostCopies(TorchFunctionMode):
-    """Records each tensor of ≥ ``rows`` rows taken to the host (cpu(), numpy(), .to(cpu)), with the function of
-    adakit that asked for it."""
-
-    def __init__(self, rows: int):
-        super().__init__()
-        self.rows = rows
-        self.copies: list[tuple[str, str, tuple[int, ...]]] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        t = args[0] if args else None
-        to_cpu = func is torch.Tensor.to and any(
-            (isinstance(a, (str, torch.device)) and torch.device(a).type == "cpu") for a in (*args[1:2],
-                                                                                            kwargs.get("device")))
-        if ((func in (torch.Tensor.cpu, torch.Tensor.numpy) or to_cpu) and isinstance(t, torch.Tensor) and t.dim()
-                and t.shape[0] >= self.rows):
-            frame = sys._getframe(1)
-            while frame and not frame.f_globals.get("__name__", "").startswith("adakit"):
-                frame = frame.f_back
-            where = f"{frame.f_globals['__name__']}.{frame.f_code.co_name}" if frame else "?"
-            self.copies.append((func.__name__, where, tuple(t.shape)))
-        return func(*args, **kwargs)
-
-
 # ------------------------------------------------------------------------------------------ forward_domain
 
 
@@ -85,9 +57,9 @@ def test_keep_on_device_leaves_the_outputs_on_the_model_device():
         forward_domain(_model("meta"), _domain(), 7, "meta")
 
 
-def test_cpu_outputs_are_identical_and_never_copied():
+def test_cpu_outputs_are_identical_and_never_copied(host_copies):
     model, dom = _model(), _domain()
-    mode = _HostCopies(N)
+    mode = host_copies(N, to_cpu=True)
     with mode:
         kept = forward_domain(model, dom, 7, "cpu", keep_on_device=True)
     assert mode.copies == []
@@ -171,7 +143,7 @@ def test_paa_neighbours_stay_on_the_device_of_the_embeddings(monkeypatch):
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-def _run_recorded(tmp_path, name: str, keep: bool, monkeypatch) -> tuple[list, list, list, list]:
+def _run_recorded(tmp_path, name: str, keep: bool, monkeypatch, host_copies) -> tuple[list, list, list, list]:
     """A TINY run (warm-up + 1 round) taking the CUDA path's plumbing (``keep``) or not: (queries, metrics,
     forward_domain's keep_on_device per call, pool-sized host copies)."""
     calls: list = []
@@ -185,7 +157,7 @@ def _run_recorded(tmp_path, name: str, keep: bool, monkeypatch) -> tuple[list, l
         monkeypatch.setattr(mod, "forward_domain", spy)
     monkeypatch.setattr(ActiveLoop, "outputs_on_device", property(lambda self: keep))
     loop = ActiveLoop(build_config(TINY), tmp_path / name, show_progress=False)
-    mode = _HostCopies(len(loop.domains.pool))
+    mode = host_copies(len(loop.domains.pool), to_cpu=True)
     with mode:
         loop.run()
     monkeypatch.undo()
@@ -195,19 +167,20 @@ def _run_recorded(tmp_path, name: str, keep: bool, monkeypatch) -> tuple[list, l
     return queries, metrics, calls, mode.copies
 
 
-def test_a_loop_round_with_outputs_kept_on_the_device_records_what_the_default_path_records(tmp_path, monkeypatch):
+def test_a_loop_round_with_outputs_kept_on_the_device_records_what_the_default_path_records(tmp_path, monkeypatch,
+                                                                                           host_copies):
     """The CUDA path's plumbing on a CPU run: every loop pass over the test set / pool keeps its outputs, the
     only pool-sized host copies are the validators' (softmax(z) and f, once per evaluation), and the run's
     queries and metrics (accuracy, validators) equal the default path's."""
-    q0, m0, calls0, copies0 = _run_recorded(tmp_path, "default", False, monkeypatch)
-    q1, m1, calls1, copies1 = _run_recorded(tmp_path, "kept", True, monkeypatch)
+    q0, m0, calls0, copies0 = _run_recorded(tmp_path, "default", False, monkeypatch, host_copies)
+    q1, m1, calls1, copies1 = _run_recorded(tmp_path, "kept", True, monkeypatch, host_copies)
     assert q1 == q0 and len(q1) > 0
     assert m1 == m0 and "val/snd" in m1[-1]
     # the loop's passes: test set of round 0 (= the pool, transductive; cached for round 1's query), of round 1
     assert calls0 == [False, False] and calls1 == [True, True]
 
-    def host(copies, kind="cpu"):  # _cpu_top_two: margin's CPU-only numpy branch (a GPU tensor takes topk)
-        return [w for func, where, _ in copies if func == kind and (w := where.rsplit(".", 1)[1]) != "_cpu_top_two"]
+    def host(copies, kind="cpu"):
+        return [where.rsplit(".", 1)[1] for func, where, _ in copies if func == kind]
 
     # the kept path: the validators' softmax(z) and f, once per evaluation, nothing else
     assert host(copies1) == host(copies1, "numpy") == ["_probs", "validator_scores"] * 2

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 import adakit
 from adakit.data.domain import TensorDomain
@@ -26,7 +25,7 @@ from adakit.models import Model
 from adakit.models.backbones import Identity
 from adakit.models.heads import LinearHead
 from adakit.pool import PoolView
-from adakit.query import _algorithms, uncertainty
+from adakit.query import _algorithms
 from adakit.query.base import Selection, top_k
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.selection import _device
@@ -80,43 +79,12 @@ def _pool(name: str, seed: int = 0) -> dict:
             "sdm_loss_form": getattr(obj, "sdm_loss_form", None)}
 
 
-class _HostCopies(TorchFunctionMode):
-    """Records every pool-sized tensor (≥ POOL_ROWS rows) taken to the host: numpy(), cpu(), tolist(), item()."""
-
-    HOST = {torch.Tensor.numpy, torch.Tensor.cpu, torch.Tensor.tolist, torch.Tensor.__array__}
-
-    def __init__(self):
-        super().__init__()
-        self.copies: list[tuple[str, tuple[int, ...]]] = []
-        self.paused = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        t = args[0] if args else None
-        if (func in self.HOST and not self.paused and isinstance(t, torch.Tensor) and t.dim()
-                and t.shape[0] >= POOL_ROWS):
-            self.copies.append((func.__name__, tuple(t.shape)))
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
-def test_strategies_keep_pool_sized_tensors_on_their_device(name, params, monkeypatch):
-    """On a GPU nothing pool-sized may come back to the host mid-selection (only the picks do), except the
-    documented CPU steps: scikit-learn / faiss k-means and top_two's numpy branch. Exact neighbours use torch
-    there (as on a GPU)."""
-    mode = _HostCopies()
-
-    def on_cpu(fn):  # a documented CPU step: its copies are expected
-        def paused(*args, **kwargs):
-            mode.paused += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                mode.paused -= 1
-        return paused
-
-    # scikit-learn / faiss k-means, and top_two's numpy branch (a GPU tensor takes topk instead)
-    monkeypatch.setattr(_algorithms, "weighted_kmeans", on_cpu(_algorithms.weighted_kmeans))
-    monkeypatch.setattr(uncertainty, "_cpu_top_two", on_cpu(uncertainty._cpu_top_two))
+def test_strategies_keep_pool_sized_tensors_on_their_device(name, params, monkeypatch, host_copies):
+    """On a GPU nothing pool-sized may come back to the host mid-selection (only the picks do), except inside the
+    documented CPU steps (conftest.CPU_STEPS: scikit-learn / faiss k-means and top_two's numpy branch). Exact
+    neighbours use torch there (as on a GPU)."""
+    mode = host_copies(POOL_ROWS)
     monkeypatch.setattr(_algorithms, "_faiss", lambda: None if params.get("kmeans") != "faiss" else pytest.importorskip(
         "faiss"))
     kw = _pool(name)
