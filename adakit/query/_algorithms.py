@@ -86,8 +86,8 @@ class DensePoints:
     def inner(self, idx: torch.Tensor) -> torch.Tensor:
         return self.x @ self.x[idx].T
 
-    def inner_between(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """(len(rows), len(cols)) inner products <p_r, p_c> of a few points only."""
+    def inner_between(self, rows: torch.Tensor | slice, cols: torch.Tensor) -> torch.Tensor:
+        """(#rows, len(cols)) inner products <p_r, p_c> of some points only (``rows``: indices or a slice)."""
         return self.x[rows] @ self.x[cols].T
 
 
@@ -110,8 +110,8 @@ class OuterProductPoints:
     def inner(self, idx: torch.Tensor) -> torch.Tensor:
         return (self.a @ self.a[idx].T) * (self.x @ self.x[idx].T)
 
-    def inner_between(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """(len(rows), len(cols)) inner products <p_r, p_c> of a few points only."""
+    def inner_between(self, rows: torch.Tensor | slice, cols: torch.Tensor) -> torch.Tensor:
+        """(#rows, len(cols)) inner products <p_r, p_c> of some points only (``rows``: indices or a slice)."""
         return (self.a[rows] @ self.a[cols].T) * (self.x[rows] @ self.x[cols].T)
 
     def materialise(self) -> torch.Tensor:
@@ -155,8 +155,10 @@ def sq_dist_to(points: PointSet, idx) -> torch.Tensor:
     return d.clamp_min_(0.0)
 
 
-def _sq_dist_between(points: PointSet, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(len(rows), len(cols)) squared distances between a few points (clamped at 0), same formula as `sq_dist_to`."""
+def _sq_dist_between(points: PointSet, rows: torch.Tensor | slice, cols: torch.Tensor) -> torch.Tensor:
+    """(#rows, len(cols)) squared distances between a few points (clamped at 0), same formula as `sq_dist_to`.
+
+    ``rows``: indices, or a slice (a block of consecutive rows, read as views)."""
     between = getattr(points, "inner_between", None)
     inner = between(rows, cols) if between is not None else points.inner(cols)[rows]
     d = points.sq_norms[rows][:, None] + points.sq_norms[cols][None, :] - 2.0 * inner
@@ -178,9 +180,8 @@ def min_sq_dist_to(points: PointSet, idx, block: int | None = None) -> torch.Ten
     if isinstance(points, DensePoints):
         return min_sq_dist(points.x, points.x[idx], block=block)
     step = _block_size(len(idx), block)
-    for s in range(0, n, step):
-        rows = torch.arange(s, min(n, s + step), device=dev)
-        out[s:s + step] = _sq_dist_between(points, rows, idx).min(dim=1).values
+    for s in range(0, n, step):  # a slice of rows: views of the factors, no gathered copy of each block
+        out[s:s + step] = _sq_dist_between(points, slice(s, s + step), idx).min(dim=1).values
     return out
 
 
