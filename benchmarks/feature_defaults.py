@@ -5,7 +5,9 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
 
 1. ``sweep``: on the *tuning* sets (Office-31 MobileNetV2 features, the JDA MNIST/USPS digit pixels), a grid of
    settings per pair and seed (``adakit.sweep.run_sweep``: every run records its validators). Stage A is learning
-   rate × steps per round; stage B, at stage A's choice, ``data.standardize`` × dropout × weight decay.
+   rate × steps per round; stage B, at stage A's choice, ``data.standardize`` × dropout × weight decay; stage C,
+   learning rate × weight decay at stage B's dropout; stage D, warm-up steps × S+T / S∪T batching of the labelled
+   target (for the small-source pairs where the probe wins).
 2. ``choose``: each setting's ``queried_acc`` (the accuracy of a round's model on the next round's queried batch,
    *before* training on it: labels the user has bought, biased towards hard samples) as its mean over rounds, then
    over seeds, then over pairs, then over sets; the highest wins, the current default when within ``--tie``
@@ -26,6 +28,11 @@ Usage::
     python benchmarks/feature_defaults.py check --new model.dropout=0.5 --out runs/feature-defaults/check
     python benchmarks/feature_defaults.py choose runs/feature-defaults/C
     python benchmarks/feature_defaults.py table runs/feature-defaults/check
+    python benchmarks/feature_defaults.py sweep --stage D --out runs/feature-defaults
+    python benchmarks/feature_defaults.py choose runs/feature-defaults/D
+    python benchmarks/feature_defaults.py check --new train.warmup_iters=250 --new train.labelled_target=union \
+        --out runs/feature-defaults/check2
+    python benchmarks/feature_defaults.py table runs/feature-defaults/check2
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import math
 import os
 import sys
 from pathlib import Path
@@ -68,3 +69,17 @@ def test_feature_sets_keep_labels_and_shapes(tmp_path):
     d = np.load(tmp_path / "office31-logits" / "dslr.npz")
     assert d["feat"].shape == (498, 1000) and (d["y"] == src["y"]).all()
     assert np.array_equal(d["feat"], src["imagenet_logits"].astype(np.float32))
+
+
+@pytest.mark.parametrize("stage", sorted(fd.STAGES))
+def test_every_stage_plans_valid_configs_with_the_default_among_them(stage, tmp_path):
+    """Each stage's grid, with the overrides every sweep adds, gives valid configs (checked before any run) and
+    holds the current defaults (the choice rule falls back to them)."""
+    from adakit.sweep import parse_grid, plan_sweep
+
+    grid = parse_grid(fd.STAGES[stage])
+    settings = plan_sweep(fd.BASE, grid, tmp_path, [*fd.COMMON, "data.source_val=0.1"])
+    # the defaults are a grid point (plan_sweep would otherwise add them as one more setting)
+    assert len(settings) == math.prod(len(v) for v in grid.values()) >= 4
+    assert sum(s.is_default for s in settings) == 1
+    assert all(s.config.query.strategy == "margin" for s in settings)
