@@ -60,7 +60,8 @@ class PointSet(Protocol):
     """N points known through squared norms and inner products with some of their own members.
 
     ``sq_norms``: (N,) tensor |p_i|². ``inner(idx)``: (N, len(idx)) tensor of <p_i, p_j> for j in ``idx``
-    (a LongTensor). Anything implementing these two works with `farthest_first` and `kmeans_pp`.
+    (a LongTensor). Anything implementing these two works with `farthest_first` and `kmeans_pp`. Optional:
+    ``inner_between(rows, cols)``, the (#rows, len(cols)) block only (``rows`` a LongTensor or a slice).
     """
 
     sq_norms: torch.Tensor
