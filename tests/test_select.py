@@ -187,6 +187,10 @@ def test_bad_inputs_are_named_errors():
         adakit.select("badge", probs=p, embeddings=np.zeros((9, 2)), budget=2)
     with pytest.raises(DataError, match="pass raw classifier outputs as logits="):
         adakit.select("margin", probs=p * 3, budget=2)
+    negative = p.copy()
+    negative[4] = [1.5, -0.5, 0.0]  # sums to 1, but is no probability
+    with pytest.raises(DataError, match="non-negative, summing to 1"):
+        adakit.select("margin", probs=negative, budget=2)
     with pytest.raises(DataError, match="NaN"):
         adakit.select("margin", logits=np.full((10, 3), np.nan), budget=2)
     with pytest.raises(DataError, match=r"labelled= indices must lie in \[0, 10\)"):
