@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from adakit.query.base import Selection, Strategy, top_k
-from adakit.query.uncertainty import least_confidence
+from adakit.query.uncertainty import least_confidence, score_rows
 from adakit.registry import register_strategy
 
 
@@ -15,4 +15,4 @@ class ConfidenceSampling(Strategy):
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
-        return top_k(least_confidence(view.probs[cand]), cand, budget, rng)  # ranked on the probs' device
+        return top_k(score_rows(least_confidence, view.probs, cand), cand, budget, rng)  # ranked on the probs' device

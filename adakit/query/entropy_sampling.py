@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from adakit.query.base import Selection, Strategy, top_k
-from adakit.query.uncertainty import entropy
+from adakit.query.uncertainty import entropy, score_rows
 from adakit.registry import register_strategy
 
 
@@ -15,4 +15,4 @@ class EntropySampling(Strategy):
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
-        return top_k(entropy(view.probs[cand]), cand, budget, rng)  # ranked on the probs' device
+        return top_k(score_rows(entropy, view.probs, cand), cand, budget, rng)  # ranked on the probs' device

@@ -16,7 +16,7 @@ from adakit.query._gradients import (
     margin_score_logit_grad,
 )
 from adakit.query.base import Selection, Strategy, top_k
-from adakit.query.uncertainty import margin
+from adakit.query.uncertainty import margin, score_rows
 from adakit.registry import register_strategy
 
 
@@ -30,7 +30,7 @@ class SDMMarginSampling(Strategy):
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
-        return top_k(margin(view.probs[cand]), cand, budget, rng)  # float64, ranked on the probs' device
+        return top_k(score_rows(margin, view.probs, cand), cand, budget, rng)  # float64, ranked on the probs' device
 
 
 class SDMGParams(Params):

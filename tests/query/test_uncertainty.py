@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from adakit.query.base import top_k
-from adakit.query.uncertainty import entropy, least_confidence, margin
+from adakit.query.uncertainty import entropy, least_confidence, margin, score_rows
 from adakit.registry import STRATEGIES
 
 P = torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2], [1.0, 0.0, 0.0]])
@@ -89,3 +90,14 @@ def test_margin_is_float64_no_false_ties():
         assert picks == {(2, 4)}, (name, picks)
     lc = least_confidence(torch.tensor([[1 - 3e-8, 3e-8], [1 - 9e-8, 9e-8]], dtype=torch.float32))
     assert lc.dtype == torch.float64 and lc[0] < lc[1]
+
+
+@pytest.mark.parametrize("score", [margin, entropy, least_confidence])
+@pytest.mark.parametrize("share", [0.2, 0.5, 0.9])
+def test_score_rows_equals_scoring_the_gathered_rows_on_both_branches(score, share):
+    """Scoring every row then indexing (rows ≥ half the pool) or gathering first: the same values, bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(200, 7, generator=g) * 3, dim=1)
+    p[:10] = p[10]  # ties between rows
+    rows = np.random.default_rng(0).permutation(200)[: int(share * 200)]  # unsorted
+    assert torch.equal(score_rows(score, p, rows), score(p[torch.as_tensor(rows)]))
