@@ -538,7 +538,9 @@ PEER_LABELS = {"lada": "LADA", "clue": "CLUE", "sdm": "SDM", "skactiveml": "scik
 #: why a (strategy, peer) ratio at N = 20k is what it is (the verdict itself comes from the JSON)
 _CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time"
 _MARGIN_WHY = ("both are vectorised; adakit's whole call is under 10 ms here (a partition for the top two per row, "
-               "then the top b), of which input checks and the top-b take about a third")
+               "then the top b, after the input checks). At this scale the ratio "
+               "moves between runs: three runs on 2026-12-02 (16:30 UTC, idle machine) gave 10.5–11.3× against "
+               "LADA and 6.1–8.1× against SDM")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
