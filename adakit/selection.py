@@ -222,7 +222,8 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     if p is not None and z is not None and p.shape != z.shape:
         raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
     # amin: one reduction, no (N, C) mask (the entries are finite: checked above)
-    if p is not None and (bool(p.amin() < 0) or not torch.allclose(p.sum(1), torch.ones(n, device=dev), atol=1e-3)):
+    if p is not None and ((p.numel() > 0 and bool(p.amin() < 0))
+                          or not torch.allclose(p.sum(1), torch.ones(n, device=dev), atol=1e-3)):
         raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
                         "classifier outputs as logits=")
     src = arrays["source_embeddings"]

@@ -280,3 +280,9 @@ def test_import_adakit_is_cheap_and_exports_the_api_lazily():
     assert res.returncode == 0, res.stderr
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         adakit.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("name", ["random", "entropy", "confidence", "margin", "sdm"])
+def test_an_empty_pool_gives_an_empty_selection(name):
+    sel = adakit.select(name, probs=np.zeros((0, 3)), budget=2)
+    assert sel.indices.shape == (0,) and sel.scores.shape == (0,)
