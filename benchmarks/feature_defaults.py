@@ -66,6 +66,7 @@ STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
           "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"]}
 #: every run: margin sampling, one thread; sweeps hold out 10% of the source for the source validators
 COMMON = ["query.strategy=margin", "train.threads=1"]
+SWEEP_COMMON = [*COMMON, "data.source_val=0.1"]
 METHODS = ["linear probe + margin", "linear probe (raw features) + margin", "FT + margin (defaults)",
            "FT + margin (validators' choice)"]
 
@@ -87,7 +88,7 @@ def sweep(out: Path, stage: str, names: list[str], sets: Path, fixed: list[str],
             for seed in seeds:
                 folder = out / stage / name / pair / f"seed-{seed}"
                 if not (folder / "sweep.csv").is_file():
-                    extra = [*COMMON, "data.source_val=0.1", *fixed, *_data(name, sets, pair), f"seed={seed}"]
+                    extra = [*SWEEP_COMMON, *fixed, *_data(name, sets, pair), f"seed={seed}"]
                     run_sweep(BASE, STAGES[stage], "queried_acc", folder, extra)
                     print(f"{stage} {name} {pair} seed {seed} done", flush=True)
 

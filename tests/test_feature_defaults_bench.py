@@ -78,7 +78,7 @@ def test_every_stage_plans_valid_configs_with_the_default_among_them(stage, tmp_
     from adakit.sweep import parse_grid, plan_sweep
 
     grid = parse_grid(fd.STAGES[stage])
-    settings = plan_sweep(fd.BASE, grid, tmp_path, [*fd.COMMON, "data.source_val=0.1"])
+    settings = plan_sweep(fd.BASE, grid, tmp_path, fd.SWEEP_COMMON)
     # the defaults are a grid point (plan_sweep would otherwise add them as one more setting)
     assert len(settings) == math.prod(len(v) for v in grid.values()) >= 4
     assert sum(s.is_default for s in settings) == 1
