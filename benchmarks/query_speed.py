@@ -537,10 +537,10 @@ PEER_SAME_AS = {"sdm": "margin"}
 PEER_LABELS = {"lada": "LADA", "clue": "CLUE", "sdm": "SDM", "skactiveml": "scikit-activeml"}
 #: why a (strategy, peer) ratio at N = 20k is what it is (the verdict itself comes from the JSON)
 _CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time"
-_MARGIN_WHY = ("both are vectorised; adakit's whole call is under 10 ms here (a partition for the top two per row, "
-               "then the top b, after the input checks). At this scale the ratio "
-               "moves between runs: three runs on 2026-12-02 (16:30 UTC, idle machine) gave 10.5–11.3× against "
-               "LADA and 6.1–8.1× against SDM")
+_MARGIN_WHY = ("both are vectorised; adakit's whole call is a few ms here (a pairwise max/min tournament for the top "
+               "two per row, then the top b, after the input checks). At this scale the ratio moves between runs: "
+               "three runs on 2026-12-02 (17:40 UTC, idle machine) gave 10.4–17.6× against LADA and 9.5–10.9× "
+               "against SDM (one of the three below 10×: at the threshold, not clearly past it)")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "

@@ -64,9 +64,9 @@ def unlabelled_target_config(tmp_path):
     return make
 
 
-#: adakit's documented CPU steps: scikit-learn / faiss k-means and top_two's numpy branch (a GPU tensor takes
-#: topk instead). Host copies made inside them are expected on every device.
-CPU_STEPS = frozenset({"weighted_kmeans", "_cpu_top_two"})
+#: adakit's documented CPU step: scikit-learn / faiss k-means. Host copies made inside it are expected on every
+#: device.
+CPU_STEPS = frozenset({"weighted_kmeans"})
 
 
 class HostCopies(TorchFunctionMode):

@@ -29,21 +29,48 @@ def margin(p: torch.Tensor) -> torch.Tensor:
     return 1.0 - (top2[:, 0] - top2[:, 1])
 
 
+#: entries of p per block of rows in `top_two` on the CPU (4 MiB of float32: the block and its halves stay in cache)
+TOP_TWO_BLOCK = 2**20
+
+
 def top_two(p: torch.Tensor) -> torch.Tensor:
     """(N, 2): the largest and the second-largest entry of each row (equal when the top is tied).
 
-    On the CPU a numpy partition (`_cpu_top_two`: about 4× faster than ``topk(2, dim=1)`` on 200k × 65, same
-    values); on other devices ``topk``.
+    A pairwise tournament over the columns (`_tournament`): about log2(C) rounds of elementwise max/min on halves
+    of the rows, no sort and no host copy, so it runs on any device; on the CPU by blocks of rows that stay in
+    cache. On 1 thread, 65 columns, it took about half the time of a numpy partition (20k, 200k and 1M rows) and
+    a tenth of ``topk(2, dim=1)``, with the same values; ``topk`` where autograd needs the graph.
     """
-    if p.device.type != "cpu" or p.shape[1] < 2 or p.requires_grad or p.dtype not in (torch.float32, torch.float64):
+    if p.requires_grad or p.shape[1] < 2:
         return p.topk(2, dim=1).values
-    return _cpu_top_two(p)
+    rows = max(1, TOP_TWO_BLOCK // p.shape[1])
+    if p.device.type != "cpu" or len(p) <= rows:
+        return _tournament(p)
+    return torch.cat([_tournament(p[i:i + rows]) for i in range(0, len(p), rows)])
 
 
-def _cpu_top_two(p: torch.Tensor) -> torch.Tensor:
-    c = p.shape[1]
-    part = np.partition(p.numpy(), c - 2, axis=1)  # [c-2]: the second largest; after it only the largest
-    return torch.from_numpy(np.ascontiguousarray(part[:, [c - 1, c - 2]]))
+def _tournament(p: torch.Tensor) -> torch.Tensor:
+    c, h = p.shape[1], p.shape[1] // 2
+    t1, t2 = torch.maximum(p[:, :h], p[:, h:2 * h]), torch.minimum(p[:, :h], p[:, h:2 * h])  # pairs of columns
+    if c % 2:
+        _fold(t1[:, :1], t2[:, :1], p[:, c - 1:], None)
+    while t1.shape[1] > 1:  # merge the right half of the (top, second) columns into the left half
+        w, h = t1.shape[1], t1.shape[1] // 2
+        _fold(t1[:, :h], t2[:, :h], t1[:, h:2 * h], t2[:, h:2 * h])
+        if w % 2:
+            _fold(t1[:, :1], t2[:, :1], t1[:, w - 1:], t2[:, w - 1:])
+        t1, t2 = t1[:, :h], t2[:, :h]
+    return torch.cat([t1, t2], dim=1)
+
+
+def _fold(t1: torch.Tensor, t2: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor | None) -> None:
+    """In place: (t1, t2) ← the top two of the multiset {t1, t2, x1, x2} (x2 None: of {t1, t2, x1}), given
+    t1 ≥ t2 and x1 ≥ x2 elementwise."""
+    lower = torch.minimum(t1, x1)
+    torch.maximum(t1, x1, out=t1)
+    if x2 is not None:
+        torch.maximum(t2, x2, out=t2)
+    torch.maximum(t2, lower, out=t2)
 
 
 def score_rows(score: Callable[[torch.Tensor], torch.Tensor], p: torch.Tensor, rows: np.ndarray) -> torch.Tensor:

@@ -82,7 +82,7 @@ def _pool(name: str, seed: int = 0) -> dict:
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
 def test_strategies_keep_pool_sized_tensors_on_their_device(name, params, monkeypatch, host_copies):
     """On a GPU nothing pool-sized may come back to the host mid-selection (only the picks do), except inside the
-    documented CPU steps (conftest.CPU_STEPS: scikit-learn / faiss k-means and top_two's numpy branch). Exact
+    documented CPU steps (conftest.CPU_STEPS: scikit-learn / faiss k-means). Exact
     neighbours use torch there (as on a GPU)."""
     mode = host_copies(POOL_ROWS)
     monkeypatch.setattr(_algorithms, "_faiss", lambda: None if params.get("kmeans") != "faiss" else pytest.importorskip(

@@ -70,6 +70,19 @@ def test_top_two_equals_topk_with_ties_and_any_layout():
     for x in (p, p.double(), p.T.contiguous().T, p[:, :2], p.half()):
         assert torch.equal(top_two(x), x.topk(2, dim=1).values)
     assert (top_two(p)[:50, 1] == 2.0).all()
+    for c in (2, 3, 4, 5, 6, 31, 64, 65, 345):  # the tournament's odd and even widths at every round
+        x = torch.randint(0, 5, (400, c), generator=g).float()  # many ties, in every position
+        before = x.clone()
+        assert torch.equal(top_two(x), x.topk(2, dim=1).values), c
+        assert torch.equal(x, before)  # the input is left as it was
+
+
+def test_top_two_by_blocks_of_rows(monkeypatch):
+    from adakit.query import uncertainty
+
+    x = torch.randint(0, 5, (1000, 7), generator=torch.Generator().manual_seed(1)).float()
+    monkeypatch.setattr(uncertainty, "TOP_TWO_BLOCK", 7 * 64)  # 64 rows a block: 16 blocks, the last one short
+    assert torch.equal(uncertainty.top_two(x), x.topk(2, dim=1).values)
 
 
 def test_margin_is_float64_no_false_ties():
