@@ -110,7 +110,8 @@ class ModelConfig(_Strict):
         "ActiveLoop(model=...)")
     weights: str | None = Field(None, description="imagenet (torchvision/timm ImageNet weights, downloaded once) "
                                 "or a local state-dict file")
-    hidden_dim: int = Field(512, ge=1, description="mlp backbone width")
+    # 1024 since 2026-12-02 (was 512): chosen by validators, benchmarks/results/feature-defaults.md stage E
+    hidden_dim: int = Field(1024, ge=1, description="mlp backbone width")
     bottleneck_dim: int = Field(256, ge=0, description="0 = no bottleneck")
     head: Literal["linear", "cosine"] = "linear"
     temperature: float = Field(0.05, gt=0, description="cosine head temperature (MME)")

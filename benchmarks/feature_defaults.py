@@ -7,7 +7,8 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
    settings per pair and seed (``adakit.sweep.run_sweep``: every run records its validators). Stage A is learning
    rate × steps per round; stage B, at stage A's choice, ``data.standardize`` × dropout × weight decay; stage C,
    learning rate × weight decay at stage B's dropout; stage D, warm-up steps × S+T / S∪T batching of the labelled
-   target (for the small-source pairs where the probe wins).
+   target (for the small-source pairs where the probe wins); stage E, the network's width (hidden layer) × whether
+   it has the bottleneck (Linear + BatchNorm + ReLU) at all.
 2. ``choose``: each setting's ``queried_acc`` (the accuracy of a round's model on the next round's queried batch,
    *before* training on it: labels the user has bought, biased towards hard samples) as its mean over rounds, then
    over seeds, then over pairs, then over sets; the highest wins, the current default when within ``--tie``
@@ -33,6 +34,8 @@ Usage::
     python benchmarks/feature_defaults.py check --new train.warmup_iters=250 --new train.labelled_target=union \
         --out runs/feature-defaults/check2
     python benchmarks/feature_defaults.py table runs/feature-defaults/check2
+    python benchmarks/feature_defaults.py sweep --stage E --out runs/feature-defaults
+    python benchmarks/feature_defaults.py choose runs/feature-defaults/E
 """
 
 from __future__ import annotations
@@ -63,9 +66,11 @@ SETS: dict[str, tuple[str, list[str], str]] = {
 STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
           "B": ["data.standardize=false,true", "model.dropout=0,0.5", "train.weight_decay=0.0005,0.005"],
           "C": ["train.lr=0.01,0.03", "train.weight_decay=0.0005,0.005"],
-          "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"]}
-#: every run: margin sampling, one thread; sweeps hold out 10% of the source for the source validators
-COMMON = ["query.strategy=margin", "train.threads=1"]
+          "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"],
+          "E": ["model.hidden_dim=256,512,1024", "model.bottleneck_dim=0,256"]}
+#: every run: margin sampling, one thread, the MLP width of the defaults the stages compared against (512; stage
+#: E's choice, 1024, is the config's default since); sweeps hold out 10% of the source for the source validators
+COMMON = ["query.strategy=margin", "train.threads=1", "model.hidden_dim=512"]
 SWEEP_COMMON = [*COMMON, "data.source_val=0.1"]
 METHODS = ["linear probe + margin", "linear probe (raw features) + margin", "FT + margin (defaults)",
            "FT + margin (validators' choice)"]

@@ -40,7 +40,8 @@ def worker(objective: str, steps: int, warmup: int, threads: int, device: str) -
 
     info = distributed.init(device)
     torch.set_num_threads(threads)
-    cfg = load_config(CONFIG, [f"objective.name={objective}", f"train.device={device}"])
+    # the MLP width scale.md was measured with (the config's default is 1024 since 2026-12-02)
+    cfg = load_config(CONFIG, [f"objective.name={objective}", f"train.device={device}", "model.hidden_dim=512"])
     dev = resolve_device(cfg.train.device)
     d = load_domains(cfg.data, cfg.seed)
     torch.manual_seed(0)
