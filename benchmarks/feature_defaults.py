@@ -36,6 +36,8 @@ Usage::
     python benchmarks/feature_defaults.py table runs/feature-defaults/check2
     python benchmarks/feature_defaults.py sweep --stage E --out runs/feature-defaults
     python benchmarks/feature_defaults.py choose runs/feature-defaults/E
+    python benchmarks/feature_defaults.py check --new model.hidden_dim=1024 --out runs/feature-defaults/check3
+    python benchmarks/feature_defaults.py table runs/feature-defaults/check3
 """
 
 from __future__ import annotations
