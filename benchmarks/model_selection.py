@@ -46,11 +46,11 @@ METHODS: dict[str, tuple[list[str], str]] = {
     "BIWAA": (["objective.name=biwaa"], "objective.trade_off=0.3,1,3"),
     "GSDA": (["objective.name=gsda"], "objective.grl_max=0.3,1,3"),
 }
+#: the MLP width these tables were measured with (the default is 1024 since 2026-12-02)
+MLP_WIDTH = "model.hidden_dim=512"
 #: every UDA run: warm-up only, 3 checkpoints (steps 333, 667, 1000), a 10% held-out source split for
-#: source_acc and DEV, one thread, the MLP width these tables were measured with (the default is 1024 since
-#: 2026-12-02)
-UDA_SET = ["budget.rounds=0", "train.eval_checkpoints=2", "data.source_val=0.1", "train.threads=1",
-           "model.hidden_dim=512"]
+#: source_acc and DEV, one thread
+UDA_SET = ["budget.rounds=0", "train.eval_checkpoints=2", "data.source_val=0.1", "train.threads=1", MLP_WIDTH]
 #: ADA pipelines (issue #14 item 4): learning rate × the pipeline's main knob, the config's budget (5% in 5 rounds).
 #: A setting is judged by its last round, the model a user keeps: pool validators (BNM, IM, ...) on that round's
 #: model, queried-batch validators (the labels a user has bought) as their mean over rounds
@@ -59,7 +59,7 @@ ADA_METHODS: dict[str, tuple[list[str], str]] = {
     "LAS + LAA": (["query.strategy=las", "query.k=5", "anchor.kind=laa", "anchor.k=5"], "anchor.tau=0.8,0.9,0.95"),
     "TSF + SAGE": (["objective.name=tsf", "query.strategy=sage"], "objective.trade_off=0.3,1,3"),
 }
-ADA_SET = ["data.source_val=0.1", "train.threads=1", "model.hidden_dim=512"]  # as UDA_SET
+ADA_SET = ["data.source_val=0.1", "train.threads=1", MLP_WIDTH]
 SELECT = "source_acc"  # the sweep's own pick is not used here: every validator is scored from sweep.csv
 NOT_VALIDATORS = {"setting", "checkpoint", "labels", "accuracy_oracle", "marks", "run_dir"}
 

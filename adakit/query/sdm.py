@@ -16,21 +16,17 @@ from adakit.query._gradients import (
     margin_score_logit_grad,
 )
 from adakit.query.base import Selection, Strategy, top_k
-from adakit.query.uncertainty import margin, score_rows
+from adakit.query.margin_sampling import MarginSampling
 from adakit.registry import register_strategy
 
 
 @register_strategy("sdm")
-class SDMMarginSampling(Strategy):
+class SDMMarginSampling(MarginSampling):
     """SDM margin sampling (Xie et al. CVPR 2022, Eq. 3): Q = 1 − (p1 − p2); pair with objective ``sdm``/``sdm_a``.
 
-    The query is plain margin sampling; what makes it SDM is the model trained with the maximum margin
-    loss (objectives ``sdm`` / ``sdm_a``).
+    The query is plain margin sampling (`MarginSampling`, scores in float64); what makes it SDM is the model
+    trained with the maximum margin loss (objectives ``sdm`` / ``sdm_a``).
     """
-
-    def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
-        cand = view.unlabelled_indices
-        return top_k(score_rows(margin, view.probs, cand), cand, budget, rng)  # float64, ranked on the probs' device
 
 
 class SDMGParams(Params):
