@@ -69,7 +69,8 @@ STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
           "B": ["data.standardize=false,true", "model.dropout=0,0.5", "train.weight_decay=0.0005,0.005"],
           "C": ["train.lr=0.01,0.03", "train.weight_decay=0.0005,0.005"],
           "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"],
-          "E": ["model.hidden_dim=256,512,1024", "model.bottleneck_dim=0,256"]}
+          "E": ["model.hidden_dim=256,512,1024", "model.bottleneck_dim=0,256"],
+          "F": ["objective.label_smoothing=0,0.1", "train.class_balanced_source=false,true"]}
 #: every run: margin sampling, one thread, the MLP width of the defaults the stages compared against (512; stage
 #: E's choice, 1024, is the config's default since); sweeps hold out 10% of the source for the source validators
 COMMON = ["query.strategy=margin", "train.threads=1", "model.hidden_dim=512"]
@@ -104,14 +105,17 @@ def _mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else float("nan")
 
 
-def aggregate(roots: list[Path]) -> dict[str, dict[str, float]]:
+def aggregate(roots: list[Path], only: str | None = None) -> dict[str, dict[str, float]]:
     """setting -> {validator or 'accuracy_oracle': mean over seeds, then pairs, then sets} of every sweep.csv below
-    ``roots`` (laid out ``<set>/<pair>/seed-k/sweep.csv``; a set found under several roots is one set)."""
+    ``roots`` (laid out ``<set>/<pair>/seed-k/sweep.csv``; a set found under several roots is one set); ``only``:
+    that set alone."""
     per: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}  # set -> pair -> setting -> key -> seeds
     for root in roots:
         for p in sorted(root.glob("*/*/seed-*/sweep.csv")):
             name, pair = p.parts[-4], p.parts[-3]
             name = "office31" if name == "FT + margin" else name  # the validator benchmark's Office-31 sweeps
+            if only is not None and name != only:
+                continue
             for row in model_selection._ada_rows(list(csv.DictReader(p.open()))):
                 d = per.setdefault(name, {}).setdefault(pair, {}).setdefault(row["setting"], {})
                 for k, v in row.items():
@@ -138,8 +142,8 @@ def choose(agg: dict[str, dict[str, float]], by: str = "queried_acc", tie: float
     return best
 
 
-def choose_report(roots: list[Path], tie: float) -> str:
-    agg = aggregate(roots)
+def choose_report(roots: list[Path], tie: float, only: str | None = None) -> str:
+    agg = aggregate(roots, only)
     validators = sorted({k for d in agg.values() for k in d} - {"accuracy_oracle", "default"})
     lines = ["| setting | " + " | ".join(f"`{v}`" for v in validators) + " | oracle acc. (%) |",
              "|---|" + "---:|" * (len(validators) + 1)]
@@ -155,13 +159,14 @@ def choose_report(roots: list[Path], tie: float) -> str:
 
 
 def check(out: Path, names: list[str], sets: Path, new: list[str], seeds: list[int],
-          only: list[str] | None = None) -> None:
-    """The defaults, the validators' choice (``new``) and the two probes on every pair of ``names``, through
-    ``adakit bench``."""
+          only: list[str] | None = None, defaults: list[str] | None = None) -> None:
+    """The defaults (``COMMON`` and then ``defaults``), the validators' choice (the defaults and then ``new``) and
+    the two probes on every pair of ``names``, through ``adakit bench``."""
     from adakit.bench import run_bench
 
-    methods = dict(zip(METHODS, [["runner=linear_probe"], ["runner=linear_probe", "probe.standardize=false"], [], new],
-                       strict=True))
+    base = list(defaults or [])
+    methods = dict(zip(METHODS, [["runner=linear_probe"], ["runner=linear_probe", "probe.standardize=false"], base,
+                                 [*base, *new]], strict=True))
     for name in names:
         pairs = SETS[name][1]
         spec = {"base": str(BASE), "set": [*COMMON, *_root(name, sets)],
@@ -217,6 +222,7 @@ def main() -> None:
     c = sub.add_parser("choose")
     c.add_argument("roots", type=Path, nargs="+")
     c.add_argument("--tie", type=float, default=0.005)
+    c.add_argument("--per-set", action="store_true", help="one choice per set instead of one over all sets")
     k = sub.add_parser("check")
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--set", dest="names", action="append", choices=list(SETS))
@@ -224,6 +230,8 @@ def main() -> None:
     k.add_argument("--new", action="append", required=True, help="key=value of the new defaults")
     k.add_argument("--seed", action="append", type=int)
     k.add_argument("--only", action="append", choices=METHODS, help="run only these methods (repeatable)")
+    k.add_argument("--defaults", action="append", default=[],
+                   help="key=value the defaults (and the choice) run with over COMMON (e.g. model.hidden_dim=1024)")
     t = sub.add_parser("table")
     t.add_argument("root", type=Path)
     t.add_argument("--md", type=Path)
@@ -233,9 +241,13 @@ def main() -> None:
         names = a.names or [n for n, v in SETS.items() if v[2] == "tuning"]
         sweep(a.out, a.stage, names, a.sets, a.fix, a.seed or [0, 1])
     elif a.cmd == "choose":
-        print(choose_report(a.roots, a.tie))
+        if not a.per_set:
+            print(choose_report(a.roots, a.tie))
+        for name in SETS if a.per_set else []:
+            if any(any(r.glob(f"{name}/*/seed-*/sweep.csv")) for r in a.roots):
+                print(f"### {name}\n\n{choose_report(a.roots, a.tie, name)}\n")
     elif a.cmd == "check":
-        check(a.out, a.names or list(SETS), a.sets, a.new, a.seed or [0, 1, 2], a.only)
+        check(a.out, a.names or list(SETS), a.sets, a.new, a.seed or [0, 1, 2], a.only, a.defaults)
     else:
         text = table(a.root)
         print(text)

@@ -83,3 +83,26 @@ def test_every_stage_plans_valid_configs_with_the_default_among_them(stage, tmp_
     assert len(settings) == math.prod(len(v) for v in grid.values()) >= 4
     assert sum(s.is_default for s in settings) == 1
     assert all(s.config.query.strategy == "margin" for s in settings)
+
+
+def test_aggregate_of_one_set_ignores_the_others(tmp_path):
+    acc = {"a": 0.5, "b": 0.6}
+    _sweep(tmp_path / "X" / "p1" / "seed-0" / "sweep.csv", {"a": (0.2, 0.2), "b": (0.6, 0.6)}, acc)
+    _sweep(tmp_path / "Y" / "q" / "seed-0" / "sweep.csv", {"a": (0.9, 0.9), "b": (0.0, 0.0)}, acc)
+    assert fd.choose(fd.aggregate([tmp_path])) == "a"  # over sets: a 0.55, b 0.3
+    assert fd.choose(fd.aggregate([tmp_path], only="X")) == "b"
+    assert fd.aggregate([tmp_path], only="X")["a"]["queried_acc"] == pytest.approx(0.2)
+
+
+def test_check_runs_the_choice_over_the_given_defaults(tmp_path, monkeypatch):
+    import yaml
+
+    import adakit.bench
+
+    ran = []
+    monkeypatch.setattr(adakit.bench, "run_bench", lambda path, out, only=None: ran.append(path))
+    fd.check(tmp_path, ["office31"], tmp_path, ["model.bottleneck_dim=0"], [0], defaults=["model.hidden_dim=1024"])
+    spec = yaml.safe_load(ran[0].read_text())
+    assert spec["methods"]["FT + margin (defaults)"] == ["model.hidden_dim=1024"]
+    assert spec["methods"]["FT + margin (validators' choice)"] == ["model.hidden_dim=1024", "model.bottleneck_dim=0"]
+    assert spec["methods"]["linear probe + margin"] == ["runner=linear_probe"]

@@ -60,6 +60,9 @@ class ObjectiveParams(Params):
     entropy_weight: float = Field(0.1, ge=0, description="with omega=mme: weight λ of the entropy term (MME: 0.1)")
     entropy_grl_coeff: float = Field(1.0, ge=0, description="with omega=mme: gradient reversal coefficient "
                                                             "(MME code: eta = 1, constant)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="ε of the cross-entropy on labelled samples "
+                                                              "(source and target): the target is (1 − ε)·one-hot + "
+                                                              "ε/C (Szegedy et al. 2016; SHOT's source model: 0.1)")
     probe_domain: bool = Field(False, description="train a domain discriminator on detached features beside the "
                                                   "objective (no gradient reaches the model; beside an objective "
                                                   "that uses no unlabelled target the probe has its own eval-mode "
@@ -114,7 +117,7 @@ class Objective(nn.Module):
         return "cosine"
 
     def classification_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(z, y)
+        return F.cross_entropy(z, y, label_smoothing=self.params.label_smoothing)
 
     def supervised_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         terms = {"ce_source": self.classification_loss(batch.zs, batch.ys)}

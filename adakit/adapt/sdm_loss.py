@@ -70,7 +70,7 @@ class MarginLoss(Objective):
         zh = self._normalised(z)
         loss = p.margin_weight * self.hinge_terms(zh, y) - p.max_logit_weight * zh.gather(1, y[:, None])[:, 0]
         if p.ce_weight:
-            loss = loss + p.ce_weight * F.cross_entropy(z, y, reduction="none")
+            loss = loss + p.ce_weight * F.cross_entropy(z, y, reduction="none", label_smoothing=p.label_smoothing)
         return loss
 
     def classification_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
