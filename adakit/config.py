@@ -194,8 +194,8 @@ class OracleConfig(_Strict):
 class ProbeConfig(_Strict):
     """The linear-probe baseline (``runner: linear_probe``): scikit-learn logistic regression."""
 
-    standardize: bool = Field(True, description="z-score the features with the training set's statistics first "
-                              "(StandardScaler); false = raw features")
+    standardize: bool = Field(False, description="true: z-score the features with the training set's statistics "
+                              "first (StandardScaler); false (default since 2026-12-02): the raw features")
     c: float = Field(1.0, gt=0, description="inverse L2 regularisation strength C of LogisticRegression")
 
 

@@ -1,11 +1,11 @@
 """The linear-probe baseline: scikit-learn logistic regression retrained each round, with the same strategy.
 
 For feature data (``runner: linear_probe`` in a config, e.g. one method of an ``adakit bench`` grid): round 0 fits
-``StandardScaler → LogisticRegression`` on the source features (``probe.standardize: false``: the raw features;
+``LogisticRegression`` on the raw source features (``probe.standardize: true``: ``StandardScaler`` first;
 ``probe.c``: the regularisation C); each round the configured strategy picks from
 the probe's pool probabilities (through `adakit.select`, seeded as the loop seeds it), the simulated oracle labels
 the picks, and the probe is refitted from scratch on source + labelled target (one pooled training set, each sample
-weight 1). Strategies see the probe's probabilities/log-probabilities as probs/logits, the standardised features
+weight 1). Strategies see the probe's probabilities/log-probabilities as probs/logits, the (standardised) features
 as embeddings and its (C, m) coefficients as a linear head; strategies that need an adaptation objective's
 discriminator cannot run on a probe. The run folder gets config.yaml, metrics.jsonl (with the validators),
 summary.json and report.md in the loop's format, so `adakit report` / `adakit bench` compare it with network runs.
@@ -26,7 +26,7 @@ from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool = True):
+def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool = False):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler

@@ -8,12 +8,13 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
    rate × steps per round; stage B, at stage A's choice, ``data.standardize`` × dropout × weight decay; stage C,
    learning rate × weight decay at stage B's dropout; stage D, warm-up steps × S+T / S∪T batching of the labelled
    target (for the small-source pairs where the probe wins); stage E, the network's width (hidden layer) × whether
-   it has the bottleneck (Linear + BatchNorm + ReLU) at all.
+   it has the bottleneck (Linear + BatchNorm + ReLU) at all; stage F, label smoothing × class-balanced source
+   batches (at width 1,024: ``--fix model.hidden_dim=1024``).
 2. ``choose``: each setting's ``queried_acc`` (the accuracy of a round's model on the next round's queried batch,
    *before* training on it: labels the user has bought, biased towards hard samples) as its mean over rounds, then
-   over seeds, then over pairs, then over sets; the highest wins, the current default when within ``--tie``
-   points. What every other validator would have chosen is printed beside it, and the oracle accuracy of each
-   setting only to show what the choice cost or gained.
+   over seeds, then over pairs, then over sets (``--per-set``: one choice per set); the highest wins, the current
+   default when within ``--tie`` points. What every other validator would have chosen is printed beside it, and
+   the oracle accuracy of each setting only to show what the choice cost or gained.
 3. ``check``: the defaults, the validators' choice and the linear probe (`adakit.probe`, standardised and raw
    features) on every set, tuning and held-out (``office31-logits``, ``digits16``: see
    ``benchmarks/feature_sets.py``), 3 seeds, through ``adakit bench``.
@@ -38,6 +39,17 @@ Usage::
     python benchmarks/feature_defaults.py choose runs/feature-defaults/E
     python benchmarks/feature_defaults.py check --new model.hidden_dim=1024 --out runs/feature-defaults/check3
     python benchmarks/feature_defaults.py table runs/feature-defaults/check3
+    python benchmarks/feature_defaults.py sweep --stage F --fix model.hidden_dim=1024 --out runs/feature-defaults
+    python benchmarks/feature_defaults.py choose runs/feature-defaults/F
+    python benchmarks/feature_defaults.py sweep --stage E --set office31-logits --set digits16 \
+        --out runs/feature-defaults/F-heldout                     # the per-set check: stage E's grid on held-out sets
+    python benchmarks/feature_defaults.py choose --per-set runs/feature-defaults/E runs/feature-defaults/F-heldout/E
+    python benchmarks/feature_defaults.py check --set office31 --defaults model.hidden_dim=1024 \
+        --new model.hidden_dim=256 --new model.bottleneck_dim=0 --out runs/feature-defaults/check-perset
+    python benchmarks/feature_defaults.py check --set office31-logits --defaults model.hidden_dim=1024 \
+        --new model.hidden_dim=256 --out runs/feature-defaults/check-perset
+    python benchmarks/feature_defaults.py table runs/feature-defaults/check-perset
+    python benchmarks/feature_defaults.py probe runs/feature-defaults/check3     # the probe's standardisation
 """
 
 from __future__ import annotations
@@ -165,7 +177,8 @@ def check(out: Path, names: list[str], sets: Path, new: list[str], seeds: list[i
     from adakit.bench import run_bench
 
     base = list(defaults or [])
-    methods = dict(zip(METHODS, [["runner=linear_probe"], ["runner=linear_probe", "probe.standardize=false"], base,
+    methods = dict(zip(METHODS, [["runner=linear_probe", "probe.standardize=true"],
+                                 ["runner=linear_probe", "probe.standardize=false"], base,
                                  [*base, *new]], strict=True))
     for name in names:
         pairs = SETS[name][1]
@@ -177,12 +190,40 @@ def check(out: Path, names: list[str], sets: Path, new: list[str], seeds: list[i
         run_bench(path, out / name, only=only)
 
 
+def probe_report(root: Path) -> str:
+    """The choice rule on a check's two probes (standardised, raw): per set, ``queried_acc`` averaged over rounds,
+    seeds and pairs, and the oracle accuracy; the rule compares the means over the tuning sets."""
+    from adakit.bench import slug
+
+    lines = ["| probe | set (role) | `queried_acc` | oracle acc. (%) |", "|---|---|---:|---:|"]
+    tuning: dict[str, list[float]] = {}
+    for method in METHODS[:2]:
+        for name, (_, pairs, role) in SETS.items():
+            q, acc = [], []
+            for pair in pairs:
+                runs = sorted((root / name / pair / slug(method)).glob("seed-*"))
+                rows = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in runs]
+                if not rows:
+                    continue
+                q.append(_mean([_mean([x["val/queried_acc"] for x in rr if "val/queried_acc" in x]) for rr in rows]))
+                acc.append(_mean([json.loads((r / "summary.json").read_text())["final_accuracy"] for r in runs]))
+            if q:
+                lines.append(f"| {method} | {name} ({role}) | {_mean(q):.4f} | {100 * _mean(acc):.1f} |")
+                if role == "tuning":
+                    tuning.setdefault(method, []).append(_mean(q))
+    means = {m: _mean(v) for m, v in tuning.items()}
+    lines += ["", "tuning sets' mean `queried_acc`: " + ", ".join(f"{m} {v:.4f}" for m, v in means.items())]
+    if means:
+        lines.append(f"**choice:** {max(means, key=means.__getitem__)}")
+    return "\n".join(lines)
+
+
 def table(root: Path) -> str:
     """Per set and pair: each method's final accuracy mean ± std over seeds; FT minus the better of the two probes
     (per pair: a baseline favoured by the oracle), and the validators' choice minus the defaults."""
     from adakit.bench import slug
 
-    lines = ["| set (role) | pair | probe + margin | probe, raw features | FT + margin, defaults | FT + margin, "
+    lines = ["| set (role) | pair | probe, standardised | probe, raw features | FT + margin, defaults | FT + margin, "
              "validators' choice | defaults − best probe | choice − best probe | choice − defaults |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     gaps: dict[str, list[tuple[float, float]]] = {}
@@ -232,6 +273,7 @@ def main() -> None:
     k.add_argument("--only", action="append", choices=METHODS, help="run only these methods (repeatable)")
     k.add_argument("--defaults", action="append", default=[],
                    help="key=value the defaults (and the choice) run with over COMMON (e.g. model.hidden_dim=1024)")
+    sub.add_parser("probe").add_argument("root", type=Path)
     t = sub.add_parser("table")
     t.add_argument("root", type=Path)
     t.add_argument("--md", type=Path)
@@ -248,6 +290,8 @@ def main() -> None:
                 print(f"### {name}\n\n{choose_report(a.roots, a.tie, name)}\n")
     elif a.cmd == "check":
         check(a.out, a.names or list(SETS), a.sets, a.new, a.seed or [0, 1, 2], a.only, a.defaults)
+    elif a.cmd == "probe":
+        print(probe_report(a.root))
     else:
         text = table(a.root)
         print(text)

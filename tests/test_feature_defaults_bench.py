@@ -105,4 +105,24 @@ def test_check_runs_the_choice_over_the_given_defaults(tmp_path, monkeypatch):
     spec = yaml.safe_load(ran[0].read_text())
     assert spec["methods"]["FT + margin (defaults)"] == ["model.hidden_dim=1024"]
     assert spec["methods"]["FT + margin (validators' choice)"] == ["model.hidden_dim=1024", "model.bottleneck_dim=0"]
-    assert spec["methods"]["linear probe + margin"] == ["runner=linear_probe"]
+    assert spec["methods"]["linear probe + margin"] == ["runner=linear_probe", "probe.standardize=true"]
+
+
+def test_probe_report_applies_the_rule_to_the_two_probes(tmp_path):
+    import json
+
+    from adakit.bench import slug
+
+    # office31 (tuning), one pair: standardised queried_acc (0.2 + 0.4) / 2 = 0.3, raw 0.5; the held-out set
+    # favours the standardised probe but does not count for the choice
+    for name, pair, q_std, q_raw in [("office31", "dslr-amazon", (0.2, 0.4), (0.5, 0.5)),
+                                     ("office31-logits", "dslr-amazon", (0.9, 0.9), (0.1, 0.1))]:
+        for method, qs in [(fd.METHODS[0], q_std), (fd.METHODS[1], q_raw)]:
+            run = tmp_path / name / pair / slug(method) / "seed-0"
+            run.mkdir(parents=True)
+            rows = [{"round": 0}] + [{"round": i + 1, "val/queried_acc": q} for i, q in enumerate(qs)]
+            (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+            (run / "summary.json").write_text(json.dumps({"final_accuracy": 0.5}))
+    text = fd.probe_report(tmp_path)
+    assert "| linear probe + margin | office31 (tuning) | 0.3000 | 50.0 |" in text
+    assert text.endswith(f"**choice:** {fd.METHODS[1]}")

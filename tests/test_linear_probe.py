@@ -20,7 +20,7 @@ BASE = {"name": "tiny", "seed": 0, "data": {"format": "demo"}, "model": {"hidden
 
 
 def test_probe_retrains_on_source_plus_labelled_target_with_the_strategy(tmp_path):
-    cfg = build_config(BASE, ["runner=linear_probe", "data.source_val=0.2"])
+    cfg = build_config(BASE, ["runner=linear_probe", "probe.standardize=true", "data.source_val=0.2"])
     s = run_probe(cfg, tmp_path / "probe")
     assert [r["labels"] for r in s["rounds"]] == [0, 9, 18] and s["objective"] == "linear_probe"
     assert {"accuracy", "mean_class_accuracy", "val/im", "val/snd", "val/dev", "val/source_acc"} <= set(s["rounds"][0])
@@ -44,12 +44,13 @@ def test_probe_retrains_on_source_plus_labelled_target_with_the_strategy(tmp_pat
     assert s["rounds"][1]["val/queried_acc"] == pytest.approx(hits)
 
 
-@pytest.mark.parametrize("c", [1.0, 0.01])
-def test_probe_options_raw_features_and_regularisation(tmp_path, c):
-    """probe.standardize=false fits the raw features, probe.c is LogisticRegression's C: round 0 equals that fit."""
+@pytest.mark.parametrize(("c", "raw"), [(1.0, []), (0.01, ["probe.standardize=false"])])
+def test_probe_options_raw_features_and_regularisation(tmp_path, c, raw):
+    """The probe fits the raw features (the default, or probe.standardize=false), probe.c is LogisticRegression's
+    C: round 0 equals that fit."""
     from sklearn.linear_model import LogisticRegression
 
-    cfg = build_config(BASE, ["runner=linear_probe", "probe.standardize=false", f"probe.c={c}", "budget.rounds=0"])
+    cfg = build_config(BASE, ["runner=linear_probe", *raw, f"probe.c={c}", "budget.rounds=0"])
     s = run_probe(cfg, tmp_path / "raw")
     d = load_domains(cfg.data, 0)
     clf = LogisticRegression(C=c, max_iter=1000, random_state=0).fit(d.source.x.numpy(), d.source.y)
