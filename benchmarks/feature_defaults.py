@@ -9,7 +9,7 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
    learning rate × weight decay at stage B's dropout; stage D, warm-up steps × S+T / S∪T batching of the labelled
    target (for the small-source pairs where the probe wins); stage E, the network's width (hidden layer) × whether
    it has the bottleneck (Linear + BatchNorm + ReLU) at all; stage F, label smoothing × class-balanced source
-   batches (at width 1,024: ``--fix model.hidden_dim=1024``).
+   batches; stage G, the batch size (F and G at width 1,024: ``--fix model.hidden_dim=1024``).
 2. ``choose``: each setting's ``queried_acc`` (the accuracy of a round's model on the next round's queried batch,
    *before* training on it: labels the user has bought, biased towards hard samples) as its mean over rounds, then
    over seeds, then over pairs, then over sets (``--per-set``: one choice per set); the highest wins, the current
@@ -82,7 +82,8 @@ STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
           "C": ["train.lr=0.01,0.03", "train.weight_decay=0.0005,0.005"],
           "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"],
           "E": ["model.hidden_dim=256,512,1024", "model.bottleneck_dim=0,256"],
-          "F": ["objective.label_smoothing=0,0.1", "train.class_balanced_source=false,true"]}
+          "F": ["objective.label_smoothing=0,0.1", "train.class_balanced_source=false,true"],
+          "G": ["train.batch_size=16,32,64,128"]}
 #: every run: margin sampling, one thread, the MLP width of the defaults the stages compared against (512; stage
 #: E's choice, 1024, is the config's default since); sweeps hold out 10% of the source for the source validators
 COMMON = ["query.strategy=margin", "train.threads=1", "model.hidden_dim=512"]
