@@ -55,7 +55,7 @@ class MarginLoss(Objective):
         return {"margin": p.margin, "raw_logits": p.raw_logits, "ce_weight": p.ce_weight,
                 "margin_weight": p.margin_weight, "max_logit_weight": p.max_logit_weight,
                 "class_mean": p.class_mean, "adaptive": self.adaptive,
-                "detach_alpha": getattr(p, "detach_alpha", True)}
+                "detach_alpha": getattr(p, "detach_alpha", True), "label_smoothing": p.label_smoothing}
 
     def _normalised(self, z: torch.Tensor) -> torch.Tensor:
         return z if self.params.raw_logits else F.normalize(z, dim=1)

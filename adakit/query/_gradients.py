@@ -57,6 +57,7 @@ class MarginLossForm:
     class_mean: bool = True
     adaptive: bool = False  # SDM-A's α_i
     detach_alpha: bool = True
+    label_smoothing: float = 0.0  # ε of the CE term (objective.label_smoothing)
 
 
 def margin_loss_logit_grad(z: torch.Tensor, y: torch.Tensor, form: MarginLossForm = MarginLossForm()) -> torch.Tensor:
@@ -82,7 +83,8 @@ def margin_loss_logit_grad(z: torch.Tensor, y: torch.Tensor, form: MarginLossFor
     if norm is not None:
         g = (g - (g * zh).sum(1, keepdim=True) * zh) / norm
     p = torch.softmax(z, dim=1)
-    return (form.ce_weight * (p - onehot) + g).float()
+    eps = form.label_smoothing  # smoothed CE: ∂/∂z = p − ((1 − ε)·onehot + ε/C)
+    return (form.ce_weight * (p - (1.0 - eps) * onehot - eps / c) + g).float()
 
 
 def margin_score_logit_grad(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

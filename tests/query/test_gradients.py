@@ -27,6 +27,8 @@ FORMS = [
     {"ce_weight": 0.3, "margin_weight": 2.0, "max_logit_weight": 0.7},
     {"adaptive": True},
     {"adaptive": True, "detach_alpha": False, "raw_logits": True},
+    {"label_smoothing": 0.1, "ce_weight": 0.5},
+    {"adaptive": True, "label_smoothing": 0.3},
 ]
 
 
