@@ -41,6 +41,8 @@ Usage::
     python benchmarks/feature_defaults.py table runs/feature-defaults/check3
     python benchmarks/feature_defaults.py sweep --stage F --fix model.hidden_dim=1024 --out runs/feature-defaults
     python benchmarks/feature_defaults.py choose runs/feature-defaults/F
+    python benchmarks/feature_defaults.py sweep --stage G --fix model.hidden_dim=1024 --out runs/feature-defaults
+    python benchmarks/feature_defaults.py choose runs/feature-defaults/G
     python benchmarks/feature_defaults.py sweep --stage E --set office31-logits --set digits16 \
         --out runs/feature-defaults/F-heldout                     # the per-set check: stage E's grid on held-out sets
     python benchmarks/feature_defaults.py choose --per-set runs/feature-defaults/E runs/feature-defaults/F-heldout/E
