@@ -26,7 +26,7 @@ from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool = False):
+def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler

@@ -197,6 +197,7 @@ def probe_report(root: Path) -> str:
     """The choice rule on a check's two probes (standardised, raw): per set, ``queried_acc`` averaged over rounds,
     seeds and pairs, and the oracle accuracy; the rule compares the means over the tuning sets."""
     from adakit.bench import slug
+    from adakit.report import load_summary
 
     lines = ["| probe | set (role) | `queried_acc` | oracle acc. (%) |", "|---|---|---:|---:|"]
     tuning: dict[str, list[float]] = {}
@@ -204,12 +205,12 @@ def probe_report(root: Path) -> str:
         for name, (_, pairs, role) in SETS.items():
             q, acc = [], []
             for pair in pairs:
-                runs = sorted((root / name / pair / slug(method)).glob("seed-*"))
-                rows = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in runs]
-                if not rows:
+                runs = [load_summary(r) for r in sorted((root / name / pair / slug(method)).glob("seed-*"))]
+                if not runs:
                     continue
-                q.append(_mean([_mean([x["val/queried_acc"] for x in rr if "val/queried_acc" in x]) for rr in rows]))
-                acc.append(_mean([json.loads((r / "summary.json").read_text())["final_accuracy"] for r in runs]))
+                q.append(_mean([_mean([x["val/queried_acc"] for x in s["rounds"] if "val/queried_acc" in x])
+                                for s in runs]))
+                acc.append(_mean([s["final_accuracy"] for s in runs]))
             if q:
                 lines.append(f"| {method} | {name} ({role}) | {_mean(q):.4f} | {100 * _mean(acc):.1f} |")
                 if role == "tuning":
@@ -288,9 +289,10 @@ def main() -> None:
     elif a.cmd == "choose":
         if not a.per_set:
             print(choose_report(a.roots, a.tie))
-        for name in SETS if a.per_set else []:
-            if any(any(r.glob(f"{name}/*/seed-*/sweep.csv")) for r in a.roots):
-                print(f"### {name}\n\n{choose_report(a.roots, a.tie, name)}\n")
+        else:
+            for name in SETS:
+                if any(any(r.glob(f"{name}/*/seed-*/sweep.csv")) for r in a.roots):
+                    print(f"### {name}\n\n{choose_report(a.roots, a.tie, name)}\n")
     elif a.cmd == "check":
         check(a.out, a.names or list(SETS), a.sets, a.new, a.seed or [0, 1, 2], a.only, a.defaults)
     elif a.cmd == "probe":
