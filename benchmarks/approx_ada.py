@@ -25,8 +25,8 @@ import textwrap
 import time
 from pathlib import Path
 
-ROWS = {"FT_+_las": ("FT + las", "IVF neighbours (nprobe 8) + faiss k-means (8 it.)"),
-        "FT_+_clue": ("FT + clue", "faiss k-means (8 it.)")}
+ROWS = {"FT_+_las": ("FT + las", "IVF neighbours (nprobe 8) + faiss k-means (greedy seeding, 8 it.)"),
+        "FT_+_clue": ("FT + clue", "faiss k-means (greedy seeding, 8 it.)")}
 
 
 def collect(roots: list[Path]) -> dict[tuple[str, str], list[float]]:

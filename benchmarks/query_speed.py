@@ -147,10 +147,11 @@ def backend_of(name: str, n: int) -> str:
     unl = n - n // 100
     if name == "las":
         knn = ("faiss flat (exact)" if has_faiss else "torch exact") if unl <= EXACT_KNN_MAX else "IVF, nprobe 8"
-        km = "sklearn" if 11 * b * b <= EXACT_KMEANS_MAX or not has_faiss else "faiss k-means, 8 it."
+        km = "sklearn" if 11 * b * b <= EXACT_KMEANS_MAX or not has_faiss else "faiss k-means, greedy seeding, 8 it."
         return f"kNN {knn}; k-means {km}"
     if name == "clue":
-        return "sklearn k-means" if unl * b <= EXACT_KMEANS_MAX or not has_faiss else "faiss k-means, 8 it."
+        exact = unl * b <= EXACT_KMEANS_MAX or not has_faiss
+        return "sklearn k-means" if exact else "faiss k-means, greedy seeding, 8 it."
     if name == "coreset":
         return "torch exact, lazy greedy"
     if name == "badge":
@@ -430,7 +431,7 @@ def agreement() -> list[str]:
     top_i = set(torch.argsort(q_ivf, descending=True)[:m].tolist())
     lines.append(f"| LAS candidates (top b·(1+M) = {m:,} by Q), N = 50,000 | IVF nprobe 8 vs exact | overlap "
                  f"{len(top_e & top_i) / m:.4f} | max abs(ΔQ) {float((q_exact - q_ivf).abs().max()):.2e} |")
-    lines += las_pick_agreement(pool)
+    lines += las_pick_agreement(pool) + real_knn_agreement()
     # CoreSet: lazy greedy vs eager full update (exact algorithm both)
     pool20 = SyntheticPool(20000)
     view = pool20.view()
@@ -441,31 +442,85 @@ def agreement() -> list[str]:
     return lines + clue_agreement()
 
 
-def clue_agreement() -> list[str]:
-    """CLUE's weighted k-means: the faiss path's objective against scikit-learn's, 3 seeds each."""
+def _kmeans_objective_row(what: str, x: np.ndarray, w: np.ndarray, k: int) -> str:
+    """The faiss k-means path's weighted objective against scikit-learn's on (x, w), 3 seeds each."""
     from sklearn.cluster import KMeans
 
     from adakit.query import _algorithms as alg
+
+    def objective(c):
+        d = alg.min_sq_dist(torch.as_tensor(x), torch.as_tensor(np.asarray(c, dtype=np.float32)))
+        return float((torch.as_tensor(w) * d.double()).sum())
+
+    sk = [objective(KMeans(k, n_init=1, random_state=s).fit(x, sample_weight=w).cluster_centers_) for s in range(3)]
+    fa = [objective(alg.weighted_kmeans(x, k, np.random.default_rng(s), weights=w, backend="faiss"))
+          for s in range(3)]
+    return (f"| {what}, b = {k} | faiss 8 it. vs sklearn | faiss {min(fa):.4g}–{max(fa):.4g}, sklearn "
+            f"{min(sk):.4g}–{max(sk):.4g} (3 seeds each) | faiss/sklearn mean {np.mean(fa) / np.mean(sk):.4f} |")
+
+
+def real_features() -> dict[str, np.ndarray]:
+    """Real feature matrices under $ADAKIT_DATA (empty when it is not set): Office-31 Amazon's MobileNetV2
+    features (2,817 × 1,280) and the MNIST test images as pixels (10,000 × 784)."""
+    import gzip
+
+    from adakit.paths import data_root
+
+    root = data_root(required=False)
+    out = {}
+    if root is None:
+        return out
+    feats = root / "office31" / "features-mobilenetv2" / "amazon.npz"
+    if feats.exists():
+        out["Office-31 Amazon, MobileNetV2 features"] = np.load(feats)["feat"].astype(np.float32)
+    mnist = root / "digits" / "t10k-images-idx3-ubyte.gz"
+    if mnist.exists():
+        with gzip.open(mnist) as f:
+            out["MNIST test pixels"] = (np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+                                        .astype(np.float32) / 255.0)
+    return out
+
+
+def real_knn_agreement() -> list[str]:
+    """LAS's IVF neighbours against exact ones on real features (recall@10, cosine): the synthetic pool's
+    well-separated clusters make the inverted file look perfect; real features are harder."""
+    from adakit.query import _algorithms as alg
+
+    lines = []
+    for name, x in real_features().items():
+        e = F.normalize(torch.from_numpy(x), dim=1)
+        t0 = time.process_time()
+        _, nn_exact = alg.knn(e, 10, normalize=False, backend="exact")
+        t_exact = time.process_time() - t0
+        for nprobe in (8, 16, 32):
+            t0 = time.process_time()
+            _, nn_ivf = alg.knn(e, 10, normalize=False, backend="ivf", nprobe=nprobe)
+            t_ivf = time.process_time() - t0
+            hit = (nn_ivf.unsqueeze(2) == nn_exact.unsqueeze(1)).any(dim=2).float().mean()
+            lists = math.ceil(math.sqrt(len(x)))
+            lines.append(f"| kNN (K = 10), {name} (N = {len(x):,}, {lists} lists) | IVF nprobe {nprobe} vs "
+                         f"exact flat | recall@10 {float(hit):.4f} | CPU {t_ivf:.2f} s vs {t_exact:.2f} s |")
+    return lines
+
+
+def clue_agreement() -> list[str]:
+    """CLUE's weighted k-means: the faiss path's objective against scikit-learn's, 3 seeds each; on the
+    synthetic pools with CLUE's weights (near-uniform: the pool's predictions are saturated at T = 0.1) and on
+    real features with uniform and heavy-tailed weights (exp(1)³: a few samples carry most of the weight, as
+    the entropies of a trained model's predictions do), b = 1% and 5% of the samples."""
     from adakit.query.clue import clue_weights
 
     lines = []
     for n in (20000, 50000):
         p = SyntheticPool(n)
-        x = p.embeddings.numpy()
-        w = clue_weights(p.logits, 0.1).numpy()
-        k = n // 100
-
-        def objective(c, x=x, w=w):
-            d = alg.min_sq_dist(torch.as_tensor(x), torch.as_tensor(np.asarray(c, dtype=np.float32)))
-            return float((torch.as_tensor(w) * d.double()).sum())
-
-        sk = [objective(KMeans(k, n_init=1, random_state=s).fit(x, sample_weight=w).cluster_centers_)
-              for s in range(3)]
-        fa = [objective(alg.weighted_kmeans(x, k, np.random.default_rng(s), weights=w, backend="faiss"))
-              for s in range(3)]
-        lines.append(f"| CLUE weighted k-means objective, N = {n:,}, b = {k} | faiss 8 it. vs sklearn | "
-                     f"faiss {min(fa):.2f}–{max(fa):.2f}, sklearn {min(sk):.2f}–{max(sk):.2f} (3 seeds each) | "
-                     f"faiss/sklearn mean {np.mean(fa) / np.mean(sk):.4f} |")
+        lines.append(_kmeans_objective_row(f"CLUE weighted k-means objective, synthetic N = {n:,}",
+                                           p.embeddings.numpy(), clue_weights(p.logits, 0.1).numpy(), n // 100))
+    for name, x in real_features().items():
+        skewed = np.random.default_rng(9).exponential(size=len(x)) ** 3
+        for frac in (0.01, 0.05):
+            for wname, w in (("uniform", np.ones(len(x))), ("exp(1)³", skewed)):
+                lines.append(_kmeans_objective_row(f"weighted k-means objective, {name} (N = {len(x):,}), "
+                                                   f"{wname} weights", x, w, int(frac * len(x))))
     return lines
 
 
@@ -859,7 +914,9 @@ def render(rec: dict, names: list[str]) -> None:
     lines += peer_section(peer_cells)
     lines += ["", "## Agreement of the approximate paths with the exact ones", ""]
     if rec.get("agreement"):
-        lines += [f"Measured {rec.get('agreement_when')} (`--agreement`), 1 thread, same synthetic pools.", "",
+        lines += [f"Measured {rec.get('agreement_when')} (`--agreement`), 1 thread, same synthetic pools; the "
+                  "k-means rows also on real features (`real_features`: Office-31 MobileNetV2 features and MNIST "
+                  "pixels from $ADAKIT_DATA).", "",
                   "| what | compared | agreement | note |", "|---|---|---|---|", *rec["agreement"]]
     else:
         lines.append("not measured")

@@ -427,6 +427,60 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     return picks, dists
 
 
+def greedy_kmeans_pp(x: torch.Tensor, k: int, rng: np.random.Generator, *,
+                     weights: torch.Tensor | np.ndarray | None = None, trials: int | None = None) -> np.ndarray:
+    """Greedy weighted k-means++ seeding: k distinct row indices of ``x`` (N, m), N ≥ k.
+
+    Arthur & Vassilvitskii, SODA 2007, §6 ("greedy" k-means++), as scikit-learn's ``kmeans_plusplus``: the
+    first seed is drawn ∝ weight; each next one is the best of ``trials`` candidates (default 2 + ⌊ln k⌋)
+    drawn ∝ weight·D² (D the distance to the nearest seed so far), the one that leaves the smallest weighted
+    potential Σ weight·min(D², d²). Its starts are far better than plain D² sampling's on weighted data
+    (benchmarks/results/query_speed.md): Lloyd iterations do not repair a poor start. Cost O(k·trials·N·m)
+    on ``x``'s device; memory (trials, N). Rows with weight 0 are never drawn, unless every weight·D² is 0:
+    then the next seed is drawn ∝ weight among the rows not yet picked (uniformly when those weigh 0).
+    """
+    x = _tensor(x).float()
+    n, dev = len(x), x.device
+    if not 0 < k <= n:
+        raise ValueError(f"greedy k-means++: {k} seeds among {n} points")
+    w = torch.ones(n, dtype=torch.float64, device=dev) if weights is None else \
+        _tensor(weights, dev).to(torch.float64).clip(min=0.0)
+    trials = int(trials or 2 + int(math.log(k)))
+    xn = (x * x).sum(dim=1)
+    open_ = torch.ones(n, dtype=torch.bool, device=dev)
+
+    def draw(p: torch.Tensor, size: int) -> torch.Tensor:
+        """``size`` indices ∝ p (with replacement); among open rows ∝ weight (or uniform) when p sums to 0."""
+        if not float(p.sum()) > 0:
+            p = torch.where(open_, w, 0.0)
+            if not float(p.sum()) > 0:
+                p = open_.double()
+        cs = torch.cumsum(p, 0)
+        u = torch.as_tensor(rng.random(size), dtype=cs.dtype, device=dev) * cs[-1]
+        return torch.searchsorted(cs, u, right=True).clamp_(max=n - 1)
+
+    def sq_dist(rows: torch.Tensor) -> torch.Tensor:  # (len(rows), N), float64
+        return torch.addmm(xn[None, :] + xn[rows, None], x[rows], x.T, alpha=-2.0).double().clamp_min_(0.0)
+
+    picks = np.empty(k, dtype=np.int64)
+    first = draw(w, 1)
+    picks[0] = int(first)
+    open_[first] = False
+    d2 = sq_dist(first)[0]
+    for t in range(1, k):
+        cand = draw(w * d2 * open_, trials)
+        dc = torch.minimum(sq_dist(cand), d2)
+        best = int(torch.argmin((dc * w).sum(dim=1)))
+        j = int(cand[best])
+        if not bool(open_[j]):  # round-off at a cumsum edge drew a seed: the first open row instead
+            j = int(torch.nonzero(open_)[0])
+            dc[best] = torch.minimum(sq_dist(torch.tensor([j], device=dev))[0], d2)
+        picks[t] = j
+        open_[j] = False
+        d2 = dc[best]
+    return picks
+
+
 # ---------------------------------------------------------------------------------------------- neighbours
 
 
@@ -592,6 +646,30 @@ def ivf_knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, nprobe: int =
 EXACT_KMEANS_MAX = 10_000_000
 
 
+#: the faiss k-means seeds from this many draws per centroid (`seeding_sample`)
+SEEDING_DRAWS_PER_CENTRE = 8
+
+
+def seeding_sample(x: np.ndarray, k: int, rng: np.random.Generator, *, weights: np.ndarray | None = None,
+                   draws_per_centre: int | None = None) -> np.ndarray:
+    """k distinct row indices of ``x``: greedy k-means++ (`greedy_kmeans_pp`) on a weighted sample of the rows.
+
+    The sample is ``draws_per_centre``·k draws with replacement ∝ weight (uniform without weights), each
+    distinct row weighted by how often it was drawn: an unbiased sample of the weighted data, so rows that
+    carry the weight are in it (a uniform subsample misses them on skewed weights such as CLUE's). When the
+    draws would cover the pool (draws ≥ N) or hit fewer than k distinct rows, the seeding runs on every row
+    with its weight. Cost O(k·trials·draws·m) instead of O(k·trials·N·m).
+    """
+    n = len(x)
+    s = int(draws_per_centre or SEEDING_DRAWS_PER_CENTRE) * k
+    if s < n:
+        p = None if weights is None else weights / weights.sum()
+        rows, counts = np.unique(rng.choice(n, size=s, p=p), return_counts=True)
+        if len(rows) >= k:
+            return rows[greedy_kmeans_pp(torch.from_numpy(np.ascontiguousarray(x[rows])), k, rng, weights=counts)]
+    return greedy_kmeans_pp(torch.from_numpy(np.ascontiguousarray(x)), k, rng, weights=weights)
+
+
 def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generator, *,
                     weights: torch.Tensor | np.ndarray | None = None, n_init: int = 1,
                     max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss"] = "sklearn",
@@ -603,10 +681,12 @@ def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generat
 
     - "sklearn": scikit-learn's KMeans (k-means++ init, Lloyd, ``n_init`` restarts, up to ``max_iter``
       iterations to convergence), the CLUE and LADA code's. Its k-means++ init alone costs O(k·N·m·log k).
-    - "faiss": weighted k-means++ seeding (`kmeans_pp`) on a random subset of ≤ 8·k samples, then faiss's weighted
-      Lloyd iterations, ``faiss_iter`` of them: O(faiss_iter·N·k·m). An approximation of the above with a
-      bounded number of iterations (objective measured in benchmarks/results/query_speed.md). faiss's own
-      random initialisation is not used: on well-separated clusters it leaves some without a centroid.
+    - "faiss": greedy weighted k-means++ seeding on a weighted sample of the rows (`seeding_sample`), then
+      faiss's weighted Lloyd iterations, ``faiss_iter`` of them: O(faiss_iter·N·k·m). An approximation of the
+      above with a bounded number of iterations (objective measured in benchmarks/results/query_speed.md, on
+      synthetic pools and real features). faiss's own random initialisation is not used: on well-separated
+      clusters it leaves some without a centroid; plain D² seeding on a uniform subset (before 2026-12-03)
+      missed the rows that carry the weight on skewed weights and ended up to 22% above scikit-learn's objective.
     - "auto": "sklearn" while N·k ≤ EXACT_KMEANS_MAX, else "faiss" when importable.
 
     Both run on the CPU: tensors on another device are copied there (the centroids come back as numpy).
@@ -633,12 +713,7 @@ def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generat
         sub = np.random.default_rng(seed)
         best, best_obj = None, math.inf
         for _ in range(int(n_init)):
-            rows = np.sort(sub.permutation(len(xf))[:8 * k])  # seeding on ≤ 8·k samples
-            wt = None if w is None else w[rows]
-            pw = None if wt is None or not wt.sum() > 0 else wt / wt.sum()
-            init, _ = kmeans_pp(DensePoints(torch.from_numpy(xf[rows])), k, sub, first=int(sub.choice(len(rows), p=pw)),
-                                weights=wt)
-            init = rows[init]
+            init = seeding_sample(xf, k, sub, weights=w)
             km = faiss.Kmeans(xf.shape[1], k, niter=int(faiss_iter), seed=seed, verbose=False,
                               min_points_per_centroid=1, max_points_per_centroid=len(xf))
             km.train(xf, weights=None if w is None else np.ascontiguousarray(w, dtype=np.float32),

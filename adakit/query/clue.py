@@ -25,7 +25,8 @@ class ClueParams(Params):
     max_iter: int = Field(300, ge=1, description="k-means Lloyd iterations (scikit-learn KMeans)")
     kmeans: Literal["auto", "sklearn", "faiss"] = Field(
         "auto", description="k-means implementation: sklearn (k-means++ init, to convergence), faiss "
-                            "(k-means++ seeding on ≤ 8·budget samples, then faiss_iter Lloyd iterations; pip install "
+                            "(greedy k-means++ seeding on a weighted sample of 8·budget draws, then faiss_iter Lloyd "
+                            "iterations; pip install "
                             "'adakit[faiss]'), or auto: sklearn while pool size × budget ≤ 1e7, faiss above")
     faiss_iter: int = Field(8, ge=1, description="Lloyd iterations of the faiss k-means")
 

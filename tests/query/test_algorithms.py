@@ -255,3 +255,71 @@ def test_faiss_kmeans_objective_close_to_sklearn_and_auto_switch(monkeypatch):
     b = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto")
     assert np.array_equal(b, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="sklearn"))
     assert calls
+
+
+def test_greedy_kmeans_pp_keeps_the_candidate_of_least_potential():
+    # points 0, 1, 3, 10 on a line, unit weights; with 200 trials every point with D² > 0 is a candidate, so the
+    # second seed is the one that minimises Σ min(D², d²), worked by hand: after 0 → 10 (potential 0+1+9+0 = 10,
+    # against 50 for 3 and 85 for 1); after 1 → 10 (5, against 50 and 85); after 3 → 10 (13, against 50 and 50);
+    # after 10 → 1 (5, against 10 for 0 and 13 for 3)
+    x = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
+    want = {0: 3, 1: 3, 2: 3, 3: 1}
+    seen = set()
+    for s in range(80):
+        p = alg.greedy_kmeans_pp(x, 2, np.random.default_rng(s), trials=200)
+        assert int(p[1]) == want[int(p[0])], p
+        seen.add(int(p[0]))
+    assert seen == set(want)
+
+
+def test_greedy_kmeans_pp_weights_and_duplicates():
+    x = torch.tensor([[0.0], [5.0]])
+    firsts = [int(alg.greedy_kmeans_pp(x, 1, np.random.default_rng(s), weights=np.array([1.0, 3.0]))[0])
+              for s in range(2000)]
+    assert np.mean(firsts) == pytest.approx(0.75, abs=0.03)  # the first seed is drawn ∝ weight
+    # a zero-weight row is never a seed while others carry weight·D² > 0
+    x3 = torch.tensor([[0.0], [1.0], [100.0]])
+    for s in range(50):
+        assert 2 not in alg.greedy_kmeans_pp(x3, 2, np.random.default_rng(s), weights=np.array([1.0, 1.0, 0.0]))
+    # duplicates: k distinct rows even when every D² is 0
+    p = alg.greedy_kmeans_pp(torch.zeros(5, 2), 5, np.random.default_rng(0))
+    assert sorted(p.tolist()) == list(range(5))
+    with pytest.raises(ValueError, match="3 seeds among 2"):
+        alg.greedy_kmeans_pp(x, 3, np.random.default_rng(0))
+
+
+def test_faiss_kmeans_on_skewed_weights_close_to_sklearn():
+    # heavy-tailed weights (as CLUE's entropies on a trained model): the faiss path used to seed on a uniform
+    # subsample by plain D² sampling and ended 15-26% above scikit-learn's objective here; greedy seeding on a
+    # weighted sample (fewer draws than rows, so the sampled path runs) ends within 2%
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3000, 32, generator=g) + 3.0 * torch.randn(100, 32, generator=g)[
+        torch.randint(100, (3000,), generator=g)]
+    w = (torch.empty(3000).exponential_(generator=g) ** 3).double().numpy()
+    assert alg.SEEDING_DRAWS_PER_CENTRE * 150 < 3000
+
+    def objective(c):
+        return float((torch.as_tensor(w) * alg.min_sq_dist(x, torch.as_tensor(c, dtype=torch.float32)).double()).sum())
+
+    sk = objective(alg.weighted_kmeans(x, 150, np.random.default_rng(0), weights=w, backend="sklearn"))
+    for s in range(3):
+        fa = objective(alg.weighted_kmeans(x, 150, np.random.default_rng(s), weights=w, backend="faiss"))
+        assert fa <= 1.05 * sk, (s, fa / sk)
+
+
+def test_seeding_sample_weighted_draws_and_fallback():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 4, generator=g).numpy()
+    # the draws are ∝ weight: rows of weight 0 never seed while the draws hit ≥ k distinct rows
+    w = np.zeros(400)
+    w[:100] = 1.0
+    for s in range(5):
+        got = alg.seeding_sample(x, 10, np.random.default_rng(s), weights=w)
+        assert len(set(got.tolist())) == 10 and got.max() < 100
+    # three rows carry almost all the weight: the 8·k draws hit fewer than k distinct rows, so the seeding runs
+    # on every row (still k distinct seeds)
+    w = np.full(400, 1e-12)
+    w[:3] = 1.0
+    got = alg.seeding_sample(x, 10, np.random.default_rng(0), weights=w)
+    assert len(set(got.tolist())) == 10 and {0, 1, 2} <= set(got.tolist())
