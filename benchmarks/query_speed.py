@@ -406,24 +406,12 @@ def _mem_available() -> float:
 
 def agreement() -> list[str]:
     """Approximate paths against the exact ones on the synthetic pools; returns markdown lines."""
-
-    from adakit.query import _algorithms as alg
     from adakit.query.las import local_inconsistency
 
     lines = []
     # LAS: IVF neighbours vs exact at N = 50k (exact is still affordable there)
     pool = SyntheticPool(50000)
-    e = F.normalize(pool.embeddings, dim=1)
-    t0 = time.process_time()
-    _, nn_exact = alg.knn(e, 10, normalize=False, backend="exact")
-    t_exact = time.process_time() - t0
-    for nprobe in (4, 8, 16):
-        t0 = time.process_time()
-        _, nn_ivf = alg.knn(e, 10, normalize=False, backend="ivf", nprobe=nprobe)
-        t_ivf = time.process_time() - t0
-        hit = (nn_ivf.unsqueeze(2) == nn_exact.unsqueeze(1)).any(dim=2).float().mean()
-        lines.append(f"| LAS kNN (K = 10), N = 50,000 | IVF nprobe {nprobe} vs exact flat | recall@10 "
-                     f"{float(hit):.4f} | CPU {t_ivf:.1f} s vs {t_exact:.1f} s |")
+    lines += ivf_recall_rows("LAS kNN (K = 10), N = 50,000", pool.embeddings, (4, 8, 16))
     _, q_exact = local_inconsistency(pool.embeddings, pool.probs, 10, backend="exact")
     _, q_ivf = local_inconsistency(pool.embeddings, pool.probs, 10, backend="ivf", nprobe=8)
     m = 500 * 11
@@ -481,26 +469,31 @@ def real_features() -> dict[str, np.ndarray]:
     return out
 
 
+def ivf_recall_rows(what: str, x: torch.Tensor, nprobes: tuple[int, ...]) -> list[str]:
+    """recall@10 (cosine) of the IVF neighbours of the rows of ``x`` against the exact ones, per nprobe."""
+    from adakit.query import _algorithms as alg
+
+    e = F.normalize(x, dim=1)
+    t0 = time.process_time()
+    _, nn_exact = alg.knn(e, 10, normalize=False, backend="exact")
+    t_exact = time.process_time() - t0
+    lines = []
+    for nprobe in nprobes:
+        t0 = time.process_time()
+        _, nn_ivf = alg.knn(e, 10, normalize=False, backend="ivf", nprobe=nprobe)
+        t_ivf = time.process_time() - t0
+        hit = (nn_ivf.unsqueeze(2) == nn_exact.unsqueeze(1)).any(dim=2).float().mean()
+        lines.append(f"| {what} | IVF nprobe {nprobe} vs exact flat | recall@10 {float(hit):.4f} | CPU {t_ivf:.2f} s "
+                     f"vs {t_exact:.2f} s |")
+    return lines
+
+
 def real_knn_agreement() -> list[str]:
     """LAS's IVF neighbours against exact ones on real features (recall@10, cosine): the synthetic pool's
     well-separated clusters make the inverted file look perfect; real features are harder."""
-    from adakit.query import _algorithms as alg
-
-    lines = []
-    for name, x in real_features().items():
-        e = F.normalize(torch.from_numpy(x), dim=1)
-        t0 = time.process_time()
-        _, nn_exact = alg.knn(e, 10, normalize=False, backend="exact")
-        t_exact = time.process_time() - t0
-        for nprobe in (8, 16, 32):
-            t0 = time.process_time()
-            _, nn_ivf = alg.knn(e, 10, normalize=False, backend="ivf", nprobe=nprobe)
-            t_ivf = time.process_time() - t0
-            hit = (nn_ivf.unsqueeze(2) == nn_exact.unsqueeze(1)).any(dim=2).float().mean()
-            lists = math.ceil(math.sqrt(len(x)))
-            lines.append(f"| kNN (K = 10), {name} (N = {len(x):,}, {lists} lists) | IVF nprobe {nprobe} vs "
-                         f"exact flat | recall@10 {float(hit):.4f} | CPU {t_ivf:.2f} s vs {t_exact:.2f} s |")
-    return lines
+    return [row for name, x in real_features().items()
+            for row in ivf_recall_rows(f"kNN (K = 10), {name} (N = {len(x):,}, {math.ceil(math.sqrt(len(x)))} "
+                                       "lists)", torch.from_numpy(x), (8, 16, 32))]
 
 
 def clue_agreement() -> list[str]:
