@@ -85,7 +85,7 @@ def main() -> None:
             "of the commands below (Office-31 features, `benchmarks/ada-office31.yaml`: fine-tuning, 5% budget in 5 "
             "rounds, LAS with K = 5, 3 seeds; one torch thread per process). Final target accuracy after the last "
             "round, mean ± std over seeds. A pair is *within the seed spread* when |Δ| ≤ the larger of the two "
-            "standard deviations.\n\n```bash" + textwrap.dedent(usage) + "\n```\n\n" + text)
+            "standard deviations.\n\n```bash\n" + textwrap.dedent(usage).strip("\n") + "\n```\n\n" + text)
 
 
 if __name__ == "__main__":
