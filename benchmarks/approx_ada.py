@@ -1,17 +1,22 @@
 """Do the approximate large-pool paths change ADA accuracy? (issue #15 item 3)
 
 Above 50,000 samples LAS searches neighbours with an inverted file (`query.search: ivf`) and runs faiss k-means
-among its candidates, and CLUE runs faiss k-means with a bounded number of iterations (`query.kmeans: faiss`).
-Office-31 pools are far smaller, so the benchmark forces these paths on it and compares the final accuracy with
-the exact paths (scikit-learn k-means, exact neighbours), same seeds, same everything else::
+among its candidates, and CLUE runs faiss k-means with a bounded number of iterations (`query.kmeans: faiss`);
+SAGE projects each class block of its embedding to k dimensions once N·C·m floats exceed `max_embedding_mb`
+(k = 20 per class at 200,000 samples and 65 classes, 4 at 1,000,000). Office-31 pools are far smaller, so the
+benchmark forces these paths on it and compares the final accuracy with the exact paths (scikit-learn k-means,
+exact neighbours, the full embedding), same seeds, same everything else::
 
     export OMP_NUM_THREADS=1 ADAKIT_DATA=/path/to/data
     adakit bench benchmarks/ada-office31.yaml --out runs/ada-approx-las --only "FT + las" \\
         --set query.search=ivf --set query.kmeans=faiss
     adakit bench benchmarks/ada-office31.yaml --out runs/ada-approx-clue --only "FT + clue" --set query.kmeans=faiss
+    adakit bench benchmarks/ada-office31.yaml --out runs/ada-approx-sage --only "TSF + SAGE" \\
+        --set query.max_embedding_mb=1.4
     adakit bench benchmarks/ada-office31.yaml --out runs/ada-exact --only "FT + las" --only "FT + clue"
-    python benchmarks/approx_ada.py --exact runs/ada-exact --approx runs/ada-approx-las runs/ada-approx-clue \\
-        --md benchmarks/results/approx-ada.md
+    adakit bench benchmarks/ada-office31.yaml --out runs/ada-office31 --only "TSF + SAGE"
+    python benchmarks/approx_ada.py --exact runs/ada-exact runs/ada-office31 \\
+        --approx runs/ada-approx-las runs/ada-approx-clue runs/ada-approx-sage --md benchmarks/results/approx-ada.md
 
 A pair counts as *within the seed spread* when |Δ mean| ≤ the larger of the two standard deviations over seeds.
 """
@@ -26,7 +31,9 @@ import time
 from pathlib import Path
 
 ROWS = {"FT_+_las": ("FT + las", "IVF neighbours (nprobe 8) + faiss k-means (greedy seeding, 8 it.)"),
-        "FT_+_clue": ("FT + clue", "faiss k-means (greedy seeding, 8 it.)")}
+        "FT_+_clue": ("FT + clue", "faiss k-means (greedy seeding, 8 it.)"),
+        "TSF_+_SAGE": ("TSF + SAGE", "S projected to k per class (max_embedding_mb 1.4: k = 4 on Amazon, 14–15 on "
+                                     "Webcam, 23–24 on DSLR)")}
 
 
 def collect(roots: list[Path]) -> dict[tuple[str, str], list[float]]:

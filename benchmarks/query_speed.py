@@ -427,7 +427,7 @@ def agreement() -> list[str]:
     eager = ref_coreset(view, 200, np.random.default_rng(0))
     lines.append(f"| CoreSet picks (b = 200), N = 20,000 | lazy greedy vs N×N eager | identical: "
                  f"{lazy.tolist() == eager.tolist()} ({len(set(lazy) & set(eager))}/200 common) | |")
-    return lines + clue_agreement()
+    return lines + sage_agreement() + clue_agreement()
 
 
 def _kmeans_objective_row(what: str, x: np.ndarray, w: np.ndarray, k: int) -> str:
@@ -494,6 +494,40 @@ def real_knn_agreement() -> list[str]:
     return [row for name, x in real_features().items()
             for row in ivf_recall_rows(f"kNN (K = 10), {name} (N = {len(x):,}, {math.ceil(math.sqrt(len(x)))} "
                                        "lists)", torch.from_numpy(x), (8, 16, 32))]
+
+
+def sage_agreement(n: int = 20000) -> list[str]:
+    """SAGE's randomly projected embedding (above ``max_embedding_mb``) against the exact one on a synthetic pool:
+    overlap of the picks, and the farthest-first objective of the picks measured in the exact embedding (the
+    largest distance from an unlabelled sample to its nearest pick: smaller covers the pool better)."""
+    from adakit.query import _algorithms as alg
+    from adakit.query.sage import compute_sage
+
+    pool = SyntheticPool(n)
+    b = budget_of(n)
+    cand = np.flatnonzero(~pool.labelled)
+    disc = pool.objective.class_discriminator
+    _, exact_rows, _ = compute_sage(disc, pool.embeddings[cand], pool.probs[cand], max_bytes=2.0**40)
+    pos = {int(i): j for j, i in enumerate(cand)}
+
+    def radius(picks) -> float:
+        at = [pos[int(i)] for i in picks]
+        return float(alg.min_sq_dist(exact_rows, exact_rows[at]).max().sqrt())
+
+    ref = pool.select("sage", b, np.random.default_rng(0), max_embedding_mb=2.0**20).indices
+    r_ref = radius(ref)
+    other = pool.select("sage", b, np.random.default_rng(1), max_embedding_mb=2.0**20).indices
+    lines = []
+    bytes_per_dim = 4.0 * len(cand) * N_CLASSES
+    default_k = int(1024 * 2**20 // bytes_per_dim)  # what max_embedding_mb's default gives at this pool size
+    for k in (default_k, 20, 4):
+        mb = k * bytes_per_dim / 2**20 + 1e-3
+        picks = pool.select("sage", b, np.random.default_rng(0), max_embedding_mb=mb).indices
+        lines.append(f"| SAGE picks (b = {b}), N = {n:,} | S projected to k = {k} per class vs exact S (k = {M_DIM}), "
+                     f"same seed | overlap {len(set(picks) & set(ref)) / b:.4f}; farthest-first radius in the exact S "
+                     f"{radius(picks) / r_ref:.4f} × the exact path's | exact, another seed: overlap "
+                     f"{len(set(other) & set(ref)) / b:.4f} (only ties differ: the first pick is the largest norm) |")
+    return lines
 
 
 def clue_agreement() -> list[str]:
