@@ -357,15 +357,13 @@ KMEANS_PP_REFRESH = 32
 
 
 def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator, *, first: int | None = None,
-              candidates=None, refresh: int = KMEANS_PP_REFRESH,
-              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              candidates=None, refresh: int = KMEANS_PP_REFRESH) -> tuple[np.ndarray, np.ndarray]:
     """k-means++ seeding (D² sampling) without replacement.
 
     Arthur & Vassilvitskii, SODA 2007; BADGE (Ash et al., ICLR 2020, §3, k-MEANS++ on gradient embeddings).
     After the first pick (``first``, or uniform among candidates), each next point is drawn with probability
     ∝ D(x)², D the distance to the nearest pick so far, among candidates not yet picked; when every remaining
-    D² is 0 (duplicates of picked points) the draw is uniform over the remaining candidates. With
-    ``weights`` (N,) ≥ 0, draws are ∝ weight·D² (weighted k-means++, as scikit-learn's with sample weights).
+    D² is 0 (duplicates of picked points) the draw is uniform over the remaining candidates.
 
     Exact D² sampling by rejection (no pass over all N points per pick): every point keeps an upper bound
     u ≥ D², exact with respect to the picks up to the last full refresh (one blocked matrix product against
@@ -394,9 +392,6 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     picks[0], dists[0] = int(first), math.inf
     open_[int(first)] = False
     u = sq_dist_to(pts, [int(first)])[:, 0].double()  # bounds, exact w.r.t. picks[:full]
-    wt = None
-    if weights is not None:
-        wt = _tensor(weights, dev).to(torch.float64).clip(min=0.0)
     seen = np.ones(n, dtype=np.int64)  # picks folded into u[i] (≥ full)
     full = 1
     for t in range(1, k):
@@ -405,7 +400,7 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
             seen[:] = t
             full = t
         while True:
-            w = torch.where(open_, u if wt is None else wt * u, 0.0)
+            w = torch.where(open_, u, 0.0)
             cs = torch.cumsum(w, 0)
             total = float(cs[-1])
             if not (total > 0 and math.isfinite(total)):  # every remaining D² is 0: uniform
@@ -415,8 +410,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
             j = min(int(torch.searchsorted(cs, target, right=True)), n - 1)
             while not bool(open_[j]):  # guard against round-off at the upper edge
                 j -= 1
-            uj, wj = torch.stack([u[j], w[j]]).tolist()
-            if seen[j] == t or uj == 0.0 or wj == 0.0:
+            uj = float(u[j])  # j is open, so w[j] = u[j]
+            if seen[j] == t or uj == 0.0:
                 break
             d = float(_sq_dist_between(pts, _long([j], dev), _long(picks[seen[j]:t], dev)).min())
             u[j], seen[j] = min(uj, d), t
