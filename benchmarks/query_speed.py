@@ -450,8 +450,7 @@ def _kmeans_objective_row(what: str, x: np.ndarray, w: np.ndarray, k: int) -> st
 def real_features() -> dict[str, np.ndarray]:
     """Real feature matrices under $ADAKIT_DATA (empty when it is not set): Office-31 Amazon's MobileNetV2
     features (2,817 × 1,280) and the MNIST test images as pixels (10,000 × 784)."""
-    import gzip
-
+    from adakit.data.digits import load_digits
     from adakit.paths import data_root
 
     root = data_root(required=False)
@@ -461,11 +460,9 @@ def real_features() -> dict[str, np.ndarray]:
     feats = root / "office31" / "features-mobilenetv2" / "amazon.npz"
     if feats.exists():
         out["Office-31 Amazon, MobileNetV2 features"] = np.load(feats)["feat"].astype(np.float32)
-    mnist = root / "digits" / "t10k-images-idx3-ubyte.gz"
-    if mnist.exists():
-        with gzip.open(mnist) as f:
-            out["MNIST test pixels"] = (np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-                                        .astype(np.float32) / 255.0)
+    if (root / "digits" / "t10k-images-idx3-ubyte.gz").exists():
+        x = load_digits(root, "mnist").x  # uint8 (10,000, 1, 28, 28)
+        out["MNIST test pixels"] = x.reshape(len(x), -1).numpy().astype(np.float32) / 255.0
     return out
 
 

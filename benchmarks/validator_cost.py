@@ -166,15 +166,14 @@ def checkpoints(d: dict, n_models: int = 10) -> tuple[list[np.ndarray], list[flo
 def mnist_models(n_models: int = 10) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
     """Real data: the 10,000 MNIST test digits (``$ADAKIT_DATA/digits``) as the pool, and 10 logistic regressions
     trained on 20 to 2,560 labelled pool digits (C = 1; two more with C = 0.01, less confident)."""
-    import gzip
-
     from sklearn.linear_model import LogisticRegression
 
+    from adakit.data.digits import load_digits
+
     root = Path(os.environ.get("ADAKIT_DATA", HERE.parent.parent / "shared" / "data")) / "digits"
-    with gzip.open(root / "t10k-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784) / 255.0
-    with gzip.open(root / "t10k-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    dom = load_digits(root, "mnist")  # uint8 (10,000, 1, 28, 28) and the labels
+    x = dom.x.reshape(len(dom.x), -1).numpy() / 255.0
+    y = np.asarray(dom.y)
     rng = np.random.default_rng(3)
     settings = [(k, 1.0) for k in (20, 40, 80, 160, 320, 640, 1280, 2560)] + [(160, 0.01), (1280, 0.01)]
     probs, acc = [], []
