@@ -451,6 +451,7 @@ def real_features() -> dict[str, np.ndarray]:
     """Real feature matrices under $ADAKIT_DATA (empty when it is not set): Office-31 Amazon's MobileNetV2
     features (2,817 × 1,280) and the MNIST test images as pixels (10,000 × 784)."""
     from adakit.data.digits import load_digits
+    from adakit.data.features import load_npz
     from adakit.paths import data_root
 
     root = data_root(required=False)
@@ -459,7 +460,7 @@ def real_features() -> dict[str, np.ndarray]:
         return out
     feats = root / "office31" / "features-mobilenetv2" / "amazon.npz"
     if feats.exists():
-        out["Office-31 Amazon, MobileNetV2 features"] = np.load(feats)["feat"].astype(np.float32)
+        out["Office-31 Amazon, MobileNetV2 features"] = load_npz(feats, "amazon").x.numpy()
     if (root / "digits" / "t10k-images-idx3-ubyte.gz").exists():
         x = load_digits(root, "mnist").x  # uint8 (10,000, 1, 28, 28)
         out["MNIST test pixels"] = x.reshape(len(x), -1).numpy().astype(np.float32) / 255.0
