@@ -52,6 +52,8 @@ Usage::
         --new model.hidden_dim=256 --out runs/feature-defaults/check-perset
     python benchmarks/feature_defaults.py table runs/feature-defaults/check-perset
     python benchmarks/feature_defaults.py probe runs/feature-defaults/check3     # the probe's standardisation
+    adakit bench benchmarks/probe-resampled.yaml --out runs/feature-defaults/resampled
+    python benchmarks/feature_defaults.py paired runs/feature-defaults/resampled  # FT vs probe, resampled source
 """
 
 from __future__ import annotations
@@ -253,6 +255,35 @@ def table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired(root: Path, ft: str = "FT + margin (defaults)",
+           probe: str = "linear probe (raw features) + margin") -> str:
+    """FT against the probe on an ``adakit bench`` folder whose runs resample the source per seed
+    (benchmarks/probe-resampled.yaml): per pair, each method's mean ± std over seeds and the paired difference
+    FT − probe (same seed = same source sample) with its standard error and the seeds where FT is not behind."""
+    from adakit.bench import slug
+
+    lines = ["| pair | probe, raw features | FT + margin | FT − probe, paired (± s.e.) | seeds FT ≥ probe |",
+             "|---|---:|---:|---:|---:|"]
+    diffs_all = []
+    for pair in sorted(d.name for d in root.iterdir() if d.is_dir()):
+        acc: dict[str, dict[str, float]] = {}
+        for m in (ft, probe):
+            for s in sorted((root / pair / slug(m)).glob("seed-*/summary.json")):
+                acc.setdefault(m, {})[s.parent.name] = 100 * json.loads(s.read_text())["final_accuracy"]
+        seeds = sorted(set(acc.get(ft, {})) & set(acc.get(probe, {})))
+        if len(seeds) < 2:
+            continue
+        d = [acc[ft][s] - acc[probe][s] for s in seeds]
+        diffs_all.append(statistics.fmean(d))
+        se = statistics.stdev(d) / len(d) ** 0.5
+        cells = [model_selection._ms([acc[m][s] for s in seeds]) for m in (probe, ft)]
+        lines.append(f"| {pair.replace('-', '→')} | {' | '.join(cells)} | {statistics.fmean(d):+.1f} ± {se:.1f} "
+                     f"| {sum(x >= 0 for x in d)} / {len(d)} |")
+    if diffs_all:
+        lines += ["", f"mean over pairs: FT − probe {statistics.fmean(diffs_all):+.2f}"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -278,6 +309,7 @@ def main() -> None:
     k.add_argument("--defaults", action="append", default=[],
                    help="key=value the defaults (and the choice) run with over COMMON (e.g. model.hidden_dim=1024)")
     sub.add_parser("probe").add_argument("root", type=Path)
+    sub.add_parser("paired", help="FT vs the probe on a resampled source").add_argument("root", type=Path)
     t = sub.add_parser("table")
     t.add_argument("root", type=Path)
     t.add_argument("--md", type=Path)
@@ -297,6 +329,8 @@ def main() -> None:
         check(a.out, a.names or list(SETS), a.sets, a.new, a.seed or [0, 1, 2], a.only, a.defaults)
     elif a.cmd == "probe":
         print(probe_report(a.root))
+    elif a.cmd == "paired":
+        print(paired(a.root))
     else:
         text = table(a.root)
         print(text)

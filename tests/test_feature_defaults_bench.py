@@ -125,3 +125,24 @@ def test_probe_report_applies_the_rule_to_the_two_probes(tmp_path):
     text = fd.probe_report(tmp_path)
     assert "| linear probe + margin | office31 (tuning) | 0.3000 | 50.0 |" in text
     assert text.endswith(f"**choice:** {fd.METHODS[1]}")
+
+
+def test_paired_compares_ft_and_probe_seed_by_seed(tmp_path):
+    import json
+
+    def summary(pair, method, seed, acc):
+        d = tmp_path / pair / method / f"seed-{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"final_accuracy": acc}))
+
+    # pair p: FT − probe per seed = +2, −1, +5 -> mean +2.0, stdev 3.0, s.e. 3/√3 = 1.73; FT not behind on 2 of 3
+    for seed, (ft, probe) in enumerate([(0.80, 0.78), (0.70, 0.71), (0.90, 0.85)]):
+        summary("a-b", "FT_+_margin_defaults", seed, ft)
+        summary("a-b", "linear_probe_raw_features_+_margin", seed, probe)
+    summary("a-b", "FT_+_margin_defaults", 7, 0.5)  # a seed without its probe run is not paired
+    summary("c-d", "FT_+_margin_defaults", 0, 0.5)  # one seed: no standard error, the pair is left out
+    summary("c-d", "linear_probe_raw_features_+_margin", 0, 0.5)
+    out = fd.paired(tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("| a→b"))
+    assert row == "| a→b | 78.0 ± 5.7 | 80.0 ± 8.2 | +2.0 ± 1.7 | 2 / 3 |"
+    assert "c→d" not in out and "FT − probe +2.00" in out
