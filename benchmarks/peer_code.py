@@ -35,6 +35,7 @@ name the checkouts (skipped otherwise). A peer path that is a git checkout has i
 in results/peer_code.json (one record per cell, the newest wins); a markdown table is printed. Run time at
 N = 2k and 20k, 1 thread: about 17 minutes on 2 loaded cores (≈ 8.5 min of CPU, 3.5 of them scikit-activeml's
 BADGE at 20k, one call of ~3 CPU-minutes), so under 10 minutes on an idle machine.
+At 2 threads (``--threads 2``, the same sizes): 16 minutes on an idle machine (2026-12-03).
 
 What is timed on the peer side (the smallest adaptation of each released function, on the pool's arrays):
 

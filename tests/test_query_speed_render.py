@@ -54,6 +54,15 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     assert "1.8× (1.8× wall) against KMeans n_init=10, a scikit-learn version difference" in las
     assert "adakit search=ivf" not in text.split("Bugs found")[1].split("**The ≥ 10×")[0]  # not a restart
     assert "not measured" in "\n".join(qs.peer_section({"cells": []}))
+    assert "At 2 threads" not in text  # no 2-thread cells: no 2-thread line
+
+
+def test_goal_lists_two_thread_cells_by_their_smaller_ratio():
+    two = [dict(_cell("coreset", "lada", 20000, 0.2, 4.8), threads=2),  # 24× CPU, 24× wall
+           dict(_cell("margin", "sdm", 20000, 0.03, 0.15), threads=2,  # 5× CPU, 2× wall: the smaller counts
+                peer_code={"wall": 0.12, "cpu": 0.15, "reps": 3, "spread": 0.1})]
+    line = next(ln for ln in qs._goal(PEER["cells"] + two) if ln.startswith("At 2 threads"))
+    assert "≥ 10× for coreset vs LADA 24.0×;" in line and "below for margin vs SDM 2.0×." in line
 
 
 def _speed_cell(n: int, strategy: str, **extra) -> dict:
