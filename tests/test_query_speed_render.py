@@ -62,6 +62,8 @@ def test_goal_lists_two_thread_cells_by_their_smaller_ratio():
            dict(_cell("margin", "sdm", 20000, 0.03, 0.15), threads=2,  # 5× CPU, 2× wall: the smaller counts
                 peer_code={"wall": 0.12, "cpu": 0.15, "reps": 3, "spread": 0.1})]
     line = next(ln for ln in qs._goal(PEER["cells"] + two) if ln.startswith("At 2 threads"))
+    bugs = "\n".join(qs._peer_bugs(PEER["cells"] + two))  # the same CoreSet picks at 1 and 2 threads: said once
+    assert bugs.count("at N = 20,000, 200 of 200 picks named the wrong sample") == 1
     assert "≥ 10× for coreset vs LADA 24.0×;" in line and "below for margin vs SDM 2.0×." in line
 
 
