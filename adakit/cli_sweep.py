@@ -20,7 +20,8 @@ def sweep(config: Path = typer.Argument(..., help="experiment YAML"),
           jobs: int = typer.Option(1, "--jobs", min=1, help="runs in parallel processes"),
           ) -> None:
     """Run CONFIG for every --grid setting (resumable), pick the setting and checkpoint by a validator (no target
-    labels), and write sweep.md / sweep.csv / sweep.json with each setting's scores and oracle accuracy."""
+    labels; an active run offers its last round), and write sweep.md / sweep.csv / sweep.json with each setting's
+    scores and oracle accuracy."""
     from adakit.sweep import run_sweep
 
     def on_run(name: str, seconds: float) -> None:

@@ -2,9 +2,10 @@
 checkpoint a validator picks without target labels.
 
 Every run records its validators (``val/<name>`` per round, and at the ``train.eval_checkpoints`` warm-up
-checkpoints); the pick maximises the chosen validator over all (setting, checkpoint) pairs (a tie goes to the
-config default's setting, else to the first in grid order: `pick`). Target accuracy is read only for the oracle
-columns of the table (the oracle best, the pick's and the default's accuracy), never for the pick. Runs land in
+checkpoints); the pick maximises the chosen validator over the candidates (`candidates`: every checkpoint of a run
+without queries; the last round of an active run, the model it keeps) (a tie goes to the config default's
+setting, else to the first in grid order: `pick`). Target accuracy is read only for the oracle columns of the
+table (the oracle best, the pick's and the default's accuracy), never for the pick. Runs land in
 ``OUT/<setting>``; finished runs are skipped, so an interrupted sweep continues.
 """
 
@@ -165,16 +166,43 @@ def checkpoints(summary: dict, validators: list[str]) -> list[dict]:
     return rows
 
 
+def is_active(summary: dict) -> bool:
+    """Whether the run queried labels (rounds after round 0)."""
+    return len(summary["rounds"] or summary.get("unlabelled_rounds", [])) > 1
+
+
+def candidates(summary: dict, select: str) -> list[dict]:
+    """The checkpoints of one run that ``select`` may pick, each with its score under ``select``.
+
+    A run without queries offers every checkpoint (warm-up checkpoints, round 0). An active run offers one: its
+    last round, the model trained on every label bought (an earlier round's model is superseded by the labels
+    after it, and its weights are not kept). A queried-batch validator (``queried_acc``) cannot score that model
+    itself (no batch is queried after it), so the run is scored by its mean over the rounds; with 28-141 labels
+    per batch one round's value is also too noisy to rank settings (benchmarks/results/model-selection.md judges
+    active settings the same way). Checkpoints without a finite score are left out.
+    """
+    from adakit.registry import VALIDATORS
+
+    rows = checkpoints(summary, [select])
+    if is_active(summary):
+        last = dict(rows[-1])
+        if VALIDATORS.get(select).previous_round:
+            vals = [r[select] for r in rows if r.get(select) is not None and not math.isnan(r[select])]
+            last[select] = sum(vals) / len(vals) if vals else None
+        rows = [last]
+    return [r for r in rows if r.get(select) is not None and not math.isnan(r[select])]
+
+
 def pick(settings: list[Setting], select: str) -> dict:
-    """The (setting, checkpoint) the validator ``select`` scores highest; reads no accuracy.
+    """The (setting, checkpoint) among the `candidates` that the validator ``select`` scores highest; reads no
+    accuracy.
 
     Ties (several candidates at the best score, equal up to float rounding) go to the config default's setting, at
     its latest tied checkpoint (its last checkpoint when that one is tied); when the default is not among them, to
     the first in grid order (settings as planned, checkpoints in time order). ``tied`` lists every candidate at the
     best score and ``tie_break`` says which rule chose (``"default"``, ``"first"``; None without a tie).
     """
-    cands = [(s, c) for s in settings for c in checkpoints(s.summary, [select])
-             if c[select] is not None and not math.isnan(c[select])]
+    cands = [(s, c) for s in settings for c in candidates(s.summary, select)]
     if not cands:
         raise ConfigError(f"--select {select}: no run recorded it (see `adakit methods {select}` for its inputs)")
     top = max(c[select] for _, c in cands)
@@ -216,8 +244,15 @@ def run_sweep(config: str | Path, grid_items: list[str], select: str, out_dir: s
     validators = VALIDATORS.names()
     chosen = pick(settings, select)
     table = [(s, c) for s in settings for c in checkpoints(s.summary, validators)]
-    scored = [(s, c) for s, c in table if c["accuracy"] is not None]
+    # the oracle best among what the pick chose from: every checkpoint of a run without queries, an active run's
+    # last round (its queried-batch score aside, ``candidates`` of any validator gives the same checkpoints)
+    offered = {(s.name, c["checkpoint"]) for s in settings
+               for c in (checkpoints(s.summary, [])[-1:] if is_active(s.summary) else checkpoints(s.summary, []))}
+    scored = [(s, c) for s, c in table if c["accuracy"] is not None and (s.name, c["checkpoint"]) in offered]
     result: dict[str, Any] = {"select": select, "pick": chosen, "ran": ran, "settings": [s.name for s in settings]}
+    active = [s.name for s in settings if is_active(s.summary)]
+    if active:
+        result["active_settings"] = active
     for s, c in table:
         if (s.name, c["checkpoint"]) == (chosen["setting"], chosen["checkpoint"]):
             chosen["oracle_accuracy"] = c["accuracy"]
@@ -277,7 +312,7 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
     lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", "",
              f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = {_num(pick_['score'])}; "
              f"oracle accuracy {_num(pick_.get('oracle_accuracy'), True)}%); weights: "
-             + (f"`{pick_['weights']}`" if pick_["weights"] else "not kept (an intermediate round)")]
+             + (f"`{pick_['weights']}`" if pick_["weights"] else "none saved for this checkpoint")]
     if tied:
         lines.append(f"- **tie**: {len(tied)} checkpoints share the best {result['select']} score (`tied best`); "
                      + ("the pick is the config default's setting, at its latest tied checkpoint"
@@ -290,6 +325,13 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
     if default:
         lines.append(f"- **default** (the config's own values, last checkpoint): {default['setting']}, "
                      f"{default['checkpoint']} ({_num(default['oracle_accuracy'], True)}%)")
+    if result.get("active_settings"):
+        from adakit.registry import VALIDATORS
+
+        how = ("its mean over the run's rounds (no batch is queried after the last one)"
+               if VALIDATORS.get(result["select"]).previous_round else "the last round's value")
+        lines.append(f"- **active runs** ({len(result['active_settings'])} of the settings) are judged by the model "
+                     f"they keep, their last round; {result['select']} is {how}")
     lines += ["", "`accuracy` is the oracle column: it uses the target labels, which a user does not have; the pick "
               "never reads it.", "",
               "| setting | checkpoint | labels | " + " | ".join(validators) + " | accuracy (oracle, %) | |",

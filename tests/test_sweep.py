@@ -38,8 +38,10 @@ def test_sweep_end_to_end_then_resumed(config, tmp_path):
     assert result["settings"] == ["train.lr=0.03", "train.lr=0.003", "train.lr=0.01"] and result["ran"] == 3
     rows = list(csv.DictReader((out / "sweep.csv").open()))
     assert len(rows) == 3 * 3  # per setting: warm-up step 15, round 0, round 1
-    # the pick is the row with the highest IM over all settings and checkpoints (never by accuracy)
-    best = max(rows, key=lambda r: float(r["im"]))
+    # active runs (one query round here): each setting is judged by its last round, the model it keeps; the pick
+    # is the last round with the highest IM (never by accuracy)
+    last = [r for r in rows if r["checkpoint"] == "round 1"]
+    best = max(last, key=lambda r: float(r["im"]))
     assert (best["setting"], best["checkpoint"]) == (result["pick"]["setting"], result["pick"]["checkpoint"])
     assert "pick" in best["marks"].split(";")
     assert result["pick"]["weights"] is None or Path(result["pick"]["weights"]).is_file()
@@ -48,12 +50,14 @@ def test_sweep_end_to_end_then_resumed(config, tmp_path):
     s03 = Setting({}, "x", out / "train.lr_0.03", None)
     assert weights_file(s03, "warm-up step 15").endswith("warmup-15.pt") and weights_file(s03, "round 1")
     assert weights_file(s03, "round 0") and weights_file(s03, "round 7") is None
-    oracle = max(rows, key=lambda r: float(r["accuracy_oracle"]))
+    oracle = max(last, key=lambda r: float(r["accuracy_oracle"]))
     assert float(oracle["accuracy_oracle"]) == result["oracle_best"]["oracle_accuracy"]
     assert result["default"] == {"setting": "train.lr=0.01", "checkpoint": "round 1",
                                  "oracle_accuracy": result["default"]["oracle_accuracy"]}
     md = (out / "sweep.md").read_text()
     assert "**pick**" in md and "**oracle best**" in md and "**default**" in md and "oracle column" in md
+    assert "**active runs** (3 of the settings) are judged by the model they keep, their last round" in md
+    assert result["active_settings"] == result["settings"]
     # queried-batch accuracy of round 1 scores round 0's model (the model that made the predictions)
     summary = json.loads((out / "train.lr_0.03" / "summary.json").read_text())
     ck = checkpoints(summary, ["queried_acc", "im"])
@@ -119,13 +123,15 @@ def test_a_sweep_on_a_target_without_any_labels_still_picks(tmp_path, unlabelled
 
 
 def _fake_setting(tmp_path: Path, name: str, ims: list[float], is_default: bool = False):
-    """A finished setting whose warm-up checkpoint and rounds 0, 1 have these IM scores (no run needed)."""
+    """A finished run without queries whose warm-up checkpoints (steps 10, 20) and round 0 have these IM scores
+    (no run needed)."""
     from adakit.config import build_config
     from adakit.sweep import Setting
 
-    warm, *rounds = ims
-    summary = {"warmup_checkpoints": [{"step": 10, "accuracy": 0.5, "val/im": warm}],
-               "rounds": [{"round": r, "labels": 3 * r, "accuracy": 0.6, "val/im": v} for r, v in enumerate(rounds)]}
+    w10, w20, r0 = ims
+    summary = {"warmup_checkpoints": [{"step": 10, "accuracy": 0.5, "val/im": w10},
+                                      {"step": 20, "accuracy": 0.55, "val/im": w20}],
+               "rounds": [{"round": 0, "labels": 0, "accuracy": 0.6, "val/im": r0}]}
     return Setting({"train.lr": name}, f"train.lr={name}", tmp_path / name, build_config(BASE), is_default, summary)
 
 
@@ -136,18 +142,18 @@ def test_a_tied_pick_prefers_the_default_setting_at_its_latest_tied_checkpoint(t
             _fake_setting(tmp_path, "0.01", [0.9, 0.9, 0.4], is_default=True),
             _fake_setting(tmp_path, "0.003", [0.1, 0.9, 0.3])]
     p = pick(grid, "im")
-    assert (p["setting"], p["checkpoint"], p["tie_break"]) == ("train.lr=0.01", "round 0", "default")
+    assert (p["setting"], p["checkpoint"], p["tie_break"]) == ("train.lr=0.01", "warm-up step 20", "default")
     assert len(p["tied"]) == 5 and p["score"] == 0.9
     # the default's last checkpoint when it is tied (rather than its earlier tied ones)
     grid[1] = _fake_setting(tmp_path, "0.01", [0.9, 0.2, 0.9], is_default=True)
-    assert (pick(grid, "im")["setting"], pick(grid, "im")["checkpoint"]) == ("train.lr=0.01", "round 1")
+    assert (pick(grid, "im")["setting"], pick(grid, "im")["checkpoint"]) == ("train.lr=0.01", "round 0")
     # the default not among the tied: the first in grid order; no tie: no tie rule
     grid[1] = _fake_setting(tmp_path, "0.01", [0.5, 0.5, 0.5], is_default=True)
     p = pick(grid, "im")
-    assert (p["setting"], p["checkpoint"], p["tie_break"]) == ("train.lr=0.03", "round 0", "first")
+    assert (p["setting"], p["checkpoint"], p["tie_break"]) == ("train.lr=0.03", "warm-up step 20", "first")
     grid[2] = _fake_setting(tmp_path, "0.003", [0.1, 0.95, float("nan")])
     p = pick(grid, "im")
-    assert (p["setting"], p["checkpoint"], p["tie_break"], p["tied"]) == ("train.lr=0.003", "round 0", None, [])
+    assert (p["setting"], p["checkpoint"], p["tie_break"], p["tied"]) == ("train.lr=0.003", "warm-up step 20", None, [])
     # the table says so: a tie line and the tied rows marked
     grid[2] = _fake_setting(tmp_path, "0.003", [0.1, 0.9, 0.3])
     grid[1] = _fake_setting(tmp_path, "0.01", [0.9, 0.9, 0.4], is_default=True)
@@ -159,3 +165,28 @@ def test_a_tied_pick_prefers_the_default_setting_at_its_latest_tied_checkpoint(t
     rows = list(csv.DictReader(open(tmp_path / "out" / "sweep.csv")))
     assert sum("tied best" in r["marks"] for r in rows) == 5
     assert [r["marks"] for r in rows if "pick" in r["marks"]] == ["pick;tied best"]
+
+
+def test_an_active_run_offers_its_last_round_scored_by_the_mean_queried_batch(tmp_path):
+    """An intermediate round is never picked (its labels are superseded, its weights deleted); queried_acc, which
+    cannot score the last round's model, scores the run by its mean over the rounds."""
+    from adakit.config import build_config
+    from adakit.sweep import Setting, candidates, pick
+
+    def active(name, qs, ims, default=False):
+        rounds = [{"round": r, "labels": 5 * r, "accuracy": 0.5 + 0.1 * r, "val/im": im,
+                   **({"val/queried_acc": qs[r - 1]} if r else {})} for r, im in enumerate(ims)]
+        summary = {"warmup_checkpoints": [{"step": 10, "accuracy": 0.4, "val/im": 9.0}], "rounds": rounds}
+        return Setting({"train.lr": name}, f"train.lr={name}", tmp_path / name, build_config(BASE), default, summary)
+
+    # queried_acc of round r scores round r-1: a = (0.9 + 0.1) / 2 = 0.5; b = (0.4 + 0.7) / 2 = 0.55
+    a = active("0.1", [0.9, 0.1], [1.0, 2.0, 3.0], default=True)
+    b = active("0.2", [0.4, 0.7], [1.0, 2.0, 2.5])
+    assert candidates(a.summary, "queried_acc") == [{"checkpoint": "round 2", "labels": 10,
+                                                     "accuracy": pytest.approx(0.7), "queried_acc": 0.5}]
+    assert [c["checkpoint"] for c in candidates(a.summary, "im")] == ["round 2"]  # not the warm-up's 9.0
+    p = pick([a, b], "queried_acc")
+    assert (p["setting"], p["checkpoint"]) == ("train.lr=0.2", "round 2") and p["score"] == pytest.approx(0.55)
+    # a pool validator scores the last round's model itself: a's 3.0 beats b's 2.5
+    p = pick([a, b], "im")
+    assert (p["setting"], p["checkpoint"], p["score"]) == ("train.lr=0.1", "round 2", 3.0)
