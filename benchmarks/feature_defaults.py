@@ -258,29 +258,41 @@ def table(root: Path) -> str:
 def paired(root: Path, ft: str = "FT + margin (defaults)",
            probe: str = "linear probe (raw features) + margin") -> str:
     """FT against the probe on an ``adakit bench`` folder whose runs resample the source per seed
-    (benchmarks/probe-resampled.yaml): per pair, each method's mean ± std over seeds and the paired difference
-    FT − probe (same seed = same source sample) with its standard error and the seeds where FT is not behind."""
+    (benchmarks/probe-resampled.yaml): per pair, each method's mean ± std over seeds, the paired difference
+    FT − probe (same seed = same source sample) with its standard error and the seeds where FT is not behind, and
+    what choosing between the two per seed by ``queried_acc`` (mean over rounds, as `adakit sweep` scores an
+    active run) would give: its oracle accuracy and how often it chose the probe."""
     from adakit.bench import slug
 
-    lines = ["| pair | probe, raw features | FT + margin | FT − probe, paired (± s.e.) | seeds FT ≥ probe |",
-             "|---|---:|---:|---:|---:|"]
-    diffs_all = []
+    lines = ["| pair | probe, raw features | FT + margin | FT − probe, paired (± s.e.) | seeds FT ≥ probe "
+             "| chosen by `queried_acc` (probe chosen) |", "|---|---:|---:|---:|---:|---:|"]
+    diffs_all, chosen_all, ft_all = [], [], []
     for pair in sorted(d.name for d in root.iterdir() if d.is_dir()):
         acc: dict[str, dict[str, float]] = {}
+        q: dict[str, dict[str, float]] = {}
         for m in (ft, probe):
-            for s in sorted((root / pair / slug(m)).glob("seed-*/summary.json")):
-                acc.setdefault(m, {})[s.parent.name] = 100 * json.loads(s.read_text())["final_accuracy"]
+            for p in sorted((root / pair / slug(m)).glob("seed-*/summary.json")):
+                run = json.loads(p.read_text())
+                acc.setdefault(m, {})[p.parent.name] = 100 * run["final_accuracy"]
+                q.setdefault(m, {})[p.parent.name] = _mean([r["val/queried_acc"] for r in run["rounds"]
+                                                            if r.get("val/queried_acc") is not None])
         seeds = sorted(set(acc.get(ft, {})) & set(acc.get(probe, {})))
         if len(seeds) < 2:
             continue
         d = [acc[ft][s] - acc[probe][s] for s in seeds]
         diffs_all.append(statistics.fmean(d))
         se = statistics.stdev(d) / len(d) ** 0.5
+        picks = [probe if q[probe][s] > q[ft][s] else ft for s in seeds]
+        chosen = [acc[m][s] for m, s in zip(picks, seeds, strict=True)]
+        chosen_all.append(statistics.fmean(chosen))
+        ft_all.append(statistics.fmean(acc[ft][s] for s in seeds))
         cells = [model_selection._ms([acc[m][s] for s in seeds]) for m in (probe, ft)]
         lines.append(f"| {pair.replace('-', '→')} | {' | '.join(cells)} | {statistics.fmean(d):+.1f} ± {se:.1f} "
-                     f"| {sum(x >= 0 for x in d)} / {len(d)} |")
+                     f"| {sum(x >= 0 for x in d)} / {len(d)} | {statistics.fmean(chosen):.1f} "
+                     f"({picks.count(probe)} / {len(seeds)}) |")
     if diffs_all:
-        lines += ["", f"mean over pairs: FT − probe {statistics.fmean(diffs_all):+.2f}"]
+        lines += ["", f"mean over pairs: FT − probe {statistics.fmean(diffs_all):+.2f}; chosen by `queried_acc` − FT "
+                  f"{statistics.fmean(chosen_all) - statistics.fmean(ft_all):+.2f}"]
     return "\n".join(lines)
 
 

@@ -130,19 +130,23 @@ def test_probe_report_applies_the_rule_to_the_two_probes(tmp_path):
 def test_paired_compares_ft_and_probe_seed_by_seed(tmp_path):
     import json
 
-    def summary(pair, method, seed, acc):
+    def summary(pair, method, seed, acc, q=(0.5,)):
         d = tmp_path / pair / method / f"seed-{seed}"
         d.mkdir(parents=True)
-        (d / "summary.json").write_text(json.dumps({"final_accuracy": acc}))
+        rounds = [{"round": 0}] + [{"round": r + 1, "val/queried_acc": v} for r, v in enumerate(q)]
+        (d / "summary.json").write_text(json.dumps({"final_accuracy": acc, "rounds": rounds}))
 
     # pair p: FT − probe per seed = +2, −1, +5 -> mean +2.0, stdev 3.0, s.e. 3/√3 = 1.73; FT not behind on 2 of 3
+    # queried_acc (mean over rounds) chooses: seed 0 FT (0.5 vs 0.4), seed 1 probe (0.3 vs 0.6), seed 2 FT
+    # -> chosen 80, 71, 90: mean 80.33; one probe pick
+    ft_q, probe_q = [(0.5,), (0.2, 0.4), (0.5,)], [(0.3, 0.5), (0.6,), (0.5,)]  # seed 2 ties: FT
     for seed, (ft, probe) in enumerate([(0.80, 0.78), (0.70, 0.71), (0.90, 0.85)]):
-        summary("a-b", "FT_+_margin_defaults", seed, ft)
-        summary("a-b", "linear_probe_raw_features_+_margin", seed, probe)
+        summary("a-b", "FT_+_margin_defaults", seed, ft, ft_q[seed])
+        summary("a-b", "linear_probe_raw_features_+_margin", seed, probe, probe_q[seed])
     summary("a-b", "FT_+_margin_defaults", 7, 0.5)  # a seed without its probe run is not paired
     summary("c-d", "FT_+_margin_defaults", 0, 0.5)  # one seed: no standard error, the pair is left out
     summary("c-d", "linear_probe_raw_features_+_margin", 0, 0.5)
     out = fd.paired(tmp_path)
     row = next(line for line in out.splitlines() if line.startswith("| a→b"))
-    assert row == "| a→b | 78.0 ± 5.7 | 80.0 ± 8.2 | +2.0 ± 1.7 | 2 / 3 |"
-    assert "c→d" not in out and "FT − probe +2.00" in out
+    assert row == "| a→b | 78.0 ± 5.7 | 80.0 ± 8.2 | +2.0 ± 1.7 | 2 / 3 | 80.3 (1 / 3) |"
+    assert "c→d" not in out and "FT − probe +2.00; chosen by `queried_acc` − FT +0.33" in out
