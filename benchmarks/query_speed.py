@@ -620,13 +620,16 @@ _CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is near
 _MARGIN_WHY = ("both are vectorised; adakit's whole call is a few ms here (a pairwise max/min tournament for the top "
                "two per row, then the top b, after the input checks). At this scale the ratio moves between runs: "
                "three runs on 2026-12-02 (17:40 UTC, idle machine) gave 10.4–17.6× against LADA and 9.5–10.9× "
-               "against SDM (one of the three below 10×: at the threshold, not clearly past it)")
+               "against SDM (one of the three below 10×: at the threshold, not clearly past it); the run of "
+               "2026-12-03 (this cell, idle) 17.1× and 11.0×")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
                              "over them",
     ("badge", "lada"): "LADA's BADGE is already vectorised (k-means++ on factorised gradient embeddings); what "
-                       "is left is a constant factor",
+                       "is left is a constant factor. At the threshold: 11.4× under load (2026-12-02), 8.9× on an "
+                       "idle machine (2026-12-03, this cell); adakit's ~100 ms are a quarter gathering the pool rows "
+                       "and building the factors, half the k-means++ distance products (profiled)",
     ("sdm_g", "sdm"): "noisy: the ratio moves with the load and the pool size",
     ("las", "lada"): "adakit's exact kNN is the same arithmetic as LADA's N×N similarity (a matrix product and a "
                      "top-K), and both then run k-means on the b·(1+M) candidates; even adakit's approximate "
