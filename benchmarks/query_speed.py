@@ -926,11 +926,12 @@ def render(rec: dict, names: list[str]) -> None:
         "strategy; *not measured* = peer code exists but was not timed at this N / thread count.",
         "",
         "**2 threads, calls of tens of milliseconds**: such a call's time depends on what ran just before it in "
-        "the process (thread pools of scikit-learn, faiss and torch waking or still spinning). Checked 2026-12-03 "
-        "on an idle machine, LAS at N = 2,000, 2 threads, 15 calls each: adakit 23.5 and 31.2 ms alone (two "
-        "processes), 45.2 and 44.4 ms interleaved with its reference; the reference 55.7 ms alone, 43.5 ms "
-        "interleaved. At 1 thread the same check moved nothing (30.2 vs 30.1 ms). Read the 2-thread ratios at "
-        "N = 2,000 as good to a factor of about 2.",
+        "the process (likely the thread pools of scikit-learn, faiss and torch waking or still spinning; not "
+        "traced). Checked 2026-12-03 on an idle machine (`OMP_NUM_THREADS=2 python benchmarks/query_speed.py "
+        "--interleaving-check las 2000`, four processes), LAS at N = 2,000, 2 threads, 15 calls each: adakit "
+        "18.4–31.2 ms alone, 36.3–45.2 ms interleaved with its reference; the reference 48.0–55.7 ms alone, "
+        "43.5–48.7 ms interleaved. At 1 thread the same check moves little (30.0–30.2 vs 30.1–31.1 ms). Read the "
+        "2-thread ratios at N = 2,000 as good to a factor of about 2.",
         "",
         "Before the lazy / approximate paths (the previous table, 2 threads, under load, N = 200k, b = 2,000): "
         "CLUE did not finish in 600 s, BADGE 351 s, LAS 202 s, SAGE 174 s, CoreSet 56 s.",
@@ -972,6 +973,38 @@ def render(rec: dict, names: list[str]) -> None:
     MD_OUT.write_text("\n".join(lines) + "\n")
 
 
+def interleaving_check(name: str, n: int, reps: int = 15) -> str:
+    """Median wall time of adakit's call and of its reference, each timed alone (``reps`` calls in a row) and then
+    interleaved (adakit, reference, ...), in this process: how much the interleaving itself moves a cell. Run it
+    with OMP_NUM_THREADS set (the table header quotes 2 threads, N = 2,000, LAS)."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    pool = SyntheticPool(n)
+    b, view = budget_of(n), pool.view()
+    ref = REFERENCES[name][0]
+
+    def ours():
+        return pool.select(name, b, np.random.default_rng(SEED))
+
+    def theirs():
+        return ref(view, b, np.random.default_rng(SEED))
+
+    def wall(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    ours(), theirs()  # warm-up
+    alone = [wall(ours) for _ in range(reps)]
+    ref_alone = [wall(theirs) for _ in range(reps)]
+    inter, ref_inter = [], []
+    for _ in range(reps):
+        inter.append(wall(ours))
+        ref_inter.append(wall(theirs))
+    ms = [1e3 * float(np.median(x)) for x in (alone, inter, ref_alone, ref_inter)]
+    return (f"{name}, N = {n:,}, {torch.get_num_threads()} thread(s), {reps} calls each: adakit {ms[0]:.1f} ms "
+            f"alone, {ms[1]:.1f} ms interleaved; reference {ms[2]:.1f} ms alone, {ms[3]:.1f} ms interleaved")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000, 200000])
@@ -985,8 +1018,13 @@ def main() -> None:
                                                     "(cpu, cuda, cuda:N); references run only with cpu")
     ap.add_argument("--agreement", action="store_true", help="measure approximate vs exact paths")
     ap.add_argument("--render", action="store_true", help="only re-render the table from the JSON")
+    ap.add_argument("--interleaving-check", nargs=2, metavar=("STRATEGY", "N"),
+                    help="time one strategy and its reference alone and interleaved (see the table header)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.interleaving_check:
+        print(interleaving_check(args.interleaving_check[0], int(args.interleaving_check[1])))
+        return
     if args.child:
         name, n, with_ref, reps = args.child
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -108,3 +108,8 @@ def test_gpu_cells_sit_beside_cpu_cells_and_render_in_their_own_section(tmp_path
     section = both.split("## On the GPU")[1].split("## Peer code")[0]
     assert "NVIDIA H200" in section
     assert "| cuda | 1 | 2,000 | 20 | las | torch | 20.0 ms (×25) | 10.0 ms | 1234 MiB | 3 MiB | 1.0→1.5 |" in section
+
+
+def test_interleaving_check_times_both_sides_alone_and_interleaved():
+    line = qs.interleaving_check("margin", 300, reps=2)
+    assert line.startswith("margin, N = 300, ") and line.count(" ms alone") == 2 and line.count(" ms interleaved") == 2
