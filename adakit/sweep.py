@@ -238,6 +238,7 @@ def run_sweep(config: str | Path, grid_items: list[str], select: str, out_dir: s
     _check_select(select, cls, settings)
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give 1 or more processes")
+    _check_jobs(jobs, settings)
     ran = run_settings(settings, jobs, on_run)
     for s in settings:
         s.summary = json.loads((s.run_dir / "summary.json").read_text())
@@ -290,6 +291,25 @@ def _check_select(select: str, cls: type, settings: list[Setting]) -> None:
         if "queried_inclusion" in cls.needs and cfg.query.strategy != "random":
             raise ConfigError(f"--select {select} needs selection probabilities, which only query.strategy=random "
                               f"has (setting {s.name} uses {cfg.query.strategy}); select queried_acc instead")
+
+
+def _check_jobs(jobs: int, settings: list[Setting]) -> None:
+    """Warn when ``jobs`` parallel runs would use more torch threads than there are CPUs (each run uses
+    ``train.threads``, or torch's default, which is every core): they then compete for the cores and the sweep
+    runs slower than with fewer jobs."""
+    if jobs <= 1 or not settings:
+        return
+    import os
+
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_run = max((s.config.train.threads or torch.get_num_threads()) for s in settings)
+    if jobs * per_run > cpus:
+        warnings.warn(f"--jobs {jobs} runs at up to {per_run} torch thread(s) each on {cpus} CPU(s): they compete "
+                      f"for the cores. Use --jobs {max(1, cpus // per_run)}, or --set train.threads="
+                      f"{max(1, cpus // jobs)} (a run's numbers can differ slightly with its thread count)",
+                      UserWarning, stacklevel=3)
 
 
 def _num(v: Any, pct: bool = False) -> str:

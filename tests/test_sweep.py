@@ -190,3 +190,23 @@ def test_an_active_run_offers_its_last_round_scored_by_the_mean_queried_batch(tm
     # a pool validator scores the last round's model itself: a's 3.0 beats b's 2.5
     p = pick([a, b], "im")
     assert (p["setting"], p["checkpoint"], p["score"]) == ("train.lr=0.1", "round 2", 3.0)
+
+
+def test_more_parallel_threads_than_cpus_warns(tmp_path, monkeypatch):
+    import os
+
+    from adakit.sweep import _check_jobs
+
+    grid = [_fake_setting(tmp_path, "0.1", [0.1, 0.2, 0.3])]
+    grid[0].config.train.threads = None  # unset: torch's default
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr("torch.get_num_threads", lambda: 2)
+    with pytest.warns(UserWarning, match=r"--jobs 4 runs at up to 2 torch thread\(s\) each on 2 CPU\(s\).*--jobs 1"):
+        _check_jobs(4, grid)
+    grid[0].config.train.threads = 1
+    with pytest.warns(UserWarning, match=r"--jobs 3 runs at up to 1 .*--jobs 2, or --set train.threads=1"):
+        _check_jobs(3, grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_jobs(2, grid)  # 2 runs x 1 thread on 2 CPUs: fine
+        _check_jobs(1, grid)
