@@ -15,6 +15,7 @@ import csv
 import itertools
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -171,6 +172,15 @@ def is_active(summary: dict) -> bool:
     return len(summary["rounds"] or summary.get("unlabelled_rounds", [])) > 1
 
 
+def _offered(summary: dict, rows: list[dict]) -> list[dict]:
+    """Of a run's `checkpoints` rows, those a pick may choose: all of them, or an active run's last round."""
+    return rows[-1:] if is_active(summary) else rows
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and not math.isnan(v)
+
+
 def candidates(summary: dict, select: str) -> list[dict]:
     """The checkpoints of one run that ``select`` may pick, each with its score under ``select``.
 
@@ -184,13 +194,11 @@ def candidates(summary: dict, select: str) -> list[dict]:
     from adakit.registry import VALIDATORS
 
     rows = checkpoints(summary, [select])
-    if is_active(summary):
-        last = dict(rows[-1])
-        if VALIDATORS.get(select).previous_round:
-            vals = [r[select] for r in rows if r.get(select) is not None and not math.isnan(r[select])]
-            last[select] = sum(vals) / len(vals) if vals else None
-        rows = [last]
-    return [r for r in rows if r.get(select) is not None and not math.isnan(r[select])]
+    offered = [dict(r) for r in _offered(summary, rows)]
+    if is_active(summary) and VALIDATORS.get(select).previous_round:
+        vals = [r[select] for r in rows if _finite(r.get(select))]
+        offered[0][select] = sum(vals) / len(vals) if vals else None
+    return [r for r in offered if _finite(r.get(select))]
 
 
 def pick(settings: list[Setting], select: str) -> dict:
@@ -245,10 +253,8 @@ def run_sweep(config: str | Path, grid_items: list[str], select: str, out_dir: s
     validators = VALIDATORS.names()
     chosen = pick(settings, select)
     table = [(s, c) for s in settings for c in checkpoints(s.summary, validators)]
-    # the oracle best among what the pick chose from: every checkpoint of a run without queries, an active run's
-    # last round (its queried-batch score aside, ``candidates`` of any validator gives the same checkpoints)
-    offered = {(s.name, c["checkpoint"]) for s in settings
-               for c in (checkpoints(s.summary, [])[-1:] if is_active(s.summary) else checkpoints(s.summary, []))}
+    # the oracle best among what the pick chose from
+    offered = {(s.name, c["checkpoint"]) for s in settings for c in _offered(s.summary, checkpoints(s.summary, []))}
     scored = [(s, c) for s, c in table if c["accuracy"] is not None and (s.name, c["checkpoint"]) in offered]
     result: dict[str, Any] = {"select": select, "pick": chosen, "ran": ran, "settings": [s.name for s in settings]}
     active = [s.name for s in settings if is_active(s.summary)]
@@ -299,8 +305,6 @@ def _check_jobs(jobs: int, settings: list[Setting]) -> None:
     runs slower than with fewer jobs."""
     if jobs <= 1 or not settings:
         return
-    import os
-
     import torch
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -988,18 +988,13 @@ def interleaving_check(name: str, n: int, reps: int = 15) -> str:
     def theirs():
         return ref(view, b, np.random.default_rng(SEED))
 
-    def wall(fn) -> float:
-        t = time.perf_counter()
-        fn()
-        return time.perf_counter() - t
-
     ours(), theirs()  # warm-up
-    alone = [wall(ours) for _ in range(reps)]
-    ref_alone = [wall(theirs) for _ in range(reps)]
+    alone = [_timed(ours)[0] for _ in range(reps)]
+    ref_alone = [_timed(theirs)[0] for _ in range(reps)]
     inter, ref_inter = [], []
     for _ in range(reps):
-        inter.append(wall(ours))
-        ref_inter.append(wall(theirs))
+        inter.append(_timed(ours)[0])
+        ref_inter.append(_timed(theirs)[0])
     ms = [1e3 * float(np.median(x)) for x in (alone, inter, ref_alone, ref_inter)]
     return (f"{name}, N = {n:,}, {torch.get_num_threads()} thread(s), {reps} calls each: adakit {ms[0]:.1f} ms "
             f"alone, {ms[1]:.1f} ms interleaved; reference {ms[2]:.1f} ms alone, {ms[3]:.1f} ms interleaved")
