@@ -71,6 +71,12 @@ class PointSet(Protocol):
     def inner(self, idx: torch.Tensor) -> torch.Tensor: ...
 
 
+def _sq_row_norms(x: torch.Tensor) -> torch.Tensor:
+    """(N,) squared norms of the rows of ``x``, in blocks: no temporary as large as x."""
+    step = _block_size(x.shape[1], None)
+    return torch.cat([(b * b).sum(dim=1) for b in x.split(step)]) if len(x) else x.new_zeros(0)
+
+
 class DensePoints:
     """Rows of an (N, m) tensor."""
 
@@ -78,8 +84,7 @@ class DensePoints:
         if x.dim() != 2:
             raise ValueError(f"expected an (N, m) tensor, got shape {tuple(x.shape)}")
         self.x = x
-        step = _block_size(x.shape[1], None)  # blocked: no temporary as large as x
-        self.sq_norms = torch.cat([(b * b).sum(dim=1) for b in x.split(step)]) if len(x) else x.new_zeros(0)
+        self.sq_norms = _sq_row_norms(x)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -103,7 +108,7 @@ class OuterProductPoints:
         if a.dim() != 2 or x.dim() != 2 or len(a) != len(x):
             raise ValueError(f"expected (N, C) and (N, m) factors, got {tuple(a.shape)} and {tuple(x.shape)}")
         self.a, self.x = a, x
-        self.sq_norms = (a * a).sum(dim=1) * (x * x).sum(dim=1)
+        self.sq_norms = _sq_row_norms(a) * _sq_row_norms(x)
 
     def __len__(self) -> int:
         return len(self.a)
@@ -180,10 +185,14 @@ def min_sq_dist_to(points: PointSet, idx, block: int | None = None) -> torch.Ten
         return out
     if isinstance(points, DensePoints):
         return min_sq_dist(points.x, points.x[idx], block=block)
+    between = getattr(points, "inner_between", None)
+    sq_cols = points.sq_norms[idx]
     step = _block_size(len(idx), block)
     for s in range(0, n, step):  # a slice of rows: views of the factors, no gathered copy of each block
-        out[s:s + step] = _sq_dist_between(points, slice(s, s + step), idx).min(dim=1).values
-    return out
+        rows = slice(s, s + step)
+        inner = between(rows, idx) if between is not None else points.inner(idx)[rows]
+        out[rows] = inner.mul_(-2.0).add_(sq_cols).min(dim=1).values  # min_j |p_j|² − 2<p_i, p_j>, then + |p_i|²
+    return out.add_(points.sq_norms).clamp_min_(0.0)
 
 
 def min_sq_dist(x: torch.Tensor, centres: torch.Tensor, block: int | None = None) -> torch.Tensor:
@@ -297,38 +306,65 @@ def farthest_first(points: PointSet | torch.Tensor, k: int, *, rng: np.random.Ge
     return picks, dists
 
 
+class _PickedRows:
+    """The picks made so far, with their rows copied into buffers as they are made.
+
+    Distances from a few points to the picks ``lo:t`` are then products with contiguous slices of the buffers
+    (no gather of the picks' rows per call). Dense and outer-product points keep their factors' rows; any
+    other point set is served through `_sq_dist_between`.
+    """
+
+    def __init__(self, pts: PointSet, k: int):
+        self.pts = pts
+        dev = pts.sq_norms.device
+        self.idx = torch.empty(k, dtype=torch.long, device=dev)
+        self.t = 0
+        self.factors = (pts.x,) if isinstance(pts, DensePoints) else (
+            (pts.a, pts.x) if isinstance(pts, OuterProductPoints) else ())
+        self.rows = [torch.empty((k, f.shape[1]), dtype=f.dtype, device=dev) for f in self.factors]
+        self.sq = torch.empty(k, dtype=pts.sq_norms.dtype, device=dev)
+
+    def add(self, j: int) -> None:
+        self.idx[self.t] = j
+        for buf, f in zip(self.rows, self.factors):
+            buf[self.t] = f[j]
+        self.sq[self.t] = self.pts.sq_norms[j]
+        self.t += 1
+
+    def sq_dist(self, points: torch.Tensor, lo: int) -> torch.Tensor:
+        """(len(points), t − lo) squared distances from ``points`` (indices) to the picks lo:t (clamped at 0)."""
+        t = self.t
+        if not self.factors:
+            return _sq_dist_between(self.pts, points, self.idx[lo:t])
+        (f0, r0), *rest = zip(self.factors, self.rows)
+        if not rest:
+            d = torch.addmm(self.sq[None, lo:t], f0[points], r0[lo:t].T, alpha=-2.0)
+        else:
+            inner = f0[points] @ r0[lo:t].T
+            for f, r in rest:
+                inner.mul_(f[points] @ r[lo:t].T)
+            d = inner.mul_(-2.0).add_(self.sq[None, lo:t])
+        return (d + self.pts.sq_norms[points][:, None]).clamp_min_(0.0)
+
+
 class _LazyMinDist:
     """Upper bounds u of the candidates' squared distance to the nearest pick, refreshed on demand.
 
-    ``seen[i]``: how many picks u[i] accounts for. Dense points keep the picks' rows in one buffer, so a
+    ``seen[i]``: how many picks u[i] accounts for. The picks' rows are kept in buffers (`_PickedRows`), so a
     refresh is one small matrix product.
     """
 
     def __init__(self, pts: PointSet, u: torch.Tensor, k: int):
-        self.pts, self.u = pts, u
-        dev = u.device
-        self.seen = torch.zeros(len(u), dtype=torch.long, device=dev)
-        self.picks = torch.empty(k, dtype=torch.long, device=dev)
-        self.t = 0
-        self.rows = None
-        if isinstance(pts, DensePoints):
-            self.rows = torch.empty((k, pts.x.shape[1]), dtype=pts.x.dtype, device=dev)
-            self.sq = torch.empty(k, dtype=pts.sq_norms.dtype, device=dev)
+        self.u = u
+        self.seen = torch.zeros(len(u), dtype=torch.long, device=u.device)
+        self.picked = _PickedRows(pts, k)
+
+    @property
+    def t(self) -> int:
+        return self.picked.t
 
     def add(self, j: int) -> None:
-        self.picks[self.t] = j
-        if self.rows is not None:
-            self.rows[self.t] = self.pts.x[j]
-            self.sq[self.t] = self.pts.sq_norms[j]
-        self.t += 1
-
-    def _dist(self, stale: torch.Tensor, lo: int) -> torch.Tensor:
-        t = self.t
-        if self.rows is None:
-            return _sq_dist_between(self.pts, stale, self.picks[lo:t])
-        x = self.pts.x[stale]
-        d = torch.addmm(self.sq[None, lo:t], x, self.rows[lo:t].T, alpha=-2.0)
-        return (d + self.pts.sq_norms[stale][:, None]).clamp_min_(0.0)
+        self.picked.add(j)
 
     def argmax(self, rng: np.random.Generator, n_open: int) -> int:
         """The candidate farthest from every pick (exact; ties broken by ``rng``)."""
@@ -340,7 +376,7 @@ class _LazyMinDist:
             stale = rows[self.seen[rows] < t]
             if len(stale):
                 lo = int(self.seen[stale].min())
-                d = self._dist(stale, lo)
+                d = self.picked.sq_dist(stale, lo)
                 seen = torch.arange(lo, t, device=d.device)[None, :] < self.seen[stale][:, None]
                 d.masked_fill_(seen, math.inf)  # picks already folded into u
                 u[stale] = torch.minimum(u[stale], d.min(dim=1).values)
@@ -352,12 +388,27 @@ class _LazyMinDist:
             size *= 2
 
 
-#: picks between two full refreshes of the D² bounds in `kmeans_pp`
-KMEANS_PP_REFRESH = 32
+#: `kmeans_pp`'s cost model, in units of one multiply-add of a refresh (a refresh against p picks costs about
+#: N·width·(p + _REFRESH_FIXED) units): a proposal scans the N bounds (_SCAN per point, plus _PROPOSAL fixed);
+#: bringing one bound up to date costs _UPDATE plus _STALE per multiply-add. Measured on one CPU thread, then the
+#: proposal-side costs doubled, which was fastest on synthetic pools of 2k–200k samples with budgets of 0.1–10%
+#: (benchmarks/results/query_speed.md)
+_SCAN, _PROPOSAL, _UPDATE, _STALE, _REFRESH_FIXED = 40, 1 << 19, 1 << 21, 6, 8
+#: entries per block of a refresh (small enough for the cache)
+_REFRESH_BLOCK = 1 << 20
+
+
+def _width(points: PointSet) -> int:
+    """Multiply-adds per inner product of two points (the cost model of `kmeans_pp`'s refreshes)."""
+    if isinstance(points, OuterProductPoints):
+        return points.a.shape[1] + points.x.shape[1]
+    if isinstance(points, DensePoints):
+        return points.x.shape[1]
+    return 64
 
 
 def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator, *, first: int | None = None,
-              candidates=None, refresh: int = KMEANS_PP_REFRESH) -> tuple[np.ndarray, np.ndarray]:
+              candidates=None, refresh: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k-means++ seeding (D² sampling) without replacement.
 
     Arthur & Vassilvitskii, SODA 2007; BADGE (Ash et al., ICLR 2020, §3, k-MEANS++ on gradient embeddings).
@@ -367,9 +418,14 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
 
     Exact D² sampling by rejection (no pass over all N points per pick): every point keeps an upper bound
     u ≥ D², exact with respect to the picks up to the last full refresh (one blocked matrix product against
-    the last ``refresh`` picks at once). A draw proposes i ∝ u_i, brings D²_i up to date against the newer
+    the picks made since the one before). A draw proposes i ∝ u_i, brings D²_i up to date against the newer
     picks and accepts with probability D²_i / u_i (else u_i = D²_i and it draws again): the accepted point
     is distributed ∝ D² exactly. The random stream differs from drawing ∝ D² directly.
+
+    When to refresh is a cost trade (ski rental): a refresh costs N × (picks since the last one) × width
+    multiply-adds, a rejected proposal a scan of the N bounds plus its own distances; the bounds are refreshed
+    once the rejections since the last refresh have cost as much as a refresh would. The rule counts work,
+    never time, so the picks depend on the seed only. ``refresh``: refresh every that many picks instead.
 
     Returns (picked indices, D² of each pick at pick time; +inf for the first). ``min(k, #candidates)`` picks.
     """
@@ -391,17 +447,25 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     open_ = cand.clone()
     picks[0], dists[0] = int(first), math.inf
     open_[int(first)] = False
-    u = sq_dist_to(pts, [int(first)])[:, 0].double()  # bounds, exact w.r.t. picks[:full]
+    u = sq_dist_to(pts, [int(first)])[:, 0].double()  # bounds, exact w.r.t. picks[:full]; 0 once closed
+    u.masked_fill_(~open_, 0.0)
     seen = np.ones(n, dtype=np.int64)  # picks folded into u[i] (≥ full)
-    full = 1
+    picked = _PickedRows(pts, k)
+    picked.add(int(first))
+    full, wasted, width = 1, 0, _width(pts)
     for t in range(1, k):
-        if t - full >= refresh:  # fold picks[full:t] into every bound: one blocked product
-            u = torch.minimum(u, min_sq_dist_to(pts, picks[full:t]).double())
+        if refresh is not None:
+            due = t - full >= refresh
+        else:  # the waste so far, and at its rate over the picks still to make, would each pay for a refresh
+            cost = n * (t - full + _REFRESH_FIXED) * width
+            due = wasted >= cost and wasted * (k - t) >= cost * (t - full)
+        if due and t > full:  # fold picks[full:t] into every bound: one blocked product
+            fold = min_sq_dist_to(pts, picks[full:t], block=max(1, _REFRESH_BLOCK // (t - full)))
+            u = torch.minimum(u, fold.double())
             seen[:] = t
-            full = t
+            full, wasted = t, 0
         while True:
-            w = torch.where(open_, u, 0.0)
-            cs = torch.cumsum(w, 0)
+            cs = torch.cumsum(u, 0)
             total = float(cs[-1])
             if not (total > 0 and math.isfinite(total)):  # every remaining D² is 0: uniform
                 cs = torch.cumsum(open_.double(), 0)
@@ -410,15 +474,20 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
             j = min(int(torch.searchsorted(cs, target, right=True)), n - 1)
             while not bool(open_[j]):  # guard against round-off at the upper edge
                 j -= 1
-            uj = float(u[j])  # j is open, so w[j] = u[j]
+            uj = float(u[j])  # j is open, so its bound is in the cumulative sum
             if seen[j] == t or uj == 0.0:
                 break
-            d = float(_sq_dist_between(pts, _long([j], dev), _long(picks[seen[j]:t], dev)).min())
+            stale = t - int(seen[j])
+            d = float(picked.sq_dist(_long([j], dev), int(seen[j])).min())
             u[j], seen[j] = min(uj, d), t
+            wasted += _UPDATE + stale * width * _STALE  # work a fresh bound would have saved
             if rng.random() * uj < min(uj, d):  # accept with probability D²/u
                 break
+            wasted += n * _SCAN + _PROPOSAL
         picks[t], dists[t] = j, float(u[j])
         open_[j] = False
+        u[j] = 0.0
+        picked.add(j)
     return picks, dists
 
 

@@ -44,10 +44,10 @@ class Badge(Strategy):
         cand = view.unlabelled_indices
         if budget <= 0 or len(cand) == 0:
             return Selection(np.empty(0, np.int64), np.empty(0))
-        probs, feats = view.probs, view.embeddings  # computed on their device
-        pts = gradient_embedding_factors(probs[torch.as_tensor(cand, device=probs.device)].float(),
-                                         feats[torch.as_tensor(cand, device=feats.device)].float().to(probs.device))
-        first = argmax_random(pts.sq_norms, rng)
-        picks, d2 = kmeans_pp(pts, budget, rng, first=first)
+        probs = view.probs.float()  # computed on its device
+        # factors of the whole pool (the labelled rows are no candidates): no gathered copy of the embeddings
+        pts = gradient_embedding_factors(probs, view.embeddings.float().to(probs.device))
+        first = int(cand[argmax_random(pts.sq_norms[torch.as_tensor(cand, device=probs.device)], rng)])
+        picks, d2 = kmeans_pp(pts, budget, rng, first=first, candidates=cand)
         d2[0] = float(pts.sq_norms[first])
-        return Selection(cand[picks], d2)
+        return Selection(picks, d2)

@@ -87,8 +87,9 @@ def test_kmeans_pp_factorised_equals_materialised():
     a = torch.as_tensor(rng.normal(size=(30, 3)))
     f = torch.as_tensor(rng.normal(size=(30, 4)))
     pts = alg.OuterProductPoints(a, f)
-    p1, d1 = alg.kmeans_pp(pts, 8, np.random.default_rng(7), first=2)
-    p2, d2 = alg.kmeans_pp(pts.materialise(), 8, np.random.default_rng(7), first=2)
+    # the same refresh schedule (the adaptive one depends on the points' width, C + m against C·m)
+    p1, d1 = alg.kmeans_pp(pts, 8, np.random.default_rng(7), first=2, refresh=3)
+    p2, d2 = alg.kmeans_pp(pts.materialise(), 8, np.random.default_rng(7), first=2, refresh=3)
     assert p1.tolist() == p2.tolist()
     np.testing.assert_allclose(d1[1:], d2[1:], rtol=1e-9)
 
@@ -207,10 +208,11 @@ def test_lazy_farthest_first_equals_eager_update(kind, with_initial):
     np.testing.assert_allclose(d[1:], ref_d[1:], rtol=1e-9)
 
 
-@pytest.mark.parametrize("refresh", [1, 100])
+@pytest.mark.parametrize("refresh", [1, 100, None])
 def test_kmeans_pp_rejection_sampling_is_exact_d2(refresh):
     # points at 0, 1, 3, 6 on a line, first pick 0: the joint law of the next two picks is D² sampling
-    # whether bounds are refreshed after every pick (refresh=1) or checked by rejection (refresh=100)
+    # whether bounds are refreshed after every pick (refresh=1), checked by rejection (refresh=100) or
+    # refreshed when the rejections have cost as much as a refresh (None, the default)
     pos = np.array([0.0, 1.0, 3.0, 6.0])
     x = torch.as_tensor(pos[:, None])
     exact = {}
@@ -226,6 +228,43 @@ def test_kmeans_pp_rejection_sampling_is_exact_d2(refresh):
             for s in range(3000)]
     for pair, p in exact.items():
         assert np.mean([r == pair for r in runs]) == pytest.approx(p, abs=0.03), pair
+
+
+def _d2_sequence_law(pos: np.ndarray, k: int) -> dict[tuple, float]:
+    """Exact probability of every sequence of k − 1 picks after point 0 under D² sampling (by enumeration)."""
+    law = {}
+
+    def walk(seq, prob):
+        if len(seq) == k:
+            law[tuple(seq[1:])] = prob
+            return
+        d2 = np.min([(pos - pos[i]) ** 2 for i in seq], axis=0)
+        for j in np.flatnonzero(d2 > 0):
+            walk(seq + [int(j)], prob * d2[j] / d2.sum())
+
+    walk([0], 1.0)
+    return law
+
+
+def test_kmeans_pp_adaptive_refreshes_keep_the_d2_law(monkeypatch):
+    # five picks on seven points: the default schedule refreshes the bounds between picks (counted), and the
+    # picked sequences still follow D² sampling: total variation to the enumerated law of the 360 sequences
+    # ~0.06 by chance at 6,000 draws; sampling ∝ D instead of D² would be 0.32 away
+    pos = np.array([0.0, 1.0, 2.5, 4.0, 6.0, 9.0, 13.0])
+    law = _d2_sequence_law(pos, 5)
+    refreshes = []
+    real = alg.min_sq_dist_to
+    monkeypatch.setattr(alg, "min_sq_dist_to", lambda *a, **kw: refreshes.append(1) or real(*a, **kw))
+    x = torch.as_tensor(pos[:, None])
+    n = 6000
+    counts: dict[tuple, int] = {}
+    for s in range(n):
+        seq = tuple(alg.kmeans_pp(x, 5, np.random.default_rng(s), first=0)[0][1:].tolist())
+        counts[seq] = counts.get(seq, 0) + 1
+    assert len(refreshes) > n // 2
+    assert set(counts) <= set(law)
+    tv = 0.5 * sum(abs(counts.get(q, 0) / n - p) for q, p in law.items())
+    assert tv < 0.1
 
 
 def test_faiss_kmeans_objective_close_to_sklearn_and_auto_switch(monkeypatch):
