@@ -626,10 +626,11 @@ PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
                              "over them",
-    ("badge", "lada"): "LADA's BADGE is already vectorised (k-means++ on factorised gradient embeddings); what "
-                       "is left is a constant factor. At the threshold: 11.4× under load (2026-12-02), 8.9× on an "
-                       "idle machine (2026-12-03, this cell); adakit's ~100 ms are a quarter gathering the pool rows "
-                       "and building the factors, half the k-means++ distance products (profiled)",
+    ("badge", "lada"): "both compute the same D² sampling on factorised gradient embeddings; LADA updates every "
+                       "sample's distance after each pick (N × b distance products), adakit only the sampled ones "
+                       "and, when rejections have cost as much, all of them at once (most of the N × b products are "
+                       "never computed). Before that change (2026-12-03, 07:30 UTC) this cell was 8.9× on an idle "
+                       "machine",
     ("sdm_g", "sdm"): "noisy: the ratio moves with the load and the pool size",
     ("las", "lada"): "adakit's exact kNN is the same arithmetic as LADA's N×N similarity (a matrix product and a "
                      "top-K), and both then run k-means on the b·(1+M) candidates; even adakit's approximate "
