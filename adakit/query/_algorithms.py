@@ -422,10 +422,12 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     picks and accepts with probability D²_i / u_i (else u_i = D²_i and it draws again): the accepted point
     is distributed ∝ D² exactly. The random stream differs from drawing ∝ D² directly.
 
-    When to refresh is a cost trade (ski rental): a refresh costs N × (picks since the last one) × width
-    multiply-adds, a rejected proposal a scan of the N bounds plus its own distances; the bounds are refreshed
-    once the rejections since the last refresh have cost as much as a refresh would. The rule counts work,
-    never time, so the picks depend on the seed only. ``refresh``: refresh every that many picks instead.
+    When to refresh is a cost trade (ski rental), checked before every draw: a refresh costs N × (picks since
+    the last one) × width multiply-adds, a rejected proposal a scan of the N bounds plus its own distances;
+    the bounds are refreshed once the work that stale bounds wasted since the last refresh would pay for one,
+    and so would either this pick's own rejections or the picks still to make at the rate seen so far. The
+    rule counts work, never time, so the picks depend on the seed only. ``refresh``: refresh every that many
+    picks instead.
 
     Returns (picked indices, D² of each pick at pick time; +inf for the first). ``min(k, #candidates)`` picks.
     """
@@ -454,17 +456,20 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     picked.add(int(first))
     full, wasted, width = 1, 0, _width(pts)
     for t in range(1, k):
-        if refresh is not None:
-            due = t - full >= refresh
-        else:  # the waste so far, and at its rate over the picks still to make, would each pay for a refresh
-            cost = n * (t - full + _REFRESH_FIXED) * width
-            due = wasted >= cost and wasted * (k - t) >= cost * (t - full)
-        if due and t > full:  # fold picks[full:t] into every bound: one blocked product
-            fold = min_sq_dist_to(pts, picks[full:t], block=max(1, _REFRESH_BLOCK // (t - full)))
-            u = torch.minimum(u, fold.double())
-            seen[:] = t
-            full, wasted = t, 0
+        spent = 0  # the waste of this pick's own rejected draws
         while True:
+            if t > full:
+                if refresh is not None:
+                    due = t - full >= refresh
+                else:  # ski rental: the waste since the last refresh would pay for one, and so would this
+                    # pick's own waste or the waste of the picks still to make, at the rate seen so far
+                    cost = n * (t - full + _REFRESH_FIXED) * width
+                    due = wasted >= cost and (spent >= cost or wasted * (k - t) >= cost * (t - full))
+                if due:  # fold picks[full:t] into every bound: one blocked product
+                    fold = min_sq_dist_to(pts, picks[full:t], block=max(1, _REFRESH_BLOCK // (t - full)))
+                    u = torch.minimum(u, fold.double())
+                    seen[:] = t
+                    full, wasted, spent = t, 0, 0
             cs = torch.cumsum(u, 0)
             total = float(cs[-1])
             if not (total > 0 and math.isfinite(total)):  # every remaining D² is 0: uniform
@@ -480,10 +485,12 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
             stale = t - int(seen[j])
             d = float(picked.sq_dist(_long([j], dev), int(seen[j])).min())
             u[j], seen[j] = min(uj, d), t
-            wasted += _UPDATE + stale * width * _STALE  # work a fresh bound would have saved
+            update = _UPDATE + stale * width * _STALE  # work a fresh bound would have saved
             if rng.random() * uj < min(uj, d):  # accept with probability D²/u
+                wasted += update
                 break
-            wasted += n * _SCAN + _PROPOSAL
+            wasted += update + n * _SCAN + _PROPOSAL
+            spent += update + n * _SCAN + _PROPOSAL
         picks[t], dists[t] = j, float(u[j])
         open_[j] = False
         u[j] = 0.0
