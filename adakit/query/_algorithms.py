@@ -391,8 +391,9 @@ class _LazyMinDist:
 #: `kmeans_pp`'s cost model, in units of one multiply-add of a refresh (a refresh against p picks costs about
 #: N·width·(p + _REFRESH_FIXED) units): a proposal scans the N bounds (_SCAN per point, plus _PROPOSAL fixed);
 #: bringing one bound up to date costs _UPDATE plus _STALE per multiply-add. Measured on one CPU thread, then the
-#: proposal-side costs doubled, which was fastest over synthetic pools of 2k–200k samples with budgets of 0.1–10%
-#: (benchmarks/results/kmeans_pp_refresh.md)
+#: proposal-side costs doubled: of the scales 0.5, 1 and 2 of these, 1 was clearly fastest at a 10% budget on 20k
+#: samples and within 10% of the best elsewhere (2k–200k samples, budgets 0.1–10%;
+#: benchmarks/results/kmeans_pp_refresh.md)
 _SCAN, _PROPOSAL, _UPDATE, _STALE, _REFRESH_FIXED = 40, 1 << 19, 1 << 21, 6, 8
 #: entries per block of a refresh (small enough for the cache)
 _REFRESH_BLOCK = 1 << 20
