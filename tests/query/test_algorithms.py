@@ -362,3 +362,36 @@ def test_seeding_sample_weighted_draws_and_fallback():
     w[:3] = 1.0
     got = alg.seeding_sample(x, 10, np.random.default_rng(0), weights=w)
     assert len(set(got.tolist())) == 10 and {0, 1, 2} <= set(got.tolist())
+
+
+class _InnerOnly:
+    """A point set known only through the `PointSet` protocol (squared norms and inner products)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x, self.sq_norms = x, (x * x).sum(dim=1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def inner(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.x @ self.x[idx].T
+
+
+@pytest.mark.parametrize("refresh", [1, None])
+def test_protocol_only_point_sets_give_the_dense_picks(refresh):
+    # k-means++ and farthest-first on a point set without factor rows (served through inner products): the
+    # D² of every pick is exact, and with the same refresh schedule (refresh=1) the picks are the dense rows'
+    # (the default schedule counts a width of 64 for unknown point sets, 6 for these rows: other streams)
+    x = torch.as_tensor(np.random.default_rng(3).normal(size=(300, 6)))
+    custom, dense = _InnerOnly(x), alg.DensePoints(x)
+    p1, d1 = alg.kmeans_pp(custom, 40, np.random.default_rng(5), first=0, refresh=refresh)
+    p2, d2 = alg.kmeans_pp(dense, 40, np.random.default_rng(5), first=0, refresh=refresh)
+    assert len(set(p1.tolist())) == 40
+    true_d2 = [float(((x[p1[:t]] - x[p1[t]]) ** 2).sum(dim=1).min()) for t in range(1, 40)]
+    np.testing.assert_allclose(d1[1:], true_d2, rtol=1e-9)  # D² at pick time, exact
+    if refresh == 1:
+        assert p1.tolist() == p2.tolist()
+        np.testing.assert_allclose(d1[1:], d2[1:], rtol=1e-9)
+    f1, _ = alg.farthest_first(custom, 30, rng=np.random.default_rng(0), first=0)
+    f2, _ = alg.farthest_first(dense, 30, rng=np.random.default_rng(0), first=0)
+    assert f1.tolist() == f2.tolist()
