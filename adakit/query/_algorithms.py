@@ -397,6 +397,9 @@ class _LazyMinDist:
 _SCAN, _PROPOSAL, _UPDATE, _STALE, _REFRESH_FIXED = 40, 1 << 19, 1 << 21, 6, 8
 #: entries per block of a refresh (small enough for the cache)
 _REFRESH_BLOCK = 1 << 20
+#: picks between refreshes on devices other than the CPU, where the cost model was not measured (a GPU's
+#: refresh is cheap, its per-draw synchronisations are not)
+KMEANS_PP_DEVICE_REFRESH = 32
 
 
 def _width(points: PointSet) -> int:
@@ -428,7 +431,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     the bounds are refreshed once the work that stale bounds wasted since the last refresh would pay for one,
     and so would either this pick's own rejections or the picks still to make at the rate seen so far. The
     rule counts work, never time, so the picks depend on the seed only. ``refresh``: refresh every that many
-    picks instead.
+    picks instead (default on devices other than the CPU: every `KMEANS_PP_DEVICE_REFRESH` picks, since the
+    costs were measured on a CPU).
 
     Returns (picked indices, D² of each pick at pick time; +inf for the first). ``min(k, #candidates)`` picks.
     """
@@ -455,6 +459,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     seen = np.ones(n, dtype=np.int64)  # picks folded into u[i] (≥ full)
     picked = _PickedRows(pts, k)
     picked.add(int(first))
+    if refresh is None and dev.type != "cpu":
+        refresh = KMEANS_PP_DEVICE_REFRESH
     full, wasted, width = 1, 0, _width(pts)
     for t in range(1, k):
         spent = 0  # the waste of this pick's own rejected draws
