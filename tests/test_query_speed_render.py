@@ -113,3 +113,24 @@ def test_gpu_cells_sit_beside_cpu_cells_and_render_in_their_own_section(tmp_path
 def test_interleaving_check_times_both_sides_alone_and_interleaved():
     line = qs.interleaving_check("margin", 300, reps=2)
     assert line.startswith("margin, N = 300, ") and line.count(" ms alone") == 2 and line.count(" ms interleaved") == 2
+
+
+def test_child_repeats_adakit_alone_when_the_reference_takes_a_second(monkeypatch):
+    # a reference whose call "takes" 2 s is timed once; adakit's fast call is then repeated alone (×r alone)
+    ref_calls = []
+    fn, what, peak = qs.REFERENCES["margin"]
+    monkeypatch.setitem(qs.REFERENCES, "margin", (lambda *a: ref_calls.append(1) or fn(*a), what, peak))
+    real = qs._timed
+
+    def timed(f):
+        before = len(ref_calls)
+        w, c, out = real(f)
+        return (2.0, 2.0, out) if len(ref_calls) > before else (0.01, 0.01, out)
+
+    monkeypatch.setattr(qs, "_timed", timed)
+    res = qs.child("margin", 300, True, 7)
+    assert res["ref"]["reps"] == 1 and not res["ref"]["alone"]
+    assert res["adakit"]["reps"] == 7 and res["adakit"]["alone"]
+    assert qs._cell(res, "adakit")[0] == "10.0 ms (×7 alone)"
+    res["adakit"]["alone"] = False
+    assert qs._cell(res, "adakit")[0] == "10.0 ms (×7)"
