@@ -411,6 +411,13 @@ def _width(points: PointSet) -> int:
     return 64
 
 
+def _refresh_pays(cost: float, wasted: float, spent: float, since: int, left: int) -> bool:
+    """`kmeans_pp`'s refresh rule (ski rental): the work stale bounds ``wasted`` over the ``since`` picks since
+    the last refresh would pay for one (``cost``), and so would this pick's own waste (``spent``) or the waste
+    of the ``left`` picks still to make at the rate seen so far."""
+    return wasted >= cost and (spent >= cost or wasted * left >= cost * since)
+
+
 def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator, *, first: int | None = None,
               candidates=None, refresh: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k-means++ seeding (D² sampling) without replacement.
@@ -466,12 +473,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
         spent = 0  # the waste of this pick's own rejected draws
         while True:
             if t > full:
-                if refresh is not None:
-                    due = t - full >= refresh
-                else:  # ski rental: the waste since the last refresh would pay for one, and so would this
-                    # pick's own waste or the waste of the picks still to make, at the rate seen so far
-                    cost = n * (t - full + _REFRESH_FIXED) * width
-                    due = wasted >= cost and (spent >= cost or wasted * (k - t) >= cost * (t - full))
+                due = t - full >= refresh if refresh is not None else _refresh_pays(
+                    n * (t - full + _REFRESH_FIXED) * width, wasted, spent, t - full, k - t)
                 if due:  # fold picks[full:t] into every bound: one blocked product
                     fold = min_sq_dist_to(pts, picks[full:t], block=max(1, _REFRESH_BLOCK // (t - full)))
                     u = torch.minimum(u, fold.double())
