@@ -161,12 +161,28 @@ def sq_dist_to(points: PointSet, idx) -> torch.Tensor:
     return d.clamp_min_(0.0)
 
 
+def _inner_between(points: PointSet, rows: torch.Tensor | slice, cols: torch.Tensor) -> torch.Tensor:
+    """(#rows, len(cols)) inner products: the point set's ``inner_between`` where it has one, else a slice of
+    ``inner(cols)``. ``rows``: indices, or a slice (a block of consecutive rows, read as views)."""
+    between = getattr(points, "inner_between", None)
+    return between(rows, cols) if between is not None else points.inner(cols)[rows]
+
+
+def _factors(points: PointSet) -> tuple[torch.Tensor, ...]:
+    """The factor matrices whose row-wise inner products multiply to the points' inner products: (x,) for dense
+    rows, (a, x) for outer products, () for any other point set (known only through `PointSet`)."""
+    if isinstance(points, DensePoints):
+        return (points.x,)
+    if isinstance(points, OuterProductPoints):
+        return points.a, points.x
+    return ()
+
+
 def _sq_dist_between(points: PointSet, rows: torch.Tensor | slice, cols: torch.Tensor) -> torch.Tensor:
     """(#rows, len(cols)) squared distances between a few points (clamped at 0), same formula as `sq_dist_to`.
 
     ``rows``: indices, or a slice (a block of consecutive rows, read as views)."""
-    between = getattr(points, "inner_between", None)
-    inner = between(rows, cols) if between is not None else points.inner(cols)[rows]
+    inner = _inner_between(points, rows, cols)
     d = points.sq_norms[rows][:, None] + points.sq_norms[cols][None, :] - 2.0 * inner
     return d.clamp_min_(0.0)
 
@@ -185,13 +201,12 @@ def min_sq_dist_to(points: PointSet, idx, block: int | None = None) -> torch.Ten
         return out
     if isinstance(points, DensePoints):
         return min_sq_dist(points.x, points.x[idx], block=block)
-    between = getattr(points, "inner_between", None)
     sq_cols = points.sq_norms[idx]
     step = _block_size(len(idx), block)
     for s in range(0, n, step):  # a slice of rows: views of the factors, no gathered copy of each block
         rows = slice(s, s + step)
-        inner = between(rows, idx) if between is not None else points.inner(idx)[rows]
-        out[rows] = inner.mul_(-2.0).add_(sq_cols).min(dim=1).values  # min_j |p_j|² − 2<p_i, p_j>, then + |p_i|²
+        # min_j |p_j|² − 2<p_i, p_j>, then + |p_i|² for all rows at the end
+        out[rows] = _inner_between(points, rows, idx).mul_(-2.0).add_(sq_cols).min(dim=1).values
     return out.add_(points.sq_norms).clamp_min_(0.0)
 
 
@@ -319,8 +334,7 @@ class _PickedRows:
         dev = pts.sq_norms.device
         self.idx = torch.empty(k, dtype=torch.long, device=dev)
         self.t = 0
-        self.factors = (pts.x,) if isinstance(pts, DensePoints) else (
-            (pts.a, pts.x) if isinstance(pts, OuterProductPoints) else ())
+        self.factors = _factors(pts)
         self.rows = [torch.empty((k, f.shape[1]), dtype=f.dtype, device=dev) for f in self.factors]
         self.sq = torch.empty(k, dtype=pts.sq_norms.dtype, device=dev)
 
@@ -403,12 +417,9 @@ KMEANS_PP_DEVICE_REFRESH = 32
 
 
 def _width(points: PointSet) -> int:
-    """Multiply-adds per inner product of two points (the cost model of `kmeans_pp`'s refreshes)."""
-    if isinstance(points, OuterProductPoints):
-        return points.a.shape[1] + points.x.shape[1]
-    if isinstance(points, DensePoints):
-        return points.x.shape[1]
-    return 64
+    """Multiply-adds per inner product of two points (the cost model of `kmeans_pp`'s refreshes); 64 for a point
+    set known only through `PointSet`."""
+    return sum(f.shape[1] for f in _factors(points)) or 64
 
 
 def _refresh_pays(cost: float, wasted: float, spent: float, since: int, left: int) -> bool:
