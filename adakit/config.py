@@ -184,6 +184,10 @@ class QueryConfig(_Method):
     """Selection strategy by name plus its own parameters."""
 
     strategy: str = "random"
+    probs_from: Literal["model", "probe"] = Field(
+        "model", description="the pool probabilities the strategy ranks by: the network being trained (model), or "
+        "a logistic regression on the input features refitted each round on source + labelled target (probe; "
+        "feature data and strategies that read only probabilities: random, entropy, confidence, margin, sdm)")
 
 
 class OracleConfig(_Strict):

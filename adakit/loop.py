@@ -421,6 +421,9 @@ class ActiveLoop:
             raise ConfigError(f"query.strategy={cfg.query.strategy!r} needs {sorted(missing)}, which "
                               f"objective.name={cfg.objective.name!r} does not provide; use one of: "
                               f"{', '.join(providers) or '(none)'}{probe}")
+        if cfg.query.probs_from == "probe":
+            given = self._objects.strategy
+            self._check_probe_probs(strat_cls if given is None else type(given))
         torch.manual_seed(cfg.seed)
         self._build_model_and_objective(obj_cls, obj_params)
         query_params = query_params_for_run(cfg, self.budgets, len(d.pool))
@@ -437,6 +440,21 @@ class ActiveLoop:
             self.oracle = CallableOracle(self._objects.oracle, d.pool, d.classes)
         else:
             self.oracle = SimulatedOracle(d.pool)
+
+    def _check_probe_probs(self, strat_cls: type) -> None:
+        """``query.probs_from: probe`` needs feature vectors and a strategy that reads only probabilities."""
+        from adakit.data.domain import TensorDomain
+
+        d = self.domains
+        if not all(isinstance(x, TensorDomain) and x.is_features for x in (d.source, d.pool)):
+            raise ConfigError(f"query.probs_from=probe needs feature data (vectors: data.format npz/mat/svmlight or "
+                              f"feature arrays); this run's data ({self.cfg.data.format}) are images: use "
+                              "query.probs_from=model, or extract features first (`adakit features`)")
+        if not strat_cls.probs_only:
+            allowed = [n for n in STRATEGIES.names() if STRATEGIES.get(n).probs_only]
+            raise ConfigError(f"query.probs_from=probe: query.strategy={self.cfg.query.strategy!r} reads more than "
+                              f"the pool probabilities; use one that reads only them ({', '.join(allowed)}) or "
+                              "query.probs_from=model")
 
     # -- the loop ---------------------------------------------------------------------------------
     @locked
@@ -518,10 +536,18 @@ class ActiveLoop:
         """The strategy's selection (on rank 0 only under torchrun), recorded as open queries."""
         led, pool = self.ledger, self.domains.pool
         t0 = time.perf_counter()
+        model_probs = view.probs  # the suggested labels always come from the network
+        if self.cfg.query.probs_from == "probe":
+            from adakit.probe import probe_pool_probs
+
+            p = probe_pool_probs(self.domains.source, pool, view.labelled_indices,
+                                 view.labels[view.labelled_indices], self.cfg.probe.c, self.cfg.probe.standardize,
+                                 self.cfg.seed)
+            view.__dict__["probs"] = torch.as_tensor(p, device=model_probs.device)  # float64, as the probe gives
         sel = self.strategy.select(view, budget, np.random.default_rng([self.cfg.seed, r]))
         seconds = time.perf_counter() - t0
         self._check_selection(sel.indices, mask, budget)
-        suggested = view.probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
+        suggested = model_probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
         led.set_meta(f"query_seconds/{r}", seconds)  # before the queries: a recorded round always has its timing
         led.record_queries(r, pool.ids[sel.indices].tolist(), sel.indices.tolist(), sel.scores.tolist(),
                            suggested)

@@ -41,6 +41,20 @@ def _probs(clf, x: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+def probe_pool_probs(source, pool, labelled: np.ndarray, labels: np.ndarray, c: float = 1.0,
+                     standardize: bool = False, seed: int = 0) -> np.ndarray:
+    """Class probabilities (N, C) of every pool sample under the probe fitted on the source plus the labelled pool
+    samples (``labelled``: pool indices, ``labels``: their classes); ``source``/``pool``: feature domains.
+
+    What ``query.probs_from: probe`` ranks a network run's pool by ("selection via proxy", Coleman et al.,
+    ICLR 2020): the network trains as usual, only the strategy's probabilities come from the probe.
+    """
+    xp = pool.x.numpy()
+    clf = _fit(np.concatenate([source.x.numpy(), xp[labelled]]),
+               np.concatenate([np.asarray(source.y), np.asarray(labels)]), c, seed, standardize)
+    return _probs(clf, xp, pool.num_classes)
+
+
 def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | None = None) -> dict:
     """Run the linear probe of ``cfg`` into ``run_dir``; returns its summary (the loop's summary.json format)."""
     from adakit.inference import accuracy

@@ -105,3 +105,45 @@ def test_adakit_run_runs_a_probe_config_and_a_killed_one_again(tmp_path):
     assert res.exit_code == 2 and "different config" in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--quiet"])
     assert res.exit_code == 2 and "holds a linear-probe run" in " ".join(res.output.split())
+
+
+def test_probe_probs_rank_a_network_runs_pool(tmp_path):
+    """query.probs_from=probe: the network trains as usual, each round's margin picks (and their scores) are those
+    of the probe fitted on source + the labels bought so far; the suggested labels stay the network's."""
+    from sklearn.linear_model import LogisticRegression
+
+    cfg = build_config(BASE, ["query.probs_from=probe"])
+    loop = ActiveLoop(cfg, tmp_path / "run", show_progress=False)
+    s = loop.run()
+    d = load_domains(cfg.data, 0)
+    xs, ys, xp = d.source.x.numpy(), d.source.y, d.pool.x.numpy()
+    picked = np.empty(0, dtype=np.int64)
+    for r in (1, 2):
+        qs = loop.ledger.queries(r)
+        clf = LogisticRegression(max_iter=1000).fit(np.concatenate([xs, xp[np.sort(picked)]]),
+                                                    np.concatenate([ys, d.pool.y[np.sort(picked)]]))
+        sel = select("margin", probs=clf.predict_proba(xp), labelled=picked, budget=9,
+                     seed=np.random.default_rng([0, r]))
+        assert [q.pool_index for q in qs] == sel.indices.tolist()
+        np.testing.assert_allclose([q.score for q in qs], sel.scores, rtol=1e-12)
+        picked = np.concatenate([picked, sel.indices])
+    # the network's own margins would have picked otherwise (the option changes the queries) ...
+    plain = ActiveLoop(build_config(BASE), tmp_path / "plain", show_progress=False)
+    plain.run()
+    assert [q.pool_index for q in plain.ledger.queries(1)] != [q.pool_index for q in loop.ledger.queries(1)]
+    # ... and trains the same way: round 0 (before any query) is the same model
+    assert s["rounds"][0]["accuracy"] == plain.summary()["rounds"][0]["accuracy"]
+
+
+def test_probe_probs_need_features_and_a_probabilities_only_strategy(tmp_path):
+    with pytest.raises(ConfigError, match=r"query.probs_from=probe: query.strategy='badge'.*entropy.*margin"):
+        ActiveLoop(build_config(BASE, ["query.probs_from=probe", "query.strategy=badge"]), tmp_path / "a",
+                   show_progress=False)
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 1, 8, 8)).astype(np.float32)
+    with pytest.raises(ConfigError, match="query.probs_from=probe needs feature data"):
+        ActiveLoop({"query": {"strategy": "margin", "probs_from": "probe"}, "budget": {"total": 4, "rounds": 1}},
+                   tmp_path / "b", source=(images, rng.integers(0, 2, 40)), target=images, show_progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before the run folder
+    with pytest.raises(ConfigError, match="probs_from"):
+        build_config(BASE, ["query.probs_from=network"])

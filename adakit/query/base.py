@@ -41,6 +41,8 @@ class Strategy:
 
     Params = Params
     needs: frozenset[str] = frozenset()
+    #: the selection reads nothing of the pool but ``probs`` (so ``query.probs_from: probe`` may replace them)
+    probs_only: bool = False
 
     def __init__(self, params: Params):
         self.params = params

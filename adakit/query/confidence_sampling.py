@@ -13,6 +13,8 @@ from adakit.registry import register_strategy
 class ConfidenceSampling(Strategy):
     """Lowest top-class probability, score 1 − p1 (Lewis & Gale, SIGIR 1994)."""
 
+    probs_only = True
+
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
         return top_k(score_rows(least_confidence, view.probs, cand), cand, budget, rng)  # ranked on the probs' device

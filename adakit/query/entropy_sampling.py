@@ -13,6 +13,8 @@ from adakit.registry import register_strategy
 class EntropySampling(Strategy):
     """Highest predictive entropy H(p) (Wang & Shang, IJCNN 2014)."""
 
+    probs_only = True
+
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
         return top_k(score_rows(entropy, view.probs, cand), cand, budget, rng)  # ranked on the probs' device

@@ -13,6 +13,8 @@ from adakit.registry import register_strategy
 class MarginSampling(Strategy):
     """Smallest gap between the two most probable classes, score 1 − (p1 − p2) (Scheffer et al. 2001)."""
 
+    probs_only = True
+
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
         return top_k(score_rows(margin, view.probs, cand), cand, budget, rng)  # ranked on the probs' device

@@ -12,6 +12,8 @@ from adakit.registry import register_strategy
 class RandomSampling(Strategy):
     """Uniformly random unlabelled target samples (the baseline every paper reports)."""
 
+    probs_only = True
+
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
         cand = view.unlabelled_indices
         pick = rng.permutation(len(cand))[: min(budget, len(cand))]
