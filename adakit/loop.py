@@ -447,14 +447,15 @@ class ActiveLoop:
 
         d = self.domains
         if not all(isinstance(x, TensorDomain) and x.is_features for x in (d.source, d.pool)):
-            raise ConfigError(f"query.probs_from=probe needs feature data (vectors: data.format npz/mat/svmlight or "
-                              f"feature arrays); this run's data ({self.cfg.data.format}) are images: use "
+            raise ConfigError(f"query.probs_from=probe needs feature vectors in memory (data.format npz, mat, "
+                              f"svmlight or feature arrays); this run's data ({self.cfg.data.format}) are not: use "
                               "query.probs_from=model, or extract features first (`adakit features`)")
         if not strat_cls.probs_only:
             allowed = [n for n in STRATEGIES.names() if STRATEGIES.get(n).probs_only]
             raise ConfigError(f"query.probs_from=probe: query.strategy={self.cfg.query.strategy!r} reads more than "
                               f"the pool probabilities; use one that reads only them ({', '.join(allowed)}) or "
-                              "query.probs_from=model")
+                              "query.probs_from=model (a strategy of your own that reads only view.probs: set "
+                              "probs_only = True on its class)")
 
     # -- the loop ---------------------------------------------------------------------------------
     @locked

@@ -141,7 +141,7 @@ def test_probe_probs_need_features_and_a_probabilities_only_strategy(tmp_path):
                    show_progress=False)
     rng = np.random.default_rng(0)
     images = rng.random((40, 1, 8, 8)).astype(np.float32)
-    with pytest.raises(ConfigError, match="query.probs_from=probe needs feature data"):
+    with pytest.raises(ConfigError, match="query.probs_from=probe needs feature vectors"):
         ActiveLoop({"query": {"strategy": "margin", "probs_from": "probe"}, "budget": {"total": 4, "rounds": 1}},
                    tmp_path / "b", source=(images, rng.integers(0, 2, 40)), target=images, show_progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before the run folder
