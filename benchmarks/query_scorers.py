@@ -104,14 +104,16 @@ def _final(run_dir: Path) -> float:
     return 100 * json.loads((run_dir / "summary.json").read_text())["rounds"][-1]["accuracy"]
 
 
+def _paired(a: np.ndarray, b: np.ndarray) -> str:
+    """Mean of the paired differences a − b (same seed) ± its standard error."""
+    d = a - b
+    return f"{d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f}"
+
+
 def table(root: Path, resampled: Path) -> str:
     """Per pair of the resampled-source bench: each row's mean final accuracy over the seeds, and its paired
     differences (same seed = same source sample) to FT + margin and to the probe, with standard errors. The
     ``margin-scorer`` rows appear for the pairs ``run`` covered, over the seeds it ran."""
-    def paired(a: np.ndarray, b: np.ndarray) -> str:
-        d = a - b
-        return f"{d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f}"
-
     lines = ["| pair | ranked by | seeds | accuracy | − FT + margin (± s.e.) | − probe (± s.e.) |",
              "|---|---|---:|---:|---:|---:|"]
     for pair in sorted(d.name for d in resampled.iterdir() if d.is_dir()):
@@ -125,7 +127,7 @@ def table(root: Path, resampled: Path) -> str:
         base, probe = acc["FT + margin"], acc["probe + margin"]
         for name, a in acc.items():
             lines.append(f"| {pair.replace('-', '→')} | {name} | {len(a)} | {a.mean():.2f} ± {a.std(ddof=1):.2f} | "
-                         f"{'–' if a is base else paired(a, base)} | {'–' if a is probe else paired(a, probe)} |")
+                         f"{'–' if a is base else _paired(a, base)} | {'–' if a is probe else _paired(a, probe)} |")
     return "\n".join(lines)
 
 
@@ -153,12 +155,10 @@ def heldout(root: Path, check: Path) -> str:
                       for b, n in ((set_dir, mine), (check / set_dir.name, ft))]
                 if r0[0] != r0[1]:
                     raise SystemExit(f"{set_dir.name} {pair} {s}: round 0 differs ({r0}): not the same training")
-            d_ft, d_probe = acc[mine] - acc[ft], acc[mine] - acc[probe]
-            diffs.append(d_ft.mean())
-            se = lambda d: d.std(ddof=1) / np.sqrt(len(d))  # noqa: E731
+            diffs.append((acc[mine] - acc[ft]).mean())
             lines.append(f"| {set_dir.name} | {pair.replace('-', '→')} | {acc[ft].mean():.2f} | "
-                         f"{acc[probe].mean():.2f} | {acc[mine].mean():.2f} | {d_ft.mean():+.2f} ± {se(d_ft):.2f} | "
-                         f"{d_probe.mean():+.2f} ± {se(d_probe):.2f} |")
+                         f"{acc[probe].mean():.2f} | {acc[mine].mean():.2f} | {_paired(acc[mine], acc[ft])} | "
+                         f"{_paired(acc[mine], acc[probe])} |")
     lines += ["", f"mean over the {len(diffs)} pairs, FT with the probe's ranking − FT + margin: "
               f"{np.mean(diffs):+.2f} points"]
     return "\n".join(lines)
