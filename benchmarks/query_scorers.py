@@ -52,10 +52,7 @@ def _register() -> None:
     import adakit
     from adakit.probe import probe_pool_probs
     from adakit.query.base import Strategy, top_k
-
-    def margin_scores(p: torch.Tensor) -> torch.Tensor:
-        top = torch.topk(p.double(), 2, dim=1).values
-        return 1 - (top[:, 0] - top[:, 1])
+    from adakit.query.uncertainty import margin, top_two
 
     class ScorerParams(Strategy.Params):
         kind: str = "ens"
@@ -69,14 +66,14 @@ def _register() -> None:
         def select(self, view, budget, rng):
             kind, z = self.params.kind, view.logits.double()
             if kind == "gap":
-                top = torch.topk(z, 2, dim=1).values
+                top = top_two(z)
                 s = -(top[:, 0] - top[:, 1])
             elif kind.startswith("T"):
-                s = margin_scores(torch.softmax(z / float(kind[1:]), 1))
+                s = margin(torch.softmax(z / float(kind[1:]), 1))
             else:  # ens
                 li = view.labelled_indices
                 p = torch.from_numpy(probe_pool_probs(view.source, view.pool, li, view.labels[li]))
-                s = margin_scores((p + torch.softmax(z, 1)) / 2)
+                s = margin((p + torch.softmax(z, 1)) / 2)
             cand = view.unlabelled_indices
             return top_k(s[cand].numpy(), cand, budget, rng)
 

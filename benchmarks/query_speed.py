@@ -345,28 +345,30 @@ def child(name: str, n: int, with_ref: bool, max_reps: int) -> dict:
         fns["ref"] = lambda: ref(view, b, np.random.default_rng(SEED))
     res: dict = {"b": b, "load_start": os.getloadavg()[0]}
     times: dict = {k: ([], []) for k in fns}
-    first_out = {}
-    for k, fn in fns.items():  # first round, with the peak memory of each
-        rss0 = _status("VmRSS")
-        reset = _reset_peak()
-        w, c, out = _timed(fn)
-        res[f"{k}_peak_mb"] = (_status("VmHWM") - rss0) / 2**20 if reset else float("nan")
+
+    def timed(k: str):
+        """One call of fns[k], its wall and CPU time recorded; its output."""
+        w, c, out = _timed(fns[k])
         times[k][0].append(w)
         times[k][1].append(c)
+        return out
+
+    first_out = {}
+    for k in fns:  # first round, with the peak memory of each
+        rss0 = _status("VmRSS")
+        reset = _reset_peak()
+        out = timed(k)
+        res[f"{k}_peak_mb"] = (_status("VmHWM") - rss0) / 2**20 if reset else float("nan")
         first_out[k] = np.asarray(out)
     short = max(times["adakit"][0][0], times.get("ref", ([0.0], []))[0][0]) < 1.0
     reps = 1
     while short and reps < max_reps and sum(times["adakit"][0]) < 1.0:
-        for k, fn in fns.items():  # interleaved repetitions
-            w, c, _ = _timed(fn)
-            times[k][0].append(w)
-            times[k][1].append(c)
+        for k in fns:  # interleaved repetitions
+            timed(k)
         reps += 1
     alone = not short and times["adakit"][0][0] < 1.0  # the reference is too slow to repeat: adakit alone
     while alone and len(times["adakit"][0]) < max_reps and sum(times["adakit"][0]) < 1.0:
-        w, c, _ = _timed(fns["adakit"])
-        times["adakit"][0].append(w)
-        times["adakit"][1].append(c)
+        timed("adakit")
     for k in fns:
         ws, cs = np.array(times[k][0]), np.array(times[k][1])
         res[k] = {"wall": float(np.median(ws)), "cpu": float(np.median(cs)), "reps": len(ws),
