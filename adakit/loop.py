@@ -35,6 +35,7 @@ from adakit.ledger import Ledger
 from adakit.models import build_model
 from adakit.oracle import CallableOracle, FileOracle, SimulatedOracle
 from adakit.pool import PoolView
+from adakit.provenance import environment
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.rundir import (
     apply_checkpoint,
@@ -777,6 +778,7 @@ class ActiveLoop:
             **run_timings(self.ledger, len(self.budgets)),  # from the ledger rows that exist (also after a resume)
             # the processes of the run that wrote this summary (torchrun: WORLD_SIZE, gloo/nccl; else 1, none)
             "world_size": self.dist.world_size, "backend": self.dist.backend or "none",
+            "environment": environment(self.device),  # versions, CPU, kernels: why a re-run elsewhere may differ
         }
 
     def write_outputs(self) -> dict:

@@ -24,9 +24,14 @@ import yaml
 from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError
+from adakit.provenance import environment
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool):
+def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool, x_more: np.ndarray | None = None,
+         y_more: np.ndarray | None = None):
+    """The probe fitted on (x, y), plus (x_more, y_more) when given (the labelled target rows)."""
+    if x_more is not None:
+        x, y = np.concatenate([x, x_more]), np.concatenate([y, np.asarray(y_more)])
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -50,8 +55,7 @@ def probe_pool_probs(source, pool, labelled: np.ndarray, labels: np.ndarray, c: 
     ICLR 2020): the network trains as usual, only the strategy's probabilities come from the probe.
     """
     xp = pool.x.numpy()
-    clf = _fit(np.concatenate([source.x.numpy(), xp[labelled]]),
-               np.concatenate([np.asarray(source.y), np.asarray(labels)]), c, seed, standardize)
+    clf = _fit(source.x.numpy(), np.asarray(source.y), c, seed, standardize, xp[labelled], labels)
     return _probs(clf, xp, pool.num_classes)
 
 
@@ -92,7 +96,7 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
     for r in range(len(budgets) + 1):
         t0 = time.perf_counter()
         idx = np.array(order, dtype=np.int64)
-        clf = _fit(np.concatenate([xs, xp[idx]]), np.concatenate([ys, yp[idx]]), c, cfg.seed, standardize)
+        clf = _fit(xs, ys, c, cfg.seed, standardize, xp[idx], yp[idx])
         fit_seconds.append(time.perf_counter() - t0)
         pool_p = _probs(clf, xp, n_classes)
         row = {"round": r, "labels": int(labelled.sum())}
@@ -126,7 +130,7 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
         "budget": {"total": cfg.budget.total, "rounds": cfg.budget.rounds, "per_round": budgets},
         "rounds": rounds, "final_accuracy": rounds[-1].get("accuracy"), "warmup_checkpoints": [],
         "train_sec_per_iter": None, "fit_seconds": fit_seconds, "query_seconds": query_seconds,
-        "runner": "linear_probe",
+        "runner": "linear_probe", "environment": environment(),
     }
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in rounds))
     write_run_report(run_dir, summary)

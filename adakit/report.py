@@ -42,8 +42,20 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
     for m in summary["rounds"]:
         lines.append(f"| {m['round']} | {m['labels']} | {100 * m['accuracy']:.2f} | "
                      f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
+    if "environment" in summary:
+        lines += ["", f"computed with {machine_label(summary['environment'])}"]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
     plot_curves({run_label(summary): [summary]}, run_dir / "curve.png", title=pair_label(summary))
+
+
+def machine_label(env: dict) -> str:
+    """One line naming what changes a run's numbers: versions, CPU and its kernel set, threads, device."""
+    v = env.get("versions", {})
+    kernels = ", ".join(f"{k}={x}" for k, x in env.get("kernel_env", {}).items())
+    dev = env.get("gpu") or env.get("device", "cpu")
+    return (f"torch {v.get('torch', '?')}, numpy {v.get('numpy', '?')}, scikit-learn {v.get('scikit-learn', '?')} "
+            f"on {env.get('cpu', '?')} ({env.get('cpu_capability', '?')} kernels, {env.get('torch_threads', '?')} "
+            f"torch threads{', ' + kernels if kernels else ''}), device {dev}")
 
 
 def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> None:
@@ -109,6 +121,10 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
     for p in pairs:
         groups = {m: by[(m, p)] for m in methods if (m, p) in by}
         plot_curves(groups, out_dir / curve_file(p), title=p)
+    machines = sorted({machine_label(s["environment"]) for s in runs if "environment" in s})
+    if len(machines) > 1:  # floating-point kernels differ: per-seed numbers are not comparable bit for bit
+        lines += ["", f"Note: these runs were computed in {len(machines)} different environments (numbers from "
+                  "different CPUs or versions differ by about the seed spread):", *(f"- {m}" for m in machines)]
     md = "\n".join(lines) + "\n"
     (out_dir / "comparison.md").write_text(md)
     return md

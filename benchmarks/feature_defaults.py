@@ -62,11 +62,14 @@ import argparse
 import csv
 import json
 import os
-import statistics
-import sys
-from pathlib import Path
 
-import yaml
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy (model_selection): its BLAS reads it once, at import
+
+import statistics  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -326,7 +329,6 @@ def main() -> None:
     t.add_argument("root", type=Path)
     t.add_argument("--md", type=Path)
     a = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     if a.cmd == "sweep":
         names = a.names or [n for n, v in SETS.items() if v[2] == "tuning"]
         sweep(a.out, a.stage, names, a.sets, a.fix, a.seed or [0, 1])

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from adakit.config import build_config
@@ -45,6 +46,10 @@ def test_run_writes_the_run_folder(tmp_path):
     assert s["final_accuracy"] == s["rounds"][-1]["accuracy"] == summary["final_accuracy"]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["query"]["strategy"] == "margin"
+    env = s["environment"]  # what the numbers were computed with
+    assert env["versions"]["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["torch_threads"] >= 1
+    assert f"{env['cpu_capability']} kernels" in (tmp_path / "report.md").read_text()
     with Ledger(tmp_path / "ledger.sqlite") as led:
         assert led.check() == []
         idx, y = led.labelled_pool()

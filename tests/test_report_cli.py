@@ -7,13 +7,15 @@ from adakit.cli import app
 runner = CliRunner()
 
 
-def _summary(run_dir, strategy, seed, accs):
+def _summary(run_dir, strategy, seed, accs, environment=None):
     run_dir.mkdir(parents=True)
     s = {"name": "t", "strategy": strategy, "objective": "finetune", "protocol": "transductive", "seed": seed,
          "data": {"format": "npz", "source": "amazon", "target": "webcam"},
          "budget": {"total": 0.05, "rounds": 2, "per_round": [5, 5]},
          "rounds": [{"round": i, "labels": 5 * i, "accuracy": a, "mean_class_accuracy": a} for i, a in enumerate(accs)],
          "final_accuracy": accs[-1]}
+    if environment:
+        s["environment"] = environment
     (run_dir / "summary.json").write_text(json.dumps(s))
 
 
@@ -29,6 +31,23 @@ def test_report_compares_runs_mean_std(tmp_path):
     assert "| finetune + random | 65.0 (n=1) |" in md
     assert (tmp_path / "cmp" / "curve-amazon-to-webcam.png").stat().st_size > 1000
     assert (tmp_path / "m0" / "report.md").is_file()
+
+
+def test_report_says_when_runs_come_from_different_machines(tmp_path):
+    from adakit.provenance import environment
+
+    here = environment()
+    other = {**here, "cpu": "Some Other CPU", "cpu_capability": "AVX2"}
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8], here)
+    _summary(tmp_path / "m1", "margin", 1, [0.5, 0.6], here)
+    args = ["report", str(tmp_path / "m0"), str(tmp_path / "m1"), "--out"]
+    assert runner.invoke(app, [*args, str(tmp_path / "same")]).exit_code == 0
+    assert "different environments" not in (tmp_path / "same" / "comparison.md").read_text()
+    _summary(tmp_path / "m2", "margin", 2, [0.5, 0.7], other)
+    assert runner.invoke(app, [*args[:-1], str(tmp_path / "m2"), "--out", str(tmp_path / "mixed")]).exit_code == 0
+    md = (tmp_path / "mixed" / "comparison.md").read_text()
+    assert "computed in 2 different environments" in md
+    assert "on Some Other CPU (AVX2 kernels" in md and f"({here['cpu_capability']} kernels" in md
 
 
 def test_report_on_a_non_run_folder_is_a_clear_error(tmp_path):
