@@ -84,7 +84,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -434,6 +433,11 @@ def run_cell(strategy: str, peer: str, path: Path, site: str | None, n: int, thr
     base = {"strategy": strategy, "peer": label, "n": n, "threads": threads, "timed": CELLS[(strategy, peer)],
             "repo": REPOS[peer][0], "commit": peer_commit(path),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from query_speed import machine
+
+    base.update(machine())  # the CPU model and kernel set of this cell
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", strategy, peer, str(path), site or "",
            str(n), str(min_reps), str(long_s), str(kmeans_n_init), json.dumps(params)]
     if str(HERE) not in sys.path:
@@ -464,7 +468,9 @@ def save_records(cells: dict) -> None:
     JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
     import sklearn
 
-    JSON_OUT.write_text(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} "
+    from adakit.provenance import cpu_model
+
+    JSON_OUT.write_text(json.dumps({"machine": f"{cpu_model()}, {os.cpu_count()} "
                                                f"CPU cores, torch {torch.__version__}, numpy {np.__version__}, "
                                                f"scikit-learn {sklearn.__version__}",
                                     "cells": sorted(cells.values(), key=_key)}, indent=1) + "\n")

@@ -38,7 +38,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -382,13 +381,47 @@ def child(name: str, n: int, with_ref: bool, max_reps: int) -> dict:
     return res
 
 
+def machine() -> dict:
+    """The CPU a cell is measured on (its model and torch's kernel set), stored in every cell."""
+    from adakit.provenance import cpu_model
+
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def conditions(cells: list[dict], with_cpu: bool = True) -> str:
+    """The CPUs the cells were measured on and how loaded the machine was, from the cells themselves.
+
+    The load average counts the benchmark's own process (1 at one thread, up to 2 at two) and lags (a cell that
+    follows a two-thread cell starts high): a cell with its start or end load at most its thread count + 0.6
+    counts as run on an otherwise idle machine.
+    """
+    cpus = sorted({f"{r['cpu']} ({r.get('cpu_capability', '?')} kernels)" for r in cells if r.get("cpu")})
+    unknown = sum(1 for r in cells if not r.get("cpu"))
+    where = "; ".join(cpus) + (f"; {unknown} cell{'s' * (unknown != 1)} on a CPU not recorded" if unknown else "")
+    both = [(r["load_start"], r.get("load_end", r["load_start"]), r["threads"]) for r in cells if "load_start" in r]
+    busy = sum(1 for a, b, t in both if min(a, b) > t + 0.6)  # the average lags: a cell after a busier one starts high
+    lo = min((min(a, b) for a, b, _ in both), default=float("nan"))
+    hi = max((max(a, b) for a, b, _ in both), default=float("nan"))
+    loads = both
+    load = (f"the 1-minute load average over the cells was {lo:.1f}–{hi:.1f} (start→end of each cell in the *load* "
+            "column; the benchmark's own process counts 1–2). ")
+    if busy:
+        load += (f"**{busy} of {len(loads)} cells ran beside other work** (load above their thread count + 0.6 at "
+                 "both their start and end): their wall times are inflated, CPU times less so.")
+    else:
+        load += "No other work ran beside any cell (each cell's start or end load ≤ its thread count + 0.6)."
+    if not with_cpu:
+        return load
+    return f"{where or 'CPU not recorded'}, {os.cpu_count()} CPU cores; {load}"
+
+
 def run_cell(name: str, n: int, threads: int, timeout: float, with_ref: bool, max_reps: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     load = os.getloadavg()[0]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n), str(int(with_ref)),
            str(max_reps)]
     base = {"strategy": name, "n": n, "threads": threads, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu")}
+            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu"), **machine()}
     return run_child(cmd, env, timeout, base, load)
 
 
@@ -632,10 +665,11 @@ PEER_LABELS = {"lada": "LADA", "clue": "CLUE", "sdm": "SDM", "skactiveml": "scik
 #: why a (strategy, peer) ratio at N = 20k is what it is (the verdict itself comes from the JSON)
 _CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time"
 _MARGIN_WHY = ("both are vectorised; adakit's whole call is a few ms here (a pairwise max/min tournament for the top "
-               "two per row, then the top b, after the input checks). At this scale the ratio moves between runs: "
-               "three runs on 2026-12-02 (17:40 UTC, idle machine) gave 10.4–17.6× against LADA and 9.5–10.9× "
-               "against SDM (one of the three below 10×: at the threshold, not clearly past it); the run of "
-               "2026-12-03 (this cell, idle) 17.1× and 11.0×")
+               "two per row, then the top b, after the input checks). The ratio depends on the CPU: on the machine "
+               "of the previous table (2026-12-02/03, x86_64, CPU model not recorded) adakit's call took 3.5 ms "
+               "and four idle runs gave 10.4–17.6× against LADA and 9.5–11.0× against SDM; on this one it takes "
+               "9 ms interleaved with the peer (6 ms in a loop of its own) while the peers' calls take as long as "
+               "there")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
@@ -643,8 +677,8 @@ PEER_WHY = {
     ("badge", "lada"): "both compute the same D² sampling on factorised gradient embeddings; LADA updates every "
                        "sample's distance after each pick (N × b distance products), adakit only the sampled ones "
                        "and, when rejections have cost as much, all of them at once (most of the N × b products are "
-                       "never computed). Before that change (2026-12-03, 07:30 UTC) this cell was 8.9× on an idle "
-                       "machine",
+                       "never computed). Before that change (2026-12-03, 07:30 UTC) this cell was 8.9× on the idle "
+                       "machine of the previous table",
     ("sdm_g", "sdm"): "noisy: the ratio moves with the load and the pool size",
     ("las", "lada"): "adakit's exact kNN is the same arithmetic as LADA's N×N similarity (a matrix product and a "
                      "top-K), and both then run k-means on the b·(1+M) candidates; even adakit's approximate "
@@ -787,18 +821,17 @@ def peer_section(peer: dict) -> list[str]:
     if not cells:
         return lines + ["not measured (no results/peer_code.json: run `benchmarks/peer_code.py`, see its docstring)"]
     whens = sorted(r["when"] for r in cells)
-    loads = [v for r in cells for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     threads = ", ".join(str(t) for t in sorted({r["threads"] for r in cells}))
     repos = {_peer_key(r)[0]: (r["repo"], r["commit"]) for r in cells}
     timed = {(r["strategy"], _peer_key(r)[0]): r["timed"] for r in cells}
     lines += [
-        f"Measured {whens[0]} to {whens[-1]} with `benchmarks/peer_code.py` ({peer.get('machine', '?')}), "
-        f"OMP/MKL/OpenBLAS and torch threads = {threads}, on the same synthetic pool and b as above. Each cell "
+        f"Measured {whens[0]} to {whens[-1]} with `benchmarks/peer_code.py` on {peer.get('machine', '?')}; "
+        f"{conditions(cells, with_cpu=False)} OMP/MKL/OpenBLAS and torch threads = {threads}, on the same synthetic "
+        "pool and b as above. Each cell "
         "runs in its own subprocess: after a warm-up of both, `adakit.select` and the peer's own selection call "
         "are timed interleaved (adakit, peer, adakit, peer, ...), median of the repetitions (×r; *noise* = "
-        "median under 5 ms or max/min spread above 50%). **Measured under load**: the 1-minute load average "
-        f"was {min(loads):.1f}–{max(loads):.1f} on 2 cores (other benchmarks were running), so wall times are "
-        "about twice the CPU times; the CPU ratio is the steadier one. *ratio*: peer / adakit. *agreement*: "
+        "median under 5 ms or max/min spread above 50%). The CPU-time ratio is the steadier one under load. "
+        "*ratio*: peer / adakit. *agreement*: "
         "overlap of the two first calls' picks, |A ∩ P| / b; for the seeded methods (k-means, k-means++) the "
         "overlap of adakit with itself between seeds 0 and 1 is given as the scale of seed-to-seed variation.",
         "",
@@ -878,9 +911,9 @@ def gpu_section(cells: list[dict], names: list[str]) -> list[str]:
     """The *On the GPU* section of query_speed.md: the cells measured with ``--device`` (none: no section)."""
     if not cells:
         return []
-    loads = [v for r in cells for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     whens = sorted(r["when"] for r in cells)
     gpus = sorted({r["gpu"] for r in cells if r.get("gpu")})
+    loads = [v for r in cells for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     lines = [
         "", "## On the GPU", "",
         f"Measured {whens[0]} to {whens[-1]} with `benchmarks/query_speed.py --device ...` on "
@@ -911,7 +944,6 @@ def render(rec: dict, names: list[str]) -> None:
     all_cells = rec.get("cells", {})
     cells = {k: r for k, r in all_cells.items() if on_cpu(r)}  # the main table; GPU cells: `gpu_section`
     peer_cells = load_peer_cells()
-    loads = [v for r in cells.values() for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     whens = sorted(r["when"] for r in cells.values())
     where = "CPU only" + (" (the cells measured on a GPU: section *On the GPU* below)"
                           if len(cells) < len(all_cells) else "")
@@ -919,12 +951,7 @@ def render(rec: dict, names: list[str]) -> None:
         "# Query speed",
         "",
         f"Measured {whens[0] if whens else '—'} to {whens[-1] if whens else '—'} on "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-        f"{where}, with `benchmarks/query_speed.py`. **Measured under load**: the machine was shared with other "
-        f"engineers' test runs; the 1-minute load average over the cells ranged "
-        f"{min(loads) if loads else float('nan'):.1f}–{max(loads) if loads else float('nan'):.1f} on 2 cores "
-        "(start→end of each cell in the *load* column), so wall times are inflated, CPU times less so. To be "
-        "re-run on an idle machine.",
+        f"{conditions(list(cells.values()))} torch {torch.__version__}, {where}, with `benchmarks/query_speed.py`.",
         "",
         "Pool: synthetic clustered embeddings (m = 256, C = 65), 1% labelled, b as given (1% of N, at most 2,000, "
         "unless set), "
@@ -944,7 +971,8 @@ def render(rec: dict, names: list[str]) -> None:
         "",
         "**2 threads, calls of tens of milliseconds**: such a call's time depends on what ran just before it in "
         "the process (likely the thread pools of scikit-learn, faiss and torch waking or still spinning; not "
-        "traced). Checked 2026-12-03 on an idle machine (`OMP_NUM_THREADS=2 python benchmarks/query_speed.py "
+        "traced). Checked 2026-12-03 on the idle machine of the previous table "
+        "(`OMP_NUM_THREADS=2 python benchmarks/query_speed.py "
         "--interleaving-check las 2000`, four processes), LAS at N = 2,000, 2 threads, 15 calls each: adakit "
         "18.4–31.2 ms alone, 36.3–45.2 ms interleaved with its reference; the reference 48.0–55.7 ms alone, "
         "43.5–48.7 ms interleaved. At 1 thread the same check moves little (30.0–30.2 vs 30.1–31.1 ms). Read the "

@@ -46,7 +46,8 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     assert "coreset vs LADA: 24.0× CPU" in met and "las vs LADA" not in met
     assert "las vs LADA: 1.3× CPU" in missed and "margin vs SDM: 1.3× CPU" in missed
     assert "200 of 200 picks named the wrong sample (4 of them already labelled)" in text
-    assert "#588" in text and "#589" in text and "load average was 5.0–6.0" in text
+    assert "#588" in text and "#589" in text and "load average over the cells was 5.0–6.0" in text
+    assert "**5 of 5 cells ran beside other work**" in text  # loads 5–6 at one thread
     assert "| 20,000 | las | LADA (KMeans n_init=10) |" in text
     # an adakit-side variant (its approximate paths) is reported beside the default, never counted as the goal
     las = next(ln for ln in missed.splitlines() if ln.startswith("- las vs LADA"))
@@ -55,6 +56,19 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     assert "adakit search=ivf" not in text.split("Bugs found")[1].split("**The ≥ 10×")[0]  # not a restart
     assert "not measured" in "\n".join(qs.peer_section({"cells": []}))
     assert "At 2 threads" not in text  # no 2-thread cells: no 2-thread line
+
+
+def test_conditions_name_the_cpu_and_tell_idle_cells_from_loaded_ones():
+    base = {"threads": 1, "cpu": "Test CPU", "cpu_capability": "AVX2"}
+    idle = [{**base, "load_start": 1.0, "load_end": 1.1},
+            {**base, "load_start": 1.9, "load_end": 1.2},  # starts high after a two-thread cell: the average lags
+            {**base, "threads": 2, "load_start": 2.1, "load_end": 2.4}]
+    text = qs.conditions(idle)
+    assert text.startswith("Test CPU (AVX2 kernels), ") and "No other work ran beside any cell" in text
+    assert "load average over the cells was 1.0–2.4" in text
+    busy = qs.conditions([*idle, {**base, "load_start": 3.0, "load_end": 2.5}, {"threads": 1, "load_start": 1.0}])
+    assert "**1 of 5 cells ran beside other work**" in busy and "1 cell on a CPU not recorded" in busy
+    assert "Test CPU" not in qs.conditions(idle, with_cpu=False)
 
 
 def test_goal_lists_two_thread_cells_by_their_smaller_ratio():
