@@ -123,8 +123,9 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
         plot_curves(groups, out_dir / curve_file(p), title=p)
     machines = sorted({machine_label(s["environment"]) for s in runs if "environment" in s})
     if len(machines) > 1:  # floating-point kernels differ: per-seed numbers are not comparable bit for bit
-        lines += ["", f"Note: these runs were computed in {len(machines)} different environments (numbers from "
-                  "different CPUs or versions differ by about the seed spread):", *(f"- {m}" for m in machines)]
+        lines += ["", f"Note: these runs were computed in {len(machines)} different environments (another CPU, "
+                  "kernel set, library version or thread count can move per-seed numbers by about the seed "
+                  "spread):", *(f"- {m}" for m in machines)]
     md = "\n".join(lines) + "\n"
     (out_dir / "comparison.md").write_text(md)
     return md
