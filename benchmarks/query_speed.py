@@ -667,9 +667,9 @@ _CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is near
 _MARGIN_WHY = ("both are vectorised; adakit's whole call is a few ms here (a pairwise max/min tournament for the top "
                "two per row, then the top b, after the input checks). The ratio depends on the CPU: on the machine "
                "of the previous table (2026-12-02/03, x86_64, CPU model not recorded) adakit's call took 3.5 ms "
-               "and four idle runs gave 10.4–17.6× against LADA and 9.5–11.0× against SDM; on this one it takes "
-               "9 ms interleaved with the peer (6 ms in a loop of its own) while the peers' calls take as long as "
-               "there")
+               "and four idle runs gave 10.4–17.6× against LADA and 9.5–11.0× against SDM; on this one it took "
+               "9 ms interleaved with the peer (6.2× and 4.1×) while the peers' calls take as long as there, and "
+               "7 ms (this cell) since its top-two tournament runs on the transposed block (2026-12-03)")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
