@@ -34,6 +34,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_info() -> dict:
+    """``cpu`` (the model name) and ``cpu_capability`` (the instruction set torch's CPU kernels use, e.g. "AVX2",
+    "AVX512"): what a benchmark cell records beside its timings."""
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def _version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -53,8 +59,7 @@ def environment(device: torch.device | str | None = None) -> dict:
         "versions": {n: v for n in PACKAGES if (v := _version(n)) is not None} | {"torch": torch.__version__},
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
-        "cpu": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **cpu_info(),
         "torch_threads": torch.get_num_threads(),
         "device": str(dev),
         "kernel_env": {k: os.environ[k] for k in KERNEL_VARIABLES if k in os.environ},

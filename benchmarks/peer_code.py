@@ -430,14 +430,11 @@ def run_cell(strategy: str, peer: str, path: Path, site: str | None, n: int, thr
     variants = [f"KMeans n_init={kmeans_n_init}"] * bool(kmeans_n_init) + \
         [f"{ADAKIT_VARIANT} {', '.join(f'{k}={v}' for k, v in params.items())}"] * bool(params)
     label = f"{peer} ({'; '.join(variants)})" if variants else peer
+    from adakit.provenance import cpu_info
+
     base = {"strategy": strategy, "peer": label, "n": n, "threads": threads, "timed": CELLS[(strategy, peer)],
             "repo": REPOS[peer][0], "commit": peer_commit(path),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    from query_speed import machine
-
-    base.update(machine())  # the CPU model and kernel set of this cell
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **cpu_info()}  # the CPU of this cell
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", strategy, peer, str(path), site or "",
            str(n), str(min_reps), str(long_s), str(kmeans_n_init), json.dumps(params)]
     if str(HERE) not in sys.path:

@@ -381,13 +381,6 @@ def child(name: str, n: int, with_ref: bool, max_reps: int) -> dict:
     return res
 
 
-def machine() -> dict:
-    """The CPU a cell is measured on (its model and torch's kernel set), stored in every cell."""
-    from adakit.provenance import cpu_model
-
-    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
 def conditions(cells: list[dict], with_cpu: bool = True) -> str:
     """The CPUs the cells were measured on and how loaded the machine was, from the cells themselves.
 
@@ -402,11 +395,10 @@ def conditions(cells: list[dict], with_cpu: bool = True) -> str:
     busy = sum(1 for a, b, t in both if min(a, b) > t + 0.6)  # the average lags: a cell after a busier one starts high
     lo = min((min(a, b) for a, b, _ in both), default=float("nan"))
     hi = max((max(a, b) for a, b, _ in both), default=float("nan"))
-    loads = both
     load = (f"the 1-minute load average over the cells was {lo:.1f}–{hi:.1f} (start→end of each cell in the *load* "
             "column; the benchmark's own process counts 1–2). ")
     if busy:
-        load += (f"**{busy} of {len(loads)} cells ran beside other work** (load above their thread count + 0.6 at "
+        load += (f"**{busy} of {len(both)} cells ran beside other work** (load above their thread count + 0.6 at "
                  "both their start and end): their wall times are inflated, CPU times less so.")
     else:
         load += "No other work ran beside any cell (each cell's start or end load ≤ its thread count + 0.6)."
@@ -416,12 +408,14 @@ def conditions(cells: list[dict], with_cpu: bool = True) -> str:
 
 
 def run_cell(name: str, n: int, threads: int, timeout: float, with_ref: bool, max_reps: int) -> dict:
+    from adakit.provenance import cpu_info
+
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     load = os.getloadavg()[0]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n), str(int(with_ref)),
            str(max_reps)]
     base = {"strategy": name, "n": n, "threads": threads, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu"), **machine()}
+            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu"), **cpu_info()}
     return run_child(cmd, env, timeout, base, load)
 
 
@@ -911,9 +905,9 @@ def gpu_section(cells: list[dict], names: list[str]) -> list[str]:
     """The *On the GPU* section of query_speed.md: the cells measured with ``--device`` (none: no section)."""
     if not cells:
         return []
+    loads = [v for r in cells for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     whens = sorted(r["when"] for r in cells)
     gpus = sorted({r["gpu"] for r in cells if r.get("gpu")})
-    loads = [v for r in cells for v in (r.get("load_start"), r.get("load_end")) if v is not None]
     lines = [
         "", "## On the GPU", "",
         f"Measured {whens[0]} to {whens[-1]} with `benchmarks/query_speed.py --device ...` on "
