@@ -53,9 +53,10 @@ def machine_label(env: dict) -> str:
     v = env.get("versions", {})
     kernels = ", ".join(f"{k}={x}" for k, x in env.get("kernel_env", {}).items())
     dev = env.get("gpu") or env.get("device", "cpu")
+    threads = env.get("torch_threads", "?")
     return (f"torch {v.get('torch', '?')}, numpy {v.get('numpy', '?')}, scikit-learn {v.get('scikit-learn', '?')} "
-            f"on {env.get('cpu', '?')} ({env.get('cpu_capability', '?')} kernels, {env.get('torch_threads', '?')} "
-            f"torch threads{', ' + kernels if kernels else ''}), device {dev}")
+            f"on {env.get('cpu', '?')} ({env.get('cpu_capability', '?')} kernels, {threads} "
+            f"torch thread{'' if threads == 1 else 's'}{', ' + kernels if kernels else ''}), device {dev}")
 
 
 def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> None:
