@@ -46,8 +46,9 @@ class _Provided:
         return getattr(self._objective, name)  # AttributeError when absent, as for an objective without it
 
 
-def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device) -> torch.Tensor:
-    """``x`` as a contiguous float32 tensor on ``device`` with ``ndim`` dimensions, all finite (the loop's dtype)."""
+def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_finite: bool = True) -> torch.Tensor:
+    """``x`` as a contiguous float32 tensor on ``device`` with ``ndim`` dimensions (the loop's dtype), all finite
+    (unless ``check_finite`` is False: the caller checks)."""
     if isinstance(x, torch.Tensor):
         t = x.detach()
     else:
@@ -60,7 +61,7 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device) -> torc
     t = t.to(device, torch.float32).contiguous()
     if t.ndim != ndim:
         raise DataError(f"adakit.select: {name}= must have {ndim} dimension(s), got shape {tuple(t.shape)}")
-    if not all_finite(t):
+    if check_finite and not all_finite(t):
         raise DataError(f"adakit.select: {name}= holds NaN or infinite values")
     return t
 
@@ -70,6 +71,20 @@ def all_finite(t: torch.Tensor) -> bool:
     reduction, about 40× cheaper than ``isfinite(t).all()`` on the CPU; only a non-finite sum (a bad entry, or
     finite values whose sum overflows) takes the elementwise check."""
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def _check_probs(p: torch.Tensor, who: str) -> None:
+    """Raise `DataError` unless every row of ``p`` (N, C) is finite, non-negative and sums to 1 (± 1e-3).
+
+    Two passes over ``p``: its row sums (a NaN or ±inf entry makes its row's sum non-finite, so finite sums near 1
+    prove every entry finite) and its minimum (a reduction, no (N, C) mask).
+    """
+    rows = p.sum(1)
+    if not bool(torch.isfinite(rows).all()) and not all_finite(p):  # (a finite row may overflow its sum)
+        raise DataError("adakit.select: probs= holds NaN or infinite values")
+    if (p.numel() > 0 and bool(p.amin() < 0)) or not torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
+        raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
+                        "classifier outputs as logits=")
 
 
 def _as_module(fn: Any, name: str) -> nn.Module | None:
@@ -205,7 +220,8 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         raise ConfigError(f"{who}: budget= must be a non-negative integer, got {budget!r}")
     dev = _device(device, (probs, logits, embeddings), who)
 
-    arrays = {k: None if v is None else _as_tensor(v, k, d, dev) for k, v, d in (
+    # probs: finiteness follows from the row sums checked below (one pass over (N, C) less)
+    arrays = {k: None if v is None else _as_tensor(v, k, d, dev, k != "probs") for k, v, d in (
         ("probs", probs, 2), ("logits", logits, 2), ("embeddings", embeddings, 2),
         ("source_embeddings", source_embeddings, 2), ("head_weight", head_weight, 2),
         ("domain_probs", domain_probs, 1), ("domain_logits", domain_logits, 1))}
@@ -221,11 +237,8 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     p, z, f = arrays["probs"], arrays["logits"], arrays["embeddings"]
     if p is not None and z is not None and p.shape != z.shape:
         raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
-    # amin: one reduction, no (N, C) mask (the entries are finite: checked above)
-    if p is not None and ((p.numel() > 0 and bool(p.amin() < 0))
-                          or not torch.allclose(p.sum(1), torch.ones(n, device=dev), atol=1e-3)):
-        raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
-                        "classifier outputs as logits=")
+    if p is not None:
+        _check_probs(p, who)
     src = arrays["source_embeddings"]
     if f is not None and src is not None and src.shape[1] != f.shape[1]:
         raise DataError(f"{who}: source_embeddings= has {src.shape[1]} features per sample, embeddings= "

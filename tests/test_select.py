@@ -216,6 +216,22 @@ def test_finite_check_catches_one_bad_entry_and_accepts_an_overflowing_sum():
         adakit.select("badge", probs=np.full((4, 2), 0.5), embeddings=np.array([[0.0], [1], [np.inf], [2]]), budget=2)
 
 
+def test_probs_checked_from_their_row_sums():
+    """probs= skips the separate finiteness pass: a bad entry must still be named as NaN/inf, and entries so large
+    that a row's sum overflows are no probabilities (not a NaN error)."""
+    p = np.full((6, 4), 0.25, dtype=np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        q = p.copy()
+        q[3, 2] = bad
+        with pytest.raises(DataError, match=r"probs= holds NaN or infinite values"):
+            adakit.select("margin", probs=q, budget=2)
+    q = p.copy()
+    q[1] = 3e38  # finite, but its row sums to inf
+    with pytest.raises(DataError, match="non-negative, summing to 1"):
+        adakit.select("margin", probs=q, budget=2)
+    assert len(adakit.select("margin", probs=p, budget=2).indices) == 2
+
+
 def test_labelled_mask_and_index_array_exclude_the_same_samples():
     logits = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
     idx = np.array([0, 5, 7, 29])
