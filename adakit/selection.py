@@ -235,6 +235,10 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
                         + ", ".join(f"{k} has {v}" for k, v in sizes.items()))
     n = next(iter(sizes.values()))
     p, z, f = arrays["probs"], arrays["logits"], arrays["embeddings"]
+    out = p if p is not None else z
+    if out is not None and out.shape[1] < 2:  # (margin's top two, and a classifier, need 2 classes)
+        raise DataError(f"{who}: probs=/logits= must have one column per class and at least 2 classes, got shape "
+                        f"{tuple(out.shape)}")
     if p is not None and z is not None and p.shape != z.shape:
         raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
     if p is not None:

@@ -193,6 +193,9 @@ def test_bad_inputs_are_named_errors():
         adakit.select("margin", probs=negative, budget=2)
     with pytest.raises(DataError, match="NaN"):
         adakit.select("margin", logits=np.full((10, 3), np.nan), budget=2)
+    for name in ("margin", "entropy"):  # one class: no top two, no classifier
+        with pytest.raises(DataError, match=r"at least 2 classes, got shape \(10, 1\)"):
+            adakit.select(name, logits=np.zeros((10, 1)), budget=2)
     with pytest.raises(DataError, match=r"labelled= indices must lie in \[0, 10\)"):
         adakit.select("margin", probs=p, labelled=[3, 10], budget=2)
     with pytest.raises(DataError, match=r"boolean mask must have shape \(10,\)"):

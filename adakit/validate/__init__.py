@@ -16,7 +16,7 @@ import numpy as np
 from adakit.errors import ConfigError, DataError
 from adakit.validate.base import INPUTS, Validator
 
-__all__ = ["INPUTS", "Validator", "compute_all", "validate"]
+__all__ = ["INPUTS", "Validator", "check_inputs", "compute_all", "validate"]
 
 
 def _array(x: Any, name: str) -> np.ndarray:
@@ -44,6 +44,70 @@ def _inputs(given: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: _array(v, k) for k, v in given.items() if v is not None}
 
 
+#: inputs that describe the same samples (one row each), by group
+_GROUPS = (("probs", "embeddings"), ("source_probs", "source_labels", "source_embeddings"),
+           ("queried_probs", "queried_pred", "queried_labels", "queried_inclusion"))
+_PROBS = ("probs", "source_probs", "queried_probs")
+_CLASSES = ("source_labels", "queried_labels", "queried_pred")
+
+
+def _np(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate") -> dict[str, Any]:
+    """Raise `DataError` unless the given inputs (numpy arrays or tensors, finite) fit together: probabilities
+    are rows of ≥ 2 classes, non-negative and summing to 1 (± 1e-3), with the same classes in every group; the
+    inputs of a group (`_GROUPS`: the pool, the held-out source, a queried batch) have one row per sample and
+    none is empty; both embeddings have the same width; labels and predictions are class indices in [0, C);
+    inclusion probabilities lie in (0, 1]. Returns ``arrays``."""
+    classes = {}
+    for k in _PROBS:
+        if k not in arrays:
+            continue
+        a = arrays[k]
+        if a.shape[1] < 2:
+            raise DataError(f"{who}: {k}= must have one column per class and at least 2 classes, got shape "
+                            f"{tuple(a.shape)}")
+        if len(a) and (float(a.min()) < 0 or float(abs(a.sum(1) - 1).max()) > 1e-3):
+            raise DataError(f"{who}: {k}= rows must be probabilities (non-negative, summing to 1); apply a "
+                            "softmax to logits first")
+        classes[k] = a.shape[1]
+    if len(set(classes.values())) > 1:
+        raise DataError(f"{who}: the probabilities disagree on the number of classes: "
+                        + ", ".join(f"{k}= has {v}" for k, v in classes.items()))
+    for group in _GROUPS:
+        sizes = {k: len(arrays[k]) for k in group if k in arrays}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"{who}: " + ", ".join(f"{k}= has {v} rows" for k, v in sizes.items())
+                            + ": they must describe the same samples, one row each")
+        if 0 in sizes.values():
+            raise DataError(f"{who}: {', '.join(k + '=' for k in sizes)} hold no samples")
+    if "embeddings" in arrays and "source_embeddings" in arrays \
+            and arrays["embeddings"].shape[1] != arrays["source_embeddings"].shape[1]:
+        raise DataError(f"{who}: embeddings= has {arrays['embeddings'].shape[1]} features per sample, "
+                        f"source_embeddings= {arrays['source_embeddings'].shape[1]}: the same model must embed both")
+    c = next(iter(classes.values()), None)
+    for k in _CLASSES:
+        if k not in arrays:
+            continue
+        a = _np(arrays[k])
+        frac = a[a != np.round(a)] if a.dtype != bool else a
+        if len(frac):
+            raise DataError(f"{who}: {k}= must hold class indices (integers), got {a.dtype} values such as {frac[0]}")
+        if a.min() < 0 or (c is not None and a.max() >= c):
+            raise DataError(f"{who}: {k}= must hold class indices in [0, {c if c is not None else 'C'}), got values "
+                            f"from {a.min()} to {a.max()}" + ("" if a.min() >= 0 else
+                                                               " (unknown labels, e.g. -1, cannot be scored: leave "
+                                                               "those samples out)"))
+    if "queried_inclusion" in arrays:
+        a = _np(arrays["queried_inclusion"])
+        if not ((a > 0) & (a <= 1)).all():
+            raise DataError(f"{who}: queried_inclusion= must hold selection probabilities in (0, 1], got values from "
+                            f"{a.min()} to {a.max()}")
+    return arrays
+
+
 def make_validator(name: str | Validator, params: dict[str, Any] | None = None) -> Validator:
     from adakit.registry import VALIDATORS
 
@@ -59,7 +123,7 @@ def validate(name: str | Validator, *, params: dict[str, Any] | None = None, **i
     source split), ``queried_probs``/``queried_labels``/``queried_inclusion`` (a queried batch). Higher is better.
     """
     v = make_validator(name, params)
-    arrays = _inputs(inputs)
+    arrays = check_inputs(_inputs(inputs))
     missing = v.missing(arrays)
     if missing:
         raise ConfigError(f"validator {v.name!r} needs {', '.join(m + '=' for m in missing)} "
@@ -77,11 +141,12 @@ def compute_all(inputs: dict[str, Any], skip: tuple[str, ...] = (), device: Any 
     ``device``: a torch device for the validators that use one (SND).
 
     An input holding NaN or infinite values (a diverged model) counts as absent and a non-finite score is left
-    out, so a run records what is meaningful instead of failing.
+    out, so a run records what is meaningful instead of failing; inputs that do not fit together raise
+    `DataError` (`check_inputs`).
     """
     from adakit.registry import VALIDATORS
 
-    arrays = {k: v for k, v in inputs.items() if v is not None and _finite(v)}
+    arrays = check_inputs({k: v for k, v in inputs.items() if v is not None and _finite(v)}, "compute_all")
     out = {}
     for name in VALIDATORS.names():
         if name in skip:

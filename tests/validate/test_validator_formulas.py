@@ -121,6 +121,45 @@ def test_registry_errors_and_inputs():
     assert set(compute_all({"probs": P})) == {"bnm", "entropy", "im", "snd"}
 
 
+
+def test_inputs_that_do_not_fit_together_are_named_errors():
+    """Each mistake used to give a silent wrong score (NaN on an empty pool, 0 for labels out of range, 0.15
+    for probs ×3) or a raw numpy error; each is now a DataError naming the input."""
+    import torch
+
+    from adakit.validate import compute_all
+
+    rng = np.random.default_rng(0)
+    src = rng.dirichlet(np.ones(3), size=6)
+    good = dict(probs=P, embeddings=rng.normal(size=(4, 2)), source_probs=src, source_labels=[0, 1, 2, 0, 1, 2],
+                source_embeddings=rng.normal(size=(6, 2)), queried_probs=P[:2], queried_labels=[0, 1],
+                queried_inclusion=[0.5, 0.5])
+    assert np.isfinite(adakit.validate("dev", **good))  # the good inputs pass the checks
+    bad = [
+        (dict(probs=P * 3), "probs= rows must be probabilities"),
+        (dict(probs=P - 0.2), "probs= rows must be probabilities"),
+        (dict(probs=P[:, :1] / P[:, :1]), "at least 2 classes"),
+        (dict(probs=np.zeros((0, 3)), embeddings=np.zeros((0, 2))), "probs=, embeddings= hold no samples"),
+        (dict(embeddings=np.zeros((3, 2))), "probs= has 4 rows, embeddings= has 3 rows"),
+        (dict(source_embeddings=np.zeros((6, 5))), "embeddings= has 2 features per sample, source_embeddings= 5"),
+        (dict(source_labels=[0, 1, 2, 0, 1]), "source_labels= has 5 rows"),
+        (dict(source_labels=[0, 1, 2, 0, 1, 3]), r"source_labels= must hold class indices in \[0, 3\), got values "
+                                                 "from 0 to 3"),
+        (dict(source_labels=[0, 1, 2, 0, 1, 0.5]), "source_labels= must hold class indices \\(integers\\), got "
+                                                   "float64 values such as 0.5"),
+        (dict(source_probs=rng.dirichlet(np.ones(4), size=6)), "disagree on the number of classes: probs= has 3, "
+                                                               "source_probs= has 4"),
+        (dict(queried_labels=[0, -1]), "unknown labels, e.g. -1, cannot be scored"),
+        (dict(queried_inclusion=[0.5, 0.0]), r"queried_inclusion= must hold selection probabilities in \(0, 1\]"),
+    ]
+    for change, message in bad:
+        with pytest.raises(DataError, match=message):
+            adakit.validate("dev", **{**good, **change})
+    with pytest.raises(DataError, match="compute_all: probs= has 4 rows, embeddings= has 3 rows"):
+        compute_all({"probs": torch.as_tensor(P), "embeddings": torch.zeros(3, 2)})
+    assert adakit.validate("source_acc", **{**good, "source_labels": np.array([0, 1, 2, 0, 1, 2.0])}) == \
+        adakit.validate("source_acc", **good)  # integral floats are class indices
+
 def test_a_user_validator_registers_and_runs():
     from adakit.registry import VALIDATORS, register_validator
     from adakit.validate import Validator, compute_all
