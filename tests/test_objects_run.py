@@ -227,6 +227,8 @@ def test_bad_objects_fail_before_the_run_folder_exists(tmp_path):
         ActiveLoop(SMALL, out, source=(xs, ys))
     with pytest.raises(DataError, match="source: 1 of 60 samples have no label"):
         ActiveLoop(SMALL, out, source=(xs, np.r_[ys[:-1], -1]), target=(xt, yt))
+    with pytest.raises(DataError, match=r"domain 'source': 1 class\(es\) \(0\); a classifier needs at least 2"):
+        ActiveLoop(SMALL, out, source=(xs, np.zeros_like(ys)), target=(xt, None))
     with pytest.raises(DataError, match="target: samples have shape \\(4,\\)"):
         ActiveLoop(SMALL, out, source=(xs, ys), target=(xt[:, :4], yt))
     with pytest.raises(ConfigError, match="your module failed on a batch of shape \\(2, 5\\)"):

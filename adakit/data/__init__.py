@@ -32,6 +32,12 @@ class Domains:
     test: Domain
     protocol: str
 
+    def __post_init__(self) -> None:
+        if len(self.source.classes) < 2:
+            raise DataError(f"domain {self.source.name!r}: {len(self.source.classes)} class(es) "
+                            f"({', '.join(map(str, self.source.classes)) or 'none'}); a classifier needs at least 2 "
+                            "(pass the full class list, e.g. classes=[...], or check the labels)")
+
     @property
     def classes(self) -> list[str]:
         return self.source.classes

@@ -12,6 +12,7 @@ is an error).
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,11 @@ def _read_npz(path: Path, labels_only: bool = False):
         with np.load(_require(path), allow_pickle=False) as z:
             missing = [k for k in ("feat", "y") if k not in z.files]
             if missing:
-                raise DataError(f"{path}: missing arrays {missing}; found {z.files}. Expected feat, y[, classes]")
+                hint = (" A domain without labels still needs y: fill it with a code that means unknown (e.g. "
+                        "np.full(N, -1)) and set data.unlabelled_value to it (or store classes and y = -1)"
+                        if missing == ["y"] else "")
+                raise DataError(f"{path}: missing arrays {missing}; found {z.files}. Expected feat, y[, classes]."
+                                + hint)
             y = integer_labels(z["y"], path)
             if labels_only:
                 return None, y, None, None
@@ -60,8 +65,8 @@ def _read_npz(path: Path, labels_only: bool = False):
             if "ids" in z.files and "image_root" in z.files:
                 root = path.parent / str(z["image_root"])  # an absolute image_root replaces the folder
                 paths = np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read as .npz ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not an .npz, truncated, or not numbers
+        raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     return x, y, classes, paths
 
 
@@ -88,16 +93,22 @@ def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
     import scipy.io
 
     fkey, lkey = (cfg.feature_key, cfg.label_key) if cfg is not None else (None, None)
+    _require(path)
     try:
-        m = scipy.io.loadmat(_require(path))
-    except (OSError, ValueError, NotImplementedError) as err:
-        raise DataError(f"{path}: cannot read as .mat ({err})") from None
+        m = scipy.io.loadmat(path)
+    except Exception as err:  # any parse failure of the file (scipy raises many kinds)
+        hint = ("; MATLAB v7.3 files are HDF5: save them with save(..., '-v7') or convert them to .npz"
+                if "v7.3" in str(err) or "HDF" in str(err) else "")
+        raise DataError(f"{path}: cannot read as .mat ({type(err).__name__}: {err}){hint}") from None
     yk = _mat_key(m, lkey, _MAT_Y, name, path, "label")
     y = integer_labels(m[yk], path, f"label ({yk})")
     if labels_only:
         return None, y
     xk = _mat_key(m, fkey, _MAT_X, name, path, "feature")
-    x = np.asarray(m[xk], dtype=np.float32)
+    try:
+        x = np.asarray(m[xk], dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{path}: {xk} must hold numbers ({err})") from None
     if x.ndim == 2 and x.shape[0] != len(y) and x.shape[1] == len(y):
         x = x.T  # stored d x N (MATLAB convention of many DA feature sets)
     if x.ndim == 2 and x.shape[0] != len(y):
@@ -213,6 +224,8 @@ def _features(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], path:
               paths: np.ndarray | None = None) -> TensorDomain:
     if x.ndim != 2:
         raise DataError(f"{path}: features must be a 2-d array (N, d), got shape {x.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{path}: {len(x)} feature rows but {len(y)} labels; the file needs one label per row")
     ids = np.char.add(f"{name}/", np.arange(len(y)).astype(str))
     try:
         return TensorDomain(name=name, classes=classes, ids=ids, y=y, x=x, paths=paths)

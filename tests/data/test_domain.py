@@ -48,6 +48,15 @@ def test_npz_roundtrip_and_errors(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot read"):
         load_npz(tmp_path / "junk.npz", "j")
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04garbage")  # a zip's magic bytes, then nothing: BadZipFile
+    with pytest.raises(DataError, match=r"broken.npz: cannot read as .npz \(BadZipFile"):
+        load_npz(tmp_path / "broken.npz", "b")
+    np.savez(tmp_path / "short.npz", feat=np.ones((4, 2)), y=np.array([0, 1, 0]))
+    with pytest.raises(DataError, match="short.npz: 4 feature rows but 3 labels"):
+        load_npz(tmp_path / "short.npz", "s")
+    np.savez(tmp_path / "nolabels.npz", feat=np.ones((4, 2)))
+    with pytest.raises(DataError, match=r"missing arrays \['y'\].*set data.unlabelled_value"):
+        load_npz(tmp_path / "nolabels.npz", "n")
 
 
 def test_mat_and_svmlight(tmp_path):
@@ -63,6 +72,19 @@ def test_mat_and_svmlight(tmp_path):
     d = load_svmlight(tmp_path / "a.svmlight", "a")
     np.testing.assert_allclose(d.x.numpy(), x, rtol=1e-6)
     assert d.y.tolist() == [0, 1, 0, 1, 1]
+
+    # files that scipy cannot parse are DataErrors naming the file (scipy raises ValueError, IndexError,
+    # MatReadError, NotImplementedError, ... depending on the damage)
+    (tmp_path / "cut.mat").write_bytes(b"")
+    with pytest.raises(DataError, match=r"cut.mat: cannot read as .mat \(MatReadError"):
+        load_mat(tmp_path / "cut.mat", "c")
+    header = b"MATLAB 7.3 MAT-file, HDF5 schema 1.00 .".ljust(116) + b"\0" * 8 + b"\x00\x02IM"
+    (tmp_path / "v73.mat").write_bytes(header + b"\x89HDF\r\n\x1a\n" + b"\0" * 600)
+    with pytest.raises(DataError, match=r"v73.mat: cannot read .*MATLAB v7.3 files are HDF5: save them with"):
+        load_mat(tmp_path / "v73.mat", "v")
+    scipy.io.savemat(tmp_path / "text.mat", {"fts": np.array([["a", "b"]]), "labels": np.array([1, 2])})
+    with pytest.raises(DataError, match="text.mat: fts must hold numbers"):
+        load_mat(tmp_path / "text.mat", "t")
 
 
 def test_demo_shift_is_deterministic_and_real():
