@@ -53,6 +53,16 @@ def class_balanced_weights(y: np.ndarray) -> np.ndarray:
     return 1.0 / counts[y]
 
 
+
+def sgd(groups: list[dict], cfg) -> torch.optim.SGD:
+    """SGD with momentum, Nesterov and weight decay as ``cfg`` (a `TrainConfig`) sets, with torch's fused kernel
+    (``cfg.fused_sgd``; it exists for CPU, CUDA and MPS parameters) or its foreach kernel: the same update, rounded
+    differently in the last bits."""
+    kernel = {"fused": True} if cfg.fused_sgd else {"foreach": True}
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay, **kernel)
+
+
 class _Batches(torch.utils.data.Dataset):
     """Loads one batch per key (an index array), so DataLoader workers can load image files."""
 
@@ -110,8 +120,7 @@ class Trainer:
             groups.append({"params": extra, "lr_mult": 1.0})
         for g in groups:
             g["lr"] = cfg.lr * g["lr_mult"]
-        self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                         weight_decay=cfg.weight_decay, foreach=True)
+        self.optimizer = sgd(groups, cfg)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "objective": self.objective.state_dict(),

@@ -41,7 +41,7 @@ class _Spy(FineTune):
         return super().forward(model, batch, progress)
 
 
-def _setup(mode):
+def _setup(mode, **train):
     from adakit.config import ModelConfig
     from adakit.models import build_model
 
@@ -51,7 +51,7 @@ def _setup(mode):
                         x=torch.randn(10, 5) + 100)  # target rows are recognisable (+100)
     model = build_model(ModelConfig(backbone="identity", bottleneck_dim=0), (5,), 2)
     obj = _Spy(FineTune.Params(), feature_dim=5, num_classes=2)
-    cfg = TrainConfig(batch_size=8, labelled_target=mode)
+    cfg = TrainConfig(batch_size=8, labelled_target=mode, **train)
     return Trainer(model, obj, cfg, torch.device("cpu")), obj, src, pool
 
 
@@ -85,3 +85,18 @@ def test_fit_is_deterministic_for_a_seed():
         trainer.fit(src, pool, np.array([1]), np.array([1]), iters=15, seed=5, show_progress=False)
         outs.append(trainer.model.head.weight.detach().clone())
     torch.testing.assert_close(outs[0], outs[1])
+
+
+def test_fused_and_foreach_sgd_make_the_same_update():
+    """train.fused_sgd picks torch's fused kernel (default) or the foreach one; both apply SGD with momentum,
+    Nesterov and weight decay, so after 15 steps the weights agree to float32 rounding, and a fused run repeats."""
+    heads = {}
+    for fused in (True, False, True):
+        torch.manual_seed(0)
+        trainer, _, src, pool = _setup("separate", fused_sgd=fused)
+        group = trainer.optimizer.param_groups[0]
+        assert (group["fused"], group["foreach"]) == ((True, None) if fused else (None, True))
+        trainer.fit(src, pool, np.array([1]), np.array([1]), iters=15, seed=5, show_progress=False)
+        heads.setdefault(fused, []).append(trainer.model.head.weight.detach().clone())
+    assert torch.equal(heads[True][0], heads[True][1])
+    torch.testing.assert_close(heads[True][0], heads[False][0], rtol=1e-5, atol=1e-6)

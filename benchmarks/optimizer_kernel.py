@@ -1,0 +1,131 @@
+"""Training step time with torch's fused SGD kernel (``train.fused_sgd: true``, the default since 2026-12-03) against
+the foreach kernel (``false``, used before), timed interleaved in one process.
+
+    OMP_NUM_THREADS=1 python benchmarks/optimizer_kernel.py --out benchmarks/results/optimizer_kernel.md
+
+Each cell builds two `Trainer`s on the same model initialisation, one per kernel, and alternates blocks of
+``--block`` `Trainer.fit` steps between them (``--blocks`` blocks each, after one untimed block each), so both see
+the same machine state; the table gives the median wall and CPU milliseconds per step and the ratio
+foreach / fused of the CPU medians. Models: the Office-31 features MLP (configs/office31-features.yaml: 1280 → 1024
+→ bottleneck 256 → 31, batch 32) with fine-tuning (S+T, 40 labelled target samples) and with DANN; LeNet on
+MNIST → USPS (configs/digits-mnist-usps.yaml, batch 64); a ResNet-18 from scratch on 3×64×64 random images
+(batch 16), where the convolutions dominate the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CELLS = {  # name: (config, overrides, steps per block as a fraction of --block)
+    "office31 MLP, finetune": ("office31-features.yaml", ["objective.name=finetune"], 1.0),
+    "office31 MLP, dann": ("office31-features.yaml", ["objective.name=dann"], 1.0),
+    "LeNet digits, finetune": ("digits-mnist-usps.yaml", ["objective.name=finetune"], 1.0),
+    "ResNet-18 64 px, finetune": (None, [], 0.1),  # ~0.3 s per step on one CPU thread
+}
+
+
+def _cell(name: str):
+    """(source, pool, model factory, objective factory, train config) of one cell."""
+    import numpy as np
+    import torch
+
+    from adakit.config import ModelConfig, TrainConfig, load_config
+    from adakit.data import TensorDomain, load_domains
+    from adakit.models import build_model
+    from adakit.registry import OBJECTIVES
+
+    config, overrides, _ = CELLS[name]
+    if config is None:  # random images: only the step's arithmetic matters here
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.rand(256, 3, 64, 64, generator=g), np.arange(256) % 10
+        src = TensorDomain(name="s", classes=[str(i) for i in range(10)], ids=np.arange(256).astype(str), y=y, x=x)
+        pool = TensorDomain(name="t", classes=src.classes, ids=np.arange(256).astype(str), y=y, x=x.flip(3))
+        model_cfg = ModelConfig(backbone="resnet18", weights=None)
+        train = TrainConfig(batch_size=16)
+        obj_name, obj_params = "finetune", None
+    else:
+        cfg = load_config(ROOT / "configs" / config, overrides)
+        d = load_domains(cfg.data, cfg.seed)
+        src, pool, model_cfg, train = d.source, d.pool, cfg.model, cfg.train
+        obj_name, obj_params = cfg.objective.name, cfg.objective_params()
+    obj_cls = OBJECTIVES.get(obj_name)
+    params = obj_params if obj_params is not None else obj_cls.Params()
+
+    def model():
+        torch.manual_seed(0)
+        return build_model(model_cfg, tuple(src.input_shape), len(src.classes))
+
+    def objective(m):
+        return obj_cls(params, feature_dim=m.feature_dim, num_classes=len(src.classes), pool_size=len(pool))
+
+    return src, pool, model, objective, train
+
+
+def run(name: str, blocks: int, block: int) -> dict:
+    import numpy as np
+    import torch
+
+    from adakit.train import Trainer
+
+    src, pool, model, objective, train = _cell(name)
+    block = max(1, round(block * CELLS[name][2]))
+    labelled = np.arange(0, len(pool), max(1, len(pool) // 40))[:40]
+    trainers = {}
+    for fused in (True, False):
+        m = model()
+        trainers[fused] = Trainer(m, objective(m), train.model_copy(update={"fused_sgd": fused}), torch.device("cpu"))
+    times: dict = {k: ([], []) for k in trainers}
+    for b in range(blocks + 1):
+        for fused, tr in trainers.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            tr.fit(src, pool, labelled, pool.y[labelled], block, seed=b, show_progress=False)
+            if b:  # the first block of each is untimed (allocations, lazy initialisation)
+                times[fused][0].append((time.perf_counter() - w0) / block)
+                times[fused][1].append((time.process_time() - c0) / block)
+    med = {k: (float(np.median(w)) * 1e3, float(np.median(c)) * 1e3) for k, (w, c) in times.items()}
+    params = sum(p.numel() for p in trainers[True].model.parameters()) + sum(
+        p.numel() for p in trainers[True].objective.parameters())
+    return {"name": name, "params": params, "block": block, "fused": med[True], "foreach": med[False],
+            "ratio": med[False][1] / med[True][1]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--blocks", type=int, default=8, help="timed blocks per kernel (interleaved)")
+    ap.add_argument("--block", type=int, default=50, help="Trainer.fit steps per block")
+    ap.add_argument("--only", action="append", help="run only this cell (repeatable)")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    import torch
+
+    from adakit.provenance import cpu_info
+
+    load0 = os.getloadavg()[0]
+    rows = [run(n, args.blocks, args.block) for n in CELLS if not args.only or n in args.only]
+    load1 = os.getloadavg()[0]
+    lines = ["| model, objective | parameters | steps per block | fused ms/step (wall / CPU) | "
+             "foreach ms/step (wall / CPU) | foreach / fused (CPU) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f} M | {r['block']} | "
+                     f"{r['fused'][0]:.2f} / {r['fused'][1]:.2f} | "
+                     f"{r['foreach'][0]:.2f} / {r['foreach'][1]:.2f} | {r['ratio']:.2f}× |")
+    cpu = cpu_info()
+    conditions = (f"{cpu['cpu']} ({cpu['cpu_capability']} kernels), torch {torch.__version__}, "
+                  f"{torch.get_num_threads()} torch thread(s); median of {args.blocks} interleaved blocks "
+                  f"per kernel after one untimed block each; load average {load0:.1f} before, "
+                  f"{load1:.1f} after")
+    text = "\n".join(lines) + f"\n\nConditions: {conditions}.\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
