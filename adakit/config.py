@@ -154,7 +154,7 @@ class TrainConfig(_Strict):
     fused_sgd: bool = Field(True, description="torch's fused SGD kernel, one pass over the parameters per step "
                             "(3x faster optimizer step than the foreach kernel on CPU); false: the foreach kernel, "
                             "which the benchmark tables committed before 2026-12-03 used (results differ in the "
-                            "last float bits)")
+                            "last float bits) and which devices other than CPU and CUDA use")
 
     @field_validator("device")
     @classmethod

@@ -53,12 +53,17 @@ def class_balanced_weights(y: np.ndarray) -> np.ndarray:
     return 1.0 / counts[y]
 
 
+#: devices whose fused SGD kernel adakit uses (others, e.g. MPS, take the foreach kernel)
+FUSED_SGD_DEVICES = ("cpu", "cuda")
+
 
 def sgd(groups: list[dict], cfg) -> torch.optim.SGD:
     """SGD with momentum, Nesterov and weight decay as ``cfg`` (a `TrainConfig`) sets, with torch's fused kernel
-    (``cfg.fused_sgd``; it exists for CPU, CUDA and MPS parameters) or its foreach kernel: the same update, rounded
+    (``cfg.fused_sgd``, parameters on `FUSED_SGD_DEVICES`) or its foreach kernel: the same update, rounded
     differently in the last bits."""
-    kernel = {"fused": True} if cfg.fused_sgd else {"foreach": True}
+    devices = {p.device.type for g in groups for p in g["params"]}
+    fused = cfg.fused_sgd and devices <= set(FUSED_SGD_DEVICES)
+    kernel = {"fused": True} if fused else {"foreach": True}
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay, **kernel)
 

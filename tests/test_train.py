@@ -100,3 +100,7 @@ def test_fused_and_foreach_sgd_make_the_same_update():
         heads.setdefault(fused, []).append(trainer.model.head.weight.detach().clone())
     assert torch.equal(heads[True][0], heads[True][1])
     torch.testing.assert_close(heads[True][0], heads[False][0], rtol=1e-5, atol=1e-6)
+    from adakit.train import sgd
+
+    meta = [{"params": [torch.nn.Parameter(torch.empty(3, device="meta"))]}]  # a device without adakit's fused path
+    assert sgd(meta, TrainConfig(fused_sgd=True)).param_groups[0]["foreach"] is True
