@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from adakit.data.domain import Domain
+from adakit.progress import pass_bar
 
 
 @torch.no_grad()
@@ -30,16 +31,18 @@ def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256, devi
     dev = torch.device(device)
     channels_last = dev.type == "cuda" and getattr(model, "channels_last", False)
     feats = logits = None
-    for start in range(0, len(rows), batch_size):
-        x = domain.load(rows[start:start + batch_size]).to(dev, non_blocking=True)
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        f, z = model(x)
-        if feats is None:  # the widths are known from the first batch (a user's module may not state them)
-            feats = torch.empty(len(rows), f.shape[1], dtype=torch.float32, device=f.device)
-            logits = torch.empty(len(rows), z.shape[1], dtype=torch.float32, device=z.device)
-        feats[start:start + len(f)] = f  # cast to float32 in place (bf16 under autocast)
-        logits[start:start + len(z)] = z
+    with pass_bar(-(-len(rows) // batch_size), f"inference on {domain.name}") as bar:
+        for start in range(0, len(rows), batch_size):
+            x = domain.load(rows[start:start + batch_size]).to(dev, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            f, z = model(x)
+            if feats is None:  # the widths are known from the first batch (a user's module may not state them)
+                feats = torch.empty(len(rows), f.shape[1], dtype=torch.float32, device=f.device)
+                logits = torch.empty(len(rows), z.shape[1], dtype=torch.float32, device=z.device)
+            feats[start:start + len(f)] = f  # cast to float32 in place (bf16 under autocast)
+            logits[start:start + len(z)] = z
+            bar.advance()
     model.train(was_training)
     if feats is None:  # an empty share (more ranks than samples) or an empty domain
         feats = torch.zeros(0, int(model.feature_dim), device=dev)

@@ -35,6 +35,7 @@ from adakit.ledger import Ledger
 from adakit.models import build_model
 from adakit.oracle import CallableOracle, FileOracle, SimulatedOracle
 from adakit.pool import PoolView
+from adakit.progress import shown, status
 from adakit.provenance import environment
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.rundir import (
@@ -463,6 +464,10 @@ class ActiveLoop:
     def run(self) -> dict:
         """Train, query and evaluate every round not yet done. Under torchrun every rank calls it: rank 0 holds
         the lock and writes; all ranks train and infer; the decisions below come from rank 0's ledger."""
+        with shown(self.show_progress):  # in a terminal: bars for long inference passes, a spinner for queries
+            return self._run_rounds()
+
+    def _run_rounds(self) -> dict:
         led = self.ledger
 
         def start() -> None:
@@ -546,7 +551,9 @@ class ActiveLoop:
                                  view.labels[view.labelled_indices], self.cfg.probe.c, self.cfg.probe.standardize,
                                  self.cfg.seed)
             view.__dict__["probs"] = torch.as_tensor(p, device=model_probs.device)  # float64, as the probe gives
-        sel = self.strategy.select(view, budget, np.random.default_rng([self.cfg.seed, r]))
+        with status(f"round {r}: {self.cfg.query.strategy} picks {budget:,} of {len(pool) - int(mask.sum()):,} "
+                    "unlabelled samples"):
+            sel = self.strategy.select(view, budget, np.random.default_rng([self.cfg.seed, r]))
         seconds = time.perf_counter() - t0
         self._check_selection(sel.indices, mask, budget)
         suggested = model_probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
@@ -595,7 +602,8 @@ class ActiveLoop:
         free = len(self.domains.pool) - len(self._labelled()[0])
         if budget < 1 or budget > free:
             raise DataError(f"--budget {budget}: choose between 1 and {free} (unlabelled samples in the target pool)")
-        self._select(r, budget)
+        with shown(self.show_progress):
+            self._select(r, budget)
         export_round(self.domains.pool, self.domains.classes, self.ledger.queries(r),
                      self.run_dir / "queries" / f"round-{r}")
         return r

@@ -7,11 +7,19 @@ logs get no bar redraws. ``enabled=False`` (``show_progress=False``, ``--quiet``
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+
+
+#: whether the long passes inside a run (inference over a domain, a query) show progress; set by `shown`
+_SHOWN: contextvars.ContextVar[bool] = contextvars.ContextVar("adakit_progress_shown", default=False)
+
+#: a pass over a domain gets a bar from this many batches on (shorter ones finish before a bar helps)
+PASS_BAR_MIN_BATCHES = 20
 
 
 class _Bar:
@@ -37,5 +45,40 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
         return
     cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             TextColumn("{task.fields[info]}")]
-    with Progress(*cols, console=console, transient=True) as p:
-        yield _Bar(p, p.add_task(desc, total=total, info=""))
+    token = _SHOWN.set(False)  # one live display at a time: passes inside this bar stay silent
+    try:
+        with Progress(*cols, console=console, transient=True) as p:
+            yield _Bar(p, p.add_task(desc, total=total, info=""))
+    finally:
+        _SHOWN.reset(token)
+
+
+@contextlib.contextmanager
+def shown(enabled: bool = True):
+    """Within it, `pass_bar` and `status` draw (in a terminal or notebook): an `ActiveLoop` run wraps its work in
+    it, so long inference passes and queries show progress; outside (plain `adakit.select`, `forward_domain`
+    calls of your own) they stay silent."""
+    token = _SHOWN.set(enabled)
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
+
+def pass_bar(batches: int, desc: str):
+    """`progress_bar` over the batches of one inference pass, shown inside `shown` for ≥ PASS_BAR_MIN_BATCHES."""
+    return progress_bar(batches, desc, enabled=_SHOWN.get() and batches >= PASS_BAR_MIN_BATCHES)
+
+
+@contextlib.contextmanager
+def status(desc: str):
+    """A transient spinner with ``desc`` for work without steps to count (a strategy's selection), inside `shown`."""
+    if not bar_visible(_SHOWN.get()):
+        yield
+        return
+    token = _SHOWN.set(False)  # one live display at a time: passes inside stay silent
+    try:
+        with console.status(desc):
+            yield
+    finally:
+        _SHOWN.reset(token)
