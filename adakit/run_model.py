@@ -83,7 +83,7 @@ class RunModel:
             dom = DatasetDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
                                 dataset=X)
         else:
-            x = _to_tensor(X[0] if isinstance(X, (tuple, list)) else X, "input")
+            x = _to_tensor(X[0] if isinstance(X, tuple) else X, "input")  # a tuple is (X, y); a list is rows
             if x.dim() < 1 or len(x) == 0:
                 raise DataError(f"input: expected a batch of samples of shape (N, *{tuple(self.input_shape)}), "
                                 f"got shape {tuple(x.shape)}")

@@ -51,6 +51,7 @@ def test_load_run_predicts_like_the_run_without_its_data(demo_run, monkeypatch):
     assert (m.predict(x) == logits.argmax(1).numpy()).all()
     assert (m.predict(_X(test.x)) == m.predict(x)).all()  # a Dataset, batched
     assert (m.predict((x, test.y)) == m.predict(x)).all()  # an (X, y) pair: y ignored
+    assert (m.predict(x[:2].tolist()) == m.predict(x[:2])).all()  # a list of rows is rows, not an (X, y) pair
     assert m.classes == list(test.classes) and m.config.query.strategy == "margin" and m.round == 1
     assert [r["round"] for r in m.metrics] == [0, 1] and m.metrics[-1]["labels"] == 10
     labels = m.labels
