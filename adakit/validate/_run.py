@@ -7,13 +7,14 @@ and the ledger's record of each queried batch (the model's suggested class at qu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
 
 
 def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -68,7 +69,12 @@ def validator_scores(loop: Any, pool_outputs: tuple[torch.Tensor, torch.Tensor],
         inputs.update(source_probs=_probs(z), source_labels=np.asarray(val.y), source_embeddings=f.numpy())
     if r:
         inputs.update(queried_batch(loop.ledger, r, len(loop.domains.pool), loop.cfg.query.strategy))
-    return {f"val/{k}": v for k, v in compute_all(inputs, device=loop.device).items()}
+    try:
+        scores = compute_all(inputs, device=loop.device)
+    except DataError as e:  # inputs that do not fit (a bug, not the user's data): the round is recorded without them
+        warnings.warn(f"round {r}: validators not recorded: {e}", RuntimeWarning, stacklevel=2)
+        scores = {}
+    return {f"val/{k}": v for k, v in scores.items()}
 
 
 def pool_outputs(loop: Any, test_outputs: tuple[torch.Tensor, torch.Tensor],

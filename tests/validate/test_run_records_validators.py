@@ -8,7 +8,7 @@ import torch
 
 import adakit
 from adakit.config import build_config
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
 from adakit.ledger import Ledger
 from adakit.loop import ActiveLoop
 
@@ -121,3 +121,17 @@ def test_a_diverged_run_finishes_without_meaningless_scores(tmp_path):
     from adakit.validate import compute_all
 
     assert compute_all({"probs": np.full((3, 2), np.nan)}) == {}
+
+
+def test_validator_inputs_that_do_not_fit_never_stop_a_run(tmp_path, monkeypatch):
+    """The loop's inputs fit by construction; if a bug ever broke that, the round is recorded without validators
+    (with a warning naming the problem) instead of failing on every resume."""
+    import adakit.validate as validate
+
+    def broken(arrays, who="x"):
+        raise DataError(f"{who}: probs= has 4 rows, embeddings= has 3 rows")
+
+    monkeypatch.setattr(validate, "check_inputs", broken)
+    with pytest.warns(RuntimeWarning, match="round 0: validators not recorded: compute_all: probs= has 4 rows"):
+        s = ActiveLoop(build_config(TINY, ["budget.rounds=1"]), tmp_path / "r", show_progress=False).run()
+    assert [r["round"] for r in s["rounds"]] == [0, 1] and not any(k.startswith("val/") for k in s["rounds"][1])
