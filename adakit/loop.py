@@ -15,6 +15,7 @@ import pickle
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,13 @@ def _object_domains(cfg: ExperimentConfig, source: Any, target: Any, test: Any,
         names = infer_classes(*[d.y for d in doms])
         for d in doms:
             d.classes = names
+        only_test = sorted(set(tst.y[tst.y >= 0].tolist()) - set(src.y.tolist()) - set(tgt.y.tolist())) \
+            if tst is not None else []
+        if only_test:
+            warnings.warn(f"test: label(s) {only_test[:10]} occur in neither the source nor the target pool's known "
+                          f"labels; the class list inferred from all labels has {len(names)} classes. Pass "
+                          "classes=[...] to state the class list (or check the test labels)", UserWarning,
+                          stacklevel=4)  # the caller of ActiveLoop(...)
     for d in doms[1:]:
         check_same_classes(src, d)
         if tuple(d.input_shape) != tuple(src.input_shape):

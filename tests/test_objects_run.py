@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -246,6 +247,17 @@ def test_bad_objects_fail_before_the_run_folder_exists(tmp_path):
     with pytest.raises(ConfigError, match="data.format=objects: .* source=..., target=..."):
         ActiveLoop({**SMALL, "data": {"format": "objects"}}, out)
     assert not out.exists()
+
+
+def test_test_labels_that_no_training_domain_has_are_warned_about(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    with pytest.warns(UserWarning, match=r"test: label\(s\) \[7\] occur in neither the source nor the target "
+                                         r"pool's known labels; the class list inferred from all labels has 8"):
+        loop = ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=(xt, yt), test=(xt, np.r_[yt[:-1], 7]))
+    assert len(loop.domains.classes) == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same labels everywhere: no warning
+        ActiveLoop(SMALL, tmp_path / "s", source=(xs, ys), target=(xt, yt), test=(xt, yt))
 
 
 def test_callable_oracle_validates_what_the_function_returns():
