@@ -42,6 +42,7 @@ from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.rundir import (
     apply_checkpoint,
     clean_checkpoints,
+    continued_config,
     locked,
     run_lock,
     run_timings,
@@ -269,9 +270,12 @@ class ActiveLoop:
         ledger_path = self.run_dir / "ledger.sqlite"
         if ledger_path.is_file():
             stored = stored_config(self.run_dir, required=False)  # read-only: a damaged ledger stays untouched
-            if stored is not None and build_config(stored).to_dict() != cfg.to_dict():  # keys added since: defaults
-                raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
-                                  f"{self.run_dir}` to continue it, or choose another --out folder")
+            if stored is not None:
+                same = continued_config(stored, cfg)
+                if same is None:
+                    raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
+                                      f"{self.run_dir}` to continue it, or choose another --out folder")
+                self.cfg = cfg = same  # (keys added since the run was stored: as it ran)
             self._check_fingerprint(ledger_path)
         self._setup(domains)  # everything that can fail on bad input fails before the run folder exists
         distributed.barrier()  # torchrun: every rank has checked the folder before rank 0 writes to it

@@ -178,11 +178,44 @@ def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
     return values
 
 
+#: keys added to the config since runs were first stored, with the value that reproduces a run stored without them
+#: (where it differs from today's default): runs before 2026-12-03 trained with the foreach SGD kernel
+ADDED_KEYS = {("train", "fused_sgd"): False}
+
+
+def as_stored(values: dict) -> dict:
+    """A stored config with the `ADDED_KEYS` it lacks set as the stored run ran, so it resumes as it started."""
+    if not isinstance(values, dict):
+        return values
+    out = dict(values)
+    for (section, key), value in ADDED_KEYS.items():
+        sec = out.get(section)
+        if isinstance(sec, dict) and key not in sec:
+            out[section] = {**sec, key: value}
+    return out
+
+
+def continued_config(stored: dict, cfg: Any) -> Any:
+    """The config a stored run continues with when ``cfg`` (an `ExperimentConfig`) asks for the same run, else None.
+
+    The same run: equal configs once the `ADDED_KEYS` the stored config lacks take its run's value in both (a
+    config written before a key existed, given again, continues the stored run as it started).
+    """
+    from adakit.config import build_config
+
+    old = build_config(as_stored(stored)).to_dict()
+    new = cfg.to_dict()
+    for (section, key), value in ADDED_KEYS.items():
+        if key not in (stored.get(section) or {}) and section in new:
+            new[section] = {**new[section], key: value}
+    return build_config(old) if old == new else None
+
+
 def stored_experiment(run_dir: str | Path):
     """`stored_config` validated into an `ExperimentConfig` (errors name the ledger)."""
     from adakit.config import build_config
 
-    values = stored_config(run_dir)
+    values = as_stored(stored_config(run_dir))
     try:
         return build_config(values)
     except ConfigError as e:

@@ -122,6 +122,27 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     assert again["rounds"] == first["rounds"]
 
 
+def test_a_run_stored_before_fused_sgd_resumes_with_the_foreach_kernel(tmp_path):
+    """Runs started before train.fused_sgd existed were trained with the foreach kernel; resumed, they keep it
+    (their stored config has no fused_sgd key), so the resumed rounds round as the first ones did."""
+    cfg = build_config({**SMALL, "budget": {"total": 0.05, "rounds": 1}})
+    ActiveLoop(cfg, tmp_path / "new", show_progress=False).run()
+    assert ActiveLoop.resume(tmp_path / "new", show_progress=False).trainer.optimizer.param_groups[0]["fused"]
+    ActiveLoop(cfg, tmp_path / "old", show_progress=False).run()
+    with Ledger(tmp_path / "old" / "ledger.sqlite") as led:
+        stored = led.get_meta("config")
+        del stored["train"]["fused_sgd"]
+        led.set_meta("config", stored)
+    group = ActiveLoop.resume(tmp_path / "old", show_progress=False).trainer.optimizer.param_groups[0]
+    assert group["foreach"] is True and not group["fused"]
+    # the config it was started with, given again (adakit run / adakit bench on the folder): the same run, continued
+    # with its kernel; a config that differs elsewhere is still refused
+    again = ActiveLoop(cfg, tmp_path / "old", show_progress=False)
+    assert again.cfg.train.fused_sgd is False and again.trainer.optimizer.param_groups[0]["foreach"] is True
+    with pytest.raises(ConfigError, match="holds a run with a different config"):
+        ActiveLoop(build_config({**SMALL, "budget": {"total": 0.05, "rounds": 2}}), tmp_path / "old")
+
+
 def test_resume_needs_a_run_folder(tmp_path):
     with pytest.raises(ConfigError, match="not a run folder"):
         ActiveLoop.resume(tmp_path)
