@@ -144,6 +144,8 @@ class TrainConfig(_Strict):
     class_balanced_source: bool = False
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     amp: bool = Field(True, description="mixed precision on GPU")
+    cpu_amp: bool = Field(False, description="bf16 autocast on CPU: faster on CPUs with AMX or AVX512-BF16 (Intel "
+                          "Xeon since Sapphire Rapids, AMD Zen 4), much slower on others; results differ from float32")
     channels_last: bool = Field(True, description="on GPU: convolutional models and image batches in the "
                                                   "channels_last memory format (faster convolutions)")
     num_workers: int = Field(0, ge=0, description="image loading workers")

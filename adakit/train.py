@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -51,6 +52,19 @@ def index_batches(candidates: np.ndarray, batch_size: int, steps: int, gen: np.r
 def class_balanced_weights(y: np.ndarray) -> np.ndarray:
     counts = np.bincount(y)
     return 1.0 / counts[y]
+
+
+def cpu_lacks_bf16() -> bool:
+    """True on an x86 CPU without AMX or AVX512-BF16 (bf16 arithmetic emulated, slow); False where it has them, on
+    other architectures and when torch cannot tell."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if any(p is None for p in probes):
+        return False
+    return not any(p() for p in probes)
 
 
 #: devices whose fused SGD kernel adakit uses (others, e.g. MPS, take the foreach kernel)
@@ -113,6 +127,10 @@ class Trainer:
                                   "(its anchor set is proposed step by step on one process); run it without torchrun")
             distributed.sync_batchnorm(model)
             distributed.sync_batchnorm(objective)
+        if device.type == "cpu" and cfg.cpu_amp and cpu_lacks_bf16():
+            warnings.warn("train.cpu_amp: this CPU has no bf16 instructions (AMX or AVX512-BF16), so bf16 is emulated "
+                          "and training runs several times slower (6-20x measured); set train.cpu_amp: false",
+                          RuntimeWarning, stacklevel=2)
         self.channels_last = device.type == "cuda" and bool(getattr(cfg, "channels_last", True)) \
             and any(isinstance(m, nn.Conv2d) for m in model.modules())
         if self.channels_last:
@@ -139,6 +157,8 @@ class Trainer:
     def _autocast(self):
         if self.device.type == "cuda" and self.cfg.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.device.type == "cpu" and self.cfg.cpu_amp:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def fit(self, source: Domain, pool: Domain, labelled_idx: np.ndarray, labelled_y: np.ndarray,

@@ -1,4 +1,7 @@
+import warnings
+
 import numpy as np
+import pytest
 import torch
 
 from adakit.adapt.finetune import FineTune
@@ -38,6 +41,7 @@ class _Spy(FineTune):
 
     def forward(self, model, batch, progress):
         self.seen.append(batch)
+        self.autocast = torch.is_autocast_enabled("cpu")
         return super().forward(model, batch, progress)
 
 
@@ -104,3 +108,28 @@ def test_fused_and_foreach_sgd_make_the_same_update():
 
     meta = [{"params": [torch.nn.Parameter(torch.empty(3, device="meta"))]}]  # a device without adakit's fused path
     assert sgd(meta, TrainConfig(fused_sgd=True)).param_groups[0]["foreach"] is True
+
+
+def test_cpu_amp_trains_under_bf16_autocast_only_when_asked():
+    for cpu_amp in (False, True):
+        torch.manual_seed(0)
+        trainer, obj, src, pool = _setup("separate", cpu_amp=cpu_amp)
+        stats = trainer.fit(src, pool, np.array([1]), np.array([1]), iters=5, seed=5, show_progress=False)
+        assert obj.autocast is cpu_amp and np.isfinite(stats["loss"])
+        assert trainer.model.head.weight.dtype == torch.float32  # autocast keeps the weights in float32
+
+
+def test_cpu_amp_warns_on_a_cpu_without_bf16(monkeypatch):
+    import platform
+
+    import adakit.train as train
+
+    lacks = train.cpu_lacks_bf16
+    monkeypatch.setattr(train, "cpu_lacks_bf16", lambda: True)
+    with pytest.warns(RuntimeWarning, match="no bf16 instructions .* set train.cpu_amp: false"):
+        _setup("separate", cpu_amp=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _setup("separate", cpu_amp=False)  # off: no warning
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    assert lacks() is False  # other architectures: torch's x86 probes say nothing about them

@@ -1,15 +1,16 @@
-"""Training step time with torch's fused SGD kernel (``train.fused_sgd: true``, the default since 2026-12-03) against
-the foreach kernel (``false``, used before), timed interleaved in one process.
+"""Training step time of three settings, timed interleaved in one process: torch's fused SGD kernel (the default
+since 2026-12-03), the foreach kernel used before it (``train.fused_sgd: false``) and the fused kernel with bf16
+autocast on the CPU (``train.cpu_amp: true``, opt-in).
 
-    OMP_NUM_THREADS=1 python benchmarks/optimizer_kernel.py --out benchmarks/results/optimizer_kernel.md
+    OMP_NUM_THREADS=1 python benchmarks/train_step.py --out benchmarks/results/train_step.md
 
-Each cell builds two `Trainer`s on the same model initialisation, one per kernel, and alternates blocks of
-``--block`` `Trainer.fit` steps between them (``--blocks`` blocks each, after one untimed block each), so both see
-the same machine state; the table gives the median wall and CPU milliseconds per step and the ratio
-foreach / fused of the CPU medians. Models: the Office-31 features MLP (configs/office31-features.yaml: 1280 → 1024
-→ bottleneck 256 → 31, batch 32) with fine-tuning (S+T, 40 labelled target samples) and with DANN; LeNet on
-MNIST → USPS (configs/digits-mnist-usps.yaml, batch 64); a ResNet-18 from scratch on 3×64×64 random images
-(batch 16), where the convolutions dominate the step.
+Each cell builds one `Trainer` per setting on the same model initialisation and alternates blocks of `Trainer.fit`
+steps between them (``--blocks`` blocks each, after one untimed block each), so all see the same machine state; the
+table gives the median wall and CPU milliseconds per step and each setting's CPU time relative to the default.
+Models: the Office-31 features MLP (configs/office31-features.yaml: 1280 → 1024 → bottleneck 256 → 31, batch 32)
+with fine-tuning (S+T, 40 labelled target samples) and with DANN; LeNet on MNIST → USPS
+(configs/digits-mnist-usps.yaml, batch 64); a ResNet-18 from scratch on 3×64×64 random images (batch 16), where
+the convolutions dominate the step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+#: the settings timed, as `TrainConfig` updates; the first is the default the others are compared with
+SETTINGS = {"fused (default)": {"fused_sgd": True, "cpu_amp": False},
+            "foreach": {"fused_sgd": False, "cpu_amp": False},
+            "fused + cpu_amp": {"fused_sgd": True, "cpu_amp": True}}
 
 CELLS = {  # name: (config, overrides, steps per block as a fraction of --block)
     "office31 MLP, finetune": ("office31-features.yaml", ["objective.name=finetune"], 1.0),
@@ -78,27 +84,26 @@ def run(name: str, blocks: int, block: int) -> dict:
     block = max(1, round(block * CELLS[name][2]))
     labelled = np.arange(0, len(pool), max(1, len(pool) // 40))[:40]
     trainers = {}
-    for fused in (True, False):
+    for setting, update in SETTINGS.items():
         m = model()
-        trainers[fused] = Trainer(m, objective(m), train.model_copy(update={"fused_sgd": fused}), torch.device("cpu"))
+        trainers[setting] = Trainer(m, objective(m), train.model_copy(update=update), torch.device("cpu"))
     times: dict = {k: ([], []) for k in trainers}
     for b in range(blocks + 1):
-        for fused, tr in trainers.items():
+        for setting, tr in trainers.items():
             w0, c0 = time.perf_counter(), time.process_time()
             tr.fit(src, pool, labelled, pool.y[labelled], block, seed=b, show_progress=False)
             if b:  # the first block of each is untimed (allocations, lazy initialisation)
-                times[fused][0].append((time.perf_counter() - w0) / block)
-                times[fused][1].append((time.process_time() - c0) / block)
+                times[setting][0].append((time.perf_counter() - w0) / block)
+                times[setting][1].append((time.process_time() - c0) / block)
     med = {k: (float(np.median(w)) * 1e3, float(np.median(c)) * 1e3) for k, (w, c) in times.items()}
-    params = sum(p.numel() for p in trainers[True].model.parameters()) + sum(
-        p.numel() for p in trainers[True].objective.parameters())
-    return {"name": name, "params": params, "block": block, "fused": med[True], "foreach": med[False],
-            "ratio": med[False][1] / med[True][1]}
+    first = trainers[next(iter(trainers))]
+    params = sum(p.numel() for p in first.model.parameters()) + sum(p.numel() for p in first.objective.parameters())
+    return {"name": name, "params": params, "block": block, "ms": med}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--blocks", type=int, default=8, help="timed blocks per kernel (interleaved)")
+    ap.add_argument("--blocks", type=int, default=8, help="timed blocks per setting (interleaved)")
     ap.add_argument("--block", type=int, default=50, help="Trainer.fit steps per block")
     ap.add_argument("--only", action="append", help="run only this cell (repeatable)")
     ap.add_argument("--out", type=Path)
@@ -110,16 +115,20 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     rows = [run(n, args.blocks, args.block) for n in CELLS if not args.only or n in args.only]
     load1 = os.getloadavg()[0]
-    lines = ["| model, objective | parameters | steps per block | fused ms/step (wall / CPU) | "
-             "foreach ms/step (wall / CPU) | foreach / fused (CPU) |", "|---|---:|---:|---:|---:|---:|"]
+    names = list(SETTINGS)
+    lines = ["| model, objective | parameters | steps per block | "
+             + " | ".join(f"{n} ms/step (wall / CPU)" for n in names) + " | "
+             + " | ".join(f"{n} / {names[0]} (CPU)" for n in names[1:]) + " |",
+             "|---|---:|---:|" + "---:|" * (2 * len(names) - 1)]
     for r in rows:
+        base = r["ms"][names[0]][1]
         lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f} M | {r['block']} | "
-                     f"{r['fused'][0]:.2f} / {r['fused'][1]:.2f} | "
-                     f"{r['foreach'][0]:.2f} / {r['foreach'][1]:.2f} | {r['ratio']:.2f}× |")
+                     + " | ".join(f"{r['ms'][n][0]:.2f} / {r['ms'][n][1]:.2f}" for n in names) + " | "
+                     + " | ".join(f"{r['ms'][n][1] / base:.2f}×" for n in names[1:]) + " |")
     cpu = cpu_info()
     conditions = (f"{cpu['cpu']} ({cpu['cpu_capability']} kernels), torch {torch.__version__}, "
                   f"{torch.get_num_threads()} torch thread(s); median of {args.blocks} interleaved blocks "
-                  f"per kernel after one untimed block each; load average {load0:.1f} before, "
+                  f"per setting after one untimed block each; load average {load0:.1f} before, "
                   f"{load1:.1f} after")
     text = "\n".join(lines) + f"\n\nConditions: {conditions}.\n"
     print(text)
