@@ -45,12 +45,8 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
         return
     cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             TextColumn("{task.fields[info]}")]
-    token = _SHOWN.set(False)  # one live display at a time: passes inside this bar stay silent
-    try:
-        with Progress(*cols, console=console, transient=True) as p:
-            yield _Bar(p, p.add_task(desc, total=total, info=""))
-    finally:
-        _SHOWN.reset(token)
+    with shown(False), Progress(*cols, console=console, transient=True) as p:  # one live display at a time
+        yield _Bar(p, p.add_task(desc, total=total, info=""))
 
 
 @contextlib.contextmanager
@@ -76,9 +72,5 @@ def status(desc: str):
     if not bar_visible(_SHOWN.get()):
         yield
         return
-    token = _SHOWN.set(False)  # one live display at a time: passes inside stay silent
-    try:
-        with console.status(desc):
-            yield
-    finally:
-        _SHOWN.reset(token)
+    with shown(False), console.status(desc):  # one live display at a time: passes inside stay silent
+        yield

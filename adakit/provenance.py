@@ -40,6 +40,17 @@ def cpu_info() -> dict:
     return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def cpu_lacks_bf16() -> bool:
+    """True on an x86 CPU without AMX or AVX512-BF16 (bf16 arithmetic emulated, slow); False where it has them, on
+    other architectures and when torch cannot tell."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if any(p is None for p in probes):
+        return False
+    return not any(p() for p in probes)
+
+
 def _version(name: str) -> str | None:
     try:
         return metadata.version(name)

@@ -183,16 +183,21 @@ def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
 ADDED_KEYS = {("train", "fused_sgd"): False}
 
 
+def _absent(values: dict) -> dict:
+    """The `ADDED_KEYS` a stored config lacks, with the value its run ran with."""
+    return {(s, k): v for (s, k), v in ADDED_KEYS.items() if isinstance(values.get(s), dict) and k not in values[s]}
+
+
+def _with(values: dict, keys: dict) -> dict:
+    out = dict(values)
+    for (section, key), value in keys.items():
+        out[section] = {**out[section], key: value}
+    return out
+
+
 def as_stored(values: dict) -> dict:
     """A stored config with the `ADDED_KEYS` it lacks set as the stored run ran, so it resumes as it started."""
-    if not isinstance(values, dict):
-        return values
-    out = dict(values)
-    for (section, key), value in ADDED_KEYS.items():
-        sec = out.get(section)
-        if isinstance(sec, dict) and key not in sec:
-            out[section] = {**sec, key: value}
-    return out
+    return _with(values, _absent(values)) if isinstance(values, dict) else values
 
 
 def continued_config(stored: dict, cfg: Any) -> Any:
@@ -203,12 +208,9 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     """
     from adakit.config import build_config
 
-    old = build_config(as_stored(stored)).to_dict()
-    new = cfg.to_dict()
-    for (section, key), value in ADDED_KEYS.items():
-        if key not in (stored.get(section) or {}) and section in new:
-            new[section] = {**new[section], key: value}
-    return build_config(old) if old == new else None
+    absent = _absent(stored)
+    old = build_config(_with(stored, absent))
+    return old if old.to_dict() == _with(cfg.to_dict(), absent) else None
 
 
 def stored_experiment(run_dir: str | Path):

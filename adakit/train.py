@@ -30,6 +30,7 @@ from adakit.adapt.base import Batch, Objective
 from adakit.adapt.paa import AnchorParams, AnchorSet
 from adakit.data.domain import Domain
 from adakit.progress import progress_bar
+from adakit.provenance import cpu_lacks_bf16
 
 
 def inverse_decay(progress: float, gamma: float = 10.0, power: float = 0.75) -> float:
@@ -52,19 +53,6 @@ def index_batches(candidates: np.ndarray, batch_size: int, steps: int, gen: np.r
 def class_balanced_weights(y: np.ndarray) -> np.ndarray:
     counts = np.bincount(y)
     return 1.0 / counts[y]
-
-
-def cpu_lacks_bf16() -> bool:
-    """True on an x86 CPU without AMX or AVX512-BF16 (bf16 arithmetic emulated, slow); False where it has them, on
-    other architectures and when torch cannot tell."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    if any(p is None for p in probes):
-        return False
-    return not any(p() for p in probes)
 
 
 #: devices whose fused SGD kernel adakit uses (others, e.g. MPS, take the foreach kernel)

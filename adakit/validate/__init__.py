@@ -19,11 +19,14 @@ from adakit.validate.base import INPUTS, Validator
 __all__ = ["INPUTS", "Validator", "check_inputs", "compute_all", "validate"]
 
 
+def _np(a: Any) -> np.ndarray:
+    """A numpy array of ``a`` (a tensor on any device is copied to the host)."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
 def _array(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
     try:
-        a = np.asarray(x)
+        a = _np(x)
     except (TypeError, ValueError) as e:
         raise DataError(f"adakit.validate: {name}= must be a numpy array or torch tensor ({e})") from None
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
@@ -49,10 +52,6 @@ _GROUPS = (("probs", "embeddings"), ("source_probs", "source_labels", "source_em
            ("queried_probs", "queried_pred", "queried_labels", "queried_inclusion"))
 _PROBS = ("probs", "source_probs", "queried_probs")
 _CLASSES = ("source_labels", "queried_labels", "queried_pred")
-
-
-def _np(a: Any) -> np.ndarray:
-    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
 def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate") -> dict[str, Any]:
@@ -132,7 +131,7 @@ def validate(name: str | Validator, *, params: dict[str, Any] | None = None, **i
 
 
 def _finite(x: Any) -> bool:
-    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    a = _np(x)
     return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
 
 
