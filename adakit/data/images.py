@@ -3,13 +3,15 @@
 Images stay on disk; `FileImageDomain.load` reads a batch with PIL and applies the standard transforms
 (`adakit.data.transforms`). Loaders check the files before training: a missing or empty folder, a
 malformed list line (with its line number), a label outside the class list and, unless
-``data.verify_images`` is off, an unreadable image header are `DataError`s naming the file.
+``data.verify_images`` is off, an unreadable image header are `DataError`s naming the file. A class
+folder without images is kept as a class (class indices must line up across domains) with a warning.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +147,14 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not files:
         raise DataError(f"image folder {path} (domain {name!r}) has {len(class_dirs)} class folders but no images "
                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    present = set(labels)
+    empty = [d.name for c, d in enumerate(class_dirs) if c not in present]
+    if empty:
+        warnings.warn(f"image folder {path} (domain {name!r}): {len(empty)} class folder(s) hold no images: "
+                      f"{empty[:10]}{' ...' if len(empty) > 10 else ''}. They stay in the class list (so that class "
+                      "indices line up with the other domain); the model learns such a class only from labelled "
+                      "samples of another domain. Remove the folders if they are not meant to be classes.",
+                      UserWarning, stacklevel=2)
     image_size, resize = _sizes(cfg)
     ids = [f.relative_to(path).as_posix() for f in files]
     domain = FileImageDomain(name=name, classes=[d.name for d in class_dirs], ids=np.array(ids),

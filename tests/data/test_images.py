@@ -139,6 +139,16 @@ def test_folder_errors(tmp_path):
         load_image_folder(tmp_path / "noimg", "noimg")
 
 
+def test_empty_class_folder_is_kept_with_a_warning(office31, tmp_path):
+    _copy(office31, tmp_path / "d", per_class=1, classes=("back_pack", "bike"))
+    (tmp_path / "d" / "aaa_empty").mkdir()
+    (tmp_path / "d" / "zzz_empty" / "sub").mkdir(parents=True)
+    with pytest.warns(UserWarning, match=r"2 class folder\(s\) hold no images: \['aaa_empty', 'zzz_empty'\]"):
+        d = load_image_folder(tmp_path / "d", "d", cfg=DataConfig(format="image_folder", verify_images=False))
+    assert d.classes == ["aaa_empty", "back_pack", "bike", "zzz_empty"]
+    assert sorted(set(d.y.tolist())) == [1, 2]
+
+
 def test_class_lists_must_match_between_folders(office31, tmp_path):
     _copy(office31, tmp_path / "a", per_class=1, classes=("back_pack", "bike"))
     _copy(office31, tmp_path / "b", per_class=1, classes=("back_pack", "bottle"))
