@@ -246,6 +246,24 @@ def test_bad_objects_fail_before_the_run_folder_exists(tmp_path):
         ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, yt), oracle=3)
     with pytest.raises(ConfigError, match="data.format=objects: .* source=..., target=..."):
         ActiveLoop({**SMALL, "data": {"format": "objects"}}, out)
+
+    class DictItems(torch.utils.data.Dataset):  # the Hugging Face convention: items are dicts
+        def __init__(self, x, y, targets=False):
+            self.x, self.y = x, y
+            if targets:
+                self.targets = y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return {"pixel_values": torch.as_tensor(self.x[i]), "label": int(self.y[i])}
+
+    dict_items = r"source: dataset items are dicts \(keys 'pixel_values', 'label'\); .* \(input, label\)"
+    with pytest.raises(DataError, match=dict_items):
+        ActiveLoop(SMALL, out, source=DictItems(xs, ys), target=(xt, yt))
+    with pytest.raises(DataError, match=dict_items.replace("source:", "domain 'source':")):  # labels from .targets
+        ActiveLoop(SMALL, out, source=DictItems(xs, ys, targets=True), target=(xt, yt))
     assert not out.exists()
 
 

@@ -8,7 +8,7 @@ fixed sample of rows) so that resuming a run started from objects can check it g
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +39,17 @@ def _is_dataset(obj: Any) -> bool:
                                                                                           tuple, list)))
 
 
-def _item_x(item: Any) -> Any:
+def _item_x(item: Any, where: str) -> Any:
+    if isinstance(item, Mapping):
+        raise _mapping_item(item, where)
     return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def _mapping_item(item: Mapping, where: str) -> DataError:
+    keys = ", ".join(repr(k) for k in list(item)[:6])
+    return DataError(f"{where}: dataset items are dicts (keys {keys}); adakit reads items as (x, y) or x alone. "
+                     "Wrap the dataset so that __getitem__ returns (input, label), e.g. "
+                     "(item['pixel_values'], item['label'])")
 
 
 @dataclass
@@ -69,7 +78,8 @@ class DatasetDomain(Domain):
     def load(self, idx: np.ndarray, train: bool = False) -> torch.Tensor:
         rows = self.rows[np.asarray(idx, dtype=np.int64)]
         try:
-            xs = [_to_tensor(_item_x(self.dataset[int(i)]), f"domain {self.name!r} item {int(i)}") for i in rows]
+            where = f"domain {self.name!r}"
+            xs = [_to_tensor(_item_x(self.dataset[int(i)], where), f"{where} item {int(i)}") for i in rows]
             x = torch.stack(xs)
         except RuntimeError as e:  # torch.stack: items of different shapes
             raise DataError(f"domain {self.name!r}: dataset items have different shapes ({e}); make "
@@ -107,6 +117,8 @@ def _dataset_labels(ds: Any, where: str) -> Any:
         if hasattr(ds, attr) and len(getattr(ds, attr)) == len(ds):
             return getattr(ds, attr)
     first = ds[0]
+    if isinstance(first, Mapping):
+        raise _mapping_item(first, where)
     if not isinstance(first, (tuple, list)):
         return None
     if len(first) != 2:
