@@ -34,7 +34,7 @@ from adakit.errors import ConfigError, DataError, WaitingForLabels
 from adakit.inference import accuracy, forward_domain
 from adakit.ledger import Ledger
 from adakit.models import build_model
-from adakit.oracle import CallableOracle, FileOracle, SimulatedOracle
+from adakit.oracle import CallableOracle, FileOracle, RejectedAnswers, SimulatedOracle
 from adakit.pool import PoolView
 from adakit.progress import shown, status
 from adakit.provenance import environment
@@ -522,13 +522,22 @@ class ActiveLoop:
         led = self.ledger
         pending, answered = led.open_queries(r), 0
         if pending:
-            answers = self.oracle.label(pending, r)
+            try:
+                answers = self.oracle.label(pending, r)
+            except RejectedAnswers as e:  # the valid answers are saved before the error surfaces
+                led.record_labels(e.answers, self.oracle.annotator)
+                raise
             if answers is None:
                 raise WaitingForLabels(
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
                     f"answer them, then `adakit import-labels {self.run_dir} FILE` and `adakit resume {self.run_dir}`")
             led.record_labels(answers, self.oracle.annotator)
             answered = len(answers)
+            if answered < len(pending):
+                raise WaitingForLabels(
+                    f"round {r}: {len(pending) - answered} of {len(pending)} queries got no answer (None, NaN, '' "
+                    f"or -1); the {answered} answer(s) are saved in the ledger. Resume the run with the same "
+                    f"objects, ActiveLoop.resume({str(self.run_dir)!r}, ..., oracle=...), to be asked for the rest")
         with led.transaction() as c:
             led.set_round_status(r, "labelled", conn=c)
         self.on_event("labelled", {"round": r, "count": answered, "labels": len(self._labelled()[0])})

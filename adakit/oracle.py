@@ -129,12 +129,33 @@ def export_missing(ledger, pool: Domain, classes: list[str], run_dir: Path) -> l
     return written
 
 
+class RejectedAnswers(DataError):
+    """Some labels a callable oracle returned were invalid; ``answers`` holds the valid ones (saved first)."""
+
+    def __init__(self, message: str, answers: dict[str, int]):
+        super().__init__(message)
+        self.answers = answers
+
+
+def _no_answer(v) -> bool:
+    """None, NaN, an empty string or -1: the annotator gave no answer for this sample (yet)."""
+    if v is None:
+        return True
+    if isinstance(v, float):
+        return v != v or v == -1
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v == -1
+    return isinstance(v, str) and not v.strip()
+
+
 class CallableOracle:
     """Answers with a user function ``labels_for(indices) -> labels``.
 
     ``indices`` are target-pool indices (an int64 numpy array, in query order; for a target given as
-    ``(X, y)`` or a Dataset they are its row numbers). ``labels`` must hold one class index in
-    ``[0, C)`` (or one class name) per index; anything else is a `DataError` naming what is wrong.
+    ``(X, y)`` or a Dataset they are its row numbers). ``labels`` holds one class index in ``[0, C)`` or
+    one class name per index; None, NaN, ``""`` or -1 mean "no answer yet" (the sample stays an open
+    query). A return value of the wrong shape or type is a `DataError`; invalid labels among valid ones are
+    a `RejectedAnswers` error that carries the valid answers, which the loop saves before raising it.
     """
 
     annotator = "callable"
@@ -144,31 +165,45 @@ class CallableOracle:
             raise DataError(f"oracle=: expected 'simulated', 'file' or a function labels_for(indices) -> labels, "
                             f"got {labels_for!r}")
         self.labels_for, self.pool, self.classes = labels_for, pool, list(classes)
+        self.name = getattr(labels_for, "__name__", type(labels_for).__name__)
 
     def label(self, queries, round_index: int) -> dict[str, int]:
         idx = np.array([q.pool_index for q in queries], dtype=np.int64)
-        name = getattr(self.labels_for, "__name__", type(self.labels_for).__name__)
         raw = self.labels_for(idx.copy())
         if hasattr(raw, "detach"):  # a torch tensor
             raw = raw.detach().cpu().numpy()
-        y = np.asarray(raw) if raw is not None else np.zeros(0)
-        where = f"oracle {name}() in round {round_index}"
+        if raw is None:
+            raw = np.zeros(0)
+        y = np.array(raw, dtype=object) if isinstance(raw, (list, tuple)) else np.asarray(raw)  # mixed items kept
+        where = f"oracle {self.name}() in round {round_index}"
         if y.ndim != 1 or len(y) != len(idx):
             raise DataError(f"{where}: returned {y.shape if y.ndim != 1 else len(y)} labels for {len(idx)} "
                             "indices; return one label per index, in the same order")
-        if y.dtype.kind in "USO":
-            index = {c: i for i, c in enumerate(self.classes)}
-            unknown = [str(v) for v in y if str(v) not in index]
-            if unknown:
-                raise DataError(f"{where}: label {unknown[0]!r} is not in the class list {self.classes[:10]}")
-            y = np.array([index[str(v)] for v in y], dtype=np.int64)
-        elif y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        elif y.dtype.kind not in "iu":
+        if y.dtype.kind not in "iufUSO":
             raise DataError(f"{where}: labels must be integer class indices (or class names); got dtype {y.dtype}")
-        bad = (y < 0) | (y >= len(self.classes))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where}: label {int(y[i])} for pool index {int(idx[i])} is outside "
-                            f"0..{len(self.classes) - 1} ({len(self.classes)} classes)")
-        return {q.sample_id: int(v) for q, v in zip(queries, y)}
+        answers: dict[str, int] = {}
+        bad: list[str] = []
+        index = {c: i for i, c in enumerate(self.classes)}
+        for q, v in zip(queries, y.tolist()):
+            v = v.item() if isinstance(v, np.generic) else v
+            if _no_answer(v):
+                continue
+            if isinstance(v, str) and v in index:
+                answers[q.sample_id] = index[v]
+            elif isinstance(v, float) and v.is_integer() and 0 <= v < len(self.classes):
+                answers[q.sample_id] = int(v)
+            elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(self.classes):
+                answers[q.sample_id] = v
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                bad.append(f"label {v} for pool index {q.pool_index} is outside 0..{len(self.classes) - 1} "
+                           f"({len(self.classes)} classes)" if float(v).is_integer() else
+                           f"label {v} for pool index {q.pool_index} is not an integer class index")
+            else:
+                bad.append(f"label {v!r} for pool index {q.pool_index} is not in the class list {self.classes[:10]}")
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise RejectedAnswers(f"{where}: {len(bad)} label(s) rejected: {'; '.join(bad[:3])}{more}. The "
+                                  f"{len(answers)} valid answer(s) are saved in the ledger; the rejected samples "
+                                  f"stay open and ActiveLoop.resume(...) asks {self.name}() for them again",
+                                  answers)
+        return answers

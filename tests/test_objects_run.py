@@ -18,10 +18,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from adakit.cli import app
-from adakit.errors import ConfigError, DataError
+from adakit.errors import ConfigError, DataError, WaitingForLabels
 from adakit.ledger import Ledger
 from adakit.loop import ActiveLoop
-from adakit.oracle import CallableOracle
+from adakit.oracle import CallableOracle, RejectedAnswers
 from adakit.query.margin_sampling import MarginSampling
 
 SCRIPT = textwrap.dedent('''
@@ -296,9 +296,43 @@ def test_callable_oracle_validates_what_the_function_returns():
     with pytest.raises(DataError, match="label 3 for pool index 7 is outside 0..2"):
         answered(lambda idx: [0, 3])
     with pytest.raises(DataError, match="integer class indices"):
+        answered(lambda idx: np.array([True, False]))
+    for skip in (None, -1, float("nan"), " "):  # no answer (yet): the sample stays open
+        assert answered(lambda idx, skip=skip: [skip, "b"]) == {"target/7": 1}
+    with pytest.raises(RejectedAnswers, match="label 0.5 for pool index 4 is not an integer class index") as e:
         answered(lambda idx: [0.5, 1.0])
-    with pytest.raises(DataError, match="label 'd' is not in the class list"):
+    assert e.value.answers == {"target/7": 1}  # the valid answers travel with the error
+    with pytest.raises(RejectedAnswers, match="label 'd' for pool index 7 is not in the class list") as e:
         answered(lambda idx: ["a", "d"])
+    assert e.value.answers == {"target/4": 0}
+
+
+def test_callable_oracle_answers_are_saved_when_some_are_missing_or_rejected(tmp_path):
+    """A person who skips a sample or mistypes a label loses no answer: the valid ones are in the ledger
+    before the run stops, and the resumed run asks only for the rest, ending as an uninterrupted run."""
+    xs, ys, xt, yt = _arrays()
+    objs = {"source": (xs, ys), "target": (xt, None), "test": (xt, yt), "show_progress": False}
+    ActiveLoop(SMALL, tmp_path / "ref", oracle=lambda idx: yt[idx], **objs).run()
+    asked = []
+
+    def skips_first(idx):
+        asked.append(idx.tolist())
+        return np.r_[-1, yt[idx[1:]]]
+
+    with pytest.raises(WaitingForLabels, match="round 1: 1 of 3 queries got no answer .* 2 answer"):
+        ActiveLoop(SMALL, tmp_path / "r", oracle=skips_first, **objs).run()
+    assert len(Ledger(tmp_path / "r" / "ledger.sqlite").current_labels()) == 2
+
+    def mistypes(idx):
+        asked.append(idx.tolist())
+        return ["7"] * len(idx)
+
+    with pytest.raises(RejectedAnswers, match="1 label.s. rejected: label '7' for pool index"):
+        ActiveLoop.resume(tmp_path / "r", oracle=mistypes, **objs).run()
+    ActiveLoop.resume(tmp_path / "r", oracle=lambda idx: (asked.append(idx.tolist()), yt[idx])[1], **objs).run()
+    assert asked[1] == asked[2] == asked[0][:1]  # only the skipped sample was asked again
+    ref, got = (Ledger(tmp_path / d / "ledger.sqlite").current_labels() for d in ("ref", "r"))
+    assert got == ref and len(got) == 6
 
 
 def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch):
