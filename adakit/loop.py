@@ -528,9 +528,11 @@ class ActiveLoop:
                 led.record_labels(e.answers, self.oracle.annotator)
                 raise
             if answers is None:
+                then = (f"ActiveLoop.resume({str(self.run_dir)!r}, ...) with the same objects"
+                        if self.cfg.data.format == "objects" else f"`adakit resume {self.run_dir}`")
                 raise WaitingForLabels(
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
-                    f"answer them, then `adakit import-labels {self.run_dir} FILE` and `adakit resume {self.run_dir}`")
+                    f"answer them, then `adakit import-labels {self.run_dir} FILE` and {then}")
             led.record_labels(answers, self.oracle.annotator)
             answered = len(answers)
             if answered < len(pending):

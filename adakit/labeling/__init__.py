@@ -9,5 +9,6 @@
 
 from adakit.labeling.answers import ImportReport, import_answers, read_answers
 from adakit.labeling.run import LabelingRun, open_run
+from adakit.labeling.server import make_server
 
-__all__ = ["ImportReport", "LabelingRun", "import_answers", "open_run", "read_answers"]
+__all__ = ["ImportReport", "LabelingRun", "import_answers", "make_server", "open_run", "read_answers"]

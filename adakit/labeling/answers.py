@@ -25,6 +25,8 @@ from pathlib import Path
 from adakit.data import Domains
 from adakit.errors import DataError, LedgerError
 from adakit.labeling.run import open_run
+from adakit.ledger import Ledger
+from adakit.rundir import stored_experiment
 
 _INDEX = re.compile(r"0|[1-9][0-9]*")  # a class index: plain ASCII decimal, no sign, no leading zero
 ID_COLUMNS = ("sample_id", "id")
@@ -349,6 +351,22 @@ def _resolve(label, classes: list[str], by_name: dict[str, int] | None = None) -
     return i if i < len(classes) else None
 
 
+def _run_context(run_dir: Path, domains: Domains | None) -> tuple[list[str], set[str] | None, Ledger]:
+    """Class list, target pool ids and ledger of a run. A run started from Python objects stores no data:
+    its class list comes from the ledger and its pool ids are unknown (None: ids are checked against the
+    queries)."""
+    if domains is None and stored_experiment(run_dir).data.format == "objects":
+        ledger = Ledger(run_dir / "ledger.sqlite")
+        classes = ledger.classes()
+        if classes is None:
+            ledger.close()
+            raise DataError(f"{run_dir}: the ledger holds no class list (a run of an older adakit); import the "
+                            "answers from Python: import_answers(run_dir, path, domains=loop.domains)")
+        return list(classes), None, ledger
+    _, doms, ledger = open_run(run_dir, domains)
+    return list(doms.classes), set(doms.pool.ids.tolist()), ledger
+
+
 def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None = None, correct: bool = False,
                    dry_run: bool = False, domains: Domains | None = None) -> ImportReport:
     """Validate the answers in ``path`` against the run and commit the valid ones in one transaction.
@@ -361,20 +379,18 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
     raw, report = read_answers(path)
     if report.unreadable:
         return report
-    cfg, doms, ledger = open_run(run_dir, domains)
+    classes, pool_ids, ledger = _run_context(Path(run_dir), domains)
     try:
-        classes = list(doms.classes)
         by_name = {c: k for k, c in reversed(list(enumerate(classes)))}
-        pool_ids = set(doms.pool.ids.tolist())
         queried = {q.sample_id for q in ledger.queries()}
         current = ledger.current_labels()
         seen: dict[str, tuple[int, int]] = {}
         rejected: set[str] = set()
         valid: dict[str, int] = {}
         for a in raw:
-            if a.sample_id not in pool_ids:
-                report.error(a.line, "unknown id", f"unknown id {a.sample_id!r}: not a sample of the target pool "
-                                                   f"{doms.pool.name!r}")
+            if a.sample_id not in (queried if pool_ids is None else pool_ids):
+                where = "one of the run's queried samples" if pool_ids is None else "a sample of the target pool"
+                report.error(a.line, "unknown id", f"unknown id {a.sample_id!r}: not {where}")
                 continue
             if a.sample_id not in queried:
                 report.error(a.line, "never queried", f"{a.sample_id!r} was never queried (only queried samples "

@@ -20,7 +20,7 @@ import torch
 from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
-from adakit.errors import DataError
+from adakit.errors import ConfigError, DataError
 from adakit.ledger import Ledger, Query
 from adakit.rundir import stored_experiment
 
@@ -33,6 +33,11 @@ def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[Exper
     """Config, domains (loaded as the run loads them) and ledger of an existing run folder."""
     run_dir = Path(run_dir)
     cfg = stored_experiment(run_dir)  # named errors for a missing, damaged or config-less ledger
+    if domains is None and cfg.data.format == "objects":
+        raise ConfigError(f"{run_dir} was started from Python objects, which adakit does not store. Answer its "
+                          f"queries/round-K.csv and `adakit import-labels {run_dir} FILE`, or serve the labelling "
+                          "page from Python with the same objects: LabelingRun(loop=ActiveLoop.resume(run_dir, "
+                          "source=..., target=..., ...)) (README: Labelling with people)")
     ledger = Ledger(run_dir / "ledger.sqlite")
     try:
         domains = domains or load_domains(cfg.data, cfg.seed)
@@ -93,16 +98,23 @@ class LabelingRun:
     The items are the queries of every round still waiting for labels (status ``queried``): answered
     ones stay visible (navigating back, corrections) until `adakit resume` trains on them. The model's
     top-k suggestions come from the last checkpoint when ``with_model`` (else the stored argmax).
+    A run started from Python objects is opened from its `ActiveLoop` (``LabelingRun(loop=loop)``):
+    the loop brings the data and the model that the run folder does not store.
     """
 
-    def __init__(self, run_dir: str | Path, domains: Domains | None = None, with_model: bool = True, top_k: int = 3):
+    def __init__(self, run_dir: str | Path | None = None, domains: Domains | None = None, with_model: bool = True,
+                 top_k: int = 3, *, loop=None):
+        if loop is not None:
+            run_dir, domains = loop.run_dir, loop.domains
+        elif run_dir is None:
+            raise TypeError("LabelingRun needs a run folder or loop=ActiveLoop(...)")
         self.run_dir = Path(run_dir)
         self.cfg, self.domains, self.ledger = open_run(self.run_dir, domains)
         self.classes = list(self.domains.classes)
         self.pool = self.domains.pool
         self.top_k = top_k
         self.lock = threading.RLock()  # one ledger connection shared by the server's threads
-        self._loop = None
+        self._loop, self._own_loop, self._restored = loop, loop is None, False
         self._with_model = with_model
         self._items: dict[str, Item] = {}
         self._unit: dict[str, torch.Tensor] = {}  # L2-normalised feature rows of source and pool
@@ -120,7 +132,7 @@ class LabelingRun:
     def close(self) -> None:
         with self.lock:
             self.ledger.close()
-            if self._loop is not None:
+            if self._loop is not None and self._own_loop:
                 self._loop.ledger.close()
 
     # -- token ------------------------------------------------------------------------------------
@@ -146,7 +158,9 @@ class LabelingRun:
             from adakit.loop import ActiveLoop
 
             self._loop = ActiveLoop.resume(self.run_dir, show_progress=False, domains=self.domains)
+        if not self._restored:
             self._loop.restore()
+            self._restored = True
         return self._loop
 
     def _suggest(self, queries: list[Query]) -> dict[str, list[tuple[int, float | None]]]:

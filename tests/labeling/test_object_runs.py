@@ -1,0 +1,86 @@
+"""Runs started from Python objects with people answering: the CSV export, `adakit import-labels` (no data
+needed: classes and ids come from the ledger) and the labelling page served from Python with the loop."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adakit.cli import app
+from adakit.errors import ConfigError, WaitingForLabels
+from adakit.labeling import LabelingRun, import_answers, make_server
+from adakit.labeling.server import serve_in_thread
+from adakit.ledger import Ledger
+from adakit.loop import ActiveLoop
+
+from .test_server import Client
+
+CFG = {"budget": {"total": 6, "rounds": 2}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+       "train": {"warmup_iters": 5, "round_iters": 3, "threads": 1, "batch_size": 8}}
+CLASSES = ["red", "green", "blue"]
+
+
+def _objects():
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(60, 5)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
+    return {"source": (xs, xs[:, :3].argmax(1)), "target": (xt, None), "classes": CLASSES, "oracle": "file",
+            "show_progress": False}, xt[:, :3].argmax(1)
+
+
+def _waiting(run_dir):
+    objs, yt = _objects()
+    loop = ActiveLoop(CFG, run_dir, **objs)
+    with pytest.raises(WaitingForLabels, match=r"adakit import-labels .* ActiveLoop.resume\("):
+        loop.run()
+    return loop, objs, yt
+
+
+def test_import_labels_on_an_object_run_needs_no_data(tmp_path):
+    loop, objs, yt = _waiting(tmp_path / "r")
+    loop.ledger.close()
+    rows = list(csv.DictReader((tmp_path / "r" / "queries" / "round-1.csv").open()))
+    for r in rows:
+        r["label"] = CLASSES[yt[int(r["sample_id"].split("/")[1])]]
+    rows.append({**rows[0], "sample_id": "target/999"})
+    with (tmp_path / "answers.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    res = CliRunner().invoke(app, ["import-labels", str(tmp_path / "r"), str(tmp_path / "answers.csv")])
+    assert res.exit_code == 1, res.output  # one row rejected, the others committed
+    assert "line 5: unknown id 'target/999': not one of the run's queried samples" in res.output
+    assert "3 new" in res.output and "ActiveLoop.resume(" in res.output
+    assert import_answers(tmp_path / "r", tmp_path / "answers.csv").same == 3  # importing again changes nothing
+    with pytest.raises(WaitingForLabels, match="round 2"):  # round 1 trained on the answers, round 2 waits
+        ActiveLoop.resume(tmp_path / "r", **objs).run()
+    with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
+        assert led.round_status(1) == "evaluated" and len(led.current_labels()) == 3
+
+
+def test_labelling_page_served_from_python_with_the_loop(tmp_path):
+    loop, objs, yt = _waiting(tmp_path / "r")
+    res = CliRunner().invoke(app, ["label", str(tmp_path / "r"), "--port", "0"])
+    assert res.exit_code != 0 and "LabelingRun(loop=ActiveLoop.resume(" in res.output
+    with pytest.raises(ConfigError, match="started from Python objects"):
+        LabelingRun(tmp_path / "r")
+    run = LabelingRun(loop=loop)
+    server = make_server(run, port=0)
+    serve_in_thread(server)
+    try:
+        client = Client(server.url)
+        items = client.state()["items"]
+        assert len(items) == 3 and all(len(i["suggestions"]) == 3 for i in items)  # the model's top-3
+        for i in items:
+            code, body = client.answer(i["sample_id"], int(yt[int(i["sample_id"].split("/")[1])]))
+            assert code == 200, body
+    finally:
+        server.shutdown()
+        server.server_close()
+        run.close()
+    with pytest.raises(WaitingForLabels, match="round 2"):
+        loop.run()  # the same loop trains on the page's answers and queries round 2
+    assert len(loop.ledger.current_labels()) == 3
+    loop.ledger.close()
