@@ -1,9 +1,10 @@
 """A run folder opened for labelling: its config, target pool, class list, ledger and open queries.
 
-Files are only ever served through `LabelingRun.image_file(sample_id)` and
+Images are only ever served through `LabelingRun.image_data(sample_id)` and
 `LabelingRun.neighbour_file(domain, sample_id)`: maps from the ids the ledger queried (and from the
-labelled neighbours shown for feature rows) to the files their domain describes. Nothing taken from a
-URL is ever used as a path.
+labelled neighbours shown for feature rows) to the files their domain describes, or, for images held in
+memory (digit arrays, image tensors and Datasets given from Python), to a PNG drawn from the sample.
+Nothing taken from a URL is ever used as a path.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
+from adakit.data.images import FileImageDomain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import Ledger, Query
 from adakit.rundir import stored_experiment
@@ -90,6 +92,45 @@ class Item:
     locator: str
     image: Path | None
     suggestions: list[tuple[int, float | None]]
+    drawn: bool = False  # no file, but the domain holds the image's pixels: served as a PNG
+
+    @property
+    def has_image(self) -> bool:
+        return self.image is not None or self.drawn
+
+
+#: an in-memory image smaller than this (pixels, longer side) is enlarged for the page, nearest-neighbour
+MIN_SHOWN = 160
+
+
+def png_of(x: torch.Tensor) -> bytes:
+    """One image tensor (C, H, W), 1 or 3 channels, as PNG bytes. Values in [0, 1] are shown as they are;
+    others (a normalised image) are rescaled from their own min..max. Small images are enlarged."""
+    import io
+
+    from PIL import Image
+
+    x = x.detach().float().cpu()
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        x = (x - lo) / max(hi - lo, 1e-12)
+    a = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    img = Image.fromarray(a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).contiguous().numpy())
+    scale = -(-MIN_SHOWN // max(img.size))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _drawable(d: Domain) -> bool:
+    """Whether the domain's samples are images it can hand out as pixels (C, H, W), C = 1 or 3."""
+    try:
+        shape = d.input_shape
+    except Exception:  # noqa: BLE001 - a Dataset that fails to load: nothing to draw
+        return False
+    return len(shape) == 3 and shape[0] in (1, 3)
 
 
 class LabelingRun:
@@ -116,6 +157,7 @@ class LabelingRun:
         self.lock = threading.RLock()  # one ledger connection shared by the server's threads
         self._loop, self._own_loop, self._restored = loop, loop is None, False
         self._with_model = with_model
+        self._drawable: bool | None = None
         self._items: dict[str, Item] = {}
         self._unit: dict[str, torch.Tensor] = {}  # L2-normalised feature rows of source and pool
         self._neighbour_files: dict[tuple[str, str], Path] = {}
@@ -185,16 +227,33 @@ class LabelingRun:
                 sugg = self._suggest(new)
                 for q in new:
                     loc = self.pool.describe(q.pool_index)
+                    file = image_file_of(loc)
                     self._items[q.sample_id] = Item(q.sample_id, q.pool_index, q.round, q.rank, q.score, loc,
-                                                    image_file_of(loc), sugg[q.sample_id])
+                                                    file, sugg[q.sample_id], drawn=file is None and self._draws)
             return [self._items[q.sample_id] for q in qs]
 
-    def image_file(self, sample_id: str) -> Path | None:
-        """The file of a queried sample of this run's pool, or None. Never derived from the request."""
+    @property
+    def _draws(self) -> bool:
+        if self._drawable is None:
+            self._drawable = not isinstance(self.pool, FileImageDomain) and _drawable(self.pool)
+        return self._drawable
+
+    def image_data(self, sample_id: str) -> tuple[bytes, str] | None:
+        """(bytes, content type) of a queried sample's image: its file, or a PNG drawn from the pixels the
+        domain holds; None for feature rows, unknown ids and unreadable files. Never derived from the request."""
         if not isinstance(sample_id, str):
             return None
         item = next((i for i in self.items() if i.sample_id == sample_id), None)
-        return item.image if item is not None else None
+        if item is None or not item.has_image:
+            return None
+        if item.image is not None:
+            try:
+                return item.image.read_bytes(), IMAGE_TYPES[item.image.suffix.lower()]
+            except OSError:
+                return None
+        with self.lock:  # a user's Dataset is read from one thread at a time
+            x = self.pool.load(np.array([item.pool_index]))[0]
+        return png_of(x), "image/png"
 
     # -- nearest labelled neighbours (feature pools) ----------------------------------------------
     @property

@@ -6,7 +6,8 @@
 - Each answer is validated, then written in its own ledger transaction (synchronous=FULL) before the
   response is sent: an acknowledged answer survives a killed server.
 - Two tabs: the ledger decides (compare-and-set); a conflicting answer gets 409 with the current label.
-- Files: ``/api/image?id=SAMPLE_ID`` maps a queried sample id to the file its domain describes, and
+- Images: ``/api/image?id=SAMPLE_ID`` maps a queried sample id to the file its domain describes (or a PNG
+  drawn from the pixels of an in-memory image), and
   ``/api/image?id=SAMPLE_ID&d=source|pool`` a labelled neighbour shown for a feature row to its image;
   no path is ever taken from the URL; anything else is 404.
 """
@@ -71,7 +72,7 @@ class LabelServer(ThreadingHTTPServer):
         tok = quote(self.token)
         near = run.neighbours(items)
         out = [{"sample_id": i.sample_id, "round": i.round, "rank": i.rank, "score": i.score, "locator": i.locator,
-                "image": f"/api/image?id={quote(i.sample_id, safe='')}&token={tok}" if i.image is not None else None,
+                "image": f"/api/image?id={quote(i.sample_id, safe='')}&token={tok}" if i.has_image else None,
                 "suggestions": [{"label": c, "p": p} for c, p in i.suggestions],
                 "neighbours": [{"domain": n.domain, "sample_id": n.sample_id, "label": n.label,
                                 "name": run.classes[n.label], "similarity": n.similarity,
@@ -141,11 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             ids, doms = query.get("id") or [], query.get("d") or []
             if len(ids) != 1 or len(doms) > 1:
-                path = None
-            elif doms:
-                path = self.server.run.neighbour_file(doms[0], ids[0])
-            else:
-                path = self.server.run.image_file(ids[0])
+                return self._not_found()
+            if not doms:
+                found = self.server.run.image_data(ids[0])
+                return self._send(200, *found) if found is not None else self._not_found()
+            path = self.server.run.neighbour_file(doms[0], ids[0])
             if path is None:
                 return self._not_found()
             try:

@@ -84,3 +84,53 @@ def test_labelling_page_served_from_python_with_the_loop(tmp_path):
         loop.run()  # the same loop trains on the page's answers and queries round 2
     assert len(loop.ledger.current_labels()) == 3
     loop.ledger.close()
+
+
+def test_images_held_in_memory_are_drawn_for_the_page(tmp_path):
+    """Image tensors given from Python (and digit arrays) have no file: the page gets a PNG of the pixels."""
+    import io
+
+    from PIL import Image
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    xs = rng.integers(0, 256, size=(40, 1, 12, 12), dtype=np.uint8)
+    xt = rng.integers(0, 256, size=(30, 1, 12, 12), dtype=np.uint8)
+    loop = ActiveLoop(CFG, tmp_path / "r", source=(xs, np.arange(40) % 3), target=(xt, None), classes=CLASSES,
+                      model=nn.Sequential(nn.Flatten(), nn.Linear(144, 8)), oracle="file", show_progress=False)
+    with pytest.raises(WaitingForLabels):
+        loop.run()
+    run = LabelingRun(loop=loop, with_model=False)
+    server = make_server(run, port=0)
+    serve_in_thread(server)
+    try:
+        client = Client(server.url)
+        item = client.state()["items"][0]
+        assert item["image"] is not None
+        code, body = client.request("GET", item["image"].split("&token=")[0])
+        assert code == 200
+        img = Image.open(io.BytesIO(body))
+        assert img.format == "PNG" and img.size == (168, 168)  # 12 px enlarged 14 times (>= 160 shown)
+        row = int(item["sample_id"].split("/")[1])
+        assert np.array_equal(np.asarray(img)[::14, ::14], xt[row, 0])  # the sample's own pixels
+        assert client.request("GET", "/api/image?id=target/999")[0] == 404  # never queried
+    finally:
+        server.shutdown()
+        server.server_close()
+        run.close()
+        loop.ledger.close()
+
+
+def test_png_of_rescales_normalised_images_and_keeps_colour():
+    import io
+
+    import torch
+    from PIL import Image
+
+    from adakit.labeling.run import png_of
+
+    x = torch.tensor([[[-1.0, 1.0]], [[0.0, 0.0]], [[1.0, -1.0]]])  # (3, 1, 2): a normalised colour image
+    img = Image.open(io.BytesIO(png_of(x)))
+    assert img.mode == "RGB" and img.size == (160, 80)  # 2 px wide enlarged 80 times
+    a = np.asarray(img)
+    assert a[0, 0].tolist() == [0, 128, 255] and a[0, -1].tolist() == [255, 128, 0]  # min..max -> 0..255
