@@ -73,11 +73,9 @@ def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
     prefix = "dry run, nothing written: " if dry_run else ""
     out.print(escape(prefix + rep.summary()), highlight=False, soft_wrap=True)
     if rep.new + rep.corrected and not dry_run:
-        from adakit.rundir import stored_experiment
+        from adakit.rundir import resume_hint, stored_experiment
 
-        objects = stored_experiment(run_dir).data.format == "objects"
-        then = f"ActiveLoop.resume({str(run_dir)!r}, ...) with the same objects" if objects else \
-            f"`adakit resume {run_dir}`"
+        then = resume_hint(run_dir, stored_experiment(run_dir).data.format == "objects")
         out.print(f"next: {then} trains on them", highlight=False, soft_wrap=True)
     if errors:
         raise typer.Exit(code=1)

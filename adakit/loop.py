@@ -44,6 +44,7 @@ from adakit.rundir import (
     clean_checkpoints,
     continued_config,
     locked,
+    resume_hint,
     run_lock,
     run_timings,
     stored_config,
@@ -528,8 +529,7 @@ class ActiveLoop:
                 led.record_labels(e.answers, self.oracle.annotator)
                 raise
             if answers is None:
-                then = (f"ActiveLoop.resume({str(self.run_dir)!r}, ...) with the same objects"
-                        if self.cfg.data.format == "objects" else f"`adakit resume {self.run_dir}`")
+                then = resume_hint(self.run_dir, self.cfg.data.format == "objects")
                 raise WaitingForLabels(
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
                     f"answer them, then `adakit import-labels {self.run_dir} FILE` and {then}")

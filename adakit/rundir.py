@@ -213,6 +213,12 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     return old if old.to_dict() == _with(cfg.to_dict(), absent) else None
 
 
+def resume_hint(run_dir: str | Path, from_objects: bool) -> str:
+    """How to continue a stopped run: `adakit resume`, or `ActiveLoop.resume` for a run started from Python objects."""
+    return f"ActiveLoop.resume({str(run_dir)!r}, ...) with the same objects" if from_objects else \
+        f"`adakit resume {run_dir}`"
+
+
 def stored_experiment(run_dir: str | Path):
     """`stored_config` validated into an `ExperimentConfig` (errors name the ledger)."""
     from adakit.config import build_config

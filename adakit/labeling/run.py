@@ -13,6 +13,7 @@ import secrets
 import threading
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,14 @@ def image_file_of(locator: str) -> Path | None:
     except (OSError, RuntimeError):
         return None
     return p if p.is_file() else None
+
+
+def file_data(path: Path) -> tuple[bytes, str] | None:
+    """(bytes, content type) of an image file the run may serve, or None when it cannot be read."""
+    try:
+        return Path(path).read_bytes(), IMAGE_TYPES[Path(path).suffix.lower()]
+    except OSError:
+        return None
 
 
 def _is_features(d: Domain) -> bool:
@@ -157,7 +166,6 @@ class LabelingRun:
         self.lock = threading.RLock()  # one ledger connection shared by the server's threads
         self._loop, self._own_loop, self._restored = loop, loop is None, False
         self._with_model = with_model
-        self._drawable: bool | None = None
         self._items: dict[str, Item] = {}
         self._unit: dict[str, torch.Tensor] = {}  # L2-normalised feature rows of source and pool
         self._neighbour_files: dict[tuple[str, str], Path] = {}
@@ -232,11 +240,9 @@ class LabelingRun:
                                                     file, sugg[q.sample_id], drawn=file is None and self._draws)
             return [self._items[q.sample_id] for q in qs]
 
-    @property
+    @cached_property
     def _draws(self) -> bool:
-        if self._drawable is None:
-            self._drawable = not isinstance(self.pool, FileImageDomain) and _drawable(self.pool)
-        return self._drawable
+        return not isinstance(self.pool, FileImageDomain) and _drawable(self.pool)
 
     def image_data(self, sample_id: str) -> tuple[bytes, str] | None:
         """(bytes, content type) of a queried sample's image: its file, or a PNG drawn from the pixels the
@@ -247,10 +253,7 @@ class LabelingRun:
         if item is None or not item.has_image:
             return None
         if item.image is not None:
-            try:
-                return item.image.read_bytes(), IMAGE_TYPES[item.image.suffix.lower()]
-            except OSError:
-                return None
+            return file_data(item.image)
         with self.lock:  # a user's Dataset is read from one thread at a time
             x = self.pool.load(np.array([item.pool_index]))[0]
         return png_of(x), "image/png"

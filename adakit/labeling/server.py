@@ -19,12 +19,11 @@ import ipaddress
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from adakit.errors import DataError, LedgerError
 from adakit.labeling.page import PAGE
-from adakit.labeling.run import IMAGE_TYPES, LabelingRun
+from adakit.labeling.run import LabelingRun, file_data
 
 MAX_BODY = 64 * 1024
 #: seconds a connection may stay silent (an idle or half-sent request) before the server closes it
@@ -143,17 +142,12 @@ class _Handler(BaseHTTPRequestHandler):
             ids, doms = query.get("id") or [], query.get("d") or []
             if len(ids) != 1 or len(doms) > 1:
                 return self._not_found()
-            if not doms:
+            if doms:
+                path = self.server.run.neighbour_file(doms[0], ids[0])
+                found = file_data(path) if path is not None else None
+            else:
                 found = self.server.run.image_data(ids[0])
-                return self._send(200, *found) if found is not None else self._not_found()
-            path = self.server.run.neighbour_file(doms[0], ids[0])
-            if path is None:
-                return self._not_found()
-            try:
-                data = Path(path).read_bytes()
-            except OSError:
-                return self._not_found()
-            self._send(200, data, IMAGE_TYPES[Path(path).suffix.lower()])
+            return self._send(200, *found) if found is not None else self._not_found()
         else:
             self._not_found()
 
