@@ -21,6 +21,7 @@ _LAZY = {
     "load_run": "adakit.run_model:load_run",
     "validate": "adakit.validate:_module",  # the package, callable as adakit.validate(name, probs=...)
     "register_validator": "adakit.registry:register_validator",
+    "DROP": "adakit.ledger:DROP",  # what a labelling function returns for a sample nobody can label
 }
 
 __all__ = ["AdakitError", "ConfigError", "DataError", "__version__", *_LAZY]

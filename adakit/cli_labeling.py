@@ -166,7 +166,7 @@ def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None
             if "classes" not in meta:
                 notes.append("no class list recorded (a run started by an older adakit): labels were not checked "
                              "against the class list")
-            n_q, n_l = len(led.queries()), len(led.current_labels())
+            n_q, n_l, n_d = len(led.queries()), len(led.current_labels()), len(led.dropped_pool())
             n_rows = len(led.label_rows())
     except LedgerError as e:
         problems = [str(e)]
@@ -179,5 +179,6 @@ def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None
             err.print(f"[red]problem:[/] {escape(p)}", highlight=False, soft_wrap=True)
         err.print(f"{run_dir}: {len(problems)} problem(s)", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
-    out.print(f"{run_dir}: ledger ok ({n_q} queries, {n_l} labelled, {n_rows - n_l} corrections)", highlight=False,
-              soft_wrap=True)
+    dropped = f", {n_d} dropped (nobody could label them)" if n_d else ""
+    out.print(f"{run_dir}: ledger ok ({n_q} queries, {n_l - n_d} labelled{dropped}, {n_rows - n_l} corrections)",
+              highlight=False, soft_wrap=True)

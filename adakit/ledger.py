@@ -39,6 +39,23 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS checkpoints (round INTEGER PRIMARY KEY, path TEXT NOT NULL, created TEXT NOT NULL)""",
 ]
 
+#: the label recorded for a query nobody can answer ("dropped"): it closes the query, is never queried again and
+#: is not trained on; a later answer (or correction) can still give it a class
+DROPPED = -1
+#: the word people write (in an answers file, or return from a labelling function) to drop a query; a class
+#: of that name wins
+DROP = "drop"
+
+
+def is_drop(value) -> bool:
+    """Whether an answer is the word `DROP` (any case, spaces around it ignored)."""
+    return isinstance(value, str) and value.strip().lower() == DROP
+
+
+def label_name(label: int, classes: list[str]) -> str:
+    """A recorded label as people read it: its class name, or `DROP`."""
+    return DROP if label == DROPPED else classes[label]
+
 #: round status, in order
 STATUSES = ("queried", "labelled", "trained", "evaluated")
 #: tables every adakit ledger holds
@@ -286,7 +303,7 @@ class Ledger:
         return [Query(*row) for row in rows]
 
     def open_queries(self, r: int | None = None) -> list[Query]:
-        """Queries without any label yet."""
+        """Queries without any answer yet (a dropped query is answered)."""
         labels = self.current_labels()
         return [q for q in self.queries(r) if q.sample_id not in labels]
 
@@ -358,15 +375,20 @@ class Ledger:
         return int(row[0]) if row and row[0] is not None else 0
 
     def current_labels(self) -> dict[str, int]:
-        """sample_id -> latest label (corrections win)."""
+        """sample_id -> latest label (corrections win); `DROPPED` for a query nobody could answer."""
         rows = self.conn.execute("SELECT sample_id, label FROM labels ORDER BY id").fetchall()
         return dict(rows)
 
     def labelled_pool(self) -> tuple[list[int], list[int]]:
-        """Pool indices and labels of every labelled sample, in query order."""
+        """Pool indices and labels of every labelled sample, in query order (dropped queries excluded)."""
         labels = self.current_labels()
-        qs = [q for q in self.queries() if q.sample_id in labels]
+        qs = [q for q in self.queries() if labels.get(q.sample_id, DROPPED) != DROPPED]
         return [q.pool_index for q in qs], [labels[q.sample_id] for q in qs]
+
+    def dropped_pool(self) -> list[int]:
+        """Pool indices of the dropped queries (answered "nobody can label this"), in query order."""
+        labels = self.current_labels()
+        return [q.pool_index for q in self.queries() if labels.get(q.sample_id) == DROPPED]
 
     # -- metrics and checkpoints ------------------------------------------------------------------
     def record_metrics(self, r: int, metrics: dict[str, float], labels: int) -> None:
@@ -433,10 +455,11 @@ class Ledger:
             classes = None
         if classes is not None:
             n = len(classes)
-            bad = self.conn.execute("SELECT id, sample_id, label FROM labels WHERE label < 0 OR label >= ? "
+            bad = self.conn.execute("SELECT id, sample_id, label FROM labels WHERE label < -1 OR label >= ? "
                                     "OR typeof(label) != 'integer' ORDER BY id", (n,)).fetchall()
             for _, sid, label in bad[:20]:
-                problems.append(f"{sid!r} has label {label!r}, outside the class list 0..{n - 1}")
+                problems.append(f"{sid!r} has label {label!r}, outside the class list 0..{n - 1} (or {DROPPED}: "
+                                "dropped)")
             if len(bad) > 20:
                 problems.append(f"... and {len(bad) - 20} more labels outside the class list")
         return problems
@@ -444,6 +467,6 @@ class Ledger:
 
 for _name in ("get_meta", "set_meta", "classes", "set_classes", "round_status", "set_round_status",
               "round_reached", "record_queries", "queries", "open_queries", "record_labels", "answer",
-              "label_rows", "last_round", "current_labels", "labelled_pool", "record_metrics", "metrics",
-              "record_checkpoint", "last_checkpoint", "check"):
+              "label_rows", "last_round", "current_labels", "labelled_pool", "dropped_pool", "record_metrics",
+              "metrics", "record_checkpoint", "last_checkpoint", "check"):
     setattr(Ledger, _name, _guarded(getattr(Ledger, _name)))

@@ -32,7 +32,7 @@ from adakit.config import ExperimentConfig, build_config, merge
 from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError, DataError, WaitingForLabels
 from adakit.inference import accuracy, forward_domain
-from adakit.ledger import Ledger
+from adakit.ledger import DROP, Ledger
 from adakit.models import build_model
 from adakit.oracle import CallableOracle, FileOracle, RejectedAnswers, SimulatedOracle
 from adakit.pool import PoolView
@@ -539,7 +539,8 @@ class ActiveLoop:
                 raise WaitingForLabels(
                     f"round {r}: {len(pending) - answered} of {len(pending)} queries got no answer (None, NaN, '' "
                     f"or -1); the {answered} answer(s) are saved in the ledger. Resume the run with the same "
-                    f"objects, ActiveLoop.resume({str(self.run_dir)!r}, ..., oracle=...), to be asked for the rest")
+                    f"objects, ActiveLoop.resume({str(self.run_dir)!r}, ..., oracle=...), to be asked for the rest "
+                    f"(answer {DROP!r} for a sample nobody can label)")
         with led.transaction() as c:
             led.set_round_status(r, "labelled", conn=c)
         self.on_event("labelled", {"round": r, "count": answered, "labels": len(self._labelled()[0])})
@@ -552,15 +553,18 @@ class ActiveLoop:
         mask[idx] = True
         labels = np.full(len(pool), -1, dtype=np.int64)
         labels[idx] = y
+        dropped = np.zeros(len(pool), dtype=bool)  # queries nobody could label are never asked again
+        dropped[self._on_main(lambda: self.ledger.dropped_pool())] = True  # the ledger lives on rank 0 only
         view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
                         device=self.device, batch_size=self.cfg.train.eval_batch_size,
-                        outputs_on_device=self.outputs_on_device)  # CUDA: strategies compute on the GPU
+                        outputs_on_device=self.outputs_on_device,  # CUDA: strategies compute on the GPU
+                        unavailable=dropped)
         cached = getattr(self, "_pool_cache", None)
         if cached is not None and cached[0] == r - 1 and not self.dist.enabled:  # round r-1's pool pass: same model
             view.__dict__["_outputs"] = cached[1]
         with distributed.sharded_inference():  # torchrun: every rank infers its share of the pool, gathered
             view.embeddings  # noqa: B018 - computes and caches the pool outputs
-        self._on_main(lambda: self._select_on_main(r, budget, view, mask))
+        self._on_main(lambda: self._select_on_main(r, budget, view, mask | dropped))
 
     def _select_on_main(self, r: int, budget: int, view: PoolView, mask: np.ndarray) -> None:
         """The strategy's selection (on rank 0 only under torchrun), recorded as open queries."""
@@ -622,9 +626,10 @@ class ActiveLoop:
             n_open = len(self.ledger.open_queries(r))
             raise LedgerError(f"round {r} was already queried ({n_open} of its queries still open); answer them "
                               f"(`adakit label` or `adakit import-labels`), then `adakit resume {self.run_dir}`")
-        free = len(self.domains.pool) - len(self._labelled()[0])
+        free = len(self.domains.pool) - len(self._labelled()[0]) - len(self.ledger.dropped_pool())
         if budget < 1 or budget > free:
-            raise DataError(f"--budget {budget}: choose between 1 and {free} (unlabelled samples in the target pool)")
+            raise DataError(f"--budget {budget}: choose between 1 and {free} (samples of the target pool not yet "
+                            "queried)")
         with shown(self.show_progress):
             self._select(r, budget)
         export_round(self.domains.pool, self.domains.classes, self.ledger.queries(r),

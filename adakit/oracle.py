@@ -11,6 +11,7 @@ import numpy as np
 
 from adakit.data.domain import Domain
 from adakit.errors import DataError
+from adakit.ledger import DROPPED, is_drop
 
 
 class SimulatedOracle:
@@ -154,8 +155,10 @@ class CallableOracle:
     ``indices`` are target-pool indices (an int64 numpy array, in query order; for a target given as
     ``(X, y)`` or a Dataset they are its row numbers). ``labels`` holds one class index in ``[0, C)`` or
     one class name per index; None, NaN, ``""`` or -1 mean "no answer yet" (the sample stays an open
-    query). A return value of the wrong shape or type is a `DataError`; invalid labels among valid ones are
-    a `RejectedAnswers` error that carries the valid answers, which the loop saves before raising it.
+    query); ``adakit.DROP`` (the string ``"drop"``, in a list) means "nobody can label this": the query is
+    closed, never asked again and not trained on (see `Ledger.dropped_pool`). A return value of the wrong
+    shape or type is a `DataError`; invalid labels among valid ones are a `RejectedAnswers` error that
+    carries the valid answers, which the loop saves before raising it.
     """
 
     annotator = "callable"
@@ -190,6 +193,8 @@ class CallableOracle:
                 continue
             if isinstance(v, str) and v in index:
                 answers[q.sample_id] = index[v]
+            elif is_drop(v):
+                answers[q.sample_id] = DROPPED
             elif isinstance(v, float) and v.is_integer() and 0 <= v < len(self.classes):
                 answers[q.sample_id] = int(v)
             elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(self.classes):

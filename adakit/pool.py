@@ -30,14 +30,19 @@ class BaseView:
     (the object that provides discriminators, e.g. ``objective.domain_discriminator``).
 
     ``labelled`` is a boolean mask over the pool; ``labels`` holds the given labels (-1 elsewhere).
+    ``unavailable`` (optional mask) marks unlabelled samples that must not be picked: queries that nobody
+    could label (dropped); they stay out of ``unlabelled_indices``.
     """
 
     #: per-sample domain-discriminator logits (N,) given directly (sigmoid = P(source)); None: strategies run
     #: ``objective.domain_discriminator`` on the embeddings instead
     domain_logits: torch.Tensor | None = None
 
-    def __init__(self, labelled: np.ndarray, labels: np.ndarray | None = None, objective: Any = None):
+    def __init__(self, labelled: np.ndarray, labels: np.ndarray | None = None, objective: Any = None,
+                 unavailable: np.ndarray | None = None):
         self.labelled = np.asarray(labelled, dtype=bool)
+        self.unavailable = np.zeros(len(self.labelled), dtype=bool) if unavailable is None else \
+            np.asarray(unavailable, dtype=bool)
         self.labels = np.full(len(self.labelled), -1, dtype=np.int64) if labels is None else np.asarray(labels)
         self.objective = objective
 
@@ -63,7 +68,7 @@ class BaseView:
 
     @cached_property
     def unlabelled_indices(self) -> np.ndarray:
-        return np.flatnonzero(~self.labelled)
+        return np.flatnonzero(~self.labelled & ~self.unavailable)
 
     @cached_property
     def labelled_indices(self) -> np.ndarray:
@@ -94,8 +99,9 @@ class PoolView(BaseView):
 
     def __init__(self, model: nn.Module, pool: Domain, labelled: np.ndarray, labels: np.ndarray | None = None,
                  objective: nn.Module | None = None, source: Domain | None = None,
-                 device: torch.device | str = "cpu", batch_size: int = 256, outputs_on_device: bool = False):
-        super().__init__(labelled, labels, objective)
+                 device: torch.device | str = "cpu", batch_size: int = 256, outputs_on_device: bool = False,
+                 unavailable: np.ndarray | None = None):
+        super().__init__(labelled, labels, objective, unavailable)
         self.model = model
         self.pool = pool
         self.source = source

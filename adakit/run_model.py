@@ -16,6 +16,7 @@ from torch import nn
 
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
+from adakit.ledger import DROPPED
 from adakit.rundir import CheckpointError
 
 __all__ = ["RunModel", "load_run"]
@@ -57,13 +58,15 @@ class RunModel:
 
     @property
     def labels(self) -> list[dict]:
-        """Current label per queried sample: sample_id, pool_index, round, label, class, annotator."""
+        """Current label per answered query: sample_id, pool_index, round, label, class, annotator (a dropped
+        query, which nobody could label: label -1, class None)."""
         with self._ledger() as led:
             current = led.current_labels()
             annotators = {r["sample_id"]: r["annotator"] for r in led.label_rows()}  # the latest row wins
             queries = led.queries()
         return [{"sample_id": q.sample_id, "pool_index": q.pool_index, "round": q.round,
-                 "label": current[q.sample_id], "class": self.classes[current[q.sample_id]],
+                 "label": current[q.sample_id],
+                 "class": None if current[q.sample_id] == DROPPED else self.classes[current[q.sample_id]],
                  "annotator": annotators[q.sample_id]} for q in queries if q.sample_id in current]
 
     @property

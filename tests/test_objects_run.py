@@ -336,6 +336,63 @@ def test_callable_oracle_answers_are_saved_when_some_are_missing_or_rejected(tmp
     assert got == ref and len(got) == 6
 
 
+def test_a_query_nobody_can_label_is_dropped_never_asked_again_and_not_trained_on(tmp_path, monkeypatch):
+    """adakit.DROP from the labelling function closes the query: the run goes on (no WaitingForLabels), the
+    sample is never offered to the strategy again, the training set and the label counts leave it out, and
+    resuming after a drop asks nothing again."""
+    import adakit
+    from adakit.query.base import Selection
+
+    def first_free(self, view, budget, rng):  # a dropped sample would be picked again if it were offered
+        cand = view.unlabelled_indices[:budget]
+        return Selection(cand, np.zeros(len(cand)))
+
+    monkeypatch.setattr(MarginSampling, "select", first_free)
+    xs, ys, xt, yt = _arrays()
+    asked = []
+
+    def drops_the_first(idx):
+        asked.append(idx.tolist())
+        return [adakit.DROP] + [int(v) for v in yt[idx[1:]]]
+
+    objs = {"source": (xs, ys), "target": (xt, None), "test": (xt, yt), "show_progress": False}
+    loop = ActiveLoop({"query": {"strategy": "margin"}, **SMALL}, tmp_path / "r", oracle=drops_the_first, **objs)
+    trained_on = []
+    fit = loop.trainer.fit
+
+    def spy(*args, **kwargs):
+        trained_on.append([int(i) for i in args[2]])  # the labelled pool indices it trains on
+        return fit(*args, **kwargs)
+
+    loop.trainer.fit = spy
+    s = loop.run()
+    assert asked == [[0, 1, 2], [3, 4, 5]]  # without the exclusion round 2 would offer sample 0 again
+    with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
+        assert led.dropped_pool() == [0, 3] and led.labelled_pool()[0] == [1, 2, 4, 5]
+        assert led.open_queries() == [] and led.check() == []
+        assert led.current_labels()["target/0"] == -1
+    assert [r["labels"] for r in s["rounds"]] == [0, 2, 4]
+    assert [1, 2, 4, 5] in trained_on and not any(0 in t or 3 in t for t in trained_on)
+    ActiveLoop.resume(tmp_path / "r", oracle=drops_the_first, **objs).run()
+    assert len(asked) == 2
+
+
+def test_drop_is_read_from_answer_files_and_a_class_of_that_name_wins(tmp_path):
+    from adakit.data.objects import as_domain
+    from adakit.labeling.answers import _resolve
+    from adakit.ledger import Query
+
+    assert _resolve("drop", ["a", "b"]) == -1 and _resolve(" DROP ", ["a", "b"]) == -1
+    assert _resolve("drop", ["keep", "drop"]) == 1  # a class named "drop" means that class
+    pool = as_domain((np.zeros((10, 2), np.float32), None), "target", ["a", "drop"])
+    q = [Query("target/4", 4, 1, 0, 0.0, None), Query("target/7", 7, 1, 1, 0.0, None)]
+    assert CallableOracle(lambda idx: ["drop", "a"], pool, ["a", "drop"]).label(q, 1) == {"target/4": 1,
+                                                                                       "target/7": 0}
+    pool = as_domain((np.zeros((10, 2), np.float32), None), "target", ["a", "b"])
+    assert CallableOracle(lambda idx: ["Drop", "a"], pool, ["a", "b"]).label(q, 1) == {"target/4": -1,
+                                                                                     "target/7": 0}
+
+
 def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch):
     import re
     from pathlib import Path

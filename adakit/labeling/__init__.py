@@ -8,7 +8,9 @@
 """
 
 from adakit.labeling.answers import ImportReport, import_answers, read_answers
+from adakit.labeling.labelstudio import export_labelstudio
 from adakit.labeling.run import LabelingRun, open_run
 from adakit.labeling.server import make_server
 
-__all__ = ["ImportReport", "LabelingRun", "import_answers", "make_server", "open_run", "read_answers"]
+__all__ = ["ImportReport", "LabelingRun", "export_labelstudio", "import_answers", "make_server", "open_run",
+           "read_answers"]

@@ -4,8 +4,9 @@ transaction; importing the same file again changes nothing.
 
 CSV: a header naming ``sample_id`` (or ``id``) and ``label`` columns, other columns are ignored; a
 label is a class name or a class index written as a plain decimal number (``3``; not ``+3``, ``3.0``,
-``1_0`` or other digits; a name wins when a class is named like an index). Rows with an empty label are
-unanswered and skipped. A row spanning several lines (a quote left open) makes the file unreadable:
+``1_0`` or other digits; a name wins when a class is named like an index), or ``drop`` (any case) for a
+sample nobody can label (it closes the query without a class; a class named "drop" wins). Rows with an
+empty label are unanswered and skipped. A row spanning several lines (a quote left open) makes the file unreadable:
 nothing is imported. Label Studio: the JSON export (tasks with ``annotations``
 holding a ``choices`` result) or the JSON-MIN export, with the sample id in ``meta.sample_id`` or
 ``data.sample_id`` as `adakit export-labelstudio` writes it.
@@ -25,7 +26,7 @@ from pathlib import Path
 from adakit.data import Domains
 from adakit.errors import DataError, LedgerError
 from adakit.labeling.run import open_run
-from adakit.ledger import Ledger
+from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
 from adakit.rundir import stored_experiment
 
 _INDEX = re.compile(r"0|[1-9][0-9]*")  # a class index: plain ASCII decimal, no sign, no leading zero
@@ -334,7 +335,8 @@ def read_answers(path: str | Path) -> tuple[list[RawAnswer], ImportReport]:
 # -- validating and committing ---------------------------------------------------------------------------
 def _resolve(label, classes: list[str], by_name: dict[str, int] | None = None) -> int | None:
     """Class index of a label: a class name, an int, or an index written as plain ASCII decimal digits
-    (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); None when it is none."""
+    (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); `DROPPED` for ``drop``
+    (unless a class has that name); None when it is none."""
     if isinstance(label, bool):
         return None
     if isinstance(label, int):
@@ -345,6 +347,8 @@ def _resolve(label, classes: list[str], by_name: dict[str, int] | None = None) -
     text = label.strip()
     if text in by_name:
         return by_name[text]
+    if is_drop(text):
+        return DROPPED
     if not _INDEX.fullmatch(text) or len(text) > 9:
         return None
     i = int(text)
@@ -401,7 +405,7 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
                 report.error(a.line, "not a class", f"{a.sample_id!r}: label {a.label!r} is not in the class list "
                                                     f"(a name: {shown}; or an index 0..{len(classes) - 1} written "
-                                                    "as plain digits)")
+                                                    f"as plain digits; or {DROP!r} when nobody can label it)")
                 continue
             if a.sample_id in seen:
                 first_line, first_y = seen[a.sample_id]
@@ -409,17 +413,18 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
                     report.note(a.line, "repeated row", f"{a.sample_id!r} repeats line {first_line} (same answer, "
                                                         "counted once)")
                 elif first_y != y or a.sample_id in rejected:
-                    report.error(a.line, "conflicting rows", f"{a.sample_id!r}: {classes[y]!r} conflicts with line "
-                                                             f"{first_line} ({classes[first_y]!r}); neither is "
-                                                             "recorded")
+                    ours, theirs = label_name(y, classes), label_name(first_y, classes)
+                    report.error(a.line, "conflicting rows", f"{a.sample_id!r}: {ours!r} conflicts with line "
+                                                             f"{first_line} ({theirs!r}); neither is recorded")
                     rejected.add(a.sample_id)
                     valid.pop(a.sample_id, None)
                 continue
             seen[a.sample_id] = (a.line, y)
             if a.sample_id in current and current[a.sample_id] != y and not correct:
+                ledger_says = label_name(current[a.sample_id], classes)
                 report.error(a.line, "differs from the ledger",
-                             f"{a.sample_id!r} is already labelled {classes[current[a.sample_id]]!r} in the ledger, "
-                             f"the file says {classes[y]!r}; import with --correct to record a correction")
+                             f"{a.sample_id!r} is already labelled {ledger_says!r} in the ledger, the file says "
+                             f"{label_name(y, classes)!r}; import with --correct to record a correction")
                 rejected.add(a.sample_id)
                 continue
             valid[a.sample_id] = y

@@ -3,27 +3,35 @@ the matching labelling config. Answers come back through `adakit import-labels` 
 
 Each task: ``data.image`` (or ``data.text`` for feature rows), ``data.sample_id``, ``meta.sample_id`` /
 ``meta.round`` / ``meta.score``, and the model's suggestion as a ``predictions`` entry (pre-annotation).
+Images held in memory (digit datasets, arrays or tensors from Python) are written as PNG files into a folder
+beside the tasks file, which the tasks then reference like image files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
+import numpy as np
+
 from adakit.data import Domains
 from adakit.errors import DataError
-from adakit.labeling.run import image_file_of, open_run
+from adakit.labeling.run import draws_images, image_file_of, open_run, png_of
+from adakit.ledger import DROP
 
 FROM_NAME = "label"
 
 
 def labeling_config(classes: list[str], kind: str) -> str:
-    """Label Studio labelling config (XML): one image (or text) and a single choice among the classes."""
+    """Label Studio labelling config (XML): one image (or text) and a single choice among the classes, plus
+    a last choice "drop" for a sample nobody can label (unless a class has that name)."""
     obj = '<Image name="image" value="$image"/>' if kind == "image" else '<Text name="text" value="$text"/>'
-    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
+    choices = "\n".join([f"    <Choice value={quoteattr(c)}/>" for c in classes] +
+                        ([] if DROP in classes else [f'    <Choice value="{DROP}" hint="nobody can label it"/>']))
     return (f'<View>\n  {obj}\n  <Choices name="{FROM_NAME}" toName="{kind}" choice="single" showInline="true">\n'
             f"{choices}\n  </Choices>\n</View>\n")
 
@@ -46,6 +54,16 @@ def _image_ref(locator: str, root: Path | None, url_prefix: str | None) -> str:
     return url_prefix + quote(ref.as_posix(), safe="/")
 
 
+def _write_png(pool, index: int, sample_id: str, folder: Path) -> Path:
+    """A pool image held in memory, written as ``folder/<index>-<sample id>.png`` (replaced atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{index:07d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', sample_id)[:80]}.png"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(png_of(pool.load(np.array([index]))[0]))
+    os.replace(tmp, path)
+    return path
+
+
 def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = True, root: str | Path | None = None,
                        url_prefix: str | None = None, domains: Domains | None = None) -> tuple[int, Path]:
     """Write Label Studio tasks for the run's open queries (all queries when not ``open_only``) to ``out``
@@ -53,7 +71,8 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
 
     Image references: the absolute path by default; relative to ``root`` when given; prefixed with
     ``url_prefix`` when given (e.g. ``/data/local-files/?d=`` with ``root`` = Label Studio's
-    LOCAL_FILES_DOCUMENT_ROOT, or an http URL where the images are served).
+    LOCAL_FILES_DOCUMENT_ROOT, or an http URL where the images are served). Images held in memory are
+    written to ``<out stem>-images/`` as PNG (pool index and sample id in the name) and referenced the same way.
     """
     out = Path(out)
     _, doms, ledger = open_run(run_dir, domains)
@@ -61,10 +80,13 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
         classes = list(doms.classes)
         queries = ledger.open_queries() if open_only else ledger.queries()
         root_p = Path(root) if root is not None else None
+        drawn = out.with_name(out.stem + "-images") if draws_images(doms.pool) else None
         tasks, kinds = [], set()
         for q in queries:
             loc = doms.pool.describe(q.pool_index)
             img = image_file_of(loc)
+            if img is None and drawn is not None:
+                loc = img = _write_png(doms.pool, q.pool_index, q.sample_id, drawn)
             kinds.add("image" if img is not None else "text")
             data = ({"image": _image_ref(loc, root_p, url_prefix)} if img is not None
                     else {"text": f"sample {q.sample_id} ({loc})"})

@@ -36,7 +36,7 @@ PAGE = r"""<!doctype html>
  #status.ok { background:#e8f5ec; color:var(--ok); } #status.conflict { background:#fff4e0; color:var(--warn); }
  #status.error { background:#fdeaea; color:var(--bad); } #status.info { background:#eef3fd; color:var(--acc); }
  .help { color:var(--mute); font-size:12px; margin:12px 0 0; }
- nav { display:flex; gap:8px; margin-top:10px; } nav button { flex:1; padding:6px; border:1px solid var(--line); background:#fff; border-radius:6px; cursor:pointer; }
+ nav { display:flex; flex-wrap:wrap; gap:8px; margin-top:10px; } nav button { flex:1; padding:6px; border:1px solid var(--line); background:#fff; border-radius:6px; cursor:pointer; }
 </style></head>
 <body>
 <header><b>adakit</b><span id="run"></span><span id="progress">loading…</span><div id="bar"><div></div></div></header>
@@ -52,9 +52,10 @@ PAGE = r"""<!doctype html>
   <h3>All classes</h3>
   <input id="filter" placeholder="type to filter · Enter picks the first" autocomplete="off">
   <div id="classes"></div>
-  <nav><button id="prev" title="previous (←)">← previous</button><button id="undo" title="undo (u)">undo (u)</button><button id="next" title="next (→)">next →</button></nav>
+  <nav><button id="prev" title="previous (←)">← previous</button><button id="undo" title="undo (u)">undo (u)</button><button id="drop" title="nobody can tell its class: close the query without a label (x)">can't label (x)</button><button id="next" title="next (→)">next →</button></nav>
   <p class="help">keys: <span class="key">1</span>–<span class="key">9</span> pick · <span class="key">←</span> <span class="key">→</span> navigate ·
-   <span class="key">u</span> undo (correct your last answer) · <span class="key">/</span> filter classes</p>
+   <span class="key">u</span> undo (correct your last answer) · <span class="key">x</span> can't label ·
+   <span class="key">/</span> filter classes</p>
  </aside>
 </main>
 <script>
@@ -73,7 +74,8 @@ async function api(path, opts = {}) {
   return [r.status, body];
 }
 function status(kind, text) { const s = $("status"); s.className = kind; s.textContent = text; }
-function name(c) { return c === null || c === undefined ? "" : S.classes[c]; }
+const DROPPED = -1;  // the ledger's label of a query nobody can label
+function name(c) { return c === null || c === undefined ? "" : c === DROPPED ? "can't label" : S.classes[c]; }
 function shortcuts(it) {
   const order = it.suggestions.map((s) => s.label);
   for (let c = 0; c < S.classes.length && order.length < 9; c++) if (!order.includes(c)) order.push(c);
@@ -112,7 +114,7 @@ function renderNeighbours(it) {
 function render() {
   const n = S.items.length;
   $("run").textContent = S.run;
-  $("progress").textContent = `${S.done} of ${S.total} labelled` + (n ? ` · item ${idx + 1}/${n}` : "");
+  $("progress").textContent = `${S.done} of ${S.total} answered` + (n ? ` · item ${idx + 1}/${n}` : "");
   $("bar").firstElementChild.style.width = S.total ? (100 * S.done / S.total) + "%" : "0";
   const it = S.items[idx];
   if (!it) {
@@ -132,7 +134,7 @@ function render() {
   $("media").style.minHeight = it.image ? "" : "120px";
   renderNeighbours(it);
   $("meta").textContent = (it.locator !== it.sample_id ? `${it.locator} · ` : "") + `${it.sample_id} · round ${it.round} · score ${it.score === null ? "–" : it.score.toPrecision(3)}` +
-    (it.label !== null ? ` · labelled “${name(it.label)}”` : " · not labelled yet");
+    (it.label === DROPPED ? " · dropped: nobody can label it" : it.label !== null ? ` · labelled “${name(it.label)}”` : " · not labelled yet");
   const sg = $("sugg"); sg.innerHTML = "";
   it.suggestions.forEach((s, k) => sg.appendChild(button(s.label, k + 1, s.p, it)));
   if (!it.suggestions.length) sg.textContent = "(no model suggestion)";
@@ -196,10 +198,12 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "ArrowRight") { go(1); e.preventDefault(); }
   else if (e.key === "ArrowLeft") { go(-1); e.preventDefault(); }
   else if (e.key === "u" || e.key === "U") { undo(); e.preventDefault(); }
+  else if ((e.key === "x" || e.key === "X") && it) { pick(DROPPED); e.preventDefault(); }
   else if (e.key === "/") { $("filter").focus(); e.preventDefault(); }
 });
 $("filter").addEventListener("input", () => { const it = S.items[idx]; if (it) renderClasses(it); });
 $("prev").onclick = () => go(-1); $("next").onclick = () => go(1); $("undo").onclick = undo;
+$("drop").onclick = () => pick(DROPPED);
 window.addEventListener("focus", () => refresh(true));
 refresh(false).then((ok) => { if (ok) status("info", S.items.length ? "Pick a class: click it or press its number." : "Nothing to label."); });
 </script>

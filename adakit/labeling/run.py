@@ -24,7 +24,7 @@ from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
 from adakit.data.images import FileImageDomain
 from adakit.errors import ConfigError, DataError
-from adakit.ledger import Ledger, Query
+from adakit.ledger import DROPPED, Ledger, Query, is_drop, label_name
 from adakit.rundir import stored_experiment
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
@@ -142,6 +142,12 @@ def _drawable(d: Domain) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3)
 
 
+def draws_images(pool: Domain) -> bool:
+    """Whether the pool's images are held in memory (no files) and can be drawn as PNG: digit datasets,
+    image arrays, tensors or Datasets from Python."""
+    return not isinstance(pool, FileImageDomain) and _drawable(pool)
+
+
 class LabelingRun:
     """The open queries of a run and everything needed to answer them.
 
@@ -242,7 +248,7 @@ class LabelingRun:
 
     @cached_property
     def _draws(self) -> bool:
-        return not isinstance(self.pool, FileImageDomain) and _drawable(self.pool)
+        return draws_images(self.pool)
 
     def image_data(self, sample_id: str) -> tuple[bytes, str] | None:
         """(bytes, content type) of a queried sample's image: its file, or a PNG drawn from the pixels the
@@ -326,16 +332,24 @@ class LabelingRun:
 
     # -- answers ----------------------------------------------------------------------------------
     def class_index(self, value) -> int:
-        """A class given by index (int) or name; `DataError` otherwise."""
+        """A class given by index (int) or name, or `DROPPED` (-1, or "drop" when no class has that name)
+        for a sample nobody can label; `DataError` otherwise."""
         if isinstance(value, bool):
             raise DataError(f"label {value!r} is not a class")
         if isinstance(value, (int, np.integer)):
-            if 0 <= int(value) < len(self.classes):
+            if DROPPED <= int(value) < len(self.classes):
                 return int(value)
-            raise DataError(f"label {int(value)} is outside the class list 0..{len(self.classes) - 1}")
+            raise DataError(f"label {int(value)} is outside the class list 0..{len(self.classes) - 1} "
+                            f"({DROPPED}: drop the query)")
         if isinstance(value, str) and value in self.classes:
             return self.classes.index(value)
+        if is_drop(value):
+            return DROPPED
         raise DataError(f"label {value!r} is not in the class list ({len(self.classes)} classes)")
+
+    def label_name(self, label: int) -> str:
+        """A recorded label as people read it: its class name, or "drop"."""
+        return label_name(label, self.classes)
 
     def answer(self, sample_id: str, label, replaces=None, annotator: str = "web") -> tuple[str, int | None]:
         """Validate and write one answer (its own transaction, committed before this returns)."""

@@ -74,7 +74,7 @@ class LabelServer(ThreadingHTTPServer):
                 "image": f"/api/image?id={quote(i.sample_id, safe='')}&token={tok}" if i.has_image else None,
                 "suggestions": [{"label": c, "p": p} for c, p in i.suggestions],
                 "neighbours": [{"domain": n.domain, "sample_id": n.sample_id, "label": n.label,
-                                "name": run.classes[n.label], "similarity": n.similarity,
+                                "name": run.label_name(n.label), "similarity": n.similarity,
                                 "image": (f"/api/image?id={quote(n.sample_id, safe='')}&d={n.domain}&token={tok}"
                                           if n.image is not None else None)}
                                for n in near.get(i.sample_id, [])],
@@ -178,8 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
         except RecursionError:
             return self._json(400, {"error": "body is JSON nested too deeply"})
         if not isinstance(body, dict) or not isinstance(body.get("sample_id"), str) or "label" not in body:
-            return self._json(400, {"error": 'expected {"sample_id": str, "label": class index or name, '
-                                             '"replaces": null or the label being corrected}'})
+            return self._json(400, {"error": 'expected {"sample_id": str, "label": class index or name (-1: '
+                                             'nobody can label it), "replaces": null or the label being '
+                                             'corrected}'})
         try:
             body["sample_id"].encode("utf-8")
         except UnicodeEncodeError:
@@ -194,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": str(e)})
         if outcome == "conflict":
             return self._json(409, {"error": "conflict: already labelled", "current": current,
-                                    "current_name": None if current is None else run.classes[current]})
+                                    "current_name": None if current is None else run.label_name(current)})
         done, total = run.progress()
         self._json(200, {"outcome": outcome, "label": current, "done": done, "total": total})
 

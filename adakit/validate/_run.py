@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from adakit.errors import ConfigError, DataError
+from adakit.ledger import DROPPED
 
 
 def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -42,14 +43,14 @@ def _probs(logits: torch.Tensor) -> np.ndarray:
 def queried_batch(ledger: Any, r: int, pool_size: int, strategy: str) -> dict[str, np.ndarray]:
     """Round r's answered queries: the class the model suggested at query time, the label, and (random sampling
     only) the inclusion probability b / (unlabelled pool size before the round)."""
-    labels = ledger.current_labels()
+    labels = {s: y for s, y in ledger.current_labels().items() if y != DROPPED}  # a dropped query has no label
     qs = [q for q in ledger.queries(r) if q.sample_id in labels and q.suggested is not None]
     if r == 0 or not qs:
         return {}
     out = {"queried_pred": np.array([q.suggested for q in qs], dtype=np.int64),
            "queried_labels": np.array([labels[q.sample_id] for q in qs], dtype=np.int64)}
     if strategy == "random":
-        before = sum(1 for q in ledger.queries() if q.round < r and q.sample_id in labels)
+        before = sum(1 for q in ledger.queries() if q.round < r)  # answered or dropped: out of the pool
         out["queried_inclusion"] = np.full(len(qs), len(ledger.queries(r)) / max(1, pool_size - before))
     return out
 

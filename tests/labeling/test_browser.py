@@ -84,7 +84,7 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
         assert st["total"] == 4 and all(i["image"] for i in items)
         d = browser
         d.get(server.url)
-        _wait(d, lambda d: "0 of 4 labelled" in _text(d, "progress"), "page loaded")
+        _wait(d, lambda d: "0 of 4 answered" in _text(d, "progress"), "page loaded")
         _wait(d, lambda d: d.execute_script("const i = document.getElementById('img');"
                                             "return i.complete && i.naturalWidth > 0"), "image shown")
         assert "item 1/4" in _text(d, "progress")
@@ -95,7 +95,7 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
 
         # 1 = the model's top suggestion
         _key(d, "1")
-        _wait(d, lambda d: "1 of 4 labelled" in _text(d, "progress"), "first answer acknowledged")
+        _wait(d, lambda d: "1 of 4 answered" in _text(d, "progress"), "first answer acknowledged")
         with Ledger(office_run / "ledger.sqlite") as led:
             assert led.current_labels() == {first["sample_id"]: top1}
 
@@ -110,14 +110,14 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
         keys = [s["label"] for s in second["suggestions"]]
         keys += [c for c in range(len(classes)) if c not in keys]
         _key(d, "4")
-        _wait(d, lambda d: "2 of 4 labelled" in _text(d, "progress"), "second answer acknowledged")
+        _wait(d, lambda d: "2 of 4 answered" in _text(d, "progress"), "second answer acknowledged")
         # u = undo: back to item 2, the next pick is a correction
         _key(d, "u")
         _wait(d, lambda d: "Undo" in _text(d, "status"), "undo shown")
         assert "item 2/4" in _text(d, "progress")
         _key(d, "2")
         _wait(d, lambda d: "Corrected" in _text(d, "status"), "correction acknowledged")
-        assert "2 of 4 labelled" in _text(d, "progress")
+        assert "2 of 4 answered" in _text(d, "progress")
         with Ledger(office_run / "ledger.sqlite") as led:
             rows = led.label_rows(second["sample_id"])
         assert [r["label"] for r in rows] == [keys[3], keys[1]] and rows[1]["correction_of"] == rows[0]["id"]
@@ -142,9 +142,10 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
         # the last item, then everything is answered
         _key(d, "\ue014")
         _wait(d, lambda d: "item 4/4" in _text(d, "progress"), "to the last item")
-        _key(d, "3")
+        _key(d, "x")  # nobody can tell this one: dropped, which answers it too
         _wait(d, lambda d: "All 4 answered" in _text(d, "status"), "all answered")
-        assert "4 of 4 labelled" in _text(d, "progress")
+        assert "4 of 4 answered" in _text(d, "progress") and "can't label" in _text(d, "status")
+        assert "dropped: nobody can label it" in _text(d, "meta")
         logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE" and "(Conflict)" not in e["message"]]
         assert not logs, logs
     finally:
@@ -153,8 +154,9 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
         run.close()
     with Ledger(office_run / "ledger.sqlite") as led:
         assert len(led.current_labels()) == 4 and len(led.label_rows()) == 5 and led.check() == []
-    # resume trains on the people's answers and finishes the run
+        assert led.current_labels()[items[3]["sample_id"]] == -1 and len(led.dropped_pool()) == 1
+    # resume trains on the people's answers (the dropped sample left out) and finishes the run
     from adakit.loop import ActiveLoop
 
     summary = ActiveLoop.resume(office_run, show_progress=False).run()
-    assert summary["rounds"][-1]["labels"] == 4 and summary["rounds"][-1]["round"] == 1
+    assert summary["rounds"][-1]["labels"] == 3 and summary["rounds"][-1]["round"] == 1

@@ -231,6 +231,38 @@ def test_cli_query_import_resume_end_to_end(demo_run, tmp_path):
     assert res.exit_code == 0 and "ledger ok (45 queries, 45 labelled, 0 corrections)" in res.output
 
 
+def test_dropped_rows_close_the_round_and_are_never_queried_again(demo_run, tmp_path):
+    """`drop` in the label column: the round closes with those samples unlabelled, training and the label
+    counts leave them out, the next round does not query them, and `ledger check` counts them."""
+    truth = _truth(demo_run)
+    csv_path = demo_run / "queries" / "round-1.csv"
+    header, *body = csv_path.read_text().splitlines()
+    ids = [r.split(",")[0] for r in body]
+    filled = tmp_path / "answered.csv"
+    filled.write_text("\n".join([header] + [r + ("drop" if k == 0 else "Drop" if k == 1 else str(truth[i]))
+                                            for k, (r, i) in enumerate(zip(body, ids))]) + "\n")
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(filled)])
+    assert res.exit_code == 0 and "20 new" in res.output, res.output
+    assert _labels(demo_run)[0][ids[0]] == -1 and _labels(demo_run)[2] == []
+    wrong = tmp_path / "wrong.csv"  # a later file disagreeing with a drop is refused like any other change
+    wrong.write_text(f"sample_id,label\n{ids[0]},3\n{ids[2]},drop\n")
+    rep = import_answers(demo_run, wrong)
+    msgs = " ".join(m for _, m in rep.errors)
+    assert rep.new == rep.corrected == 0 and len(rep.errors) == 2
+    assert "already labelled 'drop'" in msgs and "the file says 'drop'" in msgs
+    res = runner.invoke(app, ["resume", str(demo_run), "--quiet"])
+    assert "round 1: 18 labels" in res.output and "waiting for labels" in res.output, res.output
+    with Ledger(demo_run / "ledger.sqlite") as led:
+        round2 = {q.sample_id for q in led.queries(2)}
+        assert len(round2) == 20 and not round2 & set(ids) and led.dropped_pool() == [
+            q.pool_index for q in led.queries(1)[:2]]
+    res = runner.invoke(app, ["ledger", "check", str(demo_run)])
+    assert res.exit_code == 0 and "(40 queries, 18 labelled, 2 dropped (nobody could label them), 0 corrections)" \
+        in res.output, res.output
+    export_labelstudio(demo_run, tmp_path / "tasks.json")  # annotators there can drop too
+    assert '<Choice value="drop"' in (tmp_path / "tasks.label-config.xml").read_text()
+
+
 def test_cli_import_reports_errors_with_exit_code_1(demo_run, tmp_path):
     q = _open(demo_run)
     f = tmp_path / "a.csv"

@@ -178,7 +178,7 @@ def test_neighbour_thumbnails_in_chromium(browser, office_images, tmp_path):  # 
         near = c.state()["items"][0]["neighbours"]
         d = browser
         d.get(server.url)
-        _wait(d, lambda d: "0 of 4 labelled" in _text(d, "progress"), "page loaded")
+        _wait(d, lambda d: "0 of 4 answered" in _text(d, "progress"), "page loaded")
         # the feature file records the row's image: the page shows it and names its path beside the row id
         _wait(d, lambda d: d.execute_script("const i = document.getElementById('img'); return i.style.display "
                                             "=== 'block' && i.complete && i.naturalWidth > 0"), "query image shown")

@@ -121,6 +121,38 @@ def test_images_held_in_memory_are_drawn_for_the_page(tmp_path):
         loop.ledger.close()
 
 
+def test_labelstudio_export_writes_images_held_in_memory_as_png(tmp_path):
+    """Label Studio needs image files: the export writes each queried in-memory image as a PNG beside the
+    tasks and references it (relative to --root, with the URL prefix) like an image file."""
+    import io
+    import json
+
+    from PIL import Image
+    from torch import nn
+
+    from adakit.labeling.labelstudio import export_labelstudio
+
+    rng = np.random.default_rng(0)
+    xs = rng.integers(0, 256, size=(40, 1, 12, 12), dtype=np.uint8)
+    xt = rng.integers(0, 256, size=(30, 1, 12, 12), dtype=np.uint8)
+    loop = ActiveLoop(CFG, tmp_path / "r", source=(xs, np.arange(40) % 3), target=(xt, None), classes=CLASSES,
+                      model=nn.Sequential(nn.Flatten(), nn.Linear(144, 8)), oracle="file", show_progress=False)
+    with pytest.raises(WaitingForLabels):
+        loop.run()
+    out = tmp_path / "ls" / "tasks.json"
+    n, cfg = export_labelstudio(tmp_path / "r", out, root=tmp_path, url_prefix="/data/local-files/?d=",
+                                domains=loop.domains)
+    tasks = json.loads(out.read_text())
+    assert n == len(tasks) == 3 and "<Image" in cfg.read_text()
+    for task in tasks:
+        ref = task["data"]["image"]
+        assert ref.startswith("/data/local-files/?d=ls/tasks-images/") and ref.endswith(".png")
+        png = tmp_path / ref.split("?d=")[1]
+        row = int(task["meta"]["sample_id"].split("/")[1])
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.read_bytes())))[::14, ::14], xt[row, 0])
+    loop.ledger.close()
+
+
 def test_png_of_rescales_normalised_images_and_keeps_colour():
     import io
 

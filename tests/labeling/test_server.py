@@ -95,7 +95,7 @@ def test_state_answers_corrections_and_validation(served):
     assert code == 200 and body["outcome"] == "corrected" and body["label"] == 5
     code, body = c.answer(sid, 6, replaces=4)  # stale correction: 4 is no longer the current label
     assert code == 409 and body["current"] == 5
-    for bad in (11, -1, "eleven", True, None, 2.5):
+    for bad in (11, -2, "eleven", True, None, 2.5):
         code, body = c.answer(st["items"][1]["sample_id"], bad)
         assert code == 400, (bad, body)
     assert c.answer("digits-shifted/999999", 1)[0] == 404
@@ -113,6 +113,25 @@ def test_state_answers_corrections_and_validation(served):
     labels, rows, problems = _ledger(run_dir)
     assert labels == {sid: 5} and len(rows) == 2 and rows[1]["correction_of"] == rows[0]["id"] and problems == []
     assert rows[0]["annotator"] == "web"
+
+
+def test_dropping_a_query_closes_it_and_a_later_answer_corrects_it(served):
+    """The page's "can't label" sends -1: the query counts as answered (progress), the ledger records the
+    drop, and the sample can still get a class later as a correction of the drop."""
+    c, run_dir = served
+    sid = c.state()["items"][0]["sample_id"]
+    assert c.answer(sid, -1) == (200, {"outcome": "new", "label": -1, "done": 1, "total": 20})
+    st = c.state()
+    assert st["done"] == 1 and next(i for i in st["items"] if i["sample_id"] == sid)["label"] == -1
+    code, body = c.answer(sid, 3)  # someone else knows the class, but says nothing of the drop
+    assert code == 409 and body["current"] == -1 and body["current_name"] == "drop"
+    code, body = c.answer(sid, 3, replaces=-1)
+    assert code == 200 and body["outcome"] == "corrected" and body["label"] == 3
+    sid2 = st["items"][1]["sample_id"]
+    assert c.answer(sid2, "drop")[1]["label"] == -1  # the word works too (no class is named so)
+    labels, rows, problems = _ledger(run_dir)
+    assert labels == {sid: 3, sid2: -1} and problems == []
+    assert [r["label"] for r in rows] == [-1, 3, -1] and rows[1]["correction_of"] == rows[0]["id"]
 
 
 def test_token_is_required_for_reads_and_writes(served):

@@ -190,3 +190,20 @@ def test_adakit_validate_is_one_callable_object_however_it_is_reached():
             "from adakit import validate; assert validate is m")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_queried_batch_leaves_dropped_queries_out(tmp_path):
+    """A query nobody could label has no label to score the model against, and it left the pool all the same:
+    round 2's inclusion probability is b / (N - every query before it, dropped ones included)."""
+    from adakit.ledger import DROPPED, Ledger
+    from adakit.validate._run import queried_batch
+
+    with Ledger(tmp_path / "ledger.sqlite") as led:
+        led.record_queries(1, ["a", "b", "c"], [0, 1, 2], [0.0] * 3, suggested=[1, 0, 1])
+        led.record_labels({"a": 1, "b": DROPPED, "c": 0}, "t")
+        led.record_queries(2, ["d", "e"], [3, 4], [0.0] * 2, suggested=[0, 0])
+        led.record_labels({"d": 0, "e": DROPPED}, "t")
+        one, two = queried_batch(led, 1, 10, "random"), queried_batch(led, 2, 10, "random")
+    assert one["queried_pred"].tolist() == [1, 1] and one["queried_labels"].tolist() == [1, 0]
+    assert one["queried_inclusion"].tolist() == [0.3, 0.3]
+    assert two["queried_labels"].tolist() == [0] and two["queried_inclusion"].tolist() == [2 / 7]
