@@ -2,7 +2,8 @@
 export. Every problem is reported with its line number; the valid answers are committed in one
 transaction; importing the same file again changes nothing.
 
-CSV: a header naming ``sample_id`` (or ``id``) and ``label`` columns, other columns are ignored; a
+CSV (comma, semicolon or tab separated, as the header line shows): a header naming ``sample_id`` (or ``id``)
+and ``label`` columns, other columns are ignored; a
 label is a class name or a class index written as a plain decimal number (``3``; not ``+3``, ``3.0``,
 ``1_0`` or other digits; a name wins when a class is named like an index), or ``drop`` (any case) for a
 sample nobody can label (it closes the query without a class; a class named "drop" wins). Rows with an
@@ -108,7 +109,8 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
 
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
     first = text.split("\n", 1)[0]
-    delimiter = "\t" if "\t" in first and "," not in first else ","
+    # a spreadsheet saves "CSV" with tabs, or with semicolons where the comma is the decimal separator
+    delimiter = next((d for d in ("\t", ";") if d in first and "," not in first), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header, id_col, label_col = None, None, None
     out: list[RawAnswer] = []
@@ -355,6 +357,20 @@ def _resolve(label, classes: list[str], by_name: dict[str, int] | None = None) -
     return i if i < len(classes) else None
 
 
+def _close_class(label, classes: list[str]) -> str | None:
+    """The class a mistyped name most likely meant (other case, spaces or a typo), or None."""
+    import difflib
+
+    if not isinstance(label, str) or not label.strip():
+        return None
+    key = " ".join(label.split()).casefold()
+    folded = {" ".join(c.split()).casefold(): c for c in classes}
+    if key in folded:
+        return folded[key]
+    near = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
+    return folded[near[0]] if near else None
+
+
 def _run_context(run_dir: Path, domains: Domains | None) -> tuple[list[str], set[str] | None, Ledger]:
     """Class list, target pool ids and ledger of a run. A run started from Python objects stores no data:
     its class list comes from the ledger and its pool ids are unknown (None: ids are checked against the
@@ -402,10 +418,13 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
                 continue
             y = _resolve(a.label, classes, by_name)
             if y is None:
+                close = _close_class(a.label, classes)
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
                 report.error(a.line, "not a class", f"{a.sample_id!r}: label {a.label!r} is not in the class list "
-                                                    f"(a name: {shown}; or an index 0..{len(classes) - 1} written "
-                                                    f"as plain digits; or {DROP!r} when nobody can label it)")
+                                                    + (f"(did you mean {close!r}?)" if close else
+                                                       f"(a name: {shown}; or an index 0..{len(classes) - 1} "
+                                                       f"written as plain digits; or {DROP!r} when nobody can "
+                                                       "label it)"))
                 continue
             if a.sample_id in seen:
                 first_line, first_y = seen[a.sample_id]

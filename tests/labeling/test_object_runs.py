@@ -60,6 +60,20 @@ def test_import_labels_on_an_object_run_needs_no_data(tmp_path):
         assert led.round_status(1) == "evaluated" and len(led.current_labels()) == 3
 
 
+def test_semicolon_csv_imports_and_a_mistyped_class_gets_a_suggestion(tmp_path):
+    """A spreadsheet in a locale with a decimal comma saves CSV with semicolons; a class name typed with
+    other case or a typo is rejected with the class it most likely meant."""
+    loop, objs, yt = _waiting(tmp_path / "r")
+    loop.ledger.close()
+    ids = [r["sample_id"] for r in csv.DictReader((tmp_path / "r" / "queries" / "round-1.csv").open())]
+    (tmp_path / "a.csv").write_text(f"sample_id;score;label\n{ids[0]};0,5;blue\n{ids[1]};0,7;Red\n"
+                                    f"{ids[2]};0,1;gren\n", encoding="utf-8")
+    rep = import_answers(tmp_path / "r", tmp_path / "a.csv")
+    assert rep.new == 1 and [line for line, _ in rep.errors] == [3, 4]
+    assert "label 'Red' is not in the class list (did you mean 'red'?)" in rep.errors[0][1]
+    assert "(did you mean 'green'?)" in rep.errors[1][1]
+
+
 def test_labelling_page_served_from_python_with_the_loop(tmp_path):
     loop, objs, yt = _waiting(tmp_path / "r")
     res = CliRunner().invoke(app, ["label", str(tmp_path / "r"), "--port", "0"])
