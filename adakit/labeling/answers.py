@@ -92,6 +92,12 @@ class ImportReport:
 
 # -- reading ------------------------------------------------------------------------------------------
 def _decode(data: bytes, report: ImportReport) -> str | None:
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # a zip (.xlsx, .ods) or an old .xls workbook
+        report.error(0, "workbook", "this is a spreadsheet workbook (.xlsx, .ods or .xls), not a CSV file: save the "
+                                    "sheet as 'CSV UTF-8' in the spreadsheet and import that file; nothing was "
+                                    "imported")
+        report.unreadable = True
+        return None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         report.error(1, "encoding", "the file is UTF-16; save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and "
                                     "import it again; nothing was imported")

@@ -111,6 +111,17 @@ def test_wrong_encoding_is_reported_with_its_line_and_nothing_is_written(demo_ru
     assert import_answers(demo_run, bom).new == 1
 
 
+def test_a_spreadsheet_workbook_is_named_as_such(demo_run, tmp_path):
+    import zipfile
+
+    book = tmp_path / "answers.xlsx"
+    with zipfile.ZipFile(book, "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    rep = import_answers(demo_run, book)
+    assert rep.unreadable and not rep.committed and "spreadsheet workbook" in rep.errors[0][1]
+    assert "'CSV UTF-8'" in rep.errors[0][1] and _labels(demo_run)[0] == {}
+
+
 def test_header_is_required(demo_run, tmp_path):
     f = tmp_path / "noheader.csv"
     f.write_text("digits-shifted/1,3\n")
