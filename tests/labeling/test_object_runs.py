@@ -100,20 +100,27 @@ def test_labelling_page_served_from_python_with_the_loop(tmp_path):
     loop.ledger.close()
 
 
-def test_images_held_in_memory_are_drawn_for_the_page(tmp_path):
-    """Image tensors given from Python (and digit arrays) have no file: the page gets a PNG of the pixels."""
-    import io
-
-    from PIL import Image
+def _image_run_waiting(run_dir):
+    """A run on 12×12 grey images held in memory, stopped at round 1's open queries; (loop, target pixels)."""
     from torch import nn
 
     rng = np.random.default_rng(0)
     xs = rng.integers(0, 256, size=(40, 1, 12, 12), dtype=np.uint8)
     xt = rng.integers(0, 256, size=(30, 1, 12, 12), dtype=np.uint8)
-    loop = ActiveLoop(CFG, tmp_path / "r", source=(xs, np.arange(40) % 3), target=(xt, None), classes=CLASSES,
+    loop = ActiveLoop(CFG, run_dir, source=(xs, np.arange(40) % 3), target=(xt, None), classes=CLASSES,
                       model=nn.Sequential(nn.Flatten(), nn.Linear(144, 8)), oracle="file", show_progress=False)
     with pytest.raises(WaitingForLabels):
         loop.run()
+    return loop, xt
+
+
+def test_images_held_in_memory_are_drawn_for_the_page(tmp_path):
+    """Image tensors given from Python (and digit arrays) have no file: the page gets a PNG of the pixels."""
+    import io
+
+    from PIL import Image
+
+    loop, xt = _image_run_waiting(tmp_path / "r")
     run = LabelingRun(loop=loop, with_model=False)
     server = make_server(run, port=0)
     serve_in_thread(server)
@@ -142,17 +149,10 @@ def test_labelstudio_export_writes_images_held_in_memory_as_png(tmp_path):
     import json
 
     from PIL import Image
-    from torch import nn
 
     from adakit.labeling.labelstudio import export_labelstudio
 
-    rng = np.random.default_rng(0)
-    xs = rng.integers(0, 256, size=(40, 1, 12, 12), dtype=np.uint8)
-    xt = rng.integers(0, 256, size=(30, 1, 12, 12), dtype=np.uint8)
-    loop = ActiveLoop(CFG, tmp_path / "r", source=(xs, np.arange(40) % 3), target=(xt, None), classes=CLASSES,
-                      model=nn.Sequential(nn.Flatten(), nn.Linear(144, 8)), oracle="file", show_progress=False)
-    with pytest.raises(WaitingForLabels):
-        loop.run()
+    loop, xt = _image_run_waiting(tmp_path / "r")
     out = tmp_path / "ls" / "tasks.json"
     n, cfg = export_labelstudio(tmp_path / "r", out, root=tmp_path, url_prefix="/data/local-files/?d=",
                                 domains=loop.domains)
