@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,31 @@ def export_missing(ledger, pool: Domain, classes: list[str], run_dir: Path) -> l
     return written
 
 
+_INDEX = re.compile(r"0|[1-9][0-9]*")  # a class index: plain ASCII decimal, no sign, no leading zero
+
+
+def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = None) -> int | None:
+    """Class index of a label: a class name, an int, or an index written as plain ASCII decimal digits
+    (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); `DROPPED` for ``drop``
+    (unless a class has that name); None when it is none."""
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, int):
+        return label if 0 <= label < len(classes) else None
+    if not isinstance(label, str):
+        return None
+    by_name = by_name if by_name is not None else {c: k for k, c in reversed(list(enumerate(classes)))}
+    text = label.strip()
+    if text in by_name:
+        return by_name[text]
+    if is_drop(text):
+        return DROPPED
+    if not _INDEX.fullmatch(text) or len(text) > 9:
+        return None
+    i = int(text)
+    return i if i < len(classes) else None
+
+
 class RejectedAnswers(DataError):
     """Some labels a callable oracle returned were invalid; ``answers`` holds the valid ones (saved first)."""
 
@@ -154,8 +180,9 @@ class CallableOracle:
 
     ``indices`` are target-pool indices (an int64 numpy array, in query order; for a target given as
     ``(X, y)`` or a Dataset they are its row numbers). ``labels`` holds one class index in ``[0, C)`` or
-    one class name per index; None, NaN, ``""`` or -1 mean "no answer yet" (the sample stays an open
-    query); ``adakit.DROP`` (the string ``"drop"``, in a list) means "nobody can label this": the query is
+    one class name per index (an index written as text, as numpy makes it in a mixed array, counts as the
+    index); None, NaN, ``""`` or -1 mean "no answer yet" (the sample stays an open
+    query); ``adakit.DROP`` (the string ``"drop"``) means "nobody can label this": the query is
     closed, never asked again and not trained on (see `Ledger.dropped_pool`). A return value of the wrong
     shape or type is a `DataError`; invalid labels among valid ones are a `RejectedAnswers` error that
     carries the valid answers, which the loop saves before raising it.
@@ -191,10 +218,10 @@ class CallableOracle:
             v = v.item() if isinstance(v, np.generic) else v
             if _no_answer(v):
                 continue
-            if isinstance(v, str) and v in index:
-                answers[q.sample_id] = index[v]
-            elif is_drop(v):
-                answers[q.sample_id] = DROPPED
+            if isinstance(v, str) and v.strip() == "-1" and "-1" not in index:
+                continue  # -1 turned into text by numpy (np.where(..., adakit.DROP, y)): no answer, as -1 is
+            if isinstance(v, str) and resolve_label(v, self.classes, index) is not None:
+                answers[q.sample_id] = resolve_label(v, self.classes, index)  # a name, "drop", or an index as text
             elif isinstance(v, float) and v.is_integer() and 0 <= v < len(self.classes):
                 answers[q.sample_id] = int(v)
             elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(self.classes):

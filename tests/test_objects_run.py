@@ -379,8 +379,8 @@ def test_a_query_nobody_can_label_is_dropped_never_asked_again_and_not_trained_o
 
 def test_drop_is_read_from_answer_files_and_a_class_of_that_name_wins(tmp_path):
     from adakit.data.objects import as_domain
-    from adakit.labeling.answers import _resolve
     from adakit.ledger import Query
+    from adakit.oracle import resolve_label as _resolve
 
     assert _resolve("drop", ["a", "b"]) == -1 and _resolve(" DROP ", ["a", "b"]) == -1
     assert _resolve("drop", ["keep", "drop"]) == 1  # a class named "drop" means that class
@@ -391,6 +391,12 @@ def test_drop_is_read_from_answer_files_and_a_class_of_that_name_wins(tmp_path):
     pool = as_domain((np.zeros((10, 2), np.float32), None), "target", ["a", "b"])
     assert CallableOracle(lambda idx: ["Drop", "a"], pool, ["a", "b"]).label(q, 1) == {"target/4": -1,
                                                                                      "target/7": 0}
+    # numpy turns a mix of adakit.DROP and class indices into text: the indices still count as indices
+    mixed = np.where([True, False], "drop", np.array([1, 1]))
+    assert mixed.dtype.kind == "U" and CallableOracle(lambda idx: mixed, pool, ["a", "b"]).label(q, 1) == {
+        "target/4": -1, "target/7": 1}
+    assert CallableOracle(lambda idx: np.where([True, False], "-1", "1"), pool, ["a", "b"]).label(q, 1) == {
+        "target/7": 1}  # -1 as text: no answer yet
 
 
 def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch):

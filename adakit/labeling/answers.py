@@ -19,7 +19,6 @@ import csv
 import heapq
 import io
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,10 @@ from pathlib import Path
 from adakit.data import Domains
 from adakit.errors import DataError, LedgerError
 from adakit.labeling.run import open_run
-from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
+from adakit.ledger import DROP, Ledger, label_name
+from adakit.oracle import resolve_label
 from adakit.rundir import stored_experiment
 
-_INDEX = re.compile(r"0|[1-9][0-9]*")  # a class index: plain ASCII decimal, no sign, no leading zero
 ID_COLUMNS = ("sample_id", "id")
 LABEL_COLUMNS = ("label", "answer")
 
@@ -341,28 +340,6 @@ def read_answers(path: str | Path) -> tuple[list[RawAnswer], ImportReport]:
 
 
 # -- validating and committing ---------------------------------------------------------------------------
-def _resolve(label, classes: list[str], by_name: dict[str, int] | None = None) -> int | None:
-    """Class index of a label: a class name, an int, or an index written as plain ASCII decimal digits
-    (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); `DROPPED` for ``drop``
-    (unless a class has that name); None when it is none."""
-    if isinstance(label, bool):
-        return None
-    if isinstance(label, int):
-        return label if 0 <= label < len(classes) else None
-    if not isinstance(label, str):
-        return None
-    by_name = by_name if by_name is not None else {c: k for k, c in reversed(list(enumerate(classes)))}
-    text = label.strip()
-    if text in by_name:
-        return by_name[text]
-    if is_drop(text):
-        return DROPPED
-    if not _INDEX.fullmatch(text) or len(text) > 9:
-        return None
-    i = int(text)
-    return i if i < len(classes) else None
-
-
 def _close_class(label, classes: list[str]) -> str | None:
     """The class a mistyped name most likely meant (other case, spaces or a typo), or None."""
     import difflib
@@ -422,7 +399,7 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
                 report.error(a.line, "never queried", f"{a.sample_id!r} was never queried (only queried samples "
                                                       "can be labelled: see the run's queries/ folder)")
                 continue
-            y = _resolve(a.label, classes, by_name)
+            y = resolve_label(a.label, classes, by_name)
             if y is None:
                 close = _close_class(a.label, classes)
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")

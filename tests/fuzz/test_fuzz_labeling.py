@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from adakit.config import build_config
 from adakit.data import load_domains
 from adakit.errors import AdakitError
-from adakit.labeling.answers import _resolve, import_answers, read_answers
+from adakit.labeling.answers import import_answers, read_answers
 from adakit.labeling.run import LabelingRun
 from adakit.labeling.server import make_server, serve_in_thread
 from adakit.ledger import Ledger
+from adakit.oracle import resolve_label as _resolve
 
 FUZZ = settings(max_examples=120, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
