@@ -139,6 +139,44 @@ def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"
               highlight=False, soft_wrap=True)
 
 
+@ledger_app.command("export")
+def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
+                  out_file: Path = typer.Argument(..., help="CSV file to write (must not exist yet, unless --force)"),
+                  history: bool = flag("every label row, corrections included (default: each sample's current "
+                                       "label)", "--history"),
+                  force: bool = flag("replace OUT_FILE if it exists", "--force")) -> None:
+    """Write the run's labels to a CSV: sample_id, round, pool_index, label, class, annotator, created (and
+    corrects with --history). Reads the ledger only (no data, no model); safe while the run trains."""
+    import csv
+    import os
+
+    from adakit.errors import ConfigError
+    from adakit.ledger import Ledger
+
+    try:
+        path = Path(run_dir) / "ledger.sqlite"
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
+        if out_file.exists() and not force:
+            raise ConfigError(f"{out_file} exists; choose another file or add --force to replace it")
+        with Ledger.read_only(path) as led:
+            rows = led.label_table(history=history)
+    except AdakitError as e:
+        _fail(e)
+    keys = ["sample_id", "round", "pool_index", "label", "class", "annotator", "created"] + \
+        (["corrects"] if history else [])
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out_file)
+    dropped = sum(r["label"] == -1 for r in rows)
+    what = "label rows" if history else "answered queries"
+    out.print(f"{len(rows)} {what} ({dropped} dropped) written to {out_file}", highlight=False, soft_wrap=True)
+
+
 @ledger_app.command("check")
 def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
     """Verify the ledger: an adakit ledger SQLite can read, integrity, every label refers to a queried id and

@@ -369,6 +369,34 @@ class Ledger:
         keys = ("id", "sample_id", "label", "annotator", "created", "correction_of")
         return [dict(zip(keys, r)) for r in rows]
 
+    def label_table(self, history: bool = False) -> list[dict]:
+        """The people's (or the oracle's) answers as rows: one per answered query with its current label, in
+        query order; with ``history`` every label row, oldest first (first answers and their corrections).
+
+        Keys: ``sample_id``, ``round``, ``pool_index``, ``label`` (class index; `DROPPED` for a dropped query),
+        ``class`` (its name, ``"drop"``, or None when the ledger holds no class list), ``annotator``, ``created``
+        (UTC, ISO 8601), ``corrects`` (history only: the label this row replaced, else None).
+        """
+        classes = self.classes()
+        queries = {q.sample_id: q for q in self.queries()}
+        rows = self.label_rows()
+        by_id = {r["id"]: r for r in rows}
+        if not history:
+            latest = {r["sample_id"]: r for r in rows}  # oldest first: the last row per sample is its label
+            rows = [latest[s] for s in queries if s in latest]
+
+        def row(r: dict) -> dict:
+            q, y = queries[r["sample_id"]], r["label"]
+            out = {"sample_id": r["sample_id"], "round": q.round, "pool_index": q.pool_index, "label": y,
+                   "class": None if classes is None else label_name(y, classes), "annotator": r["annotator"],
+                   "created": r["created"]}
+            if history:
+                before = by_id.get(r["correction_of"])
+                out["corrects"] = None if before is None else before["label"]
+            return out
+
+        return [row(r) for r in rows]
+
     def last_round(self) -> int:
         """Highest round number in the ledger (0 when none was queried)."""
         row = self.conn.execute("SELECT MAX(round) FROM rounds").fetchone()
@@ -467,6 +495,7 @@ class Ledger:
 
 for _name in ("get_meta", "set_meta", "classes", "set_classes", "round_status", "set_round_status",
               "round_reached", "record_queries", "queries", "open_queries", "record_labels", "answer",
-              "label_rows", "last_round", "current_labels", "labelled_pool", "dropped_pool", "record_metrics",
+              "label_rows", "label_table", "last_round", "current_labels", "labelled_pool", "dropped_pool",
+              "record_metrics",
               "metrics", "record_checkpoint", "last_checkpoint", "check"):
     setattr(Ledger, _name, _guarded(getattr(Ledger, _name)))

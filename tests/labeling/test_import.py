@@ -274,6 +274,31 @@ def test_dropped_rows_close_the_round_and_are_never_queried_again(demo_run, tmp_
     assert '<Choice value="drop"' in (tmp_path / "tasks.label-config.xml").read_text()
 
 
+def test_cli_ledger_export_writes_current_labels_or_their_history(demo_run, tmp_path):
+    import csv
+
+    ids = [q.sample_id for q in _open(demo_run)]
+    first = tmp_path / "a.csv"
+    first.write_text(f"sample_id,label\n{ids[0]},3\n{ids[1]},drop\n{ids[2]},5\n")
+    second = tmp_path / "b.csv"
+    second.write_text(f"sample_id,label\n{ids[2]},6\n")
+    assert import_answers(demo_run, first).new == 3 and import_answers(demo_run, second, correct=True).corrected == 1
+    out = tmp_path / "labels.csv"
+    res = runner.invoke(app, ["ledger", "export", str(demo_run), str(out)])
+    assert res.exit_code == 0 and "3 answered queries (1 dropped)" in res.output, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["sample_id"], r["label"], r["class"]) for r in rows] == [(ids[0], "3", "3"), (ids[1], "-1", "drop"),
+                                                                        (ids[2], "6", "6")]
+    assert all(r["round"] == "1" and r["annotator"] == "file:" + ("b.csv" if r["label"] == "6" else "a.csv")
+               for r in rows)
+    res = runner.invoke(app, ["ledger", "export", str(demo_run), str(out), "--history"])
+    assert res.exit_code == 2 and "exists" in res.output  # never replaced unless asked
+    res = runner.invoke(app, ["ledger", "export", str(demo_run), str(out), "--history", "--force"])
+    rows = list(csv.DictReader(out.open()))
+    assert res.exit_code == 0 and [(r["label"], r["corrects"]) for r in rows] == [("3", ""), ("-1", ""), ("5", ""),
+                                                                                 ("6", "5")]
+
+
 def test_cli_import_reports_errors_with_exit_code_1(demo_run, tmp_path):
     q = _open(demo_run)
     f = tmp_path / "a.csv"
