@@ -185,8 +185,9 @@ class ArrayView(BaseView):
     def __init__(self, labelled: np.ndarray, labels: np.ndarray | None = None, *, who: str,
                  probs: torch.Tensor | None = None, logits: torch.Tensor | None = None,
                  embeddings: torch.Tensor | None = None, source_embeddings: torch.Tensor | None = None,
-                 head: nn.Module | None = None, objective: Any = None, domain_logits: torch.Tensor | None = None):
-        super().__init__(labelled, labels, objective)
+                 head: nn.Module | None = None, objective: Any = None, domain_logits: torch.Tensor | None = None,
+                 unavailable: np.ndarray | None = None):
+        super().__init__(labelled, labels, objective, unavailable)
         self.who = who
         self._given = {"probs": probs, "logits": logits, "embeddings": embeddings,
                        "source_embeddings": source_embeddings, "head": head}

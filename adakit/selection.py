@@ -113,26 +113,29 @@ def _numpy(x: ArrayLike) -> np.ndarray:
     return np.asarray(_host(x))
 
 
+def _pool_mask(given: ArrayLike | None, n: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(boolean mask over the pool, the index array when ``given`` is one) from a mask or an index array."""
+    mask = np.zeros(n, dtype=bool)
+    if given is None:
+        return mask, None
+    arr = _numpy(given)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise DataError(f"adakit.select: {name}= as a boolean mask must have shape ({n},) (one entry per "
+                            f"pool sample), got {arr.shape}")
+        return arr.copy(), None
+    if arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+        index = arr.astype(np.int64).reshape(-1)
+        if index.size and (index.min() < 0 or index.max() >= n):
+            raise DataError(f"adakit.select: {name}= indices must lie in [0, {n}), got {index.min()}..{index.max()}")
+        mask[index] = True
+        return mask, index
+    raise DataError(f"adakit.select: {name}= must be a boolean mask or an integer index array, got dtype {arr.dtype}")
+
+
 def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(boolean mask over the pool, labels over the pool with -1 where unknown) from a mask or an index array."""
-    mask = np.zeros(n, dtype=bool)
-    index = None  # the index array, when labelled= is one
-    if labelled is not None:
-        arr = _numpy(labelled)
-        if arr.dtype == bool:
-            if arr.shape != (n,):
-                raise DataError(f"adakit.select: labelled= as a boolean mask must have shape ({n},) (one entry per "
-                                f"pool sample), got {arr.shape}")
-            mask = arr.copy()
-        elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
-            index = arr.astype(np.int64).reshape(-1)
-            if index.size and (index.min() < 0 or index.max() >= n):
-                raise DataError(f"adakit.select: labelled= indices must lie in [0, {n}), got "
-                                f"{index.min()}..{index.max()}")
-            mask[index] = True
-        else:
-            raise DataError(f"adakit.select: labelled= must be a boolean mask or an integer index array, "
-                            f"got dtype {arr.dtype}")
+    mask, index = _pool_mask(labelled, n, "labelled")
     full = np.full(n, -1, dtype=np.int64)
     if labels is not None:
         y = _numpy(labels).astype(np.int64).reshape(-1)
@@ -174,7 +177,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
            domain_discriminator: nn.Module | Callable | None = None, domain_probs: ArrayLike | None = None,
            domain_logits: ArrayLike | None = None, class_discriminator: nn.Module | Callable | None = None,
            sdm_loss_form: dict | None = None, objective: Any = None, device: torch.device | str | None = None,
-           **params: Any) -> Selection:
+           exclude: ArrayLike | None = None, **params: Any) -> Selection:
     """Pick ``budget`` unlabelled pool samples with a strategy, from the model outputs you computed.
 
     Args:
@@ -186,6 +189,8 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         budget: how many samples to pick (fewer when fewer are unlabelled).
         labelled: samples already labelled (never picked; CoreSet's initial centres): a boolean mask (N,) or
             an index array. ``labels``: their labels, per pool sample (-1 unknown) or per index given.
+        exclude: unlabelled samples never to pick, without counting as labelled (a mask or index array):
+            queries still out with annotators, samples nobody could label.
         seed: an int or a `numpy.random.Generator` (the loop passes ``np.random.default_rng([seed, round])``).
         source_embeddings: source features (N_s, m) (CoreSet with ``use_source=True``).
         head, head_weight: the classifier head (module or callable f → z), or the (C, m) weight of a linear
@@ -287,5 +292,6 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
 
     mask, full_labels = _mask(labelled, labels, n)
     view = ArrayView(mask, full_labels, who=who, probs=p, logits=z, embeddings=f, source_embeddings=src,
-                     head=head_module, objective=provided, domain_logits=d_logits)
+                     head=head_module, objective=provided, domain_logits=d_logits,
+                     unavailable=_pool_mask(exclude, n, "exclude")[0])
     return strat.select(view, int(budget), np.random.default_rng(seed))

@@ -108,6 +108,24 @@ def test_select_equals_the_loop_strategy_on_the_view_arrays(name, params):
     np.testing.assert_array_equal(again.indices, strat.select(view, budget, np.random.default_rng(5)).indices)
 
 
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_excluded_samples_are_never_picked_and_are_not_labelled(name):
+    """exclude= (queries still out with annotators, samples nobody could label) removes samples from the
+    candidates only: the strategy's own first picks, once excluded, are never picked again, and the view's
+    labelled set (CoreSet's centres, LAS's context) is unchanged; an index array works like a mask."""
+    cls = STRATEGIES.get(name)
+    arrays = view_arrays(pool_view(_objective_for(cls)))
+    first = adakit.select(name, budget=7, seed=1, **arrays).indices
+    free = int((~arrays["labelled"]).sum())
+    got = adakit.select(name, budget=free, seed=1, exclude=first, **arrays).indices
+    assert len(got) == free - 7 and not np.isin(got, first).any() and not arrays["labelled"][got].any()
+    mask = np.isin(np.arange(N), first)
+    np.testing.assert_array_equal(adakit.select(name, budget=4, seed=2, exclude=mask, **arrays).indices,
+                                  adakit.select(name, budget=4, seed=2, exclude=first, **arrays).indices)
+    with pytest.raises(DataError, match=r"exclude= indices must lie in \[0, 60\)"):
+        adakit.select(name, budget=4, exclude=[60], **arrays)
+
+
 def test_strategy_instance_and_class_are_accepted():
     view = pool_view()
     cls = STRATEGIES.get("las")
@@ -305,3 +323,16 @@ def test_import_adakit_is_cheap_and_exports_the_api_lazily():
 def test_an_empty_pool_gives_an_empty_selection(name):
     sel = adakit.select(name, probs=np.zeros((0, 3)), budget=2)
     assert sel.indices.shape == (0,) and sel.scores.shape == (0,)
+
+
+def test_readme_snippet_of_strategies_as_functions_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    part = readme.split("### Strategies as functions", 1)[1].split("\n### ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", part, flags=re.S)[:1]
+    ns: dict = {"__name__": "readme"}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert len(ns["sel"].indices) == 10 and not np.isin(ns["sel"].indices, ns["pending"]).any()
+    assert not ns["labelled"][ns["sel"].indices].any()
