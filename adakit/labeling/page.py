@@ -114,7 +114,9 @@ function renderNeighbours(it) {
 function render() {
   const n = S.items.length;
   $("run").textContent = S.run;
-  $("progress").textContent = `${S.done} of ${S.total} answered` + (n ? ` · item ${idx + 1}/${n}` : "");
+  const dropped = S.items.filter((i) => i.label === DROPPED).length;
+  $("progress").textContent = `${S.done} of ${S.total} answered` + (dropped ? ` (${dropped} dropped)` : "") +
+    (n ? ` · item ${idx + 1}/${n}` : "");
   $("bar").firstElementChild.style.width = S.total ? (100 * S.done / S.total) + "%" : "0";
   const it = S.items[idx];
   if (!it) {

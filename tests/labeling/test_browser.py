@@ -144,7 +144,7 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
         _wait(d, lambda d: "item 4/4" in _text(d, "progress"), "to the last item")
         _key(d, "x")  # nobody can tell this one: dropped, which answers it too
         _wait(d, lambda d: "All 4 answered" in _text(d, "status"), "all answered")
-        assert "4 of 4 answered" in _text(d, "progress") and "can't label" in _text(d, "status")
+        assert "4 of 4 answered (1 dropped)" in _text(d, "progress") and "can't label" in _text(d, "status")
         assert "dropped: nobody can label it" in _text(d, "meta")
         logs = [e for e in d.get_log("browser") if e.get("level") == "SEVERE" and "(Conflict)" not in e["message"]]
         assert not logs, logs
