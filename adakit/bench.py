@@ -96,11 +96,12 @@ def run_plan(plan: list[tuple[ExperimentConfig, Path]],
 
 def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = None,
               only: list[str] | None = None, on_run: Callable[[str, dict], None] | None = None,
-              pairs: list[str] | None = None) -> str:
+              pairs: list[str] | None = None, table_only: bool = False) -> str:
     """Run (or continue) every run of the grid; returns the comparison markdown.
 
     ``only`` keeps these methods and ``pairs`` these ``source-target`` pairs (both: all when empty), so
-    one grid can be split across processes that share ``out_dir``.
+    one grid can be split across processes that share ``out_dir``. ``table_only``: run nothing, write the
+    table and curves of the grid's finished runs (the cells show how many seeds they hold).
     """
     spec, base = load_bench(path)
     out_dir = Path(out_dir)
@@ -128,5 +129,11 @@ def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = N
             on_run(f"[{i + 1}/{len(plan)}] {run_dir.relative_to(out_dir)}",
                    {"final_accuracy": summary["final_accuracy"], "seconds": seconds})
 
+    if table_only:
+        done = [d for _, d in plan if (d / "summary.json").is_file()]
+        if not done:
+            raise ConfigError(f"{out_dir}: no finished run of this grid yet (no */*/seed-*/summary.json); run the "
+                              "bench without --table-only first")
+        return compare(done, out_dir)
     run_plan(plan, report)
     return compare([d for _, d in plan], out_dir)

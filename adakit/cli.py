@@ -301,6 +301,7 @@ def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmark
           set_: list[str] = typer.Option(None, "--set", help="override applied to every run"),
           only: list[str] = typer.Option(None, "--only", help="run only these methods (repeatable)"),
           pair: list[str] = typer.Option(None, "--pair", help="run only this SOURCE-TARGET pair (repeatable)"),
+          table_only: bool = flag("run nothing: write the table and curves of the finished runs", "--table-only"),
           ) -> None:
     """Run a grid of methods x pairs x seeds (resumable) and write comparison.md with curves."""
     from adakit.bench import run_bench
@@ -310,7 +311,7 @@ def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmark
                   highlight=False)
 
     try:
-        md = run_bench(bench_file, out_dir, set_, only, on_run, pairs=pair)
+        md = run_bench(bench_file, out_dir, set_, only, on_run, pairs=pair, table_only=table_only)
     except AdakitError as e:
         _fail(e)
     out.print(md, highlight=False, soft_wrap=True)

@@ -43,6 +43,18 @@ def test_pair_and_method_filters_and_resume(bench_file, tmp_path):
     assert calls == [] and (out / runs[0] / "summary.json").stat().st_mtime_ns == mtime
 
 
+def test_table_only_writes_the_finished_runs_and_trains_nothing(bench_file, tmp_path):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["bench", str(bench_file), "--out", str(out), "--table-only"])
+    assert res.exit_code == 2 and "no finished run of this grid yet" in res.output
+    run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
+    calls = []
+    md = run_bench(bench_file, out, on_run=lambda *a: calls.append(a), table_only=True)
+    assert calls == [] and len(list(out.glob("*/*/*/summary.json"))) == 2  # the other 6 runs were not started
+    assert "| margin |" in md and "| random |" not in md and "(n=2)" in md
+    assert (out / "comparison.md").read_text().strip() == md.strip()
+
+
 def test_the_second_method_adopts_the_shared_warmup(bench_file, tmp_path):
     out = tmp_path / "out"
     run_bench(bench_file, out, pairs=["digits-digits-shifted"])
