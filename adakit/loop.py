@@ -650,11 +650,13 @@ class ActiveLoop:
         return torch.cat(out) if out else torch.zeros(0, len(self.domains.classes))
 
     @staticmethod
-    def _check_selection(indices: np.ndarray, labelled: np.ndarray, budget: int) -> None:
-        expected = min(budget, int((~labelled).sum()))
-        if len(np.unique(indices)) != len(indices) or labelled[indices].any() or len(indices) != expected:
+    def _check_selection(indices: np.ndarray, taken: np.ndarray, budget: int) -> None:
+        """``taken``: labelled or dropped samples, which no selection may hold."""
+        expected = min(budget, int((~taken).sum()))
+        if len(np.unique(indices)) != len(indices) or taken[indices].any() or len(indices) != expected:
             raise RuntimeError(f"strategy returned an invalid selection ({len(indices)} indices, expected "
-                               f"{expected} distinct unlabelled ones); this is a bug in the strategy")
+                               f"{expected} distinct ones from view.unlabelled_indices, which leaves out labelled "
+                               "and dropped samples); this is a bug in the strategy")
 
     def _warmup_hook(self, r: int, iters: int) -> Callable[[int], None] | None:
         """Round 0 with ``train.eval_checkpoints`` = K: record accuracy + validators and save the model at K evenly
