@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,9 +60,13 @@ BUILDERS = {"office31-logits": office31_logits, "digits-jda": digits_jda, "digit
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("ADAKIT_DATA", "../shared/data")))
+    ap.add_argument("--data", type=Path, default=None, help="data folder (default: $ADAKIT_DATA)")
     ap.add_argument("--only", action="append", choices=list(BUILDERS))
     a = ap.parse_args()
+    if a.data is None:
+        from adakit.paths import data_root
+
+        a.data = data_root()  # a named error when $ADAKIT_DATA is unset
     for name in a.only or BUILDERS:
         BUILDERS[name](a.data, a.out)
         print(f"{a.out / name}: {sorted(p.name for p in (a.out / name).glob('*.npz'))}")
