@@ -53,6 +53,20 @@ def test_no_reference_outside_the_repository(doc: Path):
     assert not problems, "\n".join(problems)
 
 
+CODE_FILES = sorted(p for p in [*(REPO / "adakit").rglob("*.py"), *(REPO / "benchmarks").glob("*.py"),
+                                 *(REPO / "benchmarks").glob("*.yaml"), *(REPO / "benchmarks").glob("*.sh"),
+                                 *(REPO / "configs").glob("*.yaml")])
+
+
+def test_code_and_configs_name_no_file_outside_the_repository():
+    """What users run and read beside the docs (the package, benchmark scripts and specs, configs): no design
+    note, paper folder or machine path of the developers' workplace."""
+    problems = [f"{_rel(p)}:{n}: {name!r}" for p in CODE_FILES
+                for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                for name in (*FORBIDDEN, "../shared") if name in line]
+    assert len(CODE_FILES) > 50 and not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("doc", DOC_FILES, ids=_rel)
 def test_relative_links_point_to_files_in_the_repository(doc: Path):
     text = _without_code_blocks(doc.read_text(encoding="utf-8"))
