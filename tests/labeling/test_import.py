@@ -180,8 +180,10 @@ def test_labelstudio_roundtrip(demo_run, tmp_path):
     assert import_answers(demo_run, exp).new == 0  # idempotent
     # JSON-MIN export
     mini = tmp_path / "min.json"
-    mini.write_text(json.dumps([{"id": 1, "sample_id": tasks[6]["data"]["sample_id"], "label": "7"}]))
-    assert import_answers(demo_run, mini).new == 1
+    mini.write_text(json.dumps([{"id": 1, "sample_id": tasks[6]["data"]["sample_id"], "label": "7"},
+                                {"id": 2, "sample_id": tasks[7]["data"]["sample_id"], "label": "drop"}]))
+    assert import_answers(demo_run, mini).new == 2  # the config's "drop" choice drops the query
+    assert _labels(demo_run)[0][tasks[7]["data"]["sample_id"]] == -1
     broken = tmp_path / "broken.json"
     broken.write_text('[\n {"id": 1,\n  "data": }\n]')
     rep = read_answers(broken)[1]
