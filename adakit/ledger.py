@@ -385,10 +385,11 @@ class Ledger:
             latest = {r["sample_id"]: r for r in rows}  # oldest first: the last row per sample is its label
             rows = [latest[s] for s in queries if s in latest]
 
-        def row(r: dict) -> dict:
-            q, y = queries[r["sample_id"]], r["label"]
-            out = {"sample_id": r["sample_id"], "round": q.round, "pool_index": q.pool_index, "label": y,
-                   "class": None if classes is None else label_name(y, classes), "annotator": r["annotator"],
+        def row(r: dict) -> dict:  # a damaged ledger (`check` names it) still exports: unknowns become None
+            q, y = queries.get(r["sample_id"]), r["label"]
+            known = classes is not None and isinstance(y, int) and DROPPED <= y < len(classes)
+            out = {"sample_id": r["sample_id"], "round": q and q.round, "pool_index": q and q.pool_index, "label": y,
+                   "class": label_name(y, classes) if known else None, "annotator": r["annotator"],
                    "created": r["created"]}
             if history:
                 before = by_id.get(r["correction_of"])
