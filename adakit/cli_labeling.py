@@ -151,7 +151,7 @@ def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
     import os
 
     from adakit.errors import ConfigError
-    from adakit.ledger import Ledger
+    from adakit.ledger import DROPPED, Ledger
 
     try:
         path = Path(run_dir) / "ledger.sqlite"
@@ -172,7 +172,7 @@ def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, out_file)
-    dropped = sum(r["label"] == -1 for r in rows)
+    dropped = sum(r["label"] == DROPPED for r in rows)
     what = "label rows" if history else "answered queries"
     out.print(f"{len(rows)} {what} ({dropped} dropped) written to {out_file}", highlight=False, soft_wrap=True)
 
@@ -185,7 +185,7 @@ def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None
     import sqlite3
 
     from adakit.errors import ConfigError, LedgerError
-    from adakit.ledger import Ledger
+    from adakit.ledger import DROPPED, Ledger
 
     path = Path(run_dir) / "ledger.sqlite"
     try:
@@ -204,7 +204,8 @@ def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None
             if "classes" not in meta:
                 notes.append("no class list recorded (a run started by an older adakit): labels were not checked "
                              "against the class list")
-            n_q, n_l, n_d = len(led.queries()), len(led.current_labels()), len(led.dropped_pool())
+            labels = led.current_labels()
+            n_q, n_l, n_d = len(led.queries()), len(labels), sum(y == DROPPED for y in labels.values())
             n_rows = len(led.label_rows())
     except LedgerError as e:
         problems = [str(e)]

@@ -497,6 +497,5 @@ class Ledger:
 for _name in ("get_meta", "set_meta", "classes", "set_classes", "round_status", "set_round_status",
               "round_reached", "record_queries", "queries", "open_queries", "record_labels", "answer",
               "label_rows", "label_table", "last_round", "current_labels", "labelled_pool", "dropped_pool",
-              "record_metrics",
-              "metrics", "record_checkpoint", "last_checkpoint", "check"):
+              "record_metrics", "metrics", "record_checkpoint", "last_checkpoint", "check"):
     setattr(Ledger, _name, _guarded(getattr(Ledger, _name)))

@@ -548,13 +548,14 @@ class ActiveLoop:
     def _select(self, r: int, budget: int) -> None:
         """Round r's selection with the current model, recorded in the ledger as open queries."""
         pool = self.domains.pool
-        idx, y = self._on_main(self._labelled)
+        # one read of rank 0's ledger: the labelled samples, and the dropped ones (never asked again)
+        idx, y, gone = self._on_main(lambda: (*self._labelled(), self.ledger.dropped_pool()))
         mask = np.zeros(len(pool), dtype=bool)
         mask[idx] = True
         labels = np.full(len(pool), -1, dtype=np.int64)
         labels[idx] = y
-        dropped = np.zeros(len(pool), dtype=bool)  # queries nobody could label are never asked again
-        dropped[self._on_main(lambda: self.ledger.dropped_pool())] = True  # the ledger lives on rank 0 only
+        dropped = np.zeros(len(pool), dtype=bool)
+        dropped[gone] = True
         view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
                         device=self.device, batch_size=self.cfg.train.eval_batch_size,
                         outputs_on_device=self.outputs_on_device,  # CUDA: strategies compute on the GPU

@@ -220,8 +220,9 @@ class CallableOracle:
                 continue
             if isinstance(v, str) and v.strip() == "-1" and "-1" not in index:
                 continue  # -1 turned into text by numpy (np.where(..., adakit.DROP, y)): no answer, as -1 is
-            if isinstance(v, str) and resolve_label(v, self.classes, index) is not None:
-                answers[q.sample_id] = resolve_label(v, self.classes, index)  # a name, "drop", or an index as text
+            y_text = resolve_label(v, self.classes, index) if isinstance(v, str) else None
+            if y_text is not None:
+                answers[q.sample_id] = y_text  # a name, "drop", or an index as text
             elif isinstance(v, float) and v.is_integer() and 0 <= v < len(self.classes):
                 answers[q.sample_id] = int(v)
             elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(self.classes):
