@@ -51,6 +51,13 @@ def load_bench(path: str | Path) -> tuple[BenchSpec, Path]:
         spec = BenchSpec.model_validate(yaml.safe_load(path.read_text()) or {})
     except ValidationError as err:
         raise ConfigError(f"{path}: {format_validation_error(err, '', BenchSpec)}") from None
+    folders: dict[str, list[str]] = {}
+    for name in spec.methods:
+        folders.setdefault(slug(name), []).append(name)
+    clash = next((names for names in folders.values() if len(names) > 1), None)
+    if clash:
+        raise ConfigError(f"{path}: methods {' and '.join(repr(n) for n in clash)} would share the run folder "
+                          f"{slug(clash[0])!r} (names are folder names with other characters as '_'); rename one")
     base = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
     return spec, base
 

@@ -73,10 +73,15 @@ def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
     prefix = "dry run, nothing written: " if dry_run else ""
     out.print(escape(prefix + rep.summary()), highlight=False, soft_wrap=True)
     if rep.new + rep.corrected and not dry_run:
+        from adakit.ledger import Ledger
         from adakit.rundir import resume_hint, stored_experiment
 
         then = resume_hint(run_dir, stored_experiment(run_dir).data.format == "objects")
-        out.print(f"next: {then} trains on them", highlight=False, soft_wrap=True)
+        with Ledger.read_only(Path(run_dir) / "ledger.sqlite") as led:
+            still_open = len(led.queries()) - len(led.current_labels())
+        out.print(f"next: {then} trains on them" if not still_open else
+                  f"{still_open} queries are still open; {then} continues once they are answered (or dropped)",
+                  highlight=False, soft_wrap=True)
     if errors:
         raise typer.Exit(code=1)
 
@@ -126,11 +131,15 @@ def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"
                            url_prefix: str = typer.Option(None, "--url-prefix",
                                                           help="prefix of image references, e.g. "
                                                                "'/data/local-files/?d=' with --root = Label Studio's "
-                                                               "LOCAL_FILES_DOCUMENT_ROOT")) -> None:
+                                                               "LOCAL_FILES_DOCUMENT_ROOT"),
+                           force: bool = flag("replace OUT_FILE if it exists", "--force")) -> None:
     """Label Studio tasks (data.image, meta.sample_id, model prediction) + labelling config for the queries."""
+    from adakit.errors import ConfigError
     from adakit.labeling.labelstudio import export_labelstudio
 
     try:
+        if out_file.exists() and not force:  # it may be a Label Studio export holding people's annotations
+            raise ConfigError(f"{out_file} exists; choose another file or add --force to replace it")
         n, cfg = export_labelstudio(run_dir, out_file, open_only=not all_queries, root=root, url_prefix=url_prefix)
     except AdakitError as e:
         _fail(e)

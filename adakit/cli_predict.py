@@ -78,11 +78,15 @@ def predict(run_dir: Path = typer.Argument(..., help="run folder (its last check
             image_list: bool = flag("INPUT is an image list even without a .txt suffix", "--list"),
             device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: the run's]"),
             batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: the run's eval batch size]"),
+            force: bool = flag("replace the --out file if it exists", "--force"),
             ) -> None:
     """Predict classes for new images or feature rows with a run's model (its last checkpoint)."""
+    from adakit.errors import ConfigError
     from adakit.run_model import load_run
 
     try:
+        if out_file.exists() and not force:  # before any work: it may be a file someone made (e.g. answers)
+            raise ConfigError(f"--out {out_file} exists; choose another file or add --force to replace it")
         model = load_run(run_dir, device=device, batch_size=batch_size)
         dom = input_domain(input_path, model.config.data, image_list)
         probs = model.predict_proba(dom)

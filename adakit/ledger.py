@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import os
 import secrets
 import sqlite3
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from adakit.errors import LedgerError
 
@@ -308,6 +310,19 @@ class Ledger:
         return [q for q in self.queries(r) if q.sample_id not in labels]
 
     # -- labels -----------------------------------------------------------------------------------
+    @staticmethod
+    def _valid_label(sample_id: str, label: Any, classes: list[str] | None) -> int:
+        """``label`` as an int: an index into ``classes`` (the recorded list; any ≥ 0 when None) or `DROPPED`;
+        else `LedgerError`."""
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+            raise LedgerError(f"sample {sample_id!r}: label {label!r} is not a class index (an int); nothing was "
+                              "recorded")
+        if label != DROPPED and (label < 0 or (classes is not None and label >= len(classes))):
+            known = f"0..{len(classes) - 1}" if classes is not None else "≥ 0"
+            raise LedgerError(f"sample {sample_id!r}: label {label} is not a class index ({known}) nor {DROPPED} "
+                              "(dropped); nothing was recorded")
+        return int(label)
+
     def record_labels(self, labels: dict[str, int], annotator: str, correction: bool = False) -> dict[str, str]:
         """Commit labels in one transaction. Returns per sample ``"new"``, ``"same"`` (already given:
         nothing changes, so re-recording is idempotent) or ``"corrected"``. A different answer for an
@@ -315,6 +330,8 @@ class Ledger:
         """
         now = _now()
         out: dict[str, str] = {}
+        classes = self.classes()
+        labels = {sid: self._valid_label(sid, v, classes) for sid, v in labels.items()}  # all checked before writing
         with self.transaction() as c:
             for sid, label in labels.items():
                 if c.execute("SELECT 1 FROM queries WHERE sample_id=?", (sid,)).fetchone() is None:
@@ -346,7 +363,7 @@ class Ledger:
         ``"corrected"`` or ``"conflict"`` (nothing written: someone else answered first; the current
         label is returned so the caller can show it). Raises `LedgerError` for a sample never queried.
         """
-        label = int(label)
+        label = self._valid_label(sample_id, label, self.classes())
         with self.transaction() as c:
             if c.execute("SELECT 1 FROM queries WHERE sample_id=?", (sample_id,)).fetchone() is None:
                 raise LedgerError(f"sample {sample_id!r} was never queried; only queried samples can be labelled")

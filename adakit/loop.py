@@ -41,7 +41,9 @@ from adakit.provenance import environment
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.rundir import (
     apply_checkpoint,
+    check_out_dir,
     clean_checkpoints,
+    config_changes,
     continued_config,
     locked,
     resume_hint,
@@ -86,12 +88,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device, what: str = "train.device") -> torch.device:
+    """The torch device for ``name`` ("auto": CUDA when available, else the CPU); a `ConfigError` naming
+    ``what`` for a name torch does not know or a device this machine lacks."""
     if name == "auto":
         return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but no CUDA device is available; use auto or cpu")
-    return distributed.local_device(torch.device(name))  # torchrun: one GPU per process, cuda:LOCAL_RANK
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"{what}={name!r} is not a torch device ({e}); use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{what}={name!r} but no CUDA device is available; use auto or cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{what}={name!r} but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{what}={name!r}: adakit runs on cpu or cuda devices; use auto, cpu or cuda")
+    return distributed.local_device(dev)  # torchrun: one GPU per process, cuda:LOCAL_RANK
 
 
 def _warmup_key(config: dict) -> str:
@@ -102,6 +114,19 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _stored_classes(ledger_path: Path) -> list[str] | None:
+    """The class list a run stored in its ledger (None: none stored, or a ledger that later checks refuse)."""
+    try:
+        with Ledger.read_only(ledger_path) as led:
+            return led.classes()
+    except Exception:  # a damaged ledger: `stored_config` names the problem
+        return None
+
+
+def _shown(names: list[str], limit: int = 8) -> str:
+    return repr(names[:limit])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > limit else "]")
 
 
 @dataclass
@@ -259,6 +284,9 @@ class ActiveLoop:
         """
         if run_dir is None:
             raise ConfigError("ActiveLoop: run_dir is required (the folder for the ledger, checkpoints and reports)")
+        ledger_path = Path(run_dir) / "ledger.sqlite"
+        if classes is None and (source is not None or target is not None) and ledger_path.is_file():
+            classes = _stored_classes(ledger_path)  # a resumed run keeps its class list (labels are its indices)
         cfg, domains, self._objects = _with_objects(config, domains, source, target, test, classes, model,
                                                     objective, strategy, oracle)
         self.cfg = cfg
@@ -268,17 +296,22 @@ class ActiveLoop:
         self.callbacks: list[Callable[[str, dict], None]] = [*loggers_from_config(cfg.log), *callbacks,
                                                              *([on_event] if on_event else [])] \
             if self.dist.main else []  # torchrun: events (and loggers) on rank 0 only
-        ledger_path = self.run_dir / "ledger.sqlite"
         if ledger_path.is_file():
             stored = stored_config(self.run_dir, required=False)  # read-only: a damaged ledger stays untouched
             if stored is not None:
                 same = continued_config(stored, cfg)
                 if same is None:
-                    raise ConfigError(f"{self.run_dir} holds a run with a different config; use `adakit resume "
-                                      f"{self.run_dir}` to continue it, or choose another --out folder")
+                    objects = isinstance(stored.get("data"), dict) and stored["data"].get("format") == "objects"
+                    raise ConfigError(f"{self.run_dir} holds a run with a different config "
+                                      f"({config_changes(stored, cfg)}); continue it with "
+                                      f"{resume_hint(self.run_dir, objects)}, or choose another folder")
                 self.cfg = cfg = same  # (keys added since the run was stored: as it ran)
             self._check_fingerprint(ledger_path)
+        else:
+            check_out_dir(self.run_dir, "run_dir")  # never write into a folder of other files
         self._setup(domains)  # everything that can fail on bad input fails before the run folder exists
+        if ledger_path.is_file():
+            self._check_classes(ledger_path)
         distributed.barrier()  # torchrun: every rank has checked the folder before rank 0 writes to it
         self.ledger: Ledger | None = None  # other ranks get what they need from rank 0 (`_on_main`)
         self._on_main(lambda: self._init_ledger(cfg, ledger_path))
@@ -331,6 +364,9 @@ class ActiveLoop:
         """Continue the run in ``run_dir``. A run started from Python objects (arrays/Datasets, your model, a
         callable oracle) takes the same objects again: ``resume(run_dir, source=..., target=..., model=...)``."""
         run_dir = Path(run_dir)
+        if "config" in kwargs:
+            raise ConfigError("ActiveLoop.resume continues a run with the config stored in its ledger; leave "
+                              "config= out (to change settings, start a new run in another folder)")
         # the stored config, read-only; never a default one (a damaged ledger is a named error)
         cfg = stored_experiment(run_dir)
         objects = cfg.data.format == "objects"
@@ -343,6 +379,17 @@ class ActiveLoop:
                               f"the objects. Resume it from Python with the same objects: "
                               f"ActiveLoop.resume({str(run_dir)!r}, {', '.join(m + '=...' for m in missing)})")
         return cls(cfg, run_dir, **kwargs)
+
+    def _check_classes(self, ledger_path: Path) -> None:
+        """Refuse to continue a run whose class list changed: its labels are indices into the stored list."""
+        stored, now = _stored_classes(ledger_path), [str(c) for c in self.domains.classes]
+        if stored is None or stored == now:
+            return
+        how = ("pass classes= as the run started (or leave it out: the run's own list is used)"
+               if self.cfg.data.format == "objects" else "restore the data's class folders/names as they were")
+        raise ConfigError(f"{self.run_dir} was started with the classes {_shown(stored)}; the data now gives "
+                          f"{_shown(now)}. Its labels are class indices into the first list, so they would change "
+                          f"meaning: {how}")
 
     def _check_fingerprint(self, ledger_path: Path) -> None:
         """Refuse to continue an object run on other data than it started with (named domain and difference)."""
@@ -454,6 +501,12 @@ class ActiveLoop:
                 raise ConfigError("oracle.kind=callable: pass the labelling function as ActiveLoop(oracle=...)")
             self.oracle = CallableOracle(self._objects.oracle, d.pool, d.classes)
         else:
+            unknown = int((np.asarray(d.pool.y) < 0).sum()) if self.budgets else 0
+            if unknown:
+                raise DataError(f"target: {unknown} of {len(d.pool)} pool samples have no label (-1), but the "
+                                "simulated oracle answers queries with the target's labels; give every target "
+                                "label, or have people label: oracle='file' (`--set oracle.kind=file`) or a "
+                                "function ActiveLoop(oracle=labels_for)")
             self.oracle = SimulatedOracle(d.pool)
 
     def _check_probe_probs(self, strat_cls: type) -> None:

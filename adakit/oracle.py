@@ -53,12 +53,16 @@ def _with(stem: Path, suffix: str) -> Path:
     return stem.with_name(stem.name + suffix)
 
 
+#: the columns of a round's export (`export_queries`); a file with other columns was saved by someone else
+EXPORT_FIELDS = ("sample_id", "location", "score", "suggested", "label")
+
+
 def export_queries(pool: Domain, classes: list[str], queries, stem: Path, json_twin: bool = True) -> Path:
     """Write ``stem.csv`` and ``stem.json``: id, locator, score, suggested label, empty label column.
     Each file is written whole and renamed into place (a killed process leaves the old file or the new)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"sample_id": q.sample_id, "location": pool.describe(q.pool_index), "score": q.score,
-             "suggested": classes[q.suggested] if q.suggested is not None else "", "label": ""}
+    rows = [dict(zip(EXPORT_FIELDS, (q.sample_id, pool.describe(q.pool_index), q.score,
+                                     classes[q.suggested] if q.suggested is not None else "", "")))
             for q in queries]
     tmp = _with(stem, ".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -83,7 +87,10 @@ def _export_state(path: Path) -> tuple[set[str] | None, bool]:
             rows = json.loads(text)
             rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
         else:
-            rows = list(csv.DictReader(io.StringIO(text, newline=""), strict=True))
+            reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+            rows = list(reader)
+            if reader.fieldnames not in (None, list(EXPORT_FIELDS), ["sample_id", "label"]):
+                return None, True  # saved by a spreadsheet (other separator, header): it may hold answers; keep it
     except (OSError, ValueError, csv.Error, RecursionError):
         return None, True
     if rows is None:
@@ -156,6 +163,13 @@ def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = No
     return i if i < len(classes) else None
 
 
+def _ambiguous(text: str, by_name: dict[str, int], n_classes: int) -> bool:
+    """Whether ``text`` names one class and, read as an index, another (classes named by digits)."""
+    t = text.strip()
+    return t in by_name and bool(_INDEX.fullmatch(t)) and len(t) <= 9 and int(t) < n_classes \
+        and int(t) != by_name[t]
+
+
 class RejectedAnswers(DataError):
     """Some labels a callable oracle returned were invalid; ``answers`` holds the valid ones (saved first)."""
 
@@ -214,12 +228,20 @@ class CallableOracle:
         answers: dict[str, int] = {}
         bad: list[str] = []
         index = {c: i for i, c in enumerate(self.classes)}
+        numpy_text = y.dtype.kind in "US"  # numpy may have made these texts from indices (np.where(..., DROP, y))
         for q, v in zip(queries, y.tolist()):
             v = v.item() if isinstance(v, np.generic) else v
             if _no_answer(v):
                 continue
             if isinstance(v, str) and v.strip() == "-1" and "-1" not in index:
                 continue  # -1 turned into text by numpy (np.where(..., adakit.DROP, y)): no answer, as -1 is
+            if numpy_text and _ambiguous(v, index, len(self.classes)):
+                t = v.strip()
+                bad.append(f"label {t!r} for pool index {q.pool_index} is both the name of class {index[t]} and the "
+                           f"index of class {int(t)} ({self.classes[int(t)]!r}); numpy turns indices into text in an "
+                           "array that also holds text (adakit.DROP): return a list, an object array "
+                           "(np.where(unsure, adakit.DROP, y.astype(object))) or class names")
+                continue
             y_text = resolve_label(v, self.classes, index) if isinstance(v, str) else None
             if y_text is not None:
                 answers[q.sample_id] = y_text  # a name, "drop", or an index as text

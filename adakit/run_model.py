@@ -7,6 +7,7 @@ an instance of the same module class (``backbone=``); its weights come from the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,14 @@ class RunModel:
         with self._ledger() as led:
             return led.metrics()
 
-    def _domain(self, X: Any) -> Domain:
+    def _domain(self, X: Any) -> Domain | None:
+        """``X`` as a `Domain` (None for an empty array of the run's sample shape)."""
         from adakit.data.domain import TensorDomain
         from adakit.data.objects import DatasetDomain, _is_dataset, _to_tensor
 
+        if isinstance(X, Mapping):
+            raise DataError(f"input: got a {type(X).__name__}; pass the samples as an array (N, "
+                            f"*{tuple(self.input_shape)}), a tuple (X, y) or a torch Dataset of (x, y) / x")
         if isinstance(X, Domain):
             dom = X
         elif _is_dataset(X):
@@ -87,9 +92,14 @@ class RunModel:
                                 dataset=X)
         else:
             x = _to_tensor(X[0] if isinstance(X, tuple) else X, "input")  # a tuple is (X, y); a list is rows
-            if x.dim() < 1 or len(x) == 0:
+            if x.dim() < 1:
                 raise DataError(f"input: expected a batch of samples of shape (N, *{tuple(self.input_shape)}), "
                                 f"got shape {tuple(x.shape)}")
+            if len(x) == 0:
+                if tuple(x.shape[1:]) != tuple(self.input_shape):
+                    raise DataError(f"input: samples of shape {tuple(x.shape[1:])}, but the run {self.run_dir} was "
+                                    f"trained on samples of shape {tuple(self.input_shape)}")
+                return None
             if not (x.is_floating_point() or x.dtype == torch.uint8):
                 x = x.float()
             dom = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),
@@ -103,7 +113,11 @@ class RunModel:
     def _forward(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
         from adakit.inference import forward_domain
 
-        return forward_domain(self.model, self._domain(X), self.batch_size, self.device)
+        dom = self._domain(X)
+        if dom is None:  # no samples: empty outputs of the right widths
+            net = self.model.model if isinstance(self.model, _Standardized) else self.model
+            return torch.zeros(0, net.feature_dim), torch.zeros(0, len(self.classes))
+        return forward_domain(self.model, dom, self.batch_size, self.device)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (N, C), columns in the order of ``classes``."""
@@ -157,7 +171,8 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
                               f"{cls.__module__}.{cls.__qualname__}")
     elif backbone is not None:
         raise ConfigError(f"backbone=: {run_dir} uses adakit's {cfg.model.backbone!r} backbone; leave backbone= out")
-    dev = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+    dev = resolve_device(device if device is not None else cfg.train.device, "device" if device is not None
+                         else "train.device")
     shape = tuple(info["input_shape"])
     model_cfg = cfg.model.model_copy(update={"head": info.get("head", cfg.model.head), "weights": None})
     model = build_model(model_cfg, shape, len(info["classes"]), backbone=backbone)

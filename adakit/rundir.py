@@ -213,6 +213,25 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     return old if old.to_dict() == _with(cfg.to_dict(), absent) else None
 
 
+def config_changes(stored: dict, cfg: Any, limit: int = 4) -> str:
+    """The keys where ``cfg`` (an `ExperimentConfig`) differs from a stored run's config, as
+    ``section.key: stored → given`` (at most ``limit``, then a count), for an error message."""
+    old, new = as_stored(stored), cfg.to_dict()
+
+    def flat(d: Any, prefix: str = "") -> dict:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        out: dict = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+
+    a, b = flat(old), flat(new)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, "(unset)") != b.get(k, "(unset)")]
+    shown = "; ".join(f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
 def resume_hint(run_dir: str | Path, from_objects: bool) -> str:
     """How to continue a stopped run: `adakit resume`, or `ActiveLoop.resume` for a run started from Python objects."""
     return f"ActiveLoop.resume({str(run_dir)!r}, ...) with the same objects" if from_objects else \
@@ -231,38 +250,39 @@ def stored_experiment(run_dir: str | Path):
                           f"{e}") from None
 
 
-def check_out_dir(out_dir: str | Path) -> bool:
-    """Check an ``adakit run --out`` folder before any work; True when it already holds a run.
+def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
+    """Check a run folder (``adakit run --out``, ``ActiveLoop(run_dir=...)``) before any work; True when it
+    already holds a run. ``flag`` names the folder's option in the messages.
 
     Allowed: an absent folder (under a creatable path), an empty one, or a run folder. Refused with a
     `ConfigError`: a file, a path under a file, an unwritable parent, or a non-empty folder that is not a run
     (its files would be overwritten). A damaged ledger gives `LedgerError`.
     """
     out_dir = Path(out_dir)
+    choose = f"choose another {flag}"
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
+        raise ConfigError(f"{flag} {out_dir} is a file, not a folder; choose a folder for the run")
     if not out_dir.exists():
         parent = out_dir.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
-            raise ConfigError(f"--out {out_dir}: {parent} is a file, so no folder can be created under it; "
-                              "choose another --out")
+            raise ConfigError(f"{flag} {out_dir}: {parent} is a file, so no folder can be created under it; {choose}")
         if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"--out {out_dir}: cannot create it, {parent} is not writable; choose another --out")
+            raise ConfigError(f"{flag} {out_dir}: cannot create it, {parent} is not writable; {choose}")
         return False
     if (out_dir / LEDGER_NAME).exists():
         if not (out_dir / LEDGER_NAME).is_file():
-            raise ConfigError(f"--out {out_dir}: {out_dir / LEDGER_NAME} is not a file; choose another --out")
+            raise ConfigError(f"{flag} {out_dir}: {out_dir / LEDGER_NAME} is not a file; {choose}")
         stored_config(out_dir, required=False)  # a damaged or foreign ledger is refused here, untouched
         return True
     others = sorted(p.name for p in out_dir.iterdir() if p.name not in _IGNORABLE)
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-        raise ConfigError(f"--out {out_dir} is not empty and holds no run ({shown}); a run would overwrite its "
+        raise ConfigError(f"{flag} {out_dir} is not empty and holds no run ({shown}); a run would overwrite its "
                           "files. Choose a new or empty folder")
     if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_dir} is not writable; choose another --out")
+        raise ConfigError(f"{flag} {out_dir} is not writable; {choose}")
     return False
 
 

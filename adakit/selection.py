@@ -7,6 +7,7 @@ so a selection made here equals the loop's selection on the same outputs and see
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,31 @@ def _as_module(fn: Any, name: str) -> nn.Module | None:
     return CallableModule(fn)
 
 
+def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: int | None, who: str) -> None:
+    """Call ``module`` on two rows of the embeddings before any work: it must return a tensor with ``width``
+    values per row (None: any), or its failure is a `DataError` naming the keyword."""
+    if module is None:
+        return
+    param = next(module.parameters(), None)
+    x = f[:2].to(param.device) if param is not None else f[:2]
+    shape = "(N,) or (N, 1)" if width == 1 else f"(N, {width or 'C'})"
+    expect = f"a tensor of shape {shape} on (N, {f.shape[1]}) float32 embeddings"
+    was_training = module.training
+    module.eval()  # (eval mode: a BatchNorm's running statistics stay as they are)
+    try:
+        with torch.no_grad():
+            y = module(x)
+    except Exception as e:  # noqa: BLE001 - the user's module: any failure is reported with its own message
+        raise DataError(f"{who}: {name}= failed on 2 rows of the embeddings (shape {tuple(x.shape)}, float32): "
+                        f"{type(e).__name__}: {str(e)[:200]}; it must return {expect}") from None
+    finally:
+        module.train(was_training)
+    if not isinstance(y, torch.Tensor):
+        raise DataError(f"{who}: {name}= returned a {type(y).__name__}; it must return {expect}")
+    if width is not None and (y.shape[0] != len(x) or y[0].numel() != width):
+        raise DataError(f"{who}: {name}= returned shape {tuple(y.shape)} for {len(x)} rows; it must return {expect}")
+
+
 def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, ...], who: str) -> torch.device:
     """The device strategies compute on: ``device``, else that of the first tensor in ``arrays``, else the CPU."""
     if device is None:
@@ -126,6 +152,10 @@ def _pool_mask(given: ArrayLike | None, n: int, name: str) -> tuple[np.ndarray, 
         return arr.copy(), None
     if arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
         index = arr.astype(np.int64).reshape(-1)
+        if n > 2 and index.shape == (n,) and index.min() >= 0 and index.max() <= 1:
+            raise DataError(f"adakit.select: {name}= is an integer array of 0s and 1s, one per pool sample: a mask "
+                            f"written as integers, not indices (which would repeat 0 and 1); pass it as a boolean "
+                            f"mask ({name}=mask.astype(bool)) or as indices (np.flatnonzero(mask))")
         if index.size and (index.min() < 0 or index.max() >= n):
             raise DataError(f"adakit.select: {name}= indices must lie in [0, {n}), got {index.min()}..{index.max()}")
         mask[index] = True
@@ -133,12 +163,23 @@ def _pool_mask(given: ArrayLike | None, n: int, name: str) -> tuple[np.ndarray, 
     raise DataError(f"adakit.select: {name}= must be a boolean mask or an integer index array, got dtype {arr.dtype}")
 
 
-def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int,
+          n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(boolean mask over the pool, labels over the pool with -1 where unknown) from a mask or an index array."""
     mask, index = _pool_mask(labelled, n, "labelled")
     full = np.full(n, -1, dtype=np.int64)
     if labels is not None:
-        y = _numpy(labels).astype(np.int64).reshape(-1)
+        y = _numpy(labels).reshape(-1)
+        if y.size and not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
+                                                                   and np.isfinite(y).all()
+                                                                   and (y == np.round(y)).all())):
+            raise DataError(f"adakit.select: labels= must hold class indices (integers, -1 for unknown), got "
+                            f"dtype {y.dtype}" + (f" (e.g. {y[0].item()!r}); map class names to their indices first"
+                                                 if y.dtype.kind in "USO" else ""))
+        y = y.astype(np.int64)
+        if y.size and (y.min() < -1 or y.max() >= n_classes):
+            raise DataError(f"adakit.select: labels= must hold class indices in [0, {n_classes}) or -1 for unknown, "
+                            f"got values from {y.min()} to {y.max()}")
         if len(y) == n:
             full = y
         elif index is not None and len(y) == len(index):
@@ -286,11 +327,20 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         "domain_discriminator": _as_module(domain_discriminator, "domain_discriminator"),
         "class_discriminator": _as_module(class_discriminator, "class_discriminator"),
         "sdm_loss_form": form})
+    if f is not None and len(f):
+        c = out.shape[1] if out is not None else None
+        for name, module, width in (("domain_discriminator", getattr(provided, "domain_discriminator", None), 1),
+                                    ("class_discriminator", getattr(provided, "class_discriminator", None), c),
+                                    ("head", head_module, c)):
+            _check_module(module, f, name, width, who)
     for need in sorted(getattr(strat, "needs", ())):
         if getattr(provided, need, None) is None and not (need == "domain_discriminator" and d_logits is not None):
             raise ConfigError(f"{who} needs {NEED_KEYWORDS.get(need, f'{need}= (or objective= providing it)')}")
 
-    mask, full_labels = _mask(labelled, labels, n)
+    mask, full_labels = _mask(labelled, labels, n, out.shape[1] if out is not None else np.iinfo(np.int64).max)
+    if not isinstance(seed, np.random.Generator) and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                                                      or seed < 0):
+        raise ConfigError(f"{who}: seed= must be a non-negative int or a numpy.random.Generator, got {seed!r}")
     view = ArrayView(mask, full_labels, who=who, probs=p, logits=z, embeddings=f, source_embeddings=src,
                      head=head_module, objective=provided, domain_logits=d_logits,
                      unavailable=_pool_mask(exclude, n, "exclude")[0])

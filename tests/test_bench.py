@@ -72,3 +72,13 @@ def test_unknown_method_or_pair_fails_before_any_run(bench_file, tmp_path):
     res = CliRunner().invoke(app, ["bench", str(bench_file), "--out", str(tmp_path / "o"), "--pair", "x-y"])
     assert res.exit_code != 0 and "no pair named" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_two_method_names_that_map_to_one_run_folder_are_refused(bench_file, tmp_path):
+    spec = yaml.safe_load(bench_file.read_text())
+    spec["methods"] = {"margin k=5": ["query.strategy=margin"], "margin_k_5": ["query.strategy=random"]}
+    bench_file.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="methods 'margin k=5' and 'margin_k_5' would share the run folder "
+                                          "'margin_k_5'"):
+        run_bench(bench_file, tmp_path / "o")
+    assert not (tmp_path / "o").exists()

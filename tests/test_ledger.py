@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from adakit.errors import LedgerError
-from adakit.ledger import SCHEMA_VERSION, Ledger
+from adakit.ledger import DROPPED, SCHEMA_VERSION, Ledger
 
 
 @pytest.fixture
@@ -254,7 +254,17 @@ def test_check_reports_a_bad_stored_config_and_labels_outside_the_class_list(led
     assert led.classes() == ["cat", "dog", "emu"]
     led.record_labels({"s0": 2}, "a")
     assert not any("outside" in p for p in led.check())
-    led.record_labels({"s1": 7}, "a")  # the ledger itself does not know the classes when recording
+    with pytest.raises(LedgerError, match="label 7 is not a class index \\(0..2\\)"):
+        led.record_labels({"s0": 2, "s1": 7}, "a")  # refused whole: nothing recorded
+    with pytest.raises(LedgerError, match="'two' is not a class index"):
+        led.record_labels({"s1": "two"}, "a")
+    with pytest.raises(LedgerError, match="label -2 is not a class index"):
+        led.answer("s1", -2, "web")
+    assert led.current_labels() == {"s0": 2}
+    assert led.record_labels({"s2": DROPPED}, "a") == {"s2": "new"}  # a drop is allowed
+    # a label outside the list written by other means (an older adakit, a hand edit) is what check() finds
+    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created, correction_of) "
+                     "VALUES ('s1', 7, 'a', 'now', NULL)")
     problems = led.check()
     assert any("stored config does not validate" in p and "budget.total" in p for p in problems), problems
     assert any("'s1' has label 7, outside the class list 0..2" in p for p in problems), problems

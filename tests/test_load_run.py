@@ -59,6 +59,16 @@ def test_load_run_predicts_like_the_run_without_its_data(demo_run, monkeypatch):
     assert all(test.y[r["pool_index"]] == r["label"] and r["class"] == m.classes[r["label"]] for r in labels)
     with pytest.raises(DataError, match="samples of shape \\(3,\\), but the run .* shape \\(64,\\)"):
         m.predict(np.zeros((2, 3), np.float32))
+    # no samples: empty outputs of the right widths; a dict is named, not read as a Dataset
+    assert m.predict(x[:0]).shape == (0,) and m.predict_proba(x[:0]).shape == (0, len(m.classes))
+    assert m.embed(x[:0]).shape == (0, feats.shape[1])
+    with pytest.raises(DataError, match="samples of shape \\(3,\\)"):
+        m.predict(np.zeros((0, 3), np.float32))
+    with pytest.raises(DataError, match="input: got a dict; pass the samples as an array"):
+        m.predict({"x": x})
+    for device, msg in (("gpu0", "device='gpu0' is not a torch device"), ("mps", "runs on cpu or cuda devices")):
+        with pytest.raises(ConfigError, match=msg):
+            adakit.load_run(demo_run.run_dir, device=device)
 
 
 class Net(nn.Module):

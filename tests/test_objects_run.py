@@ -202,9 +202,10 @@ def test_datasets_with_an_unlabelled_target_need_an_oracle_and_record_no_accurac
     assert {int(s.split("/")[1]): v for s, v in labels.items()} == {int(i): int(yt[i]) for a in asked for i in a}
     assert summary["final_accuracy"] is None and summary["rounds"] == []
     assert events.count("evaluated") == 3 and events[-1] == "done"
-    # without an oracle the simulated one refuses the unlabelled target, naming the fix
-    with pytest.raises(DataError, match="unlabelled samples"):
-        ActiveLoop(SMALL, tmp_path / "r2", source=_Items(xs, ys), target=_Items(xt), show_progress=False).run()
+    # without an oracle the simulated one refuses the unlabelled target, naming the fix, before any training
+    with pytest.raises(DataError, match="50 of 50 pool samples have no label .* oracle='file'"):
+        ActiveLoop(SMALL, tmp_path / "r2", source=_Items(xs, ys), target=_Items(xt), show_progress=False)
+    assert not (tmp_path / "r2").exists()
 
 
 def test_test_domain_strategy_instance_and_config_sections(tmp_path):
@@ -306,6 +307,78 @@ def test_callable_oracle_validates_what_the_function_returns():
     with pytest.raises(RejectedAnswers, match="label 'd' for pool index 7 is not in the class list") as e:
         answered(lambda idx: ["a", "d"])
     assert e.value.answers == {"target/4": 0}
+
+
+def test_callable_oracle_refuses_index_texts_that_name_another_class():
+    """Classes named by digits: numpy turns the index 1 of np.where(unsure, DROP, y) into the text "1", which is
+    also the name of class 0. Such an answer is refused, never guessed; names in a list, object arrays and
+    unambiguous texts are read as before."""
+    from adakit.data.objects import as_domain
+    from adakit.ledger import DROPPED, Query
+
+    classes = ["1", "7", "9"]
+    pool = as_domain((np.zeros((10, 2), np.float32), None), "target", classes)
+    queries = [Query(f"target/{i}", i, 1, k, 0.0, None) for k, i in enumerate([4, 7, 8])]
+
+    def answered(fn):
+        return CallableOracle(fn, pool, classes).label(queries, 1)
+
+    y, unsure = np.array([1, 2, 0]), np.array([False, False, True])
+    with pytest.raises(RejectedAnswers, match="label '1' for pool index 4 is both the name of class 0 and the index "
+                                              "of class 1") as e:
+        answered(lambda idx: np.where(unsure, "drop", y))  # ['1', '2', 'drop']: "2" is no class name
+    assert e.value.answers == {"target/7": 2, "target/8": DROPPED}
+    assert answered(lambda idx: np.where(unsure, "drop", y.astype(object))) == \
+        {"target/4": 1, "target/7": 2, "target/8": DROPPED}
+    assert answered(lambda idx: ["1", "9", "drop"]) == {"target/4": 0, "target/7": 2, "target/8": DROPPED}
+
+
+def test_resume_keeps_the_stored_class_list_and_refuses_another_order(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    names = np.array(["cat", "dog"])
+    run = tmp_path / "r"
+    with pytest.raises(WaitingForLabels):
+        ActiveLoop(SMALL, run, source=(xs, ys), target=(xt, None), classes=["cat", "dog"], oracle=lambda i: [None] *
+                   len(i), show_progress=False).run()
+    with pytest.raises(ConfigError, match=r"started with the classes \['cat', 'dog'\]; the data now gives "
+                                          r"\['dog', 'cat'\]"):
+        ActiveLoop.resume(run, source=(xs, ys), target=(xt, None), classes=["dog", "cat"],
+                          oracle=lambda i: names[yt[i]], show_progress=False)
+    # without classes= the run's own list is used, so names are stored under the classes they name
+    loop = ActiveLoop.resume(run, source=(xs, ys), target=(xt, None), oracle=lambda i: names[yt[i]],
+                             show_progress=False)
+    loop.run()
+    truth = {f"target/{i}": int(yt[i]) for i in range(len(yt))}
+    labels = loop.ledger.current_labels()
+    assert len(labels) == 6 and all(truth[s] == v for s, v in labels.items())
+    with pytest.raises(ConfigError, match="leave config= out"):
+        ActiveLoop.resume(run, config=SMALL)
+
+
+def test_a_run_folder_is_checked_and_a_changed_config_is_named(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    objs = {"source": (xs, ys), "target": (xt, yt), "show_progress": False}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    with pytest.raises(ConfigError, match="run_dir .*mine is not empty and holds no run \\(report.md\\)"):
+        ActiveLoop(SMALL, mine, **objs)
+    assert (mine / "report.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    with pytest.raises(ConfigError, match="report.md is a file, not a folder"):
+        ActiveLoop(SMALL, mine / "report.md", **objs)
+    ActiveLoop(SMALL, tmp_path / "r", **objs).run()
+    with pytest.raises(ConfigError, match=r"different config \(seed: 0 → 3\); continue it with "
+                                          r"ActiveLoop.resume\("):
+        ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", **objs)
+
+
+def test_an_unlabelled_tensordataset_target_runs_with_a_callable_oracle(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    loop = ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=torch.utils.data.TensorDataset(
+        torch.as_tensor(xt)), oracle=lambda i: yt[i], show_progress=False)
+    assert (loop.domains.pool.y == -1).all()
+    loop.run()
+    assert len(loop.ledger.current_labels()) == 6
 
 
 def test_callable_oracle_answers_are_saved_when_some_are_missing_or_rejected(tmp_path):

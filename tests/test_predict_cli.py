@@ -83,4 +83,7 @@ def test_predict_on_an_image_folder_and_an_image_list(tmp_path):
         [(r["predicted"], r["probability"]) for r in rows]
     (tmp_path / "new" / "bad.txt").write_text("n0.png\nmissing.png\n")
     res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "bad.txt"), "--out", str(out)])
+    assert res.exit_code == 2 and f"--out {out} exists" in res.output and "--force" in res.output  # kept
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "bad.txt"), "--out", str(out),
+                                   "--force"])
     assert res.exit_code == 2 and "1 listed image(s) not found" in res.output

@@ -79,4 +79,4 @@ def load_demo(path: Path, name: str) -> TensorDomain:
         raise DataError(f"demo domain {name!r} does not exist; use digits (source) or one of {', '.join(TARGETS)}")
     x = (x / 16.0).reshape(len(idx), -1).astype(np.float32)
     ids = np.char.add(f"{name}/", idx.astype(str))
-    return TensorDomain(name=name, classes=[str(c) for c in range(10)], ids=ids, y=y[idx], x=x)
+    return TensorDomain(name=name, classes=[str(c) for c in range(10)], ids=ids, y=y[idx], x=x, pixel_shape=(1, 8, 8))

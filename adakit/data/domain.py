@@ -87,11 +87,14 @@ class TensorDomain(Domain):
 
     ``augment`` (images only) is applied to training batches. ``paths`` (optional, one per row) names
     the image file each feature row was extracted from; it never replaces ``ids`` (the ledger's ids).
+    ``pixel_shape`` (optional, ``(C, H, W)``): the feature rows are the pixels of images of this shape, so
+    people labelling them are shown the images (the labelling page, Label Studio export).
     """
 
     x: torch.Tensor = field(default=None)  # type: ignore[assignment]
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     paths: np.ndarray | None = None
+    pixel_shape: tuple[int, int, int] | None = None
     _feature_std: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,10 +108,13 @@ class TensorDomain(Domain):
                 rows = torch.nonzero(~finite).flatten()[:5].tolist()
                 raise DataError(
                     f"domain {self.name!r}: NaN or inf values in rows {rows} "
-                    f"({int((~finite).sum())} rows in all); clean or drop them before training"
+                    f"({int((~finite).sum())} rows in all); clean or drop those rows first"
                 )
         if len(self.x) != len(self.ids):
             raise DataError(f"domain {self.name!r}: {len(self.x)} rows but {len(self.ids)} ids")
+        if self.pixel_shape is not None and int(np.prod(self.pixel_shape)) != self.x[0].numel():
+            raise DataError(f"domain {self.name!r}: pixel_shape {tuple(self.pixel_shape)} does not hold the "
+                            f"{self.x[0].numel()} values of a sample")
         if self.paths is not None:
             self.paths = np.asarray(self.paths).astype(str)
             if len(self.paths) != len(self.ids):
@@ -151,7 +157,7 @@ class TensorDomain(Domain):
         return TensorDomain(
             name=name or self.name, classes=self.classes, ids=self.ids[idx], y=self.y[idx],
             x=self.x[torch.as_tensor(idx, dtype=torch.long)], augment=self.augment,
-            paths=None if self.paths is None else self.paths[idx],
+            paths=None if self.paths is None else self.paths[idx], pixel_shape=self.pixel_shape,
         )
 
     def image_path(self, i: int) -> str | None:

@@ -119,10 +119,10 @@ def _dataset_labels(ds: Any, where: str) -> Any:
     first = ds[0]
     if isinstance(first, Mapping):
         raise _mapping_item(first, where)
-    if not isinstance(first, (tuple, list)):
+    if not isinstance(first, (tuple, list)) or len(first) == 1:  # x alone, or (x,) as TensorDataset(X) gives
         return None
     if len(first) != 2:
-        raise DataError(f"{where}: dataset items must be (x, y) or x alone; got a {len(first)}-tuple")
+        raise DataError(f"{where}: dataset items must be (x, y), (x,) or x alone; got a {len(first)}-tuple")
     return [ds[i][1] for i in range(len(ds))]
 
 

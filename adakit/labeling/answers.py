@@ -19,6 +19,7 @@ import csv
 import heapq
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 from adakit.data import Domains
 from adakit.errors import DataError, LedgerError
 from adakit.labeling.run import open_run
-from adakit.ledger import DROP, Ledger, label_name
+from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
 from adakit.oracle import resolve_label
 from adakit.rundir import stored_experiment
 
@@ -39,6 +40,10 @@ class RawAnswer:
     line: int
     sample_id: str
     label: object  # str (name or index as text) or int
+    #: the ``class`` cell of a file with a ``class`` column (`adakit ledger export`), or None when empty
+    name: str | None = None
+    #: the file has a ``class`` column: ``label`` holds the class index there (as `adakit ledger export` writes it)
+    indexed: bool = False
 
 
 @dataclass
@@ -113,11 +118,11 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
 
 
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
-    first = text.split("\n", 1)[0]
+    first = next((ln for ln in text.split("\n") if ln.strip()), "")  # the header (blank lines before it skipped)
     # a spreadsheet saves "CSV" with tabs, or with semicolons where the comma is the decimal separator
     delimiter = next((d for d in ("\t", ";") if d in first and "," not in first), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    header, id_col, label_col = None, None, None
+    header, id_col, label_col, class_col = None, None, None, None
     out: list[RawAnswer] = []
     line = 1
     try:
@@ -138,6 +143,7 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
                 header = [c.lower() for c in cells]
                 id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
                 label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
+                class_col = header.index("class") if "class" in header else None  # `adakit ledger export`
                 if id_col is None or label_col is None:
                     report.error(start, "header", f"the header must name a 'sample_id' and a 'label' column "
                                                   f"(found: {', '.join(cells)}); use the CSV `adakit query` wrote")
@@ -148,13 +154,14 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
                 continue
             sid = cells[id_col] if id_col < len(cells) else ""
             label = cells[label_col] if label_col < len(cells) else ""
+            name = (cells[class_col] if class_col < len(cells) else "") if class_col is not None else ""
             if not sid:
                 report.error(start, "no sample_id", f"no sample_id (label {label!r})" if label else "no sample_id")
                 continue
-            if not label:
+            if not label and not name:
                 report.unanswered += 1
                 continue
-            out.append(RawAnswer(start, sid, label))
+            out.append(RawAnswer(start, sid, label, name or None, indexed=class_col is not None))
     except csv.Error as e:
         hint = (f"a quote (\") opened on line {line} is never closed" if "end of data" in str(e) else
                 f"at line {reader.line_num}: {e}")
@@ -164,6 +171,8 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
         return []
     if header is None and not report.errors:
         report.error(0, "empty file", "the file is empty")
+    elif header is not None and not out and not report.unanswered and not report.errors:
+        report.note(0, "no rows", "the file holds a header and no rows: nothing to import")
     return out
 
 
@@ -329,6 +338,8 @@ def read_answers(path: str | Path) -> tuple[list[RawAnswer], ImportReport]:
     """Answers in a CSV or Label Studio JSON file, and a report holding the problems found reading it."""
     path = Path(path)
     report = ImportReport(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give the answers file in it (a CSV or a Label Studio JSON export)")
     if not path.is_file():
         raise DataError(f"answers file not found: {path}")
     text = _decode(path.read_bytes(), report)
@@ -352,6 +363,32 @@ def _close_class(label, classes: list[str]) -> str | None:
         return folded[key]
     near = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
     return folded[near[0]] if near else None
+
+
+_INDEX_OR_DROP = re.compile(r"-1|0|[1-9][0-9]*")
+
+
+def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) -> tuple[int | None, str | None]:
+    """(label, None) or (None, why) for a row of a file with a ``class`` column (`adakit ledger export`): its
+    ``label`` is the class index (-1: dropped), its ``class`` the name; when both are filled they must agree."""
+    text = str(a.label).strip()
+    by_index = None
+    if text and _INDEX_OR_DROP.fullmatch(text) and len(text) <= 9:
+        by_index = DROPPED if text == "-1" else int(text) if int(text) < len(classes) else None
+    elif text:
+        by_index = resolve_label(text, classes, by_name)  # a name typed into the label column
+    name = None if a.name is None else a.name.strip()
+    by_class = None if name is None else by_name.get(name, DROPPED if is_drop(name) else None)
+    if text and by_index is None:
+        return None, (f"label {text!r} is not a class index 0..{len(classes) - 1} (in a file with a 'class' column, "
+                      f"as `adakit ledger export` writes, the label column holds the class index; -1 = dropped)")
+    if a.name is not None and by_class is None:
+        return None, f"class {a.name!r} is not in the class list" + (
+            f" (did you mean {_close_class(a.name, classes)!r}?)" if _close_class(a.name, classes) else "")
+    if by_index is not None and by_class is not None and by_index != by_class:
+        return None, (f"label {text} (class {label_name(by_index, classes)!r}) and class {a.name!r} disagree; in a "
+                      "file with a 'class' column the label column holds the class index: change both, or clear one")
+    return (by_index if by_index is not None else by_class), None
 
 
 def _run_context(run_dir: Path, domains: Domains | None) -> tuple[list[str], set[str] | None, Ledger]:
@@ -399,7 +436,13 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
                 report.error(a.line, "never queried", f"{a.sample_id!r} was never queried (only queried samples "
                                                       "can be labelled: see the run's queries/ folder)")
                 continue
-            y = resolve_label(a.label, classes, by_name)
+            if a.indexed:
+                y, why = _indexed_label(a, classes, by_name)
+                if why:
+                    report.error(a.line, "label and class differ", f"{a.sample_id!r}: {why}")
+                    continue
+            else:
+                y = resolve_label(a.label, classes, by_name)
             if y is None:
                 close = _close_class(a.label, classes)
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")

@@ -16,11 +16,9 @@ from pathlib import Path
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-import numpy as np
-
 from adakit.data import Domains
 from adakit.errors import DataError
-from adakit.labeling.run import draws_images, image_file_of, open_run, png_of
+from adakit.labeling.run import draws_images, image_file_of, open_run, pixels, png_of
 from adakit.ledger import DROP
 
 FROM_NAME = "label"
@@ -59,7 +57,7 @@ def _write_png(pool, index: int, sample_id: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{index:07d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', sample_id)[:80]}.png"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(png_of(pool.load(np.array([index]))[0]))
+    tmp.write_bytes(png_of(pixels(pool, index)))
     os.replace(tmp, path)
     return path
 

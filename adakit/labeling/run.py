@@ -134,12 +134,20 @@ def png_of(x: torch.Tensor) -> bytes:
 
 
 def _drawable(d: Domain) -> bool:
-    """Whether the domain's samples are images it can hand out as pixels (C, H, W), C = 1 or 3."""
+    """Whether the domain's samples are images it can hand out as pixels (C, H, W), C = 1 or 3 (feature rows
+    with a ``pixel_shape``, as the demo's 8×8 digits, included)."""
     try:
-        shape = d.input_shape
+        shape = getattr(d, "pixel_shape", None) or d.input_shape
     except Exception:  # noqa: BLE001 - a Dataset that fails to load: nothing to draw
         return False
     return len(shape) == 3 and shape[0] in (1, 3)
+
+
+def pixels(pool: Domain, index: int) -> torch.Tensor:
+    """Sample ``index`` of the pool as an image (C, H, W) to draw (feature rows reshaped by ``pixel_shape``)."""
+    x = pool.load(np.array([index]))[0]
+    shape = getattr(pool, "pixel_shape", None)
+    return x.reshape(shape) if shape else x
 
 
 def draws_images(pool: Domain) -> bool:
@@ -261,7 +269,7 @@ class LabelingRun:
         if item.image is not None:
             return file_data(item.image)
         with self.lock:  # a user's Dataset is read from one thread at a time
-            x = self.pool.load(np.array([item.pool_index]))[0]
+            x = pixels(self.pool, item.pool_index)
         return png_of(x), "image/png"
 
     # -- nearest labelled neighbours (feature pools) ----------------------------------------------

@@ -4,6 +4,7 @@ export/import, and the CLI path query -> import-labels -> resume on a tiny demo 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -154,13 +155,14 @@ def test_labelstudio_roundtrip(demo_run, tmp_path):
     tasks = json.loads(out.read_text())
     assert n == len(q) == len(tasks)
     assert {t["meta"]["sample_id"] for t in tasks} == {x.sample_id for x in q}
-    assert all("text" in t["data"] and t["predictions"][0]["result"][0]["type"] == "choices" for t in tasks)
-    assert '<Choices name="label" toName="text"' in cfg.read_text()
+    assert all("image" in t["data"] and t["predictions"][0]["result"][0]["type"] == "choices" for t in tasks)
+    assert all(Path(t["data"]["image"]).is_file() for t in tasks)  # the demo's 8×8 digit rows, drawn as PNG
+    assert '<Choices name="label" toName="image"' in cfg.read_text()
     # what Label Studio's JSON export gives back: tasks with annotations (+ one cancelled, one unanswered)
     exported = []
     for k, t in enumerate(tasks[:5]):
         ann = [{"id": k, "was_cancelled": False, "result": [
-            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [str(k)]}}]}]
+            {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [str(k)]}}]}]
         if k == 3:
             ann = [{"was_cancelled": True, "result": ann[0]["result"]}]
         exported.append({"id": 100 + k, "data": t["data"], "meta": t["meta"], "annotations": ann})
@@ -346,3 +348,84 @@ def test_cli_export_labelstudio(demo_run, tmp_path):
     res = runner.invoke(app, ["export-labelstudio", str(demo_run), str(out)])
     assert res.exit_code == 0 and "20 tasks" in res.output, res.output
     assert len(json.loads(out.read_text())) == 20 and (tmp_path / "ls" / "tasks.label-config.xml").is_file()
+    res = runner.invoke(app, ["export-labelstudio", str(demo_run), str(out)])  # it may hold annotations now
+    assert res.exit_code == 2 and "exists" in res.output and "--force" in res.output, res.output
+    assert runner.invoke(app, ["export-labelstudio", str(demo_run), str(out), "--force"]).exit_code == 0
+
+
+def test_a_ledger_export_imports_back_exactly_with_classes_named_by_numbers(tmp_path):
+    """Label codes as class names (as in `.mat` files): the export's label column is the class index, its class
+    column the name; importing it reads the index, so no label moves to another class."""
+    import csv
+    import shutil
+
+    import numpy as np
+
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(60, 5)).astype(np.float32)
+    cfg = {"budget": {"total": 6, "rounds": 2}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+           "train": {"warmup_iters": 3, "round_iters": 3, "threads": 1, "batch_size": 8}}
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    with pytest.raises(WaitingForLabels):
+        ActiveLoop(cfg, run, source=(xs, rng.integers(0, 3, 60)), target=(xs + 0.1, None), classes=["2", "3", "1"],
+                   oracle="file", show_progress=False).run()
+    shutil.copytree(run, copy)
+    shutil.copytree(run, tmp_path / "copy2")
+    ids = [q.sample_id for q in _open(run)]
+    answers = tmp_path / "answers.csv"
+    answers.write_text(f"sample_id,label\n{ids[0]},1\n{ids[1]},2\n{ids[2]},drop\n")  # names
+    assert runner.invoke(app, ["import-labels", str(run), str(answers)]).exit_code == 0
+    assert _labels(run)[0] == {ids[0]: 2, ids[1]: 0, ids[2]: -1}
+    out = tmp_path / "labels.csv"
+    assert runner.invoke(app, ["ledger", "export", str(run), str(out)]).exit_code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["label"], r["class"]) for r in rows] == [("2", "1"), ("0", "2"), ("-1", "drop")]
+    res = runner.invoke(app, ["import-labels", str(copy), str(out)])
+    assert res.exit_code == 0 and "3 new" in res.output, res.output
+    assert _labels(copy)[0] == _labels(run)[0]
+    assert "trains on them" in res.output  # the round's three queries are all answered (one dropped)
+    # an edited export whose two columns disagree is refused, row by row, nothing else written
+    edited = tmp_path / "edited.csv"
+    text = out.read_text().splitlines()
+    first = text[1].split(",")
+    first[4] = "3"  # the class column says "3" (index 1); the label column still says 2 ("1")
+    second = text[2].split(",")
+    second[3] = ""  # the label cell cleared, the class cell kept: the name decides
+    edited.write_text("\n".join([text[0], ",".join(first), ",".join(second)]) + "\n")
+    rep = import_answers(tmp_path / "copy2", edited)
+    assert [m for _, m in rep.errors] == [f"{ids[0]!r}: label 2 (class '1') and class '3' disagree; in a file with a "
+                                          "'class' column the label column holds the class index: change both, or "
+                                          "clear one"]
+    assert rep.new == 1 and _labels(tmp_path / "copy2")[0] == {ids[1]: 0}
+
+
+def test_answers_typed_into_a_round_file_saved_by_a_spreadsheet_are_kept(demo_run, tmp_path):
+    """A round's CSV saved with semicolons, tabs or another header may hold answers that the export check cannot
+    read: it is kept, and the open queries go to round-K.open.csv."""
+    q = _open(demo_run)
+    path = demo_run / "queries" / "round-1.csv"
+    saved = "Sample_ID;Label\n" + "".join(f"{x.sample_id};{k}\n" for k, x in enumerate(q[:5])) + \
+        "".join(f"{x.sample_id};\n" for x in q[5:])
+    path.write_text(saved)
+    res = runner.invoke(app, ["resume", str(demo_run), "--quiet"])
+    assert res.exit_code == 0 and "waiting for labels" in res.output, res.output  # nothing answered yet
+    assert path.read_text() == saved and (demo_run / "queries" / "round-1.open.csv").is_file()
+    assert import_answers(demo_run, path).new == 5
+
+
+def test_import_names_a_folder_a_header_without_rows_and_a_blank_first_line(demo_run, tmp_path):
+    with pytest.raises(Exception, match="is a folder; give the answers file in it"):
+        import_answers(demo_run, tmp_path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sample_id,label\n")
+    rep = import_answers(demo_run, empty)
+    assert rep.notes == [(0, "the file holds a header and no rows: nothing to import")] and not rep.errors
+    q = _open(demo_run)
+    semi = tmp_path / "semi.csv"
+    semi.write_text(f"\nsample_id;label\n{q[0].sample_id};4\n")
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(semi)])
+    assert "1 new" in res.output and "empty row before the header" in res.output, res.output
+    assert "19 queries are still open; `adakit resume" in res.output  # resume would only wait

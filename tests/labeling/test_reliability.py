@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adakit.cli import app
+from adakit.errors import LedgerError
 from adakit.labeling.answers import import_answers, read_answers
 from adakit.labeling.run import LabelingRun
 from adakit.labeling.server import is_loopback, make_server, serve_in_thread
@@ -70,7 +71,10 @@ def test_ledger_check_finds_a_bad_config_and_labels_outside_the_classes(demo_run
     assert res.exit_code == 0 and "ledger ok" in res.output and "note" not in res.output, res.output
     with Ledger(demo_run / "ledger.sqlite") as led:
         assert led.classes() == [str(k) for k in range(10)]  # the loop recorded the class list
-        led.record_labels({q[0].sample_id: 12}, "t")  # the ledger itself does not know the classes
+        with pytest.raises(LedgerError, match="label 12 is not a class index"):
+            led.record_labels({q[0].sample_id: 12}, "t")  # the ledger refuses it...
+        led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES (?, 12, 't', 'now')",
+                         (q[0].sample_id,))  # ...so write it as an older adakit or a hand edit could
     res = runner.invoke(app, ["ledger", "check", str(demo_run)])
     assert res.exit_code == 1 and "has label 12, outside the class list 0..9" in res.output, res.output
     with Ledger(demo_run / "ledger.sqlite") as led:
