@@ -172,6 +172,14 @@ class BudgetConfig(_Strict):
     total: float = Field(0.05, ge=0)
     rounds: int = Field(5, ge=0)
 
+    @field_validator("total")
+    @classmethod
+    def _check_total(cls, v: float) -> float:
+        if v >= 1 and not float(v).is_integer():
+            raise ValueError(f"{v} is neither a fraction of the pool (below 1, e.g. 0.05) nor a whole number of "
+                             "labels (e.g. 30)")
+        return v
+
 
 class _Method(BaseModel):
     model_config = ConfigDict(extra="allow")

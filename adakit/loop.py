@@ -472,6 +472,8 @@ class ActiveLoop:
 
             self.domains, self.source_val = split_source_val(self.domains, cfg.data.source_val, cfg.seed)
         d = self.domains
+        if len(d.source) < 2:
+            raise DataError(f"source: {len(d.source)} sample; training needs at least 2 labelled source samples")
         self.budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
         obj_cls = OBJECTIVES.get(cfg.objective.name)
         strat_cls = STRATEGIES.get(cfg.query.strategy)

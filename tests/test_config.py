@@ -28,6 +28,9 @@ def test_bad_value_names_key_and_choices():
     assert "data.protocol" in str(e.value) and "'transductive'" in str(e.value)
     with pytest.raises(ConfigError, match="train.batch_size"):
         build_config({}, ["train.batch_size=0"])
+    with pytest.raises(ConfigError, match="budget.total: .*2.5 is neither a fraction of the pool"):
+        build_config({}, ["budget.total=2.5"])  # was truncated to 2 labels
+    assert build_config({}, ["budget.total=30"]).budget.total == 30
 
 
 def test_unknown_method_lists_choices():

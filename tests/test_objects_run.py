@@ -372,6 +372,12 @@ def test_a_run_folder_is_checked_and_a_changed_config_is_named(tmp_path):
         ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", **objs)
 
 
+def test_a_source_of_one_sample_is_refused_before_training(tmp_path):
+    xs, ys, xt, yt = _arrays()
+    with pytest.raises(DataError, match="source: 1 sample; training needs at least 2"):
+        ActiveLoop(SMALL, tmp_path / "r", source=(xs[:1], ys[:1]), target=(xt, yt), show_progress=False)
+
+
 def test_an_unlabelled_tensordataset_target_runs_with_a_callable_oracle(tmp_path):
     xs, ys, xt, yt = _arrays()
     loop = ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=torch.utils.data.TensorDataset(

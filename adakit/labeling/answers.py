@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adakit.data import Domains
-from adakit.errors import DataError, LedgerError
+from adakit.errors import ConfigError, DataError, LedgerError
 from adakit.labeling.run import open_run
 from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
 from adakit.oracle import resolve_label
@@ -392,17 +392,26 @@ def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) ->
 
 
 def _run_context(run_dir: Path, domains: Domains | None) -> tuple[list[str], set[str] | None, Ledger]:
-    """Class list, target pool ids and ledger of a run. A run started from Python objects stores no data:
-    its class list comes from the ledger and its pool ids are unknown (None: ids are checked against the
-    queries)."""
-    if domains is None and stored_experiment(run_dir).data.format == "objects":
+    """Class list, target pool ids and ledger of a run. A run started from Python objects stores no data, and
+    a run's data may be missing on this machine: then the class list comes from the ledger and the pool ids
+    are unknown (None: ids are checked against the queries)."""
+    if domains is None:
+        objects = stored_experiment(run_dir).data.format == "objects"
         ledger = Ledger(run_dir / "ledger.sqlite")
         classes = ledger.classes()
-        if classes is None:
+        if classes is None and objects:
             ledger.close()
             raise DataError(f"{run_dir}: the ledger holds no class list (a run of an older adakit); import the "
                             "answers from Python: import_answers(run_dir, path, domains=loop.domains)")
-        return list(classes), None, ledger
+        if objects:
+            return list(classes), None, ledger
+        ledger.close()
+        if classes is not None:
+            try:
+                _, doms, ledger = open_run(run_dir)
+            except (DataError, ConfigError, OSError):  # the data is not here: the ledger has what is needed
+                return list(classes), None, Ledger(run_dir / "ledger.sqlite")
+            return list(classes), set(doms.pool.ids.tolist()), ledger  # (labels index the recorded list)
     _, doms, ledger = open_run(run_dir, domains)
     return list(doms.classes), set(doms.pool.ids.tolist()), ledger
 

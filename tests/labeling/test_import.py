@@ -429,3 +429,20 @@ def test_import_names_a_folder_a_header_without_rows_and_a_blank_first_line(demo
     res = runner.invoke(app, ["import-labels", str(demo_run), str(semi)])
     assert "1 new" in res.output and "empty row before the header" in res.output, res.output
     assert "19 queries are still open; `adakit resume" in res.output  # resume would only wait
+
+
+def test_answers_import_without_the_run_data_on_this_machine(demo_run, tmp_path, monkeypatch):
+    """The ledger holds the class list and the queried ids: answers import where the data is missing."""
+    q = _open(demo_run)
+    f = tmp_path / "a.csv"
+    f.write_text(f"sample_id,label\n{q[0].sample_id},3\n{q[1].sample_id},drop\nnope,1\n")
+    import adakit.labeling.run
+    from adakit.errors import DataError
+
+    def missing(*a, **k):
+        raise DataError("data folder not found")
+
+    monkeypatch.setattr(adakit.labeling.run, "load_domains", missing)
+    rep = import_answers(demo_run, f)
+    assert rep.new == 2 and [m for _, m in rep.errors] == ["unknown id 'nope': not one of the run's queried samples"]
+    assert _labels(demo_run)[0] == {q[0].sample_id: 3, q[1].sample_id: -1}
