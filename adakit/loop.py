@@ -276,7 +276,8 @@ class ActiveLoop:
 
         ``source``/``target``/``test``: ``(X, y)`` arrays (numpy or torch; features (N, d) or images (N, C, H, W))
         or torch Datasets of ``(x, y)`` (the target may give ``x`` only, or ``y`` = -1 for unknown); ``test``
-        defaults to the target (transductive). ``classes``: class names (default ``"0"..."C-1"``).
+        defaults to the target (transductive). ``classes``: class names (default ``"0"..."C-1"``; a run folder
+        that already holds a run keeps its stored list).
         ``model``: your ``nn.Module`` mapping an input batch to features (adakit adds bottleneck and head) or a
         dict of ``model:`` settings. ``objective``/``strategy``: a name, ``(name, params)`` or an instance of a
         registered class. ``oracle``: ``"simulated"``, ``"file"`` or a function ``labels_for(pool_indices) ->
@@ -310,6 +311,10 @@ class ActiveLoop:
         else:
             check_out_dir(self.run_dir, "run_dir")  # never write into a folder of other files
         self._setup(domains)  # everything that can fail on bad input fails before the run folder exists
+        if self._objects.fingerprint is None and self.domains.fingerprint is not None:
+            self._objects.fingerprint = self.domains.fingerprint  # data from files: the same check on resume
+            if ledger_path.is_file():
+                self._check_fingerprint(ledger_path, from_files=True)
         if ledger_path.is_file():
             self._check_classes(ledger_path)
         distributed.barrier()  # torchrun: every rank has checked the folder before rank 0 writes to it
@@ -391,14 +396,24 @@ class ActiveLoop:
                           f"{_shown(now)}. Its labels are class indices into the first list, so they would change "
                           f"meaning: {how}")
 
-    def _check_fingerprint(self, ledger_path: Path) -> None:
-        """Refuse to continue an object run on other data than it started with (named domain and difference)."""
+    def _check_fingerprint(self, ledger_path: Path, from_files: bool = False) -> None:
+        """Refuse to continue a run on other data than it started with (named domain and difference): the
+        labels in its ledger belong to sample ids, which for rows of a feature file are row numbers."""
         from adakit.data.objects import fingerprint_diff
 
         with Ledger.read_only(ledger_path) as led:
             stored = led.get_meta("data_fingerprint")
         now = self._objects.fingerprint
         if stored is None or now is None:
+            return
+        if from_files:
+            for name in sorted(set(stored) & set(now)):
+                diff = fingerprint_diff(stored[name], now[name])
+                if diff:
+                    raise DataError(f"the {name} data (data.{name}={getattr(self.cfg.data, name)!r}) is not what "
+                                    f"{self.run_dir} was started with: {diff}. Its labels belong to sample ids (for "
+                                    "a feature file: row numbers), so they would go to other samples; restore the "
+                                    "data as it was, or start a new run in another folder")
             return
         for name in sorted(set(stored) | set(now)):
             if name not in now:

@@ -219,6 +219,26 @@ def test_source_and_target_feature_sizes_must_match_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_feature_file_changed_under_a_stopped_run_is_refused_on_resume(tmp_path):
+    """Rows of a feature file are identified by their row number: a row inserted at the top (re-running
+    `adakit features` after adding an image) would hand every stored label to another sample."""
+    _npz(tmp_path / "src.npz", 6)
+    _npz(tmp_path / "tgt.npz", 6)
+    values = {**TINY, "data": {"format": "npz", "root": str(tmp_path), "source": "src", "target": "tgt"},
+              "budget": {"total": 4, "rounds": 2}, "oracle": {"kind": "file"}}
+    res = _cli("run", _config(tmp_path, values), "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 0 and "waiting for labels" in res.output, res.output
+    with np.load(tmp_path / "tgt.npz") as f:
+        feat, y, classes = f["feat"], f["y"], f["classes"]
+    np.savez(tmp_path / "tgt.npz", feat=np.concatenate([feat[-1:], feat[:-1]]), y=np.roll(y, 1), classes=classes)
+    res = _cli("resume", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and "the target data (data.target='tgt') is not what" in res.output, res.output
+    assert "different labels" in res.output and "restore the data" in res.output
+    np.savez(tmp_path / "tgt.npz", feat=feat, y=y, classes=classes)  # restored: the run continues
+    res = _cli("resume", tmp_path / "run", "--quiet")
+    assert res.exit_code == 0 and "waiting for labels" in res.output, res.output
+
+
 # -- 5. duplicate class names ----------------------------------------------------------------------
 def test_duplicate_class_names_are_a_data_error(tmp_path):
     from adakit.data import TensorDomain, load_domain

@@ -31,6 +31,9 @@ class Domains:
     pool: Domain
     test: Domain
     protocol: str
+    #: `adakit.data.objects.fingerprint` of the source and target as loaded (before any split or standardisation),
+    #: so a resumed run can refuse data that changed under it (None: not computed)
+    fingerprint: dict | None = None
 
     def __post_init__(self) -> None:
         if len(self.source.classes) < 2:
@@ -126,10 +129,16 @@ def load_domains(cfg, seed: int) -> Domains:
         raise DataError(f"source domain {source.name!r} has unlabelled samples; every source sample needs a label")
     check_same_classes(source, target)
     check_same_inputs(source, target)  # before any training (the warm-up would fail only at its first batch)
+    from adakit.data.objects import fingerprint
+
+    # rows in memory (feature files, digits) are identified by their position: hash their values too
+    prints = {k: fingerprint(d, values=isinstance(d, TensorDomain))
+              for k, d in (("source", source), ("target", target))}
     if cfg.protocol == "inductive":
         pool, test = split_target(target, cfg.test_fraction, seed)
     else:
         pool, test = target, target
     if cfg.standardize:
         _standardize(source, [pool] if pool is test else [pool, test])
-    return Domains(source=source, pool=pool, test=test, protocol=cfg.protocol)
+    return Domains(source=source, pool=pool, test=test, protocol=cfg.protocol,
+                   fingerprint=prints)

@@ -33,6 +33,10 @@ def read_image(path: str | os.PathLike):
 
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I"):  # 16/32-bit integer pixels: PIL's convert would clip them to 255 (white)
+                a = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+                return Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
             return im.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"cannot read image {path}: {err}. Replace or remove the file.") from None
@@ -164,7 +168,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
 
 
 def _read_classes(path: Path) -> list[str]:
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]  # (a BOM is dropped)
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
         raise DataError(f"{path} is empty; it should list one class name per line")
@@ -181,10 +185,22 @@ def _labels(tokens: list[str], linenos: list[int], classes: list[str] | None, li
         index = {c: i for i, c in enumerate(classes)}
         if all(t in index for t in tokens):
             return np.array([index[t] for t in tokens], dtype=np.int64), classes
+        # classes named by numbers other than their position ("1", "2", ...): a number is read as a name only,
+        # in every list, or "1" would be class "1" in one list and index 1 in another
+        by_name = any(_INT.match(c) and c != str(i) for i, c in enumerate(classes))
         for t, n in zip(tokens, linenos):
-            if not _INT.match(t):
+            if by_name and t not in index:
+                raise DataError(f"{list_path}, line {n}: label {t!r} is not a class name in {classes_path}; its "
+                                f"classes are named by numbers ({', '.join(classes[:5])}...), so labels must be those "
+                                "names, not indices")
+        for t, n in zip(tokens, linenos):  # the first label that is neither a name nor a number
+            if t not in index and not _INT.match(t):
                 raise DataError(f"{list_path}, line {n}: label {t!r} is neither a class name in {classes_path} "
                                 f"nor an integer index")
+        for t, n in zip(tokens, linenos):
+            if not _INT.match(t):
+                raise DataError(f"{list_path}, line {n}: label {t!r} is a class name, but other lines give integer "
+                                "indices; write every label of the list the same way (names, or indices)")
             if not 0 <= int(t) < len(classes):
                 raise DataError(f"{list_path}, line {n}: label {t} is outside the class list 0..{len(classes) - 1} "
                                 f"({len(classes)} classes in {classes_path})")
@@ -194,6 +210,10 @@ def _labels(tokens: list[str], linenos: list[int], classes: list[str] | None, li
         if (y < 0).any():
             n = linenos[int(np.flatnonzero(y < 0)[0])]
             raise DataError(f"{list_path}, line {n}: negative label; labels are class indices 0..C-1 or names")
+        if y.min() > 0:
+            warnings.warn(f"{list_path}: the labels start at {y.min()}, so classes 0..{y.min() - 1} have no sample; "
+                          f"if they are codes 1..C, list the class names in {classes_path} (one per line)",
+                          UserWarning, stacklevel=2)
         return y, [str(i) for i in range(int(y.max()) + 1)]
     names = sorted(set(tokens))
     index = {c: i for i, c in enumerate(names)}
@@ -235,7 +255,7 @@ def load_image_list(path: Path, name: str, cfg=None) -> FileImageDomain:
                         "ADAKIT_DATA; the file should hold one 'path label' line per image.")
     entries, tokens, linenos, tok_lines, unlabelled = [], [], [], [], []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not a UTF-8 text file ({err}); expected 'path label' lines") from None
     for n, line in enumerate(lines, start=1):

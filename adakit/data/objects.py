@@ -183,14 +183,18 @@ def fingerprint_rows(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).round().astype(np.int64))
 
 
-def fingerprint(domain: Domain) -> dict:
-    """Size, sample shape, a hash of all labels and a sha256 of a fixed sample of rows (as float32)."""
-    rows = fingerprint_rows(len(domain))
-    x = domain.load(rows).float().contiguous().numpy()
+def fingerprint(domain: Domain, values: bool = True) -> dict:
+    """Size, sample shape, a hash of all labels and a sha256 of a fixed sample of rows (as float32); with
+    ``values`` False (image files, whose ids are their paths) a hash of the sample ids instead of the rows."""
     labels = np.ascontiguousarray(domain.y, dtype=np.int64)
-    return {"size": len(domain), "shape": list(domain.input_shape),
-            "labels": hashlib.sha256(labels.tobytes()).hexdigest()[:16],
-            "rows": hashlib.sha256(x.tobytes()).hexdigest()[:16]}
+    out = {"size": len(domain), "shape": list(domain.input_shape),
+           "labels": hashlib.sha256(labels.tobytes()).hexdigest()[:16]}
+    if values:
+        x = domain.load(fingerprint_rows(len(domain))).float().contiguous().numpy()
+        out["rows"] = hashlib.sha256(x.tobytes()).hexdigest()[:16]
+    else:
+        out["ids"] = hashlib.sha256("\n".join(map(str, domain.ids)).encode()).hexdigest()[:16]
+    return out
 
 
 def fingerprint_diff(stored: dict, now: dict) -> str | None:
@@ -201,6 +205,8 @@ def fingerprint_diff(stored: dict, now: dict) -> str | None:
         return f"sample shape {tuple(now['shape'])} instead of {tuple(stored['shape'])}"
     if stored["labels"] != now["labels"]:
         return "different labels"
-    if stored["rows"] != now["rows"]:
+    if "ids" in stored and "ids" in now and stored["ids"] != now["ids"]:
+        return "different sample ids (files added, removed or renamed)"
+    if "rows" in stored and "rows" in now and stored["rows"] != now["rows"]:
         return f"different values (hash of {min(now['size'], FINGERPRINT_ROWS)} sampled rows)"
     return None

@@ -185,9 +185,23 @@ def test_image_list_names_classes_txt_and_unlabelled(office31, tmp_path):
     d = load_image_list(lst, "dslr")
     assert d.classes == ["back_pack", "bike", "bottle"]
     assert list(d.y) == [0, 1, -1] and not d.has_labels
-    lst.write_text("\n".join(lines[1:3]) + "\n")  # mixed index / name: indices must all be ints
-    with pytest.raises(DataError, match=r"line 2: label 'bike' is neither a class name"):
+    lst.write_text("\n".join(lines[1:3]) + "\n")  # mixed index / name: one way for the whole list
+    with pytest.raises(DataError, match=r"line 2: label 'bike' is a class name, but other lines give integer"):
         load_image_list(lst, "dslr")
+    lst.write_text(f"{rel[0]} back_pack\n{rel[1]} dog\n")  # the label named is the one not in classes.txt
+    with pytest.raises(DataError, match=r"line 2: label 'dog' is neither a class name"):
+        load_image_list(lst, "dslr")
+    # classes named by numbers: labels are names in every list, so "1" means the same class in source and target
+    (tmp_path / "image_list" / "classes.txt").write_bytes("\ufeff1\n2\n3\n".encode())  # (saved with a BOM)
+    lst.write_text(f"{rel[0]} 1\n{rel[1]} 2\n")
+    assert list(load_image_list(lst, "dslr").y) == [0, 1]
+    lst.write_text(f"{rel[0]} 0\n{rel[1]} 1\n")
+    with pytest.raises(DataError, match=r"line 1: label '0' is not a class name .*named by numbers"):
+        load_image_list(lst, "dslr")
+    (tmp_path / "image_list" / "classes.txt").unlink()
+    lst.write_text(f"{rel[0]} 1\n{rel[1]} 2\n")  # 1-based codes without a classes.txt: class 0 stays empty
+    with pytest.warns(UserWarning, match="labels start at 1, so classes 0..0 have no sample"):
+        assert load_image_list(lst, "dslr").classes == ["0", "1", "2"]
 
 
 def test_image_list_errors_name_the_line(office31, tmp_path):
@@ -226,3 +240,17 @@ def test_image_list_corrupt_file_named(office31, tmp_path):
     lst.write_text("imgs/back_pack/frame_0001.jpg 0\nimgs/bad.png 1\n")
     with pytest.raises(DataError, match=r"unreadable image\(s\): .*bad\.png"):
         load_image_list(lst, "dom")
+
+
+def test_16_bit_images_keep_their_range(tmp_path):
+    """A 16-bit PNG is scaled to 8 bits, not clipped to white (PIL's convert("RGB") clips values above 255)."""
+    from PIL import Image
+
+    from adakit.data.images import read_image
+
+    a = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    Image.fromarray((a // 257).astype(np.uint8)).save(tmp_path / "g8.png")
+    got, want = (np.asarray(read_image(tmp_path / f), dtype=int) for f in ("g16.png", "g8.png"))
+    assert got.shape == (32, 32, 3) and got.min() == 0 and got.max() == 255
+    assert np.abs(got - want).max() <= 1
