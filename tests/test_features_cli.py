@@ -65,6 +65,11 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     d = load_npz(out, "dslr")
     assert d.input_shape == (1280,) and d.classes == list(CLASSES) and len(d) == 6
     assert d.image_path(0) == str(folder.resolve() / "back_pack" / "frame_0001.jpg") and d.ids[0] == "dslr/0"
+    # an image moved after the extraction: the cache still holds the folder as it was, and says so
+    (folder / "back_pack" / "frame_0001.jpg").rename(folder / "bike" / "moved.jpg")
+    with pytest.warns(UserWarning, match="1 of 6 images it was extracted from are no longer in .*re-run `adakit "
+                                         "features`"):
+        load_npz(out, "dslr")
 
 
 def test_features_from_an_image_list(office31_dslr, small_dslr, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,16 @@ def split_target(target: Domain, test_fraction: float, seed: int) -> tuple[Domai
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(target))
-    strat = target.y if target.has_labels and np.bincount(target.y).min() >= 2 else None
+    strat = None
+    if target.has_labels:
+        counts = np.bincount(target.y)
+        single = np.flatnonzero(counts == 1)  # (an empty class folder, counts 0, does not stop the stratification)
+        if len(single):
+            warnings.warn(f"data.protocol=inductive: class(es) {[target.classes[i] for i in single[:5]]} of target "
+                          f"{target.name!r} have one sample, so the pool/test split is not stratified", UserWarning,
+                          stacklevel=2)
+        else:
+            strat = target.y
     _check_split(target, test_fraction, strat is not None)
     pool_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
     return (target.subset(np.sort(pool_idx), f"{target.name}-pool"),

@@ -12,6 +12,8 @@ is an error).
 
 from __future__ import annotations
 
+import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -65,9 +67,22 @@ def _read_npz(path: Path, labels_only: bool = False):
             if "ids" in z.files and "image_root" in z.files:
                 root = path.parent / str(z["image_root"])  # an absolute image_root replaces the folder
                 paths = np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
+                _warn_if_stale(path, root, paths)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not an .npz, truncated, or not numbers
         raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     return x, y, classes, paths
+
+
+def _warn_if_stale(path: Path, root: Path, paths: np.ndarray) -> None:
+    """Warn when images a feature file was extracted from are gone (moved, renamed, deleted): its rows and labels
+    are those of the folder at extraction time. Silent when the folder itself is absent (features used elsewhere)."""
+    if not root.is_dir():
+        return
+    gone = [p for p in paths.tolist() if not os.path.exists(p)]
+    if gone:
+        warnings.warn(f"{path}: {len(gone)} of {len(paths)} images it was extracted from are no longer in {root} "
+                      f"(e.g. {gone[0]}); its features and labels are those of the folder at extraction time: "
+                      "re-run `adakit features` if the folder changed", UserWarning, stacklevel=2)
 
 
 def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, path: Path, what: str) -> str:
@@ -117,11 +132,24 @@ def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
     return x, y
 
 
-def _read_svmlight(path: Path, labels_only: bool = False):
-    from sklearn.datasets import load_svmlight_file
+def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
+    """Features and labels of one svmlight file. With the run's data config, the source and target files are
+    read together (scikit-learn's `load_svmlight_files`), so both get the same width (the largest feature index
+    in either) and the same zero/one-based indexing, even when one file never uses the last features."""
+    from sklearn.datasets import load_svmlight_file, load_svmlight_files
 
+    files = [_require(path)]
+    if cfg is not None and cfg.source and cfg.target:
+        pair = list(dict.fromkeys(_domain_path(cfg, n).resolve() for n in (cfg.source, cfg.target)))
+        if path.resolve() in pair and all(f.is_file() for f in pair):
+            files = pair
     try:
-        x, y = load_svmlight_file(str(_require(path)))
+        if len(files) == 1:
+            x, y = load_svmlight_file(str(files[0]))
+        else:
+            arrays = load_svmlight_files([str(f) for f in files])
+            k = files.index(path.resolve())
+            x, y = arrays[2 * k], arrays[2 * k + 1]
     except ValueError as err:
         raise DataError(f"{path}: not a valid svmlight file ({err})") from None
     y = integer_labels(y, path)
@@ -216,7 +244,7 @@ def load_mat(path: Path, name: str, cfg=None) -> TensorDomain:
 @register_loader("svmlight")
 def load_svmlight(path: Path, name: str, cfg=None) -> TensorDomain:
     """svmlight / libsvm text format (``label idx:value ...``), integer label codes."""
-    x, y = _read_svmlight(path)
+    x, y = _read_svmlight(path, cfg=cfg)
     return _coded("svmlight", path, name, x, y, cfg)
 
 

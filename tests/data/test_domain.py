@@ -104,6 +104,14 @@ def test_inductive_split_is_disjoint_stratified_seeded():
     assert len(pool) == len(test) == 20 and not set(pool.ids) & set(test.ids)
     assert np.bincount(pool.y).tolist() == [10, 10]
     assert list(split_target(d, 0.5, seed=3)[0].ids) == list(pool.ids)
+    # a class without samples (an empty class folder) does not stop the stratification; one with a single does
+    e = TensorDomain(name="t", classes=["a", "b", "c"], ids=np.arange(20).astype(str),
+                     y=np.r_[np.zeros(10, int), np.full(10, 2)], x=torch.zeros(20, 2))
+    for seed in range(5):
+        assert np.bincount(split_target(e, 0.5, seed=seed)[0].y, minlength=3).tolist() == [5, 0, 5]
+    e.y[0] = 1
+    with pytest.warns(UserWarning, match=r"class\(es\) \['b'\] of target 't' have one sample"):
+        split_target(e, 0.5, seed=0)
 
 
 def test_missing_data_root_says_how_to_fix(monkeypatch, tmp_path):

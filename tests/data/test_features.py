@@ -132,3 +132,15 @@ def test_standardize_leaves_a_dimension_constant_on_the_source_unscaled(tmp_path
     np.testing.assert_allclose(d.pool.x[:, 0].numpy(), [1.0, 0.5])  # centred (mean 0), not divided
     np.testing.assert_allclose(d.pool.x[:, 1].numpy(), [0.0, 2.0], atol=1e-6)  # (x − 2) / 1
     np.testing.assert_allclose(d.source.standardized_with[1].numpy(), [1.0, 1.0])
+
+
+def test_svmlight_source_and_target_are_read_together(tmp_path):
+    """The target never uses feature 5 and no file uses index 0: both still get width 5 and one-based columns."""
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+
+    (tmp_path / "src.svmlight").write_text("1 1:0.5 5:1.0\n2 2:1.0 3:0.5\n1 1:0.2 5:0.3\n2 2:0.1\n")
+    (tmp_path / "tgt.svmlight").write_text("1 1:0.4\n2 2:0.9 3:0.1\n")
+    d = load_domains(DataConfig(format="svmlight", root=str(tmp_path), source="src", target="tgt"), 0)
+    assert tuple(d.source.x.shape) == (4, 5) and tuple(d.pool.x.shape) == (2, 5)
+    np.testing.assert_allclose(d.pool.x.numpy(), [[0.4, 0, 0, 0, 0], [0, 0.9, 0.1, 0, 0]], rtol=1e-6)
