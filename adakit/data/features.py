@@ -121,7 +121,10 @@ def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
         return None, y
     xk = _mat_key(m, fkey, _MAT_X, name, path, "feature")
     try:
-        x = np.asarray(m[xk], dtype=np.float32)
+        import scipy.sparse
+
+        v = m[xk]
+        x = np.asarray(v.toarray() if scipy.sparse.issparse(v) else v, dtype=np.float32)  # (sparse: bag of words)
     except (TypeError, ValueError) as err:
         raise DataError(f"{path}: {xk} must hold numbers ({err})") from None
     if x.ndim == 2 and x.shape[0] != len(y) and x.shape[1] == len(y):

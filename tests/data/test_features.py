@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.io
+from scipy.sparse import csc_matrix
 from sklearn.datasets import dump_svmlight_file
 
 from adakit.config import build_config
@@ -90,6 +91,11 @@ def test_mat_with_both_domains_and_named_variables(tmp_path):
     assert d.source.x.shape == (6, 4) and d.pool.x.shape == (5, 4) and d.classes == ["1", "2", "3"]
     np.testing.assert_allclose(d.pool.x.numpy(), xt.T.astype(np.float32))
     assert d.pool.y.tolist() == [2, 2, 0, 1, 0]
+    # bag-of-words features are often saved sparse: read as the dense matrix
+    sparse = {"X_src": csc_matrix(xs), "Y_src": np.arange(1, 7)[:, None] % 3 + 1, "X_tar": csc_matrix(xt),
+              "Y_tar": np.array([[3, 3, 1, 2, 1]])}
+    scipy.io.savemat(tmp_path / "pair.mat", sparse)
+    np.testing.assert_allclose(load_domains(cfg, seed=0).pool.x.numpy(), xt.T.astype(np.float32))
     with pytest.raises(DataError, match=r"pair\.mat: no variable 'feat_src' \(data\.feature_key='feat_\{domain\}', "
                                         r"domain 'src'\); the file holds \['X_src', 'Y_src', 'X_tar', 'Y_tar'\]"):
         load_domains(cfg.model_copy(update={"feature_key": "feat_{domain}"}), seed=0)
