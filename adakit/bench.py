@@ -67,6 +67,27 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
+def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
+    """Refuse, before any work, a run folder of the plan that holds a run (finished or not) of another config:
+    its results would be counted as this setting's. The error names the folder and the keys that differ."""
+    import yaml
+
+    from adakit.rundir import LEDGER_NAME, config_changes, continued_config, stored_config
+
+    for cfg, run_dir in plan:
+        if (run_dir / LEDGER_NAME).is_file():
+            stored = stored_config(run_dir, required=False)
+            same = stored is None or continued_config(stored, cfg) is not None
+        elif (run_dir / "config.yaml").is_file() and cfg.runner == "linear_probe":  # a probe keeps no ledger
+            stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+            same = stored == cfg.to_dict()
+        else:
+            continue
+        if not same:
+            raise ConfigError(f"{run_dir} holds a run of another config ({config_changes(stored, cfg)}); move it "
+                              "away (or use another --out) to run this one")
+
+
 def run_plan(plan: list[tuple[ExperimentConfig, Path]],
              on_run: Callable[[int, Path, dict, float], object] | None = None) -> None:
     """Run every unfinished ``(config, run folder)`` of ``plan`` in order (the one run loop of benchmarks).
@@ -75,6 +96,7 @@ def run_plan(plan: list[tuple[ExperimentConfig, Path]],
     the same data share the loaded domains, and runs with the same warm-up key adopt the first one's trained
     warm-up. ``on_run(index, run_dir, summary, seconds)`` is called after each run.
     """
+    check_plan(plan)
     domains_cache: dict = {}
     warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
     for i, (cfg, run_dir) in enumerate(plan):
@@ -137,6 +159,7 @@ def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = N
                    {"final_accuracy": summary["final_accuracy"], "seconds": seconds})
 
     if table_only:
+        check_plan(plan)
         done = [d for _, d in plan if (d / "summary.json").is_file()]
         if not done:
             raise ConfigError(f"{out_dir}: no finished run of this grid yet (no */*/seed-*/summary.json); run the "

@@ -90,17 +90,52 @@ def curve_file(pair: str) -> str:
     return f"curve-{pair.replace('→', '-to-')}.png"
 
 
+def _check_seeds_of_one_experiment(key: tuple[str, str], dirs: list[Path], summaries: list[dict]) -> None:
+    """A table cell averages seeds of one experiment: refuse a folder given twice, a seed given twice and runs
+    whose configs differ in more than the seed (their config.yaml), naming the folders and the keys."""
+    import yaml
+
+    from adakit.rundir import config_changes
+
+    where = f"{key[0]} on {key[1]}"
+    resolved = [d.resolve() for d in dirs]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise ConfigError(f"{dirs[i]} is given twice")
+    seeds = [s["seed"] for s in summaries]
+    for i, seed in enumerate(seeds):
+        if seed in seeds[:i]:
+            other = dirs[seeds.index(seed)]
+            raise ConfigError(f"{other} and {dirs[i]} ({where}) both have seed {seed}, so they are not seeds of one "
+                              "experiment; give them different labels (config `label:`) to compare them side by side")
+    configs = []
+    for d in dirs:
+        path = d / "config.yaml"
+        cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
+        configs.append({k: v for k, v in cfg.items() if k != "seed"} if isinstance(cfg, dict) else None)
+    first = next((i for i, c in enumerate(configs) if c is not None), None)
+    for i, c in enumerate(configs):
+        if first is not None and c is not None and config_changes(configs[first], c):
+            raise ConfigError(f"{dirs[first]} and {dirs[i]} ({where}) differ in more than the seed "
+                              f"({config_changes(configs[first], c)}); give them different labels (config `label:`) "
+                              "to compare them side by side")
+
+
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 
     Writes ``comparison.md`` and one ``curve-<pair>.png`` per pair into ``out_dir``; returns the markdown.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = [load_summary(d) for d in run_dirs]
     by: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for s in runs:
+    folders: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    for d, s in zip(run_dirs, runs):
         by[(run_label(s), pair_label(s))].append(s)
+        folders[(run_label(s), pair_label(s))].append(Path(d))
+    for key, dirs in folders.items():
+        _check_seeds_of_one_experiment(key, dirs, by[key])
+    out_dir.mkdir(parents=True, exist_ok=True)
     methods = sorted({k[0] for k in by})
     pairs = sorted({k[1] for k in by})
     protocols = sorted({s["protocol"] for s in runs})
@@ -112,7 +147,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
         cells, means = [], []
         for p in pairs:
             rs = by.get((m, p), [])
-            vals = [r["final_accuracy"] for r in rs]
+            vals = [r["final_accuracy"] for r in rs if r["final_accuracy"] is not None]  # (None: no target labels)
             cells.append(f"{_fmt(vals)} (n={len(vals)})" if vals else "–")
             if vals:
                 means.append(np.mean(vals))
@@ -120,7 +155,7 @@ def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
             " | –" if len(pairs) > 1 else "")
         lines.append(f"| {m} | " + " | ".join(cells) + avg + " |")
     for p in pairs:
-        groups = {m: by[(m, p)] for m in methods if (m, p) in by}
+        groups = {m: by[(m, p)] for m in methods if (m, p) in by and all(r["rounds"] for r in by[(m, p)])}
         plot_curves(groups, out_dir / curve_file(p), title=p)
     machines = sorted({machine_label(s["environment"]) for s in runs if "environment" in s})
     if len(machines) > 1:  # floating-point kernels differ: per-seed numbers are not comparable bit for bit

@@ -214,9 +214,9 @@ def continued_config(stored: dict, cfg: Any) -> Any:
 
 
 def config_changes(stored: dict, cfg: Any, limit: int = 4) -> str:
-    """The keys where ``cfg`` (an `ExperimentConfig`) differs from a stored run's config, as
+    """The keys where ``cfg`` (an `ExperimentConfig` or a stored config dict) differs from a stored run's config, as
     ``section.key: stored → given`` (at most ``limit``, then a count), for an error message."""
-    old, new = as_stored(stored), cfg.to_dict()
+    old, new = as_stored(stored), (as_stored(cfg) if isinstance(cfg, dict) else cfg.to_dict())
 
     def flat(d: Any, prefix: str = "") -> dict:
         if not isinstance(d, dict):

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from adakit.bench import run_plan, slug
+from adakit.bench import check_plan, run_plan, slug
 from adakit.config import ExperimentConfig, load_config
-from adakit.errors import ConfigError
+from adakit.errors import AdakitError, ConfigError
 
 
 @dataclass
@@ -95,11 +95,19 @@ def plan_sweep(config: str | Path, grid: dict[str, list[Any]], out_dir: str | Pa
     for key in filters:
         if key not in grid:
             raise ConfigError(f"--only {key}: not a --grid key; grid keys: {', '.join(grid)}")
-    for key, values in grid.items():  # each key checked alone first, so the error names it
+    def resolved(key: str, value: Any, flag: str) -> Any:
+        """``value`` as the config holds it once validated (``1e-2`` → 0.01), so equal settings compare equal."""
         try:
-            load_config(config, [*(extra or []), f"{key}={_fmt_value(values[0])}"])
+            return _default_value(load_config(config, [*(extra or []), f"{key}={_fmt_value(value)}"]), key)
         except ConfigError as e:
-            raise ConfigError(f"--grid {key}: {e}") from None
+            raise ConfigError(f"{flag} {key}: {e}") from None
+
+    for key, values in list(grid.items()):  # each value checked alone first, so the error names its key
+        grid[key] = [resolved(key, v, "--grid") for v in values]
+        if len({json.dumps(v) for v in grid[key]}) != len(values):
+            raise ConfigError(f"--grid {key}={','.join(map(_fmt_value, values))}: two values are the same setting "
+                              f"(as the config reads them: {', '.join(map(_fmt_value, grid[key]))})")
+    filters = {k: [resolved(k, v, "--only") if k in grid else v for v in vs] for k, vs in filters.items()}
     default = {k: _default_value(base, k) for k in grid}
     combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
     if default not in combos:
@@ -120,7 +128,30 @@ def plan_sweep(config: str | Path, grid: dict[str, list[Any]], out_dir: str | Pa
     if len(set(folders)) != len(folders):
         raise ConfigError("two --grid settings map to one run folder name; use values that differ in letters or "
                           "digits, not only in punctuation")
+    _check_data(settings)
     return settings
+
+
+def _check_data(settings: list[Setting]) -> None:
+    """Load each distinct data section of the settings once (and its held-out source split) before any run, so a
+    value that fails only on the data (e.g. ``data.source_val`` too large) is an error before training."""
+    from adakit.data import load_domains
+
+    seen = set()
+    for s in settings:
+        data = s.config.data
+        key = (data.model_dump_json(), s.config.seed)
+        if data.format == "objects" or key in seen:
+            continue
+        seen.add(key)
+        try:
+            domains = load_domains(data, s.config.seed)
+            if data.source_val > 0:
+                from adakit.validate._run import split_source_val
+
+                split_source_val(domains, data.source_val, s.config.seed)
+        except AdakitError as e:
+            raise type(e)(f"setting {s.name}: {e}") from None
 
 
 def _run_one(config: dict, run_dir: str) -> None:  # a worker process of --jobs
@@ -132,17 +163,23 @@ def _run_one(config: dict, run_dir: str) -> None:  # a worker process of --jobs
 def run_settings(settings: list[Setting], jobs: int = 1,
                  on_run: Callable[[str, float], None] | None = None) -> int:
     """Run every unfinished setting (in ``jobs`` processes); returns how many were run."""
+    check_plan([(s.config, s.run_dir) for s in settings])  # finished runs too: never reuse another setting's run
     todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
     if jobs <= 1:
         run_plan([(s.config, s.run_dir) for s in todo],
                  lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None)
         return len(todo)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    try:
         futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): (s, time.perf_counter()) for s in todo}
         for fut, (s, t0) in futures.items():
             fut.result()
             if on_run:
                 on_run(s.name, time.perf_counter() - t0)
+    except BaseException:  # Ctrl-C or a failed setting: start no further setting (the running ones stop on their
+        pool.shutdown(wait=False, cancel_futures=True)  # own SIGINT, or finish; each is resumable)
+        raise
+    pool.shutdown()
     return len(todo)
 
 

@@ -82,3 +82,14 @@ def test_two_method_names_that_map_to_one_run_folder_are_refused(bench_file, tmp
                                           "'margin_k_5'"):
         run_bench(bench_file, tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_finished_run_of_another_config_is_refused_not_counted(bench_file, tmp_path):
+    out = tmp_path / "o"
+    run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"])
+    spec = yaml.safe_load(bench_file.read_text())
+    spec["set"] = ["train.round_iters=7"]
+    bench_file.write_text(yaml.safe_dump(spec))
+    for table_only in (False, True):
+        with pytest.raises(ConfigError, match=r"random/seed-0 holds a run of another config \(train.round_iters: "):
+            run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=table_only)

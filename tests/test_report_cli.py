@@ -50,6 +50,33 @@ def test_report_says_when_runs_come_from_different_machines(tmp_path):
     assert "on Some Other CPU (AVX2 kernels" in md and f"({here['cpu_capability']} kernels" in md
 
 
+def test_report_averages_only_seeds_of_one_experiment(tmp_path):
+    _summary(tmp_path / "a", "margin", 0, [0.5, 0.8])
+    _summary(tmp_path / "b", "margin", 0, [0.5, 0.6])
+    _summary(tmp_path / "c", "margin", 1, [0.5, 0.7])
+    res = runner.invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is given twice" in res.output, res.output
+    res = runner.invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "both have seed 0" in res.output and "label:" in res.output, res.output
+    (tmp_path / "a" / "config.yaml").write_text("seed: 0\ntrain: {lr: 0.01}\n")
+    (tmp_path / "c" / "config.yaml").write_text("seed: 1\ntrain: {lr: 0.1}\n")
+    res = runner.invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "differ in more than the seed (train.lr: 0.01 → 0.1)" in res.output, res.output
+    (tmp_path / "c" / "config.yaml").write_text("seed: 1\ntrain: {lr: 0.01}\n")
+    assert runner.invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out",
+                               str(tmp_path / "o")]).exit_code == 0
+
+
+def test_report_on_runs_without_target_labels(tmp_path):
+    _summary(tmp_path / "u", "margin", 0, [0.5])
+    s = json.loads((tmp_path / "u" / "summary.json").read_text())
+    s.update(rounds=[], final_accuracy=None)
+    (tmp_path / "u" / "summary.json").write_text(json.dumps(s))
+    res = runner.invoke(app, ["report", str(tmp_path / "u"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "| finetune + margin | – |" in (tmp_path / "o" / "comparison.md").read_text()
+
+
 def test_report_on_a_non_run_folder_is_a_clear_error(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no summary.json" in res.output

@@ -92,6 +92,28 @@ def test_bad_grid_key_or_validator_fails_before_work(config, tmp_path):
     assert res.exit_code == 2 and "train.lrr" in res.output
 
 
+def test_grid_values_compare_as_the_config_reads_them(config, tmp_path):
+    from adakit.sweep import plan_sweep
+
+    settings = plan_sweep(config, parse_grid(["train.lr=1e-2,3e-2"]), tmp_path / "o")
+    assert [(s.name, s.is_default) for s in settings] == [("train.lr=0.01", True), ("train.lr=0.03", False)]
+    assert [s.name for s in plan_sweep(config, parse_grid(["train.lr=1e-2,3e-2"]), tmp_path / "o",
+                                       only=["train.lr=3e-2"])] == ["train.lr=0.03"]
+    with pytest.raises(ConfigError, match="two values are the same setting"):
+        plan_sweep(config, parse_grid(["train.warmup_iters=40,40.0"]), tmp_path / "o")
+    # a value that fails only on the data is an error before any run
+    with pytest.raises(ConfigError, match="setting data.source_val=0.999: .*holds out"):
+        run_sweep(config, ["data.source_val=0.1,0.999"], "im", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_finished_run_of_another_config_is_never_reused(config, tmp_path):
+    out = tmp_path / "s"
+    run_sweep(config, ["train.lr=0.03"], "im", out)
+    with pytest.raises(ConfigError, match=r"train.lr_0.03 holds a run of another config \(train.warmup_iters: 30 → 40"):
+        run_sweep(config, ["train.lr=0.03"], "im", out, extra=["train.warmup_iters=40"])
+
+
 def test_confidence_validator_on_pseudo_label_training_warns(config, tmp_path):
     settings = plan_sweep(config, parse_grid(["anchor.kind=none,laa"]), tmp_path / "o")
     with pytest.warns(UserWarning, match=r"--select bnm .*1 setting\(s\) train on pseudo-labels .*anchor.kind=laa"):
