@@ -99,6 +99,11 @@ def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate") -> dict[s
                             f"from {a.min()} to {a.max()}" + ("" if a.min() >= 0 else
                                                                " (unknown labels, e.g. -1, cannot be scored: leave "
                                                                "those samples out)"))
+    if "queried_probs" in arrays and "queried_pred" in arrays:
+        disagree = np.flatnonzero(_np(arrays["queried_probs"]).argmax(1) != _np(arrays["queried_pred"]))
+        if len(disagree):
+            raise DataError(f"{who}: queried_pred= disagrees with the argmax of queried_probs= on {len(disagree)} "
+                            f"row(s) (e.g. row {disagree[0]}); give one of them")
     if "queried_inclusion" in arrays:
         a = _np(arrays["queried_inclusion"])
         if not ((a > 0) & (a <= 1)).all():

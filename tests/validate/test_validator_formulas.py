@@ -73,6 +73,10 @@ def test_source_accuracy_and_queried_batch_accuracy():
     assert adakit.validate("source_acc", source_probs=P, source_labels=labels) == pytest.approx(0.75)
     assert adakit.validate("queried_acc", queried_probs=P, queried_labels=labels) == pytest.approx(0.75)
     assert adakit.validate("queried_acc", queried_pred=[0, 1, 2, 0], queried_labels=labels) == pytest.approx(0.75)
+    assert adakit.validate("queried_acc", queried_probs=P, queried_pred=[0, 1, 2, 0],
+                           queried_labels=labels) == pytest.approx(0.75)
+    with pytest.raises(DataError, match="queried_pred= disagrees with the argmax of queried_probs= on 1 row"):
+        adakit.validate("queried_acc", queried_probs=P, queried_pred=[0, 1, 1, 0], queried_labels=labels)
     # inclusion probabilities 0.5, 0.5, 0.25, 0.5 -> weights 2, 2, 4, 2; correct 1, 1, 0, 1: 6 / 10
     pi = np.array([0.5, 0.5, 0.25, 0.5])
     assert adakit.validate("queried_acc_iw", queried_probs=P, queried_labels=labels,
