@@ -72,20 +72,19 @@ def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
     its results would be counted as this setting's. The error names the folder and the keys that differ."""
     import yaml
 
-    from adakit.rundir import LEDGER_NAME, config_changes, continued_config, stored_config
+    from adakit.rundir import EXECUTION_KEYS, LEDGER_NAME, config_changes, stored_config
 
     for cfg, run_dir in plan:
         if (run_dir / LEDGER_NAME).is_file():
             stored = stored_config(run_dir, required=False)
-            same = stored is None or continued_config(stored, cfg) is not None
         elif (run_dir / "config.yaml").is_file() and cfg.runner == "linear_probe":  # a probe keeps no ledger
             stored = yaml.safe_load((run_dir / "config.yaml").read_text())
-            same = stored == cfg.to_dict()
         else:
             continue
-        if not same:
-            raise ConfigError(f"{run_dir} holds a run of another config ({config_changes(stored, cfg)}); move it "
-                              "away (or use another --out) to run this one")
+        changes = config_changes(stored, cfg, ignore=EXECUTION_KEYS) if isinstance(stored, dict) else ""
+        if changes:  # (threads, device and the like may differ: the same experiment)
+            raise ConfigError(f"{run_dir} holds a run of another config ({changes}); move it away (or use another "
+                              "--out) to run this one")
 
 
 def run_plan(plan: list[tuple[ExperimentConfig, Path]],

@@ -228,7 +228,10 @@ class CallableOracle:
         answers: dict[str, int] = {}
         bad: list[str] = []
         index = {c: i for i, c in enumerate(self.classes)}
-        numpy_text = y.dtype.kind in "US"  # numpy may have made these texts from indices (np.where(..., DROP, y))
+        # numpy may have made texts from indices (np.where(unsure, DROP, y)); an array of class names (and drops)
+        # only is taken as names, otherwise a text that names one class and indexes another is ambiguous
+        numpy_text = y.dtype.kind in "US" and not all(
+            _no_answer(v) or is_drop(v) or str(v).strip() in self.classes for v in y.tolist())
         for q, v in zip(queries, y.tolist()):
             v = v.item() if isinstance(v, np.generic) else v
             if _no_answer(v):

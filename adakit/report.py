@@ -96,7 +96,7 @@ def _check_seeds_of_one_experiment(key: tuple[str, str], dirs: list[Path], summa
     whose configs differ in more than the seed (their config.yaml), naming the folders and the keys."""
     import yaml
 
-    from adakit.rundir import config_changes
+    from adakit.rundir import EXECUTION_KEYS, config_changes
 
     where = f"{key[0]} on {key[1]}"
     resolved = [d.resolve() for d in dirs]
@@ -116,10 +116,10 @@ def _check_seeds_of_one_experiment(key: tuple[str, str], dirs: list[Path], summa
         configs.append({k: v for k, v in cfg.items() if k != "seed"} if isinstance(cfg, dict) else None)
     first = next((i for i, c in enumerate(configs) if c is not None), None)
     for i, c in enumerate(configs):
-        if first is not None and c is not None and config_changes(configs[first], c):
-            raise ConfigError(f"{dirs[first]} and {dirs[i]} ({where}) differ in more than the seed "
-                              f"({config_changes(configs[first], c)}); give them different labels (config `label:`) "
-                              "to compare them side by side")
+        changes = config_changes(configs[first], c, ignore=EXECUTION_KEYS) if first is not None and c else ""
+        if changes:  # (device, threads and the like may differ)
+            raise ConfigError(f"{dirs[first]} and {dirs[i]} ({where}) differ in more than the seed ({changes}); give "
+                              "them different labels (config `label:`) to compare them side by side")
 
 
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:

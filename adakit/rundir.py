@@ -213,10 +213,19 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     return old if old.to_dict() == _with(cfg.to_dict(), absent) else None
 
 
-def config_changes(stored: dict, cfg: Any, limit: int = 4) -> str:
-    """The keys where ``cfg`` (an `ExperimentConfig` or a stored config dict) differs from a stored run's config, as
-    ``section.key: stored → given`` (at most ``limit``, then a count), for an error message."""
-    old, new = as_stored(stored), (as_stored(cfg) if isinstance(cfg, dict) else cfg.to_dict())
+#: config keys that change how a run executes, not what it computes: runs differing only in these are one
+#: experiment (a bench re-run on more threads, a report over runs on "cpu" and "auto")
+EXECUTION_KEYS = ("train.device", "train.threads", "train.eval_batch_size", "log")
+
+
+def config_changes(stored: dict, cfg: Any, limit: int = 4, ignore: tuple[str, ...] = ()) -> str:
+    """The keys where ``cfg`` (an `ExperimentConfig` or a stored config dict) differs from a stored run's config,
+    as ``section.key: stored → given`` (at most ``limit``, then a count), for an error message; "" when none.
+    Keys the stored config lacks (`ADDED_KEYS`) take its run's value in both, as in `continued_config`; keys under
+    a prefix in ``ignore`` are not compared."""
+    absent = _absent(stored)
+    old = _with(stored, absent)
+    new = _with(as_stored(cfg) if isinstance(cfg, dict) else cfg.to_dict(), absent)
 
     def flat(d: Any, prefix: str = "") -> dict:
         if not isinstance(d, dict):
@@ -227,7 +236,8 @@ def config_changes(stored: dict, cfg: Any, limit: int = 4) -> str:
         return out
 
     a, b = flat(old), flat(new)
-    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, "(unset)") != b.get(k, "(unset)")]
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, "(unset)") != b.get(k, "(unset)")
+            and not any(k == p or k.startswith(p + ".") for p in ignore)]
     shown = "; ".join(f"{k}: {a.get(k, '(unset)')!r} → {b.get(k, '(unset)')!r}" for k in keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 

@@ -7,7 +7,6 @@ so a selection made here equals the loop's selection on the same outputs and see
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -97,12 +96,15 @@ def _as_module(fn: Any, name: str) -> nn.Module | None:
 
 
 def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: int | None, who: str) -> None:
-    """Call ``module`` on two rows of the embeddings before any work: it must return a tensor with ``width``
-    values per row (None: any), or its failure is a `DataError` naming the keyword."""
+    """Call ``module`` on a few rows of the embeddings (up to 16, in the module's floating dtype) before any work:
+    it must return a tensor with ``width`` values per row (None: any), or its failure is a `DataError` naming
+    the keyword."""
     if module is None:
         return
     param = next(module.parameters(), None)
-    x = f[:2].to(param.device) if param is not None else f[:2]
+    x = f[:16]
+    if param is not None:
+        x = x.to(param.device, param.dtype if param.is_floating_point() else x.dtype)
     shape = "(N,) or (N, 1)" if width == 1 else f"(N, {width or 'C'})"
     expect = f"a tensor of shape {shape} on (N, {f.shape[1]}) float32 embeddings"
     was_training = module.training
@@ -111,8 +113,8 @@ def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: i
         with torch.no_grad():
             y = module(x)
     except Exception as e:  # noqa: BLE001 - the user's module: any failure is reported with its own message
-        raise DataError(f"{who}: {name}= failed on 2 rows of the embeddings (shape {tuple(x.shape)}, float32): "
-                        f"{type(e).__name__}: {str(e)[:200]}; it must return {expect}") from None
+        raise DataError(f"{who}: {name}= failed on {len(x)} rows of the embeddings (shape {tuple(x.shape)}, "
+                        f"{x.dtype}): {type(e).__name__}: {str(e)[:200]}; it must return {expect}") from None
     finally:
         module.train(was_training)
     if not isinstance(y, torch.Tensor):
@@ -338,10 +340,12 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
             raise ConfigError(f"{who} needs {NEED_KEYWORDS.get(need, f'{need}= (or objective= providing it)')}")
 
     mask, full_labels = _mask(labelled, labels, n, out.shape[1] if out is not None else np.iinfo(np.int64).max)
-    if not isinstance(seed, np.random.Generator) and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                                                      or seed < 0):
-        raise ConfigError(f"{who}: seed= must be a non-negative int or a numpy.random.Generator, got {seed!r}")
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{who}: seed= must be what numpy.random.default_rng takes (an int ≥ 0, a sequence of "
+                          f"them, a SeedSequence or a Generator), got {seed!r} ({e})") from None
     view = ArrayView(mask, full_labels, who=who, probs=p, logits=z, embeddings=f, source_embeddings=src,
                      head=head_module, objective=provided, domain_logits=d_logits,
                      unavailable=_pool_mask(exclude, n, "exclude")[0])
-    return strat.select(view, int(budget), np.random.default_rng(seed))
+    return strat.select(view, int(budget), rng)

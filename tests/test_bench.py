@@ -93,3 +93,6 @@ def test_a_finished_run_of_another_config_is_refused_not_counted(bench_file, tmp
     for table_only in (False, True):
         with pytest.raises(ConfigError, match=r"random/seed-0 holds a run of another config \(train.round_iters: "):
             run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=table_only)
+    spec["set"] = ["train.threads=2", "train.eval_batch_size=64"]  # how it runs, not what it computes: reused
+    bench_file.write_text(yaml.safe_dump(spec))
+    assert "(n=" in run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=True)

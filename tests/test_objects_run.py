@@ -331,6 +331,10 @@ def test_callable_oracle_refuses_index_texts_that_name_another_class():
     assert answered(lambda idx: np.where(unsure, "drop", y.astype(object))) == \
         {"target/4": 1, "target/7": 2, "target/8": DROPPED}
     assert answered(lambda idx: ["1", "9", "drop"]) == {"target/4": 0, "target/7": 2, "target/8": DROPPED}
+    names = np.array(classes)  # a numpy array of class names only (and drops) is read as names
+    assert answered(lambda idx: names[[0, 2, 1]]) == {"target/4": 0, "target/7": 2, "target/8": 1}
+    assert answered(lambda idx: np.where(unsure, "drop", names[[0, 2, 1]])) == \
+        {"target/4": 0, "target/7": 2, "target/8": DROPPED}
 
 
 def test_resume_keeps_the_stored_class_list_and_refuses_another_order(tmp_path):

@@ -62,9 +62,9 @@ def test_report_averages_only_seeds_of_one_experiment(tmp_path):
     (tmp_path / "c" / "config.yaml").write_text("seed: 1\ntrain: {lr: 0.1}\n")
     res = runner.invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "differ in more than the seed (train.lr: 0.01 → 0.1)" in res.output, res.output
-    (tmp_path / "c" / "config.yaml").write_text("seed: 1\ntrain: {lr: 0.01}\n")
+    (tmp_path / "c" / "config.yaml").write_text("seed: 1\ntrain: {lr: 0.01, device: cuda, threads: 8}\n")
     assert runner.invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out",
-                               str(tmp_path / "o")]).exit_code == 0
+                               str(tmp_path / "o")]).exit_code == 0  # where and how fast it ran: one experiment
 
 
 def test_report_on_runs_without_target_labels(tmp_path):

@@ -276,27 +276,30 @@ def test_masks_as_integers_seeds_and_labels_are_checked():
         adakit.select("margin", logits=logits, exclude=mask.astype(np.int64), budget=3)
     picked = adakit.select("margin", logits=logits, labelled=mask.astype(bool), budget=28).indices
     assert 2 not in picked and 3 not in picked and len(picked) == 28
-    for seed in (-1, "a", 1.5, True):
-        with pytest.raises(ConfigError, match="seed= must be a non-negative int or a numpy.random.Generator"):
+    for seed in (-1, "a", 1.5):
+        with pytest.raises(ConfigError, match="seed= must be what numpy.random.default_rng takes"):
             adakit.select("random", logits=logits, budget=3, seed=seed)
+    for seed in ([0, 1], np.random.SeedSequence(1), np.int64(7)):  # what default_rng takes (the loop: [seed, round])
+        assert len(adakit.select("random", logits=logits, budget=3, seed=seed).indices) == 3
     with pytest.raises(DataError, match="labels= must hold class indices .* map class names to their indices"):
         adakit.select("coreset", logits=logits, embeddings=logits, labelled=[0, 1], labels=["a", "b"], budget=3)
     with pytest.raises(DataError, match="labels= must hold class indices in \\[0, 4\\) or -1 .* from 0 to 7"):
         adakit.select("coreset", logits=logits, embeddings=logits, labelled=[0, 1], labels=[0, 7], budget=3)
 
 
-def test_modules_are_called_once_on_two_rows_before_the_work_and_their_failures_named():
+def test_modules_are_called_once_on_a_few_rows_before_the_work_and_their_failures_named():
     logits, f = torch.randn(40, 4), torch.randn(40, 8)
-    cases = [("aada", "domain_discriminator", nn.Linear(7, 1), "failed on 2 rows .*mat1 and mat2 shapes"),
+    cases = [("aada", "domain_discriminator", nn.Linear(7, 1), "failed on 16 rows .*mat1 and mat2 shapes"),
              ("aada", "domain_discriminator", lambda x: x.numpy()[:, 0], "returned a ndarray"),
-             ("aada", "domain_discriminator", nn.Linear(8, 1).double(), "failed on 2 rows .*dtype"),
-             ("aada", "domain_discriminator", nn.Linear(8, 3), "returned shape \\(2, 3\\) .*\\(N,\\) or \\(N, 1\\)"),
-             ("sdm_g", "head", nn.Linear(8, 3), "head= returned shape \\(2, 3\\) .*\\(N, 4\\)"),
-             ("sage", "class_discriminator", nn.Linear(8, 3), "class_discriminator= returned shape \\(2, 3\\)")]
+             ("aada", "domain_discriminator", nn.Linear(8, 3), "returned shape \\(16, 3\\) .*\\(N,\\) or \\(N, 1\\)"),
+             ("sdm_g", "head", nn.Linear(8, 3), "head= returned shape \\(16, 3\\) .*\\(N, 4\\)"),
+             ("sage", "class_discriminator", nn.Linear(8, 3), "class_discriminator= returned shape \\(16, 3\\)")]
     for strategy, keyword, module, msg in cases:
         with pytest.raises(DataError, match=msg):
             adakit.select(strategy, logits=logits, embeddings=f, budget=3, **{keyword: module})
     disc = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    double = nn.Linear(8, 4).double()  # a float64 module gets its rows in float64
+    assert len(adakit.select("sdm_g", logits=logits, embeddings=f, budget=3, head=double).indices) == 3
     before = disc[1].running_mean.clone()
     assert len(adakit.select("aada", logits=logits, embeddings=f, budget=3, domain_discriminator=disc).indices) == 3
     assert disc.training and torch.equal(disc[1].running_mean, before)  # called in eval mode, mode restored

@@ -144,6 +144,12 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
                 id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
                 label_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
                 class_col = header.index("class") if "class" in header else None  # `adakit ledger export`
+                if "corrects" in header:  # every label row of each sample: its first answer conflicts with its last
+                    report.error(start, "history export", "this is an `adakit ledger export --history` file (every "
+                                                          "label row, corrections included); import the default "
+                                                          "export, which holds each sample's current label")
+                    report.unreadable = True
+                    return []
                 if id_col is None or label_col is None:
                     report.error(start, "header", f"the header must name a 'sample_id' and a 'label' column "
                                                   f"(found: {', '.join(cells)}); use the CSV `adakit query` wrote")

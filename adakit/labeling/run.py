@@ -147,7 +147,12 @@ def pixels(pool: Domain, index: int) -> torch.Tensor:
     """Sample ``index`` of the pool as an image (C, H, W) to draw (feature rows reshaped by ``pixel_shape``)."""
     x = pool.load(np.array([index]))[0]
     shape = getattr(pool, "pixel_shape", None)
-    return x.reshape(shape) if shape else x
+    if not shape:
+        return x
+    standardized = getattr(pool, "standardized_with", None)  # data.standardize: back to the pixel values
+    if standardized is not None:
+        x = x * standardized[1] + standardized[0]
+    return x.reshape(shape)
 
 
 def draws_images(pool: Domain) -> bool:

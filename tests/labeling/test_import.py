@@ -298,6 +298,8 @@ def test_cli_ledger_export_writes_current_labels_or_their_history(demo_run, tmp_
     res = runner.invoke(app, ["ledger", "export", str(demo_run), str(out), "--history"])
     assert res.exit_code == 2 and "exists" in res.output  # never replaced unless asked
     res = runner.invoke(app, ["ledger", "export", str(demo_run), str(out), "--history", "--force"])
+    rep = import_answers(demo_run, out)  # every label row: refused as a whole, with what to import instead
+    assert not rep.committed and "ledger export --history" in rep.errors[0][1] and "default export" in rep.errors[0][1]
     rows = list(csv.DictReader(out.open()))
     assert res.exit_code == 0 and [(r["label"], r["corrects"]) for r in rows] == [("3", ""), ("-1", ""), ("5", ""),
                                                                                  ("6", "5")]
