@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -177,9 +178,19 @@ def check_same_classes(a: Domain, b: Domain) -> None:
     detail = f"only in {a.name!r}: {only_a[:10]}; only in {b.name!r}: {only_b[:10]}"
     if not only_a and not only_b:
         detail = "same names in a different order"
+    hints = []
+    folded = {unicodedata.normalize("NFC", c).casefold(): c for c in only_a}
+    pairs = [(folded[k], c) for c in only_b if (k := unicodedata.normalize("NFC", c).casefold()) in folded]
+    if pairs:  # "Cat" vs "cat", or the same accented name in two Unicode forms
+        hints.append("names that differ only in case or Unicode form: "
+                     + ", ".join(f"{x!r} / {y!r}" for x, y in pairs[:5]) + "; rename one of each")
+    if only_a and not only_b or only_b and not only_a:
+        hints.append("a class without samples in one domain still needs its entry there: an empty class folder, "
+                     "or a classes.txt beside an image list")
     raise DataError(
         f"class lists differ between domains {a.name!r} ({len(a.classes)} classes) and "
-        f"{b.name!r} ({len(b.classes)} classes): {detail}. Both domains must use the same classes."
+        f"{b.name!r} ({len(b.classes)} classes): {detail}. Both domains must use the same classes"
+        + (f" ({'; '.join(hints)})." if hints else ".")
     )
 
 

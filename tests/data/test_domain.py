@@ -127,3 +127,15 @@ def test_office31_features(office31_features):
     d = load_domains(cfg.data, 0)
     assert len(d.source) == 2817 and len(d.pool) + len(d.test) == 795 and len(d.classes) == 31
     assert d.source.x.shape[1] == 1280
+
+
+def test_class_lists_that_differ_say_how_to_fix():
+    def dom(name, classes):
+        return TensorDomain(name=name, classes=classes, ids=["0", "1"], y=np.array([0, 1]), x=torch.zeros(2, 2))
+
+    with pytest.raises(DataError, match="differ only in case or Unicode form: 'Cat' / 'cat'; rename one"):
+        check_same_classes(dom("s", ["Cat", "dog"]), dom("t", ["cat", "dog"]))
+    with pytest.raises(DataError, match="differ only in case or Unicode form"):
+        check_same_classes(dom("s", ["caf\u00e9", "x"]), dom("t", ["cafe\u0301", "x"]))  # NFC vs NFD
+    with pytest.raises(DataError, match="still needs its entry there: an empty class folder, or a classes.txt"):
+        check_same_classes(dom("s", ["a", "b", "c"]), dom("t", ["a", "b"]))
