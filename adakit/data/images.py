@@ -263,7 +263,8 @@ def load_image_list(path: Path, name: str, cfg=None) -> FileImageDomain:
         if not line or line.startswith("#"):
             continue
         parts = line.rsplit(maxsplit=1)
-        if len(parts) == 1:  # a path without a label: an unlabelled sample
+        # a path without a label (an unlabelled sample), also when the path holds a space ("my photos/a.jpg")
+        if len(parts) == 1 or Path(parts[1]).suffix.lower() in IMAGE_EXTENSIONS:
             entries.append(line)
             unlabelled.append(len(entries) - 1)
         else:

@@ -185,6 +185,11 @@ def test_image_list_names_classes_txt_and_unlabelled(office31, tmp_path):
     d = load_image_list(lst, "dslr")
     assert d.classes == ["back_pack", "bike", "bottle"]
     assert list(d.y) == [0, 1, -1] and not d.has_labels
+    spaced = tmp_path / "data" / "my photos" / "x.jpg"  # an unlabelled path with a space is one path, no label
+    spaced.parent.mkdir(parents=True)
+    shutil.copy(files[0], spaced)
+    lst.write_text(f"{rel[0]} back_pack\ndata/my photos/x.jpg\n")
+    assert list(load_image_list(lst, "dslr").y) == [0, -1]
     lst.write_text("\n".join(lines[1:3]) + "\n")  # mixed index / name: one way for the whole list
     with pytest.raises(DataError, match=r"line 2: label 'bike' is a class name, but other lines give integer"):
         load_image_list(lst, "dslr")
