@@ -318,8 +318,9 @@ PREPARERS = {"office31": _prep_office31, "officehome": _prep_officehome, "visda"
 # -------------------------------------------------------------------------------------------- checking
 
 
-def _unreadable(paths: Sequence[str]) -> list[str]:
-    """Paths whose image header PIL cannot read (``verify``, no decoding), with the reason."""
+def _unreadable(paths: Sequence[str], root: Path) -> list[str]:
+    """Paths whose image header PIL cannot read (``verify``, no decoding), with the reason, named relative to
+    ``root`` (the staging folder they are read from is removed afterwards)."""
     from PIL import Image
 
     bad = []
@@ -328,7 +329,9 @@ def _unreadable(paths: Sequence[str]) -> list[str]:
             with Image.open(p) as im:
                 im.verify()
         except Exception as err:  # PIL raises many types for corrupt files
-            bad.append(f"{p} ({err})")
+            full = str(Path(p).resolve())
+            inside = str(Path(full).relative_to(root.resolve())) if Path(full).is_relative_to(root.resolve()) else p
+            bad.append(f"{inside} ({str(err).replace(full, inside).replace(str(p), inside)})")
     return bad
 
 
@@ -378,9 +381,10 @@ def _check(ds: DatasetInfo, layout: Path, chosen: list[DomainInfo], expected: di
                 errors.append(msg)
             else:
                 warnings.append(msg + " (the published count is not confirmed; check the release)")
-        bad = _unreadable(paths) if verify_images else []
+        bad = _unreadable(paths, layout) if verify_images else []
         if bad:
-            errors.append(f"{label}: {len(bad)} unreadable image(s): {_short(bad, 5)}")
+            errors.append(f"{label}: {len(bad)} unreadable image(s), as found in the archive or folder given: "
+                          f"{_short(bad, 5)}")
     if errors:
         raise DataError("; ".join(errors) + ". Nothing was written to the output folder; replace the archive(s) "
                         "or files named and run the command again.")

@@ -66,8 +66,10 @@ def test_corrupt_image_is_reported_by_path(tmp_path):
     members = {f"x/{k}": v for k, v in office31_members(O31).items()}
     members["x/dslr/images/bike/frame_0009.jpg"] = b"not a jpeg at all"
     arc = write_tar(tmp_path / "o31.tar", members, mode="w")
-    with pytest.raises(DataError, match=r"Office-31 dslr: 1 unreadable image\(s\): \S*dslr/images/bike/frame_0009"):
+    with pytest.raises(DataError, match=r"Office-31 dslr: 1 unreadable image\(s\), as found in the archive or "
+                                        r"folder given: \S*dslr/images/bike/frame_0009") as e:
         prepare("office31", tmp_path / "out", [arc], expected={**O31_EXPECTED, "dslr": 3}, progress=False)
+    assert ".staging" not in str(e.value)  # never a path under the removed staging folder
 
 
 def test_existing_output_needs_force(office31_tar, tmp_path):
