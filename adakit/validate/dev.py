@@ -50,6 +50,8 @@ class DeepEmbeddedValidation(Validator):
     Higher is better (the negated risk). Needs ``data.source_val`` > 0. The domain classifier is a logistic
     regression fitted on the held-out source features against the target pool's features (the paper fits it
     on the training source; adakit uses only the held-out split, so no extra pass over the source is needed).
+    The control variate η is estimated from that split: with only a handful of held-out samples the estimate is
+    noisy and can even be a negative risk, so give ``data.source_val`` a few dozen samples at least.
     """
 
     Params = DEVParams
