@@ -17,5 +17,13 @@ class LedgerError(AdakitError):
     """The label ledger refuses an operation (conflicting label, unknown id, ...)."""
 
 
+class LedgerBusy(LedgerError):
+    """The ledger is locked by another writer for longer than the wait, or its server is stopping: retry."""
+
+
+class NotQueried(LedgerError):
+    """An answer names a sample that is not a (still open) query of the run."""
+
+
 class WaitingForLabels(AdakitError):
     """A round's queries were exported and the run waits for people to answer them."""

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from adakit.errors import LedgerError
+from adakit.errors import LedgerBusy, LedgerError, NotQueried
 
 SCHEMA_VERSION = 1
 
@@ -97,6 +97,12 @@ def _guarded(fn: Callable) -> Callable:
     def wrapper(self, *args, **kwargs):
         try:
             return fn(self, *args, **kwargs)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):  # another writer held it past the wait: nothing is damaged
+                raise LedgerBusy(f"{self.path}: the ledger is busy (another process holds a write transaction); "
+                                 "nothing was written, try again") from e
+            raise LedgerError(f"{self.path}: the ledger cannot be read or written ({e}); "
+                              f"{_what_to_do(self.path)}") from e
         except sqlite3.DatabaseError as e:
             raise LedgerError(f"{self.path}: the ledger cannot be read or written ({e}); "
                               f"{_what_to_do(self.path)}") from e
@@ -335,7 +341,7 @@ class Ledger:
         with self.transaction() as c:
             for sid, label in labels.items():
                 if c.execute("SELECT 1 FROM queries WHERE sample_id=?", (sid,)).fetchone() is None:
-                    raise LedgerError(f"sample {sid!r} was never queried; only queried samples can be labelled")
+                    raise NotQueried(f"sample {sid!r} was never queried; only queried samples can be labelled")
                 cur = c.execute("SELECT id, label FROM labels WHERE sample_id=? ORDER BY id DESC LIMIT 1",
                                 (sid,)).fetchone()
                 if cur is None:
@@ -366,7 +372,7 @@ class Ledger:
         label = self._valid_label(sample_id, label, self.classes())
         with self.transaction() as c:
             if c.execute("SELECT 1 FROM queries WHERE sample_id=?", (sample_id,)).fetchone() is None:
-                raise LedgerError(f"sample {sample_id!r} was never queried; only queried samples can be labelled")
+                raise NotQueried(f"sample {sample_id!r} was never queried; only queried samples can be labelled")
             cur = c.execute("SELECT id, label FROM labels WHERE sample_id=? ORDER BY id DESC LIMIT 1",
                             (sample_id,)).fetchone()
             current = None if cur is None else int(cur[1])

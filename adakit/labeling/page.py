@@ -165,8 +165,12 @@ async function pick(label) {
     $("filter").value = "";
   } else if (st === 409) {
     it.label = b.current;
-    status("conflict", `Conflict: this sample was already labelled “${name(b.current)}” (another tab or person). ` +
+    status("conflict", (b.current === null || b.current === undefined
+      ? "Conflict: this sample has no label yet, so there is nothing to correct. "
+      : `Conflict: this sample was already labelled “${name(b.current)}” (another tab or person). `) +
       "Nothing changed. Pick a class again to correct it, or → to move on.");
+  } else if (st === 503) {
+    status("error", `Not saved, try again in a moment: ${b.error || "the ledger is busy"}`);
   } else {
     status("error", `Not saved (${st || "no answer"}): ${b.error || "unknown error"}`);
   }

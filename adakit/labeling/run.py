@@ -23,7 +23,7 @@ from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
 from adakit.data.images import FileImageDomain
-from adakit.errors import ConfigError, DataError
+from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
 from adakit.ledger import DROPPED, Ledger, Query, is_drop, label_name
 from adakit.rundir import stored_experiment
 
@@ -183,6 +183,7 @@ class LabelingRun:
         self.pool = self.domains.pool
         self.top_k = top_k
         self.lock = threading.RLock()  # one ledger connection shared by the server's threads
+        self._closed = False
         self._loop, self._own_loop, self._restored = loop, loop is None, False
         self._with_model = with_model
         self._items: dict[str, Item] = {}
@@ -199,7 +200,8 @@ class LabelingRun:
             raise
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock:  # (an answer being written finishes first; later ones get LedgerBusy)
+            self._closed = True
             self.ledger.close()
             if self._loop is not None and self._own_loop:
                 self._loop.ledger.close()
@@ -358,7 +360,11 @@ class LabelingRun:
             return self.classes.index(value)
         if is_drop(value):
             return DROPPED
-        raise DataError(f"label {value!r} is not in the class list ({len(self.classes)} classes)")
+        from adakit.labeling.answers import _close_class
+
+        close = _close_class(value, self.classes) if isinstance(value, str) else None
+        raise DataError(f"label {value!r} is not in the class list ({len(self.classes)} classes)"
+                        + (f"; did you mean {close!r}?" if close else ""))
 
     def label_name(self, label: int) -> str:
         """A recorded label as people read it: its class name, or "drop"."""
@@ -368,5 +374,11 @@ class LabelingRun:
         """Validate and write one answer (its own transaction, committed before this returns)."""
         label = self.class_index(label)
         replaces = None if replaces is None else self.class_index(replaces)
-        with self.lock:
+        with self.lock:  # (re-entrant: `items` takes it too)
+            if self._closed:
+                raise LedgerBusy("the labelling server is stopping; this answer was not recorded, send it again "
+                                 "once the page runs again")
+            if sample_id not in {i.sample_id for i in self.items()}:
+                raise NotQueried(f"{sample_id!r} is not an open query of this run (the labels of rounds already "
+                                 "trained are corrected with `adakit import-labels --correct`)")
             return self.ledger.answer(sample_id, label, annotator, replaces=replaces)

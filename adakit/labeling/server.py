@@ -21,7 +21,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from adakit.errors import DataError, LedgerError
+from adakit.errors import DataError, LedgerBusy, LedgerError, NotQueried
 from adakit.labeling.page import PAGE
 from adakit.labeling.run import LabelingRun, file_data
 
@@ -191,10 +191,16 @@ class _Handler(BaseHTTPRequestHandler):
                                           annotator=self.server.annotator)
         except DataError as e:
             return self._json(400, {"error": str(e)})
-        except LedgerError as e:
+        except NotQueried as e:
             return self._json(404, {"error": str(e)})
+        except LedgerBusy as e:  # locked by another writer, or the server is stopping: nothing written, retry
+            return self._json(503, {"error": str(e)})
+        except LedgerError as e:
+            return self._json(500, {"error": str(e)})
         if outcome == "conflict":
-            return self._json(409, {"error": "conflict: already labelled", "current": current,
+            what = "conflict: already labelled" if current is not None else \
+                "conflict: the label being replaced is not the current one (the sample has no label now)"
+            return self._json(409, {"error": what, "current": current,
                                     "current_name": None if current is None else run.label_name(current)})
         done, total = run.progress()
         self._json(200, {"outcome": outcome, "label": current, "done": done, "total": total})

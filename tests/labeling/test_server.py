@@ -111,9 +111,31 @@ def test_state_answers_corrections_and_validation(served):
                  headers={"X-Adakit-Token": c.token, "Content-Type": "application/x-www-form-urlencoded"})
     assert conn.getresponse().status == 415
     conn.close()
+    other = st["items"][2]["sample_id"]
+    code, body = c.answer(other, 1, replaces=5)  # a correction of a label the sample does not have
+    assert code == 409 and body["current"] is None and "the label being replaced is not the current one" in \
+        body["error"]
+    code, body = c.answer(other, "Fiv")
+    assert code == 400 and "is not in the class list" in body["error"]
     labels, rows, problems = _ledger(run_dir)
     assert labels == {sid: 5} and len(rows) == 2 and rows[1]["correction_of"] == rows[0]["id"] and problems == []
     assert rows[0]["annotator"] == "web"
+
+
+def test_only_open_queries_are_answered_and_a_stopping_server_says_retry(demo_run):
+    from adakit.errors import LedgerBusy, NotQueried
+
+    run = LabelingRun(demo_run)
+    sid = run.items()[0].sample_id
+    with Ledger(demo_run / "ledger.sqlite") as led:  # a query of round 0... none: take a queried id, then close
+        queried = [q.sample_id for q in led.queries()]
+    assert sid in queried
+    with pytest.raises(NotQueried, match="is not an open query of this run .*import-labels --correct"):
+        run.answer("digits-shifted/0", 1)
+    run.close()
+    with pytest.raises(LedgerBusy, match="server is stopping; this answer was not recorded"):
+        run.answer(sid, 1)
+    assert _ledger(demo_run)[0] == {}
 
 
 def test_dropping_a_query_closes_it_and_a_later_answer_corrects_it(served):
