@@ -24,8 +24,9 @@ import adakit
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a few seconds: 2 rounds, few iterations")
-    ap.add_argument("--out", default="adakit-example-callable-oracle", help="run folder")
+    ap.add_argument("--out", default=None, help="run folder (default: adakit-example-callable-oracle[-small])")
     args = ap.parse_args()
+    args.out = args.out or "adakit-example-callable-oracle" + ("-small" if args.small else "")  # the two sizes are two runs
 
     digits = load_digits()
     x, y = (digits.data / 16.0).astype(np.float32), digits.target
@@ -53,8 +54,12 @@ def main() -> None:
                              test=(x_test, y[test]), classes=names, objective="finetune", strategy="margin",
                              oracle=labels_for, show_progress=not args.small)
     summary = loop.run()
-    print(f"oracle answered {sum(asked)} queries in {len(asked)} rounds; final test accuracy "
-          f"{100 * summary['final_accuracy']:.1f}%")
+    if asked:
+        print(f"oracle answered {sum(asked)} queries in {len(asked)} rounds; final test accuracy "
+              f"{100 * summary['final_accuracy']:.1f}%")
+    else:  # the run in args.out had finished before: its labels are in its ledger, nothing was asked again
+        print(f"{args.out} holds this finished run (nothing asked again); final test accuracy "
+              f"{100 * summary['final_accuracy']:.1f}%")
 
     model = adakit.load_run(args.out)  # the run folder alone: no data is reloaded
     pred = model.predict(x_new)

@@ -65,8 +65,9 @@ def make_datasets(seed: int = 0) -> tuple[DigitImages, DigitImages]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a few seconds: 2 rounds, few iterations")
-    ap.add_argument("--out", default="adakit-example-own-model", help="run folder")
+    ap.add_argument("--out", default=None, help="run folder (default: adakit-example-own-model[-small])")
     args = ap.parse_args()
+    args.out = args.out or "adakit-example-own-model" + ("-small" if args.small else "")  # the two sizes are two runs
 
     source, target = make_datasets()
     torch.manual_seed(0)
