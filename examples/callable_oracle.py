@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="a few seconds: 2 rounds, few iterations")
     ap.add_argument("--out", default=None, help="run folder (default: adakit-example-callable-oracle[-small])")
     args = ap.parse_args()
-    args.out = args.out or "adakit-example-callable-oracle" + ("-small" if args.small else "")  # the two sizes are two runs
+    args.out = args.out or "adakit-example-callable-oracle" + ("-small" if args.small else "")  # two sizes, two runs
 
     digits = load_digits()
     x, y = (digits.data / 16.0).astype(np.float32), digits.target
