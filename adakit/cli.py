@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,32 @@ def _main(version: bool = typer.Option(False, "--version", help="print the versi
 
 
 def _fail(e: Exception) -> None:
-    err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True)
+    from adakit import distributed
+
+    if distributed.is_main():  # torchrun: every rank stops with the error, rank 0 prints it
+        err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+@contextmanager
+def _main_lock(run_dir: Path, take: bool = True) -> Iterator[None]:
+    """The run folder's lock, held by rank 0 (by the one process outside torchrun) when ``take``; under torchrun
+    a failure to take it (the folder is in use) is raised on every rank, so no rank waits in a collective for
+    one that stopped."""
+    from adakit import distributed
+    from adakit.rundir import run_lock
+
+    with ExitStack() as stack:
+        error = None
+        if take and distributed.is_main():
+            try:
+                stack.enter_context(run_lock(run_dir))
+            except AdakitError as e:
+                error = e
+        error = distributed.broadcast_object(error)
+        if error is not None:
+            raise error
+        yield
 
 
 def _printer(label: str = ""):
@@ -66,7 +92,10 @@ def _run_loop(make) -> dict | None:
         loop = make()
         return loop.run()
     except WaitingForLabels as e:
-        out.print("[yellow]waiting for labels:[/] " + escape(str(e)), highlight=False)
+        from adakit import distributed
+
+        if distributed.is_main():  # (torchrun: once)
+            out.print("[yellow]waiting for labels:[/] " + escape(str(e)), highlight=False)
         return None
     except AdakitError as e:
         _fail(e)
@@ -146,12 +175,10 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
 
     A ``runner: linear_probe`` config (``--set runner=linear_probe``) runs the logistic-regression baseline instead.
     """
-    from contextlib import nullcontext
-
     from adakit import distributed
     from adakit.config import load_config
     from adakit.loop import ActiveLoop
-    from adakit.rundir import check_out_dir, run_lock
+    from adakit.rundir import check_out_dir
 
     try:
         probe_cfg = _probe_run_config(out_dir)  # a linear-probe run folder (it keeps no ledger) or None
@@ -166,8 +193,7 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
         main = distributed.init(cfg.train.device).main  # torchrun: join the process group (no-op otherwise)
         distributed.barrier()  # every rank checked --out before rank 0 writes to it
         # a new folder is locked when the loop creates it; under torchrun rank 0 holds the lock
-        lock = run_lock(out_dir) if is_run and main else nullcontext()
-        with lock:
+        with _main_lock(out_dir, take=is_run):
             s = _run_loop(lambda: ActiveLoop(cfg, out_dir, show_progress=not quiet,
                                              on_event=_printer() if main else None))
     except AdakitError as e:
@@ -180,11 +206,9 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
 def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run"),
            quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Continue a stopped or killed run from its ledger and last checkpoint."""
-    from contextlib import nullcontext
-
     from adakit import distributed
     from adakit.loop import ActiveLoop
-    from adakit.rundir import run_lock, stored_config
+    from adakit.rundir import stored_config
 
     try:
         if _probe_run_config(run_dir) is not None:
@@ -196,7 +220,7 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run
         stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
         main = distributed.init(stored.get("train", {}).get("device", "auto")).main  # torchrun: join the group
         # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)
-        with run_lock(run_dir) if main else nullcontext():
+        with _main_lock(run_dir):
             s = _run_loop(lambda: ActiveLoop.resume(run_dir, show_progress=not quiet,
                                                     on_event=_printer() if main else None))
     except AdakitError as e:

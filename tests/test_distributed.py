@@ -330,3 +330,30 @@ def test_gpu_check_script_fails_loudly_without_a_gpu(tmp_path):
                          env={**_env(), "ADAKIT_DATA": str(tmp_path / "nowhere"), "PYTHON": sys.executable},
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "set ADAKIT_DATA" in res.stderr
+
+
+def test_a_run_folder_in_use_stops_every_rank_at_once_with_one_message(tmp_path):
+    """Only rank 0 takes the run lock; its failure reaches rank 1 (no rank waits in a collective for a rank that
+    stopped) and is printed once."""
+    import time
+
+    run = tmp_path / "run"
+    cfg = {"seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+           "budget": {"total": 4, "rounds": 1}, "train": {"warmup_iters": 2, "round_iters": 2, "threads": 1,
+                                                            "device": "cpu"}}
+    ActiveLoop(cfg, run, show_progress=False).run()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from adakit.rundir import acquire; "
+                               "acquire(sys.argv[1]); print('held', flush=True); time.sleep(120)", str(run)],
+                              env=_env(), stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        res = subprocess.run(_torchrun(["-m", "adakit", "resume", str(run), "--quiet"]), env=_env(),
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+        elapsed = time.perf_counter() - t0
+    finally:
+        holder.kill()
+        holder.wait()
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and out.count("is in use by PID") == 1, out[-3000:]
+    assert elapsed < 45, elapsed  # (was 60 s of a gloo barrier timeout, with a misleading line)
