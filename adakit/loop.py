@@ -511,6 +511,9 @@ class ActiveLoop:
                 and "budget_ratio" in type(query_params).model_fields:
             self.strategy.params.budget_ratio = query_params.budget_ratio
         self.trainer = Trainer(self.model, self.objective, cfg.train, self.device, anchor=cfg.anchor)
+        if self.dist.enabled and cfg.train.eval_checkpoints and cfg.train.warmup_iters:  # (before the folder exists)
+            raise ConfigError("train.eval_checkpoints is not supported in a torchrun (multi-process) run; set it to "
+                              "0 or run in one process")
         if cfg.oracle.kind == "file":
             self.oracle = FileOracle(d.pool, self.run_dir, d.classes)
         elif cfg.oracle.kind == "callable":
@@ -735,9 +738,6 @@ class ActiveLoop:
         from adakit.validate._run import checkpoint_steps, warmup_checkpoint
 
         steps = set(checkpoint_steps(iters, self.cfg.train.eval_checkpoints)) if r == 0 else set()
-        if steps and self.dist.enabled:
-            raise ConfigError("train.eval_checkpoints is not supported in a torchrun (multi-process) run; set it to "
-                              "0 or run in one process")
         return (lambda k: warmup_checkpoint(self, k) if k in steps else None) if steps else None
 
     def _train(self, r: int) -> None:

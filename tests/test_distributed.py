@@ -357,3 +357,16 @@ def test_a_run_folder_in_use_stops_every_rank_at_once_with_one_message(tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode != 0 and out.count("is in use by PID") == 1, out[-3000:]
     assert elapsed < 45, elapsed  # (was 60 s of a gloo barrier timeout, with a misleading line)
+
+
+def test_eval_checkpoints_under_torchrun_is_refused_before_the_run_folder_exists(tmp_path):
+    cfg = {"seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+           "budget": {"total": 4, "rounds": 1}, "train": {"warmup_iters": 4, "round_iters": 2, "threads": 1,
+                                                            "device": "cpu", "eval_checkpoints": 2}}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(cfg))
+    res = subprocess.run(_torchrun(["-m", "adakit", "run", str(path), "--out", str(tmp_path / "run"), "--quiet"]),
+                         env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and out.count("train.eval_checkpoints is not supported in a torchrun") == 1, out[-3000:]
+    assert not (tmp_path / "run").exists()
