@@ -208,9 +208,8 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     """
     from adakit.config import build_config
 
-    absent = _absent(stored)
-    old = build_config(_with(stored, absent))
-    return old if old.to_dict() == _with(cfg.to_dict(), absent) else None
+    old = build_config(_with(stored, _absent(stored)))  # (an invalid stored config is a ConfigError here)
+    return None if config_changes(stored, cfg) else old
 
 
 #: config keys that change how a run executes, not what it computes: runs differing only in these are one
@@ -218,17 +217,29 @@ def continued_config(stored: dict, cfg: Any) -> Any:
 EXECUTION_KEYS = ("train.device", "train.threads", "train.eval_batch_size", "log")
 
 
+def _built(values: dict) -> dict:
+    """A config dict as the config it builds (defaults of keys added since it was stored filled in, values
+    normalised); as it is when it does not validate."""
+    from adakit.config import build_config
+
+    try:
+        return build_config(values).to_dict()
+    except ConfigError:
+        return values
+
+
 def config_changes(stored: dict, cfg: Any, limit: int = 4, ignore: tuple[str, ...] = ()) -> str:
     """The keys where ``cfg`` (an `ExperimentConfig` or a stored config dict) differs from a stored run's config,
     as ``section.key: stored → given`` (at most ``limit``, then a count), for an error message; "" when none.
-    Keys the stored config lacks (`ADDED_KEYS`) take its run's value in both, as in `continued_config`; keys under
-    a prefix in ``ignore`` are not compared."""
+    Both sides are compared as the configs they build, and keys the stored config lacks (`ADDED_KEYS`) take its
+    run's value in both (so "" exactly when `continued_config` continues the run); keys under a prefix in
+    ``ignore`` are not compared."""
     absent = _absent(stored)
-    old = _with(stored, absent)
-    new = _with(as_stored(cfg) if isinstance(cfg, dict) else cfg.to_dict(), absent)
+    old = _built(_with(stored, absent))
+    new = _with(_built(as_stored(cfg)) if isinstance(cfg, dict) else cfg.to_dict(), absent)
 
     def flat(d: Any, prefix: str = "") -> dict:
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or not d:  # (an empty mapping is a value, as for ==)
             return {prefix: d}
         out: dict = {}
         for k, v in d.items():

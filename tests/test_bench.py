@@ -96,3 +96,17 @@ def test_a_finished_run_of_another_config_is_refused_not_counted(bench_file, tmp
     spec["set"] = ["train.threads=2", "train.eval_batch_size=64"]  # how it runs, not what it computes: reused
     bench_file.write_text(yaml.safe_dump(spec))
     assert "(n=" in run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=True)
+
+
+def test_a_run_stored_before_a_key_existed_is_the_same_experiment(bench_file, tmp_path):
+    """A key added since a run was stored, whose default reproduces it, is no change (as `adakit resume` sees it)."""
+    from adakit.ledger import Ledger
+
+    out = tmp_path / "o"
+    run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"])
+    for led_path in out.glob("*/random/seed-*/ledger.sqlite"):
+        with Ledger(led_path) as led:
+            stored = led.get_meta("config")
+            del stored["query"]["probs_from"], stored["data"]["source_val"]
+            led.set_meta("config", stored)
+    assert "(n=2)" in run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=True)
