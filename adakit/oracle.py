@@ -141,6 +141,29 @@ def export_missing(ledger, pool: Domain, classes: list[str], run_dir: Path) -> l
 _INDEX = re.compile(r"0|[1-9][0-9]*")  # a class index: plain ASCII decimal, no sign, no leading zero
 
 
+def index_in_text(text: str, n_classes: int | None = None) -> int | None:
+    """The class index ``text`` writes as plain ASCII decimal digits (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``,
+    ``"1_0"`` or non-ASCII digits), if it is below ``n_classes`` (when given); else None."""
+    t = text.strip()
+    if not _INDEX.fullmatch(t) or len(t) > 9:
+        return None
+    return int(t) if n_classes is None or int(t) < n_classes else None
+
+
+def close_class(label, classes: list[str]) -> str | None:
+    """The class a mistyped name most likely meant (other case, spaces or a typo), or None."""
+    import difflib
+
+    if not isinstance(label, str) or not label.strip():
+        return None
+    key = " ".join(label.split()).casefold()
+    folded = {" ".join(c.split()).casefold(): c for c in classes}
+    if key in folded:
+        return folded[key]
+    near = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
+    return folded[near[0]] if near else None
+
+
 def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = None) -> int | None:
     """Class index of a label: a class name, an int, or an index written as plain ASCII decimal digits
     (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); `DROPPED` for ``drop``
@@ -157,17 +180,14 @@ def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = No
         return by_name[text]
     if is_drop(text):
         return DROPPED
-    if not _INDEX.fullmatch(text) or len(text) > 9:
-        return None
-    i = int(text)
-    return i if i < len(classes) else None
+    return index_in_text(text, len(classes))
 
 
 def _ambiguous(text: str, by_name: dict[str, int], n_classes: int) -> bool:
     """Whether ``text`` names one class and, read as an index, another (classes named by digits)."""
     t = text.strip()
-    return t in by_name and bool(_INDEX.fullmatch(t)) and len(t) <= 9 and int(t) < n_classes \
-        and int(t) != by_name[t]
+    i = index_in_text(t, n_classes) if t in by_name else None
+    return i is not None and i != by_name[t]
 
 
 class RejectedAnswers(DataError):
@@ -231,7 +251,7 @@ class CallableOracle:
         # numpy may have made texts from indices (np.where(unsure, DROP, y)); an array of class names (and drops)
         # only is taken as names, otherwise a text that names one class and indexes another is ambiguous
         numpy_text = y.dtype.kind in "US" and not all(
-            _no_answer(v) or is_drop(v) or str(v).strip() in self.classes for v in y.tolist())
+            _no_answer(v) or is_drop(v) or str(v).strip() in index for v in y.tolist())
         for q, v in zip(queries, y.tolist()):
             v = v.item() if isinstance(v, np.generic) else v
             if _no_answer(v):

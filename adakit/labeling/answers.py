@@ -19,7 +19,6 @@ import csv
 import heapq
 import io
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from adakit.data import Domains
 from adakit.errors import ConfigError, DataError, LedgerError
 from adakit.labeling.run import open_run
 from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
-from adakit.oracle import resolve_label
+from adakit.oracle import close_class, index_in_text, resolve_label
 from adakit.rundir import stored_experiment
 
 ID_COLUMNS = ("sample_id", "id")
@@ -357,30 +356,15 @@ def read_answers(path: str | Path) -> tuple[list[RawAnswer], ImportReport]:
 
 
 # -- validating and committing ---------------------------------------------------------------------------
-def _close_class(label, classes: list[str]) -> str | None:
-    """The class a mistyped name most likely meant (other case, spaces or a typo), or None."""
-    import difflib
-
-    if not isinstance(label, str) or not label.strip():
-        return None
-    key = " ".join(label.split()).casefold()
-    folded = {" ".join(c.split()).casefold(): c for c in classes}
-    if key in folded:
-        return folded[key]
-    near = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
-    return folded[near[0]] if near else None
-
-
-_INDEX_OR_DROP = re.compile(r"-1|0|[1-9][0-9]*")
-
-
 def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) -> tuple[int | None, str | None]:
     """(label, None) or (None, why) for a row of a file with a ``class`` column (`adakit ledger export`): its
     ``label`` is the class index (-1: dropped), its ``class`` the name; when both are filled they must agree."""
     text = str(a.label).strip()
-    by_index = None
-    if text and _INDEX_OR_DROP.fullmatch(text) and len(text) <= 9:
-        by_index = DROPPED if text == "-1" else int(text) if int(text) < len(classes) else None
+    by_index, i = None, index_in_text(text)
+    if text == "-1":
+        by_index = DROPPED
+    elif i is not None:  # an index, never read as a name here
+        by_index = i if i < len(classes) else None
     elif text:
         by_index = resolve_label(text, classes, by_name)  # a name typed into the label column
     name = None if a.name is None else a.name.strip()
@@ -389,8 +373,8 @@ def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) ->
         return None, (f"label {text!r} is not a class index 0..{len(classes) - 1} (in a file with a 'class' column, "
                       f"as `adakit ledger export` writes, the label column holds the class index; -1 = dropped)")
     if a.name is not None and by_class is None:
-        return None, f"class {a.name!r} is not in the class list" + (
-            f" (did you mean {_close_class(a.name, classes)!r}?)" if _close_class(a.name, classes) else "")
+        close = close_class(a.name, classes)
+        return None, f"class {a.name!r} is not in the class list" + (f" (did you mean {close!r}?)" if close else "")
     if by_index is not None and by_class is not None and by_index != by_class:
         return None, (f"label {text} (class {label_name(by_index, classes)!r}) and class {a.name!r} disagree; in a "
                       "file with a 'class' column the label column holds the class index: change both, or clear one")
@@ -400,26 +384,29 @@ def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) ->
 def _run_context(run_dir: Path, domains: Domains | None) -> tuple[list[str], set[str] | None, Ledger]:
     """Class list, target pool ids and ledger of a run. A run started from Python objects stores no data, and
     a run's data may be missing on this machine: then the class list comes from the ledger and the pool ids
-    are unknown (None: ids are checked against the queries)."""
-    if domains is None:
-        objects = stored_experiment(run_dir).data.format == "objects"
+    are unknown (None: ids are checked against the queries). Labels index the recorded class list when there
+    is one."""
+    if domains is None and stored_experiment(run_dir).data.format == "objects":
         ledger = Ledger(run_dir / "ledger.sqlite")
         classes = ledger.classes()
-        if classes is None and objects:
+        if classes is None:
             ledger.close()
             raise DataError(f"{run_dir}: the ledger holds no class list (a run of an older adakit); import the "
                             "answers from Python: import_answers(run_dir, path, domains=loop.domains)")
-        if objects:
-            return list(classes), None, ledger
-        ledger.close()
-        if classes is not None:
-            try:
-                _, doms, ledger = open_run(run_dir)
-            except (DataError, ConfigError, OSError):  # the data is not here: the ledger has what is needed
-                return list(classes), None, Ledger(run_dir / "ledger.sqlite")
-            return list(classes), set(doms.pool.ids.tolist()), ledger  # (labels index the recorded list)
-    _, doms, ledger = open_run(run_dir, domains)
-    return list(doms.classes), set(doms.pool.ids.tolist()), ledger
+        return list(classes), None, ledger
+    try:
+        _, doms, ledger = open_run(run_dir, domains)
+    except (DataError, ConfigError, OSError):
+        if domains is not None:
+            raise
+        ledger = Ledger(run_dir / "ledger.sqlite")
+        classes = ledger.classes()
+        if classes is None:  # (a run of an older adakit: its data is needed)
+            ledger.close()
+            raise
+        return list(classes), None, ledger  # the data is not here: the ledger has what is needed
+    classes = ledger.classes() if domains is None else None
+    return list(classes if classes is not None else doms.classes), set(doms.pool.ids.tolist()), ledger
 
 
 def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None = None, correct: bool = False,
@@ -459,7 +446,7 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
             else:
                 y = resolve_label(a.label, classes, by_name)
             if y is None:
-                close = _close_class(a.label, classes)
+                close = close_class(a.label, classes)
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
                 report.error(a.line, "not a class", f"{a.sample_id!r}: label {a.label!r} is not in the class list "
                                                     + (f"(did you mean {close!r}?)" if close else

@@ -25,6 +25,7 @@ from adakit.data.domain import Domain, TensorDomain
 from adakit.data.images import FileImageDomain
 from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
 from adakit.ledger import DROPPED, Ledger, Query, is_drop, label_name
+from adakit.oracle import close_class
 from adakit.rundir import stored_experiment
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
@@ -360,9 +361,7 @@ class LabelingRun:
             return self.classes.index(value)
         if is_drop(value):
             return DROPPED
-        from adakit.labeling.answers import _close_class
-
-        close = _close_class(value, self.classes) if isinstance(value, str) else None
+        close = close_class(value, self.classes)
         raise DataError(f"label {value!r} is not in the class list ({len(self.classes)} classes)"
                         + (f"; did you mean {close!r}?" if close else ""))
 
