@@ -286,8 +286,9 @@ class ActiveLoop:
         if run_dir is None:
             raise ConfigError("ActiveLoop: run_dir is required (the folder for the ledger, checkpoints and reports)")
         ledger_path = Path(run_dir) / "ledger.sqlite"
-        if classes is None and (source is not None or target is not None) and ledger_path.is_file():
-            classes = _stored_classes(ledger_path)  # a resumed run keeps its class list (labels are its indices)
+        stored_classes = _stored_classes(ledger_path) if ledger_path.is_file() else None
+        if classes is None and (source is not None or target is not None):
+            classes = stored_classes  # a resumed run keeps its class list (labels are its indices)
         cfg, domains, self._objects = _with_objects(config, domains, source, target, test, classes, model,
                                                     objective, strategy, oracle)
         self.cfg = cfg
@@ -315,8 +316,7 @@ class ActiveLoop:
             self._objects.fingerprint = self.domains.fingerprint  # data from files: the same check on resume
             if ledger_path.is_file():
                 self._check_fingerprint(ledger_path, from_files=True)
-        if ledger_path.is_file():
-            self._check_classes(ledger_path)
+        self._check_classes(stored_classes)
         distributed.barrier()  # torchrun: every rank has checked the folder before rank 0 writes to it
         self.ledger: Ledger | None = None  # other ranks get what they need from rank 0 (`_on_main`)
         self._on_main(lambda: self._init_ledger(cfg, ledger_path))
@@ -385,9 +385,10 @@ class ActiveLoop:
                               f"ActiveLoop.resume({str(run_dir)!r}, {', '.join(m + '=...' for m in missing)})")
         return cls(cfg, run_dir, **kwargs)
 
-    def _check_classes(self, ledger_path: Path) -> None:
-        """Refuse to continue a run whose class list changed: its labels are indices into the stored list."""
-        stored, now = _stored_classes(ledger_path), [str(c) for c in self.domains.classes]
+    def _check_classes(self, stored: list[str] | None) -> None:
+        """Refuse to continue a run whose class list (``stored`` in its ledger) changed: its labels are indices
+        into the stored list."""
+        now = [str(c) for c in self.domains.classes]
         if stored is None or stored == now:
             return
         how = ("pass classes= as the run started (or leave it out: the run's own list is used)"
