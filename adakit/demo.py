@@ -22,6 +22,7 @@ from adakit.data import load_domains
 from adakit.data.demo import DEMO_TARGET, SHIFT_DESCRIPTION, shifted_mask
 from adakit.loop import ActiveLoop
 from adakit.report import compare, curve_file, pair_label
+from adakit.rundir import apply_checkpoint
 
 DEMO_CONFIG = {
     "name": "demo",
@@ -79,7 +80,7 @@ def _run(out_dir: Path, show_progress: bool, console: Console, seeds: tuple[int,
         for strategy in STRATEGIES:
             cfg = build_config(DEMO_CONFIG, [f"query.strategy={strategy}", f"seed={seed}", *(overrides or [])])
             domains = domains or load_domains(cfg.data, cfg.seed)  # the demo data do not depend on the seed
-            if not halves and strategy == STRATEGIES[0]:
+            if seed == seeds[0] and strategy == STRATEGIES[0]:
                 console.print(f"{len(domains.source)} source digits → {len(domains.pool)} target digits "
                               f"({SHIFT_DESCRIPTION}); budget {cfg.budget.total:.0%} of the target in "
                               f"{cfg.budget.rounds} rounds; {' vs '.join(STRATEGIES)}, "
@@ -90,7 +91,11 @@ def _run(out_dir: Path, show_progress: bool, console: Console, seeds: tuple[int,
                 loop.adopt_warmup(out_dir / STRATEGIES[0] / f"seed-{seed}")  # the same source-only model
             else:  # after the warm-up: where the source-only model is right (unchanged vs tilted digits)
                 loop.callbacks.append(_after_warmup(loop, halves))
+            before = len(halves)
             summary = loop.run()
+            if strategy == STRATEGIES[0] and len(halves) == before:  # a run finished earlier (demo run again):
+                apply_checkpoint(loop.trainer, run_dir / "checkpoints" / "round-0.pt", 0, run_dir)  # no event
+                halves.append(_source_only_halves(loop))
             idx, _ = loop.ledger.labelled_pool()
             if len(idx):
                 queried_tilted[strategy].append(float(shifted_mask(len(domains.pool))[np.asarray(idx)].mean()))
@@ -134,9 +139,14 @@ def _after_warmup(loop: ActiveLoop, halves: list):
 
     def on_event(kind: str, info: dict) -> None:
         if kind == "trained" and info.get("round") == 0:
-            pool = loop.domains.pool
-            pred = loop.pool_probabilities(np.arange(len(pool))).argmax(1).numpy()
-            right, tilted = pred == pool.y, shifted_mask(len(pool))
-            halves.append((float(right[~tilted].mean()), float(right[tilted].mean())))
+            halves.append(_source_only_halves(loop))
 
     return on_event
+
+
+def _source_only_halves(loop: ActiveLoop) -> tuple[float, float]:
+    """Accuracy of the loop's current (round-0) model on the unchanged and on the tilted target digits."""
+    pool = loop.domains.pool
+    pred = loop.pool_probabilities(np.arange(len(pool))).argmax(1).numpy()
+    right, tilted = pred == pool.y, shifted_mask(len(pool))
+    return float(right[~tilted].mean()), float(right[tilted].mean())

@@ -86,3 +86,14 @@ def test_one_seed_shows_no_spread():
     assert _cell(np.array([0.8125])) == "81.2"
     assert _title((0, 1)).endswith("mean ± std over 2 seeds")
     assert _cell(np.array([0.5, 0.7])) == "60.0 ± 10.0"
+
+
+def test_demo_run_again_in_its_folder_reports_the_finished_runs(demo):
+    """A second `adakit demo` trains nothing and prints the same report (the warm-up's event is not sent again,
+    so the source-only split comes from the round-0 checkpoint)."""
+    out, res, text = demo
+    buf = io.StringIO()
+    again = run_demo(out, show_progress=False, console=Console(file=buf, width=200), seeds=(0, 1), overrides=FAST)
+    np.testing.assert_allclose(again["source_only"], res["source_only"], atol=1e-6)
+    np.testing.assert_array_equal(again["accuracy"]["margin"], res["accuracy"]["margin"])
+    assert buf.getvalue().count("source digits →") == 1 and "Round 0 = the source-only model" in buf.getvalue()
