@@ -15,6 +15,7 @@ _LAZY = {
     "Selection": "adakit.query.base:Selection",
     "Strategy": "adakit.query.base:Strategy",
     "Objective": "adakit.adapt.base:Objective",
+    "objective": "adakit.adapt.factory:objective",
     "register_strategy": "adakit.registry:register_strategy",
     "register_objective": "adakit.registry:register_objective",
     "ActiveLoop": "adakit.loop:ActiveLoop",

@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 @pytest.mark.parametrize("script,args,expect", [
     ("own_arrays.py", ["--small"], ["margin: target accuracy per round", "badge:", "las:"]),
     ("own_model_dataset.py", ["--small"], ["dann + las: target accuracy per round", "round 2:  20 labels"]),
+    ("own_training_loop.py", ["--small"], ["finetune: target accuracy after the warm-up", "dann:", "mstn:"]),
     ("callable_oracle.py", ["--small"], ["oracle answered 20 queries in 2 rounds", "load_run: predicted 197 new rows"]),
 ])
 def test_example_runs(script, args, expect, tmp_path):

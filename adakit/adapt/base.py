@@ -10,7 +10,7 @@ parameters are trained at the new-layer learning rate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from adakit.adapt._regularizers import adversarial_entropy, domain_adversarial_loss, source_rows
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
 from adakit.models.discriminators import DomainDiscriminator
 from adakit.params import Params
 
@@ -159,5 +159,112 @@ class Objective(nn.Module):
         return {**self.supervised_terms(batch), **self.transfer_terms(model, batch, progress),
                 **self.omega_terms(model, batch), **self.probe_terms(batch)}
 
+    def losses(self, *, source_features: torch.Tensor, source_logits: torch.Tensor, source_labels: Any,
+               target_features: torch.Tensor | None = None, target_logits: torch.Tensor | None = None,
+               target_indices: Any = None, labelled_features: torch.Tensor | None = None,
+               labelled_logits: torch.Tensor | None = None, labelled_labels: Any = None,
+               progress: float, head: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """The objective's loss terms on one batch of your own training loop (their sum is the loss).
+
+        ``source_*``: features f (the head's input), logits z = head(f) and class indices of the labelled source
+        rows; ``target_*``: f and z of a batch of unlabelled target rows (every objective that adapts needs
+        them), ``target_indices`` their positions in the target pool (BIWAA's per-sample memory, built with
+        ``pool_size``); ``labelled_*``: labelled target rows (S+T; fine-tuning's ``ce_target``). ``progress``:
+        the fraction of training done, 0 → 1 (the gradient-reversal schedules). ``head``: your classifier head
+        (MME and ``omega='mme'``: a cosine head such as `adakit.models.heads.CosineHead`; BIWAA: the linear head,
+        whose weight it reads). Features keep their graph: the adversarial terms send their (reversed)
+        gradients into your network. Returns named terms (``ce_source``, ``adversarial``, ...), as a run logs
+        them. Bad shapes, labels or a missing part are a `ConfigError` / `DataError` before any computation.
+        """
+        return self(_HeadOnly(head), _own_batch(self, locals()), float(progress))
+
     def on_round_start(self, round_index: int) -> None:
         """Hook called before each fit (warm-up is round 0)."""
+
+
+class _HeadOnly:
+    """What `Objective.losses` hands the objectives as ``model``: only the head is read (MME, BIWAA)."""
+
+    def __init__(self, head: nn.Module | None):
+        self._head = head
+
+    @property
+    def head(self) -> nn.Module:
+        if self._head is None:
+            raise ConfigError("objective.losses(): this objective needs head= (your classifier head)")
+        return self._head
+
+
+def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
+    """The `Batch` of `Objective.losses`'s keywords, checked (shapes, label range, devices, what is needed)."""
+    who = f"{getattr(obj, 'name', type(obj).__name__)}.losses()"
+    m, c = obj.feature_dim, obj.num_classes
+
+    def part(prefix: str, required: bool, why: str = "") -> tuple | None:
+        f, z = given[f"{prefix}_features"], given[f"{prefix}_logits"]
+        y = given.get(f"{prefix}_labels")
+        if f is None and z is None and y is None:
+            if required:
+                raise ConfigError(f"{who} needs {prefix}_features= and {prefix}_logits={why}")
+            return None
+        for key, t, width in ((f"{prefix}_features", f, m), (f"{prefix}_logits", z, c)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[1] != width:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise DataError(f"{who}: {key}= must be a (N, {width}) tensor (the objective was built with "
+                                f"feature_dim={m}, num_classes={c}), got {shape}")
+        if len(f) != len(z):
+            raise DataError(f"{who}: {prefix}_features= has {len(f)} rows, {prefix}_logits= {len(z)}")
+        if len(f) == 0:
+            raise DataError(f"{who}: {prefix}_features= is empty")
+        if prefix == "target":
+            return f, z
+        if y is None:
+            raise ConfigError(f"{who} needs {prefix}_labels= (class indices) with {prefix}_features=")
+        y = torch.as_tensor(y, device=f.device)
+        if y.dtype.is_floating_point or y.dtype == torch.bool or y.shape != (len(f),):
+            raise DataError(f"{who}: {prefix}_labels= must be {len(f)} integer class indices, got dtype {y.dtype}, "
+                            f"shape {tuple(y.shape)}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= c):
+            raise DataError(f"{who}: {prefix}_labels= must lie in 0..{c - 1}, got {int(y.min())}..{int(y.max())}")
+        return f, z, y.long()
+
+    progress = given["progress"]
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 1:
+        raise ConfigError(f"{who}: progress= is the fraction of training done, in [0, 1]; got {progress!r}")
+    fs, zs, ys = part("source", True)
+    ref = next((p for p in obj.parameters()), None)
+    if ref is not None and ref.device != fs.device:
+        raise ConfigError(f"{who}: the objective's parameters are on {ref.device}, the features on {fs.device}; "
+                          f"call objective.to({str(fs.device)!r})")
+    target = part("target", obj.uses_unlabelled, " (a batch of unlabelled target rows): it adapts to the target")
+    labelled = part("labelled", False) if obj.uses_labelled else None
+    b = Batch(xs=fs, ys=ys, idx_s=torch.arange(len(fs)), fs=fs, zs=zs)
+    if labelled is not None:
+        b.fl, b.zl, b.yl = labelled
+    if target is not None:
+        b.fu, b.zu = target
+        idx = given["target_indices"]
+        memory = getattr(obj, "pool_size", 0)
+        if idx is None and hasattr(obj, "aggregate_targets"):
+            raise ConfigError(f"{who} needs target_indices= (each target row's position in the pool, for its "
+                              f"per-sample memory of {memory} rows: build it with pool_size=)")
+        if idx is not None:
+            idx = torch.as_tensor(idx)
+            if idx.dtype.is_floating_point or idx.shape != (len(b.fu),):
+                raise DataError(f"{who}: target_indices= must be {len(b.fu)} integer pool positions, got dtype "
+                                f"{idx.dtype}, shape {tuple(idx.shape)}")
+            if hasattr(obj, "aggregate_targets") and (int(idx.min()) < 0 or int(idx.max()) >= memory):
+                raise DataError(f"{who}: target_indices= must lie in 0..{memory - 1} (pool_size={memory}), got "
+                                f"{int(idx.min())}..{int(idx.max())}")
+            b.idx_u = idx.long()
+    head = given["head"]
+    need = obj.head_for(obj.params)
+    if need is not None and head is None:
+        raise ConfigError(f"{who} needs head= (your {need} classifier head: "
+                          + ("adakit.models.heads.CosineHead, as MME defines it)" if need == "cosine"
+                             else "the nn.Linear mapping features to logits, whose weight it reads)"))
+    if need == "linear" and head is not None and not (
+            isinstance(getattr(head, "weight", None), torch.Tensor) and tuple(head.weight.shape) == (c, m)):
+        raise ConfigError(f"{who}: head= must be the linear head with a ({c}, {m}) weight (it reads W and b), got "
+                          f"{type(head).__name__}")
+    return b

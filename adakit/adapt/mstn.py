@@ -28,7 +28,7 @@ class MSTN(DANN):
     (θ·batch mean), as in the paper's Algorithm 1. ``semantic`` = semantic_weight·λ(progress)·Σ_k ||C_S,k −
     C_T,k||² / K (docs/methods.md; the released TF code takes the mean over K·m entries instead, and moves absent
     classes towards zero). ``adversarial`` is the DANN term. Centroids are buffers (``source_centroids``,
-    ``target_centroids``, (C, m)), saved with the state_dict and carried across rounds.
+    ``target_centroids``, (C, m)), updated in training mode only, saved with the state_dict and carried across rounds.
     """
 
     Params = MSTNParams
@@ -49,9 +49,10 @@ class MSTN(DANN):
         cs = self.moving_centroids(self.source_centroids, batch.fs[mask], batch.ys[mask])
         ct = self.moving_centroids(self.target_centroids, batch.fu, batch.zu.detach().argmax(1))
         semantic = ((cs - ct) ** 2).sum(1).mean()
-        with torch.no_grad():
-            self.source_centroids.copy_(cs)
-            self.target_centroids.copy_(ct)
+        if self.training:  # (an objective in eval mode, e.g. a validation loss in your own loop, keeps them)
+            with torch.no_grad():
+                self.source_centroids.copy_(cs)
+                self.target_centroids.copy_(ct)
         lam = grl_schedule(progress, self.params.grl_max, self.params.grl_alpha)
         return {"adversarial": self.params.trade_off * self.adversarial_loss(batch, progress),
                 "semantic": self.params.semantic_weight * lam * semantic}

@@ -1,0 +1,180 @@
+"""`adakit.objective` and `Objective.losses`: objectives in a training loop the user writes."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import adakit
+from adakit.errors import ConfigError, DataError
+from adakit.models.grl import grl_schedule
+from adakit.models.heads import CosineHead
+from adakit.registry import OBJECTIVES
+
+M, C = 6, 3
+
+
+def _net(seed: int = 0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, M), nn.Tanh()), nn.Linear(M, C)
+
+
+def _step(obj, body, head, n=8, labelled=True, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    xs, xt = torch.randn(n, 4, generator=g), torch.randn(n, 4, generator=g) + 1.0
+    ys = torch.arange(n) % C
+    fs, ft = body(xs), body(xt)
+    extra = {}
+    if labelled:
+        fl = body(xt[:3])
+        extra = {"labelled_features": fl, "labelled_logits": head(fl), "labelled_labels": torch.tensor([0, 1, 2])}
+    return obj.losses(source_features=fs, source_logits=head(fs), source_labels=ys, target_features=ft,
+                      target_logits=head(ft), target_indices=torch.arange(n), progress=0.5, head=head, **extra)
+
+
+def test_finetune_terms_are_the_cross_entropies():
+    body, head = _net()
+    obj = adakit.objective("finetune", feature_dim=M, num_classes=C)
+    xs, xl = torch.randn(5, 4), torch.randn(2, 4)
+    ys, yl = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([2, 2])
+    fs, fl = body(xs), body(xl)
+    terms = obj.losses(source_features=fs, source_logits=head(fs), source_labels=ys, labelled_features=fl,
+                       labelled_logits=head(fl), labelled_labels=yl, progress=0.0)
+    assert set(terms) == {"ce_source", "ce_target"}
+    torch.testing.assert_close(terms["ce_source"], F.cross_entropy(head(fs), ys))
+    torch.testing.assert_close(terms["ce_target"], F.cross_entropy(head(fl), yl))
+
+
+def test_dann_term_and_its_reversed_gradient_match_a_hand_computation():
+    """adversarial = ½(BCE(d(f_s), 1) + BCE(d(f_t), 0)); the features get −λ(progress) times its gradient, the
+    discriminator its plain gradient (DANN, Eq. 9-10)."""
+    body, head = _net()
+    obj = adakit.objective("dann", feature_dim=M, num_classes=C, hidden=8, dropout=0.0)
+    fs = torch.randn(5, M, requires_grad=True)
+    ft = torch.randn(4, M, requires_grad=True)
+    ys = torch.tensor([0, 1, 2, 0, 1])
+    progress = 0.3
+    terms = obj.losses(source_features=fs, source_logits=head(fs), source_labels=ys, target_features=ft,
+                       target_logits=head(ft), progress=progress)
+    d = obj.domain_discriminator
+    expect = 0.5 * (F.binary_cross_entropy_with_logits(d(fs).squeeze(1), torch.ones(5))
+                    + F.binary_cross_entropy_with_logits(d(ft).squeeze(1), torch.zeros(4)))
+    torch.testing.assert_close(terms["adversarial"], expect)
+    g_fs, g_ft = torch.autograd.grad(terms["adversarial"], [fs, ft], retain_graph=True)
+    h_fs, h_ft = torch.autograd.grad(expect, [fs, ft], retain_graph=True)
+    lam = grl_schedule(progress, 1.0, 10.0)
+    assert 0 < lam < 1
+    torch.testing.assert_close(g_fs, -lam * h_fs)
+    torch.testing.assert_close(g_ft, -lam * h_ft)
+    w = next(d.parameters())
+    (g_w,) = torch.autograd.grad(terms["adversarial"], [w], retain_graph=True)
+    (h_w,) = torch.autograd.grad(expect, [w])
+    torch.testing.assert_close(g_w, h_w)
+
+
+@pytest.mark.parametrize("name", [n for n in OBJECTIVES.names() if n != "biwaa_i"])
+def test_every_objective_trains_through_losses(name):
+    """Every registered objective: finite terms, and the step's loss reaches the user's network; the adapting
+    ones also send a non-zero gradient to it from their own terms alone (not only the cross-entropy)."""
+    body, _ = _net()
+    cls = OBJECTIVES.get(name)
+    obj = adakit.objective(name, feature_dim=M, num_classes=C, pool_size=8)
+    head = CosineHead(M, C) if obj.head_for(obj.params) == "cosine" else nn.Linear(M, C)
+    terms = _step(obj, body, head)
+    assert terms and all(torch.isfinite(v) for v in terms.values())
+    assert "ce_source" in terms and ("ce_target" in terms) == cls.uses_labelled
+    own = [v for k, v in terms.items() if not k.startswith("ce_")]
+    if cls.uses_unlabelled:
+        assert own, terms
+        grads = torch.autograd.grad(sum(own), list(body.parameters()), allow_unused=True)
+        assert any(g is not None and float(g.abs().sum()) > 0 for g in grads), name
+
+
+def test_the_objective_keeps_its_moving_statistics_between_steps():
+    """MSTN's centroids move with each step in training mode, stay in eval mode, and are in its state_dict."""
+    body, head = _net()
+    obj = adakit.objective("mstn", feature_dim=M, num_classes=C)
+    before = obj.state_dict()["source_centroids"].clone()
+    _step(obj, body, head)
+    moved = obj.state_dict()["source_centroids"].clone()
+    assert not torch.equal(before, moved)
+    obj.eval()
+    _step(obj, body, head, seed=2)
+    assert torch.equal(obj.state_dict()["source_centroids"], moved)
+
+
+def test_biwaa_reads_the_linear_head_and_the_pool_positions():
+    body, head = _net()
+    obj = adakit.objective("biwaa", feature_dim=M, num_classes=C, pool_size=20)
+    _step(obj, body, head)
+    torch.testing.assert_close(obj.domain_discriminator.head_weight, head.weight.detach())
+    assert not torch.allclose(obj.aggregated[:8], torch.full((8, C), 1 / C))  # the memory of rows 0..7 moved
+    torch.testing.assert_close(obj.aggregated[8:], torch.full((12, C), 1 / C))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: adakit.objective("nope", feature_dim=M, num_classes=C), "unknown objective 'nope'"),
+    (lambda: adakit.objective("dann", feature_dim=M, num_classes=C, trade_of=1.0), "trade_of"),
+    (lambda: adakit.objective("dann", feature_dim=0, num_classes=C), "feature_dim= must be an integer ≥ 1"),
+    (lambda: adakit.objective("dann", feature_dim=M, num_classes=1), "num_classes= must be an integer ≥ 2"),
+    (lambda: adakit.objective(nn.Linear, feature_dim=M, num_classes=C), "registered name"),
+    (lambda: adakit.objective("biwaa", feature_dim=M, num_classes=C), "pass pool_size="),
+    (lambda: adakit.objective("biwaa_i", feature_dim=M, num_classes=C, pool_size=5), "runs=10"),
+])
+def test_bad_objective_arguments_are_config_errors(call, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        call()
+
+
+def _losses(name="dann", pool_size=0, **kw):
+    obj = adakit.objective(name, feature_dim=M, num_classes=C, pool_size=pool_size)
+    args = {"source_features": torch.randn(4, M), "source_logits": torch.randn(4, C),
+            "source_labels": torch.tensor([0, 1, 2, 0]), "target_features": torch.randn(4, M),
+            "target_logits": torch.randn(4, C), "progress": 0.5}
+    args.update(kw)
+    return obj.losses(**{k: v for k, v in args.items() if v is not None})
+
+
+@pytest.mark.parametrize("kw,error,message", [
+    ({"target_features": None, "target_logits": None}, ConfigError, "needs target_features= and target_logits="),
+    ({"source_features": torch.randn(4, M + 1)}, DataError, "source_features= must be a (N, 6) tensor"),
+    ({"target_logits": torch.randn(4, C + 2)}, DataError, "target_logits= must be a (N, 3) tensor"),
+    ({"target_logits": torch.randn(3, C)}, DataError, "target_features= has 4 rows, target_logits= 3"),
+    ({"source_labels": torch.tensor([0, 1, 3, 0])}, DataError, "source_labels= must lie in 0..2, got 0..3"),
+    ({"source_labels": torch.tensor([0.0, 1, 2, 0])}, DataError, "source_labels= must be 4 integer class indices"),
+    ({"progress": 1.5}, ConfigError, "progress= is the fraction of training done, in [0, 1]"),
+    ({"source_features": torch.randn(0, M), "source_logits": torch.randn(0, C), "source_labels": torch.zeros(0)},
+     DataError, "source_features= is empty"),
+    ({"labelled_features": torch.randn(2, M), "labelled_logits": torch.randn(2, C)}, ConfigError,
+     "needs labelled_labels="),
+])
+def test_bad_losses_inputs_name_the_keyword(kw, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _losses(**kw)
+
+
+def test_objectives_that_read_the_head_or_the_pool_say_so():
+    with pytest.raises(ConfigError, match=re.escape("needs head= (your cosine classifier head")):
+        _losses("mme")
+    with pytest.raises(ConfigError, match=re.escape("needs target_indices=")):
+        _losses("biwaa", pool_size=10, head=nn.Linear(M, C))
+    with pytest.raises(DataError, match=re.escape("target_indices= must lie in 0..9 (pool_size=10), got 0..10")):
+        _losses("biwaa", pool_size=10, head=nn.Linear(M, C), target_indices=torch.tensor([0, 1, 2, 10]))
+    with pytest.raises(ConfigError, match=re.escape("head= must be the linear head with a (3, 6) weight")):
+        _losses("biwaa", pool_size=10, head=CosineHead(M + 1, C), target_indices=torch.arange(4))
+
+
+def test_readme_snippet_of_objectives_in_your_own_loop_runs():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    part = readme.split("### Objectives in your own training loop", 1)[1].split("\n### ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", part, flags=re.S)[:1]
+    ns: dict = {"__name__": "readme"}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert set(ns["terms"]) == {"ce_source", "adversarial"}
+    assert math.isfinite(float(ns["loss"].detach()))
