@@ -26,6 +26,9 @@ from adakit.labeling.page import PAGE
 from adakit.labeling.run import LabelingRun, file_data
 
 MAX_BODY = 64 * 1024
+#: an oversized body up to this size is read and discarded before the 413 answer, so the client gets the answer
+#: instead of a broken pipe; a larger one is refused at once and the connection closed
+MAX_DRAIN = 4 * 1024 * 1024
 #: seconds a connection may stay silent (an idle or half-sent request) before the server closes it
 REQUEST_TIMEOUT = 30.0
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -114,6 +117,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, code: int, obj) -> None:
         self._send(code, json.dumps(obj).encode(), "application/json; charset=utf-8")
 
+    def _discard(self, n: int) -> None:
+        """Read and drop a refused body of ``n`` bytes (up to MAX_DRAIN; beyond it, close the connection)."""
+        self.close_connection = True
+        if n > MAX_DRAIN:
+            return
+        while n > 0:
+            chunk = self.rfile.read(min(n, 65536))
+            if not chunk:
+                return
+            n -= len(chunk)
+
     def _not_found(self) -> None:
         self._json(404, {"error": "not found"})
 
@@ -166,6 +180,10 @@ class _Handler(BaseHTTPRequestHandler):
             n = int(self.headers.get("Content-Length") or "0")
         except ValueError:
             n = -1
+        if n > MAX_BODY:
+            self._discard(n)
+            return self._json(413, {"error": f"body of {n} bytes: an answer is at most {MAX_BODY} bytes of JSON "
+                                             '({"sample_id": ..., "label": ...}); send one answer per request'})
         if not 0 < n <= MAX_BODY:
             return self._json(400, {"error": f"body must be 1..{MAX_BODY} bytes of JSON"})
         data = self.rfile.read(n)

@@ -106,6 +106,13 @@ def test_state_answers_corrections_and_validation(served):
                                                                       "Content-Type": "application/json"})
     assert conn.getresponse().status == 400
     conn.close()
+    big = json.dumps({"sample_id": sid, "label": 1, "note": "x" * 200_000}).encode()
+    conn = http.client.HTTPConnection(c.host, c.port, timeout=10)
+    conn.request("POST", "/api/answer", body=big, headers={"X-Adakit-Token": c.token,
+                                                           "Content-Type": "application/json"})
+    r = conn.getresponse()  # the client gets the answer, not a broken pipe
+    assert r.status == 413 and "send one answer per request" in json.loads(r.read())["error"]
+    conn.close()
     conn = http.client.HTTPConnection(c.host, c.port, timeout=10)
     conn.request("POST", "/api/answer", body=b"sample_id=x&label=1",
                  headers={"X-Adakit-Token": c.token, "Content-Type": "application/x-www-form-urlencoded"})
