@@ -25,10 +25,12 @@ def _image_domain(paths: list[Path], ids: list[str], data_cfg) -> Domain:
     return dom
 
 
-def input_domain(path: Path, data_cfg, image_list: bool = False) -> Domain:
+def input_domain(path: Path, data_cfg, image_list: bool = False,
+                 n_features: int | None = None) -> Domain | tuple[np.ndarray, list[str]]:
     """What ``adakit predict`` reads: an image folder (any depth, sorted), an image list (first token of each
-    line = the image path, relative to the list's folder) or a feature file (.npz / .mat / svmlight)."""
-    from adakit.data import load_domain
+    line = the image path, relative to the list's folder) or a feature file (.npz / .mat / svmlight; its rows
+    and their ids, labels not needed)."""
+    from adakit.data.features import read_feature_rows
     from adakit.data.images import _is_image
 
     if path.is_dir():
@@ -53,7 +55,7 @@ def input_domain(path: Path, data_cfg, image_list: bool = False) -> Domain:
     if fmt is None:
         raise DataError(f"{path}: unknown input type {path.suffix!r}; give an image folder, an image list (.txt, or "
                         f"--list) or a feature file ({', '.join(sorted(FEATURE_SUFFIXES))})")
-    return load_domain(fmt, path.stem, str(path.parent.resolve()), str(path.resolve()))
+    return read_feature_rows(fmt, path.resolve(), data_cfg, n_features)
 
 
 def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes: list[str]) -> None:
@@ -88,9 +90,14 @@ def predict(run_dir: Path = typer.Argument(..., help="run folder (its last check
         if out_file.exists() and not force:  # before any work: it may be a file someone made (e.g. answers)
             raise ConfigError(f"--out {out_file} exists; choose another file or add --force to replace it")
         model = load_run(run_dir, device=device, batch_size=batch_size)
-        dom = input_domain(input_path, model.config.data, image_list)
-        probs = model.predict_proba(dom)
-        ids = [dom.image_path(i) or str(dom.ids[i]) for i in range(len(dom))]
+        width = model.input_shape[0] if len(model.input_shape) == 1 else None
+        dom = input_domain(input_path, model.config.data, image_list, width)
+        if isinstance(dom, tuple):  # feature rows and their ids
+            rows, ids = dom
+            probs = model.predict_proba(rows)
+        else:
+            probs = model.predict_proba(dom)
+            ids = [dom.image_path(i) or str(dom.ids[i]) for i in range(len(dom))]
         write_predictions(out_file, ids, probs, model.classes)
     except AdakitError as e:
         _fail(e)

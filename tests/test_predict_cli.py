@@ -50,6 +50,42 @@ def test_predict_on_a_feature_file(tmp_path):
     assert bad.exit_code == 2 and "unknown input type '.bin'" in bad.output
 
 
+def test_predict_needs_no_labels_and_takes_empty_or_narrow_feature_files(tmp_path):
+    """Rows to predict have no labels: an .npz with only ``feat`` works (it asked for ``y`` and a class code
+    before), an empty one writes the header alone, and an svmlight file that never uses the last features is
+    widened to the run's width."""
+    from sklearn.datasets import dump_svmlight_file
+
+    rng = np.random.default_rng(1)
+    for name in ("src", "tgt"):
+        np.savez(tmp_path / f"{name}.npz", feat=rng.normal(size=(30, 6)).astype(np.float32), y=np.arange(30) % 3)
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**TINY, "data": {"format": "npz", "root": str(tmp_path), "source": "src",
+                                              "target": "tgt"}}), run, show_progress=False).run()
+    model = adakit.load_run(run)
+    x_new = rng.normal(size=(4, 6)).astype(np.float32)
+    np.savez(tmp_path / "feat-only.npz", feat=x_new)
+    np.savez(tmp_path / "empty.npz", feat=np.zeros((0, 6), np.float32))
+    narrow = x_new.copy()
+    narrow[:, 4:] = 0  # features 5 and 6 never used: the file is 4 wide
+    dump_svmlight_file(narrow[:, :4], np.zeros(4), str(tmp_path / "narrow.svmlight"), zero_based=True)
+    expect = {"feat-only.npz": model.predict_proba(x_new), "empty.npz": np.zeros((0, 3)),
+              "narrow.svmlight": model.predict_proba(narrow)}
+    for name, probs in expect.items():
+        res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / name), "--out", str(tmp_path / "p.csv"),
+                                       "--force"])
+        assert res.exit_code == 0, (name, res.output)
+        assert f"{len(probs)} predictions (3 classes)" in res.output, res.output
+        rows = _rows(tmp_path / "p.csv")
+        assert len(rows) == len(probs)
+        got = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in rows]).reshape(-1, 3)
+        np.testing.assert_allclose(got, probs, atol=1e-5)
+        assert (tmp_path / "p.csv").read_text().startswith("id,predicted,probability,p_0,p_1,p_2")
+    np.savez(tmp_path / "other.npz", X=x_new)
+    bad = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "other.npz"), "--out", str(tmp_path / "q.csv")])
+    assert bad.exit_code == 2 and "no array 'feat' (the feature rows, N x d); found ['X']" in bad.output
+
+
 def _image(path, value):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((12, 12, 3), value, dtype=np.uint8)).save(path)

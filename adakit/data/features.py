@@ -159,6 +159,52 @@ def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
     return (None if labels_only else x.toarray().astype(np.float32)), y
 
 
+def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Feature rows (N, d) of a file to predict on, and an id per row (its image path when the file records it,
+    else ``<file stem>/<row>``). Labels are not needed: an ``.npz`` needs only ``feat``; a ``.mat`` its feature
+    variable (``data.feature_key`` of ``cfg``, else the usual names); svmlight rows are widened to
+    ``n_features`` (a file that never uses the last features is narrower). An empty file gives (0, d) rows."""
+    if fmt == "npz":
+        try:
+            with np.load(_require(path), allow_pickle=False) as z:
+                if "feat" not in z.files:
+                    raise DataError(f"{path}: no array 'feat' (the feature rows, N x d); found {z.files}")
+                x = z["feat"].astype(np.float32)
+                if "ids" in z.files and "image_root" in z.files:
+                    root = path.parent / str(z["image_root"])
+                    return x, [f"{root}/{i}" for i in np.asarray(z["ids"]).astype(str).tolist()]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
+    elif fmt == "mat":
+        import scipy.io
+
+        try:
+            m = scipy.io.loadmat(_require(path))
+        except Exception as err:  # any parse failure of the file (scipy raises many kinds)
+            raise DataError(f"{path}: cannot read as .mat ({type(err).__name__}: {err})") from None
+        xk = _mat_key(m, cfg.feature_key if cfg is not None else None, _MAT_X, path.stem, path, "feature")
+        v = m[xk]
+        try:
+            import scipy.sparse
+
+            x = np.asarray(v.toarray() if scipy.sparse.issparse(v) else v, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{path}: {xk} must hold numbers ({err})") from None
+        if n_features is not None and x.ndim == 2 and x.shape[1] != n_features and x.shape[0] == n_features:
+            x = x.T  # stored d x N
+    else:
+        from sklearn.datasets import load_svmlight_file
+
+        try:
+            xs, _ = load_svmlight_file(str(_require(path)), n_features=n_features)
+        except ValueError as err:
+            raise DataError(f"{path}: not a valid svmlight file ({err})") from None
+        x = xs.toarray().astype(np.float32)
+    if x.ndim != 2:
+        raise DataError(f"{path}: features must be a 2-d array (N, d), got shape {x.shape}")
+    return x, [f"{path.stem}/{i}" for i in range(len(x))]
+
+
 # -- the shared label coding ----------------------------------------------------------------------------
 def _domain_path(cfg, name: str) -> Path:
     from adakit.paths import data_root, expand
