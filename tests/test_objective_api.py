@@ -159,6 +159,21 @@ def test_bad_losses_inputs_name_the_keyword(kw, error, message):
         _losses(**kw)
 
 
+def test_another_dtype_than_the_objective_is_named_and_to_dtype_works():
+    with pytest.raises(ConfigError, match=re.escape("the features are torch.float64, the objective's parameters "
+                                                    "torch.float32; call objective.to(torch.float64)")):
+        _losses(source_features=torch.randn(4, M, dtype=torch.float64))
+    obj = adakit.objective("dann", feature_dim=M, num_classes=C).to(torch.float64)
+    f = torch.randn(4, M, dtype=torch.float64)
+    terms = obj.losses(source_features=f, source_logits=torch.randn(4, C, dtype=torch.float64),
+                       source_labels=torch.tensor([0, 1, 2, 0]), target_features=f + 1,
+                       target_logits=torch.randn(4, C, dtype=torch.float64), progress=0.5)
+    assert terms["adversarial"].dtype == torch.float32  # (the BCE is taken in float32, as in a run)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast the parameters stay float32
+        terms = _losses(source_features=torch.randn(4, M, dtype=torch.bfloat16))
+    assert torch.isfinite(terms["adversarial"])
+
+
 def test_objectives_that_read_the_head_or_the_pool_say_so():
     with pytest.raises(ConfigError, match=re.escape("needs head= (your cosine classifier head")):
         _losses("mme")

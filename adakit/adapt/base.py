@@ -236,6 +236,9 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
     if ref is not None and ref.device != fs.device:
         raise ConfigError(f"{who}: the objective's parameters are on {ref.device}, the features on {fs.device}; "
                           f"call objective.to({str(fs.device)!r})")
+    if ref is not None and ref.dtype != fs.dtype and not torch.is_autocast_enabled(fs.device.type):
+        raise ConfigError(f"{who}: the features are {fs.dtype}, the objective's parameters {ref.dtype}; call "
+                          f"objective.to({fs.dtype}) as for your model, or compute under torch.autocast")
     target = part("target", obj.uses_unlabelled, " (a batch of unlabelled target rows): it adapts to the target")
     labelled = part("labelled", False) if obj.uses_labelled else None
     b = Batch(xs=fs, ys=ys, idx_s=torch.arange(len(fs)), fs=fs, zs=zs)
