@@ -47,6 +47,9 @@ def test_finetune_terms_are_the_cross_entropies():
     terms = obj.losses(source_features=fs, source_logits=head(fs), source_labels=ys, labelled_features=fl,
                        labelled_logits=head(fl), labelled_labels=yl, progress=0.0)
     assert set(terms) == {"ce_source", "ce_target"}
+    none_yet = obj.losses(source_features=fs, source_logits=head(fs), source_labels=ys, progress=0.0,
+                          labelled_features=fl[:0], labelled_logits=head(fl)[:0], labelled_labels=yl[:0])
+    assert set(none_yet) == {"ce_source"}  # an empty labelled batch (no target label yet) is no labelled batch
     torch.testing.assert_close(terms["ce_source"], F.cross_entropy(head(fs), ys))
     torch.testing.assert_close(terms["ce_target"], F.cross_entropy(head(fl), yl))
 

@@ -215,6 +215,8 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
         if len(f) != len(z):
             raise DataError(f"{who}: {prefix}_features= has {len(f)} rows, {prefix}_logits= {len(z)}")
         if len(f) == 0:
+            if prefix == "labelled":  # no labelled target row yet: as if none were given
+                return None
             raise DataError(f"{who}: {prefix}_features= is empty")
         if prefix == "target":
             return f, z
