@@ -325,7 +325,7 @@ def _post(server, body: bytes, ctype: str = "application/json") -> tuple[int, di
     return status, json.loads(reply.split(b"\r\n\r\n", 1)[1])
 
 
-def test_malformed_bodies_get_400_with_a_json_error(served):
+def test_malformed_bodies_get_400_or_413_with_a_json_error(served):
     server, run_dir = served
     sid = _open(run_dir)[0].sample_id
     deep = b"[" * 30_000 + b"]" * 30_000
@@ -337,7 +337,7 @@ def test_malformed_bodies_get_400_with_a_json_error(served):
         status, reply = _post(server, body)
         assert status == 400 and reply["error"], (body[:40], status, reply)
     status, reply = _post(server, b" " * (64 * 1024 + 1))
-    assert status == 400 and "bytes" in reply["error"]
+    assert status == 413 and "at most 65536 bytes" in reply["error"]
     assert _labels(run_dir) == {}
     assert _post(server, json.dumps({"sample_id": sid, "label": 2}).encode())[0] == 200
     with sqlite3.connect(run_dir / "ledger.sqlite") as con:
