@@ -31,7 +31,7 @@ def features(
                                    help="crop side (default 224, or the ONNX model's input)"),
     resize: int = typer.Option(None, "--resize", min=8, help="shorter side before the crop (default 256 for 224)"),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)"),
-    no_verify: bool = flag("skip opening every image header first", "--no-verify"),
+    no_verify: bool = flag("skip decoding every image first", "--no-verify"),
     quiet: bool = flag("no progress bar", "--quiet"),
 ) -> None:
     """Run a frozen backbone over an image domain once and write its features as an .npz.

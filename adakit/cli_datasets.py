@@ -45,7 +45,7 @@ def data_prepare(
                                                              "have; repeatable. Without it: download"),
     domains: list[str] = typer.Option(None, "--domain", help="prepare only this domain (repeatable)"),
     force: bool = flag("replace existing prepared domains", "--force"),
-    no_verify: bool = flag("skip opening every image header", "--no-verify"),
+    no_verify: bool = flag("skip decoding every image", "--no-verify"),
     no_checksum: bool = flag("don't check --from files against the published checksums", "--no-checksum"),
     quiet: bool = flag("no progress bar", "--quiet"),
 ) -> None:

@@ -27,30 +27,25 @@ def _image_domain(paths: list[Path], ids: list[str], data_cfg) -> Domain:
 
 def input_domain(path: Path, data_cfg, image_list: bool = False,
                  n_features: int | None = None) -> Domain | tuple[np.ndarray, list[str]]:
-    """What ``adakit predict`` reads: an image folder (any depth, sorted), an image list (first token of each
-    line = the image path, relative to the list's folder) or a feature file (.npz / .mat / svmlight; its rows
-    and their ids, labels not needed)."""
+    """What ``adakit predict`` reads: one image, an image folder (any depth, sorted), an image list (read as
+    training reads one: ``path [label]`` lines, paths relative to the list's folder, its parent, ``data.root`` or
+    $ADAKIT_DATA) or a feature file (.npz / .mat / svmlight; its rows and their ids, labels not needed)."""
     from adakit.data.features import read_feature_rows
-    from adakit.data.images import _is_image
+    from adakit.data.images import IMAGE_EXTENSIONS, _resolve, find_images, parse_image_list
 
     if path.is_dir():
-        files = sorted((p for p in path.rglob("*") if _is_image(p)), key=lambda p: p.relative_to(path).as_posix())
+        files = find_images(path)
         if not files:
             raise DataError(f"{path}: no images found (looked for .jpg, .png, ... at any depth)")
         return _image_domain(files, [f.relative_to(path).as_posix() for f in files], data_cfg)
     if not path.is_file():
         raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
                         f"({', '.join(sorted(FEATURE_SUFFIXES))})")
-    if image_list or path.suffix.lower() == ".txt":
-        entries = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
-                   if line.strip() and not line.lstrip().startswith("#")]
-        if not entries:
-            raise DataError(f"{path}: the image list is empty; write one image path per line")
-        files = [Path(e) if Path(e).is_absolute() else path.parent / e for e in entries]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise DataError(f"{path}: {len(missing)} listed image(s) not found, e.g. {missing[0]}")
-        return _image_domain(files, entries, data_cfg)
+    if not image_list and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return _image_domain([path], [path.name], data_cfg)
+    if image_list or path.suffix.lower() == ".txt":  # read as training reads lists (labels, if any, ignored)
+        entries, linenos = parse_image_list(path)[:2]
+        return _image_domain([Path(p) for p in _resolve(entries, linenos, path, data_cfg)], entries, data_cfg)
     fmt = FEATURE_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"{path}: unknown input type {path.suffix!r}; give an image folder, an image list (.txt, or "
@@ -74,8 +69,8 @@ def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes
 @app.command()
 def predict(run_dir: Path = typer.Argument(..., help="run folder (its last checkpoint is used)"),
             input_path: Path = typer.Argument(..., metavar="INPUT",
-                                              help="image folder, image list (.txt) or feature file (.npz/.mat/"
-                                                   ".svmlight)"),
+                                              help="image, image folder, image list (.txt) or feature file "
+                                                   "(.npz/.mat/.svmlight)"),
             out_file: Path = typer.Option(..., "--out", help="CSV to write: id, predicted, probability, p_<class>"),
             image_list: bool = flag("INPUT is an image list even without a .txt suffix", "--list"),
             device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: the run's]"),

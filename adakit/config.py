@@ -63,7 +63,8 @@ class DataConfig(_Strict):
                                "image_size·8/7, i.e. 256 for 224)")
     channels: Literal[1, 3] | None = Field(None, description="digits: 1 or 3 (default 1, or 3 when MNIST-M "
                                            "is in the pair)")
-    verify_images: bool = Field(True, description="image formats: open every file's header before training")
+    verify_images: bool = Field(True, description="image formats: decode every file before training (a corrupt or "
+                                                       "truncated image stops the run before any work)")
     standardize: bool = Field(False, description="features: z-score with source statistics")
     source_val: float = Field(0.0, ge=0, lt=1, description="share of the source held out (stratified, seeded) "
                               "for the source_acc and dev validators; excluded from training; 0 = none")

@@ -1,6 +1,7 @@
 """`adakit predict RUN INPUT --out preds.csv` on tiny feature files and image folders / lists."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,4 +123,18 @@ def test_predict_on_an_image_folder_and_an_image_list(tmp_path):
     assert res.exit_code == 2 and f"--out {out} exists" in res.output and "--force" in res.output  # kept
     res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "bad.txt"), "--out", str(out),
                                    "--force"])
-    assert res.exit_code == 2 and "1 listed image(s) not found" in res.output
+    assert res.exit_code == 2 and "bad.txt, line 2: image not found: missing.png" in res.output
+    # lists are read as training reads them: paths with spaces, relative to the list's parent folder
+    (tmp_path / "new" / "my photos").mkdir()
+    (tmp_path / "new" / "n0.png").rename(tmp_path / "new" / "my photos" / "n0.png")
+    (tmp_path / "new" / "lists").mkdir()
+    (tmp_path / "new" / "lists" / "l.txt").write_text("my photos/n0.png dark\nn1.png\n")
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "lists" / "l.txt"), "--out",
+                                   str(tmp_path / "l.csv")])
+    assert res.exit_code == 0, res.output
+    assert [r["probability"] for r in _rows(tmp_path / "l.csv")] == [r["probability"] for r in rows[:2]]
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "n1.png"), "--out",
+                                   str(tmp_path / "one.csv")])  # one image
+    assert res.exit_code == 0, res.output
+    assert [(Path(r["id"]).name, r["probability"]) for r in _rows(tmp_path / "one.csv")] == \
+        [("n1.png", rows[1]["probability"])]

@@ -3,7 +3,7 @@
 Steps: gather the sources (extract archives safely, hard-link or copy plain files and folders) into a
 staging folder under ``out``; arrange the dataset's layout there (image folders ``<domain>/<class>/<image>``,
 image lists ``<domain>.txt`` + ``classes.txt``, or the digit files `adakit.data.digits` reads); check every
-domain's image count against the published one and every image header; only then move the result into
+domain's image count against the published one and decodes every image; only then move the result into
 ``out``. A failed check leaves ``out`` as it was (apart from the downloads kept for a retry).
 """
 
@@ -319,19 +319,17 @@ PREPARERS = {"office31": _prep_office31, "officehome": _prep_officehome, "visda"
 
 
 def _unreadable(paths: Sequence[str], root: Path) -> list[str]:
-    """Paths whose image header PIL cannot read (``verify``, no decoding), with the reason, named relative to
-    ``root`` (the staging folder they are read from is removed afterwards)."""
-    from PIL import Image
+    """Paths of images that cannot be decoded (`check_decodes`: truncated files too), with the reason, named
+    relative to ``root`` (the staging folder they are read from is removed afterwards)."""
+    from adakit.data.images import check_decodes
 
     bad = []
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                im.verify()
-        except Exception as err:  # PIL raises many types for corrupt files
+        why = check_decodes(str(p))
+        if why is not None:
             full = str(Path(p).resolve())
             inside = str(Path(full).relative_to(root.resolve())) if Path(full).is_relative_to(root.resolve()) else p
-            bad.append(f"{inside} ({str(err).replace(full, inside).replace(str(p), inside)})")
+            bad.append(f"{inside} ({why.replace(full, inside).replace(str(p), inside)})")
     return bad
 
 
@@ -342,7 +340,7 @@ def _short(items: Sequence[str], n: int = 10) -> str:
 
 def _check(ds: DatasetInfo, layout: Path, chosen: list[DomainInfo], expected: dict[str, tuple[int, bool]],
            classes: Sequence[str] | None, verify_images: bool) -> tuple[dict[str, int], list[str]]:
-    """Count every domain with adakit's own loader; compare with the published counts; check image headers."""
+    """Count every domain with adakit's own loader; compare with the published counts; decode every image."""
     from adakit.data.digits import load_digits
     from adakit.data.images import load_image_folder, load_image_list
 

@@ -259,3 +259,84 @@ def test_16_bit_images_keep_their_range(tmp_path):
     got, want = (np.asarray(read_image(tmp_path / f), dtype=int) for f in ("g16.png", "g8.png"))
     assert got.shape == (32, 32, 3) and got.min() == 0 and got.max() == 255
     assert np.abs(got - want).max() <= 1
+
+
+def test_images_are_read_as_viewers_show_them(tmp_path):
+    """EXIF orientation applied, transparency composited on white (also palette and grey+alpha), float pixels
+    from [0, 1] scaled (they came out black)."""
+    from PIL import Image
+
+    from adakit.data.images import read_image
+
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, :20] = (255, 0, 0)
+    wide[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display", as phones write portrait shots
+    Image.fromarray(wide).transpose(Image.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(read_image(tmp_path / "phone.jpg"), dtype=int)
+    assert upright.shape == (20, 40, 3)
+    assert upright[10, 5, 0] > 200 and upright[10, 35, 2] > 200  # red on the left, blue on the right, as shown
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = (0, 255, 0)  # green stored under the transparent pixels
+    rgba[2:6, 2:6] = (200, 30, 30, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    Image.fromarray(rgba).convert("LA").save(tmp_path / "cut_la.png")
+    p = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.ADAPTIVE, colors=4)
+    p.save(tmp_path / "cut_p.png", transparency=int(np.asarray(p)[0, 0]))
+    for name in ("cut.png", "cut_la.png", "cut_p.png"):
+        a = np.asarray(read_image(tmp_path / name))
+        assert a[0, 0].tolist() == [255, 255, 255], name
+        assert a[4, 4].tolist() != [255, 255, 255], name
+    assert np.asarray(read_image(tmp_path / "cut.png"))[4, 4].tolist() == [200, 30, 30]
+
+    Image.fromarray(np.linspace(0, 1, 40, dtype=np.float32)[None].repeat(4, 0), "F").save(tmp_path / "f.tif")
+    a = np.asarray(read_image(tmp_path / "f.tif"))[0, :, 0]
+    assert a[0] == 0 and a[-1] == 255 and abs(int(a[20]) - 131) <= 1
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale_that_keeps_twice_the_resize(tmp_path):
+    from PIL import Image
+
+    from adakit.data.images import read_image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8)).save(tmp_path / "big.jpg")
+    assert read_image(tmp_path / "big.jpg").size == (1600, 1200)
+    assert read_image(tmp_path / "big.jpg", size_hint=256).size == (800, 600)  # 1/2 scale: ≥ 512 kept
+    assert read_image(tmp_path / "big.jpg", size_hint=100).size == (400, 300)  # 1/4 scale: ≥ 200 kept
+    assert read_image(tmp_path / "big.jpg", size_hint=700).size == (1600, 1200)  # under 4× the resize: as is
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "GIF", "BMP", "TIFF", "PNG"])
+def test_truncated_images_stop_the_run_before_training(office31, tmp_path, fmt):
+    """PIL's header check passed truncated JPEG, GIF, BMP and TIFF files; the run then stopped mid-training."""
+    from PIL import Image
+
+    root = tmp_path / "dom"
+    _copy(office31, root, per_class=1)
+    im = Image.open(next((root / "bike").iterdir())).convert("RGB")
+    path = root / "bike" / f"cut.{fmt.lower()}"
+    im.save(path, format=fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DataError, match=rf"1 unreadable image\(s\): \S*cut\.{fmt.lower()} \(") as err:
+        load_image_folder(root, "dom")
+    assert "np.str_" not in str(err.value) and "Replace them with readable copies" in str(err.value)
+
+
+def test_junk_folders_are_skipped_and_linked_folders_followed(office31, tmp_path):
+    root = tmp_path / "dom"
+    files = _copy(office31, root, per_class=2)
+    for junk in ("bike/.thumbnails", "bike/@eaDir/x.jpg", "__MACOSX/bike", "@eaDir/bike", ".hidden"):
+        (root / junk).mkdir(parents=True)
+        shutil.copy(files[0], root / junk / "thumb.jpg")
+    store = tmp_path / "store" / "more"
+    store.mkdir(parents=True)
+    shutil.copy(files[0], store / "linked.jpg")
+    (root / "bike" / "more").symlink_to(store)
+    (root / "bike" / "loop").symlink_to(root / "bike")  # a link back up the tree is read once
+    d = load_image_folder(root, "dom")
+    assert d.classes == ["back_pack", "bike"]
+    assert sorted(d.ids.tolist()) == sorted([f"{f.parent.name}/{f.name}" for f in files] + ["bike/more/linked.jpg"])
