@@ -18,7 +18,7 @@ from xml.sax.saxutils import quoteattr
 
 from adakit.data import Domains
 from adakit.errors import DataError
-from adakit.labeling.run import draws_images, image_file_of, open_run, pixels, png_of
+from adakit.labeling.run import IMAGE_TYPES, browser_png, draws_images, image_file_of, open_run, pixels, png_of
 from adakit.ledger import DROP
 
 FROM_NAME = "label"
@@ -52,12 +52,13 @@ def _image_ref(locator: str, root: Path | None, url_prefix: str | None) -> str:
     return url_prefix + quote(ref.as_posix(), safe="/")
 
 
-def _write_png(pool, index: int, sample_id: str, folder: Path) -> Path:
-    """A pool image held in memory, written as ``folder/<index>-<sample id>.png`` (replaced atomically)."""
+def _write_png(pool, index: int, sample_id: str, folder: Path, data: bytes | None = None) -> Path:
+    """A pool image held in memory (or the PNG ``data`` of a file browsers cannot show), written as
+    ``folder/<index>-<sample id>.png`` (replaced atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{index:07d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', sample_id)[:80]}.png"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(png_of(pixels(pool, index)))
+    tmp.write_bytes(png_of(pixels(pool, index)) if data is None else data)
     os.replace(tmp, path)
     return path
 
@@ -85,6 +86,9 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
             img = image_file_of(loc)
             if img is None and drawn is not None:
                 loc = img = _write_png(doms.pool, q.pool_index, q.sample_id, drawn)
+            elif img is not None and img.suffix.lower() not in IMAGE_TYPES:  # TIFF, PPM...: browsers cannot show it
+                loc = img = _write_png(doms.pool, q.pool_index, q.sample_id,
+                                       out.with_name(out.stem + "-images"), browser_png(img))
             kinds.add("image" if img is not None else "text")
             data = ({"image": _image_ref(loc, root_p, url_prefix)} if img is not None
                     else {"text": f"sample {q.sample_id} ({loc})"})

@@ -22,7 +22,7 @@ import torch
 from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
-from adakit.data.images import FileImageDomain
+from adakit.data.images import IMAGE_EXTENSIONS, FileImageDomain, read_image
 from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
 from adakit.ledger import DROPPED, Ledger, Query, is_drop, label_name
 from adakit.oracle import close_class
@@ -54,7 +54,7 @@ def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[Exper
 def image_file_of(locator: str) -> Path | None:
     """The image file a domain's `describe(i)` names, or None (feature rows, missing files)."""
     p = Path(locator)
-    if p.suffix.lower() not in IMAGE_TYPES:
+    if p.suffix.lower() not in IMAGE_EXTENSIONS:
         return None
     try:
         p = p.resolve(strict=True)
@@ -64,11 +64,24 @@ def image_file_of(locator: str) -> Path | None:
 
 
 def file_data(path: Path) -> tuple[bytes, str] | None:
-    """(bytes, content type) of an image file the run may serve, or None when it cannot be read."""
+    """(bytes, content type) of an image file the run may serve, or None when it cannot be read. Formats
+    browsers show (`IMAGE_TYPES`) are sent as they are (browsers apply the EXIF orientation and show
+    transparency on the page's white, as adakit reads them); others (TIFF, PPM, PGM) as a PNG of what the
+    model reads (`read_image`)."""
+    ctype = IMAGE_TYPES.get(Path(path).suffix.lower())
     try:
-        return Path(path).read_bytes(), IMAGE_TYPES[Path(path).suffix.lower()]
-    except OSError:
+        return (Path(path).read_bytes(), ctype) if ctype is not None else (browser_png(path), "image/png")
+    except (OSError, DataError):
         return None
+
+
+def browser_png(path: str | Path) -> bytes:
+    """An image file in a format browsers cannot show, as PNG bytes of what adakit reads from it."""
+    import io
+
+    buf = io.BytesIO()
+    read_image(path).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _is_features(d: Domain) -> bool:

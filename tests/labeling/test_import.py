@@ -448,3 +448,37 @@ def test_answers_import_without_the_run_data_on_this_machine(demo_run, tmp_path,
     rep = import_answers(demo_run, f)
     assert rep.new == 2 and [m for _, m in rep.errors] == ["unknown id 'nope': not one of the run's queried samples"]
     assert _labels(demo_run)[0] == {q[0].sample_id: 3, q[1].sample_id: -1}
+
+
+def test_images_browsers_cannot_show_are_served_and_exported_as_png(tmp_path):
+    """TIFF / PPM / PGM pool images (accepted for training) had no image on the page and broke the Label Studio
+    export ("the queries mix image files and rows without an image")."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from adakit.data.images import read_image
+    from adakit.labeling.run import LabelingRun
+    from tests.labeling.conftest import make_run, office_values
+
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for dom, ext in (("amazon", ".png"), ("webcam", ".tif")):
+        for c, v in (("dark", 40), ("light", 210)):
+            (root / dom / c).mkdir(parents=True)
+            for i in range(4):
+                a = np.clip(v + rng.integers(-20, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(a).save(root / dom / c / f"{i}{'.ppm' if i == 3 else ext}")
+    run = make_run(office_values(root), tmp_path / "run")
+    lr = LabelingRun(run)
+    items = lr.items()
+    assert items and all(i.has_image for i in items)
+    data, ctype = lr.image_data(items[0].sample_id)
+    assert ctype == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(read_image(items[0].image)))
+    out = tmp_path / "tasks.json"
+    n, _ = export_labelstudio(run, out)
+    tasks = json.loads(out.read_text())
+    assert n == len(items) and all(t["data"]["image"].endswith(".png") for t in tasks)
+    assert all(Path(t["data"]["image"]).is_file() for t in tasks)
