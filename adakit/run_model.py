@@ -41,7 +41,9 @@ class RunModel:
 
     Inputs are what the run trained on: feature rows (N, d) or images (N, C, H, W) (uint8 images are
     scaled to [0, 1]); a run with ``data.standardize`` standardises raw feature rows with the source
-    statistics it stored, as in training.
+    statistics it stored, as in training. A run on image files (``image_folder`` / ``image_list``) also takes
+    image paths and PIL images, read and transformed as its evaluation reads its own images (resize, center
+    crop, ImageNet mean/std); uint8 arrays (N, 3, H, W) of such a run get the ImageNet mean/std too.
     Outputs are numpy arrays. ``labels`` is the ledger's label table, ``metrics`` its metrics per round.
     """
 
@@ -84,7 +86,10 @@ class RunModel:
         if isinstance(X, Mapping):
             raise DataError(f"input: got a {type(X).__name__}; pass the samples as an array (N, "
                             f"*{tuple(self.input_shape)}), a tuple (X, y) or a torch Dataset of (x, y) / x")
-        if isinstance(X, Domain):
+        images = self._image_inputs(X)
+        if images is not None:
+            dom = images
+        elif isinstance(X, Domain):
             dom = X
         elif _is_dataset(X):
             n = len(X)
@@ -100,14 +105,57 @@ class RunModel:
                     raise DataError(f"input: samples of shape {tuple(x.shape[1:])}, but the run {self.run_dir} was "
                                     f"trained on samples of shape {tuple(self.input_shape)}")
                 return None
+            if x.dtype == torch.uint8 and self._image_files_run:  # trained on normalised images: as they were
+                from adakit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+                mean, std = (torch.tensor(v).view(1, -1, *[1] * (x.dim() - 2)) for v in (IMAGENET_MEAN, IMAGENET_STD))
+                if x.dim() == 4 and x.shape[1] == 3:
+                    x = (x.float() / 255.0 - mean) / std
             if not (x.is_floating_point() or x.dtype == torch.uint8):
                 x = x.float()
             dom = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),
                                x=x)
         if tuple(dom.input_shape) != tuple(self.input_shape):
+            hint = ("; pass the image files or PIL images instead (read as the run read its own), or arrays "
+                    "channels first, resized and cropped to that size" if self._image_files_run else "")
             raise DataError(f"input: samples of shape {tuple(dom.input_shape)}, but the run {self.run_dir} was "
-                            f"trained on samples of shape {tuple(self.input_shape)}")
+                            f"trained on samples of shape {tuple(self.input_shape)}{hint}")
         return dom
+
+    @property
+    def _image_files_run(self) -> bool:
+        return self.config.data.format in ("image_folder", "image_list")
+
+    def _image_inputs(self, X: Any) -> Domain | None:
+        """Image paths or PIL images of a run on image files, as a domain that reads them as the run did."""
+        from PIL import Image
+
+        from adakit.data.images import FileImageDomain, _sizes, to_rgb
+
+        items = [X] if isinstance(X, (str, Path, Image.Image)) else X
+        if not isinstance(items, (list, tuple)) or not items or not all(
+                isinstance(i, (str, Path, Image.Image)) for i in items):
+            return None
+        if not self._image_files_run:
+            raise DataError(f"input: image paths or PIL images, but the run {self.run_dir} did not train on image "
+                            f"files (data.format={self.config.data.format!r}); pass arrays of shape "
+                            f"(N, *{tuple(self.input_shape)})")
+        size, resize = _sizes(self.config.data)
+        if all(isinstance(i, (str, Path)) for i in items):
+            missing = [str(i) for i in items if not Path(i).is_file()]
+            if missing:
+                raise DataError(f"input: {len(missing)} image file(s) not found, e.g. {missing[0]}")
+            n = len(items)
+            return FileImageDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
+                                   paths=np.array([str(i) for i in items]), image_size=size, resize=resize)
+        if not all(isinstance(i, Image.Image) for i in items):
+            raise DataError("input: a list mixing image paths and PIL images; pass one kind")
+        from adakit.data.domain import TensorDomain
+        from adakit.data.transforms import image_transform
+
+        tf = image_transform(False, size, resize)
+        x = torch.stack([tf(to_rgb(i)) for i in items])
+        return TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1), x=x)
 
     @torch.no_grad()
     def _forward(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,6 +111,25 @@ def test_predict_on_an_image_folder_and_an_image_list(tmp_path):
     assert [r["id"].rsplit("/", 1)[-1] for r in rows] == ["n0.png", "n1.png", "n2.png"]
     assert all(r["predicted"] in ("dark", "light") for r in rows)
     assert all(abs(float(r["p_dark"]) + float(r["p_light"]) - 1) < 1e-4 for r in rows)
+    # load_run takes the image files and PIL images too, read as the run reads its own (it had only arrays, and
+    # uint8 images missed the ImageNet mean/std: silently wrong predictions)
+    import torchvision.transforms as T
+    from PIL import Image
+
+    model = adakit.load_run(run)
+    files = [tmp_path / "new" / n for n in ("n0.png", "n1.png", "sub/n2.png")]
+    want = np.array([[float(r["p_dark"]), float(r["p_light"])] for r in rows])
+    np.testing.assert_allclose(model.predict_proba(files), want, atol=1e-5)
+    np.testing.assert_allclose(model.predict_proba([str(f) for f in files]), want, atol=1e-5)
+    np.testing.assert_allclose(model.predict_proba([Image.open(f) for f in files]), want, atol=1e-5)
+    np.testing.assert_allclose(model.predict_proba(files[1]), want[1:2], atol=1e-5)
+    geometry = T.Compose([T.Resize(8), T.CenterCrop(8)])
+    u8 = np.stack([np.asarray(geometry(Image.open(f).convert("RGB"))).transpose(2, 0, 1) for f in files])
+    np.testing.assert_allclose(model.predict_proba(u8), want, atol=1e-5)
+    with pytest.raises(adakit.DataError, match="pass the image files or PIL images instead"):
+        model.predict(np.asarray(Image.open(files[0]).convert("RGB"))[None])
+    with pytest.raises(adakit.DataError, match="1 image file\\(s\\) not found"):
+        model.predict([tmp_path / "nope.png"])
     # the same images through an image list (paths relative to the list's folder) give the same predictions
     (tmp_path / "new" / "list.txt").write_text("n0.png\nn1.png\n# a comment\nsub/n2.png 1\n")
     res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "list.txt"), "--out",

@@ -43,30 +43,38 @@ def read_image(path: str | os.PathLike, size_hint: int | None = None):
     transforms resize to): a JPEG at least four times that size is decoded at a reduced scale that keeps at
     least twice that size (PIL ``draft``), so a 48-megapixel photo loads in milliseconds instead of a second.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             if size_hint and im.format == "JPEG":
                 im.draft(im.mode, (2 * size_hint, 2 * size_hint))
-            im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I") or im.mode == "F":  # PIL's convert would clip these to 0..255
-                a = np.nan_to_num(np.asarray(im, dtype=np.float64))
-                if im.mode == "F":
-                    a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
-                else:
-                    a = a / (65535.0 if im.mode.startswith("I;16") or a.max(initial=0.0) > 255 else 255.0) * 255.0
-                return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-                rgba = im.convert("RGBA")
-                return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
-            return im.convert("RGB")
+            return to_rgb(im)
     except Image.DecompressionBombError as err:
         raise DataError(f"cannot read image {path}: {err}. It is only too large: downscale it (adakit resizes "
                         "to a few hundred pixels anyway), or raise PIL.Image.MAX_IMAGE_PIXELS.") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}. Replace it with a readable copy of the same image (a "
                         "started run refuses a changed file list).") from None
+
+
+def to_rgb(im):
+    """A PIL image as the RGB image `read_image` makes of it (EXIF orientation, transparency on white, 16-bit
+    and float pixels scaled)."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I") or im.mode == "F":  # PIL's convert would clip these to 0..255
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        if im.mode == "F":
+            a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
+        else:
+            a = a / (65535.0 if im.mode.startswith("I;16") or a.max(initial=0.0) > 255 else 255.0) * 255.0
+        return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def check_decodes(path: str) -> str | None:

@@ -28,7 +28,8 @@ def _to_tensor(x: Any, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
     try:
-        return torch.as_tensor(np.asarray(x))
+        a = np.asarray(x)
+        return torch.as_tensor(a if a.flags.writeable else a.copy())  # (a read-only view, e.g. of a PIL image)
     except (TypeError, ValueError) as e:
         raise DataError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
 
