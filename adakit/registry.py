@@ -85,6 +85,17 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
         return self._items[name]
 
+    def resolve(self, value: Any, who: str, also: str = "") -> type[T]:
+        """The class of a registered name, or ``value`` itself when it is a subclass of the base class; anything
+        else is a `ConfigError` from ``who`` listing the names (``also``: what else the caller accepts)."""
+        if isinstance(value, str):
+            return self.get(value)
+        mod, _, attr = self.base.partition(":")
+        if isinstance(value, type) and issubclass(value, getattr(importlib.import_module(mod), attr)):
+            return value
+        raise ConfigError(f"{who}: the {self.kind} must be a registered name ({', '.join(self.names())}) or a "
+                          f"subclass of {attr}{also}; got {value!r}")
+
     def describe(self) -> list[tuple[str, str]]:
         """(name, first paragraph of the class docstring on one line) per registered method."""
         return [(n, " ".join((self._items[n].__doc__ or "").strip().split("\n\n")[0].split()))

@@ -201,13 +201,7 @@ def make_strategy(strategy: str | Strategy | type[Strategy], params: dict[str, A
             raise ConfigError(f"adakit.select: parameters {sorted(params)} given with a {type(strategy).__name__} "
                               "instance; set them on the instance, or pass the strategy by name")
         return strategy
-    if isinstance(strategy, str):
-        cls = STRATEGIES.get(strategy)
-    elif isinstance(strategy, type) and issubclass(strategy, Strategy):
-        cls = strategy
-    else:
-        raise ConfigError(f"adakit.select: strategy must be a registered name ({', '.join(STRATEGIES.names())}), "
-                          f"a Strategy subclass or instance; got {strategy!r}")
+    cls = STRATEGIES.resolve(strategy, "adakit.select", also=" or instance")
     name = getattr(cls, "name", cls.__name__)
     return cls(cls.Params.validated(params, f"select({name!r})"))
 

@@ -105,3 +105,20 @@ class HostCopies(TorchFunctionMode):
 def host_copies():
     """`HostCopies`: ``with (mode := host_copies(rows)): ...``, then ``mode.copies``."""
     return HostCopies
+
+
+def readme_python_blocks(heading: str, stop: str = "\n### ") -> list[str]:
+    """The ```python blocks of the README from ``heading`` up to the next ``stop`` (default: the next heading of
+    level 3 or less)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    part = readme.split(heading, 1)[1]
+    ends = [i for s in {stop, "\n## "} if (i := part.find(s)) >= 0]
+    return re.findall(r"```python\n(.*?)```", part[:min(ends, default=len(part))], flags=re.S)
+
+
+@pytest.fixture
+def readme_python():
+    """`readme_python_blocks`, for tests that run the README's snippets."""
+    return readme_python_blocks

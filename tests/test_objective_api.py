@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -188,10 +187,8 @@ def test_objectives_that_read_the_head_or_the_pool_say_so():
         _losses("biwaa", pool_size=10, head=CosineHead(M + 1, C), target_indices=torch.arange(4))
 
 
-def test_readme_snippet_of_objectives_in_your_own_loop_runs():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    part = readme.split("### Objectives in your own training loop", 1)[1].split("\n### ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", part, flags=re.S)[:1]
+def test_readme_snippet_of_objectives_in_your_own_loop_runs(readme_python):
+    (code,) = readme_python("### Objectives in your own training loop")[:1]
     ns: dict = {"__name__": "readme"}
     exec(compile(code, "README.md", "exec"), ns)
     assert set(ns["terms"]) == {"ce_source", "adversarial"}

@@ -482,14 +482,8 @@ def test_drop_is_read_from_answer_files_and_a_class_of_that_name_wins(tmp_path):
         "target/7": 1}  # -1 as text: no answer yet
 
 
-def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch):
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    part = readme.split("### Your own data and model", 1)[1].split("\n## ", 1)[0]
-    part = part.split("### Your own strategies and objectives", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", part, flags=re.S)
+def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch, readme_python):
+    blocks = readme_python("### Your own data and model", stop="### Your own strategies and objectives")
     assert len(blocks) == 3  # run, resume, load_run
     monkeypatch.chdir(tmp_path)
     ns: dict = {"__name__": "readme"}

@@ -364,13 +364,8 @@ def test_an_empty_pool_gives_an_empty_selection(name):
     assert sel.indices.shape == (0,) and sel.scores.shape == (0,)
 
 
-def test_readme_snippet_of_strategies_as_functions_runs():
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    part = readme.split("### Strategies as functions", 1)[1].split("\n### ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", part, flags=re.S)[:1]
+def test_readme_snippet_of_strategies_as_functions_runs(readme_python):
+    (code,) = readme_python("### Strategies as functions")[:1]
     ns: dict = {"__name__": "readme"}
     exec(compile(code, "README.md", "exec"), ns)
     assert len(ns["sel"].indices) == 10 and not np.isin(ns["sel"].indices, ns["pending"]).any()

@@ -29,13 +29,7 @@ def objective(name: str | type[Objective], *, feature_dim: int, num_classes: int
     """
     from adakit.registry import OBJECTIVES
 
-    if isinstance(name, str):
-        cls = OBJECTIVES.get(name)
-    elif isinstance(name, type) and issubclass(name, Objective):
-        cls = name
-    else:
-        raise ConfigError(f"adakit.objective: name must be a registered name ({', '.join(OBJECTIVES.names())}) or "
-                          f"an Objective subclass; got {name!r}")
+    cls = OBJECTIVES.resolve(name, "adakit.objective")
     label = getattr(cls, "name", cls.__name__)
     for key, value, low in (("feature_dim", feature_dim, 1), ("num_classes", num_classes, 2),
                             ("pool_size", pool_size, 0)):

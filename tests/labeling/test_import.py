@@ -460,7 +460,7 @@ def test_images_browsers_cannot_show_are_served_and_exported_as_png(tmp_path):
 
     from adakit.data.images import read_image
     from adakit.labeling.run import LabelingRun
-    from tests.labeling.conftest import make_run, office_values
+    from labeling.conftest import make_run, office_values
 
     root = tmp_path / "imgs"
     rng = np.random.default_rng(0)
