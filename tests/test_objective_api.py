@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,11 +124,15 @@ def test_biwaa_reads_the_linear_head_and_the_pool_positions():
 @pytest.mark.parametrize("call,message", [
     (lambda: adakit.objective("nope", feature_dim=M, num_classes=C), "unknown objective 'nope'"),
     (lambda: adakit.objective("dann", feature_dim=M, num_classes=C, trade_of=1.0), "trade_of"),
-    (lambda: adakit.objective("dann", feature_dim=0, num_classes=C), "feature_dim= must be an integer ≥ 1"),
-    (lambda: adakit.objective("dann", feature_dim=M, num_classes=1), "num_classes= must be an integer ≥ 2"),
+    (lambda: adakit.objective("dann", feature_dim=0, num_classes=C), "feature_dim= must be a whole number ≥ 1"),
+    (lambda: adakit.objective("dann", feature_dim=M, num_classes=1), "num_classes= must be a whole number ≥ 2"),
     (lambda: adakit.objective(nn.Linear, feature_dim=M, num_classes=C), "registered name"),
     (lambda: adakit.objective("biwaa", feature_dim=M, num_classes=C), "pass pool_size="),
     (lambda: adakit.objective("biwaa_i", feature_dim=M, num_classes=C, pool_size=5), "runs=10"),
+    (lambda: adakit.objective("biwaa", feature_dim=M, num_classes=C, pool_size=5, omega="mme"),
+     "adakit.objective('biwaa'): objective.omega=mme needs the cosine head"),
+    (lambda: adakit.objective(adakit.objective("dann", feature_dim=M, num_classes=C), feature_dim=M, num_classes=C),
+     "got a DANN instance, which is built already"),
 ])
 def test_bad_objective_arguments_are_config_errors(call, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -150,7 +155,10 @@ def _losses(name="dann", pool_size=0, **kw):
     ({"target_logits": torch.randn(3, C)}, DataError, "target_features= has 4 rows, target_logits= 3"),
     ({"source_labels": torch.tensor([0, 1, 3, 0])}, DataError, "source_labels= must lie in 0..2, got 0..3"),
     ({"source_labels": torch.tensor([0.0, 1, 2, 0])}, DataError, "source_labels= must be 4 integer class indices"),
-    ({"progress": 1.5}, ConfigError, "progress= is the fraction of training done, in [0, 1]"),
+    ({"source_labels": np.array(["a", None, 1, 0], dtype=object)}, DataError, "source_labels= must be integers"),
+    ({"target_logits": None}, ConfigError, "needs target_logits= with target_features="),
+    ({"progress": torch.tensor([0.1, 0.2])}, ConfigError, "a number in [0, 1]; got tensor([0.1000, 0.2000])"),
+    ({"progress": 1.5}, ConfigError, "progress= is the fraction of training done, a number in [0, 1]; got 1.5"),
     ({"source_features": torch.randn(0, M), "source_logits": torch.randn(0, C), "source_labels": torch.zeros(0)},
      DataError, "source_features= is empty"),
     ({"labelled_features": torch.randn(2, M), "labelled_logits": torch.randn(2, C)}, ConfigError,
@@ -162,9 +170,17 @@ def test_bad_losses_inputs_name_the_keyword(kw, error, message):
 
 
 def test_another_dtype_than_the_objective_is_named_and_to_dtype_works():
-    with pytest.raises(ConfigError, match=re.escape("the features are torch.float64, the objective's parameters "
+    with pytest.raises(ConfigError, match=re.escape("source_features= is torch.float64, the objective's parameters "
                                                     "torch.float32; call objective.to(torch.float64)")):
         _losses(source_features=torch.randn(4, M, dtype=torch.float64))
+    # every part is checked before anything is computed (the target batch moved MSTN's centroids, then failed)
+    mstn = adakit.objective("mstn", feature_dim=M, num_classes=C)
+    before = mstn.target_centroids.clone()
+    with pytest.raises(ConfigError, match=re.escape("target_features= is torch.float64")):
+        mstn.losses(source_features=torch.randn(4, M), source_logits=torch.randn(4, C), source_labels=[0, 1, 2, 0],
+                    target_features=torch.randn(4, M, dtype=torch.float64), target_logits=torch.randn(4, C),
+                    progress=0.5)
+    assert torch.equal(before, mstn.target_centroids)
     obj = adakit.objective("dann", feature_dim=M, num_classes=C).to(torch.float64)
     f = torch.randn(4, M, dtype=torch.float64)
     terms = obj.losses(source_features=f, source_logits=torch.randn(4, C, dtype=torch.float64),
@@ -176,6 +192,32 @@ def test_another_dtype_than_the_objective_is_named_and_to_dtype_works():
     assert torch.isfinite(terms["adversarial"])
 
 
+def test_numbers_of_numpy_and_torch_types_are_taken():
+    y = np.array([0, 1, 2, 1])
+    obj = adakit.objective("dann", feature_dim=torch.tensor(M), num_classes=y.max() + 1)
+    assert (obj.feature_dim, obj.num_classes) == (M, C) and type(obj.num_classes) is int
+    for progress in (np.float32(0.5), np.int64(0), torch.tensor(0.25), torch.linspace(0, 1, 5)[4]):
+        _losses(progress=progress)
+    terms = _losses("finetune", source_labels=np.array([0, 1, 2, 1], dtype=np.uint32))
+    torch.testing.assert_close(terms["ce_source"], terms["ce_source"])  # (uint32 labels were a raw error)
+
+
+def test_gsda_leaves_out_its_gradient_synchronisation_without_gradients():
+    """A validation pass under no_grad and frozen features: GSDA's sync is made of feature gradients (it crashed)."""
+    body, head = _net()
+    obj = adakit.objective("gsda", feature_dim=M, num_classes=C, threshold=0.0)
+    obj.eval()
+    with torch.no_grad():
+        terms = _step(obj, body, head)
+    assert "sync" not in terms and torch.isfinite(terms["adversarial"])
+    obj.train()
+    fs, ft = body(torch.randn(8, 4)).detach(), body(torch.randn(8, 4)).detach()
+    frozen = obj.losses(source_features=fs, source_logits=head(fs), source_labels=torch.arange(8) % C,
+                        target_features=ft, target_logits=head(ft), progress=0.5)
+    assert "sync" not in frozen
+    assert "sync" in _step(obj, body, head)  # with gradients it is there
+
+
 def test_objectives_that_read_the_head_or_the_pool_say_so():
     with pytest.raises(ConfigError, match=re.escape("needs head= (your cosine classifier head")):
         _losses("mme")
@@ -185,6 +227,14 @@ def test_objectives_that_read_the_head_or_the_pool_say_so():
         _losses("biwaa", pool_size=10, head=nn.Linear(M, C), target_indices=torch.tensor([0, 1, 2, 10]))
     with pytest.raises(ConfigError, match=re.escape("head= must be the linear head with a (3, 6) weight")):
         _losses("biwaa", pool_size=10, head=CosineHead(M + 1, C), target_indices=torch.arange(4))
+    with pytest.raises(DataError, match=re.escape("target_indices= must be 4 integer pool positions, got dtype "
+                                                  "torch.bool")):
+        _losses("biwaa", pool_size=10, head=nn.Linear(M, C), target_indices=torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ConfigError, match=re.escape("head= has a (3, 7) weight; the objective was built for "
+                                                    "feature_dim=6, num_classes=3")):
+        _losses("mme", head=CosineHead(M + 1, C))
+    with pytest.warns(UserWarning, match="defined on a cosine head"):
+        _losses("mme", head=nn.Linear(M, C))
 
 
 def test_readme_snippet_of_objectives_in_your_own_loop_runs(readme_python):

@@ -9,9 +9,11 @@ parameters are trained at the new-layer learning rate.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -20,6 +22,7 @@ from torch import nn
 from adakit.adapt._regularizers import adversarial_entropy, domain_adversarial_loss, source_rows
 from adakit.errors import ConfigError, DataError
 from adakit.models.discriminators import DomainDiscriminator
+from adakit.models.heads import CosineHead
 from adakit.params import Params
 
 
@@ -200,6 +203,8 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
     who = f"{getattr(obj, 'name', type(obj).__name__)}.losses()"
     m, c = obj.feature_dim, obj.num_classes
 
+    ref = next((p for p in obj.parameters()), None)
+
     def part(prefix: str, required: bool, why: str = "") -> tuple | None:
         f, z = given[f"{prefix}_features"], given[f"{prefix}_logits"]
         y = given.get(f"{prefix}_labels")
@@ -208,10 +213,19 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
                 raise ConfigError(f"{who} needs {prefix}_features= and {prefix}_logits={why}")
             return None
         for key, t, width in ((f"{prefix}_features", f, m), (f"{prefix}_logits", z, c)):
+            if t is None:
+                other = f"{prefix}_logits" if key.endswith("features") else f"{prefix}_features"
+                raise ConfigError(f"{who} needs {key}= with {other}=")
             if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[1] != width:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise DataError(f"{who}: {key}= must be a (N, {width}) tensor (the objective was built with "
                                 f"feature_dim={m}, num_classes={c}), got {shape}")
+            if ref is not None and t.device != ref.device:
+                raise ConfigError(f"{who}: {key}= is on {t.device}, the objective's parameters on {ref.device}; "
+                                  f"call objective.to({str(t.device)!r})")
+            if ref is not None and t.dtype != ref.dtype and not torch.is_autocast_enabled(t.device.type):
+                raise ConfigError(f"{who}: {key}= is {t.dtype}, the objective's parameters {ref.dtype}; call "
+                                  f"objective.to({t.dtype}) as for your model, or compute under torch.autocast")
         if len(f) != len(z):
             raise DataError(f"{who}: {prefix}_features= has {len(f)} rows, {prefix}_logits= {len(z)}")
         if len(f) == 0:
@@ -222,7 +236,7 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
             return f, z
         if y is None:
             raise ConfigError(f"{who} needs {prefix}_labels= (class indices) with {prefix}_features=")
-        y = torch.as_tensor(y, device=f.device)
+        y = _integers(y, f"{prefix}_labels", who, f.device)
         if y.dtype.is_floating_point or y.dtype == torch.bool or y.shape != (len(f),):
             raise DataError(f"{who}: {prefix}_labels= must be {len(f)} integer class indices, got dtype {y.dtype}, "
                             f"shape {tuple(y.shape)}")
@@ -231,17 +245,18 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
         return f, z, y.long()
 
     progress = given["progress"]
-    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 1:
-        raise ConfigError(f"{who}: progress= is the fraction of training done, in [0, 1]; got {progress!r}")
+    try:
+        progress = float(progress) if not isinstance(progress, bool) else None
+    except (TypeError, ValueError, RuntimeError):  # (a tensor of several values)
+        progress = None
+    if progress is None or not 0 <= progress <= 1:
+        raise ConfigError(f"{who}: progress= is the fraction of training done, a number in [0, 1]; got "
+                          f"{given['progress']!r}")
     fs, zs, ys = part("source", True)
-    ref = next((p for p in obj.parameters()), None)
-    if ref is not None and ref.device != fs.device:
-        raise ConfigError(f"{who}: the objective's parameters are on {ref.device}, the features on {fs.device}; "
-                          f"call objective.to({str(fs.device)!r})")
-    if ref is not None and ref.dtype != fs.dtype and not torch.is_autocast_enabled(fs.device.type):
-        raise ConfigError(f"{who}: the features are {fs.dtype}, the objective's parameters {ref.dtype}; call "
-                          f"objective.to({fs.dtype}) as for your model, or compute under torch.autocast")
-    target = part("target", obj.uses_unlabelled, " (a batch of unlabelled target rows): it adapts to the target")
+    why = (" (a batch of unlabelled target rows): the domain probe (probe_domain) learns from it"
+           if getattr(obj, "_probing", False) and not type(obj).uses_unlabelled
+           else " (a batch of unlabelled target rows): it adapts to the target")
+    target = part("target", obj.uses_unlabelled, why)
     labelled = part("labelled", False) if obj.uses_labelled else None
     b = Batch(xs=fs, ys=ys, idx_s=torch.arange(len(fs)), fs=fs, zs=zs)
     if labelled is not None:
@@ -254,8 +269,8 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
             raise ConfigError(f"{who} needs target_indices= (each target row's position in the pool, for its "
                               f"per-sample memory of {memory} rows: build it with pool_size=)")
         if idx is not None:
-            idx = torch.as_tensor(idx)
-            if idx.dtype.is_floating_point or idx.shape != (len(b.fu),):
+            idx = _integers(idx, "target_indices", who)
+            if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.shape != (len(b.fu),):
                 raise DataError(f"{who}: target_indices= must be {len(b.fu)} integer pool positions, got dtype "
                                 f"{idx.dtype}, shape {tuple(idx.shape)}")
             if hasattr(obj, "aggregate_targets") and (int(idx.min()) < 0 or int(idx.max()) >= memory):
@@ -268,8 +283,27 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
         raise ConfigError(f"{who} needs head= (your {need} classifier head: "
                           + ("adakit.models.heads.CosineHead, as MME defines it)" if need == "cosine"
                              else "the nn.Linear mapping features to logits, whose weight it reads)"))
+    weight = getattr(head, "weight", None)
     if need == "linear" and head is not None and not (
-            isinstance(getattr(head, "weight", None), torch.Tensor) and tuple(head.weight.shape) == (c, m)):
+            isinstance(weight, torch.Tensor) and tuple(weight.shape) == (c, m)):
         raise ConfigError(f"{who}: head= must be the linear head with a ({c}, {m}) weight (it reads W and b), got "
                           f"{type(head).__name__}")
+    if need is not None and isinstance(weight, torch.Tensor) and tuple(weight.shape) != (c, m):
+        raise ConfigError(f"{who}: head= has a {tuple(weight.shape)} weight; the objective was built for "
+                          f"feature_dim={m}, num_classes={c}, so it needs a ({c}, {m}) one")
+    if need == "cosine" and head is not None and not isinstance(head, CosineHead):
+        warnings.warn(f"{who}: MME's entropy term is defined on a cosine head (adakit.models.heads.CosineHead); "
+                      f"head= is a {type(head).__name__}", UserWarning, stacklevel=3)
     return b
+
+
+def _integers(values: Any, key: str, who: str, device: torch.device | None = None) -> torch.Tensor:
+    """``values`` (tensor, array, list) as an int64 tensor when they are integers (unsigned too); other dtypes
+    are returned for the caller's check, unconvertible values are a `DataError` naming ``key``."""
+    try:
+        t = torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values, device=device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataError(f"{who}: {key}= must be integers, got {type(values).__name__} ({e})") from None
+    if t.dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64, torch.int8, torch.int16, torch.int32):
+        t = t.long()
+    return t

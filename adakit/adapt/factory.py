@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from adakit.adapt.base import Objective
@@ -29,18 +30,31 @@ def objective(name: str | type[Objective], *, feature_dim: int, num_classes: int
     """
     from adakit.registry import OBJECTIVES
 
+    if isinstance(name, Objective):
+        raise ConfigError(f"adakit.objective: got a {type(name).__name__} instance, which is built already; pass "
+                          "a registered name or an Objective subclass")
     cls = OBJECTIVES.resolve(name, "adakit.objective")
     label = getattr(cls, "name", cls.__name__)
+    sizes = {}
     for key, value, low in (("feature_dim", feature_dim, 1), ("num_classes", num_classes, 2),
                             ("pool_size", pool_size, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"adakit.objective({label!r}): {key}= must be an integer ≥ {low}, got {value!r}")
-    obj = cls(cls.Params.validated(params, f"objective({label!r})"), feature_dim=feature_dim,
-              num_classes=num_classes, pool_size=pool_size)
+        try:
+            sizes[key] = operator.index(value) if not isinstance(value, bool) else None
+        except TypeError:
+            sizes[key] = None
+        if sizes[key] is None or sizes[key] < low:
+            raise ConfigError(f"adakit.objective({label!r}): {key}= must be a whole number ≥ {low}, got {value!r}")
+    obj_params = cls.Params.validated(params, f"objective({label!r})")
+    try:
+        cls.head_for(obj_params)  # e.g. omega='mme' (a cosine head) with an objective that needs the linear one
+    except ConfigError as e:
+        raise ConfigError(f"adakit.objective({label!r}): {e}") from None
+    obj = cls(obj_params, **sizes)
     if getattr(obj, "warmup_runs", 1) > 1:
         raise ConfigError(f"adakit.objective({label!r}): runs={obj.warmup_runs} trains the warm-up from scratch "
                           "several times, which is ActiveLoop's job; in your own loop use runs=1 ('biwaa')")
-    if hasattr(obj, "aggregate_targets") and pool_size < 1:
+    if hasattr(obj, "aggregate_targets") and sizes["pool_size"] < 1:
         raise ConfigError(f"adakit.objective({label!r}) keeps a memory per target sample: pass pool_size= (the "
-                          "number of unlabelled target samples) and target_indices= to losses()")
+                          "number of samples in the target pool, labelled ones included) and target_indices= (their "
+                          "positions in it) to losses()")
     return obj

@@ -164,7 +164,9 @@ class GSDA(Objective):
         w = self.local_weights(ys, batch.zu)
         lam = self.grl_coeff(progress)
         terms = {"entropy": p.alpha * entropy(batch.zu).mean()} if p.alpha > 0 else {}
-        sync = p.use_sync and self.local_discriminators is not None
+        # the synchronisation is made of feature gradients: without them (a no-grad validation pass, frozen
+        # features) it is left out and the discriminators see the reversal layer, as without sync
+        sync = p.use_sync and self.local_discriminators is not None and torch.is_grad_enabled() and h.requires_grad
         hin = h if sync else grad_reverse(h, lam)
         hg = hin.clone()
         lg = (c * F.binary_cross_entropy_with_logits(self.domain_discriminator(hg).float().squeeze(1), d,
