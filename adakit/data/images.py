@@ -90,8 +90,20 @@ def check_decodes(path: str) -> str | None:
     except Image.DecompressionBombError as err:
         return f"{err}; it is only too large: downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS"
     except Exception as err:  # PIL raises many types for corrupt files
-        return str(err).replace(repr(path), path).replace(f"np.str_({path!r})", path)
+        return str(err).replace(repr(path), path).replace(f"np.str_({path!r})", path) + _format_hint(path)
     return None
+
+
+def _format_hint(path: str) -> str:
+    """A hint for image formats PIL cannot read that phones write (HEIC/HEIF, AVIF), whatever the file's name."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return ""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"):
+        return "; it is an HEIC/AVIF photo (as iPhones save them), which adakit cannot read: convert it to JPEG or PNG"
+    return ""
 
 
 @dataclass

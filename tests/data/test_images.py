@@ -326,6 +326,14 @@ def test_truncated_images_stop_the_run_before_training(office31, tmp_path, fmt):
     assert "np.str_" not in str(err.value) and "Replace them with readable copies" in str(err.value)
 
 
+def test_an_heic_photo_named_jpg_is_named_as_such(tmp_path):
+    from adakit.data.images import check_decodes
+
+    (tmp_path / "IMG_0001.jpg").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    why = check_decodes(str(tmp_path / "IMG_0001.jpg"))
+    assert why is not None and "HEIC/AVIF photo" in why and "convert it to JPEG" in why and "np.str_" not in why
+
+
 def test_junk_folders_are_skipped_and_linked_folders_followed(office31, tmp_path):
     root = tmp_path / "dom"
     files = _copy(office31, root, per_class=2)
