@@ -154,6 +154,10 @@ class TrainConfig(_Strict):
     eval_checkpoints: int = Field(0, ge=0, description="evenly spaced warm-up steps at which accuracy and the "
                                   "validators are recorded and the model saved (for checkpoint selection)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    weight_average: float = Field(0.0, ge=0, le=1, description="average the weights (and float buffers, e.g. "
+                                  "batch-norm statistics) uniformly over this final fraction of each fit's steps and "
+                                  "end the fit on the average (stochastic weight averaging, Izmailov et al. 2018); "
+                                  "0: off")
     fused_sgd: bool = Field(True, description="torch's fused SGD kernel, one pass over the parameters per step "
                             "(3x faster optimizer step than the foreach kernel on CPU); false: the foreach kernel, "
                             "which the benchmark tables committed before 2026-12-03 used (results differ in the "

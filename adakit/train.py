@@ -209,6 +209,7 @@ class Trainer:
         acc = torch.float32 if self.device.type == "mps" else torch.float64  # as the float() sums were
         self.model.train()
         obj.train()
+        average = WeightAverage(self.model, iters, cfg.weight_average)
         start = time.perf_counter()
         with progress_bar(iters, desc, enabled=show_progress) as bar:
             for it in range(iters):
@@ -227,6 +228,7 @@ class Trainer:
                 loss.backward()
                 distributed.average_gradients(p for g in self.optimizer.param_groups for p in g["params"])
                 self.optimizer.step()
+                average.step(it)
                 for k, v in terms.items():  # summed on the device: no GPU -> CPU synchronisation per step
                     sums[k] = sums[k] + v.detach().to(acc)
                 sums["loss"] = sums["loss"] + loss.detach().to(acc)
@@ -236,6 +238,7 @@ class Trainer:
                     bar.advance()
                 if on_step is not None:
                     on_step(it + 1)
+        average.apply()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
@@ -331,6 +334,36 @@ class Trainer:
         finally:
             self.model.train(was_training)
         b.probe_fs, b.probe_fu = f[: len(xs)], f[len(xs):]
+
+
+class WeightAverage:
+    """``train.weight_average``: the uniform average of the model's parameters and float buffers over the last
+    ``fraction`` of a fit's ``iters`` steps (SWA, Izmailov et al., UAI 2018, Eq. 2 with one snapshot per step),
+    written into the model when the fit ends. Every process of a multi-process run holds the same weights, so
+    their averages agree. The objective's discriminators keep their last weights."""
+
+    def __init__(self, model: nn.Module, iters: int, fraction: float):
+        self.first = iters - max(1, round(iters * fraction)) if fraction > 0 else None
+        self.tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+        self.mean: list[torch.Tensor] = []
+        self.count = 0
+
+    def step(self, it: int) -> None:
+        if self.first is None or it < self.first:
+            return
+        self.count += 1
+        current = [t.detach() for t in self.tensors]
+        if self.count == 1:
+            self.mean = [t.clone() for t in current]
+        else:  # running mean: m += (x - m) / n
+            for m, x in zip(self.mean, current):
+                m.lerp_(x, 1.0 / self.count)
+
+    def apply(self) -> None:
+        if self.count:
+            with torch.no_grad():
+                for t, m in zip(self.tensors, self.mean):
+                    t.copy_(m)
 
 
 def _gather_parts(f: torch.Tensor, z: torch.Tensor, totals: list[int]) -> tuple[list, list]:

@@ -90,7 +90,8 @@ STAGES = {"A": ["train.lr=0.003,0.01,0.03", "train.round_iters=125,250,500"],
           "D": ["train.warmup_iters=250,1000", "train.labelled_target=separate,union"],
           "E": ["model.hidden_dim=256,512,1024", "model.bottleneck_dim=0,256"],
           "F": ["objective.label_smoothing=0,0.1", "train.class_balanced_source=false,true"],
-          "G": ["train.batch_size=16,32,64,128"]}
+          "G": ["train.batch_size=16,32,64,128"],
+          "H": ["train.weight_average=0,0.25,0.5"]}
 #: every run: margin sampling, one thread, the MLP width of the defaults the stages compared against (512; stage
 #: E's choice, 1024, is the config's default since); sweeps hold out 10% of the source for the source validators
 COMMON = ["query.strategy=margin", "train.threads=1", "model.hidden_dim=512"]

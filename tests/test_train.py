@@ -45,7 +45,7 @@ class _Spy(FineTune):
         return super().forward(model, batch, progress)
 
 
-def _setup(mode, **train):
+def _setup(mode, bottleneck_dim=0, **train):
     from adakit.config import ModelConfig
     from adakit.models import build_model
 
@@ -53,8 +53,8 @@ def _setup(mode, **train):
                        x=torch.randn(20, 5))
     pool = TensorDomain(name="t", classes=["a", "b"], ids=[f"t{i}" for i in range(10)], y=np.arange(10) % 2,
                         x=torch.randn(10, 5) + 100)  # target rows are recognisable (+100)
-    model = build_model(ModelConfig(backbone="identity", bottleneck_dim=0), (5,), 2)
-    obj = _Spy(FineTune.Params(), feature_dim=5, num_classes=2)
+    model = build_model(ModelConfig(backbone="identity", bottleneck_dim=bottleneck_dim), (5,), 2)
+    obj = _Spy(FineTune.Params(), feature_dim=model.feature_dim, num_classes=2)
     cfg = TrainConfig(batch_size=8, labelled_target=mode, **train)
     return Trainer(model, obj, cfg, torch.device("cpu")), obj, src, pool
 
@@ -133,3 +133,32 @@ def test_cpu_amp_warns_on_a_cpu_without_bf16(monkeypatch):
         _setup("separate", cpu_amp=False)  # off: no warning
     monkeypatch.setattr(platform, "machine", lambda: "arm64")
     assert lacks() is False  # other architectures: torch's x86 probes say nothing about them
+
+
+@pytest.mark.parametrize("fraction,steps", [(0.25, 3), (1.0, 12)])
+def test_weight_average_ends_the_fit_on_the_mean_of_the_last_steps(fraction, steps):
+    """train.weight_average: parameters and float buffers (batch-norm statistics) become the mean of the raw weights
+    after each of the last ``round(iters × fraction)`` steps; integer buffers keep their count."""
+    torch.manual_seed(0)
+    trainer, _, src, pool = _setup("separate", bottleneck_dim=4, weight_average=fraction)
+    tensors = dict(trainer.model.state_dict(keep_vars=True))
+    snaps = []
+    trainer.fit(src, pool, np.array([1]), np.array([1]), iters=12, seed=5, show_progress=False,
+                on_step=lambda k: snaps.append({n: t.detach().clone() for n, t in tensors.items()}))
+    assert any(n.endswith("running_mean") for n in tensors)
+    for name, t in trainer.model.state_dict().items():
+        if t.is_floating_point():
+            torch.testing.assert_close(t, torch.stack([s[name] for s in snaps[-steps:]]).mean(0), msg=name)
+            assert not torch.equal(t, snaps[-1][name]), name  # (the raw weights moved: the average differs)
+        else:
+            assert torch.equal(t, snaps[-1][name]), name
+
+
+def test_no_weight_average_leaves_the_fit_as_it_was():
+    outs = []
+    for wa in (0.0, None):
+        torch.manual_seed(0)
+        trainer, _, src, pool = _setup("separate", **({} if wa is None else {"weight_average": wa}))
+        trainer.fit(src, pool, np.array([1]), np.array([1]), iters=15, seed=5, show_progress=False)
+        outs.append(trainer.model.head.weight.detach().clone())
+    assert torch.equal(outs[0], outs[1])
