@@ -101,59 +101,6 @@ def _run_loop(make) -> dict | None:
         _fail(e)
 
 
-def _probe_run_config(out_dir: Path) -> dict | None:
-    """The stored config of a linear-probe run folder (config.yaml with runner linear_probe, no ledger), else None."""
-    import yaml
-
-    from adakit.rundir import LEDGER_NAME
-
-    path = out_dir / "config.yaml"
-    if not path.is_file() or (out_dir / LEDGER_NAME).exists():
-        return None
-    try:
-        stored = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return stored if isinstance(stored, dict) and stored.get("runner") == "linear_probe" else None
-
-
-def _run_probe(cfg, out_dir: Path, stored: dict | None, is_run: bool) -> dict:
-    """`adakit run` of a ``runner: linear_probe`` config (`adakit.probe.run_probe`) into ``out_dir``.
-
-    A probe keeps no ledger: a finished run of the same config is reported again, an unfinished one (killed before
-    its summary.json) is simply run again from the start (a probe run takes seconds).
-    """
-    import json
-
-    from adakit import distributed
-    from adakit.config import build_config
-    from adakit.errors import ConfigError
-    from adakit.probe import run_probe
-    from adakit.rundir import run_lock
-
-    if cfg.runner != "linear_probe":
-        raise ConfigError(f"--out {out_dir} holds a linear-probe run (runner: linear_probe in its config.yaml); "
-                          "choose another --out for a network run")
-    if stored is None and is_run:
-        raise ConfigError(f"--out {out_dir} holds a network run (ledger.sqlite); choose another --out for "
-                          "runner=linear_probe")
-    if distributed.launched():
-        raise ConfigError("runner=linear_probe runs in one process (scikit-learn); start it without torchrun")
-    if stored is not None:
-        try:
-            same = build_config(stored).to_dict() == cfg.to_dict()
-        except AdakitError:
-            same = False
-        if not same:
-            raise ConfigError(f"{out_dir} holds a linear-probe run with a different config; choose another --out "
-                              "folder (or delete it to run again)")
-        if (out_dir / "summary.json").is_file():
-            return json.loads((out_dir / "summary.json").read_text())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(out_dir):
-        return run_probe(cfg, out_dir)
-
-
 def _print_probe_rounds(s: dict) -> None:
     on_event = _printer()
     for r in s["rounds"]:
@@ -177,16 +124,21 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
     """
     from adakit import distributed
     from adakit.config import load_config
+    from adakit.errors import ConfigError
     from adakit.loop import ActiveLoop
+    from adakit.probe import run_probe, stored_probe_config
     from adakit.rundir import check_out_dir
 
     try:
-        probe_cfg = _probe_run_config(out_dir)  # a linear-probe run folder (it keeps no ledger) or None
+        probe_cfg = stored_probe_config(out_dir)  # a linear-probe run folder (it keeps no ledger) or None
         # before any work: never overwrite a folder that is not a run
         is_run = probe_cfg is not None or check_out_dir(out_dir)
         cfg = load_config(config, set_)
-        if cfg.runner == "linear_probe" or probe_cfg is not None:
-            s = _run_probe(cfg, out_dir, probe_cfg, is_run)
+        if probe_cfg is not None and cfg.runner != "linear_probe":
+            raise ConfigError(f"--out {out_dir} holds a linear-probe run (runner: linear_probe in its config.yaml); "
+                              "choose another --out for a network run")
+        if cfg.runner == "linear_probe":
+            s = run_probe(cfg, out_dir, flag="--out")
             _print_probe_rounds(s)
             out.print(_final_line(s, out_dir), highlight=False)
             return
@@ -208,10 +160,11 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run
     """Continue a stopped or killed run from its ledger and last checkpoint."""
     from adakit import distributed
     from adakit.loop import ActiveLoop
+    from adakit.probe import stored_probe_config
     from adakit.rundir import stored_config
 
     try:
-        if _probe_run_config(run_dir) is not None:
+        if stored_probe_config(run_dir) is not None:
             from adakit.errors import ConfigError
 
             raise ConfigError(f"{run_dir} holds a linear-probe run (runner: linear_probe), which keeps no ledger to "

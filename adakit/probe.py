@@ -59,8 +59,64 @@ def probe_pool_probs(source, pool, labelled: np.ndarray, labels: np.ndarray, c: 
     return _probs(clf, xp, pool.num_classes)
 
 
-def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | None = None) -> dict:
-    """Run the linear probe of ``cfg`` into ``run_dir``; returns its summary (the loop's summary.json format)."""
+def stored_probe_config(run_dir: str | Path) -> dict | None:
+    """The stored config of a linear-probe run folder (config.yaml with ``runner: linear_probe``, no ledger), else
+    None."""
+    from adakit.rundir import LEDGER_NAME
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file() or (Path(run_dir) / LEDGER_NAME).exists():
+        return None
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return stored if isinstance(stored, dict) and stored.get("runner") == "linear_probe" else None
+
+
+def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domains: Domains | None = None, *,
+              flag: str = "run_dir") -> dict:
+    """Run the linear probe of ``config`` (``runner: linear_probe``; an `ExperimentConfig` or a dict of sections as
+    `ActiveLoop` takes) into ``run_dir``; returns its summary (the loop's summary.json format).
+
+    ``run_dir`` is checked as for a network run before any work: a new or empty folder, or a linear-probe run of
+    the same config (a finished one is reported again, an unfinished one, killed before its summary.json, runs
+    again from the start: a probe takes seconds); a network run or a folder of other files is refused, never
+    overwritten. ``flag`` names the folder in the messages. One process (scikit-learn): refused under torchrun.
+    """
+    from adakit import distributed
+    from adakit.config import build_config
+    from adakit.errors import AdakitError
+    from adakit.rundir import check_out_dir, run_lock
+
+    cfg = config if isinstance(config, ExperimentConfig) else build_config(config or {})
+    run_dir = Path(run_dir)
+    if cfg.runner != "linear_probe":
+        raise ConfigError("run_probe: the config's runner is 'network'; set runner: linear_probe (a network run is "
+                          "ActiveLoop's)")
+    stored = stored_probe_config(run_dir)
+    if stored is None and check_out_dir(run_dir, flag):
+        raise ConfigError(f"{flag} {run_dir} holds a network run (ledger.sqlite); choose another folder for "
+                          "runner=linear_probe")
+    if distributed.launched():
+        raise ConfigError("runner=linear_probe runs in one process (scikit-learn); start it without torchrun")
+    if stored is not None:
+        try:
+            same = build_config(stored).to_dict() == cfg.to_dict()
+        except AdakitError:
+            same = False
+        if not same:
+            raise ConfigError(f"{flag} {run_dir} holds a linear-probe run with a different config; choose another "
+                              "folder (or delete it to run again)")
+        if (run_dir / "summary.json").is_file():
+            return json.loads((run_dir / "summary.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _run_probe(cfg, run_dir, domains)
+
+
+def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None) -> dict:
+    """The probe's rounds into the checked, locked ``run_dir``."""
     from adakit.inference import accuracy
     from adakit.loop import query_params_for_run, round_budgets
     from adakit.registry import STRATEGIES
@@ -69,7 +125,6 @@ def run_probe(cfg: ExperimentConfig, run_dir: str | Path, domains: Domains | Non
     from adakit.validate import compute_all
     from adakit.validate._run import split_source_val
 
-    run_dir = Path(run_dir)
     d = domains or load_domains(cfg.data, cfg.seed)
     if not getattr(d.source, "is_features", False):
         raise ConfigError("runner=linear_probe needs feature data (vectors, e.g. data.format=npz/mat/svmlight); "

@@ -147,3 +147,30 @@ def test_probe_probs_need_features_and_a_probabilities_only_strategy(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before the run folder
     with pytest.raises(ConfigError, match="probs_from"):
         build_config(BASE, ["query.probs_from=network"])
+
+
+def test_run_probe_from_python_checks_its_folder_as_adakit_run_does(tmp_path):
+    """run_probe overwrote a network run's config.yaml / summary.json and a user's own files (the folder checks
+    were in the command line only); it also takes a dict config, as ActiveLoop does."""
+    from adakit.errors import ConfigError
+    from adakit.loop import ActiveLoop
+
+    net = tmp_path / "net"
+    ActiveLoop(build_config(BASE, ["budget.rounds=0"]), net, show_progress=False).run()
+    before = {p.name: p.read_bytes() for p in net.iterdir() if p.is_file()}
+    cfg = build_config(BASE, ["runner=linear_probe"])
+    with pytest.raises(ConfigError, match="holds a network run"):
+        run_probe(cfg, net)
+    assert {p.name: p.read_bytes() for p in net.iterdir() if p.is_file()} == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my notes\n")
+    with pytest.raises(ConfigError, match="is not empty and holds no run"):
+        run_probe(cfg, mine)
+    assert (mine / "config.yaml").read_text() == "my notes\n"
+    s = run_probe(cfg.to_dict(), tmp_path / "probe")  # a dict of sections
+    assert run_probe(cfg, tmp_path / "probe") == s  # a finished probe of the same config is reported again
+    with pytest.raises(ConfigError, match="holds a linear-probe run with a different config"):
+        run_probe(build_config(BASE, ["runner=linear_probe", "seed=3"]), tmp_path / "probe")
+    with pytest.raises(ConfigError, match="the config's runner is 'network'"):
+        run_probe(build_config(BASE), tmp_path / "other")
