@@ -134,13 +134,11 @@ def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"
                                                                "LOCAL_FILES_DOCUMENT_ROOT"),
                            force: bool = flag("replace OUT_FILE if it exists", "--force")) -> None:
     """Label Studio tasks (data.image, meta.sample_id, model prediction) + labelling config for the queries."""
-    from adakit.errors import ConfigError
     from adakit.labeling.labelstudio import export_labelstudio
 
     try:
-        if out_file.exists() and not force:  # it may be a Label Studio export holding people's annotations
-            raise ConfigError(f"{out_file} exists; choose another file or add --force to replace it")
-        n, cfg = export_labelstudio(run_dir, out_file, open_only=not all_queries, root=root, url_prefix=url_prefix)
+        n, cfg = export_labelstudio(run_dir, out_file, open_only=not all_queries, root=root, url_prefix=url_prefix,
+                                    overwrite=force)
     except AdakitError as e:
         _fail(e)
     out.print(f"{n} tasks in {out_file}; labelling config in {cfg}. Import the answers back with "

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 from adakit.data import Domains
-from adakit.errors import DataError
+from adakit.errors import ConfigError, DataError
 from adakit.labeling.run import IMAGE_TYPES, browser_png, draws_images, image_file_of, open_run, pixels, png_of
 from adakit.ledger import DROP
 
@@ -64,9 +64,11 @@ def _write_png(pool, index: int, sample_id: str, folder: Path, data: bytes | Non
 
 
 def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = True, root: str | Path | None = None,
-                       url_prefix: str | None = None, domains: Domains | None = None) -> tuple[int, Path]:
+                       url_prefix: str | None = None, domains: Domains | None = None, *,
+                       overwrite: bool = False) -> tuple[int, Path]:
     """Write Label Studio tasks for the run's open queries (all queries when not ``open_only``) to ``out``
-    and the labelling config next to it (``<out stem>.label-config.xml``). Returns (tasks, config path).
+    and the labelling config next to it (``<out stem>.label-config.xml``). Returns (tasks, config path). An
+    existing ``out`` is replaced only with ``overwrite=True`` (it may be an export holding annotations).
 
     Image references: the absolute path by default; relative to ``root`` when given; prefixed with
     ``url_prefix`` when given (e.g. ``/data/local-files/?d=`` with ``root`` = Label Studio's
@@ -74,6 +76,9 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
     written to ``<out stem>-images/`` as PNG (pool index and sample id in the name) and referenced the same way.
     """
     out = Path(out)
+    if out.exists() and not overwrite:  # it may be a Label Studio export holding people's annotations
+        raise ConfigError(f"{out} exists (it may be a Label Studio export holding annotations); choose another file "
+                          "or pass overwrite=True (--force) to replace it")
     _, doms, ledger = open_run(run_dir, domains)
     try:
         classes = list(doms.classes)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from adakit.cli import app
 from adakit.config import build_config
 from adakit.data import load_domains
+from adakit.errors import ConfigError
 from adakit.labeling.answers import import_answers, read_answers
 from adakit.labeling.labelstudio import export_labelstudio
 from adakit.ledger import Ledger
@@ -202,7 +203,9 @@ def test_labelstudio_export_of_images(office_run, tmp_path):
         assert t["data"]["image"].startswith("/data/local-files/?d=webcam/")
         assert t["data"]["image"].endswith(t["meta"]["sample_id"].split("/")[-1])
     assert "<Image" in out.with_name("tasks.label-config.xml").read_text()
-    export_labelstudio(office_run, out)
+    with pytest.raises(ConfigError, match="exists .it may be a Label Studio export holding annotations"):
+        export_labelstudio(office_run, out)  # (the library replaced it silently; only the CLI refused)
+    export_labelstudio(office_run, out, overwrite=True)
     assert all(json.loads(out.read_text())[0]["data"]["image"].startswith("/") for _ in [0])
 
 
