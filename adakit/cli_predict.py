@@ -76,6 +76,8 @@ def predict(run_dir: Path = typer.Argument(..., help="run folder (its last check
             device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: the run's]"),
             batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: the run's eval batch size]"),
             force: bool = flag("replace the --out file if it exists", "--force"),
+            checkpoint: str = typer.Option(None, "--checkpoint", help="another saved model than the last: a round "
+                                           "number, 'round R' or 'warm-up step K' (as adakit sweep names them)"),
             ) -> None:
     """Predict classes for new images or feature rows with a run's model (its last checkpoint)."""
     from adakit.errors import ConfigError
@@ -84,7 +86,7 @@ def predict(run_dir: Path = typer.Argument(..., help="run folder (its last check
     try:
         if out_file.exists() and not force:  # before any work: it may be a file someone made (e.g. answers)
             raise ConfigError(f"--out {out_file} exists; choose another file or add --force to replace it")
-        model = load_run(run_dir, device=device, batch_size=batch_size)
+        model = load_run(run_dir, device=device, batch_size=batch_size, checkpoint=checkpoint)
         width = model.input_shape[0] if len(model.input_shape) == 1 else None
         dom = input_domain(input_path, model.config.data, image_list, width)
         if isinstance(dom, tuple):  # feature rows and their ids

@@ -181,11 +181,13 @@ class RunModel:
 
 
 def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: str | torch.device | None = None,
-             batch_size: int | None = None) -> RunModel:
+             batch_size: int | None = None, checkpoint: int | str | None = None) -> RunModel:
     """The model of the run in ``run_dir`` at its last checkpoint, on ``device`` (default: the run's).
 
     ``backbone``: for a run trained with your own module (``model.backbone=custom``), an instance of the same
-    module class (its weights are replaced by the checkpoint's).
+    module class (its weights are replaced by the checkpoint's). ``checkpoint``: another saved model than the
+    last, as ``adakit sweep`` names them: a round number or ``"round R"``, or ``"warm-up step K"`` (saved with
+    ``train.eval_checkpoints``); a run keeps round 0, its last round and the warm-up checkpoints.
     """
     from adakit.ledger import Ledger
     from adakit.loop import resolve_device
@@ -197,6 +199,8 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     with Ledger.read_only(run_dir / "ledger.sqlite") as led:
         info = led.get_meta("model")
         last = led.last_checkpoint()
+        if checkpoint is not None and last is not None:
+            last = _chosen_checkpoint(run_dir, led, checkpoint)
     if info is None:  # a run of an adakit before rebuild info was stored: read it from the data once
         from adakit.data import load_domains
 
@@ -238,3 +242,27 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
         model = _Standardized(model, info["standardize"]["mean"], info["standardize"]["std"])
     return RunModel(run_dir, model.to(dev), cfg, list(info["classes"]), shape, dev, last[0],
                     batch_size or cfg.train.eval_batch_size)
+
+
+def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, str]:
+    """(round, path) of ``load_run``'s ``checkpoint=``: a round (number or ``"round R"``) or ``"warm-up step K"``."""
+    text = str(checkpoint).strip()
+    if text == "last":
+        return led.last_checkpoint()
+    if text.startswith("warm-up step "):
+        step = text.rsplit(" ", 1)[1]
+        saved = {str(row["step"]): row["checkpoint"] for row in led.get_meta("warmup_checkpoints", [])}
+        if step not in saved:
+            raise ConfigError(f"checkpoint={checkpoint!r}: {run_dir} saved no warm-up checkpoint at step {step} "
+                              f"(saved: {', '.join(sorted(saved, key=int)) or 'none; see train.eval_checkpoints'})")
+        return 0, saved[step]
+    r = text.removeprefix("round ").strip()
+    if isinstance(checkpoint, bool) or not r.isdigit():
+        raise ConfigError(f"checkpoint={checkpoint!r}: give a round number, 'round R', 'warm-up step K' or 'last'")
+    row = led.conn.execute("SELECT round, path FROM checkpoints WHERE round = ?", (int(r),)).fetchone()
+    path = None if row is None else (Path(row[1]) if Path(row[1]).is_absolute() else run_dir / row[1])
+    if path is None or not path.is_file():
+        raise CheckpointError(f"checkpoint={checkpoint!r}: the model of round {r} is not kept in {run_dir} (a run "
+                              "keeps round 0 and its last round; an intermediate round's weights are deleted once the "
+                              "next round is trained)")
+    return int(r), row[1]

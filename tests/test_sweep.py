@@ -63,6 +63,34 @@ def test_sweep_end_to_end_then_resumed(config, tmp_path):
     ck = checkpoints(summary, ["queried_acc", "im"])
     assert ck[1]["checkpoint"] == "round 0" and ck[1]["queried_acc"] == summary["rounds"][1]["val/queried_acc"]
     assert ck[2]["queried_acc"] is None and ck[0]["checkpoint"] == "warm-up step 15"
+    # every checkpoint a sweep may pick loads as a model (load_run took only the last one)
+    import numpy as np
+    import torch
+
+    import adakit
+    from adakit.rundir import CheckpointError
+
+    run03 = out / "train.lr_0.03"
+    from adakit.data import load_domains
+
+    x = adakit.load_run(run03).config  # (the run's own config, to make inputs)
+    rows = load_domains(x.data, x.seed).test.load(np.arange(5))
+    probs = {c: adakit.load_run(run03, checkpoint=c).predict_proba(rows)
+             for c in ("warm-up step 15", "round 0", 0, "round 1", "last")}
+    assert np.array_equal(probs["round 1"], probs["last"]) and np.array_equal(probs["round 0"], probs[0])
+    assert not np.array_equal(probs["warm-up step 15"], probs["round 0"])
+    warm = torch.load(run03 / "checkpoints" / "warmup-15.pt", weights_only=False)["model"]
+    assert torch.equal(next(iter(adakit.load_run(run03, checkpoint="warm-up step 15").model.state_dict().values())),
+                       next(iter(warm.values())))
+    with pytest.raises(ConfigError, match="saved no warm-up checkpoint at step 3 .saved: 15"):
+        adakit.load_run(run03, checkpoint="warm-up step 3")
+    with pytest.raises(CheckpointError, match="the model of round 7 is not kept"):
+        adakit.load_run(run03, checkpoint=7)
+    with pytest.raises(ConfigError, match="give a round number"):
+        adakit.load_run(run03, checkpoint="best")
+    res = CliRunner().invoke(app, ["predict", str(run03), str(tmp_path / "nope.npz"), "--out", str(tmp_path / "p.csv"),
+                                   "--checkpoint", "warm-up step 99"])
+    assert res.exit_code == 2 and "saved no warm-up checkpoint at step 99" in res.output
     # resumed: a second call trains nothing and picks the same
     mtime = (out / "train.lr_0.03" / "summary.json").stat().st_mtime_ns
     again = run_sweep(config, ["train.lr=0.03,0.003"], "im", out)
