@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from adakit.bench import check_plan, run_plan, slug
-from adakit.config import ExperimentConfig, load_config
+from adakit.config import ExperimentConfig, build_config, load_config
 from adakit.errors import AdakitError, ConfigError
 
 
@@ -85,12 +85,22 @@ def _fmt_value(v: Any) -> str:
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def plan_sweep(config: str | Path, grid: dict[str, list[Any]], out_dir: str | Path, extra: list[str] | None = None,
-               only: list[str] | None = None) -> list[Setting]:
+def _config_with(config: str | Path | dict | ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """``config`` (a YAML file, a dict of sections or an `ExperimentConfig`) with ``key=value`` overrides."""
+    if isinstance(config, ExperimentConfig):
+        return build_config(config.to_dict(), overrides)
+    if isinstance(config, dict):
+        return build_config(config, overrides)
+    return load_config(config, overrides)
+
+
+def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, list[Any]], out_dir: str | Path,
+               extra: list[str] | None = None, only: list[str] | None = None) -> list[Setting]:
     """Every setting of the grid (plus the config's own values, when they are not a grid point), each config
     validated before any run starts. ``only`` (``key=value`` filters) keeps the matching settings."""
     out_dir = Path(out_dir)
-    base = load_config(config, extra)
+    grid = {k: list(v) for k, v in grid.items()}
+    base = _config_with(config, list(extra or []))
     filters = parse_grid(only) if only else {}
     for key in filters:
         if key not in grid:
@@ -98,7 +108,7 @@ def plan_sweep(config: str | Path, grid: dict[str, list[Any]], out_dir: str | Pa
     def resolved(key: str, value: Any, flag: str) -> Any:
         """``value`` as the config holds it once validated (``1e-2`` → 0.01), so equal settings compare equal."""
         try:
-            return _default_value(load_config(config, [*(extra or []), f"{key}={_fmt_value(value)}"]), key)
+            return _default_value(_config_with(config, [*(extra or []), f"{key}={_fmt_value(value)}"]), key)
         except ConfigError as e:
             raise ConfigError(f"{flag} {key}: {e}") from None
 
@@ -118,7 +128,7 @@ def plan_sweep(config: str | Path, grid: dict[str, list[Any]], out_dir: str | Pa
             continue
         name = " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())
         try:
-            cfg = load_config(config, [*(extra or []), *(f"{k}={_fmt_value(v)}" for k, v in values.items())])
+            cfg = _config_with(config, [*(extra or []), *(f"{k}={_fmt_value(v)}" for k, v in values.items())])
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None
         settings.append(Setting(values, name, out_dir / slug(name.replace(" ", "_")), cfg, values == default))
@@ -271,15 +281,23 @@ def weights_file(setting: Setting, checkpoint: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
-def run_sweep(config: str | Path, grid_items: list[str], select: str, out_dir: str | Path,
+def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str] | dict[str, list[Any]],
+              select: str, out_dir: str | Path,
               extra: list[str] | None = None, only: list[str] | None = None, jobs: int = 1,
               on_run: Callable[[str, float], None] | None = None) -> dict:
     """Plan, run (resumable) and tabulate a sweep; writes ``sweep.md``, ``sweep.csv`` and ``sweep.json`` into
-    ``out_dir`` and returns the ``sweep.json`` content (``pick``, ``oracle_best``, ``default``, ``ran``)."""
+    ``out_dir`` and returns the ``sweep.json`` content (``pick``, ``oracle_best``, ``default``, ``ran``).
+
+    ``config``: a YAML file, a dict of sections (as `ActiveLoop` takes) or an `ExperimentConfig`; ``grid_items``:
+    ``{"train.lr": [0.01, 0.003], ...}`` or the command line's ``["train.lr=0.01,0.003", ...]``; ``extra``:
+    ``key=value`` overrides of every setting; ``select``: the validator that picks."""
     from adakit.registry import VALIDATORS
 
     cls = VALIDATORS.get(select)  # unknown names fail before any work
-    settings = plan_sweep(config, parse_grid(grid_items), out_dir, extra, only)
+    grid = grid_items if isinstance(grid_items, dict) else parse_grid(grid_items)
+    if not grid:
+        raise ConfigError("give at least one grid key with its values")
+    settings = plan_sweep(config, grid, out_dir, extra, only)
     _check_select(select, cls, settings)
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give 1 or more processes")

@@ -260,3 +260,28 @@ def test_more_parallel_threads_than_cpus_warns(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         _check_jobs(2, grid)  # 2 runs x 1 thread on 2 CPUs: fine
         _check_jobs(1, grid)
+
+
+def test_a_sweep_from_python_takes_a_dict_config_and_a_dict_grid(config, tmp_path):
+    """run_sweep took only a YAML path and the command line's grid strings."""
+    from adakit.config import build_config
+
+    from_file = run_sweep(config, ["train.lr=0.03,0.003"], "im", tmp_path / "file")
+    from_dict = run_sweep(BASE, {"train.lr": [0.03, 3e-3]}, "im", tmp_path / "dict")
+    assert from_dict["settings"] == from_file["settings"]
+    assert from_dict["pick"]["setting"] == from_file["pick"]["setting"]
+    assert from_dict["pick"]["score"] == from_file["pick"]["score"]
+    again = run_sweep(build_config(BASE), {"train.lr": (0.03, 0.003)}, "im", tmp_path / "dict")
+    assert again["ran"] == 0 and again["pick"] == from_dict["pick"]
+    with pytest.raises(ConfigError, match="give at least one grid key"):
+        run_sweep(BASE, {}, "im", tmp_path / "none")
+
+
+def test_readme_snippet_of_a_sweep_from_python_runs(tmp_path, monkeypatch, readme_python):
+    blocks = readme_python("adakit sweep configs/office31-features.yaml", stop="**Which validator to trust.**")
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {"__name__": "readme"}
+    exec(compile(blocks[0], "README.md", "exec"), ns)
+    pick = ns["result"]["pick"]
+    assert pick["checkpoint"].startswith(("warm-up step", "round 0")) and pick["setting"].startswith("train.lr=")
