@@ -7,6 +7,7 @@ an instance of the same module class (``backbone=``); its weights come from the 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
 from adakit.rundir import CheckpointError
 
-__all__ = ["RunModel", "load_run"]
+__all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
 
 
 class _Standardized(nn.Module):
@@ -178,6 +179,82 @@ class RunModel:
     def embed(self, X: Any) -> np.ndarray:
         """Features f (N, m) after the bottleneck, the space strategies work in."""
         return self._forward(X)[0].numpy()
+
+    def predict_file(self, input_path: str | Path, out_file: str | Path, *, image_list: bool = False,
+                     overwrite: bool = False) -> int:
+        """Predict every sample of a file or folder and write the CSV ``adakit predict`` writes (`read_inputs`,
+        `write_predictions`): id, predicted, probability, p_<class>. Returns the number of rows. An existing
+        ``out_file`` is replaced only with ``overwrite=True`` (it may be a file someone made)."""
+        input_path, out_file = Path(input_path), Path(out_file)
+        if out_file.exists() and not overwrite:  # before any work
+            raise ConfigError(f"--out {out_file} exists; choose another file or add --force (overwrite=True) to "
+                              "replace it")
+        width = self.input_shape[0] if len(self.input_shape) == 1 else None
+        dom = read_inputs(input_path, self.config.data, image_list, width)
+        if isinstance(dom, tuple):  # feature rows and their ids
+            rows, ids = dom
+            probs = self.predict_proba(rows)
+        else:
+            probs = self.predict_proba(dom)
+            ids = [dom.image_path(i) or str(dom.ids[i]) for i in range(len(dom))]
+        write_predictions(out_file, ids, probs, self.classes)
+        return len(ids)
+
+
+FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight"}
+
+
+def _image_domain(paths: list[Path], ids: list[str], data_cfg) -> Domain:
+    from adakit.data.images import FileImageDomain, _sizes
+
+    image_size, resize = _sizes(data_cfg)
+    dom = FileImageDomain(name="input", classes=[], ids=np.array(ids), y=np.full(len(paths), -1),
+                          paths=np.array([str(p) for p in paths]), image_size=image_size, resize=resize)
+    dom.verify()
+    return dom
+
+
+def read_inputs(path: Path, data_cfg, image_list: bool = False,
+                n_features: int | None = None) -> Domain | tuple[np.ndarray, list[str]]:
+    """What `RunModel.predict_file` (``adakit predict``) reads: one image, an image folder (any depth, sorted), an
+    image list (read as training reads one: ``path [label]`` lines, paths relative to the list's folder, its
+    parent, ``data.root`` or $ADAKIT_DATA) or a feature file (.npz / .mat / svmlight; its rows and their ids,
+    labels not needed)."""
+    from adakit.data.features import read_feature_rows
+    from adakit.data.images import IMAGE_EXTENSIONS, _resolve, find_images, parse_image_list
+
+    if path.is_dir():
+        files = find_images(path)
+        if not files:
+            raise DataError(f"{path}: no images found (looked for .jpg, .png, ... at any depth)")
+        return _image_domain(files, [f.relative_to(path).as_posix() for f in files], data_cfg)
+    if not path.is_file():
+        raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
+                        f"({', '.join(sorted(FEATURE_SUFFIXES))})")
+    if not image_list and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return _image_domain([path], [path.name], data_cfg)
+    if image_list or path.suffix.lower() == ".txt":  # read as training reads lists (labels, if any, ignored)
+        entries, linenos = parse_image_list(path)[:2]
+        return _image_domain([Path(p) for p in _resolve(entries, linenos, path, data_cfg)], entries, data_cfg)
+    fmt = FEATURE_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown input type {path.suffix!r}; give an image folder, an image list (.txt, or "
+                        f"--list) or a feature file ({', '.join(sorted(FEATURE_SUFFIXES))})")
+    return read_feature_rows(fmt, path.resolve(), data_cfg, n_features)
+
+
+def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes: list[str]) -> None:
+    """CSV: id, predicted (class name), probability (of the prediction), then one p_<class> column per class
+    (written to a temporary file, then renamed)."""
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    pred = probs.argmax(1)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "predicted", "probability", *(f"p_{c}" for c in classes)])
+        for i, row in enumerate(probs):
+            w.writerow([ids[i], classes[pred[i]], f"{row[pred[i]]:.6f}", *(f"{p:.6f}" for p in row)])
+    tmp.replace(out_file)
 
 
 def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: str | torch.device | None = None,

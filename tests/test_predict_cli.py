@@ -43,6 +43,12 @@ def test_predict_on_a_feature_file(tmp_path):
     np.testing.assert_allclose([[float(r[f"p_{c}"]) for c in classes] for r in rows], probs, atol=1e-5)
     assert [float(r["probability"]) for r in rows] == pytest.approx(probs.max(1).tolist(), abs=1e-5)
     assert len({r["id"] for r in rows}) == 5
+    # the same from Python, without the command line
+    model = adakit.load_run(run)
+    with pytest.raises(adakit.ConfigError, match="exists; choose another file"):
+        model.predict_file(tmp_path / "new.npz", tmp_path / "p.csv")
+    assert model.predict_file(tmp_path / "new.npz", tmp_path / "p.csv", overwrite=True) == 5
+    assert _rows(tmp_path / "p.csv") == rows
 
     bad = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.csv"), "--out", str(tmp_path / "q.csv")])
     assert bad.exit_code == 2 and "input not found" in bad.output
