@@ -21,12 +21,9 @@ def query(run_dir: Path = typer.Argument(..., help="run folder with a trained mo
     from adakit.loop import ActiveLoop
 
     try:
-        loop = ActiveLoop.resume(run_dir, show_progress=False)
-        try:
+        with ActiveLoop.resume(run_dir, show_progress=False) as loop:
             r = loop.select_round(budget)
             n = len(loop.ledger.queries(r))
-        finally:
-            loop.ledger.close()
     except AdakitError as e:
         _fail(e)
     csv_path = Path(run_dir) / "queries" / f"round-{r}.csv"

@@ -26,4 +26,12 @@ class NotQueried(LedgerError):
 
 
 class WaitingForLabels(AdakitError):
-    """A round's queries were exported and the run waits for people to answer them."""
+    """A round's queries were exported and the run waits for people to answer them.
+
+    ``round``: the round waiting; ``open``: sample ids of its queries still without an answer; ``run_dir``: the
+    run folder (its ``queries/round-K.csv`` lists them for people)."""
+
+    def __init__(self, message: str, *, round: int | None = None, open: tuple[str, ...] = (),  # noqa: A002
+                 run_dir: str | None = None):
+        super().__init__(message)
+        self.round, self.open, self.run_dir = round, tuple(open), run_dir

@@ -364,6 +364,18 @@ class ActiveLoop:
         for callback in self.callbacks:
             callback(kind, info)
 
+    def close(self) -> None:
+        """Close the run's ledger (also on leaving a ``with ActiveLoop(...) as loop:`` block); the loop cannot run
+        afterwards. A run folder's ledger stays consistent without it: every change is committed when made."""
+        if getattr(self, "ledger", None) is not None:
+            self.ledger.close()
+
+    def __enter__(self) -> ActiveLoop:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @classmethod
     def resume(cls, run_dir: str | Path, **kwargs) -> ActiveLoop:
         """Continue the run in ``run_dir``. A run started from Python objects (arrays/Datasets, your model, a
@@ -606,15 +618,18 @@ class ActiveLoop:
                 then = resume_hint(self.run_dir, self.cfg.data.format == "objects")
                 raise WaitingForLabels(
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
-                    f"answer them, then `adakit import-labels {self.run_dir} FILE` and {then}")
+                    f"answer them, then `adakit import-labels {self.run_dir} FILE` and {then}",
+                    round=r, open=tuple(q.sample_id for q in pending), run_dir=str(self.run_dir))
             led.record_labels(answers, self.oracle.annotator)
             answered = len(answers)
             if answered < len(pending):
+                still = tuple(q.sample_id for q in led.open_queries(r))
                 raise WaitingForLabels(
                     f"round {r}: {len(pending) - answered} of {len(pending)} queries got no answer (None, NaN, '' "
                     f"or -1); the {answered} answer(s) are saved in the ledger. Resume the run with the same "
                     f"objects, ActiveLoop.resume({str(self.run_dir)!r}, ..., oracle=...), to be asked for the rest "
-                    f"(answer {DROP!r} for a sample nobody can label)")
+                    f"(answer {DROP!r} for a sample nobody can label)",
+                    round=r, open=still, run_dir=str(self.run_dir))
         with led.transaction() as c:
             led.set_round_status(r, "labelled", conn=c)
         self.on_event("labelled", {"round": r, "count": answered, "labels": len(self._labelled()[0])})

@@ -403,9 +403,15 @@ def test_callable_oracle_answers_are_saved_when_some_are_missing_or_rejected(tmp
         asked.append(idx.tolist())
         return np.r_[-1, yt[idx[1:]]]
 
-    with pytest.raises(WaitingForLabels, match="round 1: 1 of 3 queries got no answer .* 2 answer"):
-        ActiveLoop(SMALL, tmp_path / "r", oracle=skips_first, **objs).run()
+    with pytest.raises(WaitingForLabels, match="round 1: 1 of 3 queries got no answer .* 2 answer") as waiting:
+        with ActiveLoop(SMALL, tmp_path / "r", oracle=skips_first, **objs) as loop:
+            loop.run()
     assert len(Ledger(tmp_path / "r" / "ledger.sqlite").current_labels()) == 2
+    # what a pipeline needs, without reopening the ledger: the round and the samples still waiting
+    assert waiting.value.round == 1 and waiting.value.run_dir == str(tmp_path / "r")
+    assert waiting.value.open == (f"target/{asked[0][0]}",)
+    with pytest.raises(Exception, match="closed"):  # the with block closed the loop's ledger
+        loop.ledger.queries()
 
     def mistypes(idx):
         asked.append(idx.tolist())
