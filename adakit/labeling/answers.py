@@ -19,9 +19,12 @@ import csv
 import heapq
 import io
 import json
+import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adakit.data import Domains
 from adakit.errors import ConfigError, DataError, LedgerError
@@ -409,16 +412,51 @@ def _run_context(run_dir: Path, domains: Domains | None) -> tuple[list[str], set
     return list(classes if classes is not None else doms.classes), set(doms.pool.ids.tolist()), ledger
 
 
-def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None = None, correct: bool = False,
+def answers_in_memory(answers: Any) -> tuple[list[RawAnswer], ImportReport]:
+    """Answers given as Python objects: a mapping ``{sample_id: label}``, pairs ``(sample_id, label)`` or a table
+    with ``sample_id`` and ``label`` columns (a pandas DataFrame); "lines" are 1-based positions. A label is a
+    class name, a class index or ``"drop"``; None, NaN and ``""`` are unanswered (skipped)."""
+    report = ImportReport(Path("<answers given in Python>"))
+    columns = getattr(answers, "columns", None)
+    if columns is not None and "sample_id" in columns and "label" in columns:
+        pairs = list(zip(answers["sample_id"], answers["label"]))
+    elif isinstance(answers, Mapping):
+        pairs = list(answers.items())
+    else:
+        try:
+            pairs = [tuple(a) for a in answers]
+        except TypeError:
+            raise DataError(f"answers: expected a file path, a mapping {{sample_id: label}}, (sample_id, label) "
+                            f"pairs or a table with sample_id and label columns; got {type(answers).__name__}") \
+                from None
+        bad = next((i for i, a in enumerate(pairs) if len(a) != 2), None)
+        if bad is not None:
+            raise DataError(f"answers: item {bad + 1} is {pairs[bad]!r}, not a (sample_id, label) pair")
+    out = []
+    for i, (sid, label) in enumerate(pairs, start=1):
+        if hasattr(label, "item"):  # a numpy scalar
+            label = label.item()
+        if isinstance(label, float) and label.is_integer():
+            label = int(label)
+        if label is None or label == "" or (isinstance(label, float) and math.isnan(label)):
+            report.unanswered += 1
+            continue
+        out.append(RawAnswer(i, str(sid), label))
+    return out, report
+
+
+def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str | None = None, correct: bool = False,
                    dry_run: bool = False, domains: Domains | None = None) -> ImportReport:
     """Validate the answers in ``path`` against the run and commit the valid ones in one transaction.
 
-    Rejected (each with its line): unknown ids, ids never queried, labels outside the class list,
+    ``path``: a CSV or Label Studio JSON file, or the answers as Python objects (`answers_in_memory`: a mapping
+    ``{sample_id: label}``, ``(sample_id, label)`` pairs, a DataFrame with those columns). Rejected (each with its
+    line or position): unknown ids, ids never queried, labels outside the class list,
     answers conflicting with another row of the file (every row for that id is rejected) and answers
     that differ from a label already in the ledger (unless ``correct``: then they are recorded as
     correction records). Repeated identical rows count once. Nothing is written when ``dry_run``.
     """
-    raw, report = read_answers(path)
+    raw, report = read_answers(path) if isinstance(path, (str, Path)) else answers_in_memory(path)
     if report.unreadable:
         return report
     classes, pool_ids, ledger = _run_context(Path(run_dir), domains)
@@ -481,7 +519,8 @@ def import_answers(run_dir: str | Path, path: str | Path, annotator: str | None 
                 setattr(report, state, getattr(report, state) + 1)
             return report
         try:
-            outcome = ledger.record_labels(valid, annotator or f"file:{Path(path).name}", correction=correct)
+            who = annotator or (f"file:{Path(path).name}" if isinstance(path, (str, Path)) else "python")
+            outcome = ledger.record_labels(valid, who, correction=correct)
         except LedgerError as e:  # an answer arrived meanwhile (e.g. from the labelling page): all rolled back
             report.error(0, "ledger refused", f"nothing was imported: {e}")
             return report

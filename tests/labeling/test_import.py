@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from adakit.cli import app
 from adakit.config import build_config
 from adakit.data import load_domains
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
 from adakit.labeling.answers import import_answers, read_answers
 from adakit.labeling.labelstudio import export_labelstudio
 from adakit.ledger import Ledger
@@ -485,3 +485,28 @@ def test_images_browsers_cannot_show_are_served_and_exported_as_png(tmp_path):
     tasks = json.loads(out.read_text())
     assert n == len(items) and all(t["data"]["image"].endswith(".png") for t in tasks)
     assert all(Path(t["data"]["image"]).is_file() for t in tasks)
+
+
+def test_answers_given_as_python_objects_import_like_a_file(demo_run, tmp_path):
+    """import_answers took only a file: a pipeline with its own tool had to write a CSV first."""
+    import numpy as np
+
+    q = _open(demo_run)
+    with Ledger(demo_run / "ledger.sqlite") as led:
+        classes = led.classes()
+    report = import_answers(demo_run, {q[0].sample_id: classes[3], q[1].sample_id: 4, q[2].sample_id: None,
+                                       q[3].sample_id: "drop", "nope/1": 1})
+    assert (report.new, report.unanswered, report.committed) == (3, 1, True)
+    assert [m for _, m in report.errors] == ["unknown id 'nope/1': not a sample of the target pool"]
+    labels, _, problems = _labels(demo_run)
+    assert labels[q[0].sample_id] == 3 and labels[q[1].sample_id] == 4 and problems == []
+    pairs = import_answers(demo_run, [(q[4].sample_id, np.int64(5)), (q[5].sample_id, 6.0)])
+    assert (pairs.new, pairs.ok) == (2, True)
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"sample_id": [q[6].sample_id, q[7].sample_id], "label": [7, float("nan")]})
+    table = import_answers(demo_run, df)
+    assert (table.new, table.unanswered, table.ok) == (1, 1, True)
+    with pytest.raises(DataError, match="item 1 is .* not a .sample_id, label. pair"):
+        import_answers(demo_run, [(q[8].sample_id,)])
+    with pytest.raises(DataError, match="expected a file path, a mapping"):
+        import_answers(demo_run, 42)
