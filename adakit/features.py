@@ -117,7 +117,8 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
     with progress_bar(len(starts), f"features {domain.name}", enabled=show_progress) as bar:
         for s in starts:
             x = domain.load(np.arange(s, min(s + batch_size, n)), train=False)
-            feats.append(extractor(x if isinstance(extractor, TorchFeatureExtractor) else x.numpy()))
+            torch_input = isinstance(extractor, (TorchFeatureExtractor, ModuleFeatureExtractor))
+            feats.append(extractor(x if torch_input else x.numpy()))
             bar.advance()
     feat = np.concatenate(feats)
     bad = ~np.isfinite(feat).all(axis=1)
@@ -125,6 +126,90 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"the model gave NaN/inf features for {int(bad.sum())} images, e.g. {domain.describe(i)}")
     return feat
+
+
+class ModuleFeatureExtractor:
+    """Your own ``nn.Module`` as a frozen feature extractor: eval mode, ``torch.no_grad``, outputs flattened to
+    (N, d); on ``device`` (auto: CUDA when available)."""
+
+    def __init__(self, module: torch.nn.Module, device: str = "auto"):
+        from adakit.loop import resolve_device
+
+        self.device = resolve_device(device, "device")
+        self.net = module.eval().to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        out = self.net(torch.as_tensor(x, dtype=torch.float32).to(self.device))
+        if isinstance(out, (tuple, list)):  # (features, logits) as adakit's models return: the features
+            out = out[0]
+        return out.float().reshape(len(out), -1).cpu().numpy()
+
+
+def compute_features(images, *, backbone: str | torch.nn.Module | None = None, weights: str | None = DEFAULT_WEIGHTS,
+                     model: str | Path | None = None, output: str = "feat", device: str = "auto",
+                     batch_size: int = 64, image_size: int | None = None, resize: int | None = None,
+                     threads: int | None = None, show_progress: bool = False) -> np.ndarray:
+    """Features (N, d) of ``images`` from a frozen backbone, in order, as a numpy array (`cache_features` writes
+    them to a file instead).
+
+    ``images``: an image folder (``<class>/<image>`` or any depth of images) or an image-list file (``.txt``), a
+    list of image paths or PIL images (read as adakit reads image files: EXIF orientation, white under
+    transparency, resize the shorter side to ``resize``, center crop ``image_size``, ImageNet mean/std), uint8
+    arrays or tensors (N, 3, H, W) (scaled to [0, 1] and ImageNet-normalised, as image files are), or float arrays
+    and torch Datasets of ``x`` or ``(x, y)`` (used as they are: preprocess them as the backbone expects).
+    ``backbone``: a torchvision / timm name (with ``weights``) or your own ``nn.Module`` (its output, or the first
+    of a tuple, flattened); ``model``: an ONNX file instead (``output``: its feature output). Default:
+    `DEFAULT_BACKBONE` with ImageNet weights.
+    """
+    from PIL import Image
+
+    from adakit.config import DataConfig
+    from adakit.data.domain import TensorDomain
+    from adakit.data.images import FileImageDomain, _sizes, load_image_folder, load_image_list, to_rgb
+    from adakit.data.objects import as_domain
+    from adakit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_transform
+
+    if model is not None and backbone is not None:
+        raise ConfigError("give either model= (an ONNX file) or backbone= (a model name or your nn.Module), not both")
+    if model is not None:
+        extractor = OnnxFeatureExtractor(model, output, threads)
+        size = image_size or extractor.image_size
+    elif isinstance(backbone, torch.nn.Module):
+        if threads:
+            torch.set_num_threads(threads)
+        extractor, size = ModuleFeatureExtractor(backbone, device), image_size or 224
+    else:
+        size = image_size or 224
+        extractor = TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size)
+    cfg = DataConfig(format="image_folder", source="input", target="input", image_size=size, resize=resize)
+    size, resize = _sizes(cfg)
+    if isinstance(images, (str, Path)):
+        path = Path(images).expanduser()
+        if path.is_dir():
+            domain = load_image_folder(path, path.name, cfg=cfg)
+        elif path.is_file():
+            domain = load_image_list(path, path.stem, cfg=cfg.model_copy(update={"format": "image_list"}))
+        else:
+            raise DataError(f"images={str(images)!r}: no such image folder or image-list file")
+    elif isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path)) for i in images):
+        n = len(images)
+        domain = FileImageDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
+                                 paths=np.array([str(i) for i in images]), image_size=size, resize=resize)
+        domain.verify()
+    elif isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
+        tf = image_transform(False, size, resize)
+        x = torch.stack([tf(to_rgb(i)) for i in images])
+        domain = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),
+                              x=x)
+    else:
+        domain = as_domain(images, "input")
+        if isinstance(domain, TensorDomain) and domain.x.dtype == torch.uint8 and domain.x.dim() == 4:
+            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+            domain.x = (domain.x.float() / 255.0 - mean) / std
+    if len(domain) == 0:
+        raise DataError("images: no images to compute features of")
+    return extract_features(domain, extractor, batch_size, show_progress)
 
 
 def image_root(domain: Domain) -> Path | None:

@@ -234,3 +234,41 @@ def test_export_script_adds_the_pooled_features_of_a_small_model(tmp_path):
     np.testing.assert_allclose(feat, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(logits, feat @ fc_w.T, rtol=1e-5, atol=1e-5)
     assert script.main([str(tmp_path / "tiny_feat.onnx"), str(tmp_path / "again.onnx")]) == 2  # 'feat' exists
+
+
+def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module(tiny_images, tmp_path):
+    """adakit.features.compute_features: the features as an array, from a folder, paths, PIL images, uint8
+    arrays or a Dataset, with a backbone name or your own nn.Module (the CLI's cache_features took only a folder
+    or list and a backbone name, and wrote a file)."""
+    import torchvision
+
+    from adakit.features import cache_features, compute_features
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5)
+    net.fc = torch.nn.Identity()
+    kw = {"backbone": net, "device": "cpu", "image_size": 32, "resize": 36, "batch_size": 3}
+    files = sorted(tiny_images.rglob("*.png"))
+    from_folder = compute_features(tiny_images, **kw)
+    assert from_folder.shape == (4, 512)
+    np.testing.assert_allclose(compute_features(files, **kw), from_folder, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(compute_features([Image.open(f) for f in files], **kw), from_folder, rtol=1e-5,
+                               atol=1e-6)
+    T = torchvision.transforms
+    geometry = T.Compose([T.Resize(36), T.CenterCrop(32)])
+    u8 = np.stack([np.asarray(geometry(Image.open(f).convert("RGB"))).transpose(2, 0, 1) for f in files])
+    np.testing.assert_allclose(compute_features(u8, **kw), from_folder, rtol=1e-4, atol=1e-5)  # normalised as files
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(compute_features(torch.utils.data.TensorDataset(x), **kw), net.eval()(x).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    # the named backbone with local weights gives what the command's file holds
+    state = torchvision.models.resnet18(num_classes=7).state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    path, _ = cache_features(tiny_images, tmp_path / "f.npz", backbone="resnet18", weights=str(tmp_path / "r18.pth"),
+                             device="cpu", image_size=32, resize=36, show_progress=False)
+    named = compute_features(tiny_images, backbone="resnet18", weights=str(tmp_path / "r18.pth"), device="cpu",
+                             image_size=32, resize=36)
+    np.testing.assert_allclose(np.load(path)["feat"], named, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="no such image folder or image-list file"):
+        compute_features(tmp_path / "nope", **kw)
