@@ -122,6 +122,18 @@ def _check_seeds_of_one_experiment(key: tuple[str, str], dirs: list[Path], summa
                               "them different labels (config `label:`) to compare them side by side")
 
 
+def results(run_dirs: list[str | Path]) -> list[dict]:
+    """One row per finished run, ready for ``pandas.DataFrame(results(...))``: ``run_dir``, ``method`` and
+    ``pair`` (as `compare` groups them), ``seed``, ``final_accuracy`` (None without target labels) and, per round,
+    ``labels`` and ``accuracy`` in ``rounds`` (the summary's per-round metrics)."""
+    rows = []
+    for d in run_dirs:
+        s = load_summary(d)
+        rows.append({"run_dir": str(d), "method": run_label(s), "pair": pair_label(s), "seed": s.get("seed"),
+                     "final_accuracy": s.get("final_accuracy"), "rounds": s.get("rounds", [])})
+    return rows
+
+
 def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 

@@ -31,6 +31,13 @@ def test_report_compares_runs_mean_std(tmp_path):
     assert "| finetune + random | 65.0 (n=1) |" in md
     assert (tmp_path / "cmp" / "curve-amazon-to-webcam.png").stat().st_size > 1000
     assert (tmp_path / "m0" / "report.md").is_file()
+    from adakit.report import results  # the same numbers as rows, for a DataFrame
+
+    rows = results([tmp_path / "m0", tmp_path / "m1", tmp_path / "r0"])
+    assert [(r["method"], r["pair"], r["seed"], r["final_accuracy"]) for r in rows] == [
+        ("finetune + margin", "amazon→webcam", 0, 0.8), ("finetune + margin", "amazon→webcam", 1, 0.6),
+        ("finetune + random", "amazon→webcam", 0, 0.65)]
+    assert [x["accuracy"] for x in rows[0]["rounds"]] == [0.5, 0.6, 0.8]
 
 
 def test_report_says_when_runs_come_from_different_machines(tmp_path):
