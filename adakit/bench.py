@@ -43,12 +43,18 @@ class BenchSpec(BaseModel):
     title: str = ""
 
 
-def load_bench(path: str | Path) -> tuple[BenchSpec, Path]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"bench file not found: {path}")
+def load_bench(path: str | Path | dict) -> tuple[BenchSpec, Path]:
+    """The grid of a bench YAML file, or of a dict with the same keys (its ``base`` relative to the working
+    folder), and the path of its base config."""
+    if isinstance(path, dict):
+        values, path = path, Path.cwd() / "<bench given in Python>"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"bench file not found: {path}")
+        values = yaml.safe_load(path.read_text()) or {}
     try:
-        spec = BenchSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+        spec = BenchSpec.model_validate(values)
     except ValidationError as err:
         raise ConfigError(f"{path}: {format_validation_error(err, '', BenchSpec)}") from None
     folders: dict[str, list[str]] = {}
@@ -122,10 +128,11 @@ def run_plan(plan: list[tuple[ExperimentConfig, Path]],
             on_run(i, run_dir, summary, time.perf_counter() - t0)
 
 
-def run_bench(path: str | Path, out_dir: str | Path, extra: list[str] | None = None,
+def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | None = None,
               only: list[str] | None = None, on_run: Callable[[str, dict], None] | None = None,
               pairs: list[str] | None = None, table_only: bool = False) -> str:
-    """Run (or continue) every run of the grid; returns the comparison markdown.
+    """Run (or continue) every run of the grid (a bench YAML file, or a dict with its keys); returns the
+    comparison markdown.
 
     ``only`` keeps these methods and ``pairs`` these ``source-target`` pairs (both: all when empty), so
     one grid can be split across processes that share ``out_dir``. ``table_only``: run nothing, write the

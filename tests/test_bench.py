@@ -43,6 +43,18 @@ def test_pair_and_method_filters_and_resume(bench_file, tmp_path):
     assert calls == [] and (out / runs[0] / "summary.json").stat().st_mtime_ns == mtime
 
 
+def test_a_bench_given_as_a_dict_runs_the_same_grid(bench_file, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    md = run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
+    spec = yaml.safe_load(bench_file.read_text())
+    monkeypatch.chdir(tmp_path)  # (base relative to the working folder)
+    calls = []
+    again = run_bench(spec, out, only=["margin"], pairs=["digits-digits-rotated"], on_run=lambda *a: calls.append(a))
+    assert again == md and calls == []  # the same runs: found finished, none retrained
+    with pytest.raises(ConfigError, match="<bench given in Python>: invalid config:\n  methods: Input should be"):
+        run_bench({**spec, "methods": 3}, out)
+
+
 def test_table_only_writes_the_finished_runs_and_trains_nothing(bench_file, tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["bench", str(bench_file), "--out", str(out), "--table-only"])
