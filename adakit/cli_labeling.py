@@ -92,14 +92,18 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
           verbose: bool = flag("log every request", "--verbose")) -> None:
     """Serve a local page to answer the open queries one by one (each answer committed on the spot)."""
     import sys
+    import warnings
 
     from adakit.labeling.run import LabelingRun
-    from adakit.labeling.server import is_loopback, make_server
+    from adakit.labeling.server import ExposedServerWarning, is_loopback, make_server
 
     out.print(f"loading {run_dir} and the model's suggestions...", highlight=False, soft_wrap=True)
     try:
         run = LabelingRun(run_dir)
-        server = make_server(run, host=host, port=port, annotator=annotator, new_token=new_token, verbose=verbose)
+        with warnings.catch_warnings():  # said below, in the command line's words
+            warnings.simplefilter("ignore", ExposedServerWarning)
+            server = make_server(run, host=host, port=port, annotator=annotator, new_token=new_token,
+                                 verbose=verbose)
     except AdakitError as e:
         _fail(e)
     except OSError as e:

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import threading
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -224,9 +225,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"outcome": outcome, "label": current, "done": done, "total": total})
 
 
+class ExposedServerWarning(UserWarning):
+    """The labelling page listens beyond this machine (``host`` is not a loopback address)."""
+
+
 def make_server(run: LabelingRun, host: str = "127.0.0.1", port: int = 8765, annotator: str = "web",
                 new_token: bool = False, verbose: bool = False) -> LabelServer:
-    """A server for ``run`` (not yet serving: call ``serve_forever``). Port 0 picks a free port."""
+    """A server for ``run`` (not yet serving: call ``serve_forever``, or `serve_in_thread` in a notebook). Port 0
+    picks a free port. A ``host`` other than this machine's loopback gives an `ExposedServerWarning`."""
+    if not is_loopback(host):
+        warnings.warn(f"listening on {host}: other machines can reach this page. Anyone with the URL (it holds the "
+                      "token) can label; traffic is not encrypted.", ExposedServerWarning, stacklevel=2)
     run.items()  # load suggestions before the first request
     return LabelServer((host, port), run, run.token(renew=new_token), annotator=annotator, verbose=verbose)
 

@@ -282,6 +282,23 @@ def test_cli_label_does_not_warn_on_loopback_addresses(demo_run, monkeypatch):
         assert res.exit_code == 0 and ("warning" in res.output) is warned, (host, res.output)
 
 
+def test_make_server_from_python_warns_when_the_page_is_reachable_from_other_machines(demo_run):
+    """The warning was printed by the command line only."""
+    import warnings
+
+    from adakit.labeling.server import ExposedServerWarning
+
+    run = LabelingRun(demo_run, with_model=False)
+    try:
+        with pytest.warns(ExposedServerWarning, match="other machines can reach this page"):
+            make_server(run, host="0.0.0.0", port=0).server_close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ExposedServerWarning)
+            make_server(run, host="127.0.0.1", port=0).server_close()
+    finally:
+        run.close()
+
+
 @pytest.fixture
 def served(demo_run):
     run = LabelingRun(demo_run, with_model=False)
