@@ -80,7 +80,7 @@ def test_every_stage_plans_valid_configs_with_the_default_among_them(stage, tmp_
     grid = parse_grid(fd.STAGES[stage])
     settings = plan_sweep(fd.BASE, grid, tmp_path, fd.SWEEP_COMMON)
     # the defaults are a grid point (plan_sweep would otherwise add them as one more setting)
-    assert len(settings) == math.prod(len(v) for v in grid.values()) >= 4
+    assert len(settings) == math.prod(len(v) for v in grid.values()) >= 3
     assert sum(s.is_default for s in settings) == 1
     assert all(s.config.query.strategy == "margin" for s in settings)
 
