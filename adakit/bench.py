@@ -94,32 +94,40 @@ def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
 
 
 def run_plan(plan: list[tuple[ExperimentConfig, Path]],
-             on_run: Callable[[int, Path, dict, float], object] | None = None) -> None:
+             on_run: Callable[[int, Path, dict, float], object] | None = None,
+             objects: dict | None = None) -> None:
     """Run every unfinished ``(config, run folder)`` of ``plan`` in order (the one run loop of benchmarks).
 
     Finished runs (summary.json) are skipped and unfinished ones continue from their ledger; consecutive runs on
     the same data share the loaded domains, and runs with the same warm-up key adopt the first one's trained
-    warm-up. ``on_run(index, run_dir, summary, seconds)`` is called after each run.
+    warm-up. ``on_run(index, run_dir, summary, seconds)`` is called after each run. ``objects``: `ActiveLoop`'s
+    Python objects for every run (a ``model`` module is copied per run, so each starts from its weights).
     """
+    import copy
+
     check_plan(plan)
     domains_cache: dict = {}
     warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
     for i, (cfg, run_dir) in enumerate(plan):
         if (run_dir / "summary.json").is_file():
             continue
-        key = (cfg.data.model_dump_json(), cfg.seed)
-        if key not in domains_cache:
-            domains_cache.clear()
-            domains_cache[key] = load_domains(cfg.data, cfg.seed)
         t0 = time.perf_counter()
-        if cfg.runner == "linear_probe":  # the linear-probe baseline (adakit.probe), no network
-            from adakit.probe import run_probe
+        if objects:
+            given = {**objects, "model": copy.deepcopy(objects["model"])} if "model" in objects else objects
+            loop = ActiveLoop(cfg, run_dir, show_progress=False, **given)
+        else:
+            key = (cfg.data.model_dump_json(), cfg.seed)
+            if key not in domains_cache:
+                domains_cache.clear()
+                domains_cache[key] = load_domains(cfg.data, cfg.seed)
+            if cfg.runner == "linear_probe":  # the linear-probe baseline (adakit.probe), no network
+                from adakit.probe import run_probe
 
-            summary = run_probe(cfg, run_dir, domains_cache[key])
-            if on_run:
-                on_run(i, run_dir, summary, time.perf_counter() - t0)
-            continue
-        loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
+                summary = run_probe(cfg, run_dir, domains_cache[key])
+                if on_run:
+                    on_run(i, run_dir, summary, time.perf_counter() - t0)
+                continue
+            loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
         if loop.warmup_key() in warmups:
             loop.adopt_warmup(warmups[loop.warmup_key()])
         summary = loop.run()

@@ -95,9 +95,12 @@ def _config_with(config: str | Path | dict | ExperimentConfig, overrides: list[s
 
 
 def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, list[Any]], out_dir: str | Path,
-               extra: list[str] | None = None, only: list[str] | None = None) -> list[Setting]:
+               extra: list[str] | None = None, only: list[str] | None = None,
+               objects: dict[str, Any] | None = None) -> list[Setting]:
     """Every setting of the grid (plus the config's own values, when they are not a grid point), each config
-    validated before any run starts. ``only`` (``key=value`` filters) keeps the matching settings."""
+    validated before any run starts. ``only`` (``key=value`` filters) keeps the matching settings. ``objects``
+    (`ActiveLoop`'s ``source``, ``target``, ``test``, ``classes``, ``model``, ``oracle``): each setting's config is
+    the one a run with these objects records."""
     out_dir = Path(out_dir)
     grid = {k: list(v) for k, v in grid.items()}
     base = _config_with(config, list(extra or []))
@@ -129,6 +132,11 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
         name = " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())
         try:
             cfg = _config_with(config, [*(extra or []), *(f"{k}={_fmt_value(v)}" for k, v in values.items())])
+            if objects:
+                from adakit.loop import _with_objects
+
+                cfg = _with_objects(cfg, None, **{k: objects.get(k) for k in OBJECT_KEYS},
+                                    objective=None, strategy=None)[0]
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None
         settings.append(Setting(values, name, out_dir / slug(name.replace(" ", "_")), cfg, values == default))
@@ -171,13 +179,14 @@ def _run_one(config: dict, run_dir: str) -> None:  # a worker process of --jobs
 
 
 def run_settings(settings: list[Setting], jobs: int = 1,
-                 on_run: Callable[[str, float], None] | None = None) -> int:
-    """Run every unfinished setting (in ``jobs`` processes); returns how many were run."""
+                 on_run: Callable[[str, float], None] | None = None, objects: dict[str, Any] | None = None) -> int:
+    """Run every unfinished setting (in ``jobs`` processes; Python ``objects``: in this one); returns how many were
+    run."""
     check_plan([(s.config, s.run_dir) for s in settings])  # finished runs too: never reuse another setting's run
     todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
-    if jobs <= 1:
+    if jobs <= 1 or objects:
         run_plan([(s.config, s.run_dir) for s in todo],
-                 lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None)
+                 lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None, objects=objects)
         return len(todo)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
     try:
@@ -281,28 +290,43 @@ def weights_file(setting: Setting, checkpoint: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
+#: the Python objects a sweep passes to every setting's `ActiveLoop`
+OBJECT_KEYS = ("source", "target", "test", "classes", "model", "oracle")
+
+
 def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str] | dict[str, list[Any]],
               select: str, out_dir: str | Path,
               extra: list[str] | None = None, only: list[str] | None = None, jobs: int = 1,
-              on_run: Callable[[str, float], None] | None = None) -> dict:
+              on_run: Callable[[str, float], None] | None = None, **objects: Any) -> dict:
     """Plan, run (resumable) and tabulate a sweep; writes ``sweep.md``, ``sweep.csv`` and ``sweep.json`` into
     ``out_dir`` and returns the ``sweep.json`` content (``pick``, ``oracle_best``, ``default``, ``ran``).
 
     ``config``: a YAML file, a dict of sections (as `ActiveLoop` takes) or an `ExperimentConfig`; ``grid_items``:
     ``{"train.lr": [0.01, 0.003], ...}`` or the command line's ``["train.lr=0.01,0.003", ...]``; ``extra``:
-    ``key=value`` overrides of every setting; ``select``: the validator that picks."""
+    ``key=value`` overrides of every setting; ``select``: the validator that picks. ``**objects``: your data, model
+    and labelling function as `ActiveLoop` takes them (``source``, ``target``, ``test``, ``classes``, ``model``,
+    ``oracle``), passed to every setting's run (your ``model`` copied, so each setting starts from its weights);
+    such a sweep runs in this process (``jobs=1``) and continues with the same objects."""
     from adakit.registry import VALIDATORS
 
+    unknown = sorted(set(objects) - set(OBJECT_KEYS))
+    if unknown:
+        raise ConfigError(f"run_sweep: unknown keyword(s) {unknown}; the objects a sweep takes: "
+                          f"{', '.join(OBJECT_KEYS)}")
+    objects = {k: v for k, v in objects.items() if v is not None}
     cls = VALIDATORS.get(select)  # unknown names fail before any work
     grid = grid_items if isinstance(grid_items, dict) else parse_grid(grid_items)
     if not grid:
         raise ConfigError("give at least one grid key with its values")
-    settings = plan_sweep(config, grid, out_dir, extra, only)
+    if objects and jobs > 1:
+        raise ConfigError(f"jobs={jobs}: a sweep on Python objects runs in this process (they cannot be sent to "
+                          "others); use jobs=1")
+    settings = plan_sweep(config, grid, out_dir, extra, only, objects)
     _check_select(select, cls, settings)
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give 1 or more processes")
     _check_jobs(jobs, settings)
-    ran = run_settings(settings, jobs, on_run)
+    ran = run_settings(settings, jobs, on_run, objects)
     for s in settings:
         s.summary = json.loads((s.run_dir / "summary.json").read_text())
     validators = VALIDATORS.names()

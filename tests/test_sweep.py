@@ -285,3 +285,36 @@ def test_readme_snippet_of_a_sweep_from_python_runs(tmp_path, monkeypatch, readm
     exec(compile(blocks[0], "README.md", "exec"), ns)
     pick = ns["result"]["pick"]
     assert pick["checkpoint"].startswith(("warm-up step", "round 0")) and pick["setting"].startswith("train.lr=")
+
+
+def test_a_sweep_on_your_own_arrays_model_and_labelling_function(tmp_path):
+    """run_sweep(..., source=, target=, model=, oracle=): every setting runs on the objects, from the same initial
+    weights of your module (copied per setting); a second call continues with the same objects."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(120, 6)).astype(np.float32)
+    ys = xs[:, :3].argmax(1)
+    xt = rng.normal(0.3, 1.2, size=(80, 6)).astype(np.float32)
+    yt = xt[:, :3].argmax(1)
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+    before = [p.detach().clone() for p in encoder.parameters()]
+    config = {"budget": {"total": 6, "rounds": 1}, "train": {"warmup_iters": 20, "round_iters": 10, "threads": 1,
+                                                            "backbone_lr_mult": 1.0, "device": "cpu"}}
+    objects = {"source": (xs, ys), "target": (xt, None), "test": (xt, yt), "model": encoder,
+               "oracle": lambda idx: yt[idx]}
+    res = run_sweep(config, {"train.lr": [0.01, 0.03]}, "im", tmp_path / "s", **objects)
+    assert res["ran"] == 2 and res["pick"]["setting"] in ("train.lr=0.01", "train.lr=0.03")
+    stored = yaml.safe_load((tmp_path / "s" / "train.lr_0.03" / "config.yaml").read_text())
+    assert (stored["data"]["format"], stored["model"]["backbone"], stored["oracle"]["kind"]) == \
+        ("objects", "custom", "callable")
+    assert all(torch.equal(a, b) for a, b in zip(before, encoder.parameters()))  # your module is not trained
+    again = run_sweep(config, {"train.lr": [0.01, 0.03]}, "im", tmp_path / "s", **objects)
+    assert again["ran"] == 0 and again["pick"] == res["pick"]
+    with pytest.raises(ConfigError, match="runs in this process"):
+        run_sweep(config, {"train.lr": [0.01]}, "im", tmp_path / "j", jobs=2, **objects)
+    with pytest.raises(ConfigError, match=r"unknown keyword\(s\) \['modle'\]"):
+        run_sweep(config, {"train.lr": [0.01]}, "im", tmp_path / "k", modle=encoder)
