@@ -274,7 +274,7 @@ def pick(settings: list[Setting], select: str) -> dict:
     of_default = [sc for sc in tied if sc[0].is_default]
     rule = None if len(tied) == 1 else "default" if of_default else "first"
     s, c = of_default[-1] if rule == "default" else tied[0]
-    return {"setting": s.name, "checkpoint": c["checkpoint"], "score": c[select],
+    return {"setting": s.name, "checkpoint": c["checkpoint"], "score": c[select], "run_dir": str(s.run_dir),
             "weights": weights_file(s, c["checkpoint"]),
             "tied": [{"setting": ts.name, "checkpoint": tc["checkpoint"]} for ts, tc in tied] if rule else [],
             "tie_break": rule}

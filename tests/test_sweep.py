@@ -5,6 +5,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -285,6 +286,7 @@ def test_readme_snippet_of_a_sweep_from_python_runs(tmp_path, monkeypatch, readm
     exec(compile(blocks[0], "README.md", "exec"), ns)
     pick = ns["result"]["pick"]
     assert pick["checkpoint"].startswith(("warm-up step", "round 0")) and pick["setting"].startswith("train.lr=")
+    assert ns["model"].predict(np.zeros((2, 64), np.float32)).shape == (2,)  # the pick, loaded
 
 
 def test_a_sweep_on_your_own_arrays_model_and_labelling_function(tmp_path):
