@@ -93,6 +93,10 @@ def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
                               "--out) to run this one")
 
 
+#: the Python objects that describe data (what the linear probe takes of a sweep's objects)
+DATA_OBJECTS = ("source", "target", "test", "classes")
+
+
 def run_plan(plan: list[tuple[ExperimentConfig, Path]],
              on_run: Callable[[int, Path, dict, float], object] | None = None,
              objects: dict | None = None) -> None:
@@ -108,26 +112,31 @@ def run_plan(plan: list[tuple[ExperimentConfig, Path]],
     check_plan(plan)
     domains_cache: dict = {}
     warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
+
+    def domains_of(cfg: ExperimentConfig):
+        key = (cfg.data.model_dump_json(), cfg.seed)
+        if key not in domains_cache:
+            domains_cache.clear()
+            domains_cache[key] = load_domains(cfg.data, cfg.seed)
+        return domains_cache[key]
+
     for i, (cfg, run_dir) in enumerate(plan):
         if (run_dir / "summary.json").is_file():
             continue
         t0 = time.perf_counter()
+        if cfg.runner == "linear_probe":  # the linear-probe baseline (adakit.probe), no network
+            from adakit.probe import run_probe
+
+            data = {k: objects.get(k) for k in DATA_OBJECTS} if objects else {"domains": domains_of(cfg)}
+            summary = run_probe(cfg, run_dir, **data)
+            if on_run:
+                on_run(i, run_dir, summary, time.perf_counter() - t0)
+            continue
         if objects:
             given = {**objects, "model": copy.deepcopy(objects["model"])} if "model" in objects else objects
             loop = ActiveLoop(cfg, run_dir, show_progress=False, **given)
         else:
-            key = (cfg.data.model_dump_json(), cfg.seed)
-            if key not in domains_cache:
-                domains_cache.clear()
-                domains_cache[key] = load_domains(cfg.data, cfg.seed)
-            if cfg.runner == "linear_probe":  # the linear-probe baseline (adakit.probe), no network
-                from adakit.probe import run_probe
-
-                summary = run_probe(cfg, run_dir, domains_cache[key])
-                if on_run:
-                    on_run(i, run_dir, summary, time.perf_counter() - t0)
-                continue
-            loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_cache[key])
+            loop = ActiveLoop(cfg, run_dir, show_progress=False, domains=domains_of(cfg))
         if loop.warmup_key() in warmups:
             loop.adopt_warmup(warmups[loop.warmup_key()])
         summary = loop.run()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ import yaml
 
 from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
 from adakit.provenance import environment
 
 
@@ -75,14 +76,18 @@ def stored_probe_config(run_dir: str | Path) -> dict | None:
 
 
 def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domains: Domains | None = None, *,
-              flag: str = "run_dir") -> dict:
+              flag: str = "run_dir", source: Any = None, target: Any = None, test: Any = None,
+              classes: Any = None) -> dict:
     """Run the linear probe of ``config`` (``runner: linear_probe``; an `ExperimentConfig` or a dict of sections as
-    `ActiveLoop` takes) into ``run_dir``; returns its summary (the loop's summary.json format).
+    `ActiveLoop` takes) into ``run_dir``; returns its summary (the loop's summary.json format). ``source``,
+    ``target``, ``test``, ``classes``: your feature arrays, as `ActiveLoop` takes them, instead of the config's
+    data (the probe reads labelled target rows from the target's own labels, as a simulated oracle).
 
     ``run_dir`` is checked as for a network run before any work: a new or empty folder, or a linear-probe run of
-    the same config (a finished one is reported again, an unfinished one, killed before its summary.json, runs
-    again from the start: a probe takes seconds); a network run or a folder of other files is refused, never
-    overwritten. ``flag`` names the folder in the messages. One process (scikit-learn): refused under torchrun.
+    the same config (a finished one is reported again, except on arrays you pass, which it cannot compare; an
+    unfinished one, killed before its summary.json, runs again from the start: a probe takes seconds); a network
+    run or a folder of other files is refused, never overwritten. ``flag`` names the folder in the messages. One
+    process (scikit-learn): refused under torchrun.
     """
     from adakit import distributed
     from adakit.config import build_config
@@ -90,6 +95,11 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
     from adakit.rundir import check_out_dir, run_lock
 
     cfg = config if isinstance(config, ExperimentConfig) else build_config(config or {})
+    given = any(x is not None for x in (source, target, test))
+    if given:
+        from adakit.loop import _with_objects
+
+        cfg, domains, _ = _with_objects(cfg, domains, source, target, test, classes, None, None, None, None)
     run_dir = Path(run_dir)
     if cfg.runner != "linear_probe":
         raise ConfigError("run_probe: the config's runner is 'network'; set runner: linear_probe (a network run is "
@@ -108,7 +118,7 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
         if not same:
             raise ConfigError(f"{flag} {run_dir} holds a linear-probe run with a different config; choose another "
                               "folder (or delete it to run again)")
-        if (run_dir / "summary.json").is_file():
+        if (run_dir / "summary.json").is_file() and not given:
             return json.loads((run_dir / "summary.json").read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
@@ -137,6 +147,11 @@ def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None) ->
     if cfg.data.source_val > 0:
         d, val = split_source_val(d, cfg.data.source_val, cfg.seed)
     budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
+    unknown = int((np.asarray(d.pool.y) < 0).sum())
+    if sum(budgets) and unknown:
+        raise DataError(f"runner=linear_probe labels its picks from the target's own labels (a simulated oracle), "
+                        f"but {unknown} of the {len(d.pool)} target samples have none; give the target with its "
+                        "labels, or budget.rounds=0 for the source-only probe")
     strategy = strat_cls(query_params_for_run(cfg, budgets, len(d.pool)))
     n_classes = len(d.classes)
     xs, ys = d.source.x.numpy(), np.asarray(d.source.y)

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from adakit.bench import check_plan, run_plan, slug
+from adakit.bench import DATA_OBJECTS, check_plan, run_plan, slug
 from adakit.config import ExperimentConfig, build_config, load_config
 from adakit.errors import AdakitError, ConfigError
 
@@ -135,7 +135,8 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
             if objects:
                 from adakit.loop import _with_objects
 
-                cfg = _with_objects(cfg, None, **{k: objects.get(k) for k in OBJECT_KEYS},
+                used = DATA_OBJECTS if cfg.runner == "linear_probe" else OBJECT_KEYS  # (the probe: data only)
+                cfg = _with_objects(cfg, None, **{k: objects.get(k) if k in used else None for k in OBJECT_KEYS},
                                     objective=None, strategy=None)[0]
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None

@@ -174,3 +174,23 @@ def test_run_probe_from_python_checks_its_folder_as_adakit_run_does(tmp_path):
         run_probe(build_config(BASE, ["runner=linear_probe", "seed=3"]), tmp_path / "probe")
     with pytest.raises(ConfigError, match="the config's runner is 'network'"):
         run_probe(build_config(BASE), tmp_path / "other")
+
+
+def test_run_probe_on_your_own_arrays(tmp_path):
+    """run_probe(config, folder, source=, target=, test=): the probe on feature arrays; a target without labels is
+    a named error before any fit (it failed deep in a validator)."""
+    from adakit.errors import DataError
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(120, 6)).astype(np.float32)
+    ys = xs[:, :3].argmax(1)
+    xt = rng.normal(0.3, 1.2, size=(80, 6)).astype(np.float32)
+    yt = xt[:, :3].argmax(1)
+    cfg = {"runner": "linear_probe", "budget": {"total": 6, "rounds": 2}}
+    s = run_probe(cfg, tmp_path / "p", source=(xs, ys), target=(xt, yt))
+    assert [r["labels"] for r in s["rounds"]] == [0, 3, 6] and s["final_accuracy"] > 0.8
+    stored = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())
+    assert stored["data"]["format"] == "objects" and stored["runner"] == "linear_probe"
+    with pytest.raises(DataError, match="80 target samples have none"):
+        run_probe(cfg, tmp_path / "q", source=(xs, ys), target=(xt, None), test=(xt, yt))
+    assert not (tmp_path / "q" / "summary.json").exists()

@@ -320,3 +320,23 @@ def test_a_sweep_on_your_own_arrays_model_and_labelling_function(tmp_path):
         run_sweep(config, {"train.lr": [0.01]}, "im", tmp_path / "j", jobs=2, **objects)
     with pytest.raises(ConfigError, match=r"unknown keyword\(s\) \['modle'\]"):
         run_sweep(config, {"train.lr": [0.01]}, "im", tmp_path / "k", modle=encoder)
+
+
+def test_a_sweep_on_your_arrays_can_compare_the_network_with_the_linear_probe(tmp_path):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(100, 6)).astype(np.float32)
+    xt = rng.normal(0.3, 1.2, size=(60, 6)).astype(np.float32)
+    torch.manual_seed(0)
+    objects = {"source": (xs, xs[:, :3].argmax(1)), "target": (xt, xt[:, :3].argmax(1)),
+               "model": nn.Sequential(nn.Linear(6, 8), nn.ReLU())}
+    config = {"budget": {"total": 6, "rounds": 1}, "train": {"warmup_iters": 20, "round_iters": 10, "threads": 1,
+                                                            "device": "cpu"}}
+    res = run_sweep(config, {"runner": ["loop", "linear_probe"]}, "queried_acc", tmp_path / "s", **objects)
+    assert res["ran"] == 2 and {s for s in res["settings"]} == {"runner=loop", "runner=linear_probe"}
+    probe = yaml.safe_load((tmp_path / "s" / "runner_linear_probe" / "config.yaml").read_text())
+    assert probe["data"]["format"] == "objects" and probe["model"]["backbone"] != "custom"  # (data objects only)
+    assert run_sweep(config, {"runner": ["loop", "linear_probe"]}, "queried_acc", tmp_path / "s", **objects)["ran"] == 0
