@@ -142,11 +142,16 @@ class ModuleFeatureExtractor:
 
     def __init__(self, module: torch.nn.Module, device: str = "auto"):
         self.device = _device(device)
-        self.net = module.eval().to(self.device)
+        self.net = module.to(self.device)
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        out = self.net(torch.as_tensor(x, dtype=torch.float32).to(self.device))
+        was = self.net.training
+        self.net.eval()
+        try:
+            out = self.net(torch.as_tensor(x, dtype=torch.float32).to(self.device))
+        finally:
+            self.net.train(was)  # your module's mode as it was
         if isinstance(out, (tuple, list)):  # (features, logits) as adakit's models return: the features
             out = out[0]
         return out.float().reshape(len(out), -1).cpu().numpy()
@@ -161,9 +166,11 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
 
     ``images``: an image folder (``<class>/<image>`` or any depth of images) or an image-list file (``.txt``), a
     list of image paths or PIL images (read as adakit reads image files: EXIF orientation, white under
-    transparency, resize the shorter side to ``resize``, center crop ``image_size``, ImageNet mean/std), uint8
-    arrays or tensors (N, 3, H, W) (scaled to [0, 1] and ImageNet-normalised, as image files are), or float arrays
-    and torch Datasets of ``x`` or ``(x, y)`` (used as they are: preprocess them as the backbone expects).
+    transparency, resize the shorter side to ``resize``, center crop ``image_size``, ImageNet mean/std), one image
+    (path or PIL), uint8 arrays or tensors (N, 3, H, W) (scaled to [0, 1] and ImageNet-normalised as image files
+    are, but used at their size: resize them yourself), or float arrays and torch Datasets of ``x`` or ``(x, y)``
+    (used as they are, uint8 items scaled to [0, 1]: preprocess them as the backbone expects). Your module's
+    training mode is restored afterwards.
     ``backbone``: a torchvision / timm name (with ``weights``) or your own ``nn.Module`` (its output, or the first
     of a tuple, flattened); ``model``: an ONNX file instead (``output``: its feature output). Default:
     `DEFAULT_BACKBONE` with ImageNet weights.
@@ -171,8 +178,8 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     from PIL import Image
 
     from adakit.config import DataConfig
+    from adakit.data import images as img
     from adakit.data.domain import TensorDomain
-    from adakit.data.images import FileImageDomain, _sizes, load_image_folder, load_image_list, to_rgb
     from adakit.data.objects import as_domain
     from adakit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_transform
 
@@ -189,27 +196,34 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
         size = image_size or 224
         extractor = TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size)
     cfg = DataConfig(format="image_folder", source="input", target="input", image_size=size, resize=resize)
-    size, resize = _sizes(cfg)
+    size, resize = img._sizes(cfg)
+    if isinstance(images, Image.Image) or (isinstance(images, (str, Path)) and Path(images).suffix.lower() in
+                                           img.IMAGE_EXTENSIONS and Path(images).is_file()):
+        images = [images]  # one image
     if isinstance(images, (str, Path)):
         path = Path(images).expanduser()
         if path.is_dir():
-            domain = load_image_folder(path, path.name, cfg=cfg)
+            domain = img.load_image_folder(path, path.name, cfg=cfg)
         elif path.is_file():
-            domain = load_image_list(path, path.stem, cfg=cfg.model_copy(update={"format": "image_list"}))
+            domain = img.load_image_list(path, path.stem, cfg=cfg.model_copy(update={"format": "image_list"}))
         else:
             raise DataError(f"images={str(images)!r}: no such image folder or image-list file")
     elif isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path)) for i in images):
         n = len(images)
-        domain = FileImageDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
+        domain = img.FileImageDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
                                  paths=np.array([str(i) for i in images]), image_size=size, resize=resize)
         domain.verify()
     elif isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
         tf = image_transform(False, size, resize)
-        x = torch.stack([tf(to_rgb(i)) for i in images])
+        x = torch.stack([tf(img.to_rgb(i)) for i in images])
         domain = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),
                               x=x)
     else:
         domain = as_domain(images, "input")
+        if isinstance(domain, TensorDomain) and domain.x.dim() == 4 and domain.x.shape[1] not in (1, 3) \
+                and domain.x.shape[3] in (1, 3):
+            raise DataError(f"images: an array of shape {tuple(domain.x.shape)} looks channels-last; give (N, C, H, W) "
+                            "(e.g. x.transpose(0, 3, 1, 2)), or the image files / PIL images")
         if isinstance(domain, TensorDomain) and domain.x.dtype == torch.uint8 and domain.x.dim() == 4:
             mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
             domain.x = (domain.x.float() / 255.0 - mean) / std

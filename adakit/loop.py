@@ -292,7 +292,7 @@ class ActiveLoop:
         cfg, domains, self._objects = _with_objects(config, domains, source, target, test, classes, model,
                                                     objective, strategy, oracle)
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).absolute()  # (a later os.chdir must not split the run over two folders)
         self.dist = distributed.init(cfg.train.device)  # torchrun: join the process group (no-op otherwise)
         self.show_progress = show_progress and self.dist.main
         self.callbacks: list[Callable[[str, dict], None]] = [*loggers_from_config(cfg.log), *callbacks,

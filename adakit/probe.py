@@ -84,8 +84,9 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
     data (the probe reads labelled target rows from the target's own labels, as a simulated oracle).
 
     ``run_dir`` is checked as for a network run before any work: a new or empty folder, or a linear-probe run of
-    the same config (a finished one is reported again, except on arrays you pass, which it cannot compare; an
-    unfinished one, killed before its summary.json, runs again from the start: a probe takes seconds); a network
+    the same config (a finished one is reported again, on arrays you pass only when they are the same data, compared
+    by their fingerprint; an unfinished one, killed before its summary.json, runs again from the start: a probe
+    takes seconds); a network
     run or a folder of other files is refused, never overwritten. ``flag`` names the folder in the messages. One
     process (scikit-learn): refused under torchrun.
     """
@@ -96,10 +97,12 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
 
     cfg = config if isinstance(config, ExperimentConfig) else build_config(config or {})
     given = any(x is not None for x in (source, target, test))
+    prints = None
     if given:
         from adakit.loop import _with_objects
 
-        cfg, domains, _ = _with_objects(cfg, domains, source, target, test, classes, None, None, None, None)
+        cfg, domains, objs = _with_objects(cfg, domains, source, target, test, classes, None, None, None, None)
+        prints = objs.fingerprint
     run_dir = Path(run_dir)
     if cfg.runner != "linear_probe":
         raise ConfigError("run_probe: the config's runner is 'network'; set runner: linear_probe (a network run is "
@@ -118,14 +121,18 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
         if not same:
             raise ConfigError(f"{flag} {run_dir} holds a linear-probe run with a different config; choose another "
                               "folder (or delete it to run again)")
-        if (run_dir / "summary.json").is_file() and not given:
-            return json.loads((run_dir / "summary.json").read_text())
+        if (run_dir / "summary.json").is_file():
+            done = json.loads((run_dir / "summary.json").read_text())
+            if done.get("data_fingerprint") != prints:  # arrays you pass: the same data, or refused
+                raise ConfigError(f"{flag} {run_dir} holds a finished linear-probe run on other data (another size, "
+                                  "labels or values); choose another folder (or delete it to run again)")
+            return done
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
-        return _run_probe(cfg, run_dir, domains)
+        return _run_probe(cfg, run_dir, domains, prints)
 
 
-def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None) -> dict:
+def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None, prints: dict | None = None) -> dict:
     """The probe's rounds into the checked, locked ``run_dir``."""
     from adakit.inference import accuracy
     from adakit.loop import query_params_for_run, round_budgets
@@ -202,6 +209,8 @@ def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None) ->
         "train_sec_per_iter": None, "fit_seconds": fit_seconds, "query_seconds": query_seconds,
         "runner": "linear_probe", "environment": environment(),
     }
+    if prints is not None:  # a probe on arrays you passed: what a second call must match
+        summary["data_fingerprint"] = prints
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in rounds))
     write_run_report(run_dir, summary)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))  # last: marks the run finished

@@ -122,24 +122,32 @@ def _check_seeds_of_one_experiment(key: tuple[str, str], dirs: list[Path], summa
                               "them different labels (config `label:`) to compare them side by side")
 
 
-def results(run_dirs: list[str | Path]) -> list[dict]:
+def _folders(run_dirs: str | Path | list[str | Path]) -> list[str | Path]:
+    """One folder (a str or Path) or a list of them, as a list (a str was iterated letter by letter)."""
+    return [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+
+
+def results(run_dirs: str | Path | list[str | Path]) -> list[dict]:
     """One row per finished run, ready for ``pandas.DataFrame(results(...))``: ``run_dir``, ``method`` and
     ``pair`` (as `compare` groups them), ``seed``, ``final_accuracy`` (None without target labels) and, per round,
     ``labels`` and ``accuracy`` in ``rounds`` (the summary's per-round metrics)."""
     rows = []
-    for d in run_dirs:
+    for d in _folders(run_dirs):
         s = load_summary(d)
         rows.append({"run_dir": str(d), "method": run_label(s), "pair": pair_label(s), "seed": s.get("seed"),
                      "final_accuracy": s.get("final_accuracy"), "rounds": s.get("rounds", [])})
     return rows
 
 
-def compare(run_dirs: list[str | Path], out_dir: str | Path) -> str:
+def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 
     Writes ``comparison.md`` and one ``curve-<pair>.png`` per pair into ``out_dir``; returns the markdown.
     """
     out_dir = Path(out_dir)
+    run_dirs = _folders(run_dirs)
+    if not run_dirs:
+        raise ConfigError("compare: give at least one run folder")
     runs = [load_summary(d) for d in run_dirs]
     by: dict[tuple[str, str], list[dict]] = defaultdict(list)
     folders: dict[tuple[str, str], list[Path]] = defaultdict(list)

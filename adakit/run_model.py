@@ -337,8 +337,11 @@ def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, 
     if isinstance(checkpoint, bool) or not r.isdigit():
         raise ConfigError(f"checkpoint={checkpoint!r}: give a round number, 'round R', 'warm-up step K' or 'last'")
     row = led.conn.execute("SELECT round, path FROM checkpoints WHERE round = ?", (int(r),)).fetchone()
-    path = None if row is None else (Path(row[1]) if Path(row[1]).is_absolute() else run_dir / row[1])
-    if path is None or not path.is_file():
+    if row is None:
+        last = led.last_checkpoint()[0]
+        raise ConfigError(f"checkpoint={checkpoint!r}: {run_dir} has no round {r} (its rounds: 0..{last})")
+    path = Path(row[1]) if Path(row[1]).is_absolute() else run_dir / row[1]
+    if not path.is_file():
         raise CheckpointError(f"checkpoint={checkpoint!r}: the model of round {r} is not kept in {run_dir} (a run "
                               "keeps round 0 and its last round; an intermediate round's weights are deleted once the "
                               "next round is trained)")

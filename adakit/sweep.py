@@ -94,6 +94,22 @@ def _config_with(config: str | Path | dict | ExperimentConfig, overrides: list[s
     return load_config(config, overrides)
 
 
+def _grid_values(key: str, values: Any) -> list[Any]:
+    """A grid key's values as a list of plain scalars (a numpy array or tuple too); one value, a string or an empty
+    list is a `ConfigError` naming the key."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ConfigError(f"grid {key!r}: give a list of values, e.g. {{{key!r}: [0.01, 0.003]}}; got {values!r}")
+    if not values:
+        raise ConfigError(f"grid {key!r}: the list of values is empty")
+    values = [v.item() if hasattr(v, "item") else v for v in values]  # numpy scalars
+    bad = [v for v in values if not isinstance(v, (str, int, float, bool)) and v is not None]
+    if bad:
+        raise ConfigError(f"grid {key!r}: values must be numbers, strings or booleans, got {bad[0]!r}")
+    return list(values)
+
+
 def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, list[Any]], out_dir: str | Path,
                extra: list[str] | None = None, only: list[str] | None = None,
                objects: dict[str, Any] | None = None) -> list[Setting]:
@@ -101,8 +117,8 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
     validated before any run starts. ``only`` (``key=value`` filters) keeps the matching settings. ``objects``
     (`ActiveLoop`'s ``source``, ``target``, ``test``, ``classes``, ``model``, ``oracle``): each setting's config is
     the one a run with these objects records."""
-    out_dir = Path(out_dir)
-    grid = {k: list(v) for k, v in grid.items()}
+    out_dir = Path(out_dir).absolute()  # sweep.json's paths hold from any working folder
+    grid = {k: _grid_values(k, v) for k, v in grid.items()}
     base = _config_with(config, list(extra or []))
     filters = parse_grid(only) if only else {}
     for key in filters:

@@ -272,3 +272,10 @@ def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module
     np.testing.assert_allclose(np.load(path)["feat"], named, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match="no such image folder or image-list file"):
         compute_features(tmp_path / "nope", **kw)
+    net.train()
+    one = compute_features(files[0], **kw)  # one image (path or PIL)
+    np.testing.assert_allclose(one, from_folder[:1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(compute_features(Image.open(files[0]), **kw), one, rtol=1e-5, atol=1e-6)
+    assert net.training  # your module's mode is left as it was (it was left in eval mode)
+    with pytest.raises(DataError, match="looks channels-last"):
+        compute_features(u8.transpose(0, 2, 3, 1), **kw)

@@ -179,7 +179,7 @@ def test_run_probe_from_python_checks_its_folder_as_adakit_run_does(tmp_path):
 def test_run_probe_on_your_own_arrays(tmp_path):
     """run_probe(config, folder, source=, target=, test=): the probe on feature arrays; a target without labels is
     a named error before any fit (it failed deep in a validator)."""
-    from adakit.errors import DataError
+    from adakit.errors import ConfigError, DataError
 
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(120, 6)).astype(np.float32)
@@ -191,6 +191,10 @@ def test_run_probe_on_your_own_arrays(tmp_path):
     assert [r["labels"] for r in s["rounds"]] == [0, 3, 6] and s["final_accuracy"] > 0.8
     stored = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())
     assert stored["data"]["format"] == "objects" and stored["runner"] == "linear_probe"
+    assert run_probe(cfg, tmp_path / "p", source=(xs, ys), target=(xt, yt)) == s  # the same data: reported again
+    with pytest.raises(ConfigError, match="holds a finished linear-probe run on other data"):
+        run_probe(cfg, tmp_path / "p", source=(xs, ys), target=(xt + 1, yt))  # (it was overwritten silently)
+    assert json.loads((tmp_path / "p" / "summary.json").read_text()) == s
     with pytest.raises(DataError, match="80 target samples have none"):
         run_probe(cfg, tmp_path / "q", source=(xs, ys), target=(xt, None), test=(xt, yt))
     assert not (tmp_path / "q" / "summary.json").exists()

@@ -38,6 +38,7 @@ def test_report_compares_runs_mean_std(tmp_path):
         ("finetune + margin", "amazon→webcam", 0, 0.8), ("finetune + margin", "amazon→webcam", 1, 0.6),
         ("finetune + random", "amazon→webcam", 0, 0.65)]
     assert [x["accuracy"] for x in rows[0]["rounds"]] == [0.5, 0.6, 0.8]
+    assert results(str(tmp_path / "m0")) == rows[:1] and results(tmp_path / "m0") == rows[:1]  # one folder
 
 
 def test_report_says_when_runs_come_from_different_machines(tmp_path):

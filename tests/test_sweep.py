@@ -85,8 +85,15 @@ def test_sweep_end_to_end_then_resumed(config, tmp_path):
                        next(iter(warm.values())))
     with pytest.raises(ConfigError, match="saved no warm-up checkpoint at step 3 .saved: 15"):
         adakit.load_run(run03, checkpoint="warm-up step 3")
-    with pytest.raises(CheckpointError, match="the model of round 7 is not kept"):
+    with pytest.raises(ConfigError, match=r"has no round 7 \(its rounds: 0..1\)"):
         adakit.load_run(run03, checkpoint=7)
+    import shutil
+
+    gone = tmp_path / "copy"
+    shutil.copytree(run03, gone)
+    (gone / "checkpoints" / "round-0.pt").unlink()  # as a deleted intermediate round
+    with pytest.raises(CheckpointError, match="the model of round 0 is not kept"):
+        adakit.load_run(gone, checkpoint=0)
     with pytest.raises(ConfigError, match="give a round number"):
         adakit.load_run(run03, checkpoint="best")
     res = CliRunner().invoke(app, ["predict", str(run03), str(tmp_path / "nope.npz"), "--out", str(tmp_path / "p.csv"),

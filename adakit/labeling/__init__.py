@@ -10,7 +10,7 @@
 from adakit.labeling.answers import ImportReport, import_answers, read_answers
 from adakit.labeling.labelstudio import export_labelstudio
 from adakit.labeling.run import LabelingRun, open_run
-from adakit.labeling.server import make_server, serve_in_thread
+from adakit.labeling.server import ExposedServerWarning, make_server, serve_in_thread
 
-__all__ = ["ImportReport", "LabelingRun", "export_labelstudio", "import_answers", "make_server", "open_run",
-           "read_answers", "serve_in_thread"]
+__all__ = ["ExposedServerWarning", "ImportReport", "LabelingRun", "export_labelstudio", "import_answers",
+           "make_server", "open_run", "read_answers", "serve_in_thread"]

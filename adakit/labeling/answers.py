@@ -418,10 +418,19 @@ def answers_in_memory(answers: Any) -> tuple[list[RawAnswer], ImportReport]:
     class name, a class index or ``"drop"``; None, NaN and ``""`` are unanswered (skipped)."""
     report = ImportReport(Path("<answers given in Python>"))
     columns = getattr(answers, "columns", None)
-    if columns is not None and "sample_id" in columns and "label" in columns:
-        pairs = list(zip(answers["sample_id"], answers["label"]))
-    elif isinstance(answers, Mapping):
-        pairs = list(answers.items())
+    if columns is not None:  # a table (pandas DataFrame): sample_id as a column or as the index
+        if "label" not in columns:
+            raise DataError(f"answers: the table has no 'label' column (its columns: {list(columns)})")
+        index = getattr(answers, "index", None)
+        if "sample_id" in columns:
+            ids = answers["sample_id"]
+        elif getattr(index, "name", None) == "sample_id":
+            ids = index
+        else:
+            raise DataError(f"answers: the table has no 'sample_id' column or index (its columns: {list(columns)})")
+        pairs = list(zip(ids, answers["label"]))
+    elif isinstance(answers, Mapping) or hasattr(answers, "items") and hasattr(answers, "index"):
+        pairs = list(answers.items())  # a mapping, or a pandas Series indexed by sample id
     else:
         try:
             pairs = [tuple(a) for a in answers]
@@ -438,11 +447,19 @@ def answers_in_memory(answers: Any) -> tuple[list[RawAnswer], ImportReport]:
             label = label.item()
         if isinstance(label, float) and label.is_integer():
             label = int(label)
-        if label is None or label == "" or (isinstance(label, float) and math.isnan(label)):
+        if _no_answer(label):
             report.unanswered += 1
             continue
         out.append(RawAnswer(i, str(sid), label))
     return out, report
+
+
+def _no_answer(label: Any) -> bool:
+    """None, NaN, "" or pandas' missing value (whose comparisons raise)."""
+    try:
+        return label is None or label == "" or (isinstance(label, float) and math.isnan(label))
+    except TypeError:  # pandas.NA
+        return True
 
 
 def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str | None = None, correct: bool = False,

@@ -76,9 +76,15 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
     written to ``<out stem>-images/`` as PNG (pool index and sample id in the name) and referenced the same way.
     """
     out = Path(out)
-    if out.exists() and not overwrite:  # it may be a Label Studio export holding people's annotations
-        raise ConfigError(f"{out} exists (it may be a Label Studio export holding annotations); choose another file "
-                          "or pass overwrite=True (--force) to replace it")
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder; give the tasks file to write in it (e.g. {out / 'tasks.json'})")
+    setup = out.with_name(out.stem + ".label-config.xml")
+    if not overwrite:  # the tasks may be a Label Studio export holding people's annotations; the setup, edited
+        taken = [str(f) for f in (out, setup) if f.exists()]
+        if taken:
+            raise ConfigError(f"{' and '.join(taken)} exist(s) (a Label Studio export may hold annotations, the "
+                              "labelling setup your edits); choose another file or pass overwrite=True (--force) to "
+                              "replace them")
     _, doms, ledger = open_run(run_dir, domains)
     try:
         classes = list(doms.classes)

@@ -203,8 +203,14 @@ def test_labelstudio_export_of_images(office_run, tmp_path):
         assert t["data"]["image"].startswith("/data/local-files/?d=webcam/")
         assert t["data"]["image"].endswith(t["meta"]["sample_id"].split("/")[-1])
     assert "<Image" in out.with_name("tasks.label-config.xml").read_text()
-    with pytest.raises(ConfigError, match="exists .it may be a Label Studio export holding annotations"):
+    with pytest.raises(ConfigError, match="exist.s. .a Label Studio export may hold annotations"):
         export_labelstudio(office_run, out)  # (the library replaced it silently; only the CLI refused)
+    export_labelstudio(office_run, out, overwrite=True)
+    out.unlink()  # an edited labelling setup beside a new tasks file is kept too
+    with pytest.raises(ConfigError, match="tasks.label-config.xml exist"):
+        export_labelstudio(office_run, out)
+    with pytest.raises(ConfigError, match="is a folder"):
+        export_labelstudio(office_run, tmp_path, overwrite=True)
     export_labelstudio(office_run, out, overwrite=True)
     assert all(json.loads(out.read_text())[0]["data"]["image"].startswith("/") for _ in [0])
 
@@ -354,7 +360,7 @@ def test_cli_export_labelstudio(demo_run, tmp_path):
     assert res.exit_code == 0 and "20 tasks" in res.output, res.output
     assert len(json.loads(out.read_text())) == 20 and (tmp_path / "ls" / "tasks.label-config.xml").is_file()
     res = runner.invoke(app, ["export-labelstudio", str(demo_run), str(out)])  # it may hold annotations now
-    assert res.exit_code == 2 and "exists" in res.output and "--force" in res.output, res.output
+    assert res.exit_code == 2 and "exist(s)" in res.output and "--force" in res.output, res.output
     assert runner.invoke(app, ["export-labelstudio", str(demo_run), str(out), "--force"]).exit_code == 0
 
 
@@ -506,6 +512,15 @@ def test_answers_given_as_python_objects_import_like_a_file(demo_run, tmp_path):
     df = pd.DataFrame({"sample_id": [q[6].sample_id, q[7].sample_id], "label": [7, float("nan")]})
     table = import_answers(demo_run, df)
     assert (table.new, table.unanswered, table.ok) == (1, 1, True)
+    nullable = pd.DataFrame({"sample_id": [q[8].sample_id, q[9].sample_id], "label": pd.array([8, None],
+                                                                                            dtype="Int64")})
+    r = import_answers(demo_run, nullable)  # a nullable integer column with a missing answer (it crashed)
+    assert (r.new, r.unanswered, r.ok) == (1, 1, True)
+    by_index = pd.DataFrame({"label": [1]}, index=pd.Index([q[10].sample_id], name="sample_id"))
+    assert import_answers(demo_run, by_index).new == 1
+    assert import_answers(demo_run, pd.Series({q[11].sample_id: 2})).new == 1
+    with pytest.raises(DataError, match="the table has no 'label' column"):
+        import_answers(demo_run, pd.DataFrame({"sample_id": [q[12].sample_id], "class": ["x"]}))
     with pytest.raises(DataError, match="item 1 is .* not a .sample_id, label. pair"):
         import_answers(demo_run, [(q[8].sample_id,)])
     with pytest.raises(DataError, match="expected a file path, a mapping"):
