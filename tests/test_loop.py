@@ -178,3 +178,21 @@ def test_las_gets_the_runs_total_budget_fraction(tmp_path):
     loop = ActiveLoop(build_config(SMALL, ["query.strategy=las", "query.budget_ratio=0.2"]), tmp_path / "b",
                       show_progress=False)
     assert loop.strategy.params.budget_ratio == 0.2
+
+
+def test_a_relative_run_folder_stays_where_it_was_given(tmp_path, monkeypatch):
+    """A relative run_dir, then os.chdir (as in a notebook): the ledger stayed in the first folder while checkpoints
+    and queries went under the new one, and resume failed on a missing checkpoint."""
+    from adakit.config import build_config
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cfg = build_config({**SMALL, "budget": {"total": 0.02, "rounds": 1},
+                        "train": {"warmup_iters": 10, "round_iters": 5, "threads": 1}})
+    loop = ActiveLoop(cfg, "run", show_progress=False)
+    monkeypatch.chdir(tmp_path / "b")
+    loop.run()
+    assert loop.run_dir == tmp_path / "a" / "run"
+    assert (tmp_path / "a" / "run" / "summary.json").is_file() and not (tmp_path / "b" / "run").exists()
+    assert sorted(p.name for p in (tmp_path / "a" / "run" / "checkpoints").iterdir())
