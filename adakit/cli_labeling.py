@@ -190,42 +190,19 @@ def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None
     """Verify the ledger: an adakit ledger SQLite can read, integrity, every label refers to a queried id and
     lies in the class list, no id labelled twice without a correction record, the stored config validates.
     Exit code 1 when problems are found."""
-    import sqlite3
+    from adakit.ledger import check_run
 
-    from adakit.errors import ConfigError, LedgerError
-    from adakit.ledger import DROPPED, Ledger
-
-    path = Path(run_dir) / "ledger.sqlite"
     try:
-        if not path.is_file():
-            raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
+        res = check_run(run_dir)
     except AdakitError as e:
         _fail(e)
-    notes: list[str] = []
-    try:
-        with Ledger.read_only(path) as led:
-            problems = led.check()  # a meta value that is not JSON is one of its problems
-            meta = dict(led.conn.execute("SELECT key, value FROM meta WHERE key IN ('config', 'classes')"))
-            if "config" not in meta:
-                problems.append("no config stored in the ledger: it was not written by `adakit run` (or its "
-                                "creation was interrupted); start a new run with another --out folder")
-            if "classes" not in meta:
-                notes.append("no class list recorded (a run started by an older adakit): labels were not checked "
-                             "against the class list")
-            labels = led.current_labels()
-            n_q, n_l, n_d = len(led.queries()), len(labels), sum(y == DROPPED for y in labels.values())
-            n_rows = len(led.label_rows())
-    except LedgerError as e:
-        problems = [str(e)]
-    except sqlite3.DatabaseError as e:
-        problems = [f"{path}: SQLite cannot read it ({e}); restore it from a backup"]
-    for n in notes:
+    for n in res.notes:
         out.print(f"[dim]note:[/] {n}", highlight=False, soft_wrap=True)
-    if problems:
-        for p in problems:
+    if res.problems:
+        for p in res.problems:
             err.print(f"[red]problem:[/] {escape(p)}", highlight=False, soft_wrap=True)
-        err.print(f"{run_dir}: {len(problems)} problem(s)", highlight=False, soft_wrap=True)
+        err.print(f"{run_dir}: {len(res.problems)} problem(s)", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
-    dropped = f", {n_d} dropped (nobody could label them)" if n_d else ""
-    out.print(f"{run_dir}: ledger ok ({n_q} queries, {n_l - n_d} labelled{dropped}, {n_rows - n_l} corrections)",
-              highlight=False, soft_wrap=True)
+    dropped = f", {res.dropped} dropped (nobody could label them)" if res.dropped else ""
+    out.print(f"{run_dir}: ledger ok ({res.queries} queries, {res.labelled} labelled{dropped}, {res.corrections} "
+              "corrections)", highlight=False, soft_wrap=True)

@@ -517,6 +517,52 @@ class Ledger:
         return problems
 
 
+@dataclass
+class RunCheck:
+    """What `check_run` found: ``problems`` (empty: the ledger is consistent), ``notes`` and the counts."""
+
+    problems: list[str]
+    notes: list[str]
+    queries: int = 0
+    labelled: int = 0
+    dropped: int = 0
+    corrections: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_run(run_dir: str | Path) -> RunCheck:
+    """``adakit ledger check`` from Python: a run folder's ledger read-only, `Ledger.check` plus what a run's ledger
+    must hold (its config; a class list, else a note), and the counts. A folder without a ledger is a
+    `ConfigError`; a file SQLite cannot read is a problem, not an exception."""
+    from adakit.errors import ConfigError
+
+    path = Path(run_dir) / "ledger.sqlite"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
+    notes: list[str] = []
+    try:
+        with Ledger.read_only(path) as led:
+            problems = led.check()  # a meta value that is not JSON is one of its problems
+            meta = dict(led.conn.execute("SELECT key, value FROM meta WHERE key IN ('config', 'classes')"))
+            if "config" not in meta:
+                problems.append("no config stored in the ledger: it was not written by `adakit run` (or its "
+                                "creation was interrupted); start a new run in another folder")
+            if "classes" not in meta:
+                notes.append("no class list recorded (a run started by an older adakit): labels were not checked "
+                             "against the class list")
+            labels = led.current_labels()
+            dropped = sum(y == DROPPED for y in labels.values())
+            return RunCheck(problems, notes, len(led.queries()), len(labels) - dropped, dropped,
+                            len(led.label_rows()) - len(labels))
+    except LedgerError as e:
+        return RunCheck([str(e)], notes)
+    except sqlite3.DatabaseError as e:
+        return RunCheck([f"{path}: SQLite cannot read it ({e}); restore it from a backup"], notes)
+
+
 for _name in ("get_meta", "set_meta", "classes", "set_classes", "round_status", "set_round_status",
               "round_reached", "record_queries", "queries", "open_queries", "record_labels", "answer",
               "label_rows", "label_table", "last_round", "current_labels", "labelled_pool", "dropped_pool",

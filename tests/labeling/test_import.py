@@ -325,7 +325,11 @@ def test_cli_import_reports_errors_with_exit_code_1(demo_run, tmp_path):
 
 
 def test_cli_ledger_check_finds_problems(demo_run):
+    from adakit.ledger import check_run
+
     q = _open(demo_run)
+    fine = check_run(demo_run)  # the same check from Python (its extras were the command line's only)
+    assert fine.ok and (fine.queries, fine.labelled, fine.dropped, fine.corrections) == (20, 0, 0, 0)
     with Ledger(demo_run / "ledger.sqlite") as led:
         led.record_labels({q[0].sample_id: 1}, "t")
         led.conn.execute("DROP INDEX one_first_label")  # a damaged ledger: a second first answer
@@ -333,6 +337,10 @@ def test_cli_ledger_check_finds_problems(demo_run):
                          (q[0].sample_id,))
     res = runner.invoke(app, ["ledger", "check", str(demo_run)])
     assert res.exit_code == 1 and "without a correction record" in res.output
+    bad = check_run(demo_run)
+    assert not bad.ok and any("without a correction record" in p for p in bad.problems)
+    (demo_run / "ledger.sqlite").write_bytes(b"not a database" * 100)
+    assert "is not an SQLite file" in check_run(demo_run).problems[0]  # a problem, not an exception
 
 
 @pytest.mark.parametrize("cmd", [["query", "{d}", "--budget", "3"], ["import-labels", "{d}", "{d}/x.csv"],
