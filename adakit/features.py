@@ -181,7 +181,7 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     from adakit.data import images as img
     from adakit.data.domain import TensorDomain
     from adakit.data.objects import as_domain
-    from adakit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_transform
+    from adakit.data.transforms import image_transform, normalize_uint8_images
 
     if model is not None and backbone is not None:
         raise ConfigError("give either model= (an ONNX file) or backbone= (a model name or your nn.Module), not both")
@@ -224,9 +224,9 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
                 and domain.x.shape[3] in (1, 3):
             raise DataError(f"images: an array of shape {tuple(domain.x.shape)} looks channels-last; give (N, C, H, W) "
                             "(e.g. x.transpose(0, 3, 1, 2)), or the image files / PIL images")
-        if isinstance(domain, TensorDomain) and domain.x.dtype == torch.uint8 and domain.x.dim() == 4:
-            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
-            domain.x = (domain.x.float() / 255.0 - mean) / std
+        if isinstance(domain, TensorDomain) and domain.x.dtype == torch.uint8 and domain.x.dim() == 4 \
+                and domain.x.shape[1] == 3:
+            domain.x = normalize_uint8_images(domain.x)
     if len(domain) == 0:
         raise DataError("images: no images to compute features of")
     return extract_features(domain, extractor, batch_size, show_progress)

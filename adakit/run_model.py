@@ -106,12 +106,10 @@ class RunModel:
                     raise DataError(f"input: samples of shape {tuple(x.shape[1:])}, but the run {self.run_dir} was "
                                     f"trained on samples of shape {tuple(self.input_shape)}")
                 return None
-            if x.dtype == torch.uint8 and self._image_files_run:  # trained on normalised images: as they were
-                from adakit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+            if x.dtype == torch.uint8 and self._image_files_run and x.dim() == 4 and x.shape[1] == 3:
+                from adakit.data.transforms import normalize_uint8_images
 
-                mean, std = (torch.tensor(v).view(1, -1, *[1] * (x.dim() - 2)) for v in (IMAGENET_MEAN, IMAGENET_STD))
-                if x.dim() == 4 and x.shape[1] == 3:
-                    x = (x.float() / 255.0 - mean) / std
+                x = normalize_uint8_images(x)  # the run trained on normalised images: as they were
             if not (x.is_floating_point() or x.dtype == torch.uint8):
                 x = x.float()
             dom = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),

@@ -20,6 +20,15 @@ def default_resize(image_size: int) -> int:
     return int(round(image_size * 256 / 224))
 
 
+def normalize_uint8_images(x):
+    """uint8 images (N, 3, H, W) as the float tensor the image transforms make of pixels: scaled to [0, 1], then
+    ImageNet mean/std (no resize or crop)."""
+    import torch
+
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return (torch.as_tensor(x).float() / 255.0 - mean) / std
+
+
 @lru_cache(maxsize=16)
 def image_transform(train: bool, image_size: int = DEFAULT_IMAGE_SIZE, resize: int | None = None):
     """PIL image -> normalised float tensor (3, image_size, image_size)."""
