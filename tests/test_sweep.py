@@ -347,3 +347,16 @@ def test_a_sweep_on_your_arrays_can_compare_the_network_with_the_linear_probe(tm
     probe = yaml.safe_load((tmp_path / "s" / "runner_linear_probe" / "config.yaml").read_text())
     assert probe["data"]["format"] == "objects" and probe["model"]["backbone"] != "custom"  # (data objects only)
     assert run_sweep(config, {"runner": ["loop", "linear_probe"]}, "queried_acc", tmp_path / "s", **objects)["ran"] == 0
+
+
+def test_grid_values_from_python_are_checked_before_any_run(tmp_path):
+    import numpy as np
+
+    for bad, message in (({"train.lr": 0.01}, "give a list of values"), ({"train.lr": "0.01"}, "give a list"),
+                         ({"train.lr": []}, "the list of values is empty"),
+                         ({"train.lr": [{"a": 1}]}, "values must be numbers, strings or booleans")):
+        with pytest.raises(ConfigError, match=f"grid 'train.lr': {message}"):
+            run_sweep(BASE, bad, "im", tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+    settings = plan_sweep(BASE, {"train.lr": np.array([0.03, 0.003])}, tmp_path / "s")  # a numpy array works
+    assert [s.name for s in settings] == ["train.lr=0.03", "train.lr=0.003", "train.lr=0.01"]
