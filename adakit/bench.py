@@ -172,7 +172,12 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
         for pair in kept_pairs or [None]:
             for name, sets in methods.items():
                 pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
-                cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}", f"label={name}"])
+                try:
+                    cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}",
+                                             f"label={name}"])
+                except ConfigError as e:  # a key of the base config that only some methods have, say
+                    where = f", pair {pair[0]}-{pair[1]}" if pair else ""
+                    raise ConfigError(f"method {name!r} ({', '.join(sets) or 'no settings'}){where}: {e}") from None
                 run_dir = out_dir / slug(f"{cfg.data.source}-{cfg.data.target}") / slug(name) / f"seed-{seed}"
                 plan.append((cfg, run_dir))
 

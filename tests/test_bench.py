@@ -122,3 +122,15 @@ def test_a_run_stored_before_a_key_existed_is_the_same_experiment(bench_file, tm
             del stored["query"]["probs_from"], stored["data"]["source_val"]
             led.set_meta("config", stored)
     assert "(n=2)" in run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=True)
+
+
+def test_a_method_that_does_not_fit_the_base_config_is_named(tmp_path):
+    """A key of the base config that only one method has (objective.trade_off of DANN) broke the others, and the
+    error named only the base file."""
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "objective": {"name": "dann", "trade_off": 0.5}}))
+    spec = {"base": "base.yaml", "seeds": [0], "pairs": [["digits", "digits-shifted"]],
+            "methods": {"dann": [], "finetune": ["objective.name=finetune"]}}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="(?s)method .finetune. .objective.name=finetune., "
+                                          "pair digits-digits-shifted: .*trade_off"):
+        run_bench(tmp_path / "bench.yaml", tmp_path / "out")

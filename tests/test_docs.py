@@ -144,3 +144,22 @@ def test_mkdocs_nav_pages_exist():
     assert "methods.md" in pages and "architecture.md" in pages
     missing = [p for p in pages if not (REPO / "docs" / p).is_file()]
     assert not missing, f"mkdocs.yml nav names missing pages: {missing}"
+
+
+def test_every_built_in_method_is_documented():
+    """A built-in strategy or objective has a row in the README's method tables and appears in docs/methods.md
+    (CONTRIBUTING, "Adding a method"; nothing checked it before)."""
+    import re
+
+    from adakit.registry import OBJECTIVES, STRATEGIES
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    methods = (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
+    rows = {name for line in readme.splitlines() if line.startswith("| `")
+            for name in re.findall(r"`([a-z0-9_]+)`", line.split("|")[1])}
+    for reg in (STRATEGIES, OBJECTIVES):
+        for name in reg.names():
+            if not reg.get(name).__module__.startswith("adakit."):
+                continue  # (a test's or a user's method)
+            assert name in rows, f"{reg.kind} {name!r}: no row in the README's method tables"
+            assert f"`{name}`" in methods, f"{reg.kind} {name!r}: not in docs/methods.md"

@@ -51,13 +51,13 @@ class EntropyMin(adakit.Objective):
 @pytest.fixture(autouse=True)
 def registered():
     """Register the user classes as user code does; unregister afterwards (other tests see only built-ins)."""
-    adakit.register_strategy("logit_gap")(LogitGap)
-    adakit.register_objective("entropy_min")(EntropyMin)
+    adakit.register_strategy("my_logit_gap")(LogitGap)
+    adakit.register_objective("my_entropy_min")(EntropyMin)
     for v in CALLS.values():
         v.clear()
     yield
-    STRATEGIES._items.pop("logit_gap", None)
-    OBJECTIVES._items.pop("entropy_min", None)
+    STRATEGIES._items.pop("my_logit_gap", None)
+    OBJECTIVES._items.pop("my_entropy_min", None)
 
 
 def test_user_methods_run_by_name_in_a_config_run(tmp_path):
@@ -66,12 +66,12 @@ def test_user_methods_run_by_name_in_a_config_run(tmp_path):
 
     cfg = build_config({"seed": 0, "data": {"format": "demo", "source": "digits", "target": "digits-shifted"},
                         "model": {"backbone": "mlp", "hidden_dim": 16, "bottleneck_dim": 8},
-                        "objective": {"name": "entropy_min", "weight": 0.5},
-                        "query": {"strategy": "logit_gap", "temperature": 2.0},
+                        "objective": {"name": "my_entropy_min", "weight": 0.5},
+                        "query": {"strategy": "my_logit_gap", "temperature": 2.0},
                         "budget": {"total": 0.02, "rounds": 2},
                         "train": {"warmup_iters": 5, "round_iters": 3, "batch_size": 16, "device": "cpu"}})
     summary = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
-    assert summary["strategy"] == "logit_gap" and summary["objective"] == "entropy_min"
+    assert summary["strategy"] == "my_logit_gap" and summary["objective"] == "my_entropy_min"
     per_round = summary["budget"]["per_round"]
     assert [budget for _, budget in CALLS["strategy"]] == per_round and sum(per_round) > 0
     assert summary["rounds"][-1]["labels"] == sum(per_round)
@@ -80,10 +80,10 @@ def test_user_methods_run_by_name_in_a_config_run(tmp_path):
 
 def test_user_strategy_in_select_and_its_params_validated():
     logits = torch.tensor([[3.0, 0.0, 0.0], [1.0, 0.9, 0.0], [2.0, 1.0, 0.0], [0.5, 0.5, 0.4]])
-    sel = adakit.select("logit_gap", logits=logits, budget=2, temperature=0.5)
+    sel = adakit.select("my_logit_gap", logits=logits, budget=2, temperature=0.5)
     assert sel.indices.tolist() == [3, 1]
-    with pytest.raises(ConfigError, match="select\\('logit_gap'\\).bogus: unknown key; allowed keys: temperature"):
-        adakit.select("logit_gap", logits=logits, budget=2, bogus=1)
+    with pytest.raises(ConfigError, match="select\\('my_logit_gap'\\).bogus: unknown key; allowed keys: temperature"):
+        adakit.select("my_logit_gap", logits=logits, budget=2, bogus=1)
 
 
 def test_methods_lists_user_methods_and_their_parameters():
@@ -91,24 +91,24 @@ def test_methods_lists_user_methods_and_their_parameters():
 
     runner = CliRunner()
     listing = runner.invoke(app, ["methods"], env={"COLUMNS": "200"}).output
-    assert "logit_gap" in listing and "Smallest gap between the two largest logits" in listing
-    assert "entropy_min" in listing
-    detail = runner.invoke(app, ["methods", "entropy_min"], env={"COLUMNS": "200"})
+    assert "my_logit_gap" in listing and "Smallest gap between the two largest logits" in listing
+    assert "my_entropy_min" in listing
+    detail = runner.invoke(app, ["methods", "my_entropy_min"], env={"COLUMNS": "200"})
     assert detail.exit_code == 0 and "weight of the mean target entropy" in detail.output
 
 
 def test_registration_rules():
     # the same class again, and a redefinition of it (a re-run notebook cell), are fine
-    assert adakit.register_strategy("logit_gap")(LogitGap) is LogitGap
+    assert adakit.register_strategy("my_logit_gap")(LogitGap) is LogitGap
     redefined = type("LogitGap", (LogitGap,), {"__module__": LogitGap.__module__, "__qualname__": "LogitGap"})
-    adakit.register_strategy("logit_gap")(redefined)
-    assert STRATEGIES.get("logit_gap") is redefined
+    adakit.register_strategy("my_logit_gap")(redefined)
+    assert STRATEGIES.get("my_logit_gap") is redefined
 
     class Other(adakit.Strategy):
         """Another strategy."""
 
-    with pytest.raises(ConfigError, match="strategy 'logit_gap' is already registered by .*LogitGap"):
-        adakit.register_strategy("logit_gap")(Other)
+    with pytest.raises(ConfigError, match="strategy 'my_logit_gap' is already registered by .*LogitGap"):
+        adakit.register_strategy("my_logit_gap")(Other)
     with pytest.raises(ConfigError, match="strategy 'margin' is already registered"):  # built-ins load first
         adakit.register_strategy("margin")(Other)
     with pytest.raises(ConfigError, match="must be a subclass of adakit.query.base.Strategy"):

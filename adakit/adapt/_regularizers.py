@@ -28,9 +28,12 @@ def source_rows(batch: Batch) -> torch.Tensor:
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per-row Shannon entropy H(softmax(z)) = −Σ_c p_c log p_c in nats, (N,)."""
+    """Per-row Shannon entropy H(softmax(z)) = −Σ_c p_c log p_c in nats, (N,), with 0·log 0 = 0 (a −inf logit,
+    e.g. a masked class, gave NaN)."""
     logp = F.log_softmax(logits.float(), dim=1)
-    return -(logp.exp() * logp).sum(1)
+    p = logp.exp()
+    return -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(1)  # (masked before the product: no NaN
+    # gradient either)
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

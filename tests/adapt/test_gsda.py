@@ -186,3 +186,18 @@ def test_gsda_improves_over_source_only():
     base = final_accuracy("source_only")
     acc = final_accuracy("gsda", hidden=64, local_hidden=32)
     assert acc >= base + 0.08, (base, acc)
+
+
+def test_entropy_of_a_masked_class_is_finite_with_finite_gradients():
+    """0·log 0 = 0 (docs/methods.md): a −inf logit gave NaN."""
+    import math
+
+    from adakit.adapt._regularizers import entropy
+
+    z = torch.tensor([[0.0, 0.0, -math.inf], [1.0, 2.0, 3.0]], requires_grad=True)
+    h = entropy(z)
+    torch.testing.assert_close(h[0], torch.tensor(math.log(2.0)))
+    p = torch.softmax(z[1].detach(), 0)
+    torch.testing.assert_close(h[1], -(p * p.log()).sum())
+    h.sum().backward()
+    assert torch.isfinite(z.grad).all()
