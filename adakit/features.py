@@ -181,7 +181,7 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     from adakit.data import images as img
     from adakit.data.domain import TensorDomain
     from adakit.data.objects import as_domain
-    from adakit.data.transforms import image_transform, normalize_uint8_images
+    from adakit.data.transforms import normalize_uint8_images
 
     if model is not None and backbone is not None:
         raise ConfigError("give either model= (an ONNX file) or backbone= (a model name or your nn.Module), not both")
@@ -208,16 +208,8 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
             domain = img.load_image_list(path, path.stem, cfg=cfg.model_copy(update={"format": "image_list"}))
         else:
             raise DataError(f"images={str(images)!r}: no such image folder or image-list file")
-    elif isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path)) for i in images):
-        n = len(images)
-        domain = img.FileImageDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
-                                 paths=np.array([str(i) for i in images]), image_size=size, resize=resize)
-        domain.verify()
-    elif isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
-        tf = image_transform(False, size, resize)
-        x = torch.stack([tf(img.to_rgb(i)) for i in images])
-        domain = TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1),
-                              x=x)
+    elif isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path, Image.Image)) for i in images):
+        domain = img.image_inputs(list(images), size, resize)
     else:
         domain = as_domain(images, "input")
         if isinstance(domain, TensorDomain) and domain.x.dim() == 4 and domain.x.shape[1] not in (1, 3) \

@@ -129,7 +129,7 @@ class RunModel:
         """Image paths or PIL images of a run on image files, as a domain that reads them as the run did."""
         from PIL import Image
 
-        from adakit.data.images import FileImageDomain, _sizes, to_rgb
+        from adakit.data.images import _sizes, image_inputs
 
         items = [X] if isinstance(X, (str, Path, Image.Image)) else X
         if not isinstance(items, (list, tuple)) or not items or not all(
@@ -139,22 +139,7 @@ class RunModel:
             raise DataError(f"input: image paths or PIL images, but the run {self.run_dir} did not train on image "
                             f"files (data.format={self.config.data.format!r}); pass arrays of shape "
                             f"(N, *{tuple(self.input_shape)})")
-        size, resize = _sizes(self.config.data)
-        if all(isinstance(i, (str, Path)) for i in items):
-            missing = [str(i) for i in items if not Path(i).is_file()]
-            if missing:
-                raise DataError(f"input: {len(missing)} image file(s) not found, e.g. {missing[0]}")
-            n = len(items)
-            return FileImageDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
-                                   paths=np.array([str(i) for i in items]), image_size=size, resize=resize)
-        if not all(isinstance(i, Image.Image) for i in items):
-            raise DataError("input: a list mixing image paths and PIL images; pass one kind")
-        from adakit.data.domain import TensorDomain
-        from adakit.data.transforms import image_transform
-
-        tf = image_transform(False, size, resize)
-        x = torch.stack([tf(to_rgb(i)) for i in items])
-        return TensorDomain(name="input", classes=[], ids=np.arange(len(x)).astype(str), y=np.full(len(x), -1), x=x)
+        return image_inputs(items, *_sizes(self.config.data), verify=False)  # (a bad file is named when loaded)
 
     @torch.no_grad()
     def _forward(self, X: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,13 +188,9 @@ FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm
 
 
 def _image_domain(paths: list[Path], ids: list[str], data_cfg) -> Domain:
-    from adakit.data.images import FileImageDomain, _sizes
+    from adakit.data.images import _sizes, image_inputs
 
-    image_size, resize = _sizes(data_cfg)
-    dom = FileImageDomain(name="input", classes=[], ids=np.array(ids), y=np.full(len(paths), -1),
-                          paths=np.array([str(p) for p in paths]), image_size=image_size, resize=resize)
-    dom.verify()
-    return dom
+    return image_inputs(paths, *_sizes(data_cfg), ids=ids)
 
 
 def read_inputs(path: Path, data_cfg, image_list: bool = False,

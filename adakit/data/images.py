@@ -165,6 +165,34 @@ class FileImageDomain(Domain):
                             "Replace them with readable copies (or list only readable files).")
 
 
+def image_inputs(items: list, image_size: int, resize: int, ids: list[str] | None = None,
+                 verify: bool = True) -> Domain:
+    """Image files (paths) or PIL images to predict on or extract features from, as a domain that reads them as
+    adakit reads image files (`to_rgb`, then the evaluation transform); ``ids`` default to positions. Files are
+    decoded first (`FileImageDomain.verify`) unless ``verify`` is off; missing files and a list mixing paths with
+    PIL images are `DataError`s."""
+    from PIL import Image
+
+    from adakit.data.domain import TensorDomain
+
+    n = len(items)
+    ids = np.arange(n).astype(str) if ids is None else np.array(ids)
+    if all(isinstance(i, (str, os.PathLike)) for i in items):
+        missing = [str(i) for i in items if not Path(i).is_file()]
+        if missing:
+            raise DataError(f"input: {len(missing)} image file(s) not found, e.g. {missing[0]}")
+        dom = FileImageDomain(name="input", classes=[], ids=ids, y=np.full(n, -1),
+                              paths=np.array([str(i) for i in items]), image_size=image_size, resize=resize)
+        if verify:
+            dom.verify()
+        return dom
+    if not all(isinstance(i, Image.Image) for i in items):
+        raise DataError("input: a list mixing image paths and PIL images; pass one kind")
+    tf = image_transform(False, image_size, resize)
+    return TensorDomain(name="input", classes=[], ids=ids, y=np.full(n, -1),
+                        x=torch.stack([tf(to_rgb(i)) for i in items]))
+
+
 def _sizes(cfg) -> tuple[int, int]:
     image_size = (cfg.image_size if cfg is not None else None) or DEFAULT_IMAGE_SIZE
     resize = (cfg.resize if cfg is not None else None) or default_resize(image_size)
