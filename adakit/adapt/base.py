@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -179,23 +180,11 @@ class Objective(nn.Module):
         gradients into your network. Returns named terms (``ce_source``, ``adversarial``, ...), as a run logs
         them. Bad shapes, labels or a missing part are a `ConfigError` / `DataError` before any computation.
         """
-        return self(_HeadOnly(head), _own_batch(self, locals()), float(progress))
+        batch = _own_batch(self, locals())  # (checks head= for the objectives that read it: MME, BIWAA)
+        return self(SimpleNamespace(head=head), batch, float(progress))
 
     def on_round_start(self, round_index: int) -> None:
         """Hook called before each fit (warm-up is round 0)."""
-
-
-class _HeadOnly:
-    """What `Objective.losses` hands the objectives as ``model``: only the head is read (MME, BIWAA)."""
-
-    def __init__(self, head: nn.Module | None):
-        self._head = head
-
-    @property
-    def head(self) -> nn.Module:
-        if self._head is None:
-            raise ConfigError("objective.losses(): this objective needs head= (your classifier head)")
-        return self._head
 
 
 def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
