@@ -63,14 +63,20 @@ def _read_npz(path: Path, labels_only: bool = False):
                 return None, y, None, None
             x = z["feat"].astype(np.float32)
             classes = [str(c) for c in z["classes"].tolist()] if "classes" in z.files else None
-            paths = None
-            if "ids" in z.files and "image_root" in z.files:
-                root = path.parent / str(z["image_root"])  # an absolute image_root replaces the folder
-                paths = np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
-                _warn_if_stale(path, root, paths)
+            paths = _npz_image_paths(path, z)
+            if paths is not None:
+                _warn_if_stale(path, path.parent / str(z["image_root"]), paths)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not an .npz, truncated, or not numbers
         raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     return x, y, classes, paths
+
+
+def _npz_image_paths(path: Path, z) -> np.ndarray | None:
+    """The image file of each row of an open ``.npz`` that records them (``ids`` + ``image_root``), else None."""
+    if "ids" not in z.files or "image_root" not in z.files:
+        return None
+    root = path.parent / str(z["image_root"])  # an absolute image_root replaces the folder
+    return np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
 
 
 def _warn_if_stale(path: Path, root: Path, paths: np.ndarray) -> None:
@@ -104,29 +110,40 @@ def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, p
     return key
 
 
-def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
+def _load_mat(path: Path) -> dict:
+    """The variables of a ``.mat`` file; an unreadable one is a `DataError` (MATLAB v7.3: how to convert it)."""
     import scipy.io
 
-    fkey, lkey = (cfg.feature_key, cfg.label_key) if cfg is not None else (None, None)
     _require(path)
     try:
-        m = scipy.io.loadmat(path)
+        return scipy.io.loadmat(path)
     except Exception as err:  # any parse failure of the file (scipy raises many kinds)
         hint = ("; MATLAB v7.3 files are HDF5: save them with save(..., '-v7') or convert them to .npz"
                 if "v7.3" in str(err) or "HDF" in str(err) else "")
         raise DataError(f"{path}: cannot read as .mat ({type(err).__name__}: {err}){hint}") from None
+
+
+def _mat_matrix(m: dict, key: str, path: Path) -> np.ndarray:
+    """Variable ``key`` of a loaded ``.mat`` as float32 (a sparse one, e.g. bag of words, made dense)."""
+    import scipy.sparse
+
+    v = m[key]
+    try:
+        return np.asarray(v.toarray() if scipy.sparse.issparse(v) else v, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{path}: {key} must hold numbers ({err})") from None
+
+
+def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
+
+    fkey, lkey = (cfg.feature_key, cfg.label_key) if cfg is not None else (None, None)
+    m = _load_mat(path)
     yk = _mat_key(m, lkey, _MAT_Y, name, path, "label")
     y = integer_labels(m[yk], path, f"label ({yk})")
     if labels_only:
         return None, y
     xk = _mat_key(m, fkey, _MAT_X, name, path, "feature")
-    try:
-        import scipy.sparse
-
-        v = m[xk]
-        x = np.asarray(v.toarray() if scipy.sparse.issparse(v) else v, dtype=np.float32)  # (sparse: bag of words)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"{path}: {xk} must hold numbers ({err})") from None
+    x = _mat_matrix(m, xk, path)
     if x.ndim == 2 and x.shape[0] != len(y) and x.shape[1] == len(y):
         x = x.T  # stored d x N (MATLAB convention of many DA feature sets)
     if x.ndim == 2 and x.shape[0] != len(y):
@@ -170,26 +187,15 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
                 if "feat" not in z.files:
                     raise DataError(f"{path}: no array 'feat' (the feature rows, N x d); found {z.files}")
                 x = z["feat"].astype(np.float32)
-                if "ids" in z.files and "image_root" in z.files:
-                    root = path.parent / str(z["image_root"])
-                    return x, [f"{root}/{i}" for i in np.asarray(z["ids"]).astype(str).tolist()]
+                paths = _npz_image_paths(path, z)
+                if paths is not None:
+                    return x, paths.tolist()
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     elif fmt == "mat":
-        import scipy.io
-
-        try:
-            m = scipy.io.loadmat(_require(path))
-        except Exception as err:  # any parse failure of the file (scipy raises many kinds)
-            raise DataError(f"{path}: cannot read as .mat ({type(err).__name__}: {err})") from None
+        m = _load_mat(path)
         xk = _mat_key(m, cfg.feature_key if cfg is not None else None, _MAT_X, path.stem, path, "feature")
-        v = m[xk]
-        try:
-            import scipy.sparse
-
-            x = np.asarray(v.toarray() if scipy.sparse.issparse(v) else v, dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"{path}: {xk} must hold numbers ({err})") from None
+        x = _mat_matrix(m, xk, path)
         if n_features is not None and x.ndim == 2 and x.shape[1] != n_features and x.shape[0] == n_features:
             x = x.T  # stored d x N
     else:
