@@ -197,17 +197,14 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
         extractor = TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size)
     cfg = DataConfig(format="image_folder", source="input", target="input", image_size=size, resize=resize)
     size, resize = img._sizes(cfg)
-    if isinstance(images, Image.Image) or (isinstance(images, (str, Path)) and Path(images).suffix.lower() in
-                                           img.IMAGE_EXTENSIONS and Path(images).is_file()):
+    if isinstance(images, Image.Image):
         images = [images]  # one image
-    if isinstance(images, (str, Path)):
+    if isinstance(images, (str, Path)):  # a folder, one image, or an image list (any other file)
         path = Path(images).expanduser()
-        if path.is_dir():
-            domain = img.load_image_folder(path, path.name, cfg=cfg)
-        elif path.is_file():
-            domain = img.load_image_list(path, path.stem, cfg=cfg.model_copy(update={"format": "image_list"}))
-        else:
-            raise DataError(f"images={str(images)!r}: no such image folder or image-list file")
+        as_list = path.is_file() and path.suffix.lower() not in img.IMAGE_EXTENSIONS
+        domain = img.read_image_inputs(path, size, resize, cfg, image_list=as_list)
+        if domain is None:
+            raise DataError(f"images={str(images)!r}: no such image folder or image-list file (nor an image file)")
     elif isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path, Image.Image)) for i in images):
         domain = img.image_inputs(list(images), size, resize)
     else:

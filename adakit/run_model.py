@@ -187,12 +187,6 @@ class RunModel:
 FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight"}
 
 
-def _image_domain(paths: list[Path], ids: list[str], data_cfg) -> Domain:
-    from adakit.data.images import _sizes, image_inputs
-
-    return image_inputs(paths, *_sizes(data_cfg), ids=ids)
-
-
 def read_inputs(path: Path, data_cfg, image_list: bool = False,
                 n_features: int | None = None) -> Domain | tuple[np.ndarray, list[str]]:
     """What `RunModel.predict_file` (``adakit predict``) reads: one image, an image folder (any depth, sorted), an
@@ -200,21 +194,14 @@ def read_inputs(path: Path, data_cfg, image_list: bool = False,
     parent, ``data.root`` or $ADAKIT_DATA) or a feature file (.npz / .mat / svmlight; its rows and their ids,
     labels not needed)."""
     from adakit.data.features import read_feature_rows
-    from adakit.data.images import IMAGE_EXTENSIONS, _resolve, find_images, parse_image_list
+    from adakit.data.images import _sizes, read_image_inputs
 
-    if path.is_dir():
-        files = find_images(path)
-        if not files:
-            raise DataError(f"{path}: no images found (looked for .jpg, .png, ... at any depth)")
-        return _image_domain(files, [f.relative_to(path).as_posix() for f in files], data_cfg)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
                         f"({', '.join(sorted(FEATURE_SUFFIXES))})")
-    if not image_list and path.suffix.lower() in IMAGE_EXTENSIONS:
-        return _image_domain([path], [path.name], data_cfg)
-    if image_list or path.suffix.lower() == ".txt":  # read as training reads lists (labels, if any, ignored)
-        entries, linenos = parse_image_list(path)[:2]
-        return _image_domain([Path(p) for p in _resolve(entries, linenos, path, data_cfg)], entries, data_cfg)
+    images = read_image_inputs(path, *_sizes(data_cfg), data_cfg, image_list)
+    if images is not None:
+        return images
     fmt = FEATURE_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"{path}: unknown input type {path.suffix!r}; give an image folder, an image list (.txt, or "

@@ -252,6 +252,11 @@ def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module
     from_folder = compute_features(tiny_images, **kw)
     assert from_folder.shape == (4, 512)
     np.testing.assert_allclose(compute_features(files, **kw), from_folder, rtol=1e-5, atol=1e-6)
+    loose = tmp_path / "loose"  # images without class sub-folders, as the docstring promises (it refused them)
+    loose.mkdir()
+    for f in files:
+        (loose / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())
+    np.testing.assert_allclose(compute_features(loose, **kw), from_folder, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(compute_features([Image.open(f) for f in files], **kw), from_folder, rtol=1e-5,
                                atol=1e-6)
     T = torchvision.transforms

@@ -193,6 +193,26 @@ def image_inputs(items: list, image_size: int, resize: int, ids: list[str] | Non
                         x=torch.stack([tf(to_rgb(i)) for i in items]))
 
 
+def read_image_inputs(path: Path, image_size: int, resize: int, cfg=None, image_list: bool = False) -> Domain | None:
+    """The images at ``path`` to predict on or extract features from (`image_inputs`), or None when ``path`` holds
+    none of these: a folder (images at any depth, sorted, ids relative to it; `find_images`), one image file, or an
+    image list (``image_list``, or a ``.txt`` file; read as training reads lists: `parse_image_list`, paths
+    resolved as `load_image_list` resolves them with ``cfg``; labels, if any, ignored)."""
+    if path.is_dir():
+        files = find_images(path)
+        if not files:
+            raise DataError(f"{path}: no images found (looked for .jpg, .png, ... at any depth)")
+        return image_inputs(files, image_size, resize, ids=[f.relative_to(path).as_posix() for f in files])
+    if not path.is_file():
+        return None
+    if not image_list and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return image_inputs([path], image_size, resize, ids=[path.name])
+    if image_list or path.suffix.lower() == ".txt":
+        entries, linenos = parse_image_list(path)[:2]
+        return image_inputs([Path(p) for p in _resolve(entries, linenos, path, cfg)], image_size, resize, ids=entries)
+    return None
+
+
 def _sizes(cfg) -> tuple[int, int]:
     image_size = (cfg.image_size if cfg is not None else None) or DEFAULT_IMAGE_SIZE
     resize = (cfg.resize if cfg is not None else None) or default_resize(image_size)
