@@ -93,14 +93,13 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
     from adakit import distributed
     from adakit.config import build_config
     from adakit.errors import AdakitError
+    from adakit.loop import _as_config, _with_objects
     from adakit.rundir import check_out_dir, run_lock
 
-    cfg = config if isinstance(config, ExperimentConfig) else build_config(config or {})
+    cfg = _as_config(config)
     given = any(x is not None for x in (source, target, test))
     prints = None
     if given:
-        from adakit.loop import _with_objects
-
         cfg, domains, objs = _with_objects(cfg, domains, source, target, test, classes, None, None, None, None)
         prints = objs.fingerprint
     run_dir = Path(run_dir)
