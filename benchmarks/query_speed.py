@@ -148,15 +148,16 @@ def backend_of(name: str, n: int) -> str:
     from adakit.query._algorithms import EXACT_KMEANS_MAX, EXACT_KNN_MAX, _faiss
 
     b = budget_of(n)
-    has_faiss = _faiss() is not None
+    gpu = os.environ.get("QS_DEVICE", "cpu").startswith("cuda")
+    has_faiss = _faiss() is not None and not gpu  # a GPU pool searches and clusters in torch
     unl = n - n // 100
+    bounded = f"{'faiss' if has_faiss else 'torch'} k-means, greedy seeding, 8 it."
     if name == "las":
         knn = ("faiss flat (exact)" if has_faiss else "torch exact") if unl <= EXACT_KNN_MAX else "IVF, nprobe 8"
-        km = "sklearn" if 11 * b * b <= EXACT_KMEANS_MAX or not has_faiss else "faiss k-means, greedy seeding, 8 it."
+        km = "sklearn" if 11 * b * b <= EXACT_KMEANS_MAX else bounded
         return f"kNN {knn}; k-means {km}"
     if name == "clue":
-        exact = unl * b <= EXACT_KMEANS_MAX or not has_faiss
-        return "sklearn k-means" if exact else "faiss k-means, greedy seeding, 8 it."
+        return "sklearn k-means" if unl * b <= EXACT_KMEANS_MAX else bounded
     if name == "coreset":
         return "torch exact, lazy greedy"
     if name == "badge":

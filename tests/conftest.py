@@ -64,9 +64,9 @@ def unlabelled_target_config(tmp_path):
     return make
 
 
-#: adakit's documented CPU step: scikit-learn / faiss k-means. Host copies made inside it are expected on every
-#: device.
-CPU_STEPS = frozenset({"weighted_kmeans"})
+#: adakit's documented CPU steps: scikit-learn / faiss k-means, and the k-means weights (N values) that the seeding
+#: draws with numpy. Host copies made inside them are expected on every device.
+CPU_STEPS = frozenset({"_cpu_kmeans", "_host_weights"})
 
 
 class HostCopies(TorchFunctionMode):

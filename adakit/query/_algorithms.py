@@ -11,9 +11,9 @@
 - `knn`: top-k cosine neighbours, exact (blocked in torch, never more than ``block × N`` similarities at
   once, or faiss ``IndexFlatIP``), or approximate for large pools (`ivf_knn`, an inverted file searched with
   matrix products).
-- `weighted_kmeans` + `nearest_to_centroids`: (weighted) k-means, scikit-learn's or faiss's with a bounded
-  number of iterations for large N·k, and a picker of the sample nearest each centroid without duplicates
-  (CLUE, LAS).
+- `weighted_kmeans` + `nearest_to_centroids`: (weighted) k-means, scikit-learn's, or for large N·k a bounded
+  number of weighted Lloyd iterations (faiss's on the CPU, torch's on the pool's device), and a picker of the
+  sample nearest each centroid without duplicates (CLUE, LAS).
 
 Every random choice takes an explicit ``numpy.random.Generator``; ties in arg-max are broken by it.
 Indices are positions in the point set (strategies map them back to pool indices).
@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "PointSet", "DensePoints", "OuterProductPoints", "as_points", "sq_dist_to", "min_sq_dist_to",
-    "min_sq_dist", "farthest_first", "kmeans_pp", "knn", "weighted_kmeans", "nearest_to_centroids",
+    "min_sq_dist", "nearest_centre", "weighted_lloyd", "farthest_first", "kmeans_pp", "knn", "weighted_kmeans",
+    "nearest_to_centroids",
     "kmeans_select", "argmax_random", "ivf_knn", "MAX_BLOCK_ELEMENTS", "EXACT_KNN_MAX", "EXACT_KMEANS_MAX",
 ]
 
@@ -216,19 +217,27 @@ def min_sq_dist(x: torch.Tensor, centres: torch.Tensor, block: int | None = None
     Blocked over rows: ``block`` rows (default MAX_BLOCK_ELEMENTS / #centres) against all centres in one
     matrix product, min_j(|c_j|² − 2 x·c_j) + |x|² (+inf when there are no centres). Runs on ``x``'s device.
     """
+    return nearest_centre(x, centres, block)[0]
+
+
+def nearest_centre(x: torch.Tensor, centres: torch.Tensor,
+                   block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) squared distance of each row of ``x`` to its nearest row of ``centres`` and (N,) that row's index
+    (blocked as `min_sq_dist`; index 0 and +inf when there are no centres). Runs on ``x``'s device."""
     x = _tensor(x)
     centres = _tensor(centres, x.device).to(x.dtype)
     out = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
+    idx = torch.zeros(len(x), dtype=torch.long, device=x.device)
     if len(centres) == 0:
-        return out
+        return out, idx
     cn = (centres * centres).sum(dim=1)
     ct = centres.T.contiguous()
     step = _block_size(len(centres), block)
     for s in range(0, len(x), step):
         xb = x[s:s + step]
-        part = torch.addmm(cn[None, :], xb, ct, alpha=-2.0).min(dim=1).values
+        part, idx[s:s + step] = torch.addmm(cn[None, :], xb, ct, alpha=-2.0).min(dim=1)
         out[s:s + step] = (part + (xb * xb).sum(dim=1)).clamp_min_(0.0)
-    return out
+    return out, idx
 
 
 # ------------------------------------------------------------------------------------------ greedy pickers
@@ -650,14 +659,19 @@ def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool =
 
 
 def _cluster_sums(x: torch.Tensor, assign: torch.Tensor, k: int, onehot: bool | None = None) -> torch.Tensor:
-    """(k, m) sums of the rows of ``x`` per cluster ``assign``: ``index_add_`` on the CPU, a one-hot matrix
-    product elsewhere (``onehot``: force either), since a GPU's ``index_add_`` adds floats atomically, in an order
-    that varies from run to run. The one-hot matrix is (k, N): 256 MB for the IVF's k-means at a pool of 1M."""
+    """(k, m) sums of the rows of ``x`` per cluster ``assign``: ``index_add_`` on the CPU, one-hot matrix
+    products elsewhere (``onehot``: force either), since a GPU's ``index_add_`` adds floats atomically, in an order
+    that varies from run to run. The one-hot matrices are blocked over rows (at most MAX_BLOCK_ELEMENTS entries
+    at once), never (k, N)."""
     if onehot is None:
         onehot = x.device.type != "cpu"
-    if onehot:
-        return F.one_hot(assign, k).to(x.dtype).T @ x
-    return torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, assign, x)
+    acc = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
+    if not onehot:
+        return acc.index_add_(0, assign, x)
+    step = _block_size(k, None)
+    for s in range(0, len(x), step):
+        acc.addmm_(F.one_hot(assign[s:s + step], k).to(x.dtype).T, x[s:s + step])
+    return acc
 
 
 def _spherical_kmeans(x: torch.Tensor, nlist: int, iters: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -742,15 +756,16 @@ EXACT_KMEANS_MAX = 10_000_000
 SEEDING_DRAWS_PER_CENTRE = 8
 
 
-def seeding_sample(x: np.ndarray, k: int, rng: np.random.Generator, *, weights: np.ndarray | None = None,
-                   draws_per_centre: int | None = None) -> np.ndarray:
+def seeding_sample(x: np.ndarray | torch.Tensor, k: int, rng: np.random.Generator, *,
+                   weights: np.ndarray | None = None, draws_per_centre: int | None = None) -> np.ndarray:
     """k distinct row indices of ``x``: greedy k-means++ (`greedy_kmeans_pp`) on a weighted sample of the rows.
 
     The sample is ``draws_per_centre``·k draws with replacement ∝ weight (uniform without weights), each
     distinct row weighted by how often it was drawn: an unbiased sample of the weighted data, so rows that
     carry the weight are in it (a uniform subsample misses them on skewed weights such as CLUE's). When the
     draws would cover the pool (draws ≥ N) or hit fewer than k distinct rows, the seeding runs on every row
-    with its weight. Cost O(k·trials·draws·m) instead of O(k·trials·N·m).
+    with its weight. Cost O(k·trials·draws·m) instead of O(k·trials·N·m). A tensor ``x`` is seeded on
+    its device (only the drawn indices move there); ``weights`` are a CPU array.
     """
     n = len(x)
     s = int(draws_per_centre or SEEDING_DRAWS_PER_CENTRE) * k
@@ -758,13 +773,42 @@ def seeding_sample(x: np.ndarray, k: int, rng: np.random.Generator, *, weights: 
         p = None if weights is None else weights / weights.sum()
         rows, counts = np.unique(rng.choice(n, size=s, p=p), return_counts=True)
         if len(rows) >= k:
-            return rows[greedy_kmeans_pp(torch.from_numpy(np.ascontiguousarray(x[rows])), k, rng, weights=counts)]
-    return greedy_kmeans_pp(torch.from_numpy(np.ascontiguousarray(x)), k, rng, weights=weights)
+            return rows[greedy_kmeans_pp(_gather(x, rows), k, rng, weights=counts)]
+    return greedy_kmeans_pp(_gather(x, None), k, rng, weights=weights)
+
+
+def _gather(x: np.ndarray | torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+    """The rows of ``x`` (all with None) as a tensor on ``x``'s device (numpy: a CPU tensor)."""
+    if isinstance(x, torch.Tensor):
+        return x if rows is None else x[torch.as_tensor(rows, device=x.device)]
+    return torch.from_numpy(np.ascontiguousarray(x if rows is None else x[rows]))
+
+
+def weighted_lloyd(x: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor | None, iters: int, *,
+                   block: int | None = None) -> tuple[torch.Tensor, float]:
+    """``iters`` weighted Lloyd iterations from ``centres`` on ``x``'s device; the centroids and the final
+    objective Σ w·min_j |x − c_j|² (Lloyd 1982; the weighted update of CLUE's Eq. 6).
+
+    Each iteration assigns every row to its nearest centroid (`nearest_centre`, blocked) and moves each
+    centroid to the weighted mean of its rows; a centroid that wins no weight keeps its place (as faiss's
+    does not: it splits a large cluster). Memory O(N·m + block·k), never (N, k). Deterministic on every device
+    (blocked one-hot sums on a GPU, `_cluster_sums`).
+    """
+    c = centres.to(x.dtype).clone()
+    w = torch.ones(len(x), dtype=x.dtype, device=x.device) if weights is None else weights.to(x.device, x.dtype)
+    xw = x * w[:, None]
+    for _ in range(int(iters)):
+        _, a = nearest_centre(x, c, block)
+        sums = _cluster_sums(xw, a, len(c))
+        mass = _cluster_sums(w[:, None], a, len(c))[:, 0]
+        c = torch.where(mass[:, None] > 0, sums / mass.clamp_min(torch.finfo(x.dtype).tiny)[:, None], c)
+    d2, _ = nearest_centre(x, c, block)
+    return c, float((w.double() * d2.double()).sum())
 
 
 def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generator, *,
                     weights: torch.Tensor | np.ndarray | None = None, n_init: int = 1,
-                    max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss"] = "sklearn",
+                    max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss", "torch"] = "sklearn",
                     faiss_iter: int = 8) -> np.ndarray:
     """Centroids (k, m) of a (weighted) k-means; the seed comes from ``rng``. Requires k ≤ N.
 
@@ -779,24 +823,59 @@ def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generat
       synthetic pools and real features). faiss's own random initialisation is not used: on well-separated
       clusters it leaves some without a centroid; plain D² seeding on a uniform subset (before 2026-12-03)
       missed the rows that carry the weight on skewed weights and ended up to 22% above scikit-learn's objective.
-    - "auto": "sklearn" while N·k ≤ EXACT_KMEANS_MAX, else "faiss" when importable.
+    - "torch": the same seeding and ``faiss_iter`` weighted Lloyd iterations (`weighted_lloyd`) in torch, on
+      the device of a tensor ``x`` (a GPU pool is clustered on the GPU, no host copy of it).
+    - "auto": "sklearn" while N·k ≤ EXACT_KMEANS_MAX; above, "torch" for a GPU tensor, else "faiss" when
+      importable, else "torch".
 
-    Both run on the CPU: tensors on another device are copied there (the centroids come back as numpy).
+    sklearn and faiss run on the CPU (tensors on another device are copied there); the centroids come back as
+    numpy.
     """
-    xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # sklearn / faiss: CPU
+    if k > len(x):
+        raise ValueError(f"k-means with {k} clusters on {len(x)} points")
+    on_gpu = isinstance(x, torch.Tensor) and x.device.type != "cpu"
+    if backend == "auto":
+        backend = ("sklearn" if len(x) * k <= EXACT_KMEANS_MAX else
+                   "torch" if on_gpu or _faiss() is None else "faiss")
+    w = _host_weights(weights)
+    seed = int(rng.integers(2**31 - 1))
+    if backend == "torch":
+        return _torch_kmeans(x, k, seed, w, n_init, faiss_iter)
+    return _cpu_kmeans(x, k, seed, w, n_init, max_iter, backend, faiss_iter)
+
+
+def _host_weights(weights: torch.Tensor | np.ndarray | None) -> np.ndarray | None:
+    """k-means weights as a float64 CPU array clipped at 0 (the seeding draws them with numpy; N values, not
+    N × m); None without weights or when they sum to 0 (uniform weights)."""
+    if weights is None:
+        return None
+    w = np.asarray(_tensor(weights).detach().cpu().double().numpy(), dtype=np.float64).clip(min=0.0)
+    return w if w.sum() > 0 else None
+
+
+def _torch_kmeans(x: torch.Tensor | np.ndarray, k: int, seed: int, w: np.ndarray | None, n_init: int,
+                  iters: int) -> np.ndarray:
+    """`weighted_kmeans`'s "torch" backend on ``x``'s device: `seeding_sample`, then `weighted_lloyd`; the best
+    of ``n_init`` runs."""
+    xt = _tensor(x).detach()
+    xt = xt if xt.is_floating_point() else xt.double()
+    sub = np.random.default_rng(seed)
+    wt = None if w is None else torch.from_numpy(w)
+    best, best_obj = None, math.inf
+    for _ in range(int(n_init)):
+        init = seeding_sample(xt, k, sub, weights=w)
+        c, obj = weighted_lloyd(xt, xt[torch.as_tensor(init, device=xt.device)], wt, iters)
+        if best is None or obj < best_obj:
+            best, best_obj = c, obj
+    return best.cpu().numpy()
+
+
+def _cpu_kmeans(x: torch.Tensor | np.ndarray, k: int, seed: int, w: np.ndarray | None, n_init: int,
+                max_iter: int, backend: str, faiss_iter: int) -> np.ndarray:
+    """`weighted_kmeans`'s "sklearn" and "faiss" backends, on a CPU copy of ``x``."""
+    xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if xs.dtype not in (np.float32, np.float64):
         xs = xs.astype(np.float64)
-    if k > len(xs):
-        raise ValueError(f"k-means with {k} clusters on {len(xs)} points")
-    w = None
-    if weights is not None:
-        wt = _tensor(weights).detach().cpu()
-        w = np.asarray(wt.double().numpy(), dtype=np.float64).clip(min=0.0)
-        if not w.sum() > 0:
-            w = None
-    seed = int(rng.integers(2**31 - 1))
-    if backend == "auto":
-        backend = "sklearn" if len(xs) * k <= EXACT_KMEANS_MAX or _faiss() is None else "faiss"
     if backend == "faiss":
         faiss = _faiss()
         if faiss is None:
@@ -886,7 +965,7 @@ def nearest_to_centroids(x: torch.Tensor | np.ndarray, centres: torch.Tensor | n
 
 
 def kmeans_select(x: torch.Tensor, k: int, rng: np.random.Generator, *, weights=None, n_init: int = 1,
-                  max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss"] = "sklearn",
+                  max_iter: int = 300, backend: Literal["auto", "sklearn", "faiss", "torch"] = "sklearn",
                   faiss_iter: int = 8) -> np.ndarray:
     """k distinct samples of ``x``: (weighted) k-means with k clusters (`weighted_kmeans`, its ``backend``),
     then the sample nearest each centroid (`nearest_to_centroids`).

@@ -23,12 +23,13 @@ class ClueParams(Params):
                                                        "code's default 0.1 and entropy floor)")
     n_init: int = Field(1, ge=1, description="k-means restarts (scikit-learn KMeans)")
     max_iter: int = Field(300, ge=1, description="k-means Lloyd iterations (scikit-learn KMeans)")
-    kmeans: Literal["auto", "sklearn", "faiss"] = Field(
+    kmeans: Literal["auto", "sklearn", "faiss", "torch"] = Field(
         "auto", description="k-means implementation: sklearn (k-means++ init, to convergence), faiss "
                             "(greedy k-means++ seeding on a weighted sample of 8·budget draws, then faiss_iter Lloyd "
-                            "iterations; pip install "
-                            "'adakit[faiss]'), or auto: sklearn while pool size × budget ≤ 1e7, faiss above")
-    faiss_iter: int = Field(8, ge=1, description="Lloyd iterations of the faiss k-means")
+                            "iterations on the CPU; pip install 'adakit[faiss]'), torch (the same seeding and "
+                            "iterations in torch, on the pool's device), or auto: sklearn while pool size × budget "
+                            "≤ 1e7; above, torch for a GPU pool, else faiss (torch without faiss)")
+    faiss_iter: int = Field(8, ge=1, description="Lloyd iterations of the faiss or torch k-means")
 
 
 def clue_weights(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -52,8 +53,9 @@ class Clue(Strategy):
     taken by a closer centroid takes its next nearest). The entropy carries the released code's floor,
     −Σ (p + 1e-8)·log(p + 1e-8) (`clue_weights`): on saturated logits weights stay finite and above 0 and
     the selection is the code's. k-means is scikit-learn's KMeans (k-means++ init, ``n_init`` restarts,
-    seeded from the rng) up to pool × budget = 1e7, faiss's with ``faiss_iter`` iterations above
-    (``kmeans``). Scores: the picks' weights.
+    seeded from the rng) up to pool × budget = 1e7; above, ``faiss_iter`` weighted Lloyd iterations from a
+    greedy k-means++ seeding, faiss's on the CPU or torch's on a GPU pool (``kmeans``). Scores: the picks'
+    weights.
     """
 
     Params = ClueParams

@@ -36,11 +36,12 @@ class LasParams(Params):
                             "inverted file, nprobe clusters), or auto: exact up to 50,000 samples, ivf above")
     nprobe: int = Field(8, ge=1, description="clusters searched per cluster by the ivf neighbour search (recall@10 "
                                              "on real features about 0.92 at 8, 0.97 at 16, 0.99 at 32)")
-    kmeans: Literal["auto", "sklearn", "faiss"] = Field(
+    kmeans: Literal["auto", "sklearn", "faiss", "torch"] = Field(
         "auto", description="k-means among candidates: sklearn, faiss (greedy k-means++ seeding on 8·budget draws, "
-                            "then faiss_iter iterations), or auto: sklearn "
-                            "while candidates × budget ≤ 1e7, faiss above")
-    faiss_iter: int = Field(8, ge=1, description="Lloyd iterations of the faiss k-means")
+                            "then faiss_iter iterations, on the CPU), torch (the same on the pool's device), or "
+                            "auto: sklearn while candidates × budget ≤ 1e7; above, torch for a GPU pool, else "
+                            "faiss (torch without faiss)")
+    faiss_iter: int = Field(8, ge=1, description="Lloyd iterations of the faiss or torch k-means")
 
 
 def oversampling_ratio(budget_ratio: float) -> int:

@@ -284,7 +284,7 @@ def test_faiss_kmeans_objective_close_to_sklearn_and_auto_switch(monkeypatch):
     assert fa <= 1.05 * sk
     a = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="faiss")
     assert len(set(a.tolist())) == 20
-    # "auto": sklearn up to EXACT_KMEANS_MAX, faiss above, sklearn when faiss is missing
+    # "auto": sklearn up to EXACT_KMEANS_MAX, faiss above on the CPU, torch when faiss is missing
     calls = []
     monkeypatch.setattr(alg, "EXACT_KMEANS_MAX", 0)
     real = alg._faiss
@@ -292,8 +292,77 @@ def test_faiss_kmeans_objective_close_to_sklearn_and_auto_switch(monkeypatch):
     assert np.array_equal(alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto"), a)
     monkeypatch.setattr(alg, "_faiss", lambda: None)
     b = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto")
-    assert np.array_equal(b, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="sklearn"))
+    assert np.array_equal(b, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="torch"))
     assert calls
+    monkeypatch.setattr(alg, "EXACT_KMEANS_MAX", 10**9)
+    assert np.array_equal(alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto"),
+                          alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="sklearn"))
+
+
+def _blobs(n: int, m: int, centres: int, spread: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, m, generator=g) + spread * torch.randn(centres, m, generator=g)[
+        torch.randint(centres, (n,), generator=g)]
+
+
+def _objective(x: torch.Tensor, w: np.ndarray, c) -> float:
+    return float((torch.as_tensor(w) * alg.min_sq_dist(x, torch.as_tensor(c, dtype=x.dtype)).double()).sum())
+
+
+@pytest.mark.parametrize("skewed", [False, True])
+def test_torch_kmeans_is_the_faiss_kmeans_in_torch(skewed):
+    # the bounded torch k-means (the GPU path, and the CPU's without faiss) seeds and iterates as the faiss path:
+    # on the data of the faiss tests above it is as close to scikit-learn's objective (≤ 5%), and where faiss is
+    # installed its objective equals faiss's to float rounding (measured: to 4 digits on 3 seeds, also on blobs
+    # with heavier-tailed weights where both ended 6-10% above scikit-learn's)
+    g = torch.Generator().manual_seed(1)
+    if skewed:
+        x = torch.randn(3000, 32, generator=g) + 3.0 * torch.randn(100, 32, generator=g)[
+            torch.randint(100, (3000,), generator=g)]
+        w, k, iters = (torch.empty(3000).exponential_(generator=g) ** 3).double().numpy(), 150, 8
+    else:
+        x = (torch.randn(2000, 8, generator=g) + 4.0 * torch.randn(10, 8, generator=g)[torch.randint(10, (2000,),
+                                                                                                      generator=g)])
+        w, k, iters = torch.rand(2000, generator=g).double().numpy(), 40, 20
+    sk = _objective(x, w, alg.weighted_kmeans(x, k, np.random.default_rng(0), weights=w, backend="sklearn"))
+    for s in range(3):
+        to = _objective(x, w, alg.weighted_kmeans(x, k, np.random.default_rng(s), weights=w, backend="torch",
+                                                  faiss_iter=iters))
+        assert to <= 1.05 * sk, (s, to / sk)
+        if alg._faiss() is not None:
+            fa = _objective(x, w, alg.weighted_kmeans(x, k, np.random.default_rng(s), weights=w, backend="faiss",
+                                                      faiss_iter=iters))
+            assert to == pytest.approx(fa, rel=1e-3)
+    # reproducible from the rng, and float64 input stays float64
+    c1 = alg.weighted_kmeans(x.double(), k, np.random.default_rng(4), weights=w, backend="torch")
+    c2 = alg.weighted_kmeans(x.double(), k, np.random.default_rng(4), weights=w, backend="torch")
+    assert c1.dtype == np.float64 and np.array_equal(c1, c2)
+
+
+def test_weighted_lloyd_by_hand():
+    # 1-D points 0, 1, 10, 11 with weights 1, 3, 1, 1 from centres 0, 10 and an empty one at 100: one iteration
+    # moves them to (0·1 + 1·3)/4 = 0.75 and 10.5; the empty centre keeps its place
+    x = torch.tensor([[0.0], [1.0], [10.0], [11.0]], dtype=torch.float64)
+    w = torch.tensor([1.0, 3.0, 1.0, 1.0], dtype=torch.float64)
+    c, obj = alg.weighted_lloyd(x, torch.tensor([[0.0], [10.0], [100.0]]), w, 1)
+    assert c.flatten().tolist() == [0.75, 10.5, 100.0]
+    assert obj == pytest.approx(1 * 0.75**2 + 3 * 0.25**2 + 0.25 + 0.25)
+    c0, obj0 = alg.weighted_lloyd(x, torch.tensor([[0.0], [10.0]]), None, 0)  # no iteration: the start
+    assert c0.flatten().tolist() == [0.0, 10.0] and obj0 == pytest.approx(1.0 + 1.0)
+    c, _ = alg.weighted_lloyd(x, torch.tensor([[0.0], [10.0]]), None, 1)  # unweighted: plain means
+    assert c.flatten().tolist() == [0.5, 10.5]
+
+
+def test_nearest_centre_and_blocked_cluster_sums(monkeypatch):
+    x = _blobs(500, 6, 7, 2.0, 3).double()
+    c = x[:9].clone()
+    d2, idx = alg.nearest_centre(x, c, block=37)
+    full = torch.cdist(x, c) ** 2
+    assert torch.equal(idx, full.argmin(dim=1)) and torch.allclose(d2, full.min(dim=1).values)
+    assert torch.equal(alg.min_sq_dist(x, c, block=37), d2)
+    # the one-hot sums (a GPU's deterministic path) in blocks of rows equal index_add_'s
+    monkeypatch.setattr(alg, "MAX_BLOCK_ELEMENTS", 9 * 50)
+    assert torch.allclose(alg._cluster_sums(x, idx, 9, onehot=True), alg._cluster_sums(x, idx, 9, onehot=False))
 
 
 def test_greedy_kmeans_pp_keeps_the_candidate_of_least_potential():

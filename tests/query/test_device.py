@@ -38,8 +38,8 @@ POOL_ROWS = 100
 CASES = [(name, {}) for name in STRATEGIES.names()] + [
     ("coreset", {"use_source": True}), ("sage", {"diversity": "kmeans_pp"}), ("sage", {"diversity": "none"}),
     ("sage", {"max_embedding_mb": 0.01}), ("las", {"neighbours": "pool", "oversample": 2}),
-    ("las", {"search": "ivf", "nprobe": 2}), ("clue", {"kmeans": "faiss"}),
-]
+    ("las", {"search": "ivf", "nprobe": 2}), ("clue", {"kmeans": "torch"}), ("las", {"kmeans": "torch"}),
+] + ([("clue", {"kmeans": "faiss"})] if _algorithms._faiss() is not None else [])  # a GPU machine may lack faiss
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items()) or 'default'}" for n, p in CASES]
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -255,6 +255,29 @@ def test_cuda_pool_view_runs_strategies_on_the_gpu():
         a = strat.select(cpu, 3, np.random.default_rng([0, 1]))
         b = strat.select(gpu, 3, np.random.default_rng([0, 1]))
         np.testing.assert_array_equal(b.indices, a.indices)
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_bounded_kmeans_runs_on_the_gpu_as_on_the_cpu(monkeypatch):
+    """Above EXACT_KMEANS_MAX a GPU pool's k-means (CLUE, LAS) is the torch one on the GPU: the same seeding draws
+    and Lloyd iterations as on the CPU, centroids equal to float rounding, and the same picks."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 16, generator=g) + 3.0 * torch.randn(50, 16, generator=g)[torch.randint(50, (4000,),
+                                                                                                  generator=g)]
+    w = torch.rand(4000, generator=g).double()
+    cpu = _algorithms.weighted_kmeans(x, 40, np.random.default_rng(0), weights=w, backend="torch")
+    gpu = _algorithms.weighted_kmeans(x.cuda(), 40, np.random.default_rng(0), weights=w.cuda(), backend="torch")
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)
+    monkeypatch.setattr(_algorithms, "EXACT_KMEANS_MAX", 0)
+    calls = []
+    real = _algorithms.weighted_lloyd
+    monkeypatch.setattr(_algorithms, "weighted_lloyd", lambda *a, **k: calls.append(a[0].device.type) or real(*a, **k))
+    kw = _pool("clue")
+    ref = adakit.select("clue", budget=BUDGET, seed=0, kmeans="torch", **kw)
+    got = adakit.select("clue", budget=BUDGET, seed=0, **_to(kw, "cuda"))  # auto: torch on the GPU
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    assert calls == ["cpu", "cuda"]
 
 
 def test_query_speed_cells_run_the_pool_on_the_given_device(monkeypatch):
