@@ -7,18 +7,21 @@ import torch
 from torch import nn
 
 from adakit.data.domain import Domain
+from adakit.data.loading import batches
 from adakit.progress import pass_bar
 
 
 @torch.no_grad()
 def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256, device: torch.device | str = "cpu",
-                   keep_on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   keep_on_device: bool = False, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Features f (N, m) and logits z (N, C) of every sample, in eval mode, float32: on the CPU, or with
     ``keep_on_device`` on ``device`` (the model's device), so a CUDA run's pool outputs never visit the host.
 
     The batches are written into one preallocated (N, m) and one (N, C) tensor on ``device`` (no list of batches
     concatenated at the end: the peak is one copy of the outputs, not two); the CPU copy, when one is asked for,
-    is the last step. On a CPU device both settings return the very same tensors.
+    is the last step. On a CPU device both settings return the very same tensors. ``num_workers`` > 0 loads the
+    batches ahead in that many worker processes (image files; pinned memory for a CUDA device), as training does
+    (`adakit.data.loading.batches`); the outputs are the same.
 
     Inside `adakit.distributed.sharded_inference` (a torchrun run) each rank computes a contiguous share of the
     domain and the shares are gathered (padded all_gather) into the same order on every rank.
@@ -31,9 +34,11 @@ def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256, devi
     dev = torch.device(device)
     channels_last = dev.type == "cuda" and getattr(model, "channels_last", False)
     feats = logits = None
-    with pass_bar(-(-len(rows) // batch_size), f"inference on {domain.name}") as bar:
-        for start in range(0, len(rows), batch_size):
-            x = domain.load(rows[start:start + batch_size]).to(dev, non_blocking=True)
+    keys = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+    loaded = batches(domain, keys, num_workers, pin=dev.type == "cuda")
+    with pass_bar(len(keys), f"inference on {domain.name}") as bar:
+        for start, x in zip(range(0, len(rows), batch_size), loaded):
+            x = x.to(dev, non_blocking=True)
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             f, z = model(x)

@@ -648,7 +648,7 @@ class ActiveLoop:
         view = PoolView(self.model, pool, mask, labels, objective=self.objective, source=self.domains.source,
                         device=self.device, batch_size=self.cfg.train.eval_batch_size,
                         outputs_on_device=self.outputs_on_device,  # CUDA: strategies compute on the GPU
-                        unavailable=dropped)
+                        unavailable=dropped, num_workers=self.cfg.train.num_workers)
         cached = getattr(self, "_pool_cache", None)
         if cached is not None and cached[0] == r - 1 and not self.dist.enabled:  # round r-1's pool pass: same model
             view.__dict__["_outputs"] = cached[1]
@@ -807,12 +807,18 @@ class ActiveLoop:
             stats = self.trainer.fit(d.source, d.pool, idx, y, iters, seed=seed, desc=f"round 0 run {k + 1}/{runs}",
                                      show_progress=self.show_progress, target_weights=weights)
             with distributed.sharded_inference():
-                _, logits = forward_domain(self.model, d.pool, cfg.train.eval_batch_size, self.device)
-                _, test_logits = forward_domain(self.model, d.test, cfg.train.eval_batch_size, self.device)
+                _, logits = self.infer(d.pool)
+                _, test_logits = self.infer(d.test)
             carry = self.objective.end_warmup_run(torch.softmax(logits, 1))
             accs[f"run{k}_accuracy"] = accuracy(test_logits, d.test.y)["accuracy"]
             self.on_event("warmup_run", {"round": 0, "run": k, "runs": runs, "accuracy": accs[f"run{k}_accuracy"]})
         return {**stats, **accs, "warmup_runs": runs}
+
+    def infer(self, domain, keep_on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's (features, logits) on ``domain`` (`adakit.inference.forward_domain` with the run's
+        ``train.eval_batch_size``, device and ``train.num_workers`` loader workers)."""
+        return forward_domain(self.model, domain, self.cfg.train.eval_batch_size, self.device,
+                              keep_on_device=keep_on_device, num_workers=self.cfg.train.num_workers)
 
     @property
     def outputs_on_device(self) -> bool:
@@ -823,8 +829,7 @@ class ActiveLoop:
 
     def _evaluate(self, r: int) -> None:
         with distributed.sharded_inference():  # torchrun: every rank infers its share of the test set
-            test_out = forward_domain(self.model, self.domains.test, self.cfg.train.eval_batch_size, self.device,
-                                      keep_on_device=self.outputs_on_device)
+            test_out = self.infer(self.domains.test, keep_on_device=self.outputs_on_device)
         self._on_main(lambda: self._record_evaluation(r, test_out))
 
     def _record_evaluation(self, r: int, test_out: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -100,13 +100,14 @@ class PoolView(BaseView):
     def __init__(self, model: nn.Module, pool: Domain, labelled: np.ndarray, labels: np.ndarray | None = None,
                  objective: nn.Module | None = None, source: Domain | None = None,
                  device: torch.device | str = "cpu", batch_size: int = 256, outputs_on_device: bool = False,
-                 unavailable: np.ndarray | None = None):
+                 unavailable: np.ndarray | None = None, num_workers: int = 0):
         super().__init__(labelled, labels, objective, unavailable)
         self.model = model
         self.pool = pool
         self.source = source
         self.device = device
         self.batch_size = batch_size
+        self.num_workers = num_workers
         #: where the outputs (and so the strategies' tensors) live
         self.outputs_device = torch.device(device) if outputs_on_device else torch.device("cpu")
 
@@ -121,7 +122,8 @@ class PoolView(BaseView):
     def _outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(f, z) of the pool as `forward_domain` returns them (on ``outputs_device``); the loop may set a cached
         pair here."""
-        return forward_domain(self.model, self.pool, self.batch_size, self.device, keep_on_device=self._keep)
+        return forward_domain(self.model, self.pool, self.batch_size, self.device, keep_on_device=self._keep,
+                              num_workers=self.num_workers)
 
     @property
     def _keep(self) -> bool:
@@ -152,7 +154,8 @@ class PoolView(BaseView):
     def source_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.source is None:
             raise ValueError("this PoolView was built without the source domain")
-        f, z = forward_domain(self.model, self.source, self.batch_size, self.device, keep_on_device=self._keep)
+        f, z = forward_domain(self.model, self.source, self.batch_size, self.device, keep_on_device=self._keep,
+                              num_workers=self.num_workers)
         return f.to(self.outputs_device), z.to(self.outputs_device)
 
     @property

@@ -29,6 +29,7 @@ from adakit import distributed
 from adakit.adapt.base import Batch, Objective
 from adakit.adapt.paa import AnchorParams, AnchorSet
 from adakit.data.domain import Domain
+from adakit.data.loading import batches
 from adakit.progress import progress_bar
 from adakit.provenance import cpu_lacks_bf16
 
@@ -68,35 +69,6 @@ def sgd(groups: list[dict], cfg) -> torch.optim.SGD:
     kernel = {"fused": True} if fused else {"foreach": True}
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay, **kernel)
-
-
-class _Batches(torch.utils.data.Dataset):
-    """Loads one batch per key (an index array), so DataLoader workers can load image files."""
-
-    def __init__(self, domain: Domain, keys: np.ndarray):
-        self.domain, self.keys = domain, keys
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return _load(self.domain, self.keys[i])
-
-
-def _load(domain: Domain, keys: np.ndarray) -> torch.Tensor:
-    """A training batch; an empty one (a rank's share of a batch smaller than the world) keeps the input shape."""
-    if len(keys) == 0:
-        return domain.load(np.zeros(1, dtype=np.int64))[:0]
-    return domain.load(keys, train=True)
-
-
-def _loader(domain: Domain, keys: np.ndarray, workers: int, pin: bool = False):
-    """Batches of ``domain`` for each row of ``keys``; with workers, loaded ahead in worker processes (pinned
-    host memory when ``pin``: CUDA training, so the copy to the GPU overlaps the step)."""
-    if workers == 0:
-        return (_load(domain, k) for k in keys)
-    return iter(torch.utils.data.DataLoader(_Batches(domain, keys), batch_size=None, shuffle=False,
-                                            num_workers=workers, persistent_workers=False, pin_memory=pin))
 
 
 class Trainer:
@@ -199,12 +171,14 @@ class Trainer:
         rows = _Rows(s_keys.shape[1], l_keys.shape[1] if l_keys is not None else 0,
                      u_keys.shape[1] if u_keys is not None else 0)
         pin = self.device.type == "cuda"
-        s_iter = _loader(source, src_only[:, rows.s], cfg.num_workers, pin)
+        s_iter = batches(source, src_only[:, rows.s], cfg.num_workers, pin, train=True)
+        l_iter = batches(pool, labelled_idx[l_keys[:, rows.l]], cfg.num_workers, pin, train=True) \
+            if l_keys is not None else None
         tl_keys = None
         if union:
             tl_keys = np.where(s_keys >= n_s, labelled_idx[np.clip(s_keys - n_s, 0, None)]
                                if len(labelled_idx) else 0, 0)
-        u_iter = _loader(pool, u_keys[:, rows.u], cfg.num_workers, pin) if u_keys is not None else None
+        u_iter = batches(pool, u_keys[:, rows.u], cfg.num_workers, pin, train=True) if u_keys is not None else None
         sums: dict[str, float | torch.Tensor] = defaultdict(float)
         acc = torch.float32 if self.device.type == "mps" else torch.float64  # as the float() sums were
         self.model.train()
@@ -217,7 +191,7 @@ class Trainer:
                 for g in self.optimizer.param_groups:
                     g["lr"] = cfg.lr * g["lr_mult"] * inverse_decay(progress, cfg.lr_gamma, cfg.lr_power)
                 batch = self._batch(next(s_iter), s_keys[it], n_s, ys_all, tl_keys, pool, labelled_idx,
-                                    labelled_y, l_keys, u_iter, u_keys, it, rows)
+                                    labelled_y, l_keys, l_iter, u_iter, u_keys, it, rows)
                 if anchors is not None:
                     self._anchor_batch(batch, anchors, pool)
                 with self._autocast():
@@ -249,7 +223,7 @@ class Trainer:
             out["anchor_set"] = float(len(anchors) + sum(len(p) for p in anchors.pending_idx))
         return out
 
-    def _batch(self, xs, s_key, n_s, ys_all, tl_keys, pool, labelled_idx, labelled_y, l_keys, u_iter,
+    def _batch(self, xs, s_key, n_s, ys_all, tl_keys, pool, labelled_idx, labelled_y, l_keys, l_iter, u_iter,
                u_keys, it, rows: _Rows) -> Batch:
         """The step's `Batch`: inputs ``x*`` of this rank's rows (all rows in one process), labels and indices of
         the global batch."""
@@ -270,7 +244,7 @@ class Trainer:
                   target_in_s=is_t.to(dev))
         if l_keys is not None:
             k = l_keys[it]
-            b.xl = self._to_device(_load(pool, labelled_idx[k[rows.l]]))
+            b.xl = self._to_device(next(l_iter))
             b.yl = labelled_y[torch.as_tensor(k)].to(dev)
             b.idx_l = torch.as_tensor(labelled_idx[k])
         if u_iter is not None:

@@ -53,18 +53,53 @@ def main(argv: list[str] | None = None) -> dict:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    forward_domain(loop.model, pool, cfg.train.eval_batch_size, dev, keep_on_device=on_dev)
+    loop.infer(pool, keep_on_device=on_dev)  # as the run's pool pass: train.num_workers loader workers
     if dev.type == "cuda":
         torch.cuda.synchronize()
     pool_s = time.perf_counter() - t0
     out = {"device": str(dev), "train_images_per_s": per_step / sec if sec else None,
            "pool_images_per_s": len(pool) / pool_s, "train_s_per_step": sec,
+           "model_images_per_s": model_throughput(loop, per_step),
            "query_s": summary["query_seconds"][0] if summary["query_seconds"] else None,
            "final_accuracy": summary["final_accuracy"], "pool_size": len(pool)}
     print(json.dumps(out))
     print("TIMING " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()),
           flush=True)
     return out
+
+
+def model_throughput(loop, batch: int, steps: int = 10) -> float:
+    """Images/s of the model alone: forward + backward + SGD step on a random in-memory batch of the round's step
+    size (no loading, no objective), under the run's autocast and memory format: the ceiling that
+    train_images_per_s reaches when loading keeps up. Runs last (it changes the weights)."""
+    import torch
+
+    dev, cfg = loop.device, loop.cfg
+    model = loop.model.train()
+    x = torch.randn(batch, 3, cfg.data.image_size, cfg.data.image_size, device=dev)
+    if dev.type == "cuda" and cfg.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-9)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and cfg.train.amp else None
+
+    def step():
+        with amp if amp is not None else torch.enable_grad():
+            _, z = model(x)
+            loss = z.float().logsumexp(1).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

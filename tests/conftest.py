@@ -102,6 +102,15 @@ class HostCopies(TorchFunctionMode):
 
 
 @pytest.fixture
+def gpu_kmeans_pp_schedule(monkeypatch):
+    """k-means++ on the CPU with the GPU's refresh schedule (`KMEANS_PP_CPU_REFRESH`), so that a seed draws the
+    same picks on both devices (BADGE, SAGE's kmeans_pp diversity); the CUDA comparisons use it."""
+    from adakit.query import _algorithms
+
+    monkeypatch.setattr(_algorithms, "KMEANS_PP_CPU_REFRESH", _algorithms.KMEANS_PP_DEVICE_REFRESH)
+
+
+@pytest.fixture
 def host_copies():
     """`HostCopies`: ``with (mode := host_copies(rows)): ...``, then ``mode.copies``."""
     return HostCopies

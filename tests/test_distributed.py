@@ -307,7 +307,7 @@ def test_gpu_round_entry_point_prints_a_timing_line_on_cpu(tmp_path, capsys):
            "model": {"backbone": "resnet18", "bottleneck_dim": 8}, "objective": {"name": "dann"},
            "query": {"strategy": "las", "k": 5}, "budget": {"total": 2},
            "train": {"warmup_iters": 2, "round_iters": 2, "batch_size": 4, "eval_batch_size": 8, "threads": 1,
-                     "channels_last": True, "amp": True}}
+                     "channels_last": True, "amp": True, "num_workers": 2}}  # labelled batches and passes too
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps(cfg))
     out = gpu_round.main(["--config", str(path), "--out", str(tmp_path / "run"), "--device", "cpu"])

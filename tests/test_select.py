@@ -318,7 +318,7 @@ def test_torch_inputs_of_any_dtype_give_the_float32_selection():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize(("name", "params"), [(n, p) for n in sorted(STRATEGIES.names())
                                               for p in [{}] + EXTRA_PARAMS.get(n, [])])
-def test_cuda_inputs_give_the_cpu_selection(name, params):
+def test_cuda_inputs_give_the_cpu_selection(name, params, gpu_kmeans_pp_schedule):
     """Every strategy computes on the GPU when given CUDA tensors, and picks what it picks on the CPU."""
     from adakit.selection import make_strategy
 

@@ -423,6 +423,9 @@ _REFRESH_BLOCK = 1 << 20
 #: picks between refreshes on devices other than the CPU, where the cost model was not measured (a GPU's
 #: refresh is cheap, its per-draw synchronisations are not)
 KMEANS_PP_DEVICE_REFRESH = 32
+#: the CPU's schedule: None = the cost rule (`_refresh_pays`); set it to KMEANS_PP_DEVICE_REFRESH to draw on the
+#: CPU exactly what a GPU draws for the same seed (the schedule decides which rejection draws are made)
+KMEANS_PP_CPU_REFRESH: int | None = None
 
 
 def _width(points: PointSet) -> int:
@@ -459,7 +462,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     and so would either this pick's own rejections or the picks still to make at the rate seen so far. The
     rule counts work, never time, so the picks depend on the seed only. ``refresh``: refresh every that many
     picks instead (default on devices other than the CPU: every `KMEANS_PP_DEVICE_REFRESH` picks, since the
-    costs were measured on a CPU).
+    costs were measured on a CPU). The draws depend on the schedule, so for one seed a GPU picks a different
+    (equally exact) D² sample than the CPU, unless `KMEANS_PP_CPU_REFRESH` gives the CPU the GPU's schedule.
 
     Returns (picked indices, D² of each pick at pick time; +inf for the first). ``min(k, #candidates)`` picks.
     """
@@ -486,8 +490,8 @@ def kmeans_pp(points: PointSet | torch.Tensor, k: int, rng: np.random.Generator,
     seen = np.ones(n, dtype=np.int64)  # picks folded into u[i] (≥ full)
     picked = _PickedRows(pts, k)
     picked.add(int(first))
-    if refresh is None and dev.type != "cpu":
-        refresh = KMEANS_PP_DEVICE_REFRESH
+    if refresh is None:
+        refresh = KMEANS_PP_CPU_REFRESH if dev.type == "cpu" else KMEANS_PP_DEVICE_REFRESH
     full, wasted, width = 1, 0, _width(pts)
     for t in range(1, k):
         spent = 0  # the waste of this pick's own rejected draws

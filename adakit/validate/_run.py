@@ -58,7 +58,6 @@ def queried_batch(ledger: Any, r: int, pool_size: int, strategy: str) -> dict[st
 def validator_scores(loop: Any, pool_outputs: tuple[torch.Tensor, torch.Tensor], r: int | None) -> dict[str, float]:
     """``{"val/<name>": score}`` of every validator the run's data allow (r: the round, None at a warm-up
     checkpoint, where no queried batch exists)."""
-    from adakit.inference import forward_domain
     from adakit.validate import compute_all
 
     feats, logits = pool_outputs
@@ -66,7 +65,7 @@ def validator_scores(loop: Any, pool_outputs: tuple[torch.Tensor, torch.Tensor],
     inputs: dict[str, Any] = {"probs": _probs(logits), "embeddings": feats.cpu().numpy()}
     val = getattr(loop, "source_val", None)
     if val is not None:
-        f, z = forward_domain(loop.model, val, loop.cfg.train.eval_batch_size, loop.device)
+        f, z = loop.infer(val)
         inputs.update(source_probs=_probs(z), source_labels=np.asarray(val.y), source_embeddings=f.numpy())
     if r:
         inputs.update(queried_batch(loop.ledger, r, len(loop.domains.pool), loop.cfg.query.strategy))
@@ -82,22 +81,20 @@ def pool_outputs(loop: Any, test_outputs: tuple[torch.Tensor, torch.Tensor],
                  keep_on_device: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The pool's (features, logits): the test outputs when the pool is the test set, else one pass (kept by the
     loop for its next query; on the model's device with ``keep_on_device``)."""
-    from adakit.inference import forward_domain
 
     d = loop.domains
     if d.pool is d.test:
         return test_outputs
-    return forward_domain(loop.model, d.pool, loop.cfg.train.eval_batch_size, loop.device,
-                          keep_on_device=keep_on_device)
+    return loop.infer(d.pool, keep_on_device=keep_on_device)
 
 
 def warmup_checkpoint(loop: Any, step: int) -> None:
     """Evaluate (oracle accuracy + validators) and save the model at warm-up step ``step``; appended to the
     ledger meta ``warmup_checkpoints`` (and summary.json)."""
-    from adakit.inference import accuracy, forward_domain
+    from adakit.inference import accuracy
 
     d = loop.domains
-    test = forward_domain(loop.model, d.test, loop.cfg.train.eval_batch_size, loop.device)
+    test = loop.infer(d.test)
     row: dict[str, Any] = {"round": 0, "step": step, "checkpoint": f"checkpoints/warmup-{step}.pt"}
     if (d.test.y >= 0).any():
         row.update(accuracy(test[1], d.test.y))

@@ -348,3 +348,37 @@ def test_junk_folders_are_skipped_and_linked_folders_followed(office31, tmp_path
     d = load_image_folder(root, "dom")
     assert d.classes == ["back_pack", "bike"]
     assert sorted(d.ids.tolist()) == sorted([f"{f.parent.name}/{f.name}" for f in files] + ["bike/more/linked.jpg"])
+
+
+def test_worker_loaded_passes_equal_the_in_process_ones(dslr):
+    """`forward_domain` and the training loop load image batches in DataLoader workers with ``num_workers`` (a GPU
+    run's pool pass was bound by decoding in the main process): evaluation batches are the same tensors, and the
+    model's outputs on the whole domain the same."""
+    from adakit.data.loading import batches
+    from adakit.inference import forward_domain
+
+    dom = dslr.subset(np.arange(0, len(dslr), 25))
+    keys = [np.arange(s, min(s + 7, len(dom))) for s in range(0, len(dom), 7)]
+    here = list(batches(dom, keys))
+    there = list(batches(dom, keys, workers=2))
+    assert len(here) == len(there) == len(keys)
+    assert all(torch.equal(a, b) for a, b in zip(here, there))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+    class Net(torch.nn.Module):
+        feature_dim, num_classes = 4, 4
+
+        def __init__(self):
+            super().__init__()
+            self.body = model
+
+        def forward(self, x):
+            f = self.body(x)
+            return f, f * 2
+
+    f0, z0 = forward_domain(Net(), dom, batch_size=5)
+    f2, z2 = forward_domain(Net(), dom, batch_size=5, num_workers=2)
+    assert torch.equal(f0, f2) and torch.equal(z0, z2) and len(f0) == len(dom)
+    # an empty batch key keeps the input shape (a rank's share of a batch smaller than the world)
+    assert next(batches(dom, [np.zeros(0, dtype=np.int64)], workers=1)).shape[1:] == here[0].shape[1:]

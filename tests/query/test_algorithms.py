@@ -246,6 +246,19 @@ def _d2_sequence_law(pos: np.ndarray, k: int) -> dict[tuple, float]:
     return law
 
 
+def test_kmeans_pp_cpu_schedule_knob(monkeypatch):
+    # KMEANS_PP_CPU_REFRESH gives the CPU a GPU's fixed schedule (the CUDA tests compare picks that way); None
+    # (default) is the cost rule
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3000, 16, generator=g)
+    fixed = alg.kmeans_pp(x, 120, np.random.default_rng(0), refresh=alg.KMEANS_PP_DEVICE_REFRESH)[0]
+    rule = alg.kmeans_pp(x, 120, np.random.default_rng(0))[0]
+    assert alg.KMEANS_PP_CPU_REFRESH is None
+    monkeypatch.setattr(alg, "KMEANS_PP_CPU_REFRESH", alg.KMEANS_PP_DEVICE_REFRESH)
+    assert np.array_equal(alg.kmeans_pp(x, 120, np.random.default_rng(0))[0], fixed)
+    assert not np.array_equal(fixed, rule)  # the schedule decides the rejection draws, so the picks
+
+
 def test_kmeans_pp_adaptive_refreshes_keep_the_d2_law(monkeypatch):
     # five picks on seven points: the default schedule refreshes the bounds between picks (counted), and the
     # picked sequences still follow D² sampling: total variation to the enumerated law of the 360 sequences

@@ -217,7 +217,7 @@ def _to(kw: dict, device: str, modules: bool = True) -> dict:
 @pytest.mark.cuda
 @cuda
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
-def test_cuda_pool_gives_the_cpu_selection(name, params):
+def test_cuda_pool_gives_the_cpu_selection(name, params, gpu_kmeans_pp_schedule):
     kw = _pool(name)
     ref = adakit.select(name, budget=BUDGET, seed=0, **kw, **params)
     for given in (_to(kw, "cuda"), _to(kw, "cuda", modules=False)):  # modules on the GPU, or left on the CPU
@@ -243,7 +243,7 @@ def test_cuda_margin_scores_are_float64_and_exact(name):
 
 @pytest.mark.cuda
 @cuda
-def test_cuda_pool_view_runs_strategies_on_the_gpu():
+def test_cuda_pool_view_runs_strategies_on_the_gpu(gpu_kmeans_pp_schedule):
     from adakit.selection import make_strategy
 
     cpu = _poolview(False)

@@ -1,0 +1,50 @@
+"""Batches of a domain, each loaded by ``Domain.load``, optionally ahead in DataLoader worker processes.
+
+One batch per key (an index array): with ``workers`` > 0 the batches are loaded in that many worker processes
+(image files decoded in parallel) and, with ``pin``, land in pinned host memory so that the copy to a GPU overlaps
+the computation. Used by the training loop (source, labelled and unlabelled target batches) and by every pass of
+a model over a domain (`adakit.inference.forward_domain`). Without workers the batches are loaded lazily in this
+process, in order. Augmentation draws of training batches come from each worker's torch generator (seeded by
+the DataLoader from the main process's), so a run is reproducible for a given ``workers`` but its draws differ
+from the ``workers=0`` ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from adakit.data.domain import Domain
+
+
+def load_batch(domain: Domain, keys: np.ndarray, train: bool = False) -> torch.Tensor:
+    """``domain.load(keys)``; an empty ``keys`` (a rank's share of a batch smaller than the world) gives an empty
+    batch of the domain's input shape."""
+    if len(keys) == 0:
+        return domain.load(np.zeros(1, dtype=np.int64))[:0]
+    return domain.load(keys, train=train)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """One batch per key, so DataLoader workers can load image files."""
+
+    def __init__(self, domain: Domain, keys: Sequence[np.ndarray], train: bool):
+        self.domain, self.keys, self.train = domain, keys, train
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return load_batch(self.domain, self.keys[i], self.train)
+
+
+def batches(domain: Domain, keys: Sequence[np.ndarray], workers: int = 0, pin: bool = False,
+            train: bool = False) -> Iterator[torch.Tensor]:
+    """The batches ``domain.load(k)`` for each ``k`` in ``keys``, in order (see the module docstring)."""
+    if workers == 0 or len(keys) == 0:
+        return (load_batch(domain, k, train) for k in keys)
+    return iter(torch.utils.data.DataLoader(_Batches(domain, keys, train), batch_size=None, shuffle=False,
+                                            num_workers=min(workers, len(keys)), persistent_workers=False,
+                                            pin_memory=pin))
