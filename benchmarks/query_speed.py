@@ -405,7 +405,16 @@ def conditions(cells: list[dict], with_cpu: bool = True) -> str:
         load += "No other work ran beside any cell (each cell's start or end load ≤ its thread count + 0.6)."
     if not with_cpu:
         return load
-    return f"{where or 'CPU not recorded'}, {os.cpu_count()} CPU cores; {load}"
+    return f"{where or 'CPU not recorded'}, {_recorded(cells, 'cores', 'CPU cores')}; {load}"
+
+
+def _recorded(cells: list[dict], key: str, what: str, before: bool = False) -> str:
+    """The values of ``key`` the cells recorded, e.g. "2 CPU cores" ("torch 2.14.1" with ``before``); cells
+    measured before it was recorded are counted, never filled in from the rendering machine."""
+    vals = " / ".join(sorted({str(r[key]) for r in cells if key in r}))
+    missing = sum(1 for r in cells if key not in r)
+    text = (f"{what} {vals}" if before else f"{vals} {what}") if vals else f"{what} not recorded"
+    return text + (f" ({missing} cells: not recorded)" if vals and missing else "")
 
 
 def run_cell(name: str, n: int, threads: int, timeout: float, with_ref: bool, max_reps: int) -> dict:
@@ -416,7 +425,8 @@ def run_cell(name: str, n: int, threads: int, timeout: float, with_ref: bool, ma
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n), str(int(with_ref)),
            str(max_reps)]
     base = {"strategy": name, "n": n, "threads": threads, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu"), **cpu_info()}
+            "backend": backend_of(name, n), "device": os.environ.get("QS_DEVICE", "cpu"), **cpu_info(),
+            "cores": os.cpu_count(), "torch": torch.__version__}
     return run_child(cmd, env, timeout, base, load)
 
 
@@ -826,7 +836,7 @@ def peer_section(peer: dict) -> list[str]:
         "runs in its own subprocess: after a warm-up of both, `adakit.select` and the peer's own selection call "
         "are timed interleaved (adakit, peer, adakit, peer, ...), median of the repetitions (×r; *noise* = "
         "median under 5 ms or max/min spread above 50%). The CPU-time ratio is the steadier one under load. "
-        "*ratio*: peer / adakit. *agreement*: "
+        f"{PEER_RERUN_NOTE} *ratio*: peer / adakit. *agreement*: "
         "overlap of the two first calls' picks, |A ∩ P| / b; for the seeded methods (k-means, k-means++) the "
         "overlap of adakit with itself between seeds 0 and 1 is given as the scale of seed-to-seed variation.",
         "",
@@ -902,6 +912,16 @@ def _peer_bugs(cells: list[dict]) -> list[str]:
     ]
 
 
+#: cells of results/peer_code.json measured again (the JSON keeps the newest); what the first run gave
+PEER_RERUN_NOTE = (
+    "The three rows of adakit's opt-in approximate paths (`kmeans=faiss`, `search=ivf`) at N = 20,000, 1 thread, "
+    "were measured again on 2026-12-04 08:59–09:29 UTC on an idle machine (load 0.3–0.6, nothing else running): "
+    "their peers' calls took 2.1–2.7 s instead of 2.9 s, adakit's 0.24–0.37 s instead of 0.31–0.48 s; the ratios "
+    "moved from 9.2×, 8.9×, 6.0× to 9.1×, 8.8×, 7.3× (those rows show the re-run), so the conclusion (below 10× "
+    "even on the approximate paths) holds. The idle re-run of margin at N = 20,000 gave the table's 8.2× (LADA) "
+    "and 5.9× wall / 5.8× CPU (SDM).")
+
+
 def gpu_section(cells: list[dict], names: list[str]) -> list[str]:
     """The *On the GPU* section of query_speed.md: the cells measured with ``--device`` (none: no section)."""
     if not cells:
@@ -912,9 +932,11 @@ def gpu_section(cells: list[dict], names: list[str]) -> list[str]:
     lines = [
         "", "## On the GPU", "",
         f"Measured {whens[0]} to {whens[-1]} with `benchmarks/query_speed.py --device ...` on "
-        f"{', '.join(gpus) or 'a GPU (name not recorded)'}; host load average {min(loads, default=float('nan')):.1f}"
+        f"{', '.join(gpus) or 'a GPU (name not recorded)'}, {_recorded(cells, 'cores', 'host CPU cores')}, "
+        f"{_recorded(cells, 'torch', 'torch', True)}; host load average {min(loads, default=float('nan')):.1f}"
         f"–{max(loads, default=float('nan')):.1f}. The pool arrays and discriminators live on the device and "
-        "`adakit.select` runs the strategy there (its k-means steps that use scikit-learn or faiss run on the host). "
+        "`adakit.select` runs the strategy there, CLUE's and LAS's bounded k-means included (torch backend; "
+        "scikit-learn's exact k-means, used on small pools, runs on the host). "
         "*time*: wall-clock median of one call, until its picks are back on the host as numpy (so the GPU work is "
         "finished); *host CPU*: process CPU time of the call (the host's share of the work only); *GPU peak*: peak "
         "allocated GPU memory of the process (pool arrays included); *host peak*: rise of the peak resident set "
@@ -946,7 +968,8 @@ def render(rec: dict, names: list[str]) -> None:
         "# Query speed",
         "",
         f"Measured {whens[0] if whens else '—'} to {whens[-1] if whens else '—'} on "
-        f"{conditions(list(cells.values()))} torch {torch.__version__}, {where}, with `benchmarks/query_speed.py`.",
+        f"{conditions(list(cells.values()))} {_recorded(list(cells.values()), 'torch', 'torch', True)}, {where}, with "
+        "`benchmarks/query_speed.py`.",
         "",
         "Pool: synthetic clustered embeddings (m = 256, C = 65), 1% labelled, b as given (1% of N, at most 2,000, "
         "unless set), "

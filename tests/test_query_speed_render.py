@@ -87,13 +87,23 @@ def _speed_cell(n: int, strategy: str, **extra) -> dict:
             "adakit_peak_mb": 3.0, **extra}
 
 
-def test_committed_cells_keep_their_keys():
-    """CPU cells are keyed (threads, N, strategy) as before: the committed json loads and renders unchanged."""
+def test_committed_cells_keep_their_keys_and_the_committed_table_is_their_rendering(tmp_path, monkeypatch):
+    """CPU cells are keyed (threads, N, strategy) as before, GPU cells with their device; the committed table is
+    what rendering the committed json gives (no hand edits), wherever it is rendered: the conditions come from
+    the cells (their cores and torch), not from the rendering machine."""
     rec = qs.load_records()
     cells = list(rec.get("cells", {}).values())
-    assert cells and all(qs.on_cpu(r) for r in cells)
-    assert all(qs._key(r) == (r["threads"], r["n"], r["strategy"]) for r in cells)
+    cpu = [r for r in cells if qs.on_cpu(r)]
+    assert cpu and all(qs._key(r) == (r["threads"], r["n"], r["strategy"]) for r in cpu)
+    assert all(qs._key(r) == (r["threads"], r["n"], r["strategy"], r["device"]) for r in cells if not qs.on_cpu(r))
     assert qs._key(_speed_cell(2000, "las", device="cpu")) == (1, 2000, "las")
+    committed = qs.MD_OUT.read_text()
+    monkeypatch.setattr(qs, "MD_OUT", tmp_path / "query_speed.md")
+    monkeypatch.setattr(qs.os, "cpu_count", lambda: 99)
+    from adakit.registry import STRATEGIES
+
+    qs.render(rec, STRATEGIES.names())
+    assert (tmp_path / "query_speed.md").read_text() == committed
 
 
 def test_gpu_cells_sit_beside_cpu_cells_and_render_in_their_own_section(tmp_path, monkeypatch):

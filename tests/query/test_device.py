@@ -174,10 +174,14 @@ def _poolview(outputs_on_device: bool, device: str = "cpu") -> PoolView:
     x = torch.randn(30, M, generator=g)
     pool = TensorDomain(name="t", classes=[f"c{i}" for i in range(C)], ids=np.array([f"t/{i}" for i in range(30)]),
                         y=np.zeros(30, dtype=np.int64), x=x)
+    # a source of its own: were it the pool itself, every pool sample would sit at distance 0 from a source
+    # sample and CoreSet's (use_source) farthest-first would pick among ties that float rounding decides
+    source = TensorDomain(name="s", classes=pool.classes, ids=np.array([f"s/{i}" for i in range(20)]),
+                          y=np.zeros(20, dtype=np.int64), x=torch.randn(20, M, generator=g) + 0.5)
     torch.manual_seed(0)  # the same head weights for every view
     model = Model(Identity(M), None, LinearHead(M, C)).to(device)
     return PoolView(model, pool, np.zeros(30, dtype=bool), device=device, outputs_on_device=outputs_on_device,
-                    source=pool)
+                    source=source)
 
 
 def test_pool_view_holds_cpu_outputs_without_a_copy():
