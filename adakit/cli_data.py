@@ -33,6 +33,7 @@ def features(
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)"),
     no_verify: bool = flag("skip decoding every image first", "--no-verify"),
     quiet: bool = flag("no progress bar", "--quiet"),
+    overwrite: bool = flag("replace --out if it exists", "--overwrite"),
 ) -> None:
     """Run a frozen backbone over an image domain once and write its features as an .npz.
 
@@ -47,7 +48,7 @@ def features(
                                      fmt="image_list" if image_list else "image_folder", batch_size=batch_size,
                                      image_size=image_size, resize=resize, threads=threads,
                                      verify=not no_verify, show_progress=not quiet, backbone=backbone,
-                                     weights=weights, device=device)
+                                     weights=weights, device=device, overwrite=overwrite)
     except AdakitError as e:
         _fail(e)
     out.print(f"wrote {path}: {shape[0]} images, {shape[1]}-d features", highlight=False, markup=False, soft_wrap=True)

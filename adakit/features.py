@@ -48,6 +48,10 @@ class OnnxFeatureExtractor:
             raise DataError(f"ONNX model not found: {self.path}; give an existing .onnx file with --model, or "
                             "a torchvision/timm backbone with --backbone")
         opts = ort.SessionOptions()
+        # int8 models on x86 CPUs without VNNI (AVX2 only, e.g. many AMD EPYC): onnxruntime's default u8s8 kernels
+        # saturate intermediate sums, and MobileNetV2-int8 features came out up to 1.3 apart from those of an
+        # AVX-512 CPU; this keeps the full precision, so a model gives the same features on every x86 CPU
+        opts.add_session_config_entry("session.x64quantprecision", "1")
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
@@ -254,11 +258,12 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
                    fmt: str = "image_folder", batch_size: int = 64, image_size: int | None = None,
                    resize: int | None = None, threads: int | None = None, verify: bool = True,
                    show_progress: bool = True, backbone: str | None = None, weights: str | None = DEFAULT_WEIGHTS,
-                   device: str = "auto") -> tuple[Path, tuple[int, int]]:
+                   device: str = "auto", overwrite: bool = False) -> tuple[Path, tuple[int, int]]:
     """Load an image domain (folder or list file), extract features, write ``out``; returns (path, shape).
 
     ``model`` (an ONNX file) or ``backbone`` (torchvision/timm name with ``weights``); with neither, the
-    default `DEFAULT_BACKBONE` with ImageNet weights.
+    default `DEFAULT_BACKBONE` with ImageNet weights. An existing ``out`` is replaced only with ``overwrite``
+    (checked before any work: it may be a feature file made another way, or with another backbone).
     """
     from adakit.config import DataConfig
     from adakit.data.images import load_image_folder, load_image_list
@@ -266,6 +271,12 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     if model is not None and backbone is not None:
         raise ConfigError("give either --model (an ONNX file) or --backbone (a torchvision/timm model), not both")
     images = Path(images).expanduser()
+    dest = Path(out).expanduser()
+    if dest.is_dir():
+        raise ConfigError(f"{dest} is a folder: give the .npz file to write, e.g. {dest / 'features.npz'}")
+    if dest.exists() and not overwrite:
+        raise ConfigError(f"{dest} exists: pass overwrite=True (adakit features --overwrite) to replace it, or "
+                          "choose another file")
     if not images.exists():
         raise DataError(f"{images}: no such {'image-list file' if fmt == 'image_list' else 'image folder'}")
     if model is not None:

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from adakit.cli import app
 from adakit.data.features import load_npz
-from adakit.errors import AdakitError, DataError
+from adakit.errors import AdakitError, ConfigError, DataError
 
 CLASSES = ("back_pack", "bike")
-# measured on the committed features: max |difference| 0.0 over all 498 dslr images (same onnxruntime,
-# same CPU kernels); the tolerance leaves room for other CPUs' int8 kernels
+# measured on the committed features: max |difference| 0.0 over all 498 dslr images, on an AVX-512 Intel Xeon and
+# on an AVX2-only AMD EPYC (there only since the extractor asks onnxruntime for full-precision int8 arithmetic:
+# before, 1.3); the tolerance leaves room for other CPUs' kernels
 ATOL = 1e-3
 
 
@@ -284,3 +285,22 @@ def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module
     assert net.training  # your module's mode is left as it was (it was left in eval mode)
     with pytest.raises(DataError, match="looks channels-last"):
         compute_features(u8.transpose(0, 2, 3, 1), **kw)
+
+
+def test_an_existing_feature_file_is_replaced_only_with_overwrite(tmp_path):
+    """A feature file of the same name (made another way, or with another backbone) is never replaced silently:
+    the refusal comes before any image is read or any model loaded."""
+    from adakit.features import cache_features
+
+    out = tmp_path / "feats.npz"
+    out.write_bytes(b"someone's features")
+    with pytest.raises(ConfigError, match=r"feats\.npz exists: pass overwrite=True \(adakit features --overwrite\)"):
+        cache_features(tmp_path / "no-such-folder", out, backbone="resnet18", weights=None)
+    res = CliRunner().invoke(app, ["features", str(tmp_path / "no-such-folder"), "--out", str(out)])
+    assert res.exit_code != 0 and "--overwrite" in res.output
+    assert out.read_bytes() == b"someone's features"
+    with pytest.raises(ConfigError, match="is a folder"):
+        cache_features(tmp_path, tmp_path, backbone="resnet18", weights=None, overwrite=True)
+    # with overwrite the run goes on (here to the missing image folder)
+    with pytest.raises(DataError, match="no such image folder"):
+        cache_features(tmp_path / "no-such-folder", out, backbone="resnet18", weights=None, overwrite=True)

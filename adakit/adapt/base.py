@@ -86,6 +86,9 @@ class Objective(nn.Module):
     provides: frozenset[str] = frozenset()
     #: head the model must have ("cosine" for MME); None leaves model.head as configured
     required_head: str | None = None
+    #: keeps a memory per target pool sample (BIWAA's aggregated targets): needs ``pool_size`` at construction and
+    #: the pool positions of the unlabelled batch (``Batch.idx_u``)
+    per_sample_memory: bool = False
     #: True when only the ``probe_domain`` discriminator uses the unlabelled target batch: the trainer then keeps
     #: that batch out of the model's training pass (so it never enters batch-norm statistics) and hands the probe
     #: features from a separate no-grad pass in eval mode (``Batch.probe_fs`` / ``probe_fu``)
@@ -254,7 +257,7 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
         b.fu, b.zu = target
         idx = given["target_indices"]
         memory = getattr(obj, "pool_size", 0)
-        if idx is None and hasattr(obj, "aggregate_targets"):
+        if idx is None and obj.per_sample_memory:
             raise ConfigError(f"{who} needs target_indices= (each target row's position in the pool, for its "
                               f"per-sample memory of {memory} rows: build it with pool_size=)")
         if idx is not None:
@@ -262,7 +265,7 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
             if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.shape != (len(b.fu),):
                 raise DataError(f"{who}: target_indices= must be {len(b.fu)} integer pool positions, got dtype "
                                 f"{idx.dtype}, shape {tuple(idx.shape)}")
-            if hasattr(obj, "aggregate_targets") and (int(idx.min()) < 0 or int(idx.max()) >= memory):
+            if obj.per_sample_memory and (int(idx.min()) < 0 or int(idx.max()) >= memory):
                 raise DataError(f"{who}: target_indices= must lie in 0..{memory - 1} (pool_size={memory}), got "
                                 f"{int(idx.min())}..{int(idx.max())}")
             b.idx_u = idx.long()

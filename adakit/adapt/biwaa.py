@@ -148,6 +148,7 @@ class BIWAA(MSTN):
 
     Params = BIWAAParams
     required_head = "linear"
+    per_sample_memory = True
 
     def __init__(self, params: BIWAAParams, feature_dim: int, num_classes: int, pool_size: int = 0):
         super().__init__(params, feature_dim, num_classes, pool_size)

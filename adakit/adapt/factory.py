@@ -53,7 +53,7 @@ def objective(name: str | type[Objective], *, feature_dim: int, num_classes: int
     if getattr(obj, "warmup_runs", 1) > 1:
         raise ConfigError(f"adakit.objective({label!r}): runs={obj.warmup_runs} trains the warm-up from scratch "
                           "several times, which is ActiveLoop's job; in your own loop use runs=1 ('biwaa')")
-    if hasattr(obj, "aggregate_targets") and sizes["pool_size"] < 1:
+    if obj.per_sample_memory and sizes["pool_size"] < 1:
         raise ConfigError(f"adakit.objective({label!r}) keeps a memory per target sample: pass pool_size= (the "
                           "number of samples in the target pool, labelled ones included) and target_indices= (their "
                           "positions in it) to losses()")

@@ -232,7 +232,7 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
 
 
-def _junk(name: str) -> bool:
+def junk_folder(name: str) -> bool:
     """A hidden folder or one of the thumbnail / metadata folders file managers leave (`JUNK_FOLDERS`)."""
     return name.startswith(".") or name in JUNK_FOLDERS
 
@@ -248,7 +248,7 @@ def find_images(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = [d for d in dirs if not _junk(d)]
+        dirs[:] = [d for d in dirs if not junk_folder(d)]
         found.extend(p for f in files if _is_image(p := Path(root) / f))
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
@@ -260,7 +260,8 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not path.is_dir():
         raise DataError(f"image folder not found: {path} (domain {name!r}). Check data.root / data.pattern or "
                         "set ADAKIT_DATA; the folder must hold one sub-folder of images per class.")
-    class_dirs = sorted((d for d in path.iterdir() if d.is_dir() and not _junk(d.name)), key=lambda d: d.name)
+    class_dirs = sorted((d for d in path.iterdir() if d.is_dir() and not junk_folder(d.name)),
+                        key=lambda d: d.name)
     if not class_dirs:
         loose = any(_is_image(p) for p in path.iterdir())
         what = "holds images but no class sub-folders" if loose else "is empty (no class sub-folders)"

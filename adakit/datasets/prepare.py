@@ -150,18 +150,13 @@ def _prep_officehome(ds: DatasetInfo, raw: Path, layout: Path, chosen: list[Doma
     return [d.name for d in chosen]
 
 
-def _image_files(folder: Path) -> list[Path]:
-    from adakit.data.images import IMAGE_EXTENSIONS
-
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and not p.name.startswith("."))
-
-
 def _write_classes(layout: Path, classes: Sequence[str]) -> None:
     (layout / "classes.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
 
 
 def _prep_visda(ds: DatasetInfo, raw: Path, layout: Path, chosen: list[DomainInfo], classes: Classes) -> list[str]:
+    from adakit.data.images import find_images, junk_folder
+
     folders = {"synthetic": "train", "real": "validation"}
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
@@ -173,11 +168,11 @@ def _prep_visda(ds: DatasetInfo, raw: Path, layout: Path, chosen: list[DomainInf
                     ds, f"the {sub}/ folder ({d.name} domain)")
         os.replace(src, layout / sub)
         lines = []
-        for cdir in sorted(p for p in (layout / sub).iterdir() if p.is_dir()):
+        for cdir in sorted(p for p in (layout / sub).iterdir() if p.is_dir() and not junk_folder(p.name)):
             if cdir.name not in index:
                 raise DataError(f"{ds.title} {d.name}: folder {cdir.name!r} is not one of the classes "
                                 f"{', '.join(classes)}")
-            lines += [f"{p.relative_to(layout).as_posix()} {index[cdir.name]}\n" for p in _image_files(cdir)]
+            lines += [f"{p.relative_to(layout).as_posix()} {index[cdir.name]}\n" for p in find_images(cdir)]
         (layout / f"{d.name}.txt").write_text("".join(lines), encoding="utf-8")
         outputs += [sub, f"{d.name}.txt"]
     _write_classes(layout, classes)
