@@ -77,6 +77,10 @@ class DataConfig(_Strict):
                                            "sorted codes found in the source and target files together")
     unlabelled_value: int | None = Field(None, description="mat/svmlight/npz without classes: the label code of "
                                          "an unlabelled target sample (e.g. -1); default none: every code is a class")
+    zero_based: bool | Literal["auto"] = Field(
+        "auto", description="svmlight: feature indices start at 0 (true) or at 1 (false); auto: at 0 when index 0 "
+                            "appears in the source or target file (scikit-learn's rule, for the pair); adakit "
+                            "predict reads new files with the indexing of the run's files")
 
     def path_of(self, domain: str, root: str) -> str:
         return (self.pattern or DEFAULT_PATTERNS[self.format]).format(root=root, domain=domain)

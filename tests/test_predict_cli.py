@@ -163,3 +163,31 @@ def test_predict_on_an_image_folder_and_an_image_list(tmp_path):
     assert res.exit_code == 0, res.output
     assert [(Path(r["id"]).name, r["probability"]) for r in _rows(tmp_path / "one.csv")] == \
         [("n1.png", rows[1]["probability"])]
+
+
+def test_predict_reads_svmlight_with_the_indexing_of_the_runs_files(tmp_path):
+    """A file to predict whose rows never use feature index 0 (sparse data) was read one-based when the run's
+    files were zero-based: every feature shifted by a column, predictions silently wrong. It is read as the
+    run's source and target files were; without them, a warning says the file's own indices decide."""
+    from sklearn.datasets import dump_svmlight_file
+
+    rng = np.random.default_rng(2)
+    xs = rng.normal(size=(30, 5)).astype(np.float32)
+    for name in ("src", "tgt"):
+        dump_svmlight_file(xs, np.arange(30) % 3, str(tmp_path / f"{name}.svmlight"), zero_based=True)
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**TINY, "data": {"format": "svmlight", "root": str(tmp_path), "source": "src",
+                                              "target": "tgt"}}), run, show_progress=False).run()
+    model = adakit.load_run(run)
+    x_new = rng.normal(size=(4, 5)).astype(np.float32)
+    x_new[:, 0] = 0  # feature 0 never used in this file
+    dump_svmlight_file(x_new, np.zeros(4), str(tmp_path / "new.svmlight"), zero_based=True)
+    out = tmp_path / "p.csv"
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.svmlight"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    got = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in _rows(out)])
+    np.testing.assert_allclose(got, model.predict_proba(x_new), atol=1e-5)
+    for name in ("src", "tgt"):
+        (tmp_path / f"{name}.svmlight").unlink()
+    with pytest.warns(RuntimeWarning, match="set data.zero_based in the run's config.yaml"):
+        model.predict_file(tmp_path / "new.svmlight", tmp_path / "q.csv")

@@ -159,21 +159,47 @@ def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
     from sklearn.datasets import load_svmlight_file, load_svmlight_files
 
     files = [_require(path)]
-    if cfg is not None and cfg.source and cfg.target:
-        pair = list(dict.fromkeys(_domain_path(cfg, n).resolve() for n in (cfg.source, cfg.target)))
-        if path.resolve() in pair and all(f.is_file() for f in pair):
-            files = pair
+    pair = _svmlight_pair(cfg)
+    if pair is not None and path.resolve() in pair:
+        files = pair
+    zero_based = getattr(cfg, "zero_based", "auto") if cfg is not None else "auto"
     try:
         if len(files) == 1:
-            x, y = load_svmlight_file(str(files[0]))
+            x, y = load_svmlight_file(str(files[0]), zero_based=zero_based)
         else:
-            arrays = load_svmlight_files([str(f) for f in files])
+            arrays = load_svmlight_files([str(f) for f in files], zero_based=zero_based)
             k = files.index(path.resolve())
             x, y = arrays[2 * k], arrays[2 * k + 1]
     except ValueError as err:
         raise DataError(f"{path}: not a valid svmlight file ({err})") from None
     y = integer_labels(y, path)
     return (None if labels_only else x.toarray().astype(np.float32)), y
+
+
+def _svmlight_pair(cfg) -> list[Path] | None:
+    """The run's source and target svmlight files (one when they are the same), when both exist."""
+    if cfg is None or not (cfg.source and cfg.target):
+        return None
+    pair = list(dict.fromkeys(_domain_path(cfg, n).resolve() for n in (cfg.source, cfg.target)))
+    return pair if all(f.is_file() for f in pair) else None
+
+
+def svmlight_indexing(cfg) -> bool | None:
+    """Whether the run's svmlight files index features from 0: ``data.zero_based`` when set, else scikit-learn's
+    "auto" rule on the source and target files together (one-based only when every file's smallest index is
+    above 0); None when it cannot be told (no config, or the files are gone)."""
+    if cfg is not None and cfg.zero_based != "auto":
+        return bool(cfg.zero_based)
+    pair = _svmlight_pair(cfg)
+    if pair is None:
+        return None
+    from sklearn.datasets import load_svmlight_files
+
+    try:
+        raw = load_svmlight_files([str(f) for f in pair], zero_based=True)[0::2]  # indices as written
+    except ValueError:
+        return None
+    return not all(m.nnz and m.indices.min() > 0 for m in raw)
 
 
 def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -201,8 +227,14 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
     else:
         from sklearn.datasets import load_svmlight_file
 
+        zero_based = svmlight_indexing(cfg)
+        if zero_based is None:  # a file that never uses feature 0 would be read one-based, shifted by a column
+            warnings.warn(f"{path}: the run's svmlight files are not there to tell whether feature indices start "
+                          "at 0 or 1, so this file's own indices decide; set data.zero_based in the run's "
+                          "config.yaml if its rows never use index 0", RuntimeWarning, stacklevel=2)
         try:
-            xs, _ = load_svmlight_file(str(_require(path)), n_features=n_features)
+            xs, _ = load_svmlight_file(str(_require(path)), n_features=n_features,
+                                       zero_based="auto" if zero_based is None else zero_based)
         except ValueError as err:
             raise DataError(f"{path}: not a valid svmlight file ({err})") from None
         x = xs.toarray().astype(np.float32)

@@ -13,19 +13,27 @@ from adakit.registry import OBJECTIVES
 STRATEGY = {"dann": "aada", "tsf": "sage", "sdm": "sdm_g"}
 
 
-@pytest.mark.parametrize("name", OBJECTIVES.names())
-def test_objective_trains_and_queries_under_cpu_bf16_autocast(name, tmp_path):
+def _two_rounds(tmp_path, objective: str, train: dict, anchor: str = "none") -> ActiveLoop:
+    """Two active rounds of ``objective`` on small arrays (the strategy reads what it provides); checks the labels
+    and that every round's loss is finite."""
     rng = np.random.default_rng(0)
     xs, xt = rng.normal(size=(48, 6)).astype(np.float32), rng.normal(0.3, 1.0, size=(40, 6)).astype(np.float32)
     cfg = {"budget": {"total": 4, "rounds": 2}, "model": {"hidden_dim": 16, "bottleneck_dim": 8},
-           "train": {"warmup_iters": 4, "round_iters": 3, "batch_size": 8, "cpu_amp": True, "threads": 1},
-           "objective": {"name": name}, "query": {"strategy": STRATEGY.get(name, "margin")}}
+           "train": {"warmup_iters": 4, "round_iters": 3, "batch_size": 8, **train},
+           "objective": {"name": objective}, "anchor": {"kind": anchor},
+           "query": {"strategy": "las" if anchor != "none" else STRATEGY.get(objective, "margin")}}
     loop = ActiveLoop(cfg, tmp_path / "r", source=(xs, xs[:, :3].argmax(1)), target=(xt, xt[:, :3].argmax(1)),
                       show_progress=False)
     s = loop.run()
     assert [r["labels"] for r in s["rounds"]] == [0, 2, 4]
     losses = [loop.ledger.get_meta(f"train/{r}")["loss"] for r in range(3)]
     assert all(np.isfinite(v) for v in losses)
+    return loop
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_objective_trains_and_queries_under_cpu_bf16_autocast(name, tmp_path):
+    loop = _two_rounds(tmp_path, name, {"cpu_amp": True, "threads": 1})
     assert all(p.dtype == torch.float32 for p in loop.model.parameters())  # autocast leaves the weights alone
 
 
@@ -36,18 +44,7 @@ def test_objective_trains_and_queries_on_cuda_under_bf16_autocast(name, tmp_path
     """The CUDA counterpart (benchmarks/gpu_check.sh runs it): every objective's training steps, discriminators,
     moving statistics and the query that reads them on the GPU under ``train.amp``; and LADA's anchor set
     (``anchor.kind: laa``, its neighbour search on the GPU)."""
-    rng = np.random.default_rng(0)
-    xs, xt = rng.normal(size=(48, 6)).astype(np.float32), rng.normal(0.3, 1.0, size=(40, 6)).astype(np.float32)
     objective, anchor = (name.split("+") + ["none"])[:2]
-    cfg = {"budget": {"total": 4, "rounds": 2}, "model": {"hidden_dim": 16, "bottleneck_dim": 8},
-           "train": {"warmup_iters": 4, "round_iters": 3, "batch_size": 8, "amp": True, "device": "cuda"},
-           "objective": {"name": objective}, "anchor": {"kind": anchor},
-           "query": {"strategy": "las" if anchor != "none" else STRATEGY.get(objective, "margin")}}
-    loop = ActiveLoop(cfg, tmp_path / "r", source=(xs, xs[:, :3].argmax(1)), target=(xt, xt[:, :3].argmax(1)),
-                      show_progress=False)
-    s = loop.run()
-    assert [r["labels"] for r in s["rounds"]] == [0, 2, 4]
-    losses = [loop.ledger.get_meta(f"train/{r}")["loss"] for r in range(3)]
-    assert all(np.isfinite(v) for v in losses)
+    loop = _two_rounds(tmp_path, objective, {"amp": True, "device": "cuda"}, anchor)
     assert all(p.is_cuda and p.dtype == torch.float32 for p in loop.model.parameters())
     assert all(t.is_cuda for t in [*loop.objective.parameters(), *loop.objective.buffers()])
