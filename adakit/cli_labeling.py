@@ -95,13 +95,13 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
     import warnings
 
     from adakit.labeling.run import LabelingRun
-    from adakit.labeling.server import ExposedServerWarning, is_loopback, make_server
+    from adakit.labeling.server import ExposedServerWarning, make_server
 
     out.print(f"loading {run_dir} and the model's suggestions...", highlight=False, soft_wrap=True)
     try:
         run = LabelingRun(run_dir)
-        with warnings.catch_warnings():  # said below, in the command line's words
-            warnings.simplefilter("ignore", ExposedServerWarning)
+        with warnings.catch_warnings(record=True) as caught:  # printed below, as the command line's warnings are
+            warnings.simplefilter("always", ExposedServerWarning)
             server = make_server(run, host=host, port=port, annotator=annotator, new_token=new_token,
                                  verbose=verbose)
     except AdakitError as e:
@@ -109,9 +109,11 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
     except OSError as e:
         _fail(RuntimeError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"))
     done, total = run.progress()
-    if not is_loopback(host):
-        err.print(f"[yellow]warning:[/] listening on {host}: other machines can reach this page. Anyone with the URL "
-                  "(it holds the token) can label; traffic is not encrypted.", highlight=False, soft_wrap=True)
+    for w in caught:
+        if issubclass(w.category, ExposedServerWarning):
+            err.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out.print(f"labelling {total - done} open of {total} queries in {run_dir}", highlight=False, soft_wrap=True)
     out.print(f"open {server.url}   (Ctrl-C stops; every answer is already saved)", highlight=False, soft_wrap=True)
     sys.stdout.flush()

@@ -229,13 +229,18 @@ class ExposedServerWarning(UserWarning):
     """The labelling page listens beyond this machine (``host`` is not a loopback address)."""
 
 
+def warn_if_exposed(host: str, stacklevel: int = 2) -> None:
+    """An `ExposedServerWarning` when ``host`` is not a loopback address."""
+    if not is_loopback(host):
+        warnings.warn(f"listening on {host}: other machines can reach this page. Anyone with the URL (it holds the "
+                      "token) can label; traffic is not encrypted.", ExposedServerWarning, stacklevel=stacklevel)
+
+
 def make_server(run: LabelingRun, host: str = "127.0.0.1", port: int = 8765, annotator: str = "web",
                 new_token: bool = False, verbose: bool = False) -> LabelServer:
     """A server for ``run`` (not yet serving: call ``serve_forever``, or `serve_in_thread` in a notebook). Port 0
     picks a free port. A ``host`` other than this machine's loopback gives an `ExposedServerWarning`."""
-    if not is_loopback(host):
-        warnings.warn(f"listening on {host}: other machines can reach this page. Anyone with the URL (it holds the "
-                      "token) can label; traffic is not encrypted.", ExposedServerWarning, stacklevel=2)
+    warn_if_exposed(host, stacklevel=3)
     run.items()  # load suggestions before the first request
     return LabelServer((host, port), run, run.token(renew=new_token), annotator=annotator, verbose=verbose)
 

@@ -275,11 +275,17 @@ def test_cli_label_does_not_warn_on_loopback_addresses(demo_run, monkeypatch):
         def server_close(self):
             pass
 
-    monkeypatch.setattr(server_mod, "make_server", lambda *a, **k: Fake())
+    def fake_make_server(run, host="127.0.0.1", **kw):
+        server_mod.warn_if_exposed(host)  # as make_server does, before it binds
+        return Fake()
+
+    monkeypatch.setattr(server_mod, "make_server", fake_make_server)
     monkeypatch.setattr("adakit.labeling.run.LabelingRun.progress", lambda self: (0, 20))
     for host, warned in (("127.0.0.2", False), ("localhost", False), ("10.1.2.3", True)):
         res = runner.invoke(app, ["label", str(demo_run), "--host", host])
         assert res.exit_code == 0 and ("warning" in res.output) is warned, (host, res.output)
+        assert ("other machines can reach this page" in res.output) is warned  # printed once, as a CLI warning
+        assert res.output.count("other machines can reach") <= 1
 
 
 def test_make_server_from_python_warns_when_the_page_is_reachable_from_other_machines(demo_run):
