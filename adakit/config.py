@@ -153,7 +153,8 @@ class TrainConfig(_Strict):
                           "Xeon since Sapphire Rapids, AMD Zen 4), much slower on others; results differ from float32")
     channels_last: bool = Field(True, description="on GPU: convolutional models and image batches in the "
                                                   "channels_last memory format (faster convolutions)")
-    num_workers: int = Field(0, ge=0, description="image loading workers")
+    num_workers: int = Field(0, ge=0, description="image loading worker processes per batch stream (training: "
+                                                    "source, labelled and unlabelled target each; evaluation passes)")
     eval_batch_size: int = Field(256, ge=1)
     eval_checkpoints: int = Field(0, ge=0, description="evenly spaced warm-up steps at which accuracy and the "
                                   "validators are recorded and the model saved (for checkpoint selection)")

@@ -275,8 +275,10 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     if dest.is_dir():
         raise ConfigError(f"{dest} is a folder: give the .npz file to write, e.g. {dest / 'features.npz'}")
     if dest.exists() and not overwrite:
-        raise ConfigError(f"{dest} exists: pass overwrite=True (adakit features --overwrite) to replace it, or "
-                          "choose another file")
+        raise ConfigError(f"{dest} exists: add --force (overwrite=True) to replace it, or choose another file")
+    blocker = next((p for p in dest.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--out {dest}: {blocker} is a file, not a folder; choose another path")
     if not images.exists():
         raise DataError(f"{images}: no such {'image-list file' if fmt == 'image_list' else 'image folder'}")
     if model is not None:
@@ -290,4 +292,4 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     loader = load_image_list if fmt == "image_list" else load_image_folder
     domain = loader(images, name, cfg=cfg)
     feat = extract_features(domain, extractor, batch_size, show_progress)
-    return save_features(out, feat, domain), feat.shape
+    return save_features(dest, feat, domain), feat.shape

@@ -448,6 +448,10 @@ class ActiveLoop:
         if self._objects.backbone is not None:
             cls = type(self._objects.backbone)
             info["backbone_class"] = f"{cls.__module__}.{cls.__qualname__}"
+        if self.cfg.data.format == "svmlight":  # how its files were read, for adakit predict on new files
+            from adakit.data.features import svmlight_indexing
+
+            info["svmlight_zero_based"] = svmlight_indexing(self.cfg.data)
         standardized = getattr(self.domains.source, "standardized_with", None)  # data.standardize: source stats
         if standardized is not None:
             info["standardize"] = {"mean": standardized[0].tolist(), "std": standardized[1].tolist()}

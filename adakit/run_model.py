@@ -49,8 +49,10 @@ class RunModel:
     """
 
     def __init__(self, run_dir: Path, model: nn.Module, config, classes: list[str], input_shape: tuple[int, ...],
-                 device: torch.device, round_index: int, batch_size: int):
+                 device: torch.device, round_index: int, batch_size: int, svmlight_zero_based: bool | None = None):
         self.run_dir, self.model, self.config = run_dir, model, config
+        #: svmlight runs: whether the run's files were indexed from 0 (None: not recorded)
+        self.svmlight_zero_based = svmlight_zero_based
         self.classes, self.input_shape, self.device = classes, input_shape, device
         self.round, self.batch_size = round_index, batch_size
         self.model.eval()
@@ -169,11 +171,14 @@ class RunModel:
         `write_predictions`): id, predicted, probability, p_<class>. Returns the number of rows. An existing
         ``out_file`` is replaced only with ``overwrite=True`` (it may be a file someone made)."""
         input_path, out_file = Path(input_path), Path(out_file)
-        if out_file.exists() and not overwrite:  # before any work
+        if out_file.is_dir():  # before any work (--force would not help)
+            raise ConfigError(f"--out {out_file} is a folder: give the CSV file to write, e.g. "
+                              f"{out_file / 'predictions.csv'}")
+        if out_file.exists() and not overwrite:
             raise ConfigError(f"--out {out_file} exists; choose another file or add --force (overwrite=True) to "
                               "replace it")
         width = self.input_shape[0] if len(self.input_shape) == 1 else None
-        dom = read_inputs(input_path, self.config.data, image_list, width)
+        dom = read_inputs(input_path, self.config.data, image_list, width, self.svmlight_zero_based)
         if isinstance(dom, tuple):  # feature rows and their ids
             rows, ids = dom
             probs = self.predict_proba(rows)
@@ -187,26 +192,33 @@ class RunModel:
 FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight"}
 
 
-def read_inputs(path: Path, data_cfg, image_list: bool = False,
-                n_features: int | None = None) -> Domain | tuple[np.ndarray, list[str]]:
+def read_inputs(path: Path, data_cfg, image_list: bool = False, n_features: int | None = None,
+                zero_based: bool | None = None) -> Domain | tuple[np.ndarray, list[str]]:
     """What `RunModel.predict_file` (``adakit predict``) reads: one image, an image folder (any depth, sorted), an
     image list (read as training reads one: ``path [label]`` lines, paths relative to the list's folder, its
     parent, ``data.root`` or $ADAKIT_DATA) or a feature file (.npz / .mat / svmlight; its rows and their ids,
-    labels not needed)."""
+    labels not needed). A run on feature files takes feature files only; an svmlight run reads a file of any other
+    name as svmlight (libsvm files come as ``.txt``, ``.t``, ...); ``zero_based``: how its files were indexed."""
     from adakit.data.features import read_feature_rows
     from adakit.data.images import _sizes, read_image_inputs
 
     if not path.exists():
         raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
                         f"({', '.join(sorted(FEATURE_SUFFIXES))})")
-    images = read_image_inputs(path, *_sizes(data_cfg), data_cfg, image_list)
+    feature_run = data_cfg.format in set(FEATURE_SUFFIXES.values())  # its model takes feature rows, never images
+    images = None if feature_run and not image_list else read_image_inputs(path, *_sizes(data_cfg), data_cfg,
+                                                                           image_list)
     if images is not None:
         return images
     fmt = FEATURE_SUFFIXES.get(path.suffix.lower())
+    if fmt is None and data_cfg.format == "svmlight" and path.is_file():  # libsvm files come as .txt, .t, ...
+        fmt = "svmlight"
     if fmt is None:
-        raise DataError(f"{path}: unknown input type {path.suffix!r}; give an image folder, an image list (.txt, or "
-                        f"--list) or a feature file ({', '.join(sorted(FEATURE_SUFFIXES))})")
-    return read_feature_rows(fmt, path.resolve(), data_cfg, n_features)
+        kinds = "" if feature_run else "an image folder, an image list (.txt, or --list) or "
+        raise DataError(f"{path}: unknown input type {path.suffix!r}; give {kinds}a feature file "
+                        f"({', '.join(sorted(FEATURE_SUFFIXES))})" + (" (this run's model takes feature rows)"
+                                                                      if feature_run else ""))
+    return read_feature_rows(fmt, path.resolve(), data_cfg, n_features, zero_based)
 
 
 def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes: list[str]) -> None:
@@ -284,7 +296,7 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     if "standardize" in info:
         model = _Standardized(model, info["standardize"]["mean"], info["standardize"]["std"])
     return RunModel(run_dir, model.to(dev), cfg, list(info["classes"]), shape, dev, last[0],
-                    batch_size or cfg.train.eval_batch_size)
+                    batch_size or cfg.train.eval_batch_size, info.get("svmlight_zero_based"))
 
 
 def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, str]:

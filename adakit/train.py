@@ -156,7 +156,8 @@ class Trainer:
         l_keys = index_batches(np.arange(len(labelled_idx)), cfg.batch_size, iters, gen) \
             if use_l and not union and self.anchor is None else None
         anchors = AnchorSet(self.anchor, self.model, pool, labelled_idx, labelled_y.numpy(), cfg.batch_size, gen,
-                            self.device, obj.num_classes) if use_l and self.anchor is not None else None
+                            self.device, obj.num_classes, cfg.num_workers) \
+            if use_l and self.anchor is not None else None
         u_keys = None
         if obj.uses_unlabelled:
             mask = np.ones(len(pool), dtype=bool)

@@ -76,8 +76,8 @@ def model_throughput(loop, batch: int, steps: int = 10) -> float:
 
     dev, cfg = loop.device, loop.cfg
     model = loop.model.train()
-    x = torch.randn(batch, 3, cfg.data.image_size, cfg.data.image_size, device=dev)
-    if dev.type == "cuda" and cfg.train.channels_last:
+    x = torch.randn(batch, *loop.domains.pool.input_shape, device=dev)  # images, digits or feature vectors
+    if dev.type == "cuda" and cfg.train.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=1e-9)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and cfg.train.amp else None

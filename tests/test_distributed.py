@@ -317,6 +317,18 @@ def test_gpu_round_entry_point_prints_a_timing_line_on_cpu(tmp_path, capsys):
     assert out["pool_size"] == 16 and out["query_s"] is not None
 
 
+def test_gpu_round_entry_point_runs_a_feature_config(tmp_path, capsys):
+    """Its model-alone timing builds its batch from the data's input shape (it assumed 3-channel images)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_round
+
+    cfg = {"seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+           "budget": {"total": 4}, "train": {"warmup_iters": 2, "round_iters": 2, "threads": 1}}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))
+    out = gpu_round.main(["--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert out["model_images_per_s"] > 0 and "TIMING " in capsys.readouterr().out
+
+
 def test_gpu_check_script_fails_loudly_without_a_gpu(tmp_path):
     (tmp_path / "office31" / "images").mkdir(parents=True)
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")]).returncode == 0

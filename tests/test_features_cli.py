@@ -294,13 +294,35 @@ def test_an_existing_feature_file_is_replaced_only_with_overwrite(tmp_path):
 
     out = tmp_path / "feats.npz"
     out.write_bytes(b"someone's features")
-    with pytest.raises(ConfigError, match=r"feats\.npz exists: pass overwrite=True \(adakit features --overwrite\)"):
+    with pytest.raises(ConfigError, match=r"feats\.npz exists: add --force \(overwrite=True\)"):
         cache_features(tmp_path / "no-such-folder", out, backbone="resnet18", weights=None)
     res = CliRunner().invoke(app, ["features", str(tmp_path / "no-such-folder"), "--out", str(out)])
-    assert res.exit_code != 0 and "--overwrite" in res.output
+    assert res.exit_code != 0 and "--force" in res.output
     assert out.read_bytes() == b"someone's features"
     with pytest.raises(ConfigError, match="is a folder"):
         cache_features(tmp_path, tmp_path, backbone="resnet18", weights=None, overwrite=True)
     # with overwrite the run goes on (here to the missing image folder)
     with pytest.raises(DataError, match="no such image folder"):
         cache_features(tmp_path / "no-such-folder", out, backbone="resnet18", weights=None, overwrite=True)
+    # an --out below a file is refused before any work (it failed with a traceback after the extraction)
+    with pytest.raises(ConfigError, match=r"feats\.npz is a file, not a folder"):
+        cache_features(tmp_path / "no-such-folder", out / "x.npz", backbone="resnet18", weights=None)
+
+
+def test_cache_features_writes_where_it_checked(tmp_path, monkeypatch):
+    """``~`` in --out: the file is written to the expanded path that the overwrite check looked at (it was
+    written to a literal ./~ folder, so a second call replaced it without asking)."""
+    from adakit.features import cache_features
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        Image.fromarray(np.full((20, 20, 3), 60 if c == "a" else 200, np.uint8)).save(folder / c / "0.png")
+    kw = {"backbone": "resnet18", "weights": None, "image_size": 32, "show_progress": False, "device": "cpu"}
+    path, shape = cache_features(folder, "~/f.npz", **kw)
+    assert path == tmp_path / "home" / "f.npz" and path.is_file() and shape[0] == 2
+    assert not (tmp_path / "~").exists()
+    with pytest.raises(ConfigError, match="exists"):
+        cache_features(folder, "~/f.npz", **kw)

@@ -49,6 +49,13 @@ def test_predict_on_a_feature_file(tmp_path):
         model.predict_file(tmp_path / "new.npz", tmp_path / "p.csv")
     assert model.predict_file(tmp_path / "new.npz", tmp_path / "p.csv", overwrite=True) == 5
     assert _rows(tmp_path / "p.csv") == rows
+    # a folder as --out is named as such (the advice to add --force led to a crash and a stray .tmp file)
+    (tmp_path / "preds").mkdir()
+    for force in ([], ["--force"]):
+        res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.npz"), "--out",
+                                       str(tmp_path / "preds"), *force])
+        assert res.exit_code == 2 and "is a folder: give the CSV file to write" in res.output, res.output
+    assert not list(tmp_path.glob("preds*.tmp"))
 
     bad = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.csv"), "--out", str(tmp_path / "q.csv")])
     assert bad.exit_code == 2 and "input not found" in bad.output
@@ -187,7 +194,20 @@ def test_predict_reads_svmlight_with_the_indexing_of_the_runs_files(tmp_path):
     assert res.exit_code == 0, res.output
     got = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in _rows(out)])
     np.testing.assert_allclose(got, model.predict_proba(x_new), atol=1e-5)
+    # the run recorded how its files were read: the answer holds when they are gone, also for a .txt name
     for name in ("src", "tgt"):
         (tmp_path / f"{name}.svmlight").unlink()
-    with pytest.warns(RuntimeWarning, match="set data.zero_based in the run's config.yaml"):
-        model.predict_file(tmp_path / "new.svmlight", tmp_path / "q.csv")
+    (tmp_path / "new.txt").write_bytes((tmp_path / "new.svmlight").read_bytes())
+    model = adakit.load_run(run)
+    assert model.svmlight_zero_based is True
+    for i, name in enumerate(("new.svmlight", "new.txt")):
+        model.predict_file(tmp_path / name, tmp_path / f"q{i}.csv")
+        got = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in _rows(tmp_path / f"q{i}.csv")])
+        np.testing.assert_allclose(got, model.predict_proba(x_new), atol=1e-5)
+    model.svmlight_zero_based = None  # a run of an adakit that did not record it, its files gone: said, not hidden
+    with pytest.warns(RuntimeWarning, match="this file's own indices decide"):
+        model.predict_file(tmp_path / "new.svmlight", tmp_path / "q2.csv")
+    # a file wider than the model, named as such
+    dump_svmlight_file(rng.normal(size=(2, 7)), np.zeros(2), str(tmp_path / "wide.svmlight"), zero_based=True)
+    with pytest.raises(adakit.DataError, match=r"wide\.svmlight: has features beyond the 5 that the run's model"):
+        model.predict_file(tmp_path / "wide.svmlight", tmp_path / "q3.csv")

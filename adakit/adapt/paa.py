@@ -50,7 +50,8 @@ class AnchorSet:
     """The growing anchor set of one fit; `next_batch` and `propose` are called once per step."""
 
     def __init__(self, params: AnchorParams, model: torch.nn.Module, pool: Domain, labelled_idx: np.ndarray,
-                 labelled_y: np.ndarray, batch_size: int, gen: np.random.Generator, device, num_classes: int):
+                 labelled_y: np.ndarray, batch_size: int, gen: np.random.Generator, device, num_classes: int,
+                 num_workers: int = 0):
         self.p, self.model, self.pool, self.device, self.gen = params, model, pool, device, gen
         self.idx = np.asarray(labelled_idx, dtype=np.int64).copy()
         self.y = np.asarray(labelled_y, dtype=np.int64).copy()
@@ -61,7 +62,8 @@ class AnchorSet:
         self.k = params.k
         self.emb = None
         if params.kind == "laa":
-            f, _ = forward_domain(model, pool, device=device, keep_on_device=True)  # CUDA: neighbours on the GPU
+            f, _ = forward_domain(model, pool, device=device, keep_on_device=True,  # CUDA: neighbours on the GPU
+                                  num_workers=num_workers)
             self.emb = torch.nn.functional.normalize(f, dim=1)
         self._order = np.empty(0, dtype=np.int64)
         self.accepted = 0

@@ -171,6 +171,9 @@ def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
             k = files.index(path.resolve())
             x, y = arrays[2 * k], arrays[2 * k + 1]
     except ValueError as err:
+        if "Invalid index 0" in str(err):
+            raise DataError(f"{path}: feature index 0 appears, but data.zero_based is false (indices from 1); set "
+                            "data.zero_based: true, or auto") from None
         raise DataError(f"{path}: not a valid svmlight file ({err})") from None
     y = integer_labels(y, path)
     return (None if labels_only else x.toarray().astype(np.float32)), y
@@ -202,11 +205,13 @@ def svmlight_indexing(cfg) -> bool | None:
     return not all(m.nnz and m.indices.min() > 0 for m in raw)
 
 
-def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = None) -> tuple[np.ndarray, list[str]]:
+def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = None,
+                      zero_based: bool | None = None) -> tuple[np.ndarray, list[str]]:
     """Feature rows (N, d) of a file to predict on, and an id per row (its image path when the file records it,
     else ``<file stem>/<row>``). Labels are not needed: an ``.npz`` needs only ``feat``; a ``.mat`` its feature
     variable (``data.feature_key`` of ``cfg``, else the usual names); svmlight rows are widened to
-    ``n_features`` (a file that never uses the last features is narrower). An empty file gives (0, d) rows."""
+    ``n_features`` (a file that never uses the last features is narrower) and read with the run's indexing:
+    ``zero_based`` (what the run recorded), else `svmlight_indexing` of ``cfg``. An empty file gives (0, d) rows."""
     if fmt == "npz":
         try:
             with np.load(_require(path), allow_pickle=False) as z:
@@ -227,15 +232,23 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
     else:
         from sklearn.datasets import load_svmlight_file
 
-        zero_based = svmlight_indexing(cfg)
+        if zero_based is None:
+            zero_based = svmlight_indexing(cfg)
         if zero_based is None:  # a file that never uses feature 0 would be read one-based, shifted by a column
-            warnings.warn(f"{path}: the run's svmlight files are not there to tell whether feature indices start "
-                          "at 0 or 1, so this file's own indices decide; set data.zero_based in the run's "
-                          "config.yaml if its rows never use index 0", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{path}: the run did not record whether its svmlight feature indices start at 0 or 1 "
+                          "(runs of adakit before 2026-12-04) and its source/target files are not where its config "
+                          "says, so this file's own indices decide: a file whose rows never use index 0 is read "
+                          "as indexed from 1", RuntimeWarning, stacklevel=2)
         try:
             xs, _ = load_svmlight_file(str(_require(path)), n_features=n_features,
                                        zero_based="auto" if zero_based is None else zero_based)
         except ValueError as err:
+            if "Invalid index 0" in str(err):
+                raise DataError(f"{path}: uses feature index 0, but the run's files were indexed from 1; write it "
+                                "with indices from 1, as the run's files") from None
+            if "n_features was set to" in str(err):
+                raise DataError(f"{path}: has features beyond the {n_features} that the run's model takes (the "
+                                "widest index of its source and target files)") from None
             raise DataError(f"{path}: not a valid svmlight file ({err})") from None
         x = xs.toarray().astype(np.float32)
     if x.ndim != 2:

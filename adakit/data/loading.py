@@ -2,11 +2,14 @@
 
 One batch per key (an index array): with ``workers`` > 0 the batches are loaded in that many worker processes
 (image files decoded in parallel) and, with ``pin``, land in pinned host memory so that the copy to a GPU overlaps
-the computation. Used by the training loop (source, labelled and unlabelled target batches) and by every pass of
-a model over a domain (`adakit.inference.forward_domain`). Without workers the batches are loaded lazily in this
-process, in order. Augmentation draws of training batches come from each worker's torch generator (seeded by
-the DataLoader from the main process's), so a run is reproducible for a given ``workers`` but its draws differ
-from the ``workers=0`` ones.
+the computation. Used by the training loop (source, labelled and unlabelled target batches: one set of workers
+per stream) and by `adakit.inference.forward_domain` (the run's passes over the pool, test set, source
+validation split and LAA's anchor features; not `adakit predict`, which loads in its own process). Without
+workers the batches are loaded lazily in this process, in order. Augmentation draws of training batches come
+from each worker's torch generator (seeded by the DataLoader from the main process's), so a run is reproducible
+for a given ``workers`` but its draws differ from the ``workers=0`` ones. Evaluation batches (``train=False``)
+draw nothing from the main process's generator (their DataLoader has a fixed one of its own), so a pass over a
+domain leaves training's random stream as it was.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def batches(domain: Domain, keys: Sequence[np.ndarray], workers: int = 0, pin: b
     """The batches ``domain.load(k)`` for each ``k`` in ``keys``, in order (see the module docstring)."""
     if workers == 0 or len(keys) == 0:
         return (load_batch(domain, k, train) for k in keys)
+    own = None if train else torch.Generator().manual_seed(0)  # the workers' seeds, drawn from it, not the global
     return iter(torch.utils.data.DataLoader(_Batches(domain, keys, train), batch_size=None, shuffle=False,
                                             num_workers=min(workers, len(keys)), persistent_workers=False,
-                                            pin_memory=pin))
+                                            pin_memory=pin, generator=own))

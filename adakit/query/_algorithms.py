@@ -862,7 +862,8 @@ def _torch_kmeans(x: torch.Tensor | np.ndarray, k: int, seed: int, w: np.ndarray
     """`weighted_kmeans`'s "torch" backend on ``x``'s device: `seeding_sample`, then `weighted_lloyd`; the best
     of ``n_init`` runs."""
     xt = _tensor(x).detach()
-    xt = xt if xt.is_floating_point() else xt.double()
+    if xt.dtype not in (torch.float32, torch.float64):  # float16 sums overflow; integers as float64, as sklearn
+        xt = xt.float() if xt.is_floating_point() else xt.double()
     sub = np.random.default_rng(seed)
     wt = None if w is None else torch.from_numpy(w)
     best, best_obj = None, math.inf

@@ -21,7 +21,7 @@ class ClueParams(Params):
     temperature: float = Field(0.1, gt=0, description="softmax temperature T of the uncertainty weights "
                                                        "−Σ (p + 1e-8)·log(p + 1e-8), p = softmax(z / T) (the CLUE "
                                                        "code's default 0.1 and entropy floor)")
-    n_init: int = Field(1, ge=1, description="k-means restarts (scikit-learn KMeans)")
+    n_init: int = Field(1, ge=1, description="k-means restarts (each backend; the best objective is kept)")
     max_iter: int = Field(300, ge=1, description="k-means Lloyd iterations (scikit-learn KMeans)")
     kmeans: Literal["auto", "sklearn", "faiss", "torch"] = Field(
         "auto", description="k-means implementation: sklearn (k-means++ init, to convergence), faiss "
@@ -66,8 +66,8 @@ class Clue(Strategy):
             return Selection(np.empty(0, np.int64), np.empty(0))
         logits, feats = view.logits, view.embeddings
         w = clue_weights(logits[torch.as_tensor(cand, device=logits.device)], self.params.temperature)
-        # k-means (scikit-learn / faiss) copies the embeddings and weights to the CPU; the nearest-sample pick
-        # runs on the embeddings' device
+        # k-means: scikit-learn / faiss on a CPU copy of the embeddings, torch on their device; the nearest-sample
+        # pick runs on the embeddings' device
         picks = kmeans_select(feats[torch.as_tensor(cand, device=feats.device)].float(), budget, rng, weights=w,
                               n_init=self.params.n_init, max_iter=self.params.max_iter, backend=self.params.kmeans,
                               faiss_iter=self.params.faiss_iter)

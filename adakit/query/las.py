@@ -115,7 +115,7 @@ class LocalContextAwareSampling(Strategy):
             self.params.budget_ratio)
         top = top_k(q, np.arange(len(cand)), budget * (1 + m), rng).indices  # positions in cand
         emb = F.normalize(feats[torch.as_tensor(cand[top], device=dev)].float(), dim=1)
-        # k-means (scikit-learn / faiss) copies the candidates to the CPU; the nearest pick runs on dev
+        # k-means: scikit-learn / faiss on a CPU copy of the candidates, torch on dev; the nearest pick runs on dev
         picks = top[kmeans_select(emb, budget, rng, n_init=self.params.n_init, max_iter=self.params.max_iter,
                                   backend=self.params.kmeans, faiss_iter=self.params.faiss_iter)]
         return Selection(cand[picks], q[torch.as_tensor(picks, device=dev)])

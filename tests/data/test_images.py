@@ -378,7 +378,12 @@ def test_worker_loaded_passes_equal_the_in_process_ones(dslr):
             return f, f * 2
 
     f0, z0 = forward_domain(Net(), dom, batch_size=5)
+    torch.manual_seed(7)
     f2, z2 = forward_domain(Net(), dom, batch_size=5, num_workers=2)
+    after = torch.rand(3)
     assert torch.equal(f0, f2) and torch.equal(z0, z2) and len(f0) == len(dom)
+    # the pass drew nothing from the global generator (dropout, augmentation and objectives draw from it in training)
+    torch.manual_seed(7)
+    assert torch.equal(after, torch.rand(3))
     # an empty batch key keeps the input shape (a rank's share of a batch smaller than the world)
     assert next(batches(dom, [np.zeros(0, dtype=np.int64)], workers=1)).shape[1:] == here[0].shape[1:]

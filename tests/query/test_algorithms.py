@@ -297,19 +297,24 @@ def test_faiss_kmeans_objective_close_to_sklearn_and_auto_switch(monkeypatch):
     assert fa <= 1.05 * sk
     a = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="faiss")
     assert len(set(a.tolist())) == 20
-    # "auto": sklearn up to EXACT_KMEANS_MAX, faiss above on the CPU, torch when faiss is missing
-    calls = []
+    # "auto": sklearn up to EXACT_KMEANS_MAX, faiss above on the CPU, torch when faiss is missing (which backend ran
+    # is recorded: on this data faiss and torch pick the same samples)
+    ran = []
+    for name in ("_cpu_kmeans", "_torch_kmeans"):
+        real = getattr(alg, name)
+        monkeypatch.setattr(alg, name, lambda *a, _n=name, _f=real, **k: ran.append(
+            _n if _n == "_torch_kmeans" else a[6]) or _f(*a, **k))
     monkeypatch.setattr(alg, "EXACT_KMEANS_MAX", 0)
-    real = alg._faiss
-    monkeypatch.setattr(alg, "_faiss", lambda: calls.append(1) or real())
     assert np.array_equal(alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto"), a)
+    real_faiss = alg._faiss
     monkeypatch.setattr(alg, "_faiss", lambda: None)
     b = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto")
-    assert np.array_equal(b, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="torch"))
-    assert calls
+    monkeypatch.setattr(alg, "_faiss", real_faiss)
     monkeypatch.setattr(alg, "EXACT_KMEANS_MAX", 10**9)
-    assert np.array_equal(alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto"),
-                          alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="sklearn"))
+    c = alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="auto")
+    assert ran == ["faiss", "_torch_kmeans", "sklearn"]
+    assert np.array_equal(b, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="torch"))
+    assert np.array_equal(c, alg.kmeans_select(x, 20, np.random.default_rng(0), weights=w, backend="sklearn"))
 
 
 def _blobs(n: int, m: int, centres: int, spread: float, seed: int) -> torch.Tensor:
@@ -350,6 +355,11 @@ def test_torch_kmeans_is_the_faiss_kmeans_in_torch(skewed):
     c1 = alg.weighted_kmeans(x.double(), k, np.random.default_rng(4), weights=w, backend="torch")
     c2 = alg.weighted_kmeans(x.double(), k, np.random.default_rng(4), weights=w, backend="torch")
     assert c1.dtype == np.float64 and np.array_equal(c1, c2)
+    # half-precision input is clustered in float32 (float16 sums overflowed to inf/nan centroids; bfloat16 failed)
+    big = (x * 300).half()
+    for half in (big, big.bfloat16()):
+        c = alg.weighted_kmeans(half, k, np.random.default_rng(0), weights=w, backend="torch")
+        assert c.dtype == np.float32 and np.isfinite(c).all()
 
 
 def test_weighted_lloyd_by_hand():
