@@ -89,6 +89,10 @@ class RunModel:
         if isinstance(X, Mapping):
             raise DataError(f"input: got a {type(X).__name__}; pass the samples as an array (N, "
                             f"*{tuple(self.input_shape)}), a tuple (X, y) or a torch Dataset of (x, y) / x")
+        if isinstance(X, tuple) and X and _sparse(X[0]):  # (X, y) as load_svmlight_file returns it
+            X = X[0]
+        if _sparse(X):  # a scipy sparse matrix: its dense rows
+            X = X.toarray()
         images = self._image_inputs(X)
         if images is not None:
             dom = images
@@ -187,6 +191,11 @@ class RunModel:
             ids = [dom.image_path(i) or str(dom.ids[i]) for i in range(len(dom))]
         write_predictions(out_file, ids, probs, self.classes)
         return len(ids)
+
+
+def _sparse(x: Any) -> bool:
+    """A scipy sparse matrix or array (without importing scipy for the check)."""
+    return type(x).__module__.startswith("scipy.sparse")
 
 
 FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight"}

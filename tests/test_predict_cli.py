@@ -204,6 +204,11 @@ def test_predict_reads_svmlight_with_the_indexing_of_the_runs_files(tmp_path):
         model.predict_file(tmp_path / name, tmp_path / f"q{i}.csv")
         got = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in _rows(tmp_path / f"q{i}.csv")])
         np.testing.assert_allclose(got, model.predict_proba(x_new), atol=1e-5)
+    from sklearn.datasets import load_svmlight_file
+
+    sparse = load_svmlight_file(str(tmp_path / "new.svmlight"), n_features=5, zero_based=True)  # (X csr, y)
+    np.testing.assert_allclose(model.predict_proba(sparse), model.predict_proba(x_new), atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(sparse[0]), model.predict_proba(x_new), atol=1e-6)
     model.svmlight_zero_based = None  # a run of an adakit that did not record it, its files gone: said, not hidden
     with pytest.warns(RuntimeWarning, match="this file's own indices decide"):
         model.predict_file(tmp_path / "new.svmlight", tmp_path / "q2.csv")
