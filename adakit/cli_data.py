@@ -33,7 +33,7 @@ def features(
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)"),
     no_verify: bool = flag("skip decoding every image first", "--no-verify"),
     quiet: bool = flag("no progress bar", "--quiet"),
-    overwrite: bool = flag("replace --out if it exists", "--force", "--overwrite"),
+    overwrite: bool = flag("replace --out if it exists", "--force"),
 ) -> None:
     """Run a frozen backbone over an image domain once and write its features as an .npz.
 
