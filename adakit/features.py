@@ -281,6 +281,9 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
         raise ConfigError(f"--out {dest}: {blocker} is a file, not a folder; choose another path")
     if not images.exists():
         raise DataError(f"{images}: no such {'image-list file' if fmt == 'image_list' else 'image folder'}")
+    if fmt == "image_folder" and images.is_file():
+        raise DataError(f"{images} is a file: give an image folder (<class>/<image>), or an image-list file with "
+                        "--list (fmt='image_list'); adakit.features.compute_features also takes single images")
     if model is not None:
         extractor = OnnxFeatureExtractor(model, output, threads)
         size = image_size or extractor.image_size

@@ -304,6 +304,8 @@ def test_an_existing_feature_file_is_replaced_only_with_overwrite(tmp_path):
     # with overwrite the run goes on (here to the missing image folder)
     with pytest.raises(DataError, match="no such image folder"):
         cache_features(tmp_path / "no-such-folder", out, backbone="resnet18", weights=None, overwrite=True)
+    with pytest.raises(DataError, match=r"feats\.npz is a file: give an image folder"):
+        cache_features(out, tmp_path / "other.npz", backbone="resnet18", weights=None)
     # an --out below a file is refused before any work (it failed with a traceback after the extraction)
     with pytest.raises(ConfigError, match=r"feats\.npz is a file, not a folder"):
         cache_features(tmp_path / "no-such-folder", out / "x.npz", backbone="resnet18", weights=None)
