@@ -184,12 +184,7 @@ def check_same_classes(a: Domain, b: Domain) -> None:
     if pairs:  # "Cat" vs "cat", or the same accented name in two Unicode forms
         hints.append("names that differ only in case or Unicode form: "
                      + ", ".join(f"{x!r} / {y!r}" for x, y in pairs[:5]) + "; rename one of each")
-    empty = [d.name for d in (a, b) if len(d.classes) == 0]
-    if empty:  # e.g. the features of a flat folder of unlabelled target photos
-        hints.append(f"{empty[0]!r} has no class list (its samples are all unlabelled): give it the other domain's "
-                     "classes, as a classes.txt beside its image list (adakit features --list writes them into "
-                     "the .npz) or a `classes` array in its .npz")
-    elif only_a and not only_b or only_b and not only_a:
+    if only_a and not only_b or only_b and not only_a:
         hints.append("a class without samples in one domain still needs its entry there: an empty class folder, "
                      "or a classes.txt beside an image list")
     raise DataError(

@@ -150,15 +150,3 @@ def test_svmlight_source_and_target_are_read_together(tmp_path):
     d = load_domains(DataConfig(format="svmlight", root=str(tmp_path), source="src", target="tgt"), 0)
     assert tuple(d.source.x.shape) == (4, 5) and tuple(d.pool.x.shape) == (2, 5)
     np.testing.assert_allclose(d.pool.x.numpy(), [[0.4, 0, 0, 0, 0], [0, 0.9, 0.1, 0, 0]], rtol=1e-6)
-
-
-def test_an_unlabelled_target_without_a_class_list_is_told_how_to_give_it_one(tmp_path):
-    """The features of a flat folder of unlabelled photos have no class list: the error says how to give one."""
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "src.npz", feat=rng.normal(size=(6, 3)).astype(np.float32), y=np.arange(6) % 2,
-             classes=np.array(["cat", "dog"]))
-    np.savez(tmp_path / "tar.npz", feat=rng.normal(size=(4, 3)).astype(np.float32), y=np.full(4, -1),
-             classes=np.array([], dtype=str))
-    with pytest.raises(DataError, match=r"'tar' has no class list \(its samples are all unlabelled\): give it the "
-                                        r"other domain's classes, as a classes.txt beside its image list"):
-        load_domains(_data("npz", tmp_path), seed=0)
