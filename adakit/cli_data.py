@@ -12,7 +12,8 @@ from adakit.errors import AdakitError
 
 @app.command()
 def features(
-    images: Path = typer.Argument(..., help="image folder (<class>/<image>) or, with --list, a 'path label' file"),
+    images: Path = typer.Argument(..., help="image folder (<class>/<image>, or unlabelled photos without class "
+                                            "folders) or, with --list, a 'path label' file"),
     out_file: Path = typer.Option(..., "--out", help="the .npz to write (feat, y, classes, ids)"),
     backbone: str = typer.Option(None, "--backbone", show_default=False,
                                  help="torchvision or timm backbone: resnet18, resnet34, resnet50, resnet101, "

@@ -328,3 +328,24 @@ def test_cache_features_writes_where_it_checked(tmp_path, monkeypatch):
     assert not (tmp_path / "~").exists()
     with pytest.raises(ConfigError, match="exists"):
         cache_features(folder, "~/f.npz", **kw)
+
+
+def test_features_of_a_flat_folder_make_an_unlabelled_target(tmp_path):
+    """Unlabelled photos without class folders: their feature file has no class list and all labels unknown, and a
+    run takes the source's classes for it (it was refused: 'holds images but no class sub-folders')."""
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+    from adakit.features import cache_features
+
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(tmp_path / "photos" / f"{i}.png")
+    path, shape = cache_features(tmp_path / "photos", tmp_path / "feats" / "photos.npz", backbone="resnet18",
+                                 weights=None, image_size=32, show_progress=False, device="cpu")
+    got = np.load(path)
+    assert shape == (3, 512) and list(got["y"]) == [-1] * 3 and len(got["classes"]) == 0
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "feats" / "src.npz", feat=rng.normal(size=(4, 512)).astype(np.float32), y=[0, 1, 0, 1],
+             classes=np.array(["cat", "dog"]))
+    d = load_domains(DataConfig(format="npz", root=str(tmp_path / "feats"), source="src", target="photos"), seed=0)
+    assert d.pool.classes == ["cat", "dog"] and len(d.pool) == 3

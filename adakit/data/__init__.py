@@ -136,7 +136,11 @@ def load_domains(cfg, seed: int) -> Domains:
     source = load_domain(cfg.format, cfg.source, cfg.root, cfg.pattern, cfg=cfg)
     target = load_domain(cfg.format, cfg.target, cfg.root, cfg.pattern, cfg=cfg)
     if not source.has_labels:
-        raise DataError(f"source domain {source.name!r} has unlabelled samples; every source sample needs a label")
+        flat = " (it has no class list: put its images in one sub-folder per class)" if not source.classes else ""
+        raise DataError(f"source domain {source.name!r} has unlabelled samples; every source sample needs a "
+                        f"label{flat}")
+    if not target.classes and not (target.y >= 0).any():  # unlabelled photos without class folders
+        target.classes = list(source.classes)
     check_same_classes(source, target)
     check_same_inputs(source, target)  # before any training (the warm-up would fail only at its first batch)
     from adakit.data.objects import fingerprint

@@ -255,7 +255,9 @@ def find_images(folder: Path) -> list[Path]:
 
 @register_loader("image_folder")
 def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
-    """``<path>/<class>/**/<image>``: classes are the sorted sub-folder names; files sorted within each."""
+    """``<path>/<class>/**/<image>``: classes are the sorted sub-folder names; files sorted within each. A folder
+    with images but no class sub-folders is an unlabelled domain without a class list (labels -1): as a target,
+    `adakit.data.load_domains` gives it the source's classes."""
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"image folder not found: {path} (domain {name!r}). Check data.root / data.pattern or "
@@ -263,9 +265,21 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     class_dirs = sorted((d for d in path.iterdir() if d.is_dir() and not junk_folder(d.name)),
                         key=lambda d: d.name)
     if not class_dirs:
-        loose = any(_is_image(p) for p in path.iterdir())
-        what = "holds images but no class sub-folders" if loose else "is empty (no class sub-folders)"
-        raise DataError(f"image folder {path} (domain {name!r}) {what}; expected {path}/<class>/<image>")
+        if not any(_is_image(p) for p in path.iterdir()):
+            raise DataError(f"image folder {path} (domain {name!r}) is empty (no class sub-folders); expected "
+                            f"{path}/<class>/<image>, or the images themselves for an unlabelled domain")
+        files = find_images(path)  # unlabelled photos, no class folders
+        image_size, resize = _sizes(cfg)
+        domain = FileImageDomain(name=name, classes=[], ids=np.array([f.relative_to(path).as_posix() for f in files]),
+                                 y=np.full(len(files), -1, dtype=np.int64), paths=np.array([str(f) for f in files]),
+                                 image_size=image_size, resize=resize)
+        return _finish(domain, cfg)
+    stray = [p.name for p in path.iterdir() if _is_image(p)]
+    if stray:
+        warnings.warn(f"image folder {path} (domain {name!r}): {len(stray)} image(s) directly in {path} belong to no "
+                      f"class folder and are left out: {stray[:5]}{' ...' if len(stray) > 5 else ''}. Move them into "
+                      "their class folders (or, for an unlabelled domain, use a folder without class folders).",
+                      UserWarning, stacklevel=2)
     files: list[Path] = []
     labels: list[int] = []
     for c, d in enumerate(class_dirs):

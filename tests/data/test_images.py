@@ -130,8 +130,8 @@ def test_folder_errors(tmp_path):
     with pytest.raises(DataError, match="is empty"):
         load_image_folder(tmp_path / "empty", "empty")
     (tmp_path / "loose").mkdir()
-    (tmp_path / "loose" / "a.jpg").write_bytes(b"x")
-    with pytest.raises(DataError, match="no class sub-folders"):
+    (tmp_path / "loose" / "a.jpg").write_bytes(b"x")  # loose images: an unlabelled domain, whose files are checked
+    with pytest.raises(DataError, match=r"a\.jpg"):
         load_image_folder(tmp_path / "loose", "loose")
     (tmp_path / "noimg" / "cls").mkdir(parents=True)
     (tmp_path / "noimg" / "cls" / "notes.txt").write_text("x")
@@ -387,3 +387,35 @@ def test_worker_loaded_passes_equal_the_in_process_ones(dslr):
     assert torch.equal(after, torch.rand(3))
     # an empty batch key keeps the input shape (a rank's share of a batch smaller than the world)
     assert next(batches(dom, [np.zeros(0, dtype=np.int64)], workers=1)).shape[1:] == here[0].shape[1:]
+
+
+def test_a_flat_folder_of_photos_is_an_unlabelled_target_with_the_sources_classes(office31, tmp_path):
+    """Unlabelled target photos need no class folders: the folder (images at any depth) is an unlabelled domain that
+    takes the source's class list; the run trains on it (UDA) and records validators, no accuracy. As the source,
+    such a folder is refused with what to do."""
+    from adakit.loop import ActiveLoop
+
+    _copy(office31, tmp_path / "data" / "src")
+    flat = tmp_path / "data" / "photos"
+    flat.mkdir(parents=True)
+    for i, f in enumerate(_copy(office31, tmp_path / "tmp", per_class=2)):
+        shutil.copy(f, flat / f"p{i}.jpg")
+    dom = load_image_folder(flat, "photos")
+    assert dom.classes == [] and list(dom.y) == [-1] * 4 and list(dom.ids) == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg"]
+    # images beside class folders belong to no class: said, not dropped silently
+    (tmp_path / "data" / "mixed").mkdir()
+    shutil.copytree(tmp_path / "data" / "src", tmp_path / "data" / "mixed", dirs_exist_ok=True)
+    shutil.copy(flat / "p0.jpg", tmp_path / "data" / "mixed" / "stray.jpg")
+    with pytest.warns(UserWarning, match=r"1 image\(s\) directly in .*mixed belong to no class folder"):
+        assert "stray.jpg" not in load_image_folder(tmp_path / "data" / "mixed", "mixed").ids
+    data = {"format": "image_folder", "root": str(tmp_path / "data"), "pattern": "{root}/{domain}", "source": "src",
+            "target": "photos", "image_size": 32, "resize": 32}
+    d = load_domains(DataConfig(**data), seed=0)
+    assert d.pool.classes == d.source.classes == ["back_pack", "bike"] and not (d.pool.y >= 0).any()
+    cfg = {"seed": 0, "data": data, "model": {"backbone": "resnet18", "bottleneck_dim": 4},
+           "objective": {"name": "dann"}, "budget": {"total": 0, "rounds": 0},
+           "train": {"warmup_iters": 2, "batch_size": 2, "eval_batch_size": 4, "threads": 1}}
+    s = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    assert s["final_accuracy"] is None and s["unlabelled_rounds"] and "val/entropy" in s["unlabelled_rounds"][0]
+    with pytest.raises(DataError, match="no class list: put its images in one sub-folder per class"):
+        load_domains(DataConfig(**{**data, "source": "photos", "target": "src"}), seed=0)
