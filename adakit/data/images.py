@@ -166,7 +166,7 @@ class FileImageDomain(Domain):
 
 
 def image_inputs(items: list, image_size: int, resize: int, ids: list[str] | None = None,
-                 verify: bool = True) -> Domain:
+                 verify: bool = True, name: str = "input") -> Domain:
     """Image files (paths) or PIL images to predict on or extract features from, as a domain that reads them as
     adakit reads image files (`to_rgb`, then the evaluation transform); ``ids`` default to positions. Files are
     decoded first (`FileImageDomain.verify`) unless ``verify`` is off; missing files and a list mixing paths with
@@ -181,7 +181,7 @@ def image_inputs(items: list, image_size: int, resize: int, ids: list[str] | Non
         missing = [str(i) for i in items if not Path(i).is_file()]
         if missing:
             raise DataError(f"input: {len(missing)} image file(s) not found, e.g. {missing[0]}")
-        dom = FileImageDomain(name="input", classes=[], ids=ids, y=np.full(n, -1),
+        dom = FileImageDomain(name=name, classes=[], ids=ids, y=np.full(n, -1),
                               paths=np.array([str(i) for i in items]), image_size=image_size, resize=resize)
         if verify:
             dom.verify()
@@ -189,7 +189,7 @@ def image_inputs(items: list, image_size: int, resize: int, ids: list[str] | Non
     if not all(isinstance(i, Image.Image) for i in items):
         raise DataError("input: a list mixing image paths and PIL images; pass one kind")
     tf = image_transform(False, image_size, resize)
-    return TensorDomain(name="input", classes=[], ids=ids, y=np.full(n, -1),
+    return TensorDomain(name=name, classes=[], ids=ids, y=np.full(n, -1),
                         x=torch.stack([tf(to_rgb(i)) for i in items]))
 
 
@@ -262,19 +262,16 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not path.is_dir():
         raise DataError(f"image folder not found: {path} (domain {name!r}). Check data.root / data.pattern or "
                         "set ADAKIT_DATA; the folder must hold one sub-folder of images per class.")
-    class_dirs = sorted((d for d in path.iterdir() if d.is_dir() and not junk_folder(d.name)),
-                        key=lambda d: d.name)
+    entries = list(path.iterdir())
+    class_dirs = sorted((d for d in entries if d.is_dir() and not junk_folder(d.name)), key=lambda d: d.name)
+    stray = [p.name for p in entries if _is_image(p)]
     if not class_dirs:
-        if not any(_is_image(p) for p in path.iterdir()):
+        if not stray:
             raise DataError(f"image folder {path} (domain {name!r}) is empty (no class sub-folders); expected "
                             f"{path}/<class>/<image>, or the images themselves for an unlabelled domain")
         files = find_images(path)  # unlabelled photos, no class folders
-        image_size, resize = _sizes(cfg)
-        domain = FileImageDomain(name=name, classes=[], ids=np.array([f.relative_to(path).as_posix() for f in files]),
-                                 y=np.full(len(files), -1, dtype=np.int64), paths=np.array([str(f) for f in files]),
-                                 image_size=image_size, resize=resize)
-        return _finish(domain, cfg)
-    stray = [p.name for p in path.iterdir() if _is_image(p)]
+        return image_inputs(files, *_sizes(cfg), ids=[f.relative_to(path).as_posix() for f in files],
+                            verify=cfg is None or cfg.verify_images, name=name)
     if stray:
         warnings.warn(f"image folder {path} (domain {name!r}): {len(stray)} image(s) directly in {path} belong to no "
                       f"class folder and are left out: {stray[:5]}{' ...' if len(stray) > 5 else ''}. Move them into "
