@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -864,15 +865,21 @@ def _torch_kmeans(x: torch.Tensor | np.ndarray, k: int, seed: int, w: np.ndarray
     xt = _tensor(x).detach()
     if xt.dtype not in (torch.float32, torch.float64):  # float16 sums overflow; integers as float64, as sklearn
         xt = xt.float() if xt.is_floating_point() else xt.double()
-    sub = np.random.default_rng(seed)
     wt = None if w is None else torch.from_numpy(w)
+    return _best_seeded(xt, k, seed, w, n_init, lambda init: weighted_lloyd(
+        xt, xt[torch.as_tensor(init, device=xt.device)], wt, iters)).cpu().numpy()
+
+
+def _best_seeded(x, k: int, seed: int, w: np.ndarray | None, n_init: int, lloyd: Callable):
+    """The bounded k-means' restarts (faiss and torch): ``n_init`` times `seeding_sample` (one generator seeded by
+    ``seed``), then ``lloyd(seed rows) -> (centroids, objective)``; the centroids of the lowest objective."""
+    sub = np.random.default_rng(seed)
     best, best_obj = None, math.inf
     for _ in range(int(n_init)):
-        init = seeding_sample(xt, k, sub, weights=w)
-        c, obj = weighted_lloyd(xt, xt[torch.as_tensor(init, device=xt.device)], wt, iters)
+        c, obj = lloyd(seeding_sample(x, k, sub, weights=w))
         if best is None or obj < best_obj:
             best, best_obj = c, obj
-    return best.cpu().numpy()
+    return best
 
 
 def _cpu_kmeans(x: torch.Tensor | np.ndarray, k: int, seed: int, w: np.ndarray | None, n_init: int,
@@ -886,18 +893,15 @@ def _cpu_kmeans(x: torch.Tensor | np.ndarray, k: int, seed: int, w: np.ndarray |
         if faiss is None:
             raise ImportError("k-means backend 'faiss' needs faiss: pip install 'adakit[faiss]'")
         xf = np.ascontiguousarray(xs, dtype=np.float32)
-        sub = np.random.default_rng(seed)
-        best, best_obj = None, math.inf
-        for _ in range(int(n_init)):
-            init = seeding_sample(xf, k, sub, weights=w)
+
+        def lloyd(init: np.ndarray) -> tuple[np.ndarray, float]:
             km = faiss.Kmeans(xf.shape[1], k, niter=int(faiss_iter), seed=seed, verbose=False,
                               min_points_per_centroid=1, max_points_per_centroid=len(xf))
             km.train(xf, weights=None if w is None else np.ascontiguousarray(w, dtype=np.float32),
                      init_centroids=np.ascontiguousarray(xf[init]))
-            obj = float(km.obj[-1]) if len(km.obj) else 0.0
-            if best is None or obj < best_obj:
-                best, best_obj = km.centroids.copy(), obj
-        return best.astype(xs.dtype)
+            return km.centroids.copy(), float(km.obj[-1]) if len(km.obj) else 0.0
+
+        return _best_seeded(xf, k, seed, w, n_init, lloyd).astype(xs.dtype)
     from sklearn.cluster import KMeans  # import cost only when used
 
     km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed)
