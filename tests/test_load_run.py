@@ -117,13 +117,17 @@ def test_load_run_names_a_missing_or_damaged_checkpoint(tmp_path):
         adakit.load_run(tmp_path / "nowhere")
 
 
-def test_load_run_standardizes_raw_features_like_the_run(tmp_path):
+@pytest.mark.parametrize("source_val", [0.0, 0.25])
+def test_load_run_standardizes_raw_features_like_the_run(tmp_path, source_val):
+    """Also with a held-out source split: the training source is then a subset of the loaded one, and the subset
+    lost the standardisation statistics, so load_run fed raw features to the model (probabilities far off)."""
     rng = np.random.default_rng(2)
     for name in ("s", "t"):
         np.savez(tmp_path / f"{name}.npz", feat=rng.normal(5.0, 3.0, size=(40, 4)).astype(np.float32),
                  y=np.arange(40) % 2, classes=np.array(["a", "b"]))
     cfg = {**SMALL, "budget": {"total": 0, "rounds": 0},
-           "data": {"format": "npz", "root": str(tmp_path), "source": "s", "target": "t", "standardize": True}}
+           "data": {"format": "npz", "root": str(tmp_path), "source": "s", "target": "t", "standardize": True,
+                    "source_val": source_val}}
     loop = ActiveLoop(build_config(cfg), tmp_path / "run", show_progress=False)
     loop.run()
     _, logits = forward_domain(loop.model, loop.domains.test, 256, "cpu")  # standardized in memory

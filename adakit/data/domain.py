@@ -90,12 +90,15 @@ class TensorDomain(Domain):
     the image file each feature row was extracted from; it never replaces ``ids`` (the ledger's ids).
     ``pixel_shape`` (optional, ``(C, H, W)``): the feature rows are the pixels of images of this shape, so
     people labelling them are shown the images (the labelling page, Label Studio export).
+    ``standardized_with`` (``data.standardize``): the source (mean, std) the rows were standardised with, kept by
+    subsets (a held-out source split, the inductive pool and test) so that `adakit.load_run` stores them.
     """
 
     x: torch.Tensor = field(default=None)  # type: ignore[assignment]
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     paths: np.ndarray | None = None
     pixel_shape: tuple[int, int, int] | None = None
+    standardized_with: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
     _feature_std: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +162,7 @@ class TensorDomain(Domain):
             name=name or self.name, classes=self.classes, ids=self.ids[idx], y=self.y[idx],
             x=self.x[torch.as_tensor(idx, dtype=torch.long)], augment=self.augment,
             paths=None if self.paths is None else self.paths[idx], pixel_shape=self.pixel_shape,
+            standardized_with=self.standardized_with,
         )
 
     def image_path(self, i: int) -> str | None:
