@@ -267,6 +267,7 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     """
     from adakit.config import DataConfig
     from adakit.data.images import load_image_folder, load_image_list
+    from adakit.rundir import existing_ancestor
 
     if model is not None and backbone is not None:
         raise ConfigError("give either --model (an ONNX file) or --backbone (a torchvision/timm model), not both")
@@ -276,8 +277,8 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
         raise ConfigError(f"{dest} is a folder: give the .npz file to write, e.g. {dest / 'features.npz'}")
     if dest.exists() and not overwrite:
         raise ConfigError(f"{dest} exists: add --force (overwrite=True) to replace it, or choose another file")
-    blocker = next((p for p in dest.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
+    blocker = existing_ancestor(dest)
+    if not blocker.is_dir():
         raise ConfigError(f"--out {dest}: {blocker} is a file, not a folder; choose another path")
     if not images.exists():
         raise DataError(f"{images}: no such {'image-list file' if fmt == 'image_list' else 'image folder'}")

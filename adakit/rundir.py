@@ -271,6 +271,14 @@ def stored_experiment(run_dir: str | Path):
                           f"{e}") from None
 
 
+def existing_ancestor(path: Path) -> Path:
+    """The nearest folder above ``path`` that exists (or a file there, which no folder can be created under)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
 def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     """Check a run folder (``adakit run --out``, ``ActiveLoop(run_dir=...)``) before any work; True when it
     already holds a run. ``flag`` names the folder's option in the messages.
@@ -284,9 +292,7 @@ def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{flag} {out_dir} is a file, not a folder; choose a folder for the run")
     if not out_dir.exists():
-        parent = out_dir.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
+        parent = existing_ancestor(out_dir)
         if not parent.is_dir():
             raise ConfigError(f"{flag} {out_dir}: {parent} is a file, so no folder can be created under it; {choose}")
         if not os.access(parent, os.W_OK | os.X_OK):
