@@ -145,19 +145,22 @@ def budget_of(n: int) -> int:
 
 def backend_of(name: str, n: int) -> str:
     """Which implementation adakit's default parameters use for this strategy at pool size n."""
-    from adakit.query._algorithms import EXACT_KMEANS_MAX, EXACT_KNN_MAX, _faiss
+    from adakit.query._algorithms import EXACT_KNN_MAX, _faiss, kmeans_backend
 
     b = budget_of(n)
     gpu = os.environ.get("QS_DEVICE", "cpu").startswith("cuda")
-    has_faiss = _faiss() is not None and not gpu  # a GPU pool searches and clusters in torch
+    has_faiss = _faiss() is not None and not gpu  # a GPU pool searches in torch
     unl = n - n // 100
-    bounded = f"{'faiss' if has_faiss else 'torch'} k-means, greedy seeding, 8 it."
+
+    def km(points: int) -> str:
+        chosen = kmeans_backend(points, b, gpu)
+        return "sklearn" if chosen == "sklearn" else f"{chosen} k-means, greedy seeding, 8 it."
+
     if name == "las":
         knn = ("faiss flat (exact)" if has_faiss else "torch exact") if unl <= EXACT_KNN_MAX else "IVF, nprobe 8"
-        km = "sklearn" if 11 * b * b <= EXACT_KMEANS_MAX else bounded
-        return f"kNN {knn}; k-means {km}"
+        return f"kNN {knn}; k-means {km(11 * b)}"
     if name == "clue":
-        return "sklearn k-means" if unl * b <= EXACT_KMEANS_MAX else bounded
+        return "sklearn k-means" if km(unl) == "sklearn" else km(unl)
     if name == "coreset":
         return "torch exact, lazy greedy"
     if name == "badge":

@@ -838,15 +838,21 @@ def weighted_kmeans(x: torch.Tensor | np.ndarray, k: int, rng: np.random.Generat
     """
     if k > len(x):
         raise ValueError(f"k-means with {k} clusters on {len(x)} points")
-    on_gpu = isinstance(x, torch.Tensor) and x.device.type != "cpu"
     if backend == "auto":
-        backend = ("sklearn" if len(x) * k <= EXACT_KMEANS_MAX else
-                   "torch" if on_gpu or _faiss() is None else "faiss")
+        backend = kmeans_backend(len(x), k, isinstance(x, torch.Tensor) and x.device.type != "cpu")
     w = _host_weights(weights)
     seed = int(rng.integers(2**31 - 1))
     if backend == "torch":
         return _torch_kmeans(x, k, seed, w, n_init, faiss_iter)
     return _cpu_kmeans(x, k, seed, w, n_init, max_iter, backend, faiss_iter)
+
+
+def kmeans_backend(n: int, k: int, on_gpu: bool) -> str:
+    """`weighted_kmeans`'s choice for ``backend="auto"``: "sklearn" while n·k ≤ EXACT_KMEANS_MAX; above, "torch"
+    for a pool on a GPU, else "faiss" when importable, else "torch"."""
+    if n * k <= EXACT_KMEANS_MAX:
+        return "sklearn"
+    return "torch" if on_gpu or _faiss() is None else "faiss"
 
 
 def _host_weights(weights: torch.Tensor | np.ndarray | None) -> np.ndarray | None:
