@@ -24,6 +24,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # numbers are finite
 
 
+def absolute_path(text: str | None, pattern: bool = False) -> str | None:
+    """A relative path made absolute against the current folder, so a stored run finds its files from anywhere.
+
+    Unchanged: None, "", absolute paths and those that start with ``~``, ``$VAR`` or ``{root}`` (they do not
+    depend on the folder adakit runs in). ``pattern``: the current folder's braces are doubled (``{{``).
+    """
+    if not text or text.startswith(("~", "$", "{root}")) or Path(text).is_absolute():
+        return text
+    cwd = str(Path.cwd())
+    return str(Path(cwd.replace("{", "{{").replace("}", "}}") if pattern else cwd) / text)
+
+
 #: the keys a ``data.pattern`` may use
 PATTERN_KEYS = ("root", "domain")
 #: ``train.device`` forms
@@ -85,6 +97,11 @@ class DataConfig(_Strict):
     def path_of(self, domain: str, root: str) -> str:
         return (self.pattern or DEFAULT_PATTERNS[self.format]).format(root=root, domain=domain)
 
+    @field_validator("root")
+    @classmethod
+    def _absolute_root(cls, v: str | None) -> str | None:
+        return absolute_path(v)
+
     @field_validator("pattern")
     @classmethod
     def _check_pattern(cls, v: str | None) -> str | None:
@@ -103,7 +120,7 @@ class DataConfig(_Strict):
             v.format(root="r", domain="d")
         except (ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
             raise ValueError(f"not a valid pattern ({e}); use plain {{root}} and {{domain}}") from None
-        return v
+        return absolute_path(v, pattern=True)
 
 
 class ModelConfig(_Strict):
@@ -128,6 +145,13 @@ class ModelConfig(_Strict):
         from adakit.models.backbones import check_backbone_name
 
         return check_backbone_name(v)
+
+    @field_validator("weights")
+    @classmethod
+    def _absolute_weights(cls, v: str | None) -> str | None:
+        from adakit.models.backbones import IMAGENET
+
+        return v if v == IMAGENET else absolute_path(v)
 
 
 class TrainConfig(_Strict):

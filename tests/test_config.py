@@ -106,3 +106,23 @@ def test_deeply_nested_or_unreadable_config_is_a_config_error(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="bin.yaml"):
         load_config(binary)
+
+
+def test_relative_paths_become_absolute_against_the_current_folder(tmp_path, monkeypatch):
+    """A run stores its config; a relative data.root / data.pattern / model.weights would be looked up relative to
+    wherever `adakit resume` or `adakit predict` runs later, so they are made absolute when the config is built."""
+    odd = tmp_path / "a{b}c"  # braces in the folder name must not become pattern keys
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    cfg = build_config({"data": {"format": "npz", "root": "data", "pattern": "feats/{domain}.npz"},
+                        "model": {"weights": "w/r18.pth"}})
+    assert cfg.data.root == str(odd / "data")
+    assert cfg.data.path_of("amazon", cfg.data.root) == str(odd / "feats" / "amazon.npz")
+    assert cfg.model.weights == str(odd / "w" / "r18.pth")
+    again = build_config(cfg.to_dict())  # a stored config rebuilt elsewhere keeps its paths
+    monkeypatch.chdir(tmp_path)
+    assert build_config(cfg.to_dict()) == again == cfg
+    kept = {"root": "${ADAKIT_DATA}/office31", "pattern": "{root}/{domain}.npz"}
+    cfg = build_config({"data": {"format": "npz", **kept}, "model": {"weights": "imagenet", "backbone": "resnet18"}})
+    assert (cfg.data.root, cfg.data.pattern, cfg.model.weights) == (*kept.values(), "imagenet")
+    assert build_config({"data": {"root": "~/data"}}).data.root == "~/data"

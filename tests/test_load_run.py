@@ -134,3 +134,20 @@ def test_load_run_standardizes_raw_features_like_the_run(tmp_path, source_val):
     raw = np.load(tmp_path / "t.npz")["feat"]
     m = adakit.load_run(tmp_path / "run")
     np.testing.assert_allclose(m.predict_proba(raw), torch.softmax(logits, 1).numpy(), atol=1e-5)
+
+
+def test_run_with_a_relative_data_root_resumes_from_another_folder(tmp_path, monkeypatch):
+    """The stored config holds the absolute root, so `adakit resume` and load_run find the data from anywhere."""
+    rng = np.random.default_rng(3)
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    for name in ("s", "t"):
+        np.savez(tmp_path / "proj" / "data" / f"{name}.npz", feat=rng.normal(size=(30, 4)).astype(np.float32),
+                 y=np.arange(30) % 3)
+    monkeypatch.chdir(tmp_path / "proj")
+    cfg = {**SMALL, "data": {"format": "npz", "root": "data", "source": "s", "target": "t"}}
+    ActiveLoop(build_config(cfg), "run", show_progress=False).run()
+    monkeypatch.chdir(tmp_path)
+    loop = ActiveLoop.resume(tmp_path / "proj" / "run", show_progress=False)  # loads the data: no DataError
+    assert loop.cfg.data.root == str(tmp_path / "proj" / "data")
+    assert len(loop.domains.pool) == 30
+    loop.close()
