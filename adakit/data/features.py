@@ -12,6 +12,7 @@ is an error).
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 import zipfile
@@ -154,29 +155,59 @@ def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
 
 def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
     """Features and labels of one svmlight file. With the run's data config, the source and target files are
-    read together (scikit-learn's `load_svmlight_files`), so both get the same width (the largest feature index
-    in either) and the same zero/one-based indexing, even when one file never uses the last features."""
+    read together, so both get the same width (the largest feature index in either) and the same zero/one-based
+    indexing (`_indexing`), even when one file never uses the last features. The pair is parsed once for the
+    source, the target, their label codes and the run's recorded indexing (`_parse_svmlight`)."""
+    files = [_require(path).resolve()]
+    pair = _svmlight_pair(cfg)
+    if pair is not None and files[0] in pair:
+        files = pair
+    parsed = _parse_svmlight(tuple(files))
+    zero_based = _indexing(getattr(cfg, "zero_based", "auto") if cfg is not None else "auto", files, parsed)
+    x, y = parsed[files.index(path.resolve())]
+    y = integer_labels(y, path)
+    if labels_only:
+        return None, y
+    return (x if zero_based else x[:, 1:]).toarray().astype(np.float32), y
+
+
+def _parse_svmlight(files: tuple[Path, ...]) -> tuple:
+    """(CSR rows, labels) of each file, indices as written (read zero-based), all as wide as the widest; the last
+    set of files read is kept (sparse) while the files are unchanged, so loading a run reads each file once."""
+    stamps = []
+    for f in files:
+        st = f.stat()
+        stamps.append((str(f), st.st_mtime_ns, st.st_size))
+    return _parse_files(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=1)
+def _parse_files(stamps: tuple[tuple[str, int, int], ...]) -> tuple:
     from sklearn.datasets import load_svmlight_file, load_svmlight_files
 
-    files = [_require(path)]
-    pair = _svmlight_pair(cfg)
-    if pair is not None and path.resolve() in pair:
-        files = pair
-    zero_based = getattr(cfg, "zero_based", "auto") if cfg is not None else "auto"
+    names = [name for name, _, _ in stamps]
     try:
-        if len(files) == 1:
-            x, y = load_svmlight_file(str(files[0]), zero_based=zero_based)
-        else:
-            arrays = load_svmlight_files([str(f) for f in files], zero_based=zero_based)
-            k = files.index(path.resolve())
-            x, y = arrays[2 * k], arrays[2 * k + 1]
+        arrays = load_svmlight_files(names, zero_based=True)
     except ValueError as err:
-        if "Invalid index 0" in str(err):
-            raise DataError(f"{path}: feature index 0 appears, but data.zero_based is false (indices from 1); set "
-                            "data.zero_based: true, or auto") from None
-        raise DataError(f"{path}: not a valid svmlight file ({err})") from None
-    y = integer_labels(y, path)
-    return (None if labels_only else x.toarray().astype(np.float32)), y
+        for name in names:  # name the file that is not valid
+            try:
+                load_svmlight_file(name, zero_based=True)
+            except ValueError as one:
+                raise DataError(f"{name}: not a valid svmlight file ({one})") from None
+        raise DataError(f"{', '.join(names)}: not valid svmlight files ({err})") from None
+    return tuple(zip(arrays[0::2], arrays[1::2]))
+
+
+def _indexing(setting, files: list[Path], parsed) -> bool:
+    """Whether ``files`` index features from 0: ``data.zero_based``, or on "auto" scikit-learn's rule for files
+    read together (from 1 only when every file has entries and none uses index 0)."""
+    uses_zero = [bool(m.nnz) and m.indices.min() == 0 for m, _ in parsed]
+    if setting is False and any(uses_zero):
+        raise DataError(f"{files[uses_zero.index(True)]}: feature index 0 appears, but data.zero_based is false "
+                        "(indices from 1); set data.zero_based: true, or auto")
+    if setting != "auto":
+        return bool(setting)
+    return not all(m.nnz and m.indices.min() > 0 for m, _ in parsed)
 
 
 def _svmlight_pair(cfg) -> list[Path] | None:
@@ -190,19 +221,16 @@ def _svmlight_pair(cfg) -> list[Path] | None:
 def svmlight_indexing(cfg) -> bool | None:
     """Whether the run's svmlight files index features from 0: ``data.zero_based`` when set, else scikit-learn's
     "auto" rule on the source and target files together (one-based only when every file's smallest index is
-    above 0); None when it cannot be told (no config, or the files are gone)."""
+    above 0); None when it cannot be told (no config, or the files are gone or not valid)."""
     if cfg is not None and cfg.zero_based != "auto":
         return bool(cfg.zero_based)
     pair = _svmlight_pair(cfg)
     if pair is None:
         return None
-    from sklearn.datasets import load_svmlight_files
-
     try:
-        raw = load_svmlight_files([str(f) for f in pair], zero_based=True)[0::2]  # indices as written
-    except ValueError:
+        return _indexing("auto", pair, _parse_svmlight(tuple(pair)))
+    except DataError:
         return None
-    return not all(m.nnz and m.indices.min() > 0 for m in raw)
 
 
 def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = None,
@@ -269,7 +297,7 @@ def _codes_in(fmt: str, path: Path, name: str, cfg) -> np.ndarray:
         return _read_npz(path, labels_only=True)[1]
     if fmt == "mat":
         return _read_mat(path, name, cfg, labels_only=True)[1]
-    return _read_svmlight(path, labels_only=True)[1]
+    return _read_svmlight(path, labels_only=True, cfg=cfg)[1]
 
 
 def label_codes(fmt: str, path: Path, name: str, y: np.ndarray, cfg=None) -> list[int]:

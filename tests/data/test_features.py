@@ -150,3 +150,41 @@ def test_svmlight_source_and_target_are_read_together(tmp_path):
     d = load_domains(DataConfig(format="svmlight", root=str(tmp_path), source="src", target="tgt"), 0)
     assert tuple(d.source.x.shape) == (4, 5) and tuple(d.pool.x.shape) == (2, 5)
     np.testing.assert_allclose(d.pool.x.numpy(), [[0.4, 0, 0, 0, 0], [0, 0.9, 0.1, 0, 0]], rtol=1e-6)
+    from adakit.data.features import svmlight_indexing
+
+    assert svmlight_indexing(DataConfig(format="svmlight", root=str(tmp_path), source="src", target="tgt")) is False
+
+
+def test_svmlight_pair_is_parsed_once_per_run_load(tmp_path, monkeypatch):
+    """Source, target, their label codes and the recorded indexing read the files once, and again after an edit."""
+    import sklearn.datasets
+
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+    from adakit.data.features import svmlight_indexing
+
+    calls = []
+    real = sklearn.datasets.load_svmlight_files
+    monkeypatch.setattr(sklearn.datasets, "load_svmlight_files", lambda f, **k: calls.append(f) or real(f, **k))
+    _svm(tmp_path / "src.svmlight", [0, 1, 2] * 4, d=4)
+    _svm(tmp_path / "tar.svmlight", [2, 1, 0], d=4, seed=1)
+    cfg = DataConfig(format="svmlight", root=str(tmp_path / "."), source="src", target="tar")
+    d = load_domains(cfg, 0)
+    assert svmlight_indexing(cfg) is True and len(d.pool) == 3
+    assert len(calls) == 1 and len(calls[0]) == 2
+    _svm(tmp_path / "tar.svmlight", [2, 1, 0, 0], d=4, seed=2)  # the file changed: read again
+    assert len(load_domains(cfg, 0).pool) == 4 and len(calls) == 2
+
+
+def test_svmlight_errors_name_the_file_at_fault(tmp_path):
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+
+    (tmp_path / "src.svmlight").write_text("1 1:0.5 3:1\n0 2:0.5\n")  # indices from 1
+    (tmp_path / "tar.svmlight").write_text("1 1:0.5\n0 2:x\n")
+    cfg = DataConfig(format="svmlight", root=str(tmp_path), source="src", target="tar")
+    with pytest.raises(DataError, match=r"tar\.svmlight: not a valid svmlight file"):
+        load_domains(cfg, 0)
+    (tmp_path / "tar.svmlight").write_text("1 0:0.5\n0 2:1\n")
+    with pytest.raises(DataError, match=r"tar\.svmlight: feature index 0 appears, but data.zero_based is false"):
+        load_domains(cfg.model_copy(update={"zero_based": False}), 0)
