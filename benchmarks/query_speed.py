@@ -145,11 +145,10 @@ def budget_of(n: int) -> int:
 
 def backend_of(name: str, n: int) -> str:
     """Which implementation adakit's default parameters use for this strategy at pool size n."""
-    from adakit.query._algorithms import EXACT_KNN_MAX, _faiss, kmeans_backend
+    from adakit.query._algorithms import kmeans_backend, knn_backend
 
     b = budget_of(n)
     gpu = os.environ.get("QS_DEVICE", "cpu").startswith("cuda")
-    has_faiss = _faiss() is not None and not gpu  # a GPU pool searches in torch
     unl = n - n // 100
 
     def km(points: int) -> str:
@@ -157,7 +156,7 @@ def backend_of(name: str, n: int) -> str:
         return "sklearn" if chosen == "sklearn" else f"{chosen} k-means, greedy seeding, 8 it."
 
     if name == "las":
-        knn = ("faiss flat (exact)" if has_faiss else "torch exact") if unl <= EXACT_KNN_MAX else "IVF, nprobe 8"
+        knn = {"faiss": "faiss flat (exact)", "torch": "torch exact", "ivf": "IVF, nprobe 8"}[knn_backend(unl, gpu)]
         return f"kNN {knn}; k-means {km(11 * b)}"
     if name == "clue":
         return "sklearn k-means" if km(unl) == "sklearn" else km(unl)

@@ -38,7 +38,8 @@ __all__ = [
     "PointSet", "DensePoints", "OuterProductPoints", "as_points", "sq_dist_to", "min_sq_dist_to",
     "min_sq_dist", "nearest_centre", "weighted_lloyd", "farthest_first", "kmeans_pp", "knn", "weighted_kmeans",
     "nearest_to_centroids",
-    "kmeans_select", "argmax_random", "ivf_knn", "MAX_BLOCK_ELEMENTS", "EXACT_KNN_MAX", "EXACT_KMEANS_MAX",
+    "kmeans_select", "argmax_random", "ivf_knn", "knn_backend", "MAX_BLOCK_ELEMENTS", "EXACT_KNN_MAX",
+    "EXACT_KMEANS_MAX",
 ]
 
 #: largest number of pairwise entries (distances, similarities) a blocked computation holds at once (64 MiB f32)
@@ -602,6 +603,16 @@ def _faiss():
 EXACT_KNN_MAX = 50_000
 
 
+def knn_backend(n: int, on_gpu: bool, backend: str = "auto") -> str:
+    """What `knn` runs for ``backend`` on ``n`` rows: "auto" is "exact" up to EXACT_KNN_MAX rows, else "ivf";
+    "exact" is "torch" for a pool on a GPU (it searches faster there), else "faiss" when importable, else "torch"."""
+    if backend == "auto":
+        backend = "exact" if n <= EXACT_KNN_MAX else "ivf"
+    if backend == "exact":
+        return "torch" if on_gpu or _faiss() is None else "faiss"
+    return backend
+
+
 def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool = True, block: int | None = None,
         backend: Literal["auto", "torch", "faiss", "exact", "ivf"] = "auto", nprobe: int = 16,
         nlist: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -626,12 +637,10 @@ def knn(x: torch.Tensor, k: int, *, exclude_self: bool = True, normalize: bool =
         raise ValueError(f"knn: k={k} neighbours asked among {n} points (exclude_self={exclude_self})")
     if normalize:
         x = F.normalize(x, dim=1)
-    if backend == "auto":
-        backend = "exact" if n <= EXACT_KNN_MAX else "ivf"
+    backend = knn_backend(n, dev.type != "cpu", backend)
     if backend == "ivf":
         return ivf_knn(x, k, exclude_self=exclude_self, nprobe=nprobe, nlist=nlist)
-    use_faiss = backend == "faiss" or (backend == "exact" and dev.type == "cpu")  # a GPU searches faster in torch
-    faiss = _faiss() if use_faiss else None
+    faiss = _faiss() if backend == "faiss" else None
     if backend == "faiss" and faiss is None:
         raise ImportError("knn(backend='faiss') needs faiss: pip install 'adakit[faiss]'")
     kk = k + int(exclude_self)
