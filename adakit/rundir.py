@@ -204,12 +204,20 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     """The config a stored run continues with when ``cfg`` (an `ExperimentConfig`) asks for the same run, else None.
 
     The same run: equal configs once the `ADDED_KEYS` the stored config lacks take its run's value in both (a
-    config written before a key existed, given again, continues the stored run as it started).
+    config written before a key existed, given again, continues the stored run as it started), except the
+    `SWITCHABLE_KEYS`, which take ``cfg``'s value (a run labelled through files may go on with a function).
     """
     from adakit.config import build_config
 
     old = build_config(_with(stored, _absent(stored)))  # (an invalid stored config is a ConfigError here)
-    return None if config_changes(stored, cfg) else old
+    if config_changes(stored, cfg, ignore=SWITCHABLE_KEYS):
+        return None
+    return old.model_copy(update={"oracle": cfg.oracle})
+
+
+#: config keys a run may change when it continues: where its answers come from (files, a function, the
+#: target's labels); every answer is in the ledger whichever oracle gave it
+SWITCHABLE_KEYS = ("oracle",)
 
 
 #: config keys that change how a run executes, not what it computes: runs differing only in these are one

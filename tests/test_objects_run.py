@@ -425,6 +425,25 @@ def test_callable_oracle_answers_are_saved_when_some_are_missing_or_rejected(tmp
     assert got == ref and len(got) == 6
 
 
+def test_a_run_labelled_through_files_goes_on_with_a_labelling_function(tmp_path):
+    """The oracle may change between rounds (every answer is in the ledger): a run that exported its queries goes
+    on with a function, which answers the open round, and ends with the labels of a run that used it throughout."""
+    xs, ys, xt, yt = _arrays()
+    objs = {"source": (xs, ys), "target": (xt, None), "test": (xt, yt), "show_progress": False}
+    ActiveLoop(SMALL, tmp_path / "ref", oracle=lambda idx: yt[idx], **objs).run()
+    with pytest.raises(WaitingForLabels), ActiveLoop(SMALL, tmp_path / "r", oracle="file", **objs) as loop:
+        loop.run()
+    asked = []
+    with ActiveLoop.resume(tmp_path / "r", oracle=lambda idx: (asked.append(idx.tolist()), yt[idx])[1],
+                           **objs) as loop:
+        assert loop.cfg.oracle.kind == "callable"
+        loop.run()
+    ref, got = (Ledger(tmp_path / d / "ledger.sqlite").current_labels() for d in ("ref", "r"))
+    assert got == ref and len(got) == 6 and len(asked) == 2  # the open round's queries, then round 2's
+    with pytest.raises(ConfigError, match=r"different config \(seed: 0 → 3\)"):  # other keys still must match
+        ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", oracle="file", **objs)
+
+
 def test_a_query_nobody_can_label_is_dropped_never_asked_again_and_not_trained_on(tmp_path, monkeypatch):
     """adakit.DROP from the labelling function closes the query: the run goes on (no WaitingForLabels), the
     sample is never offered to the strategy again, the training set and the label counts leave it out, and
