@@ -166,6 +166,25 @@ class MLflowLogger:
         if kind == "done":
             self.client.set_terminated(self.run_id, "FINISHED")
 
+    @classmethod
+    def _find_run(cls, client: Any, exp_id: str, run_dir: str) -> str | None:
+        """The id of the MLflow run of ``run_dir`` in the experiment (tagged `TAG`), or None. A folder whose path
+        holds both quote characters cannot be written in a filter string: the experiment's runs are scanned."""
+        quote = "'" if "'" not in run_dir else '"' if '"' not in run_dir else None
+        if quote is not None:
+            found = client.search_runs([exp_id], filter_string=f"tags.`{cls.TAG}` = {quote}{run_dir}{quote}",
+                                       max_results=1)
+            return found[0].info.run_id if found else None
+        token = None
+        while True:
+            page = client.search_runs([exp_id], max_results=1000, page_token=token)
+            for run in page:
+                if run.data.tags.get(cls.TAG) == run_dir:
+                    return run.info.run_id
+            token = page.token
+            if not token:
+                return None
+
     def _start(self, info: dict) -> None:
         from mlflow.entities import Param
         from mlflow.exceptions import MlflowException
@@ -181,9 +200,9 @@ class MLflowLogger:
             exp = client.get_experiment_by_name(name)
             exp_id = exp.experiment_id if exp is not None else client.create_experiment(
                 name, artifact_location=(folder / "mlartifacts").as_uri() if folder else None)
-            found = client.search_runs([exp_id], filter_string=f"tags.`{self.TAG}` = '{run_dir}'", max_results=1)
-            if found:
-                run_id = found[0].info.run_id
+            found = self._find_run(client, exp_id, str(run_dir))
+            if found is not None:
+                run_id = found
                 client.update_run(run_id, status="RUNNING")
             else:
                 run_id = client.create_run(exp_id, run_name=self.run_name or run_dir.name,

@@ -16,6 +16,7 @@ import random
 import shutil
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,6 +263,20 @@ def _with_objects(config, domains: Domains | None, source: Any, target: Any, tes
     return cfg, domains, objs
 
 
+#: the user modules that runs of this process have trained (`ActiveLoop(model=...)` trains them in place)
+_TRAINED_MODULES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _check_user_module(model: Any, new_run: bool) -> None:
+    """Warn when a new run starts from a module another run of this process has trained (a comparison of runs
+    would then start them from different weights)."""
+    if new_run and isinstance(model, nn.Module) and model in _TRAINED_MODULES:
+        warnings.warn("ActiveLoop(model=...): this module was trained in place by an earlier run in this process, "
+                      "so this run starts from that run's final weights, not from the weights it was created with; "
+                      "create a new module per run (or pass copy.deepcopy of an untrained one)", RuntimeWarning,
+                      stacklevel=3)
+
+
 class ActiveLoop:
     """One experiment in ``run_dir``: config.yaml, ledger.sqlite, metrics.jsonl, summary.json, report."""
 
@@ -286,6 +301,7 @@ class ActiveLoop:
         if run_dir is None:
             raise ConfigError("ActiveLoop: run_dir is required (the folder for the ledger, checkpoints and reports)")
         ledger_path = Path(run_dir) / "ledger.sqlite"
+        _check_user_module(model, new_run=not ledger_path.is_file())
         stored_classes = _stored_classes(ledger_path) if ledger_path.is_file() else None
         if classes is None and (source is not None or target is not None):
             classes = stored_classes  # a resumed run keeps its class list (labels are its indices)
@@ -567,6 +583,8 @@ class ActiveLoop:
     def run(self) -> dict:
         """Train, query and evaluate every round not yet done. Under torchrun every rank calls it: rank 0 holds
         the lock and writes; all ranks train and infer; the decisions below come from rank 0's ledger."""
+        if self._objects.backbone is not None:
+            _TRAINED_MODULES.add(self._objects.backbone)
         with shown(self.show_progress):  # in a terminal: bars for long inference passes, a spinner for queries
             return self._run_rounds()
 

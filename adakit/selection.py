@@ -7,6 +7,7 @@ so a selection made here equals the loop's selection on the same outputs and see
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 from adakit.errors import ConfigError, DataError
 from adakit.pool import ArrayView, CallableModule
 from adakit.query.base import Selection, Strategy, _host
+from adakit.validate.base import probs_atol
 
 ArrayLike = Any  # numpy array, torch tensor (any device) or nested lists
 
@@ -73,8 +75,8 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
-def _check_probs(p: torch.Tensor, who: str) -> None:
-    """Raise `DataError` unless every row of ``p`` (N, C) is finite, non-negative and sums to 1 (± 1e-3).
+def _check_probs(p: torch.Tensor, who: str, atol: float = 1e-3) -> None:
+    """Raise `DataError` unless every row of ``p`` (N, C) is finite, non-negative and sums to 1 (± ``atol``).
 
     Two passes over ``p``: its row sums (a NaN or ±inf entry makes its row's sum non-finite, so finite sums near 1
     prove every entry finite) and its minimum (a reduction, no (N, C) mask).
@@ -82,7 +84,7 @@ def _check_probs(p: torch.Tensor, who: str) -> None:
     rows = p.sum(1)
     if not bool(torch.isfinite(rows).all()) and not all_finite(p):  # (a finite row may overflow its sum)
         raise DataError("adakit.select: probs= holds NaN or infinite values")
-    if (p.numel() > 0 and bool(p.amin() < 0)) or not torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
+    if (p.numel() > 0 and bool(p.amin() < 0)) or not torch.allclose(rows, torch.ones_like(rows), atol=atol):
         raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
                         "classifier outputs as logits=")
 
@@ -111,7 +113,7 @@ def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: i
     module.eval()  # (eval mode: a BatchNorm's running statistics stay as they are)
     try:
         with torch.no_grad():
-            y = module(x)
+            y, again = module(x), module(x)
     except Exception as e:  # noqa: BLE001 - the user's module: any failure is reported with its own message
         raise DataError(f"{who}: {name}= failed on {len(x)} rows of the embeddings (shape {tuple(x.shape)}, "
                         f"{x.dtype}): {type(e).__name__}: {str(e)[:200]}; it must return {expect}") from None
@@ -121,6 +123,12 @@ def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: i
         raise DataError(f"{who}: {name}= returned a {type(y).__name__}; it must return {expect}")
     if width is not None and (y.shape[0] != len(x) or y[0].numel() != width):
         raise DataError(f"{who}: {name}= returned shape {tuple(y.shape)} for {len(x)} rows; it must return {expect}")
+    if not (isinstance(again, torch.Tensor) and again.shape == y.shape
+            and torch.allclose(again.float(), y.float(), rtol=1e-4, atol=1e-6, equal_nan=True)):
+        warnings.warn(f"{who}: {name}= gave other outputs for the same rows when called twice (dropout or other "
+                      "randomness: a function that calls a module in training mode?); the picks will not be "
+                      "reproducible. Call .eval() on the modules it uses, or pass the module itself",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, ...], who: str) -> torch.device:
@@ -284,7 +292,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     if p is not None and z is not None and p.shape != z.shape:
         raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
     if p is not None:
-        _check_probs(p, who)
+        _check_probs(p, who, probs_atol(probs))  # (the tolerance of the dtype given)
     src = arrays["source_embeddings"]
     if f is not None and src is not None and src.shape[1] != f.shape[1]:
         raise DataError(f"{who}: source_embeddings= has {src.shape[1]} features per sample, embeddings= "

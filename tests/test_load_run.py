@@ -80,6 +80,19 @@ class Net(nn.Module):
         return self.body(x)
 
 
+def test_a_dataframe_is_rows_not_a_dataset_of_columns(demo_run, tmp_path):
+    """df[i] is column i: a DataFrame (anything with __array__ or to_numpy) must be read as an array of rows."""
+    pd = pytest.importorskip("pandas")
+    x = demo_run.domains.test.x.numpy()[:64]  # square: 64 rows of 64 features, where columns would fit too
+    m = adakit.load_run(demo_run.run_dir, device="cpu")
+    assert (m.predict(pd.DataFrame(x)) == m.predict(x)).all() and (m.predict(x) != m.predict(x.T)).any()
+    src, tgt = demo_run.domains.source, demo_run.domains.pool
+    loop = ActiveLoop({**SMALL, "budget": {"total": 0, "rounds": 0}}, tmp_path / "r", show_progress=False,
+                      source=(pd.DataFrame(src.x.numpy()), pd.Series(src.y)), target=pd.DataFrame(tgt.x.numpy()))
+    assert tuple(loop.domains.pool.x.shape) == tuple(tgt.x.shape)
+    loop.close()
+
+
 def test_load_run_of_a_custom_backbone_run_needs_the_module(tmp_path):
     rng = np.random.default_rng(0)
     xs, xt = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(30, 5)).astype(np.float32)

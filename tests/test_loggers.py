@@ -152,6 +152,22 @@ def test_mlflow_logger_on_a_file_store_continues_the_same_run_after_a_resume(tmp
     assert run.data.metrics["final_accuracy"] == pytest.approx(0.7)
 
 
+@pytest.mark.parametrize("folder", ["bob's run", """bob's "best" run"""])
+def test_mlflow_logger_finds_the_run_of_a_folder_with_quotes_in_its_name(tmp_path, folder):
+    """The folder's path is a tag value matched in an MLflow filter string; a quote in it broke the filter."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for rounds in (range(0, 2), range(2, 3)):
+        log = MLflowLogger(uri, experiment="mine")
+        for kind, info in _events(tmp_path / folder, rounds):
+            log(kind, info)
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mine").experiment_id])  # one run, continued
+    assert run.data.tags[MLflowLogger.TAG] == str((tmp_path / folder).resolve())
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "target/accuracy")) == [0, 1, 2]
+
+
 def test_mlflow_tracking_uri_default_folder_and_given_uri(tmp_path):
     run = tmp_path / "run"
     assert MLflowLogger()._uri(run) == (f"sqlite:///{run / 'mlflow.db'}", run)

@@ -376,6 +376,25 @@ def test_a_run_folder_is_checked_and_a_changed_config_is_named(tmp_path):
         ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", **objs)
 
 
+def test_a_module_trained_by_one_run_is_named_when_a_new_run_starts_from_it(tmp_path):
+    """ActiveLoop trains the user's module in place: a second new run from the same object would start from the
+    first run's final weights, which a comparison of strategies must not do silently."""
+    xs, ys, xt, yt = _arrays()
+    objs = {"source": (xs, ys), "target": (xt, yt), "show_progress": False}
+    net = nn.Sequential(nn.Linear(5, 6), nn.ReLU())
+    before = net[0].weight.detach().clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the first run: no warning
+        ActiveLoop(SMALL, tmp_path / "a", model=net, **objs).run()
+    assert not torch.equal(before, net[0].weight)  # trained in place, as the README says
+    with pytest.warns(RuntimeWarning, match="trained in place by an earlier run"):
+        ActiveLoop(SMALL, tmp_path / "b", model=net, **objs).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fresh module, or the run's own module to resume it: no warning
+        ActiveLoop(SMALL, tmp_path / "c", model=nn.Sequential(nn.Linear(5, 6), nn.ReLU()), **objs).close()
+        ActiveLoop.resume(tmp_path / "a", model=net, **objs).close()
+
+
 def test_a_source_of_one_sample_is_refused_before_training(tmp_path):
     xs, ys, xt, yt = _arrays()
     with pytest.raises(DataError, match="source: 1 sample; training needs at least 2"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -287,7 +288,7 @@ def test_masks_as_integers_seeds_and_labels_are_checked():
         adakit.select("coreset", logits=logits, embeddings=logits, labelled=[0, 1], labels=[0, 7], budget=3)
 
 
-def test_modules_are_called_once_on_a_few_rows_before_the_work_and_their_failures_named():
+def test_modules_are_tried_on_a_few_rows_before_the_work_and_their_failures_named():
     logits, f = torch.randn(40, 4), torch.randn(40, 8)
     cases = [("aada", "domain_discriminator", nn.Linear(7, 1), "failed on 16 rows .*mat1 and mat2 shapes"),
              ("aada", "domain_discriminator", lambda x: x.numpy()[:, 0], "returned a ndarray"),
@@ -303,6 +304,36 @@ def test_modules_are_called_once_on_a_few_rows_before_the_work_and_their_failure
     before = disc[1].running_mean.clone()
     assert len(adakit.select("aada", logits=logits, embeddings=f, budget=3, domain_discriminator=disc).indices) == 3
     assert disc.training and torch.equal(disc[1].running_mean, before)  # called in eval mode, mode restored
+
+
+def test_float64_discriminators_and_random_functions():
+    """A float64 discriminator gets float64 rows (it raised a dtype error in the pass after the check); a function
+    that is random between calls (a module with dropout in training mode inside it) is named in a warning."""
+    torch.manual_seed(0)
+    logits, f = torch.randn(40, 4), torch.randn(40, 8)
+    disc = nn.Sequential(nn.Linear(8, 6), nn.Dropout(0.5), nn.Linear(6, 1))
+    ref = adakit.select("aada", logits=logits, embeddings=f, budget=5, domain_discriminator=disc)
+    got = adakit.select("aada", logits=logits, embeddings=f, budget=5, domain_discriminator=disc.double())
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    dann64 = adakit.objective("dann", feature_dim=8, num_classes=4).to(torch.float64)  # as the README says
+    assert len(adakit.select("aada", logits=logits, embeddings=f, budget=5, objective=dann64).indices) == 5
+    disc.float().train()
+    with pytest.warns(RuntimeWarning, match="domain_discriminator= gave other outputs for the same rows"):
+        adakit.select("aada", logits=logits, embeddings=f, budget=5, domain_discriminator=lambda x: disc(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adakit.select("aada", logits=logits, embeddings=f, budget=5, domain_discriminator=lambda x: disc.eval()(x))
+
+
+def test_bfloat16_probabilities_are_accepted_within_their_rounding():
+    """A bfloat16 softmax sums to 1 only to ~0.004; float32 rows that far off are still refused."""
+    p = torch.softmax(3 * torch.randn(300, 65, generator=torch.Generator().manual_seed(0)), 1)
+    half = p.bfloat16()
+    assert float((half.float().sum(1) - 1).abs().max()) > 1e-3  # beyond the float32 tolerance
+    assert len(adakit.select("margin", probs=half, budget=5).indices) == 5
+    assert np.isfinite(adakit.validate("entropy", probs=half))
+    with pytest.raises(DataError, match="rows must be probabilities"):
+        adakit.select("margin", probs=half.float() * 1.003, budget=5)
 
 
 def test_torch_inputs_of_any_dtype_give_the_float32_selection():

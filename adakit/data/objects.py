@@ -35,9 +35,14 @@ def _to_tensor(x: Any, what: str) -> torch.Tensor:
 
 
 def _is_dataset(obj: Any) -> bool:
-    return isinstance(obj, torch.utils.data.Dataset) or (
-        hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (np.ndarray, torch.Tensor,
-                                                                                          tuple, list)))
+    """A torch Dataset, or another indexable sized object that is not array-like: a pandas DataFrame (or anything
+    with ``__array__`` / ``to_numpy``) is an array of rows, though ``df[i]`` would give its column i."""
+    if isinstance(obj, torch.utils.data.Dataset):
+        return True
+    if isinstance(obj, (np.ndarray, torch.Tensor, tuple, list)) or hasattr(obj, "__array__") or \
+            hasattr(obj, "to_numpy"):
+        return False
+    return hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
 
 
 def _item_x(item: Any, where: str) -> Any:

@@ -27,7 +27,8 @@ def domain_discriminator_logits(disc: torch.nn.Module, f: torch.Tensor, block_si
         prm = next(disc.parameters(), None)
         dev = prm.device if prm is not None else torch.device("cpu")
         with torch.no_grad():
-            out = [disc(f[s:s + block_size].to(dev)).float().to(f.device).reshape(-1)
+            dtype = prm.dtype if prm is not None and prm.is_floating_point() else f.dtype  # a float64 discriminator
+            out = [disc(f[s:s + block_size].to(dev, dtype)).float().to(f.device).reshape(-1)
                    for s in range(0, len(f), block_size)]
     finally:
         disc.train(was_training)

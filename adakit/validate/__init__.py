@@ -14,14 +14,20 @@ from typing import Any
 import numpy as np
 
 from adakit.errors import ConfigError, DataError
-from adakit.validate.base import INPUTS, Validator
+from adakit.validate.base import INPUTS, Validator, probs_atol
 
 __all__ = ["INPUTS", "Validator", "check_inputs", "compute_all", "validate"]
 
 
 def _np(a: Any) -> np.ndarray:
-    """A numpy array of ``a`` (a tensor on any device is copied to the host)."""
-    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+    """A numpy array of ``a`` (a tensor on any device is copied to the host; bfloat16, which numpy lacks, as
+    float32)."""
+    if not hasattr(a, "detach"):
+        return np.asarray(a)
+    import torch  # (a tensor was given: torch is loaded)
+
+    t = a.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
 def _array(x: Any, name: str) -> np.ndarray:
@@ -54,12 +60,13 @@ _PROBS = ("probs", "source_probs", "queried_probs")
 _CLASSES = ("source_labels", "queried_labels", "queried_pred")
 
 
-def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate") -> dict[str, Any]:
+def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate",
+                 atol: dict[str, float] | None = None) -> dict[str, Any]:
     """Raise `DataError` unless the given inputs (numpy arrays or tensors, finite) fit together: probabilities
-    are rows of ≥ 2 classes, non-negative and summing to 1 (± 1e-3), with the same classes in every group; the
-    inputs of a group (`_GROUPS`: the pool, the held-out source, a queried batch) have one row per sample and
-    none is empty; both embeddings have the same width; labels and predictions are class indices in [0, C);
-    inclusion probabilities lie in (0, 1]. Returns ``arrays``."""
+    are rows of ≥ 2 classes, non-negative and summing to 1 (± 1e-3, or ``atol[name]``), with the same classes
+    in every group; the inputs of a group (`_GROUPS`: the pool, the held-out source, a queried batch) have one
+    row per sample and none is empty; both embeddings have the same width; labels and predictions are class
+    indices in [0, C); inclusion probabilities lie in (0, 1]. Returns ``arrays``."""
     classes = {}
     for k in _PROBS:
         if k not in arrays:
@@ -68,7 +75,7 @@ def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate") -> dict[s
         if a.shape[1] < 2:
             raise DataError(f"{who}: {k}= must have one column per class and at least 2 classes, got shape "
                             f"{tuple(a.shape)}")
-        if len(a) and (float(a.min()) < 0 or float(abs(a.sum(1) - 1).max()) > 1e-3):
+        if len(a) and (float(a.min()) < 0 or float(abs(a.sum(1) - 1).max()) > (atol or {}).get(k, 1e-3)):
             raise DataError(f"{who}: {k}= rows must be probabilities (non-negative, summing to 1); apply a "
                             "softmax to logits first")
         classes[k] = a.shape[1]
@@ -127,7 +134,7 @@ def validate(name: str | Validator, *, params: dict[str, Any] | None = None, **i
     source split), ``queried_probs``/``queried_labels``/``queried_inclusion`` (a queried batch). Higher is better.
     """
     v = make_validator(name, params)
-    arrays = check_inputs(_inputs(inputs))
+    arrays = check_inputs(_inputs(inputs), atol={k: probs_atol(v) for k, v in inputs.items()})
     missing = v.missing(arrays)
     if missing:
         raise ConfigError(f"validator {v.name!r} needs {', '.join(m + '=' for m in missing)} "
@@ -150,7 +157,8 @@ def compute_all(inputs: dict[str, Any], skip: tuple[str, ...] = (), device: Any 
     """
     from adakit.registry import VALIDATORS
 
-    arrays = check_inputs({k: v for k, v in inputs.items() if v is not None and _finite(v)}, "compute_all")
+    given = {k: v for k, v in inputs.items() if v is not None and _finite(v)}
+    arrays = check_inputs(given, "compute_all", atol={k: probs_atol(v) for k, v in given.items()})
     out = {}
     for name in VALIDATORS.names():
         if name in skip:

@@ -28,6 +28,13 @@ INPUTS = {
 }
 
 
+def probs_atol(x: Any) -> float:
+    """How far a row of probabilities ``x`` may sum from 1: 1e-3, or the machine epsilon of a half-precision
+    input (bfloat16 keeps 3 significant digits: the rows of a bfloat16 softmax sum to 1 ± 0.004)."""
+    dtype = str(getattr(x, "dtype", "")).removeprefix("torch.")
+    return max(1e-3, {"bfloat16": 2.0**-7, "float16": 2.0**-10}.get(dtype, 0.0))
+
+
 class Validator:
     """Base validator. Subclasses set ``needs`` (names of `INPUTS`), ``Params`` and implement
     ``score(*, <inputs>, **_) -> float`` (all inputs given are passed as keywords; higher must be better).
