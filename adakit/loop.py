@@ -130,6 +130,36 @@ def _shown(names: list[str], limit: int = 8) -> str:
     return repr(names[:limit])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > limit else "]")
 
 
+def check_class_list(run_dir: Path, stored: list[str] | None, classes: Sequence[Any], objects: bool) -> None:
+    """Refuse a run whose class list (``stored`` in its ledger) is not the data's: its labels are indices into
+    the stored list."""
+    now = [str(c) for c in classes]
+    if stored is None or stored == now:
+        return
+    how = ("pass classes= as the run started (or leave it out: the run's own list is used)"
+           if objects else "restore the data's class folders/names as they were")
+    raise ConfigError(f"{run_dir} was started with the classes {_shown(stored)}; the data now gives "
+                      f"{_shown(now)}. Its labels are class indices into the first list, so they would change "
+                      f"meaning: {how}")
+
+
+def check_file_data(run_dir: Path, stored: dict | None, now: dict | None, data: Any) -> None:
+    """Refuse a run's files when they are not the data it started with (``stored``: the fingerprints in its
+    ledger; ``now``: those of the data as loaded): its labels belong to sample ids, which for rows of a feature
+    file are row numbers, and its queries name files by their position in the pool."""
+    from adakit.data.objects import fingerprint_diff
+
+    if stored is None or now is None:
+        return
+    for name in sorted(set(stored) & set(now)):
+        diff = fingerprint_diff(stored[name], now[name])
+        if diff:
+            raise DataError(f"the {name} data (data.{name}={getattr(data, name)!r}) is not what {run_dir} was "
+                            f"started with: {diff}. Its labels belong to sample ids (for a feature file: row "
+                            "numbers), so they would go to other samples; restore the data as it was, or start a "
+                            "new run in another folder")
+
+
 @dataclass
 class _Objects:
     """What the caller handed to `ActiveLoop` beside the config (None where the config decides)."""
@@ -416,14 +446,7 @@ class ActiveLoop:
     def _check_classes(self, stored: list[str] | None) -> None:
         """Refuse to continue a run whose class list (``stored`` in its ledger) changed: its labels are indices
         into the stored list."""
-        now = [str(c) for c in self.domains.classes]
-        if stored is None or stored == now:
-            return
-        how = ("pass classes= as the run started (or leave it out: the run's own list is used)"
-               if self.cfg.data.format == "objects" else "restore the data's class folders/names as they were")
-        raise ConfigError(f"{self.run_dir} was started with the classes {_shown(stored)}; the data now gives "
-                          f"{_shown(now)}. Its labels are class indices into the first list, so they would change "
-                          f"meaning: {how}")
+        check_class_list(self.run_dir, stored, self.domains.classes, self.cfg.data.format == "objects")
 
     def _check_fingerprint(self, ledger_path: Path, from_files: bool = False) -> None:
         """Refuse to continue a run on other data than it started with (named domain and difference): the
@@ -436,13 +459,7 @@ class ActiveLoop:
         if stored is None or now is None:
             return
         if from_files:
-            for name in sorted(set(stored) & set(now)):
-                diff = fingerprint_diff(stored[name], now[name])
-                if diff:
-                    raise DataError(f"the {name} data (data.{name}={getattr(self.cfg.data, name)!r}) is not what "
-                                    f"{self.run_dir} was started with: {diff}. Its labels belong to sample ids (for "
-                                    "a feature file: row numbers), so they would go to other samples; restore the "
-                                    "data as it was, or start a new run in another folder")
+            check_file_data(self.run_dir, stored, now, self.cfg.data)
             return
         for name in sorted(set(stored) | set(now)):
             if name not in now:

@@ -34,7 +34,9 @@ TOKEN_KEY = "labeling/token"
 
 
 def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[ExperimentConfig, Domains, Ledger]:
-    """Config, domains (loaded as the run loads them) and ledger of an existing run folder."""
+    """Config, domains (loaded as the run loads them) and ledger of an existing run folder; data that is not what
+    the run started with (another class list, rows or files added or removed) is refused, as `adakit resume`
+    refuses it."""
     run_dir = Path(run_dir)
     cfg = stored_experiment(run_dir)  # named errors for a missing, damaged or config-less ledger
     if domains is None and cfg.data.format == "objects":
@@ -44,7 +46,13 @@ def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[Exper
                           "source=..., target=..., ...)) (README: Labelling with people)")
     ledger = Ledger(run_dir / "ledger.sqlite")
     try:
-        domains = domains or load_domains(cfg.data, cfg.seed)
+        if domains is None:  # (domains from Python come from an ActiveLoop, which checked them)
+            from adakit.loop import check_class_list, check_file_data
+
+            domains = load_domains(cfg.data, cfg.seed)
+            # before anything maps a stored pool index to a file or a class name
+            check_file_data(run_dir, ledger.get_meta("data_fingerprint"), domains.fingerprint, cfg.data)
+            check_class_list(run_dir, ledger.classes(), domains.classes, objects=False)
     except BaseException:
         ledger.close()
         raise

@@ -365,3 +365,22 @@ def test_malformed_bodies_get_400_or_413_with_a_json_error(served):
     assert _post(server, json.dumps({"sample_id": sid, "label": 2}).encode())[0] == 200
     with sqlite3.connect(run_dir / "ledger.sqlite") as con:
         assert con.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 1
+
+
+def test_commands_that_map_queries_to_files_refuse_changed_data(office_run, tmp_path):
+    """A photo added to the target shifts the pool positions the ledger's queries point at: the labelling page
+    and the Label Studio export refuse the run before writing anything (they paired ids with the wrong photos),
+    as `adakit resume` does. (`import-labels` reads ids against the ledger's queries: it needs no data.)"""
+    import shutil
+
+    from adakit.errors import DataError
+    from adakit.labeling.labelstudio import export_labelstudio
+
+    first = sorted(p for p in (tmp_path / "office31-mini" / "webcam").iterdir())[0]
+    (first / "aaa_added.jpg").symlink_to(sorted(first.iterdir())[0].resolve())
+    shutil.rmtree(office_run / "queries")  # (killed before the export: the page would write it again)
+    for call in (lambda: export_labelstudio(office_run, tmp_path / "tasks.json"),
+                 lambda: LabelingRun(office_run, with_model=False)):
+        with pytest.raises(DataError, match="is not what .* was started with"):
+            call()
+    assert not (office_run / "queries").exists() and not (tmp_path / "tasks.json").exists()
