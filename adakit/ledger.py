@@ -329,10 +329,13 @@ class Ledger:
                               "(dropped); nothing was recorded")
         return int(label)
 
-    def record_labels(self, labels: dict[str, int], annotator: str, correction: bool = False) -> dict[str, str]:
+    def record_labels(self, labels: dict[str, int], annotator: str, correction: bool = False,
+                      keep_first: bool = False) -> dict[str, str]:
         """Commit labels in one transaction. Returns per sample ``"new"``, ``"same"`` (already given:
         nothing changes, so re-recording is idempotent) or ``"corrected"``. A different answer for an
-        already labelled sample is refused unless ``correction`` is set (then a correction row is added).
+        already labelled sample is refused unless ``correction`` is set (then a correction row is added), or,
+        with ``keep_first``, left out as ``"conflict"`` while the others are committed (the first answer wins,
+        as on the labelling page).
         """
         now = _now()
         out: dict[str, str] = {}
@@ -354,6 +357,8 @@ class Ledger:
                     c.execute("INSERT INTO labels (sample_id, label, annotator, created, correction_of) "
                               "VALUES (?, ?, ?, ?, ?)", (sid, int(label), annotator, now, cur[0]))
                     out[sid] = "corrected"
+                elif keep_first:
+                    out[sid] = "conflict"
                 else:
                     raise LedgerError(f"sample {sid!r} already has label {cur[1]}; got {int(label)}. "
                                       "Record it as a correction to change it.")

@@ -651,7 +651,7 @@ class ActiveLoop:
             try:
                 answers = self.oracle.label(pending, r)
             except RejectedAnswers as e:  # the valid answers are saved before the error surfaces
-                led.record_labels(e.answers, self.oracle.annotator)
+                self._record(r, e.answers)
                 raise
             if answers is None:
                 then = resume_hint(self.run_dir, self.cfg.data.format == "objects")
@@ -659,7 +659,7 @@ class ActiveLoop:
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
                     f"answer them, then `adakit import-labels {self.run_dir} FILE` and {then}",
                     round=r, open=tuple(q.sample_id for q in pending), run_dir=str(self.run_dir))
-            led.record_labels(answers, self.oracle.annotator)
+            self._record(r, answers)
             answered = len(answers)
             if answered < len(pending):
                 still = tuple(q.sample_id for q in led.open_queries(r))
@@ -672,6 +672,20 @@ class ActiveLoop:
         with led.transaction() as c:
             led.set_round_status(r, "labelled", conn=c)
         self.on_event("labelled", {"round": r, "count": answered, "labels": len(self._labelled()[0])})
+
+    def _record(self, r: int, answers: dict[str, int]) -> None:
+        """The oracle's answers into the ledger. An answer that differs from one given meanwhile (a person on the
+        labelling page or `import-labels` while a labelling function was thinking) is left out, the first answer
+        kept, and named in a warning; the other answers are committed."""
+        outcome = self.ledger.record_labels(answers, self.oracle.annotator, keep_first=True)
+        clash = [sid for sid, how in outcome.items() if how == "conflict"]
+        if clash:
+            now = self.ledger.current_labels()
+            shown = ", ".join(f"{sid} (kept {now.get(sid)}, {self.oracle.annotator} said {answers[sid]})"
+                              for sid in clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
+            warnings.warn(f"round {r}: {len(clash)} answer(s) of the {self.oracle.annotator} differ from answers "
+                          f"given meanwhile, which are kept: {shown}; to change one, import it with "
+                          f"`adakit import-labels {self.run_dir} FILE --correct`", RuntimeWarning, stacklevel=2)
 
     def _select(self, r: int, budget: int) -> None:
         """Round r's selection with the current model, recorded in the ledger as open queries."""

@@ -463,6 +463,30 @@ def test_a_run_labelled_through_files_goes_on_with_a_labelling_function(tmp_path
         ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", oracle="file", **objs)
 
 
+def test_an_answer_given_meanwhile_is_kept_and_the_functions_other_answers_are_saved(tmp_path):
+    """A person answers a queried sample on the labelling page while the labelling function is working: the
+    function's differing answer for it is left out (first answer wins, named in a warning) and its other answers
+    are committed; before, the whole batch was rolled back and the run stopped with a LedgerError."""
+    xs, ys, xt, yt = _arrays()
+    objs = {"source": (xs, ys), "target": (xt, None), "test": (xt, yt), "show_progress": False}
+    seen = []
+
+    def slow_person(idx):
+        if not seen:  # the page's write, from another connection, while the function works on round 1
+            with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
+                assert led.answer(f"target/{idx[0]}", int(1 - yt[idx[0]]), "page")[0] == "new"
+        seen.append(idx.tolist())
+        return yt[idx]
+
+    with pytest.warns(RuntimeWarning, match=r"round 1: 1 answer\(s\) of the .* differ from answers given "
+                                            r"meanwhile, which are kept: target/\d+ \(kept"):
+        ActiveLoop(SMALL, tmp_path / "r", oracle=slow_person, **objs).run()
+    labels = Ledger(tmp_path / "r" / "ledger.sqlite").current_labels()
+    first = f"target/{seen[0][0]}"
+    assert len(labels) == 6 and labels[first] == 1 - yt[seen[0][0]]  # the page's answer, kept
+    assert all(labels[f"target/{i}"] == yt[i] for i in seen[0][1:] + seen[1])  # the function's others, saved
+
+
 def test_a_query_nobody_can_label_is_dropped_never_asked_again_and_not_trained_on(tmp_path, monkeypatch):
     """adakit.DROP from the labelling function closes the query: the run goes on (no WaitingForLabels), the
     sample is never offered to the strategy again, the training set and the label counts leave it out, and
