@@ -158,10 +158,10 @@ def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
     """Write the run's labels to a CSV: sample_id, round, pool_index, label, class, annotator, created (and
     corrects with --history). Reads the ledger only (no data, no model); safe while the run trains."""
     import csv
-    import os
 
-    from adakit.errors import ConfigError
+    from adakit.errors import ConfigError, DataError
     from adakit.ledger import DROPPED, Ledger
+    from adakit.rundir import replaced_atomically
 
     try:
         path = Path(run_dir) / "ledger.sqlite"
@@ -175,13 +175,16 @@ def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
         _fail(e)
     keys = ["sample_id", "round", "pool_index", "label", "class", "annotator", "created"] + \
         (["corrects"] if history else [])
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out_file)
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(out_file) as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as e:
+        _fail(DataError(f"cannot create the folder of {out_file} ({e.strerror or e})"))
+    except AdakitError as e:
+        _fail(e)
     dropped = sum(r["label"] == DROPPED for r in rows)
     what = "label rows" if history else "answered queries"
     out.print(f"{len(rows)} {what} ({dropped} dropped) written to {out_file}", highlight=False, soft_wrap=True)

@@ -91,21 +91,35 @@ def _inspect_file(path: Path) -> None:
                           f"bytes); {_what_to_do(path)}")
 
 
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK)
+
+
+def sqlite_error(path: Path, e: sqlite3.Error) -> LedgerError:
+    """The `LedgerError` for SQLite's error ``e`` on the ledger ``path``, with its cause where it is not damage:
+    another writer (`LedgerBusy`), a full disk or a read-only folder (nothing written, the ledger intact)."""
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return LedgerBusy(f"{path}: the ledger is busy (another process holds a write transaction); nothing was "
+                          "written, try again")
+    if "disk is full" in text:
+        return LedgerError(f"{path}: the disk is full ({text}); nothing was written and the ledger is intact: free "
+                           "some space and run the command again")
+    if "readonly" in text or not _writable(path.parent):
+        return LedgerError(f"{path}: the run folder is read-only ({text}); nothing was written and the ledger is "
+                           "intact: copy the run folder to a writable place and run the command there")
+    return LedgerError(f"{path}: the ledger cannot be read or written ({text}); {_what_to_do(path)}")
+
+
 def _guarded(fn: Callable) -> Callable:
-    """Turn SQLite's errors on a damaged file (malformed, not a database, ...) into `LedgerError`."""
+    """Turn SQLite's errors on a damaged file (malformed, not a database, ...) into `LedgerError`
+    (`sqlite_error`: a busy ledger, a full disk and a read-only folder are named as such)."""
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
         try:
             return fn(self, *args, **kwargs)
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):  # another writer held it past the wait: nothing is damaged
-                raise LedgerBusy(f"{self.path}: the ledger is busy (another process holds a write transaction); "
-                                 "nothing was written, try again") from e
-            raise LedgerError(f"{self.path}: the ledger cannot be read or written ({e}); "
-                              f"{_what_to_do(self.path)}") from e
         except sqlite3.DatabaseError as e:
-            raise LedgerError(f"{self.path}: the ledger cannot be read or written ({e}); "
-                              f"{_what_to_do(self.path)}") from e
+            raise sqlite_error(self.path, e) from e
 
     return wrapper
 
@@ -168,7 +182,7 @@ class Ledger:
         try:
             self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
-            raise LedgerError(f"{self.path}: cannot open the ledger ({e})") from e
+            raise sqlite_error(self.path, e) from e
         try:
             self._check_schema()
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -190,11 +204,18 @@ class Ledger:
         if not self.path.is_file():
             raise LedgerError(f"{self.path} not found")
         _inspect_file(self.path)
+        mode = "ro"
+        if not _writable(self.path.parent):  # read-only storage: SQLite cannot make the WAL's shared-memory file
+            if self.path.with_name(self.path.name + "-wal").exists():
+                raise LedgerError(f"{self.path}: the run folder is read-only and holds the write-ahead log of a "
+                                  "process that did not finish (ledger.sqlite-wal), which only a writable folder can "
+                                  "apply: copy the run folder to a writable place and run the command there")
+            mode = "ro&immutable=1"  # nothing can change the file meanwhile
         try:
-            self.conn = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True,
+            self.conn = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode={mode}", uri=True,
                                         timeout=30.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
-            raise LedgerError(f"{self.path}: cannot open the ledger ({e})") from e
+            raise sqlite_error(self.path, e) from e
         try:
             self._check_schema()
         except BaseException:
@@ -233,13 +254,25 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; SQLite's errors in it become `sqlite_error`'s named errors (all rolled back)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise sqlite_error(self.path, e) from e
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise sqlite_error(self.path, e) from e
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise sqlite_error(self.path, e) from e
 
     @_guarded
     def _migrate(self) -> None:

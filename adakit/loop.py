@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import pickle
 import random
 import shutil
@@ -47,11 +46,13 @@ from adakit.rundir import (
     config_changes,
     continued_config,
     locked,
+    replaced_atomically,
     resume_hint,
     run_lock,
     run_timings,
     stored_config,
     stored_experiment,
+    write_atomically,
 )
 from adakit.train import Trainer
 
@@ -109,12 +110,6 @@ def resolve_device(name: str | torch.device, what: str = "train.device") -> torc
 
 def _warmup_key(config: dict) -> str:
     return json.dumps({k: config[k] for k in ("seed", "data", "model", "objective", "train")}, sort_keys=True)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _stored_classes(ledger_path: Path) -> list[str] | None:
@@ -399,7 +394,7 @@ class ActiveLoop:
                     if self._objects.fingerprint is not None:
                         self.ledger.set_meta("data_fingerprint", self._objects.fingerprint)
                     self.ledger.set_meta("config", cfg.to_dict())
-                    _atomic_write(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+                    write_atomically(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         if self.ledger.classes() is None:  # lets `adakit ledger check` verify labels against the class list
             self.ledger.set_classes(list(self.domains.classes))
 
@@ -828,9 +823,8 @@ class ActiveLoop:
         ck_dir = self.run_dir / "checkpoints"
         ck_dir.mkdir(exist_ok=True)
         path = ck_dir / f"round-{r}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(self.trainer.state_dict(), tmp)
-        os.replace(tmp, path)
+        with replaced_atomically(path, binary=True) as fh:
+            torch.save(self.trainer.state_dict(), fh)
         prev = self.ledger.last_checkpoint()
         self.ledger.set_meta(f"train/{r}", stats)  # before the checkpoint row: a trained round always has its stats
         self.ledger.record_checkpoint(r, str(path.relative_to(self.run_dir)))
@@ -896,7 +890,7 @@ class ActiveLoop:
             self.ledger.set_meta(f"validators/{r}", {"round": r, "labels": n_labels,
                                                      **self._validators(r, test_out)})
         self.ledger.record_metrics(r, metrics, n_labels)
-        _atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.ledger.metrics()))
+        write_atomically(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.ledger.metrics()))
         self.on_event("evaluated", {"round": r, "labels": n_labels, "accuracy": None, "mean_class_accuracy": None,
                                     **metrics})
 
@@ -968,7 +962,7 @@ class ActiveLoop:
         from adakit.report import write_run_report
 
         summary = self.summary()
-        _atomic_write(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in summary["rounds"]))
-        _atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+        write_atomically(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in summary["rounds"]))
+        write_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=1))
         write_run_report(self.run_dir, summary)
         return summary

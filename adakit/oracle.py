@@ -13,6 +13,7 @@ import numpy as np
 from adakit.data.domain import Domain
 from adakit.errors import DataError
 from adakit.ledger import DROPPED, is_drop
+from adakit.rundir import replaced_atomically
 
 
 class SimulatedOracle:
@@ -64,16 +65,13 @@ def export_queries(pool: Domain, classes: list[str], queries, stem: Path, json_t
     rows = [dict(zip(EXPORT_FIELDS, (q.sample_id, pool.describe(q.pool_index), q.score,
                                      classes[q.suggested] if q.suggested is not None else "", "")))
             for q in queries]
-    tmp = _with(stem, ".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with replaced_atomically(_with(stem, ".csv")) as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["sample_id", "label"])
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(_with(stem, ".csv"))
     if json_twin:
-        tmp = _with(stem, ".json.tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        tmp.replace(_with(stem, ".json"))
+        with replaced_atomically(_with(stem, ".json")) as fh:
+            fh.write(json.dumps(rows, indent=1))
     return _with(stem, ".csv")
 
 

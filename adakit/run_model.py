@@ -19,7 +19,7 @@ from torch import nn
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
-from adakit.rundir import CheckpointError
+from adakit.rundir import CheckpointError, replaced_atomically
 
 __all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
 
@@ -235,13 +235,11 @@ def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes
     (written to a temporary file, then renamed)."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
     pred = probs.argmax(1)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with replaced_atomically(out_file) as fh:
         w = csv.writer(fh)
         w.writerow(["id", "predicted", "probability", *(f"p_{c}" for c in classes)])
         for i, row in enumerate(probs):
             w.writerow([ids[i], classes[pred[i]], f"{row[pred[i]]:.6f}", *(f"{p:.6f}" for p in row)])
-    tmp.replace(out_file)
 
 
 def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: str | torch.device | None = None,

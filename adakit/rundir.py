@@ -138,6 +138,32 @@ def locked(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# -- files written whole -----------------------------------------------------------------------------
+@contextmanager
+def replaced_atomically(path: str | Path, binary: bool = False) -> Iterator[Any]:
+    """A file object for ``path``'s new content: written to ``<path>.tmp`` and renamed over ``path`` when the
+    block ends, so a killed process leaves the old file or the new one. A write that fails (a full disk, a
+    read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") if binary else tmp.open("w", newline="", encoding="utf-8") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write {path} ({e.strerror or e}); no partial file is left: free some space or "
+                            "choose a writable folder, then run the command again") from None
+        raise
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """``text`` as ``path``'s content, written whole (`replaced_atomically`)."""
+    with replaced_atomically(path) as fh:
+        fh.write(text)
+
+
 # -- run folders ------------------------------------------------------------------------------------
 def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
     """The config stored in ``run_dir``'s ledger, read without writing anything.

@@ -296,3 +296,49 @@ def test_concurrent_creation_gives_one_ledger_and_no_empty_file(tmp_path):
     with Ledger(path) as led:
         assert [led.get_meta(f"w{k}") for k in range(8)] == list(range(8))
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ledger.sqlite")) == []
+
+
+def test_a_ledger_on_read_only_storage_is_read_and_errors_name_the_real_cause(tmp_path, monkeypatch):
+    """A finished run kept on read-only storage is read (SQLite cannot make a WAL's shared-memory file there:
+    opened immutable); a full disk or a read-only folder is named as such, not as a damaged ledger to restore."""
+    import sqlite3
+
+    from adakit import ledger as ledger_mod
+    from adakit.ledger import Ledger, sqlite_error
+
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        led.set_meta("config", {"seed": 1})
+    monkeypatch.setattr(ledger_mod, "_writable", lambda folder: False)
+    with Ledger.read_only(path) as led:
+        assert led.get_meta("config") == {"seed": 1}
+    (tmp_path / "ledger.sqlite-wal").write_bytes(b"")
+    with pytest.raises(LedgerError, match="read-only and holds the write-ahead log .* copy the run folder"):
+        Ledger.read_only(path)
+    err = sqlite_error(path, sqlite3.OperationalError("attempt to write a readonly database"))
+    assert "the run folder is read-only" in str(err) and "restore" not in str(err)
+    monkeypatch.setattr(ledger_mod, "_writable", lambda folder: True)
+    err = sqlite_error(path, sqlite3.OperationalError("database or disk is full"))
+    assert "the disk is full" in str(err) and "nothing was written" in str(err) and "restore" not in str(err)
+    assert "restore ledger.sqlite" in str(sqlite_error(path, sqlite3.DatabaseError("file is not a database")))
+
+
+def test_files_written_whole_leave_no_partial_file_and_name_the_failure(tmp_path):
+    """Exports, reports and checkpoints are written through `replaced_atomically`: a failing write (a full disk)
+    leaves the old file untouched and no temporary file, and is a DataError naming the file."""
+    import errno
+
+    from adakit.errors import DataError
+    from adakit.rundir import replaced_atomically, write_atomically
+
+    target = tmp_path / "labels.csv"
+    write_atomically(target, "old\n")
+    with pytest.raises(DataError, match=r"cannot write .*labels\.csv \(No space left on device\); no partial file"):
+        with replaced_atomically(target) as fh:
+            fh.write("new, half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(KeyError):  # other errors pass through, also without leaving the temporary file
+        with replaced_atomically(target, binary=True) as fh:
+            fh.write(b"x")
+            raise KeyError("x")
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]

@@ -20,6 +20,7 @@ from adakit.data import Domains
 from adakit.errors import ConfigError, DataError
 from adakit.labeling.run import IMAGE_TYPES, browser_png, draws_images, image_file_of, open_run, pixels, png_of
 from adakit.ledger import DROP
+from adakit.rundir import replaced_atomically
 
 FROM_NAME = "label"
 
@@ -57,9 +58,8 @@ def _write_png(pool, index: int, sample_id: str, folder: Path, data: bytes | Non
     ``folder/<index>-<sample id>.png`` (replaced atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{index:07d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', sample_id)[:80]}.png"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(png_of(pixels(pool, index)) if data is None else data)
-    os.replace(tmp, path)
+    with replaced_atomically(path, binary=True) as fh:
+        fh.write(png_of(pixels(pool, index)) if data is None else data)
     return path
 
 
@@ -117,9 +117,9 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
         raise DataError("the queries mix image files and rows without an image; Label Studio needs one kind "
                         "per project")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(tasks, indent=1), encoding="utf-8")
-    os.replace(tmp, out)
+    with replaced_atomically(out) as fh:
+        fh.write(json.dumps(tasks, indent=1))
     cfg_path = out.with_name(out.stem + ".label-config.xml")
-    cfg_path.write_text(labeling_config(classes, kinds.pop() if kinds else "image"), encoding="utf-8")
+    with replaced_atomically(cfg_path) as fh:
+        fh.write(labeling_config(classes, kinds.pop() if kinds else "image"))
     return len(tasks), cfg_path
