@@ -161,15 +161,15 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run
     from adakit import distributed
     from adakit.loop import ActiveLoop
     from adakit.probe import stored_probe_config
-    from adakit.rundir import stored_config
+    from adakit.rundir import sh, stored_config
 
     try:
         if stored_probe_config(run_dir) is not None:
             from adakit.errors import ConfigError
 
             raise ConfigError(f"{run_dir} holds a linear-probe run (runner: linear_probe), which keeps no ledger to "
-                              f"resume from; run it again (seconds) with `adakit run {run_dir / 'config.yaml'} --out "
-                              f"{run_dir}`")
+                              f"resume from; run it again (seconds) with `adakit run {sh(run_dir / 'config.yaml')} "
+                              f"--out {sh(run_dir)}`")
         stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
         main = distributed.init(stored.get("train", {}).get("device", "auto")).main  # torchrun: join the group
         # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from adakit.cli import _fail, app, err, flag, out
 from adakit.errors import AdakitError
+from adakit.rundir import sh
 
 ledger_app = typer.Typer(no_args_is_help=True, help="Inspect a run's label ledger.")
 app.add_typer(ledger_app, name="ledger")
@@ -27,8 +28,9 @@ def query(run_dir: Path = typer.Argument(..., help="run folder with a trained mo
     except AdakitError as e:
         _fail(e)
     csv_path = Path(run_dir) / "queries" / f"round-{r}.csv"
-    out.print(f"round {r}: {n} queries in {csv_path} (and .json). Answer them with `adakit label {run_dir}` or "
-              f"fill the label column and `adakit import-labels {run_dir} {csv_path}`; then `adakit resume {run_dir}`.",
+    out.print(f"round {r}: {n} queries in {csv_path} (and .json). Answer them with `adakit label {sh(run_dir)}` "
+              f"or fill the label column and `adakit import-labels {sh(run_dir)} {sh(csv_path)}`; then `adakit resume "
+              f"{sh(run_dir)}`.",
               highlight=False, soft_wrap=True)
 
 
@@ -145,7 +147,7 @@ def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"
     except AdakitError as e:
         _fail(e)
     out.print(f"{n} tasks in {out_file}; labelling config in {cfg}. Import the answers back with "
-              f"`adakit import-labels {run_dir} EXPORT.json` (Label Studio's JSON or JSON-MIN export).",
+              f"`adakit import-labels {sh(run_dir)} EXPORT.json` (Label Studio's JSON or JSON-MIN export).",
               highlight=False, soft_wrap=True)
 
 

@@ -50,6 +50,7 @@ from adakit.rundir import (
     resume_hint,
     run_lock,
     run_timings,
+    sh,
     stored_config,
     stored_experiment,
     write_atomically,
@@ -652,7 +653,7 @@ class ActiveLoop:
                 then = resume_hint(self.run_dir, self.cfg.data.format == "objects")
                 raise WaitingForLabels(
                     f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
-                    f"answer them, then `adakit import-labels {self.run_dir} FILE` and {then}",
+                    f"answer them, then `adakit import-labels {sh(self.run_dir)} FILE` and {then}",
                     round=r, open=tuple(q.sample_id for q in pending), run_dir=str(self.run_dir))
             self._record(r, answers)
             answered = len(answers)
@@ -680,7 +681,7 @@ class ActiveLoop:
                               for sid in clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
             warnings.warn(f"round {r}: {len(clash)} answer(s) of the {self.oracle.annotator} differ from answers "
                           f"given meanwhile, which are kept: {shown}; to change one, import it with "
-                          f"`adakit import-labels {self.run_dir} FILE --correct`", RuntimeWarning, stacklevel=2)
+                          f"`adakit import-labels {sh(self.run_dir)} FILE --correct`", RuntimeWarning, stacklevel=2)
 
     def _select(self, r: int, budget: int) -> None:
         """Round r's selection with the current model, recorded in the ledger as open queries."""
@@ -757,13 +758,13 @@ class ActiveLoop:
         export_missing(self.ledger, self.domains.pool, self.domains.classes, self.run_dir)
         done = self.restore()
         if done is None:
-            raise ConfigError(f"{self.run_dir} has no trained model yet; `adakit resume {self.run_dir}` trains "
+            raise ConfigError(f"{self.run_dir} has no trained model yet; `adakit resume {sh(self.run_dir)}` trains "
                               "the warm-up round first")
         r = done + 1
         if self.ledger.round_status(r) is not None:
             n_open = len(self.ledger.open_queries(r))
             raise LedgerError(f"round {r} was already queried ({n_open} of its queries still open); answer them "
-                              f"(`adakit label` or `adakit import-labels`), then `adakit resume {self.run_dir}`")
+                              f"(`adakit label` or `adakit import-labels`), then `adakit resume {sh(self.run_dir)}`")
         free = len(self.domains.pool) - len(self._labelled()[0]) - len(self.ledger.dropped_pool())
         if budget < 1 or budget > free:
             raise DataError(f"--budget {budget}: choose between 1 and {free} (samples of the target pool not yet "

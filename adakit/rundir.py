@@ -287,10 +287,17 @@ def config_changes(stored: dict, cfg: Any, limit: int = 4, ignore: tuple[str, ..
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def sh(path: str | Path) -> str:
+    """``path`` as a shell word, for commands shown in messages (a folder with spaces or quotes still pastes)."""
+    import shlex
+
+    return shlex.quote(str(path))
+
+
 def resume_hint(run_dir: str | Path, from_objects: bool) -> str:
     """How to continue a stopped run: `adakit resume`, or `ActiveLoop.resume` for a run started from Python objects."""
     return f"ActiveLoop.resume({str(run_dir)!r}, ...) with the same objects" if from_objects else \
-        f"`adakit resume {run_dir}`"
+        f"`adakit resume {sh(run_dir)}`"
 
 
 def stored_experiment(run_dir: str | Path):

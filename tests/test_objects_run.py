@@ -548,6 +548,15 @@ def test_drop_is_read_from_answer_files_and_a_class_of_that_name_wins(tmp_path):
         "target/4": -1, "target/7": 1}
     assert CallableOracle(lambda idx: np.where([True, False], "-1", "1"), pool, ["a", "b"]).label(q, 1) == {
         "target/7": 1}  # -1 as text: no answer yet
+    # `adakit ledger export` writes a dropped query as label -1, class "drop": it imports back as a drop, also
+    # where a class is named drop (its own rows carry that class's index)
+    from adakit.labeling.answers import RawAnswer, _indexed_label
+
+    classes = ["keep", "drop"]
+    by_name = {c: i for i, c in enumerate(classes)}
+    assert _indexed_label(RawAnswer(2, "target/4", "-1", "drop", True), classes, by_name) == (-1, None)
+    assert _indexed_label(RawAnswer(3, "target/7", "1", "drop", True), classes, by_name) == (1, None)
+    assert "disagree" in _indexed_label(RawAnswer(4, "target/7", "0", "drop", True), classes, by_name)[1]
 
 
 def test_readme_snippets_of_objects_and_finished_runs_run(tmp_path, monkeypatch, readme_python):

@@ -372,6 +372,8 @@ def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) ->
         by_index = resolve_label(text, classes, by_name)  # a name typed into the label column
     name = None if a.name is None else a.name.strip()
     by_class = None if name is None else by_name.get(name, DROPPED if is_drop(name) else None)
+    if by_index == DROPPED and is_drop(name):  # `ledger export`'s dropped row, also when a class is named drop
+        by_class = DROPPED
     if text and by_index is None:
         return None, (f"label {text!r} is not a class index 0..{len(classes) - 1} (in a file with a 'class' column, "
                       f"as `adakit ledger export` writes, the label column holds the class index; -1 = dropped)")

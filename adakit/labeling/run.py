@@ -26,7 +26,7 @@ from adakit.data.images import IMAGE_EXTENSIONS, FileImageDomain, read_image
 from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
 from adakit.ledger import DROPPED, Ledger, Query, is_drop, label_name
 from adakit.oracle import close_class
-from adakit.rundir import stored_experiment
+from adakit.rundir import sh, stored_experiment
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
                ".bmp": "image/bmp", ".webp": "image/webp"}
@@ -41,7 +41,7 @@ def open_run(run_dir: str | Path, domains: Domains | None = None) -> tuple[Exper
     cfg = stored_experiment(run_dir)  # named errors for a missing, damaged or config-less ledger
     if domains is None and cfg.data.format == "objects":
         raise ConfigError(f"{run_dir} was started from Python objects, which adakit does not store. Answer its "
-                          f"queries/round-K.csv and `adakit import-labels {run_dir} FILE`, or serve the labelling "
+                          f"queries/round-K.csv and `adakit import-labels {sh(run_dir)} FILE`, or serve the labelling "
                           "page from Python with the same objects: LabelingRun(loop=ActiveLoop.resume(run_dir, "
                           "source=..., target=..., ...)) (README: Labelling with people)")
     ledger = Ledger(run_dir / "ledger.sqlite")
