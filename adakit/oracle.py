@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,24 @@ def close_class(label, classes: list[str]) -> str | None:
     return folded[near[0]] if near else None
 
 
+def class_lookup(classes: Sequence[str]) -> dict[str, int]:
+    """Class index by name; also by the name's Unicode NFC form and without surrounding spaces (a class folder
+    copied from macOS spells "café" in NFD, a CSV cell is read stripped) where that form names no other class."""
+    out = {c: k for k, c in reversed(list(enumerate(classes)))}
+    for c, k in list(out.items()):
+        for form in (c.strip(), unicodedata.normalize("NFC", c), unicodedata.normalize("NFC", c).strip()):
+            out.setdefault(form, k)
+    return out
+
+
+def find_class(text: str, by_name: dict[str, int]) -> int | None:
+    """The class `class_lookup`'s ``by_name`` gives a text as written, stripped, or in Unicode NFC form."""
+    for form in (text, text.strip(), unicodedata.normalize("NFC", text.strip())):
+        if form in by_name:
+            return by_name[form]
+    return None
+
+
 def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = None) -> int | None:
     """Class index of a label: a class name, an int, or an index written as plain ASCII decimal digits
     (``"3"``; never ``"+3"``, ``"03"``, ``"3.0"``, ``"1_0"`` or non-ASCII digits); `DROPPED` for ``drop``
@@ -172,10 +192,11 @@ def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = No
         return label if 0 <= label < len(classes) else None
     if not isinstance(label, str):
         return None
-    by_name = by_name if by_name is not None else {c: k for k, c in reversed(list(enumerate(classes)))}
+    by_name = by_name if by_name is not None else class_lookup(classes)
     text = label.strip()
-    if text in by_name:
-        return by_name[text]
+    named = find_class(label, by_name)
+    if named is not None:
+        return named
     if is_drop(text):
         return DROPPED
     return index_in_text(text, len(classes))
@@ -245,7 +266,7 @@ class CallableOracle:
             raise DataError(f"{where}: labels must be integer class indices (or class names); got dtype {y.dtype}")
         answers: dict[str, int] = {}
         bad: list[str] = []
-        index = {c: i for i, c in enumerate(self.classes)}
+        index = class_lookup(self.classes)
         # numpy may have made texts from indices (np.where(unsure, DROP, y)); an array of class names (and drops)
         # only is taken as names, otherwise a text that names one class and indexes another is ambiguous
         numpy_text = y.dtype.kind in "US" and not all(

@@ -16,10 +16,12 @@ holding a ``choices`` result) or the JSON-MIN export, with the sample id in ``me
 from __future__ import annotations
 
 import csv
+import dataclasses
 import heapq
 import io
 import json
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from adakit.data import Domains
 from adakit.errors import ConfigError, DataError, LedgerError
 from adakit.labeling.run import open_run
 from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
-from adakit.oracle import close_class, index_in_text, resolve_label
+from adakit.oracle import class_lookup, close_class, find_class, index_in_text, resolve_label
 from adakit.rundir import stored_experiment
 
 ID_COLUMNS = ("sample_id", "id")
@@ -371,7 +373,9 @@ def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) ->
     elif text:
         by_index = resolve_label(text, classes, by_name)  # a name typed into the label column
     name = None if a.name is None else a.name.strip()
-    by_class = None if name is None else by_name.get(name, DROPPED if is_drop(name) else None)
+    by_class = None if name is None else find_class(name, by_name)
+    if by_class is None and name is not None and is_drop(name):
+        by_class = DROPPED
     if by_index == DROPPED and is_drop(name):  # `ledger export`'s dropped row, also when a class is named drop
         by_class = DROPPED
     if text and by_index is None:
@@ -480,14 +484,19 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
         return report
     classes, pool_ids, ledger = _run_context(Path(run_dir), domains)
     try:
-        by_name = {c: k for k, c in reversed(list(enumerate(classes)))}
+        by_name = class_lookup(classes)
         queried = {q.sample_id for q in ledger.queries()}
+        known = queried if pool_ids is None else pool_ids
+        nfc: dict[str, str] | None = None  # the known ids by their NFC form (built at the first unknown id)
         current = ledger.current_labels()
         seen: dict[str, tuple[int, int]] = {}
         rejected: set[str] = set()
         valid: dict[str, int] = {}
         for a in raw:
-            if a.sample_id not in (queried if pool_ids is None else pool_ids):
+            if a.sample_id not in known:  # the same id in another Unicode form (a name copied from macOS)?
+                nfc = nfc if nfc is not None else {unicodedata.normalize("NFC", s): s for s in known}
+                a = dataclasses.replace(a, sample_id=nfc.get(unicodedata.normalize("NFC", a.sample_id), a.sample_id))
+            if a.sample_id not in known:
                 where = "one of the run's queried samples" if pool_ids is None else "a sample of the target pool"
                 report.error(a.line, "unknown id", f"unknown id {a.sample_id!r}: not {where}")
                 continue

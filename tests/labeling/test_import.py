@@ -533,3 +533,42 @@ def test_answers_given_as_python_objects_import_like_a_file(demo_run, tmp_path):
         import_answers(demo_run, [(q[8].sample_id,)])
     with pytest.raises(DataError, match="expected a file path, a mapping"):
         import_answers(demo_run, 42)
+
+
+def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path):
+    """A class folder copied from macOS spells "café" in NFD, a person types it in NFC (they look identical in
+    the error); a class folder "mug " is typed "mug" (cells are read stripped). Both resolve; ids too."""
+    import unicodedata
+
+    import numpy as np
+    from PIL import Image
+
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+    from adakit.oracle import class_lookup, resolve_label
+
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
+    assert nfd != nfc
+    classes = ["cat", nfd, "mug "]
+    assert [resolve_label(t, classes) for t in (nfc, nfd, "mug", " mug ", "mug ", "cat")] == [1, 1, 2, 2, 2, 0]
+    assert resolve_label("dog", classes) is None and class_lookup(["a", "a "])["a"] == 0  # exact names win
+    rng = np.random.default_rng(0)
+    for dom in ("src", "tgt"):
+        for k, c in enumerate(classes):
+            (tmp_path / dom / c).mkdir(parents=True)
+            for i in range(4):
+                img = (rng.random((16, 16, 3)) * 60 + 60 * k).astype(np.uint8)
+                Image.fromarray(img).save(tmp_path / dom / c / f"{nfd}-{i}.png")
+    cfg = {"data": {"format": "image_folder", "root": str(tmp_path), "source": "src", "target": "tgt",
+                    "image_size": 16, "resize": 16},
+           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": 3, "rounds": 1},
+           "train": {"warmup_iters": 2, "round_iters": 1, "batch_size": 4, "threads": 1}, "oracle": {"kind": "file"}}
+    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(cfg), tmp_path / "r",
+                                                                show_progress=False) as loop:
+        loop.run()
+    ids = waiting.value.open
+    rows = "".join(f"{unicodedata.normalize('NFC', sid)},{nfc if nfd in sid.split('/')[0] else 'mug'}\n"
+                   for sid in ids)
+    (tmp_path / "a.csv").write_text("sample_id,label\n" + rows, encoding="utf-8")
+    report = import_answers(tmp_path / "r", tmp_path / "a.csv")
+    assert not report.errors and report.new == len(ids) == 3
