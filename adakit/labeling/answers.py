@@ -106,9 +106,10 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
                                     "imported")
         report.unreadable = True
         return None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        report.error(1, "encoding", "the file is UTF-16; save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and "
-                                    "import it again; nothing was imported")
+    head = data[:200]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 3 and head.count(0) > len(head) // 3):
+        report.error(1, "encoding", "the file is UTF-16 (with or without a byte-order mark); save it as UTF-8 (in "
+                                    "a spreadsheet: 'CSV UTF-8') and import it again; nothing was imported")
         report.unreadable = True
         return None
     try:

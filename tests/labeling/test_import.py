@@ -107,6 +107,9 @@ def test_wrong_encoding_is_reported_with_its_line_and_nothing_is_written(demo_ru
     f16.write_bytes(f"sample_id,label\n{q[0].sample_id},1\n".encode("utf-16"))
     rep = import_answers(demo_run, f16)
     assert "UTF-16" in rep.errors[0][1] and not rep.committed
+    f16.write_bytes(f"sample_id,label\n{q[0].sample_id},1\n".encode("utf-16-le"))  # no byte-order mark
+    rep = import_answers(demo_run, f16)
+    assert "UTF-16" in rep.errors[0][1] and not rep.committed
     assert _labels(demo_run)[0] == {}
     bom = tmp_path / "bom.csv"  # Excel's "CSV UTF-8" starts with a BOM: accepted
     bom.write_bytes(f"sample_id,label\n{q[0].sample_id},1\n".encode("utf-8-sig"))
