@@ -76,8 +76,8 @@ def _printer(label: str = ""):
     def on_event(kind: str, info: dict) -> None:
         tag = f"[{label}] " if label else ""
         if kind == "evaluated":
-            acc = "no labelled test samples" if info["accuracy"] is None else f"{100 * info['accuracy']:.2f}%"
-            out.print(f"{tag}round {info['round']}: {info['labels']} labels, target accuracy {acc}", highlight=False)
+            out.print(f"{tag}round {info['round']}: {info['labels']} labels, target accuracy "
+                      f"{_accuracy(info['accuracy'])}", highlight=False)
         elif kind == "queried":
             out.print(f"{tag}round {info['round']}: queried {info['count']} samples "
                       f"({info['seconds']:.2f} s)", highlight=False)
@@ -107,10 +107,12 @@ def _print_probe_rounds(s: dict) -> None:
         on_event("evaluated", {"round": r["round"], "labels": r["labels"], "accuracy": r.get("accuracy")})
 
 
+def _accuracy(acc: float | None) -> str:
+    return "no labelled test samples" if acc is None else f"{100 * acc:.2f}%"
+
+
 def _final_line(s: dict, out_dir: Path) -> str:
-    acc = s.get("final_accuracy")
-    shown = "no labelled test samples" if acc is None else f"{100 * acc:.2f}%"
-    return f"final target accuracy {shown}; results in {out_dir}"
+    return f"final target accuracy {_accuracy(s.get('final_accuracy'))}; results in {out_dir}"
 
 
 @app.command()
@@ -284,7 +286,7 @@ def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmark
     from adakit.bench import run_bench
 
     def on_run(name: str, info: dict) -> None:
-        out.print(f"{name}: final accuracy {100 * info['final_accuracy']:.2f}% ({info['seconds']:.0f} s)",
+        out.print(f"{name}: final accuracy {_accuracy(info['final_accuracy'])} ({info['seconds']:.0f} s)",
                   highlight=False)
 
     try:

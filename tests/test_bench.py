@@ -134,3 +134,21 @@ def test_a_method_that_does_not_fit_the_base_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match="(?s)method .finetune. .objective.name=finetune., "
                                           "pair digits-digits-shifted: .*trade_off"):
         run_bench(tmp_path / "bench.yaml", tmp_path / "out")
+
+
+def test_cli_bench_on_an_unlabelled_target_reports_each_run(tmp_path):
+    """A UDA bench on a target without labels: each finished run's line said 100 * None (a TypeError) and the
+    rest of the grid was abandoned."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name, y in (("src", np.arange(40) % 2), ("tgt", np.full(40, -1))):
+        np.savez(tmp_path / f"{name}.npz", feat=rng.normal(size=(40, 4)).astype(np.float32), y=y)
+    base = {**BASE, "data": {"format": "npz", "root": str(tmp_path), "unlabelled_value": -1},
+            "budget": {"total": 0, "rounds": 0}, "objective": {"name": "dann"}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    spec = {"base": "base.yaml", "seeds": [0, 1], "pairs": [["src", "tgt"]], "methods": {"dann": []}}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    res = CliRunner().invoke(app, ["bench", str(tmp_path / "bench.yaml"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("final accuracy no labelled test samples") == 2
