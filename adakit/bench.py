@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adakit.config import ExperimentConfig, load_config
+from adakit.config import ExperimentConfig, load_config, read_yaml
 from adakit.data import load_domains
 from adakit.errors import ConfigError
 from adakit.loop import ActiveLoop
@@ -52,7 +52,10 @@ def load_bench(path: str | Path | dict) -> tuple[BenchSpec, Path]:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"bench file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = read_yaml(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
     try:
         spec = BenchSpec.model_validate(values)
     except ValidationError as err:

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adakit.adapt.paa import AnchorParams
 from adakit.errors import ConfigError
-from adakit.params import format_validation_error
+from adakit.params import PlainTypes, format_validation_error
 from adakit.registry import OBJECTIVES, STRATEGIES
 
 
-class _Strict(BaseModel):
+class _Strict(PlainTypes):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # numbers are finite
+
 
 
 def absolute_path(text: str | None, pattern: bool = False) -> str | None:
@@ -297,6 +298,34 @@ class ExperimentConfig(_Strict):
         return self.model_dump(mode="json")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently, so a second
+    ``train:`` section would drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class names it
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice (lines {first} and "
+                        f"{key_node.start_mark.line + 1}); keep one (a repeated section replaces the first whole)",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str) -> Any:
+    """A YAML document (configs, bench and sweep files) read safely, with repeated keys refused (`yaml.YAMLError`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=x"]`` into a nested dict, values parsed as YAML scalars."""
     out: dict[str, Any] = {}
@@ -340,7 +369,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     except RecursionError:

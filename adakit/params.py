@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from adakit.errors import ConfigError
 
@@ -33,7 +34,28 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(getattr(m, "model_fields", {}))
 
 
-class Params(BaseModel):
+def _types(annotation: Any) -> set:
+    """The plain types an annotation admits (``int | None`` -> {int, NoneType}; Literal values are not types)."""
+    args = typing.get_args(annotation)
+    return {annotation} if not args else set().union(*(_types(a) for a in args))
+
+
+class PlainTypes(BaseModel):
+    """Settings read from YAML: a yes/no is not a number (``seed: true`` was read as seed 1), and a number where a
+    name is expected is that name (``--set data.source=123``, a domain named 123)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_types(cls, v: Any, info: ValidationInfo) -> Any:
+        types = _types(cls.model_fields[info.field_name].annotation)
+        if isinstance(v, bool) and bool not in types and types & {int, float}:
+            raise ValueError("expected a number, not true/false")
+        if isinstance(v, int | float) and not isinstance(v, bool) and str in types and not types & {int, float}:
+            return str(v)
+        return v
+
+
+class Params(PlainTypes):
     """Base for a method's parameters: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

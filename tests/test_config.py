@@ -126,3 +126,20 @@ def test_relative_paths_become_absolute_against_the_current_folder(tmp_path, mon
     cfg = build_config({"data": {"format": "npz", **kept}, "model": {"weights": "imagenet", "backbone": "resnet18"}})
     assert (cfg.data.root, cfg.data.pattern, cfg.model.weights) == (*kept.values(), "imagenet")
     assert build_config({"data": {"root": "~/data"}}).data.root == "~/data"
+
+
+def test_a_key_given_twice_and_true_false_for_a_number_are_errors(tmp_path):
+    """PyYAML keeps the last of two equal keys, so a second train: section silently dropped the first; pydantic's
+    lax mode read `seed: true` as seed 1. A number where a name is expected is that name (a domain named 123)."""
+    (tmp_path / "dup.yaml").write_text("train: {lr: 0.5}\nseed: 3\ntrain: {warmup_iters: 10}\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: not valid YAML: the key 'train' is given twice \(lines 1 and 3"):
+        load_config(tmp_path / "dup.yaml")
+    (tmp_path / "merge.yaml").write_text("x: &b {lr: 0.5}\ntrain:\n  <<: *b\n  lr: 0.2\n")  # a merge key is no repeat
+    with pytest.raises(ConfigError, match="x: unknown key"):
+        load_config(tmp_path / "merge.yaml")
+    for override, key in (("seed=true", "seed"), ("train.lr=yes", "train.lr"), ("budget.rounds=false", "budget.rounds"),
+                          ("query.k=true", "query.k")):
+        with pytest.raises(ConfigError, match=rf"{key}: .*expected a number, not true/false"):
+            build_config({"query": {"strategy": "las"}}, [override])
+    cfg = build_config({}, ["data.source=123", "train.fused_sgd=true", "data.zero_based=true"])
+    assert (cfg.data.source, cfg.train.fused_sgd, cfg.data.zero_based) == ("123", True, True)
