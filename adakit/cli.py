@@ -246,10 +246,11 @@ def report(run_dirs: list[Path] = typer.Argument(..., help="one or more run fold
     Writes comparison.md and one curve-<pair>.png per domain pair into --out (default: the current folder).
     Each run folder gets its report.md and curve.png rebuilt.
     """
-    from adakit.report import compare, curve_file, load_summary, pair_label, write_run_report
+    from adakit.report import check_report_dir, compare, curve_file, load_summary, pair_label, write_run_report
 
     try:
         summaries = [load_summary(d) for d in run_dirs]  # every folder checked before anything is written
+        check_report_dir(out_dir)
         for d, s in zip(run_dirs, summaries):
             write_run_report(d, s)
         md = compare(run_dirs, out_dir)

@@ -139,6 +139,18 @@ def results(run_dirs: str | Path | list[str | Path]) -> list[dict]:
     return rows
 
 
+def check_report_dir(out_dir: Path) -> None:
+    """Refuse a --out for comparison.md that is a file or lies under one (`ConfigError`), before anything is
+    written."""
+    from adakit.rundir import existing_ancestor
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for comparison.md and the curves")
+    if not out_dir.exists() and not existing_ancestor(out_dir).is_dir():
+        raise ConfigError(f"--out {out_dir} lies under the file {existing_ancestor(out_dir)}; choose a folder")
+
+
 def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 
@@ -156,6 +168,7 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str
         folders[(run_label(s), pair_label(s))].append(Path(d))
     for key, dirs in folders.items():
         _check_seeds_of_one_experiment(key, dirs, by[key])
+    check_report_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = sorted({k[0] for k in by})
     pairs = sorted({k[1] for k in by})

@@ -41,6 +41,15 @@ def test_report_compares_runs_mean_std(tmp_path):
     assert results(str(tmp_path / "m0")) == rows[:1] and results(tmp_path / "m0") == rows[:1]  # one folder
 
 
+def test_report_refuses_a_file_as_out_before_writing_anything(tmp_path):
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.6, 0.8])
+    (tmp_path / "notes.txt").write_text("mine")
+    for out in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "sub"):
+        res = runner.invoke(app, ["report", str(tmp_path / "m0"), "--out", str(out)])
+        assert res.exit_code != 0 and "choose a folder" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "m0" / "report.md").exists() and (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_report_says_when_runs_come_from_different_machines(tmp_path):
     from adakit.provenance import environment
 
