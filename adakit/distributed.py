@@ -71,8 +71,11 @@ def info() -> DistInfo:
 
 
 def is_main() -> bool:
-    """True on rank 0 (and in a one-process run): the rank that writes the ledger, checkpoints and reports."""
-    return _info.rank == 0
+    """True on rank 0 (and in a one-process run): the rank that writes the ledger, checkpoints and reports. Before
+    `init` joined the group, torchrun's RANK says (an error in the config is printed once, not once per rank)."""
+    if _info.enabled or not launched():
+        return _info.rank == 0
+    return os.environ.get("RANK", "0").strip() in ("0", "")
 
 
 def launched() -> bool:

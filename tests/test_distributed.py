@@ -382,3 +382,17 @@ def test_eval_checkpoints_under_torchrun_is_refused_before_the_run_folder_exists
     out = res.stdout + res.stderr
     assert res.returncode != 0 and out.count("train.eval_checkpoints is not supported in a torchrun") == 1, out[-3000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_rank_is_known_before_the_group_starts(monkeypatch):
+    """An error found before `init` (a config typo) is printed by rank 0 only: is_main reads torchrun's RANK."""
+    from adakit import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert not distributed.is_main()
+    monkeypatch.setenv("RANK", "0")
+    assert distributed.is_main()
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("RANK", "1")  # not launched by torchrun: one process, the main one
+    assert distributed.is_main()
