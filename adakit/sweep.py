@@ -19,7 +19,8 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -189,10 +190,29 @@ def _check_data(settings: list[Setting]) -> None:
             raise type(e)(f"setting {s.name}: {e}") from None
 
 
-def _run_one(config: dict, run_dir: str) -> None:  # a worker process of --jobs
+_stop: Any = None  # a worker of --jobs: the sweep's stop event (set on Ctrl-C or a failed setting)
+
+
+def _init_worker(stop: Any) -> None:
+    global _stop
+    _stop = stop
+
+
+def _run_one(config: dict, run_dir: str) -> float:  # a worker process of --jobs
+    """Run one setting unless the sweep was stopped (a call already handed to this worker must not start it);
+    returns its seconds. Ctrl-C here stops the whole sweep."""
     from adakit.config import build_config
 
-    run_plan([(build_config(config), Path(run_dir))])
+    if _stop is not None and _stop.is_set():
+        return 0.0
+    t0 = time.perf_counter()
+    try:
+        run_plan([(build_config(config), Path(run_dir))])
+    except BaseException:
+        if _stop is not None:
+            _stop.set()
+        raise
+    return time.perf_counter() - t0
 
 
 def run_settings(settings: list[Setting], jobs: int = 1,
@@ -205,15 +225,24 @@ def run_settings(settings: list[Setting], jobs: int = 1,
         run_plan([(s.config, s.run_dir) for s in todo],
                  lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None, objects=objects)
         return len(todo)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    ctx = get_context("spawn")
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(stop,))
     try:
-        futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): (s, time.perf_counter()) for s in todo}
-        for fut, (s, t0) in futures.items():
-            fut.result()
+        futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): s for s in todo}
+        for fut in as_completed(futures):
+            seconds = fut.result()
             if on_run:
-                on_run(s.name, time.perf_counter() - t0)
-    except BaseException:  # Ctrl-C or a failed setting: start no further setting (the running ones stop on their
-        pool.shutdown(wait=False, cancel_futures=True)  # own SIGINT, or finish; each is resumable)
+                on_run(futures[fut].name, seconds)
+    except BaseException as e:  # Ctrl-C or a failed setting: start no further setting (the running ones stop on
+        stop.set()  # their own SIGINT, or finish; each is resumable)
+        pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(e, BrokenProcessPool):
+            done = sum(f.done() and f.exception() is None for f in futures)
+            raise AdakitError(f"a worker process of --jobs {jobs} died (killed, or out of memory); the settings that "
+                              f"were running stopped with it ({done} of {len(todo)} finished). Run the same command "
+                              "again: finished settings are kept and the others resume (with fewer --jobs if memory "
+                              "ran out)") from None
         raise
     pool.shutdown()
     return len(todo)

@@ -360,3 +360,43 @@ def test_grid_values_from_python_are_checked_before_any_run(tmp_path):
     assert not (tmp_path / "s").exists()
     settings = plan_sweep(BASE, {"train.lr": np.array([0.03, 0.003])}, tmp_path / "s")  # a numpy array works
     assert [s.name for s in settings] == ["train.lr=0.03", "train.lr=0.003", "train.lr=0.01"]
+
+
+def test_a_stopped_jobs_sweep_starts_no_further_setting_and_a_dead_worker_is_named(config, tmp_path, monkeypatch):
+    """Calls already handed to a --jobs worker ran after Ctrl-C (the worker caught the interrupt and took the next
+    call); a killed worker ended in a raw BrokenProcessPool traceback."""
+    import threading
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import adakit.sweep as sweep
+    from adakit.errors import AdakitError
+
+    settings = plan_sweep(config, parse_grid(["train.lr=0.03,0.01"]), tmp_path / "o")
+    stop = threading.Event()
+    sweep._init_worker(stop)
+    try:
+        monkeypatch.setattr(sweep, "run_plan", lambda plan: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            sweep._run_one(settings[0].config.to_dict(), str(settings[0].run_dir))
+        assert stop.is_set()  # the interrupted setting stops the sweep: the next call starts nothing
+        monkeypatch.setattr(sweep, "run_plan", lambda plan: pytest.fail("a setting started after the stop"))
+        assert sweep._run_one(settings[1].config.to_dict(), str(settings[1].run_dir)) == 0.0
+    finally:
+        sweep._init_worker(None)
+
+    class DeadPool:
+        def __init__(self, *a, **k):
+            pass
+
+        def submit(self, fn, *args):
+            f = Future()
+            f.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+            return f
+
+        def shutdown(self, **k):
+            pass
+
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", DeadPool)
+    with pytest.raises(AdakitError, match=r"a worker process of --jobs 2 died .*0 of 2 finished.*same command"):
+        sweep.run_settings(settings, jobs=2)
