@@ -116,13 +116,13 @@ def _final_line(s: dict, out_dir: Path) -> str:
 
 
 @app.command()
-def run(config: Path = typer.Argument(..., help="experiment YAML"),
-        out_dir: Path = typer.Option(..., "--out", help="run folder to create"),
+def run(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YAML"),
+        out_dir: Path = typer.Option(..., "--out", help="run folder: new, empty, or one holding this run"),
         set_: list[str] = typer.Option(None, "--set", help="override, e.g. --set query.strategy=margin"),
         quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Run the experiment described by CONFIG into a run folder (new, empty, or one holding this run).
 
-    A ``runner: linear_probe`` config (``--set runner=linear_probe``) runs the logistic-regression baseline instead.
+    A 'runner: linear_probe' config ('--set runner=linear_probe') runs the logistic-regression baseline instead.
     """
     from adakit import distributed
     from adakit.config import load_config
@@ -157,7 +157,7 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"),
 
 
 @app.command()
-def resume(run_dir: Path = typer.Argument(..., help="run folder of a stopped run"),
+def resume(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder of a stopped run"),
            quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Continue a stopped or killed run from its ledger and last checkpoint."""
     from adakit import distributed
@@ -237,7 +237,7 @@ def methods(name: str = typer.Argument(None, help="a method's name: print its pa
 
 
 @app.command()
-def report(run_dirs: list[Path] = typer.Argument(..., help="one or more run folders"),
+def report(run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIRS", help="one or more run folders"),
            out_dir: Path = typer.Option(Path("."), "--out",
                                         help="folder for comparison.md and the curves (default: the current folder)",
                                         show_default=False)) -> None:
@@ -276,7 +276,7 @@ def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder
 
 
 @app.command()
-def bench(bench_file: Path = typer.Argument(..., help="bench YAML (see benchmarks/*.yaml)"),
+def bench(bench_file: Path = typer.Argument(..., metavar="BENCH_FILE", help="bench YAML (see benchmarks/*.yaml)"),
           out_dir: Path = typer.Option(..., "--out", help="folder for all runs and the table"),
           set_: list[str] = typer.Option(None, "--set", help="override applied to every run"),
           only: list[str] = typer.Option(None, "--only", help="run only these methods (repeatable)"),

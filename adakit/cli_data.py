@@ -12,13 +12,14 @@ from adakit.errors import AdakitError
 
 @app.command()
 def features(
-    images: Path = typer.Argument(..., help="image folder (<class>/<image>, or unlabelled photos without class "
+    images: Path = typer.Argument(..., metavar="IMAGES",
+                                  help="image folder (<class>/<image>, or unlabelled photos without class "
                                             "folders) or, with --list, a 'path label' file"),
     out_file: Path = typer.Option(..., "--out", help="the .npz to write (feat, y, classes, ids)"),
     backbone: str = typer.Option(None, "--backbone", show_default=False,
                                  help="torchvision or timm backbone: resnet18, resnet34, resnet50, resnet101, "
-                                      "mobilenet_v2, vit_b_16 or timm/<name> [default: mobilenet_v2 with ImageNet "
-                                      "weights, 1280-d]"),
+                                      "mobilenet_v2, vit_b_16 or timm/<name> (default: mobilenet_v2 with ImageNet "
+                                      "weights, 1280-d)"),
     weights: str = typer.Option("imagenet", "--weights",
                                 help="imagenet (downloaded once into the torch hub cache; offline, the error says "
                                      "which file to place where) or a local state-dict file"),

@@ -38,7 +38,8 @@ def data_list() -> None:
 
 @data_app.command("prepare")
 def data_prepare(
-    name: str = typer.Argument(..., help="dataset name from `adakit data list` (office31, officehome, visda, ...)"),
+    name: str = typer.Argument(..., metavar="NAME",
+                               help="dataset name from `adakit data list` (office31, officehome, visda, ...)"),
     out_dir: Path = typer.Option(None, "--out", help="folder to write (default $ADAKIT_DATA/<dataset>, "
                                                       "$ADAKIT_DATA/digits for mnist/usps/mnistm)"),
     sources: list[Path] = typer.Option(None, "--from", help="archive (zip/tar/tar.gz) or folder you already "

@@ -16,7 +16,7 @@ app.add_typer(ledger_app, name="ledger")
 
 
 @app.command()
-def query(run_dir: Path = typer.Argument(..., help="run folder with a trained model"),
+def query(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder with a trained model"),
           budget: int = typer.Option(..., "--budget", "-b", help="how many samples to query")) -> None:
     """One selection round on a run's last checkpoint: writes queries/round-K.csv (+ .json) for people."""
     from adakit.loop import ActiveLoop
@@ -43,8 +43,9 @@ def _kinds(counts) -> str:
 
 
 @app.command("import-labels")
-def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
-                  file: Path = typer.Argument(..., help="answers: CSV (sample_id,label) or Label Studio JSON export"),
+def import_labels(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder"),
+                  file: Path = typer.Argument(..., metavar="FILE",
+                                              help="answers: CSV (sample_id,label) or Label Studio JSON export"),
                   annotator: str = typer.Option(None, "--annotator", help="who answered (default: file:<name>)"),
                   correct: bool = flag("record answers that differ from the ledger as corrections", "--correct"),
                   dry_run: bool = flag("validate only, write nothing", "--dry-run")) -> None:
@@ -86,7 +87,7 @@ def import_labels(run_dir: Path = typer.Argument(..., help="run folder"),
 
 
 @app.command()
-def label(run_dir: Path = typer.Argument(..., help="run folder with open queries"),
+def label(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder with open queries"),
           port: int = typer.Option(8765, "--port", help="TCP port (0 = any free port)"),
           host: str = typer.Option("127.0.0.1", "--host", help="address to bind; loopback unless you need otherwise"),
           annotator: str = typer.Option("web", "--annotator", help="name recorded with each answer"),
@@ -129,8 +130,8 @@ def label(run_dir: Path = typer.Argument(..., help="run folder with open queries
 
 
 @app.command("export-labelstudio")
-def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"),
-                           out_file: Path = typer.Argument(..., help="tasks JSON to write"),
+def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder"),
+                           out_file: Path = typer.Argument(..., metavar="OUT_FILE", help="tasks JSON to write"),
                            all_queries: bool = flag("every query, not only open ones", "--all"),
                            root: Path = typer.Option(None, "--root", help="write image paths relative to this folder"),
                            url_prefix: str = typer.Option(None, "--url-prefix",
@@ -152,8 +153,9 @@ def export_labelstudio_cmd(run_dir: Path = typer.Argument(..., help="run folder"
 
 
 @ledger_app.command("export")
-def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
-                  out_file: Path = typer.Argument(..., help="CSV file to write (must not exist yet, unless --force)"),
+def ledger_export(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder"),
+                  out_file: Path = typer.Argument(..., metavar="OUT_FILE",
+                                                  help="CSV file to write (must not exist yet, unless --force)"),
                   history: bool = flag("every label row, corrections included (default: each sample's current "
                                        "label)", "--history"),
                   force: bool = flag("replace OUT_FILE if it exists", "--force")) -> None:
@@ -193,7 +195,7 @@ def ledger_export(run_dir: Path = typer.Argument(..., help="run folder"),
 
 
 @ledger_app.command("check")
-def ledger_check(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
+def ledger_check(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder")) -> None:
     """Verify the ledger: an adakit ledger SQLite can read, integrity, every label refers to a queried id and
     lies in the class list, no id labelled twice without a correction record, the stored config validates.
     Exit code 1 when problems are found."""

@@ -11,14 +11,15 @@ from adakit.errors import AdakitError
 
 
 @app.command()
-def predict(run_dir: Path = typer.Argument(..., help="run folder (its last checkpoint is used)"),
+def predict(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder (its last checkpoint is used)"),
             input_path: Path = typer.Argument(..., metavar="INPUT",
                                               help="image, image folder, image list (.txt) or feature file "
                                                    "(.npz/.mat/.svmlight)"),
             out_file: Path = typer.Option(..., "--out", help="CSV to write: id, predicted, probability, p_<class>"),
             image_list: bool = flag("INPUT is an image list even without a .txt suffix", "--list"),
-            device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: the run's]"),
-            batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: the run's eval batch size]"),
+            device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: the run's)"),
+            batch_size: int = typer.Option(None, "--batch-size", min=1,
+                                           help="samples per forward pass (default: the run's eval batch size)"),
             force: bool = flag("replace the --out file if it exists", "--force"),
             checkpoint: str = typer.Option(None, "--checkpoint", help="another saved model than the last: a round "
                                            "number, 'round R' or 'warm-up step K' (as adakit sweep names them)"),

@@ -11,7 +11,7 @@ from adakit.errors import AdakitError
 
 
 @app.command()
-def sweep(config: Path = typer.Argument(..., help="experiment YAML"),
+def sweep(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YAML"),
           grid: list[str] = typer.Option(..., "--grid", help="key=v1,v2,... (repeatable; the grid is their product)"),
           select: str = typer.Option(..., "--select", help="the validator that picks (`adakit methods` lists them)"),
           out_dir: Path = typer.Option(..., "--out", help="folder for one run per setting and the table"),
