@@ -40,6 +40,7 @@ from adakit.progress import shown, status
 from adakit.provenance import environment
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.rundir import (
+    SWITCHABLE_KEYS,
     apply_checkpoint,
     check_out_dir,
     clean_checkpoints,
@@ -346,9 +347,11 @@ class ActiveLoop:
                 same = continued_config(stored, cfg)
                 if same is None:
                     objects = isinstance(stored.get("data"), dict) and stored["data"].get("format") == "objects"
-                    raise ConfigError(f"{self.run_dir} holds a run with a different config "
-                                      f"({config_changes(stored, cfg)}); continue it with "
-                                      f"{resume_hint(self.run_dir, objects)}, or choose another folder")
+                    what = ("a finished run" if (self.run_dir / "summary.json").is_file() else
+                            f"a run (continue it with {resume_hint(self.run_dir, objects)})")
+                    raise ConfigError(f"{self.run_dir} holds {what} with a different config "
+                                      f"({config_changes(stored, cfg, ignore=SWITCHABLE_KEYS)}); run the new "
+                                      "config in another folder")
                 self.cfg = cfg = same  # (keys added since the run was stored: as it ran)
             self._check_fingerprint(ledger_path)
         else:

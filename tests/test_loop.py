@@ -139,7 +139,7 @@ def test_a_run_stored_before_fused_sgd_resumes_with_the_foreach_kernel(tmp_path)
     # with its kernel; a config that differs elsewhere is still refused
     again = ActiveLoop(cfg, tmp_path / "old", show_progress=False)
     assert again.cfg.train.fused_sgd is False and again.trainer.optimizer.param_groups[0]["foreach"] is True
-    with pytest.raises(ConfigError, match="holds a run with a different config"):
+    with pytest.raises(ConfigError, match="holds a finished run with a different config"):
         ActiveLoop(build_config({**SMALL, "budget": {"total": 0.05, "rounds": 2}}), tmp_path / "old")
 
 

@@ -370,9 +370,14 @@ def test_a_run_folder_is_checked_and_a_changed_config_is_named(tmp_path):
     assert (mine / "report.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["report.md"]
     with pytest.raises(ConfigError, match="report.md is a file, not a folder"):
         ActiveLoop(SMALL, mine / "report.md", **objs)
-    ActiveLoop(SMALL, tmp_path / "r", **objs).run()
-    with pytest.raises(ConfigError, match=r"different config \(seed: 0 → 3\); continue it with "
-                                          r"ActiveLoop.resume\("):
+    with pytest.raises(WaitingForLabels):  # a run stopped mid-way: the error says how to continue it
+        ActiveLoop(SMALL, tmp_path / "r", oracle="file", **objs).run()
+    with pytest.raises(ConfigError, match=r"holds a run \(continue it with ActiveLoop.resume\(.*\) with a different "
+                                          r"config \(seed: 0 → 3\); run the new config in another folder"):
+        ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", oracle="file", **objs)
+    ActiveLoop.resume(tmp_path / "r", oracle=lambda idx: yt[idx], **objs).run()
+    with pytest.raises(ConfigError, match=r"holds a finished run with a different config \(seed: 0 → 3\); run the "
+                                          r"new config in another folder"):  # no resume advice: nothing to resume
         ActiveLoop({**SMALL, "seed": 3}, tmp_path / "r", **objs)
 
 
