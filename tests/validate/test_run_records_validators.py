@@ -128,7 +128,7 @@ def test_validator_inputs_that_do_not_fit_never_stop_a_run(tmp_path, monkeypatch
     (with a warning naming the problem) instead of failing on every resume."""
     import adakit.validate as validate
 
-    def broken(arrays, who="x"):
+    def broken(arrays, who="x", **kwargs):
         raise DataError(f"{who}: probs= has 4 rows, embeddings= has 3 rows")
 
     monkeypatch.setattr(validate, "check_inputs", broken)
