@@ -8,6 +8,7 @@ an instance of the same module class (``backbone=``); its weights come from the 
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,16 @@ class RunModel:
         """Features f (N, m) after the bottleneck, the space strategies work in."""
         return self._forward(X)[0].numpy()
 
+    def _warn_other_classes(self, path: Path) -> None:
+        """A feature file that names classes the run does not have (another data set's features?) is predicted
+        with the run's classes, and a warning says so (a file of some of the run's classes is fine)."""
+        theirs = _npz_classes(path)
+        unknown = [c for c in theirs or [] if c not in set(self.classes)]
+        if unknown:
+            warnings.warn(f"{path} names classes the run does not have ({', '.join(unknown[:6])}"
+                          f"{' ...' if len(unknown) > 6 else ''}): the predictions are among the run's "
+                          f"{len(self.classes)} classes (is it the run you meant?)", RuntimeWarning, stacklevel=3)
+
     def predict_file(self, input_path: str | Path, out_file: str | Path, *, image_list: bool = False,
                      overwrite: bool = False) -> int:
         """Predict every sample of a file or folder and write the CSV ``adakit predict`` writes (`read_inputs`,
@@ -185,12 +196,24 @@ class RunModel:
         dom = read_inputs(input_path, self.config.data, image_list, width, self.svmlight_zero_based)
         if isinstance(dom, tuple):  # feature rows and their ids
             rows, ids = dom
+            self._warn_other_classes(input_path)
             probs = self.predict_proba(rows)
         else:
             probs = self.predict_proba(dom)
             ids = [dom.image_path(i) or str(dom.ids[i]) for i in range(len(dom))]
         write_predictions(out_file, ids, probs, self.classes)
         return len(ids)
+
+
+def _npz_classes(path: Path) -> list[str] | None:
+    """The ``classes`` an adakit ``.npz`` names (None: another file, or none recorded)."""
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return [str(c) for c in z["classes"]] if "classes" in z.files else None
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
 
 
 def _sparse(x: Any) -> bool:

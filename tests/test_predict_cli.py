@@ -1,6 +1,7 @@
 """`adakit predict RUN INPUT --out preds.csv` on tiny feature files and image folders / lists."""
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,14 @@ def test_predict_on_a_feature_file(tmp_path):
         model.predict_file(tmp_path / "new.npz", tmp_path / "p.csv")
     assert model.predict_file(tmp_path / "new.npz", tmp_path / "p.csv", overwrite=True) == 5
     assert _rows(tmp_path / "p.csv") == rows
+    # features of another data set (classes the run does not have) are named; some of the run's classes are fine
+    np.savez(tmp_path / "other.npz", feat=x_new, y=np.full(5, -1), classes=np.array(["car", "bus"]))
+    with pytest.warns(RuntimeWarning, match=r"names classes the run does not have \(car, bus\)"):
+        model.predict_file(tmp_path / "other.npz", tmp_path / "o.csv")
+    np.savez(tmp_path / "some.npz", feat=x_new, y=np.full(5, -1), classes=np.array(["dog"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict_file(tmp_path / "some.npz", tmp_path / "s.csv")
     # a folder as --out is named as such (the advice to add --force led to a crash and a stray .tmp file)
     (tmp_path / "preds").mkdir()
     for force in ([], ["--force"]):
