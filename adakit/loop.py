@@ -837,7 +837,7 @@ class ActiveLoop:
         self.on_event("trained", {"round": r, "iters": iters, **stats})
 
     def _warmup_runs(self, idx: np.ndarray, y: np.ndarray, iters: int) -> dict:
-        """Warm-up of an objective with ``warmup_runs`` > 1 (BIWAA-I, seed 003 §3.3): train from scratch that
+        """Warm-up of an objective with ``warmup_runs`` > 1 (BIWAA-I, Westfechtel et al. §3.3): train from scratch that
         many times. Run 0 is the plain warm-up (same seeds); run k ≥ 1 rebuilds model, objective and trainer
         with seeds derived from (seed, k), gets ``begin_warmup_run(k, carry)`` -> sampling weights over the pool
         for the unlabelled stream, and hands ``end_warmup_run(pool probabilities)`` -> carry to the next run.

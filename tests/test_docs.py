@@ -163,3 +163,18 @@ def test_every_built_in_method_is_documented():
                 continue  # (a test's or a user's method)
             assert name in rows, f"{reg.kind} {name!r}: no row in the README's method tables"
             assert f"`{name}`" in methods, f"{reg.kind} {name!r}: not in docs/methods.md"
+
+
+#: the development notes' names for the papers and the work items, which a reader of the repository cannot look up
+INTERNAL_NAME = re.compile(r"\bseed 00\d\b|\bissue #\d+\b|\bseed papers?\b")
+
+
+def test_user_facing_text_names_papers_and_work_by_what_they_are():
+    """README, docs and the package's docstrings (rendered in the API pages and by `adakit methods`) cite papers
+    by their authors, not by the numbering of the development notes."""
+    files = [REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").rglob("*.md"),
+             *(REPO / "adakit").rglob("*.py")]
+    problems = [f"{_rel(f)}:{n}: {m.group(0)!r}" for f in files
+                for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+                for m in INTERNAL_NAME.finditer(line)]
+    assert not problems, "\n".join(problems)

@@ -1,6 +1,6 @@
 """BIWAA: backprop-induced feature weighting for adversarial DA, with iterative label distribution alignment.
 
-Westfechtel, Yeh, Meng, Mukuta, Harada (WACV 2023), seed 003; docs/methods.md (BIWAA) lists the
+Westfechtel, Yeh, Meng, Mukuta, Harada (WACV 2023); docs/methods.md (BIWAA) lists the
 details the paper leaves open and the choices made where paper and code disagree.
 
 - `backprop_feature_weights`: the closed-form per-sample ∇ᵢ = ∂CE(c(fᵢ), ŷᵢ)/∂fᵢ = Wᵀ(pᵢ − onehot(ŷᵢ)) of a

@@ -1,4 +1,4 @@
-"""GSDA: domain adaptation with hierarchical gradient synchronization (Hu, Kan, Shan, Chen; CVPR 2020), seed 004.
+"""GSDA: domain adaptation with hierarchical gradient synchronization (Hu, Kan, Shan, Chen; CVPR 2020).
 
 docs/methods.md (GSDA) describes the details; this module follows it:
 
@@ -42,7 +42,7 @@ class GradientSynchronization:
     """Hierarchical gradient synchronization L_syn (GSDA Eq. 10-12) from per-sample feature gradients.
 
     n_j = Σ_i ‖∂L_j/∂f_i‖₂ for each discriminator j. With global g, groups q and classes k:
-    L_syn = (1/b)·Σ_q |n_q − Σ_{k∈q} n_k| + |n_g − Σ_q n_q| (Eq. 12). With one local level only (ablations),
+    L_syn = (1/b)·Σ_q |n_q − Σ_{k∈q} n_k| + |n_g − Σ_q n_q| over the b groups q (Eq. 12). With one local level only (ablations),
     the single term |n_g − Σ_j n_j| over that level. `GSDA` sums n_g over the rows the local level sees
     (source rows and confident targets of the classes active in the batch): unconfident targets have no local
     counterpart, and counting them would turn L_syn into a gradient penalty on the global discriminator.

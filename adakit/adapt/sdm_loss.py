@@ -1,4 +1,4 @@
-"""SDM's maximum margin loss (Xie et al., CVPR 2022, seed 000): Eq. 1 and the adaptive SDM-A form, Eq. 7.
+"""SDM's maximum margin loss (Xie et al., CVPR 2022): Eq. 1 and the adaptive SDM-A form, Eq. 7.
 
 Both are classification losses: they replace cross-entropy on source and on labelled target samples.
 """

@@ -51,7 +51,7 @@ def oversampling_ratio(budget_ratio: float) -> int:
 
 def local_inconsistency(emb: torch.Tensor, probs: torch.Tensor, k: int, *, block: int | None = None,
                         backend: str = "auto", nprobe: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """LI and its smoothed form Q of every row (LADA, seed 002, Eq. 1-2 as in the released code).
+    """LI and its smoothed form Q of every row (LADA, Eq. 1-2 as in the released code).
 
     e = normalised embeddings; x_k the K nearest neighbours by cosine (self excluded);
     w_k = sim_k / Σ_k sim_k; LI(x) = −Σ_k w_k·p(x_k)ᵀp(x); Q(x) = LI(x) + Σ_k w_k·LI(x_k).
@@ -76,7 +76,7 @@ def local_inconsistency(emb: torch.Tensor, probs: torch.Tensor, k: int, *, block
 
 @register_strategy("las")
 class LocalContextAwareSampling(Strategy):
-    """Local context-aware sampling, LAS (Sun et al., LADA, seed 002, §3.1, Eq. 1-2).
+    """Local context-aware sampling, LAS (Sun et al., LADA, §3.1, Eq. 1-2).
 
     Scores Q = smoothed local inconsistency (`local_inconsistency`: Eq. 1 then Eq. 2, no 1/K factor as in
     the released code). Candidates: the top b·(1 + M) unlabelled samples by Q (ties by rng), M = ⌈0.55/B − 1⌉
