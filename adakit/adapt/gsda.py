@@ -42,10 +42,10 @@ class GradientSynchronization:
     """Hierarchical gradient synchronization L_syn (GSDA Eq. 10-12) from per-sample feature gradients.
 
     n_j = Σ_i ‖∂L_j/∂f_i‖₂ for each discriminator j. With global g, groups q and classes k:
-    L_syn = (1/b)·Σ_q |n_q − Σ_{k∈q} n_k| + |n_g − Σ_q n_q| over the b groups q (Eq. 12). With one local level only (ablations),
-    the single term |n_g − Σ_j n_j| over that level. `GSDA` sums n_g over the rows the local level sees
-    (source rows and confident targets of the classes active in the batch): unconfident targets have no local
-    counterpart, and counting them would turn L_syn into a gradient penalty on the global discriminator.
+    L_syn = (1/b)·Σ_q |n_q − Σ_{k∈q} n_k| + |n_g − Σ_q n_q| over the b groups q (Eq. 12). With one local level
+    only (ablations), the single term |n_g − Σ_j n_j| over that level. `GSDA` sums n_g over the rows the local
+    level sees (source rows and confident targets of the classes active in the batch): unconfident targets have no
+    local counterpart, and counting them would turn L_syn into a gradient penalty on the global discriminator.
     """
 
     @staticmethod
