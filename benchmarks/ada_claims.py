@@ -1,4 +1,4 @@
-"""Check the seed papers' claimed orderings on an ADA bench folder (issue #5): prints a markdown table.
+"""Check the papers' claimed orderings on an ADA bench folder: prints a markdown table.
 
 Reads every finished run under OUT (``OUT/<pair>/<method>/seed-<k>/summary.json``, as `adakit bench` writes
 them), takes the final target accuracy, averages it over seeds per pair, and for each claimed comparison

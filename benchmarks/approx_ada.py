@@ -1,4 +1,4 @@
-"""Do the approximate large-pool paths change ADA accuracy? (issue #15 item 3)
+"""Do the approximate large-pool paths change ADA accuracy?
 
 Above 50,000 samples LAS searches neighbours with an inverted file (`query.search: ivf`) and runs faiss k-means
 among its candidates, and CLUE runs faiss k-means with a bounded number of iterations (`query.kmeans: faiss`);

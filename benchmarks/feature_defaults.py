@@ -1,5 +1,5 @@
-"""Choosing the feature-mode defaults of fine-tuning with the validators, never with target test labels (issue #14
-item 5), and checking them on feature sets they were not chosen on, against the linear-probe baseline.
+"""Choosing the feature-mode defaults of fine-tuning with the validators, never with target test labels,
+and checking them on feature sets they were not chosen on, against the linear-probe baseline.
 
 Protocol (fixed before any result was seen): FT + margin, 5% of the target pool in 5 rounds, transductive.
 

@@ -1,5 +1,5 @@
 """Feature datasets built from the project's data, for checking the feature-mode defaults beyond the MobileNetV2
-features of Office-31 (issue #14 item 5). Each set is a folder of ``<domain>.npz`` files (``feat``, ``y``,
+features of Office-31. Each set is a folder of ``<domain>.npz`` files (``feat``, ``y``,
 ``classes``) that ``data.format: npz`` reads:
 
 - ``office31-logits``: Office-31 through the same ImageNet MobileNetV2, but its 1,000 ImageNet logits instead of

@@ -1,4 +1,4 @@
-"""When k-means++ (BADGE) refreshes its D² bounds: the committed rule against a fixed schedule (issue #15).
+"""When k-means++ (BADGE) refreshes its D² bounds: the committed rule against a fixed schedule.
 
 `adakit.query._algorithms.kmeans_pp` draws by rejection from upper bounds of D² and refreshes every bound (one
 matrix product against the picks since the last refresh) only when the work that stale bounds wasted would pay

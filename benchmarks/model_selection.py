@@ -1,4 +1,4 @@
-"""Benchmark of the validators (issue #14): how well does each one pick a setting and a checkpoint without
+"""Benchmark of the validators: how well does each one pick a setting and a checkpoint without
 target labels?
 
 For every method, domain pair and seed it runs an ``adakit sweep`` (learning rate × the method's main trade-off
@@ -51,7 +51,7 @@ MLP_WIDTH = "model.hidden_dim=512"
 #: every UDA run: warm-up only, 3 checkpoints (steps 333, 667, 1000), a 10% held-out source split for
 #: source_acc and DEV, one thread
 UDA_SET = ["budget.rounds=0", "train.eval_checkpoints=2", "data.source_val=0.1", "train.threads=1", MLP_WIDTH]
-#: ADA pipelines (issue #14 item 4): learning rate × the pipeline's main knob, the config's budget (5% in 5 rounds).
+#: ADA pipelines: learning rate × the pipeline's main knob, the config's budget (5% in 5 rounds).
 #: A setting is judged by its last round, the model a user keeps: pool validators (BNM, IM, ...) on that round's
 #: model, queried-batch validators (the labels a user has bought) as their mean over rounds
 ADA_METHODS: dict[str, tuple[list[str], str]] = {

@@ -1,4 +1,4 @@
-"""Query speed against the released peer code: adakit.select vs the authors' own selection code (issue #15).
+"""Query speed against the released peer code: adakit.select vs the authors' own selection code.
 
 Same synthetic pool as `benchmarks/query_speed.py` (its `SyntheticPool` and `budget_of`: m = 256, C = 65, 1%
 labelled, b = 1% of N). Each (threads, N, strategy, peer) cell runs in a fresh subprocess with only that peer's

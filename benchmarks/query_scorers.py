@@ -1,4 +1,4 @@
-"""Which model should make fine-tuning's margin picks? (issue #14 item 5, a diagnosis, not a default choice).
+"""Which model should make fine-tuning's margin picks? (a diagnosis, not a default choice).
 
 On DSLR→Amazon and Webcam→Amazon (small sources) FT + margin trails the linear probe + margin by about a point
 (benchmarks/results/feature-defaults.md, "The probe on a resampled source"). Here the network is trained exactly as

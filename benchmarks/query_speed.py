@@ -1,8 +1,8 @@
-"""Query speed: wall time, CPU time and peak memory of one selection per registered strategy (issue #15).
+"""Query speed: wall time, CPU time and peak memory of one selection per registered strategy.
 
 Synthetic pools of N = 2k, 20k, 200k (1M on request) samples with m = 256-d embeddings and C = 65 classes
 (Office-Home's class count), 1% of the pool already labelled, a budget of b = 1% of the pool (at most 2,000:
-b = 2,000 at 200k and 1M, as issue #15 states its targets). The pool is
+b = 2,000 at 200k and 1M, as the speed targets are stated). The pool is
 a set of arrays handed to `adakit.select` (the library entry point; it wraps them in `adakit.pool.ArrayView`,
 the interface the training loop's `PoolView` gives strategies); the references read the same `ArrayView`.
 
@@ -134,7 +134,7 @@ def _objective(m: int, c: int) -> nn.Module:
     return obj
 
 
-#: the largest default budget: b = 2,000 at N = 200k and 1M, as issue #15 states its targets
+#: the largest default budget: b = 2,000 at N = 200k and 1M, as the speed targets are stated
 MAX_BUDGET = 2000
 
 
@@ -815,7 +815,7 @@ def _goal(cells: list[dict], n: int = 20000) -> list[str]:
         at_two = ["", f"At 2 threads (the smaller of the CPU and wall ratios): ≥ 10× for {', '.join(yes) or 'none'}; "
                   f"below for {', '.join(no) or 'none'}. Calls of a few milliseconds are marked noise in the "
                   "table below: read those ratios as approximate."]
-    return [f"**The ≥ 10× goal at N = {n:,}** (issue #15: ≥ 10× the peer code for every strategy that has one; "
+    return [f"**The ≥ 10× goal at N = {n:,}** (the goal: ≥ 10× the peer code for every strategy that has one; "
             "here both the CPU and the wall ratio, 1 thread):", "",
             f"Met ({len(met)}):", "", *(met or ["- none"]), "",
             f"**Not met** ({len(missed)}):", "", *(missed or ["- none"]), *at_two]

@@ -1,4 +1,4 @@
-"""Validator cost and SND subsample agreement (issue #14, "Performance").
+"""Validator cost and SND subsample agreement.
 
 **Cost** (``--cost``): CPU time (time.process_time) and wall time (time.perf_counter) of one evaluation of each
 registered validator, with one thread, on a synthetic pool built like `benchmarks/query_speed.py`'s 200k pool:

@@ -166,14 +166,16 @@ def test_every_built_in_method_is_documented():
 
 
 #: the development notes' names for the papers and the work items, which a reader of the repository cannot look up
-INTERNAL_NAME = re.compile(r"\bseed 00\d\b|\bissue #\d+\b|\bseed papers?\b")
+#: (another project's issue is named as "upstream issue #N")
+INTERNAL_NAME = re.compile(r"\bseed 00\d\b|(?<!upstream )\bissue #\d+\b|\bseed papers?\b")
 
 
 def test_user_facing_text_names_papers_and_work_by_what_they_are():
     """README, docs and the package's docstrings (rendered in the API pages and by `adakit methods`) cite papers
     by their authors, not by the numbering of the development notes."""
     files = [REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").rglob("*.md"),
-             *(REPO / "adakit").rglob("*.py")]
+             *(REPO / "adakit").rglob("*.py"), *(REPO / "benchmarks").glob("*.py"),
+             *(REPO / "benchmarks").glob("*.yaml"), *(REPO / "benchmarks" / "results").glob("*.md")]
     problems = [f"{_rel(f)}:{n}: {m.group(0)!r}" for f in files
                 for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
                 for m in INTERNAL_NAME.finditer(line)]
