@@ -73,8 +73,8 @@ Found in the peer code (read at the commits above):
   ``num_workers=4``; SDM ``predict_prob2`` hard-codes a 256-wide feature buffer and grows its outputs with
   ``torch.cat`` per batch (quadratic copying; one batch here).
 * scikit-activeml 1.0.1 ``Badge``: the D² update ``np.minimum(d_latest, dist²)`` starts from ``d_latest`` =
-  ||g||², the distance to the origin, so the origin stays a k-means++ centre for the whole batch (upstream
-  issue #588; the fix, PR #590, is not in 1.0.1): samples with small gradients (confident ones) are held down.
+  ||g||², the distance to the origin, so the origin stays a k-means++ centre for the whole batch
+  (upstream issue #588; the fix, PR #590, is not in 1.0.1): samples with small gradients (confident ones) are held down.
   It also materialises the (N, C·m) float64 gradient embeddings (2.6 GB at N = 20k; upstream #589).
 """
 
