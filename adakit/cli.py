@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -37,10 +38,15 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: one "warning:" line, without Python's file name and source line."""
+    err.print("[yellow]warning:[/] " + escape(str(message)), highlight=False, soft_wrap=True)
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", help="print the version and exit", metavar="",
                                        show_default=False, is_eager=True, callback=_print_version)) -> None:
-    pass
+    warnings.showwarning = _show_warning
 
 
 def _fail(e: Exception) -> None:

@@ -435,10 +435,11 @@ def _check_jobs(jobs: int, settings: list[Setting]) -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     per_run = max((s.config.train.threads or torch.get_num_threads()) for s in settings)
     if jobs * per_run > cpus:
+        fewer_threads = (f", or --set train.threads={cpus // jobs} (a run's numbers can differ slightly with its "
+                         "thread count)") if cpus // jobs >= 1 and cpus // jobs < per_run else ""
         warnings.warn(f"--jobs {jobs} runs at up to {per_run} torch thread(s) each on {cpus} CPU(s): they compete "
-                      f"for the cores. Use --jobs {max(1, cpus // per_run)}, or --set train.threads="
-                      f"{max(1, cpus // jobs)} (a run's numbers can differ slightly with its thread count)",
-                      UserWarning, stacklevel=3)
+                      f"for the cores. Use --jobs {max(1, cpus // per_run)}{fewer_threads}", UserWarning,
+                      stacklevel=3)
 
 
 def _num(v: Any, pct: bool = False) -> str:

@@ -118,3 +118,18 @@ def test_run_on_a_target_without_labels_ends_with_a_final_line(tmp_path, unlabel
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # the console may wrap the long path
     assert f"final target accuracy no labelled test samples; results in {tmp_path / 'r'}" in text
+
+
+def test_warnings_on_the_command_line_are_one_line_without_python_source(capsys):
+    """A warning printed by a command (e.g. sweep's --jobs advice) showed a .py path and a source line."""
+    import warnings
+
+    from adakit import cli
+
+    with warnings.catch_warnings():
+        assert CliRunner().invoke(cli.app, ["methods"]).exit_code == 0
+        assert warnings.showwarning is cli._show_warning  # the callback installs it for every command
+        warnings.simplefilter("always")
+        warnings.warn("--jobs 4 runs at up to 1 torch thread(s) each on 2 CPU(s)", UserWarning, stacklevel=1)
+    printed = capsys.readouterr().err
+    assert printed.startswith("warning: --jobs 4 runs") and ".py" not in printed

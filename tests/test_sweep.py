@@ -259,10 +259,12 @@ def test_more_parallel_threads_than_cpus_warns(tmp_path, monkeypatch):
     grid[0].config.train.threads = None  # unset: torch's default
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr("torch.get_num_threads", lambda: 2)
-    with pytest.warns(UserWarning, match=r"--jobs 4 runs at up to 2 torch thread\(s\) each on 2 CPU\(s\).*--jobs 1"):
-        _check_jobs(4, grid)
+    with pytest.warns(UserWarning, match=r"--jobs 4 runs at up to 2 torch thread\(s\) each on 2 CPU\(s\).*--jobs 1$"):
+        _check_jobs(4, grid)  # 4 jobs on 2 CPUs: no thread count helps, fewer jobs do
+    with pytest.warns(UserWarning, match=r"--jobs 2 runs at up to 2 .*--jobs 1, or --set train.threads=1 "):
+        _check_jobs(2, grid)
     grid[0].config.train.threads = 1
-    with pytest.warns(UserWarning, match=r"--jobs 3 runs at up to 1 .*--jobs 2, or --set train.threads=1"):
+    with pytest.warns(UserWarning, match=r"--jobs 3 runs at up to 1 .*Use --jobs 2$"):  # (threads=1 already)
         _check_jobs(3, grid)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
