@@ -34,8 +34,9 @@ class LasParams(Params):
         "auto", description="neighbour search: exact (faiss IndexFlatIP on CPU tensors, blocked torch on a GPU or "
                             "without faiss), ivf (approximate "
                             "inverted file, nprobe clusters), or auto: exact up to 50,000 samples, ivf above")
-    nprobe: int = Field(8, ge=1, description="clusters searched per cluster by the ivf neighbour search (recall@10 "
-                                             "on real features about 0.92 at 8, 0.97 at 16, 0.99 at 32)")
+    nprobe: int = Field(8, ge=1, description="ivf neighbour search: how many nearest clusters' rows each "
+                                             "cluster's rows are compared with (recall@10 on real features about "
+                                             "0.92 at 8, 0.97 at 16, 0.99 at 32)")
     kmeans: Literal["auto", "sklearn", "faiss", "torch"] = Field(
         "auto", description="k-means among candidates: sklearn, faiss (greedy k-means++ seeding on 8·budget draws, "
                             "then faiss_iter iterations, on the CPU), torch (the same on the pool's device), or "
