@@ -105,7 +105,7 @@ def sqlite_error(path: Path, e: sqlite3.Error) -> LedgerError:
     if "disk is full" in text:
         return LedgerError(f"{path}: the disk is full ({text}); nothing was written and the ledger is intact: free "
                            "some space and run the command again")
-    if "readonly" in text or not _writable(path.parent):
+    if "readonly" in text or ("unable to open" in text and not _writable(path.parent)):
         return LedgerError(f"{path}: the run folder is read-only ({text}); nothing was written and the ledger is "
                            "intact: copy the run folder to a writable place and run the command there")
     return LedgerError(f"{path}: the ledger cannot be read or written ({text}); {_what_to_do(path)}")
