@@ -198,13 +198,13 @@ def _init_worker(stop: Any) -> None:
     _stop = stop
 
 
-def _run_one(config: dict, run_dir: str) -> float:  # a worker process of --jobs
+def _run_one(config: dict, run_dir: str) -> float | None:  # a worker process of --jobs
     """Run one setting unless the sweep was stopped (a call already handed to this worker must not start it);
-    returns its seconds. Ctrl-C here stops the whole sweep."""
+    returns its seconds (None: not started). Ctrl-C here stops the whole sweep."""
     from adakit.config import build_config
 
     if _stop is not None and _stop.is_set():
-        return 0.0
+        return None
     t0 = time.perf_counter()
     try:
         run_plan([(build_config(config), Path(run_dir))])
@@ -232,7 +232,7 @@ def run_settings(settings: list[Setting], jobs: int = 1,
         futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): s for s in todo}
         for fut in as_completed(futures):
             seconds = fut.result()
-            if on_run:
+            if on_run and seconds is not None:
                 on_run(futures[fut].name, seconds)
     except BaseException as e:  # Ctrl-C or a failed setting: start no further setting (the running ones stop on
         stop.set()  # their own SIGINT, or finish; each is resumable)

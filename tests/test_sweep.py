@@ -383,7 +383,7 @@ def test_a_stopped_jobs_sweep_starts_no_further_setting_and_a_dead_worker_is_nam
             sweep._run_one(settings[0].config.to_dict(), str(settings[0].run_dir))
         assert stop.is_set()  # the interrupted setting stops the sweep: the next call starts nothing
         monkeypatch.setattr(sweep, "run_plan", lambda plan: pytest.fail("a setting started after the stop"))
-        assert sweep._run_one(settings[1].config.to_dict(), str(settings[1].run_dir)) == 0.0
+        assert sweep._run_one(settings[1].config.to_dict(), str(settings[1].run_dir)) is None
     finally:
         sweep._init_worker(None)
 
