@@ -50,8 +50,8 @@ class PlainTypes(BaseModel):
         types = _types(cls.model_fields[info.field_name].annotation)
         if isinstance(v, bool) and bool not in types and types & {int, float}:
             raise ValueError("expected a number, not true/false")
-        if isinstance(v, int | float) and not isinstance(v, bool) and str in types and not types & {int, float}:
-            return str(v)
+        if isinstance(v, int | float) and not isinstance(v, bool) and str in types and types <= {str, type(None)}:
+            return str(v)  # (a name: not where a number or a yes/no is meant too, e.g. log.tensorboard: bool | str)
         return v
 
 

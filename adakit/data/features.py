@@ -34,6 +34,17 @@ def _require(path: Path) -> Path:
     return path
 
 
+def real_features(a, path: Path, what: str = "feat") -> np.ndarray:
+    """``a`` as float32 feature values: real numbers (true/false as 1/0, e.g. MATLAB's logical bag of words); complex
+    values (which would lose their imaginary part), text and objects are a `DataError` naming the file and array."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iufb":
+        kind = {"c": "complex numbers", "U": "text", "S": "text", "O": "Python objects"}
+        raise DataError(f"{path}: {what} holds {kind.get(a.dtype.kind, f'values of type {a.dtype}')}; features "
+                        "must be real numbers (convert them first, e.g. np.abs or np.real of complex features)")
+    return a.astype(np.float32)
+
+
 def integer_labels(values, path: Path, what: str = "label") -> np.ndarray:
     """``values`` as int64; float values must be whole numbers (2.0 -> 2), else a `DataError` naming the file."""
     a = np.asarray(values).ravel()
@@ -45,6 +56,10 @@ def integer_labels(values, path: Path, what: str = "label") -> np.ndarray:
                             f"codes (e.g. -1/+1, 0..C-1 or 1..C), {int(bad.sum())} rows are not")
     elif a.dtype.kind not in "iub":
         raise DataError(f"{path}: {what}s must be integer class codes, got values of type {a.dtype}")
+    big = np.iinfo(np.int64)
+    if a.size and a.dtype.kind in "uf" and (a.max() > big.max or a.min() < big.min):
+        raise DataError(f"{path}: {what} {a.max() if a.max() > big.max else a.min()!r} is beyond 64-bit integers; "
+                        "labels must be class codes (e.g. -1/+1, 0..C-1 or 1..C)")
     return a.astype(np.int64)
 
 
@@ -62,7 +77,7 @@ def _read_npz(path: Path, labels_only: bool = False):
             y = integer_labels(z["y"], path)
             if labels_only:
                 return None, y, None, None
-            x = z["feat"].astype(np.float32)
+            x = real_features(z["feat"], path)
             classes = [str(c) for c in z["classes"].tolist()] if "classes" in z.files else None
             paths = _npz_image_paths(path, z)
             if paths is not None:
@@ -103,7 +118,11 @@ def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, p
             raise DataError(f"{path}: no variable {key!r} (data.{what}_key={given!r}, domain {name!r}); "
                             f"the file holds {keys}")
         return key
-    key = next((k for k in defaults if k in m), None)
+    found = [k for k in defaults if k in m]
+    if len(found) > 1:
+        raise DataError(f"{path}: several variables could be the {what}s ({', '.join(found)}); name the one to use "
+                        f"with data.{what}_key (e.g. data.{what}_key: {found[0]})")
+    key = found[0] if found else None
     if key is None:
         raise DataError(f"{path}: no {what} variable among the usual names ({'/'.join(defaults)}); the file holds "
                         f"{keys}. Name it with data.{what}_key (e.g. data.{what}_key: "
@@ -129,10 +148,7 @@ def _mat_matrix(m: dict, key: str, path: Path) -> np.ndarray:
     import scipy.sparse
 
     v = m[key]
-    try:
-        return np.asarray(v.toarray() if scipy.sparse.issparse(v) else v, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"{path}: {key} must hold numbers ({err})") from None
+    return real_features(v.toarray() if scipy.sparse.issparse(v) else v, path, key)
 
 
 def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
@@ -245,7 +261,7 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
             with np.load(_require(path), allow_pickle=False) as z:
                 if "feat" not in z.files:
                     raise DataError(f"{path}: no array 'feat' (the feature rows, N x d); found {z.files}")
-                x = z["feat"].astype(np.float32)
+                x = real_features(z["feat"], path)
                 paths = _npz_image_paths(path, z)
                 if paths is not None:
                     return x, paths.tolist()

@@ -253,6 +253,19 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def _check_one_path_per_file(files: list[Path], folder: Path, name: str) -> None:
+    """Refuse an image file reached by two paths (a symbolic link to another class's folder, or back up the tree):
+    it would be two samples, of two classes when the paths lie in two class folders."""
+    first: dict[str, Path] = {}
+    for f in files:
+        other = first.setdefault(os.path.realpath(f), f)
+        if other is not f:
+            raise DataError(f"image folder {folder} (domain {name!r}): the image file {os.path.realpath(f)} is reached "
+                            f"as {other.relative_to(folder).as_posix()} and as {f.relative_to(folder).as_posix()} "
+                            "(a symbolic link); it would count twice, under the class of each path. Remove the link "
+                            "or keep one copy in its class folder")
+
+
 @register_loader("image_folder")
 def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     """``<path>/<class>/**/<image>``: classes are the sorted sub-folder names; files sorted within each. A folder
@@ -286,6 +299,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not files:
         raise DataError(f"image folder {path} (domain {name!r}) has {len(class_dirs)} class folders but no images "
                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    _check_one_path_per_file(files, path, name)
     present = set(labels)
     empty = [d.name for c, d in enumerate(class_dirs) if c not in present]
     if empty:
@@ -431,6 +445,12 @@ def load_image_list(path: Path, name: str, cfg=None) -> FileImageDomain:
     labelled = np.setdiff1d(np.arange(len(entries)), np.array(unlabelled, dtype=np.int64))
     y[labelled] = y_lab
     paths = _resolve(entries, linenos, path, cfg)
+    first: dict[str, int] = {}
+    for p, n in zip(paths, linenos):  # the same file written two ways (./a.jpg, a//b.jpg, absolute, a link)
+        other = first.setdefault(os.path.realpath(p), n)
+        if other != n:
+            raise DataError(f"{path}, line {n}: {p} is the image of line {other} too (the same file written another "
+                            "way); list each image once")
     image_size, resize = _sizes(cfg)
     domain = FileImageDomain(name=name, classes=classes, ids=np.array(entries), y=y, paths=np.array(paths),
                              image_size=image_size, resize=resize)

@@ -83,7 +83,7 @@ def test_mat_and_svmlight(tmp_path):
     with pytest.raises(DataError, match=r"v73.mat: cannot read .*MATLAB v7.3 files are HDF5: save them with"):
         load_mat(tmp_path / "v73.mat", "v")
     scipy.io.savemat(tmp_path / "text.mat", {"fts": np.array([["a", "b"]]), "labels": np.array([1, 2])})
-    with pytest.raises(DataError, match="text.mat: fts must hold numbers"):
+    with pytest.raises(DataError, match="text.mat: fts holds text; features must be real numbers"):
         load_mat(tmp_path / "text.mat", "t")
 
 
