@@ -41,6 +41,12 @@ class Domains:
             raise DataError(f"domain {self.source.name!r}: {len(self.source.classes)} class(es) "
                             f"({', '.join(map(str, self.source.classes)) or 'none'}); a classifier needs at least 2 "
                             "(pass the full class list, e.g. classes=[...], or check the labels)")
+        present = np.unique(np.asarray(self.source.y)[np.asarray(self.source.y) >= 0])
+        if len(present) < 2 and len(self.source) >= 2:  # (the class list may come from the target's labels too)
+            shown = ", ".join(repr(str(self.source.classes[int(c)])) for c in present) or "none"
+            raise DataError(f"source domain {self.source.name!r} has samples of {len(present)} class ({shown}) of "
+                            f"the {len(self.source.classes)} in the class list; training needs labelled source "
+                            "samples of at least 2 classes: check the source's labels")
 
     @property
     def classes(self) -> list[str]:

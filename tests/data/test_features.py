@@ -188,3 +188,36 @@ def test_svmlight_errors_name_the_file_at_fault(tmp_path):
     (tmp_path / "tar.svmlight").write_text("1 0:0.5\n0 2:1\n")
     with pytest.raises(DataError, match=r"tar\.svmlight: feature index 0 appears, but data.zero_based is false"):
         load_domains(cfg.model_copy(update={"zero_based": False}), 0)
+
+
+def test_features_that_are_not_real_numbers_and_ambiguous_mat_variables_are_named(tmp_path):
+    """Complex features lost their imaginary part silently; a .mat with several usual names took the first;
+    labels beyond int64 wrapped around."""
+    import scipy.io
+
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    np.savez(tmp_path / "c.npz", feat=x * 1j, y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"c\.npz: feat holds complex numbers; features must be real numbers"):
+        load_npz(tmp_path / "c.npz", "c")
+    np.savez(tmp_path / "b.npz", feat=x > 0, y=np.arange(6) % 2)  # yes/no features (a bag of words) are 1/0
+    assert set(load_npz(tmp_path / "b.npz", "b").x.unique().tolist()) <= {0.0, 1.0}
+    np.savez(tmp_path / "u.npz", feat=x, y=np.array([0, 1, 0, 1, 0, 2**64 - 1], dtype=np.uint64))
+    with pytest.raises(DataError, match=r"u\.npz: label .* is beyond 64-bit integers"):
+        load_npz(tmp_path / "u.npz", "u")
+    scipy.io.savemat(tmp_path / "m.mat", {"X": x, "feat": x[:, :2], "y": np.arange(6) % 2})
+    with pytest.raises(DataError, match=r"m\.mat: several variables could be the features \(feat, X\); name the "
+                                        r"one to use with data.feature_key"):
+        load_mat(tmp_path / "m.mat", "m")
+
+
+def test_a_source_of_one_class_is_refused_though_the_target_brings_more(tmp_path):
+    """The class list is the union of the source's and the target's codes, so a source of one class passed the
+    "at least 2 classes" check and trained a model that can never learn the others."""
+    from adakit.data import load_domains
+
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    np.savez(tmp_path / "src.npz", feat=x, y=np.zeros(6, dtype=int))
+    np.savez(tmp_path / "tar.npz", feat=x, y=np.arange(6) % 3)
+    with pytest.raises(DataError, match=r"source domain 'src' has samples of 1 class \('0'\) of the 3 in the class "
+                                        r"list"):
+        load_domains(_data("npz", tmp_path), seed=0)

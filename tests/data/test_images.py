@@ -139,6 +139,21 @@ def test_folder_errors(tmp_path):
         load_image_folder(tmp_path / "noimg", "noimg")
 
 
+def test_an_image_reached_through_a_link_from_another_class_is_refused(office31, tmp_path):
+    """A link inside a class folder to another class's folder (or back up the tree) made its images a second set
+    of samples with the first folder's label."""
+    _copy(office31, tmp_path / "dom", per_class=2)
+    (tmp_path / "dom" / "bike" / "alias").symlink_to(tmp_path / "dom" / "back_pack")
+    with pytest.raises(DataError, match=r"is reached as back_pack/.* and as bike/alias/.*symbolic link"):
+        load_image_folder(tmp_path / "dom", "dom")
+    (tmp_path / "dom" / "bike" / "alias").unlink()
+    (tmp_path / "dom" / "bike" / "loop").symlink_to(tmp_path / "dom")
+    with pytest.raises(DataError, match=r"symbolic link"):
+        load_image_folder(tmp_path / "dom", "dom")
+    (tmp_path / "dom" / "bike" / "loop").unlink()
+    assert len(load_image_folder(tmp_path / "dom", "dom")) == 4
+
+
 def test_empty_class_folder_is_kept_with_a_warning(office31, tmp_path):
     _copy(office31, tmp_path / "d", per_class=1, classes=("back_pack", "bike"))
     (tmp_path / "d" / "aaa_empty").mkdir()
@@ -225,6 +240,10 @@ def test_image_list_errors_name_the_line(office31, tmp_path):
     lst.write_text(f"{a} 0\n{a} 1\n")
     with pytest.raises(DataError, match=r"line 2: .* listed twice \(first at line 1\)"):
         load_image_list(lst, "dom")
+    for other in (f"./{a}", a.replace("/", "//"), str(tmp_path / a)):  # the same file written another way
+        lst.write_text(f"{a} 0\n{b} 1\n{other} 1\n")
+        with pytest.raises(DataError, match=r"line 3: .* is the image of line 1 too"):
+            load_image_list(lst, "dom")
 
     (tmp_path / "classes.txt").write_text("back_pack\nbike\n")
     lst.write_text(f"{a} 0\n{b} 2\n")
