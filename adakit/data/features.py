@@ -184,7 +184,19 @@ def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
     y = integer_labels(y, path)
     if labels_only:
         return None, y
-    return (x if zero_based else x[:, 1:]).toarray().astype(np.float32), y
+    x = x if zero_based else x[:, 1:]
+    gib = x.shape[0] * x.shape[1] * 4 / 2**30
+    if gib > DENSE_LIMIT_GIB:  # a stray huge feature index makes every row that wide
+        widest = files[max(range(len(files)), key=lambda i: parsed[i][0].indices.max() if parsed[i][0].nnz else -1)]
+        raise DataError(f"{path}: {x.shape[0]:,} rows as wide as the largest feature index ({x.shape[1]:,}, in "
+                        f"{widest.name}) would take {gib:,.0f} GiB as dense float32 features; is index "
+                        f"{x.shape[1] - 1 + (not zero_based)} a mistake? adakit trains on dense rows: reduce the "
+                        "features (e.g. keep the frequent ones)")
+    return x.astype(np.float32).toarray(), y
+
+
+#: svmlight rows are made dense; a pair wider than this (GiB of float32) is refused before it is allocated
+DENSE_LIMIT_GIB = 16
 
 
 def _parse_svmlight(files: tuple[Path, ...]) -> tuple:

@@ -221,3 +221,14 @@ def test_a_source_of_one_class_is_refused_though_the_target_brings_more(tmp_path
     with pytest.raises(DataError, match=r"source domain 'src' has samples of 1 class \('0'\) of the 3 in the class "
                                         r"list"):
         load_domains(_data("npz", tmp_path), seed=0)
+
+
+def test_a_stray_huge_svmlight_index_is_named_before_the_rows_are_made_dense(tmp_path):
+    from adakit.data import load_domains
+
+    (tmp_path / "src.svmlight").write_text("".join(f"{i % 2} 1:0.5 2:1\n" for i in range(1000)) + "1 900000000:0.5\n")
+    (tmp_path / "tar.svmlight").write_text("0 1:0.5\n1 2:1\n")
+    with pytest.raises(DataError, match=r"src\.svmlight: 1,001 rows as wide as the largest feature index "
+                                        r"\(900,000,000, in src\.svmlight\) would take 3,35\d GiB .*is index "
+                                        r"900000000 a mistake"):
+        load_domains(_data("svmlight", tmp_path), seed=0)
