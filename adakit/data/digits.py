@@ -58,6 +58,10 @@ def _read_idx(folder: Path, split: str, name: str) -> tuple[np.ndarray, np.ndarr
         lab = gzip.decompress(lp.read_bytes())
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot read {ip} / {lp}: {err}") from None
+    short = [(f, len(b)) for f, b, least in ((ip, raw, 16), (lp, lab, 8)) if len(b) < least]
+    if short:
+        raise DataError(f"{short[0][0]}: too short for an idx file ({short[0][1]} bytes after decompression); "
+                        "download it again (`adakit data prepare mnist`)")
     magic, n, rows, cols = np.frombuffer(raw[:16], dtype=">i4")
     if magic != 2051 or len(raw) != 16 + n * rows * cols:
         raise DataError(f"{ip}: not an idx3 image file (magic {magic}, {len(raw)} bytes)")

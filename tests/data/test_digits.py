@@ -98,3 +98,7 @@ def test_errors(tmp_path, digits):
     (tmp_path / "zip.test.gz").write_bytes(b"not gzip")
     with pytest.raises(DataError, match="zip.test.gz: not a USPS text file"):
         load_digits(tmp_path, "usps-test")
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b""))  # an interrupted download
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x00"))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz: too short for an idx file \(0 bytes"):
+        load_digits(tmp_path, "mnist")
