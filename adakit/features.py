@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,6 +213,7 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     elif isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path, Image.Image)) for i in images):
         domain = img.image_inputs(list(images), size, resize)
     else:
+        images = _integer_pixels_as_uint8(images)
         domain = as_domain(images, "input")
         if isinstance(domain, TensorDomain) and domain.x.dim() == 4 and domain.x.shape[1] not in (1, 3) \
                 and domain.x.shape[3] in (1, 3):
@@ -223,6 +225,23 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     if len(domain) == 0:
         raise DataError("images: no images to compute features of")
     return extract_features(domain, extractor, batch_size, show_progress)
+
+
+def _integer_pixels_as_uint8(images: Any) -> Any:
+    """An integer image array (N, C, H, W) of another type than uint8 (``torch.randint`` gives int64) holds 0..255
+    pixels as uint8 does: it gets the same scaling and normalisation; other integer values are a `DataError`."""
+    dtype = getattr(images, "dtype", None)
+    if dtype is None or getattr(images, "ndim", 0) != 4:
+        return images
+    is_int = (dtype.is_floating_point is False and dtype not in (torch.uint8, torch.bool)) \
+        if isinstance(images, torch.Tensor) else (np.dtype(dtype).kind in "iu" and np.dtype(dtype) != np.uint8)
+    if not is_int or not len(images):
+        return images
+    low, high = int(images.min()), int(images.max())
+    if low < 0 or high > 255:
+        raise DataError(f"images: integer pixels from {low} to {high}; give uint8 pixels (0..255) or float images "
+                        "already preprocessed for the backbone")
+    return images.to(torch.uint8) if isinstance(images, torch.Tensor) else np.asarray(images, dtype=np.uint8)
 
 
 def image_root(domain: Domain) -> Path | None:

@@ -264,6 +264,10 @@ def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module
     geometry = T.Compose([T.Resize(36), T.CenterCrop(32)])
     u8 = np.stack([np.asarray(geometry(Image.open(f).convert("RGB"))).transpose(2, 0, 1) for f in files])
     np.testing.assert_allclose(compute_features(u8, **kw), from_folder, rtol=1e-4, atol=1e-5)  # normalised as files
+    for wide in (u8.astype(np.int64), torch.from_numpy(u8).int()):  # 0..255 in another integer type: as uint8
+        np.testing.assert_allclose(compute_features(wide, **kw), from_folder, rtol=1e-4, atol=1e-5)
+    with pytest.raises(DataError, match=r"integer pixels from \d+ to \d+; give uint8 pixels"):
+        compute_features(u8.astype(np.int64) * 4, **kw)
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         np.testing.assert_allclose(compute_features(torch.utils.data.TensorDataset(x), **kw), net.eval()(x).numpy(),
