@@ -355,6 +355,12 @@ def _labels(tokens: list[str], linenos: list[int], classes: list[str] | None, li
                                 f"({len(classes)} classes in {classes_path})")
         return np.array([int(t) for t in tokens], dtype=np.int64), classes
     if tokens and all(_INT.match(t) for t in tokens):
+        limit = max(1000, 10 * len(tokens))  # class indices 0..C-1 of a list without classes.txt
+        for t, n in zip(tokens, linenos):
+            if int(t) >= limit:
+                raise DataError(f"{list_path}, line {n}: label {t} would make {t} classes for {len(tokens)} labelled "
+                                f"images; if the labels are codes, list the class names in {classes_path} (one per "
+                                "line) and give the names as labels")
         y = np.array([int(t) for t in tokens], dtype=np.int64)
         if (y < 0).any():
             n = linenos[int(np.flatnonzero(y < 0)[0])]

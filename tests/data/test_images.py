@@ -236,6 +236,10 @@ def test_image_list_errors_name_the_line(office31, tmp_path):
     lst.write_text(f"{a} 0\n{b} -1\n")
     with pytest.raises(DataError, match=r"line 2: negative label"):
         load_image_list(lst, "dom")
+    for huge in ("300000000", "99999999999999999999"):  # a list of 300M class names, or an int64 overflow
+        lst.write_text(f"{a} 0\n{b} {huge}\n")
+        with pytest.raises(DataError, match=rf"line 2: label {huge} would make {huge} classes for 2 labelled"):
+            load_image_list(lst, "dom")
 
     lst.write_text(f"{a} 0\n{a} 1\n")
     with pytest.raises(DataError, match=r"line 2: .* listed twice \(first at line 1\)"):
