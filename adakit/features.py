@@ -190,16 +190,12 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
 
     if model is not None and backbone is not None:
         raise ConfigError("give either model= (an ONNX file) or backbone= (a model name or your nn.Module), not both")
-    if model is not None:
-        extractor = OnnxFeatureExtractor(model, output, threads)
-        size = image_size or extractor.image_size
-    elif isinstance(backbone, torch.nn.Module):
+    if isinstance(backbone, torch.nn.Module):
         if threads:
             torch.set_num_threads(threads)
         extractor, size = ModuleFeatureExtractor(backbone, device), image_size or 224
     else:
-        size = image_size or 224
-        extractor = TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size)
+        extractor, size = _extractor(model, output, backbone, weights, device, threads, image_size)
     cfg = DataConfig(format="image_folder", source="input", target="input", image_size=size, resize=resize)
     size, resize = img._sizes(cfg)
     if isinstance(images, Image.Image):
@@ -225,6 +221,21 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     if len(domain) == 0:
         raise DataError("images: no images to compute features of")
     return extract_features(domain, extractor, batch_size, show_progress)
+
+
+def _extractor(model: str | Path | None, output: str | None, backbone: str | None, weights: str | None,
+               device: str, threads: int | None, image_size: int | None) -> tuple[Any, int | None]:
+    """The feature extractor (an ONNX file, else a named backbone) and the crop size it takes; an ONNX model of a
+    fixed input size refuses another ``image_size`` before any image is read."""
+    if model is None:
+        size = image_size or 224
+        return TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size), size
+    extractor = OnnxFeatureExtractor(model, output, threads)
+    fixed = extractor.image_size
+    if image_size is not None and fixed is not None and image_size != fixed:
+        raise ConfigError(f"--image-size {image_size}: the ONNX model {model} takes {fixed}×{fixed} images; leave "
+                          f"--image-size out (or give {fixed})")
+    return extractor, image_size or fixed
 
 
 def _integer_pixels_as_uint8(images: Any) -> Any:
@@ -304,12 +315,7 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     if fmt == "image_folder" and images.is_file():
         raise DataError(f"{images} is a file: give an image folder (<class>/<image>), or an image-list file with "
                         "--list (fmt='image_list'); adakit.features.compute_features also takes single images")
-    if model is not None:
-        extractor = OnnxFeatureExtractor(model, output, threads)
-        size = image_size or extractor.image_size
-    else:
-        size = image_size or 224
-        extractor = TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size)
+    extractor, size = _extractor(model, output, backbone, weights, device, threads, image_size)
     name = images.stem if fmt == "image_list" else images.name
     cfg = DataConfig(format=fmt, source=name, target=name, image_size=size, resize=resize, verify_images=verify)
     loader = load_image_list if fmt == "image_list" else load_image_folder

@@ -113,6 +113,11 @@ def test_bad_model_and_output_name(office31_dslr, tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(DataError, match="bad.onnx: cannot load as an ONNX model"):
         OnnxFeatureExtractor(tmp_path / "bad.onnx")
+    from adakit.errors import ConfigError
+    from adakit.features import compute_features
+
+    with pytest.raises(ConfigError, match=r"--image-size 160: the ONNX model .* takes 224×224 images"):
+        compute_features(tmp_path / "nowhere", model=office31_dslr[2], image_size=160)  # before any image is read
 
 
 @pytest.fixture
