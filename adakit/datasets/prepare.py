@@ -77,6 +77,14 @@ def _is_archive_name(p: Path) -> bool:
     return p.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def _skipped(folder: str, names: list[str]) -> list[str]:
+    """What `_gather` does not copy from ``folder``: archives (extracted instead) and links to a folder above, which
+    would copy forever."""
+    here = Path(folder).resolve()
+    return [n for n in names if _is_archive_name(p := Path(folder) / n)
+            or (p.is_symlink() and p.is_dir() and here.is_relative_to(p.resolve()))]
+
+
 def _gather(sources: Sequence[Path], raw: Path) -> None:
     """Extract archives and hard-link (or copy) files and folders from ``sources`` into ``raw``."""
     raw.mkdir(parents=True, exist_ok=True)
@@ -85,8 +93,10 @@ def _gather(sources: Sequence[Path], raw: Path) -> None:
             raise DataError(f"--from {src}: no such file or folder")
         dest = raw / f"{i:02d}"
         if src.is_dir():
-            shutil.copytree(src, dest / src.name, copy_function=_link_or_copy,
-                            ignore=lambda d, names: [n for n in names if _is_archive_name(Path(d) / n)])
+            try:
+                shutil.copytree(src, dest / src.name, copy_function=_link_or_copy, ignore=_skipped)
+            except shutil.Error as e:
+                raise DataError(f"--from {src}: cannot copy some files ({str(e)[:300]})") from None
             for arc in sorted(p for p in src.rglob("*") if p.is_file() and _is_archive_name(p)):
                 extract(arc, dest / "_archives" / arc.name)
         elif _is_archive_name(src):
@@ -440,6 +450,8 @@ def prepare(name: str, out: str | os.PathLike | None = None, sources: Sequence[s
         for s in srcs:
             if not s.exists():
                 raise DataError(f"--from {s}: no such file or folder")
+            if s.is_dir() and out.resolve().is_relative_to(s.resolve()):  # it would copy its own staging folder
+                raise ConfigError(f"--out {out} lies inside --from {s}; prepare into a folder outside it")
         for s in srcs:
             match = next((f for f in ds.files if f.name == s.name), None)
             if match is not None and s.is_file() and check_checksums:

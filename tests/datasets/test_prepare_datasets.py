@@ -96,6 +96,23 @@ def test_officehome_from_extracted_folder_renames_real_world(tmp_path):
     assert (src / "Real World" / "Backpack" / "00001.jpg").is_file()  # the user's folder is left alone
 
 
+def test_prepare_refuses_out_inside_from_and_copies_no_link_loop(tmp_path):
+    """--out inside --from copied the staging folder into itself (RecursionError, an empty folder left behind);
+    a link back up the tree inside --from made nested copies until shutil gave up."""
+    src = tmp_path / "OfficeHomeDataset_10072016"
+    for d in ("Art", "Clipart", "Product", "Real World"):
+        for c in ("Alarm_Clock", "Backpack"):
+            (src / d / c).mkdir(parents=True)
+            (src / d / c / "00001.jpg").write_bytes(image_bytes())
+    with pytest.raises(ConfigError, match=r"--out .* lies inside --from .*; prepare into a folder outside it"):
+        prepare("officehome", src / "officehome", [src], progress=False)
+    assert not (src / "officehome").exists()
+    (src / "Art" / "Backpack" / "loop").symlink_to(src)
+    res = prepare("officehome", tmp_path / "officehome", [src], progress=False,
+                  expected={d: 2 for d in ("Art", "Clipart", "Product", "Real_World")})
+    assert res.counts["Art"] == 2
+
+
 def test_officehome_from_zip_subset_of_domains(tmp_path):
     members = {f"OfficeHomeDataset_10072016/{d}/Mug/{i:05d}.jpg": image_bytes(value=i)
                for d in ("Art", "Clipart") for i in range(3)}
