@@ -56,6 +56,11 @@ class OnnxFeatureExtractor:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        import hashlib
+
+        #: what made the features, recorded in the .npz (`save_features`)
+        self.origin = (f"ONNX {self.path.name} (sha256 {hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]}), "
+                       f"output {output}")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
@@ -111,6 +116,8 @@ class TorchFeatureExtractor:
             torch.set_num_threads(threads)
         self.device = _device(device)
         self.name, self.image_size = backbone, image_size
+        #: what made the features, recorded in the .npz (`save_features`)
+        self.origin = f"{backbone}, weights {weights or 'none (random)'}"
         cfg = SimpleNamespace(backbone=backbone, weights=weights, hidden_dim=0, dropout=0.0)
         self.net = build_backbone(cfg, (3, image_size, image_size)).eval().to(self.device)
 
@@ -270,14 +277,17 @@ def image_root(domain: Domain) -> Path | None:
     return root.resolve()
 
 
-def save_features(path: str | Path, feat: np.ndarray, domain: Domain) -> Path:
-    """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and,
-    when known, ``image_root``)."""
+def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: str | None = None) -> Path:
+    """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and, when known,
+    ``image_root`` and ``extractor``: what made the features, so that a source and a target extracted in two ways
+    are refused together)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     root = image_root(domain)
     extra = {} if root is None else {"image_root": np.asarray(str(root))}
+    if origin is not None:
+        extra["extractor"] = np.asarray(origin)
     np.savez(tmp, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
              classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str), **extra)
     tmp.replace(path)
@@ -296,7 +306,7 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     (checked before any work: it may be a feature file made another way, or with another backbone).
     """
     from adakit.config import DataConfig
-    from adakit.data.images import load_image_folder, load_image_list
+    from adakit.data.images import _sizes, load_image_folder, load_image_list
     from adakit.rundir import existing_ancestor
 
     if model is not None and backbone is not None:
@@ -321,4 +331,6 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     loader = load_image_list if fmt == "image_list" else load_image_folder
     domain = loader(images, name, cfg=cfg)
     feat = extract_features(domain, extractor, batch_size, show_progress)
-    return save_features(dest, feat, domain), feat.shape
+    size, resize = _sizes(cfg)
+    origin = f"{extractor.origin}; images resized to {resize}, centre crop {size}"
+    return save_features(dest, feat, domain, origin), feat.shape

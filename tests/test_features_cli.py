@@ -56,7 +56,9 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     assert "6 images, 1280-d features" in res.output
     ref = np.load(ref_path)
     got = np.load(out)
-    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root"}
+    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root", "extractor"}
+    made = str(got["extractor"])
+    assert made.startswith(f"ONNX {model.name} (sha256 ") and "centre crop 224" in made
     assert got["feat"].shape == (6, 1280) and got["feat"].dtype == np.float32
     np.testing.assert_allclose(got["feat"], ref["feat"][rows], atol=ATOL, rtol=0)
     assert list(got["classes"]) == list(CLASSES)
@@ -71,6 +73,29 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     with pytest.warns(UserWarning, match="1 of 6 images it was extracted from are no longer in .*re-run `adakit "
                                          "features`"):
         load_npz(out, "dslr")
+
+
+def test_source_and_target_features_extracted_in_two_ways_are_refused(tiny_images, tmp_path):
+    """Two 1280-d MobileNetV2 extractors (the ONNX model and torchvision's) give features of the same width in
+    different spaces; the .npz records what made it, and a pair made in two ways is refused."""
+    import torchvision
+
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+    from adakit.features import cache_features
+
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18(num_classes=3).state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    kw = {"backbone": "resnet18", "weights": str(tmp_path / "r18.pth"), "device": "cpu", "resize": 36,
+          "show_progress": False}
+    for name, size in (("src", 32), ("tar", 32), ("other", 28)):
+        cache_features(tiny_images, tmp_path / "f" / f"{name}.npz", image_size=size, **kw)
+    cfg = DataConfig(format="npz", root=str(tmp_path / "f"), source="src", target="tar")
+    assert len(load_domains(cfg, 0).pool) == 4
+    with pytest.raises(DataError, match=r"the source features \(src: resnet18, .* centre crop 32\) and the target "
+                                        r"features \(other: resnet18, .* centre crop 28\) were extracted in two ways"):
+        load_domains(cfg.model_copy(update={"target": "other"}), 0)
 
 
 def test_features_from_an_image_list(office31_dslr, small_dslr, tmp_path):

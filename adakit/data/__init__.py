@@ -149,6 +149,10 @@ def load_domains(cfg, seed: int) -> Domains:
         target.classes = list(source.classes)
     check_same_classes(source, target)
     check_same_inputs(source, target)  # before any training (the warm-up would fail only at its first batch)
+    if cfg.format == "npz":
+        from adakit.data.features import check_same_extractor
+
+        check_same_extractor(cfg)
     from adakit.data.objects import fingerprint
 
     # rows in memory (feature files, digits) are identified by their position: hash their values too

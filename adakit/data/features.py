@@ -320,6 +320,23 @@ def _domain_path(cfg, name: str) -> Path:
     return expand(cfg.path_of(name, str(base)))
 
 
+def check_same_extractor(cfg) -> None:
+    """Refuse a source and a target ``.npz`` that `adakit features` made in two ways (another model, weights or
+    image size: the feature spaces do not match, whatever their widths); files without the record pass."""
+    made = {}
+    for name in dict.fromkeys((cfg.source, cfg.target)):
+        try:
+            with np.load(_domain_path(cfg, name), allow_pickle=False) as z:
+                made[name] = str(z["extractor"]) if "extractor" in z.files else None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return  # (the loader names an unreadable file)
+    (a, ea), (b, eb) = (list(made.items()) * 2)[:2]
+    if ea is not None and eb is not None and ea != eb:
+        raise DataError(f"the source features ({a}: {ea}) and the target features ({b}: {eb}) were extracted in "
+                        "two ways, so they live in different feature spaces; extract both with the same adakit "
+                        "features options (--model / --backbone, --weights, --image-size, --resize)")
+
+
 def _codes_in(fmt: str, path: Path, name: str, cfg) -> np.ndarray:
     if fmt == "npz":
         return _read_npz(path, labels_only=True)[1]
