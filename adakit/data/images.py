@@ -237,10 +237,16 @@ def junk_folder(name: str) -> bool:
     return name.startswith(".") or name in JUNK_FOLDERS
 
 
+#: photo formats that phones and cameras write and adakit cannot read: named when a folder holds them
+UNREADABLE_PHOTOS = frozenset({".heic", ".heif", ".avif", ".jxl"})
+
+
 def find_images(folder: Path) -> list[Path]:
     """The image files under ``folder`` at any depth, sorted by relative path; hidden and `JUNK_FOLDERS`
-    sub-folders are skipped, symlinked sub-folders followed (each real folder once)."""
+    sub-folders are skipped, symlinked sub-folders followed (each real folder once). Photos in formats adakit
+    cannot read (`UNREADABLE_PHOTOS`) and broken links to images are left out with a warning."""
     found: list[Path] = []
+    left: list[str] = []
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -249,7 +255,17 @@ def find_images(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not junk_folder(d)]
-        found.extend(p for f in files if _is_image(p := Path(root) / f))
+        for f in files:
+            p = Path(root) / f
+            if _is_image(p):
+                found.append(p)
+            elif not f.startswith(".") and (p.suffix.lower() in UNREADABLE_PHOTOS
+                                            or (p.suffix.lower() in IMAGE_EXTENSIONS and not p.exists())):
+                left.append(p.relative_to(folder).as_posix())
+    if left:
+        warnings.warn(f"{folder}: {len(left)} file(s) left out: photos in a format adakit cannot read (HEIC, AVIF, "
+                      f"JPEG XL: convert them to JPEG or PNG) or links to images that no longer exist: "
+                      f"{sorted(left)[:5]}{' ...' if len(left) > 5 else ''}", UserWarning, stacklevel=2)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 

@@ -442,3 +442,16 @@ def test_a_flat_folder_of_photos_is_an_unlabelled_target_with_the_sources_classe
     assert s["final_accuracy"] is None and s["unlabelled_rounds"] and "val/entropy" in s["unlabelled_rounds"][0]
     with pytest.raises(DataError, match="no class list: put its images in one sub-folder per class"):
         load_domains(DataConfig(**{**data, "source": "photos", "target": "src"}), seed=0)
+
+
+def test_photos_adakit_cannot_read_and_broken_links_are_named_not_dropped_silently(tmp_path):
+    from PIL import Image
+
+    from adakit.data.images import find_images
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "b.heic").write_bytes(b"x")
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "notes.txt").write_text("not a photo: left out without a word")
+    with pytest.warns(UserWarning, match=r"2 file\(s\) left out: photos in a format .* \['b.heic', 'c.jpg'\]"):
+        assert find_images(tmp_path) == [tmp_path / "a.png"]
