@@ -407,8 +407,10 @@ def _resolve(entries: list[str], linenos: list[int], list_path: Path, cfg) -> li
     missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
     if missing:
         i = missing[0]
+        hint = "; the list uses Windows backslashes: write paths with /" if "\\" in entries[i] else ""
         raise DataError(f"{list_path}, line {linenos[i]}: image not found: {entries[i]} (looked in "
-                        f"{', '.join(str(b) for b in dict.fromkeys(bases))}); {len(missing)} listed file(s) missing")
+                        f"{', '.join(str(b) for b in dict.fromkeys(bases))}); {len(missing)} listed file(s) missing"
+                        + hint)
     return paths
 
 

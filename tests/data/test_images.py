@@ -232,6 +232,9 @@ def test_image_list_errors_name_the_line(office31, tmp_path):
     lst.write_text(f"{a} 0\n\n{b} 1\nimgs/missing.jpg 1\n")
     with pytest.raises(DataError, match=r"dom\.txt, line 4: image not found: imgs/missing\.jpg"):
         load_image_list(lst, "dom")
+    lst.write_text(f"{a} 0\n{b.replace('/', chr(92))} 1\n")
+    with pytest.raises(DataError, match=r"line 2: image not found: .*the list uses Windows backslashes"):
+        load_image_list(lst, "dom")
 
     lst.write_text(f"{a} 0\n{b} -1\n")
     with pytest.raises(DataError, match=r"line 2: negative label"):
