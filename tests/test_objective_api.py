@@ -121,6 +121,30 @@ def test_biwaa_reads_the_linear_head_and_the_pool_positions():
     torch.testing.assert_close(obj.aggregated[8:], torch.full((12, C), 1 / C))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_biwaa_and_sdm_in_other_dtypes_a_cosine_head_refused_and_eval_leaves_the_state(dtype):
+    """BIWAA's discriminator cast features to float32 against a float64 head copy, its memory update failed in
+    half precision, SDM's hinge had no half kernel on the CPU, a cosine head passed as BIWAA's linear one, and an
+    evaluation pass overwrote the discriminator's copy of the head."""
+    kw = {"feature_dim": 4, "num_classes": 3}
+    b = adakit.objective("biwaa", pool_size=8, **kw).to(dtype)
+    head = nn.Linear(4, 3).to(dtype)
+    fs, ft = torch.randn(4, 4, dtype=dtype), torch.randn(4, 4, dtype=dtype)
+    batch = {"source_features": fs, "source_logits": head(fs), "source_labels": [0, 1, 2, 0],
+             "target_features": ft, "target_logits": head(ft), "target_indices": [0, 1, 2, 3], "progress": 0.5}
+    assert all(torch.isfinite(v.float()).all() for v in b.losses(**batch, head=head).values())
+    assert b.domain_discriminator(ft).shape == (4, 1)  # as AADA calls it
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    b.eval()
+    b.losses(**batch, head=nn.Linear(4, 3).to(dtype))  # e.g. an averaged head, in an evaluation pass
+    assert all(torch.equal(before[k], v) for k, v in b.state_dict().items())
+    with pytest.raises(ConfigError, match="head= must be the linear head mapping features to logits"):
+        b.losses(**batch, head=CosineHead(4, 3).to(dtype))
+    sdm = adakit.objective("sdm", **kw).to(dtype)
+    assert torch.isfinite(sdm.losses(source_features=fs, source_logits=head(fs), source_labels=[0, 1, 2, 0],
+                                     progress=0.0)["ce_source"].float())
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda: adakit.objective("nope", feature_dim=M, num_classes=C), "unknown objective 'nope'"),
     (lambda: adakit.objective("dann", feature_dim=M, num_classes=C, trade_of=1.0), "trade_of"),
@@ -225,8 +249,10 @@ def test_objectives_that_read_the_head_or_the_pool_say_so():
         _losses("biwaa", pool_size=10, head=nn.Linear(M, C))
     with pytest.raises(DataError, match=re.escape("target_indices= must lie in 0..9 (pool_size=10), got 0..10")):
         _losses("biwaa", pool_size=10, head=nn.Linear(M, C), target_indices=torch.tensor([0, 1, 2, 10]))
-    with pytest.raises(ConfigError, match=re.escape("head= must be the linear head with a (3, 6) weight")):
+    with pytest.raises(ConfigError, match=re.escape("head= must be the linear head mapping features to logits")):
         _losses("biwaa", pool_size=10, head=CosineHead(M + 1, C), target_indices=torch.arange(4))
+    with pytest.raises(ConfigError, match=re.escape("head= has a (3, 7) weight; the objective was built for")):
+        _losses("biwaa", pool_size=10, head=nn.Linear(M + 1, C), target_indices=torch.arange(4))
     with pytest.raises(DataError, match=re.escape("target_indices= must be 4 integer pool positions, got dtype "
                                                   "torch.bool")):
         _losses("biwaa", pool_size=10, head=nn.Linear(M, C), target_indices=torch.ones(4, dtype=torch.bool))

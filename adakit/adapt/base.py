@@ -276,10 +276,9 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
                           + ("adakit.models.heads.CosineHead, as MME defines it)" if need == "cosine"
                              else "the nn.Linear mapping features to logits, whose weight it reads)"))
     weight = getattr(head, "weight", None)
-    if need == "linear" and head is not None and not (
-            isinstance(weight, torch.Tensor) and tuple(weight.shape) == (c, m)):
-        raise ConfigError(f"{who}: head= must be the linear head with a ({c}, {m}) weight (it reads W and b), got "
-                          f"{type(head).__name__}")
+    if need == "linear" and head is not None and (isinstance(head, CosineHead) or not isinstance(weight, torch.Tensor)):
+        raise ConfigError(f"{who}: head= must be the linear head mapping features to logits (it reads W and b, "
+                          f"whose gradient form holds for a linear head only), got {type(head).__name__}")
     if need is not None and isinstance(weight, torch.Tensor) and tuple(weight.shape) != (c, m):
         raise ConfigError(f"{who}: head= has a {tuple(weight.shape)} weight; the objective was built for "
                           f"feature_dim={m}, num_classes={c}, so it needs a ({c}, {m}) one")

@@ -70,7 +70,7 @@ class BackpropWeightedDiscriminator(nn.Module):
     def weigh(self, f: torch.Tensor, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """f' = f ∘ λ∇/‖∇‖; ``z`` defaults to the stored head's logits, ``y`` to argmax z."""
         if z is None:
-            z = f.detach().float() @ self.head_weight.t() + self.head_bias
+            z = f.detach().float() @ self.head_weight.float().t() + self.head_bias.float()
         if y is None:
             y = z.argmax(1)
         return f * backprop_feature_weights(z, y, self.head_weight, self.scale).to(f.dtype)
@@ -172,7 +172,7 @@ class BIWAA(MSTN):
             p = torch.softmax(z.detach().float(), dim=1)
             a = self.params.aggregate * p + (1 - self.params.aggregate) * self.aggregated[idx]
             if self.training:
-                self.aggregated[idx] = a
+                self.aggregated[idx] = a.to(self.aggregated.dtype)
             if float(self.previous_weight) > 0:
                 u = bootstrap_weight(int(self.step), self.params.bootstrap_iters)
                 a = u * a + (1 - u) * self.previous[idx]
@@ -198,7 +198,8 @@ class BIWAA(MSTN):
     # -- terms ------------------------------------------------------------------------------------
     def transfer_terms(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
         disc = self.domain_discriminator
-        disc.sync_head(model.head)
+        if self.training:  # (an evaluation with another head, e.g. an average, leaves the discriminator's copy)
+            disc.sync_head(model.head)
         mask = source_rows(batch)
         fs, zs, ys = batch.fs[mask], batch.zs[mask], batch.ys[mask]
         p_b = self.aggregate_targets(batch.idx_u, batch.zu)

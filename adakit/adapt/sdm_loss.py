@@ -62,7 +62,8 @@ class MarginLoss(Objective):
 
     def hinge_terms(self, zh: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Σ_{i≠y} [m − ẑ_y + ẑ_i]_+ per sample (N,), divided by C when ``class_mean``."""
-        h = F.multi_margin_loss(zh, y, margin=self.params.margin, reduction="none")  # already / C
+        wide = zh if zh.dtype in (torch.float32, torch.float64) else zh.float()  # (no half kernel on the CPU)
+        h = F.multi_margin_loss(wide, y, margin=self.params.margin, reduction="none").to(zh.dtype)  # already / C
         return h if self.params.class_mean else h * zh.shape[1]
 
     def per_sample_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
