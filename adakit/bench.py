@@ -22,10 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adakit.config import ExperimentConfig, load_config, read_yaml
+from adakit.config import ExperimentConfig, load_config, read_yaml_file
 from adakit.data import load_domains
 from adakit.errors import ConfigError
 from adakit.loop import ActiveLoop
@@ -52,10 +51,7 @@ def load_bench(path: str | Path | dict) -> tuple[BenchSpec, Path]:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"bench file not found: {path}")
-        try:
-            values = read_yaml(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        values = read_yaml_file(path, "bench")
     try:
         spec = BenchSpec.model_validate(values)
     except ValidationError as err:

@@ -24,7 +24,6 @@ class _Strict(PlainTypes):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # numbers are finite
 
 
-
 def absolute_path(text: str | None, pattern: bool = False) -> str | None:
     """A relative path made absolute against the current folder, so a stored run finds its files from anywhere.
 
@@ -308,22 +307,35 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
-                key = self.construct_object(key_node, deep=deep)
+                key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                    repeated = key in seen
                 except TypeError:  # an unhashable key: the base class names it
                     continue
-                if first != key_node.start_mark.line + 1:
+                if repeated:  # (also twice on one line: {lr: 1, lr: 2})
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} is given twice (lines {first} and "
-                        f"{key_node.start_mark.line + 1}); keep one (a repeated section replaces the first whole)",
-                        key_node.start_mark)
+                        None, None, f"the key {key!r} is given twice (lines {seen[key]} and {line}); keep one (a "
+                        "repeated section replaces the first whole)", key_node.start_mark)
+                seen[key] = line
         return super().construct_mapping(node, deep)
 
 
 def read_yaml(text: str) -> Any:
-    """A YAML document (configs, bench and sweep files) read safely, with repeated keys refused (`yaml.YAMLError`)."""
+    """A YAML document read safely, with repeated keys refused (`yaml.YAMLError`)."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml_file(path: Path, what: str = "config") -> Any:
+    """The YAML document of a config or bench file (`read_yaml`, empty = {}); what cannot be read is a
+    `ConfigError` naming the file."""
+    try:
+        return read_yaml(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read; a {what} holds sections of plain values") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the {what} file ({err})") from None
 
 
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
@@ -368,14 +380,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        values = read_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: YAML nested too deeply to read; a config holds sections of plain values") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the config file ({err})") from None
+    values = read_yaml_file(path)
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...) at the top")
     try:

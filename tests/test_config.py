@@ -134,6 +134,9 @@ def test_a_key_given_twice_and_true_false_for_a_number_are_errors(tmp_path):
     (tmp_path / "dup.yaml").write_text("train: {lr: 0.5}\nseed: 3\ntrain: {warmup_iters: 10}\n")
     with pytest.raises(ConfigError, match=r"dup.yaml: not valid YAML: the key 'train' is given twice \(lines 1 and 3"):
         load_config(tmp_path / "dup.yaml")
+    (tmp_path / "dup.yaml").write_text("train: {lr: 0.5, lr: 0.1}\n")  # twice on one line
+    with pytest.raises(ConfigError, match=r"the key 'lr' is given twice \(lines 1 and 1"):
+        load_config(tmp_path / "dup.yaml")
     (tmp_path / "merge.yaml").write_text("x: &b {lr: 0.5}\ntrain:\n  <<: *b\n  lr: 0.2\n")  # a merge key is no repeat
     with pytest.raises(ConfigError, match="x: unknown key"):
         load_config(tmp_path / "merge.yaml")
