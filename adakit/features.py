@@ -281,16 +281,17 @@ def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: st
     """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and, when known,
     ``image_root`` and ``extractor``: what made the features, so that a source and a target extracted in two ways
     are refused together)."""
+    from adakit.rundir import replaced_atomically
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     root = image_root(domain)
     extra = {} if root is None else {"image_root": np.asarray(str(root))}
     if origin is not None:
         extra["extractor"] = np.asarray(origin)
-    np.savez(tmp, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
-             classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str), **extra)
-    tmp.replace(path)
+    with replaced_atomically(path, binary=True) as fh:
+        np.savez(fh, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
+                 classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str), **extra)
     return path
 
 

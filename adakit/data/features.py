@@ -323,14 +323,16 @@ def _domain_path(cfg, name: str) -> Path:
 def check_same_extractor(cfg) -> None:
     """Refuse a source and a target ``.npz`` that `adakit features` made in two ways (another model, weights or
     image size: the feature spaces do not match, whatever their widths); files without the record pass."""
+    if cfg.source == cfg.target:
+        return
     made = {}
-    for name in dict.fromkeys((cfg.source, cfg.target)):
+    for name in (cfg.source, cfg.target):
         try:
             with np.load(_domain_path(cfg, name), allow_pickle=False) as z:
                 made[name] = str(z["extractor"]) if "extractor" in z.files else None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return  # (the loader names an unreadable file)
-    (a, ea), (b, eb) = (list(made.items()) * 2)[:2]
+    (a, ea), (b, eb) = made.items()
     if ea is not None and eb is not None and ea != eb:
         raise DataError(f"the source features ({a}: {ea}) and the target features ({b}: {eb}) were extracted in "
                         "two ways, so they live in different feature spaces; extract both with the same adakit "
