@@ -142,13 +142,9 @@ def results(run_dirs: str | Path | list[str | Path]) -> list[dict]:
 def check_report_dir(out_dir: Path) -> None:
     """Refuse a --out for comparison.md that is a file or lies under one (`ConfigError`), before anything is
     written."""
-    from adakit.rundir import existing_ancestor
+    from adakit.rundir import check_folder_path
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for comparison.md and the curves")
-    if not out_dir.exists() and not existing_ancestor(out_dir).is_dir():
-        raise ConfigError(f"--out {out_dir} lies under the file {existing_ancestor(out_dir)}; choose a folder")
+    check_folder_path(Path(out_dir), "--out", "comparison.md and the curves")
 
 
 def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str:

@@ -320,6 +320,16 @@ def existing_ancestor(path: Path) -> Path:
     return parent
 
 
+def check_folder_path(path: Path, flag: str = "--out", what: str = "the run") -> None:
+    """Refuse ``path`` as a folder to write ``what`` into when it is a file or lies under one (`ConfigError`)."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; choose a folder for {what}")
+    parent = existing_ancestor(path)
+    if not path.exists() and not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is a file, so no folder can be created under it; choose a "
+                          f"folder elsewhere for {what}")
+
+
 def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     """Check a run folder (``adakit run --out``, ``ActiveLoop(run_dir=...)``) before any work; True when it
     already holds a run. ``flag`` names the folder's option in the messages.
@@ -330,12 +340,9 @@ def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     """
     out_dir = Path(out_dir)
     choose = f"choose another {flag}"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{flag} {out_dir} is a file, not a folder; choose a folder for the run")
+    check_folder_path(out_dir, flag)
     if not out_dir.exists():
         parent = existing_ancestor(out_dir)
-        if not parent.is_dir():
-            raise ConfigError(f"{flag} {out_dir}: {parent} is a file, so no folder can be created under it; {choose}")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"{flag} {out_dir}: cannot create it, {parent} is not writable; {choose}")
         return False
