@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,17 +270,15 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _check_one_path_per_file(files: list[Path], folder: Path, name: str) -> None:
-    """Refuse an image file reached by two paths (a symbolic link to another class's folder, or back up the tree):
-    it would be two samples, of two classes when the paths lie in two class folders."""
-    first: dict[str, Path] = {}
-    for f in files:
-        other = first.setdefault(os.path.realpath(f), f)
-        if other is not f:
-            raise DataError(f"image folder {folder} (domain {name!r}): the image file {os.path.realpath(f)} is reached "
-                            f"as {other.relative_to(folder).as_posix()} and as {f.relative_to(folder).as_posix()} "
-                            "(a symbolic link); it would count twice, under the class of each path. Remove the link "
-                            "or keep one copy in its class folder")
+def same_file_twice(paths: Sequence[str | Path]) -> tuple[int, int] | None:
+    """Positions (i, j), i < j, of the first two paths that name one file (through a link, ``./``, ``//`` or an
+    absolute path), or None: that image would be two samples."""
+    first: dict[str, int] = {}
+    for j, p in enumerate(paths):
+        i = first.setdefault(os.path.realpath(p), j)
+        if i != j:
+            return i, j
+    return None
 
 
 @register_loader("image_folder")
@@ -315,7 +314,12 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not files:
         raise DataError(f"image folder {path} (domain {name!r}) has {len(class_dirs)} class folders but no images "
                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    _check_one_path_per_file(files, path, name)
+    twice = same_file_twice(files)
+    if twice is not None:
+        first, second = (files[k].relative_to(path).as_posix() for k in twice)
+        raise DataError(f"image folder {path} (domain {name!r}): the image file {os.path.realpath(files[twice[1]])} "
+                        f"is reached as {first} and as {second} (a symbolic link); it would count twice, under the "
+                        "class of each path. Remove the link or keep one copy in its class folder")
     present = set(labels)
     empty = [d.name for c, d in enumerate(class_dirs) if c not in present]
     if empty:
@@ -469,12 +473,10 @@ def load_image_list(path: Path, name: str, cfg=None) -> FileImageDomain:
     labelled = np.setdiff1d(np.arange(len(entries)), np.array(unlabelled, dtype=np.int64))
     y[labelled] = y_lab
     paths = _resolve(entries, linenos, path, cfg)
-    first: dict[str, int] = {}
-    for p, n in zip(paths, linenos):  # the same file written two ways (./a.jpg, a//b.jpg, absolute, a link)
-        other = first.setdefault(os.path.realpath(p), n)
-        if other != n:
-            raise DataError(f"{path}, line {n}: {p} is the image of line {other} too (the same file written another "
-                            "way); list each image once")
+    twice = same_file_twice(paths)
+    if twice is not None:
+        raise DataError(f"{path}, line {linenos[twice[1]]}: {paths[twice[1]]} is the image of line "
+                        f"{linenos[twice[0]]} too (the same file written another way); list each image once")
     image_size, resize = _sizes(cfg)
     domain = FileImageDomain(name=name, classes=classes, ids=np.array(entries), y=y, paths=np.array(paths),
                              image_size=image_size, resize=resize)
