@@ -95,28 +95,19 @@ def label(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folde
           verbose: bool = flag("log every request", "--verbose")) -> None:
     """Serve a local page to answer the open queries one by one (each answer committed on the spot)."""
     import sys
-    import warnings
 
     from adakit.labeling.run import LabelingRun
-    from adakit.labeling.server import ExposedServerWarning, make_server
+    from adakit.labeling.server import make_server
 
     out.print(f"loading {run_dir} and the model's suggestions...", highlight=False, soft_wrap=True)
     try:
-        run = LabelingRun(run_dir)
-        with warnings.catch_warnings(record=True) as caught:  # printed below, as the command line's warnings are
-            warnings.simplefilter("always", ExposedServerWarning)
-            server = make_server(run, host=host, port=port, annotator=annotator, new_token=new_token,
-                                 verbose=verbose)
+        run = LabelingRun(run_dir)  # (an ExposedServerWarning is printed as every command-line warning is)
+        server = make_server(run, host=host, port=port, annotator=annotator, new_token=new_token, verbose=verbose)
     except AdakitError as e:
         _fail(e)
     except OSError as e:
         _fail(RuntimeError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"))
     done, total = run.progress()
-    for w in caught:
-        if issubclass(w.category, ExposedServerWarning):
-            err.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out.print(f"labelling {total - done} open of {total} queries in {run_dir}", highlight=False, soft_wrap=True)
     out.print(f"open {server.url}   (Ctrl-C stops; every answer is already saved)", highlight=False, soft_wrap=True)
     sys.stdout.flush()
