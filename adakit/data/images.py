@@ -274,8 +274,11 @@ def same_file_twice(paths: Sequence[str | Path]) -> tuple[int, int] | None:
     """Positions (i, j), i < j, of the first two paths that name one file (through a link, ``./``, ``//`` or an
     absolute path), or None: that image would be two samples."""
     first: dict[str, int] = {}
+    folders: dict[str, str] = {}  # each folder resolved once: a file's own link is the only other lookup
     for j, p in enumerate(paths):
-        i = first.setdefault(os.path.realpath(p), j)
+        head, tail = os.path.split(os.path.abspath(p))
+        real = folders.get(head) or folders.setdefault(head, os.path.realpath(head))
+        i = first.setdefault(os.path.realpath(p) if os.path.islink(p) else os.path.join(real, tail), j)
         if i != j:
             return i, j
     return None
