@@ -134,9 +134,12 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
     n = len(domain)
     starts = range(0, n, batch_size)
     feats = []
+    channels = input_channels(extractor)
     with progress_bar(len(starts), f"features {domain.name}", enabled=show_progress) as bar:
         for s in starts:
             x = domain.load(np.arange(s, min(s + batch_size, n)), train=False)
+            if x.dim() == 4 and x.shape[1] == 1 and channels == 3:
+                x = x.expand(-1, 3, -1, -1)  # grey as RGB, as grey image files are read
             torch_input = isinstance(extractor, (TorchFeatureExtractor, ModuleFeatureExtractor))
             feats.append(extractor(x if torch_input else x.numpy()))
             bar.advance()
@@ -181,8 +184,10 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
     transparency, resize the shorter side to ``resize``, center crop ``image_size``, ImageNet mean/std), one image
     (path or PIL), uint8 arrays or tensors (N, 3, H, W) (scaled to [0, 1] and ImageNet-normalised as image files
     are, but used at their size: resize them yourself), or float arrays and torch Datasets of ``x`` or ``(x, y)``
-    (used as they are, uint8 items scaled to [0, 1]: preprocess them as the backbone expects). Your module's
-    training mode is restored afterwards.
+    (used as they are, uint8 items scaled to [0, 1]: preprocess them as the backbone expects; PIL items are read
+    as image files are). Grey images (N, 1, H, W) are repeated to 3 channels when the model takes 3 (a named
+    backbone, or your module's first ``Conv2d``), as grey image files are. Your module's training mode is restored
+    afterwards.
     ``backbone``: a torchvision / timm name (with ``weights``) or your own ``nn.Module`` (its output, or the first
     of a tuple, flattened); ``model``: an ONNX file instead (``output``: its feature output). Default:
     `DEFAULT_BACKBONE` with ImageNet weights.
@@ -217,17 +222,30 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
         domain = img.image_inputs(list(images), size, resize)
     else:
         images = _integer_pixels_as_uint8(images)
-        domain = as_domain(images, "input")
+        domain = as_domain(images, "input", image_size=size, resize=resize)
         if isinstance(domain, TensorDomain) and domain.x.dim() == 4 and domain.x.shape[1] not in (1, 3) \
                 and domain.x.shape[3] in (1, 3):
             raise DataError(f"images: an array of shape {tuple(domain.x.shape)} looks channels-last; give (N, C, H, W) "
                             "(e.g. x.transpose(0, 3, 1, 2)), or the image files / PIL images")
+        if isinstance(domain, TensorDomain) and domain.x.dim() == 4 and domain.x.shape[1] == 1 \
+                and input_channels(extractor) == 3:
+            domain.x = domain.x.expand(-1, 3, -1, -1)  # grey as RGB, as grey image files are read
         if isinstance(domain, TensorDomain) and domain.x.dtype == torch.uint8 and domain.x.dim() == 4 \
                 and domain.x.shape[1] == 3:
             domain.x = normalize_uint8_images(domain.x)
     if len(domain) == 0:
         raise DataError("images: no images to compute features of")
     return extract_features(domain, extractor, batch_size, show_progress)
+
+
+def input_channels(extractor: Any) -> int | None:
+    """The channels ``extractor`` takes: 3 for a named backbone, an ONNX model's input when fixed (else 3), your
+    module's first ``Conv2d`` (None without one)."""
+    if isinstance(extractor, ModuleFeatureExtractor):
+        conv = next((m for m in extractor.net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        return None if conv is None else conv.in_channels
+    shape = extractor.session.get_inputs()[0].shape if isinstance(extractor, OnnxFeatureExtractor) else ()
+    return shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
 
 
 def _extractor(model: str | Path | None, output: str | None, backbone: str | None, weights: str | None,

@@ -218,9 +218,10 @@ def _object_domains(cfg: ExperimentConfig, source: Any, target: Any, test: Any,
     if source is None or target is None:
         raise ConfigError("give both source= and target= (arrays (X, y) or torch Datasets), or neither to use "
                           "the config's data: section")
-    src = as_domain(source, "source", classes, labelled=True)
-    tgt = as_domain(target, "target", classes)
-    tst = as_domain(test, "test", classes) if test is not None else None
+    sizes = {"image_size": cfg.data.image_size, "resize": cfg.data.resize}  # a Dataset of PIL images
+    src = as_domain(source, "source", classes, labelled=True, **sizes)
+    tgt = as_domain(target, "target", classes, **sizes)
+    tst = as_domain(test, "test", classes, **sizes) if test is not None else None
     doms = [d for d in (src, tgt, tst) if d is not None]
     if classes is None:
         names = infer_classes(*[d.y for d in doms])

@@ -321,6 +321,36 @@ def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module
         compute_features(u8.transpose(0, 2, 3, 1), **kw)
 
 
+def test_compute_features_reads_datasets_of_pil_images_and_grey_arrays_as_image_files(tiny_images):
+    """A Dataset of PIL images (torchvision's ImageFolder without a transform) was stacked as (N, H, W, 3) pixels
+    and grey (N, 1, H, W) arrays reached an RGB model as one channel: both ended in a torch shape error. PIL items
+    are read as image files are; grey images are repeated to 3 channels for a model that takes 3, as grey image
+    files are, and stay one channel for a model that takes one."""
+    import torchvision
+
+    from adakit.features import compute_features
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5)
+    net.fc = torch.nn.Identity()
+    kw = {"backbone": net, "device": "cpu", "image_size": 32, "resize": 36, "batch_size": 3}
+    files = sorted(tiny_images.rglob("*.png"))
+    from_files = compute_features(files, **kw)
+    pil = torchvision.datasets.ImageFolder(str(tiny_images))  # items (PIL image, class index)
+    np.testing.assert_allclose(compute_features(pil, **kw), from_files, rtol=1e-5, atol=1e-6)
+
+    grey = np.random.default_rng(0).integers(0, 256, size=(2, 1, 32, 32)).astype(np.uint8)
+    as_rgb = np.repeat(grey, 3, axis=1)
+    np.testing.assert_allclose(compute_features(grey, **kw), compute_features(as_rgb, **kw), rtol=1e-5, atol=1e-6)
+    grey_f = torch.rand(2, 1, 32, 32)
+    np.testing.assert_allclose(compute_features(torch.utils.data.TensorDataset(grey_f), **kw),
+                               compute_features(grey_f.repeat(1, 3, 1, 1), **kw), rtol=1e-5, atol=1e-6)
+    one_channel = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+    with torch.no_grad():
+        np.testing.assert_allclose(compute_features(grey_f, backbone=one_channel, device="cpu"),
+                                   one_channel(grey_f).reshape(2, 4).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_an_existing_feature_file_is_replaced_only_with_overwrite(tmp_path):
     """A feature file of the same name (made another way, or with another backbone) is never replaced silently:
     the refusal comes before any image is read or any model loaded."""

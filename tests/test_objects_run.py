@@ -595,3 +595,40 @@ def test_objective_as_instance_or_class_and_a_dataset_run_resumes(tmp_path):
     assert again.run()["rounds"] == first["rounds"]
     with pytest.raises(ConfigError, match="target= is not the data .* different labels"):
         ActiveLoop.resume(tmp_path / "b", source=_Items(xs, ys), target=_Items(xt, 1 - yt))
+
+
+class _Photos(torch.utils.data.Dataset):
+    """(PIL image, label) items, as torchvision's ImageFolder gives them without a transform."""
+
+    def __init__(self, y, shift, seed):
+        from PIL import Image
+
+        rng = np.random.default_rng(seed)
+        base = (rng.random((len(y), 20, 24, 3)) * 60 + shift).astype(np.uint8)
+        base[..., 0] += (np.asarray(y) * 120).astype(np.uint8)[:, None, None]  # the class is in the red channel
+        self.images, self.y = [Image.fromarray(b) for b in base], list(map(int, y))
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.images[i], self.y[i]
+
+
+def test_a_dataset_of_pil_images_is_read_as_image_files_are(tmp_path):
+    """A Dataset of PIL images (ImageFolder without a transform) was stacked as (N, H, W, 3) pixels: the model got
+    channels-last inputs. They are read as adakit reads image files: RGB, then the training / evaluation transform
+    at data.image_size and data.resize."""
+    from adakit.data.transforms import image_transform
+
+    rng = np.random.default_rng(0)
+    ys, yt = rng.integers(0, 2, 24), rng.integers(0, 2, 20)
+    source, target = _Photos(ys, 10, 0), _Photos(yt, 30, 1)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    cfg = {**SMALL, "data": {"image_size": 16, "resize": 18}}
+    loop = ActiveLoop(cfg, tmp_path / "r", source=source, target=target, model=net, show_progress=False)
+    x = loop.domains.pool.load(np.array([0, 1]))
+    expected = torch.stack([image_transform(False, 16, 18)(target.images[i]) for i in (0, 1)])
+    torch.testing.assert_close(x, expected)
+    assert loop.domains.source.load(np.array([0]), train=True).shape == (1, 3, 16, 16)
+    assert len(loop.run()["rounds"]) == 3

@@ -63,11 +63,15 @@ class DatasetDomain(Domain):
     """A torch ``Dataset`` whose items are ``(x, y)`` or ``x``; batches are ``dataset[i]`` stacked.
 
     ``rows`` maps this domain's samples to dataset indices (a subset after the inductive split).
-    uint8 samples are scaled to [0, 1] as in `TensorDomain`.
+    uint8 samples are scaled to [0, 1] as in `TensorDomain`. PIL images (a torchvision ``ImageFolder`` without a
+    transform) are read as adakit reads image files: RGB, then the training or evaluation transform at
+    ``image_size`` / ``resize`` (`image_transform`).
     """
 
     dataset: Any = field(default=None, repr=False)
     rows: np.ndarray | None = None
+    image_size: int | None = None
+    resize: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -85,17 +89,28 @@ class DatasetDomain(Domain):
         rows = self.rows[np.asarray(idx, dtype=np.int64)]
         try:
             where = f"domain {self.name!r}"
-            xs = [_to_tensor(_item_x(self.dataset[int(i)], where), f"{where} item {int(i)}") for i in rows]
+            xs = [self._tensor(_item_x(self.dataset[int(i)], where), train, f"{where} item {int(i)}") for i in rows]
             x = torch.stack(xs)
         except RuntimeError as e:  # torch.stack: items of different shapes
             raise DataError(f"domain {self.name!r}: dataset items have different shapes ({e}); make "
                             "__getitem__ return tensors of one shape (e.g. resize images)") from None
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
+    def _tensor(self, x: Any, train: bool, what: str) -> torch.Tensor:
+        from PIL import Image
+
+        if isinstance(x, Image.Image):
+            from adakit.data.images import to_rgb
+            from adakit.data.transforms import DEFAULT_IMAGE_SIZE, image_transform
+
+            return image_transform(bool(train), self.image_size or DEFAULT_IMAGE_SIZE, self.resize)(to_rgb(x))
+        return _to_tensor(x, what)
+
     def subset(self, idx: np.ndarray, name: str | None = None) -> DatasetDomain:
         idx = np.asarray(idx)
         return DatasetDomain(name=name or self.name, classes=self.classes, ids=self.ids[idx], y=self.y[idx],
-                             dataset=self.dataset, rows=self.rows[idx])
+                             dataset=self.dataset, rows=self.rows[idx], image_size=self.image_size,
+                             resize=self.resize)
 
 
 def _labels(y: Any, n: int, classes: Sequence[str] | None, where: str) -> np.ndarray:
@@ -138,12 +153,14 @@ def _class_list(classes: Sequence[str] | None, y: np.ndarray) -> list[str]:
     return [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
 
 
-def as_domain(obj: Any, name: str, classes: Sequence[str] | None = None, *, labelled: bool = False) -> Domain:
+def as_domain(obj: Any, name: str, classes: Sequence[str] | None = None, *, labelled: bool = False,
+              image_size: int | None = None, resize: int | None = None) -> Domain:
     """A `Domain` named ``name`` (ids ``name/i``) from ``(X, y)``, ``(X, None)``, ``X`` or a torch Dataset.
 
     ``X`` holds feature rows (N, d) or images (N, C, H, W) (uint8 images are scaled to [0, 1]); ``y`` holds
     class indices in ``[0, len(classes))``, -1 for unknown, or class names from ``classes``. ``labelled``
-    (the source) requires every label.
+    (the source) requires every label. A Dataset of PIL images is read at ``image_size`` / ``resize``
+    (`DatasetDomain`).
     """
     if isinstance(obj, Domain):
         return obj
@@ -153,7 +170,8 @@ def as_domain(obj: Any, name: str, classes: Sequence[str] | None = None, *, labe
             raise DataError(f"{where}: the dataset is empty")
         y = _labels(_dataset_labels(obj, where), len(obj), classes, where)
         ids = np.char.add(f"{name}/", np.arange(len(obj)).astype(str))
-        dom: Domain = DatasetDomain(name=name, classes=_class_list(classes, y), ids=ids, y=y, dataset=obj)
+        dom: Domain = DatasetDomain(name=name, classes=_class_list(classes, y), ids=ids, y=y, dataset=obj,
+                                    image_size=image_size, resize=resize)
     else:
         if isinstance(obj, (tuple, list)):
             if len(obj) != 2:
