@@ -206,7 +206,8 @@ class LabelingRun:
         self.top_k = top_k
         self.lock = threading.RLock()  # one ledger connection shared by the server's threads
         self._closed = False
-        self._loop, self._own_loop, self._restored = loop, loop is None, False
+        self._loop, self._own_loop = loop, loop is None
+        self._restored: tuple[int, str] | None = None  # the checkpoint the suggestions come from
         self._with_model = with_model
         self._items: dict[str, Item] = {}
         self._unit: dict[str, torch.Tensor] = {}  # L2-normalised feature rows of source and pool
@@ -247,13 +248,17 @@ class LabelingRun:
             return [q for r in rounds for q in self.ledger.queries(r)]
 
     def _model(self):
+        """The run's model on its last checkpoint: reloaded when `adakit resume` has trained a round since the
+        page opened (new rounds' suggestions come from the model that chose them). A loop given by the caller
+        trains in this process and is current: its checkpoint is loaded once."""
         if self._loop is None:
             from adakit.loop import ActiveLoop
 
             self._loop = ActiveLoop.resume(self.run_dir, show_progress=False, domains=self.domains)
-        if not self._restored:
+        last = self.ledger.last_checkpoint()
+        if self._restored is None or (self._own_loop and last != self._restored):
             self._loop.restore()
-            self._restored = True
+            self._restored = last
         return self._loop
 
     def _suggest(self, queries: list[Query]) -> dict[str, list[tuple[int, float | None]]]:

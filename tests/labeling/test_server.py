@@ -355,3 +355,32 @@ def test_sigkill_mid_session_loses_no_acknowledged_answer(demo_run):
             proc.kill()
     labels, rows, problems = _ledger(demo_run)
     assert problems == [] and len(labels) == len(items) == len(rows)
+
+
+def test_a_page_left_open_suggests_from_the_model_that_chose_a_new_round(demo_run):
+    """The page loaded the run's model once: after `adakit resume` trained round 1 and chose round 2, the open
+    page suggested round 2's labels from round 0's model. It reloads the checkpoint when a newer one exists."""
+    import pytest
+
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+
+    page = LabelingRun(demo_run)
+    try:
+        first = page.items()
+        truth = page.pool.y
+        for it in first:
+            page.answer(it.sample_id, int(truth[it.pool_index]))
+        loop = ActiveLoop.resume(demo_run, show_progress=False)
+        with pytest.raises(WaitingForLabels):
+            loop.run()  # trains round 1, chooses round 2
+        loop.ledger.close()
+        new = [i for i in page.items() if i.round == 2]
+        fresh = LabelingRun(demo_run)
+        try:
+            expected = {i.sample_id: i.suggestions for i in fresh.items() if i.round == 2}
+        finally:
+            fresh.close()
+        assert new and {i.sample_id: i.suggestions for i in new} == expected
+    finally:
+        page.close()
