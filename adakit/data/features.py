@@ -163,6 +163,10 @@ def _read_mat(path: Path, name: str, cfg=None, labels_only: bool = False):
     x = _mat_matrix(m, xk, path)
     if x.ndim == 2 and x.shape[0] != len(y) and x.shape[1] == len(y):
         x = x.T  # stored d x N (MATLAB convention of many DA feature sets)
+    elif x.ndim == 2 and x.shape[0] == x.shape[1] == len(y):  # (N, d) and (d, N) cannot be told apart
+        warnings.warn(f"{path}: {xk} is square ({len(y)}×{len(y)}): read as one row per sample; if it holds one "
+                      "column per sample (d × N, as many MATLAB feature sets do), save it transposed", UserWarning,
+                      stacklevel=2)
     if x.ndim == 2 and x.shape[0] != len(y):
         raise DataError(f"{path}: {xk} has shape {x.shape} but {yk} has {len(y)} labels; one row (or column) "
                         "per sample is needed")

@@ -103,6 +103,12 @@ def test_mat_with_both_domains_and_named_variables(tmp_path):
         load_domains(cfg.model_copy(update={"label_key": None}), seed=0)
     with pytest.raises(ConfigError, match=r"data\.label_key='Y_\{dom\}': only \{domain\} may appear"):
         load_domains(cfg.model_copy(update={"label_key": "Y_{dom}"}), seed=0)
+    # a square matrix (d == N) cannot be told (N, d) from (d, N): read as rows, with a warning naming the variable
+    scipy.io.savemat(tmp_path / "pair.mat", {"X_src": xs[:, :4], "Y_src": np.array([[1, 2, 3, 1]]), "X_tar": xt,
+                                             "Y_tar": np.array([[3, 3, 1, 2, 1]])})
+    with pytest.warns(UserWarning, match=r"pair\.mat: X_src is square \(4×4\): read as one row per sample"):
+        d = load_domains(cfg, seed=0)
+    np.testing.assert_allclose(d.source.x.numpy(), xs[:, :4].astype(np.float32))
 
 
 def test_real_jda_digit_pair(data_root):
