@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adakit.data.objects import numpy_tensor
 from adakit.errors import ConfigError, DataError
 from adakit.pool import ArrayView, CallableModule
 from adakit.query.base import Selection, Strategy, _host
@@ -55,7 +56,7 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_f
         t = x.detach()
     else:
         try:
-            t = torch.as_tensor(np.asarray(x), device="cpu")
+            t = numpy_tensor(x)
         except (TypeError, ValueError) as e:
             raise DataError(f"adakit.select: {name}= must be a numpy array or torch tensor ({e})") from None
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8, torch.int16, torch.int8)):
@@ -84,9 +85,28 @@ def _check_probs(p: torch.Tensor, who: str, atol: float = 1e-3) -> None:
     rows = p.sum(1)
     if not bool(torch.isfinite(rows).all()) and not all_finite(p):  # (a finite row may overflow its sum)
         raise DataError("adakit.select: probs= holds NaN or infinite values")
-    if (p.numel() > 0 and bool(p.amin() < 0)) or not torch.allclose(rows, torch.ones_like(rows), atol=atol):
+    negative = p.numel() > 0 and bool(p.amin() < 0)
+    if negative or not torch.allclose(rows, torch.ones_like(rows), atol=atol):
+        low, high = float(rows.min()), float(rows.max())
+        if not negative and 0.9 <= low and high <= 1.1:  # probabilities rounded or cut: not logits
+            raise DataError(f"{who}: probs= rows must be probabilities summing to 1 (± {atol:g}); they sum to "
+                            f"{low:.4g}..{high:.4g}: rounded or truncated? Renormalise them (p / p.sum(1, "
+                            "keepdims=True)) or pass the classifier's raw outputs as logits=")
         raise DataError(f"{who}: probs= rows must be probabilities (non-negative, summing to 1); pass raw "
                         "classifier outputs as logits=")
+
+
+def _check_logits(z: torch.Tensor, who: str) -> None:
+    """Raise `DataError` when every row of ``logits=`` is a probability vector (non-negative, summing to 1): softmax
+    would be applied to probabilities, which flattens them (0.998 becomes 0.23 over 10 classes) and changes the
+    picks of every strategy that reads probabilities."""
+    if len(z) < 2 or bool(z.amin() < 0):
+        return
+    rows = z.sum(1)
+    if torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
+        raise DataError(f"{who}: every row of logits= is non-negative and sums to 1: these are probabilities; pass "
+                        "them as probs= (logits are the pre-softmax outputs; if they really are logits, pass "
+                        "probs=softmax(logits) with them)")
 
 
 def _as_module(fn: Any, name: str) -> nn.Module | None:
@@ -97,10 +117,13 @@ def _as_module(fn: Any, name: str) -> nn.Module | None:
     return CallableModule(fn)
 
 
-def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: int | None, who: str) -> None:
+def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: int | None, who: str,
+                  differentiable: bool = False) -> None:
     """Call ``module`` on a few rows of the embeddings (up to 16, in the module's floating dtype) before any work:
-    it must return a tensor with ``width`` values per row (None: any), or its failure is a `DataError` naming
-    the keyword."""
+    it must return a tensor (N, ``width``) (None: any width; 1: also (N,)), whose gradient with respect to its
+    input exists and is not zero when ``differentiable`` (SAGE and SDM-G differentiate it: a function under
+    ``torch.no_grad`` or returning detached outputs gave zero gradients, hence arbitrary picks), or its failure
+    is a `DataError` naming the keyword."""
     if module is None:
         return
     param = next(module.parameters(), None)
@@ -121,14 +144,34 @@ def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: i
         module.train(was_training)
     if not isinstance(y, torch.Tensor):
         raise DataError(f"{who}: {name}= returned a {type(y).__name__}; it must return {expect}")
-    if width is not None and (y.shape[0] != len(x) or y[0].numel() != width):
+    shapes = [(len(x),), (len(x), 1)] if width == 1 else [(len(x), width)]
+    if tuple(y.shape) not in shapes and not (width is None and y.dim() == 2 and len(y) == len(x)):
         raise DataError(f"{who}: {name}= returned shape {tuple(y.shape)} for {len(x)} rows; it must return {expect}")
+    if differentiable:
+        _check_gradient(module, x, name, who)
     if not (isinstance(again, torch.Tensor) and again.shape == y.shape
             and torch.allclose(again.float(), y.float(), rtol=1e-4, atol=1e-6, equal_nan=True)):
         warnings.warn(f"{who}: {name}= gave other outputs for the same rows when called twice (dropout or other "
                       "randomness: a function that calls a module in training mode?); the picks will not be "
                       "reproducible. Call .eval() on the modules it uses, or pass the module itself",
                       RuntimeWarning, stacklevel=3)
+
+
+def _check_gradient(module: nn.Module, x: torch.Tensor, name: str, who: str) -> None:
+    """`DataError` unless ``module``'s outputs have a non-zero gradient with respect to its input on ``x``."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            y = module(xg)
+            grad = torch.autograd.grad(y.float().sum(), xg, allow_unused=True)[0] if y.requires_grad else None
+    finally:
+        module.train(was_training)
+    if grad is None or not bool(grad.abs().sum() > 0):
+        raise DataError(f"{who}: {name}= gives outputs with no gradient with respect to its input (a function "
+                        "under torch.no_grad, or returning .detach()ed or numpy outputs?); the strategy "
+                        "differentiates it, so pass the module itself or a differentiable function")
 
 
 def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, ...], who: str) -> torch.device:
@@ -162,7 +205,8 @@ def _pool_mask(given: ArrayLike | None, n: int, name: str) -> tuple[np.ndarray, 
         return arr.copy(), None
     if arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
         index = arr.astype(np.int64).reshape(-1)
-        if n > 2 and index.shape == (n,) and index.min() >= 0 and index.max() <= 1:
+        if index.shape == (n,) and index.size and index.min() >= 0 and index.max() <= 1 \
+                and (n > 2 or len(np.unique(index)) < n):  # ([0, 1] on a pool of two are both samples)
             raise DataError(f"adakit.select: {name}= is an integer array of 0s and 1s, one per pool sample: a mask "
                             f"written as integers, not indices (which would repeat 0 and 1); pass it as a boolean "
                             f"mask ({name}=mask.astype(bool)) or as indices (np.flatnonzero(mask))")
@@ -190,13 +234,27 @@ def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int,
         if y.size and (y.min() < -1 or y.max() >= n_classes):
             raise DataError(f"adakit.select: labels= must hold class indices in [0, {n_classes}) or -1 for unknown, "
                             f"got values from {y.min()} to {y.max()}")
+        given = index if index is not None else np.flatnonzero(mask)
         if len(y) == n:
             full = y
-        elif index is not None and len(y) == len(index):
-            full[index] = y
+            if labelled is None:
+                mask = full >= 0  # the samples with a label are the labelled ones
+        elif labelled is not None and len(y) == len(given):
+            order = np.argsort(given, kind="stable")
+            g, yg = given[order], y[order]
+            clash = g[1:][(g[1:] == g[:-1]) & (yg[1:] != yg[:-1])]
+            if clash.size:
+                raise DataError(f"adakit.select: labelled= names sample {clash[0]} more than once with different "
+                                "labels in labels=")
+            full[given] = y
         else:
-            raise DataError(f"adakit.select: labels= must have one entry per pool sample ({n}) or one per "
-                            f"index in labelled= ({0 if index is None else len(index)}), got {len(y)}")
+            where = f" or one per sample in labelled= ({len(given)})" if labelled is not None else \
+                " (or pass labelled= and one label per sample in it)"
+            raise DataError(f"adakit.select: labels= must have one entry per pool sample ({n}){where}, got {len(y)}")
+        outside = np.flatnonzero((full >= 0) & ~mask)
+        if outside.size:
+            raise DataError(f"adakit.select: labels= gives a label to {outside.size} sample(s) that labelled= does "
+                            f"not name (e.g. sample {outside[0]}); add them to labelled= or give them -1")
     return mask, full
 
 
@@ -293,7 +351,12 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         raise DataError(f"{who}: probs= {tuple(p.shape)} and logits= {tuple(z.shape)} must have the same shape")
     if p is not None:
         _check_probs(p, who, probs_atol(probs))  # (the tolerance of the dtype given)
+    elif z is not None:
+        _check_logits(z, who)
     src = arrays["source_embeddings"]
+    if src is not None and not getattr(getattr(strat, "params", None), "use_source", False):
+        warnings.warn(f"{who}: source_embeddings= is read only by coreset with use_source=True; it is ignored here",
+                      UserWarning, stacklevel=2)
     if f is not None and src is not None and src.shape[1] != f.shape[1]:
         raise DataError(f"{who}: source_embeddings= has {src.shape[1]} features per sample, embeddings= "
                         f"{f.shape[1]}")
@@ -303,8 +366,11 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     head_module = _as_module(head, "head")
     if arrays["head_weight"] is not None:
         w = arrays["head_weight"]
-        if f is not None and w.shape[1] != f.shape[1]:
-            raise DataError(f"{who}: head_weight= must be (C, m) with m = {f.shape[1]} features, got {tuple(w.shape)}")
+        c = out.shape[1] if out is not None else w.shape[0]
+        m = f.shape[1] if f is not None else w.shape[1]
+        if tuple(w.shape) != (c, m):
+            raise DataError(f"{who}: head_weight= must be (C, m) = ({c}, {m}) (one row per class of "
+                            f"probs=/logits=, one column per embedding feature), got {tuple(w.shape)}")
         head_module = nn.Linear(w.shape[1], w.shape[0], bias=False, device=dev)
         with torch.no_grad():
             head_module.weight.copy_(w)
@@ -333,10 +399,12 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         "sdm_loss_form": form})
     if f is not None and len(f):
         c = out.shape[1] if out is not None else None
-        for name, module, width in (("domain_discriminator", getattr(provided, "domain_discriminator", None), 1),
-                                    ("class_discriminator", getattr(provided, "class_discriminator", None), c),
-                                    ("head", head_module, c)):
-            _check_module(module, f, name, width, who)
+        head_name = "head" if head is not None else "head_weight"
+        for name, module, width, grad in (
+                ("domain_discriminator", getattr(provided, "domain_discriminator", None), 1, False),
+                ("class_discriminator", getattr(provided, "class_discriminator", None), c, True),
+                (head_name, head_module, c, True)):
+            _check_module(module, f, name, width, who, grad)
     for need in sorted(getattr(strat, "needs", ())):
         if getattr(provided, need, None) is None and not (need == "domain_discriminator" and d_logits is not None):
             raise ConfigError(f"{who} needs {NEED_KEYWORDS.get(need, f'{need}= (or objective= providing it)')}")

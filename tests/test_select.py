@@ -401,3 +401,88 @@ def test_readme_snippet_of_strategies_as_functions_runs(readme_python):
     exec(compile(code, "README.md", "exec"), ns)
     assert len(ns["sel"].indices) == 10 and not np.isin(ns["sel"].indices, ns["pending"]).any()
     assert not ns["labelled"][ns["sel"].indices].any()
+
+
+def test_functions_that_are_differentiated_must_pass_gradients():
+    """SAGE and SDM-G differentiate class_discriminator= / head=: a function under torch.no_grad or returning
+    detached outputs gave zero gradients and hence arbitrary picks (SAGE), or a raw autograd error (SDM-G)."""
+    torch.manual_seed(0)
+    logits, f = torch.randn(40, 4), torch.randn(40, 8)
+    disc = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).eval()
+
+    @torch.no_grad()
+    def no_grad(x):
+        return disc(x)
+
+    for bad in (no_grad, lambda x: disc(x).detach(), lambda x: disc(x.detach())):
+        with pytest.raises(DataError, match="class_discriminator= gives outputs with no gradient"):
+            adakit.select("sage", logits=logits, embeddings=f, class_discriminator=bad, budget=5)
+        with pytest.raises(DataError, match="head= gives outputs with no gradient"):
+            adakit.select("sdm_g", logits=logits, embeddings=f, head=bad, budget=5)
+    ok = adakit.select("sage", logits=logits, embeddings=f, class_discriminator=lambda x: disc(x), budget=5)
+    assert float(ok.scores.max()) > 0
+
+
+def test_module_outputs_and_head_weights_of_the_wrong_shape_are_named():
+    logits, f = torch.randn(40, 4), torch.randn(40, 8)
+    with pytest.raises(DataError, match=r"domain_discriminator= returned shape \(\) for 16 rows"):
+        adakit.select("aada", logits=logits, embeddings=f, budget=3, domain_discriminator=lambda x: x.sum())
+    disc = nn.Linear(8, 4)
+    with pytest.raises(DataError, match=r"class_discriminator= returned shape \(16, 4, 1\)"):
+        adakit.select("sage", logits=logits, embeddings=f, budget=3, class_discriminator=lambda x: disc(x)[:, :, None])
+    w = torch.randn(4, 8)
+    for bad in (w.T, torch.randn(5, 8)):
+        for kw in ({}, {"embeddings": f}):
+            with pytest.raises(DataError, match=r"head_weight= must be \(C, m\) = \(4, "):
+                adakit.select("sdm_g", logits=logits, head_weight=bad, budget=3, **kw)
+    assert len(adakit.select("sdm_g", logits=logits, embeddings=f, head_weight=w, budget=3).indices) == 3
+
+
+def test_probabilities_given_as_logits_and_nearly_normalised_probabilities_are_named():
+    z = torch.randn(30, 5)
+    p = torch.softmax(3 * z, 1)
+    with pytest.raises(DataError, match="every row of logits= is non-negative and sums to 1: these are probabilities"):
+        adakit.select("badge", logits=p, embeddings=torch.randn(30, 6), budget=3)
+    assert len(adakit.select("badge", probs=torch.softmax(p, 1), logits=p, embeddings=torch.randn(30, 6),
+                             budget=3).indices) == 3  # really logits: say so with their softmax
+    with pytest.raises(DataError, match=r"rows must be probabilities summing to 1 .*rounded or truncated\? "
+                                        r"Renormalise them"):
+        adakit.select("margin", probs=np.round(p.numpy(), 2) + 0.004, budget=3)
+
+
+def test_labels_and_labelled_must_agree():
+    z = torch.randn(30, 3)
+    lab = np.full(30, -1)
+    lab[[17, 22, 8]] = [0, 1, 2]
+    picks = adakit.select("margin", logits=z, labels=lab, budget=3).indices  # labels alone mark the labelled
+    assert not set(picks.tolist()) & {17, 22, 8}
+    with pytest.raises(DataError, match=r"labels= gives a label to 2 sample\(s\) that labelled= does not name "
+                                        r"\(e\.g\. sample 17\)"):
+        adakit.select("margin", logits=z, labels=lab, labelled=[8], budget=3)
+    with pytest.raises(DataError, match="labelled= names sample 5 more than once with different labels"):
+        adakit.select("coreset", logits=z, embeddings=z, labelled=[5, 5], labels=[0, 1], budget=3)
+    mask = np.zeros(30, dtype=bool)
+    mask[[3, 4]] = True
+    same = adakit.select("coreset", logits=z, embeddings=z, labelled=mask, labels=[0, 1], budget=3)
+    ref = adakit.select("coreset", logits=z, embeddings=z, labelled=[3, 4], labels=[0, 1], budget=3)
+    np.testing.assert_array_equal(same.indices, ref.indices)
+    with pytest.raises(DataError, match=r"or one per sample in labelled= \(2\), got 3"):
+        adakit.select("margin", logits=z, labelled=mask, labels=[0, 1, 2], budget=3)
+    with pytest.raises(DataError, match="an integer array of 0s and 1s"):  # on a pool of two: [0, 0] is a mask
+        adakit.select("margin", logits=z[:2], labelled=np.array([0, 0]), budget=2)
+    assert adakit.select("margin", logits=z[:2], labelled=np.array([0, 1]), budget=2).indices.size == 0
+
+
+def test_read_only_arrays_give_no_torch_warning_and_aada_names_probabilities():
+    z = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    frozen = np.broadcast_to(z, z.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adakit.select("margin", logits=frozen, budget=3)
+        adakit.validate("snd", probs=np.broadcast_to(np.full((40, 4), 0.25), (40, 4)))
+    f = torch.randn(40, 8)
+    disc = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+    with pytest.warns(UserWarning, match=r"aada: every domain discriminator output on the pool lies in \[0, 1\]"):
+        adakit.select("aada", logits=z, embeddings=f, budget=3, domain_discriminator=disc)
+    with pytest.warns(UserWarning, match="source_embeddings= is read only by coreset with use_source=True"):
+        adakit.select("coreset", logits=z, embeddings=f, source_embeddings=f, budget=3)

@@ -24,12 +24,18 @@ __all__ = ["DatasetDomain", "as_domain", "fingerprint", "fingerprint_diff", "inf
 FINGERPRINT_ROWS = 256
 
 
+def numpy_tensor(x: Any) -> torch.Tensor:
+    """``np.asarray(x)`` as a CPU tensor, shared when it can be; a read-only array (a PIL image's view, pandas'
+    copy-on-write values, ``np.broadcast_to``) is copied, which torch would otherwise warn about."""
+    a = np.asarray(x)
+    return torch.as_tensor(a if a.flags.writeable else a.copy())
+
+
 def _to_tensor(x: Any, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
     try:
-        a = np.asarray(x)
-        return torch.as_tensor(a if a.flags.writeable else a.copy())  # (a read-only view, e.g. of a PIL image)
+        return numpy_tensor(x)
     except (TypeError, ValueError) as e:
         raise DataError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
 

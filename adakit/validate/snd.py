@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from adakit.data.objects import numpy_tensor
 from adakit.errors import ConfigError
 from adakit.params import Params
 from adakit.registry import register_validator
@@ -69,7 +70,7 @@ def soft_neighbourhood_density(probs: np.ndarray | torch.Tensor, temperature: fl
     if max_samples is not None and max_samples < 2:
         raise ConfigError(f"snd: max_samples={max_samples}; use at least 2 rows, or None for the exact score")
     dtype = torch.float32 if 2 / temperature < 80 else torch.float64  # exp(−2/τ) must not underflow
-    p = probs if isinstance(probs, torch.Tensor) else torch.as_tensor(np.asarray(probs))
+    p = probs if isinstance(probs, torch.Tensor) else numpy_tensor(probs)
     n_pool = len(p)
     picked = subsample_rows(n_pool, max_samples, seed)
     if picked is not None:
