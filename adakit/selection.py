@@ -354,9 +354,9 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     elif z is not None:
         _check_logits(z, who)
     src = arrays["source_embeddings"]
-    if src is not None and not getattr(getattr(strat, "params", None), "use_source", False):
-        warnings.warn(f"{who}: source_embeddings= is read only by coreset with use_source=True; it is ignored here",
-                      UserWarning, stacklevel=2)
+    if src is not None and getattr(getattr(strat, "params", None), "use_source", None) is False:
+        warnings.warn(f"{who}: source_embeddings= is read only with use_source=True (the source as initial "
+                      "centres); it is ignored here", UserWarning, stacklevel=2)
     if f is not None and src is not None and src.shape[1] != f.shape[1]:
         raise DataError(f"{who}: source_embeddings= has {src.shape[1]} features per sample, embeddings= "
                         f"{f.shape[1]}")
