@@ -12,13 +12,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from adakit.errors import AdakitError, WaitingForLabels
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="adakit: active and unsupervised domain adaptation.")
-out = Console()
-err = Console(stderr=True)
+#: markup off: paths and names print as they are ("runs/a2w [test]" lost its "[test]", "x[/red]" crashed); the
+#: few styled prefixes ask for markup and escape what they interpolate
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 
 def flag(help: str, *names: str) -> Any:
@@ -40,7 +43,7 @@ def _print_version(value: bool) -> None:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings on the command line: one "warning:" line, without Python's file name and source line."""
-    err.print("[yellow]warning:[/] " + escape(str(message)), highlight=False, soft_wrap=True)
+    err.print("[yellow]warning:[/] " + escape(str(message)), highlight=False, soft_wrap=True, markup=True)
 
 
 @app.callback()
@@ -53,7 +56,7 @@ def _fail(e: Exception) -> None:
     from adakit import distributed
 
     if distributed.is_main():  # torchrun: every rank stops with the error, rank 0 prints it
-        err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True)
+        err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code=2)
 
 
@@ -101,7 +104,7 @@ def _run_loop(make) -> dict | None:
         from adakit import distributed
 
         if distributed.is_main():  # (torchrun: once)
-            out.print("[yellow]waiting for labels:[/] " + escape(str(e)), highlight=False)
+            out.print("[yellow]waiting for labels:[/] " + escape(str(e)), highlight=False, markup=True)
         return None
     except AdakitError as e:
         _fail(e)
@@ -207,7 +210,7 @@ def methods(name: str = typer.Argument(None, help="a method's name: print its pa
         for kind, _key, reg in regs:
             t = Table(title=titles[kind], show_header=False, title_justify="left")
             for method, line in reg.describe():
-                t.add_row(f"[bold]{method}[/]", escape(line))
+                t.add_row(Text(method, style="bold"), line)
             out.print(t)
         out.print("`adakit methods NAME` prints a method's parameters.", highlight=False)
         return
@@ -221,8 +224,8 @@ def methods(name: str = typer.Argument(None, help="a method's name: print its pa
         how = {"objective": f"objective.name: {name}",
                "strategy": f"query.strategy: {name}, or adakit.select({name!r}, ...)",
                "validator": f"adakit sweep --select {name}, or adakit.validate({name!r}, ...); higher is better"}[kind]
-        out.print(f"[bold]{kind} {name}[/] ({how})", highlight=False)
-        out.print(escape(inspect.cleandoc(cls.__doc__ or "")), highlight=False)
+        out.print(Text(kind + " " + name, style="bold") + Text(f" ({how})"), highlight=False)
+        out.print(inspect.cleandoc(cls.__doc__ or ""), highlight=False)
         if kind == "validator":
             out.print(f"inputs: {', '.join(cls.needs)}", highlight=False)
         elif getattr(cls, "needs", None):
@@ -238,7 +241,7 @@ def methods(name: str = typer.Argument(None, help="a method's name: print its pa
         for col in ("key", "type", "default", "description"):
             t.add_column(col, overflow="fold")
         for row in rows:
-            t.add_row(*(escape(v) for v in row))
+            t.add_row(*row)
         out.print(t)
 
 

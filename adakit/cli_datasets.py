@@ -61,6 +61,6 @@ def data_prepare(
     for note in res.notes:
         out.print(note, highlight=False, markup=False, soft_wrap=True)
     for w in res.warnings:
-        err.print("[yellow]warning:[/] " + escape(w), highlight=False, soft_wrap=True)
+        err.print("[yellow]warning:[/] " + escape(w), highlight=False, soft_wrap=True, markup=True)
     counts = ", ".join(f"{k} {v:,}" for k, v in res.counts.items())
     out.print(f"prepared {res.name} in {res.out}: {counts}", highlight=False, markup=False, soft_wrap=True)

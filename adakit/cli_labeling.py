@@ -61,17 +61,17 @@ def import_labels(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
         _fail(e)
     errors, notes = rep.messages(limit=SHOWN)
     for m in notes:
-        out.print(f"[dim]note:[/] {escape(m)}", highlight=False, soft_wrap=True)
+        out.print(f"[dim]note:[/] {escape(m)}", highlight=False, soft_wrap=True, markup=True)
     if len(rep.notes) > len(notes):
         out.print(f"[dim]note:[/] ... {len(rep.notes) - len(notes)} more notes ({_kinds(rep.note_kinds)})",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=True)
     for m in errors:
-        err.print(f"[red]error:[/] {escape(m)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(m)}", highlight=False, soft_wrap=True, markup=True)
     if len(rep.errors) > len(errors):
         err.print(f"[red]error:[/] ... {len(rep.errors) - len(errors)} more errors ({_kinds(rep.error_kinds)})",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=True)
     prefix = "dry run, nothing written: " if dry_run else ""
-    out.print(escape(prefix + rep.summary()), highlight=False, soft_wrap=True)
+    out.print(prefix + rep.summary(), highlight=False, soft_wrap=True)
     if rep.new + rep.corrected and not dry_run:
         from adakit.ledger import Ledger
         from adakit.rundir import resume_hint, stored_experiment
@@ -156,12 +156,13 @@ def ledger_export(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
 
     from adakit.errors import ConfigError, DataError
     from adakit.ledger import DROPPED, Ledger
-    from adakit.rundir import replaced_atomically
+    from adakit.rundir import check_not_ledger, replaced_atomically
 
     try:
         path = Path(run_dir) / "ledger.sqlite"
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
+        check_not_ledger(out_file, "OUT_FILE")
         if out_file.exists() and not force:
             raise ConfigError(f"{out_file} exists; choose another file or add --force to replace it")
         with Ledger.read_only(path) as led:
@@ -197,10 +198,10 @@ def ledger_check(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="ru
     except AdakitError as e:
         _fail(e)
     for n in res.notes:
-        out.print(f"[dim]note:[/] {n}", highlight=False, soft_wrap=True)
+        out.print(f"[dim]note:[/] {escape(n)}", highlight=False, soft_wrap=True, markup=True)
     if res.problems:
         for p in res.problems:
-            err.print(f"[red]problem:[/] {escape(p)}", highlight=False, soft_wrap=True)
+            err.print(f"[red]problem:[/] {escape(p)}", highlight=False, soft_wrap=True, markup=True)
         err.print(f"{run_dir}: {len(res.problems)} problem(s)", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
     dropped = f", {res.dropped} dropped (nobody could label them)" if res.dropped else ""

@@ -139,11 +139,25 @@ def locked(method: F) -> F:
 
 
 # -- files written whole -----------------------------------------------------------------------------
+LEDGER_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "ledger.sqlite-journal")
+
+
+def check_not_ledger(path: str | Path, flag: str = "the output") -> None:
+    """`ConfigError` when ``path`` (links followed) is a run's ledger or one of SQLite's files beside it: no export,
+    report or prediction may replace the labels people gave, ``--force`` or not."""
+    real = Path(path).expanduser().resolve()
+    if real.name in LEDGER_FILES and (real.exists() or (real.parent / LEDGER_FILES[0]).exists()):
+        raise ConfigError(f"{flag} {path} is a run's ledger ({real}), which holds its labels; it is never replaced. "
+                          "Choose another file name")
+
+
 @contextmanager
 def replaced_atomically(path: str | Path, binary: bool = False) -> Iterator[Any]:
     """A file object for ``path``'s new content: written to ``<path>.tmp`` and renamed over ``path`` when the
     block ends, so a killed process leaves the old file or the new one. A write that fails (a full disk, a
-    read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming it."""
+    read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming it.
+    A run's ledger is never the target (`check_not_ledger`)."""
+    check_not_ledger(path)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:

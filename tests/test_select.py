@@ -484,5 +484,5 @@ def test_read_only_arrays_give_no_torch_warning_and_aada_names_probabilities():
     disc = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
     with pytest.warns(UserWarning, match=r"aada: every domain discriminator output on the pool lies in \[0, 1\]"):
         adakit.select("aada", logits=z, embeddings=f, budget=3, domain_discriminator=disc)
-    with pytest.warns(UserWarning, match=r"source_embeddings= is read only with use_source=True \(the source as initial centres\)"):
+    with pytest.warns(UserWarning, match=r"source_embeddings= is read only with use_source=True \(the source"):
         adakit.select("coreset", logits=z, embeddings=f, source_embeddings=f, budget=3)

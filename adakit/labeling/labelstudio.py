@@ -20,7 +20,7 @@ from adakit.data import Domains
 from adakit.errors import ConfigError, DataError
 from adakit.labeling.run import IMAGE_TYPES, browser_png, draws_images, image_file_of, open_run, pixels, png_of
 from adakit.ledger import DROP
-from adakit.rundir import replaced_atomically
+from adakit.rundir import check_not_ledger, replaced_atomically
 
 FROM_NAME = "label"
 
@@ -79,6 +79,8 @@ def export_labelstudio(run_dir: str | Path, out: str | Path, open_only: bool = T
     if out.is_dir():
         raise ConfigError(f"{out} is a folder; give the tasks file to write in it (e.g. {out / 'tasks.json'})")
     setup = out.with_name(out.stem + ".label-config.xml")
+    for f in (out, setup):
+        check_not_ledger(f, "the tasks file" if f is out else "the labelling setup")
     if not overwrite:  # the tasks may be a Label Studio export holding people's annotations; the setup, edited
         taken = [str(f) for f in (out, setup) if f.exists()]
         if taken:

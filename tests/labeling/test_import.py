@@ -575,3 +575,30 @@ def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path
     (tmp_path / "a.csv").write_text("sample_id,label\n" + rows, encoding="utf-8")
     report = import_answers(tmp_path / "r", tmp_path / "a.csv")
     assert not report.errors and report.new == len(ids) == 3
+
+
+def test_exports_never_replace_the_ledger_and_paths_with_brackets_print_as_they_are(demo_run, tmp_path):
+    """`ledger export RUN RUN/ledger.sqlite --force` replaced the ledger with a CSV (every label gone), and
+    export-labelstudio did the same with JSON. Paths with brackets were read as Rich markup: "runs/a2w [test]"
+    printed as "runs/a2w ", and "x[/red]" crashed the command."""
+    import shutil
+
+    ledger = demo_run / "ledger.sqlite"
+    before = ledger.read_bytes()[:16]
+    for args in (["ledger", "export", str(demo_run), str(ledger), "--force"],
+                 ["export-labelstudio", str(demo_run), str(ledger), "--force", "--all"],
+                 ["ledger", "export", str(demo_run), str(demo_run / "ledger.sqlite-wal"), "--force"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "is a run's ledger" in res.output and "never replaced" in res.output, res.output
+    assert ledger.read_bytes()[:16] == before == b"SQLite format 3\x00"
+    link = tmp_path / "labels.csv"
+    link.symlink_to(ledger)
+    res = runner.invoke(app, ["ledger", "export", str(demo_run), str(link), "--force"])
+    assert res.exit_code == 2 and "is a run's ledger" in res.output
+    for name in ("a2w [test]", "x[/red]"):
+        run = tmp_path / name
+        shutil.copytree(demo_run, run)
+        res = runner.invoke(app, ["ledger", "check", str(run)])
+        assert res.exit_code == 0 and f"{run}: ledger ok" in res.output, res.output
+        res = runner.invoke(app, ["ledger", "export", str(run), str(tmp_path / f"out {name}.csv".replace("/", "_"))])
+        assert res.exit_code == 0 and f"out {name}.csv".replace("/", "_") in res.output, res.output
