@@ -122,6 +122,19 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
         return None
 
 
+def _plain(sample_id: str) -> str:
+    return unicodedata.normalize("NFC", sample_id).strip()
+
+
+def _by_plain_form(ids) -> dict[str, str | None]:
+    """Each id by its NFC form without surrounding spaces; None where two ids share that form (ambiguous)."""
+    out: dict[str, str | None] = {}
+    for s in ids:
+        key = _plain(s)
+        out[key] = s if key not in out else None
+    return out
+
+
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
     first = next((ln for ln in text.split("\n") if ln.strip()), "")  # the header (blank lines before it skipped)
     # a spreadsheet saves "CSV" with tabs, or with semicolons where the comma is the decimal separator
@@ -488,15 +501,16 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
         by_name = class_lookup(classes)
         queried = {q.sample_id for q in ledger.queries()}
         known = queried if pool_ids is None else pool_ids
-        nfc: dict[str, str] | None = None  # the known ids by their NFC form (built at the first unknown id)
+        nfc: dict[str, str | None] | None = None  # known ids by NFC form, stripped (built at the first unknown id)
         current = ledger.current_labels()
         seen: dict[str, tuple[int, int]] = {}
         rejected: set[str] = set()
         valid: dict[str, int] = {}
         for a in raw:
-            if a.sample_id not in known:  # the same id in another Unicode form (a name copied from macOS)?
-                nfc = nfc if nfc is not None else {unicodedata.normalize("NFC", s): s for s in known}
-                a = dataclasses.replace(a, sample_id=nfc.get(unicodedata.normalize("NFC", a.sample_id), a.sample_id))
+            if a.sample_id not in known:  # the same id in another Unicode form (a name copied from macOS), or an
+                # id with spaces around it (a class folder " mug"), which the cells lost when they were stripped?
+                nfc = nfc if nfc is not None else _by_plain_form(known)
+                a = dataclasses.replace(a, sample_id=nfc.get(_plain(a.sample_id)) or a.sample_id)
             if a.sample_id not in known:
                 where = "one of the run's queried samples" if pool_ids is None else "a sample of the target pool"
                 report.error(a.line, "unknown id", f"unknown id {a.sample_id!r}: not {where}")

@@ -540,7 +540,8 @@ def test_answers_given_as_python_objects_import_like_a_file(demo_run, tmp_path):
 
 def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path):
     """A class folder copied from macOS spells "café" in NFD, a person types it in NFC (they look identical in
-    the error); a class folder "mug " is typed "mug" (cells are read stripped). Both resolve; ids too."""
+    the error); a class folder "mug " is typed "mug" (cells are read stripped). Both resolve; ids too, also an id
+    that begins with a space (a class folder " lead"), which the stripped cells of the run's own CSV lost."""
     import unicodedata
 
     import numpy as np
@@ -552,7 +553,7 @@ def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path
 
     nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
     assert nfd != nfc
-    classes = ["cat", nfd, "mug "]
+    classes = ["cat", nfd, "mug ", " lead"]
     assert [resolve_label(t, classes) for t in (nfc, nfd, "mug", " mug ", "mug ", "cat")] == [1, 1, 2, 2, 2, 0]
     assert resolve_label("dog", classes) is None and class_lookup(["a", "a "])["a"] == 0  # exact names win
     rng = np.random.default_rng(0)
@@ -564,17 +565,18 @@ def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path
                 Image.fromarray(img).save(tmp_path / dom / c / f"{nfd}-{i}.png")
     cfg = {"data": {"format": "image_folder", "root": str(tmp_path), "source": "src", "target": "tgt",
                     "image_size": 16, "resize": 16},
-           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": 3, "rounds": 1},
+           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": 16, "rounds": 1},
            "train": {"warmup_iters": 2, "round_iters": 1, "batch_size": 4, "threads": 1}, "oracle": {"kind": "file"}}
     with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(cfg), tmp_path / "r",
                                                                 show_progress=False) as loop:
         loop.run()
     ids = waiting.value.open
+    assert any(sid.startswith(" lead/") for sid in ids)
     rows = "".join(f"{unicodedata.normalize('NFC', sid)},{nfc if nfd in sid.split('/')[0] else 'mug'}\n"
                    for sid in ids)
     (tmp_path / "a.csv").write_text("sample_id,label\n" + rows, encoding="utf-8")
     report = import_answers(tmp_path / "r", tmp_path / "a.csv")
-    assert not report.errors and report.new == len(ids) == 3
+    assert not report.errors and report.new == len(ids) == 16
 
 
 def test_exports_never_replace_the_ledger_and_paths_with_brackets_print_as_they_are(demo_run, tmp_path):
