@@ -54,6 +54,13 @@ def is_drop(value) -> bool:
     return isinstance(value, str) and value.strip().lower() == DROP
 
 
+def means_drop(value, classes) -> bool:
+    """Whether an answer drops its query: the word `DROP`, while no class is named that word (in any case): with
+    such a class the word is never a drop, whatever its spelling, in files, the page and labelling functions
+    alike (a class name that does not match exactly is then an unknown class, not a drop)."""
+    return is_drop(value) and not any(is_drop(c) for c in classes)
+
+
 def label_name(label: int, classes: list[str]) -> str:
     """A recorded label as people read it: its class name, or `DROP`."""
     return DROP if label == DROPPED else classes[label]

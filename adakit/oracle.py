@@ -14,7 +14,7 @@ import numpy as np
 
 from adakit.data.domain import Domain
 from adakit.errors import DataError
-from adakit.ledger import DROPPED, is_drop
+from adakit.ledger import DROPPED, is_drop, means_drop
 from adakit.rundir import replaced_atomically
 
 
@@ -197,7 +197,7 @@ def resolve_label(label, classes: list[str], by_name: dict[str, int] | None = No
     named = find_class(label, by_name)
     if named is not None:
         return named
-    if is_drop(text):
+    if means_drop(text, classes):
         return DROPPED
     return index_in_text(text, len(classes))
 

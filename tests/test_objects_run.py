@@ -540,6 +540,9 @@ def test_drop_is_read_from_answer_files_and_a_class_of_that_name_wins(tmp_path):
 
     assert _resolve("drop", ["a", "b"]) == -1 and _resolve(" DROP ", ["a", "b"]) == -1
     assert _resolve("drop", ["keep", "drop"]) == 1  # a class named "drop" means that class
+    for other in ("DROP", " Drop "):  # and no other spelling drops (it did: a CSV "drop" chose the class, "DROP"
+        assert _resolve(other, ["keep", "drop"]) is None  # dropped the sample)
+    assert _resolve(" drop ", ["keep", "drop"]) == 1 and _resolve("drop", ["keep", "Drop"]) is None
     pool = as_domain((np.zeros((10, 2), np.float32), None), "target", ["a", "drop"])
     q = [Query("target/4", 4, 1, 0, 0.0, None), Query("target/7", 7, 1, 1, 0.0, None)]
     assert CallableOracle(lambda idx: ["drop", "a"], pool, ["a", "drop"]).label(q, 1) == {"target/4": 1,

@@ -31,7 +31,7 @@ from typing import Any
 from adakit.data import Domains
 from adakit.errors import ConfigError, DataError, LedgerError
 from adakit.labeling.run import open_run
-from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name
+from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name, means_drop
 from adakit.oracle import class_lookup, close_class, find_class, index_in_text, resolve_label
 from adakit.rundir import stored_experiment
 
@@ -388,7 +388,7 @@ def _indexed_label(a: RawAnswer, classes: list[str], by_name: dict[str, int]) ->
         by_index = resolve_label(text, classes, by_name)  # a name typed into the label column
     name = None if a.name is None else a.name.strip()
     by_class = None if name is None else find_class(name, by_name)
-    if by_class is None and name is not None and is_drop(name):
+    if by_class is None and name is not None and means_drop(name, classes):
         by_class = DROPPED
     if by_index == DROPPED and is_drop(name):  # `ledger export`'s dropped row, also when a class is named drop
         by_class = DROPPED

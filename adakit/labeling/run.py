@@ -24,8 +24,8 @@ from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
 from adakit.data.images import IMAGE_EXTENSIONS, FileImageDomain, read_image
 from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
-from adakit.ledger import DROPPED, Ledger, Query, is_drop, label_name
-from adakit.oracle import close_class
+from adakit.ledger import DROPPED, Ledger, Query, label_name, means_drop
+from adakit.oracle import class_lookup, close_class, find_class
 from adakit.rundir import sh, stored_experiment
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
@@ -202,6 +202,7 @@ class LabelingRun:
         self.run_dir = Path(run_dir)
         self.cfg, self.domains, self.ledger = open_run(self.run_dir, domains)
         self.classes = list(self.domains.classes)
+        self._by_name = class_lookup(self.classes)
         self.pool = self.domains.pool
         self.top_k = top_k
         self.lock = threading.RLock()  # one ledger connection shared by the server's threads
@@ -383,9 +384,11 @@ class LabelingRun:
                 return int(value)
             raise DataError(f"label {int(value)} is outside the class list 0..{len(self.classes) - 1} "
                             f"({DROPPED}: drop the query)")
-        if isinstance(value, str) and value in self.classes:
-            return self.classes.index(value)
-        if is_drop(value):
+        if isinstance(value, str):  # as written, stripped or in NFC form, as answer files are read
+            named = find_class(value, self._by_name)
+            if named is not None:
+                return named
+        if means_drop(value, self.classes):
             return DROPPED
         close = close_class(value, self.classes)
         raise DataError(f"label {value!r} is not in the class list ({len(self.classes)} classes)"

@@ -384,3 +384,26 @@ def test_a_page_left_open_suggests_from_the_model_that_chose_a_new_round(demo_ru
         assert new and {i.sample_id: i.suggestions for i in new} == expected
     finally:
         page.close()
+
+
+def test_the_page_reads_class_names_and_drop_as_answer_files_do(demo_run):
+    """The page matched class names exactly and took any spelling of "drop" as a drop, even with a class of that
+    name: " DROP " dropped the sample on the page but chose the class in a CSV."""
+    import pytest
+
+    from adakit.errors import DataError
+    from adakit.oracle import class_lookup
+
+    page = LabelingRun(demo_run, with_model=False)
+    try:
+        page.classes = ["keep", "drop", "mug "]
+        page._by_name = class_lookup(page.classes)
+        assert [page.class_index(v) for v in ("drop", " drop ", "mug", "mug ", -1, 0)] == [1, 1, 2, 2, -1, 0]
+        for other in ("DROP", " Drop "):
+            with pytest.raises(DataError, match="is not in the class list"):
+                page.class_index(other)
+        page.classes = ["keep", "mug"]
+        page._by_name = class_lookup(page.classes)
+        assert page.class_index(" DROP ") == -1
+    finally:
+        page.close()
