@@ -157,7 +157,7 @@ async function pick(label) {
   busy = false;
   if (st === 200) {
     it.label = b.label; S.done = b.done; S.total = b.total;
-    if (b.outcome !== "same") hist.push(at);
+    if (b.outcome !== "same") hist.push(it.sample_id);
     const verb = {new: "Saved", same: "Already saved", corrected: "Corrected"}[b.outcome] || "Saved";
     const j = nextOpen(at);
     if (j >= 0) { idx = j; status("ok", `${verb}: “${name(b.label)}”. Next.`); }
@@ -178,8 +178,12 @@ async function pick(label) {
 }
 function go(d) { const n = S.items.length; if (n) { idx = (idx + d + n) % n; render(); } }
 function undo() {
-  if (!hist.length) { status("info", "Nothing to undo in this tab."); return; }
-  idx = hist.pop(); render();
+  // the history holds sample ids: a refresh replaces the list of open queries (a new round), so positions in
+  // it would name other samples
+  let k = -1;
+  while (hist.length && k < 0) { const sid = hist.pop(); k = S.items.findIndex((i) => i.sample_id === sid); }
+  if (k < 0) { status("info", "Nothing to undo in this tab."); return; }
+  idx = k; render();
   status("info", `Undo: pick the right class for ${S.items[idx].sample_id} (recorded as a correction of “${name(S.items[idx].label)}”).`);
 }
 async function refresh(keepIdx) {

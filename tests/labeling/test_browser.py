@@ -122,6 +122,16 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
             rows = led.label_rows(second["sample_id"])
         assert [r["label"] for r in rows] == [keys[3], keys[1]] and rows[1]["correction_of"] == rows[0]["id"]
 
+        # undo finds the sample it answered, not the position: a refresh that reorders or replaces the list (a new
+        # round) made undo open another sample, whose pick was then sent as a correction of nothing
+        assert d.execute_script("hist.push(arguments[0]); S.items = S.items.slice().reverse(); undo();"
+                                "const s = S.items[idx].sample_id; S.items.reverse(); idx = S.items.findIndex("
+                                "(i) => i.sample_id === s); render(); return s", second["sample_id"]) \
+            == second["sample_id"]
+        assert d.execute_script("hist = ['gone/1.jpg']; undo(); return document.getElementById('status')"
+                                ".textContent").startswith("Nothing to undo")
+        _key(d, "\ue014")  # → (back to item 3)
+
         # arrows navigate
         assert "item 3/4" in _text(d, "progress")
         _key(d, "\ue014")  # →
