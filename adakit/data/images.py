@@ -285,6 +285,16 @@ def same_file_twice(paths: Sequence[str | Path]) -> tuple[int, int] | None:
 
 
 @register_loader("image_folder")
+def _refuse_line_breaks(files: list[Path], root: Path, name: str) -> None:
+    """A file or folder name with a line break would be a sample id that the query CSVs people answer in cannot
+    hold on one line (their import refuses rows spanning lines): a `DataError` naming it, before any work."""
+    bad = [f for f in files if "\n" in str(f) or "\r" in str(f)]
+    if bad:
+        raise DataError(f"image folder {root} (domain {name!r}): {len(bad)} image path(s) hold a line break, e.g. "
+                        f"{str(bad[0].relative_to(root))!r}; rename them (a sample id must fit on one line of the "
+                        "CSV files people answer in)")
+
+
 def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     """``<path>/<class>/**/<image>``: classes are the sorted sub-folder names; files sorted within each. A folder
     with images but no class sub-folders is an unlabelled domain without a class list (labels -1): as a target,
@@ -301,6 +311,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
             raise DataError(f"image folder {path} (domain {name!r}) is empty (no class sub-folders); expected "
                             f"{path}/<class>/<image>, or the images themselves for an unlabelled domain")
         files = find_images(path)  # unlabelled photos, no class folders
+        _refuse_line_breaks(files, path, name)
         return image_inputs(files, *_sizes(cfg), ids=[f.relative_to(path).as_posix() for f in files],
                             verify=cfg is None or cfg.verify_images, name=name)
     if stray:
@@ -317,6 +328,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not files:
         raise DataError(f"image folder {path} (domain {name!r}) has {len(class_dirs)} class folders but no images "
                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    _refuse_line_breaks(files, path, name)
     twice = same_file_twice(files)
     if twice is not None:
         first, second = (files[k].relative_to(path).as_posix() for k in twice)

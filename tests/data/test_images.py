@@ -137,6 +137,16 @@ def test_folder_errors(tmp_path):
     (tmp_path / "noimg" / "cls" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="but no images"):
         load_image_folder(tmp_path / "noimg", "noimg")
+    # a line break in a file name: a sample id the query CSVs cannot hold on one line (their import refused the
+    # whole file): named before any work, in a class folder and in a folder of loose photos
+    (tmp_path / "nl" / "cls").mkdir(parents=True)
+    (tmp_path / "nl" / "cls" / "new\nline.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"1 image path\(s\) hold a line break, e.g. 'cls/new\\nline\.jpg'"):
+        load_image_folder(tmp_path / "nl", "nl")
+    (tmp_path / "nl2").mkdir()
+    (tmp_path / "nl2" / "new\rline.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match="hold a line break"):
+        load_image_folder(tmp_path / "nl2", "nl2")
 
 
 def test_an_image_reached_through_a_link_from_another_class_is_refused(office31, tmp_path):
