@@ -41,3 +41,6 @@ def sweep(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment 
         out.print(f"oracle best (uses target labels): {b['setting']}, {b['checkpoint']} "
                   f"({100 * b['oracle_accuracy']:.2f}%)", highlight=False)
     out.print(f"table: {out_dir / 'sweep.md'} and sweep.csv; {res['ran']} run(s) trained now", highlight=False)
+    if res.get("only"):
+        out.print(f"(filtered by --only: the table and the pick cover {len(res['settings'])} setting(s); run without "
+                  "--only for the whole grid)", highlight=False)

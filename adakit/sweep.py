@@ -55,7 +55,12 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid train.lr=0.01,0.003")
         if key in grid:
             raise ConfigError(f"--grid {key}: given twice; put all its values in one --grid {key}=v1,v2")
-        values = [yaml.safe_load(v.strip()) for v in raw.split(",")]
+        try:  # a YAML flow list: "a,b" in quotes is one value
+            values = yaml.safe_load(f"[{raw}]")
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--grid {item!r}: the values are not YAML scalars separated by commas ({e.problem}); "
+                              "quote a value that holds a comma or brackets, e.g. --grid 'name=\"a,b\",c'") from None
+        values = _grid_values(key, values)
         if len({json.dumps(v) for v in values}) != len(values):
             raise ConfigError(f"--grid {item!r}: a value is listed twice")
         grid[key] = values
@@ -76,7 +81,8 @@ def _lookup(cfg: dict, key: str) -> Any:
 def _default_value(cfg: ExperimentConfig, key: str) -> Any:
     """The config's own value of ``key``; a method parameter not in the file gives its ``Params`` default."""
     section, _, rest = key.partition(".")
-    if section in ("objective", "query") and rest not in ("name", "strategy"):
+    own = type(getattr(cfg, section)).model_fields if section in ("objective", "query") else {}
+    if section in ("objective", "query") and rest.split(".")[0] not in own:  # (query.probs_from is the section's)
         params = cfg.objective_params() if section == "objective" else cfg.query_params()
         return _lookup(params.model_dump(mode="json"), rest)
     return _lookup(cfg.to_dict(), key)
@@ -138,6 +144,11 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
             raise ConfigError(f"--grid {key}={','.join(map(_fmt_value, values))}: two values are the same setting "
                               f"(as the config reads them: {', '.join(map(_fmt_value, grid[key]))})")
     filters = {k: [resolved(k, v, "--only") if k in grid else v for v in vs] for k, vs in filters.items()}
+    for key, vs in filters.items():
+        stray = [v for v in vs if v not in grid[key]]
+        if stray:
+            raise ConfigError(f"--only {key}={_fmt_value(stray[0])}: not a value of --grid {key} "
+                              f"({', '.join(map(_fmt_value, grid[key]))})")
     default = {k: _default_value(base, k) for k in grid}
     combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
     if default not in combos:
@@ -157,7 +168,7 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
                                     objective=None, strategy=None)[0]
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None
-        settings.append(Setting(values, name, out_dir / slug(name.replace(" ", "_")), cfg, values == default))
+        settings.append(Setting(values, name, _folder(out_dir, values), cfg, values == default))
     if not settings:
         raise ConfigError(f"--only {only}: no setting of the grid matches")
     folders = [s.run_dir for s in settings]
@@ -166,6 +177,17 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
                           "digits, not only in punctuation")
     _check_data(settings)
     return settings
+
+
+def _folder(out_dir: Path, values: dict[str, Any]) -> Path:
+    """A setting's run folder, named by its keys in sorted order (the same sweep with its --grid flags in another
+    order continues the same runs); a folder of an earlier adakit, named in the flags' order, is used when it
+    exists."""
+    def named(keys) -> Path:
+        return out_dir / slug("_".join(f"{k}={_fmt_value(values[k])}" for k in keys))
+
+    canonical, given = named(sorted(values)), named(values)
+    return given if given != canonical and given.is_dir() and not canonical.exists() else canonical
 
 
 def _check_data(settings: list[Setting]) -> None:
@@ -198,6 +220,22 @@ def _init_worker(stop: Any) -> None:
     _stop = stop
 
 
+def _init_pool_worker(stop: Any) -> None:
+    """A --jobs worker: the sweep's stop event, and a thread that ends the worker when the sweep process is gone
+    (killed with SIGKILL, its workers trained on as orphans, took further settings and held their run folders)."""
+    import threading
+
+    _init_worker(stop)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)  # (a run stopped here resumes: its ledger and checkpoints are committed as it goes)
+
+    threading.Thread(target=watch, name="adakit-sweep-parent-watch", daemon=True).start()
+
+
 def _run_one(config: dict, run_dir: str) -> float | None:  # a worker process of --jobs
     """Run one setting unless the sweep was stopped (a call already handed to this worker must not start it);
     returns its seconds (None: not started). Ctrl-C here stops the whole sweep."""
@@ -227,7 +265,7 @@ def run_settings(settings: list[Setting], jobs: int = 1,
         return len(todo)
     ctx = get_context("spawn")
     stop = ctx.Event()
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(stop,))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_pool_worker, initargs=(stop,))
     try:
         futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): s for s in todo}
         for fut in as_completed(futures):
@@ -382,6 +420,8 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     offered = {(s.name, c["checkpoint"]) for s in settings for c in _offered(s.summary, checkpoints(s.summary, []))}
     scored = [(s, c) for s, c in table if c["accuracy"] is not None and (s.name, c["checkpoint"]) in offered]
     result: dict[str, Any] = {"select": select, "pick": chosen, "ran": ran, "settings": [s.name for s in settings]}
+    if only:
+        result["only"] = list(only)  # the table and the pick cover the filtered settings only: said in sweep.md
     active = [s.name for s in settings if is_active(s.summary)]
     if active:
         result["active_settings"] = active
@@ -463,6 +503,9 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
              f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = {_num(pick_['score'])}; "
              f"oracle accuracy {_num(pick_.get('oracle_accuracy'), True)}%); weights: "
              + (f"`{pick_['weights']}`" if pick_["weights"] else "none saved for this checkpoint")]
+    if result.get("only"):
+        lines.append(f"- **filtered** by --only {' '.join(result['only'])}: this table and its pick cover "
+                     f"{len(result['settings'])} setting(s) of the grid; run the command without --only for all")
     if tied:
         lines.append(f"- **tie**: {len(tied)} checkpoints share the best {result['select']} score (`tied best`); "
                      + ("the pick is the config default's setting, at its latest tied checkpoint"

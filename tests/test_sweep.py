@@ -402,3 +402,79 @@ def test_a_stopped_jobs_sweep_starts_no_further_setting_and_a_dead_worker_is_nam
     monkeypatch.setattr(sweep, "ProcessPoolExecutor", DeadPool)
     with pytest.raises(AdakitError, match=r"a worker process of --jobs 2 died .*0 of 2 finished.*same command"):
         sweep.run_settings(settings, jobs=2)
+
+
+def test_grid_values_with_commas_bad_yaml_query_keys_and_only_values(config, tmp_path):
+    """Quoted values may hold commas; a value that is not YAML is a ConfigError (it was a raw ParserError);
+    query.probs_from (a key of the query section, not of the strategy) was read as a strategy parameter, so its
+    values all looked like null; an --only value that is not a grid value was ignored."""
+    assert parse_grid(['name="a,b",c']) == {"name": ["a,b", "c"]}
+    for bad in ("model.hidden_dim=[1,2]", 'name="a,b,c'):
+        with pytest.raises(ConfigError, match=r"grid .*(values must be numbers|not YAML scalars)"):
+            parse_grid([bad])
+    settings = plan_sweep(config, parse_grid(["query.probs_from=model,probe"]), tmp_path / "o")
+    assert [(s.name, s.config.query.probs_from, s.is_default) for s in settings] == [
+        ("query.probs_from=model", "model", True), ("query.probs_from=probe", "probe", False)]
+    with pytest.raises(ConfigError, match=r"--only train.lr=0.5: not a value of --grid train.lr \(0.03, 0.003\)"):
+        plan_sweep(config, parse_grid(["train.lr=0.03,0.003"]), tmp_path / "o", only=["train.lr=0.03,0.5"])
+
+
+def test_run_folders_do_not_depend_on_the_order_of_the_grid_keys(config, tmp_path):
+    """Reordering the --grid flags renamed every run folder, so the same sweep retrained everything; folders named
+    in the flags' order by an earlier adakit are still used."""
+    grid = {"train.lr": [0.03], "train.round_iters": [5, 10]}
+    swapped = {"train.round_iters": [5, 10], "train.lr": [0.03]}
+    a = {s.run_dir for s in plan_sweep(config, grid, tmp_path / "o")}
+    b = {s.run_dir for s in plan_sweep(config, swapped, tmp_path / "o")}
+    assert a == b and tmp_path / "o" / "train.lr_0.03_train.round_iters_5" in a
+    old = tmp_path / "o" / "train.round_iters_5_train.lr_0.03"
+    old.mkdir(parents=True)  # a sweep of an earlier adakit
+    assert old in {s.run_dir for s in plan_sweep(config, swapped, tmp_path / "o")}
+
+
+def test_jobs_workers_end_when_the_sweep_process_is_killed(tmp_path):
+    """SIGKILL on a --jobs sweep left its workers training on as orphans, taking further settings and holding
+    their run folders ("in use by PID ..."); they now end within about a second of their parent."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = f"""
+import os, signal, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+import adakit.sweep as sweep
+
+def work(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    ctx = get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=sweep._init_pool_worker, initargs=(ctx.Event(),))
+    pool.submit(work, {str(pid_file)!r})
+    while not os.path.exists({str(pid_file)!r}) or not open({str(pid_file)!r}).read():
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    path = tmp_path / "killed_sweep.py"  # (a file: spawned workers import the function from it)
+    path.write_text(script)
+    subprocess.run([sys.executable, str(path)], timeout=120)
+    worker = int(pid_file.read_text())
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "\nState:\tZ" not in state  # a zombie (not reaped in some containers) is gone too
+
+    deadline = time.monotonic() + 20
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    still = alive(worker)
+    if still:
+        os.kill(worker, 9)
+    assert not still, "the worker outlived the killed sweep"
