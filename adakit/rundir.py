@@ -215,6 +215,15 @@ def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
     if not isinstance(values, dict):
         raise LedgerError(f"{path}: the stored config is a {type(values).__name__}, not a mapping; the ledger "
                           "is damaged")
+    return _unused_legacy_values(values)
+
+
+def _unused_legacy_values(values: dict) -> dict:
+    """A stored config with the legacy values its run never read replaced by today's defaults: ``anchor.k: null``
+    (stored by adakit before 2026-12-02) without LAA, so that it compares equal to the same config today."""
+    anchor = values.get("anchor")
+    if isinstance(anchor, dict) and "k" in anchor and anchor["k"] is None and anchor.get("kind", "none") != "laa":
+        values = {**values, "anchor": {**anchor, "k": 10}}
     return values
 
 

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -122,6 +123,30 @@ def test_a_run_stored_before_a_key_existed_is_the_same_experiment(bench_file, tm
             del stored["query"]["probs_from"], stored["data"]["source_val"]
             led.set_meta("config", stored)
     assert "(n=2)" in run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=True)
+
+
+def test_a_run_that_stored_anchor_k_null_loads_resumes_and_compares_as_it_ran(bench_file, tmp_path):
+    """Runs stored before 2026-12-02 hold anchor.k: null (K chosen from the pool size); once k became an int they
+    could not be loaded, predicted from, resumed or reported beside new runs. Without LAA the value is unused (the
+    same experiment as today's default); with LAA the old rule is kept (5 below 1,000 pool samples, else 10)."""
+    import adakit
+    from adakit.adapt.paa import AnchorParams, AnchorSet
+    from adakit.ledger import Ledger
+
+    out = tmp_path / "o"
+    run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"])
+    runs = sorted(out.glob("*/random/seed-*"))
+    for run in runs:
+        with Ledger(run / "ledger.sqlite") as led:
+            stored = led.get_meta("config")
+            stored["anchor"]["k"] = None
+            led.set_meta("config", stored)
+    assert "(n=2)" in run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"], table_only=True)
+    assert adakit.load_run(runs[0]).config.anchor.k == 10
+    pool = type("Pool", (), {"__len__": lambda self: 800})()
+    params = AnchorParams(kind="raa", k=None)
+    anchors = AnchorSet(params, None, pool, np.zeros(0), np.zeros(0), 8, np.random.default_rng(0), "cpu", 3)
+    assert anchors.k == 5
 
 
 def test_a_method_that_does_not_fit_the_base_config_is_named(tmp_path):

@@ -33,8 +33,9 @@ from adakit.params import Params
 class AnchorParams(Params):
     kind: str = Field("none", pattern="^(none|raa|laa)$", description="none | raa | laa")
     tau: float = Field(0.9, ge=0, le=1, description="confidence threshold for pseudo-labels")
-    k: int = Field(10, ge=1, description="LAA neighbours K (LADA §4.1: 5 for Office-31, 10 for Office-Home, VisDA, "
-                   "DomainNet); set per dataset in the config")
+    k: int | None = Field(10, ge=1, description="LAA neighbours K (LADA §4.1: 5 for Office-31, 10 for Office-Home, "
+                          "VisDA, DomainNet); set per dataset in the config. None: the rule of runs stored before "
+                          "2026-12-02 (5 below 1,000 pool samples, else 10), kept so that they resume as they ran")
     beta: float = Field(0.2, gt=0, description="β ~ Beta(beta, beta) mixing with the strong view")
 
 
@@ -59,7 +60,7 @@ class AnchorSet:
         self.batch_size = batch_size
         self.pending_idx: list[np.ndarray] = []
         self.pending_y: list[np.ndarray] = []
-        self.k = params.k
+        self.k = params.k or (5 if len(pool) < 1000 else 10)  # (None: a run stored before 2026-12-02)
         self.emb = None
         if params.kind == "laa":
             f, _ = forward_domain(model, pool, device=device, keep_on_device=True,  # CUDA: neighbours on the GPU
