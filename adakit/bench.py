@@ -17,6 +17,7 @@ skipped and unfinished ones resumed, so an interrupted bench continues where it 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -68,8 +69,12 @@ def load_bench(path: str | Path | dict) -> tuple[BenchSpec, Path]:
 
 
 def slug(text: str) -> str:
-    """A folder name for a method or pair label."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+    """A folder name for a method or pair label: letters (any script), digits and ``_.+-``, other characters as
+    ``_``; never empty and never starting with ``-`` (a shell would read it as an option)."""
+    name = re.sub(r"[^\w.+-]+", "_", text).strip("_").lstrip("-")
+    if not name:
+        raise ConfigError(f"{text!r} gives an empty folder name; use a name with letters or digits")
+    return name
 
 
 def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
@@ -154,31 +159,8 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
     one grid can be split across processes that share ``out_dir``. ``table_only``: run nothing, write the
     table and curves of the grid's finished runs (the cells show how many seeds they hold).
     """
-    spec, base = load_bench(path)
     out_dir = Path(out_dir)
-    unknown = sorted(set(only or []) - set(spec.methods))
-    if unknown:
-        raise ConfigError(f"{path}: no method named {unknown}; methods: {sorted(spec.methods)}")
-    grid_pairs = [f"{s}-{t}" for s, t in spec.pairs]
-    unknown = sorted(set(pairs or []) - set(grid_pairs))
-    if unknown:
-        raise ConfigError(f"{path}: no pair named {unknown}; pairs: {grid_pairs}")
-    methods = {k: v for k, v in spec.methods.items() if not only or k in only}
-    # validate every run's config before any work starts
-    plan = []
-    kept_pairs = [p for p, name in zip(spec.pairs, grid_pairs) if not pairs or name in pairs]
-    for seed in spec.seeds:
-        for pair in kept_pairs or [None]:
-            for name, sets in methods.items():
-                pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
-                try:
-                    cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}",
-                                             f"label={name}"])
-                except ConfigError as e:  # a key of the base config that only some methods have, say
-                    where = f", pair {pair[0]}-{pair[1]}" if pair else ""
-                    raise ConfigError(f"method {name!r} ({', '.join(sets) or 'no settings'}){where}: {e}") from None
-                run_dir = out_dir / slug(f"{cfg.data.source}-{cfg.data.target}") / slug(name) / f"seed-{seed}"
-                plan.append((cfg, run_dir))
+    plan = plan_bench(path, out_dir, extra, only, pairs)
 
     def report(i: int, run_dir: Path, summary: dict, seconds: float) -> None:
         if on_run:
@@ -194,3 +176,41 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
         return compare(done, out_dir)
     run_plan(plan, report)
     return compare([d for _, d in plan], out_dir)
+
+
+def plan_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | None = None,
+               only: list[str] | None = None, pairs: list[str] | None = None) -> list[tuple[ExperimentConfig, Path]]:
+    """Every run of the grid (``only`` methods, ``pairs``; all when empty) as (config, run folder), each config
+    validated and no two runs sharing a folder, before any work."""
+    spec, base = load_bench(path)
+    out_dir = Path(out_dir)
+    unknown = sorted(set(only or []) - set(spec.methods))
+    if unknown:
+        raise ConfigError(f"{path}: no method named {unknown}; methods: {sorted(spec.methods)}")
+    grid_pairs = [f"{s}-{t}" for s, t in spec.pairs]
+    unknown = sorted(set(pairs or []) - set(grid_pairs))
+    if unknown:
+        raise ConfigError(f"{path}: no pair named {unknown}; pairs: {grid_pairs}")
+    methods = {k: v for k, v in spec.methods.items() if not only or k in only}
+    # validate every run's config before any work starts
+    plan = []
+    where: dict[Path, list[str]] = {}
+    kept_pairs = [p for p, name in zip(spec.pairs, grid_pairs) if not pairs or name in pairs]
+    for seed in spec.seeds:
+        for pair in kept_pairs or [None]:
+            for name, sets in methods.items():
+                pair_set = [f"data.source={pair[0]}", f"data.target={pair[1]}"] if pair else []
+                try:
+                    cfg = load_config(base, [*spec.set, *(extra or []), *pair_set, *sets, f"seed={seed}",
+                                             f"label={json.dumps(name)}"])  # (quoted: "null", "#x" stay names)
+                except ConfigError as e:  # a key of the base config that only some methods have, say
+                    where = f", pair {pair[0]}-{pair[1]}" if pair else ""
+                    raise ConfigError(f"method {name!r} ({', '.join(sets) or 'no settings'}){where}: {e}") from None
+                run_dir = out_dir / slug(f"{cfg.data.source}-{cfg.data.target}") / slug(name) / f"seed-{seed}"
+                plan.append((cfg, run_dir))
+                where.setdefault(run_dir, []).append(f"{name!r} on {cfg.data.source}-{cfg.data.target}")
+    twice = next((w for w in where.values() if len(w) > 1), None)
+    if twice:
+        raise ConfigError(f"{path}: {' and '.join(twice)} would share one run folder (folder names keep letters, "
+                          "digits and _.+-); rename a domain or method")
+    return plan

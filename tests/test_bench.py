@@ -97,6 +97,32 @@ def test_two_method_names_that_map_to_one_run_folder_are_refused(bench_file, tmp
     assert not (tmp_path / "o").exists()
 
 
+def test_pairs_sharing_a_folder_names_read_as_yaml_and_non_ascii_names(bench_file, tmp_path):
+    """Two pairs could map to one run folder (the second was skipped as finished, then the table failed); method
+    names were read as YAML ("null" became no label, "yes" a boolean); a name without ASCII letters had no folder
+    of its own (its runs landed beside the other methods')."""
+    from adakit.bench import load_bench, slug
+
+    spec = yaml.safe_load(bench_file.read_text())
+    spec["pairs"] = [["x y", "z"], ["x_y", "z"]]
+    bench_file.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=r"'margin' on x y-z and 'margin' on x_y-z would share one run folder"):
+        run_bench(bench_file, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    assert slug("марджин") == "марджин" and slug("амазон-webcam") == "амазон-webcam" and slug("-x") == "x"
+    with pytest.raises(ConfigError, match="gives an empty folder name"):
+        slug("#!")
+    spec = yaml.safe_load(bench_file.read_text())
+    spec["pairs"] = [["digits", "digits-shifted"]]
+    spec["methods"] = {"null": ["query.strategy=margin"], "yes": ["query.strategy=random"]}
+    bench_file.write_text(yaml.safe_dump(spec))
+    assert set(load_bench(bench_file)[0].methods) == {"null", "yes"}
+    from adakit.bench import plan_bench
+
+    labels = {cfg.label for cfg, _ in plan_bench(bench_file, tmp_path / "o")}
+    assert labels == {"null", "yes"}
+
+
 def test_a_finished_run_of_another_config_is_refused_not_counted(bench_file, tmp_path):
     out = tmp_path / "o"
     run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"])
