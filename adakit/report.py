@@ -72,9 +72,9 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
         x = np.array([runs[0]["rounds"][i]["labels"] for i in range(n)])
         acc = 100 * np.array([[r["rounds"][i]["accuracy"] for i in range(n)] for r in runs])
         mean, std = acc.mean(0), acc.std(0)
-        ax.plot(x, mean, marker="o", label=name)
-        if len(runs) > 1:
-            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        (line,) = ax.plot(x, mean, marker="o", label=name)
+        if len(runs) > 1:  # in its line's colour (the band's own colour cycle skipped groups of one run)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
     ax.set_xlabel("labelled target samples")
     ax.set_ylabel("target accuracy (%)")
     ax.set_title(title)
@@ -88,7 +88,9 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
 
 def curve_file(pair: str) -> str:
     """File name of the learning curves of one domain pair (``pair_label``) written by `compare`."""
-    return f"curve-{pair.replace('→', '-to-')}.png"
+    from adakit.bench import slug
+
+    return f"curve-{slug(pair.replace('→', '-to-'))}.png"  # (domain names may hold '/', spaces, ...)
 
 
 def _check_seeds_of_one_experiment(key: tuple[str, str], dirs: list[Path], summaries: list[dict]) -> None:

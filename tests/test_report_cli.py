@@ -132,3 +132,27 @@ def test_demo_runs_end_to_end(tmp_path):
         assert len(summary["rounds"]) == 6 and summary["rounds"][-1]["labels"] == 45
         assert summary["final_accuracy"] > summary["rounds"][0]["accuracy"]
     assert (tmp_path / "comparison.md").is_file()
+
+
+def test_curve_bands_take_their_lines_colour_and_pair_names_make_file_names(tmp_path, monkeypatch):
+    """A ±std band took the next colour of its own cycle, so after a group of one run (no band) the band of the
+    next group had the first group's colour; a domain named "sub/amazon" made a curve file in a missing folder."""
+    import matplotlib
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+
+    from adakit.report import curve_file, plot_curves
+
+    def run(accs):
+        return {"rounds": [{"labels": 10 * i, "accuracy": a} for i, a in enumerate(accs)]}
+
+    seen = {}
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: seen.setdefault("ax", fig.axes[0]))
+    plot_curves({"a dann": [run([0.5, 0.6])], "b margin": [run([0.4, 0.7]), run([0.5, 0.8])]}, tmp_path / "c.png")
+    ax = seen["ax"]
+    lines = {ln.get_label(): ln.get_color() for ln in ax.get_lines()}
+    (band,) = ax.collections
+    assert tuple(band.get_facecolor()[0][:3]) == to_rgba(lines["b margin"])[:3] != to_rgba(lines["a dann"])[:3]
+    assert matplotlib.get_backend().lower() == "agg"
+    assert curve_file("sub/amazon→sub/webcam") == "curve-sub_amazon-to-sub_webcam.png"
+    assert curve_file("amazon→webcam") == "curve-amazon-to-webcam.png"
