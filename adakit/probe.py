@@ -26,6 +26,7 @@ from adakit.config import ExperimentConfig
 from adakit.data import Domains, load_domains
 from adakit.errors import ConfigError, DataError
 from adakit.provenance import environment
+from adakit.rundir import write_atomically
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, standardize: bool, x_more: np.ndarray | None = None,
@@ -164,7 +165,7 @@ def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None, pr
     xp, yp, xt = d.pool.x.numpy(), np.asarray(d.pool.y), d.test.x.numpy()
     c, standardize = cfg.probe.c, cfg.probe.standardize
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_atomically(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     labelled = np.zeros(len(d.pool), dtype=bool)
     order: list[int] = []
     rounds, query_seconds, fit_seconds = [], [], []
@@ -210,7 +211,7 @@ def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None, pr
     }
     if prints is not None:  # a probe on arrays you passed: what a second call must match
         summary["data_fingerprint"] = prints
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in rounds))
+    write_atomically(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in rounds))
     write_run_report(run_dir, summary)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))  # last: marks the run finished
+    write_atomically(run_dir / "summary.json", json.dumps(summary, indent=1))  # last: marks the run finished
     return summary

@@ -20,7 +20,7 @@ from torch import nn
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
-from adakit.rundir import CheckpointError, replaced_atomically
+from adakit.rundir import CheckpointError, check_folder_path, replaced_atomically, sh
 
 __all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
 
@@ -192,6 +192,7 @@ class RunModel:
         if out_file.exists() and not overwrite:
             raise ConfigError(f"--out {out_file} exists; choose another file or add --force (overwrite=True) to "
                               "replace it")
+        check_folder_path(out_file.parent, "--out", "the predictions")  # (a file in the way: before any work)
         width = self.input_shape[0] if len(self.input_shape) == 1 else None
         dom = read_inputs(input_path, self.config.data, image_list, width, self.svmlight_zero_based)
         if isinstance(dom, tuple):  # feature rows and their ids
@@ -280,6 +281,11 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     from adakit.rundir import load_checkpoint, stored_experiment
 
     run_dir = Path(run_dir)
+    from adakit.probe import stored_probe_config
+
+    if stored_probe_config(run_dir) is not None:
+        raise ConfigError(f"{run_dir} is a linear-probe run (runner: linear_probe), which keeps no model to predict "
+                          "with; its results are in summary.json and report.md")
     cfg = stored_experiment(run_dir)
     with Ledger.read_only(run_dir / "ledger.sqlite") as led:
         info = led.get_meta("model")
@@ -296,6 +302,9 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     if last is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet (its warm-up round did not finish); resume the run "
                               "first")
+    if checkpoint is None and not (run_dir / "summary.json").is_file():
+        warnings.warn(f"{run_dir} is not finished: predicting with its last checkpoint, round {last[0]} of "
+                      f"{cfg.budget.rounds} (`adakit resume {sh(run_dir)}` trains the rest)", UserWarning, stacklevel=2)
     if cfg.model.backbone == "custom":
         if backbone is None:
             what = info.get("backbone_class", "an nn.Module")

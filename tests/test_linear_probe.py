@@ -26,6 +26,10 @@ def test_probe_retrains_on_source_plus_labelled_target_with_the_strategy(tmp_pat
     assert {"accuracy", "mean_class_accuracy", "val/im", "val/snd", "val/dev", "val/source_acc"} <= set(s["rounds"][0])
     assert "val/queried_acc" in s["rounds"][1]
     assert json.loads((tmp_path / "probe" / "summary.json").read_text()) == s
+    import adakit  # a probe keeps no model: predicting from it is named as such (it said "not a run folder")
+
+    with pytest.raises(ConfigError, match="is a linear-probe run .*keeps no model to predict with"):
+        adakit.load_run(tmp_path / "probe")
     assert len((tmp_path / "probe" / "metrics.jsonl").read_text().splitlines()) == 3
     # round 0 is a plain logistic regression on the training source (the held-out 20% excluded): same accuracy
     from sklearn.linear_model import LogisticRegression

@@ -66,6 +66,16 @@ def test_predict_on_a_feature_file(tmp_path):
         assert res.exit_code == 2 and "is a folder: give the CSV file to write" in res.output, res.output
     assert not list(tmp_path.glob("preds*.tmp"))
 
+    # --out under a file: named before any work (it was a FileExistsError traceback after the predictions)
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.npz"), "--out",
+                                   str(tmp_path / "p.csv" / "o.csv")])
+    assert res.exit_code == 2 and "p.csv is a file, not a folder; choose a folder for the predictions" in res.output
+    # an unfinished run predicts with its last checkpoint, and says which (it did so silently)
+    (run / "summary.json").rename(run / "summary.json.bak")
+    with pytest.warns(UserWarning, match=r"is not finished: predicting with its last checkpoint, round 0 of 0"):
+        adakit.load_run(run)
+    (run / "summary.json.bak").rename(run / "summary.json")
+
     bad = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.csv"), "--out", str(tmp_path / "q.csv")])
     assert bad.exit_code == 2 and "input not found" in bad.output
     (tmp_path / "new.bin").write_bytes(b"")

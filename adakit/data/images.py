@@ -284,7 +284,6 @@ def same_file_twice(paths: Sequence[str | Path]) -> tuple[int, int] | None:
     return None
 
 
-@register_loader("image_folder")
 def _refuse_line_breaks(files: list[Path], root: Path, name: str) -> None:
     """A file or folder name with a line break would be a sample id that the query CSVs people answer in cannot
     hold on one line (their import refuses rows spanning lines): a `DataError` naming it, before any work."""
@@ -295,6 +294,7 @@ def _refuse_line_breaks(files: list[Path], root: Path, name: str) -> None:
                         "CSV files people answer in)")
 
 
+@register_loader("image_folder")
 def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     """``<path>/<class>/**/<image>``: classes are the sorted sub-folder names; files sorted within each. A folder
     with images but no class sub-folders is an unlabelled domain without a class list (labels -1): as a target,
