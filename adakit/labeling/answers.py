@@ -135,10 +135,21 @@ def _by_plain_form(ids) -> dict[str, str | None]:
     return out
 
 
+def _delimiter(header: str) -> str:
+    """The separator of a CSV from its header line: a spreadsheet saves "CSV" with tabs, or with semicolons where
+    the comma is the decimal separator. The one that splits the header into an id and a label column wins (a
+    semicolon header may hold a comma inside a column name); else a tab or semicolon in a header without commas;
+    else the comma."""
+    for d in (",", "\t", ";"):
+        cells = [c.strip().strip('"').lower() for c in header.split(d)]
+        if any(c in cells for c in ID_COLUMNS) and any(c in cells for c in LABEL_COLUMNS):
+            return d
+    return next((d for d in ("\t", ";") if d in header and "," not in header), ",")
+
+
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
     first = next((ln for ln in text.split("\n") if ln.strip()), "")  # the header (blank lines before it skipped)
-    # a spreadsheet saves "CSV" with tabs, or with semicolons where the comma is the decimal separator
-    delimiter = next((d for d in ("\t", ";") if d in first and "," not in first), ",")
+    delimiter = _delimiter(first)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header, id_col, label_col, class_col = None, None, None, None
     out: list[RawAnswer] = []

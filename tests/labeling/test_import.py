@@ -451,6 +451,10 @@ def test_import_names_a_folder_a_header_without_rows_and_a_blank_first_line(demo
     res = runner.invoke(app, ["import-labels", str(demo_run), str(semi)])
     assert "1 new" in res.output and "empty row before the header" in res.output, res.output
     assert "19 queries are still open; `adakit resume" in res.output  # resume would only wait
+    # a semicolon file whose header holds a comma inside a column name (it was read as a comma file)
+    semi.write_text(f"sample_id;label;note, optional\n{q[1].sample_id};5;looks like a 5, I think\n")
+    rep = import_answers(demo_run, semi)
+    assert not rep.errors and rep.new == 1
 
 
 def test_answers_import_without_the_run_data_on_this_machine(demo_run, tmp_path, monkeypatch):
