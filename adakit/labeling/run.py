@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -181,6 +182,11 @@ def draws_images(pool: Domain) -> bool:
     """Whether the pool's images are held in memory (no files) and can be drawn as PNG: digit datasets,
     image arrays, tensors or Datasets from Python."""
     return not isinstance(pool, FileImageDomain) and _drawable(pool)
+
+
+#: how long an answer waits for another process's write transaction on the ledger before it is refused (503),
+#: in tries of `BUSY_TRY_S`
+BUSY_WAIT_S, BUSY_TRY_S = 30.0, 0.2
 
 
 class LabelingRun:
@@ -402,11 +408,23 @@ class LabelingRun:
         """Validate and write one answer (its own transaction, committed before this returns)."""
         label = self.class_index(label)
         replaces = None if replaces is None else self.class_index(replaces)
-        with self.lock:  # (re-entrant: `items` takes it too)
-            if self._closed:
-                raise LedgerBusy("the labelling server is stopping; this answer was not recorded, send it again "
-                                 "once the page runs again")
-            if sample_id not in {i.sample_id for i in self.items()}:
-                raise NotQueried(f"{sample_id!r} is not an open query of this run (the labels of rounds already "
-                                 "trained are corrected with `adakit import-labels --correct`)")
-            return self.ledger.answer(sample_id, label, annotator, replaces=replaces)
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while True:
+            with self.lock:  # (re-entrant: `items` takes it too)
+                if self._closed:
+                    raise LedgerBusy("the labelling server is stopping; this answer was not recorded, send it "
+                                     "again once the page runs again")
+                if sample_id not in {i.sample_id for i in self.items()}:
+                    raise NotQueried(f"{sample_id!r} is not an open query of this run (the labels of rounds "
+                                     "already trained are corrected with `adakit import-labels --correct`)")
+                # another process writing (import-labels, resume): wait for it in short tries, without the lock,
+                # so that the page's reads and other answers are not held for the whole wait
+                self.ledger.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TRY_S * 1000)}")
+                try:
+                    return self.ledger.answer(sample_id, label, annotator, replaces=replaces)
+                except LedgerBusy:
+                    if time.monotonic() >= deadline:
+                        raise
+                finally:
+                    self.ledger.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT_S * 1000)}")
+            time.sleep(BUSY_TRY_S / 2)

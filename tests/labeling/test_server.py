@@ -407,3 +407,32 @@ def test_the_page_reads_class_names_and_drop_as_answer_files_do(demo_run):
         assert page.class_index(" DROP ") == -1
     finally:
         page.close()
+
+
+def test_an_answer_waiting_for_a_busy_ledger_does_not_hold_the_page(demo_run, monkeypatch):
+    """An answer waiting for another process's write transaction held the page's lock for up to 30 s, so every
+    read (the state, images) waited as long. It now waits in short tries without the lock; it is saved once the
+    other writer is done."""
+    import sqlite3
+
+    import adakit.labeling.run as run_mod
+
+    monkeypatch.setattr(run_mod, "BUSY_WAIT_S", 20.0)
+    page = LabelingRun(demo_run, with_model=False)
+    other = sqlite3.connect(demo_run / "ledger.sqlite", isolation_level=None)
+    try:
+        sid = page.items()[0].sample_id
+        other.execute("BEGIN IMMEDIATE")  # another process writing (import-labels, resume)
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("answer", page.answer(sid, 2)))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert len(page.items()) == 20 and page.current_labels() == {}  # reads are not held
+        assert time.monotonic() - t0 < 2.0 and t.is_alive()
+        other.execute("COMMIT")
+        t.join(10)
+        assert result["answer"][0] == "new" and page.current_labels() == {sid: 2}
+    finally:
+        other.close()
+        page.close()
