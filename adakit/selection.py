@@ -69,6 +69,11 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_f
     return t
 
 
+#: the largest embedding magnitude strategies take: m·x² summed over a few thousand features stays below float32's
+#: maximum (3.4e38) with room for sums over candidates
+MAX_EMBEDDING = 1e15
+
+
 def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry is finite. A finite sum proves it (NaN and ±inf propagate into a sum) at the cost of a
     reduction, about 40× cheaper than ``isfinite(t).all()`` on the CPU; only a non-finite sum (a bad entry, or
@@ -353,6 +358,11 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         _check_probs(p, who, probs_atol(probs))  # (the tolerance of the dtype given)
     elif z is not None:
         _check_logits(z, who)
+    for name in ("embeddings", "source_embeddings"):  # squared distances must stay finite in float32
+        e = arrays[name]
+        if e is not None and e.numel() and float(e.abs().amax()) > MAX_EMBEDDING:
+            raise DataError(f"{who}: {name}= holds values up to {float(e.abs().amax()):.3g}, whose squared distances "
+                            f"overflow float32; rescale the features (e.g. divide by their largest value)")
     src = arrays["source_embeddings"]
     if src is not None and getattr(getattr(strat, "params", None), "use_source", None) is False:
         warnings.warn(f"{who}: source_embeddings= is read only with use_source=True (the source as initial "

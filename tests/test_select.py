@@ -486,3 +486,13 @@ def test_read_only_arrays_give_no_torch_warning_and_aada_names_probabilities():
         adakit.select("aada", logits=z, embeddings=f, budget=3, domain_discriminator=disc)
     with pytest.warns(UserWarning, match=r"source_embeddings= is read only with use_source=True \(the source"):
         adakit.select("coreset", logits=z, embeddings=f, source_embeddings=f, budget=3)
+
+
+def test_embeddings_whose_squared_distances_overflow_are_named():
+    """coreset on features of magnitude 1e20 ended in numpy's "high <= 0" (distances inf/NaN) and BADGE returned
+    NaN scores: refused, naming the keyword."""
+    z, f = torch.randn(30, 3), torch.randn(30, 4)
+    for name in ("coreset", "badge"):
+        with pytest.raises(DataError, match=r"embeddings= holds values up to .*e\+20, whose squared distances"):
+            adakit.select(name, logits=z, embeddings=f * 1e20, budget=3)
+    assert len(adakit.select("coreset", logits=z, embeddings=f * 1e12, budget=3).indices) == 3
