@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from adakit.errors import AdakitError, WaitingForLabels
+from adakit.errors import AdakitError, ConfigError, WaitingForLabels
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="adakit: active and unsupervised domain adaptation.")
@@ -47,16 +47,34 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", help="print the version and exit", metavar="",
+def _main(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", help="print the version and exit", metavar="",
                                        show_default=False, is_eager=True, callback=_print_version)) -> None:
     warnings.showwarning = _show_warning
+    from adakit import distributed
+
+    if distributed.launched() and ctx.invoked_subcommand not in MULTI_PROCESS_COMMANDS:
+        _fail(ConfigError(f"adakit {ctx.invoked_subcommand} runs in one process; start it without torchrun (only "
+                          f"{' and '.join(MULTI_PROCESS_COMMANDS)} run under torchrun)"))
+
+
+#: the commands that run data-parallel under torchrun; the others would do their work once per process
+MULTI_PROCESS_COMMANDS = ("run", "resume")
 
 
 def _fail(e: Exception) -> None:
+    """Print ``e`` and exit with code 2. Under torchrun rank 0 prints the errors every rank has (a config error,
+    one found on every rank and shared: one message); any other error is printed by the rank that has it (an
+    image only it reads, say), which leaves the process group at once (torchrun then stops the others; they
+    waited for it until the group timeout, and its message was lost)."""
     from adakit import distributed
 
-    if distributed.is_main():  # torchrun: every rank stops with the error, rank 0 prints it
-        err.print("[bold red]error:[/] " + escape(str(e)), highlight=False, soft_wrap=True, markup=True)
+    main = distributed.is_main()
+    shared = isinstance(e, ConfigError) or getattr(e, "on_every_rank", False)
+    if main or (distributed.info().enabled and not shared):
+        where = "" if main else f" (rank {distributed.info().rank})"
+        err.print(f"[bold red]error{where}:[/] " + escape(str(e)), highlight=False, soft_wrap=True, markup=True)
+    distributed.mark_failed()
     raise typer.Exit(code=2)
 
 
@@ -77,6 +95,7 @@ def _main_lock(run_dir: Path, take: bool = True) -> Iterator[None]:
                 error = e
         error = distributed.broadcast_object(error)
         if error is not None:
+            error.on_every_rank = True  # (printed once, by rank 0)
             raise error
         yield
 

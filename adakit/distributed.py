@@ -63,6 +63,15 @@ class DistInfo:
 
 _info = DistInfo()
 _sharded = False
+_failed = False  # this process is stopping on an error: it leaves the group without waiting for the others
+
+
+def mark_failed() -> None:
+    """This process stops on an error (`adakit.cli._fail`): at exit it leaves the group at once. Waiting for the
+    other ranks in the exit barrier hung until the group timeout (2 h) when they were blocked in a collective
+    that this rank never joined (an image only this rank reads was unreadable, say)."""
+    global _failed
+    _failed = True
 
 
 def info() -> DistInfo:
@@ -120,8 +129,10 @@ def _shutdown() -> None:
     """
     if not dist.is_initialized():
         return
-    try:
-        if dist.get_backend() == "gloo":
+    import sys
+
+    try:  # (an uncaught exception sets sys.last_value before the interpreter exits)
+        if dist.get_backend() == "gloo" and not _failed and getattr(sys, "last_value", None) is None:
             dist.monitored_barrier(timeout=timedelta(seconds=60))
     except RuntimeError:
         pass  # a rank died or left early: leave anyway

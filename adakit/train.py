@@ -294,21 +294,23 @@ class Trainer:
     def _probe_pass(self, b: Batch, rows: _Rows | None) -> None:
         """``objective.probe_domain`` beside an objective that uses no unlabelled target: features of this rank's
         source rows and unlabelled batch for the domain probe, from a no-grad pass in eval mode (the features
-        strategies score; no batch-norm statistic is updated), so the probe leaves the model's training unchanged."""
-        xs = b.xs
-        if b.target_in_s is not None:  # labelled target rows of S∪T are not source for the probe
-            mask = b.target_in_s.cpu()
-            if self.dist.enabled and rows is not None:
-                mask = mask[rows.s]
-            xs = xs[~mask.to(xs.device)]
+        strategies score; no batch-norm statistic is updated), so the probe leaves the model's training unchanged.
+        Under torchrun each rank computes its rows and the global batch is gathered, as for the model's outputs (the
+        probe trained on each rank's rows alone, so its weights drifted apart)."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                f = self.model.features(torch.cat([xs, b.xu]))
+                f = self.model.features(torch.cat([b.xs, b.xu]))
         finally:
             self.model.train(was_training)
-        b.probe_fs, b.probe_fu = f[: len(xs)], f[len(xs):]
+        fs, fu = f[: len(b.xs)], f[len(b.xs):]
+        if self.dist.enabled and rows is not None:
+            fs = distributed.gather_rows(fs, distributed.shard_counts(rows.n_s))
+            fu = distributed.gather_rows(fu, distributed.shard_counts(rows.n_u))
+        if b.target_in_s is not None:  # labelled target rows of S∪T are not source for the probe
+            fs = fs[~b.target_in_s.to(fs.device)]
+        b.probe_fs, b.probe_fu = fs, fu
 
 
 class WeightAverage:

@@ -19,7 +19,8 @@ from adakit.models import build_model
 from adakit.registry import OBJECTIVES
 from adakit.train import Trainer
 
-OBJECTIVES_CHECKED = ("finetune", "dann", "mstn", "gsda", "biwaa")
+#: "finetune_probe": fine-tuning with objective.probe_domain on S∪T batches (the probe's features are gathered)
+OBJECTIVES_CHECKED = ("finetune", "dann", "mstn", "gsda", "biwaa", "finetune_probe")
 
 
 def domains(seed: int = 0, n_s: int = 45, n_t: int = 37, d: int = 12, c: int = 3):
@@ -34,8 +35,12 @@ def domains(seed: int = 0, n_s: int = 45, n_t: int = 37, d: int = 12, c: int = 3
 
 def train(name: str, steps: int = 8) -> dict:
     """Model + objective state after ``steps`` steps of ``name`` (batch 10: uneven shards of 5+5 / 10)."""
+    probe = name == "finetune_probe"
     cfg = build_config({"model": {"backbone": "mlp", "hidden_dim": 16, "bottleneck_dim": 8, "dropout": 0.0},
-                        "objective": {"name": name}, "train": {"batch_size": 11, "device": "cpu"}})
+                        "objective": {"name": "finetune", "probe_domain": True} if probe else {"name": name},
+                        "train": {"batch_size": 11, "device": "cpu",
+                                  **({"labelled_target": "union"} if probe else {})}})
+    name = cfg.objective.name
     src, pool = domains()
     torch.manual_seed(0)
     model = build_model(cfg.model, (12,), 3)

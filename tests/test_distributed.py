@@ -396,3 +396,33 @@ def test_rank_is_known_before_the_group_starts(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("RANK", "1")  # not launched by torchrun: one process, the main one
     assert distributed.is_main()
+
+
+def test_an_error_on_one_rank_is_printed_and_stops_the_run_at_once(tmp_path):
+    """A target image only rank 1 reads is unreadable (the up-front check off): rank 1 failed, then waited in the
+    exit barrier while rank 0 waited in a collective, until the 2 h group timeout, and its message was never
+    printed (only rank 0 printed errors). Commands other than run / resume are refused under torchrun (`query` on
+    rank 1 failed on its missing ledger and hung rank 0)."""
+    _tiny_image_folder(tmp_path / "data")
+    last = sorted((tmp_path / "data" / "b" / "light").glob("*.png"))[-1]
+    last.write_bytes(last.read_bytes()[:40])  # truncated: read by the last rank's shard of the pool
+    cfg = {"seed": 0, "data": {"format": "image_folder", "root": str(tmp_path / "data"), "source": "a",
+                               "target": "b", "image_size": 32, "resize": 32, "verify_images": False},
+           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "objective": {"name": "finetune"},
+           "query": {"strategy": "margin"}, "budget": {"total": 4, "rounds": 1},
+           "train": {"warmup_iters": 2, "round_iters": 2, "batch_size": 4, "eval_batch_size": 16, "threads": 1,
+                     "device": "cpu"}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(cfg))
+    t0 = time.perf_counter()
+    res = subprocess.run(_torchrun(["-m", "adakit", "run", str(path), "--out", str(tmp_path / "run"), "--quiet"]),
+                         env={**_env(), "ADAKIT_DIST_TIMEOUT_MIN": "5"}, capture_output=True, text=True,
+                         timeout=240, cwd=ROOT)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "error (rank 1):" in out and "7.png" in out, out[-3000:]
+    assert time.perf_counter() - t0 < 120
+    res = subprocess.run(_torchrun(["-m", "adakit", "query", str(tmp_path / "run"), "--budget", "2"]), env=_env(),
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and out.count("adakit query runs in one process; start it without torchrun") == 1, \
+        out[-3000:]
