@@ -71,7 +71,7 @@ def mark_failed() -> None:
     other ranks in the exit barrier hung until the group timeout (2 h) when they were blocked in a collective
     that this rank never joined (an image only this rank reads was unreadable, say)."""
     global _failed
-    _failed = True
+    _failed = _failed or _info.enabled  # (one process: nothing to leave, and no state kept for later calls)
 
 
 def info() -> DistInfo:

@@ -112,8 +112,14 @@ def test_exit_lines_up_the_gloo_ranks_then_leaves_the_group_even_if_a_rank_is_go
     monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
     monkeypatch.setattr(distributed.dist, "monitored_barrier", barrier)
     monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    monkeypatch.setattr(distributed, "_failed", False)
+    monkeypatch.delattr(sys, "last_value", raising=False)
     distributed._shutdown()
     assert calls == [("barrier", 60.0), ("destroy",)]
+    calls.clear()  # a rank stopping on an error leaves at once (the others may wait in a collective it never joins)
+    monkeypatch.setattr(distributed, "_failed", True)
+    distributed._shutdown()
+    assert calls == [("destroy",)]
 
 
 # -- the building blocks under 2 gloo processes ---------------------------------------------------------------
