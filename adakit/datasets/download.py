@@ -9,6 +9,7 @@ destination (tarfile's ``data`` filter where Python has it, an explicit path che
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -130,6 +131,11 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and (zipfile.is_zipfile(path) or tarfile.is_tarfile(path))
 
 
+#: errors of the place written to (full disk, no permission, read-only file system, a file in the way), not of the
+#: archive read
+WRITE_ERRORS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EDQUOT)
+
+
 def _inside(root: Path, name: str) -> bool:
     target = (root / name).resolve()
     return target == root or root in target.parents
@@ -150,15 +156,21 @@ def extract(archive: Path, dest: Path) -> None:
                 zf.extractall(root)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
+                members = tf.getmembers()
+                # links are refused outright: the datasets' archives hold files and folders only, and a chain of
+                # links with long names fools the standard library's "data" filter on Pythons before its 2025
+                # fixes (a member was written outside the destination, CVE-2025-4517)
+                links = [m.name for m in members if m.issym() or m.islnk()]
+                if links:
+                    raise DataError(f"{archive}: holds links ({links[:5]}); dataset archives hold only files and "
+                                    "folders, so it is not extracted (unpack it yourself and pass the folder "
+                                    "with --from if you trust it)")
+                bad = [m.name for m in members if not _inside(root, m.name.lstrip("/\\"))]
+                if bad:
+                    raise DataError(f"{archive}: refusing to extract member(s) outside the destination: {bad[:5]}")
                 if hasattr(tarfile, "data_filter"):
-                    tf.extractall(root, filter="data")
+                    tf.extractall(root, members=members, filter="data")
                 else:  # pragma: no cover - Python without PEP 706
-                    members = tf.getmembers()
-                    bad = [m.name for m in members if not _inside(root, m.name) or m.issym() or m.islnk()
-                           and not _inside(root, m.linkname)]
-                    if bad:
-                        raise DataError(f"{archive}: refusing to extract member(s) outside the destination: "
-                                        f"{bad[:5]}")
                     tf.extractall(root, members=members)
         else:
             raise DataError(f"{archive}: not a zip or tar archive")
@@ -166,5 +178,10 @@ def extract(archive: Path, dest: Path) -> None:
         raise
     except getattr(tarfile, "FilterError", DataError) as e:
         raise DataError(f"{archive}: refusing to extract an unsafe member ({e})") from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
+    except OSError as e:
+        if e.errno in WRITE_ERRORS:  # the destination, not the archive
+            raise DataError(f"cannot extract {archive} into {dest}: {e.strerror or e}; free some space or choose a "
+                            "writable --out") from None
+        raise DataError(f"{archive}: corrupt or truncated archive ({e}); download it again") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError, KeyError) as e:
         raise DataError(f"{archive}: corrupt or truncated archive ({e}); download it again") from None

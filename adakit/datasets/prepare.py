@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,16 @@ def _gather(sources: Sequence[Path], raw: Path) -> None:
         else:
             dest.mkdir(parents=True, exist_ok=True)
             _link_or_copy(str(src), str(dest / src.name))
+    _owner_writable_folders(raw)
+
+
+def _owner_writable_folders(root: Path) -> None:
+    """Give the owner write permission on every folder under ``root``: folders copied or extracted read-only (mode
+    555 in an archive or a shared data folder) could not be moved into place, nor the staging folder removed."""
+    for dirpath, _, _ in os.walk(root):
+        mode = os.stat(dirpath).st_mode
+        if not mode & stat.S_IWUSR:
+            os.chmod(dirpath, mode | stat.S_IWUSR)
 
 
 def _find(raw: Path, names: Sequence[str], want_dir: bool = True,
@@ -460,8 +471,8 @@ def prepare(name: str, out: str | os.PathLike | None = None, sources: Sequence[s
         srcs, notes = fetch(ds, chosen, Path(download_dir) if download_dir else out / ".downloads", progress,
                             base_url)
     staging = out / f".staging-{ds.name}"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
+        _remove_tree(staging)
         raw, layout = staging / "raw", staging / "layout"
         with _status(f"{ds.title}: extracting", progress):
             _gather(srcs, raw)
@@ -470,9 +481,20 @@ def prepare(name: str, out: str | os.PathLike | None = None, sources: Sequence[s
         with _status(f"{ds.title}: counting and checking images", progress):
             counts, warnings = _check(ds, layout, chosen, want, classes, verify_images)
         _install(layout, out, outputs, force)
+    except OSError as e:  # the output side: a full disk, no permission, a file in the way
+        raise DataError(f"--out {out}: cannot write there ({e.strerror or e}"
+                        + (f": {e.filename}" if e.filename else "") + "); free some space or choose a writable "
+                        "folder, then run the command again") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_tree(staging)
     return PrepareResult(ds.name, out, counts, notes, warnings)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove ``path`` (a staging or replaced folder) if it exists, read-only folders in it included."""
+    if path.is_dir() and not path.is_symlink():
+        _owner_writable_folders(path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -496,11 +518,14 @@ def _install(layout: Path, out: Path, outputs: Sequence[str], force: bool) -> No
     clash = [o for o in outputs if (out / o).exists() and not _same_file(layout / o, out / o)]
     if clash and not force:
         raise DataError(f"{out}: {_short(clash, 5)} already exist(s) with other content; remove or pass --force")
-    for o in outputs:
+    for o in outputs:  # (a process killed here leaves each output old or new, never half removed)
         dst = out / o
+        aside = dst.with_name(f".replaced-{dst.name}")  # the old one, moved aside until the new one is in place
+        _remove_tree(aside)  # (left by a process killed after moving it aside)
         if dst.is_dir() and not dst.is_symlink():
-            shutil.rmtree(dst)
+            os.replace(dst, aside)
         elif dst.exists() or dst.is_symlink():
             dst.unlink()
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(layout / o, dst)
+        _remove_tree(aside)
