@@ -15,6 +15,7 @@ pre-processing of ``$ADAKIT_DATA/office31/features-mobilenetv2``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -339,6 +340,8 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     blocker = existing_ancestor(dest)
     if not blocker.is_dir():
         raise ConfigError(f"--out {dest}: {blocker} is a file, not a folder; choose another path")
+    if not os.access(blocker, os.W_OK | os.X_OK):  # (before the extraction, which may take hours)
+        raise ConfigError(f"--out {dest}: the folder {blocker} is not writable; choose a writable path")
     if not images.exists():
         raise DataError(f"{images}: no such {'image-list file' if fmt == 'image_list' else 'image folder'}")
     if fmt == "image_folder" and images.is_file():

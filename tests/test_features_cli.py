@@ -351,6 +351,17 @@ def test_compute_features_reads_datasets_of_pil_images_and_grey_arrays_as_image_
                                    one_channel(grey_f).reshape(2, 4).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_an_unwritable_out_folder_is_named_before_any_image_is_read(tmp_path, monkeypatch):
+    """An --out folder the user cannot write was found only after the whole extraction (a PermissionError
+    traceback, or a clean error hours late). (As root every folder is writable, hence the stand-in.)"""
+    import adakit.features as features
+
+    monkeypatch.setattr(features.os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match=r"--out .*x\.npz: the folder .* is not writable"):
+        features.cache_features(tmp_path / "no-such-folder", tmp_path / "ro" / "x.npz", backbone="resnet18",
+                                weights=None)
+
+
 def test_an_existing_feature_file_is_replaced_only_with_overwrite(tmp_path):
     """A feature file of the same name (made another way, or with another backbone) is never replaced silently:
     the refusal comes before any image is read or any model loaded."""
