@@ -78,12 +78,19 @@ def _is_archive_name(p: Path) -> bool:
     return p.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _skipped(folder: str, names: list[str]) -> list[str]:
-    """What `_gather` does not copy from ``folder``: archives (extracted instead) and links to a folder above, which
-    would copy forever."""
+def _skipped(folder: str, names: list[str], raw: Path | None = None) -> list[str]:
+    """What `_gather` does not copy from ``folder``: archives (extracted instead) and links to a folder above, or to
+    a folder holding ``raw`` (where the copy goes: --out, linked from --from), which would copy forever."""
     here = Path(folder).resolve()
-    return [n for n in names if _is_archive_name(p := Path(folder) / n)
-            or (p.is_symlink() and p.is_dir() and here.is_relative_to(p.resolve()))]
+    into = raw.resolve() if raw is not None else None
+
+    def loops(p: Path) -> bool:
+        if not (p.is_symlink() and p.is_dir()):
+            return False
+        target = p.resolve()
+        return here.is_relative_to(target) or (into is not None and into.is_relative_to(target))
+
+    return [n for n in names if _is_archive_name(p := Path(folder) / n) or loops(p)]
 
 
 def _gather(sources: Sequence[Path], raw: Path) -> None:
@@ -95,7 +102,8 @@ def _gather(sources: Sequence[Path], raw: Path) -> None:
         dest = raw / f"{i:02d}"
         if src.is_dir():
             try:
-                shutil.copytree(src, dest / src.name, copy_function=_link_or_copy, ignore=_skipped)
+                shutil.copytree(src, dest / src.name, copy_function=_link_or_copy,
+                                ignore=lambda folder, names: _skipped(folder, names, raw))
             except shutil.Error as e:
                 raise DataError(f"--from {src}: cannot copy some files ({str(e)[:300]})") from None
             for arc in sorted(p for p in src.rglob("*") if p.is_file() and _is_archive_name(p)):

@@ -146,6 +146,13 @@ def test_prepare_refuses_out_inside_from_and_copies_no_link_loop(tmp_path):
     res = prepare("officehome", tmp_path / "officehome", [src], progress=False,
                   expected={d: 2 for d in ("Art", "Clipart", "Product", "Real_World")})
     assert res.counts["Art"] == 2
+    # a link inside --from to --out: the copy went into its own staging folder until a RecursionError
+    (src / "Art" / "Backpack" / "loop").unlink()
+    (src / "prepared").symlink_to(tmp_path / "oh2", target_is_directory=True)
+    (tmp_path / "oh2").mkdir()
+    res = prepare("officehome", tmp_path / "oh2", [src], progress=False,
+                  expected={d: 2 for d in ("Art", "Clipart", "Product", "Real_World")})
+    assert res.counts["Art"] == 2
 
 
 def test_officehome_from_zip_subset_of_domains(tmp_path):
