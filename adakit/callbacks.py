@@ -207,12 +207,26 @@ class MLflowLogger:
             else:
                 run_id = client.create_run(exp_id, run_name=self.run_name or run_dir.name,
                                            tags={self.TAG: str(run_dir)}).info.run_id
-            # logged again on a continued run (same values: MLflow accepts that), in case a crash came first
-            params = [Param(k, str(v)[:6000]) for k, v in flatten(info["config"]).items()]
+            # logged again on a continued run (same values: MLflow accepts that), in case a crash came first; the
+            # keys a run may change when it continues (where answers come from) are tags, which may change
+            from mlflow.entities import RunTag
+
+            from adakit.rundir import SWITCHABLE_KEYS
+
+            flat = flatten(info["config"])
+            switchable = {k for k in flat if k.split(".")[0] in SWITCHABLE_KEYS}
+            params = [Param(k, str(v)[:6000]) for k, v in flat.items() if k not in switchable]
             for s in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
                 client.log_batch(run_id, params=params[s:s + 100])
+            client.log_batch(run_id, tags=[RunTag(k, str(flat[k])[:5000]) for k in sorted(switchable)])
         except MlflowException as e:
-            raise ConfigError(f"MLflow tracking URI {uri!r}: {e.message}") from None
+            raise ConfigError(f"MLflow ({uri!r}): {e.message}") from None
+        except Exception as e:  # noqa: BLE001 - the store's own errors (sqlalchemy's on a half-created database)
+            where = f" {folder / 'mlflow.db'}" if folder is not None else ""
+            why = " ".join(str(e).split())[:200]
+            raise ConfigError(f"MLflow's store{where} cannot be opened ({type(e).__name__}: {why}); a "
+                              "process killed while MLflow created it leaves it half made: move it away and "
+                              "resume (the run's results are in its ledger, metrics.jsonl and summary.json)") from None
         self.client, self.run_id = client, run_id
 
 

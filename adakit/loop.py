@@ -8,6 +8,7 @@ trains exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import pickle
@@ -392,14 +393,22 @@ class ActiveLoop:
     def _init_ledger(self, cfg: ExperimentConfig, ledger_path: Path) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(ledger_path)
-        if self.ledger.get_meta("config") is None:
+        stored = self.ledger.get_meta("config")
+        if stored is None:
             with run_lock(self.run_dir):  # a second new run in this folder fails with "in use by PID"
-                if self.ledger.get_meta("config") is None:
+                stored = self.ledger.get_meta("config")
+                if stored is None:
                     self.ledger.set_meta("model", self.rebuild_info())
                     if self._objects.fingerprint is not None:
                         self.ledger.set_meta("data_fingerprint", self._objects.fingerprint)
                     self.ledger.set_meta("config", cfg.to_dict())
-                    write_atomically(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if stored is not None and continued_config(stored, cfg) is None:  # stored by another process meanwhile
+            raise ConfigError(f"{self.run_dir}: another process started a run of a different config here meanwhile "
+                              f"({config_changes(stored, cfg, ignore=SWITCHABLE_KEYS)}); run this config in another "
+                              "folder")
+        if not (self.run_dir / "config.yaml").is_file():  # (also when a kill came between the ledger and the file)
+            write_atomically(self.run_dir / "config.yaml",
+                             yaml.safe_dump(self.ledger.get_meta("config"), sort_keys=False))
         if self.ledger.classes() is None:  # lets `adakit ledger check` verify labels against the class list
             self.ledger.set_classes(list(self.domains.classes))
 
@@ -407,8 +416,8 @@ class ActiveLoop:
         """Hand one event to every callback (see the README's list of events and their fields); rank 0 only."""
         if not self.dist.main:
             return
-        for callback in self.callbacks:
-            callback(kind, info)
+        for callback in self.callbacks:  # each its own copy: a callback that changes what it gets changes nothing
+            callback(kind, copy.deepcopy(info))  # for the others, the run or what run() returns
 
     def close(self) -> None:
         """Close the run's ledger (also on leaving a ``with ActiveLoop(...) as loop:`` block); the loop cannot run
@@ -646,6 +655,8 @@ class ActiveLoop:
 
     def _label(self, r: int) -> None:
         led = self.ledger
+        if led.round_reached(r, "labelled"):  # (a callback failed on its event: it is not sent again)
+            return
         pending, answered = led.open_queries(r), 0
         if pending:
             try:

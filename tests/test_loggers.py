@@ -202,3 +202,28 @@ def test_a_run_stored_before_the_log_section_existed_still_resumes(tmp_path):
     loop = ActiveLoop.resume(tmp_path, show_progress=False)  # no "different config" error
     assert loop.cfg.log.tensorboard is False and loop.callbacks == []
     loop.ledger.close()
+
+
+def test_a_run_continued_with_another_oracle_keeps_logging_and_a_half_made_store_is_named(tmp_path):
+    """With log.mlflow, continuing a run with another oracle (allowed) failed: MLflow refuses a changed param
+    value (oracle.* are tags now, which may change). A store left half made by a kill while MLflow created its
+    tables was a raw sqlalchemy traceback on every resume."""
+    from mlflow.tracking import MlflowClient
+
+    from adakit.errors import WaitingForLabels
+
+    run_dir = tmp_path / "run"
+    values = {**TINY, "budget": {"total": 0.02, "rounds": 1}, "log": {"mlflow": True}}
+    with pytest.raises(WaitingForLabels):
+        ActiveLoop(build_config({**values, "oracle": {"kind": "file"}}), run_dir, show_progress=False).run()
+    ActiveLoop(build_config({**values, "oracle": {"kind": "simulated"}}), run_dir, show_progress=False).run()
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("hooks-test").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["oracle.kind"] == "simulated"
+    assert "oracle.kind" not in run.data.params and run.data.params["query.strategy"] == "margin"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mlflow.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)  # a half-made store
+    with pytest.raises(ConfigError, match=r"MLflow's store .*mlflow\.db cannot be opened .*move it away and resume"):
+        MLflowLogger(str(other))("started", {"run_dir": str(tmp_path / "r2"), "config": {"name": "x"}})

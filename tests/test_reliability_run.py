@@ -327,3 +327,54 @@ def test_check_out_dir(tmp_path, finished_run):
     (tmp_path / "x").write_text("")
     with pytest.raises(ConfigError, match="not empty"):
         check_out_dir(tmp_path)
+
+
+def test_config_yaml_is_written_when_missing_a_second_config_is_refused_and_callbacks_get_copies(tmp_path,
+                                                                                                     monkeypatch):
+    """A kill between storing the config in the ledger and writing config.yaml left the run without it for good
+    (report then averaged runs of different configs); two runs of different configs started on one new folder
+    merged silently; a callback that failed on "labelled" got it again on resume with count 0; a callback that
+    changed the info it got changed what later callbacks saw and what run() returned."""
+    from adakit.config import build_config
+    from adakit.errors import ConfigError
+    from adakit.loop import ActiveLoop
+
+    values = {"seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+              "query": {"strategy": "margin"}, "budget": {"total": 0.02, "rounds": 2},
+              "train": {"warmup_iters": 4, "round_iters": 2, "threads": 1}}
+    run = tmp_path / "run"
+    made = {}
+    setup = ActiveLoop._setup
+
+    def slow_setup(self, domains):  # while this run loads its data, another process starts one in the folder
+        setup(self, domains)
+        if "first" not in made:
+            made["first"] = None  # (the other process's own setup passes straight through)
+            made["first"] = ActiveLoop(build_config(values), run, show_progress=False)
+
+    monkeypatch.setattr(ActiveLoop, "_setup", slow_setup)
+    with pytest.raises(ConfigError, match="another process started a run of a different config here meanwhile"):
+        ActiveLoop(build_config({**values, "query": {"strategy": "random"}}), run, show_progress=False)
+    monkeypatch.setattr(ActiveLoop, "_setup", setup)
+    first = made["first"]
+    seen: list[tuple[str, dict]] = []
+
+    def fail_once(kind, info):
+        seen.append((kind, info))
+        if kind == "labelled" and info["round"] == 1 and sum(k == "labelled" for k, _ in seen) == 1:
+            raise RuntimeError("a logger failed")
+
+    def vandal(kind, info):
+        info.clear()
+
+    first.callbacks += [vandal, fail_once]
+    with pytest.raises(RuntimeError, match="a logger failed"):
+        first.run()
+    first.close()
+    (run / "config.yaml").unlink()  # as a kill before it was written leaves the run
+    again = ActiveLoop.resume(run, show_progress=False, callbacks=[vandal, fail_once])
+    summary = again.run()
+    assert (run / "config.yaml").is_file() and summary["rounds"] and summary["final_accuracy"] is not None
+    labelled = [info["round"] for kind, info in seen if kind == "labelled"]
+    assert labelled == [1, 2]  # round 1's event is not sent again (it was, with count 0)
+    assert all(info for _, info in seen)  # the vandal emptied only its own copies
