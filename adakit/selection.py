@@ -179,6 +179,32 @@ def _check_gradient(module: nn.Module, x: torch.Tensor, name: str, who: str) -> 
                         "differentiates it, so pass the module itself or a differentiable function")
 
 
+def _warn_if_probabilities(disc: Any, given: torch.Tensor | None, f: torch.Tensor | None, who: str) -> None:
+    """A warning when your domain discriminator (``domain_discriminator=``) or its outputs (``domain_logits=``)
+    give only values in [0, 1] on 16 or more pool rows: probabilities (a discriminator ending in a sigmoid) read
+    as logits give AADA the wrong weights. (Not for adakit's own discriminators, whose logits may all lie in
+    [0, 1] before they have trained.)"""
+    out = given
+    if type(disc).__module__.startswith("adakit."):  # adakit's own discriminators: logits by construction
+        return
+    if out is None and disc is not None and f is not None:
+        module = _as_module(disc, "domain_discriminator")
+        param = next(module.parameters(), None)
+        x = f[:256] if param is None else f[:256].to(param.device, param.dtype)
+        was = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                out = module(x)
+        finally:
+            module.train(was)
+    if out is not None and out.numel() >= 16 and bool(out.amin() >= 0) and bool(out.amax() <= 1):
+        name = "domain_logits=" if given is not None else "domain_discriminator="
+        warnings.warn(f"{who}: every value of {name} on the pool lies in [0, 1]: probabilities (a discriminator "
+                      "ending in a sigmoid?) read as logits give AADA the wrong weights; give the logits (drop the "
+                      "sigmoid) or the probabilities as domain_probs=", UserWarning, stacklevel=3)
+
+
 def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, ...], who: str) -> torch.device:
     """The device strategies compute on: ``device``, else that of the first tensor in ``arrays``, else the CPU."""
     if device is None:
@@ -415,6 +441,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
                 ("class_discriminator", getattr(provided, "class_discriminator", None), c, True),
                 (head_name, head_module, c, True)):
             _check_module(module, f, name, width, who, grad)
+    _warn_if_probabilities(domain_discriminator, arrays["domain_logits"], f, who)
     for need in sorted(getattr(strat, "needs", ())):
         if getattr(provided, need, None) is None and not (need == "domain_discriminator" and d_logits is not None):
             raise ConfigError(f"{who} needs {NEED_KEYWORDS.get(need, f'{need}= (or objective= providing it)')}")

@@ -482,8 +482,13 @@ def test_read_only_arrays_give_no_torch_warning_and_aada_names_probabilities():
         adakit.validate("snd", probs=np.broadcast_to(np.full((40, 4), 0.25), (40, 4)))
     f = torch.randn(40, 8)
     disc = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
-    with pytest.warns(UserWarning, match=r"aada: every domain discriminator output on the pool lies in \[0, 1\]"):
+    with pytest.warns(UserWarning, match=r"every value of domain_discriminator= on the pool lies in \[0, 1\]"):
         adakit.select("aada", logits=z, embeddings=f, budget=3, domain_discriminator=disc)
+    with pytest.warns(UserWarning, match=r"every value of domain_logits= on the pool lies in \[0, 1\]"):
+        adakit.select("aada", logits=z, budget=3, domain_logits=torch.rand(40))
+    with warnings.catch_warnings():  # an adakit objective's discriminator: not second-guessed (its logits may all
+        warnings.simplefilter("error")  # lie in [0, 1] before it has trained, as in the loop)
+        adakit.select("aada", logits=z, embeddings=f, budget=3, objective=_SigmoidHolder(disc))
     with pytest.warns(UserWarning, match=r"source_embeddings= is read only with use_source=True \(the source"):
         adakit.select("coreset", logits=z, embeddings=f, source_embeddings=f, budget=3)
 
@@ -496,3 +501,10 @@ def test_embeddings_whose_squared_distances_overflow_are_named():
         with pytest.raises(DataError, match=r"embeddings= holds values up to .*e\+20, whose squared distances"):
             adakit.select(name, logits=z, embeddings=f * 1e20, budget=3)
     assert len(adakit.select("coreset", logits=z, embeddings=f * 1e12, budget=3).indices) == 3
+
+
+class _SigmoidHolder:
+    """An object providing ``domain_discriminator`` as a trained objective does."""
+
+    def __init__(self, disc):
+        self.domain_discriminator = disc

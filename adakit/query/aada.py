@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from pydantic import Field
@@ -74,8 +72,4 @@ class AADASampling(Strategy):
             logits = given[torch.as_tensor(cand, device=given.device)].float().to(p.device)
         else:
             logits = domain_discriminator_logits(disc, view.embeddings[cand], self.params.block_size).to(p.device)
-        if len(logits) >= 16 and bool(logits.amin() >= 0) and bool(logits.amax() <= 1):
-            warnings.warn("aada: every domain discriminator output on the pool lies in [0, 1]: probabilities (a "
-                          "discriminator ending in a sigmoid?) read as logits give the wrong weights; give the "
-                          "logits (drop the sigmoid) or, with adakit.select, domain_probs=", UserWarning, stacklevel=3)
         return top_k(aada_scores(p, logits), cand, budget, rng)  # ranked on the pool outputs' device
