@@ -10,7 +10,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -18,8 +17,8 @@ from adakit.errors import AdakitError, ConfigError, WaitingForLabels
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="adakit: active and unsupervised domain adaptation.")
-#: markup off: paths and names print as they are ("runs/a2w [test]" lost its "[test]", "x[/red]" crashed); the
-#: few styled prefixes ask for markup and escape what they interpolate
+#: markup off: paths and names print as they are ("runs/a2w [test]" lost its "[test]", "x[/red]" crashed); styled
+#: prefixes are Text objects (`tagged`)
 out = Console(markup=False)
 err = Console(stderr=True, markup=False)
 
@@ -41,9 +40,14 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def tagged(console: Console, tag: str, style: str, text: str) -> None:
+    """One line: ``tag`` in ``style``, then ``text`` as it is (paths and names with brackets print unchanged)."""
+    console.print(Text(tag, style=style) + Text(" " + text), highlight=False, soft_wrap=True)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings on the command line: one "warning:" line, without Python's file name and source line."""
-    err.print("[yellow]warning:[/] " + escape(str(message)), highlight=False, soft_wrap=True, markup=True)
+    tagged(err, "warning:", "yellow", str(message))
 
 
 @app.callback()
@@ -72,8 +76,7 @@ def _fail(e: Exception) -> None:
     main = distributed.is_main()
     shared = isinstance(e, ConfigError) or getattr(e, "on_every_rank", False)
     if main or (distributed.info().enabled and not shared):
-        where = "" if main else f" (rank {distributed.info().rank})"
-        err.print(f"[bold red]error{where}:[/] " + escape(str(e)), highlight=False, soft_wrap=True, markup=True)
+        tagged(err, "error:" if main else f"error (rank {distributed.info().rank}):", "bold red", str(e))
     distributed.mark_failed()
     raise typer.Exit(code=2)
 
@@ -123,7 +126,7 @@ def _run_loop(make) -> dict | None:
         from adakit import distributed
 
         if distributed.is_main():  # (torchrun: once)
-            out.print("[yellow]waiting for labels:[/] " + escape(str(e)), highlight=False, markup=True)
+            tagged(out, "waiting for labels:", "yellow", str(e))
         return None
     except AdakitError as e:
         _fail(e)

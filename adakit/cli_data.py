@@ -53,4 +53,4 @@ def features(
                                      weights=weights, device=device, overwrite=overwrite)
     except AdakitError as e:
         _fail(e)
-    out.print(f"wrote {path}: {shape[0]} images, {shape[1]}-d features", highlight=False, markup=False, soft_wrap=True)
+    out.print(f"wrote {path}: {shape[0]} images, {shape[1]}-d features", highlight=False, soft_wrap=True)

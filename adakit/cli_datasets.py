@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from adakit.cli import _fail, app, err, flag, out
+from adakit.cli import _fail, app, err, flag, out, tagged
 from adakit.errors import AdakitError
 
 data_app = typer.Typer(no_args_is_help=True, help="Known datasets: list them, or download / prepare one into "
@@ -31,7 +30,7 @@ def data_list() -> None:
     out.print(table)
     for ds in CATALOG.values():
         if ds.manual:
-            out.print(f"{ds.name}: {ds.manual}, then --from it.", highlight=False, markup=False)
+            out.print(f"{ds.name}: {ds.manual}, then --from it.", highlight=False)
     out.print("'?' = published count we could not confirm (a mismatch only warns). Prepare one with "
               "`adakit data prepare NAME --out DIR [--from ARCHIVE_OR_FOLDER]`.", highlight=False)
 
@@ -59,8 +58,8 @@ def data_prepare(
     except AdakitError as e:
         _fail(e)
     for note in res.notes:
-        out.print(note, highlight=False, markup=False, soft_wrap=True)
+        out.print(note, highlight=False, soft_wrap=True)
     for w in res.warnings:
-        err.print("[yellow]warning:[/] " + escape(w), highlight=False, soft_wrap=True, markup=True)
+        tagged(err, "warning:", "yellow", w)
     counts = ", ".join(f"{k} {v:,}" for k, v in res.counts.items())
-    out.print(f"prepared {res.name} in {res.out}: {counts}", highlight=False, markup=False, soft_wrap=True)
+    out.print(f"prepared {res.name} in {res.out}: {counts}", highlight=False, soft_wrap=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
-from adakit.cli import _fail, app, err, flag, out
+from adakit.cli import _fail, app, err, flag, out, tagged
 from adakit.errors import AdakitError
 from adakit.rundir import sh
 
@@ -61,15 +60,13 @@ def import_labels(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
         _fail(e)
     errors, notes = rep.messages(limit=SHOWN)
     for m in notes:
-        out.print(f"[dim]note:[/] {escape(m)}", highlight=False, soft_wrap=True, markup=True)
+        tagged(out, "note:", "dim", m)
     if len(rep.notes) > len(notes):
-        out.print(f"[dim]note:[/] ... {len(rep.notes) - len(notes)} more notes ({_kinds(rep.note_kinds)})",
-                  highlight=False, soft_wrap=True, markup=True)
+        tagged(out, "note:", "dim", f"... {len(rep.notes) - len(notes)} more notes ({_kinds(rep.note_kinds)})")
     for m in errors:
-        err.print(f"[red]error:[/] {escape(m)}", highlight=False, soft_wrap=True, markup=True)
+        tagged(err, "error:", "red", m)
     if len(rep.errors) > len(errors):
-        err.print(f"[red]error:[/] ... {len(rep.errors) - len(errors)} more errors ({_kinds(rep.error_kinds)})",
-                  highlight=False, soft_wrap=True, markup=True)
+        tagged(err, "error:", "red", f"... {len(rep.errors) - len(errors)} more errors ({_kinds(rep.error_kinds)})")
     prefix = "dry run, nothing written: " if dry_run else ""
     out.print(prefix + rep.summary(), highlight=False, soft_wrap=True)
     if rep.new + rep.corrected and not dry_run:
@@ -198,10 +195,10 @@ def ledger_check(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="ru
     except AdakitError as e:
         _fail(e)
     for n in res.notes:
-        out.print(f"[dim]note:[/] {escape(n)}", highlight=False, soft_wrap=True, markup=True)
+        tagged(out, "note:", "dim", n)
     if res.problems:
         for p in res.problems:
-            err.print(f"[red]problem:[/] {escape(p)}", highlight=False, soft_wrap=True, markup=True)
+            tagged(err, "problem:", "red", p)
         err.print(f"{run_dir}: {len(res.problems)} problem(s)", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
     dropped = f", {res.dropped} dropped (nobody could label them)" if res.dropped else ""
