@@ -49,6 +49,10 @@ DROPPED = -1
 DROP = "drop"
 
 
+#: how long a write waits for another process's write transaction before it is `LedgerBusy` (SQLite's busy timeout)
+BUSY_TIMEOUT_S = 30.0
+
+
 def is_drop(value) -> bool:
     """Whether an answer is the word `DROP` (any case, spaces around it ignored)."""
     return isinstance(value, str) and value.strip().lower() == DROP
@@ -187,7 +191,8 @@ class Ledger:
             raise LedgerError(f"{self.path} is not a file; choose another --out folder")
         _inspect_file(self.path)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                        check_same_thread=False)
         except sqlite3.Error as e:
             raise sqlite_error(self.path, e) from e
         try:
@@ -220,7 +225,7 @@ class Ledger:
             mode = "ro&immutable=1"  # nothing can change the file meanwhile
         try:
             self.conn = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode={mode}", uri=True,
-                                        timeout=30.0, isolation_level=None, check_same_thread=False)
+                                        timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise sqlite_error(self.path, e) from e
         try:

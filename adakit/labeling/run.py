@@ -25,7 +25,7 @@ from adakit.data import Domains, load_domains
 from adakit.data.domain import Domain, TensorDomain
 from adakit.data.images import IMAGE_EXTENSIONS, FileImageDomain, read_image
 from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
-from adakit.ledger import DROPPED, Ledger, Query, label_name, means_drop
+from adakit.ledger import BUSY_TIMEOUT_S, DROPPED, Ledger, Query, label_name, means_drop
 from adakit.oracle import class_lookup, close_class, find_class
 from adakit.rundir import sh, stored_experiment
 
@@ -186,7 +186,7 @@ def draws_images(pool: Domain) -> bool:
 
 #: how long an answer waits for another process's write transaction on the ledger before it is refused (503),
 #: in tries of `BUSY_TRY_S`
-BUSY_WAIT_S, BUSY_TRY_S = 30.0, 0.2
+BUSY_WAIT_S, BUSY_TRY_S = BUSY_TIMEOUT_S, 0.2
 
 
 class LabelingRun:
@@ -426,5 +426,5 @@ class LabelingRun:
                     if time.monotonic() >= deadline:
                         raise
                 finally:
-                    self.ledger.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT_S * 1000)}")
+                    self.ledger.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")  # (the ledger's)
             time.sleep(BUSY_TRY_S / 2)
