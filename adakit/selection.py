@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -122,6 +123,26 @@ def _as_module(fn: Any, name: str) -> nn.Module | None:
     return CallableModule(fn)
 
 
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` in eval mode for the block (a BatchNorm's running statistics stay as they are), its mode restored
+    afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _rows_for(module: nn.Module, f: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` rows of the embeddings on ``module``'s device, in its floating dtype (float64 modules get
+    float64 rows)."""
+    param = next(module.parameters(), None)
+    x = f[:n]
+    return x if param is None else x.to(param.device, param.dtype if param.is_floating_point() else x.dtype)
+
+
 def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: int | None, who: str,
                   differentiable: bool = False) -> None:
     """Call ``module`` on a few rows of the embeddings (up to 16, in the module's floating dtype) before any work:
@@ -131,22 +152,15 @@ def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: i
     is a `DataError` naming the keyword."""
     if module is None:
         return
-    param = next(module.parameters(), None)
-    x = f[:16]
-    if param is not None:
-        x = x.to(param.device, param.dtype if param.is_floating_point() else x.dtype)
+    x = _rows_for(module, f, 16)
     shape = "(N,) or (N, 1)" if width == 1 else f"(N, {width or 'C'})"
     expect = f"a tensor of shape {shape} on (N, {f.shape[1]}) float32 embeddings"
-    was_training = module.training
-    module.eval()  # (eval mode: a BatchNorm's running statistics stay as they are)
     try:
-        with torch.no_grad():
+        with _eval_mode(module), torch.no_grad():
             y, again = module(x), module(x)
     except Exception as e:  # noqa: BLE001 - the user's module: any failure is reported with its own message
         raise DataError(f"{who}: {name}= failed on {len(x)} rows of the embeddings (shape {tuple(x.shape)}, "
                         f"{x.dtype}): {type(e).__name__}: {str(e)[:200]}; it must return {expect}") from None
-    finally:
-        module.train(was_training)
     if not isinstance(y, torch.Tensor):
         raise DataError(f"{who}: {name}= returned a {type(y).__name__}; it must return {expect}")
     shapes = [(len(x),), (len(x), 1)] if width == 1 else [(len(x), width)]
@@ -164,15 +178,10 @@ def _check_module(module: nn.Module | None, f: torch.Tensor, name: str, width: i
 
 def _check_gradient(module: nn.Module, x: torch.Tensor, name: str, who: str) -> None:
     """`DataError` unless ``module``'s outputs have a non-zero gradient with respect to its input on ``x``."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.enable_grad():
-            xg = x.detach().clone().requires_grad_(True)
-            y = module(xg)
-            grad = torch.autograd.grad(y.float().sum(), xg, allow_unused=True)[0] if y.requires_grad else None
-    finally:
-        module.train(was_training)
+    with _eval_mode(module), torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        y = module(xg)
+        grad = torch.autograd.grad(y.float().sum(), xg, allow_unused=True)[0] if y.requires_grad else None
     if grad is None or not bool(grad.abs().sum() > 0):
         raise DataError(f"{who}: {name}= gives outputs with no gradient with respect to its input (a function "
                         "under torch.no_grad, or returning .detach()ed or numpy outputs?); the strategy "
@@ -189,15 +198,8 @@ def _warn_if_probabilities(disc: Any, given: torch.Tensor | None, f: torch.Tenso
         return
     if out is None and disc is not None and f is not None:
         module = _as_module(disc, "domain_discriminator")
-        param = next(module.parameters(), None)
-        x = f[:256] if param is None else f[:256].to(param.device, param.dtype)
-        was = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                out = module(x)
-        finally:
-            module.train(was)
+        with _eval_mode(module), torch.no_grad():
+            out = module(_rows_for(module, f, 256))
     if out is not None and out.numel() >= 16 and bool(out.amin() >= 0) and bool(out.amax() <= 1):
         name = "domain_logits=" if given is not None else "domain_discriminator="
         warnings.warn(f"{who}: every value of {name} on the pool lies in [0, 1]: probabilities (a discriminator "
