@@ -278,11 +278,10 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     from adakit.ledger import Ledger
     from adakit.loop import resolve_device
     from adakit.models import build_model
+    from adakit.probe import stored_probe_config
     from adakit.rundir import load_checkpoint, stored_experiment
 
     run_dir = Path(run_dir)
-    from adakit.probe import stored_probe_config
-
     if stored_probe_config(run_dir) is not None:
         raise ConfigError(f"{run_dir} is a linear-probe run (runner: linear_probe), which keeps no model to predict "
                           "with; its results are in summary.json and report.md")
