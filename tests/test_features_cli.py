@@ -267,6 +267,16 @@ def test_export_script_adds_the_pooled_features_of_a_small_model(tmp_path):
     assert script.main([str(tmp_path / "tiny_feat.onnx"), str(tmp_path / "again.onnx")]) == 2  # 'feat' exists
 
 
+def _resnet18_extractor() -> tuple[torch.nn.Module, dict]:
+    """A seeded ResNet-18 without its classifier and the compute_features keywords the tests use with it."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5)
+    net.fc = torch.nn.Identity()
+    return net, {"backbone": net, "device": "cpu", "image_size": 32, "resize": 36, "batch_size": 3}
+
+
 def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module(tiny_images, tmp_path):
     """adakit.features.compute_features: the features as an array, from a folder, paths, PIL images, uint8
     arrays or a Dataset, with a backbone name or your own nn.Module (the CLI's cache_features took only a folder
@@ -275,10 +285,7 @@ def test_compute_features_from_python_on_files_pil_images_arrays_and_your_module
 
     from adakit.features import cache_features, compute_features
 
-    torch.manual_seed(0)
-    net = torchvision.models.resnet18(num_classes=5)
-    net.fc = torch.nn.Identity()
-    kw = {"backbone": net, "device": "cpu", "image_size": 32, "resize": 36, "batch_size": 3}
+    net, kw = _resnet18_extractor()
     files = sorted(tiny_images.rglob("*.png"))
     from_folder = compute_features(tiny_images, **kw)
     assert from_folder.shape == (4, 512)
@@ -330,10 +337,7 @@ def test_compute_features_reads_datasets_of_pil_images_and_grey_arrays_as_image_
 
     from adakit.features import compute_features
 
-    torch.manual_seed(0)
-    net = torchvision.models.resnet18(num_classes=5)
-    net.fc = torch.nn.Identity()
-    kw = {"backbone": net, "device": "cpu", "image_size": 32, "resize": 36, "batch_size": 3}
+    net, kw = _resnet18_extractor()
     files = sorted(tiny_images.rglob("*.png"))
     from_files = compute_features(files, **kw)
     pil = torchvision.datasets.ImageFolder(str(tiny_images))  # items (PIL image, class index)
