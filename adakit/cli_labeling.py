@@ -151,6 +151,7 @@ def ledger_export(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
     corrects with --history). Reads the ledger only (no data, no model); safe while the run trains."""
     import csv
 
+    from adakit.csvcells import safe_cell
     from adakit.errors import ConfigError, DataError
     from adakit.ledger import DROPPED, Ledger
     from adakit.rundir import check_not_ledger, replaced_atomically
@@ -173,7 +174,7 @@ def ledger_export(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
         with replaced_atomically(out_file) as fh:
             w = csv.DictWriter(fh, fieldnames=keys)
             w.writeheader()
-            w.writerows(rows)
+            w.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
     except OSError as e:
         _fail(DataError(f"cannot create the folder of {out_file} ({e.strerror or e})"))
     except AdakitError as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adakit.csvcells import plain_cell, safe_cell
 from adakit.data.domain import Domain
 from adakit.errors import DataError
 from adakit.ledger import DROPPED, is_drop, means_drop
@@ -70,7 +71,7 @@ def export_queries(pool: Domain, classes: list[str], queries, stem: Path, json_t
     with replaced_atomically(_with(stem, ".csv")) as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["sample_id", "label"])
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
     if json_twin:
         with replaced_atomically(_with(stem, ".json")) as fh:
             fh.write(json.dumps(rows, indent=1))
@@ -96,6 +97,8 @@ def _export_state(path: Path) -> tuple[set[str] | None, bool]:
     if rows is None:
         return None, True
     ids = {str(r.get("sample_id") or r.get("id") or "") for r in rows}
+    if path.suffix != ".json":
+        ids = {plain_cell(i) for i in ids}
     filled = any(str(r.get("label") or r.get("answer") or "").strip() for r in rows)
     return ids, filled
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adakit.csvcells import safe_cell
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
@@ -261,9 +262,10 @@ def write_predictions(out_file: Path, ids: list[str], probs: np.ndarray, classes
     pred = probs.argmax(1)
     with replaced_atomically(out_file) as fh:
         w = csv.writer(fh)
-        w.writerow(["id", "predicted", "probability", *(f"p_{c}" for c in classes)])
+        w.writerow(["id", "predicted", "probability", *(safe_cell(f"p_{c}") for c in classes)])
         for i, row in enumerate(probs):
-            w.writerow([ids[i], classes[pred[i]], f"{row[pred[i]]:.6f}", *(f"{p:.6f}" for p in row)])
+            w.writerow([safe_cell(ids[i]), safe_cell(classes[pred[i]]), f"{row[pred[i]]:.6f}",
+                        *(f"{p:.6f}" for p in row)])
 
 
 def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: str | torch.device | None = None,

@@ -63,15 +63,16 @@ def _holder(lock_file: Path) -> str:
     return f"PID {pid} (started {started})"
 
 
-def acquire(run_dir: str | Path) -> Callable[[], None]:
+def acquire(run_dir: str | Path, lock_name: str = LOCK_NAME) -> Callable[[], None]:
     """Take ``run_dir/run.lock`` (creating the folder's lock file); returns the function that releases it.
 
     Raises `RunInUseError` naming the holder's PID when another process holds it. Re-entrant within one
-    process (nested calls share the lock; the outermost release frees it).
+    process (nested calls share the lock; the outermost release frees it). ``lock_name``: another lock file
+    in the folder (`adakit data prepare` locks its output folder with one).
     """
     import fcntl
 
-    lock_file = Path(run_dir) / LOCK_NAME
+    lock_file = Path(run_dir) / lock_name
     key = os.path.realpath(lock_file)
     with _held_guard:
         if key in _held:
@@ -80,7 +81,7 @@ def acquire(run_dir: str | Path) -> Callable[[], None]:
         try:
             fh = open(lock_file, "a+")  # noqa: SIM115 - kept open while the lock is held
         except OSError as e:
-            raise ConfigError(f"cannot create the lock file {lock_file}: {e.strerror or e}; check that the run "
+            raise ConfigError(f"cannot create the lock file {lock_file}: {e.strerror or e}; check that the "
                               "folder is writable") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

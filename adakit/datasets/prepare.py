@@ -24,6 +24,7 @@ import numpy as np
 from adakit.datasets.catalog import DatasetInfo, DomainInfo, get_dataset
 from adakit.datasets.download import download, extract, verify_checksum
 from adakit.errors import ConfigError, DataError
+from adakit.rundir import acquire
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _SKIP = ("__MACOSX",)
@@ -458,19 +459,35 @@ def prepare(name: str, out: str | os.PathLike | None = None, sources: Sequence[s
         if k not in want:
             raise ConfigError(f"expected: {k!r} is not a domain being prepared ({', '.join(want)})")
         want[k] = (int(v), True)
-    if not force and ds.kind != "digits":
-        clash = [out / ds.layout.format(domain=d.name) for d in chosen]
-        clash = [str(p) for p in clash if p.exists()]
+    srcs = [Path(s).expanduser() for s in sources or ()]
+    for s in srcs:
+        if not s.exists():
+            raise DataError(f"--from {s}: no such file or folder")
+        if s.is_dir() and out.resolve().is_relative_to(s.resolve()):  # it would copy its own staging folder
+            raise ConfigError(f"--out {out} lies inside --from {s}; prepare into a folder outside it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(out, e) from None
+    release = acquire(out, f".prepare-{ds.name}.lock")  # one prepare of a dataset per folder: they share staging
+    try:
+        return _prepare_locked(ds, chosen, out, srcs, want, classes, force, verify_images, check_checksums,
+                               progress, download_dir, base_url)
+    finally:
+        release()
+
+
+def _prepare_locked(ds: DatasetInfo, chosen: list[DomainInfo], out: Path, srcs: list[Path],
+                    want: dict[str, tuple[int, bool]], classes: Sequence[str] | None, force: bool,
+                    verify_images: bool, check_checksums: bool, progress: bool,
+                    download_dir: str | os.PathLike | None, base_url: str | None) -> PrepareResult:
+    """`prepare` once ``out`` is locked: checksums or download, staging, layout, checks, install."""
+    notes: list[str] = []
+    if not force and ds.kind != "digits":  # under the lock: another prepare may just have finished
+        clash = [str(p) for p in (out / ds.layout.format(domain=d.name) for d in chosen) if p.exists()]
         if clash:
             raise DataError(f"already prepared: {_short(clash, 3)}; remove it or pass --force to replace it")
-    notes: list[str] = []
-    if sources:
-        srcs = [Path(s).expanduser() for s in sources]
-        for s in srcs:
-            if not s.exists():
-                raise DataError(f"--from {s}: no such file or folder")
-            if s.is_dir() and out.resolve().is_relative_to(s.resolve()):  # it would copy its own staging folder
-                raise ConfigError(f"--out {out} lies inside --from {s}; prepare into a folder outside it")
+    if srcs:
         for s in srcs:
             match = next((f for f in ds.files if f.name == s.name), None)
             if match is not None and s.is_file() and check_checksums:
@@ -490,12 +507,15 @@ def prepare(name: str, out: str | os.PathLike | None = None, sources: Sequence[s
             counts, warnings = _check(ds, layout, chosen, want, classes, verify_images)
         _install(layout, out, outputs, force)
     except OSError as e:  # the output side: a full disk, no permission, a file in the way
-        raise DataError(f"--out {out}: cannot write there ({e.strerror or e}"
-                        + (f": {e.filename}" if e.filename else "") + "); free some space or choose a writable "
-                        "folder, then run the command again") from None
+        raise _unwritable(out, e) from None
     finally:
         _remove_tree(staging)
     return PrepareResult(ds.name, out, counts, notes, warnings)
+
+
+def _unwritable(out: Path, e: OSError) -> DataError:
+    return DataError(f"--out {out}: cannot write there ({e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+                     + "); free some space or choose a writable folder, then run the command again")
 
 
 def _remove_tree(path: Path) -> None:

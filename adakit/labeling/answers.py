@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adakit.csvcells import plain_cell
 from adakit.data import Domains
 from adakit.errors import ConfigError, DataError, LedgerError
 from adakit.labeling.run import open_run
@@ -187,9 +188,9 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
             if not any(cells):
                 report.error(start, "empty row", "empty row")
                 continue
-            sid = cells[id_col] if id_col < len(cells) else ""
-            label = cells[label_col] if label_col < len(cells) else ""
-            name = (cells[class_col] if class_col < len(cells) else "") if class_col is not None else ""
+            sid = plain_cell(cells[id_col]) if id_col < len(cells) else ""
+            label = plain_cell(cells[label_col]) if label_col < len(cells) else ""
+            name = (plain_cell(cells[class_col]) if class_col < len(cells) else "") if class_col is not None else ""
             if not sid:
                 report.error(start, "no sample_id", f"no sample_id (label {label!r})" if label else "no sample_id")
                 continue

@@ -22,6 +22,7 @@ from adakit.data.digits import load_digits
 from adakit.data.images import load_image_folder, load_image_list
 from adakit.datasets import CATALOG, extract, prepare
 from adakit.errors import ConfigError, DataError
+from adakit.rundir import RunInUseError
 
 O31 = {"amazon": {"back_pack": 2, "bike": 1}, "dslr": {"back_pack": 1, "bike": 1},
        "webcam": {"back_pack": 1, "bike": 2}}
@@ -79,6 +80,29 @@ def test_existing_output_needs_force(office31_tar, tmp_path):
         prepare("office31", out, [office31_tar], expected=O31_EXPECTED, progress=False)
     res = prepare("office31", out, [office31_tar], expected=O31_EXPECTED, progress=False, force=True)
     assert res.counts["amazon"] == 3
+
+
+def test_a_second_prepare_into_the_same_folder_waits_for_nothing_and_names_the_first(office31_tar, tmp_path):
+    """Two prepares of one dataset into one folder shared its staging folder (each removed the other's files):
+    the second is refused, naming the first's PID, and leaves the first's staging alone."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o31"
+    out.mkdir()
+    (out / ".staging-office31").mkdir()  # the first prepare's work in progress
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from adakit.rundir import acquire; "
+                               f"acquire({str(out)!r}, '.prepare-office31.lock'); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunInUseError, match=f"{out}.* in use by PID {holder.pid}"):
+            prepare("office31", out, [office31_tar], expected=O31_EXPECTED, progress=False)
+        assert (out / ".staging-office31").is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert prepare("office31", out, [office31_tar], expected=O31_EXPECTED, progress=False).counts == O31_EXPECTED
 
 
 def test_force_replaces_through_a_folder_moved_aside_and_read_only_folders_are_installed(tmp_path, monkeypatch):
@@ -360,6 +384,6 @@ def test_domainnet_from_a_folder_of_zips_and_lists(tmp_path):
     res = prepare("domainnet", tmp_path / "dn", [src], domains=["sketch"], progress=False,
                   expected={"sketch_train": 4, "sketch_test": 2})
     assert res.counts == {"sketch_train": 4, "sketch_test": 2}
-    assert sorted(p.name for p in (tmp_path / "dn").iterdir()) == ["classes.txt", "sketch", "sketch_test.txt",
-                                                                   "sketch_train.txt"]
+    assert sorted(p.name for p in (tmp_path / "dn").iterdir()) == [".prepare-domainnet.lock", "classes.txt", "sketch",
+                                                                   "sketch_test.txt", "sketch_train.txt"]
     assert (src / "clipart.zip").is_file()  # the user's folder is left as it was

@@ -608,3 +608,78 @@ def test_exports_never_replace_the_ledger_and_paths_with_brackets_print_as_they_
         assert res.exit_code == 0 and f"{run}: ledger ok" in res.output, res.output
         res = runner.invoke(app, ["ledger", "export", str(run), str(tmp_path / f"out {name}.csv".replace("/", "_"))])
         assert res.exit_code == 0 and f"out {name}.csv".replace("/", "_") in res.output, res.output
+
+
+def test_ids_and_classes_that_start_a_formula_are_exported_as_text_and_import_back(tmp_path):
+    """CSV injection: a class folder "=SUM(1)" (or "-neg", "@at") would run as a formula when an annotator opens
+    the round's CSV in a spreadsheet. Such cells are written with a leading apostrophe; the run's own file, a
+    copy saved by a spreadsheet (apostrophes gone) and a ledger export all import back to the right samples."""
+    import csv
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+    from adakit.oracle import export_round
+    from adakit.run_model import write_predictions
+
+    classes = ["-neg", "=SUM(1)", "@at"]  # sorted, as the image folder lists them
+    rng = np.random.default_rng(0)
+    for dom in ("src", "tgt"):
+        for k, c in enumerate(classes):
+            (tmp_path / dom / c).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray((rng.random((16, 16, 3)) * 60 + 60 * k).astype(np.uint8)).save(
+                    tmp_path / dom / c / f"{i}.png")
+    cfg = {"data": {"format": "image_folder", "root": str(tmp_path), "source": "src", "target": "tgt",
+                    "image_size": 16, "resize": 16},
+           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": 6, "rounds": 1},
+           "train": {"warmup_iters": 2, "round_iters": 1, "batch_size": 4, "threads": 1}, "oracle": {"kind": "file"}}
+    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(cfg), tmp_path / "r",
+                                                                show_progress=False) as loop:
+        loop.run()
+    ids = waiting.value.open
+    shutil.copytree(tmp_path / "r", tmp_path / "r2")
+    round_csv = tmp_path / "r" / "queries" / "round-1.csv"
+    rows = list(csv.DictReader(round_csv.open(newline="")))
+    assert [r["sample_id"] for r in rows] == ["'" + sid for sid in ids]  # every id starts with a class folder
+    assert all(r["suggested"] in ("'" + c for c in classes) for r in rows)
+    assert all(not r[k].startswith(("=", "-", "+", "@")) for r in rows for k in ("sample_id", "location", "suggested"))
+    # the file still counts as the run's own (same ids): exporting the round again keeps it, no .open.csv
+    d = load_domains(build_config(cfg).data, seed=0)
+    with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
+        queries = [q for q in led.queries() if q.sample_id in ids]
+    assert export_round(d.pool, classes, queries, round_csv.with_suffix("")) == round_csv
+    assert not (tmp_path / "r" / "queries" / "round-1.open.csv").exists()
+    # answers typed into the run's file (apostrophes kept) ...
+    for r in rows:
+        r["label"] = r["sample_id"][1:].split("/")[0]  # the true class, its name as written in the folder
+    filled = tmp_path / "filled.csv"
+    with filled.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    rep = import_answers(tmp_path / "r", filled)
+    truth = {sid: classes.index(sid.split("/")[0]) for sid in ids}
+    assert not rep.errors and _labels(tmp_path / "r")[0] == truth
+    # ... and a copy saved by a spreadsheet, which writes the cells' text without the apostrophe
+    (tmp_path / "saved.csv").write_text("sample_id,label\n" + "".join(f"{sid},{sid.split('/')[0]}\n" for sid in ids))
+    rep = import_answers(tmp_path / "r2", tmp_path / "saved.csv")
+    assert not rep.errors and _labels(tmp_path / "r2")[0] == truth
+    # the ledger export marks its text cells too, and imports back into a fresh copy exactly
+    out = tmp_path / "labels.csv"
+    assert runner.invoke(app, ["ledger", "export", str(tmp_path / "r"), str(out)]).exit_code == 0
+    exported = list(csv.DictReader(out.open(newline="")))
+    assert {r["sample_id"] for r in exported} == {"'" + sid for sid in ids}
+    assert {r["class"] for r in exported} <= {"'" + c for c in classes}
+    shutil.rmtree(tmp_path / "r2")
+    shutil.copytree(tmp_path / "r", tmp_path / "r3")
+    with Ledger(tmp_path / "r3" / "ledger.sqlite") as led:
+        led.conn.execute("DELETE FROM labels")
+    assert import_answers(tmp_path / "r3", out).new == len(ids) and _labels(tmp_path / "r3")[0] == truth
+    # predictions: ids, predicted class and the p_<class> header
+    write_predictions(tmp_path / "pred.csv", ["=id"], np.array([[0.2, 0.5, 0.3]]), classes)
+    pred = list(csv.reader((tmp_path / "pred.csv").open(newline="")))
+    assert pred[0][3:] == ["p_-neg", "p_=SUM(1)", "p_@at"] and pred[1][:2] == ["'=id", "'=SUM(1)"]
