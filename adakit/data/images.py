@@ -284,14 +284,30 @@ def same_file_twice(paths: Sequence[str | Path]) -> tuple[int, int] | None:
     return None
 
 
-def _refuse_line_breaks(files: list[Path], root: Path, name: str) -> None:
-    """A file or folder name with a line break would be a sample id that the query CSVs people answer in cannot
-    hold on one line (their import refuses rows spanning lines): a `DataError` naming it, before any work."""
-    bad = [f for f in files if "\n" in str(f) or "\r" in str(f)]
-    if bad:
-        raise DataError(f"image folder {root} (domain {name!r}): {len(bad)} image path(s) hold a line break, e.g. "
-                        f"{str(bad[0].relative_to(root))!r}; rename them (a sample id must fit on one line of the "
+def refuse_unusable_names(files: list[Path], root: Path, what: str) -> None:
+    """File or folder names that cannot be sample ids: a line break (the query CSVs people answer in could not
+    hold the id on one line; their import refuses rows spanning lines) or bytes that are not UTF-8 (an archive
+    made on an old system: the ledger, the CSVs and the page store ids as UTF-8 text). A `DataError` naming
+    them, before any work. ``what`` names the files' folder in the message."""
+    broken = [f for f in files if "\n" in str(f) or "\r" in str(f)]
+    if broken:
+        raise DataError(f"{what}: {len(broken)} image path(s) hold a line break, e.g. "
+                        f"{str(broken[0].relative_to(root))!r}; rename them (a sample id must fit on one line of the "
                         "CSV files people answer in)")
+    undecodable = [f for f in files if not str(f).isascii() and _not_utf8(str(f))]
+    if undecodable:
+        shown = os.fsencode(undecodable[0].relative_to(root))
+        raise DataError(f"{what}: {len(undecodable)} image path(s) are not UTF-8, e.g. {shown!r} (written by a system "
+                        "with another encoding, such as Latin-1); rename them to UTF-8, e.g. with "
+                        f"`convmv -r -f latin1 -t utf8 --notest {root}`")
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @register_loader("image_folder")
@@ -311,7 +327,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
             raise DataError(f"image folder {path} (domain {name!r}) is empty (no class sub-folders); expected "
                             f"{path}/<class>/<image>, or the images themselves for an unlabelled domain")
         files = find_images(path)  # unlabelled photos, no class folders
-        _refuse_line_breaks(files, path, name)
+        refuse_unusable_names(files, path, f"image folder {path} (domain {name!r})")
         return image_inputs(files, *_sizes(cfg), ids=[f.relative_to(path).as_posix() for f in files],
                             verify=cfg is None or cfg.verify_images, name=name)
     if stray:
@@ -328,7 +344,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not files:
         raise DataError(f"image folder {path} (domain {name!r}) has {len(class_dirs)} class folders but no images "
                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    _refuse_line_breaks(files, path, name)
+    refuse_unusable_names(files, path, f"image folder {path} (domain {name!r})")
     twice = same_file_twice(files)
     if twice is not None:
         first, second = (files[k].relative_to(path).as_posix() for k in twice)

@@ -185,7 +185,7 @@ def _write_classes(layout: Path, classes: Sequence[str]) -> None:
 
 
 def _prep_visda(ds: DatasetInfo, raw: Path, layout: Path, chosen: list[DomainInfo], classes: Classes) -> list[str]:
-    from adakit.data.images import find_images, junk_folder
+    from adakit.data.images import find_images, junk_folder, refuse_unusable_names
 
     folders = {"synthetic": "train", "real": "validation"}
     classes = list(classes)
@@ -202,7 +202,9 @@ def _prep_visda(ds: DatasetInfo, raw: Path, layout: Path, chosen: list[DomainInf
             if cdir.name not in index:
                 raise DataError(f"{ds.title} {d.name}: folder {cdir.name!r} is not one of the classes "
                                 f"{', '.join(classes)}")
-            lines += [f"{p.relative_to(layout).as_posix()} {index[cdir.name]}\n" for p in find_images(cdir)]
+            found = find_images(cdir)
+            refuse_unusable_names(found, layout, f"{ds.title} {d.name}")  # the list is UTF-8 text, one per line
+            lines += [f"{p.relative_to(layout).as_posix()} {index[cdir.name]}\n" for p in found]
         (layout / f"{d.name}.txt").write_text("".join(lines), encoding="utf-8")
         outputs += [sub, f"{d.name}.txt"]
     _write_classes(layout, classes)
@@ -216,7 +218,10 @@ def _prep_domainnet(ds: DatasetInfo, raw: Path, layout: Path, chosen: list[Domai
     for d in chosen:
         dom = d.name.rsplit("_", 1)[0]
         lst = _need(_find(raw, [f"{d.name}.txt"], want_dir=False), ds, f"the list {d.name}.txt")
-        text = lst.read_text(encoding="utf-8")
+        try:
+            text = lst.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{lst}: not a UTF-8 text file ({err}); use the list from the DomainNet release") from None
         for n, line in enumerate(text.splitlines(), start=1):
             parts = line.split()
             if not parts:

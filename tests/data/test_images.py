@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -147,6 +148,11 @@ def test_folder_errors(tmp_path):
     (tmp_path / "nl2" / "new\rline.jpg").write_bytes(b"x")
     with pytest.raises(DataError, match="hold a line break"):
         load_image_folder(tmp_path / "nl2", "nl2")
+    # a Latin-1 name from an old archive: its id could not be stored (UnicodeEncodeError in the run's first write)
+    (tmp_path / "l1" / "cls").mkdir(parents=True)
+    (tmp_path / "l1" / "cls" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"x")
+    with pytest.raises(DataError, match=r"1 image path\(s\) are not UTF-8, e\.g\. b'cls/caf\\xe9\.jpg'.*convmv"):
+        load_image_folder(tmp_path / "l1", "l1")
 
 
 def test_an_image_reached_through_a_link_from_another_class_is_refused(office31, tmp_path):

@@ -201,6 +201,16 @@ def test_visda_image_lists_and_classes(tmp_path):
     real = load_image_list(out / "real.txt", "real")
     assert sorted(set(real.y.tolist())) == [1, 10]  # bicycle, train
     assert "validation/train/0.jpg 10" in (out / "real.txt").read_text()
+    # a file name that is not UTF-8 (Latin-1 from an old system) cannot go into the UTF-8 list: named, no traceback
+    import os
+
+    folder = tmp_path / "visda-folder"
+    for name, data in val.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    (folder / "validation" / "train" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(image_bytes())
+    with pytest.raises(DataError, match=r"VisDA.* real: 1 image path\(s\) are not UTF-8, e\.g\. b.validation/"):
+        prepare("visda", tmp_path / "v2", [folder], domains=["real"], expected={"real": 7}, progress=False)
 
 
 DN_CLASSES = ["aircraft_carrier", "airplane", "alarm_clock"]
