@@ -493,10 +493,12 @@ def _prepare_locked(ds: DatasetInfo, chosen: list[DomainInfo], out: Path, srcs: 
         if clash:
             raise DataError(f"already prepared: {_short(clash, 3)}; remove it or pass --force to replace it")
     if srcs:
-        for s in srcs:
-            match = next((f for f in ds.files if f.name == s.name), None)
-            if match is not None and s.is_file() and check_checksums:
-                notes.append(verify_checksum(s, match.sha256, match.md5, s.name))
+        published = {f.name: f for f in ds.files}
+        for s in srcs if check_checksums else ():  # a published file given, or inside a folder given
+            found = [s] if s.is_file() else sorted(p for p in s.rglob("*") if p.name in published and p.is_file())
+            for f in (f for f in found if f.name in published):
+                notes.append(verify_checksum(f, published[f.name].sha256, published[f.name].md5,
+                                             f.name if f == s else str(f)))
     else:
         srcs, notes = fetch(ds, chosen, Path(download_dir) if download_dir else out / ".downloads", progress,
                             base_url)

@@ -276,6 +276,13 @@ def test_mnist_published_md5_is_checked_on_local_files(tmp_path):
     files = idx_files(tmp_path / "raw", "t10k", 5)
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: checksum mismatch.*9fb629c4189551a2d022fa330f"):
         prepare("mnist", tmp_path / "d", files, domains=["mnist"], expected={"mnist": 5}, progress=False)
+    # also when --from is the folder holding them (its files were taken unchecked), named by their path
+    with pytest.raises(DataError, match=r"raw/t10k-images-idx3-ubyte\.gz: checksum mismatch"):
+        prepare("mnist", tmp_path / "d", [tmp_path / "raw"], domains=["mnist"], expected={"mnist": 5},
+                progress=False)
+    res = prepare("mnist", tmp_path / "d", [tmp_path / "raw"], domains=["mnist"], expected={"mnist": 5},
+                  progress=False, check_checksums=False)
+    assert res.counts == {"mnist": 5}
 
 
 def test_usps_text_and_libsvm(tmp_path):
