@@ -398,9 +398,14 @@ def _check(ds: DatasetInfo, layout: Path, chosen: list[DomainInfo], expected: di
         n = len(dom.y)
         counts[d.name] = n
         want, certain = expected[d.name]
+        ref = classes if classes is not None else ds.classes
+        unknown = [c for c in dom.classes if c not in ref] if ref and ds.kind == "image_folder" else []
+        if unknown:  # a renamed class folder: the counts may still match, the class lists of the domains would not
+            msg = (f"{label}: class folder(s) not in the release's class list: {_short(unknown, 5)} (its classes: "
+                   f"{_short(list(ref), 5)}); rename them as in the release")
+            (errors if certain else warnings).append(msg)
         if n != want:
             msg = f"{label}: {n:,} images, expected {want:,}"
-            ref = classes if classes is not None else ds.classes
             present = {dom.classes[i] for i in np.unique(dom.y[dom.y >= 0])}
             lacking = [c for c in (ref or []) if c not in present]
             if lacking:

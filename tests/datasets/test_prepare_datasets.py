@@ -58,6 +58,18 @@ def test_office31_count_mismatch_names_domain_and_missing_classes(office31_tar, 
     assert not any(p.name.startswith(".staging") for p in out.iterdir())
 
 
+def test_a_renamed_class_folder_is_named_even_when_the_counts_match(tmp_path):
+    """A class folder renamed by hand ("backpack" for "back_pack") passed when the image count matched; the
+    domains' class lists then disagree at the first run. Named, nothing written."""
+    counts = {"amazon": {"backpack": 2, "bike": 1}, "dslr": {"back_pack": 1, "bike": 1},
+              "webcam": {"back_pack": 1, "bike": 2}}
+    arc = write_tar(tmp_path / "o31.tar.gz", {f"x/{k}": v for k, v in office31_members(counts).items()})
+    with pytest.raises(DataError, match=r"Office-31 amazon: class folder\(s\) not in the release's class list: "
+                                        r"backpack \(its classes: back_pack, bike, .*\); rename them"):
+        prepare("office31", tmp_path / "o31", [arc], expected=O31_EXPECTED, progress=False)
+    assert not (tmp_path / "o31" / "images").exists()
+
+
 def test_catalogue_counts_apply_without_override(office31_tar, tmp_path):
     with pytest.raises(DataError, match=r"Office-31 amazon: 3 images, expected 2,817; missing classes: bike_helmet"):
         prepare("office31", tmp_path / "o", [office31_tar], progress=False)
