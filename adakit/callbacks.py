@@ -21,8 +21,9 @@ Callback = Callable[[str, dict], None]
 
 #: every event: (when it happens, the fields its ``info`` always has)
 EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "started": ("`run()` begins, before any training (also when it continues a stopped run)",
-                ("run_dir", "config", "rounds", "budgets")),
+    "started": ("`run()` begins, before any training (also when it continues a stopped run; ``evaluated`` lists "
+                "the ``evaluated`` infos of the rounds already scored, so a logger can add one a kill kept from it)",
+                ("run_dir", "config", "rounds", "budgets", "evaluated")),
     "resumed": ("a continued run restored the checkpoint of its last trained round", ("round",)),
     "queried": ("round *r*'s selection is recorded in the ledger", ("round", "count", "seconds")),
     "labelled": ("the oracle's answers for round *r* are recorded", ("round", "count", "labels")),
@@ -75,6 +76,10 @@ class TensorBoardLogger:
     def __call__(self, kind: str, info: dict) -> None:
         if kind == "started":
             self._open(info)
+            logged = self._logged_rounds()
+            for row in info.get("evaluated", []):  # rounds a kill kept from the event files (before their event)
+                if row["round"] not in logged:
+                    self("evaluated", row)
         w = self._writer
         if w is None:
             return
@@ -105,8 +110,19 @@ class TensorBoardLogger:
             self._writer.close()
         log_dir = self.log_dir or Path(info["run_dir"]) / "tensorboard"
         self._writer = SummaryWriter(log_dir=str(log_dir))
+        self._log_dir = log_dir
         text = yaml.safe_dump(info["config"], sort_keys=False)
         self._writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)  # indented: a code block
+
+
+    def _logged_rounds(self) -> set[int]:
+        """Rounds whose ``target/labels`` the event files in the log folder already hold."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(self._log_dir), size_guidance={"scalars": 0})  # this folder's files only
+        events.Reload()
+        return ({int(e.step) for e in events.Scalars("target/labels")} if "target/labels" in events.Tags()["scalars"]
+                else set())
 
 
 class MLflowLogger:
@@ -142,6 +158,11 @@ class MLflowLogger:
     def __call__(self, kind: str, info: dict) -> None:
         if kind == "started":
             self._start(info)
+            if self.client is not None:
+                logged = {int(m.step) for m in self.client.get_metric_history(self.run_id, "target/labels")}
+                for row in info.get("evaluated", []):  # rounds a kill kept from the store (before their event)
+                    if row["round"] not in logged:
+                        self("evaluated", row)
         if self.client is None:
             return
         r = info.get("round")

@@ -306,6 +306,11 @@ def _check_user_module(model: Any, new_run: bool) -> None:
                       stacklevel=3)
 
 
+def _evaluated_info(row: dict) -> dict:
+    """The ``evaluated`` event's info for a round's metrics row (accuracy None when the test set has no labels)."""
+    return {"accuracy": None, "mean_class_accuracy": None, **row}
+
+
 class ActiveLoop:
     """One experiment in ``run_dir``: config.yaml, ledger.sqlite, metrics.jsonl, summary.json, report."""
 
@@ -620,7 +625,8 @@ class ActiveLoop:
         def start() -> None:
             clean_checkpoints(self.run_dir, led)  # files a killed process left behind
             self.on_event("started", {"run_dir": str(self.run_dir), "config": self.cfg.to_dict(),
-                                       "rounds": len(self.budgets), "budgets": list(self.budgets)})
+                                       "rounds": len(self.budgets), "budgets": list(self.budgets),
+                                       "evaluated": [_evaluated_info(m) for m in led.metrics()]})
 
         self._on_main(start)
         last = self.restore()
@@ -907,8 +913,7 @@ class ActiveLoop:
                                                      **self._validators(r, test_out)})
         self.ledger.record_metrics(r, metrics, n_labels)
         write_atomically(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.ledger.metrics()))
-        self.on_event("evaluated", {"round": r, "labels": n_labels, "accuracy": None, "mean_class_accuracy": None,
-                                    **metrics})
+        self.on_event("evaluated", _evaluated_info({"round": r, "labels": n_labels, **metrics}))
 
     def _validators(self, r: int, test_out: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
         """``val/<name>`` of every validator the run's data allow (no target labels; see adakit.validate)."""

@@ -114,6 +114,45 @@ def test_mlflow_logger_from_config_writes_params_metrics_and_status(logged_run):
     assert run.data.metrics["final_accuracy"] == pytest.approx(summary["final_accuracy"])
 
 
+def test_a_round_a_kill_kept_from_the_loggers_is_added_when_the_run_continues(tmp_path, monkeypatch):
+    """A kill between the ledger's commit of a round's metrics and the ``evaluated`` event left the round out of
+    TensorBoard and MLflow for good. The ``started`` event of the continued run lists the rounds already scored;
+    each logger adds those it lacks, once."""
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    values = {**TINY, "log": {"tensorboard": True, "mlflow": True}}
+    real = {cls: cls.__call__ for cls in (TensorBoardLogger, MLflowLogger)}
+
+    def killed_at_round_1(cls):
+        def call(self, kind, info):
+            if kind == "evaluated" and info["round"] == 1:
+                raise KeyboardInterrupt  # as a kill after the commit, before any logger got the event
+            real[cls](self, kind, info)
+        return call
+
+    for cls in real:
+        monkeypatch.setattr(cls, "__call__", killed_at_round_1(cls))
+    with pytest.raises(KeyboardInterrupt), ActiveLoop(build_config(values), run_dir, show_progress=False) as loop:
+        loop.run()
+    for cls in real:
+        monkeypatch.setattr(cls, "__call__", real[cls])
+    started = []
+    with ActiveLoop.resume(run_dir, show_progress=False,
+                           callbacks=[lambda k, i: started.append(i) if k == "started" else None]) as loop:
+        summary = loop.run()
+    assert [row["round"] for row in started[0]["evaluated"]] == [0, 1]
+    assert started[0]["evaluated"][1]["accuracy"] == pytest.approx(summary["rounds"][1]["accuracy"])
+    scalars, _ = _scalars(run_dir / "tensorboard")
+    assert sorted(scalars["target/accuracy"]) == [(m["round"], pytest.approx(m["accuracy"]))
+                                                  for m in summary["rounds"]]
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("hooks-test").experiment_id])
+    hist = client.get_metric_history(run.info.run_id, "target/accuracy")
+    assert sorted((m.step, m.value) for m in hist) == [(m["round"], pytest.approx(m["accuracy"]))
+                                                      for m in summary["rounds"]]
+
+
 def _events(run_dir: Path, rounds: range, config: dict | None = None):
     yield "started", {"run_dir": str(run_dir), "config": config or {"name": "kw", "query": {"strategy": "x"}},
                       "rounds": 3, "budgets": [5, 5, 5]}
