@@ -39,6 +39,7 @@ from adakit.oracle import CallableOracle, FileOracle, RejectedAnswers, Simulated
 from adakit.pool import PoolView
 from adakit.progress import shown, status
 from adakit.provenance import environment
+from adakit.query.base import check_selection
 from adakit.registry import OBJECTIVES, STRATEGIES
 from adakit.rundir import (
     SWITCHABLE_KEYS,
@@ -742,7 +743,7 @@ class ActiveLoop:
                     "unlabelled samples"):
             sel = self.strategy.select(view, budget, np.random.default_rng([self.cfg.seed, r]))
         seconds = time.perf_counter() - t0
-        self._check_selection(sel.indices, mask, budget)
+        sel = check_selection(sel, mask, budget, f"query.strategy={self.cfg.query.strategy!r}")
         suggested = model_probs[torch.as_tensor(sel.indices)].argmax(1).tolist()
         led.set_meta(f"query_seconds/{r}", seconds)  # before the queries: a recorded round always has its timing
         led.record_queries(r, pool.ids[sel.indices].tolist(), sel.indices.tolist(), sel.scores.tolist(),
@@ -808,15 +809,6 @@ class ActiveLoop:
             out.append(torch.softmax(z.float(), 1).cpu())
         self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, len(self.domains.classes))
-
-    @staticmethod
-    def _check_selection(indices: np.ndarray, taken: np.ndarray, budget: int) -> None:
-        """``taken``: labelled or dropped samples, which no selection may hold."""
-        expected = min(budget, int((~taken).sum()))
-        if len(np.unique(indices)) != len(indices) or taken[indices].any() or len(indices) != expected:
-            raise RuntimeError(f"strategy returned an invalid selection ({len(indices)} indices, expected "
-                               f"{expected} distinct ones from view.unlabelled_indices, which leaves out labelled "
-                               "and dropped samples); this is a bug in the strategy")
 
     def _warmup_hook(self, r: int, iters: int) -> Callable[[int], None] | None:
         """Round 0 with ``train.eval_checkpoints`` = K: record accuracy + validators and save the model at K evenly

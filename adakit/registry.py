@@ -60,6 +60,10 @@ class Registry(Generic[T]):
         base = getattr(importlib.import_module(mod), attr)
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise ConfigError(f"register_{self.kind}({name!r}): {cls!r} must be a subclass of {mod}.{attr}")
+        missing = [m for m in getattr(base, "must_implement", ()) if getattr(cls, m) is getattr(base, m)]
+        if missing:
+            raise ConfigError(f"register_{self.kind}({name!r}): {cls.__name__} must implement "
+                              f"{', '.join(f'{m}()' for m in missing)} (see {mod}.{attr})")
         need = base.Params if issubclass(base.Params, Params) else Params
         if not (isinstance(cls.Params, type) and issubclass(cls.Params, need)):
             raise ConfigError(f"register_{self.kind}({name!r}): {cls.__name__}.Params must subclass "

@@ -19,7 +19,7 @@ from torch import nn
 from adakit.data.objects import numpy_tensor
 from adakit.errors import ConfigError, DataError
 from adakit.pool import ArrayView, CallableModule
-from adakit.query.base import Selection, Strategy, _host
+from adakit.query.base import Selection, Strategy, _host, check_selection
 from adakit.validate.base import probs_atol
 
 ArrayLike = Any  # numpy array, torch tensor (any device) or nested lists
@@ -454,7 +454,8 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{who}: seed= must be what numpy.random.default_rng takes (an int ≥ 0, a sequence of "
                           f"them, a SeedSequence or a Generator), got {seed!r} ({e})") from None
+    unavailable = _pool_mask(exclude, n, "exclude")[0]
     view = ArrayView(mask, full_labels, who=who, probs=p, logits=z, embeddings=f, source_embeddings=src,
-                     head=head_module, objective=provided, domain_logits=d_logits,
-                     unavailable=_pool_mask(exclude, n, "exclude")[0])
-    return strat.select(view, int(budget), rng)
+                     head=head_module, objective=provided, domain_logits=d_logits, unavailable=unavailable)
+    taken = mask | unavailable
+    return check_selection(strat.select(view, int(budget), rng), taken, int(budget), who)

@@ -269,3 +269,33 @@ def test_readme_snippet_of_objectives_in_your_own_loop_runs(readme_python):
     exec(compile(code, "README.md", "exec"), ns)
     assert set(ns["terms"]) == {"ce_source", "adversarial"}
     assert math.isfinite(float(ns["loss"].detach()))
+
+
+def test_objectives_without_parameters_check_dtypes_and_the_head_and_biwaa_reads_the_head_in_eval_mode():
+    """Fine-tuning, SDM and MME have no parameters to compare inputs with: float64 labelled rows beside float32
+    source rows gave terms of mixed dtypes, integer features a raw log_softmax error, a float32 cosine head on
+    float64 features a raw matmul error. BIWAA in eval mode weighed features with its stored copy of the head
+    (zeros before any training step: adversarial = log 2 exactly) instead of the head given."""
+    import math
+
+    from adakit.models.heads import CosineHead
+
+    f32, z32, y = torch.randn(4, 6), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    sdm = adakit.objective("sdm", feature_dim=6, num_classes=3)
+    with pytest.raises(ConfigError, match=r"labelled_features= is torch.float64, source_features= torch.float32"):
+        sdm.losses(source_features=f32, source_logits=z32, source_labels=y, labelled_features=f32.double(),
+                   labelled_logits=z32.double(), labelled_labels=y, progress=0.5)
+    ft = adakit.objective("finetune", feature_dim=6, num_classes=3)
+    with pytest.raises(DataError, match=r"source_logits= must be floating-point .*torch.int64"):
+        ft.losses(source_features=f32, source_logits=z32.long(), source_labels=y, progress=0.5)
+    mme = adakit.objective("mme", feature_dim=6, num_classes=3)
+    with pytest.raises(ConfigError, match=r"head= is torch.float32 on cpu, source_features= torch.float64"):
+        mme.losses(source_features=f32.double(), source_logits=z32.double(), source_labels=y,
+                   target_features=f32.double(), target_logits=z32.double(), progress=0.5, head=CosineHead(6, 3))
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 3)
+    biwaa = adakit.objective("biwaa", feature_dim=6, num_classes=3, pool_size=4).eval()
+    terms = biwaa.losses(source_features=f32, source_logits=head(f32), source_labels=y, target_features=f32 + 1,
+                         target_logits=head(f32 + 1), target_indices=torch.arange(4), progress=0.5, head=head)
+    assert not biwaa.domain_discriminator.head_weight.any()  # an evaluation leaves the copy (and the state) alone
+    assert not math.isclose(float(terms["adversarial"]) / biwaa.params.trade_off, math.log(2), rel_tol=1e-6)

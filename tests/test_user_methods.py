@@ -31,7 +31,7 @@ class LogitGap(adakit.Strategy):
         cand = view.unlabelled_indices
         top2 = (view.logits[cand] / self.params.temperature).topk(2, dim=1).values
         CALLS["strategy"].append((len(view), budget))
-        return top_k(-(top2[:, 0] - top2[:, 1]).numpy(), cand, budget, rng)
+        return top_k(-(top2[:, 0] - top2[:, 1]), cand, budget, rng)
 
 
 class EntropyMin(adakit.Objective):
@@ -107,6 +107,14 @@ def test_registration_rules():
     class Other(adakit.Strategy):
         """Another strategy."""
 
+        def select(self, view, budget, rng):
+            return top_k(view.probs.max(1).values, view.unlabelled_indices, budget, rng)
+
+    class NoSelect(adakit.Strategy):
+        """Forgot select: it registered, and the run failed after its warm-up with an empty NotImplementedError."""
+
+    with pytest.raises(ConfigError, match=r"register_strategy\('no_select'\): NoSelect must implement select\(\)"):
+        adakit.register_strategy("no_select")(NoSelect)
     with pytest.raises(ConfigError, match="strategy 'my_logit_gap' is already registered by .*LogitGap"):
         adakit.register_strategy("my_logit_gap")(Other)
     with pytest.raises(ConfigError, match="strategy 'margin' is already registered"):  # built-ins load first
@@ -123,6 +131,7 @@ def test_registration_rules():
     with pytest.raises(ConfigError, match="Params must subclass adakit.adapt.base.ObjectiveParams"):
         adakit.register_objective("bad_params")(BadParams)
     assert "plain" not in STRATEGIES.names() and "bad_params" not in OBJECTIVES.names()
+    assert "no_select" not in STRATEGIES.names()
 
 
 def test_installed_packages_register_methods_through_entry_points(monkeypatch):
@@ -133,6 +142,9 @@ def test_installed_packages_register_methods_through_entry_points(monkeypatch):
 
     class Plugin(adakit.Strategy):
         """A strategy from an installed package."""
+
+        def select(self, view, budget, rng):
+            return top_k(view.probs.max(1).values, view.unlabelled_indices, budget, rng)
 
     class EntryPoint:
         def __init__(self, name, value, load):
@@ -166,6 +178,9 @@ import adakit
 class First(adakit.Strategy):
     '''Registered before any lookup.'''
 
+    def select(self, view, budget, rng):
+        raise AssertionError("not called")
+
 from adakit.registry import STRATEGIES
 names = STRATEGIES.names()
 assert "first_thing" in names and "margin" in names and "badge" in names, names
@@ -175,3 +190,70 @@ assert sel.indices.tolist() == [0]
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("returned, message", [
+    (lambda cand: cand[:3].tolist(), r"select\(\) returned list, not an adakit.Selection"),
+    (lambda cand: adakit.Selection(np.array([cand[0]] * 3), np.zeros(3)), r"index \d+ picked twice"),
+    (lambda cand: adakit.Selection(np.array([0, cand[0], cand[1]]), np.zeros(3)), "index 0 is labelled"),
+    (lambda cand: adakit.Selection(cand[:2], np.zeros(2)), "2 indices, expected 3"),
+    (lambda cand: adakit.Selection(cand[:3], np.zeros(2)), "2 scores for 3 indices"),
+    (lambda cand: adakit.Selection(np.array([cand[0], cand[1], 10**6]), np.zeros(3)), "index 1000000 outside"),
+])
+def test_a_user_strategys_invalid_selection_is_named_by_select_and_by_the_loop(returned, message, tmp_path):
+    """`adakit.select` handed back whatever a user strategy returned (labelled samples, duplicates); the loop
+    failed with an AttributeError on a list, or one message for every kind of mistake."""
+
+    class Broken(adakit.Strategy):
+        """Returns what the test says."""
+
+        def select(self, view, budget, rng):
+            return returned(view.unlabelled_indices)
+
+    adakit.register_strategy("my_broken")(Broken)
+    try:
+        probs = np.full((20, 2), 0.5)
+        with pytest.raises(ConfigError, match=f"my_broken.*invalid selection: {message}"):
+            adakit.select("my_broken", probs=probs, labelled=np.arange(2), budget=3)
+        cfg = {"data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+               "query": {"strategy": "my_broken"}, "budget": {"total": 3, "rounds": 1},
+               "train": {"warmup_iters": 2, "round_iters": 1, "threads": 1}}
+        if "labelled" in message:  # the run's round 1 has no labelled sample yet: another rule breaks there
+            return
+        with pytest.raises(ConfigError, match=f"query.strategy='my_broken'.*{message}"):
+            adakit.ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    finally:
+        STRATEGIES._items.pop("my_broken", None)
+
+
+def test_a_user_objectives_term_that_clashes_or_is_not_a_scalar_tensor_is_named():
+    """A transfer term named ce_target replaced the labelled cross-entropy silently; a float term crashed the
+    trainer with an AttributeError."""
+
+    class Clash(adakit.Objective):
+        """Returns what the test sets."""
+
+        term: dict = {}
+
+        def transfer_terms(self, model, batch, progress):
+            return self.term
+
+    adakit.register_objective("my_clash")(Clash)
+    try:
+        obj = adakit.objective("my_clash", feature_dim=4, num_classes=2)
+        f, z, y = torch.randn(3, 4), torch.randn(3, 2), torch.tensor([0, 1, 0])
+        kw = {"source_features": f, "source_logits": z, "source_labels": y, "labelled_features": f,
+              "labelled_logits": z, "labelled_labels": y, "progress": 0.5}
+        Clash.term = {"ce_target": torch.tensor(0.0)}
+        with pytest.raises(ConfigError, match="two of its parts return a loss term named 'ce_target'"):
+            obj.losses(**kw)
+        Clash.term = {"x": 0.5}
+        with pytest.raises(ConfigError, match="loss term 'x' must be a 0-dim floating-point tensor .*got 0.5"):
+            obj.losses(**kw)
+        Clash.term = {"x": torch.ones(3)}
+        with pytest.raises(ConfigError, match=r"got a tensor of shape \(3,\)"):
+            obj.losses(**kw)
+        Clash.term = {"x": torch.tensor(0.25)}
+        assert set(obj.losses(**kw)) == {"ce_source", "ce_target", "x"}
+    finally:
+        OBJECTIVES._items.pop("my_clash", None)

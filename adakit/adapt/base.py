@@ -163,8 +163,19 @@ class Objective(nn.Module):
         return {"domain_probe": domain_adversarial_loss(self.domain_discriminator, fs, fu, 1.0)}
 
     def forward(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
-        return {**self.supervised_terms(batch), **self.transfer_terms(model, batch, progress),
-                **self.omega_terms(model, batch), **self.probe_terms(batch)}
+        terms: dict[str, torch.Tensor] = {}
+        for part in (self.supervised_terms(batch), self.transfer_terms(model, batch, progress),
+                     self.omega_terms(model, batch), self.probe_terms(batch)):
+            for k, v in part.items():
+                if k in terms:  # (a term of the same name would silently replace, e.g., ce_target)
+                    raise ConfigError(f"objective {getattr(self, 'name', type(self).__name__)!r}: two of its parts "
+                                      f"return a loss term named {k!r}; give the transfer term another name")
+                if not (isinstance(v, torch.Tensor) and v.dim() == 0 and v.is_floating_point()):
+                    got = f"a tensor of shape {tuple(v.shape)}, {v.dtype}" if isinstance(v, torch.Tensor) else repr(v)
+                    raise ConfigError(f"objective {getattr(self, 'name', type(self).__name__)!r}: loss term {k!r} "
+                                      f"must be a 0-dim floating-point tensor (e.g. a .mean()), got {got}")
+                terms[k] = v
+        return terms
 
     def losses(self, *, source_features: torch.Tensor, source_logits: torch.Tensor, source_labels: Any,
                target_features: torch.Tensor | None = None, target_logits: torch.Tensor | None = None,
@@ -196,6 +207,10 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
     m, c = obj.feature_dim, obj.num_classes
 
     ref = next((p for p in obj.parameters()), None)
+    # an objective without parameters (fine-tuning, SDM, MME) is held to the source features' dtype and device
+    ref_name = "the objective's parameters"
+    if ref is None and isinstance(given["source_features"], torch.Tensor):
+        ref, ref_name = given["source_features"], "source_features="
 
     def part(prefix: str, required: bool, why: str = "") -> tuple | None:
         f, z = given[f"{prefix}_features"], given[f"{prefix}_logits"]
@@ -212,12 +227,17 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise DataError(f"{who}: {key}= must be a (N, {width}) tensor (the objective was built with "
                                 f"feature_dim={m}, num_classes={c}), got {shape}")
+            if not t.is_floating_point():
+                raise DataError(f"{who}: {key}= must be floating-point (the model's outputs), got {t.dtype}")
             if ref is not None and t.device != ref.device:
-                raise ConfigError(f"{who}: {key}= is on {t.device}, the objective's parameters on {ref.device}; "
-                                  f"call objective.to({str(t.device)!r})")
+                raise ConfigError(f"{who}: {key}= is on {t.device}, {ref_name} on {ref.device}; "
+                                  + (f"call objective.to({str(t.device)!r})" if ref_name != "source_features="
+                                     else "put every tensor on one device"))
             if ref is not None and t.dtype != ref.dtype and not torch.is_autocast_enabled(t.device.type):
-                raise ConfigError(f"{who}: {key}= is {t.dtype}, the objective's parameters {ref.dtype}; call "
-                                  f"objective.to({t.dtype}) as for your model, or compute under torch.autocast")
+                fix = (f"call objective.to({t.dtype}) as for your model" if ref_name != "source_features="
+                       else "give them one dtype")
+                raise ConfigError(f"{who}: {key}= is {t.dtype}, {ref_name} {ref.dtype}; {fix}, or compute "
+                                  "under torch.autocast")
         if len(f) != len(z):
             raise DataError(f"{who}: {prefix}_features= has {len(f)} rows, {prefix}_logits= {len(z)}")
         if len(f) == 0:
@@ -282,6 +302,11 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
     if need is not None and isinstance(weight, torch.Tensor) and tuple(weight.shape) != (c, m):
         raise ConfigError(f"{who}: head= has a {tuple(weight.shape)} weight; the objective was built for "
                           f"feature_dim={m}, num_classes={c}, so it needs a ({c}, {m}) one")
+    head_param = next(head.parameters(), None) if isinstance(head, nn.Module) and need is not None else None
+    if head_param is not None and ref is not None and (head_param.device != ref.device or (
+            head_param.dtype != ref.dtype and not torch.is_autocast_enabled(ref.device.type))):
+        raise ConfigError(f"{who}: head= is {head_param.dtype} on {head_param.device}, {ref_name} {ref.dtype} on "
+                          f"{ref.device}; pass the head of the model that computed the features")
     if need == "cosine" and head is not None and not isinstance(head, CosineHead):
         warnings.warn(f"{who}: MME's entropy term is defined on a cosine head (adakit.models.heads.CosineHead); "
                       f"head= is a {type(head).__name__}", UserWarning, stacklevel=3)

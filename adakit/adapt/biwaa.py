@@ -67,13 +67,16 @@ class BackpropWeightedDiscriminator(nn.Module):
         if getattr(head, "bias", None) is not None:
             self.head_bias.copy_(head.bias.detach())
 
-    def weigh(self, f: torch.Tensor, z: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
-        """f' = f ∘ λ∇/‖∇‖; ``z`` defaults to the stored head's logits, ``y`` to argmax z."""
+    def weigh(self, f: torch.Tensor, z: torch.Tensor | None = None, y: torch.Tensor | None = None,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+        """f' = f ∘ λ∇/‖∇‖; ``z`` defaults to the stored head's logits, ``y`` to argmax z; ``weight``: the head's
+        weight to use instead of the stored copy (an evaluation, which leaves the copy as it is)."""
         if z is None:
             z = f.detach().float() @ self.head_weight.float().t() + self.head_bias.float()
         if y is None:
             y = z.argmax(1)
-        return f * backprop_feature_weights(z, y, self.head_weight, self.scale).to(f.dtype)
+        w = self.head_weight if weight is None else weight.detach().to(self.head_weight)
+        return f * backprop_feature_weights(z, y, w, self.scale).to(f.dtype)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.discriminator(self.weigh(f))
@@ -198,15 +201,18 @@ class BIWAA(MSTN):
     # -- terms ------------------------------------------------------------------------------------
     def transfer_terms(self, model: nn.Module, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
         disc = self.domain_discriminator
-        if self.training:  # (an evaluation with another head, e.g. an average, leaves the discriminator's copy)
+        # training: the copy follows the head; an evaluation (e.g. of an averaged head) weighs with the head given
+        # and leaves the copy (and the rest of the state) as it is
+        weight = None if self.training else model.head.weight
+        if self.training:
             disc.sync_head(model.head)
         mask = source_rows(batch)
         fs, zs, ys = batch.fs[mask], batch.zs[mask], batch.ys[mask]
         p_b = self.aggregate_targets(batch.idx_u, batch.zu)
         yu = p_b.argmax(1).to(batch.fu.device)
         lam = grl_schedule(progress, self.params.grl_max, self.params.grl_alpha)
-        adversarial = domain_adversarial_loss(disc.discriminator, disc.weigh(fs, zs, ys),
-                                              disc.weigh(batch.fu, batch.zu, yu), lam)
+        adversarial = domain_adversarial_loss(disc.discriminator, disc.weigh(fs, zs, ys, weight),
+                                              disc.weigh(batch.fu, batch.zu, yu, weight), lam)
         # target centroids: unlabelled (pseudo-labels) + labelled target rows (labels)
         ft, yt = [batch.fu], [yu]
         if batch.fl is not None and len(batch.fl):

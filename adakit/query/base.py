@@ -32,6 +32,35 @@ class Selection:
         self.scores = np.asarray(_host(self.scores), dtype=np.float64)
 
 
+def check_selection(sel: object, taken: np.ndarray, budget: int, who: str) -> Selection:
+    """``sel`` as a strategy's `Strategy.select` must return it, or a `ConfigError` naming the rule it breaks.
+
+    ``taken``: the pool samples no selection may hold (labelled, dropped, excluded). A built-in strategy
+    always passes; the check is for strategies people write (`adakit.register_strategy`)."""
+    if not isinstance(sel, Selection):
+        raise ConfigError(f"{who}: invalid selection: select() returned {type(sel).__name__}, not an "
+                          "adakit.Selection(indices, scores)")
+    idx, n = sel.indices, len(taken)
+    expected = min(budget, int((~taken).sum()))
+    problem = ("indices must be one-dimensional" if idx.ndim != 1 else
+               f"{len(sel.scores)} scores for {len(idx)} indices" if sel.scores.shape != idx.shape else
+               f"index {idx[(idx < 0) | (idx >= n)][0]} outside the pool of {n}" if ((idx < 0) | (idx >= n)).any() else
+               f"index {_first_repeat(idx)} picked twice" if len(np.unique(idx)) != len(idx) else
+               f"index {idx[taken[idx]][0]} is labelled, dropped or excluded" if taken[idx].any() else
+               f"{len(idx)} indices, expected {expected} (the budget, or every unlabelled sample when fewer)"
+               if len(idx) != expected else None)
+    if problem is not None:
+        raise ConfigError(f"{who}: invalid selection: {problem}; pick from view.unlabelled_indices (which leaves "
+                          "out labelled, dropped and excluded samples), each at most once, min(budget, their "
+                          "number) of them")
+    return sel
+
+
+def _first_repeat(idx: np.ndarray) -> int:
+    values, counts = np.unique(idx, return_counts=True)
+    return int(values[counts > 1][0])
+
+
 class Strategy:
     """Base strategy. Subclasses set ``Params`` and implement `select`.
 
@@ -40,6 +69,8 @@ class Strategy:
     """
 
     Params = Params
+    #: what a registered subclass must define (`adakit.register_strategy` checks it)
+    must_implement: tuple[str, ...] = ("select",)
     needs: frozenset[str] = frozenset()
     #: the selection reads nothing of the pool but ``probs`` (so ``query.probs_from: probe`` may replace them)
     probs_only: bool = False
@@ -48,7 +79,7 @@ class Strategy:
         self.params = params
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement select(view, budget, rng)")
 
     def provided(self, view, need: str):
         """The module the objective provides under ``need`` (e.g. its domain discriminator), or a clear error."""
