@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from adakit.csvcells import plain_cell, safe_cell
 from adakit.data.domain import Domain
@@ -256,12 +257,16 @@ class CallableOracle:
     def label(self, queries, round_index: int) -> dict[str, int]:
         idx = np.array([q.pool_index for q in queries], dtype=np.int64)
         raw = self.labels_for(idx.copy())
+        where = f"oracle {self.name}() in round {round_index}"
         if hasattr(raw, "detach"):  # a torch tensor
             raw = raw.detach().cpu().numpy()
-        if raw is None:
-            raw = np.zeros(0)
-        y = np.array(raw, dtype=object) if isinstance(raw, (list, tuple)) else np.asarray(raw)  # mixed items kept
-        where = f"oracle {self.name}() in round {round_index}"
+        if raw is None or isinstance(raw, (dict, str, bytes)) or not hasattr(raw, "__len__"):
+            raise DataError(f"{where}: returned {'None (a missing return?)' if raw is None else type(raw).__name__}; "
+                            f"return one label per index ({len(idx)} here) as a list, numpy array or tensor")
+        if isinstance(raw, (list, tuple)):  # mixed items kept (an object array); 0-d tensors as their values
+            y = np.array([v.item() if isinstance(v, torch.Tensor) and v.dim() == 0 else v for v in raw], dtype=object)
+        else:
+            y = np.asarray(raw)
         if y.ndim != 1 or len(y) != len(idx):
             raise DataError(f"{where}: returned {y.shape if y.ndim != 1 else len(y)} labels for {len(idx)} "
                             "indices; return one label per index, in the same order")
@@ -270,10 +275,11 @@ class CallableOracle:
         answers: dict[str, int] = {}
         bad: list[str] = []
         index = class_lookup(self.classes)
-        # numpy may have made texts from indices (np.where(unsure, DROP, y)); an array of class names (and drops)
-        # only is taken as names, otherwise a text that names one class and indexes another is ambiguous
-        numpy_text = y.dtype.kind in "US" and not all(
-            _no_answer(v) or is_drop(v) or str(v).strip() in index for v in y.tolist())
+        # numpy may have made texts from indices (np.where(unsure, DROP, y)): in a text array that holds a drop, or
+        # anything but class names, a text that names one class and indexes another is ambiguous (an array of
+        # class names only is taken as names)
+        numpy_text = y.dtype.kind in "US" and any(
+            is_drop(v) or not (_no_answer(v) or str(v).strip() in index) for v in y.tolist())
         for q, v in zip(queries, y.tolist()):
             v = v.item() if isinstance(v, np.generic) else v
             if _no_answer(v):

@@ -307,6 +307,12 @@ def test_callable_oracle_validates_what_the_function_returns():
     with pytest.raises(RejectedAnswers, match="label 'd' for pool index 7 is not in the class list") as e:
         answered(lambda idx: ["a", "d"])
     assert e.value.answers == {"target/4": 0}
+    # what a function returns by mistake is named (None read as "0 labels for 2 indices", a dict as "() labels")
+    for returned, named in ((None, r"returned None \(a missing return\?\)"), ({4: 1}, "returned dict"),
+                            ((i for i in range(2)), "returned generator"), (3, "returned int")):
+        with pytest.raises(DataError, match=named + "; return one label per index"):
+            answered(lambda idx, r=returned: r)
+    assert answered(lambda idx: [torch.tensor(2), torch.tensor(0)]) == {"target/4": 2, "target/7": 0}
 
 
 def test_callable_oracle_refuses_index_texts_that_name_another_class():
@@ -331,10 +337,15 @@ def test_callable_oracle_refuses_index_texts_that_name_another_class():
     assert answered(lambda idx: np.where(unsure, "drop", y.astype(object))) == \
         {"target/4": 1, "target/7": 2, "target/8": DROPPED}
     assert answered(lambda idx: ["1", "9", "drop"]) == {"target/4": 0, "target/7": 2, "target/8": DROPPED}
-    names = np.array(classes)  # a numpy array of class names only (and drops) is read as names
+    names = np.array(classes)  # a numpy array of class names only is read as names
     assert answered(lambda idx: names[[0, 2, 1]]) == {"target/4": 0, "target/7": 2, "target/8": 1}
-    assert answered(lambda idx: np.where(unsure, "drop", names[[0, 2, 1]])) == \
-        {"target/4": 0, "target/7": 2, "target/8": DROPPED}
+    # with a drop in it, the same texts may be indices numpy turned into text: np.where(unsure, DROP, [1, 1, 1])
+    # gives ['1', '1', 'drop'], all class names, which were read as class "1" instead of index 1 ("7")
+    for returned in (np.where(unsure, "drop", np.array([1, 1, 1])), np.where(unsure, "drop", names[[0, 2, 1]])):
+        with pytest.raises(RejectedAnswers, match="label '1' for pool index 4 is both the name of class 0"):
+            answered(lambda idx, r=returned: r)
+    assert answered(lambda idx: np.where(unsure, "drop", names[[2, 2, 1]])) == \
+        {"target/4": 2, "target/7": 2, "target/8": DROPPED}  # "9" names class 2 and indexes none: not ambiguous
 
 
 def test_resume_keeps_the_stored_class_list_and_refuses_another_order(tmp_path):
@@ -635,3 +646,44 @@ def test_a_dataset_of_pil_images_is_read_as_image_files_are(tmp_path):
     torch.testing.assert_close(x, expected)
     assert loop.domains.source.load(np.array([0]), train=True).shape == (1, 3, 16, 16)
     assert len(loop.run()["rounds"]) == 3
+
+
+def test_dataset_targets_follow_the_target_transform_and_are_checked_against_the_items():
+    """torchvision's ImageFolder keeps .targets as folder indices while items pass through target_transform
+    (how people line one domain's folders up with another's classes): adakit read .targets and trained on the
+    untransformed labels, silently. Items (x, None) are unknown labels, not class names."""
+    from adakit.data.objects import as_domain
+
+    class Folders(torch.utils.data.Dataset):  # as torchvision.datasets.ImageFolder stores its labels
+        def __init__(self, target_transform=None, targets=None):
+            self.targets = targets if targets is not None else [0, 1, 2, 3, 0, 1, 2, 3]
+            self.target_transform = target_transform
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            y = self.targets[i] if self.target_transform is None else self.target_transform(self.targets[i])
+            return torch.full((3,), float(i)), y
+
+    flip = {0: 3, 1: 2, 2: 1, 3: 0}
+    dom = as_domain(Folders(target_transform=flip.get), "src", classes=["a", "b", "c", "d"])
+    assert dom.y.tolist() == [3, 2, 1, 0, 3, 2, 1, 0]
+    merged = as_domain(Folders(target_transform=lambda t: t // 2), "src", classes=["ab", "cd"])
+    assert merged.y.tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
+
+    class Stale(Folders):  # .targets edited after the fact, the items not
+        def __getitem__(self, i):
+            return torch.zeros(3), [0, 1, 2, 3, 0, 1, 2, 3][i]
+
+    with pytest.raises(DataError, match=r"src: dataset.targets\[0\] is 3 but dataset\[0\] gives the label 0"):
+        as_domain(Stale(targets=[3, 2, 1, 0, 3, 2, 1, 0]), "src", classes=["a", "b", "c", "d"])
+
+    class Unknown(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.zeros(2), (None if i else 1)
+
+    assert as_domain(Unknown(), "tgt", classes=["a", "b"]).y.tolist() == [1, -1, -1]

@@ -123,6 +123,12 @@ def _labels(y: Any, n: int, classes: Sequence[str] | None, where: str) -> np.nda
     if y is None:
         return np.full(n, -1, dtype=np.int64)
     arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.dtype == object and arr.ndim == 1 and len(arr) == n and any(v is None for v in arr):
+        unknown = np.array([v is None for v in arr])  # items (x, None): unknown labels
+        known = _labels(np.array([_plain(v) for v in arr[~unknown]]), int((~unknown).sum()), classes, where)
+        out = np.full(n, -1, dtype=np.int64)
+        out[~unknown] = known
+        return out
     if arr.ndim != 1 or len(arr) != n:
         raise DataError(f"{where}: labels must be one per sample, shape ({n},); got shape {arr.shape}")
     if arr.dtype.kind in "US O".replace(" ", ""):
@@ -139,18 +145,46 @@ def _labels(y: Any, n: int, classes: Sequence[str] | None, where: str) -> np.nda
 
 
 def _dataset_labels(ds: Any, where: str) -> Any:
-    """Labels of a Dataset: its ``targets`` / ``labels`` attribute when it has one, else one pass over items."""
-    for attr in ("targets", "labels"):
-        if hasattr(ds, attr) and len(getattr(ds, attr)) == len(ds):
-            return getattr(ds, attr)
+    """Labels of a Dataset: its ``targets`` / ``labels`` attribute when it has one (passed through the dataset's
+    ``target_transform``, as its items are, and checked against a few items), else one pass over items."""
     first = ds[0]
     if isinstance(first, Mapping):
         raise _mapping_item(first, where)
+    for attr in ("targets", "labels"):
+        if hasattr(ds, attr) and len(getattr(ds, attr)) == len(ds):
+            labels = getattr(ds, attr)
+            transform = getattr(ds, "target_transform", None)
+            if transform is not None:  # (torchvision's ImageFolder: .targets are the folder indices before it)
+                labels = [transform(t) for t in labels]
+            _check_item_labels(ds, labels, attr, where)
+            return labels
     if not isinstance(first, (tuple, list)) or len(first) == 1:  # x alone, or (x,) as TensorDataset(X) gives
         return None
     if len(first) != 2:
-        raise DataError(f"{where}: dataset items must be (x, y), (x,) or x alone; got a {len(first)}-tuple")
+        raise DataError(f"{where}: dataset items must be (x, y), (x,) or x alone; got a {len(first)}-tuple (return "
+                        "(x, y) from __getitem__, or give the dataset a .targets list of its labels)")
     return [ds[i][1] for i in range(len(ds))]
+
+
+def _check_item_labels(ds: Any, labels: Any, attr: str, where: str, checks: int = 5) -> None:
+    """The labels of a few evenly spaced items agree with ``labels`` (read from ``ds.<attr>``), or a `DataError`."""
+    n = len(ds)
+    for i in np.unique(np.linspace(0, n - 1, min(n, checks)).astype(int)).tolist():
+        item = ds[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            return
+        given, listed = _plain(item[1]), _plain(labels[i])
+        if given is not None and given != listed and str(given) != str(listed):
+            raise DataError(f"{where}: dataset.{attr}[{i}] is {listed!r} but dataset[{i}] gives the label {given!r}; "
+                            f"adakit reads the labels from .{attr} (a pass over the items would load every "
+                            f"sample): make the two agree, or delete the dataset's .{attr} attribute")
+
+
+def _plain(v: Any) -> Any:
+    """A label as a plain Python value (0-d tensors and numpy scalars unwrapped)."""
+    if isinstance(v, torch.Tensor) and v.dim() == 0:
+        return v.item()
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _class_list(classes: Sequence[str] | None, y: np.ndarray) -> list[str]:
