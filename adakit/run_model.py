@@ -102,8 +102,9 @@ class RunModel:
             dom = X
         elif _is_dataset(X):
             n = len(X)
+            data = self.config.data  # a Dataset of PIL images is read at the run's sizes, as in training
             dom = DatasetDomain(name="input", classes=[], ids=np.arange(n).astype(str), y=np.full(n, -1),
-                                dataset=X)
+                                dataset=X, image_size=data.image_size, resize=data.resize)
         else:
             x = _to_tensor(X[0] if isinstance(X, tuple) else X, "input")  # a tuple is (X, y); a list is rows
             if x.dim() < 1:
@@ -146,7 +147,8 @@ class RunModel:
         if not self._image_files_run:
             raise DataError(f"input: image paths or PIL images, but the run {self.run_dir} did not train on image "
                             f"files (data.format={self.config.data.format!r}); pass arrays of shape "
-                            f"(N, *{tuple(self.input_shape)})")
+                            f"(N, *{tuple(self.input_shape)}) prepared as its training data were, or a Dataset "
+                            "like the one it trained on")
         return image_inputs(items, *_sizes(self.config.data), verify=False)  # (a bad file is named when loaded)
 
     @torch.no_grad()

@@ -646,6 +646,12 @@ def test_a_dataset_of_pil_images_is_read_as_image_files_are(tmp_path):
     torch.testing.assert_close(x, expected)
     assert loop.domains.source.load(np.array([0]), train=True).shape == (1, 3, 16, 16)
     assert len(loop.run()["rounds"]) == 3
+    # the finished run predicts on such a Dataset at its own sizes (it read them at 224 and refused the shape)
+    import adakit
+
+    model = adakit.load_run(tmp_path / "r", backbone=net)
+    _, logits = loop.infer(loop.domains.pool)
+    torch.testing.assert_close(torch.as_tensor(model.predict_proba(target)), torch.softmax(logits, 1))
 
 
 def test_dataset_targets_follow_the_target_transform_and_are_checked_against_the_items():
