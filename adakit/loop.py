@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import json
 import pickle
 import random
@@ -307,6 +308,27 @@ def _check_user_module(model: Any, new_run: bool) -> None:
                       stacklevel=3)
 
 
+def _callbacks(callbacks: Any, on_event: Any) -> list[Callable[[str, dict], None]]:
+    """``callbacks=`` (a function, a list of them or None) and ``on_event=`` as one checked list."""
+    given = [] if callbacks is None else [callbacks] if callable(callbacks) else callbacks
+    try:
+        given = [*given, *([on_event] if on_event is not None else [])]
+    except TypeError:
+        raise ConfigError(f"callbacks=: expected a list of functions callback(kind, info), got "
+                          f"{type(callbacks).__name__}") from None
+    for cb in given:
+        if not callable(cb):
+            raise ConfigError(f"callbacks= / on_event=: {cb!r} is not a function callback(kind, info)")
+        try:
+            inspect.signature(cb).bind("started", {})
+        except TypeError:
+            raise ConfigError(f"callbacks= / on_event=: {cb!r} cannot be called as callback(kind, info) (two "
+                              "arguments: the event's name and its info dict)") from None
+        except ValueError:  # (no signature to read, e.g. some built-ins)
+            pass
+    return given
+
+
 def _evaluated_info(row: dict) -> dict:
     """The ``evaluated`` event's info for a round's metrics row (accuracy None when the test set has no labels)."""
     return {"accuracy": None, "mean_class_accuracy": None, **row}
@@ -346,8 +368,8 @@ class ActiveLoop:
         self.run_dir = Path(run_dir).absolute()  # (a later os.chdir must not split the run over two folders)
         self.dist = distributed.init(cfg.train.device)  # torchrun: join the process group (no-op otherwise)
         self.show_progress = show_progress and self.dist.main
-        self.callbacks: list[Callable[[str, dict], None]] = [*loggers_from_config(cfg.log), *callbacks,
-                                                             *([on_event] if on_event else [])] \
+        self.callbacks: list[Callable[[str, dict], None]] = [*loggers_from_config(cfg.log),
+                                                             *_callbacks(callbacks, on_event)] \
             if self.dist.main else []  # torchrun: events (and loggers) on rank 0 only
         if ledger_path.is_file():
             stored = stored_config(self.run_dir, required=False)  # read-only: a damaged ledger stays untouched
@@ -412,6 +434,8 @@ class ActiveLoop:
             raise ConfigError(f"{self.run_dir}: another process started a run of a different config here meanwhile "
                               f"({config_changes(stored, cfg, ignore=SWITCHABLE_KEYS)}); run this config in another "
                               "folder")
+        if stored is not None:
+            self._check_same_model(self.ledger.get_meta("model") or {})
         if not (self.run_dir / "config.yaml").is_file():  # (also when a kill came between the ledger and the file)
             write_atomically(self.run_dir / "config.yaml",
                              yaml.safe_dump(self.ledger.get_meta("config"), sort_keys=False))
@@ -486,6 +510,18 @@ class ActiveLoop:
                 raise ConfigError(f"{name}= is not the data {self.run_dir} was started with: {diff}; resume it "
                                   "with the same arrays/Dataset")
 
+    def _check_same_model(self, stored: dict) -> None:
+        """A continued run has the model it started with: another module (class or widths) would train on, and its
+        checkpoints could never be loaded (`adakit.load_run` rebuilds the stored one)."""
+        now = self.rebuild_info()
+        changed = [f"{k} {stored[k]!r} → {now.get(k)!r}" for k in ("backbone_class", "backbone_dim", "feature_dim")
+                   if k in stored and stored[k] != now.get(k)]
+        if changed:
+            what = "model=" if self._objects.backbone is not None else "model settings"
+            raise ConfigError(f"{self.run_dir}: the run was started with another model ({', '.join(changed)}); "
+                              f"continue it with the same {what} (for your own module: the same class, built "
+                              "with the same sizes)")
+
     def rebuild_info(self) -> dict:
         """What `adakit.load_run` needs to rebuild the model without the data (stored in the ledger meta)."""
         backbone = self.model.backbone
@@ -528,6 +564,11 @@ class ActiveLoop:
                                   f"{given.feature_dim}, num_classes={given.num_classes}, but the model has "
                                   f"{self.model.feature_dim} and {len(d.classes)}; pass the objective by name with "
                                   "its parameters instead: objective=(name, params)")
+            if given.per_sample_memory and getattr(given, "pool_size", 0) != len(d.pool):
+                raise ConfigError(f"objective=: the {type(given).__name__} instance keeps a memory of "
+                                  f"pool_size={getattr(given, 'pool_size', 0)} target samples, but the target pool "
+                                  f"has {len(d.pool)}; build it with pool_size={len(d.pool)}, or pass it by name: "
+                                  "objective=(name, params)")
             self.objective = given.to(self.device)
             return
         self.objective = obj_cls(obj_params, feature_dim=self.model.feature_dim, num_classes=len(d.classes),

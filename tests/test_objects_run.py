@@ -143,6 +143,12 @@ def test_resume_with_other_data_names_the_domain_and_the_difference(tmp_path):
     res = CliRunner().invoke(app, ["import-labels", str(tmp_path / "r"), str(answers)])
     # import-labels reads an object run from its ledger alone; a sample never queried is rejected by name
     assert res.exit_code == 1 and "'target/0': not one of the run's queried samples" in res.output, res.output
+    # another module (here: a wider one) went on training, and the finished run could then never be loaded
+    wider = nn.Sequential(nn.Linear(6, 32), nn.ReLU())
+    with pytest.raises(ConfigError, match=r"started with another model \(backbone_class 'user_run.Net' → "
+                                          r"'torch.nn.modules.container.Sequential', backbone_dim 12 → 32\); continue "
+                                          r"it with the same model="):
+        ActiveLoop.resume(tmp_path / "r", **{**objs, "model": wider}, show_progress=False)
     # the same objects: the finished run is loaded, nothing changes
     again = ActiveLoop.resume(tmp_path / "r", **objs, show_progress=False)
     assert len(again.ledger.current_labels()) == 8
@@ -693,3 +699,53 @@ def test_dataset_targets_follow_the_target_transform_and_are_checked_against_the
             return torch.zeros(2), (None if i else 1)
 
     assert as_domain(Unknown(), "tgt", classes=["a", "b"]).y.tolist() == [1, -1, -1]
+
+
+def test_a_module_whose_output_changes_in_training_mode_is_named(tmp_path):
+    """torchvision's GoogLeNet returns a tuple of outputs in training mode only: the dry run (eval mode) passed and
+    training failed with "'tuple' object has no attribute 'flatten'"; another width with a raw matmul error."""
+
+    class TrainTuple(nn.Module):
+        def __init__(self, wider_in_training=False):
+            super().__init__()
+            self.lin, self.wider = nn.Linear(6, 8), wider_in_training
+
+        def forward(self, x):
+            f = self.lin(x)
+            if self.training:
+                return torch.cat([f, f], 1) if self.wider else (f, f)
+            return f
+
+    rng = np.random.default_rng(0)
+    data = {"source": (rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)),
+            "target": (rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30))}
+    for module, got in ((TrainTuple(), "returned tuple"), (TrainTuple(True), r"returned \(\d+, 16\) \(16 features")):
+        with pytest.raises(ConfigError, match=f"model=: in training mode your module {got}.*aux_logits=False"):
+            ActiveLoop(SMALL, tmp_path / f"r{id(module)}", **data, model=module, show_progress=False).run()
+
+
+def test_callbacks_and_an_objective_instance_are_checked_before_the_run_folder_exists(tmp_path):
+    """callbacks=show (one function) was a raw TypeError, [1] or a one-argument function one after the ledger was
+    written; a BIWAA instance built for another pool size an IndexError deep in training."""
+    import adakit
+
+    rng = np.random.default_rng(0)
+    data = {"source": (rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)),
+            "target": (rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30))}
+    seen = []
+
+    def show(kind, info):
+        seen.append(kind)
+
+    for bad, message in (([1], "1 is not a function"), (3, "expected a list of functions"),
+                         (lambda kind: None, r"cannot be called as callback\(kind, info\)")):
+        with pytest.raises(ConfigError, match=message):
+            ActiveLoop(SMALL, tmp_path / "r", **data, callbacks=bad, show_progress=False)
+        assert not (tmp_path / "r").exists()
+    biwaa = adakit.objective("biwaa", feature_dim=4, num_classes=2, pool_size=10)
+    with pytest.raises(ConfigError, match=r"pool_size=10 target samples, but the target pool has 30; build it with "
+                                          r"pool_size=30"):
+        ActiveLoop(SMALL, tmp_path / "r", **data, objective=biwaa, show_progress=False)
+    assert not (tmp_path / "r").exists()
+    ActiveLoop(SMALL, tmp_path / "r", **data, callbacks=show, show_progress=False).run()  # one function, no list
+    assert seen[0] == "started" and seen[-1] == "done"

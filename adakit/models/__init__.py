@@ -71,7 +71,16 @@ class CustomBackbone(nn.Module):
         self.out_dim = int(out[0].numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x).flatten(1)
+        out = self.module(x)
+        if not isinstance(out, torch.Tensor) or out.dim() < 2 or out[0].numel() != self.out_dim:
+            mode = "training" if self.module.training else "eval"
+            got = (f"{tuple(out.shape)} ({out[0].numel() if out.dim() > 1 else 'no'} features per input)"
+                   if isinstance(out, torch.Tensor) else type(out).__name__)
+            raise ConfigError(f"model=: in {mode} mode your module returned {got} for a batch of shape "
+                              f"{tuple(x.shape)}; it must return one (N, {self.out_dim}) feature tensor in both modes, "
+                              "as in its first call (torchvision's GoogLeNet / Inception3 return extra outputs in "
+                              "training mode: build them with aux_logits=False)")
+        return out.flatten(1)
 
 
 def build_model(cfg, input_shape: tuple[int, ...], num_classes: int, backbone: nn.Module | None = None,
