@@ -308,6 +308,11 @@ def _check_user_module(model: Any, new_run: bool) -> None:
                       stacklevel=3)
 
 
+#: the weights your own module (``model=``) had when its run was created, kept until the warm-up's checkpoint
+#: exists: a run continued before then starts from them, not from the module object as it is now
+INITIAL_MODULE = "initial-module.pt"
+
+
 def _callbacks(callbacks: Any, on_event: Any) -> list[Callable[[str, dict], None]]:
     """``callbacks=`` (a function, a list of them or None) and ``on_event=`` as one checked list."""
     given = [] if callbacks is None else [callbacks] if callable(callbacks) else callbacks
@@ -426,6 +431,9 @@ class ActiveLoop:
             with run_lock(self.run_dir):  # a second new run in this folder fails with "in use by PID"
                 stored = self.ledger.get_meta("config")
                 if stored is None:
+                    if self._objects.backbone is not None:
+                        with replaced_atomically(self.run_dir / INITIAL_MODULE, binary=True) as fh:
+                            torch.save(self._objects.backbone.state_dict(), fh)
                     self.ledger.set_meta("model", self.rebuild_info())
                     if self._objects.fingerprint is not None:
                         self.ledger.set_meta("data_fingerprint", self._objects.fingerprint)
@@ -674,6 +682,8 @@ class ActiveLoop:
         last = self.restore()
         if last is not None:
             self.on_event("resumed", {"round": last})
+        else:
+            self._restore_initial_module()
         # rounds beyond the schedule exist when `adakit query` added them: they are trained too
         for r in range(last or 0, self._on_main(lambda: max(len(self.budgets), led.last_round())) + 1):
             if last is None or r > last:
@@ -873,6 +883,22 @@ class ActiveLoop:
                                      show_progress=self.show_progress, on_step=self._warmup_hook(r, iters))
         self._on_main(lambda: self._save_round(r, iters, stats))
 
+    def _restore_initial_module(self) -> None:
+        """No checkpoint yet: your module starts from the weights it had when the run was created (the object
+        passed again may have been trained in place by the interrupted process, or built without a seed)."""
+        path = self.run_dir / INITIAL_MODULE
+        if self._objects.backbone is None or not path.is_file():
+            return
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self._objects.backbone.load_state_dict(state)
+            if hasattr(self, "_backbone_init"):  # (BIWAA-I's later warm-up runs start from them too)
+                self._backbone_init = {k: v.detach().clone() for k, v in state.items()}
+        except (RuntimeError, OSError, pickle.UnpicklingError) as e:
+            raise ConfigError(f"{path}: cannot restore your module's initial weights ({' '.join(str(e).split())[:200]})"
+                              "; pass the module the run was started with, or delete this file to start the warm-up "
+                              "from the module as it is") from None
+
     def _save_round(self, r: int, iters: int, stats: dict) -> None:
         """Round r's checkpoint and training stats (rank 0 only under torchrun)."""
         ck_dir = self.run_dir / "checkpoints"
@@ -885,6 +911,7 @@ class ActiveLoop:
         self.ledger.record_checkpoint(r, str(path.relative_to(self.run_dir)))
         if prev is not None and prev[0] not in (0, r):  # the warm-up checkpoint is kept (see adopt_warmup)
             self._checkpoint(prev[1]).unlink(missing_ok=True)
+        (self.run_dir / INITIAL_MODULE).unlink(missing_ok=True)  # a checkpoint now holds what a resume needs
         self.on_event("trained", {"round": r, "iters": iters, **stats})
 
     def _warmup_runs(self, idx: np.ndarray, y: np.ndarray, iters: int) -> dict:

@@ -749,3 +749,40 @@ def test_callbacks_and_an_objective_instance_are_checked_before_the_run_folder_e
     assert not (tmp_path / "r").exists()
     ActiveLoop(SMALL, tmp_path / "r", **data, callbacks=show, show_progress=False).run()  # one function, no list
     assert seen[0] == "started" and seen[-1] == "done"
+
+
+def test_a_module_trained_in_place_by_an_interrupted_warm_up_starts_again_from_its_initial_weights(tmp_path,
+                                                                                                     monkeypatch):
+    """Interrupted after the warm-up trained your module in place but before its checkpoint: the resumed run
+    (given the same object, now half trained) trained on from those weights and ended elsewhere than an
+    uninterrupted run. The run folder keeps the module's initial weights until the warm-up's checkpoint exists."""
+    from adakit.loop import INITIAL_MODULE
+
+    rng = np.random.default_rng(0)
+    data = {"source": (rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)),
+            "target": (rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30))}
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 8), nn.ReLU())
+
+    whole = net()
+    expected = ActiveLoop(SMALL, tmp_path / "whole", **data, model=whole, show_progress=False).run()
+    real_save = ActiveLoop._save_round
+
+    def killed_before_the_warmup_checkpoint(self, r, iters, stats):
+        if r == 0:
+            raise KeyboardInterrupt
+        real_save(self, r, iters, stats)
+
+    module = net()
+    monkeypatch.setattr(ActiveLoop, "_save_round", killed_before_the_warmup_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        ActiveLoop(SMALL, tmp_path / "cut", **data, model=module, show_progress=False).run()
+    monkeypatch.setattr(ActiveLoop, "_save_round", real_save)
+    assert (tmp_path / "cut" / INITIAL_MODULE).is_file()
+    assert not torch.equal(module[0].weight, net()[0].weight)  # trained in place
+    resumed = ActiveLoop.resume(tmp_path / "cut", **data, model=module, show_progress=False).run()
+    assert [m["accuracy"] for m in resumed["rounds"]] == [m["accuracy"] for m in expected["rounds"]]
+    assert torch.equal(module[0].weight, whole[0].weight)  # the same training from the same start
+    assert not (tmp_path / "cut" / INITIAL_MODULE).exists()  # dropped once the warm-up's checkpoint was saved
