@@ -17,7 +17,9 @@ class WeightedQueriedBatchAccuracy(Validator):
     Higher is better. Unbiased only when π_i is the true probability that the strategy selected sample i. adakit
     records it for ``random`` sampling (π = b / unlabelled). Top-k strategies (margin, entropy, LAS, ...) pick
     deterministically: their scores are not selection probabilities, so no proper weight exists; BADGE's
-    k-means++ seeding samples, but its inclusion probabilities have no closed form. Runs record it for random only.
+    k-means++ seeding samples, but its inclusion probabilities have no closed form. Runs record it for random only,
+    where every sample of a round has the same π: the weights cancel and it equals ``queried_acc`` (each round,
+    and so a sweep's mean over rounds). It differs on arrays with unequal π (e.g. your own stochastic sampler).
     """
 
     needs = ("queried_probs", "queried_labels", "queried_inclusion")

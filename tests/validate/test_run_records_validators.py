@@ -47,6 +47,12 @@ def test_rounds_record_validators_and_warmup_checkpoints(tmp_path):
     hits = np.mean([q.suggested == labels[q.sample_id] for q in qs])
     assert rows[1]["val/queried_acc"] == pytest.approx(hits)
     assert rows[1]["val/queried_acc_iw"] == pytest.approx(hits)  # random sampling: uniform inclusion probability
+    # so the weights cancel (README): equal to queried_acc in every round, and as a sweep scores the run
+    from adakit.sweep import candidates
+
+    assert all(r["val/queried_acc_iw"] == pytest.approx(r["val/queried_acc"], rel=1e-12) for r in rows[1:])
+    assert candidates(s, "queried_acc_iw")[0]["queried_acc_iw"] == \
+        pytest.approx(candidates(s, "queried_acc")[0]["queried_acc"], rel=1e-12)
     # two warm-up checkpoints (steps 13 and 27 of 40), each with a saved model, accuracy and validators
     wc = s["warmup_checkpoints"]
     assert [c["step"] for c in wc] == [13, 27]
