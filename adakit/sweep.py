@@ -482,13 +482,24 @@ def _check_jobs(jobs: int, settings: list[Setting]) -> None:
                       stacklevel=3)
 
 
-def _num(v: Any, pct: bool = False) -> str:
-    if v is None:
-        return "–"
-    return f"{100 * v:.2f}" if pct else f"{v:.4g}"
+def _num(v: float | None) -> str:
+    """A table cell: the value as recorded (4 significant digits), ``–`` when absent."""
+    return "–" if v is None else f"{v:.4g}"
+
+
+def _pct(v: float | None) -> str:
+    """An oracle accuracy in percent for the lines above the table; ``n/a`` without target labels."""
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def _md_row(cells: list[Any]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
 def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], validators: list[str]) -> None:
+    """``sweep.md`` (validators no row recorded left out) and ``sweep.csv`` (a column for every validator)."""
+    from adakit.registry import VALIDATORS
+
     out_dir.mkdir(parents=True, exist_ok=True)
     pick_, best, default = result["pick"], result.get("oracle_best"), result.get("default")
 
@@ -501,7 +512,8 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
 
     lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", "",
              f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = {_num(pick_['score'])}; "
-             f"oracle accuracy {_num(pick_.get('oracle_accuracy'), True)}%); weights: "
+             f"oracle accuracy {_pct(pick_.get('oracle_accuracy'))}); load it with "
+             f"`adakit.load_run(\"{pick_['run_dir']}\", checkpoint=\"{pick_['checkpoint']}\")`; weights: "
              + (f"`{pick_['weights']}`" if pick_["weights"] else "none saved for this checkpoint")]
     if result.get("only"):
         lines.append(f"- **filtered** by --only {' '.join(result['only'])}: this table and its pick cover "
@@ -512,27 +524,34 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
                         if pick_["tie_break"] == "default" else
                         "the default is not among them, so the pick is the first in grid order"))
     if best:
+        regret = 100 * (best["oracle_accuracy"] - (pick_.get("oracle_accuracy") or 0))
         lines.append(f"- **oracle best** (uses target labels): {best['setting']}, {best['checkpoint']} "
-                     f"({_num(best['oracle_accuracy'], True)}%); regret of the pick "
-                     f"{_num((best['oracle_accuracy'] - (pick_.get('oracle_accuracy') or 0)), True)} points")
+                     f"({_pct(best['oracle_accuracy'])}); regret of the pick {regret:.2f} points")
     if default:
         lines.append(f"- **default** (the config's own values, last checkpoint): {default['setting']}, "
-                     f"{default['checkpoint']} ({_num(default['oracle_accuracy'], True)}%)")
+                     f"{default['checkpoint']} ({_pct(default['oracle_accuracy'])})")
     if result.get("active_settings"):
-        from adakit.registry import VALIDATORS
-
         how = ("its mean over the run's rounds (no batch is queried after the last one)"
                if VALIDATORS.get(result["select"]).previous_round else "the last round's value")
         lines.append(f"- **active runs** ({len(result['active_settings'])} of the settings) are judged by the model "
                      f"they keep, their last round; {result['select']} is {how}")
+    shown = [v for v in validators if any(c.get(v) is not None for _, c in table)]
+    queried = [f"`{v}`" for v in shown if VALIDATORS.get(v).previous_round]
     lines += ["", "`accuracy` is the oracle column: it uses the target labels, which a user does not have; the pick "
-              "never reads it.", "",
-              "| setting | checkpoint | labels | " + " | ".join(validators) + " | accuracy (oracle, %) | |",
-              "|---|---|---:|" + "---:|" * len(validators) + "---:|---|"]
+              "never reads it. Numbers are as the runs record them: accuracies (`accuracy` and the validators "
+              "`source_acc`, `queried_acc*`) are fractions (0.85 = 85%); the lines above give percentages.",
+              *([f"A queried-batch score ({', '.join(queried)}) recorded at round r sits on round r−1's row: "
+                 "that model predicted the batch before its labels were bought."] if queried else []),
+              *([f"Not recorded by any run, so not shown: {', '.join(f'`{v}`' for v in validators if v not in shown)}"
+                 " (sweep.csv keeps their empty columns)."] if len(shown) < len(validators) else []),
+              "`folder`: the setting's run folder, beside this file; "
+              "`adakit.load_run(\"<this folder>/<folder>\", checkpoint=\"<checkpoint>\")` loads a row's model "
+              "(kept: the warm-up checkpoints, round 0 and the last round).", "",
+              _md_row(["setting", "checkpoint", "labels", *shown, "accuracy (oracle)", "marks", "folder"]),
+              _md_row(["---", "---", "---:", *["---:"] * len(shown), "---:", "---", "---"])]
     for s, c in table:
-        lines.append(f"| {s.name} | {c['checkpoint']} | {c['labels']} | "
-                     + " | ".join(_num(c.get(v)) for v in validators)
-                     + f" | {_num(c['accuracy'], True)} | {', '.join(marks(s, c))} |")
+        lines.append(_md_row([s.name, c["checkpoint"], c["labels"], *(_num(c.get(v)) for v in shown),
+                              _num(c["accuracy"]), ", ".join(marks(s, c)), f"`{s.run_dir.name}`"]))
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
     with open(out_dir / "sweep.csv", "w", newline="") as f:
         w = csv.writer(f)

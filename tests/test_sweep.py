@@ -59,6 +59,18 @@ def test_sweep_end_to_end_then_resumed(config, tmp_path):
     assert "**pick**" in md and "**oracle best**" in md and "**default**" in md and "oracle column" in md
     assert "**active runs** (3 of the settings) are judged by the model they keep, their last round" in md
     assert result["active_settings"] == result["settings"]
+    # each row names its setting's run folder (inside OUT; sweep.csv's run_dir); the pick's line says how to load it
+    rows_md = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith("| train.lr=")]
+    assert len(rows_md) == len(rows) and {tuple(r[i] for i in (0, 1)) for r in rows_md} == \
+        {(r["setting"], r["checkpoint"]) for r in rows}
+    for cells, row in zip(rows_md, rows):
+        assert cells[-1] == f"`{Path(row['run_dir']).name}`" and (out / cells[-1].strip("`") / "summary.json").is_file()
+    assert {r[-1] for r in rows_md} == {"`train.lr_0.03`", "`train.lr_0.003`", "`train.lr_0.01`"}
+    assert f'load it with `adakit.load_run("{result["pick"]["run_dir"]}", checkpoint="round 1")`' in md
+    # margin sampling, no held-out source: those validators are no columns of sweep.md (sweep.csv keeps them empty)
+    assert "Not recorded by any run, so not shown: `dev`, `queried_acc_iw`, `source_acc`" in md
+    assert "`queried_acc`) recorded at round r sits on round r−1's row" in md
+    assert {r["queried_acc_iw"] for r in rows} == {""}
     # queried-batch accuracy of round 1 scores round 0's model (the model that made the predictions)
     summary = json.loads((out / "train.lr_0.03" / "summary.json").read_text())
     ck = checkpoints(summary, ["queried_acc", "im"])
@@ -178,6 +190,8 @@ def test_a_sweep_on_a_target_without_any_labels_still_picks(tmp_path, unlabelled
     assert [r["round"] for r in summary["unlabelled_rounds"]] == [0] and "val/im" in summary["unlabelled_rounds"][0]
     assert res["pick"]["checkpoint"] in ("warm-up step 10", "round 0") and "oracle_best" not in res
     assert res["pick"]["oracle_accuracy"] is None
+    md = (tmp_path / "out" / "sweep.md").read_text()
+    assert "oracle accuracy n/a)" in md and "–%" not in md
 
 
 def _fake_setting(tmp_path: Path, name: str, ims: list[float], is_default: bool = False):
@@ -223,6 +237,66 @@ def test_a_tied_pick_prefers_the_default_setting_at_its_latest_tied_checkpoint(t
     rows = list(csv.DictReader(open(tmp_path / "out" / "sweep.csv")))
     assert sum("tied best" in r["marks"] for r in rows) == 5
     assert [r["marks"] for r in rows if "pick" in r["marks"]] == ["pick;tied best"]
+
+
+def test_sweep_md_marks_units_and_shows_only_the_validators_some_run_recorded(tmp_path):
+    """sweep.md: accuracies are fractions as in sweep.csv (not percent beside fraction validators), the marks
+    column is named, a column no run recorded is left out (sweep.csv keeps it), and a queried-batch score is said
+    to sit on the row of the model that made the picks."""
+    from adakit.sweep import _write, pick
+
+    validators = ["im", "queried_acc", "source_acc"]
+
+    def write(grid: list, name: str) -> tuple[str, list[dict]]:
+        table = [(s, c) for s in grid for c in checkpoints(s.summary, validators)]
+        _write(tmp_path / name, {"select": "im", "pick": pick(grid, "im")}, table, validators)
+        return (tmp_path / name / "sweep.md").read_text(), list(csv.DictReader(open(tmp_path / name / "sweep.csv")))
+
+    uda = [_fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.5]),
+           _fake_setting(tmp_path, "0.01", [0.1, 0.3, 0.4], is_default=True)]
+    md, rows = write(uda, "uda")
+    lines = md.splitlines()
+    assert "| setting | checkpoint | labels | im | accuracy (oracle) | marks | folder |" in lines
+    assert "| train.lr=0.03 | warm-up step 20 | 0 | 0.9 | 0.55 | pick | `0.03` |" in lines
+    assert "Not recorded by any run, so not shown: `queried_acc`, `source_acc`" in md and "round r−1" not in md
+    assert "accuracies (`accuracy` and the validators `source_acc`, `queried_acc*`) are fractions" in md
+    assert list(rows[0])[3:6] == validators and {r["queried_acc"] for r in rows} == {""}
+    # an active run records queried_acc on rounds 1 and 2: shown, on rounds 0 and 1 (the models that made the picks)
+    active = _fake_setting(tmp_path, "0.1", [0.1, 0.2, 0.3])
+    active.summary["rounds"] += [{"round": r, "labels": 5 * r, "accuracy": 0.7, "val/im": 0.3, "val/queried_acc": q}
+                                 for r, q in ((1, 0.25), (2, 0.75))]
+    md, _ = write([active], "active")
+    lines = md.splitlines()
+    assert "| setting | checkpoint | labels | im | queried_acc | accuracy (oracle) | marks | folder |" in lines
+    assert [line.split(" | ")[4] for line in lines if line.startswith("| train.lr=0.1 | round")] == \
+        ["0.25", "0.75", "–"]
+    assert "A queried-batch score (`queried_acc`) recorded at round r sits on round r−1's row" in md
+    assert "Not recorded by any run, so not shown: `source_acc`" in md
+
+
+def test_the_readme_loads_the_pick_from_a_folder_its_sweep_makes(monkeypatch):
+    """The README named the folder with the grid keys in --grid order; the sweep sorts them."""
+    import re
+    import shlex
+
+    import adakit.sweep as sweep_mod
+    from adakit.validate._run import checkpoint_steps
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"```bash\n(adakit sweep configs/office31-features.yaml.*?)```", readme, re.S).group(1)
+    args = shlex.split(command.replace("\\\n", " "))
+    flags = [(a, b) for a, b in zip(args, args[1:]) if a.startswith("--")]
+    out = next(b for a, b in flags if a == "--out")
+    monkeypatch.setattr(sweep_mod, "_check_data", lambda settings: None)  # (the folder names need no data)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    settings = plan_sweep(args[2], parse_grid([b for a, b in flags if a == "--grid"]), out,
+                          [b for a, b in flags if a == "--set"])
+    shown = re.findall(r'adakit\.load_run\("([^"]+)", checkpoint="warm-up step (\d+)"\)', readme)
+    assert shown
+    for folder, step in shown:
+        assert Path(folder).name in {s.run_dir.name for s in settings} and Path(folder).parent == Path(out)
+        assert int(step) in checkpoint_steps(settings[0].config.train.warmup_iters,
+                                             settings[0].config.train.eval_checkpoints)
 
 
 def test_an_active_run_offers_its_last_round_scored_by_the_mean_queried_batch(tmp_path):
