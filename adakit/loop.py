@@ -480,7 +480,9 @@ class ActiveLoop:
         # the stored config, read-only; never a default one (a damaged ledger is a named error)
         cfg = stored_experiment(run_dir)
         objects = cfg.data.format == "objects"
-        missing = [name for name, needed in (("source", objects), ("target", objects),
+        with Ledger.read_only(run_dir / "ledger.sqlite") as led:
+            with_test = objects and "test" in (led.get_meta("data_fingerprint") or {})
+        missing = [name for name, needed in (("source", objects), ("target", objects), ("test", with_test),
                                              ("model", cfg.model.backbone == "custom"),
                                              ("oracle", cfg.oracle.kind == "callable"))
                    if needed and kwargs.get(name) is None]
@@ -522,8 +524,13 @@ class ActiveLoop:
         """A continued run has the model it started with: another module (class or widths) would train on, and its
         checkpoints could never be loaded (`adakit.load_run` rebuilds the stored one)."""
         now = self.rebuild_info()
+
+        def same(k: str) -> bool:  # a class by its name (a script's __main__.Net is the same Net imported)
+            a, b = stored[k], now.get(k)
+            return str(a).rsplit(".", 1)[-1] == str(b).rsplit(".", 1)[-1] if k == "backbone_class" else a == b
+
         changed = [f"{k} {stored[k]!r} → {now.get(k)!r}" for k in ("backbone_class", "backbone_dim", "feature_dim")
-                   if k in stored and stored[k] != now.get(k)]
+                   if k in stored and not same(k)]
         if changed:
             what = "model=" if self._objects.backbone is not None else "model settings"
             raise ConfigError(f"{self.run_dir}: the run was started with another model ({', '.join(changed)}); "

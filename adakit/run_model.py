@@ -314,6 +314,10 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
             raise ConfigError(f"{run_dir} was trained with your own backbone ({what}); pass an instance of that "
                               "module class: load_run(run_dir, backbone=MyNet(...))")
         stored_cls = info.get("backbone_class")
+        if not isinstance(backbone, nn.Module):
+            hint = f"{backbone.__name__}(...)" if isinstance(backbone, type) else "MyNet(...)"
+            raise ConfigError(f"backbone=: expected an instance of the run's module ({stored_cls or 'an nn.Module'}), "
+                              f"got {backbone!r}; pass backbone={hint}")
         cls = type(backbone)
         if stored_cls and stored_cls.rsplit(".", 1)[-1] != cls.__qualname__.rsplit(".", 1)[-1]:
             raise ConfigError(f"backbone=: the run was trained with a {stored_cls}, not a "

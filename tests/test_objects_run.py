@@ -227,6 +227,10 @@ def test_test_domain_strategy_instance_and_config_sections(tmp_path):
     assert len(s["rounds"]) == 3 and s["rounds"][-1]["labels"] == 6
     with Ledger(tmp_path / "r" / "ledger.sqlite") as led:
         assert set(led.get_meta("data_fingerprint")) == {"source", "target", "test"}
+    # resuming without test= names it with the others (it came as a second error)
+    with pytest.raises(ConfigError, match=r"ActiveLoop.resume\(.*source=\.\.\., target=\.\.\., test=\.\.\., "
+                                          r"oracle=\.\.\.\)"):
+        ActiveLoop.resume(tmp_path / "r")
 
 
 def test_bad_objects_fail_before_the_run_folder_exists(tmp_path):
@@ -270,7 +274,7 @@ def test_bad_objects_fail_before_the_run_folder_exists(tmp_path):
     dict_items = r"source: dataset items are dicts \(keys 'pixel_values', 'label'\); .* \(input, label\)"
     with pytest.raises(DataError, match=dict_items):
         ActiveLoop(SMALL, out, source=DictItems(xs, ys), target=(xt, yt))
-    with pytest.raises(DataError, match=dict_items.replace("source:", "domain 'source':")):  # labels from .targets
+    with pytest.raises(DataError, match=dict_items):  # labels from .targets: the items are still read
         ActiveLoop(SMALL, out, source=DictItems(xs, ys, targets=True), target=(xt, yt))
     assert not out.exists()
 
@@ -651,6 +655,9 @@ def test_a_dataset_of_pil_images_is_read_as_image_files_are(tmp_path):
     expected = torch.stack([image_transform(False, 16, 18)(target.images[i]) for i in (0, 1)])
     torch.testing.assert_close(x, expected)
     assert loop.domains.source.load(np.array([0]), train=True).shape == (1, 3, 16, 16)
+    with pytest.raises(ConfigError, match="data.resize=12 is smaller than data.image_size=16"):  # (a raw ValueError)
+        ActiveLoop({**SMALL, "data": {"image_size": 16, "resize": 12}}, tmp_path / "small", source=source,
+                   target=target, model=net, show_progress=False)
     assert len(loop.run()["rounds"]) == 3
     # the finished run predicts on such a Dataset at its own sizes (it read them at 224 and refused the shape)
     import adakit

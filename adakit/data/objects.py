@@ -106,10 +106,10 @@ class DatasetDomain(Domain):
         from PIL import Image
 
         if isinstance(x, Image.Image):
-            from adakit.data.images import to_rgb
-            from adakit.data.transforms import DEFAULT_IMAGE_SIZE, image_transform
+            from adakit.data.images import _sizes, to_rgb
+            from adakit.data.transforms import image_transform
 
-            return image_transform(bool(train), self.image_size or DEFAULT_IMAGE_SIZE, self.resize)(to_rgb(x))
+            return image_transform(bool(train), *_sizes(self))(to_rgb(x))  # (data.resize < image_size: named)
         return _to_tensor(x, what)
 
     def subset(self, idx: np.ndarray, name: str | None = None) -> DatasetDomain:
