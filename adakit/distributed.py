@@ -21,7 +21,8 @@ How a training step stays equal to the one-process step (same global batch, same
   `DistributedDataParallel`, whose bucketed all-reduce assumes each rank's loss covers only its own rows.
 
 What differs from one process: the order of floating-point sums (gradients are summed over ranks), so weights
-agree to float tolerance, not bitwise; and dropout masks in the model (drawn per rank for its rows).
+agree to float tolerance, not bitwise; and augmentation and dropout masks in the model, which each rank draws for
+its rows from a stream of its own (`RankRandom`).
 `check_in_sync` verifies after each fit that every rank holds the same weights and buffers.
 """
 
@@ -336,3 +337,48 @@ def sharding() -> bool:
 def rank_rows(n: int) -> np.ndarray:
     """This rank's contiguous share of ``range(n)`` for sharded inference."""
     return np.arange(n)[shard_slice(n)]
+
+
+class RankRandom:
+    """A random stream of this rank's own, for what each rank does with its own rows of a batch.
+
+    Every rank seeds torch's global generator alike, which the work on the gathered global batch needs (the
+    objective's draws, e.g. a discriminator's dropout, stay the same on every rank). Loading a rank's slice
+    (augmentation, its loader workers' seeds) and the model's pass over it (dropout) draw from this stream
+    instead, seeded by (seed, rank): without it each crop, flip and dropout mask was drawn once and reused by
+    every rank's slice. Reproducible for a given seed and world size; a no-op in one process.
+    """
+
+    def __init__(self, seed: int, device: torch.device):
+        self.enabled = _info.enabled
+        if not self.enabled:
+            return
+        rank_seed = int(np.random.SeedSequence([seed, _info.rank]).generate_state(1)[0])
+        self.cpu = torch.Generator().manual_seed(rank_seed).get_state()
+        self.device = device if device.type == "cuda" else None
+        self.cuda = None
+        if self.device is not None:
+            with torch.cuda.device(self.device):
+                shared = torch.cuda.get_rng_state()
+                torch.cuda.manual_seed(rank_seed)
+                self.cuda = torch.cuda.get_rng_state()
+                torch.cuda.set_rng_state(shared)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        shared = torch.get_rng_state()
+        torch.set_rng_state(self.cpu)
+        if self.device is not None:
+            shared_cuda = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self.cuda, self.device)
+        try:
+            yield
+        finally:
+            self.cpu = torch.get_rng_state()
+            torch.set_rng_state(shared)
+            if self.device is not None:
+                self.cuda = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(shared_cuda, self.device)

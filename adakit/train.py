@@ -172,14 +172,17 @@ class Trainer:
         rows = _Rows(s_keys.shape[1], l_keys.shape[1] if l_keys is not None else 0,
                      u_keys.shape[1] if u_keys is not None else 0)
         pin = self.device.type == "cuda"
-        s_iter = batches(source, src_only[:, rows.s], cfg.num_workers, pin, train=True)
-        l_iter = batches(pool, labelled_idx[l_keys[:, rows.l]], cfg.num_workers, pin, train=True) \
-            if l_keys is not None else None
+        own_rows = distributed.RankRandom(seed, self.device)  # torchrun: each rank's slice draws its own randomness
+        with own_rows():  # (loader workers take their seeds from it)
+            s_iter = batches(source, src_only[:, rows.s], cfg.num_workers, pin, train=True)
+            l_iter = batches(pool, labelled_idx[l_keys[:, rows.l]], cfg.num_workers, pin, train=True) \
+                if l_keys is not None else None
+            u_iter = batches(pool, u_keys[:, rows.u], cfg.num_workers, pin, train=True) \
+                if u_keys is not None else None
         tl_keys = None
         if union:
             tl_keys = np.where(s_keys >= n_s, labelled_idx[np.clip(s_keys - n_s, 0, None)]
                                if len(labelled_idx) else 0, 0)
-        u_iter = batches(pool, u_keys[:, rows.u], cfg.num_workers, pin, train=True) if u_keys is not None else None
         sums: dict[str, float | torch.Tensor] = defaultdict(float)
         acc = torch.float32 if self.device.type == "mps" else torch.float64  # as the float() sums were
         self.model.train()
@@ -191,12 +194,14 @@ class Trainer:
                 progress = it / iters
                 for g in self.optimizer.param_groups:
                     g["lr"] = cfg.lr * g["lr_mult"] * inverse_decay(progress, cfg.lr_gamma, cfg.lr_power)
-                batch = self._batch(next(s_iter), s_keys[it], n_s, ys_all, tl_keys, pool, labelled_idx,
-                                    labelled_y, l_keys, l_iter, u_iter, u_keys, it, rows)
+                with own_rows():
+                    batch = self._batch(next(s_iter), s_keys[it], n_s, ys_all, tl_keys, pool, labelled_idx,
+                                        labelled_y, l_keys, l_iter, u_iter, u_keys, it, rows)
                 if anchors is not None:
                     self._anchor_batch(batch, anchors, pool)
                 with self._autocast():
-                    self._forward(batch, rows)
+                    with own_rows():
+                        self._forward(batch, rows)
                     terms = obj(self.model, batch, progress)
                 loss = sum(terms.values())
                 self.optimizer.zero_grad(set_to_none=True)

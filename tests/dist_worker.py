@@ -55,12 +55,32 @@ def train(name: str, steps: int = 8) -> dict:
     return {"model": model.state_dict(), "objective": obj.state_dict(), "local": (f, z), "sharded": (fd, zd)}
 
 
+def rank_draws() -> dict:
+    """Draws of every rank from its own stream (`distributed.RankRandom`, twice: the stream goes on) and from the
+    shared generator around them, gathered: {"own": [[rank 0's], [rank 1's]], "shared": [...]}."""
+    torch.manual_seed(3)
+    own = distributed.RankRandom(7, torch.device("cpu"))
+    with own():
+        first = torch.rand(4)
+    shared = torch.rand(4)
+    with own():
+        second = torch.rand(4)
+    mine = {"own": torch.cat([first, second]), "shared": shared}
+    if not distributed.info().enabled:
+        return {k: [v] for k, v in mine.items()}
+    everyone = [None] * distributed.info().world_size
+    torch.distributed.all_gather_object(everyone, mine)
+    return {k: [m[k] for m in everyone] for k in mine}
+
+
 def main(out: str) -> None:
     info = distributed.init("cpu")
     torch.set_num_threads(1)
     results = {name: train(name) for name in OBJECTIVES_CHECKED}
+    draws = rank_draws()
     if info.main:
-        torch.save({"world_size": info.world_size, "backend": info.backend, "results": results}, out)
+        torch.save({"world_size": info.world_size, "backend": info.backend, "results": results,
+                    "rank_draws": draws}, out)
 
 
 if __name__ == "__main__":

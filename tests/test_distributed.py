@@ -143,6 +143,17 @@ def test_two_processes_train_and_infer_like_one(tmp_path):
             assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), name
         for a, b in zip(multi["local"], multi["sharded"]):
             assert torch.allclose(a, b, atol=1e-6), name
+    # each rank's own stream (augmentation, dropout on its slice) differs between ranks and goes on between uses;
+    # the shared generator (the objective's draws on the gathered batch) is the same on both and untouched by them
+    draws, alone = two["rank_draws"], dist_worker.rank_draws()
+    torch.manual_seed(3)
+    stream = torch.rand(12)
+    assert not torch.equal(draws["own"][0], draws["own"][1])
+    assert not torch.equal(draws["own"][0][:4], draws["own"][0][4:])
+    assert torch.equal(draws["shared"][0], draws["shared"][1]) and torch.equal(draws["shared"][0], stream[:4])
+    # one process: a no-op, every draw from the one generator in order
+    assert torch.equal(alone["own"][0], torch.cat([stream[:4], stream[8:]])) and torch.equal(alone["shared"][0],
+                                                                                             stream[4:8])
 
 
 # -- end to end through `torchrun -m adakit run` ----------------------------------------------------------------
