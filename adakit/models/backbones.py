@@ -203,10 +203,13 @@ def build_backbone(cfg, input_shape: tuple[int, ...]) -> nn.Module:
         raise ConfigError(f"model.weights=imagenet: {kind!r} has no ImageNet weights; use it for "
                           f"{', '.join(TORCHVISION)} or timm/<name>, or give a local state-dict file")
     if kind == "identity":
+        if cfg.weights:  # (it was ignored, and the backbone learning rate multiplier applied all the same)
+            raise ConfigError(f"model.weights={cfg.weights!r}: the identity backbone has no weights; remove "
+                              "model.weights")
         return Identity(input_shape[0])
     if kind == "mlp":
-        return MLP(input_shape[0], cfg.hidden_dim, cfg.dropout)
-    if kind == "lenet":
+        net = MLP(input_shape[0], cfg.hidden_dim, cfg.dropout)  # (model.weights: a state dict of this MLP)
+    elif kind == "lenet":
         net = LeNet(input_shape[0])
     elif is_timm:
         return _timm(kind.removeprefix("timm/"), cfg.weights, input_shape[0])

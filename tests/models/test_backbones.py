@@ -107,6 +107,21 @@ def test_local_weights_file_loads_and_misfit_is_named(tmp_path):
         build_backbone(_cfg("resnet18", str(tmp_path / "none.pth")), (3, 32, 32))
 
 
+def test_weights_of_feature_backbones_are_loaded_or_refused(tmp_path):
+    """model.weights was silently ignored for mlp and identity while the backbone learning-rate multiplier (0.1)
+    applied as for a pretrained backbone: an MLP's state dict is now loaded, identity's refused."""
+    ref = build_backbone(_cfg("mlp"), (6,))
+    path = tmp_path / "mlp.pth"
+    torch.save(ref.state_dict(), path)
+    torch.manual_seed(1)
+    net = build_backbone(_cfg("mlp", str(path)), (6,))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+    with pytest.raises(DataError, match="file not found"):
+        build_backbone(_cfg("mlp", str(path) + ".missing"), (6,))
+    with pytest.raises(ConfigError, match="the identity backbone has no weights; remove model.weights"):
+        build_backbone(_cfg("identity", str(path)), (6,))
+
+
 timm = pytest.importorskip("timm", reason="timm not installed (pip install 'timm>=0.9')")
 
 
