@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from adakit.data.domain import TensorDomain
+from adakit.data.images import _INT
 from adakit.data.registry import register_loader
 from adakit.errors import ConfigError, DataError
 
@@ -75,10 +76,10 @@ def _read_npz(path: Path, labels_only: bool = False):
                 raise DataError(f"{path}: missing arrays {missing}; found {z.files}. Expected feat, y[, classes]."
                                 + hint)
             y = integer_labels(z["y"], path)
-            if labels_only:
-                return None, y, None, None
-            x = real_features(z["feat"], path)
             classes = [str(c) for c in z["classes"].tolist()] if "classes" in z.files else None
+            if labels_only:
+                return None, y, classes, None
+            x = real_features(z["feat"], path)
             paths = _npz_image_paths(path, z)
             if paths is not None:
                 _warn_if_stale(path, path.parent / str(z["image_root"]), paths)
@@ -344,8 +345,19 @@ def check_same_extractor(cfg) -> None:
 
 
 def _codes_in(fmt: str, path: Path, name: str, cfg) -> np.ndarray:
+    """The label codes of the other domain's file: its raw labels, or the class names of an ``.npz`` that stores
+    ``classes`` (its ``y`` holds class indices, -1 = unlabelled: not codes)."""
     if fmt == "npz":
-        return _read_npz(path, labels_only=True)[1]
+        _, y, classes, _ = _read_npz(path, labels_only=True)
+        if classes is None:
+            return y
+        named = [c for c in classes if not _INT.match(c)]
+        if named:
+            raise DataError(f"{path}: its classes are names ({', '.join(named[:5])}), but the other domain's file "
+                            "holds integer label codes (no classes array), so the two cannot be matched; store "
+                            "the same classes in both files (y as class indices into them), e.g. with "
+                            "np.savez(..., feat=feat, y=index, classes=names)")
+        return np.array([int(c) for c in classes], dtype=np.int64)
     if fmt == "mat":
         return _read_mat(path, name, cfg, labels_only=True)[1]
     return _read_svmlight(path, labels_only=True, cfg=cfg)[1]

@@ -238,3 +238,21 @@ def test_a_stray_huge_svmlight_index_is_named_before_the_rows_are_made_dense(tmp
                                         r"\(900,000,000, in src\.svmlight\) would take 3,35\d GiB .*is index "
                                         r"900000000 a mistake"):
         load_domains(_data("svmlight", tmp_path), seed=0)
+
+
+def test_a_coded_npz_with_an_npz_that_stores_classes_takes_its_class_names_not_its_indices(tmp_path):
+    """The other file's y were read as codes though an .npz with classes holds indices (-1 = unlabelled): class
+    '-1' appeared with unlabelled photos, and class '0' with classes '1', '2', '3' (y 0..2)."""
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    np.savez(tmp_path / "src.npz", feat=x, y=np.array([1, 2, 1, 2, 1, 2]))  # codes, no classes
+    np.savez(tmp_path / "photos.npz", feat=x[:4], y=np.full(4, -1), classes=np.array([], dtype=str))
+    d = load_domains(_data("npz", tmp_path, target="photos"), seed=0)
+    assert d.classes == d.pool.classes == ["1", "2"] and d.source.y.tolist() == [0, 1, 0, 1, 0, 1]
+    np.savez(tmp_path / "src.npz", feat=x, y=np.array([1, 2, 3, 1, 2, 3]))
+    np.savez(tmp_path / "named.npz", feat=x[:3], y=np.array([2, 0, 1]), classes=np.array(["1", "2", "3"]))
+    d = load_domains(_data("npz", tmp_path, target="named"), seed=0)
+    assert d.classes == ["1", "2", "3"] and d.source.y.tolist() == [0, 1, 2, 0, 1, 2] and d.pool.y.tolist() == [2, 0, 1]
+    np.savez(tmp_path / "words.npz", feat=x[:3], y=np.array([1, 0, 1]), classes=np.array(["cat", "dog"]))
+    with pytest.raises(DataError, match=r"words\.npz: its classes are names \(cat, dog\), but the other domain's "
+                                        r"file holds integer label codes"):
+        load_domains(_data("npz", tmp_path, target="words"), seed=0)
