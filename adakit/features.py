@@ -40,6 +40,18 @@ def _onnxruntime():
     return onnxruntime
 
 
+def file_record(path: Path) -> str:
+    """A model or weights file as the feature record names it: ``NAME (sha256 PREFIX)``, the same for any path to
+    the same bytes (`adakit.data.features.same_extractor` compares the hash)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.name} (sha256 {digest.hexdigest()[:12]})"
+
+
 class OnnxFeatureExtractor:
     """A frozen ONNX model; ``__call__`` maps a float batch (N, 3, H, W) to one named output (N, d)."""
 
@@ -57,11 +69,8 @@ class OnnxFeatureExtractor:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        import hashlib
-
         #: what made the features, recorded in the .npz (`save_features`)
-        self.origin = (f"ONNX {self.path.name} (sha256 {hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]}), "
-                       f"output {output}")
+        self.origin = f"ONNX {file_record(self.path)}, output {output}"
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
@@ -104,7 +113,7 @@ class TorchFeatureExtractor:
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str | None = DEFAULT_WEIGHTS,
                  device: str = "auto", threads: int | None = None, image_size: int = 224):
-        from adakit.models.backbones import IMAGE_BACKBONES, build_backbone, check_backbone_name
+        from adakit.models.backbones import IMAGE_BACKBONES, IMAGENET, build_backbone, check_backbone_name
 
         try:
             check_backbone_name(backbone)
@@ -117,10 +126,12 @@ class TorchFeatureExtractor:
             torch.set_num_threads(threads)
         self.device = _device(device)
         self.name, self.image_size = backbone, image_size
-        #: what made the features, recorded in the .npz (`save_features`)
-        self.origin = f"{backbone}, weights {weights or 'none (random)'}"
         cfg = SimpleNamespace(backbone=backbone, weights=weights, hidden_dim=0, dropout=0.0)
         self.net = build_backbone(cfg, (3, image_size, image_size)).eval().to(self.device)
+        local = weights and weights != IMAGENET  # a state-dict file: named by its bytes, not the path as typed
+        #: what made the features, recorded in the .npz (`save_features`)
+        self.origin = (f"{backbone}, weights "
+                       f"{file_record(Path(weights).expanduser()) if local else weights or 'none (random)'}")
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -98,6 +98,38 @@ def test_source_and_target_features_extracted_in_two_ways_are_refused(tiny_image
         load_domains(cfg.model_copy(update={"target": "other"}), 0)
 
 
+def test_the_same_extractor_check_compares_the_weights_file_not_the_path_as_typed(tiny_images, tmp_path,
+                                                                                   monkeypatch):
+    """The record held --weights as typed: one file by a relative and an absolute path was refused, and other weights
+    saved under the same path were accepted."""
+    import torchvision
+
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+    from adakit.features import cache_features
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pth")
+    kw = {"backbone": "resnet18", "device": "cpu", "resize": 36, "image_size": 32, "show_progress": False}
+    cache_features(tiny_images, tmp_path / "f" / "src.npz", weights="r18.pth", **kw)
+    cache_features(tiny_images, tmp_path / "f" / "tar.npz", weights=str(tmp_path / "r18.pth"), **kw)
+    made = str(np.load(tmp_path / "f" / "src.npz")["extractor"])
+    assert made.startswith("resnet18, weights r18.pth (sha256 ") and str(tmp_path) not in made
+    cfg = DataConfig(format="npz", root=str(tmp_path / "f"), source="src", target="tar")
+    assert len(load_domains(cfg, 0).pool) == 4
+    # a file of an older adakit recorded the path as typed: its file name is what both records hold
+    z = dict(np.load(tmp_path / "f" / "tar.npz"))
+    z["extractor"] = np.asarray(made.replace(made.split(", weights ")[1].split(";")[0], str(tmp_path / "r18.pth")))
+    np.savez(tmp_path / "f" / "old.npz", **z)
+    assert len(load_domains(cfg.model_copy(update={"target": "old"}), 0).pool) == 4
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pth")  # other weights
+    cache_features(tiny_images, tmp_path / "f" / "new.npz", weights="r18.pth", **kw)
+    with pytest.raises(DataError, match=r"\(new: resnet18, weights r18\.pth \(sha256 [0-9a-f]{12}\); .*were extracted "
+                                        r"in two ways"):
+        load_domains(cfg.model_copy(update={"target": "new"}), 0)
+
+
 def test_features_from_an_image_list(office31_dslr, small_dslr, tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[test]' brings it)")
     _, ref_path, model = office31_dslr

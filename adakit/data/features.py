@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -338,10 +339,33 @@ def check_same_extractor(cfg) -> None:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return  # (the loader names an unreadable file)
     (a, ea), (b, eb) = made.items()
-    if ea is not None and eb is not None and ea != eb:
+    if ea is not None and eb is not None and not same_extractor(ea, eb):
         raise DataError(f"the source features ({a}: {ea}) and the target features ({b}: {eb}) were extracted in "
                         "two ways, so they live in different feature spaces; extract both with the same adakit "
                         "features options (--model / --backbone, --weights, --image-size, --resize)")
+
+
+#: a torchvision/timm extractor's record (`adakit.features.TorchFeatureExtractor.origin` and the image sizes)
+_TORCH_RECORD = re.compile(r"(?P<model>[^,]*), weights (?P<weights>.*)(?P<sizes>; images resized to .*)", re.DOTALL)
+_FILE_RECORD = re.compile(r"(?P<name>.*) \(sha256 (?P<hash>[0-9a-f]+)\)", re.DOTALL)
+
+
+def same_extractor(a: str, b: str) -> bool:
+    """Whether two ``extractor`` records name one feature space. Weights files are recorded by name and sha256
+    (`adakit.features.file_record`), so any path to the same bytes matches; a file written before 2026-12-05 recorded
+    the path as typed: against a newer record its file name is compared, what both record."""
+    if a == b:
+        return True
+    ma, mb = _TORCH_RECORD.fullmatch(a), _TORCH_RECORD.fullmatch(b)
+    if ma is None or mb is None or (ma["model"], ma["sizes"]) != (mb["model"], mb["sizes"]):
+        return False
+    fa, fb = _FILE_RECORD.fullmatch(ma["weights"]), _FILE_RECORD.fullmatch(mb["weights"])
+    if fa is not None and fb is not None:
+        return fa["hash"] == fb["hash"]
+    if (fa is None) == (fb is None):  # two paths as typed (older files), imagenet or none
+        return False
+    old, new = (ma["weights"], fb) if fa is None else (mb["weights"], fa)
+    return Path(old).name == new["name"]
 
 
 def _codes_in(fmt: str, path: Path, name: str, cfg) -> np.ndarray:
