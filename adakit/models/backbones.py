@@ -121,8 +121,9 @@ def imagenet_state_dict(name: str, progress: bool = True) -> dict:
         ) from None
 
 
-def _load_state(net: nn.Module, state, where: str) -> None:
-    """Load ``state`` into ``net``, ignoring classification-head keys (fc./classifier./heads./head.)."""
+def _load_state(net: nn.Module, state, where: str, backbone: str) -> None:
+    """Load ``state`` into ``net`` (the ``backbone``), ignoring classification-head keys (fc./classifier./heads./
+    head.); weights of another architecture (a tensor of another shape, missing or extra keys) are a `DataError`."""
     if isinstance(state, dict):
         state = state.get("state_dict", state.get("model", state))
     if not isinstance(state, dict):
@@ -130,13 +131,22 @@ def _load_state(net: nn.Module, state, where: str) -> None:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = net.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(HEAD_PREFIXES)}
+    other = f"these weights are for another architecture than {backbone}"
+    fix = f"give weights saved from {backbone}, or set model.backbone (--backbone) to the model they come from"
+    for k, v in state.items():  # (load_state_dict would raise a bare RuntimeError listing every mismatch)
+        shape = tuple(getattr(v, "shape", ()))
+        if k in own and shape != tuple(own[k].shape):
+            raise DataError(f"{where}: {other}: {k} has shape {shape} in the file but {tuple(own[k].shape)} in "
+                            f"{backbone}; {fix}")
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise DataError(f"{where}: does not fit the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise DataError(f"{where}: does not fit the backbone: {other} (missing {missing[:5]}, unexpected "
+                        f"{unexpected[:5]}); {fix}")
 
 
-def load_weights(net: nn.Module, path: str) -> None:
-    """Load a state dict from a local file, ignoring classifier keys (fc./classifier./heads./head.)."""
+def load_weights(net: nn.Module, path: str, backbone: str) -> None:
+    """Load a state dict from a local file into ``net`` (the ``backbone``), ignoring classifier keys
+    (fc./classifier./heads./head.)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"model.weights: file not found: {p}. Give a local state-dict file, or "
@@ -145,7 +155,7 @@ def load_weights(net: nn.Module, path: str) -> None:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of a file that is not a torch checkpoint
         raise DataError(f"model.weights {p}: cannot read as a torch state dict ({err})") from None
-    _load_state(net, state, f"model.weights {p}")
+    _load_state(net, state, f"model.weights {p}", backbone)
 
 
 def _timm(name: str, weights: str | None, in_chans: int) -> nn.Module:
@@ -177,7 +187,7 @@ def _timm(name: str, weights: str | None, in_chans: int) -> nn.Module:
             "(adakit features: --weights PATH)"
         ) from None
     if weights and not pretrained:
-        load_weights(net, weights)
+        load_weights(net, weights, f"timm/{name}")
     mean = tuple(getattr(net, "pretrained_cfg", {}).get("mean", IMAGENET_MEAN))
     if weights and mean != IMAGENET_MEAN:
         warnings.warn(f"timm/{name} was trained with input mean {mean}; adakit's image domains normalise with the "
@@ -219,8 +229,8 @@ def build_backbone(cfg, input_shape: tuple[int, ...]) -> nn.Module:
                               "data.image_size: 224")
         net = _torchvision(kind)
         if cfg.weights == IMAGENET:
-            _load_state(net, imagenet_state_dict(kind), f"torchvision ImageNet weights for {kind}")
+            _load_state(net, imagenet_state_dict(kind), f"torchvision ImageNet weights for {kind}", kind)
             return net
     if cfg.weights:
-        load_weights(net, cfg.weights)
+        load_weights(net, cfg.weights, kind)
     return net

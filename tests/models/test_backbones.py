@@ -122,6 +122,16 @@ def test_weights_of_feature_backbones_are_loaded_or_refused(tmp_path):
         build_backbone(_cfg("identity", str(path)), (6,))
 
 
+def test_weights_of_another_variant_name_the_file_the_backbone_and_the_first_mismatched_key(tmp_path):
+    """resnet50 weights into resnet18 shared key names with other shapes: a bare RuntimeError (size mismatch)."""
+    path = tmp_path / "r50.pth"
+    torch.save(build_backbone(_cfg("resnet50"), (3, 32, 32)).state_dict(), path)
+    with pytest.raises(DataError, match=r"model\.weights .*r50\.pth: these weights are for another architecture "
+                                        r"than resnet18: layer1\.0\.conv1\.weight has shape \(64, 64, 1, 1\) in the "
+                                        r"file but \(64, 64, 3, 3\) in resnet18; give weights saved from resnet18"):
+        build_backbone(_cfg("resnet18", str(path)), (3, 32, 32))
+
+
 timm = pytest.importorskip("timm", reason="timm not installed (pip install 'timm>=0.9')")
 
 
