@@ -66,9 +66,26 @@ def integer_labels(values, path: Path, what: str = "label") -> np.ndarray:
 
 
 # -- reading one file: (features or None, raw integer label codes) ----------------------------------------
+def _open_npz(path: Path):
+    """The open ``.npz`` at ``path`` (use it in ``with``); a ``.npy`` (one array) or another kind of file (numpy
+    takes it for pickled data) is a `DataError` saying what to do."""
+    try:
+        z = np.load(_require(path), allow_pickle=False)
+    except ValueError as err:
+        if "pickle" not in str(err):
+            raise
+        raise DataError(f"{path}: cannot read as .npz: not an .npz file (numpy finds no arrays in it). Save the "
+                        "features with np.savez(path, feat=feat, y=y), or set data.format: mat / svmlight for such "
+                        "files") from None
+    if isinstance(z, np.ndarray):
+        raise DataError(f"{path}: a .npy holds one array; save feat and y with np.savez(path.npz, feat=feat, y=y) "
+                        "(and classes=names when y holds class indices)")
+    return z
+
+
 def _read_npz(path: Path, labels_only: bool = False):
     try:
-        with np.load(_require(path), allow_pickle=False) as z:
+        with _open_npz(path) as z:
             missing = [k for k in ("feat", "y") if k not in z.files]
             if missing:
                 hint = (" A domain without labels still needs y: fill it with a code that means unknown (e.g. "
@@ -276,7 +293,7 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
     ``zero_based`` (what the run recorded), else `svmlight_indexing` of ``cfg``. An empty file gives (0, d) rows."""
     if fmt == "npz":
         try:
-            with np.load(_require(path), allow_pickle=False) as z:
+            with _open_npz(path) as z:
                 if "feat" not in z.files:
                     raise DataError(f"{path}: no array 'feat' (the feature rows, N x d); found {z.files}")
                 x = real_features(z["feat"], path)
@@ -334,9 +351,9 @@ def check_same_extractor(cfg) -> None:
     made = {}
     for name in (cfg.source, cfg.target):
         try:
-            with np.load(_domain_path(cfg, name), allow_pickle=False) as z:
+            with _open_npz(_domain_path(cfg, name)) as z:
                 made[name] = str(z["extractor"]) if "extractor" in z.files else None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        except (DataError, OSError, ValueError, EOFError, zipfile.BadZipFile):
             return  # (the loader names an unreadable file)
     (a, ea), (b, eb) = made.items()
     if ea is not None and eb is not None and not same_extractor(ea, eb):

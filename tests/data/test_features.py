@@ -256,3 +256,20 @@ def test_a_coded_npz_with_an_npz_that_stores_classes_takes_its_class_names_not_i
     with pytest.raises(DataError, match=r"words\.npz: its classes are names \(cat, dog\), but the other domain's "
                                         r"file holds integer label codes"):
         load_domains(_data("npz", tmp_path, target="words"), seed=0)
+
+
+def test_a_npy_csv_or_mat_file_read_as_npz_says_what_to_do(tmp_path):
+    """A .npy gave a raw TypeError (an array is no context manager); a .csv or .mat numpy's allow_pickle advice."""
+    from adakit.data.features import read_feature_rows
+
+    np.save(tmp_path / "f.npy", np.ones((3, 2)))
+    for read in (lambda p: load_npz(p, "f"), lambda p: read_feature_rows("npz", p)):
+        with pytest.raises(DataError, match=r"f\.npy: a \.npy holds one array; save feat and y with np\.savez"):
+            read(tmp_path / "f.npy")
+    (tmp_path / "f.csv").write_text("1,2,0\n3,4,1\n")
+    scipy.io.savemat(tmp_path / "f.mat", {"X": np.ones((3, 2)), "Y": np.arange(3)})
+    for name in ("f.csv", "f.mat"):
+        with pytest.raises(DataError, match=rf"{name}: cannot read as \.npz: not an \.npz file .*np\.savez\(path, "
+                                            r"feat=feat, y=y\)") as err:
+            load_npz(tmp_path / name, "f")
+        assert "allow_pickle" not in str(err.value)
