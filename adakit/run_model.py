@@ -230,11 +230,12 @@ FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm
 
 def read_inputs(path: Path, data_cfg, image_list: bool = False, n_features: int | None = None,
                 zero_based: bool | None = None) -> Domain | tuple[np.ndarray, list[str]]:
-    """What `RunModel.predict_file` (``adakit predict``) reads: one image, an image folder (any depth, sorted), an
-    image list (read as training reads one: ``path [label]`` lines, paths relative to the list's folder, its
-    parent, ``data.root`` or $ADAKIT_DATA) or a feature file (.npz / .mat / svmlight; its rows and their ids,
-    labels not needed). A run on feature files takes feature files only; an svmlight run reads a file of any other
-    name as svmlight (libsvm files come as ``.txt``, ``.t``, ...); ``zero_based``: how its files were indexed."""
+    """What `RunModel.predict_file` (``adakit predict``) reads: one image, an image folder (any depth, in the order
+    training reads it), an image list (read as training reads one: ``path [label]`` lines, paths relative to the
+    list's folder, its parent, ``data.root`` or $ADAKIT_DATA) or a feature file (.npz / .mat / svmlight; its rows
+    and their ids, labels not needed). A run on feature files takes feature files only; an svmlight run reads a
+    file of any other name as svmlight (libsvm files come as ``.txt``, ``.t``, ...); ``zero_based``: how its files
+    were indexed."""
     from adakit.data.features import read_feature_rows
     from adakit.data.images import _sizes, read_image_inputs
 

@@ -196,11 +196,12 @@ def image_inputs(items: list, image_size: int, resize: int, ids: list[str] | Non
 
 def read_image_inputs(path: Path, image_size: int, resize: int, cfg=None, image_list: bool = False) -> Domain | None:
     """The images at ``path`` to predict on or extract features from (`image_inputs`), or None when ``path`` holds
-    none of these: a folder (images at any depth, sorted, ids relative to it; `find_images`), one image file, or an
+    none of these: a folder (images at any depth, ids relative to it, in `load_image_folder`'s order: each class
+    sub-folder's in class order, after the images directly in the folder; `folder_images`), one image file, or an
     image list (``image_list``, or a ``.txt`` file; read as training reads lists: `parse_image_list`, paths
     resolved as `load_image_list` resolves them with ``cfg``; labels, if any, ignored)."""
     if path.is_dir():
-        files = find_images(path)
+        files = folder_images(path, loose=True)
         if not files:
             raise DataError(f"{path}: no images found (looked for .jpg, .png, ... at any depth)")
         return image_inputs(files, image_size, resize, ids=[f.relative_to(path).as_posix() for f in files])
@@ -270,6 +271,34 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def class_folders(path: Path) -> list[Path]:
+    """The class sub-folders of an image folder in class order: sorted by name, hidden and `JUNK_FOLDERS` skipped."""
+    return sorted((d for d in path.iterdir() if d.is_dir() and not junk_folder(d.name)), key=lambda d: d.name)
+
+
+def class_images(class_dirs: list[Path]) -> tuple[list[Path], list[int]]:
+    """The images of each class folder, class after class (`find_images` within each), and their class indices:
+    the rows of `load_image_folder`."""
+    files: list[Path] = []
+    labels: list[int] = []
+    for c, d in enumerate(class_dirs):
+        found = find_images(d)
+        files.extend(found)
+        labels.extend([c] * len(found))
+    return files, labels
+
+
+def folder_images(path: Path, loose: bool = False) -> list[Path]:
+    """The images `load_image_folder` reads from ``path``, in its order: those of the class sub-folders
+    (`class_images`), or every image of a folder without class sub-folders (`find_images`). ``loose``: also the
+    images directly in a folder with class sub-folders (which `load_image_folder` leaves out), first."""
+    class_dirs = class_folders(path)
+    if not class_dirs:
+        return find_images(path)
+    files = class_images(class_dirs)[0]
+    return (sorted(p for p in path.iterdir() if _is_image(p)) + files) if loose else files
+
+
 def same_file_twice(paths: Sequence[str | Path]) -> tuple[int, int] | None:
     """Positions (i, j), i < j, of the first two paths that name one file (through a link, ``./``, ``//`` or an
     absolute path), or None: that image would be two samples."""
@@ -319,9 +348,8 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
     if not path.is_dir():
         raise DataError(f"image folder not found: {path} (domain {name!r}). Check data.root / data.pattern or "
                         "set ADAKIT_DATA; the folder must hold one sub-folder of images per class.")
-    entries = list(path.iterdir())
-    class_dirs = sorted((d for d in entries if d.is_dir() and not junk_folder(d.name)), key=lambda d: d.name)
-    stray = [p.name for p in entries if _is_image(p)]
+    class_dirs = class_folders(path)
+    stray = [p.name for p in path.iterdir() if _is_image(p)]
     if not class_dirs:
         if not stray:
             raise DataError(f"image folder {path} (domain {name!r}) is empty (no class sub-folders); expected "
@@ -335,12 +363,7 @@ def load_image_folder(path: Path, name: str, cfg=None) -> FileImageDomain:
                       f"class folder and are left out: {stray[:5]}{' ...' if len(stray) > 5 else ''}. Move them into "
                       "their class folders (or, for an unlabelled domain, use a folder without class folders).",
                       UserWarning, stacklevel=2)
-    files: list[Path] = []
-    labels: list[int] = []
-    for c, d in enumerate(class_dirs):
-        found = find_images(d)
-        files.extend(found)
-        labels.extend([c] * len(found))
+    files, labels = class_images(class_dirs)
     if not files:
         raise DataError(f"image folder {path} (domain {name!r}) has {len(class_dirs)} class folders but no images "
                         f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")

@@ -474,3 +474,23 @@ def test_photos_adakit_cannot_read_and_broken_links_are_named_not_dropped_silent
     (tmp_path / "notes.txt").write_text("not a photo: left out without a word")
     with pytest.warns(UserWarning, match=r"2 file\(s\) left out: photos in a format .* \['b.heic', 'c.jpg'\]"):
         assert find_images(tmp_path) == [tmp_path / "a.png"]
+
+
+def test_a_folder_to_extract_features_from_is_read_in_the_order_training_reads_it(tmp_path):
+    """compute_features / adakit predict sorted a folder's images by full path: 'car-wheel/...' before 'car/...'
+    ('-' sorts before '/'), while load_image_folder reads class 'car' first: rows silently misaligned."""
+    from PIL import Image
+
+    from adakit.data.images import read_image_inputs
+
+    for rel in ("car/b.png", "car/a.png", "car-wheel/a.png", "car_x/a.png", "car/sub-1/a.png", "car/sub/a.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / rel)
+    trained = load_image_folder(tmp_path, "d")
+    read = read_image_inputs(tmp_path, 8, 8)
+    assert list(read.ids) == list(trained.ids) and list(read.paths) == list(trained.paths)
+    assert list(trained.ids)[:2] == ["car/a.png", "car/b.png"] and trained.classes == ["car", "car-wheel", "car_x"]
+    Image.new("RGB", (8, 8)).save(tmp_path / "z.png")  # beside the class folders: read too, first
+    with pytest.warns(UserWarning, match="belong to no class folder"):
+        trained = load_image_folder(tmp_path, "d")
+    assert list(read_image_inputs(tmp_path, 8, 8).ids) == ["z.png", *trained.ids]
