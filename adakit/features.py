@@ -307,16 +307,20 @@ def image_root(domain: Domain) -> Path | None:
     return root.resolve()
 
 
-def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: str | None = None) -> Path:
+def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: str | None = None,
+                  whole_folder: bool = False) -> Path:
     """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and, when known,
-    ``image_root`` and ``extractor``: what made the features, so that a source and a target extracted in two ways
-    are refused together)."""
+    ``image_root``, ``extractor``: what made the features, so that a source and a target extracted in two ways
+    are refused together, and ``whole_folder``: the rows are every image of the image folder ``image_root``, so
+    that images added to it later are noticed)."""
     from adakit.rundir import replaced_atomically
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     root = image_root(domain)
     extra = {} if root is None else {"image_root": np.asarray(str(root))}
+    if root is not None and whole_folder:
+        extra["whole_folder"] = np.asarray(True)
     if origin is not None:
         extra["extractor"] = np.asarray(origin)
     with replaced_atomically(path, binary=True) as fh:
@@ -366,4 +370,4 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     feat = extract_features(domain, extractor, batch_size, show_progress)
     size, resize = _sizes(cfg)
     origin = f"{extractor.origin}; images resized to {resize}, centre crop {size}"
-    return save_features(dest, feat, domain, origin), feat.shape
+    return save_features(dest, feat, domain, origin, whole_folder=fmt == "image_folder"), feat.shape

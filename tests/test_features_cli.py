@@ -1,5 +1,6 @@
 import shutil
 import sys
+import warnings
 from urllib.error import URLError
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     assert "6 images, 1280-d features" in res.output
     ref = np.load(ref_path)
     got = np.load(out)
-    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root", "extractor"}
+    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root", "extractor", "whole_folder"}
     made = str(got["extractor"])
     assert made.startswith(f"ONNX {model.name} (sha256 ") and "centre crop 224" in made
     assert got["feat"].shape == (6, 1280) and got["feat"].dtype == np.float32
@@ -128,6 +129,28 @@ def test_the_same_extractor_check_compares_the_weights_file_not_the_path_as_type
     with pytest.raises(DataError, match=r"\(new: resnet18, weights r18\.pth \(sha256 [0-9a-f]{12}\); .*were extracted "
                                         r"in two ways"):
         load_domains(cfg.model_copy(update={"target": "new"}), 0)
+
+
+def test_a_feature_file_notices_images_added_to_its_folder(tiny_images, tmp_path):
+    """Only images gone were noticed; an image added to the folder after the extraction was missed silently. A file
+    made from an image list (its folder holds other images) says nothing about them."""
+    from adakit.features import cache_features
+
+    kw = {"backbone": "resnet18", "weights": None, "device": "cpu", "image_size": 32, "resize": 36,
+          "show_progress": False}
+    out, _ = cache_features(tiny_images, tmp_path / "f.npz", **kw)
+    (tiny_images / "list.txt").write_text("cat/0.png 0\ndog/1.png 1\n")
+    listed, _ = cache_features(tiny_images / "list.txt", tmp_path / "l.npz", fmt="image_list", **kw)
+    shutil.copy(tiny_images / "cat" / "0.png", tiny_images / "cat" / "new.png")
+    with pytest.warns(UserWarning, match=r"f\.npz: 1 image\(s\) were added to .*tiny since \(e\.g\. cat/new\.png\); "
+                                         r"its features and labels are those of the folder at extraction time"):
+        load_npz(out, "f")
+    (tiny_images / "dog" / "0.png").unlink()
+    with pytest.warns(UserWarning, match=r"1 of 4 images .* no longer in .*; 1 image\(s\) were added"):
+        load_npz(out, "f")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_npz(listed, "l")) == 2
 
 
 def test_features_from_an_image_list(office31_dslr, small_dslr, tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from adakit.data.domain import TensorDomain
-from adakit.data.images import _INT
+from adakit.data.images import _INT, folder_images
 from adakit.data.registry import register_loader
 from adakit.errors import ConfigError, DataError
 
@@ -100,7 +100,8 @@ def _read_npz(path: Path, labels_only: bool = False):
             x = real_features(z["feat"], path)
             paths = _npz_image_paths(path, z)
             if paths is not None:
-                _warn_if_stale(path, path.parent / str(z["image_root"]), paths)
+                ids = z["ids"].astype(str) if "whole_folder" in z.files and bool(z["whole_folder"]) else None
+                _warn_if_stale(path, path.parent / str(z["image_root"]), paths, ids)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not an .npz, truncated, or not numbers
         raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     return x, y, classes, paths
@@ -114,16 +115,28 @@ def _npz_image_paths(path: Path, z) -> np.ndarray | None:
     return np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
 
 
-def _warn_if_stale(path: Path, root: Path, paths: np.ndarray) -> None:
-    """Warn when images a feature file was extracted from are gone (moved, renamed, deleted): its rows and labels
-    are those of the folder at extraction time. Silent when the folder itself is absent (features used elsewhere)."""
+def _warn_if_stale(path: Path, root: Path, paths: np.ndarray, ids: np.ndarray | None = None) -> None:
+    """Warn when images a feature file was extracted from are gone (moved, renamed, deleted) or, for a file made
+    from a whole image folder (``ids`` given: its recorded ids), when the folder now holds images it lacks: its
+    rows and labels are those of the folder at extraction time. Silent when the folder itself is absent
+    (features used elsewhere)."""
     if not root.is_dir():
         return
+    changes = []
     gone = [p for p in paths.tolist() if not os.path.exists(p)]
     if gone:
-        warnings.warn(f"{path}: {len(gone)} of {len(paths)} images it was extracted from are no longer in {root} "
-                      f"(e.g. {gone[0]}); its features and labels are those of the folder at extraction time: "
-                      "re-run `adakit features` if the folder changed", UserWarning, stacklevel=2)
+        changes.append(f"{len(gone)} of {len(paths)} images it was extracted from are no longer in {root} "
+                       f"(e.g. {gone[0]})")
+    if ids is not None:
+        with warnings.catch_warnings():  # (photos it cannot read were named when the features were made)
+            warnings.simplefilter("ignore")
+            now = [f.relative_to(root).as_posix() for f in folder_images(root)]
+        added = sorted(set(now) - set(ids.tolist()))
+        if added:
+            changes.append(f"{len(added)} image(s) were added to {root} since (e.g. {', '.join(added[:3])})")
+    if changes:
+        warnings.warn(f"{path}: {'; '.join(changes)}; its features and labels are those of the folder at extraction "
+                      "time: re-run `adakit features` if the folder changed", UserWarning, stacklevel=2)
 
 
 def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, path: Path, what: str) -> str:
