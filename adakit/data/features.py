@@ -38,13 +38,22 @@ def _require(path: Path) -> Path:
 
 def real_features(a, path: Path, what: str = "feat") -> np.ndarray:
     """``a`` as float32 feature values: real numbers (true/false as 1/0, e.g. MATLAB's logical bag of words); complex
-    values (which would lose their imaginary part), text and objects are a `DataError` naming the file and array."""
+    values (which would lose their imaginary part), text, objects and finite values beyond float32's range (which
+    would become inf) are a `DataError` naming the file and array."""
     a = np.asarray(a)
     if a.dtype.kind not in "iufb":
         kind = {"c": "complex numbers", "U": "text", "S": "text", "O": "Python objects"}
         raise DataError(f"{path}: {what} holds {kind.get(a.dtype.kind, f'values of type {a.dtype}')}; features "
                         "must be real numbers (convert them first, e.g. np.abs or np.real of complex features)")
-    return a.astype(np.float32)
+    with np.errstate(over="ignore"):
+        x = a.astype(np.float32)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4:
+        big = np.isinf(x) & np.isfinite(a)
+        if big.any():
+            raise DataError(f"{path}: {what} holds {int(big.sum())} value(s) beyond float32's range (±3.4e38), e.g. "
+                            f"{a[big].flat[0].item()!r}, in which adakit computes; rescale the features (e.g. "
+                            "divide them by their largest absolute value) or drop those rows")
+    return x
 
 
 def integer_labels(values, path: Path, what: str = "label") -> np.ndarray:
@@ -228,7 +237,15 @@ def _read_svmlight(path: Path, labels_only: bool = False, cfg=None):
                         f"{widest.name}) would take {gib:,.0f} GiB as dense float32 features; is index "
                         f"{x.shape[1] - 1 + (not zero_based)} a mistake? adakit trains on dense rows: reduce the "
                         "features (e.g. keep the frequent ones)")
-    return x.astype(np.float32).toarray(), y
+    return _dense(x, path), y
+
+
+def _dense(x, path: Path) -> np.ndarray:
+    """Sparse (CSR) svmlight rows as dense float32 features, their values checked by `real_features`."""
+    import scipy.sparse
+
+    values = real_features(x.data, path, "the file")
+    return scipy.sparse.csr_matrix((values, x.indices, x.indptr), shape=x.shape).toarray()
 
 
 #: svmlight rows are made dense; a pair wider than this (GiB of float32) is refused before it is allocated
@@ -342,7 +359,7 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
                 raise DataError(f"{path}: has features beyond the {n_features} that the run's model takes (the "
                                 "widest index of its source and target files)") from None
             raise DataError(f"{path}: not a valid svmlight file ({err})") from None
-        x = xs.toarray().astype(np.float32)
+        x = _dense(xs, path)
     if x.ndim != 2:
         raise DataError(f"{path}: features must be a 2-d array (N, d), got shape {x.shape}")
     return x, [f"{path.stem}/{i}" for i in range(len(x))]

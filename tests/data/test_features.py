@@ -273,3 +273,20 @@ def test_a_npy_csv_or_mat_file_read_as_npz_says_what_to_do(tmp_path):
                                             r"feat=feat, y=y\)") as err:
             load_npz(tmp_path / name, "f")
         assert "allow_pickle" not in str(err.value)
+
+
+def test_finite_values_beyond_float32_are_named_as_such_not_as_nan_or_inf(tmp_path):
+    """1e300 became inf in float32 and was reported as 'NaN or inf values'."""
+    from adakit.data.features import read_feature_rows
+
+    x = np.ones((4, 2))
+    x[2, 1] = -1e300
+    np.savez(tmp_path / "big.npz", feat=x, y=[0, 1, 0, 1])
+    scipy.io.savemat(tmp_path / "big.mat", {"X": x, "Y": np.arange(4) % 2})
+    dump_svmlight_file(x, np.arange(4) % 2, str(tmp_path / "big.svmlight"))
+    for name, read in (("big.npz", load_npz), ("big.mat", load_mat), ("big.svmlight", load_svmlight)):
+        with pytest.raises(DataError, match=rf"{name}: .*1 value\(s\) beyond float32's range \(±3\.4e38\), e\.g\. "
+                                            r"-1e\+300, .*rescale the features"):
+            read(tmp_path / name, "big")
+    with pytest.raises(DataError, match=r"big\.svmlight: .*beyond float32's range"):
+        read_feature_rows("svmlight", tmp_path / "big.svmlight", zero_based=True)
