@@ -36,6 +36,12 @@ def _require(path: Path) -> Path:
     return path
 
 
+def _unlabelled_hint(what: str, example: str) -> str:
+    """What to do for a domain without labels whose file lacks them (``what``: the labels this format needs)."""
+    return (f" A domain without labels still needs {what}: fill it with a code that means unknown and that no class "
+            f"uses ({example}) and set data.unlabelled_value to it")
+
+
 def real_features(a, path: Path, what: str = "feat") -> np.ndarray:
     """``a`` as float32 feature values: real numbers (true/false as 1/0, e.g. MATLAB's logical bag of words); complex
     values (which would lose their imaginary part), text, objects and finite values beyond float32's range (which
@@ -97,8 +103,7 @@ def _read_npz(path: Path, labels_only: bool = False):
         with _open_npz(path) as z:
             missing = [k for k in ("feat", "y") if k not in z.files]
             if missing:
-                hint = (" A domain without labels still needs y: fill it with a code that means unknown (e.g. "
-                        "np.full(N, -1)) and set data.unlabelled_value to it (or store classes and y = -1)"
+                hint = (_unlabelled_hint("y", "e.g. np.full(N, -1)") + " (or store classes and y = -1)"
                         if missing == ["y"] else "")
                 raise DataError(f"{path}: missing arrays {missing}; found {z.files}. Expected feat, y[, classes]."
                                 + hint)
@@ -165,9 +170,10 @@ def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, p
                         f"with data.{what}_key (e.g. data.{what}_key: {found[0]})")
     key = found[0] if found else None
     if key is None:
+        hint = _unlabelled_hint("a label variable", "e.g. y = -ones(N, 1)") if what == "label" else ""
         raise DataError(f"{path}: no {what} variable among the usual names ({'/'.join(defaults)}); the file holds "
                         f"{keys}. Name it with data.{what}_key (e.g. data.{what}_key: "
-                        f"{'X' if what == 'feature' else 'Y'}_{{domain}})")
+                        f"{'X' if what == 'feature' else 'Y'}_{{domain}}).{hint}")
     return key
 
 
@@ -269,14 +275,27 @@ def _parse_files(stamps: tuple[tuple[str, int, int], ...]) -> tuple:
     names = [name for name, _, _ in stamps]
     try:
         arrays = load_svmlight_files(names, zero_based=True)
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         for name in names:  # name the file that is not valid
             try:
                 load_svmlight_file(name, zero_based=True)
-            except ValueError as one:
-                raise DataError(f"{name}: not a valid svmlight file ({one})") from None
-        raise DataError(f"{', '.join(names)}: not valid svmlight files ({err})") from None
+            except (ValueError, OverflowError) as one:
+                raise _not_svmlight(name, one) from None
+        raise _not_svmlight(", ".join(names), err) from None
     return tuple(zip(arrays[0::2], arrays[1::2]))
+
+
+def _not_svmlight(name: str | Path, err: Exception) -> DataError:
+    """The error for a file scikit-learn cannot parse as svmlight, with what to do for the usual causes: a feature
+    index beyond 32-bit integers (OverflowError), a line without its label (``1:0.5`` where the label should be)."""
+    hint = ""
+    if isinstance(err, OverflowError):
+        hint = (f"; a feature index (or qid) is beyond {2**31 - 1:,} (2^31 - 1), the largest scikit-learn reads: "
+                "is it a mistake?")
+    elif re.search(r"could not convert string to float: b?'[^']*:", str(err)):
+        hint = ("; every line starts with its label (a line starts with index:value)."
+                + _unlabelled_hint("a label on each line", "e.g. 0"))
+    return DataError(f"{name}: not a valid svmlight file ({type(err).__name__}: {err}){hint}")
 
 
 def _indexing(setting, files: list[Path], parsed) -> bool:
@@ -351,17 +370,16 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
         try:
             xs, _ = load_svmlight_file(str(_require(path)), n_features=n_features,
                                        zero_based="auto" if zero_based is None else zero_based)
-        except ValueError as err:
+        except (ValueError, OverflowError) as err:
             if "Invalid index 0" in str(err):
                 raise DataError(f"{path}: uses feature index 0, but the run's files were indexed from 1; write it "
                                 "with indices from 1, as the run's files") from None
             if "n_features was set to" in str(err):
                 raise DataError(f"{path}: has features beyond the {n_features} that the run's model takes (the "
                                 "widest index of its source and target files)") from None
-            raise DataError(f"{path}: not a valid svmlight file ({err})") from None
+            raise _not_svmlight(path, err) from None
         x = _dense(xs, path)
-    if x.ndim != 2:
-        raise DataError(f"{path}: features must be a 2-d array (N, d), got shape {x.shape}")
+    _check_matrix(x, path)
     return x, [f"{path.stem}/{i}" for i in range(len(x))]
 
 
@@ -510,10 +528,18 @@ def load_svmlight(path: Path, name: str, cfg=None) -> TensorDomain:
     return _coded("svmlight", path, name, x, y, cfg)
 
 
-def _features(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], path: Path,
-              paths: np.ndarray | None = None) -> TensorDomain:
+def _check_matrix(x: np.ndarray, path: Path) -> None:
+    """Features must be a 2-d array (N, d) with at least one column."""
     if x.ndim != 2:
         raise DataError(f"{path}: features must be a 2-d array (N, d), got shape {x.shape}")
+    if x.shape[1] == 0:
+        raise DataError(f"{path}: the features have no columns (shape {x.shape}); each row needs at least one "
+                        "feature value: save the (N, d) feature matrix")
+
+
+def _features(name: str, x: np.ndarray, y: np.ndarray, classes: list[str], path: Path,
+              paths: np.ndarray | None = None) -> TensorDomain:
+    _check_matrix(x, path)
     if len(x) != len(y):
         raise DataError(f"{path}: {len(x)} feature rows but {len(y)} labels; the file needs one label per row")
     ids = np.char.add(f"{name}/", np.arange(len(y)).astype(str))

@@ -290,3 +290,27 @@ def test_finite_values_beyond_float32_are_named_as_such_not_as_nan_or_inf(tmp_pa
             read(tmp_path / name, "big")
     with pytest.raises(DataError, match=r"big\.svmlight: .*beyond float32's range"):
         read_feature_rows("svmlight", tmp_path / "big.svmlight", zero_based=True)
+
+
+def test_svmlight_index_beyond_32_bits_empty_feature_rows_and_unlabelled_files_say_what_to_do(tmp_path):
+    """An index above 2^31 raised a bare OverflowError; an .npz whose feat is (N, 0) was taken; a .mat without a
+    label variable or an svmlight file without labels did not say how to give an unlabelled target."""
+    from adakit.data.features import read_feature_rows
+
+    (tmp_path / "big.svmlight").write_text("1 1:0.5 3000000000:1\n0 2:0.5\n")
+    (tmp_path / "tar.svmlight").write_text("1 1:0.5\n0 2:0.5\n")
+    big = r"big\.svmlight: not a valid svmlight file \(OverflowError: .*\); a feature index .*beyond 2,147,483,647"
+    with pytest.raises(DataError, match=big):
+        load_domains(_data("svmlight", tmp_path, source="big"), seed=0)
+    with pytest.raises(DataError, match=big):
+        read_feature_rows("svmlight", tmp_path / "big.svmlight", zero_based=False)
+    np.savez(tmp_path / "w.npz", feat=np.ones((3, 0)), y=[0, 1, 0])
+    with pytest.raises(DataError, match=r"w\.npz: the features have no columns \(shape \(3, 0\)\)"):
+        load_npz(tmp_path / "w.npz", "w")
+    unlabelled = r"A domain without labels still needs .*set data\.unlabelled_value to it"
+    scipy.io.savemat(tmp_path / "nolabel.mat", {"X": np.ones((3, 2))})
+    with pytest.raises(DataError, match=r"nolabel\.mat: no label variable .*data\.label_key.*" + unlabelled):
+        load_mat(tmp_path / "nolabel.mat", "nolabel")
+    (tmp_path / "nolabel.svmlight").write_text("1:0.5 2:1\n2:0.5\n")
+    with pytest.raises(DataError, match=r"nolabel\.svmlight: .*every line starts with its label.*" + unlabelled):
+        load_svmlight(tmp_path / "nolabel.svmlight", "nolabel")
