@@ -73,6 +73,13 @@ class TensorBoardLogger:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._writer = None
 
+    def check(self) -> None:
+        """Before a run writes anything: its log folder can be a folder (`ConfigError` otherwise)."""
+        if self.log_dir is not None:
+            from adakit.rundir import check_folder_path
+
+            check_folder_path(self.log_dir, "log.tensorboard", "the TensorBoard logs")
+
     def __call__(self, kind: str, info: dict) -> None:
         if kind == "started":
             self._open(info)
@@ -146,6 +153,27 @@ class MLflowLogger:
         self.experiment, self.run_name = experiment, run_name
         self.client = None
         self.run_id: str | None = None
+
+    def check(self) -> None:
+        """Before a run writes anything: a store folder can be a folder; a server answers (a run whose server was
+        down failed after minutes of retries, with its run folder already made)."""
+        from adakit.rundir import check_folder_path
+
+        uri = self.tracking_uri
+        if uri is not None and uri.startswith(("http://", "https://")):
+            import urllib.error
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+            except urllib.error.HTTPError:
+                pass  # it answers (a proxy or an authentication in front of it): MLflow names what it needs
+            except (urllib.error.URLError, OSError) as e:
+                why = getattr(e, "reason", e)
+                raise ConfigError(f"log.mlflow={uri!r}: no MLflow server answers there ({why}); start it, or set "
+                                  "log.mlflow: true to keep the runs in the run folder") from None
+        elif uri is not None and "://" not in uri and not uri.startswith("file:"):
+            check_folder_path(Path(uri), "log.mlflow", "the MLflow store")
 
     def _uri(self, run_dir: Path) -> tuple[str, Path | None]:
         """The tracking URI, and the local folder of the store when adakit chose it (for artifacts)."""
@@ -235,7 +263,7 @@ class MLflowLogger:
             from adakit.rundir import SWITCHABLE_KEYS
 
             flat = flatten(info["config"])
-            switchable = {k for k in flat if k.split(".")[0] in SWITCHABLE_KEYS}
+            switchable = {k for k in flat if any(k == p or k.startswith(p + ".") for p in SWITCHABLE_KEYS)}
             params = [Param(k, str(v)[:6000]) for k, v in flat.items() if k not in switchable]
             for s in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
                 client.log_batch(run_id, params=params[s:s + 100])

@@ -189,6 +189,9 @@ def run(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YA
 
 @app.command()
 def resume(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder of a stopped run"),
+           sets: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                          help="change how the run goes on: train.device, train.threads, "
+                                               "train.eval_batch_size, log.*, oracle.* (repeatable)"),
            quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Continue a stopped or killed run from its ledger and last checkpoint."""
     from adakit import distributed
@@ -204,10 +207,12 @@ def resume(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run fold
                               f"resume from; run it again (seconds) with `adakit run {sh(run_dir / 'config.yaml')} "
                               f"--out {sh(run_dir)}`")
         stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
-        main = distributed.init(stored.get("train", {}).get("device", "auto")).main  # torchrun: join the group
+        device = next((v.strip() for k, _, v in (c.partition("=") for c in sets or ()) if k.strip() == "train.device"),
+                      stored.get("train", {}).get("device", "auto"))
+        main = distributed.init(device).main  # torchrun: join the group
         # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)
         with _main_lock(run_dir):
-            s = _run_loop(lambda: ActiveLoop.resume(run_dir, show_progress=not quiet,
+            s = _run_loop(lambda: ActiveLoop.resume(run_dir, changes=sets or (), show_progress=not quiet,
                                                     on_event=_printer() if main else None))
     except AdakitError as e:
         _fail(e)

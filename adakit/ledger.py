@@ -218,7 +218,8 @@ class Ledger:
         _inspect_file(self.path)
         mode = "ro"
         if not _writable(self.path.parent):  # read-only storage: SQLite cannot make the WAL's shared-memory file
-            if self.path.with_name(self.path.name + "-wal").exists():
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:  # (an empty one, as a read-only open leaves, holds nothing)
                 raise LedgerError(f"{self.path}: the run folder is read-only and holds the write-ahead log of a "
                                   "process that did not finish (ledger.sqlite-wal), which only a writable folder can "
                                   "apply: copy the run folder to a writable place and run the command there")

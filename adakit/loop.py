@@ -373,8 +373,10 @@ class ActiveLoop:
         self.run_dir = Path(run_dir).absolute()  # (a later os.chdir must not split the run over two folders)
         self.dist = distributed.init(cfg.train.device)  # torchrun: join the process group (no-op otherwise)
         self.show_progress = show_progress and self.dist.main
-        self.callbacks: list[Callable[[str, dict], None]] = [*loggers_from_config(cfg.log),
-                                                             *_callbacks(callbacks, on_event)] \
+        loggers = loggers_from_config(cfg.log) if self.dist.main else []
+        for logger in loggers:
+            logger.check()  # (a log folder under a file, a server that does not answer: before any work)
+        self.callbacks: list[Callable[[str, dict], None]] = [*loggers, *_callbacks(callbacks, on_event)] \
             if self.dist.main else []  # torchrun: events (and loggers) on rank 0 only
         if ledger_path.is_file():
             stored = stored_config(self.run_dir, required=False)  # read-only: a damaged ledger stays untouched
@@ -470,15 +472,24 @@ class ActiveLoop:
         self.close()
 
     @classmethod
-    def resume(cls, run_dir: str | Path, **kwargs) -> ActiveLoop:
+    def resume(cls, run_dir: str | Path, changes: Sequence[str] = (), **kwargs) -> ActiveLoop:
         """Continue the run in ``run_dir``. A run started from Python objects (arrays/Datasets, your model, a
-        callable oracle) takes the same objects again: ``resume(run_dir, source=..., target=..., model=...)``."""
+        callable oracle) takes the same objects again: ``resume(run_dir, source=..., target=..., model=...)``.
+        ``changes``: ``key=value`` settings the run may change as it continues (`SWITCHABLE_KEYS`: the oracle,
+        ``train.device``, ``train.threads``, ``train.eval_batch_size``, ``log``)."""
         run_dir = Path(run_dir)
         if "config" in kwargs:
             raise ConfigError("ActiveLoop.resume continues a run with the config stored in its ledger; leave "
                               "config= out (to change settings, start a new run in another folder)")
         # the stored config, read-only; never a default one (a damaged ledger is a named error)
         cfg = stored_experiment(run_dir)
+        if changes:
+            fixed = [c for c in changes if not any(c.split("=", 1)[0].strip() == k or c.startswith(k + ".")
+                                                   for k in SWITCHABLE_KEYS)]
+            if fixed:
+                raise ConfigError(f"resume: {', '.join(fixed)}: a run continues with its own settings except "
+                                  f"{', '.join(SWITCHABLE_KEYS)}; run another config in another folder")
+            cfg = build_config(cfg.to_dict(), list(changes))
         objects = cfg.data.format == "objects"
         with Ledger.read_only(run_dir / "ledger.sqlite") as led:
             with_test = objects and "test" in (led.get_meta("data_fingerprint") or {})

@@ -255,24 +255,30 @@ def continued_config(stored: dict, cfg: Any) -> Any:
 
     The same run: equal configs once the `ADDED_KEYS` the stored config lacks take its run's value in both (a
     config written before a key existed, given again, continues the stored run as it started), except the
-    `SWITCHABLE_KEYS`, which take ``cfg``'s value (a run labelled through files may go on with a function).
+    `SWITCHABLE_KEYS`, which take ``cfg``'s value (a run labelled through files may go on with a function, a
+    run stopped on one machine may go on with more threads or without a logger whose server is gone).
     """
     from adakit.config import build_config
 
     old = build_config(_with(stored, _absent(stored)))  # (an invalid stored config is a ConfigError here)
     if config_changes(stored, cfg, ignore=SWITCHABLE_KEYS):
         return None
-    return old.model_copy(update={"oracle": cfg.oracle})
-
-
-#: config keys a run may change when it continues: where its answers come from (files, a function, the
-#: target's labels); every answer is in the ledger whichever oracle gave it
-SWITCHABLE_KEYS = ("oracle",)
+    for key in SWITCHABLE_KEYS:
+        section, _, field = key.partition(".")
+        value = getattr(cfg, section)
+        if field:
+            value = getattr(old, section).model_copy(update={field: getattr(value, field)})
+        old = old.model_copy(update={section: value})
+    return old
 
 
 #: config keys that change how a run executes, not what it computes: runs differing only in these are one
 #: experiment (a bench re-run on more threads, a report over runs on "cpu" and "auto")
 EXECUTION_KEYS = ("train.device", "train.threads", "train.eval_batch_size", "log")
+
+#: config keys a run may change when it continues: where its answers come from (files, a function, the
+#: target's labels; every answer is in the ledger whichever oracle gave it), and the `EXECUTION_KEYS`
+SWITCHABLE_KEYS = ("oracle", *EXECUTION_KEYS)
 
 
 def _built(values: dict) -> dict:

@@ -402,6 +402,10 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     if head is not None and head_weight is not None:
         raise ConfigError(f"{who}: pass head= or head_weight=, not both")
     head_module = _as_module(head, "head")
+    head_w = getattr(head, "weight", None)
+    if isinstance(head_w, torch.Tensor) and head_w.dim() == 2 and out is not None and head_w.shape[0] != out.shape[1]:
+        raise DataError(f"{who}: head= has a {tuple(head_w.shape)} weight, one row per class, but logits= have "
+                        f"{out.shape[1]} classes; pass the head that computed them")  # (also without embeddings=)
     if arrays["head_weight"] is not None:
         w = arrays["head_weight"]
         c = out.shape[1] if out is not None else w.shape[0]

@@ -103,7 +103,8 @@ def test_mlflow_logger_from_config_writes_params_metrics_and_status(logged_run):
     assert run.info.status == "FINISHED" and run.data.tags[MLflowLogger.TAG] == str(run_dir.resolve())
     params = run.data.params
     assert params["query.strategy"] == "margin" and params["data.format"] == "demo"
-    assert params["train.round_iters"] == "10" and params["log.mlflow"] == "True"
+    assert params["train.round_iters"] == "10" and "log.mlflow" not in params  # settings a run may change: tags
+    assert run.data.tags["log.mlflow"] == "True" and run.data.tags["train.device"] == "auto"
     hist = client.get_metric_history(run.info.run_id, "target/accuracy")
     assert sorted((m.step, m.value) for m in hist) == [(m["round"], pytest.approx(m["accuracy"]))
                                                       for m in summary["rounds"]]

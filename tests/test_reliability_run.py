@@ -378,3 +378,42 @@ def test_config_yaml_is_written_when_missing_a_second_config_is_refused_and_call
     labelled = [info["round"] for kind, info in seen if kind == "labelled"]
     assert labelled == [1, 2]  # round 1's event is not sent again (it was, with count 0)
     assert all(info for _, info in seen)  # the vandal emptied only its own copies
+
+
+def test_a_run_goes_on_with_other_execution_settings_and_refuses_other_changes(tmp_path):
+    """A run whose MLflow server was gone could never go on (resume read the stored log section; a run of the same
+    config with log.mlflow=false was 'a different config'), and `adakit bench` continued a run on another thread
+    count only to have the loop refuse it. Execution settings (device, threads, eval batch size, log, oracle) may
+    change when a run continues; everything else is refused."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # a port nothing listens on
+    cfg = _config(tmp_path, {**TINY, "log": {"mlflow": f"http://127.0.0.1:{port}"}})
+    res = _cli("run", cfg, "--out", tmp_path / "r", "--quiet")
+    assert res.exit_code == 2 and f"log.mlflow='http://127.0.0.1:{port}': no MLflow server answers" in res.output
+    assert not (tmp_path / "r").exists()  # refused before the run folder was made (it was made, then stuck)
+    (tmp_path / "afile").write_text("x")
+    res = _cli("run", _config(tmp_path, TINY), "--out", tmp_path / "r", "--quiet",
+               "--set", f"log.tensorboard={tmp_path / 'afile' / 'tb'}")
+    assert res.exit_code == 2 and "log.tensorboard" in res.output and "is a file" in res.output
+    assert not (tmp_path / "r").exists()
+
+    stopped = tmp_path / "stopped"
+    loop = ActiveLoop(build_config(TINY), stopped, show_progress=False,
+                      on_event=lambda kind, info: (_ for _ in ()).throw(KeyboardInterrupt) if kind == "queried" else 0)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    loop.close()
+    res = _cli("resume", stopped, "--quiet", "--set", "query.strategy=entropy")
+    assert res.exit_code == 2 and "query.strategy=entropy: a run continues with its own settings except" in res.output
+    res = _cli("resume", stopped, "--quiet", "--set", "train.threads=2", "--set", "train.eval_batch_size=64")
+    assert res.exit_code == 0, res.output
+    # the same config on another thread count through `adakit run` continues the (finished) run too
+    res = _cli("run", _config(tmp_path, {**TINY, "train": {**TINY["train"], "threads": 2}}), "--out", stopped,
+               "--quiet")
+    assert res.exit_code == 0 and "different config" not in res.output, res.output
+    with Ledger(stopped / "ledger.sqlite") as led:
+        assert led.get_meta("config")["train"]["threads"] == 1  # the stored config stays as the run started

@@ -508,3 +508,9 @@ class _SigmoidHolder:
 
     def __init__(self, disc):
         self.domain_discriminator = disc
+
+
+def test_a_head_for_another_class_count_is_named_also_without_embeddings():
+    """sdm_g with head= of 4 classes for 3-class logits and no embeddings= was a raw torch matmul error."""
+    with pytest.raises(DataError, match=r"head= has a \(4, 2\) weight, one row per class, but logits= have 3 classes"):
+        adakit.select("sdm_g", logits=torch.randn(8, 3), head=torch.nn.Linear(2, 4), budget=2)

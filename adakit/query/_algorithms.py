@@ -157,6 +157,24 @@ def _long(idx, device: torch.device | str | None = None) -> torch.Tensor:
     return torch.as_tensor(np.asarray(idx, dtype=np.int64).reshape(-1), device=device or "cpu")
 
 
+#: `centred` moves rows to their mean when their mean's squared norm exceeds this many times their spread (the mean
+#: squared distance to it): |x|² + |c|² − 2x·c in float32 then cancels away the distances themselves
+CENTRE_WHEN_OFFSET = 100.0
+
+
+def centred(x: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``x`` (and ``others``, e.g. source rows) shifted by the mean of ``x`` when it lies far from the origin
+    relative to its spread (features with a large shared offset), else as they are (no copy). Euclidean distances
+    are unchanged; their float32 rounding is not lost to the offset."""
+    sample = x[::max(1, len(x) // 4096)].double()  # (any shift keeps the distances: an estimate of the mean will do)
+    mean = sample.mean(0)
+    spread = float((sample - mean).pow(2).sum(1).mean()) if len(sample) > 1 else 0.0
+    if spread == 0.0 or float(mean.pow(2).sum()) <= CENTRE_WHEN_OFFSET * spread:
+        return (x, *others)
+    mu = mean.to(x.dtype)
+    return (x - mu, *(o - mu for o in others))
+
+
 def sq_dist_to(points: PointSet, idx) -> torch.Tensor:
     """(N, len(idx)) squared distances from every point to the points ``idx`` (clamped at 0)."""
     idx = _long(idx, _device(points))

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 from adakit.params import Params
-from adakit.query._algorithms import kmeans_select
+from adakit.query._algorithms import centred, kmeans_select
 from adakit.query.base import Selection, Strategy
 from adakit.registry import register_strategy
 
@@ -68,7 +68,8 @@ class Clue(Strategy):
         w = clue_weights(logits[torch.as_tensor(cand, device=logits.device)], self.params.temperature)
         # k-means: scikit-learn / faiss on a CPU copy of the embeddings, torch on their device; the nearest-sample
         # pick runs on the embeddings' device
-        picks = kmeans_select(feats[torch.as_tensor(cand, device=feats.device)].float(), budget, rng, weights=w,
+        x, = centred(feats[torch.as_tensor(cand, device=feats.device)].float())  # (features with a large offset)
+        picks = kmeans_select(x, budget, rng, weights=w,
                               n_init=self.params.n_init, max_iter=self.params.max_iter, backend=self.params.kmeans,
                               faiss_iter=self.params.faiss_iter)
         return Selection(cand[picks], w[torch.as_tensor(picks, device=w.device)])

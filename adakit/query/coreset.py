@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from adakit.params import Params
-from adakit.query._algorithms import farthest_first, min_sq_dist
+from adakit.query._algorithms import centred, farthest_first, min_sq_dist
 from adakit.query.base import Selection, Strategy
 from adakit.registry import register_strategy
 
@@ -32,8 +32,9 @@ class CoreSet(Strategy):
     Params = CoreSetParams
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
-        x = view.embeddings.float()
-        extra = min_sq_dist(x, view.source_embeddings.float()) if self.params.use_source else None
+        src = view.source_embeddings.float() if self.params.use_source else None
+        x, *shifted = centred(view.embeddings.float(), *([src] if src is not None else []))  # (large offsets)
+        extra = min_sq_dist(x, shifted[0]) if src is not None else None
         picks, d2 = farthest_first(x, budget, rng=rng, initial=view.labelled_indices, centre_sq_dist=extra,
                                    candidates=view.unlabelled_indices)
         return Selection(picks, np.sqrt(d2))

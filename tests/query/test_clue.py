@@ -93,3 +93,16 @@ def test_saturated_logits_keep_the_released_entropy_floor(view_factory):
     centres = weighted_kmeans(view.embeddings.float(), 8, rng, weights=ref)
     assert a.indices.tolist() == nearest_to_centroids(view.embeddings.float(), centres).tolist()
     np.testing.assert_allclose(a.scores, ref[a.indices], rtol=1e-12)
+
+
+def test_features_far_from_the_origin_pick_as_the_same_features_near_it():
+    """Features with a large shared offset (1000, spread 0.1) lost their distances to float32 cancellation: every one
+    of 20 selections differed from the same features without the offset. CLUE shifts them to their mean first."""
+    import adakit
+
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        f, z = (rng.normal(size=(40, 4)) * 0.1).astype(np.float32), rng.normal(size=(40, 3))
+        near = adakit.select("clue", logits=z, embeddings=f, budget=4, seed=seed).indices
+        far = adakit.select("clue", logits=z, embeddings=f + np.float32(1000), budget=4, seed=seed).indices
+        assert sorted(near) == sorted(far)

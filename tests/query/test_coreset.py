@@ -60,3 +60,24 @@ def test_reproducible_without_labelled(view_factory):
     b = _coreset().select(view, 10, np.random.default_rng(1))
     assert a.indices.tolist() == b.indices.tolist()
     assert np.isinf(a.scores[0])  # first pick without any centre
+
+
+@pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0])
+def test_features_far_from_the_origin_keep_their_distances(offset):
+    """|x|² + |c|² − 2x·c in float32 cancelled the distances of features with a large shared offset (spread 0.1 at
+    offset 1000: every pick differed from exact k-center greedy; distances read 0.5 and 0 instead of 0.3 and 0.15).
+    CoreSet (and CLUE) shift such features to their mean first; the picks follow the exact float64 distances."""
+    import adakit
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        f = (rng.normal(size=(12, 4)) * 0.1 + offset).astype(np.float32)
+        lab = np.zeros(12, dtype=bool)
+        lab[:3] = True
+        src = (rng.normal(size=(5, 4)) * 0.1 + offset).astype(np.float32)
+        for use_source, centres in ((False, f[:3]), (True, np.concatenate([f[:3], src]))):
+            sel = adakit.select("coreset", embeddings=f, labelled=lab, budget=3, use_source=use_source,
+                                source_embeddings=src if use_source else None)
+            picks, dists = _brute(f.astype(np.float64), centres.astype(np.float64), list(range(3, 12)), 3)
+            assert sel.indices.tolist() == picks
+            np.testing.assert_allclose(sel.scores, dists, rtol=1e-3)
