@@ -793,3 +793,37 @@ def test_a_module_trained_in_place_by_an_interrupted_warm_up_starts_again_from_i
     assert [m["accuracy"] for m in resumed["rounds"]] == [m["accuracy"] for m in expected["rounds"]]
     assert torch.equal(module[0].weight, whole[0].weight)  # the same training from the same start
     assert not (tmp_path / "cut" / INITIAL_MODULE).exists()  # dropped once the warm-up's checkpoint was saved
+
+
+def test_a_dataset_with_random_augmentation_resumes(tmp_path):
+    """The fingerprint hashed items drawn through the dataset's random transform, so a run on a Dataset with random
+    augmentation was refused on every resume ("not the data ... started with"). Items are read for the fingerprint
+    with the global generators fixed; a transform with a generator of its own is warned about (size, shape and
+    labels are still compared)."""
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)
+    xt, yt = rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30)
+
+    class Jitter(torch.utils.data.Dataset):
+        def __init__(self, x, y, own=False):
+            self.x, self.y, self.own = x, y, np.random.default_rng() if own else None
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            own = self.own is not None
+            noise = self.own.normal(size=6) if own else np.random.normal(size=6) + torch.randn(6).numpy()
+            return torch.as_tensor(self.x[i] + 0.3 * noise, dtype=torch.float32), int(self.y[i])
+
+    loop = ActiveLoop(SMALL, tmp_path / "r", source=Jitter(xs, ys), target=Jitter(xt, yt),
+                      oracle=lambda idx: yt[idx], show_progress=False)
+    loop.close()
+    resumed = ActiveLoop.resume(tmp_path / "r", source=Jitter(xs, ys), target=Jitter(xt, yt),
+                                oracle=lambda idx: yt[idx], show_progress=False)
+    assert len(resumed.run()["rounds"]) == 3
+    with pytest.raises(ConfigError, match="source= .* 39 samples instead of 40"):  # still checked
+        ActiveLoop.resume(tmp_path / "r", source=Jitter(xs[:39], ys[:39]), target=Jitter(xt, yt),
+                          oracle=lambda idx: yt[idx], show_progress=False)
+    with pytest.warns(UserWarning, match="source: the dataset gives other values each time a sample is read"):
+        ActiveLoop(SMALL, tmp_path / "own", source=Jitter(xs, ys, own=True), target=(xt, yt), show_progress=False)

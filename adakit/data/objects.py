@@ -8,7 +8,10 @@ fixed sample of rows) so that resuming a run started from objects can check it g
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import random
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +250,21 @@ def fingerprint_rows(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_ROWS)).round().astype(np.int64))
 
 
+@contextmanager
+def _fixed_randomness(seed: int = 0) -> Iterator[None]:
+    """torch's, numpy's and Python's global random generators seeded with ``seed`` for the block, then restored."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
 def fingerprint(domain: Domain, values: bool = True) -> dict:
     """Size, sample shape, a hash of all labels and a sha256 of a fixed sample of rows (as float32); with
     ``values`` False (image files, whose ids are their paths) a hash of the sample ids instead of the rows."""
@@ -254,8 +272,18 @@ def fingerprint(domain: Domain, values: bool = True) -> dict:
     out = {"size": len(domain), "shape": list(domain.input_shape),
            "labels": hashlib.sha256(labels.tobytes()).hexdigest()[:16]}
     if values:
-        x = domain.load(fingerprint_rows(len(domain))).float().contiguous().numpy()
-        out["rows"] = hashlib.sha256(x.tobytes()).hexdigest()[:16]
+        rows = fingerprint_rows(len(domain))
+        with _fixed_randomness():  # a Dataset's random augmentation draws alike each time (resume compares them)
+            x = domain.load(rows).float().contiguous().numpy()
+        with _fixed_randomness():
+            again = domain.load(rows[:2]).float().contiguous().numpy()
+        if np.array_equal(again, x[:2]):
+            out["rows"] = hashlib.sha256(x.tobytes()).hexdigest()[:16]
+        else:  # (a transform with a random generator of its own): only size, shape and labels can be compared
+            warnings.warn(f"{domain.name}: the dataset gives other values each time a sample is read, even with "
+                          "torch's, numpy's and Python's random generators fixed (a transform with a generator of "
+                          "its own?); a resumed run checks only its size, shape and labels", UserWarning,
+                          stacklevel=4)
     else:
         out["ids"] = hashlib.sha256("\n".join(map(str, domain.ids)).encode()).hexdigest()[:16]
     return out
