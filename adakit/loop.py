@@ -334,6 +334,28 @@ def _callbacks(callbacks: Any, on_event: Any) -> list[Callable[[str, dict], None
     return given
 
 
+def _check_workers_can_have(domains: Domains, workers: int) -> None:
+    """Loader worker processes started by spawn / forkserver (macOS; Linux from Python 3.14) get each domain
+    pickled: a Dataset holding a lambda or a local function fails there, at the first batch. Named before work."""
+    import multiprocessing
+    from multiprocessing.reduction import ForkingPickler
+
+    from adakit.data.objects import DatasetDomain
+
+    if workers == 0 or multiprocessing.get_start_method() == "fork":
+        return
+    for dom in (domains.source, domains.pool, domains.test):
+        if not isinstance(dom, DatasetDomain):  # (adakit's own domains pickle)
+            continue
+        try:
+            ForkingPickler.dumps(dom)
+        except Exception as e:  # noqa: BLE001 - pickle raises several kinds (PicklingError, AttributeError, ...)
+            raise ConfigError(f"train.num_workers={workers}: loader worker processes are started by "
+                              f"{multiprocessing.get_start_method()!r} here and get the {dom.name!r} data pickled, "
+                              f"which fails ({type(e).__name__}: {' '.join(str(e).split())[:200]}); use module-level "
+                              "functions and classes in your Dataset (no lambdas), or train.num_workers=0") from None
+
+
 def _evaluated_info(row: dict) -> dict:
     """The ``evaluated`` event's info for a round's metrics row (accuracy None when the test set has no labels)."""
     return {"accuracy": None, "mean_class_accuracy": None, **row}
@@ -621,6 +643,7 @@ class ActiveLoop:
         d = self.domains
         if len(d.source) < 2:
             raise DataError(f"source: {len(d.source)} sample; training needs at least 2 labelled source samples")
+        _check_workers_can_have(d, cfg.train.num_workers)
         self.budgets = round_budgets(cfg.budget.total, cfg.budget.rounds, len(d.pool))
         obj_cls = OBJECTIVES.get(cfg.objective.name)
         strat_cls = STRATEGIES.get(cfg.query.strategy)

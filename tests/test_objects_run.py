@@ -827,3 +827,33 @@ def test_a_dataset_with_random_augmentation_resumes(tmp_path):
                           oracle=lambda idx: yt[idx], show_progress=False)
     with pytest.warns(UserWarning, match="source: the dataset gives other values each time a sample is read"):
         ActiveLoop(SMALL, tmp_path / "own", source=Jitter(xs, ys, own=True), target=(xt, yt), show_progress=False)
+
+
+def test_a_dataset_loader_workers_cannot_receive_is_named_before_the_run_folder_exists(tmp_path):
+    """With spawn / forkserver (macOS; Linux from Python 3.14) loader workers get the Dataset pickled: one holding a
+    lambda failed with a raw PicklingError at the first batch, after the run folder was made."""
+    import multiprocessing
+
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(20, 6)).astype(np.float32), rng.integers(0, 2, 20)
+
+    class WithLambda(torch.utils.data.Dataset):
+        def __init__(self):
+            self.transform = lambda x: x + 1
+
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            return torch.as_tensor(self.transform(xs[i])), int(ys[i])
+
+    cfg = {**SMALL, "train": {**SMALL["train"], "num_workers": 2}}
+    real = multiprocessing.get_start_method()
+    try:
+        multiprocessing.set_start_method("spawn", force=True)
+        with pytest.raises(ConfigError, match=r"train.num_workers=2: loader worker processes are started by 'spawn' "
+                                              r"here .*no lambdas\), or train.num_workers=0"):
+            ActiveLoop(cfg, tmp_path / "r", source=WithLambda(), target=(xs, ys), show_progress=False)
+    finally:
+        multiprocessing.set_start_method(real, force=True)
+    assert not (tmp_path / "r").exists()
