@@ -949,6 +949,8 @@ class ActiveLoop:
             torch.save(self.trainer.state_dict(), fh)
         prev = self.ledger.last_checkpoint()
         self.ledger.set_meta(f"train/{r}", stats)  # before the checkpoint row: a trained round always has its stats
+        self.ledger.set_meta(f"processes/{r}", {"world_size": self.dist.world_size,
+                                                "backend": self.dist.backend or "none"})
         self.ledger.record_checkpoint(r, str(path.relative_to(self.run_dir)))
         if prev is not None and prev[0] not in (0, r):  # the warm-up checkpoint is kept (see adopt_warmup)
             self._checkpoint(prev[1]).unlink(missing_ok=True)
@@ -1075,10 +1077,16 @@ class ActiveLoop:
             "unlabelled_rounds": [v for v in (self.ledger.get_meta(f"validators/{r}") for r in
                                               range(max(len(self.budgets), self.ledger.last_round()) + 1)) if v],
             **run_timings(self.ledger, len(self.budgets)),  # from the ledger rows that exist (also after a resume)
-            # the processes of the run that wrote this summary (torchrun: WORLD_SIZE, gloo/nccl; else 1, none)
-            "world_size": self.dist.world_size, "backend": self.dist.backend or "none",
+            # the processes that trained the last round (torchrun: WORLD_SIZE, gloo/nccl; else 1, none), not those
+            # of a resume that only wrote this summary; runs from before 2026-12-05: those that wrote it
+            **self._processes(),
             "environment": environment(self.device),  # versions, CPU, kernels: why a re-run elsewhere may differ
         }
+
+    def _processes(self) -> dict:
+        last = self.ledger.last_checkpoint()
+        stored = self.ledger.get_meta(f"processes/{last[0]}") if last is not None else None
+        return stored or {"world_size": self.dist.world_size, "backend": self.dist.backend or "none"}
 
     def write_outputs(self) -> dict:
         from adakit.report import write_run_report

@@ -417,3 +417,16 @@ def test_a_run_goes_on_with_other_execution_settings_and_refuses_other_changes(t
     assert res.exit_code == 0 and "different config" not in res.output, res.output
     with Ledger(stopped / "ledger.sqlite") as led:
         assert led.get_meta("config")["train"]["threads"] == 1  # the stored config stays as the run started
+
+
+def test_a_resume_that_trains_nothing_keeps_the_processes_that_trained(tmp_path, finished_run):
+    """summary.json named the processes of whichever command wrote it last: a one-process resume of a finished
+    torchrun run rewrote world_size 2 / gloo to 1 / none although every round trained on two processes."""
+    run = _copy_run(finished_run, tmp_path / "run")
+    with Ledger(run / "ledger.sqlite") as led:
+        last = led.last_checkpoint()[0]
+        assert led.get_meta(f"processes/{last}") == {"world_size": 1, "backend": "none"}
+        led.set_meta(f"processes/{last}", {"world_size": 2, "backend": "gloo"})  # as a torchrun run records it
+    summary = ActiveLoop.resume(run, show_progress=False).run()
+    assert (summary["world_size"], summary["backend"]) == (2, "gloo")
+    assert json.loads((run / "summary.json").read_text())["world_size"] == 2
