@@ -39,8 +39,8 @@ def absolute_path(text: str | None, pattern: bool = False) -> str | None:
 #: the keys a ``data.pattern`` may use
 PATTERN_KEYS = ("root", "domain")
 #: ``train.device`` forms
-DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
-_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = 0, 1, ...)"
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 #: numpy seeds are 0 .. 2**32 - 1
 SEED_MAX = 2**32 - 1
 
@@ -171,7 +171,7 @@ class TrainConfig(_Strict):
         "separate", description="S∪T: one shared batch; S+T: two batches, two means"
     )
     class_balanced_source: bool = False
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     amp: bool = Field(True, description="mixed precision on GPU")
     cpu_amp: bool = Field(False, description="bf16 autocast on CPU: faster on CPUs with AMX or AVX512-BF16 (Intel "
                           "Xeon since Sapphire Rapids, AMD Zen 4), much slower on others; results differ from float32")
@@ -196,7 +196,7 @@ class TrainConfig(_Strict):
     @classmethod
     def _check_device(cls, v: str) -> str:
         if not _DEVICE_RE.fullmatch(v):
-            raise ValueError(f"unknown device; use one of: {DEVICE_FORMS}")
+            raise ValueError(f"adakit runs on cpu or cuda devices; use one of: {DEVICE_FORMS}")
         return v
 
 

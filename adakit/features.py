@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from adakit.data.domain import Domain
+from adakit.devices import check_device
 from adakit.errors import AdakitError, ConfigError, DataError
 from adakit.progress import progress_bar
 
@@ -91,18 +92,6 @@ class OnnxFeatureExtractor:
         return out.reshape(len(out), -1).astype(np.float32)
 
 
-def _device(device: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; CUDA without a device is a `ConfigError`."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device!r}: no CUDA device is available; use auto or cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"--device {device!r}: not a device ({e}); use auto, cpu, cuda or cuda:N") from None
-
-
 class TorchFeatureExtractor:
     """A frozen torchvision or timm backbone (``model.backbone`` names) in eval mode: pooled features.
 
@@ -124,7 +113,7 @@ class TorchFeatureExtractor:
                               "(resnet18/34/50/101, mobilenet_v2, vit_b_16 or timm/<name>)")
         if threads:
             torch.set_num_threads(threads)
-        self.device = _device(device)
+        self.device = check_device(device, "--device")
         self.name, self.image_size = backbone, image_size
         cfg = SimpleNamespace(backbone=backbone, weights=weights, hidden_dim=0, dropout=0.0)
         self.net = build_backbone(cfg, (3, image_size, image_size)).eval().to(self.device)
@@ -168,7 +157,7 @@ class ModuleFeatureExtractor:
     (N, d); on ``device`` (auto: CUDA when available)."""
 
     def __init__(self, module: torch.nn.Module, device: str = "auto"):
-        self.device = _device(device)
+        self.device = check_device(device, "--device")
         self.net = module.to(self.device)
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ from torch import nn
 
 from adakit.data.domain import Domain
 from adakit.data.loading import batches
+from adakit.devices import check_device
 from adakit.progress import pass_bar
 
 
@@ -23,15 +24,18 @@ def forward_domain(model: nn.Module, domain: Domain, batch_size: int = 256, devi
     batches ahead in that many worker processes (image files; pinned memory for a CUDA device), as training does
     (`adakit.data.loading.batches`); the outputs are the same.
 
+    ``device`` is checked as ``train.device`` is (`adakit.devices.check_device`: a CUDA device this machine lacks
+    is a `ConfigError`); "meta" is allowed too (no data: with ``keep_on_device``, for tests).
+
     Inside `adakit.distributed.sharded_inference` (a torchrun run) each rank computes a contiguous share of the
     domain and the shares are gathered (padded all_gather) into the same order on every rank.
     """
     from adakit import distributed
 
+    dev = check_device(device, "forward_domain: device", extra_types=("meta",))  # meta: the tests' stand-in GPU
     was_training = model.training
     model.eval()
     rows = distributed.rank_rows(len(domain)) if distributed.sharding() else np.arange(len(domain))
-    dev = torch.device(device)
     channels_last = dev.type == "cuda" and getattr(model, "channels_last", False)
     feats = logits = None
     keys = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]

@@ -32,6 +32,7 @@ from adakit import distributed
 from adakit.callbacks import loggers_from_config
 from adakit.config import ExperimentConfig, build_config, merge
 from adakit.data import Domains, load_domains
+from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError, WaitingForLabels
 from adakit.inference import accuracy, forward_domain
 from adakit.ledger import DROP, Ledger
@@ -96,21 +97,8 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str | torch.device, what: str = "train.device") -> torch.device:
-    """The torch device for ``name`` ("auto": CUDA when available, else the CPU); a `ConfigError` naming
-    ``what`` for a name torch does not know or a device this machine lacks."""
-    if name == "auto":
-        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"{what}={name!r} is not a torch device ({e}); use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{what}={name!r} but no CUDA device is available; use auto or cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"{what}={name!r} but torch sees {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{what}={name!r}: adakit runs on cpu or cuda devices; use auto, cpu or cuda")
-    return distributed.local_device(dev)  # torchrun: one GPU per process, cuda:LOCAL_RANK
+    """`adakit.devices.check_device`'s device for ``name``; in a torchrun run ``cuda`` is this process's GPU."""
+    return distributed.local_device(check_device(name, what))  # torchrun: one GPU per process, cuda:LOCAL_RANK
 
 
 def _warmup_key(config: dict) -> str:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from adakit.data.objects import numpy_tensor
+from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError
 from adakit.pool import ArrayView, CallableModule
 from adakit.query.base import Selection, Strategy, _host, check_selection
@@ -208,17 +209,11 @@ def _warn_if_probabilities(disc: Any, given: torch.Tensor | None, f: torch.Tenso
 
 
 def _device(device: torch.device | str | None, arrays: tuple[ArrayLike | None, ...], who: str) -> torch.device:
-    """The device strategies compute on: ``device``, else that of the first tensor in ``arrays``, else the CPU."""
+    """The device strategies compute on: ``device`` (checked: `adakit.devices.check_device`), else that of the
+    first tensor in ``arrays``, else the CPU."""
     if device is None:
         return next((a.device for a in arrays if isinstance(a, torch.Tensor)), torch.device("cpu"))
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"{who}: device={device!r} is not a torch device ({e}); use 'cpu', 'cuda' or "
-                          "'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{who}: device={device!r} but torch sees no CUDA device; use device='cpu'")
-    return dev
+    return check_device(device, f"{who}: device")
 
 
 def _numpy(x: ArrayLike) -> np.ndarray:

@@ -79,6 +79,7 @@ def test_shipped_configs_load():
     ("seed=4294967296", "seed", "less than or equal to 4294967295"),
     ("train.device=tpu", "train.device", "auto, cpu, cuda, cuda:N"),
     ("train.device=cuda:x", "train.device", "auto, cpu, cuda, cuda:N"),
+    ("train.device=mps", "train.device", "adakit runs on cpu or cuda devices; use one of: auto, cpu, cuda, cuda:N"),
     ("data.pattern={root}/{dom}.npz", "data.pattern", "{dom}"),
     ("data.pattern={root}/{0}.npz", "data.pattern", "only {root} and {domain}"),
     ("data.pattern={root", "data.pattern", "not a valid pattern"),
@@ -90,11 +91,17 @@ def test_values_checked_before_work_name_the_key(override, key, hint):
 
 
 def test_valid_devices_seeds_and_patterns_are_accepted():
-    for device in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"):
+    for device in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
         assert build_config({}, [f"train.device={device}"]).train.device == device
     assert build_config({}, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
     cfg = build_config({"data": {"pattern": "{root}/{{literal}}/{domain}.npz"}})
     assert cfg.data.path_of("amazon", "/d") == "/d/{literal}/amazon.npz"
+
+
+def test_device_forms_advertise_only_what_the_loop_runs_on():
+    from adakit.config import DEVICE_FORMS, TrainConfig
+
+    assert "mps" not in DEVICE_FORMS and "mps" not in TrainConfig.model_fields["device"].description
 
 
 def test_deeply_nested_or_unreadable_config_is_a_config_error(tmp_path):
