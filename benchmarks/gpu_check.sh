@@ -3,6 +3,8 @@
 #
 #   ADAKIT_DATA=/path/to/data bash benchmarks/gpu_check.sh [OUT_DIR]
 #
+# OUT_DIR (default gpu-check-<UTC time>) must be new or empty: a non-empty one is refused (exit status 2) before
+# step 1, as step 3's run in it would be resumed and report the earlier run's timings; nothing in it is removed.
 # Needs: the venv's python (or PYTHON=...), $ADAKIT_DATA/office31/images (Office-31 image folders), a CUDA GPU.
 # Steps (each prints "== step N: ..." first, then "PASS step N" or "FAIL step N: why"). Step 1 failing (no GPU)
 # stops the script at once; a failure in steps 2-4 is reported and the remaining steps still run, so one pass shows
@@ -31,6 +33,10 @@ fail() { echo "FAIL step $1: $2" >&2; FAILED+=("$1"); }
 command -v "$PY" >/dev/null || { echo "FAIL: python not found at $PY (set PYTHON=...)" >&2; exit 2; }
 [ -n "${ADAKIT_DATA:-}" ] && [ -d "$ADAKIT_DATA/office31/images" ] || {
   echo "FAIL: set ADAKIT_DATA to the folder holding office31/images" >&2; exit 2; }
+if [ -e "$OUT" ] && { [ ! -d "$OUT" ] || [ -n "$(ls -A "$OUT")" ]; }; then
+  echo "FAIL: $OUT is not an empty folder (an earlier check's outputs?); give a new OUT_DIR, or remove it" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 START=$(date +%s)
 

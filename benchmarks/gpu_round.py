@@ -9,7 +9,9 @@ the model over the target pool. Prints, last, one line that gpu_check.sh greps:
     TIMING device=cuda:0 train_images_per_s=... pool_images_per_s=... train_s_per_step=... query_s=...
 
 train images per step = global batch x the batches the objective draws (source, labelled target if any,
-unlabelled target for adaptation objectives). Exits non-zero (and prints why) when anything fails.
+unlabelled target for adaptation objectives). Exits non-zero (and prints why) when anything fails, and with
+status 2 before any work when --out is a non-empty folder: `ActiveLoop` would resume the run found there, and a
+finished one would report its old timings as this machine's.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True, help="run folder (new or empty)")
+    ap.add_argument("--out", type=Path, required=True, help="run folder: new or empty (a non-empty one is refused)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override key=value")
     ap.add_argument("--device", default=None, help="train.device (default: the config's)")
     args = ap.parse_args(argv)
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        ap.error(f"--out {args.out} is not an empty folder: a run there would be resumed and its timings reported "
+                 "as this machine's; give a new folder (or remove this one yourself if nothing in it is needed)")
 
     import numpy as np
     import torch

@@ -27,7 +27,8 @@ strategies there; such cells record ``device``, the GPU's name (``gpu``) and its
 (``adakit_gpu_peak_mb``). Their key holds the device, so they sit beside the CPU cells of the same
 (threads, N, strategy) instead of replacing them, and they are rendered in their own section, *On the GPU*.
 
-Results accumulate in results/query_speed.json (one record per cell, the newest wins) and are rendered to
+Results accumulate in results/query_speed.json (one record per cell, the newest wins, except that a failed or
+timed-out cell never replaces a good one) and are rendered to
 results/query_speed.md; cells never measured are written as "not measured". The *peer code* column and
 section are rendered from results/peer_code.json (measured by `benchmarks/peer_code.py`).
 """
@@ -624,6 +625,24 @@ def _key(r: dict) -> tuple:
     return base if device == "cpu" else (*base, device)
 
 
+def record_cell(cells: dict, r: dict) -> bool:
+    """Store cell ``r`` under its key, unless it failed or timed out (``error``) where a good measurement has the
+    same key: a failed run never replaces a good cell. True when stored."""
+    old = cells.get(_key(r))
+    if "error" in r and old is not None and "error" not in old:
+        return False
+    cells[_key(r)] = r
+    return True
+
+
+def measuring_device(name: str) -> str:
+    """``--device`` checked as adakit checks ``train.device`` (a CUDA device this machine lacks, or a type adakit
+    does not run on, is a `ConfigError`) before anything is measured; its canonical name (auto: cuda or cpu)."""
+    from adakit.devices import check_device
+
+    return str(check_device(name, "--device"))
+
+
 def on_cpu(r: dict) -> bool:
     return r.get("device", "cpu") == "cpu"
 
@@ -1065,7 +1084,7 @@ def interleaving_check(name: str, n: int, reps: int = 15) -> str:
             f"alone, {ms[1]:.1f} ms interleaved; reference {ms[2]:.1f} ms alone, {ms[3]:.1f} ms interleaved")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000, 200000])
     ap.add_argument("--strategies", nargs="+", default=None)
@@ -1075,13 +1094,14 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None, help="fixed b instead of 1%% of the pool (e.g. 2000 at 1M)")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--device", default="cpu", help="where the pool arrays live and the strategies compute "
-                                                    "(cpu, cuda, cuda:N); references run only with cpu")
+                                                    "(cpu, cuda, cuda:N, auto; checked before measuring: no such "
+                                                    "device exits with status 2); references run only with cpu")
     ap.add_argument("--agreement", action="store_true", help="measure approximate vs exact paths")
     ap.add_argument("--render", action="store_true", help="only re-render the table from the JSON")
     ap.add_argument("--interleaving-check", nargs=2, metavar=("STRATEGY", "N"),
                     help="time one strategy and its reference alone and interleaved (see the table header)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.interleaving_check:
         print(interleaving_check(args.interleaving_check[0], int(args.interleaving_check[1])))
         return
@@ -1091,8 +1111,14 @@ def main() -> None:
         print(json.dumps(child(name, int(n), bool(int(with_ref)), int(reps))))
         return
 
+    from adakit.errors import ConfigError
     from adakit.registry import STRATEGIES
 
+    if not (args.render or args.agreement):
+        try:
+            args.device = measuring_device(args.device)
+        except ConfigError as e:
+            ap.error(f"{e} (nothing measured or written)")
     names = args.strategies or STRATEGIES.names()
     every = STRATEGIES.names()  # the table always shows every strategy's recorded cells, not just this run's
     os.environ["QS_DEVICE"] = args.device
@@ -1115,12 +1141,15 @@ def main() -> None:
                     r = run_cell(name, n, threads, args.timeout, with_ref, args.max_reps)
                     if name in REFERENCES and not with_ref:
                         r["ref_note"] = "not run at this size (minutes per call or too much memory)"
-                    rec["cells"][_key(r)] = r
+                    kept = not record_cell(rec["cells"], r)
                     a = r.get("adakit") or {}
                     print(f"threads={threads} N={n} {name}: {a.get('wall', r.get('error'))} s | "
-                          f"ref {(r.get('ref') or {}).get('wall', '—')}", flush=True)
-                    save_records(rec)
-                    render(rec, every)
+                          f"ref {(r.get('ref') or {}).get('wall', '—')}"
+                          + (f" (not recorded: the good cell of {rec['cells'][_key(r)]['when']} is kept)"
+                             if kept else ""), flush=True)
+                    if not kept:
+                        save_records(rec)
+                        render(rec, every)
     render(rec, every)
     print(f"wrote {MD_OUT}")
 
