@@ -22,7 +22,9 @@ def check_device(name: str | torch.device, what: str = "device", extra_types: tu
     except (RuntimeError, TypeError) as e:
         raise ConfigError(f"{what}={name!r} is not a torch device ({e}); use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{what}={name!r} but no CUDA device is available; use auto or cpu")
+        resume = " (a stopped run goes on here with `adakit resume RUN --set train.device=cpu`)" \
+            if what == "train.device" else ""
+        raise ConfigError(f"{what}={name!r} but no CUDA device is available; use auto or cpu{resume}")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ConfigError(f"{what}={name!r} but torch sees {torch.cuda.device_count()} CUDA device(s)")
     if dev.type not in (*DEVICE_TYPES, *extra_types):
