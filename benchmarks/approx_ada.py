@@ -19,6 +19,8 @@ exact neighbours, the full embedding), same seeds, same everything else::
         --approx runs/ada-approx-las runs/ada-approx-clue runs/ada-approx-sage --md benchmarks/results/approx-ada.md
 
 A pair counts as *within the seed spread* when |Δ mean| ≤ the larger of the two standard deviations over seeds.
+``--md`` replaces only the file's generated section (from "Written ..." to the paired differences, between the
+``<!-- generated: begin -->`` / ``<!-- generated: end -->`` lines) and keeps the hand-written reading around it.
 """
 
 from __future__ import annotations
@@ -26,9 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import write_section  # noqa: E402
 
 ROWS = {"FT_+_las": ("FT + las", "IVF neighbours (nprobe 8) + faiss k-means (greedy seeding, 8 it.)"),
         "FT_+_clue": ("FT + clue", "faiss k-means (greedy seeding, 8 it.)"),
@@ -80,19 +87,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exact", type=Path, nargs="+", required=True, help="bench folders of the exact runs")
     ap.add_argument("--approx", type=Path, nargs="+", required=True, help="bench folders of the approximate runs")
-    ap.add_argument("--md", type=Path, help="write the table here (it replaces the file's table section)")
+    ap.add_argument("--md", type=Path, help="results file: its generated section (the usage and the table) is "
+                                             "replaced, the rest of the file kept")
     a = ap.parse_args()
     text = table(collect(a.exact), collect(a.approx))
     print(text)
     if a.md:
         usage = __doc__.split("::")[1].split("A pair counts")[0].rstrip()
-        a.md.write_text(
-            "# Approximate large-pool paths on the ADA benchmark\n\n"
+        write_section(a.md, head="# Approximate large-pool paths on the ADA benchmark\n\n", body=(
             f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/approx_ada.py` from the runs "
             "of the commands below (Office-31 features, `benchmarks/ada-office31.yaml`: fine-tuning, 5% budget in 5 "
             "rounds, LAS with K = 5, 3 seeds; one torch thread per process). Final target accuracy after the last "
             "round, mean ± std over seeds. A pair is *within the seed spread* when |Δ| ≤ the larger of the two "
-            "standard deviations.\n\n```bash\n" + textwrap.dedent(usage).strip("\n") + "\n```\n\n" + text)
+            "standard deviations.\n\n```bash\n" + textwrap.dedent(usage).strip("\n") + "\n```\n\n" + text))
 
 
 if __name__ == "__main__":

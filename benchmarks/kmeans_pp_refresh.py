@@ -14,6 +14,10 @@ within each seed, one thread. The law of the picks is the same for every schedul
 the random stream is not.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kmeans_pp_refresh.py   # writes results/kmeans_pp_refresh.md
+
+``--out`` (default: results/kmeans_pp_refresh.md) replaces only the file's generated section (the conditions and
+the table, between the ``<!-- generated: begin -->`` / ``<!-- generated: end -->`` lines) and keeps the text
+around it; a new file gets a title, that section and the paragraph that says how to read it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import argparse  # noqa: E402
 import datetime  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -34,6 +39,7 @@ import torch  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _results import check_sections, write_section  # noqa: E402
 from query_speed import SyntheticPool  # noqa: E402
 
 from adakit.query import _algorithms as alg  # noqa: E402
@@ -75,7 +81,21 @@ def _fmt(s: float) -> str:
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def main() -> None:
+#: how to read the table; written below the generated section of a new results file
+READING = """The rule refreshes when the work wasted by stale bounds since the last refresh (rejected draws, distance
+updates) would pay for a refresh, and so would this pick's own rejections or the picks still to make at the
+rate seen so far; its proposal-side costs are scaled by 0.5, 1 (committed) or 2. On large pools most samples
+are never proposed, so most of the N × b distance products of a fixed schedule are never computed. On small
+pools with large budgets (N = 2,000, b = 10%) the fixed schedule can be a few milliseconds faster.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "kmeans_pp_refresh.md",
+                    help="results file: its generated section is replaced, the rest kept (default: %(default)s)")
+    args = ap.parse_args(argv)
+    check_sections(args.out)  # before the measurement: a file without the markers is refused
     torch.set_num_threads(1)
     start = datetime.datetime.now(datetime.timezone.utc)
     load0 = os.getloadavg()[0]
@@ -89,9 +109,7 @@ def main() -> None:
     end = datetime.datetime.now(datetime.timezone.utc)
     head = ("| N | b | every 32 picks (before) | rule ×0.5 | rule ×1 (committed) | rule ×2 |\n"
             "|---:|---:|---:|---:|---:|---:|")
-    text = f"""# k-means++ (BADGE): when to refresh the D² bounds
-
-Measured {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC with `benchmarks/kmeans_pp_refresh.py` on
+    text = f"""Measured {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC with `benchmarks/kmeans_pp_refresh.py` on
 {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, one thread, 1-minute load average
 {load0:.1f} → {os.getloadavg()[0]:.1f}. What is timed: `kmeans_pp` alone (b picks) on BADGE's factorised
 gradient embeddings (C = 65, m = 256) of the synthetic pools of `benchmarks/query_speed.py` (1% labelled);
@@ -100,16 +118,9 @@ each seed. In brackets: how many times faster than refreshing every 32 picks. Th
 law under every schedule; the random streams differ.
 
 {head}
-""" + "\n".join(rows) + """
-
-The rule refreshes when the work wasted by stale bounds since the last refresh (rejected draws, distance
-updates) would pay for a refresh, and so would this pick's own rejections or the picks still to make at the
-rate seen so far; its proposal-side costs are scaled by 0.5, 1 (committed) or 2. On large pools most samples
-are never proposed, so most of the N × b distance products of a fixed schedule are never computed. On small
-pools with large budgets (N = 2,000, b = 10%) the fixed schedule can be a few milliseconds faster.
-"""
-    (HERE / "results" / "kmeans_pp_refresh.md").write_text(text)
-    print(text)
+""" + "\n".join(rows) + "\n"
+    print(write_section(args.out, text, head="# k-means++ (BADGE): when to refresh the D² bounds\n\n",
+                        tail="\n" + READING))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Training throughput with 1 and N processes (torchrun, gloo on CPU / NCCL on GPU): steps/s and scaling efficiency.
 
-    python benchmarks/scale.py --out benchmarks/results/scale.md            # driver: runs every cell, writes the table
+    python benchmarks/scale.py --steps 200 --out benchmarks/results/scale.md  # driver: every cell, writes the table
     torchrun --nproc_per_node=2 benchmarks/scale.py --worker --objective dann   # one cell (prints a JSON line)
 
 Each cell trains `Trainer.fit` on the Office-31 features config (amazon -> webcam, global batch 32 as in the
 config, split across the processes) for ``--warmup`` untimed steps, then times ``--steps`` steps. Scaling
 efficiency = (steps/s with N processes) / (N x steps/s with 1 process): 100 % means N processes finish the same
-global batches N times faster.
+global batches N times faster. ``--out`` replaces only the file's generated section (the table and its conditions,
+between the ``<!-- generated: begin -->`` / ``<!-- generated: end -->`` lines) and keeps the text around it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import check_sections, write_section  # noqa: E402
+
 CONFIG = ROOT / "configs" / "office31-features.yaml"
 OBJECTIVES = ("source_only", "dann", "gsda")
 
@@ -92,11 +97,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--repeats", type=int, default=2, help="runs per cell; the best is kept (load noise)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file: its generated section (the table) is replaced, the rest kept")
     args = ap.parse_args()
     if args.worker:
         worker(args.objective, args.steps, args.warmup, args.threads, args.device)
         return
+    if args.out:
+        check_sections(args.out)  # before the measurement: a file without the markers is refused
     procs = [int(p) for p in args.procs.split(",")]
     load_before = os.getloadavg()
     rows = []
@@ -126,7 +134,8 @@ def main() -> None:
     print(table)
     print(conditions)
     if args.out:
-        args.out.write_text(f"{table}\n\nConditions: {conditions}\n")
+        write_section(args.out, f"{table}\n\nConditions: {conditions}\n",
+                      head="# Training throughput with 1 and N processes\n\n")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ autocast on the CPU (``train.cpu_amp: true``, opt-in).
 
     OMP_NUM_THREADS=1 python benchmarks/train_step.py --out benchmarks/results/train_step.md
 
+``--out`` replaces only the file's generated section (the table and its conditions, between the
+``<!-- generated: begin -->`` / ``<!-- generated: end -->`` lines) and keeps the hand-written text around it; a new
+file gets a title and that section.
+
 Each cell builds one `Trainer` per setting on the same model initialisation and alternates blocks of `Trainer.fit`
 steps between them (``--blocks`` blocks each, after one untimed block each), so all see the same machine state; the
 table gives the median wall and CPU milliseconds per step and each setting's CPU time relative to the default.
@@ -23,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import check_sections, write_section  # noqa: E402
 
 #: the settings timed, as `TrainConfig` updates; the first is the default the others are compared with
 SETTINGS = {"fused (default)": {"fused_sgd": True, "cpu_amp": False},
@@ -106,8 +113,10 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=8, help="timed blocks per setting (interleaved)")
     ap.add_argument("--block", type=int, default=50, help="Trainer.fit steps per block")
     ap.add_argument("--only", action="append", help="run only this cell (repeatable)")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=Path, help="results file: its generated section is replaced, the rest kept")
     args = ap.parse_args()
+    if args.out:
+        check_sections(args.out)  # before the measurement: a file without the markers is refused
     import torch
 
     from adakit.provenance import cpu_info
@@ -133,7 +142,7 @@ def main() -> None:
     text = "\n".join(lines) + f"\n\nConditions: {conditions}.\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_section(args.out, text, head="# Training step time: SGD kernel and bf16 autocast on the CPU\n\n")
 
 
 if __name__ == "__main__":

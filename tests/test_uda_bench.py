@@ -1,6 +1,7 @@
 """benchmarks/uda.py: one table per suite, per-run wall time, resumable, the hand-written discussion kept."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -32,18 +33,34 @@ def test_grid_writes_one_table_per_suite_and_keeps_the_discussion(office31_featu
                     "mnist-usps/dann/seed-0", "mnist-usps/source_only/seed-0"]
     assert all(float((out / r / uda.WALL_FILE).read_text()) > 0 for r in runs)
     text = results.read_text()
-    office, digits = text.index("### Office-31"), text.index("### Digits")
+    office, digits = text.index("## Office-31"), text.index("## Digits")
+    assert text.index("<!-- generated: office31 begin -->") < office < text.index("<!-- generated: office31 end -->")
+    assert text.index("<!-- generated: digits begin -->") < digits < text.index("<!-- generated: digits end -->")
     assert "| amazon→webcam |" in text[office:digits] and "mnist→usps" not in text[office:digits]
-    assert "| mnist→usps |" in text[digits:] and "amazon→webcam" not in text[digits:text.index("## Training cost")]
-    assert "| dann |" in text.split("Interleaved timing pass")[1]
+    assert "| mnist→usps |" in text[digits:] and "amazon→webcam" not in text[digits:]
+    assert "| dann |" in text[office:digits].split("Interleaved timing pass")[1]  # the pass ran on the first suite
 
-    # regenerate from the finished runs: nothing is trained again, the hand-written discussion stays
-    results.write_text(text + "\n## Discussion\n\nDANN wins here.\n")
+    # regenerate from the finished runs: nothing is trained again; the hand-written text and, when only one suite
+    # is collected, the other suite's section stay as they were
+    digits_section = text[text.index("<!-- generated: digits begin -->"):text.index("<!-- generated: digits end -->")]
+    results.write_text(text.replace("# Unsupervised domain adaptation\n", "# Unsupervised domain adaptation\n\n"
+                                    "Measured by hand on a quiet day.\n") + "\n## Discussion\n\nDANN wins here.\n")
     stamps = {r: (out / r / "summary.json").stat().st_mtime_ns for r in runs}
-    uda.main([*args, "--collect", "--timing-steps", "0"])
+    office_only = [a for a in args if a not in ("--digits", "mnist-usps")]
+    uda.main([*office_only, "--collect", "--timing-steps", "0"])
     assert stamps == {r: (out / r / "summary.json").stat().st_mtime_ns for r in runs}
     again = results.read_text()
     assert again.endswith("## Discussion\n\nDANN wins here.\n") and again.count("## Discussion") == 1
+    assert "Measured by hand on a quiet day." in again and digits_section in again
+    assert "Interleaved timing pass" not in again and "--collect" in again  # the office31 section is the new one
+    stored = json.loads(results.with_suffix(".json").read_text())
+    assert sorted({r["pair"] for r in stored["runs"]}) == ["amazon-webcam", "mnist-usps"]  # digits runs kept
+
+    # a results file without the markers is refused before anything runs, and left as it was
+    results.write_text("# Hand-written\n")
+    with pytest.raises(SystemExit, match="generated: office31 begin"):
+        uda.main([*office_only, "--collect"])
+    assert results.read_text() == "# Hand-written\n"
 
     conf = load("uda_confidence")
     acc, share, precision = conf.confidence_stats(out / "amazon-webcam" / "dann" / "seed-0", 0.0)
