@@ -781,25 +781,28 @@ def _peer_table(cells: list[dict]) -> list[str]:
     from peer_code import _agree as _peer_agreement  # one formatting for both tables
     from peer_code import _reps as _peer_reps
 
-    lines = ["| N | strategy | peer | adakit wall / CPU | peer wall / CPU | ratio CPU (wall) | ≥ 10× | agreement |",
-             "|---:|---|---|---:|---:|---:|---|---|"]
+    lines = ["| threads | N | b | strategy | peer | adakit wall / CPU | peer wall / CPU | ratio CPU (wall) | ≥ 10× "
+             "| load | agreement |",
+             "|---:|---:|---:|---|---|---:|---:|---:|---|---|---|"]
     for r in sorted(cells, key=lambda r: (r["threads"], r["n"], r["strategy"], r["peer"])):
         base, variant = _peer_key(r)
         who = PEER_LABELS.get(base, base) + (f" ({variant})" if variant else "")
-        head = f"| {r['n']:,} | {r['strategy']} | {who} |"
+        bb = f"{r['b']:,}" if "b" in r else "—"
+        load = f"{r['load_start']:.1f}→{r['load_end']:.1f}" if "load_start" in r and "load_end" in r else "—"
+        head = f"| {r['threads']} | {r['n']:,} | {bb} | {r['strategy']} | {who} |"
         rat = _ratios(r)
         if rat is None:
-            lines.append(f"{head} {r.get('error', 'no timings')} | | | | |")
+            lines.append(f"{head} {r.get('error', 'no timings')} | | | | {load} | |")
             continue
         a, p = r["adakit"], r["peer_code"]
         lines.append(f"{head} {_fmt_t(a['wall'])} / {_fmt_t(a['cpu'])}{_peer_reps(a)} | {_fmt_t(p['wall'])} / "
                      f"{_fmt_t(p['cpu'])}{_peer_reps(p)} | {_x(rat[0])} ({_x(rat[1])}) | "
-                     f"{'yes' if min(rat) >= 10 else 'no'} | {_peer_agreement(r)} |")
+                     f"{'yes' if min(rat) >= 10 else 'no'} | {load} | {_peer_agreement(r)} |")
     return lines
 
 
 def _goal(cells: list[dict], n: int = 20000) -> list[str]:
-    """Issue #15's goal, ≥ 10× the peer code at N = 20k (1 thread), per (strategy, peer), from the cells."""
+    """The speed goal, ≥ 10× the peer code at N = 20k (1 thread), per (strategy, peer), from the cells."""
     at = {(r["strategy"], _peer_key(r)[0]): r for r in cells
           if r["n"] == n and r["threads"] == 1 and not _peer_key(r)[1] and _ratios(r)}
     if not at:
@@ -833,7 +836,7 @@ def _goal(cells: list[dict], n: int = 20000) -> list[str]:
         no = [f"{st} vs {who} {_x(v)}" for v, st, who in two if v < 10]
         at_two = ["", f"At 2 threads (the smaller of the CPU and wall ratios): ≥ 10× for {', '.join(yes) or 'none'}; "
                   f"below for {', '.join(no) or 'none'}. Calls of a few milliseconds are marked noise in the "
-                  "table below: read those ratios as approximate."]
+                  "table above: read those ratios as approximate."]
     return [f"**The ≥ 10× goal at N = {n:,}** (the goal: ≥ 10× the peer code for every strategy that has one; "
             "here both the CPU and the wall ratio, 1 thread):", "",
             f"Met ({len(met)}):", "", *(met or ["- none"]), "",
@@ -857,7 +860,8 @@ def peer_section(peer: dict) -> list[str]:
         "runs in its own subprocess: after a warm-up of both, `adakit.select` and the peer's own selection call "
         "are timed interleaved (adakit, peer, adakit, peer, ...), median of the repetitions (×r; *noise* = "
         "median under 5 ms or max/min spread above 50%). The CPU-time ratio is the steadier one under load. "
-        f"{PEER_RERUN_NOTE} *ratio*: peer / adakit. *agreement*: "
+        f"{PEER_RERUN_NOTE}{_margin_rerun(cells)} *threads*: the cell's OMP/MKL/OpenBLAS and torch threads; "
+        "*ratio*: peer / adakit. *agreement*: "
         "overlap of the two first calls' picks, |A ∩ P| / b; for the seeded methods (k-means, k-means++) the "
         "overlap of adakit with itself between seeds 0 and 1 is given as the scale of seed-to-seed variation.",
         "",
@@ -939,8 +943,18 @@ PEER_RERUN_NOTE = (
     "were measured again on 2026-12-04 08:59–09:29 UTC on an idle machine (load 0.3–0.6, nothing else running): "
     "their peers' calls took 2.1–2.7 s instead of 2.9 s, adakit's 0.24–0.37 s instead of 0.31–0.48 s; the ratios "
     "moved from 9.2×, 8.9×, 6.0× to 9.1×, 8.8×, 7.3× (those rows show the re-run), so the conclusion (below 10× "
-    "even on the approximate paths) holds. The idle re-run of margin at N = 20,000 gave the table's 8.2× (LADA) "
-    "and 5.9× wall / 5.8× CPU (SDM).")
+    "even on the approximate paths) holds.")
+
+
+def _margin_rerun(cells: list[dict], n: int = 20000) -> str:
+    """The sentence on the idle re-run of margin at N = 20k, 1 thread, with the ratios the table holds."""
+    parts = []
+    for r in sorted(cells, key=lambda r: r["peer"]):
+        if (r["strategy"], r["n"], r["threads"], _peer_key(r)[1]) == ("margin", n, 1, "") and _ratios(r):
+            cpu, wall = _ratios(r)
+            ratio = _x(cpu) if _x(cpu) == _x(wall) else f"{_x(cpu)} CPU / {_x(wall)} wall"
+            parts.append(f"{ratio} ({PEER_LABELS.get(_peer_key(r)[0], _peer_key(r)[0])})")
+    return f" The idle re-run of margin at N = {n:,} gave the table's {' and '.join(parts)}." if parts else ""
 
 
 def gpu_section(cells: list[dict], names: list[str]) -> list[str]:

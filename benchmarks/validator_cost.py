@@ -46,6 +46,7 @@ import torch.nn.functional as F  # noqa: E402
 HERE = Path(__file__).resolve().parent
 JSON_OUT = HERE / "results" / "validator_cost.json"
 MD_OUT = HERE / "results" / "validator_cost.md"
+QUERY_SPEED_JSON = HERE / "results" / "query_speed.json"  # the LAS query the cost table is compared with
 M_DIM, N_CLASSES, SEED = 256, 65, 0
 SUB_SIZES = (5_000, 10_000, 20_000, 30_000)
 REAL_SUB_SIZES = (1_000, 2_000, 5_000)
@@ -229,6 +230,18 @@ def _fmt_s(x: float) -> str:
     return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s" if x < 10 else f"{x:.1f} s"
 
 
+def _las_query_cost(path: Path = QUERY_SPEED_JSON) -> str:
+    """The sentence comparing with one LAS query at N = 200,000, 1 thread, on the CPU, from the query-speed records
+    (empty when they hold no such cell)."""
+    cells = json.loads(path.read_text()).get("cells", []) if path.exists() else []
+    las = [r for r in cells if r.get("adakit")
+           and (r["strategy"], r["n"], r["threads"], r.get("device", "cpu")) == ("las", 200_000, 1, "cpu")]
+    if not las:
+        return ""
+    return (" One LAS query on the same pool (`benchmarks/results/query_speed.md`, 1 thread, measured "
+            f"{las[0]['when']}) costs {las[0]['adakit']['cpu']:.2f} s of CPU time.")
+
+
 def render(res: dict) -> str:
     lines = ["# Validator cost and SND subsample agreement", "",
              "Made with `benchmarks/validator_cost.py` (its docstring says how each number is measured). The "
@@ -250,8 +263,7 @@ def render(res: dict) -> str:
             lines.append(f"| `{r['validator']}` | {params} | {_fmt_s(r['cpu'])} | {_fmt_s(r['wall'])} "
                          f"| {r['load'][0]:.1f}→{r['load'][1]:.1f} | {score} |")
         lines += ["", "*score*: the validator's value on this pool, for reference only (its classes are almost "
-                  "perfectly separable, so the accuracies are 1.0). One LAS query on the same pool "
-                  "(`benchmarks/results/query_speed.md`, 1 thread) costs 16.6 s of CPU time."]
+                  "perfectly separable, so the accuracies are 1.0)." + _las_query_cost()]
         snd = [r for r in cost["rows"] if r["validator"] == "snd" and r.get("score") is not None]
         sub = [r for r in snd if r["params"].get("max_samples")]
         exact = [r for r in snd if not r["params"].get("max_samples")]

@@ -48,7 +48,10 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     assert "200 of 200 picks named the wrong sample (4 of them already labelled)" in text
     assert "#588" in text and "#589" in text and "load average over the cells was 5.0–6.0" in text
     assert "**5 of 5 cells ran beside other work**" in text  # loads 5–6 at one thread
-    assert "| 20,000 | las | LADA (KMeans n_init=10) |" in text
+    # each row names its thread count, budget and load (the same (N, strategy, peer) appears once per thread count)
+    assert "| 1 | 20,000 | 200 | las | LADA (KMeans n_init=10) |" in text
+    assert "| threads | N | b | strategy | peer |" in text and "| no | 5.0→6.0 | 100% (same order) |" in text
+    assert "The idle re-run of margin at N = 20,000 gave the table's 1.3× (SDM)." in text
     # an adakit-side variant (its approximate paths) is reported beside the default, never counted as the goal
     las = next(ln for ln in missed.splitlines() if ln.startswith("- las vs LADA"))
     assert "13.0× CPU (13.0× wall) with adakit search=ivf, kmeans=faiss (opt-in approximate path" in las
@@ -76,6 +79,9 @@ def test_goal_lists_two_thread_cells_by_their_smaller_ratio():
            dict(_cell("margin", "sdm", 20000, 0.03, 0.15), threads=2,  # 5× CPU, 2× wall: the smaller counts
                 peer_code={"wall": 0.12, "cpu": 0.15, "reps": 3, "spread": 0.1})]
     line = next(ln for ln in qs._goal(PEER["cells"] + two) if ln.startswith("At 2 threads"))
+    assert "marked noise in the table above" in line  # the peer table comes before this summary
+    table = "\n".join(qs._peer_table(PEER["cells"] + two))
+    assert "| 2 | 20,000 | 200 | coreset | LADA |" in table and "| 1 | 20,000 | 200 | coreset | LADA |" in table
     bugs = "\n".join(qs._peer_bugs(PEER["cells"] + two))  # the same CoreSet picks at 1 and 2 threads: said once
     assert bugs.count("at N = 20,000, 200 of 200 picks named the wrong sample") == 1
     assert "≥ 10× for coreset vs LADA 24.0×;" in line and "below for margin vs SDM 2.0×." in line
