@@ -1,5 +1,6 @@
-"""Choosing the feature-mode defaults of fine-tuning with the validators, never with target test labels,
-and checking them on feature sets they were not chosen on, against the linear-probe baseline.
+"""Feature-mode defaults of fine-tuning: proposed by a validator without target test labels, adopted only if
+they do not lose accuracy on held-out feature sets (a gate that reads those sets' target test labels), and
+compared with the linear-probe baseline.
 
 Protocol (fixed before any result was seen): FT + margin, 5% of the target pool in 5 rounds, transductive.
 
@@ -9,7 +10,8 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
    learning rate × weight decay at stage B's dropout; stage D, warm-up steps × S+T / S∪T batching of the labelled
    target (for the small-source pairs where the probe wins); stage E, the network's width (hidden layer) × whether
    it has the bottleneck (Linear + BatchNorm + ReLU) at all; stage F, label smoothing × class-balanced source
-   batches; stage G, the batch size (F and G at width 1,024: ``--fix model.hidden_dim=1024``).
+   batches; stage G, the batch size; stage H, weight averaging (F, G and H at width 1,024:
+   ``--fix model.hidden_dim=1024``).
 2. ``choose``: each setting's ``queried_acc`` (the accuracy of a round's model on the next round's queried batch,
    *before* training on it: labels the user has bought, biased towards hard samples) as its mean over rounds, then
    over seeds, then over pairs, then over sets (``--per-set``: one choice per set); the highest wins, the current
@@ -17,7 +19,10 @@ Protocol (fixed before any result was seen): FT + margin, 5% of the target pool 
    the oracle accuracy of each setting only to show what the choice cost or gained.
 3. ``check``: the defaults, the validators' choice and the linear probe (`adakit.probe`, standardised and raw
    features) on every set, tuning and held-out (``office31-logits``, ``digits16``: see
-   ``benchmarks/feature_sets.py``), 3 seeds, through ``adakit bench``.
+   ``benchmarks/feature_sets.py``), 3 seeds, through ``adakit bench``. The gate (added after stage C): a choice is
+   adopted only if FT with it is not worse than the defaults on average over the held-out pairs, by their final
+   accuracy, i.e. with their target test labels. The held-out sets never propose a choice, but they decide whether
+   one is adopted, so they are not an independent test of the adopted defaults.
 
 Usage::
 
