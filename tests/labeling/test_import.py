@@ -542,17 +542,37 @@ def test_answers_given_as_python_objects_import_like_a_file(demo_run, tmp_path):
         import_answers(demo_run, 42)
 
 
+def _image_run_waiting(root: Path, classes: list[str], budget: int, name) -> tuple[list[str], dict]:
+    """Source and target image folders of ``classes`` (4 tiny images each, named ``name(i)``) under ``root``, and a
+    run in ``root/r`` waiting for the labels of its ``budget`` queries: (their ids, the config)."""
+    import numpy as np
+    from PIL import Image
+
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+
+    rng = np.random.default_rng(0)
+    for dom in ("src", "tgt"):
+        for k, c in enumerate(classes):
+            (root / dom / c).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray((rng.random((16, 16, 3)) * 60 + 60 * k).astype(np.uint8)).save(root / dom / c / name(i))
+    cfg = {"data": {"format": "image_folder", "root": str(root), "source": "src", "target": "tgt",
+                    "image_size": 16, "resize": 16},
+           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": budget, "rounds": 1},
+           "train": {"warmup_iters": 2, "round_iters": 1, "batch_size": 4, "threads": 1}, "oracle": {"kind": "file"}}
+    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(cfg), root / "r",
+                                                                show_progress=False) as loop:
+        loop.run()
+    return waiting.value.open, cfg
+
+
 def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path):
     """A class folder copied from macOS spells "café" in NFD, a person types it in NFC (they look identical in
     the error); a class folder "mug " is typed "mug" (cells are read stripped). Both resolve; ids too, also an id
     that begins with a space (a class folder " lead"), which the stripped cells of the run's own CSV lost."""
     import unicodedata
 
-    import numpy as np
-    from PIL import Image
-
-    from adakit.errors import WaitingForLabels
-    from adakit.loop import ActiveLoop
     from adakit.oracle import class_lookup, resolve_label
 
     nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
@@ -560,21 +580,7 @@ def test_names_and_ids_in_another_unicode_form_or_with_spaces_are_found(tmp_path
     classes = ["cat", nfd, "mug ", " lead"]
     assert [resolve_label(t, classes) for t in (nfc, nfd, "mug", " mug ", "mug ", "cat")] == [1, 1, 2, 2, 2, 0]
     assert resolve_label("dog", classes) is None and class_lookup(["a", "a "])["a"] == 0  # exact names win
-    rng = np.random.default_rng(0)
-    for dom in ("src", "tgt"):
-        for k, c in enumerate(classes):
-            (tmp_path / dom / c).mkdir(parents=True)
-            for i in range(4):
-                img = (rng.random((16, 16, 3)) * 60 + 60 * k).astype(np.uint8)
-                Image.fromarray(img).save(tmp_path / dom / c / f"{nfd}-{i}.png")
-    cfg = {"data": {"format": "image_folder", "root": str(tmp_path), "source": "src", "target": "tgt",
-                    "image_size": 16, "resize": 16},
-           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": 16, "rounds": 1},
-           "train": {"warmup_iters": 2, "round_iters": 1, "batch_size": 4, "threads": 1}, "oracle": {"kind": "file"}}
-    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(cfg), tmp_path / "r",
-                                                                show_progress=False) as loop:
-        loop.run()
-    ids = waiting.value.open
+    ids, _ = _image_run_waiting(tmp_path, classes, 16, lambda i: f"{nfd}-{i}.png")
     assert any(sid.startswith(" lead/") for sid in ids)
     rows = "".join(f"{unicodedata.normalize('NFC', sid)},{nfc if nfd in sid.split('/')[0] else 'mug'}\n"
                    for sid in ids)
@@ -618,29 +624,12 @@ def test_ids_and_classes_that_start_a_formula_are_exported_as_text_and_import_ba
     import shutil
 
     import numpy as np
-    from PIL import Image
 
-    from adakit.errors import WaitingForLabels
-    from adakit.loop import ActiveLoop
     from adakit.oracle import export_round
     from adakit.run_model import write_predictions
 
     classes = ["-neg", "=SUM(1)", "@at"]  # sorted, as the image folder lists them
-    rng = np.random.default_rng(0)
-    for dom in ("src", "tgt"):
-        for k, c in enumerate(classes):
-            (tmp_path / dom / c).mkdir(parents=True)
-            for i in range(4):
-                Image.fromarray((rng.random((16, 16, 3)) * 60 + 60 * k).astype(np.uint8)).save(
-                    tmp_path / dom / c / f"{i}.png")
-    cfg = {"data": {"format": "image_folder", "root": str(tmp_path), "source": "src", "target": "tgt",
-                    "image_size": 16, "resize": 16},
-           "model": {"backbone": "lenet", "bottleneck_dim": 8}, "budget": {"total": 6, "rounds": 1},
-           "train": {"warmup_iters": 2, "round_iters": 1, "batch_size": 4, "threads": 1}, "oracle": {"kind": "file"}}
-    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(cfg), tmp_path / "r",
-                                                                show_progress=False) as loop:
-        loop.run()
-    ids = waiting.value.open
+    ids, cfg = _image_run_waiting(tmp_path, classes, 6, lambda i: f"{i}.png")
     shutil.copytree(tmp_path / "r", tmp_path / "r2")
     round_csv = tmp_path / "r" / "queries" / "round-1.csv"
     rows = list(csv.DictReader(round_csv.open(newline="")))
