@@ -77,6 +77,16 @@ def slug(text: str) -> str:
     return name
 
 
+def check_set_keys(extra: list[str] | None, owned: dict[str, str]) -> None:
+    """Refuse a ``--set key=value`` (``extra``) of a key a grid sets for its runs (``owned``: key -> who sets it
+    and what to do instead), of a section above one or a key inside one: the grid's value would win silently."""
+    for item in extra or []:
+        key = item.partition("=")[0].strip()
+        for k, why in owned.items():
+            if key == k or k.startswith(key + ".") or key.startswith(k + "."):
+                raise ConfigError(f"--set {item}: {why}")
+
+
 def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
     """Refuse, before any work, a run folder of the plan that holds a run (finished or not) of another config:
     its results would be counted as this setting's. The error names the folder and the keys that differ."""
@@ -192,6 +202,17 @@ def plan_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | 
     if unknown:
         raise ConfigError(f"{path}: no pair named {unknown}; pairs: {grid_pairs}")
     methods = {k: v for k, v in spec.methods.items() if not only or k in only}
+    owned = {"seed": f"the bench sets seed for each run from its seeds: {spec.seeds}; change them in {path}",
+             "label": f"the bench sets label for each run to its method's name in {path}"}
+    if spec.pairs:
+        owned["data.source"] = owned["data.target"] = (
+            f"the bench sets data.source and data.target for each run from its pairs: {', '.join(grid_pairs)}; run "
+            f"some of them with --pair SOURCE-TARGET, or change pairs: in {path}")
+    for name, sets in methods.items():
+        for item in sets:
+            owned.setdefault(item.partition("=")[0].strip(), f"method {name!r} of {path} sets {item.strip()} for its "
+                             "runs, over --set; change it there, or leave the method out with --only")
+    check_set_keys(extra, owned)
     # validate every run's config before any work starts
     plan = []
     where: dict[Path, list[str]] = {}

@@ -177,8 +177,10 @@ class MLflowLogger:
 
     def _uri(self, run_dir: Path) -> tuple[str, Path | None]:
         """The tracking URI, and the local folder of the store when adakit chose it (for artifacts)."""
+        from adakit.config import is_uri
+
         uri = self.tracking_uri
-        if uri is not None and ("://" in uri or uri.startswith("file:")):
+        if uri is not None and is_uri(uri):
             return uri, None
         folder = (Path(uri) if uri is not None else run_dir).resolve()
         return f"sqlite:///{folder / 'mlflow.db'}", folder

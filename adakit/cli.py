@@ -15,8 +15,37 @@ from rich.text import Text
 
 from adakit.errors import AdakitError, ConfigError, WaitingForLabels
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="adakit: active and unsupervised domain adaptation.")
+
+class _BareHelp:
+    """``--help`` shown as a bare flag: typer prints a ``<bool>`` placeholder beside it, as beside any boolean
+    option without a metavar (`flag`)."""
+
+    def get_help_option(self, ctx: typer.Context) -> typer.core.TyperOption | None:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_BareHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_BareHelp, typer.core.TyperGroup):
+    pass
+
+
+class Typer(typer.Typer):
+    """A typer app (adakit's and its sub-commands') whose commands show ``--help`` as a bare flag."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return super().command(*args, cls=_Command, **kwargs)
+
+
+app = Typer(add_completion=False, no_args_is_help=True, help="adakit: active and unsupervised domain adaptation.")
 #: markup off: paths and names print as they are ("runs/a2w [test]" lost its "[test]", "x[/red]" crashed); styled
 #: prefixes are Text objects (`tagged`)
 out = Console(markup=False)
@@ -149,7 +178,8 @@ def _final_line(s: dict, out_dir: Path) -> str:
 @app.command()
 def run(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YAML"),
         out_dir: Path = typer.Option(..., "--out", help="run folder: new, empty, or one holding this run"),
-        set_: list[str] = typer.Option(None, "--set", help="override, e.g. --set query.strategy=margin"),
+        set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                       help="override, e.g. --set query.strategy=margin (repeatable)"),
         quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Run the experiment described by CONFIG into a run folder (new, empty, or one holding this run).
 
@@ -220,12 +250,25 @@ def resume(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run fold
         out.print(_final_line(s, run_dir), highlight=False)
 
 
-@app.command()
-def methods(name: str = typer.Argument(None, help="a method's name: print its parameters (type, default, meaning)")
-            ) -> None:
-    """List every strategy, objective and validator with one line each, or one method's parameters."""
+def paragraphs(doc: str) -> str:
+    """A docstring with the lines of each paragraph joined, for the terminal to wrap (the source's line breaks,
+    wrapped again by rich, gave ragged lines); indented lines (formulas) stay lines of their own."""
     import inspect
 
+    lines: list[str] = []
+    for line in inspect.cleandoc(doc).splitlines():
+        if lines and lines[-1] and line and not line[0].isspace() and not lines[-1][0].isspace():
+            lines[-1] += " " + line
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+@app.command()
+def methods(name: str = typer.Argument(None, metavar="NAME",
+                                       help="a method's name: print its parameters (type, default, meaning)")
+            ) -> None:
+    """List every strategy, objective and validator with one line each, or one method's parameters."""
     from adakit.errors import ConfigError
     from adakit.registry import OBJECTIVES, STRATEGIES, VALIDATORS
 
@@ -252,7 +295,7 @@ def methods(name: str = typer.Argument(None, help="a method's name: print its pa
                "strategy": f"query.strategy: {name}, or adakit.select({name!r}, ...)",
                "validator": f"adakit sweep --select {name}, or adakit.validate({name!r}, ...); higher is better"}[kind]
         out.print(Text(kind + " " + name, style="bold") + Text(f" ({how})"), highlight=False)
-        out.print(inspect.cleandoc(cls.__doc__ or ""), highlight=False)
+        out.print(paragraphs(cls.__doc__ or ""), highlight=False)
         if kind == "validator":
             out.print(f"inputs: {', '.join(cls.needs)}", highlight=False)
         elif getattr(cls, "needs", None):
@@ -280,33 +323,35 @@ def report(run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIRS", help="
     """Compare runs side by side (mean ± std over seeds) and rebuild their tables and learning curves.
 
     Writes comparison.md and one curve-<pair>.png per domain pair into --out (default: the current folder).
-    Each run folder gets its report.md and curve.png rebuilt.
+    Each run folder gets its report.md and curve.png rebuilt (a read-only one is skipped, with a warning).
     """
-    from adakit.report import check_report_dir, compare, curve_file, load_summary, pair_label, write_run_report
+    from adakit.report import check_report_dir, compare, curve_file, load_summary, pair_label, rebuild_run_reports
 
     try:
         summaries = [load_summary(d) for d in run_dirs]  # every folder checked before anything is written
         check_report_dir(out_dir)
-        for d, s in zip(run_dirs, summaries):
-            write_run_report(d, s)
-        md = compare(run_dirs, out_dir)
+        md = compare(run_dirs, out_dir)  # (first: it refuses runs that are not comparable before writing)
+        rebuilt = rebuild_run_reports(run_dirs, summaries)  # (a read-only run folder: a warning)
     except AdakitError as e:
         _fail(e)
     out.print(md, highlight=False, soft_wrap=True)
     curves = sorted({curve_file(pair_label(s)) for s in summaries})
-    out.print(f"wrote {(out_dir / 'comparison.md').resolve()} and {', '.join(curves)} there; each run's "
-              "report.md and curve.png were rebuilt in its folder", highlight=False, soft_wrap=True)
+    runs = ("each run's report.md and curve.png were rebuilt in its folder" if len(rebuilt) == len(run_dirs) else
+            f"{len(rebuilt)} of the {len(run_dirs)} runs had their report.md and curve.png rebuilt (see the warnings)")
+    out.print(f"wrote {(out_dir / 'comparison.md').resolve()} and {', '.join(curves)} there; {runs}", highlight=False,
+              soft_wrap=True)
 
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder for the demo runs"),
-         seeds: int = typer.Option(5, "--seeds", min=1, help="number of seeds (0..N-1); the table shows mean ± std"),
+         seeds: int = typer.Option(5, "--seeds", min=1, metavar="N",
+                                   help="number of seeds (0..N-1); the table shows mean ± std"),
          quiet: bool = flag("no progress bars", "--quiet")) -> None:
     """Built-in ADA run on real data (scikit-learn digits -> partly tilted digits): margin vs random."""
     from adakit.demo import run_demo
 
     try:
-        run_demo(out_dir, show_progress=not quiet, console=out, seeds=tuple(range(seeds)))
+        run_demo(out_dir, show_progress=not quiet, console=out, seeds=tuple(range(seeds)), flag="--out")
     except AdakitError as e:
         _fail(e)
 
@@ -314,9 +359,11 @@ def demo(out_dir: Path = typer.Option(Path("adakit-demo"), "--out", help="folder
 @app.command()
 def bench(bench_file: Path = typer.Argument(..., metavar="BENCH_FILE", help="bench YAML (see benchmarks/*.yaml)"),
           out_dir: Path = typer.Option(..., "--out", help="folder for all runs and the table"),
-          set_: list[str] = typer.Option(None, "--set", help="override applied to every run"),
-          only: list[str] = typer.Option(None, "--only", help="run only these methods (repeatable)"),
-          pair: list[str] = typer.Option(None, "--pair", help="run only this SOURCE-TARGET pair (repeatable)"),
+          set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override applied to every run "
+                                         "(repeatable; not of a key the grid sets)"),
+          only: list[str] = typer.Option(None, "--only", metavar="METHOD", help="run only this method (repeatable)"),
+          pair: list[str] = typer.Option(None, "--pair", metavar="SOURCE-TARGET",
+                                         help="run only this pair (repeatable)"),
           table_only: bool = flag("run nothing: write the table and curves of the finished runs", "--table-only"),
           ) -> None:
     """Run a grid of methods x pairs x seeds (resumable) and write comparison.md with curves."""

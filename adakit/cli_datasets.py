@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from adakit.cli import _fail, app, err, flag, out, tagged
+from adakit.cli import Typer, _fail, app, err, flag, out, tagged
 from adakit.errors import AdakitError
 
-data_app = typer.Typer(no_args_is_help=True, help="Known datasets: list them, or download / prepare one into "
+data_app = Typer(no_args_is_help=True, help="Known datasets: list them, or download / prepare one into "
                                                   "the layout adakit's configs read.")
 app.add_typer(data_app, name="data")
 
@@ -41,9 +41,10 @@ def data_prepare(
                                help="dataset name from `adakit data list` (office31, officehome, visda, ...)"),
     out_dir: Path = typer.Option(None, "--out", help="folder to write (default $ADAKIT_DATA/<dataset>, "
                                                       "$ADAKIT_DATA/digits for mnist/usps/mnistm)"),
-    sources: list[Path] = typer.Option(None, "--from", help="archive (zip/tar/tar.gz) or folder you already "
-                                                             "have; repeatable. Without it: download"),
-    domains: list[str] = typer.Option(None, "--domain", help="prepare only this domain (repeatable)"),
+    sources: list[Path] = typer.Option(None, "--from", metavar="PATH", help="archive (zip/tar/tar.gz) or folder "
+                                       "you already have; repeatable. Without it: download"),
+    domains: list[str] = typer.Option(None, "--domain", metavar="DOMAIN",
+                                      help="prepare only this domain (repeatable)"),
     force: bool = flag("replace existing prepared domains", "--force"),
     no_verify: bool = flag("skip decoding every image", "--no-verify"),
     no_checksum: bool = flag("don't check --from files against the published checksums", "--no-checksum"),

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from adakit.cli import _fail, app, err, flag, out, tagged
+from adakit.cli import Typer, _fail, app, err, flag, out, tagged
 from adakit.errors import AdakitError
 from adakit.rundir import sh
 
-ledger_app = typer.Typer(no_args_is_help=True, help="Inspect a run's label ledger.")
+ledger_app = Typer(no_args_is_help=True, help="Inspect a run's label ledger.")
 app.add_typer(ledger_app, name="ledger")
 
 

@@ -18,7 +18,7 @@ def predict(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run fol
             out_file: Path = typer.Option(..., "--out", help="CSV to write: id, predicted, probability, p_<class>"),
             image_list: bool = flag("INPUT is an image list even without a .txt suffix", "--list"),
             device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: the run's)"),
-            batch_size: int = typer.Option(None, "--batch-size", min=1,
+            batch_size: int = typer.Option(None, "--batch-size", min=1, metavar="N",
                                            help="samples per forward pass (default: the run's eval batch size)"),
             force: bool = flag("replace the --out file if it exists", "--force"),
             checkpoint: str = typer.Option(None, "--checkpoint", help="another saved model than the last: a round "

@@ -12,12 +12,15 @@ from adakit.errors import AdakitError
 
 @app.command()
 def sweep(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YAML"),
-          grid: list[str] = typer.Option(..., "--grid", help="key=v1,v2,... (repeatable; the grid is their product)"),
+          grid: list[str] = typer.Option(..., "--grid", metavar="KEY=V1,V2,...",
+                                         help="a key's values (repeatable; the grid is their product)"),
           select: str = typer.Option(..., "--select", help="the validator that picks (`adakit methods` lists them)"),
           out_dir: Path = typer.Option(..., "--out", help="folder for one run per setting and the table"),
-          set_: list[str] = typer.Option(None, "--set", help="override applied to every setting"),
-          only: list[str] = typer.Option(None, "--only", help="run only settings with key=v1,v2 (repeatable)"),
-          jobs: int = typer.Option(1, "--jobs", min=1, help="runs in parallel processes"),
+          set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                         help="override applied to every setting (repeatable; not of a --grid key)"),
+          only: list[str] = typer.Option(None, "--only", metavar="KEY=V1,V2",
+                                         help="run only settings with these values of a --grid key (repeatable)"),
+          jobs: int = typer.Option(1, "--jobs", min=1, metavar="N", help="runs in parallel processes"),
           ) -> None:
     """Run CONFIG for every --grid setting (resumable), pick the setting and checkpoint by a validator (no target
     labels; an active run offers its last round), and write sweep.md / sweep.csv / sweep.json with each setting's

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import string
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,11 @@ def absolute_path(text: str | None, pattern: bool = False) -> str | None:
     return str(Path(cwd.replace("{", "{{").replace("}", "}}") if pattern else cwd) / text)
 
 
+def is_uri(text: str) -> bool:
+    """``scheme://...`` or ``file:...`` (an MLflow tracking URI, say), as opposed to a path on this machine."""
+    return "://" in text or text.startswith("file:")
+
+
 #: the keys a ``data.pattern`` may use
 PATTERN_KEYS = ("root", "domain")
 #: ``train.device`` forms
@@ -43,6 +49,8 @@ DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = 0, 1, ...)"
 _DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 #: numpy seeds are 0 .. 2**32 - 1
 SEED_MAX = 2**32 - 1
+#: ``train.threads`` at most (torch crashed, exit 139, on 100000)
+MAX_THREADS = 1024
 
 
 DataFormat = Literal["npz", "mat", "svmlight", "image_folder", "image_list", "digits", "demo", "objects"]
@@ -182,7 +190,8 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(256, ge=1)
     eval_checkpoints: int = Field(0, ge=0, description="evenly spaced warm-up steps at which accuracy and the "
                                   "validators are recorded and the model saved (for checkpoint selection)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description=f"torch CPU threads, at most {MAX_THREADS} "
+                                "(default: torch's)")
     weight_average: float = Field(0.0, ge=0, le=1, description="average the weights (and float buffers, e.g. "
                                   "batch-norm statistics) uniformly over this final fraction of each fit's steps and "
                                   "end the fit on the average (stochastic weight averaging, Izmailov et al. 2018); "
@@ -260,6 +269,12 @@ class LogConfig(_Strict):
                                "tracking URI (file:, sqlite:, http:) or a folder for mlflow.db")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the config's name)")
 
+    @field_validator("tensorboard", "mlflow")
+    @classmethod
+    def _absolute_folder(cls, v: bool | str) -> bool | str:
+        """A relative folder made absolute (`absolute_path`), so a resumed run logs where it started; URIs as given."""
+        return absolute_path(v) if isinstance(v, str) and not is_uri(v) else v
+
 
 class ExperimentConfig(_Strict):
     name: str = "experiment"
@@ -283,23 +298,49 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_methods(self) -> ExperimentConfig:
-        OBJECTIVES.get(self.objective.name).Params.validated(self.objective.params(), "objective")
-        STRATEGIES.get(self.query.strategy).Params.validated(self.query.params(), "query")
+        self.objective_params()
+        self.query_params()
+        return self
+
+    @model_validator(mode="after")
+    def _check_batch_norm_batch(self) -> ExperimentConfig:
+        """A batch-norm layer cannot train on one sample (torch: "Expected more than 1 value per channel")."""
+        from adakit.models.backbones import BATCH_NORM_BACKBONES
+
+        model = self.model
+        if self.runner != "loop" or self.train.batch_size != 1:
+            return self
+        if model.bottleneck_dim > 0:
+            raise ConfigError(batch_norm_error(f"model.bottleneck_dim={model.bottleneck_dim} (a Linear + BatchNorm "
+                                               "bottleneck)", "model.bottleneck_dim: 0 (no bottleneck)"))
+        if model.backbone in BATCH_NORM_BACKBONES:
+            raise ConfigError(batch_norm_error(f"model.backbone={model.backbone} (BatchNorm layers)"))
         return self
 
     def objective_params(self):
-        return OBJECTIVES.get(self.objective.name).Params.validated(self.objective.params(), "objective")
+        return OBJECTIVES.get(self.objective.name).Params.validated(self.objective.params(), "objective",
+                                                                    ObjectiveConfig.model_fields)
 
     def query_params(self):
-        return STRATEGIES.get(self.query.strategy).Params.validated(self.query.params(), "query")
+        return STRATEGIES.get(self.query.strategy).Params.validated(self.query.params(), "query",
+                                                                   QueryConfig.model_fields)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
+def batch_norm_error(model: str, other: str = "") -> str:
+    """The error of ``train.batch_size: 1`` with a model (``model``: the setting) that has batch-norm layers."""
+    return (f"invalid config:\n  train.batch_size: 1 sample per batch cannot train {model}: batch normalization needs "
+            f"at least 2; set train.batch_size: 2 or more{', or ' + other if other else ''}")
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently, so a second
-    ``train:`` section would drop the first)."""
+    ``train:`` section would drop the first), with YAML 1.2's numbers (`_number`) instead of YAML 1.1's."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -320,8 +361,38 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float | str:
+    """A plain scalar that YAML 1.2's core schema reads as a number: that number (``5``, ``-3``, ``0.10``, ``1e-3``,
+    ``.inf``), except an integer written with a leading zero (``01``, ``007``), kept as the text written: a name
+    keeps it (a domain ``01`` was ``1``) and a number setting reads it as that number."""
+    text = loader.construct_scalar(node)
+    try:
+        if text.lstrip("+-").lower() in (".inf", ".nan"):
+            return float(text.replace(".", "", 1))
+        if node.tag == _INT:
+            return text if len(text.lstrip("+-")) > 1 and text.lstrip("+-").startswith("0") else int(text)
+        return float(text)
+    except ValueError:  # (an explicit tag: !!int 0x10)
+        raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a decimal number", node.start_mark) \
+            from None
+
+
+# YAML 1.1's number forms (octal 010, sexagesimal 12:30 = 750, 1_000, 0x10) are not numbers in YAML 1.2's core
+# schema: only decimal integers, decimal floats with an optional exponent (1e-3, a string in YAML 1.1), .inf, .nan
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver(_INT, re.compile(r"[-+]?[0-9]+\Z"), list("-+0123456789"))
+_UniqueKeyLoader.add_implicit_resolver(_FLOAT, re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z|[-+]?\.(inf|Inf|INF)\Z|\.(nan|NaN|NAN)\Z"),
+    list("-+.0123456789"))
+_UniqueKeyLoader.add_constructor(_INT, _number)
+_UniqueKeyLoader.add_constructor(_FLOAT, _number)
+
+
 def read_yaml(text: str) -> Any:
-    """A YAML document read safely, with repeated keys refused (`yaml.YAMLError`)."""
+    """A YAML document read safely (configs, bench files, ``--set`` and ``--grid`` values), with repeated keys
+    refused (`yaml.YAMLError`) and numbers as `_number` reads them."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -346,7 +417,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set query.strategy=margin")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = read_yaml(raw) if raw != "" else ""
         except (yaml.YAMLError, RecursionError):  # not YAML (or nested beyond Python's limit): the plain text
             value = raw
         node = out
@@ -366,8 +437,39 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: the sections that name a method: their model, the key that names the method, and its registry
+_METHOD_SECTIONS = {"objective": (ObjectiveConfig, "name", OBJECTIVES), "query": (QueryConfig, "strategy", STRATEGIES)}
+
+
+def _switched_methods(values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the parameters of an objective or strategy that ``extra`` (``--set``) replaces by one
+    without them (``query.k`` of las, ``--set query.strategy=margin``), with a warning naming them."""
+    out = dict(values)
+    for section, (model, key, registry) in _METHOD_SECTIONS.items():
+        old, new = values.get(section), extra.get(section)
+        if not isinstance(old, dict) or not isinstance(new, dict) or key not in new:
+            continue
+        own = model.model_fields
+        if new[key] == old.get(key, own[key].default):
+            continue
+        try:
+            params = registry.get(new[key]).Params.model_fields
+        except (ConfigError, TypeError):  # an unknown name: validation names it
+            continue
+        dropped = [k for k in old if k not in own and k not in params and k not in new]
+        if dropped:
+            out[section] = {k: v for k, v in old.items() if k not in dropped}
+            shown = ", ".join(f"{section}.{k}={old[k]}" for k in dropped)
+            warnings.warn(f"--set {section}.{key}={new[key]}: dropped {shown}, of {old.get(key, own[key].default)}, "
+                          f"which {new[key]} does not take", stacklevel=2)
+    return out
+
+
 def build_config(values: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
-    values = merge(values or {}, parse_overrides(overrides))
+    """The config of ``values`` (sections) with ``overrides`` (``key=value``); an override that switches the
+    objective or strategy drops the previous one's parameters the new one does not take (`_switched_methods`)."""
+    extra = parse_overrides(overrides)
+    values = merge(_switched_methods(values or {}, extra), extra)
     try:
         return ExperimentConfig.model_validate(values)
     except ValidationError as err:

@@ -22,7 +22,7 @@ from adakit.data import load_domains
 from adakit.data.demo import DEMO_TARGET, SHIFT_DESCRIPTION, shifted_mask
 from adakit.loop import ActiveLoop
 from adakit.report import compare, curve_file, pair_label
-from adakit.rundir import apply_checkpoint
+from adakit.rundir import apply_checkpoint, check_writable_folder
 
 DEMO_CONFIG = {
     "name": "demo",
@@ -53,8 +53,9 @@ def _title(seeds: tuple[int, ...]) -> str:
 
 
 def run_demo(out_dir: str | Path, show_progress: bool = True, console: Console | None = None,
-             seeds: tuple[int, ...] = SEEDS, overrides: list[str] | None = None) -> dict:
-    """Run the demo into ``out_dir/<strategy>/seed-<k>``, print the table; returns what it shows.
+             seeds: tuple[int, ...] = SEEDS, overrides: list[str] | None = None, flag: str = "out_dir") -> dict:
+    """Run the demo into ``out_dir/<strategy>/seed-<k>``, print the table; returns what it shows. ``flag``: how
+    the messages name ``out_dir`` (a file there, or a folder that cannot be written, is refused first).
 
     The result holds ``accuracy[strategy]`` (seeds × rounds), ``labels`` per round, ``chance`` (1/C),
     ``source_only`` (round-0 accuracy on the unchanged and on the tilted target digits, per seed),
@@ -62,6 +63,7 @@ def run_demo(out_dir: str | Path, show_progress: bool = True, console: Console |
     ``runs[strategy]`` (run folders), ``comparison`` and ``curve`` (files). ``overrides`` are
     ``--set``-style changes (the tests use fewer iterations).
     """
+    check_writable_folder(Path(out_dir), flag, "the demo runs")  # (not each run's folder, named "run_dir")
     threads = torch.get_num_threads()  # train.threads sets torch's global thread count; restored at the end
     try:
         return _run(Path(out_dir), show_progress, console or Console(), seeds, overrides)

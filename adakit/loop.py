@@ -30,7 +30,7 @@ from torch import nn
 
 from adakit import distributed
 from adakit.callbacks import loggers_from_config
-from adakit.config import ExperimentConfig, build_config, merge
+from adakit.config import ExperimentConfig, batch_norm_error, build_config, merge
 from adakit.data import Domains, load_domains
 from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError, WaitingForLabels
@@ -648,6 +648,11 @@ class ActiveLoop:
             self._check_probe_probs(strat_cls if given is None else type(given))
         torch.manual_seed(cfg.seed)
         self._build_model_and_objective(obj_cls, obj_params)
+        batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        if cfg.train.batch_size == 1 and batch_norm:
+            given = "the module given as ActiveLoop(model=...)" if self._objects.backbone is not None else \
+                f"model.backbone={cfg.model.backbone}"  # (timm; the built-in ones are refused by the config)
+            raise ConfigError(batch_norm_error(f"{given} (it has BatchNorm layers)"))
         query_params = query_params_for_run(cfg, self.budgets, len(d.pool))
         self.strategy = strat_cls(query_params) if self._objects.strategy is None else self._objects.strategy
         if self._objects.strategy is not None and query_params is not self.strategy.params \

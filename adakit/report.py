@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
+from adakit.rundir import check_writable_folder, replaced_atomically, write_atomically
 
 
 def load_summary(run_dir: str | Path) -> dict:
@@ -44,8 +47,27 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
                      f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
     if "environment" in summary:
         lines += ["", f"computed with {machine_label(summary['environment'])}"]
-    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_atomically(run_dir / "report.md", "\n".join(lines) + "\n")
     plot_curves({run_label(summary): [summary]}, run_dir / "curve.png", title=pair_label(summary))
+
+
+def rebuild_run_reports(run_dirs: list[str | Path], summaries: list[dict]) -> list[Path]:
+    """Rewrite each run folder's report.md and curve.png (`write_run_report`); a folder that cannot be written
+    (read-only storage, say) is left as it is, with a warning: its results are compared all the same. Returns the
+    folders rebuilt."""
+    done = []
+    for d, s in zip(map(Path, run_dirs), summaries):
+        why = "the folder is read-only"
+        if os.access(d, os.W_OK | os.X_OK):
+            try:
+                write_run_report(d, s)
+                done.append(d)
+                continue
+            except DataError as e:  # (a full disk, say)
+                why = str(e)
+        warnings.warn(f"{d}: report.md and curve.png not rebuilt ({why}); its results are in the comparison",
+                      stacklevel=2)
+    return done
 
 
 def machine_label(env: dict) -> str:
@@ -82,8 +104,11 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
     if groups:  # (runs without target labels have no curve)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        with replaced_atomically(out, binary=True) as fh:
+            fig.savefig(fh, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def curve_file(pair: str) -> str:
@@ -142,11 +167,9 @@ def results(run_dirs: str | Path | list[str | Path]) -> list[dict]:
 
 
 def check_report_dir(out_dir: Path) -> None:
-    """Refuse a --out for comparison.md that is a file or lies under one (`ConfigError`), before anything is
-    written."""
-    from adakit.rundir import check_folder_path
-
-    check_folder_path(Path(out_dir), "--out", "comparison.md and the curves")
+    """Refuse a --out for comparison.md that is a file, lies under one or cannot be written (`ConfigError`),
+    before anything is written."""
+    check_writable_folder(Path(out_dir), "--out", "comparison.md and the curves")
 
 
 def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str:
@@ -195,5 +218,5 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str
                   "kernel set, library version or thread count can move per-seed numbers by about the seed "
                   "spread):", *(f"- {m}" for m in machines)]
     md = "\n".join(lines) + "\n"
-    (out_dir / "comparison.md").write_text(md)
+    write_atomically(out_dir / "comparison.md", md)
     return md

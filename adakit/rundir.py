@@ -360,6 +360,16 @@ def check_folder_path(path: Path, flag: str = "--out", what: str = "the run") ->
                           f"folder elsewhere for {what}")
 
 
+def check_writable_folder(path: Path, flag: str = "--out", what: str = "the run") -> None:
+    """`check_folder_path`, and refuse a folder that cannot be written (``path``, or the nearest folder above it
+    when it is yet to be created)."""
+    check_folder_path(path, flag, what)
+    where = path if path.exists() else existing_ancestor(path)
+    if not os.access(where, os.W_OK | os.X_OK):
+        why = "the folder is not writable" if where == path else f"cannot create it, {where} is not writable"
+        raise ConfigError(f"{flag} {path}: {why}; choose a writable folder for {what}")
+
+
 def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     """Check a run folder (``adakit run --out``, ``ActiveLoop(run_dir=...)``) before any work; True when it
     already holds a run. ``flag`` names the folder's option in the messages.
@@ -372,9 +382,7 @@ def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     choose = f"choose another {flag}"
     check_folder_path(out_dir, flag)
     if not out_dir.exists():
-        parent = existing_ancestor(out_dir)
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{flag} {out_dir}: cannot create it, {parent} is not writable; {choose}")
+        check_writable_folder(out_dir, flag)
         return False
     if (out_dir / LEDGER_NAME).exists():
         if not (out_dir / LEDGER_NAME).is_file():
@@ -386,8 +394,7 @@ def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise ConfigError(f"{flag} {out_dir} is not empty and holds no run ({shown}); a run would overwrite its "
                           "files. Choose a new or empty folder")
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {out_dir} is not writable; {choose}")
+    check_writable_folder(out_dir, flag)
     return False
 
 

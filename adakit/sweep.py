@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from adakit.bench import DATA_OBJECTS, check_plan, run_plan, slug
-from adakit.config import ExperimentConfig, build_config, load_config
+from adakit.bench import DATA_OBJECTS, check_plan, check_set_keys, run_plan, slug
+from adakit.config import ExperimentConfig, build_config, load_config, read_yaml
 from adakit.errors import AdakitError, ConfigError
 
 
@@ -56,7 +56,7 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         if key in grid:
             raise ConfigError(f"--grid {key}: given twice; put all its values in one --grid {key}=v1,v2")
         try:  # a YAML flow list: "a,b" in quotes is one value
-            values = yaml.safe_load(f"[{raw}]")
+            values = read_yaml(f"[{raw}]")
         except yaml.YAMLError as e:
             raise ConfigError(f"--grid {item!r}: the values are not YAML scalars separated by commas ({e.problem}); "
                               "quote a value that holds a comma or brackets, e.g. --grid 'name=\"a,b\",c'") from None
@@ -126,6 +126,8 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
     the one a run with these objects records."""
     out_dir = Path(out_dir).absolute()  # sweep.json's paths hold from any working folder
     grid = {k: _grid_values(k, v) for k, v in grid.items()}
+    check_set_keys(extra, {k: f"--grid sets {k} for each setting; give it in --set or in --grid, not both"
+                           for k in grid})
     base = _config_with(config, list(extra or []))
     filters = parse_grid(only) if only else {}
     for key in filters:

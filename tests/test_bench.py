@@ -1,6 +1,7 @@
 """`adakit bench`: the grid runner behind the committed benchmark tables."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,14 +178,44 @@ def test_a_run_that_stored_anchor_k_null_loads_resumes_and_compares_as_it_ran(be
 
 def test_a_method_that_does_not_fit_the_base_config_is_named(tmp_path):
     """A key of the base config that only one method has (objective.trade_off of DANN) broke the others, and the
-    error named only the base file."""
+    error named only the base file. A method that switches the objective now drops the base's DANN parameters
+    (with a warning, as --set does); a key the method itself gives wrongly is an error naming the method."""
+    from adakit.bench import plan_bench
+
     (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "objective": {"name": "dann", "trade_off": 0.5}}))
     spec = {"base": "base.yaml", "seeds": [0], "pairs": [["digits", "digits-shifted"]],
             "methods": {"dann": [], "finetune": ["objective.name=finetune"]}}
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
-    with pytest.raises(ConfigError, match="(?s)method .finetune. .objective.name=finetune., "
+    with pytest.warns(UserWarning, match="dropped objective.trade_off=0.5, of dann, which finetune does not take"):
+        plan = plan_bench(tmp_path / "bench.yaml", tmp_path / "out")
+    assert [c.objective.params() for c, _ in plan] == [{"trade_off": 0.5}, {}]
+    spec["methods"]["finetune"].append("objective.trade_off=0.1")
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="(?s)method .finetune. .objective.name=finetune, objective.trade_off=0.1., "
                                           "pair digits-digits-shifted: .*trade_off"):
         run_bench(tmp_path / "bench.yaml", tmp_path / "out")
+
+
+def test_set_of_a_key_the_grid_sets_is_refused(bench_file, tmp_path):
+    """--set lost silently to the grid for seed, label, data.source/target and the keys a method sets (the README
+    said it applies to every run): such a --set is an error naming who sets the key and what to use instead."""
+    from adakit.bench import plan_bench
+
+    out = tmp_path / "out"
+    for item, why in [("seed=3", "the bench sets seed for each run from its seeds: \\[0, 1\\]"),
+                      ("label=x", "the bench sets label for each run to its method's name"),
+                      ("data.target=digits", ".*from its pairs: digits-digits-shifted, .* --pair SOURCE-TARGET"),
+                      ("data={source: digits}", "the bench sets data.source and data.target"),
+                      ("query.strategy=entropy", "method '(random|margin)' of .*bench.yaml sets "
+                                                 "query.strategy=(random|margin) for its runs, over --set; "
+                                                 "change it there, or leave the method out")]:
+        with pytest.raises(ConfigError, match=f"--set {re.escape(item)}: {why}"):
+            plan_bench(bench_file, out, [item])
+    assert not out.exists()
+    plan = plan_bench(bench_file, out, ["train.lr=0.02"], only=["random"])  # a key no grid key covers
+    assert {c.train.lr for c, _ in plan} == {0.02}
+    res = CliRunner().invoke(app, ["bench", str(bench_file), "--out", str(out), "--set", "seed=1"])
+    assert res.exit_code == 2 and "error: --set seed=1: the bench sets seed" in res.output
 
 
 def test_cli_bench_on_an_unlabelled_target_reports_each_run(tmp_path):

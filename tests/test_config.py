@@ -153,3 +153,65 @@ def test_a_key_given_twice_and_true_false_for_a_number_are_errors(tmp_path):
             build_config({"query": {"strategy": "las"}}, [override])
     cfg = build_config({}, ["data.source=123", "train.fused_sgd=true", "data.zero_based=true"])
     assert (cfg.data.source, cfg.train.fused_sgd, cfg.data.zero_based) == ("123", True, True)
+
+
+def test_numbers_are_read_as_yaml_1_2_reads_them():
+    """PyYAML reads YAML 1.1: a domain named 010 was the number 8, 12:30 was 750, 1_000 was 1000 and 1e-3 was text;
+    YAML 1.2 numbers are decimal only. An integer with a leading zero (01) stays the text written, which a number
+    setting reads as that number and a name keeps."""
+    from adakit.config import read_yaml
+
+    assert read_yaml("[5, -3, +4, 0, 0.05, 0.10, 1e-3, 1E3, true, null]") == [5, -3, 4, 0, 0.05, 0.1, 0.001, 1000.0,
+                                                                             True, None]
+    assert read_yaml("[010, 12:30, 1_000, 0x10, 01, -01]") == ["010", "12:30", "1_000", "0x10", "01", "-01"]
+    assert read_yaml("[.inf, -.inf]") == [float("inf"), float("-inf")]
+    cfg = build_config({}, ["data.source=010", "data.target=01", "train.lr=1e-3", "budget.rounds=02"])
+    assert (cfg.data.source, cfg.data.target, cfg.train.lr, cfg.budget.rounds) == ("010", "01", 0.001, 2)
+    with pytest.raises(ConfigError, match="seed"):
+        build_config({}, ["seed=12:30"])  # (was seed 750)
+
+
+def test_train_threads_is_capped():
+    """torch crashed (exit 139) on train.threads=100000."""
+    from adakit.config import MAX_THREADS
+
+    assert build_config({}, [f"train.threads={MAX_THREADS}"]).train.threads == MAX_THREADS
+    with pytest.raises(ConfigError, match="train.threads"):
+        build_config({}, ["train.threads=100000"])
+
+
+def test_batch_size_one_with_batch_norm_is_refused_before_work():
+    """torch failed in the first step ("Expected more than 1 value per channel") with one sample per batch."""
+    with pytest.raises(ConfigError, match="train.batch_size: 1 sample per batch cannot train model.bottleneck_dim=256"
+                                          ".*set train.batch_size: 2 or more, or model.bottleneck_dim: 0"):
+        build_config({}, ["train.batch_size=1", "model.bottleneck_dim=256"])
+    with pytest.raises(ConfigError, match="cannot train model.backbone=resnet50"):
+        build_config({}, ["train.batch_size=1", "model.backbone=resnet50", "model.bottleneck_dim=0"])
+    assert build_config({}, ["train.batch_size=1", "model.bottleneck_dim=0"]).train.batch_size == 1
+
+
+def test_relative_log_folders_are_made_absolute(tmp_path, monkeypatch):
+    """A resumed run started from another working folder logged to another place."""
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config({}, ["log.tensorboard=tb", "log.mlflow=ml"])
+    assert (cfg.log.tensorboard, cfg.log.mlflow) == (str(tmp_path / "tb"), str(tmp_path / "ml"))
+    cfg = build_config({}, ["log.tensorboard=true", "log.mlflow=http://localhost:5000"])
+    assert (cfg.log.tensorboard, cfg.log.mlflow) == (True, "http://localhost:5000")
+
+
+def test_set_that_switches_the_strategy_drops_the_old_ones_parameters():
+    """--set query.strategy=margin on a LAS config failed on LAS's query.k; the parameters the new method does not
+    take are dropped with a warning naming them; those it takes are kept."""
+    base = {"query": {"strategy": "las", "k": 5}, "objective": {"name": "dann", "trade_off": 0.5}}
+    with pytest.warns(UserWarning, match="dropped query.k=5, of las, which margin does not take"):
+        cfg = build_config(base, ["query.strategy=margin"])
+    assert cfg.query.strategy == "margin" and cfg.query.params() == {}
+    with pytest.warns(UserWarning, match="dropped objective.trade_off=0.5, of dann, which finetune does not take"):
+        assert build_config(base, ["objective.name=finetune"]).objective.params() == {}
+    with pytest.raises(ConfigError, match="query.k"):  # given with the switch: the user's own mistake, named
+        build_config(base, ["query.strategy=margin", "query.k=3"])
+
+
+def test_unknown_method_parameter_lists_the_sections_own_keys_too():
+    with pytest.raises(ConfigError, match=r"query.kk: unknown key; allowed keys: .*\bk, .*probs_from, .*strategy"):
+        build_config({}, ["query.strategy=las", "query.kk=3"])

@@ -156,3 +156,41 @@ def test_curve_bands_take_their_lines_colour_and_pair_names_make_file_names(tmp_
     assert matplotlib.get_backend().lower() == "agg"
     assert curve_file("sub/amazon→sub/webcam") == "curve-sub_amazon-to-sub_webcam.png"
     assert curve_file("amazon→webcam") == "curve-amazon-to-webcam.png"
+
+
+def test_report_on_a_read_only_run_folder_compares_it_with_a_warning(tmp_path, monkeypatch):
+    """Runs on read-only storage (a shared results disk) stopped `adakit report` with a PermissionError traceback
+    while rebuilding their report.md; their results are compared and the folder is left as it is, with a warning."""
+    import os
+
+    import adakit.report
+
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.6, 0.8])
+    _summary(tmp_path / "shared-disk", "margin", 1, [0.5, 0.6, 0.6])
+    real = os.access
+    monkeypatch.setattr(adakit.report.os, "access", lambda p, mode: real(p, mode) and not (
+        mode & os.W_OK and "shared-disk" in str(p)))
+    res = runner.invoke(app, ["report", str(tmp_path / "m0"), str(tmp_path / "shared-disk"),
+                              "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    assert "| finetune + margin | 70.0 ± 10.0 (n=2) |" in (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "1 of the 2 runs had their report.md and curve.png rebuilt (see the warnings)" in res.output
+    assert (tmp_path / "m0" / "report.md").is_file() and not (tmp_path / "shared-disk" / "report.md").exists()
+
+
+def test_report_and_demo_refuse_an_out_folder_that_cannot_be_written(tmp_path, monkeypatch):
+    import adakit.rundir
+
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.6, 0.8])
+    monkeypatch.setattr(adakit.rundir.os, "access", lambda p, mode: not mode & adakit.rundir.os.W_OK)
+    res = runner.invoke(app, ["report", str(tmp_path / "m0"), "--out", str(tmp_path / "cmp")])
+    assert res.exit_code != 0 and "is not writable; choose a writable folder for comparison.md" in res.output
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "--out" in res.output and "choose a writable folder for the demo runs" in res.output
+    assert not (tmp_path / "m0" / "report.md").exists() and not (tmp_path / "d").exists()
+
+
+def test_help_shows_flags_without_a_placeholder():
+    res = runner.invoke(app, ["run", "--help"], terminal_width=200)
+    assert res.exit_code == 0 and "KEY=VALUE" in res.output
+    assert not any("--help" in line and "<bool>" in line.lower() for line in res.output.splitlines())

@@ -552,3 +552,13 @@ if __name__ == "__main__":
     if still:
         os.kill(worker, 9)
     assert not still, "the worker outlived the killed sweep"
+
+
+def test_set_of_a_grid_key_is_refused(config, tmp_path):
+    """--set train.lr=... beside --grid train.lr=... was overridden by the grid without a word."""
+    with pytest.raises(ConfigError, match="--set train.lr=0.5: --grid sets train.lr for each setting; give it in "
+                                          "--set or in --grid, not both"):
+        plan_sweep(config, parse_grid(["train.lr=0.03,0.003"]), tmp_path / "o", extra=["train.lr=0.5"])
+    with pytest.raises(ConfigError, match="--set train="):
+        plan_sweep(config, parse_grid(["train.lr=0.03,0.003"]), tmp_path / "o", extra=["train={lr: 0.5}"])
+    assert not (tmp_path / "o").exists()

@@ -27,6 +27,8 @@ TORCHVISION = {"resnet18": "fc", "resnet34": "fc", "resnet50": "fc", "resnet101"
                "mobilenet_v2": "classifier", "vit_b_16": "heads"}
 FEATURE_BACKBONES = ("identity", "mlp")
 IMAGE_BACKBONES = ("lenet", *TORCHVISION)
+#: the built-in backbones with batch-norm layers (they cannot train on batches of one sample)
+BATCH_NORM_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2")
 HEAD_PREFIXES = ("fc.", "classifier.", "heads.", "head.", "head_dist.")
 
 
