@@ -29,7 +29,8 @@ strategies there; such cells record ``device``, the GPU's name (``gpu``) and its
 
 Results accumulate in results/query_speed.json (one record per cell, the newest wins, except that a failed or
 timed-out cell never replaces a good one) and are rendered to
-results/query_speed.md; cells never measured are written as "not measured". The *peer code* column and
+results/query_speed.md; cells never measured are written as "not measured". A cell that failed or timed out
+makes the script exit with status 1 after writing the table, naming the cells. The *peer code* column and
 section are rendered from results/peer_code.json (measured by `benchmarks/peer_code.py`).
 """
 
@@ -1145,7 +1146,8 @@ def main(argv: list[str] | None = None) -> None:
         rec["agreement"] = agreement()
         rec["agreement_when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         save_records(rec)
-    elif not args.render:
+    failed: list[str] = []
+    if not args.render and not args.agreement:
         for threads in args.threads:
             for n in args.sizes:
                 for name in names:
@@ -1153,6 +1155,8 @@ def main(argv: list[str] | None = None) -> None:
                                 and n <= REF_MAX_N.get(name, 10**9)
                                 and REFERENCES[name][2](n) < 0.4 * _mem_available())
                     r = run_cell(name, n, threads, args.timeout, with_ref, args.max_reps)
+                    if "error" in r:
+                        failed.append(f"threads={threads} N={n} {name}: {r['error']}")
                     if name in REFERENCES and not with_ref:
                         r["ref_note"] = "not run at this size (minutes per call or too much memory)"
                     kept = not record_cell(rec["cells"], r)
@@ -1166,6 +1170,9 @@ def main(argv: list[str] | None = None) -> None:
                         render(rec, every)
     render(rec, every)
     print(f"wrote {MD_OUT}")
+    if failed:  # (a script such as gpu_check.sh must see it: the table alone says "failed" in a cell)
+        print(f"{len(failed)} cell(s) failed or timed out:", *failed, sep="\n  ", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

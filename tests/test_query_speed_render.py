@@ -164,3 +164,26 @@ def test_child_repeats_adakit_alone_when_the_reference_takes_a_second(monkeypatc
     assert qs._cell(res, "adakit")[0] == "10.0 ms (×7 alone)"
     res["adakit"]["alone"] = False
     assert qs._cell(res, "adakit")[0] == "10.0 ms (×7)"
+
+
+def test_a_failed_cell_is_rendered_and_makes_the_script_exit_with_status_1(tmp_path, monkeypatch, capsys):
+    """A crashed or timed-out cell was only a word in the table: the script exited 0, so gpu_check.sh passed."""
+    import pytest
+
+    monkeypatch.setattr(qs, "JSON_OUT", tmp_path / "query_speed.json")
+    monkeypatch.setattr(qs, "MD_OUT", tmp_path / "query_speed.md")
+    monkeypatch.setattr(qs, "measuring_device", lambda device: device)
+
+    def cell(name, n, threads, timeout, with_ref, reps):
+        if name == "las":
+            return {**_speed_cell(n, name), "adakit": None, "error": "failed: RuntimeError: out of memory"}
+        return _speed_cell(n, name)
+
+    monkeypatch.setattr(qs, "run_cell", cell)
+    with pytest.raises(SystemExit) as e:
+        qs.main(["--sizes", "2000", "--threads", "1", "--strategies", "margin", "las", "--no-reference"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "1 cell(s) failed or timed out:" in err and "threads=1 N=2000 las: failed: RuntimeError" in err
+    assert "margin" not in err and (tmp_path / "query_speed.md").is_file()
+    qs.main(["--sizes", "2000", "--threads", "1", "--strategies", "margin", "--no-reference"])  # no failure: exit 0
