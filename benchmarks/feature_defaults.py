@@ -79,6 +79,7 @@ import yaml  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import model_selection  # noqa: E402  (the active-sweep reader: one row per setting)
+from _results import write_section  # noqa: E402
 
 BASE = HERE.parent / "configs" / "office31-features.yaml"
 O31 = ["amazon-webcam", "amazon-dslr", "webcam-amazon", "webcam-dslr", "dslr-amazon", "dslr-webcam"]
@@ -333,7 +334,8 @@ def main() -> None:
     sub.add_parser("paired", help="FT vs the probe on a resampled source").add_argument("root", type=Path)
     t = sub.add_parser("table")
     t.add_argument("root", type=Path)
-    t.add_argument("--md", type=Path)
+    t.add_argument("--md", type=Path, help="also write the table into this file: a new file, or one whose "
+                   "'<!-- generated: NAME begin/end -->' section (NAME: the check folder's name) it replaces")
     a = ap.parse_args()
     if a.cmd == "sweep":
         names = a.names or [n for n, v in SETS.items() if v[2] == "tuning"]
@@ -354,8 +356,8 @@ def main() -> None:
     else:
         text = table(a.root)
         print(text)
-        if a.md:
-            a.md.write_text(text)
+        if a.md:  # (the results file is mostly hand-written: only the check's marked section is replaced)
+            write_section(a.md, text, a.root.name)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,18 @@ def test_paired_compares_ft_and_probe_seed_by_seed(tmp_path):
     row = next(line for line in out.splitlines() if line.startswith("| a→b"))
     assert row == "| a→b | 78.0 ± 5.7 | 80.0 ± 8.2 | +2.0 ± 1.7 | 2 / 3 | 80.3 (1 / 3) |"
     assert "c→d" not in out and "FT − probe +2.00; chosen by `queried_acc` − FT +0.33" in out
+
+
+def test_table_md_replaces_only_the_checks_marked_section(tmp_path, monkeypatch):
+    """`table --md FILE` overwrote the whole file: given the committed results file, its prose was lost."""
+    monkeypatch.setattr(fd, "table", lambda root: "| new table |")
+    md = tmp_path / "feature-defaults.md"
+    md.write_text("# hand-written\n\nreading of the numbers\n")
+    monkeypatch.setattr(sys, "argv", ["feature_defaults.py", "table", str(tmp_path / "check3"), "--md", str(md)])
+    with pytest.raises(SystemExit, match="generated: check3 begin"):
+        fd.main()
+    assert md.read_text() == "# hand-written\n\nreading of the numbers\n"
+    md.write_text("# hand-written\n\n<!-- generated: check3 begin -->\nold\n<!-- generated: check3 end -->\n\ntail\n")
+    fd.main()
+    assert md.read_text() == ("# hand-written\n\n<!-- generated: check3 begin -->\n\n| new table |\n\n"
+                              "<!-- generated: check3 end -->\n\ntail\n")
