@@ -384,8 +384,11 @@ class ActiveLoop:
         self.dist = distributed.init(cfg.train.device)  # torchrun: join the process group (no-op otherwise)
         self.show_progress = show_progress and self.dist.main
         loggers = loggers_from_config(cfg.log) if self.dist.main else []
-        for logger in loggers:
-            logger.check()  # (a log folder under a file, a server that does not answer: before any work)
+        # a log folder under a file, a server that does not answer: before any work. A new run: before its folder
+        # exists; a continued one when it trains (`run`): `adakit query` and the labelling page log nothing
+        self._loggers_to_check = loggers
+        if not ledger_path.is_file():
+            self._check_loggers()
         self.callbacks: list[Callable[[str, dict], None]] = [*loggers, *_callbacks(callbacks, on_event)] \
             if self.dist.main else []  # torchrun: events (and loggers) on rank 0 only
         if ledger_path.is_file():
@@ -412,6 +415,12 @@ class ActiveLoop:
         distributed.barrier()  # torchrun: every rank has checked the folder before rank 0 writes to it
         self.ledger: Ledger | None = None  # other ranks get what they need from rank 0 (`_on_main`)
         self._on_main(lambda: self._init_ledger(cfg, ledger_path))
+
+    def _check_loggers(self) -> None:
+        """Each logger's `check` (its folder, its server), once."""
+        for logger in self._loggers_to_check:
+            logger.check()
+        self._loggers_to_check = []
 
     def _on_main(self, fn: Callable[[], Any]) -> Any:
         """``fn()`` run on rank 0 only (ledger reads/writes, the strategy, checkpoints), its result (or its
@@ -707,6 +716,7 @@ class ActiveLoop:
         led = self.ledger
 
         def start() -> None:
+            self._check_loggers()  # (a continued run's loggers, before any work)
             clean_checkpoints(self.run_dir, led)  # files a killed process left behind
             self.on_event("started", {"run_dir": str(self.run_dir), "config": self.cfg.to_dict(),
                                        "rounds": len(self.budgets), "budgets": list(self.budgets),

@@ -430,3 +430,31 @@ def test_a_resume_that_trains_nothing_keeps_the_processes_that_trained(tmp_path,
     summary = ActiveLoop.resume(run, show_progress=False).run()
     assert (summary["world_size"], summary["backend"]) == (2, "gloo")
     assert json.loads((run / "summary.json").read_text())["world_size"] == 2
+
+
+def test_adakit_query_on_a_run_whose_mlflow_server_is_gone_still_selects(tmp_path, monkeypatch):
+    """`adakit query` (and the labelling page's model) open the run only to select or predict: no logger writes
+    anything there, and `adakit query` has no --set to switch one off. A run whose MLflow server is gone refused
+    them at the logger check; it is now checked only where a run trains (a new run, `run()`)."""
+    import socket
+
+    from adakit.callbacks import MLflowLogger
+
+    pytest.importorskip("mlflow")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # a port nothing listens on
+    values = {**TINY, "budget": {"total": 0.02, "rounds": 1}, "log": {"mlflow": f"http://127.0.0.1:{port}"}}
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:  # the run as it ran while its server was up
+        m.setattr(MLflowLogger, "check", lambda self: None)
+        m.setattr(MLflowLogger, "__call__", lambda self, kind, info: None)
+        ActiveLoop(build_config(values), run, show_progress=False).run()
+    res = _cli("query", run, "--budget", "2")
+    assert res.exit_code == 0, res.output
+    assert (run / "queries" / "round-2.csv").is_file()
+    res = _cli("resume", run, "--quiet")  # training would log: the server is checked before any work
+    assert res.exit_code == 2 and "no MLflow server answers" in res.output
+    with Ledger(run / "ledger.sqlite") as led:
+        assert led.last_checkpoint()[0] == 1  # round 2 was not trained
