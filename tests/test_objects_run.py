@@ -708,6 +708,28 @@ def test_dataset_targets_follow_the_target_transform_and_are_checked_against_the
     assert as_domain(Unknown(), "tgt", classes=["a", "b"]).y.tolist() == [1, -1, -1]
 
 
+def test_tensor_targets_reach_the_target_transform_as_the_items_give_them():
+    """torchvision's MNIST keeps .targets as a tensor and its items pass int(targets[i]) to target_transform. adakit
+    passed the 0-d tensors themselves: a transform that looks labels up (a dict: flip.get, flip[...]) found none,
+    and a valid dataset was refused as if its .targets disagreed with its items."""
+    from adakit.data.objects import as_domain
+
+    flip = {0: 3, 1: 2, 2: 1, 3: 0}
+
+    class Digits(torch.utils.data.Dataset):  # as torchvision.datasets.MNIST stores and gives its labels
+        targets = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+        target_transform = staticmethod(flip.get)
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return torch.full((3,), float(i)), self.target_transform(int(self.targets[i]))
+
+    dom = as_domain(Digits(), "src", classes=["a", "b", "c", "d"])
+    assert dom.y.tolist() == [3, 2, 1, 0, 3, 2, 1, 0]
+
+
 def test_a_module_whose_output_changes_in_training_mode_is_named(tmp_path):
     """torchvision's GoogLeNet returns a tuple of outputs in training mode only: the dry run (eval mode) passed and
     training failed with "'tuple' object has no attribute 'flatten'"; another width with a raw matmul error."""

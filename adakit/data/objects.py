@@ -158,7 +158,7 @@ def _dataset_labels(ds: Any, where: str) -> Any:
             labels = getattr(ds, attr)
             transform = getattr(ds, "target_transform", None)
             if transform is not None:  # (torchvision's ImageFolder: .targets are the folder indices before it)
-                labels = [transform(t) for t in labels]
+                labels = [transform(_plain(t)) for t in labels]  # (as items give it: MNIST's int(targets[i]))
             _check_item_labels(ds, labels, attr, where)
             return labels
     if not isinstance(first, (tuple, list)) or len(first) == 1:  # x alone, or (x,) as TensorDataset(X) gives
