@@ -161,6 +161,7 @@ class MLflowLogger:
 
         uri = self.tracking_uri
         if uri is not None and uri.startswith(("http://", "https://")):
+            import ssl
             import urllib.error
             import urllib.request
 
@@ -170,6 +171,10 @@ class MLflowLogger:
                 pass  # it answers (a proxy or an authentication in front of it): MLflow names what it needs
             except (urllib.error.URLError, OSError) as e:
                 why = getattr(e, "reason", e)
+                # it answers, with a certificate MLflow may trust (REQUESTS_CA_BUNDLE, MLFLOW_TRACKING_INSECURE_TLS)
+                # where urllib does not
+                if isinstance(e, ssl.SSLError) or isinstance(why, ssl.SSLError):
+                    return
                 raise ConfigError(f"log.mlflow={uri!r}: no MLflow server answers there ({why}); start it, or set "
                                   "log.mlflow: true to keep the runs in the run folder") from None
         elif uri is not None and "://" not in uri and not uri.startswith("file:"):

@@ -267,3 +267,30 @@ def test_a_run_continued_with_another_oracle_keeps_logging_and_a_half_made_store
     (other / "mlflow.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)  # a half-made store
     with pytest.raises(ConfigError, match=r"MLflow's store .*mlflow\.db cannot be opened .*move it away and resume"):
         MLflowLogger(str(other))("started", {"run_dir": str(tmp_path / "r2"), "config": {"name": "x"}})
+
+
+def test_an_mlflow_server_behind_a_certificate_urllib_does_not_trust_passes_the_check(monkeypatch):
+    """MLflow reaches its server through requests, which trusts what REQUESTS_CA_BUNDLE / MLFLOW_TRACKING_INSECURE_TLS
+    allow (a company's own certificate authority, a self-signed server); the check's urllib does not. Such a server
+    answered the check and was reported as 'no MLflow server answers there', refusing runs that logged to it."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    calls = []
+
+    def untrusted(url, timeout=None):
+        calls.append(url)
+        raise urllib.error.URLError(ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed "
+                                                                    "certificate"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", untrusted)
+    MLflowLogger("https://mlflow.example.internal").check()  # it answers: MLflow names what it needs, if anything
+    assert calls == ["https://mlflow.example.internal/health"]
+
+    def refused(url, timeout=None):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", refused)
+    with pytest.raises(ConfigError, match="no MLflow server answers there"):
+        MLflowLogger("https://mlflow.example.internal").check()
