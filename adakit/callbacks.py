@@ -163,10 +163,13 @@ class MLflowLogger:
         if uri is not None and uri.startswith(("http://", "https://")):
             import ssl
             import urllib.error
+            import urllib.parse
             import urllib.request
 
+            parts = urllib.parse.urlsplit(uri.rstrip("/"))  # (user:password@ in it is requests' basic auth,
+            probe = parts._replace(netloc=parts.netloc.rpartition("@")[2])  # which urllib takes for the host)
             try:
-                urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+                urllib.request.urlopen(probe.geturl() + "/health", timeout=5).close()
             except urllib.error.HTTPError:
                 pass  # it answers (a proxy or an authentication in front of it): MLflow names what it needs
             except (urllib.error.URLError, OSError) as e:

@@ -294,3 +294,23 @@ def test_an_mlflow_server_behind_a_certificate_urllib_does_not_trust_passes_the_
     monkeypatch.setattr(urllib.request, "urlopen", refused)
     with pytest.raises(ConfigError, match="no MLflow server answers there"):
         MLflowLogger("https://mlflow.example.internal").check()
+
+
+def test_the_mlflow_server_check_probes_the_server_without_the_credentials_in_its_uri(monkeypatch):
+    """log.mlflow=http://user:secret@host:5000 logs through requests, which sends user:secret as basic auth; urllib
+    read 'user:secret@host' as the host name, found none, and refused a server that answers."""
+    import urllib.request
+
+    calls = []
+
+    class Answer:
+        def close(self):
+            pass
+
+    def answers(url, timeout=None):
+        calls.append(url)
+        return Answer()
+
+    monkeypatch.setattr(urllib.request, "urlopen", answers)
+    MLflowLogger("http://user:secret@mlflow.example.internal:5000/").check()
+    assert calls == ["http://mlflow.example.internal:5000/health"]
