@@ -106,6 +106,18 @@ METHODS = ["linear probe + margin", "linear probe (raw features) + margin", "FT 
            "FT + margin (validators' choice)"]
 
 
+def sweep_base(stage: str) -> tuple[object, list[str]]:
+    """The base config of ``stage``'s sweeps and the overrides to pass beside its grid: a ``SWEEP_COMMON`` key that
+    the grid sets (stage E's ``model.hidden_dim``) goes into the base config, where it is the default setting (a
+    sweep refuses a ``--set`` of a grid key, which the grid would override)."""
+    from adakit.config import load_config
+
+    gridded = {item.partition("=")[0] for item in STAGES[stage]}
+    into_base = [item for item in SWEEP_COMMON if item.partition("=")[0] in gridded]
+    extra = [item for item in SWEEP_COMMON if item not in into_base]
+    return (load_config(BASE, into_base) if into_base else BASE), extra
+
+
 def _root(name: str, sets: Path) -> list[str]:
     return ["data.format=npz", "data.root=" + SETS[name][0].replace("{sets}", str(sets.resolve()))]
 
@@ -123,8 +135,9 @@ def sweep(out: Path, stage: str, names: list[str], sets: Path, fixed: list[str],
             for seed in seeds:
                 folder = out / stage / name / pair / f"seed-{seed}"
                 if not (folder / "sweep.csv").is_file():
-                    extra = [*SWEEP_COMMON, *fixed, *_data(name, sets, pair), f"seed={seed}"]
-                    run_sweep(BASE, STAGES[stage], "queried_acc", folder, extra)
+                    base, common = sweep_base(stage)
+                    extra = [*common, *fixed, *_data(name, sets, pair), f"seed={seed}"]
+                    run_sweep(base, STAGES[stage], "queried_acc", folder, extra)
                     print(f"{stage} {name} {pair} seed {seed} done", flush=True)
 
 

@@ -78,11 +78,13 @@ def test_every_stage_plans_valid_configs_with_the_default_among_them(stage, tmp_
     from adakit.sweep import parse_grid, plan_sweep
 
     grid = parse_grid(fd.STAGES[stage])
-    settings = plan_sweep(fd.BASE, grid, tmp_path, fd.SWEEP_COMMON)
+    settings = plan_sweep(*fd.sweep_base(stage)[:1], grid, tmp_path, fd.sweep_base(stage)[1])
     # the defaults are a grid point (plan_sweep would otherwise add them as one more setting)
     assert len(settings) == math.prod(len(v) for v in grid.values()) >= 3
     assert sum(s.is_default for s in settings) == 1
     assert all(s.config.query.strategy == "margin" for s in settings)
+    default = next(s for s in settings if s.is_default).config  # COMMON's hidden_dim=512, also where the grid sets it
+    assert default.model.hidden_dim == 512 and default.data.source_val == 0.1
 
 
 def test_aggregate_of_one_set_ignores_the_others(tmp_path):
