@@ -161,6 +161,7 @@ class MLflowLogger:
 
         uri = self.tracking_uri
         if uri is not None and uri.startswith(("http://", "https://")):
+            import http.client
             import ssl
             import urllib.error
             import urllib.parse
@@ -168,17 +169,21 @@ class MLflowLogger:
 
             parts = urllib.parse.urlsplit(uri.rstrip("/"))  # (user:password@ in it is requests' basic auth,
             probe = parts._replace(netloc=parts.netloc.rpartition("@")[2])  # which urllib takes for the host)
+            shown = probe._replace(netloc=("***@" if "@" in parts.netloc else "") + probe.netloc).geturl()
             try:
                 urllib.request.urlopen(probe.geturl() + "/health", timeout=5).close()
             except urllib.error.HTTPError:
                 pass  # it answers (a proxy or an authentication in front of it): MLflow names what it needs
+            except (ValueError, http.client.InvalidURL) as e:  # (a port that is not a number, say)
+                raise ConfigError(f"log.mlflow={shown!r}: not a valid server URI ({e}); write it as "
+                                  "http://host:port") from None
             except (urllib.error.URLError, OSError) as e:
                 why = getattr(e, "reason", e)
                 # it answers, with a certificate MLflow may trust (REQUESTS_CA_BUNDLE, MLFLOW_TRACKING_INSECURE_TLS)
                 # where urllib does not
                 if isinstance(e, ssl.SSLError) or isinstance(why, ssl.SSLError):
                     return
-                raise ConfigError(f"log.mlflow={uri!r}: no MLflow server answers there ({why}); start it, or set "
+                raise ConfigError(f"log.mlflow={shown!r}: no MLflow server answers there ({why}); start it, or set "
                                   "log.mlflow: true to keep the runs in the run folder") from None
         elif uri is not None and "://" not in uri and not uri.startswith("file:"):
             check_folder_path(Path(uri), "log.mlflow", "the MLflow store")

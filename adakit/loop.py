@@ -330,7 +330,9 @@ def _check_workers_can_have(domains: Domains, workers: int) -> None:
 
     from adakit.data.objects import DatasetDomain
 
-    if workers == 0 or multiprocessing.get_start_method() == "fork":
+    # (allow_none: asking must not fix the start method the user's script may still set)
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    if workers == 0 or method == "fork":
         return
     for dom in (domains.source, domains.pool, domains.test):
         if not isinstance(dom, DatasetDomain):  # (adakit's own domains pickle)
@@ -339,7 +341,7 @@ def _check_workers_can_have(domains: Domains, workers: int) -> None:
             ForkingPickler.dumps(dom)
         except Exception as e:  # noqa: BLE001 - pickle raises several kinds (PicklingError, AttributeError, ...)
             raise ConfigError(f"train.num_workers={workers}: loader worker processes are started by "
-                              f"{multiprocessing.get_start_method()!r} here and get the {dom.name!r} data pickled, "
+                              f"{method!r} here and get the {dom.name!r} data pickled, "
                               f"which fails ({type(e).__name__}: {' '.join(str(e).split())[:200]}); use module-level "
                               "functions and classes in your Dataset (no lambdas), or train.num_workers=0") from None
 
@@ -491,24 +493,25 @@ class ActiveLoop:
         self.close()
 
     @classmethod
-    def resume(cls, run_dir: str | Path, changes: Sequence[str] = (), **kwargs) -> ActiveLoop:
+    def resume(cls, run_dir: str | Path, *, changes: str | Sequence[str] = (), **kwargs) -> ActiveLoop:
         """Continue the run in ``run_dir``. A run started from Python objects (arrays/Datasets, your model, a
         callable oracle) takes the same objects again: ``resume(run_dir, source=..., target=..., model=...)``.
-        ``changes``: ``key=value`` settings the run may change as it continues (`SWITCHABLE_KEYS`: the oracle,
-        ``train.device``, ``train.threads``, ``train.eval_batch_size``, ``log``)."""
+        ``changes``: ``key=value`` settings (one, or a list) the run may change as it continues
+        (`SWITCHABLE_KEYS`: the oracle, ``train.device``, ``train.threads``, ``train.eval_batch_size``, ``log``)."""
         run_dir = Path(run_dir)
         if "config" in kwargs:
             raise ConfigError("ActiveLoop.resume continues a run with the config stored in its ledger; leave "
                               "config= out (to change settings, start a new run in another folder)")
         # the stored config, read-only; never a default one (a damaged ledger is a named error)
         cfg = stored_experiment(run_dir)
+        changes = [changes] if isinstance(changes, str) else list(changes)
         if changes:
-            fixed = [c for c in changes if not any(c.split("=", 1)[0].strip() == k or c.startswith(k + ".")
+            fixed = [c for c in changes if not any(c.split("=", 1)[0].strip() == k or c.strip().startswith(k + ".")
                                                    for k in SWITCHABLE_KEYS)]
             if fixed:
                 raise ConfigError(f"resume: {', '.join(fixed)}: a run continues with its own settings except "
                                   f"{', '.join(SWITCHABLE_KEYS)}; run another config in another folder")
-            cfg = build_config(cfg.to_dict(), list(changes))
+            cfg = build_config(cfg.to_dict(), changes)
         objects = cfg.data.format == "objects"
         with Ledger.read_only(run_dir / "ledger.sqlite") as led:
             with_test = objects and "test" in (led.get_meta("data_fingerprint") or {})

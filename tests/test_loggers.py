@@ -314,3 +314,21 @@ def test_the_mlflow_server_check_probes_the_server_without_the_credentials_in_it
     monkeypatch.setattr(urllib.request, "urlopen", answers)
     MLflowLogger("http://user:secret@mlflow.example.internal:5000/").check()
     assert calls == ["http://mlflow.example.internal:5000/health"]
+
+
+def test_the_mlflow_check_names_a_malformed_uri_and_never_shows_the_password(monkeypatch):
+    """A port that is not a number raised http.client.InvalidURL (a raw ValueError); the messages printed the
+    password of user:secret@ URIs."""
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(ConfigError, match=r"log.mlflow='http://localhost:50x0': not a valid server URI .*http://host"):
+        MLflowLogger("http://localhost:50x0").check()
+
+    def refused(url, timeout=None):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", refused)
+    with pytest.raises(ConfigError, match=r"log.mlflow='http://\*\*\*@localhost:1': no MLflow server") as e:
+        MLflowLogger("http://user:secret@localhost:1").check()
+    assert "secret" not in str(e.value)

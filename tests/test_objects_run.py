@@ -879,3 +879,35 @@ def test_a_dataset_loader_workers_cannot_receive_is_named_before_the_run_folder_
     finally:
         multiprocessing.set_start_method(real, force=True)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_holding_nan_keeps_its_value_check():
+    """NaN != NaN: a deterministic Dataset with a missing value was taken for one that gives other values each time,
+    warned about, and its rows were no longer compared on resume."""
+    import warnings
+
+    from adakit.data.objects import as_domain, fingerprint
+
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    x[0, 1] = np.nan
+    ds = torch.utils.data.TensorDataset(torch.as_tensor(x), torch.tensor([0, 1, 0, 1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "rows" in fingerprint(as_domain(ds, "source", labelled=True))
+
+
+def test_the_loader_worker_check_leaves_the_start_method_unset():
+    """multiprocessing.get_start_method() fixes the start method as it answers: a script that set its own after
+    building an ActiveLoop with train.num_workers > 0 failed with "context has already been set"."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing, numpy as np\n"
+            "from adakit.data.objects import as_domain\n"
+            "from adakit.data import Domains\n"
+            "from adakit.loop import _check_workers_can_have\n"
+            "d = as_domain((np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])), 'source', labelled=True)\n"
+            "_check_workers_can_have(Domains(source=d, pool=d, test=d, protocol='transductive'), 2)\n"
+            "multiprocessing.set_start_method('spawn')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -409,6 +409,12 @@ def test_a_run_goes_on_with_other_execution_settings_and_refuses_other_changes(t
     loop.close()
     res = _cli("resume", stopped, "--quiet", "--set", "query.strategy=entropy")
     assert res.exit_code == 2 and "query.strategy=entropy: a run continues with its own settings except" in res.output
+    # from Python: one change as a string (it was read character by character), spaces around it, keyword only
+    with pytest.raises(TypeError):
+        ActiveLoop.resume(stopped, ["train.threads=2"])  # (a second positional argument was taken as changes)
+    with pytest.raises(ConfigError, match="query.strategy=entropy: a run continues with its own settings"):
+        ActiveLoop.resume(stopped, changes="query.strategy=entropy")
+    ActiveLoop.resume(stopped, changes=" log.mlflow=false", show_progress=False).close()
     res = _cli("resume", stopped, "--quiet", "--set", "train.threads=2", "--set", "train.eval_batch_size=64")
     assert res.exit_code == 0, res.output
     # the same config on another thread count through `adakit run` continues the (finished) run too
