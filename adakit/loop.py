@@ -956,7 +956,8 @@ class ActiveLoop:
         prev = self.ledger.last_checkpoint()
         self.ledger.set_meta(f"train/{r}", stats)  # before the checkpoint row: a trained round always has its stats
         self.ledger.set_meta(f"processes/{r}", {"world_size": self.dist.world_size,
-                                                "backend": self.dist.backend or "none"})
+                                                "backend": self.dist.backend or "none",
+                                                "environment": environment(self.device)})
         self.ledger.record_checkpoint(r, str(path.relative_to(self.run_dir)))
         if prev is not None and prev[0] not in (0, r):  # the warm-up checkpoint is kept (see adopt_warmup)
             self._checkpoint(prev[1]).unlink(missing_ok=True)
@@ -1072,6 +1073,7 @@ class ActiveLoop:
     def summary(self) -> dict:
         cfg = self.cfg
         rounds = self.ledger.metrics()
+        processes = self._processes()
         return {
             "name": cfg.name, "label": cfg.label, "strategy": cfg.query.strategy, "objective": cfg.objective.name,
             "protocol": cfg.data.protocol, "seed": cfg.seed,
@@ -1083,10 +1085,11 @@ class ActiveLoop:
             "unlabelled_rounds": [v for v in (self.ledger.get_meta(f"validators/{r}") for r in
                                               range(max(len(self.budgets), self.ledger.last_round()) + 1)) if v],
             **run_timings(self.ledger, len(self.budgets)),  # from the ledger rows that exist (also after a resume)
-            # the processes that trained the last round (torchrun: WORLD_SIZE, gloo/nccl; else 1, none), not those
-            # of a resume that only wrote this summary; runs from before 2026-12-05: those that wrote it
-            **self._processes(),
-            "environment": environment(self.device),  # versions, CPU, kernels: why a re-run elsewhere may differ
+            # the processes that trained the last round (torchrun: WORLD_SIZE, gloo/nccl; else 1, none) and their
+            # environment (versions, CPU, kernels, threads: why a re-run elsewhere may differ), not those of a
+            # process that only wrote this summary (a finished run continued); older runs: those that wrote it
+            "world_size": processes["world_size"], "backend": processes["backend"],
+            "environment": processes.get("environment") or environment(self.device),
         }
 
     def _processes(self) -> dict:

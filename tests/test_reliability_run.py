@@ -427,15 +427,23 @@ def test_a_run_goes_on_with_other_execution_settings_and_refuses_other_changes(t
 
 def test_a_resume_that_trains_nothing_keeps_the_processes_that_trained(tmp_path, finished_run):
     """summary.json named the processes of whichever command wrote it last: a one-process resume of a finished
-    torchrun run rewrote world_size 2 / gloo to 1 / none although every round trained on two processes."""
+    torchrun run rewrote world_size 2 / gloo to 1 / none although every round trained on two processes, and a
+    finished run continued on another thread count (`adakit resume --set train.threads=2`) took that process's
+    environment, so `adakit report` named threads it never trained with."""
     run = _copy_run(finished_run, tmp_path / "run")
     with Ledger(run / "ledger.sqlite") as led:
         last = led.last_checkpoint()[0]
-        assert led.get_meta(f"processes/{last}") == {"world_size": 1, "backend": "none"}
-        led.set_meta(f"processes/{last}", {"world_size": 2, "backend": "gloo"})  # as a torchrun run records it
-    summary = ActiveLoop.resume(run, show_progress=False).run()
-    assert (summary["world_size"], summary["backend"]) == (2, "gloo")
+        stored = led.get_meta(f"processes/{last}")
+        assert (stored["world_size"], stored["backend"]) == (1, "none")
+        assert stored["environment"] == json.loads((run / "summary.json").read_text())["environment"]
+        trained = {**stored["environment"], "torch_threads": 7}  # as another machine's run would record it
+        led.set_meta(f"processes/{last}", {"world_size": 2, "backend": "gloo", "environment": trained})
+    summary = ActiveLoop.resume(run, changes="train.threads=2", show_progress=False).run()
+    assert (summary["world_size"], summary["backend"], summary["environment"]) == (2, "gloo", trained)
     assert json.loads((run / "summary.json").read_text())["world_size"] == 2
+    with Ledger(run / "ledger.sqlite") as led:  # a run from before environments were stored: the writer's
+        led.set_meta(f"processes/{last}", {"world_size": 1, "backend": "none"})
+    assert ActiveLoop.resume(run, show_progress=False).run()["environment"]["torch_threads"] != 7
 
 
 def test_adakit_query_on_a_run_whose_mlflow_server_is_gone_still_selects(tmp_path, monkeypatch):
