@@ -21,6 +21,7 @@ import heapq
 import io
 import json
 import math
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
@@ -149,7 +150,8 @@ def _delimiter(header: str) -> str:
 
 
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
-    first = next((ln for ln in text.split("\n") if ln.strip()), "")  # the header (blank lines before it skipped)
+    # the header (blank lines before it skipped); lines may end with \r\n, \n or a bare \r (Excel's "CSV (Macintosh)")
+    first = next((ln for ln in re.split(r"\r\n|\r|\n", text) if ln.strip()), "")
     delimiter = _delimiter(first)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header, id_col, label_col, class_col = None, None, None, None

@@ -672,3 +672,15 @@ def test_ids_and_classes_that_start_a_formula_are_exported_as_text_and_import_ba
     write_predictions(tmp_path / "pred.csv", ["=id"], np.array([[0.2, 0.5, 0.3]]), classes)
     pred = list(csv.reader((tmp_path / "pred.csv").open(newline="")))
     assert pred[0][3:] == ["p_-neg", "p_=SUM(1)", "p_@at"] and pred[1][:2] == ["'=id", "'=SUM(1)"]
+
+
+def test_a_semicolon_file_with_carriage_return_line_ends_and_decimal_commas_imports(demo_run, tmp_path):
+    """Excel's "CSV (Macintosh)" ends lines with a bare carriage return; in a locale with a decimal comma it
+    separates with semicolons: the separator is found from the header line, not from the whole file."""
+    q = _open(demo_run)
+    f = tmp_path / "mac.csv"
+    f.write_bytes(f"sample_id;location;score;suggested;label\r{q[0].sample_id};x;0,99;5;3\r"
+                  f"{q[1].sample_id};x;0,98;5;4\r".encode())
+    rep = import_answers(demo_run, f)
+    assert rep.ok and rep.new == 2, rep.errors
+    assert _labels(demo_run)[0] == {q[0].sample_id: 3, q[1].sample_id: 4}
