@@ -186,6 +186,14 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
                     report.error(start, "header", f"the header must name a 'sample_id' and a 'label' column "
                                                   f"(found: {', '.join(cells)}); use the CSV `adakit query` wrote")
                     return []
+                labels = [k for k, c in enumerate(header) if c in LABEL_COLUMNS]
+                if len(labels) > 1:  # answers typed into a column added beside the export's empty one
+                    shown = " and ".join(f"{cells[k]!r} (column {k + 1})" for k in labels)
+                    report.error(start, "header", f"the header has {'two' if len(labels) == 2 else len(labels)} "
+                                                  f"label columns: {shown}; which holds the answers is unclear: keep "
+                                                  "one, named 'label', and import again; nothing was imported")
+                    report.unreadable = True
+                    return []
                 continue
             if not any(cells):
                 report.error(start, "empty row", "empty row")

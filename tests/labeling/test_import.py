@@ -684,3 +684,21 @@ def test_a_semicolon_file_with_carriage_return_line_ends_and_decimal_commas_impo
     rep = import_answers(demo_run, f)
     assert rep.ok and rep.new == 2, rep.errors
     assert _labels(demo_run)[0] == {q[0].sample_id: 3, q[1].sample_id: 4}
+
+
+@pytest.mark.parametrize("header", ["sample_id,location,score,suggested,label,Label",
+                                    "sample_id,location,score,suggested,label,answer"])
+def test_a_header_with_two_label_columns_is_refused_naming_them(demo_run, tmp_path, header):
+    """Answers typed into a second label column (one added beside the export's empty 'label') were skipped as
+    unanswered, the import exiting 0: which column holds the answers is not knowable, so nothing is imported."""
+    q = _open(demo_run)
+    f = tmp_path / "two.csv"
+    f.write_text(f"{header}\n{q[0].sample_id},x,0.9,5,,3\n{q[1].sample_id},x,0.9,5,,4\n", encoding="utf-8")
+    rep = import_answers(demo_run, f)
+    assert rep.unreadable and not rep.committed and rep.errors[0][0] == 1, rep
+    second = header.rsplit(",", 1)[1]
+    assert f"'label' (column 5) and {second!r} (column 6)" in rep.errors[0][1]
+    assert "keep one" in rep.errors[0][1] and "nothing was imported" in rep.errors[0][1]
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(f)])
+    assert res.exit_code == 1 and "two label columns" in res.output, res.output
+    assert _labels(demo_run)[0] == {}
