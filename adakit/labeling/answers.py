@@ -511,7 +511,8 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
     ``path``: a CSV or Label Studio JSON file, or the answers as Python objects (`answers_in_memory`: a mapping
     ``{sample_id: label}``, ``(sample_id, label)`` pairs, a DataFrame with those columns). Rejected (each with its
     line or position): unknown ids, ids never queried, labels outside the class list,
-    answers conflicting with another row of the file (every row for that id is rejected) and answers
+    answers conflicting with another row of the file, a row with a rejected label included (every row for
+    that id is rejected) and answers
     that differ from a label already in the ledger (unless ``correct``: then they are recorded as
     correction records). Repeated identical rows count once. Nothing is written when ``dry_run``.
     """
@@ -528,6 +529,19 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
         seen: dict[str, tuple[int, int]] = {}
         rejected: set[str] = set()
         valid: dict[str, int] = {}
+        unclear: dict[str, int] = {}  # sample id -> first line answering it with a rejected label
+
+        def also_answered(a: RawAnswer) -> None:
+            """A row with a rejected label: another row's answer for that sample is not recorded either (the file
+            answers it twice, and the rejected label may mean another class)."""
+            unclear.setdefault(a.sample_id, a.line)
+            if a.sample_id in valid:
+                valid.pop(a.sample_id)
+                rejected.add(a.sample_id)
+                report.error(seen[a.sample_id][0], "conflicting rows",
+                             f"{a.sample_id!r}: not recorded: line {a.line} answers it too, with a label that is "
+                             "rejected; keep one row per sample")
+
         for a in raw:
             if a.sample_id not in known:  # the same id in another Unicode form (a name copied from macOS), or an
                 # id with spaces around it (a class folder " mug"), which the cells lost when they were stripped?
@@ -545,6 +559,7 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
                 y, why = _indexed_label(a, classes, by_name)
                 if why:
                     report.error(a.line, "label and class differ", f"{a.sample_id!r}: {why}")
+                    also_answered(a)
                     continue
             else:
                 y = resolve_label(a.label, classes, by_name)
@@ -556,6 +571,13 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
                                                        f"(a name: {shown}; or an index 0..{len(classes) - 1} "
                                                        f"written as plain digits; or {DROP!r} when nobody can "
                                                        "label it)"))
+                also_answered(a)
+                continue
+            if a.sample_id in unclear:
+                report.error(a.line, "conflicting rows", f"{a.sample_id!r}: not recorded: line "
+                                                         f"{unclear[a.sample_id]} answers it too, with a label that "
+                                                         "is rejected; keep one row per sample")
+                rejected.add(a.sample_id)
                 continue
             if a.sample_id in seen:
                 first_line, first_y = seen[a.sample_id]

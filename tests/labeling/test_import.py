@@ -702,3 +702,25 @@ def test_a_header_with_two_label_columns_is_refused_naming_them(demo_run, tmp_pa
     res = runner.invoke(app, ["import-labels", str(demo_run), str(f)])
     assert res.exit_code == 1 and "two label columns" in res.output, res.output
     assert _labels(demo_run)[0] == {}
+
+
+def test_a_sample_answered_twice_with_one_label_rejected_records_neither(demo_run, tmp_path):
+    """Two rows for one sample, one with a label outside the class list (a typo): the other row's answer was
+    recorded, although the typo may have meant another class; like other conflicting rows, neither is recorded
+    now, each reported on its line."""
+    q = _open(demo_run)
+    a, b, c = (x.sample_id for x in q[:3])
+    f = tmp_path / "answers.csv"
+    f.write_text("sample_id,label\n"
+                 f"{a},3\n"       # 2 valid, but line 3 answers a too
+                 f"{a},seven\n"   # 3 not a class
+                 f"{b},sevn\n"    # 4 not a class
+                 f"{b},4\n"       # 5 valid, but line 4 answers b too
+                 f"{c},5\n",      # 6 ok
+                 encoding="utf-8")
+    rep = import_answers(demo_run, f)
+    lines = dict(rep.errors)
+    assert sorted(lines) == [2, 3, 4, 5], rep.errors
+    assert "'seven' is not in the class list" in lines[3] and "'sevn' is not in the class list" in lines[4]
+    assert "line 3 answers it too" in lines[2] and "line 4 answers it too" in lines[5]
+    assert rep.new == 1 and _labels(demo_run)[0] == {c: 5}
