@@ -108,6 +108,11 @@ def _decode(data: bytes, report: ImportReport) -> str | None:
                                     "imported")
         report.unreadable = True
         return None
+    if data.startswith(b"SQLite format 3\x00"):  # e.g. the run's ledger.sqlite given by mistake
+        report.error(0, "sqlite", "this is an SQLite database (a run's ledger.sqlite?), not an answers file: give "
+                                  "the CSV or Label Studio JSON export holding the answers; nothing was imported")
+        report.unreadable = True
+        return None
     head = data[:200]
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 3 and head.count(0) > len(head) // 3):
         report.error(1, "encoding", "the file is UTF-16 (with or without a byte-order mark); save it as UTF-8 (in "

@@ -724,3 +724,11 @@ def test_a_sample_answered_twice_with_one_label_rejected_records_neither(demo_ru
     assert "'seven' is not in the class list" in lines[3] and "'sevn' is not in the class list" in lines[4]
     assert "line 3 answers it too" in lines[2] and "line 4 answers it too" in lines[5]
     assert rep.new == 1 and _labels(demo_run)[0] == {c: 5}
+
+
+def test_a_ledger_given_as_the_answers_file_is_named_as_such(demo_run):
+    """`adakit import-labels RUN RUN/ledger.sqlite` was told the file is UTF-16 and to save it as UTF-8."""
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(demo_run / "ledger.sqlite")])
+    assert res.exit_code == 1 and "UTF-16" not in res.output, res.output
+    assert "an SQLite database" in res.output and "not an answers file" in res.output
+    assert _labels(demo_run)[0] == {}
