@@ -5,7 +5,8 @@ transaction; importing the same file again changes nothing.
 CSV (comma, semicolon or tab separated, as the header line shows): a header naming ``sample_id`` (or ``id``)
 and ``label`` columns, other columns are ignored; a
 label is a class name or a class index written as a plain decimal number (``3``; not ``+3``, ``3.0``,
-``1_0`` or other digits; a name wins when a class is named like an index), or ``drop`` (any case) for a
+``1_0`` or other digits; a name wins when a class is named like an index, and where the classes are named by
+numbers other than their positions a number is read as a name only), or ``drop`` (any case) for a
 sample nobody can label (it closes the query without a class; a class named "drop" wins). Rows with an
 empty label are unanswered and skipped. A row spanning several lines (a quote left open) makes the file unreadable:
 nothing is imported. Label Studio: the JSON export (tasks with ``annotations``
@@ -527,6 +528,9 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
     classes, pool_ids, ledger = _run_context(Path(run_dir), domains)
     try:
         by_name = class_lookup(classes)
+        # classes named by numbers other than their position (label codes "1", "2", ...): "1" names a class, so a
+        # number is read as a name only, as in image lists, never as an index (one file would mix both)
+        numbered = any(index_in_text(c) is not None and c != str(k) for k, c in enumerate(classes))
         queried = {q.sample_id for q in ledger.queries()}
         known = queried if pool_ids is None else pool_ids
         nfc: dict[str, str | None] | None = None  # known ids by NFC form, stripped (built at the first unknown id)
@@ -568,6 +572,14 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
                     continue
             else:
                 y = resolve_label(a.label, classes, by_name)
+                if (numbered and isinstance(a.label, str) and find_class(a.label, by_name) is None
+                        and index_in_text(a.label) is not None):  # an index among names that are numbers
+                    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+                    report.error(a.line, "not a class", f"{a.sample_id!r}: label {a.label!r} is not a class name; "
+                                                        f"the classes are named by numbers ({shown}), so a number is "
+                                                        "read as a class name, never as an index: write the name")
+                    also_answered(a)
+                    continue
             if y is None:
                 close = close_class(a.label, classes)
                 shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")

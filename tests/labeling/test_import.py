@@ -732,3 +732,31 @@ def test_a_ledger_given_as_the_answers_file_is_named_as_such(demo_run):
     assert res.exit_code == 1 and "UTF-16" not in res.output, res.output
     assert "an SQLite database" in res.output and "not an answers file" in res.output
     assert _labels(demo_run)[0] == {}
+
+
+def test_with_classes_named_by_numbers_a_number_that_names_no_class_is_not_read_as_an_index(tmp_path):
+    """Label codes as class names ("2", "3", "1"): "1" is the name of class 2, and "0", which names no class,
+    was read as index 0 (class "2"): one file mixed names and indices, silently. As in image lists, a number is
+    read as a name only there; one that names no class is an error saying so."""
+    import numpy as np
+
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(60, 5)).astype(np.float32)
+    cfg = {"budget": {"total": 6, "rounds": 2}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+           "train": {"warmup_iters": 3, "round_iters": 3, "threads": 1, "batch_size": 8}}
+    run = tmp_path / "run"
+    with pytest.raises(WaitingForLabels):
+        ActiveLoop(cfg, run, source=(xs, rng.integers(0, 3, 60)), target=(xs + 0.1, None), classes=["2", "3", "1"],
+                   oracle="file", show_progress=False).run()
+    ids = [q.sample_id for q in _open(run)]
+    answers = tmp_path / "answers.csv"
+    answers.write_text(f"sample_id,label\n{ids[0]},0\n{ids[1]},1\n")
+    rep = import_answers(run, answers)
+    assert [line for line, _ in rep.errors] == [2], rep.errors
+    assert "label '0' is not a class name" in rep.errors[0][1] and "named by numbers (2, 3, 1)" in rep.errors[0][1]
+    assert _labels(run)[0] == {ids[1]: 2}  # "1" is the name of class index 2
+    assert import_answers(run, {ids[0]: 0}).new == 1  # from Python, an int is the class index
+    assert _labels(run)[0] == {ids[0]: 0, ids[1]: 2}
