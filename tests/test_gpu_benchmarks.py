@@ -113,7 +113,9 @@ def test_a_failed_run_leaves_the_recorded_good_cell_in_the_files(qs, monkeypatch
                 "when": "2026-12-05 10:00 UTC", "backend": "exact", "error": "failed: RuntimeError: out of memory"}
 
     monkeypatch.setattr(qs, "run_cell", fail)
-    qs.main(["--device", "cuda", "--sizes", "2000", "--strategies", "margin", "--threads", "1", "--no-reference"])
+    with pytest.raises(SystemExit) as e:  # (the failed cell is named and the exit status says so)
+        qs.main(["--device", "cuda", "--sizes", "2000", "--strategies", "margin", "--threads", "1", "--no-reference"])
+    assert e.value.code == 1
     assert json.loads(qs.JSON_OUT.read_text())["cells"] == [_good()]
     assert "not recorded: the good cell of 2026-12-04 10:00 UTC is kept" in capsys.readouterr().out
     assert "2026-12-04 10:00 UTC" in qs.MD_OUT.read_text() and "out of memory" not in qs.MD_OUT.read_text()

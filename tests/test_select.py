@@ -293,7 +293,9 @@ def test_modules_are_tried_on_a_few_rows_before_the_work_and_their_failures_name
     cases = [("aada", "domain_discriminator", nn.Linear(7, 1), "failed on 16 rows .*mat1 and mat2 shapes"),
              ("aada", "domain_discriminator", lambda x: x.numpy()[:, 0], "returned a ndarray"),
              ("aada", "domain_discriminator", nn.Linear(8, 3), "returned shape \\(16, 3\\) .*\\(N,\\) or \\(N, 1\\)"),
-             ("sdm_g", "head", nn.Linear(8, 3), "head= returned shape \\(16, 3\\) .*\\(N, 4\\)"),
+             ("sdm_g", "head", nn.Sequential(nn.Linear(8, 3)), "head= returned shape \\(16, 3\\) .*\\(N, 4\\)"),
+             ("sdm_g", "head", nn.Linear(8, 3), "head= has a \\(3, 8\\) weight, one row per class, but logits= "
+                                                "have 4 classes"),
              ("sage", "class_discriminator", nn.Linear(8, 3), "class_discriminator= returned shape \\(16, 3\\)")]
     for strategy, keyword, module, msg in cases:
         with pytest.raises(DataError, match=msg):
