@@ -157,8 +157,10 @@ def _delimiter(header: str) -> str:
 
 def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
     # the header (blank lines before it skipped); lines may end with \r\n, \n or a bare \r (Excel's "CSV (Macintosh)")
-    first = next((ln for ln in re.split(r"\r\n|\r|\n", text) if ln.strip()), "")
-    delimiter = _delimiter(first)
+    lines = (ln for ln in re.split(r"\r\n|\r|\n", text) if ln.strip())
+    first = next(lines, "")
+    hint = re.fullmatch(r'\s*"?sep=(.)"?[,;\t]*\s*', first)  # Excel's separator line, "sep=;", before the header
+    delimiter = hint.group(1) if hint else _delimiter(first)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header, id_col, label_col, class_col = None, None, None, None
     out: list[RawAnswer] = []
@@ -175,6 +177,9 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
                 return []
             cells = [c.strip() for c in row]
             if header is None:
+                if hint and any(cells):  # (the separator line: read, not a header)
+                    hint = None
+                    continue
                 if not any(cells):
                     report.error(start, "empty row", "empty row before the header")
                     continue

@@ -760,3 +760,17 @@ def test_with_classes_named_by_numbers_a_number_that_names_no_class_is_not_read_
     assert _labels(run)[0] == {ids[1]: 2}  # "1" is the name of class index 2
     assert import_answers(run, {ids[0]: 0}).new == 1  # from Python, an int is the class index
     assert _labels(run)[0] == {ids[0]: 0, ids[1]: 2}
+
+
+@pytest.mark.parametrize("hint", ["sep=;", '"sep=;"', "sep=;;;;", "sep=\t"])
+def test_excels_separator_line_before_the_header_is_read(demo_run, tmp_path, hint):
+    """Excel writes (and reads) a first line "sep=;" naming the separator: it was taken for the header ("found:
+    sep=, ") and the file refused."""
+    q = _open(demo_run)
+    d = hint[4] if hint[0] != '"' else hint[5]
+    f = tmp_path / "hint.csv"
+    f.write_text(f"{hint}\nsample_id{d}location{d}score{d}suggested{d}label\n"
+                 f"{q[0].sample_id}{d}x{d}0,99{d}5{d}3\n", encoding="utf-8")
+    rep = import_answers(demo_run, f)
+    assert rep.ok and rep.new == 1 and not rep.errors, rep.errors
+    assert _labels(demo_run)[0] == {q[0].sample_id: 3}
