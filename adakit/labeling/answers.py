@@ -217,6 +217,10 @@ def _read_csv(text: str, report: ImportReport) -> list[RawAnswer]:
                 continue
             if not label and not name:
                 report.unanswered += 1
+                if len(cells) == 2 and cells[1] and label_col > 1:  # "id,3" typed under the export's header
+                    report.note(start, "short row", f"{cells[1]!r} is under {header[1]!r}, not under "
+                                                    f"{header[label_col]!r} (column {label_col + 1}): this row has "
+                                                    "no label and was skipped; put the answer in the label column")
                 continue
             out.append(RawAnswer(start, sid, label, name or None, indexed=class_col is not None))
     except csv.Error as e:

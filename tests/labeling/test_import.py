@@ -774,3 +774,16 @@ def test_excels_separator_line_before_the_header_is_read(demo_run, tmp_path, hin
     rep = import_answers(demo_run, f)
     assert rep.ok and rep.new == 1 and not rep.errors, rep.errors
     assert _labels(demo_run)[0] == {q[0].sample_id: 3}
+
+
+def test_a_two_cell_row_under_the_exports_header_is_named(demo_run, tmp_path):
+    """A hand-written row "id,3" under the export's five-column header puts 3 under 'location': it was only counted
+    among the rows without a label. It still is (a row Excel shortened is unanswered), with a note naming it."""
+    q = _open(demo_run)
+    f = tmp_path / "short.csv"
+    f.write_text(f"sample_id,location,score,suggested,label\n{q[0].sample_id},3\n{q[1].sample_id},x,0.9,5\n",
+                 encoding="utf-8")
+    rep = import_answers(demo_run, f)
+    assert rep.ok and rep.new == 0 and rep.unanswered == 2
+    assert rep.notes == [(2, "'3' is under 'location', not under 'label' (column 5): this row has no label and was "
+                             "skipped; put the answer in the label column")]
