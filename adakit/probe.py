@@ -127,19 +127,18 @@ def run_probe(config: ExperimentConfig | dict | None, run_dir: str | Path, domai
                 raise ConfigError(f"{flag} {run_dir} holds a finished linear-probe run on other data (another size, "
                                   "labels or values); choose another folder (or delete it to run again)")
             return done
+    checked = _checked_inputs(cfg, domains)  # data, strategy and budget: refused before the folder exists
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
-        return _run_probe(cfg, run_dir, domains, prints)
+        return _run_probe(cfg, run_dir, checked, prints)
 
 
-def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None, prints: dict | None = None) -> dict:
-    """The probe's rounds into the checked, locked ``run_dir``."""
-    from adakit.inference import accuracy
+def _checked_inputs(cfg: ExperimentConfig, domains: Domains | None) -> tuple:
+    """The probe's domains, held-out source split, round budgets and strategy, or the `ConfigError` / `DataError`
+    of what a probe cannot run (image data, a strategy that needs a discriminator, a budget the pool cannot give,
+    a target without labels to answer queries from)."""
     from adakit.loop import query_params_for_run, round_budgets
     from adakit.registry import STRATEGIES
-    from adakit.report import write_run_report
-    from adakit.selection import select
-    from adakit.validate import compute_all
     from adakit.validate._run import split_source_val
 
     d = domains or load_domains(cfg.data, cfg.seed)
@@ -160,6 +159,17 @@ def _run_probe(cfg: ExperimentConfig, run_dir: Path, domains: Domains | None, pr
                         f"but {unknown} of the {len(d.pool)} target samples have none; give the target with its "
                         "labels, or budget.rounds=0 for the source-only probe")
     strategy = strat_cls(query_params_for_run(cfg, budgets, len(d.pool)))
+    return d, val, budgets, strategy
+
+
+def _run_probe(cfg: ExperimentConfig, run_dir: Path, checked: tuple, prints: dict | None = None) -> dict:
+    """The probe's rounds into the checked, locked ``run_dir`` (``checked``: `_checked_inputs`)."""
+    from adakit.inference import accuracy
+    from adakit.report import write_run_report
+    from adakit.selection import select
+    from adakit.validate import compute_all
+
+    d, val, budgets, strategy = checked
     n_classes = len(d.classes)
     xs, ys = d.source.x.numpy(), np.asarray(d.source.y)
     xp, yp, xt = d.pool.x.numpy(), np.asarray(d.pool.y), d.test.x.numpy()

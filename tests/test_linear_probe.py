@@ -9,7 +9,7 @@ import yaml
 from adakit.bench import run_bench
 from adakit.config import build_config
 from adakit.data import load_domains
-from adakit.errors import ConfigError
+from adakit.errors import ConfigError, DataError
 from adakit.loop import ActiveLoop
 from adakit.probe import run_probe
 from adakit.selection import select
@@ -74,6 +74,28 @@ def test_probe_is_a_bench_row_and_not_an_active_loop(tmp_path):
     with pytest.raises(ConfigError, match="needs .*domain_discriminator"):
         run_probe(build_config(BASE, ["runner=linear_probe", "query.strategy=aada", "objective.name=dann"]),
                   tmp_path / "y")
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    (["query.strategy=aada", "objective.name=dann"], "needs .*domain_discriminator"),
+    (["budget.total=5000"], "budget.total=5000.0 asks for 5000 labels"),
+    (["budget.total=3", "budget.rounds=5"], "fewer than budget.rounds=5"),
+])
+def test_probe_refuses_what_it_cannot_run_before_the_run_folder_exists(tmp_path, overrides, match):
+    """As a network run: a strategy, budget or data the probe cannot run is refused before the folder (and its
+    run.lock) is created, so nothing is left behind (a probe made the folder and its lock first)."""
+    from typer.testing import CliRunner
+
+    from adakit.cli import app
+
+    with pytest.raises((ConfigError, DataError), match=match):
+        run_probe(build_config(BASE, ["runner=linear_probe", *overrides]), tmp_path / "y")
+    assert not (tmp_path / "y").exists()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(BASE))
+    sets = [a for o in ["runner=linear_probe", *overrides] for a in ("--set", o)]
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "z"), *sets, "--quiet"])
+    assert res.exit_code == 2 and not (tmp_path / "z").exists(), res.output
 
 
 def test_adakit_run_runs_a_probe_config_and_a_killed_one_again(tmp_path):
