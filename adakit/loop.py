@@ -883,6 +883,9 @@ class ActiveLoop:
         r = done + 1
         if self.ledger.round_status(r) is not None:
             n_open = len(self.ledger.open_queries(r))
+            if n_open == 0:  # answered, not yet trained on
+                raise LedgerError(f"round {r} was already queried and all its queries are answered; `adakit resume "
+                                  f"{sh(self.run_dir)}` trains on them, then `adakit query` asks round {r + 1}")
             raise LedgerError(f"round {r} was already queried ({n_open} of its queries still open); answer them "
                               f"(`adakit label` or `adakit import-labels`), then `adakit resume {sh(self.run_dir)}`")
         free = len(self.domains.pool) - len(self._labelled()[0]) - len(self.ledger.dropped_pool())

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU end-to-end check for a machine with one CUDA GPU (85-181 s on an H200). Run from the repository root:
+# GPU end-to-end check for a machine with one CUDA GPU (about 100-110 s on an H200: benchmarks/results/gpu.md).
+# Run from the repository root:
 #
 #   ADAKIT_DATA=/path/to/data bash benchmarks/gpu_check.sh [OUT_DIR]
 #

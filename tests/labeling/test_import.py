@@ -250,8 +250,10 @@ def test_cli_query_import_resume_end_to_end(demo_run, tmp_path):
     with Ledger(demo_run / "ledger.sqlite") as led:
         assert len(led.open_queries(3)) == 5 and led.round_status(3) == "queried"
     res = runner.invoke(app, ["query", str(demo_run), "--budget", "5"])
-    assert res.exit_code == 2 and "already queried" in res.output
+    assert res.exit_code == 2 and "already queried (5 of its queries still open); answer them" in res.output
     answer_round(3)
+    res = runner.invoke(app, ["query", str(demo_run), "--budget", "5"])  # (it said: 0 still open; answer them)
+    assert res.exit_code == 2 and "all its queries are answered; `adakit resume" in " ".join(res.output.split())
     res = runner.invoke(app, ["resume", str(demo_run), "--quiet"])
     assert res.exit_code == 0 and "round 3: 45 labels" in res.output, res.output
     res = runner.invoke(app, ["ledger", "check", str(demo_run)])
