@@ -21,7 +21,7 @@ from adakit.csvcells import safe_cell
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
-from adakit.rundir import CheckpointError, check_folder_path, replaced_atomically, sh
+from adakit.rundir import CheckpointError, check_writable_folder, replaced_atomically, sh
 
 __all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
 
@@ -192,10 +192,14 @@ class RunModel:
         if out_file.is_dir():  # before any work (--force would not help)
             raise ConfigError(f"--out {out_file} is a folder: give the CSV file to write, e.g. "
                               f"{out_file / 'predictions.csv'}")
+        if out_file.exists() and input_path.exists() and out_file.samefile(input_path):  # --force would destroy it
+            raise ConfigError(f"--out {out_file} is the input {input_path}; write the predictions to another file, "
+                              f"e.g. {out_file.with_name(out_file.stem + '-predictions.csv')}")
         if out_file.exists() and not overwrite:
             raise ConfigError(f"--out {out_file} exists; choose another file or add --force (overwrite=True) to "
                               "replace it")
-        check_folder_path(out_file.parent, "--out", "the predictions")  # (a file in the way: before any work)
+        # a file in the way, or a folder that cannot be written: before any work
+        check_writable_folder(out_file.parent, "--out", "the predictions")
         width = self.input_shape[0] if len(self.input_shape) == 1 else None
         dom = read_inputs(input_path, self.config.data, image_list, width, self.svmlight_zero_based)
         if isinstance(dom, tuple):  # feature rows and their ids

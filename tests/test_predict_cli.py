@@ -235,3 +235,38 @@ def test_predict_reads_svmlight_with_the_indexing_of_the_runs_files(tmp_path):
     dump_svmlight_file(rng.normal(size=(2, 7)), np.zeros(2), str(tmp_path / "wide.svmlight"), zero_based=True)
     with pytest.raises(adakit.DataError, match=r"wide\.svmlight: has features beyond the 5 that the run's model"):
         model.predict_file(tmp_path / "wide.svmlight", tmp_path / "q3.csv")
+
+
+def test_predict_refuses_an_out_that_is_the_input_or_in_a_read_only_folder(tmp_path, monkeypatch):
+    """--out naming the input itself (an image list, a feature file) replaced it with the predictions under
+    --force; an --out folder that cannot be written was found only after every sample had been predicted."""
+    import adakit.rundir
+
+    rng = np.random.default_rng(0)
+    for name in ("src", "tgt"):
+        np.savez(tmp_path / f"{name}.npz", feat=rng.normal(size=(30, 6)).astype(np.float32), y=np.arange(30) % 3)
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**TINY, "data": {"format": "npz", "root": str(tmp_path), "source": "src",
+                                              "target": "tgt"}}), run, show_progress=False).run()
+    new = tmp_path / "new.npz"
+    np.savez(new, feat=rng.normal(size=(4, 6)).astype(np.float32))
+    before = new.read_bytes()
+    for out_path in (new, tmp_path / "." / "new.npz"):
+        res = CliRunner().invoke(app, ["predict", str(run), str(new), "--out", str(out_path), "--force"])
+        assert res.exit_code == 2 and "is the input" in res.output and "another file" in res.output, res.output
+    assert new.read_bytes() == before
+    with pytest.raises(adakit.ConfigError, match="is the input"):
+        adakit.load_run(run).predict_file(new, new, overwrite=True)
+
+    def no_prediction(*a, **k):
+        raise AssertionError("predicted before the --out folder was checked")
+
+    monkeypatch.setattr(adakit.run_model.RunModel, "predict_proba", no_prediction)
+    os = adakit.rundir.os
+    real = os.access
+    (tmp_path / "shared").mkdir()  # a read-only folder (root ignores permissions: its os.access says so)
+    monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and not (
+        mode & os.W_OK and Path(p).name == "shared"))
+    res = CliRunner().invoke(app, ["predict", str(run), str(new), "--out", str(tmp_path / "shared" / "p.csv")])
+    assert res.exit_code == 2 and "the folder is not writable; choose a writable folder for the predictions" \
+        in res.output, res.output
