@@ -338,11 +338,12 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
         raise ConfigError(f"backbone=: gives {model.backbone.out_dim} features, but the run's backbone gave "
                           f"{info['backbone_dim']}; construct it with the same arguments as for the run")
     path = Path(last[1]) if Path(last[1]).is_absolute() else run_dir / last[1]
-    state = load_checkpoint(path, last[0], run_dir, map_location="cpu")
+    warmup = str(checkpoint).strip() if str(checkpoint).strip().startswith("warm-up step ") else None
+    state = load_checkpoint(path, last[0], run_dir, map_location="cpu", name=warmup)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint of round {last[0]} does not fit the rebuilt model: {path} "
+        raise CheckpointError(f"checkpoint of {warmup or f'round {last[0]}'} does not fit the rebuilt model: {path} "
                               f"({type(e).__name__}: {str(e)[:300]})") from None
     if "standardize" in info:
         model = _Standardized(model, info["standardize"]["mean"], info["standardize"]["std"])
@@ -370,6 +371,10 @@ def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, 
         last = led.last_checkpoint()[0]
         raise ConfigError(f"checkpoint={checkpoint!r}: {run_dir} has no round {r} (its rounds: 0..{last})")
     path = Path(row[1]) if Path(row[1]).is_absolute() else run_dir / row[1]
+    if not path.is_file() and int(r) in (0, led.last_checkpoint()[0]):  # kept by the run: deleted or moved since
+        raise CheckpointError(f"checkpoint={checkpoint!r}: the model of round {r} is missing: {path} (a run keeps "
+                              "round 0 and its last round; was the file deleted or moved?); restore it from a backup, "
+                              "or choose another checkpoint")
     if not path.is_file():
         raise CheckpointError(f"checkpoint={checkpoint!r}: the model of round {r} is not kept in {run_dir} (a run "
                               "keeps round 0 and its last round; an intermediate round's weights are deleted once the "

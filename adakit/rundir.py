@@ -409,25 +409,27 @@ def _checkpoint_advice(run_dir: Path, r: int) -> str:
             f"(round {r})")
 
 
-def load_checkpoint(path: Path, r: int, run_dir: str | Path, map_location=None) -> dict:
+def load_checkpoint(path: Path, r: int, run_dir: str | Path, map_location=None, name: str | None = None) -> dict:
     """Read round ``r``'s checkpoint; `CheckpointError` naming the file and what to do when it is missing or
-    unreadable (truncated, garbage, not a checkpoint)."""
+    unreadable (truncated, garbage, not a checkpoint). ``name``: what the messages call it (default ``round r``;
+    ``warm-up step K`` for a warm-up checkpoint, which belongs to round 0)."""
     import torch
 
     run_dir = Path(run_dir)
+    what = name or f"round {r}"
     if not path.is_file():
-        raise CheckpointError(f"checkpoint of round {r} is missing: {path}; " + _checkpoint_advice(run_dir, r))
+        raise CheckpointError(f"checkpoint of {what} is missing: {path}; " + _checkpoint_advice(run_dir, r))
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours (and unpickling
         # arbitrary bytes can do anything, from MemoryError to worse)
-        raise CheckpointError(f"checkpoint of round {r} is unreadable: {path} (not a torch checkpoint archive, "
+        raise CheckpointError(f"checkpoint of {what} is unreadable: {path} (not a torch checkpoint archive, "
                               f"{path.stat().st_size} bytes); " + _checkpoint_advice(run_dir, r))
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except _LOAD_ERRORS as e:
-        raise CheckpointError(f"checkpoint of round {r} is unreadable: {path} ({type(e).__name__}: {e}); "
+        raise CheckpointError(f"checkpoint of {what} is unreadable: {path} ({type(e).__name__}: {e}); "
                               + _checkpoint_advice(run_dir, r)) from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint of round {r} is not an adakit checkpoint: {path} (holds a "
+        raise CheckpointError(f"checkpoint of {what} is not an adakit checkpoint: {path} (holds a "
                               f"{type(state).__name__}); " + _checkpoint_advice(run_dir, r))
     return state
 

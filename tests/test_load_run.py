@@ -164,3 +164,27 @@ def test_run_with_a_relative_data_root_resumes_from_another_folder(tmp_path, mon
     assert loop.cfg.data.root == str(tmp_path / "proj" / "data")
     assert len(loop.domains.pool) == 30
     loop.close()
+
+
+def test_a_chosen_checkpoint_whose_file_is_gone_is_named_as_chosen(tmp_path):
+    """A deleted warm-up checkpoint was reported as "checkpoint of round 0 is missing", and a deleted round-0.pt
+    (which a run keeps) as an intermediate round's weights deleted by the run."""
+    run = tmp_path / "run"
+    cfg = {**SMALL, "budget": {"total": 4, "rounds": 2}, "train": {**SMALL["train"], "eval_checkpoints": 2}}
+    ActiveLoop(build_config(cfg), run, show_progress=False).run()
+    with adakit.load_run(run)._ledger() as led:
+        steps = [row["step"] for row in led.get_meta("warmup_checkpoints")]
+    warm = run / "checkpoints" / f"warmup-{steps[0]}.pt"
+    assert warm.is_file()
+    warm.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=f"checkpoint of warm-up step {steps[0]} is unreadable: .*warmup-"):
+        adakit.load_run(run, checkpoint=f"warm-up step {steps[0]}")
+    warm.unlink()
+    with pytest.raises(CheckpointError, match=f"checkpoint of warm-up step {steps[0]} is missing: .*warmup-"):
+        adakit.load_run(run, checkpoint=f"warm-up step {steps[0]}")
+    (run / "checkpoints" / "round-0.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"the model of round 0 is missing: .*round-0.pt \(a run keeps round 0"):
+        adakit.load_run(run, checkpoint=0)
+    with pytest.raises(CheckpointError, match="the model of round 1 is not kept"):
+        adakit.load_run(run, checkpoint="round 1")
+    assert adakit.load_run(run, checkpoint=2).round == 2
