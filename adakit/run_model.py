@@ -149,6 +149,10 @@ class RunModel:
                             f"files (data.format={self.config.data.format!r}); pass arrays of shape "
                             f"(N, *{tuple(self.input_shape)}) prepared as its training data were, or a Dataset "
                             "like the one it trained on")
+        folders = [str(i) for i in items if isinstance(i, (str, Path)) and Path(i).is_dir()]
+        if folders:
+            raise DataError(f"input: {folders[0]} is a folder; pass its image files, or predict a whole folder "
+                            f"with predict_file({str(folders[0])!r}, 'predictions.csv') (or `adakit predict`)")
         return image_inputs(items, *_sizes(self.config.data), verify=False)  # (a bad file is named when loaded)
 
     @torch.no_grad()

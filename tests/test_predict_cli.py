@@ -162,6 +162,9 @@ def test_predict_on_an_image_folder_and_an_image_list(tmp_path):
         model.predict(np.asarray(Image.open(files[0]).convert("RGB"))[None])
     with pytest.raises(adakit.DataError, match="1 image file\\(s\\) not found"):
         model.predict([tmp_path / "nope.png"])
+    # a folder is named as one (it was "1 image file(s) not found" for a folder that is there)
+    with pytest.raises(adakit.DataError, match="new is a folder; pass its image files, or .*predict_file"):
+        model.predict(str(tmp_path / "new"))
     # the same images through an image list (paths relative to the list's folder) give the same predictions
     (tmp_path / "new" / "list.txt").write_text("n0.png\nn1.png\n# a comment\nsub/n2.png 1\n")
     res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "list.txt"), "--out",
