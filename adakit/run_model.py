@@ -107,6 +107,9 @@ class RunModel:
                                 dataset=X, image_size=data.image_size, resize=data.resize)
         else:
             x = _to_tensor(X[0] if isinstance(X, tuple) else X, "input")  # a tuple is (X, y); a list is rows
+            if tuple(x.shape) == tuple(self.input_shape):  # one sample without its batch dimension
+                raise DataError(f"input: one sample of shape {tuple(x.shape)}; pass a batch of shape (N, "
+                                f"*{tuple(self.input_shape)}), e.g. X[None] for this one")
             if x.dim() < 1:
                 raise DataError(f"input: expected a batch of samples of shape (N, *{tuple(self.input_shape)}), "
                                 f"got shape {tuple(x.shape)}")

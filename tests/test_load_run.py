@@ -64,6 +64,10 @@ def test_load_run_predicts_like_the_run_without_its_data(demo_run, monkeypatch):
     assert m.embed(x[:0]).shape == (0, feats.shape[1])
     with pytest.raises(DataError, match="samples of shape \\(3,\\)"):
         m.predict(np.zeros((0, 3), np.float32))
+    with pytest.raises(DataError, match=r"input: one sample of shape \(64,\); pass a batch of shape \(N, \*\(64,\)\), "
+                       r"e.g. X\[None\]"):  # it said "samples of shape ()"
+        m.predict(x[0])
+    assert (m.predict(x[0][None]) == m.predict(x)[:1]).all()
     with pytest.raises(DataError, match="input: got a dict; pass the samples as an array"):
         m.predict({"x": x})
     for device, msg in (("gpu0", "device='gpu0' is not a torch device"), ("mps", "runs on cpu or cuda devices")):
