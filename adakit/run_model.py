@@ -21,7 +21,7 @@ from adakit.csvcells import safe_cell
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
-from adakit.rundir import CheckpointError, check_writable_folder, replaced_atomically, sh
+from adakit.rundir import LEDGER_NAME, CheckpointError, check_writable_folder, replaced_atomically, sh
 
 __all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
 
@@ -253,6 +253,9 @@ def read_inputs(path: Path, data_cfg, image_list: bool = False, n_features: int 
     if not path.exists():
         raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
                         f"({', '.join(sorted(FEATURE_SUFFIXES))})")
+    if path.is_dir() and (path / LEDGER_NAME).is_file():  # (its curve.png would be predicted as the new images)
+        raise DataError(f"INPUT {path} is a run folder, not images to predict; give the folder (or list, or feature "
+                        "file) of the new samples: adakit predict RUN INPUT --out preds.csv")
     feature_run = data_cfg.format in set(FEATURE_SUFFIXES.values())  # its model takes feature rows, never images
     images = None if feature_run and not image_list else read_image_inputs(path, *_sizes(data_cfg), data_cfg,
                                                                            image_list)

@@ -187,6 +187,10 @@ def test_predict_on_an_image_folder_and_an_image_list(tmp_path):
                                    str(tmp_path / "l.csv")])
     assert res.exit_code == 0, res.output
     assert [r["probability"] for r in _rows(tmp_path / "l.csv")] == [r["probability"] for r in rows[:2]]
+    # the run folder given as INPUT too (a slip of the command line) predicted its curve.png as the new images
+    res = CliRunner().invoke(app, ["predict", str(run), str(run), "--out", str(tmp_path / "run.csv")])
+    assert res.exit_code == 2 and "is a run folder, not images to predict" in res.output, res.output
+    assert not (tmp_path / "run.csv").exists()
     res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new" / "n1.png"), "--out",
                                    str(tmp_path / "one.csv")])  # one image
     assert res.exit_code == 0, res.output
