@@ -584,6 +584,12 @@ class ActiveLoop:
             from adakit.data.features import svmlight_indexing
 
             info["svmlight_zero_based"] = svmlight_indexing(self.cfg.data)
+        if self.cfg.data.format == "npz":  # how `adakit features` made its features, for adakit predict on new ones
+            from adakit.data.features import run_source_extractor
+
+            extractor = run_source_extractor(self.cfg.data)
+            if extractor is not None:
+                info["extractor"] = extractor
         standardized = getattr(self.domains.source, "standardized_with", None)  # data.standardize: source stats
         if standardized is not None:
             info["standardize"] = {"mean": standardized[0].tolist(), "std": standardized[1].tolist()}

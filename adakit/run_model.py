@@ -51,8 +51,11 @@ class RunModel:
     """
 
     def __init__(self, run_dir: Path, model: nn.Module, config, classes: list[str], input_shape: tuple[int, ...],
-                 device: torch.device, round_index: int, batch_size: int, svmlight_zero_based: bool | None = None):
+                 device: torch.device, round_index: int, batch_size: int, svmlight_zero_based: bool | None = None,
+                 extractor: str | None = None):
         self.run_dir, self.model, self.config = run_dir, model, config
+        #: npz runs: how `adakit features` made the run's features (None: not recorded)
+        self.extractor = extractor
         #: svmlight runs: whether the run's files were indexed from 0 (None: not recorded)
         self.svmlight_zero_based = svmlight_zero_based
         self.classes, self.input_shape, self.device = classes, input_shape, device
@@ -190,6 +193,19 @@ class RunModel:
                           f"{' ...' if len(unknown) > 6 else ''}): the predictions are among the run's "
                           f"{len(self.classes)} classes (is it the run you meant?)", RuntimeWarning, stacklevel=3)
 
+    def _check_extractor(self, path: Path) -> None:
+        """Refuse an ``.npz`` that `adakit features` made in another way than the run's features (another model,
+        weights or image size): its features live in another space, whatever their width, and the predictions
+        would be meaningless (as training refuses such a source and target)."""
+        from adakit.data.features import npz_extractor, same_extractor
+
+        theirs = npz_extractor(path) if path.suffix.lower() == ".npz" else None
+        if theirs is not None and self.extractor is not None and not same_extractor(self.extractor, theirs):
+            raise DataError(f"{path}: its features were extracted as {theirs}, but the run {self.run_dir} trained on "
+                            f"features extracted as {self.extractor}; they live in different feature spaces. Extract "
+                            "the new images with the run's adakit features options (--model / --backbone, --weights, "
+                            "--image-size, --resize)")
+
     def predict_file(self, input_path: str | Path, out_file: str | Path, *, image_list: bool = False,
                      overwrite: bool = False) -> int:
         """Predict every sample of a file or folder and write the CSV ``adakit predict`` writes (`read_inputs`,
@@ -211,6 +227,7 @@ class RunModel:
         dom = read_inputs(input_path, self.config.data, image_list, width, self.svmlight_zero_based)
         if isinstance(dom, tuple):  # feature rows and their ids
             rows, ids = dom
+            self._check_extractor(input_path)
             self._warn_other_classes(input_path)
             probs = self.predict_proba(rows)
         else:
@@ -357,8 +374,14 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
                               f"({type(e).__name__}: {str(e)[:300]})") from None
     if "standardize" in info:
         model = _Standardized(model, info["standardize"]["mean"], info["standardize"]["std"])
+    if "extractor" in info:
+        extractor = info["extractor"]
+    else:  # (a run of an adakit before it was recorded: its source file, when it is where the config says)
+        from adakit.data.features import run_source_extractor
+
+        extractor = run_source_extractor(cfg.data)
     return RunModel(run_dir, model.to(dev), cfg, list(info["classes"]), shape, dev, last[0],
-                    batch_size or cfg.train.eval_batch_size, info.get("svmlight_zero_based"))
+                    batch_size or cfg.train.eval_batch_size, info.get("svmlight_zero_based"), extractor)
 
 
 def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, str]:

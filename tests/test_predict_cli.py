@@ -277,3 +277,33 @@ def test_predict_refuses_an_out_that_is_the_input_or_in_a_read_only_folder(tmp_p
     res = CliRunner().invoke(app, ["predict", str(run), str(new), "--out", str(tmp_path / "shared" / "p.csv")])
     assert res.exit_code == 2 and "the folder is not writable; choose a writable folder for the predictions" \
         in res.output, res.output
+
+
+def test_predict_refuses_features_extracted_otherwise_than_the_runs(tmp_path):
+    """`adakit features` of the new images with another model, weights or image size gave features of the run's
+    width in another space, and predict used them silently (training refuses such a source and target)."""
+    rng = np.random.default_rng(0)
+    made = "resnet18, weights imagenet; images resized to 256, centre crop 224"
+    for name in ("src", "tgt"):
+        np.savez(tmp_path / f"{name}.npz", feat=rng.normal(size=(30, 6)).astype(np.float32), y=np.arange(30) % 3,
+                 extractor=made)
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**TINY, "data": {"format": "npz", "root": str(tmp_path), "source": "src",
+                                              "target": "tgt"}}), run, show_progress=False).run()
+    x_new = rng.normal(size=(4, 6)).astype(np.float32)
+    np.savez(tmp_path / "same.npz", feat=x_new, extractor=made)
+    np.savez(tmp_path / "other.npz", feat=x_new, extractor=made.replace("256, centre crop 224", "64, centre crop 64"))
+    np.savez(tmp_path / "unrecorded.npz", feat=x_new)
+    for _ in range(2):  # the run's record, also when its source file is gone
+        for name in ("same", "unrecorded"):
+            out = tmp_path / f"{name}.csv"
+            res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / f"{name}.npz"), "--out", str(out),
+                                           "--force"])
+            assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "other.npz"), "--out",
+                                       str(tmp_path / "o.csv")])
+        assert res.exit_code == 2 and "images resized to 64, centre crop 64, but the run" in res.output \
+            and "Extract the new images with the run's adakit features options" in res.output, res.output
+        assert not (tmp_path / "o.csv").exists()
+        if (tmp_path / "src.npz").exists():
+            (tmp_path / "src.npz").rename(tmp_path / "src.moved")

@@ -391,6 +391,26 @@ def _domain_path(cfg, name: str) -> Path:
     return expand(cfg.path_of(name, str(base)))
 
 
+def npz_extractor(path: Path) -> str | None:
+    """The ``extractor`` record of an ``.npz`` written by `adakit features` (None: none recorded, or unreadable)."""
+    try:
+        with _open_npz(path) as z:
+            return str(z["extractor"]) if "extractor" in z.files else None
+    except (DataError, OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def run_source_extractor(cfg) -> str | None:
+    """The ``extractor`` record of an ``npz`` run's source file (None: another format, none recorded, or the file
+    is not where the config says)."""
+    if cfg.format != "npz":
+        return None
+    try:
+        return npz_extractor(_domain_path(cfg, cfg.source))
+    except (DataError, ConfigError, OSError):
+        return None
+
+
 def check_same_extractor(cfg) -> None:
     """Refuse a source and a target ``.npz`` that `adakit features` made in two ways (another model, weights or
     image size: the feature spaces do not match, whatever their widths); files without the record pass."""
