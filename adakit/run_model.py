@@ -265,7 +265,7 @@ def read_inputs(path: Path, data_cfg, image_list: bool = False, n_features: int 
     file of any other name as svmlight (libsvm files come as ``.txt``, ``.t``, ...); ``zero_based``: how its files
     were indexed."""
     from adakit.data.features import read_feature_rows
-    from adakit.data.images import _sizes, read_image_inputs
+    from adakit.data.images import IMAGE_EXTENSIONS, _sizes, read_image_inputs
 
     if not path.exists():
         raise DataError(f"input not found: {path}; give an image folder, an image list (.txt) or a feature file "
@@ -274,8 +274,13 @@ def read_inputs(path: Path, data_cfg, image_list: bool = False, n_features: int 
         raise DataError(f"INPUT {path} is a run folder, not images to predict; give the folder (or list, or feature "
                         "file) of the new samples: adakit predict RUN INPUT --out preds.csv")
     feature_run = data_cfg.format in set(FEATURE_SUFFIXES.values())  # its model takes feature rows, never images
-    images = None if feature_run and not image_list else read_image_inputs(path, *_sizes(data_cfg), data_cfg,
-                                                                           image_list)
+    if feature_run and (image_list or path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS):
+        cmd = (f"adakit features {sh(path)}{' --list' if image_list else ''}" if image_list or path.is_dir()
+               else "adakit features FOLDER")  # (it reads a folder or a list, not one image)
+        raise DataError(f"{path}: images, but the run's model takes feature rows ({data_cfg.format} files); extract "
+                        f"the images' features as the run's were made (`{cmd} --out new.npz` with the run's "
+                        "options) and predict on that file")
+    images = None if feature_run else read_image_inputs(path, *_sizes(data_cfg), data_cfg, image_list)
     if images is not None:
         return images
     fmt = FEATURE_SUFFIXES.get(path.suffix.lower())

@@ -307,3 +307,13 @@ def test_predict_refuses_features_extracted_otherwise_than_the_runs(tmp_path):
         assert not (tmp_path / "o.csv").exists()
         if (tmp_path / "src.npz").exists():
             (tmp_path / "src.npz").rename(tmp_path / "src.moved")
+    # images given to a feature run are named as such, before they are read (an image list with --list was read
+    # and decoded, then refused for its shape; a folder was an "unknown input type ''")
+    _image(tmp_path / "photos" / "a.png", 10)
+    (tmp_path / "photos" / "l.txt").write_text("a.png\n")
+    for args, cmd in (([str(tmp_path / "photos")], f"adakit features {tmp_path / 'photos'} --out new.npz"),
+                      ([str(tmp_path / "photos" / "l.txt"), "--list"], "l.txt --list --out new.npz"),
+                      ([str(tmp_path / "photos" / "a.png")], "adakit features FOLDER --out new.npz")):
+        res = CliRunner().invoke(app, ["predict", str(run), *args, "--out", str(tmp_path / "i.csv")])
+        assert res.exit_code == 2 and "images, but the run's model takes feature rows (npz files)" in res.output \
+            and cmd in res.output, res.output
