@@ -349,7 +349,9 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
         if backbone is None:
             what = info.get("backbone_class", "an nn.Module")
             raise ConfigError(f"{run_dir} was trained with your own backbone ({what}); pass an instance of that "
-                              "module class: load_run(run_dir, backbone=MyNet(...))")
+                              "module class: load_run(run_dir, backbone=MyNet(...)) (adakit predict cannot build "
+                              "your module: from Python, load_run(run_dir, backbone=MyNet(...)).predict_file(INPUT, "
+                              "'preds.csv') writes its CSV)")
         stored_cls = info.get("backbone_class")
         if not isinstance(backbone, nn.Module):
             hint = f"{backbone.__name__}(...)" if isinstance(backbone, type) else "MyNet(...)"

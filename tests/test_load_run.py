@@ -106,6 +106,15 @@ def test_load_run_of_a_custom_backbone_run_needs_the_module(tmp_path):
     loop.run()
     with pytest.raises(ConfigError, match="your own backbone .*Net.*backbone=MyNet"):
         adakit.load_run(tmp_path)
+    from typer.testing import CliRunner
+
+    from adakit.cli import app
+
+    np.savez(tmp_path / "new.npz", feat=xt)  # from the command line: how to get the CSV without it
+    res = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path / "new.npz"), "--out",
+                                   str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and "adakit predict cannot build your module" in res.output \
+        and ".predict_file(INPUT, 'preds.csv')" in res.output, res.output
     with pytest.raises(ConfigError, match="trained with a .*Net, not a .*Linear"):
         adakit.load_run(tmp_path, backbone=nn.Linear(5, 12))
     with pytest.raises(ConfigError, match="gives 7 features, but the run's backbone gave 12"):
