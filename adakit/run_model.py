@@ -363,8 +363,15 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
                               f"{cls.__module__}.{cls.__qualname__}")
     elif backbone is not None:
         raise ConfigError(f"backbone=: {run_dir} uses adakit's {cfg.model.backbone!r} backbone; leave backbone= out")
-    dev = resolve_device(device if device is not None else cfg.train.device, "device" if device is not None
-                         else "train.device")
+    try:
+        dev = resolve_device(device if device is not None else cfg.train.device, "device" if device is not None
+                             else "train.device")
+    except ConfigError:
+        if device is not None:
+            raise
+        raise ConfigError(f"{run_dir} trained on train.device={cfg.train.device!r}, which this machine cannot use "
+                          "(no such CUDA device); predict on another device: --device cpu (device='cpu'), auto or "
+                          "cuda") from None
     shape = tuple(info["input_shape"])
     model_cfg = cfg.model.model_copy(update={"head": info.get("head", cfg.model.head), "weights": None})
     model = build_model(model_cfg, shape, len(info["classes"]), backbone=backbone)

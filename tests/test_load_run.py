@@ -201,3 +201,29 @@ def test_a_chosen_checkpoint_whose_file_is_gone_is_named_as_chosen(tmp_path):
     with pytest.raises(CheckpointError, match="the model of round 1 is not kept"):
         adakit.load_run(run, checkpoint="round 1")
     assert adakit.load_run(run, checkpoint=2).round == 2
+
+
+def test_a_run_trained_on_a_device_this_machine_lacks_says_to_pass_another(tmp_path):
+    """A run trained with train.device=cuda:N and loaded on a machine without that GPU: the error advised
+    `adakit resume --set train.device=cpu`, which does not apply to predicting; it now names --device / device=."""
+    from typer.testing import CliRunner
+
+    from adakit.cli import app
+    from adakit.ledger import Ledger
+
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**SMALL, "budget": {"total": 0, "rounds": 0}}), run, show_progress=False).run()
+    with Ledger(run / "ledger.sqlite") as led:  # as if it had trained on a GPU this machine does not have
+        cfg = led.get_meta("config")
+        led.set_meta("config", {**cfg, "train": {**cfg["train"], "device": "cuda:99"}})
+    with pytest.raises(ConfigError, match=r"trained on train.device='cuda:99', which this machine cannot use .*"
+                                          r"--device cpu \(device='cpu'\)"):
+        adakit.load_run(run)
+    assert adakit.load_run(run, device="cpu").device == torch.device("cpu")
+    x = np.zeros((2, 64), np.float32)
+    np.savez(tmp_path / "x.npz", feat=x)
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and "--device cpu" in res.output, res.output
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv"),
+                                   "--device", "cpu"])
+    assert res.exit_code == 0, res.output
