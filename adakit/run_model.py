@@ -379,6 +379,12 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
         raise ConfigError(f"backbone=: gives {model.backbone.out_dim} features, but the run's backbone gave "
                           f"{info['backbone_dim']}; construct it with the same arguments as for the run")
     path = Path(last[1]) if Path(last[1]).is_absolute() else run_dir / last[1]
+    if checkpoint is None and not path.is_file():  # a run training now saves a round, then deletes the one before
+        with Ledger.read_only(run_dir / "ledger.sqlite") as led:
+            newer = led.last_checkpoint()
+        if newer is not None and tuple(newer) != tuple(last):
+            last = newer
+            path = Path(last[1]) if Path(last[1]).is_absolute() else run_dir / last[1]
     warmup = str(checkpoint).strip() if str(checkpoint).strip().startswith("warm-up step ") else None
     state = load_checkpoint(path, last[0], run_dir, map_location="cpu", name=warmup)
     try:

@@ -227,3 +227,26 @@ def test_a_run_trained_on_a_device_this_machine_lacks_says_to_pass_another(tmp_p
     res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv"),
                                    "--device", "cpu"])
     assert res.exit_code == 0, res.output
+
+
+def test_load_run_of_a_run_training_now_takes_the_round_saved_meanwhile(tmp_path, monkeypatch):
+    """While a run trains, its last checkpoint can be superseded (the next round saved, this one deleted) between
+    load_run reading the ledger and reading the file: that said "checkpoint of round 1 is missing; restore it from
+    a backup, or start the run again". It now takes the round saved meanwhile."""
+    from adakit.ledger import Ledger
+
+    run = tmp_path / "run"
+    ActiveLoop(build_config({**SMALL, "budget": {"total": 4, "rounds": 2}}), run, show_progress=False).run()
+    assert not (run / "checkpoints" / "round-1.pt").exists()  # round 1's file was deleted when round 2 was saved
+    real = Ledger.last_checkpoint
+    calls = []
+
+    def as_read_before_round_2(self):
+        calls.append(1)
+        return (1, "checkpoints/round-1.pt") if len(calls) == 1 else real(self)
+
+    monkeypatch.setattr(Ledger, "last_checkpoint", as_read_before_round_2)
+    (run / "summary.json").rename(run / "summary.json.bak")  # (training now: not finished)
+    with pytest.warns(UserWarning, match="is not finished"):
+        m = adakit.load_run(run)
+    assert m.round == 2 and len(calls) == 2
