@@ -191,6 +191,8 @@ def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
 
     run_dir = Path(run_dir)
     path = run_dir / LEDGER_NAME
+    if not run_dir.exists():
+        raise ConfigError(f"{run_dir} does not exist: give the folder of a run (`adakit run --out` made it)")
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no {LEDGER_NAME}); start one with `adakit run`")
     try:

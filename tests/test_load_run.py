@@ -139,8 +139,10 @@ def test_load_run_names_a_missing_or_damaged_checkpoint(tmp_path):
     ck.unlink()
     with pytest.raises(CheckpointError, match="round 0 is missing: .*round-0.pt"):
         adakit.load_run(run)
+    with pytest.raises(ConfigError, match="nowhere does not exist: give the folder of a run"):
+        adakit.load_run(tmp_path / "nowhere")  # (it said "not a run folder")
     with pytest.raises(ConfigError, match="not a run folder"):
-        adakit.load_run(tmp_path / "nowhere")
+        adakit.load_run(tmp_path)
 
 
 @pytest.mark.parametrize("source_val", [0.0, 0.25])
