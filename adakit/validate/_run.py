@@ -19,7 +19,8 @@ from adakit.ledger import DROPPED
 
 
 def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any]:
-    """(domains with the training source only, the held-out source split): a stratified seeded split."""
+    """(domains with the training source only, the held-out source split): a stratified seeded split in which
+    training keeps at least one sample of every source class."""
     from sklearn.model_selection import train_test_split
 
     src = domains.source
@@ -31,6 +32,13 @@ def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any
                           "lower it (0 = no held-out source split)")
     strat = src.y if np.bincount(src.y).min() >= 2 else None
     train_idx, val_idx = train_test_split(np.arange(len(src)), test_size=n_val, random_state=seed, stratify=strat)
+    # training must see every source class: a class the split held out whole (one sample, where the split falls
+    # back to unstratified, or a few under a large fraction) gets one of its held-out samples back
+    y = np.asarray(src.y)
+    lost = np.setdiff1d(np.unique(y), y[train_idx])
+    if len(lost):
+        back = np.array([val_idx[np.flatnonzero(y[val_idx] == c)[0]] for c in lost])
+        train_idx, val_idx = np.concatenate([train_idx, back]), np.setdiff1d(val_idx, back)
     return (replace(domains, source=src.subset(np.sort(train_idx), src.name)),
             src.subset(np.sort(val_idx), f"{src.name}-val"))
 

@@ -141,3 +141,21 @@ def test_validator_inputs_that_do_not_fit_never_stop_a_run(tmp_path, monkeypatch
     with pytest.warns(RuntimeWarning, match="round 0: validators not recorded: compute_all: probs= has 4 rows"):
         s = ActiveLoop(build_config(TINY, ["budget.rounds=1"]), tmp_path / "r", show_progress=False).run()
     assert [r["round"] for r in s["rounds"]] == [0, 1] and not any(k.startswith("val/") for k in s["rounds"][1])
+
+
+@pytest.mark.parametrize(("counts", "fraction"), [([100, 100, 2], 0.9), ([10, 10, 1], 0.5), ([100, 100, 1], 0.3)])
+def test_source_val_never_holds_out_every_sample_of_a_class(counts, fraction):
+    # a class of one sample (the split falls back to unstratified) or of very few under a large fraction used to
+    # go wholly into the held-out split, so training never saw a labelled source sample of it
+    from adakit.data import Domains
+    from adakit.data.domain import TensorDomain
+    from adakit.validate._run import split_source_val
+
+    y = np.repeat(np.arange(len(counts)), counts)
+    ids = np.char.add("source/", np.arange(len(y)).astype(str))
+    src = TensorDomain("source", [str(c) for c in range(len(counts))], ids, y, torch.zeros(len(y), 2))
+    for seed in range(5):
+        d, val = split_source_val(Domains(source=src, pool=src, test=src, protocol="transductive"), fraction, seed)
+        assert set(d.source.y.tolist()) == set(range(len(counts))), (seed, np.bincount(d.source.y))
+        assert len(val) > 0 and len(d.source) + len(val) == len(y)
+        assert not set(d.source.ids) & set(val.ids)
