@@ -1,5 +1,6 @@
 """Backbones: torchvision and timm models, ImageNet weights offline, local weight files. No network."""
 
+import re
 from types import SimpleNamespace
 from urllib.error import URLError
 
@@ -172,3 +173,13 @@ def test_timm_unknown_model_and_offline_pretrained(monkeypatch):
     with pytest.raises(ConfigError, match=r"timm/resnet18: cannot get the pretrained weights from the Hugging "
                                           r"Face hub \(timm/resnet18\.a1_in1k\).*model\.weights: /path/to/file\.pth"):
         build_backbone(_cfg("timm/resnet18", "imagenet"), (3, 32, 32))
+
+
+@pytest.mark.parametrize(("backbone", "shape", "hint"), [("mlp", (2, 4), r"reshape\(len\(X\), -1\)"),
+                                                         ("identity", (2, 2, 2, 1), r"reshape\(len\(X\), -1\)"),
+                                                         ("lenet", (28, 28), r"X\[:, None\]")])
+def test_builtin_backbones_refuse_samples_neither_vectors_nor_images(backbone, shape, hint):
+    # (N, 2, 4) arrays used to build an MLP of input width 2 and crash in torch at the first training step;
+    # (N, 28, 28) greyscale images were called feature vectors
+    with pytest.raises(ConfigError, match=rf"model\.backbone='{backbone}'.*{re.escape(str(shape))}.*{hint}"):
+        build_backbone(_cfg(backbone), shape)
