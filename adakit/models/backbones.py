@@ -42,6 +42,10 @@ def check_backbone_name(name: str) -> str:
                      "or timm/<name> (any timm model, e.g. timm/resnet50, timm/vit_small_patch16_224)")
 
 
+#: the smallest image side LeNet's two 5x5 convolutions and 2x2 poolings leave at least one pixel of
+LENET_MIN_SIZE = 16
+
+
 class LeNet(nn.Module):
     """LeNet-5 style encoder for digits (the DANN / CDAN digit experiments' architecture)."""
 
@@ -227,6 +231,13 @@ def build_backbone(cfg, input_shape: tuple[int, ...]) -> nn.Module:
     if kind == "mlp":
         net = MLP(input_shape[0], cfg.hidden_dim, cfg.dropout)  # (model.weights: a state dict of this MLP)
     elif kind == "lenet":
+        if min(input_shape[1:]) < LENET_MIN_SIZE:
+            side = LENET_MIN_SIZE
+            raise ConfigError(f"model.backbone='lenet' needs images of at least {side}x{side} pixels (two 5x5 "
+                              f"convolutions, each followed by a 2x2 pooling), got "
+                              f"{input_shape[1]}x{input_shape[2]}; use larger images (data.image_size for image "
+                              "files; resize arrays) or another backbone (resnet18, mobilenet_v2, or mlp on "
+                              "X.reshape(len(X), -1))")
         net = LeNet(input_shape[0])
     elif is_timm:
         return _timm(kind.removeprefix("timm/"), cfg.weights, input_shape[0])

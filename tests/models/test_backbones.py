@@ -183,3 +183,12 @@ def test_builtin_backbones_refuse_samples_neither_vectors_nor_images(backbone, s
     # (N, 28, 28) greyscale images were called feature vectors
     with pytest.raises(ConfigError, match=rf"model\.backbone='{backbone}'.*{re.escape(str(shape))}.*{hint}"):
         build_backbone(_cfg(backbone), shape)
+
+
+@pytest.mark.parametrize("size", [8, 15])
+def test_lenet_refuses_images_too_small_for_its_convolutions(size):
+    # 8x8 or 15x15 images used to crash inside torch at the first training step (kernel size can't be greater
+    # than actual input size / output size is too small)
+    with pytest.raises(ConfigError, match=rf"model\.backbone='lenet'.*at least 16x16.*{size}x{size}"):
+        build_backbone(_cfg("lenet"), (1, size, size))
+    assert build_backbone(_cfg("lenet"), (1, 16, 16))(torch.zeros(2, 1, 16, 16)).shape == (2, 800)
