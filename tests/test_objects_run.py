@@ -911,3 +911,14 @@ def test_the_loader_worker_check_leaves_the_start_method_unset():
             "multiprocessing.set_start_method('spawn')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_samples_without_values_are_refused_before_the_run_folder_exists(tmp_path):
+    # X of shape (N, 0) used to train an MLP of input width 0 and report chance accuracy, with no word
+    xs, ys, xt, yt = _arrays()
+    with pytest.raises(DataError, match=r"source: X has shape \(60, 0\).*no values"):
+        ActiveLoop(SMALL, tmp_path / "r", source=(xs[:, :0], ys), target=(xt[:, :0], yt), show_progress=False)
+    with pytest.raises(DataError, match=r"target: X has shape \(50, 1, 0, 0\).*no values"):
+        ActiveLoop(SMALL, tmp_path / "r", source=(np.zeros((60, 1, 4, 4)), ys), target=(np.zeros((50, 1, 0, 0)), yt),
+                   show_progress=False)
+    assert not (tmp_path / "r").exists()

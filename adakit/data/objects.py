@@ -226,6 +226,9 @@ def as_domain(obj: Any, name: str, classes: Sequence[str] | None = None, *, labe
         x = _to_tensor(x_raw, f"{where} X")
         if x.dim() < 2:
             raise DataError(f"{where}: X must have shape (N, d) or (N, C, H, W); got shape {tuple(x.shape)}")
+        if 0 in x.shape[1:]:
+            raise DataError(f"{where}: X has shape {tuple(x.shape)}: its samples hold no values; give feature rows "
+                            "(N, d) with d >= 1 or images (N, C, H, W)")
         if not (x.is_floating_point() or x.dtype == torch.uint8):
             x = x.float()
         y = _labels(y_raw, len(x), classes, where)
