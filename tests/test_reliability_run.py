@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -472,3 +473,15 @@ def test_adakit_query_on_a_run_whose_mlflow_server_is_gone_still_selects(tmp_pat
     assert res.exit_code == 2 and "no MLflow server answers" in res.output
     with Ledger(run / "ledger.sqlite") as led:
         assert led.last_checkpoint()[0] == 1  # round 2 was not trained
+
+
+def test_inductive_split_of_a_target_too_small_for_any_fraction_names_no_empty_range():
+    # a target of 1 sample (or of fewer than two per class, stratified) used to be told to choose
+    # data.test_fraction "between 1 and 0"
+    from adakit.data import _check_split
+    from adakit.data.domain import TensorDomain
+
+    one = TensorDomain("t", ["a", "b"], np.array(["t/0"]), np.array([0]), torch.zeros(1, 2))
+    with pytest.raises(ConfigError, match=r"\(1 samples\).*at least 2 samples") as e:
+        _check_split(one, 0.5, stratified=False)
+    assert "between" not in str(e.value)

@@ -111,8 +111,9 @@ def _check_split(target: Domain, test_fraction: float, stratified: bool) -> None
         raise ConfigError(
             f"data.protocol=inductive: data.test_fraction={test_fraction} splits target {target.name!r} "
             f"({n} samples) into {n_pool} pool and {n_test} test samples; each part needs at least {what}. "
-            f"Choose data.test_fraction between {need / n:.3g} and {1 - need / n:.3g}, use a larger target, "
-            "or data.protocol=transductive")
+            + (f"Choose data.test_fraction between {need / n:.3g} and {1 - need / n:.3g}, use a larger target, "
+               if 2 * need <= n else f"No data.test_fraction can: use a larger target (at least {2 * need} samples) ")
+            + "or data.protocol=transductive")
 
 
 def check_same_inputs(source: Domain, target: Domain) -> None:
