@@ -383,6 +383,9 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         _check_logits(z, who)
     for name in ("embeddings", "source_embeddings"):  # squared distances must stay finite in float32
         e = arrays[name]
+        if e is not None and e.shape[1] == 0:
+            raise DataError(f"{who}: {name}= has shape {tuple(e.shape)}: no feature per sample; pass the features "
+                            "(N, m) with m >= 1, the classifier head's input")
         if e is not None and e.numel() and float(e.abs().amax()) > MAX_EMBEDDING:
             raise DataError(f"{who}: {name}= holds values up to {float(e.abs().amax()):.3g}, whose squared distances "
                             f"overflow float32; rescale the features (e.g. divide by their largest value)")

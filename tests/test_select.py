@@ -505,6 +505,14 @@ def test_embeddings_whose_squared_distances_overflow_are_named():
     assert len(adakit.select("coreset", logits=z, embeddings=f * 1e12, budget=3).indices) == 3
 
 
+@pytest.mark.parametrize("name", ["las", "clue", "coreset", "badge"])
+def test_embeddings_without_features_are_named(name):
+    # embeddings of shape (N, 0) crashed in scikit-learn's KMeans (LAS, CLUE: a ValueError) or gave picks
+    # computed from nothing (CoreSet, BADGE)
+    with pytest.raises(DataError, match=r"embeddings= has shape \(30, 0\): no feature per sample"):
+        adakit.select(name, logits=torch.randn(30, 3), embeddings=torch.zeros(30, 0), budget=3)
+
+
 class _SigmoidHolder:
     """An object providing ``domain_discriminator`` as a trained objective does."""
 
