@@ -89,6 +89,10 @@ def check_inputs(arrays: dict[str, Any], who: str = "adakit.validate",
                             + ": they must describe the same samples, one row each")
         if 0 in sizes.values():
             raise DataError(f"{who}: {', '.join(k + '=' for k in sizes)} hold no samples")
+    for k in ("embeddings", "source_embeddings"):
+        if k in arrays and arrays[k].ndim == 2 and arrays[k].shape[1] == 0:
+            raise DataError(f"{who}: {k}= has shape {tuple(arrays[k].shape)}: no feature per sample; pass the "
+                            "features (N, m) with m >= 1")
     if "embeddings" in arrays and "source_embeddings" in arrays \
             and arrays["embeddings"].shape[1] != arrays["source_embeddings"].shape[1]:
         raise DataError(f"{who}: embeddings= has {arrays['embeddings'].shape[1]} features per sample, "

@@ -146,6 +146,8 @@ def test_inputs_that_do_not_fit_together_are_named_errors():
         (dict(probs=np.zeros((0, 3)), embeddings=np.zeros((0, 2))), "probs=, embeddings= hold no samples"),
         (dict(embeddings=np.zeros((3, 2))), "probs= has 4 rows, embeddings= has 3 rows"),
         (dict(source_embeddings=np.zeros((6, 5))), "embeddings= has 2 features per sample, source_embeddings= 5"),
+        (dict(embeddings=np.zeros((4, 0)), source_embeddings=np.zeros((6, 0))),  # (dev: a scikit-learn ValueError)
+         r"embeddings= has shape \(4, 0\): no feature per sample"),
         (dict(source_labels=[0, 1, 2, 0, 1]), "source_labels= has 5 rows"),
         (dict(source_labels=[0, 1, 2, 0, 1, 3]), r"source_labels= must hold class indices in \[0, 3\), got values "
                                                  "from 0 to 3"),
