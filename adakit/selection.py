@@ -443,7 +443,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         for name, module, width, grad in (
                 ("domain_discriminator", getattr(provided, "domain_discriminator", None), 1, False),
                 ("class_discriminator", getattr(provided, "class_discriminator", None), c, True),
-                (head_name, head_module, c, True)):
+                (head_name, head_module, c, head is not None)):  # (head_weight= is linear: nothing to check)
             _check_module(module, f, name, width, who, grad)
     _warn_if_probabilities(domain_discriminator, arrays["domain_logits"], f, who)
     for need in sorted(getattr(strat, "needs", ())):

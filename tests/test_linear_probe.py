@@ -224,3 +224,17 @@ def test_run_probe_on_your_own_arrays(tmp_path):
     with pytest.raises(DataError, match="80 target samples have none"):
         run_probe(cfg, tmp_path / "q", source=(xs, ys), target=(xt, None), test=(xt, yt))
     assert not (tmp_path / "q" / "summary.json").exists()
+
+
+def test_run_probe_on_constant_features_runs(tmp_path):
+    """Features constant on source and target make the logistic regression's weights all 0; the probe handed
+    them to adakit.select as head_weight=, whose gradient check took the zero weight for a function without a
+    gradient and stopped the run at its first query with an error about a keyword the user never passed."""
+    xs, ys = np.ones((30, 4), np.float32), np.arange(30) % 3
+    xt, yt = np.ones((12, 4), np.float32), np.arange(12) % 3
+    for strategy in ("random", "margin"):
+        cfg = {"runner": "linear_probe", "budget": {"total": 4, "rounds": 2}, "query": {"strategy": strategy}}
+        s = run_probe(cfg, tmp_path / strategy, source=(xs, ys), target=(xt, yt))
+        assert [r["labels"] for r in s["rounds"]] == [0, 2, 4]
+        assert all(np.isfinite(r["accuracy"]) for r in s["rounds"])
+

@@ -524,3 +524,17 @@ def test_a_head_for_another_class_count_is_named_also_without_embeddings():
     """sdm_g with head= of 4 classes for 3-class logits and no embeddings= was a raw torch matmul error."""
     with pytest.raises(DataError, match=r"head= has a \(4, 2\) weight, one row per class, but logits= have 3 classes"):
         adakit.select("sdm_g", logits=torch.randn(8, 3), head=torch.nn.Linear(2, 4), budget=2)
+
+
+def test_select_takes_a_zero_head_weight():
+    # head_weight= is a linear head built by adakit (always differentiable); an all-zero one (an untrained head, a
+    # probe on constant features) was refused as "outputs with no gradient"
+    rng = np.random.default_rng(0)
+    z, f = rng.normal(size=(20, 3)), rng.normal(size=(20, 4))
+    for name in ("margin", "sdm_g"):
+        sel = adakit.select(name, logits=z, embeddings=f, head_weight=np.zeros((3, 4)), budget=3)
+        assert len(set(np.asarray(sel.indices).tolist())) == 3 and np.isfinite(np.asarray(sel.scores)).all()
+    # with a zero head SDM-G's gradient term vanishes: its picks are margin sampling's
+    sdm_g = adakit.select("sdm_g", logits=z, embeddings=f, head_weight=np.zeros((3, 4)), budget=3)
+    margin = adakit.select("margin", logits=z, budget=3)
+    assert np.asarray(sdm_g.indices).tolist() == np.asarray(margin.indices).tolist()
