@@ -144,7 +144,10 @@ def _checked_inputs(cfg: ExperimentConfig, domains: Domains | None) -> tuple:
     d = domains or load_domains(cfg.data, cfg.seed)
     if not getattr(d.source, "is_features", False):
         raise ConfigError("runner=linear_probe needs feature data (vectors, e.g. data.format=npz/mat/svmlight); "
-                          f"{cfg.data.format} data {cfg.data.source!r} are images")
+                          f"{cfg.data.format} data {cfg.data.source!r} have samples of shape "
+                          f"{tuple(d.source.input_shape)}" + ("" if len(d.source.input_shape) != 3 else " (images)")
+                          + "; reshape arrays to rows (N, d), or extract features from images first "
+                          "(`adakit features`)")
     strat_cls = STRATEGIES.get(cfg.query.strategy)
     if strat_cls.needs and cfg.budget.rounds:
         raise ConfigError(f"runner=linear_probe: query.strategy={cfg.query.strategy!r} needs "

@@ -238,3 +238,13 @@ def test_run_probe_on_constant_features_runs(tmp_path):
         assert [r["labels"] for r in s["rounds"]] == [0, 2, 4]
         assert all(np.isfinite(r["accuracy"]) for r in s["rounds"])
 
+
+
+def test_run_probe_names_the_shape_of_samples_that_are_not_feature_rows(tmp_path):
+    # (N, 2, 4) arrays were called "images"
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(30, 2, 4)), rng.normal(size=(12, 2, 4))
+    with pytest.raises(ConfigError, match=r"have samples of shape \(2, 4\); reshape arrays to rows \(N, d\)"):
+        run_probe({"runner": "linear_probe", "budget": {"total": 4, "rounds": 2}}, tmp_path / "p",
+                  source=(xs, np.arange(30) % 3), target=(xt, np.arange(12) % 3))
+    assert not (tmp_path / "p").exists()
