@@ -922,3 +922,18 @@ def test_samples_without_values_are_refused_before_the_run_folder_exists(tmp_pat
         ActiveLoop(SMALL, tmp_path / "r", source=(np.zeros((60, 1, 4, 4)), ys), target=(np.zeros((50, 1, 0, 0)), yt),
                    show_progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_of_feature_rows_with_standardize_or_without_values_is_named(tmp_path):
+    # data.standardize on a Dataset said only "applies to feature domains only"; a Dataset of (0,) rows trained an
+    # MLP of input width 0
+    xs, ys, xt, yt = _arrays()
+    ds = torch.utils.data.TensorDataset
+    with pytest.raises(ConfigError, match=r"domain 'source' is a torch Dataset with samples of shape \(5,\): set "
+                                          r"data.standardize=false"):
+        ActiveLoop({**SMALL, "data": {"standardize": True}}, tmp_path / "r", source=ds(torch.as_tensor(xs),
+                   torch.as_tensor(ys)), target=ds(torch.as_tensor(xt), torch.as_tensor(yt)), show_progress=False)
+    with pytest.raises(ConfigError, match=r"model.backbone='mlp' takes .* each sample has shape \(0,\)"):
+        ActiveLoop(SMALL, tmp_path / "r", source=ds(torch.as_tensor(xs[:, :0]), torch.as_tensor(ys)),
+                   target=ds(torch.as_tensor(xt[:, :0]), torch.as_tensor(yt)), show_progress=False)
+    assert not (tmp_path / "r").exists()

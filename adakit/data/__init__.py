@@ -127,7 +127,13 @@ def check_same_inputs(source: Domain, target: Domain) -> None:
 
 def _standardize(source: Domain, others: list[Domain]) -> None:
     if not all(isinstance(d, TensorDomain) and d.is_features for d in [source, *others]):
-        raise ConfigError("data.standardize applies to feature domains only")
+        bad = next(d for d in [source, *others] if not (isinstance(d, TensorDomain) and d.is_features))
+        what = "a torch Dataset" if type(bad).__name__ == "DatasetDomain" else \
+            "images" if len(bad.input_shape) == 3 else "data"
+        raise ConfigError(f"data.standardize applies to feature rows (N, d) held in memory (feature files, arrays); "
+                          f"domain {bad.name!r} is {what} with samples of shape {tuple(bad.input_shape)}: set "
+                          "data.standardize=false (a Dataset can standardise in its own transform), or pass feature "
+                          "rows as arrays (X, y)")
     mean = source.x.mean(0, keepdim=True)  # type: ignore[attr-defined]
     std = source.x.std(0, keepdim=True)  # type: ignore[attr-defined]
     # a dimension (nearly) constant on the source is centred, not scaled (as scikit-learn's StandardScaler):

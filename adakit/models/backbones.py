@@ -207,7 +207,7 @@ def build_backbone(cfg, input_shape: tuple[int, ...]) -> nn.Module:
     kind = check_backbone_name(cfg.backbone)
     if kind == "custom":
         raise ConfigError("model.backbone=custom is your own nn.Module: pass it as ActiveLoop(model=...)")
-    if len(input_shape) not in (1, 3):
+    if len(input_shape) not in (1, 3) or 0 in input_shape:
         raise ConfigError(f"model.backbone={kind!r} takes feature vectors (N, d) or images (N, C, H, W), but each "
                           f"sample has shape {tuple(input_shape)}; reshape the data: X.reshape(len(X), -1) for "
                           "feature rows, X[:, None] for one-channel images (N, H, W), or pass your own module as "

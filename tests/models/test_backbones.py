@@ -177,6 +177,7 @@ def test_timm_unknown_model_and_offline_pretrained(monkeypatch):
 
 @pytest.mark.parametrize(("backbone", "shape", "hint"), [("mlp", (2, 4), r"reshape\(len\(X\), -1\)"),
                                                          ("identity", (2, 2, 2, 1), r"reshape\(len\(X\), -1\)"),
+                                                         ("mlp", (0,), r"reshape\(len\(X\), -1\)"),
                                                          ("lenet", (28, 28), r"X\[:, None\]")])
 def test_builtin_backbones_refuse_samples_neither_vectors_nor_images(backbone, shape, hint):
     # (N, 2, 4) arrays used to build an MLP of input width 2 and crash in torch at the first training step;
