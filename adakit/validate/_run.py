@@ -27,9 +27,11 @@ def split_source_val(domains: Any, fraction: float, seed: int) -> tuple[Any, Any
     n_val = int(np.ceil(fraction * len(src)))
     n_classes = len(np.unique(src.y))
     if n_val < n_classes or len(src) - n_val < n_classes:
+        fix = "raise or lower it" if 2 * n_classes <= len(src) else \
+            f"no fraction can ({2 * n_classes} source samples needed): set it to 0"
         raise ConfigError(f"data.source_val={fraction}: holds out {n_val} of {len(src)} source samples; a "
-                          f"stratified split needs at least one per class ({n_classes}) on each side; raise or "
-                          "lower it (0 = no held-out source split)")
+                          f"stratified split needs at least one per class ({n_classes}) on each side; {fix} "
+                          "(0 = no held-out source split)")
     strat = src.y if np.bincount(src.y).min() >= 2 else None
     train_idx, val_idx = train_test_split(np.arange(len(src)), test_size=n_val, random_state=seed, stratify=strat)
     # training must see every source class: a class the split held out whole (one sample, where the split falls

@@ -159,3 +159,17 @@ def test_source_val_never_holds_out_every_sample_of_a_class(counts, fraction):
         assert set(d.source.y.tolist()) == set(range(len(counts))), (seed, np.bincount(d.source.y))
         assert len(val) > 0 and len(d.source) + len(val) == len(y)
         assert not set(d.source.ids) & set(val.ids)
+
+
+def test_source_val_on_a_source_too_small_for_any_split_says_so():
+    # 5 source samples of 3 classes cannot give one per class on each side; the error said "raise or lower it"
+    from adakit.data import Domains
+    from adakit.data.domain import TensorDomain
+    from adakit.validate._run import split_source_val
+
+    y = np.array([0, 0, 1, 2, 2])
+    src = TensorDomain("source", ["a", "b", "c"], np.char.add("source/", np.arange(5).astype(str)), y,
+                       torch.zeros(5, 2))
+    with pytest.raises(ConfigError, match=r"no fraction can \(6 source samples needed\): set it to 0") as e:
+        split_source_val(Domains(source=src, pool=src, test=src, protocol="transductive"), 0.5, 0)
+    assert "raise or lower" not in str(e.value)
