@@ -937,3 +937,22 @@ def test_a_dataset_of_feature_rows_with_standardize_or_without_values_is_named(t
         ActiveLoop(SMALL, tmp_path / "r", source=ds(torch.as_tensor(xs[:, :0]), torch.as_tensor(ys)),
                    target=ds(torch.as_tensor(xt[:, :0]), torch.as_tensor(yt)), show_progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_float64_columns_that_float32_flattens_are_warned_about():
+    """Epoch timestamps (~1.7e9, varying by ~1) given as float64 became one value each in adakit's float32, before
+    data.standardize: the run trained at chance without a word."""
+    import warnings
+
+    from adakit.data.objects import as_domain
+
+    rng = np.random.default_rng(0)
+    x = 1.7e9 + rng.normal(size=(50, 3))
+    x[:, 1] = rng.normal(size=50)
+    with pytest.warns(UserWarning, match=r"domain 'source': 2 of 3 float64 feature columns vary too little .*"
+                                         r"column 0: values around 1.7e\+09, spread 1"):
+        as_domain((x, rng.integers(0, 2, 50)), "source", labelled=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ordinary float64 rows, and float32 rows with an offset (already cast)
+        as_domain((rng.normal(size=(50, 3)) * 1e6, rng.integers(0, 2, 50)), "target")
+        as_domain(((1e6 + rng.normal(size=(50, 3))).astype(np.float32), rng.integers(0, 2, 50)), "target")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -82,6 +83,29 @@ class Domain:
         return None
 
 
+#: a float64 feature column whose spread is below this fraction of its magnitude keeps too few of its digits in
+#: float32 (about 7 significant digits): at 1e-5 about 170 distinct steps are left; timestamps ~1.7e9 that vary
+#: by ~1 become one value
+FLOAT32_SPREAD = 1e-5
+
+
+def _warn_float32_precision(name: str, x: torch.Tensor) -> None:
+    """Warn when float64 feature rows lose their variation in the cast to float32 (adakit computes in float32):
+    columns with a large shared offset, which the model (and ``data.standardize``, applied after the cast) then
+    sees as (nearly) constant."""
+    if x.dim() != 2 or len(x) < 2:
+        return
+    std, offset = x.std(0), x.mean(0).abs()  # (a column with NaN / inf compares False: refused after the cast)
+    lost = torch.nonzero((std > 0) & (std < FLOAT32_SPREAD * offset)).flatten()
+    if len(lost):
+        j = int(lost[0])
+        warnings.warn(f"domain {name!r}: {len(lost)} of {x.shape[1]} float64 feature columns vary too little for "
+                      f"their size to survive adakit's float32 (column {j}: values around {float(offset[j]):.6g}, "
+                      f"spread {float(std[j]):.3g}); they become (nearly) constant. Subtract one offset from source "
+                      "and target before passing them (e.g. X - X_source.mean(0)), or scale those columns",
+                      UserWarning, stacklevel=4)
+
+
 @dataclass
 class TensorDomain(Domain):
     """Samples held in memory: feature rows ``(N, d)`` or images ``(N, C, H, W)``.
@@ -106,6 +130,8 @@ class TensorDomain(Domain):
         if not isinstance(self.x, torch.Tensor):
             self.x = torch.as_tensor(np.asarray(self.x))
         if self.x.is_floating_point():
+            if self.x.dtype == torch.float64:
+                _warn_float32_precision(self.name, self.x)
             self.x = self.x.float()
             finite = torch.isfinite(self.x.reshape(len(self.x), -1)).all(dim=1)
             if not bool(finite.all()):
