@@ -225,6 +225,11 @@ class Trainer:
         distributed.check_in_sync(self.model, obj)
         out = {k: float(v) / iters for k, v in sums.items()}
         out["sec_per_iter"] = elapsed / iters
+        if not np.isfinite(out["loss"]):  # (the model's weights are then NaN too: every later number is noise)
+            bad = ", ".join(k for k, v in out.items() if k != "loss" and not np.isfinite(v))
+            warnings.warn(f"{desc}: the training loss was not finite (NaN or inf{'; in ' + bad if bad else ''}), so "
+                          "the model it trained is not usable; lower train.lr, or look for NaN / inf values in your "
+                          "data (a Dataset's items are not checked ahead of training)", RuntimeWarning, stacklevel=2)
         if anchors is not None:
             out["anchor_set"] = float(len(anchors) + sum(len(p) for p in anchors.pending_idx))
         return out

@@ -956,3 +956,15 @@ def test_float64_columns_that_float32_flattens_are_warned_about():
         warnings.simplefilter("error")  # ordinary float64 rows, and float32 rows with an offset (already cast)
         as_domain((rng.normal(size=(50, 3)) * 1e6, rng.integers(0, 2, 50)), "target")
         as_domain(((1e6 + rng.normal(size=(50, 3))).astype(np.float32), rng.integers(0, 2, 50)), "target")
+
+
+def test_a_training_loss_that_is_not_finite_is_warned_about(tmp_path):
+    """A Dataset whose items hold NaN (not checked ahead of training, unlike arrays) trained NaN weights, and the
+    run went on to query and report chance accuracy without a word."""
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)
+    xt, yt = rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30)
+    xs[:, 2] = np.nan  # (every item: the first batch meets one)
+    source = torch.utils.data.TensorDataset(torch.as_tensor(xs), torch.as_tensor(ys))
+    with pytest.warns(RuntimeWarning, match="the training loss was not finite .*lower train.lr, or look for NaN"):
+        ActiveLoop(SMALL, tmp_path / "r", source=source, target=(xt, yt), show_progress=False).run()
