@@ -198,7 +198,8 @@ async function refresh(keepIdx) {
 }
 document.addEventListener("keydown", (e) => {
   if (e.target === $("filter")) {
-    if (e.key === "Enter") { const b = $("classes").querySelector(".cls"); if (b) pick(Number(b.dataset.label)); e.preventDefault(); }
+    // a pick gives the keys back to the shortcuts (1–9, x, u, arrows), which the filter would otherwise take as text
+    if (e.key === "Enter") { const b = $("classes").querySelector(".cls"); if (b) { $("filter").blur(); pick(Number(b.dataset.label)); } e.preventDefault(); }
     else if (e.key === "Escape") { $("filter").blur(); }
     return;
   }

@@ -170,3 +170,39 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
 
     summary = ActiveLoop.resume(office_run, show_progress=False).run()
     assert summary["rounds"][-1]["labels"] == 3 and summary["rounds"][-1]["round"] == 1
+
+
+@pytest.fixture
+def demo_page(browser, demo_run):
+    run = LabelingRun(demo_run)
+    server = make_server(run, port=0)
+    serve_in_thread(server)
+    try:
+        browser.get(server.url)
+        _wait(browser, lambda d: "of 20 answered" in _text(d, "progress"), "page loaded")
+        yield browser, Client(server.url), demo_run
+    finally:
+        server.shutdown()
+        server.server_close()
+        run.close()
+
+
+def test_number_keys_pick_again_after_a_pick_from_the_class_filter(demo_page):
+    # "/" filter, Enter picks: the filter kept the focus, so the next "1" was typed into it, nothing was saved and
+    # the page still said "Saved ... Next." from the previous answer
+    from selenium.webdriver.common.keys import Keys
+
+    d, _, run_dir = demo_page
+    first = d.execute_script("return S.items[idx].sample_id")
+    _key(d, "/")
+    _key(d, "7")
+    _key(d, Keys.ENTER)
+    _wait(d, lambda d: "1 of 20 answered" in _text(d, "progress"), "filter pick saved")
+    second = d.execute_script("return S.items[idx].sample_id")
+    top = d.execute_script("return shortcuts(S.items[idx])[0]")
+    _key(d, "1")
+    _wait(d, lambda d: "2 of 20 answered" in _text(d, "progress"), "number key after a filter pick")
+    assert d.find_element("id", "filter").get_attribute("value") == ""
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        assert led.current_labels() == {first: 7, second: top}
+
