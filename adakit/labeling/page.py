@@ -160,8 +160,9 @@ async function pick(label) {
     if (b.outcome !== "same") hist.push(it.sample_id);
     const verb = {new: "Saved", same: "Already saved", corrected: "Corrected"}[b.outcome] || "Saved";
     const j = nextOpen(at);
-    if (j >= 0) { idx = j; status("ok", `${verb}: “${name(b.label)}”. Next.`); }
-    else status("ok", `${verb}: “${name(b.label)}”. All ${S.total} answered — train on them with: adakit resume RUN_DIR`);
+    // the server's count decides: other tabs or people may have answered items this tab still shows open
+    if (b.done >= b.total) status("ok", `${verb}: “${name(b.label)}”. ${finished()}`);
+    else { if (j >= 0) idx = j; else refresh(false); status("ok", `${verb}: “${name(b.label)}”. Next.`); }
     $("filter").value = "";
   } else if (st === 409) {
     it.label = b.current;
@@ -176,6 +177,7 @@ async function pick(label) {
   }
   render();
 }
+function finished() { return `All ${S.total} answered — train on them with: adakit resume RUN_DIR`; }
 function go(d) { const n = S.items.length; if (n) { idx = (idx + d + n) % n; render(); } }
 function undo() {
   // the history holds sample ids: a refresh replaces the list of open queries (a new round), so positions in
@@ -216,7 +218,7 @@ $("filter").addEventListener("input", () => { const it = S.items[idx]; if (it) r
 $("prev").onclick = () => go(-1); $("next").onclick = () => go(1); $("undo").onclick = undo;
 $("drop").onclick = () => pick(DROPPED);
 window.addEventListener("focus", () => refresh(true));
-refresh(false).then((ok) => { if (ok) status("info", S.items.length ? "Pick a class: click it or press its number." : "Nothing to label."); });
+refresh(false).then((ok) => { if (ok) status("info", !S.items.length ? "Nothing to label." : S.done >= S.total ? finished() : "Pick a class: click it or press its number."); });
 </script>
 </body></html>
 """

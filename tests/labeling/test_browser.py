@@ -206,3 +206,31 @@ def test_number_keys_pick_again_after_a_pick_from_the_class_filter(demo_page):
     with Ledger(run_dir / "ledger.sqlite") as led:
         assert led.current_labels() == {first: 7, second: top}
 
+
+def test_a_round_finished_in_two_tabs_says_so_and_what_to_do_next(demo_page):
+    # the page decided "all answered" from its own copy of the queries: the tab giving the round's last answer,
+    # whose other items another tab had answered, said "Next." and moved to an answered item; a page opened on a
+    # finished round said "Pick a class"
+    d, other, run_dir = demo_page
+    items = other.state()["items"]
+    for it in items[1:]:
+        assert other.answer(it["sample_id"], 3)[0] == 200
+    _key(d, "1")  # the page still thinks 19 queries are open
+    _wait(d, lambda d: "20 of 20 answered" in _text(d, "progress"), "last answer saved")
+    assert "All 20 answered" in _text(d, "status") and "adakit resume" in _text(d, "status")
+    d.refresh()
+    _wait(d, lambda d: "20 of 20 answered" in _text(d, "progress"), "finished page reloaded")
+    _wait(d, lambda d: "All 20 answered" in _text(d, "status"), "finished round said on load")
+    assert "adakit resume" in _text(d, "status")
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        assert len(led.current_labels()) == 20
+
+
+def test_a_tab_that_believes_the_round_done_moves_to_the_queries_still_open(demo_page):
+    d, _, run_dir = demo_page
+    # this tab's copy says every other query is answered (it is not): the answer is saved, the round is not done
+    d.execute_script("S.items.slice(1).forEach((i) => { i.label = 4; }); render()")
+    _key(d, "1")
+    _wait(d, lambda d: "1 of 20 answered" in _text(d, "progress"), "answer saved, queries reloaded")
+    assert "Next." in _text(d, "status") and "All 20" not in _text(d, "status")
+    assert "item 2/20" in _text(d, "progress") and "not labelled yet" in _text(d, "meta")
