@@ -170,6 +170,7 @@ async function pick(label) {
       ? "Conflict: this sample has no label yet, so there is nothing to correct. "
       : `Conflict: this sample was already labelled “${name(b.current)}” (another tab or person). `) +
       "Nothing changed. Pick a class again to correct it, or → to move on.");
+    refresh(true);  // another tab or person is answering: its answers and the count, without leaving this item
   } else if (st === 503) {
     status("error", `Not saved, try again in a moment: ${b.error || "the ledger is busy"}`);
   } else {

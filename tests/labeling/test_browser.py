@@ -234,3 +234,19 @@ def test_a_tab_that_believes_the_round_done_moves_to_the_queries_still_open(demo
     _wait(d, lambda d: "1 of 20 answered" in _text(d, "progress"), "answer saved, queries reloaded")
     assert "Next." in _text(d, "status") and "All 20" not in _text(d, "status")
     assert "item 2/20" in _text(d, "progress") and "not labelled yet" in _text(d, "meta")
+
+
+def test_a_conflict_updates_the_count_and_the_answers_of_other_tabs(demo_page):
+    # the 409 answer changed only the conflicting item: the page kept "0 of 20 answered" with 2 in the ledger, and
+    # showed the other tab's next answer as open (a second conflict waiting)
+    d, other, run_dir = demo_page
+    items = other.state()["items"]
+    for it in items[:2]:
+        assert other.answer(it["sample_id"], 3)[0] == 200
+    d.execute_script("pick(4)")
+    _wait(d, lambda d: "Conflict" in _text(d, "status"), "conflict shown")
+    _wait(d, lambda d: "2 of 20 answered" in _text(d, "progress"), "count of the ledger shown")
+    assert "Conflict" in _text(d, "status") and "item 1/20" in _text(d, "progress")
+    assert d.execute_script("return S.items[1].label") == 3
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        assert led.current_labels() == {items[0]["sample_id"]: 3, items[1]["sample_id"]: 3}
