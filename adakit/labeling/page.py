@@ -61,14 +61,14 @@ PAGE = r"""<!doctype html>
 <script>
 "use strict";
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
-let S = {classes: [], items: [], done: 0, total: 0, run: ""}, idx = 0, hist = [], busy = false;
+let S = {classes: [], items: [], done: 0, total: 0, run: ""}, idx = 0, hist = [], busy = false, lost = false;
 const $ = (id) => document.getElementById(id);
 const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 
 async function api(path, opts = {}) {
   opts.headers = Object.assign({"X-Adakit-Token": TOKEN, "Content-Type": "application/json"}, opts.headers || {});
   let r;
-  try { r = await fetch(path, opts); } catch (e) { return [0, {error: "server unreachable: " + e}]; }
+  try { r = await fetch(path, opts); } catch (e) { lost = true; return [0, {error: "server unreachable: " + e}]; }
   let body = {};
   try { body = await r.json(); } catch (e) {}
   return [r.status, body];
@@ -156,6 +156,7 @@ async function pick(label) {
     body: JSON.stringify({sample_id: it.sample_id, label: label, replaces: replaces})});
   busy = false;
   if (st === 200) {
+    lost = false;
     it.label = b.label; S.done = b.done; S.total = b.total;
     if (b.outcome !== "same") hist.push(it.sample_id);
     const verb = {new: "Saved", same: "Already saved", corrected: "Corrected"}[b.outcome] || "Saved";
@@ -192,6 +193,10 @@ function undo() {
 async function refresh(keepIdx) {
   const [st, b] = await api("/api/state");
   if (st !== 200) { status("error", b.error || ("cannot load the queries (HTTP " + st + ")")); return false; }
+  if (lost) {  // (otherwise "server unreachable" would stay on the page)
+    lost = false;
+    status("info", "The server answers again. An answer this page said was not saved is not in the ledger: give it again.");
+  }
   const cur = S.items[idx] && S.items[idx].sample_id;
   S = b;
   const k = keepIdx && cur ? S.items.findIndex((i) => i.sample_id === cur) : -1;

@@ -250,3 +250,18 @@ def test_a_conflict_updates_the_count_and_the_answers_of_other_tabs(demo_page):
     assert d.execute_script("return S.items[1].label") == 3
     with Ledger(run_dir / "ledger.sqlite") as led:
         assert led.current_labels() == {items[0]["sample_id"]: 3, items[1]["sample_id"]: 3}
+
+
+def test_the_page_says_when_the_server_answers_again(demo_page):
+    # the page's "server unreachable" stayed after the server was back (its next reload of the queries succeeded)
+    d, _, run_dir = demo_page
+    d.execute_script("window._fetch = window.fetch; window.fetch = () => Promise.reject(new TypeError('Failed to "
+                     "fetch')); window.dispatchEvent(new Event('focus'))")
+    _wait(d, lambda d: "server unreachable" in _text(d, "status"), "server down shown")
+    _key(d, "1")
+    _wait(d, lambda d: "Not saved" in _text(d, "status"), "answer not saved shown")
+    d.execute_script("window.fetch = window._fetch; window.dispatchEvent(new Event('focus'))")
+    _wait(d, lambda d: "unreachable" not in _text(d, "status"), "server back shown")
+    assert "0 of 20 answered" in _text(d, "progress")
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        assert led.current_labels() == {}
