@@ -87,7 +87,7 @@ function button(c, key, prob, it) {
   b.dataset.label = c;
   b.innerHTML = (key ? `<span class="key">${key}</span>` : `<span class="key"> </span>`) + esc(S.classes[c]) +
     (prob !== null && prob !== undefined ? `<span class="p">${(100 * prob).toFixed(0)}%</span>` : "");
-  b.onclick = () => pick(c);
+  b.onclick = () => { b.blur(); pick(c); };
   return b;
 }
 function renderClasses(it) {
@@ -223,6 +223,8 @@ document.addEventListener("keydown", (e) => {
 $("filter").addEventListener("input", () => { const it = S.items[idx]; if (it) renderClasses(it); });
 $("prev").onclick = () => go(-1); $("next").onclick = () => go(1); $("undo").onclick = undo;
 $("drop").onclick = () => pick(DROPPED);
+// a clicked button gives the focus back: Space or Enter would press it again ("can't label" on the next item)
+for (const id of ["prev", "next", "undo", "drop"]) $(id).addEventListener("click", () => $(id).blur());
 window.addEventListener("focus", () => refresh(true));
 refresh(false).then((ok) => { if (ok) status("info", !S.items.length ? "Nothing to label." : S.done >= S.total ? finished() : "Pick a class: click it or press its number."); });
 </script>

@@ -265,3 +265,25 @@ def test_the_page_says_when_the_server_answers_again(demo_page):
     assert "0 of 20 answered" in _text(d, "progress")
     with Ledger(run_dir / "ledger.sqlite") as led:
         assert led.current_labels() == {}
+
+
+def test_space_after_a_clicked_button_does_not_press_it_again(demo_page):
+    """After a click on "can't label", the button kept the focus: Space (or Enter) pressed it again and dropped the
+    next item too."""
+    from selenium.webdriver.common.keys import Keys
+
+    d, _, run_dir = demo_page
+    first = d.execute_script("return S.items[idx].sample_id")
+    d.find_element("id", "drop").click()
+    _wait(d, lambda d: "1 of 20 answered" in _text(d, "progress"), "drop saved")
+    _key(d, Keys.SPACE)
+    _key(d, Keys.ENTER)
+    d.find_element("css selector", "#classes .cls").click()  # a class button: focus handed back as well
+    _wait(d, lambda d: "2 of 20 answered" in _text(d, "progress"), "class click saved")
+    _key(d, Keys.SPACE)
+    _key(d, Keys.ENTER)
+    d.execute_script("return 1")  # (a round trip: any key handling has run)
+    assert "2 of 20 answered" in _text(d, "progress")
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        labels = led.current_labels()
+    assert len(labels) == 2 and labels[first] == -1
