@@ -272,7 +272,15 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def class_folders(path: Path) -> list[Path]:
-    """The class sub-folders of an image folder in class order: sorted by name, hidden and `JUNK_FOLDERS` skipped."""
+    """The class sub-folders of an image folder in class order: sorted by name, hidden and `JUNK_FOLDERS` skipped.
+    A link to a folder that does not exist (an unmounted drive) is a `DataError` naming it: skipped, its class
+    would be missing from the class list."""
+    broken = sorted(d for d in path.iterdir() if d.is_symlink() and not d.exists() and not junk_folder(d.name)
+                    and d.suffix.lower() not in IMAGE_EXTENSIONS | UNREADABLE_PHOTOS)  # (a link to a photo: warned)
+    if broken:
+        raise DataError(f"image folder {path}: the class folder {broken[0]} is a link to {os.readlink(broken[0])}, "
+                        f"which does not exist{f' ({len(broken)} such links)' if len(broken) > 1 else ''}; mount "
+                        "or restore the folder it points to, or remove the link if it is not a class")
     return sorted((d for d in path.iterdir() if d.is_dir() and not junk_folder(d.name)), key=lambda d: d.name)
 
 

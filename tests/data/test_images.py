@@ -392,6 +392,24 @@ def test_junk_folders_are_skipped_and_linked_folders_followed(office31, tmp_path
     assert sorted(d.ids.tolist()) == sorted([f"{f.parent.name}/{f.name}" for f in files] + ["bike/more/linked.jpg"])
 
 
+def test_a_class_folder_linked_to_a_missing_folder_is_named_not_dropped(tmp_path):
+    """A class folder that is a link to a folder gone missing (an unmounted drive) was skipped silently: the class
+    vanished from the list and the run stopped on class lists that differ, naming the other domain's folder."""
+    from PIL import Image
+
+    root = tmp_path / "dom"
+    (root / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "cat" / "a.png")
+    (root / "dog").symlink_to(tmp_path / "unmounted" / "dog")
+    (root / "gone.jpg").symlink_to(tmp_path / "unmounted" / "gone.jpg")  # a link to a photo: left out (warned)
+    with pytest.raises(DataError, match=r"class folder .*dog is a link to .*unmounted/dog, which does not exist"):
+        load_image_folder(root, "dom")
+    (tmp_path / "unmounted" / "dog").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "unmounted" / "dog" / "b.png")
+    d = load_image_folder(root, "dom")
+    assert d.classes == ["cat", "dog"] and d.ids.tolist() == ["cat/a.png", "dog/b.png"]
+
+
 def test_worker_loaded_passes_equal_the_in_process_ones(dslr):
     """`forward_domain` and the training loop load image batches in DataLoader workers with ``num_workers`` (a GPU
     run's pool pass was bound by decoding in the main process): evaluation batches are the same tensors, and the
