@@ -26,6 +26,10 @@ from adakit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _INT = re.compile(r"^[+-]?\d+$")
+#: a line ``<image path>,<label>`` of a CSV file (an image list separates path and label by white space)
+_CSV_ROW = re.compile(r"^.*\.(" + "|".join(e[1:] for e in sorted(IMAGE_EXTENSIONS)) + r")\s*,\s*[^,\s]+$", re.I)
+#: the path of an image-list entry followed by more text: a label holding a space ("a.jpg back pack")
+_IMAGE_THEN_TEXT = re.compile(r"^.*\.(" + "|".join(e[1:] for e in sorted(IMAGE_EXTENSIONS)) + r")\s+(\S.*)$", re.I)
 
 
 #: what transparent pixels are composited on (white, as the labelling page and most viewers show them)
@@ -474,6 +478,12 @@ def _resolve(entries: list[str], linenos: list[int], list_path: Path, cfg) -> li
     if missing:
         i = missing[0]
         hint = "; the list uses Windows backslashes: write paths with /" if "\\" in entries[i] else ""
+        if i == 0 and not Path(entries[i]).suffix:
+            hint += f"; if line {linenos[i]} is a header, remove it or start it with #"
+        if (more := _IMAGE_THEN_TEXT.match(entries[i])) is not None:
+            hint += (f"; the text after the image's name ({more.group(2)!r}) looks like part of a label holding a "
+                     "space: labels are one word, so give class indices (0, 1, ...) and list the class names, one "
+                     f"per line, in {list_path.parent / 'classes.txt'}")
         raise DataError(f"{list_path}, line {linenos[i]}: image not found: {entries[i]} (looked in "
                         f"{', '.join(str(b) for b in dict.fromkeys(bases))}); {len(missing)} listed file(s) missing"
                         + hint)
@@ -496,6 +506,10 @@ def parse_image_list(path: Path, name: str = "input") -> tuple[list[str], list[i
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if _CSV_ROW.match(line):
+            raise DataError(f"{path}, line {n}: {line!r} is comma-separated (a CSV row?); an image list holds "
+                            "'path label' lines with white space between path and label: replace the comma with a "
+                            "space (and remove a header line, or start it with #)")
         parts = line.rsplit(maxsplit=1)
         # a path without a label (an unlabelled sample), also when the path holds a space ("my photos/a.jpg")
         if len(parts) == 1 or Path(parts[1]).suffix.lower() in IMAGE_EXTENSIONS:

@@ -280,6 +280,27 @@ def test_image_list_errors_name_the_line(office31, tmp_path):
         load_image_list(lst, "dom")
 
 
+def test_image_list_lines_in_other_layouts_are_named_as_such(office31, tmp_path):
+    """A CSV row (``path,label``), a header line and a class name holding a space were reported as a file listed
+    twice or an image not found, without saying what was wrong with the line."""
+    files = _copy(office31, tmp_path / "my imgs", per_class=1)
+    lst = tmp_path / "dom.txt"
+    a, b = (f.relative_to(tmp_path).as_posix() for f in files)
+    for text in (f"{a},0\n{b},1\n", f"path,label\n{a},0\n{b},1\n", f"{a}, back_pack\n"):
+        lst.write_text(text)
+        line = 2 if text.startswith("path") else 1
+        with pytest.raises(DataError, match=rf"dom\.txt, line {line}: .* is comma-separated .*replace the comma"):
+            load_image_list(lst, "dom")
+    lst.write_text(f"path label\n{a} 0\n{b} 1\n")
+    with pytest.raises(DataError, match=r"line 1: image not found: path .*if line 1 is a header, remove it"):
+        load_image_list(lst, "dom")
+    lst.write_text(f"{a} back pack\n{b} bike\n")
+    with pytest.raises(DataError, match=r"line 1: image not found: .* a label holding a space: .*classes\.txt"):
+        load_image_list(lst, "dom")
+    lst.write_text(f"{a} 0\n{b} 1\n")  # paths with a space and one-word labels are fine
+    assert load_image_list(lst, "dom").y.tolist() == [0, 1]
+
+
 def test_image_list_corrupt_file_named(office31, tmp_path):
     _copy(office31, tmp_path / "imgs", per_class=1)
     (tmp_path / "imgs" / "bad.png").write_bytes(b"\x89PNG garbage")
