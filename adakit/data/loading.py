@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from adakit.data.domain import Domain
+from adakit.errors import AdakitError
 
 
 def load_batch(domain: Domain, keys: np.ndarray, train: bool = False) -> torch.Tensor:
@@ -39,8 +40,19 @@ class _Batches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return load_batch(self.domain, self.keys[i], self.train)
+    def __getitem__(self, i: int) -> torch.Tensor | AdakitError:
+        try:
+            return load_batch(self.domain, self.keys[i], self.train)
+        except AdakitError as e:  # returned, and raised by `batches` in the main process as it is (torch would wrap
+            return e              # it in "Caught DataError in DataLoader worker process 0" and the traceback)
+
+
+def _raising(loaded: Iterator) -> Iterator[torch.Tensor]:
+    """The batches of ``loaded``, raising an error a worker returned (`_Batches`) as the error itself."""
+    for batch in loaded:
+        if isinstance(batch, AdakitError):
+            raise batch
+        yield batch
 
 
 def batches(domain: Domain, keys: Sequence[np.ndarray], workers: int = 0, pin: bool = False,
@@ -49,6 +61,7 @@ def batches(domain: Domain, keys: Sequence[np.ndarray], workers: int = 0, pin: b
     if workers == 0 or len(keys) == 0:
         return (load_batch(domain, k, train) for k in keys)
     own = None if train else torch.Generator().manual_seed(0)  # the workers' seeds, drawn from it, not the global
-    return iter(torch.utils.data.DataLoader(_Batches(domain, keys, train), batch_size=None, shuffle=False,
-                                            num_workers=min(workers, len(keys)), persistent_workers=False,
-                                            pin_memory=pin, generator=own))
+    loader = torch.utils.data.DataLoader(_Batches(domain, keys, train), batch_size=None, shuffle=False,
+                                         num_workers=min(workers, len(keys)), persistent_workers=False,
+                                         pin_memory=pin, generator=own)
+    return _raising(iter(loader))  # (the iterator, so the workers' seeds are drawn now, as before)

@@ -431,6 +431,28 @@ def test_a_class_folder_linked_to_a_missing_folder_is_named_not_dropped(tmp_path
     assert d.classes == ["cat", "dog"] and d.ids.tolist() == ["cat/a.png", "dog/b.png"]
 
 
+def test_an_image_unreadable_in_a_loader_worker_is_told_as_in_the_main_process(tmp_path):
+    """With train.num_workers > 0, a file that went bad after the check (or with data.verify_images off) stopped
+    the run with torch's "Caught DataError in DataLoader worker process 0" and the worker's traceback, the
+    message on the last of some twenty lines."""
+    from PIL import Image
+
+    from adakit.data.loading import batches
+
+    for i in range(4):
+        (tmp_path / "cat").mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "cat" / f"{i}.png")
+    (tmp_path / "cat" / "2.png").write_bytes(b"\x89PNG cut short")
+    d = load_image_folder(tmp_path, "dom", cfg=DataConfig(format="image_folder", source="dom", target="dom",
+                                                          image_size=8, verify_images=False))
+    keys = [np.array([0, 1]), np.array([2, 3])]
+    with pytest.raises(DataError) as in_process:
+        list(batches(d, keys, workers=0))
+    with pytest.raises(DataError) as in_worker:
+        list(batches(d, keys, workers=2, train=True))
+    assert str(in_worker.value) == str(in_process.value) and str(in_worker.value).startswith("cannot read image ")
+
+
 def test_worker_loaded_passes_equal_the_in_process_ones(dslr):
     """`forward_domain` and the training loop load image batches in DataLoader workers with ``num_workers`` (a GPU
     run's pool pass was bound by decoding in the main process): evaluation batches are the same tensors, and the
