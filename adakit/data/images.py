@@ -50,6 +50,8 @@ def read_image(path: str | os.PathLike, size_hint: int | None = None):
     """
     from PIL import Image
 
+    path = os.fspath(path)
+    path = str(path) if isinstance(path, str) else path  # (a numpy str_ path: PIL's messages name it by its repr)
     try:
         with Image.open(path) as im:
             if size_hint and im.format == "JPEG":
