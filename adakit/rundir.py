@@ -53,6 +53,23 @@ _held: dict[str, list] = {}  # lock file (real path) -> [open file, depth]; re-e
 _held_guard = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    """In a forked child (DataLoader workers): close the inherited lock descriptors, which the parent still holds,
+    so that the lock ends with the parent (a SIGKILL of the run left it held by workers that had not yet noticed,
+    and resume said the run was in use by the dead process)."""
+    global _held_guard
+    for fh, _ in list(_held.values()):
+        try:
+            fh.close()
+        except OSError:
+            pass
+    _held.clear()
+    _held_guard = threading.Lock()  # (another thread may have held it at the fork)
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _holder(lock_file: Path) -> str:
     try:
         text = lock_file.read_text(errors="replace").split("\n")

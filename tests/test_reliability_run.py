@@ -168,6 +168,28 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
         assert (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
 
 
+def test_a_forked_child_does_not_keep_the_lock_of_a_killed_holder(tmp_path):
+    """Loader workers (train.num_workers > 0) are forked and inherited the lock's descriptor: after a SIGKILL of
+    the run they kept the lock until they noticed (seconds, or for good when stuck), and `adakit resume` said the
+    run was in use by the dead process."""
+    code = ("import os, sys, time; from adakit.rundir import acquire; acquire(sys.argv[1])\n"
+            "child = os.fork()\n"
+            "if child == 0:\n    time.sleep(60); os._exit(0)\n"
+            "print(child, flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        with pytest.raises(RunInUseError, match=f"in use by PID {proc.pid}"):  # (the child's close kept it held)
+            acquire(tmp_path)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.kill(child, 0)  # (the forked child is still alive)
+        with run_lock(tmp_path):  # but holds no lock
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_the_lock_is_reentrant_in_one_process_and_released_on_exit(tmp_path):
     with run_lock(tmp_path):
         with run_lock(tmp_path):
