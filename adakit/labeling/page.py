@@ -179,7 +179,7 @@ async function pick(label) {
   }
   render();
 }
-function finished() { return `All ${S.total} answered — train on them with: adakit resume RUN_DIR`; }
+function finished() { return `All ${S.total} answered — train on them with: ${S.resume || "adakit resume RUN_DIR"}`; }
 function go(d) { const n = S.items.length; if (n) { idx = (idx + d + n) % n; render(); } }
 function undo() {
   // the history holds sample ids: a refresh replaces the list of open queries (a new round), so positions in

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from adakit.errors import DataError, LedgerBusy, LedgerError, NotQueried
 from adakit.labeling.page import PAGE
 from adakit.labeling.run import LabelingRun, file_data
+from adakit.rundir import sh
 
 MAX_BODY = 64 * 1024
 #: an oversized body up to this size is read and discarded before the 413 answer, so the client gets the answer
@@ -85,7 +86,8 @@ class LabelServer(ThreadingHTTPServer):
                 "label": labels.get(i.sample_id)} for i in items]
         done = sum(o["label"] is not None for o in out)
         return {"run": f"{run.cfg.name} · {run.run_dir.name}", "classes": run.classes, "items": out,
-                "done": done, "total": len(out)}
+                "done": done, "total": len(out),
+                "resume": f"adakit resume {sh(run.run_dir.resolve())}"}  # (what to run once all are answered)
 
 
 class _Handler(BaseHTTPRequestHandler):

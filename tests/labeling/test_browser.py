@@ -221,7 +221,7 @@ def test_a_round_finished_in_two_tabs_says_so_and_what_to_do_next(demo_page):
     d.refresh()
     _wait(d, lambda d: "20 of 20 answered" in _text(d, "progress"), "finished page reloaded")
     _wait(d, lambda d: "All 20 answered" in _text(d, "status"), "finished round said on load")
-    assert "adakit resume" in _text(d, "status")
+    assert f"adakit resume {run_dir.resolve()}" in _text(d, "status")  # the run's own folder, not RUN_DIR
     with Ledger(run_dir / "ledger.sqlite") as led:
         assert len(led.current_labels()) == 20
 
