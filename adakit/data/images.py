@@ -247,6 +247,9 @@ def junk_folder(name: str) -> bool:
 
 #: photo formats that phones and cameras write and adakit cannot read: named when a folder holds them
 UNREADABLE_PHOTOS = frozenset({".heic", ".heif", ".avif", ".jxl"})
+#: JPEG files under suffixes that browsers save (.jfif) but that are not among `IMAGE_EXTENSIONS` (adding them would
+#: change the file lists, and so the fingerprints, of existing runs): left out with a warning saying to rename them
+OTHER_JPEG_SUFFIXES = frozenset({".jfif", ".jpe", ".pjpeg", ".pjp"})
 
 
 def find_images(folder: Path) -> list[Path]:
@@ -255,6 +258,7 @@ def find_images(folder: Path) -> list[Path]:
     cannot read (`UNREADABLE_PHOTOS`) and broken links to images are left out with a warning."""
     found: list[Path] = []
     left: list[str] = []
+    renamable: list[str] = []
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -267,6 +271,8 @@ def find_images(folder: Path) -> list[Path]:
             p = Path(root) / f
             if _is_image(p):
                 found.append(p)
+            elif not f.startswith(".") and p.suffix.lower() in OTHER_JPEG_SUFFIXES:
+                renamable.append(p.relative_to(folder).as_posix())
             elif not f.startswith(".") and (p.suffix.lower() in UNREADABLE_PHOTOS
                                             or (p.suffix.lower() in IMAGE_EXTENSIONS and not p.exists())):
                 left.append(p.relative_to(folder).as_posix())
@@ -274,6 +280,10 @@ def find_images(folder: Path) -> list[Path]:
         warnings.warn(f"{folder}: {len(left)} file(s) left out: photos in a format adakit cannot read (HEIC, AVIF, "
                       f"JPEG XL: convert them to JPEG or PNG) or links to images that no longer exist: "
                       f"{sorted(left)[:5]}{' ...' if len(left) > 5 else ''}", UserWarning, stacklevel=2)
+    if renamable:
+        warnings.warn(f"{folder}: {len(renamable)} JPEG file(s) left out for their suffix "
+                      f"({', '.join(sorted({Path(r).suffix for r in renamable}))}): rename them to .jpg to use them: "
+                      f"{sorted(renamable)[:5]}{' ...' if len(renamable) > 5 else ''}", UserWarning, stacklevel=2)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 

@@ -556,3 +556,17 @@ def test_a_folder_to_extract_features_from_is_read_in_the_order_training_reads_i
     with pytest.warns(UserWarning, match="belong to no class folder"):
         trained = load_image_folder(tmp_path, "d")
     assert list(read_image_inputs(tmp_path, 8, 8).ids) == ["z.png", *trained.ids]
+
+
+def test_jpeg_files_under_a_browser_suffix_are_named_not_dropped_silently(tmp_path):
+    """Browsers save JPEGs as .jfif: such files were left out of an image folder without a word."""
+    from PIL import Image
+
+    from adakit.data.images import find_images
+
+    for name in ("a.jpg", "b.jfif", "c.JFIF", "d.jpe"):
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / name, format="JPEG")
+    with pytest.warns(UserWarning, match=r"3 JPEG file\(s\) left out for their suffix \(.JFIF, .jfif, .jpe\): "
+                                         r"rename them to .jpg to use them: \['b.jfif', 'c.JFIF', 'd.jpe'\]"):
+        found = find_images(tmp_path)
+    assert [p.name for p in found] == ["a.jpg"]  # (the file list of existing runs is unchanged)
