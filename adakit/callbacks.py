@@ -157,6 +157,7 @@ class MLflowLogger:
     def check(self) -> None:
         """Before a run writes anything: a store folder can be a folder; a server answers (a run whose server was
         down failed after minutes of retries, with its run folder already made)."""
+        from adakit.config import is_uri
         from adakit.rundir import check_folder_path
 
         uri = self.tracking_uri
@@ -185,7 +186,7 @@ class MLflowLogger:
                     return
                 raise ConfigError(f"log.mlflow={shown!r}: no MLflow server answers there ({why}); start it, or set "
                                   "log.mlflow: true to keep the runs in the run folder") from None
-        elif uri is not None and "://" not in uri and not uri.startswith("file:"):
+        elif uri is not None and not is_uri(uri):
             check_folder_path(Path(uri), "log.mlflow", "the MLflow store")
 
     def _uri(self, run_dir: Path) -> tuple[str, Path | None]:

@@ -47,6 +47,7 @@ from adakit.rundir import (
     SWITCHABLE_KEYS,
     apply_checkpoint,
     check_out_dir,
+    checkpoint_file,
     clean_checkpoints,
     config_changes,
     continued_config,
@@ -867,9 +868,7 @@ class ActiveLoop:
         return last[0]
 
     def _checkpoint(self, stored: str) -> Path:
-        """Checkpoint paths are stored relative to the run folder, so a moved run folder still resumes."""
-        p = Path(stored)
-        return p if p.is_absolute() else self.run_dir / p
+        return checkpoint_file(self.run_dir, stored)
 
     @locked
     def select_round(self, budget: int) -> int:

@@ -21,7 +21,7 @@ from adakit.csvcells import safe_cell
 from adakit.data.domain import Domain
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
-from adakit.rundir import LEDGER_NAME, CheckpointError, check_writable_folder, replaced_atomically, sh
+from adakit.rundir import LEDGER_NAME, CheckpointError, check_writable_folder, checkpoint_file, replaced_atomically, sh
 
 __all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
 
@@ -378,13 +378,13 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     if "backbone_dim" in info and model.backbone.out_dim != info["backbone_dim"]:
         raise ConfigError(f"backbone=: gives {model.backbone.out_dim} features, but the run's backbone gave "
                           f"{info['backbone_dim']}; construct it with the same arguments as for the run")
-    path = Path(last[1]) if Path(last[1]).is_absolute() else run_dir / last[1]
+    path = checkpoint_file(run_dir, last[1])
     if checkpoint is None and not path.is_file():  # a run training now saves a round, then deletes the one before
         with Ledger.read_only(run_dir / "ledger.sqlite") as led:
             newer = led.last_checkpoint()
         if newer is not None and tuple(newer) != tuple(last):
             last = newer
-            path = Path(last[1]) if Path(last[1]).is_absolute() else run_dir / last[1]
+            path = checkpoint_file(run_dir, last[1])
     warmup = str(checkpoint).strip() if str(checkpoint).strip().startswith("warm-up step ") else None
     state = load_checkpoint(path, last[0], run_dir, map_location="cpu", name=warmup)
     try:
@@ -394,12 +394,10 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
                               f"({type(e).__name__}: {str(e)[:300]})") from None
     if "standardize" in info:
         model = _Standardized(model, info["standardize"]["mean"], info["standardize"]["std"])
-    if "extractor" in info:
-        extractor = info["extractor"]
-    else:  # (a run of an adakit before it was recorded: its source file, when it is where the config says)
-        from adakit.data.features import run_source_extractor
+    from adakit.data.features import run_source_extractor
 
-        extractor = run_source_extractor(cfg.data)
+    # (a run of an adakit before the extractor was recorded: its source file's, when it is where the config says)
+    extractor = info.get("extractor") or run_source_extractor(cfg.data)
     return RunModel(run_dir, model.to(dev), cfg, list(info["classes"]), shape, dev, last[0],
                     batch_size or cfg.train.eval_batch_size, info.get("svmlight_zero_based"), extractor)
 
@@ -423,7 +421,7 @@ def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, 
     if row is None:
         last = led.last_checkpoint()[0]
         raise ConfigError(f"checkpoint={checkpoint!r}: {run_dir} has no round {r} (its rounds: 0..{last})")
-    path = Path(row[1]) if Path(row[1]).is_absolute() else run_dir / row[1]
+    path = checkpoint_file(run_dir, row[1])
     if not path.is_file() and int(r) in (0, led.last_checkpoint()[0]):  # kept by the run: deleted or moved since
         raise CheckpointError(f"checkpoint={checkpoint!r}: the model of round {r} is missing: {path} (a run keeps "
                               "round 0 and its last round; was the file deleted or moved?); restore it from a backup, "

@@ -383,6 +383,10 @@ def check_writable_folder(path: Path, flag: str = "--out", what: str = "the run"
     """`check_folder_path`, and refuse a folder that cannot be written (``path``, or the nearest folder above it
     when it is yet to be created)."""
     check_folder_path(path, flag, what)
+    _check_writable(path, flag, what)
+
+
+def _check_writable(path: Path, flag: str, what: str) -> None:
     where = path if path.exists() else existing_ancestor(path)
     if not os.access(where, os.W_OK | os.X_OK):
         why = "the folder is not writable" if where == path else f"cannot create it, {where} is not writable"
@@ -401,7 +405,7 @@ def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
     choose = f"choose another {flag}"
     check_folder_path(out_dir, flag)
     if not out_dir.exists():
-        check_writable_folder(out_dir, flag)
+        _check_writable(out_dir, flag, "the run")
         return False
     if (out_dir / LEDGER_NAME).exists():
         if not (out_dir / LEDGER_NAME).is_file():
@@ -413,7 +417,7 @@ def check_out_dir(out_dir: str | Path, flag: str = "--out") -> bool:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise ConfigError(f"{flag} {out_dir} is not empty and holds no run ({shown}); a run would overwrite its "
                           "files. Choose a new or empty folder")
-    check_writable_folder(out_dir, flag)
+    _check_writable(out_dir, flag, "the run")
     return False
 
 
@@ -426,6 +430,13 @@ def _checkpoint_advice(run_dir: Path, r: int) -> str:
     return (f"restore it from a backup, or start the run again in a new folder (`adakit run "
             f"{run_dir / 'config.yaml'} --out NEW_FOLDER`); the labels in {run_dir / LEDGER_NAME} are intact "
             f"(round {r})")
+
+
+def checkpoint_file(run_dir: str | Path, stored: str) -> Path:
+    """The file of a checkpoint path stored in the ledger: relative to the run folder (so a moved run folder still
+    resumes), or absolute as an earlier adakit stored it."""
+    p = Path(stored)
+    return p if p.is_absolute() else Path(run_dir) / p
 
 
 def load_checkpoint(path: Path, r: int, run_dir: str | Path, map_location=None, name: str | None = None) -> dict:
@@ -480,9 +491,8 @@ def clean_checkpoints(run_dir: str | Path, ledger) -> list[Path]:
     last = max((r for r, _ in rows), default=None)
     for r, p in rows:
         if r in (0, last):
-            q = Path(p)
-            keep.add(os.path.realpath(q if q.is_absolute() else run_dir / q))
-            keep.add(os.path.realpath(ck_dir / q.name))  # an absolute path of a moved run folder (see restore)
+            keep.add(os.path.realpath(checkpoint_file(run_dir, p)))
+            keep.add(os.path.realpath(ck_dir / Path(p).name))  # an absolute path of a moved run folder (see restore)
     for row in ledger.get_meta("warmup_checkpoints", []) or []:  # train.eval_checkpoints: the saved warm-up models
         keep.add(os.path.realpath(run_dir / row["checkpoint"]))
     removed = []

@@ -130,12 +130,12 @@ def _data(name: str, sets: Path, pair: str) -> list[str]:
 def sweep(out: Path, stage: str, names: list[str], sets: Path, fixed: list[str], seeds: list[int]) -> None:
     from adakit.sweep import run_sweep
 
+    base, common = sweep_base(stage)
     for name in names:
         for pair in SETS[name][1]:
             for seed in seeds:
                 folder = out / stage / name / pair / f"seed-{seed}"
                 if not (folder / "sweep.csv").is_file():
-                    base, common = sweep_base(stage)
                     extra = [*common, *fixed, *_data(name, sets, pair), f"seed={seed}"]
                     run_sweep(base, STAGES[stage], "queried_acc", folder, extra)
                     print(f"{stage} {name} {pair} seed {seed} done", flush=True)

@@ -78,7 +78,8 @@ def test_every_stage_plans_valid_configs_with_the_default_among_them(stage, tmp_
     from adakit.sweep import parse_grid, plan_sweep
 
     grid = parse_grid(fd.STAGES[stage])
-    settings = plan_sweep(*fd.sweep_base(stage)[:1], grid, tmp_path, fd.sweep_base(stage)[1])
+    base, common = fd.sweep_base(stage)
+    settings = plan_sweep(base, grid, tmp_path, common)
     # the defaults are a grid point (plan_sweep would otherwise add them as one more setting)
     assert len(settings) == math.prod(len(v) for v in grid.values()) >= 3
     assert sum(s.is_default for s in settings) == 1

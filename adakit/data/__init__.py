@@ -126,8 +126,8 @@ def check_same_inputs(source: Domain, target: Domain) -> None:
 
 
 def _standardize(source: Domain, others: list[Domain]) -> None:
-    if not all(isinstance(d, TensorDomain) and d.is_features for d in [source, *others]):
-        bad = next(d for d in [source, *others] if not (isinstance(d, TensorDomain) and d.is_features))
+    bad = next((d for d in [source, *others] if not (isinstance(d, TensorDomain) and d.is_features)), None)
+    if bad is not None:
         what = "a torch Dataset" if type(bad).__name__ == "DatasetDomain" else \
             "images" if len(bad.input_shape) == 3 else "data"
         raise ConfigError(f"data.standardize applies to feature rows (N, d) held in memory (feature files, arrays); "

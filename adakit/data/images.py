@@ -26,10 +26,11 @@ from adakit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _INT = re.compile(r"^[+-]?\d+$")
+_SUFFIXES = "|".join(e[1:] for e in sorted(IMAGE_EXTENSIONS))  # (a regular expression's alternatives)
 #: a line ``<image path>,<label>`` of a CSV file (an image list separates path and label by white space)
-_CSV_ROW = re.compile(r"^.*\.(" + "|".join(e[1:] for e in sorted(IMAGE_EXTENSIONS)) + r")\s*,\s*[^,\s]+$", re.I)
+_CSV_ROW = re.compile(r"^.*\.(" + _SUFFIXES + r")\s*,\s*[^,\s]+$", re.I)
 #: the path of an image-list entry followed by more text: a label holding a space ("a.jpg back pack")
-_IMAGE_THEN_TEXT = re.compile(r"^.*\.(" + "|".join(e[1:] for e in sorted(IMAGE_EXTENSIONS)) + r")\s+(\S.*)$", re.I)
+_IMAGE_THEN_TEXT = re.compile(r"^.*\.(" + _SUFFIXES + r")\s+(\S.*)$", re.I)
 
 
 #: what transparent pixels are composited on (white, as the labelling page and most viewers show them)
@@ -291,13 +292,14 @@ def class_folders(path: Path) -> list[Path]:
     """The class sub-folders of an image folder in class order: sorted by name, hidden and `JUNK_FOLDERS` skipped.
     A link to a folder that does not exist (an unmounted drive) is a `DataError` naming it: skipped, its class
     would be missing from the class list."""
-    broken = sorted(d for d in path.iterdir() if d.is_symlink() and not d.exists() and not junk_folder(d.name)
+    entries = list(path.iterdir())
+    broken = sorted(d for d in entries if d.is_symlink() and not d.exists() and not junk_folder(d.name)
                     and d.suffix.lower() not in IMAGE_EXTENSIONS | UNREADABLE_PHOTOS)  # (a link to a photo: warned)
     if broken:
         raise DataError(f"image folder {path}: the class folder {broken[0]} is a link to {os.readlink(broken[0])}, "
                         f"which does not exist{f' ({len(broken)} such links)' if len(broken) > 1 else ''}; mount "
                         "or restore the folder it points to, or remove the link if it is not a class")
-    return sorted((d for d in path.iterdir() if d.is_dir() and not junk_folder(d.name)), key=lambda d: d.name)
+    return sorted((d for d in entries if d.is_dir() and not junk_folder(d.name)), key=lambda d: d.name)
 
 
 def class_images(class_dirs: list[Path]) -> tuple[list[Path], list[int]]:

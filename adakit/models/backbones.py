@@ -232,9 +232,8 @@ def build_backbone(cfg, input_shape: tuple[int, ...]) -> nn.Module:
         net = MLP(input_shape[0], cfg.hidden_dim, cfg.dropout)  # (model.weights: a state dict of this MLP)
     elif kind == "lenet":
         if min(input_shape[1:]) < LENET_MIN_SIZE:
-            side = LENET_MIN_SIZE
-            raise ConfigError(f"model.backbone='lenet' needs images of at least {side}x{side} pixels (two 5x5 "
-                              f"convolutions, each followed by a 2x2 pooling), got "
+            raise ConfigError(f"model.backbone='lenet' needs images of at least {LENET_MIN_SIZE}x{LENET_MIN_SIZE} "
+                              "pixels (two 5x5 convolutions, each followed by a 2x2 pooling), got "
                               f"{input_shape[1]}x{input_shape[2]}; use larger images (data.image_size for image "
                               "files; resize arrays) or another backbone (resnet18, mobilenet_v2, or mlp on "
                               "X.reshape(len(X), -1))")
