@@ -33,6 +33,7 @@ from typing import Any
 from adakit.csvcells import plain_cell
 from adakit.data import Domains
 from adakit.errors import ConfigError, DataError, LedgerError
+from adakit.labeling.labelstudio import FROM_NAME
 from adakit.labeling.run import open_run
 from adakit.ledger import DROP, DROPPED, Ledger, is_drop, label_name, means_drop
 from adakit.oracle import class_lookup, close_class, find_class, index_in_text, resolve_label
@@ -299,6 +300,11 @@ def _json_items(text: str, report: ImportReport) -> list[tuple[int, object]]:
 
 
 _MIN_KEYS = ("label", "choice", "choices")
+#: keys of a JSON-MIN task that only an annotated task has, and the keys of the task itself (its data as
+#: `adakit export-labelstudio` writes it, and Label Studio's own fields)
+_MIN_ANNOTATED = frozenset({"annotator", "annotation_id", "lead_time"})
+_MIN_TASK_KEYS = frozenset({"id", "image", "text", "sample_id", "meta", "data", "created_at", "updated_at",
+                            "agreement", "drafts", "predictions", "total_annotations", "cancelled_annotations"})
 
 
 class _BadTask(ValueError):
@@ -350,6 +356,12 @@ def _task_choices(item: dict) -> set[tuple]:
         return answers
     # JSON-MIN: the Choices tag's name is the key
     v = next((item[k] for k in _MIN_KEYS if k in item), None)
+    if v is None and _MIN_ANNOTATED.intersection(item):
+        other = sorted(str(k) for k in item if k not in _MIN_TASK_KEYS and k not in _MIN_ANNOTATED)
+        found = f" (it holds {', '.join(map(repr, other))}: was the Choices tag renamed?)" if other else ""
+        raise _BadTask(f"annotated (JSON-MIN) but no '{FROM_NAME}' field{found}; adakit reads the choice from the tag "
+                       f"named '{FROM_NAME}' (as `adakit export-labelstudio` writes it): rename that key to "
+                       f"'{FROM_NAME}' in the file, or the tag in the project's labelling setup, and export again")
     if v is None or v == "":
         return set()
     if isinstance(v, dict):

@@ -190,6 +190,16 @@ def test_labelstudio_roundtrip(demo_run, tmp_path):
                                 {"id": 2, "sample_id": tasks[7]["data"]["sample_id"], "label": "drop"}]))
     assert import_answers(demo_run, mini).new == 2  # the config's "drop" choice drops the query
     assert _labels(demo_run)[0][tasks[7]["data"]["sample_id"]] == -1
+    # a JSON-MIN export whose Choices tag was renamed: each annotated task is an error naming the key, not
+    # "without a label (skipped)"; a task nobody annotated stays unanswered
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps([
+        {"id": 3, "sample_id": tasks[8]["data"]["sample_id"], "class": "5", "annotator": 1, "annotation_id": 9,
+         "lead_time": 2.5, "created_at": "2026-01-01T00:00:00Z"},
+        {"id": 4, "sample_id": tasks[9]["data"]["sample_id"]}]))
+    rep = import_answers(demo_run, renamed)
+    assert (rep.new, rep.unanswered, len(rep.errors)) == (0, 1, 1), rep
+    assert "no 'label' field (it holds 'class': was the Choices tag renamed?)" in rep.errors[0][1]
     broken = tmp_path / "broken.json"
     broken.write_text('[\n {"id": 1,\n  "data": }\n]')
     rep = read_answers(broken)[1]
