@@ -681,6 +681,11 @@ class ActiveLoop:
         if self.dist.enabled and cfg.train.eval_checkpoints and cfg.train.warmup_iters:  # (before the folder exists)
             raise ConfigError("train.eval_checkpoints is not supported in a torchrun (multi-process) run; set it to "
                               "0 or run in one process")
+        k, w = cfg.train.eval_checkpoints, cfg.train.warmup_iters
+        if k > max(w - 1, 0):  # (checkpoints sit at distinct steps strictly inside the warm-up)
+            warnings.warn(f"train.eval_checkpoints={k}: a warm-up of train.warmup_iters={w} steps holds only "
+                          f"{max(w - 1, 0)} checkpoints (steps strictly inside it); the run records those. Lower "
+                          "train.eval_checkpoints or raise train.warmup_iters", UserWarning, stacklevel=2)
         if cfg.oracle.kind == "file":
             self.oracle = FileOracle(d.pool, self.run_dir, d.classes)
         elif cfg.oracle.kind == "callable":

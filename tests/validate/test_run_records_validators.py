@@ -173,3 +173,11 @@ def test_source_val_on_a_source_too_small_for_any_split_says_so():
     with pytest.raises(ConfigError, match=r"no fraction can \(6 source samples needed\): set it to 0") as e:
         split_source_val(Domains(source=src, pool=src, test=src, protocol="transductive"), 0.5, 0)
     assert "raise or lower" not in str(e.value)
+
+
+def test_more_checkpoints_than_warmup_steps_are_named(tmp_path):
+    """A warm-up of 4 steps holds 3 checkpoints (steps 1, 2, 3); asking for 10 records those 3 and says so."""
+    cfg = build_config(TINY, ["train.warmup_iters=4", "train.eval_checkpoints=10", "budget.rounds=0"])
+    with pytest.warns(UserWarning, match=r"eval_checkpoints=10: a warm-up of train.warmup_iters=4 steps holds only 3"):
+        s = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    assert [c["step"] for c in s["warmup_checkpoints"]] == [1, 2, 3]
