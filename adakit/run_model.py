@@ -320,7 +320,7 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     from adakit.loop import resolve_device
     from adakit.models import build_model
     from adakit.probe import stored_probe_config
-    from adakit.rundir import load_checkpoint, stored_experiment
+    from adakit.rundir import holder, load_checkpoint, stored_experiment
 
     run_dir = Path(run_dir)
     if stored_probe_config(run_dir) is not None:
@@ -343,8 +343,10 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
         raise CheckpointError(f"{run_dir} has no checkpoint yet (its warm-up round did not finish); resume the run "
                               "first")
     if checkpoint is None and not (run_dir / "summary.json").is_file():
+        busy = holder(run_dir)
+        rest = (f"it is training now, in {busy}" if busy else f"`adakit resume {sh(run_dir)}` trains the rest")
         warnings.warn(f"{run_dir} is not finished: predicting with its last checkpoint, round {last[0]} of "
-                      f"{cfg.budget.rounds} (`adakit resume {sh(run_dir)}` trains the rest)", UserWarning, stacklevel=2)
+                      f"{cfg.budget.rounds} ({rest})", UserWarning, stacklevel=2)
     if cfg.model.backbone == "custom":
         if backbone is None:
             what = info.get("backbone_class", "an nn.Module")

@@ -117,6 +117,24 @@ def acquire(run_dir: str | Path, lock_name: str = LOCK_NAME) -> Callable[[], Non
     return lambda: _release(key)
 
 
+def holder(run_dir: str | Path) -> str | None:
+    """Who holds ``run_dir``'s run lock now ("PID … (started …)"), or None when no process does; the folder and
+    its lock file are only read (a read-only run folder works)."""
+    import fcntl
+
+    try:
+        fh = open(Path(run_dir) / LOCK_NAME)  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return _holder(Path(run_dir) / LOCK_NAME) if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+    finally:
+        fh.close()
+    return None
+
+
 def _release(key: str) -> None:
     with _held_guard:
         entry = _held.get(key)

@@ -1,5 +1,7 @@
 """`adakit.load_run`: a finished run as a model, rebuilt from the ledger and its last checkpoint."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -252,3 +254,14 @@ def test_load_run_of_a_run_training_now_takes_the_round_saved_meanwhile(tmp_path
     with pytest.warns(UserWarning, match="is not finished"):
         m = adakit.load_run(run)
     assert m.round == 2 and len(calls) == 2
+    # a run training right now (its lock held) is named as such, not sent to `adakit resume`
+    from adakit.rundir import acquire
+
+    release = acquire(run)
+    try:
+        with pytest.warns(UserWarning, match=rf"is not finished: .*\(it is training now, in PID {os.getpid()} "):
+            adakit.load_run(run)
+    finally:
+        release()
+    with pytest.warns(UserWarning, match="adakit resume"):
+        adakit.load_run(run)
