@@ -30,7 +30,7 @@ from torch import nn
 
 from adakit import distributed
 from adakit.callbacks import loggers_from_config
-from adakit.config import ExperimentConfig, batch_norm_error, build_config, merge
+from adakit.config import ExperimentConfig, ObjectiveConfig, QueryConfig, batch_norm_error, build_config, merge
 from adakit.data import Domains, load_domains
 from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError, WaitingForLabels
@@ -196,7 +196,9 @@ def _method(values: dict, section: str, key: str, given: Any, registry) -> Any:
     else:
         raise ConfigError(f"{section}=: expected a name, (name, params dict) or a {base_cls.__name__} instance; "
                           f"got {type(given).__name__}")
-    values[section] = {key: name, **params}
+    fields = (ObjectiveConfig if section == "objective" else QueryConfig).model_fields
+    kept = {k: v for k, v in values.get(section, {}).items() if k in fields and k != key}  # e.g. query.probs_from
+    values[section] = {**kept, key: name, **params}  # (the old method's own parameters are dropped)
     return instance
 
 

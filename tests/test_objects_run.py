@@ -968,3 +968,16 @@ def test_a_training_loss_that_is_not_finite_is_warned_about(tmp_path):
     source = torch.utils.data.TensorDataset(torch.as_tensor(xs), torch.as_tensor(ys))
     with pytest.warns(RuntimeWarning, match="the training loss was not finite .*lower train.lr, or look for NaN"):
         ActiveLoop(SMALL, tmp_path / "r", source=source, target=(xt, yt), show_progress=False).run()
+
+
+def test_a_strategy_given_as_an_object_keeps_the_query_sections_own_keys():
+    """``strategy=`` replaces the strategy and its parameters, not the section's own keys (``probs_from``)."""
+    from adakit.loop import _with_objects
+
+    config = {"query": {"strategy": "las", "probs_from": "probe", "k": 7}}
+    for given in ("margin", ("margin", {}), MarginSampling(MarginSampling.Params()), MarginSampling):
+        cfg = _with_objects(config, None, None, None, None, None, None, None, given, None)[0]
+        assert (cfg.query.strategy, cfg.query.probs_from, cfg.query.params()) == ("margin", "probe", {})
+    cfg = _with_objects(config, None, None, None, None, None, None, None, ("entropy", {"probs_from": "model"}),
+                        None)[0]
+    assert cfg.query.probs_from == "model"
