@@ -257,11 +257,16 @@ def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
 
 
 def _unused_legacy_values(values: dict) -> dict:
-    """A stored config with the legacy values its run never read replaced by today's defaults: ``anchor.k: null``
-    (stored by adakit before 2026-12-02) without LAA, so that it compares equal to the same config today."""
+    """A stored config with the legacy values its run never read replaced by today's defaults, so that it loads
+    and compares equal to the same config today: ``anchor.k: null`` (stored by adakit before 2026-12-02) without
+    LAA, and ``model.weights`` beside ``model.backbone: identity`` (ignored by adakit before 2026-12-04, refused
+    since: the identity backbone has no weights)."""
     anchor = values.get("anchor")
     if isinstance(anchor, dict) and "k" in anchor and anchor["k"] is None and anchor.get("kind", "none") != "laa":
         values = {**values, "anchor": {**anchor, "k": 10}}
+    model = values.get("model")
+    if isinstance(model, dict) and model.get("backbone") == "identity" and model.get("weights"):
+        values = {**values, "model": {**model, "weights": None}}
     return values
 
 
@@ -297,6 +302,7 @@ def continued_config(stored: dict, cfg: Any) -> Any:
     """
     from adakit.config import build_config
 
+    stored = _unused_legacy_values(stored)
     old = build_config(_with(stored, _absent(stored)))  # (an invalid stored config is a ConfigError here)
     if config_changes(stored, cfg, ignore=SWITCHABLE_KEYS):
         return None
@@ -335,6 +341,7 @@ def config_changes(stored: dict, cfg: Any, limit: int = 4, ignore: tuple[str, ..
     Both sides are compared as the configs they build, and keys the stored config lacks (`ADDED_KEYS`) take its
     run's value in both (so "" exactly when `continued_config` continues the run); keys under a prefix in
     ``ignore`` are not compared."""
+    stored = _unused_legacy_values(stored) if isinstance(stored, dict) else stored
     absent = _absent(stored)
     old = _built(_with(stored, absent))
     new = _with(_built(as_stored(cfg)) if isinstance(cfg, dict) else cfg.to_dict(), absent)

@@ -265,3 +265,21 @@ def test_load_run_of_a_run_training_now_takes_the_round_saved_meanwhile(tmp_path
         release()
     with pytest.warns(UserWarning, match="adakit resume"):
         adakit.load_run(run)
+
+
+def test_a_stored_identity_run_with_the_weights_it_ignored_loads_and_resumes(tmp_path):
+    """Runs stored while model.weights beside the identity backbone was ignored (it is refused since) load, resume
+    and compare equal to the same config without the key."""
+    from adakit.ledger import Ledger
+    from adakit.rundir import config_changes
+
+    run = tmp_path / "run"
+    cfg = build_config({**SMALL, "model": {"backbone": "identity", "bottleneck_dim": 8}})
+    ActiveLoop(cfg, run, show_progress=False).run()
+    with Ledger(run / "ledger.sqlite") as led:
+        stored = led.get_meta("config")
+        stored["model"]["weights"] = str(tmp_path / "never-read.pt")
+        led.set_meta("config", stored)
+    assert adakit.load_run(run).config.model.weights is None  # (both raised "the identity backbone has no weights")
+    assert ActiveLoop.resume(run, show_progress=False).cfg.model.weights is None
+    assert config_changes(stored, cfg) == ""
