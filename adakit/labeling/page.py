@@ -61,7 +61,7 @@ PAGE = r"""<!doctype html>
 <script>
 "use strict";
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
-let S = {classes: [], items: [], done: 0, total: 0, run: ""}, idx = 0, hist = [], busy = false, lost = false;
+let S = {classes: [], items: [], done: 0, total: 0, run: ""}, idx = 0, hist = [], busy = false, lost = false, undoing = null;
 const $ = (id) => document.getElementById(id);
 const esc = (t) => String(t).replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 
@@ -180,14 +180,21 @@ async function pick(label) {
   render();
 }
 function finished() { return `All ${S.total} answered — train on them with: ${S.resume || "adakit resume RUN_DIR"}`; }
-function go(d) { const n = S.items.length; if (n) { idx = (idx + d + n) % n; render(); } }
+function go(d) {
+  const n = S.items.length;
+  if (!n) return;
+  idx = (idx + d + n) % n;
+  // an undo's "pick the right class for X" named the item left behind
+  if (S.items[idx].sample_id !== undoing) { undoing = null; if ($("status").textContent.startsWith("Undo:")) status("info", ""); }
+  render();
+}
 function undo() {
   // the history holds sample ids: a refresh replaces the list of open queries (a new round), so positions in
   // it would name other samples
   let k = -1;
   while (hist.length && k < 0) { const sid = hist.pop(); k = S.items.findIndex((i) => i.sample_id === sid); }
   if (k < 0) { status("info", "Nothing to undo in this tab."); return; }
-  idx = k; render();
+  idx = k; undoing = S.items[k].sample_id; render();
   status("info", `Undo: pick the right class for ${S.items[idx].sample_id} (recorded as a correction of “${name(S.items[idx].label)}”).`);
 }
 async function refresh(keepIdx) {

@@ -130,6 +130,12 @@ def test_label_office31_images_in_chromium(browser, office_run, tmp_path):
             == second["sample_id"]
         assert d.execute_script("hist = ['gone/1.jpg']; undo(); return document.getElementById('status')"
                                 ".textContent").startswith("Nothing to undo")
+        # an undo's status names its item: moving away clears it (it stayed, naming the item left behind)
+        d.execute_script("hist.push(arguments[0]); undo()", second["sample_id"])
+        assert _text(d, "status").startswith("Undo: pick the right class for " + second["sample_id"])
+        d.execute_script("go(1)")
+        assert "Undo" not in _text(d, "status")
+        d.execute_script("go(-1)")
         _key(d, "\ue014")  # → (back to item 3)
 
         # arrows navigate
