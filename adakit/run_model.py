@@ -8,6 +8,7 @@ an instance of the same module class (``backbone=``); its weights come from the 
 from __future__ import annotations
 
 import csv
+import operator
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -311,6 +312,7 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
              batch_size: int | None = None, checkpoint: int | str | None = None) -> RunModel:
     """The model of the run in ``run_dir`` at its last checkpoint, on ``device`` (default: the run's).
 
+    ``batch_size``: samples per forward pass (a whole number ≥ 1; default the run's ``train.eval_batch_size``).
     ``backbone``: for a run trained with your own module (``model.backbone=custom``), an instance of the same
     module class (its weights are replaced by the checkpoint's). ``checkpoint``: another saved model than the
     last, as ``adakit sweep`` names them: a round number or ``"round R"``, or ``"warm-up step K"`` (saved with
@@ -322,6 +324,15 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     from adakit.probe import stored_probe_config
     from adakit.rundir import holder, load_checkpoint, stored_experiment
 
+    if batch_size is not None:
+        try:
+            size = None if isinstance(batch_size, bool) else operator.index(batch_size)
+        except TypeError:
+            size = None
+        if size is None or size < 1:
+            raise ConfigError(f"load_run: batch_size= must be a whole number ≥ 1 (samples per forward pass; None: "
+                              f"the run's train.eval_batch_size), got {batch_size!r}")
+        batch_size = size
     run_dir = Path(run_dir)
     if stored_probe_config(run_dir) is not None:
         raise ConfigError(f"{run_dir} is a linear-probe run (runner: linear_probe), which keeps no model to predict "
@@ -401,7 +412,8 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     # (a run of an adakit before the extractor was recorded: its source file's, when it is where the config says)
     extractor = info.get("extractor") or run_source_extractor(cfg.data)
     return RunModel(run_dir, model.to(dev), cfg, list(info["classes"]), shape, dev, last[0],
-                    batch_size or cfg.train.eval_batch_size, info.get("svmlight_zero_based"), extractor)
+                    batch_size if batch_size is not None else cfg.train.eval_batch_size,
+                    info.get("svmlight_zero_based"), extractor)
 
 
 def _chosen_checkpoint(run_dir: Path, led, checkpoint: int | str) -> tuple[int, str]:

@@ -283,3 +283,16 @@ def test_a_stored_identity_run_with_the_weights_it_ignored_loads_and_resumes(tmp
     assert adakit.load_run(run).config.model.weights is None  # (both raised "the identity backbone has no weights")
     assert ActiveLoop.resume(run, show_progress=False).cfg.model.weights is None
     assert config_changes(stored, cfg) == ""
+
+
+def test_load_run_refuses_a_batch_size_that_is_not_a_positive_integer(demo_run):
+    """batch_size=-1 gave empty predictions without a word (range(0, N, -1) is empty), 2.5 a TypeError from range,
+    0 the run's default: each is now a ConfigError naming batch_size= before anything is loaded (as `adakit predict
+    --batch-size` refuses them)."""
+    x = demo_run.domains.test.x.numpy()[:5]
+    for bad in (-1, 0, 2.5, True, "8"):
+        with pytest.raises(ConfigError, match=rf"load_run: batch_size= must be a whole number ≥ 1 .*got {bad!r}"):
+            adakit.load_run(demo_run.run_dir, device="cpu", batch_size=bad)
+    m = adakit.load_run(demo_run.run_dir, device="cpu", batch_size=np.int64(2))
+    assert m.batch_size == 2 and m.predict(x).shape == (5,)
+    assert (m.predict(x) == adakit.load_run(demo_run.run_dir, device="cpu").predict(x)).all()
