@@ -981,3 +981,29 @@ def test_a_strategy_given_as_an_object_keeps_the_query_sections_own_keys():
     cfg = _with_objects(config, None, None, None, None, None, None, None, ("entropy", {"probs_from": "model"}),
                         None)[0]
     assert cfg.query.probs_from == "model"
+def test_complex_and_non_numeric_arrays_are_named_not_cast(tmp_path):
+    """Complex X lost its imaginary part with no more than torch's cast warning (a run trained on the real parts);
+    an object array holding text was 'expected a numpy array or torch tensor, got ndarray'. Both are now a
+    DataError naming the domain and the dtype, for ActiveLoop and for load_run(...).predict alike."""
+    import adakit
+    from adakit.data.objects import as_domain
+
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    for bad in (x.astype(np.complex64), torch.tensor(x, dtype=torch.complex64)):
+        with pytest.raises(DataError, match=r"source X: complex values \(.*complex64\); give real numbers"):
+            as_domain((bad, np.arange(8) % 2), "source", labelled=True)
+    mixed = x.astype(object)
+    mixed[0, 0] = "a"
+    with pytest.raises(DataError, match=r"target X: must hold numbers, got dtype object"):
+        as_domain(mixed, "target")
+    assert as_domain(x.astype(object), "target").x.shape == (8, 3)  # numbers stored as objects are numbers
+    assert as_domain(x > 0, "target").x.dtype == torch.float32  # (binary features stay accepted)
+    with pytest.raises(DataError, match=r"source X: complex values"):  # before the run folder exists
+        ActiveLoop(SMALL, tmp_path / "run", source=(x.astype(complex), np.arange(8) % 2), target=x)
+    assert not (tmp_path / "run").exists()
+    ActiveLoop({**SMALL, "budget": {"total": 2, "rounds": 1}}, tmp_path / "ok", source=(x, np.arange(8) % 2),
+               target=(x, np.arange(8) % 2), show_progress=False).run()
+    m = adakit.load_run(tmp_path / "ok", device="cpu")
+    with pytest.raises(DataError, match=r"input: complex values"):
+        m.predict(x.astype(complex))
+    assert m.predict(x.astype(object)).shape == (8,)

@@ -35,12 +35,25 @@ def numpy_tensor(x: Any) -> torch.Tensor:
 
 
 def _to_tensor(x: Any, what: str) -> torch.Tensor:
+    """``x`` (a tensor, numpy array, nested lists, DataFrame, ...) as a real-valued CPU tensor, or a `DataError`
+    naming ``what``: complex values (casting would drop their imaginary part) and values that are not numbers."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu()
-    try:
-        return numpy_tensor(x)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
+        t = x.detach().cpu()
+    else:
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__} ({e})") from None
+        try:
+            # numbers held as Python objects (a DataFrame of mixed columns) are numbers
+            t = numpy_tensor(a.astype(np.float64) if a.dtype == object else a)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{what}: must hold numbers, got dtype {a.dtype} ({str(e)[:120]}); convert the samples to "
+                            "a numeric array first (e.g. np.asarray(X, dtype=np.float32))") from None
+    if t.is_complex():
+        raise DataError(f"{what}: complex values ({t.dtype}); give real numbers (e.g. X.real, or abs(X) for "
+                        "magnitudes): converting would drop the imaginary parts")
+    return t
 
 
 def _is_dataset(obj: Any) -> bool:
