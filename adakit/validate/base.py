@@ -1,6 +1,7 @@
 """`Validator`: a score of a trained model computed without target labels (higher is better).
 
-Each validator reads some of the named arrays of `INPUTS` (numpy, float64 or int64) and returns one float.
+Each validator reads some of the named arrays of `INPUTS` (numpy arrays, checked by `check_inputs`, in the dtype
+they were given: convert them, e.g. to float64, in ``score``) and returns one float.
 The convention everywhere is **higher is better**: validators whose paper quantity is a loss or an entropy
 return its negation, so a sweep always picks the maximum.
 """
