@@ -20,6 +20,7 @@ from torch import nn
 
 from adakit.csvcells import safe_cell
 from adakit.data.domain import Domain
+from adakit.data.objects import is_sparse as _sparse
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
 from adakit.rundir import LEDGER_NAME, CheckpointError, check_writable_folder, checkpoint_file, replaced_atomically, sh
@@ -247,11 +248,6 @@ def _npz_classes(path: Path) -> list[str] | None:
             return [str(c) for c in z["classes"]] if "classes" in z.files else None
     except (OSError, ValueError, EOFError, KeyError):
         return None
-
-
-def _sparse(x: Any) -> bool:
-    """A scipy sparse matrix or array (without importing scipy for the check)."""
-    return type(x).__module__.startswith("scipy.sparse")
 
 
 FEATURE_SUFFIXES = {".npz": "npz", ".mat": "mat", ".svmlight": "svmlight", ".svm": "svmlight", ".libsvm": "svmlight"}

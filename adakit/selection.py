@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from adakit.data.objects import numpy_tensor
+from adakit.data.objects import is_sparse, numpy_tensor
 from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError
 from adakit.pool import ArrayView, CallableModule
 from adakit.query.base import Selection, Strategy, _host, check_selection
 from adakit.validate.base import probs_atol
 
-ArrayLike = Any  # numpy array, torch tensor (any device) or nested lists
+ArrayLike = Any  # numpy array, torch tensor (any device), scipy sparse matrix or nested lists
 
 #: the keywords that supply what a strategy's ``needs`` asks of an objective
 NEED_KEYWORDS = {
@@ -58,7 +58,7 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_f
         t = x.detach()
     else:
         try:
-            t = numpy_tensor(x)
+            t = numpy_tensor(x.toarray() if is_sparse(x) else x)  # (a scipy sparse matrix: its dense rows)
         except (TypeError, ValueError) as e:
             raise DataError(f"adakit.select: {name}= must be a numpy array or torch tensor ({e})") from None
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8, torch.int16, torch.int8)):

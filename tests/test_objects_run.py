@@ -1007,3 +1007,16 @@ def test_complex_and_non_numeric_arrays_are_named_not_cast(tmp_path):
     with pytest.raises(DataError, match=r"input: complex values"):
         m.predict(x.astype(complex))
     assert m.predict(x.astype(object)).shape == (8,)
+
+
+def test_scipy_sparse_feature_rows_are_read_as_their_dense_rows():
+    """ActiveLoop(source=(X_sparse, y)), as load_svmlight_file returns them, failed on np.asarray of the matrix (a 0-d
+    object array); load_run(...).predict took them. Both now read the dense rows."""
+    sp = pytest.importorskip("scipy.sparse")
+    from adakit.data.objects import as_domain
+
+    x = np.random.default_rng(0).normal(size=(8, 3)) * (np.arange(24).reshape(8, 3) % 3 == 0)
+    y = np.arange(8) % 2
+    for given in ((sp.csr_matrix(x), y), (sp.csr_array(x), y), sp.coo_matrix(x)):
+        dom = as_domain(given, "source" if isinstance(given, tuple) else "target", labelled=isinstance(given, tuple))
+        np.testing.assert_array_equal(dom.x.numpy(), x.astype(dom.x.numpy().dtype))

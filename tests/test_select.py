@@ -538,3 +538,17 @@ def test_select_takes_a_zero_head_weight():
     sdm_g = adakit.select("sdm_g", logits=z, embeddings=f, head_weight=np.zeros((3, 4)), budget=3)
     margin = adakit.select("margin", logits=z, budget=3)
     assert np.asarray(sdm_g.indices).tolist() == np.asarray(margin.indices).tolist()
+
+
+def test_scipy_sparse_arrays_are_read_as_their_dense_rows():
+    """A sparse embedding matrix (TF-IDF rows, load_svmlight_file) was 'must be a numpy array or torch tensor (can't
+    convert np.ndarray of type numpy.object_...)', though load_run(...).predict takes it: now its dense rows, the same
+    selection as the dense array."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(40, 6)) * (rng.random((40, 6)) < 0.4)
+    z = rng.normal(size=(40, 3))
+    for name in ("coreset", "badge"):
+        dense = adakit.select(name, logits=z, embeddings=f, budget=4, labelled=[0, 1])
+        sparse = adakit.select(name, logits=sp.csr_matrix(z), embeddings=sp.csr_matrix(f), budget=4, labelled=[0, 1])
+        assert dense.indices.tolist() == sparse.indices.tolist()

@@ -21,7 +21,7 @@ import torch
 from adakit.data.domain import Domain, TensorDomain, labels_from_names
 from adakit.errors import DataError
 
-__all__ = ["DatasetDomain", "as_domain", "fingerprint", "fingerprint_diff", "infer_classes"]
+__all__ = ["DatasetDomain", "as_domain", "fingerprint", "fingerprint_diff", "infer_classes", "is_sparse"]
 
 #: rows hashed by `fingerprint` (evenly spaced over the domain, first and last included)
 FINGERPRINT_ROWS = 256
@@ -34,12 +34,20 @@ def numpy_tensor(x: Any) -> torch.Tensor:
     return torch.as_tensor(a if a.flags.writeable else a.copy())
 
 
+def is_sparse(x: Any) -> bool:
+    """A scipy sparse matrix or array (without importing scipy for the check)."""
+    return type(x).__module__.startswith("scipy.sparse")
+
+
 def _to_tensor(x: Any, what: str) -> torch.Tensor:
-    """``x`` (a tensor, numpy array, nested lists, DataFrame, ...) as a real-valued CPU tensor, or a `DataError`
-    naming ``what``: complex values (casting would drop their imaginary part) and values that are not numbers."""
+    """``x`` (a tensor, numpy array, scipy sparse matrix, nested lists, DataFrame, ...) as a real-valued CPU tensor,
+    or a `DataError` naming ``what``: complex values (casting would drop their imaginary part) and values that are
+    not numbers."""
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
     else:
+        if is_sparse(x):  # (as load_svmlight_file returns features): its dense rows
+            x = x.toarray()
         try:
             a = np.asarray(x)
         except (TypeError, ValueError) as e:
@@ -58,11 +66,12 @@ def _to_tensor(x: Any, what: str) -> torch.Tensor:
 
 def _is_dataset(obj: Any) -> bool:
     """A torch Dataset, or another indexable sized object that is not array-like: a pandas DataFrame (or anything
-    with ``__array__`` / ``to_numpy``) is an array of rows, though ``df[i]`` would give its column i."""
+    with ``__array__`` / ``to_numpy``) or a scipy sparse matrix is an array of rows, though ``df[i]`` would give its
+    column i."""
     if isinstance(obj, torch.utils.data.Dataset):
         return True
     if isinstance(obj, (np.ndarray, torch.Tensor, tuple, list)) or hasattr(obj, "__array__") or \
-            hasattr(obj, "to_numpy"):
+            hasattr(obj, "to_numpy") or is_sparse(obj):
         return False
     return hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
 
