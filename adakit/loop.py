@@ -250,12 +250,51 @@ def _object_domains(cfg: ExperimentConfig, source: Any, target: Any, test: Any,
     return Domains(source=src, pool=pool, test=tst, protocol=protocol), prints, data
 
 
+def _check_class_names(classes: Any) -> None:
+    """``classes=`` is an ordered collection of non-blank names: a text would be read as one class per character, a
+    set has no fixed order (string hashing changes it between processes, and labels are indices into the list), and
+    a blank name is what labelling functions and answer files give for "no answer"."""
+    if classes is None:
+        return
+    if isinstance(classes, (str, bytes)):
+        raise ConfigError(f"classes=: got the text {classes!r}; pass a list of class names in label order, e.g. "
+                          "classes=['cat', 'dog'] (a text would make each character a class)")
+    if isinstance(classes, (set, frozenset)):
+        raise ConfigError(f"classes=: got a {type(classes).__name__}, whose order is not fixed (it changes between "
+                          "Python processes) while labels are indices into the class list; pass a list in label order, "
+                          f"e.g. classes={sorted(map(str, classes))[:6]!r}")
+    try:
+        names = [str(c) for c in classes]
+    except TypeError:
+        raise ConfigError(f"classes=: expected a list of class names, got {type(classes).__name__}") from None
+    blank = [i for i, c in enumerate(names) if not c.strip()]
+    if blank:
+        raise ConfigError(f"classes=: class {blank[0]} has a blank name {names[blank[0]]!r} (a blank answer means "
+                          "'no answer yet'); give every class a name")
+
+
+def _check_oracle_signature(oracle: Callable) -> None:
+    """A labelling function must take the array of pool indices as its one required argument (checked before the
+    warm-up trains, not when round 1 asks it)."""
+    try:
+        inspect.signature(oracle).bind(np.zeros(0, dtype=np.int64))
+    except TypeError:
+        name = getattr(oracle, "__name__", type(oracle).__name__)
+        raise ConfigError(f"oracle=: {name}() cannot be called as labels_for(indices) (one argument: the int64 array "
+                          "of target pool indices; return one label per index)") from None
+    except ValueError:  # (no signature to read, e.g. some built-ins)
+        pass
+
+
 def _with_objects(config, domains: Domains | None, source: Any, target: Any, test: Any,
                   classes: Sequence[str] | None, model: Any, objective: Any, strategy: Any,
                   oracle: Any) -> tuple[ExperimentConfig, Domains | None, _Objects]:
     """The run's config with the sections the given objects replace, the object domains and the objects."""
     cfg = _as_config(config)
     values, objs = cfg.to_dict(), _Objects()
+    _check_class_names(classes)
+    if callable(oracle) and not isinstance(oracle, str):
+        _check_oracle_signature(oracle)
     if source is not None or target is not None or test is not None:
         if domains is not None:
             raise ConfigError("give either domains= or source=/target=, not both")

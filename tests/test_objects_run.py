@@ -1020,3 +1020,24 @@ def test_scipy_sparse_feature_rows_are_read_as_their_dense_rows():
     for given in ((sp.csr_matrix(x), y), (sp.csr_array(x), y), sp.coo_matrix(x)):
         dom = as_domain(given, "source" if isinstance(given, tuple) else "target", labelled=isinstance(given, tuple))
         np.testing.assert_array_equal(dom.x.numpy(), x.astype(dom.x.numpy().dtype))
+
+
+def test_a_class_list_as_text_a_set_or_with_blank_names_and_an_oracle_of_another_signature_are_refused(tmp_path):
+    """classes="abc" became the classes 'a', 'b', 'c'; a set gave an order that changes between processes (string
+    hashing), so a resumed run refused its own class list or meant other classes by the same labels; a blank name
+    is what a labelling function or an answers file says for "no answer". An oracle that cannot be called as
+    labels_for(indices) failed with a TypeError after the warm-up had trained. All are now refused before the run
+    folder exists, naming the argument."""
+    xs, ys, xt, yt = _arrays()
+    out = tmp_path / "r"
+    for classes, message in (("ab", r"classes=: got the text 'ab'; pass a list of class names"),
+                             ({"neg", "pos"}, r"classes=: got a set, whose order .* pass a list"),
+                             (["neg", " "], r"classes=: class 1 has a blank name ' '")):
+        with pytest.raises(ConfigError, match=message):
+            ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, yt), classes=classes)
+    with pytest.raises(ConfigError, match=r"oracle=: <lambda>\(\) cannot be called as labels_for\(indices\)"):
+        ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, None), oracle=lambda: None)
+    assert not out.exists()
+    loop = ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, None), classes=("neg", "pos"), show_progress=False,
+                      oracle=lambda idx, *more, unsure=None: yt[idx])  # (extra optional parameters are fine)
+    assert loop.domains.classes == ["neg", "pos"] and loop.run()["rounds"] == []
