@@ -12,6 +12,7 @@ import copy
 import importlib
 import inspect
 import json
+import operator
 import pickle
 import random
 import shutil
@@ -940,11 +941,15 @@ class ActiveLoop:
             raise LedgerError(f"round {r} was already queried ({n_open} of its queries still open); answer them "
                               f"(`adakit label` or `adakit import-labels`), then `adakit resume {sh(self.run_dir)}`")
         free = len(self.domains.pool) - len(self._labelled()[0]) - len(self.ledger.dropped_pool())
-        if budget < 1 or budget > free:
-            raise DataError(f"--budget {budget}: choose between 1 and {free} (samples of the target pool not yet "
-                            "queried)")
+        try:
+            count = None if isinstance(budget, bool) else operator.index(budget)
+        except TypeError:
+            count = None
+        if count is None or count < 1 or count > free:
+            raise DataError(f"select_round: budget={budget!r} (adakit query --budget): choose a whole number between 1 "
+                            f"and {free} (samples of the target pool not yet queried)")
         with shown(self.show_progress):
-            self._select(r, budget)
+            self._select(r, count)
         export_round(self.domains.pool, self.domains.classes, self.ledger.queries(r),
                      self.run_dir / "queries" / f"round-{r}")
         return r

@@ -1041,3 +1041,19 @@ def test_a_class_list_as_text_a_set_or_with_blank_names_and_an_oracle_of_another
     loop = ActiveLoop(SMALL, out, source=(xs, ys), target=(xt, None), classes=("neg", "pos"), show_progress=False,
                       oracle=lambda idx, *more, unsure=None: yt[idx])  # (extra optional parameters are fine)
     assert loop.domains.classes == ["neg", "pos"] and loop.run()["rounds"] == []
+
+
+def test_select_round_from_python_checks_its_budget_before_selecting(tmp_path):
+    """loop.select_round(2.5) failed with 'slice indices must be integers' inside the strategy, '3' with a
+    comparison TypeError, True asked one sample; the range error named the CLI's --budget only. Now every
+    budget that is not a whole number in range is a DataError naming budget= and the range, nothing recorded."""
+    xs, ys, xt, yt = _arrays()
+    ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=(xt, yt), show_progress=False).run()
+    with ActiveLoop.resume(tmp_path / "r", source=(xs, ys), target=(xt, yt), show_progress=False) as loop:
+        for bad in (2.5, "3", True, 0, 45):
+            with pytest.raises(DataError, match=rf"select_round: budget={bad!r} \(adakit query --budget\): choose a "
+                                                r"whole number between 1 and 44"):
+                loop.select_round(bad)
+        assert loop.ledger.round_status(3) is None
+        r = loop.select_round(np.int64(2))
+        assert r == 3 and len(loop.ledger.open_queries(r)) == 2
