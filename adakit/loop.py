@@ -400,7 +400,8 @@ class ActiveLoop:
     def __init__(self, config: ExperimentConfig | dict | None = None, run_dir: str | Path | None = None, *,
                  source: Any = None, target: Any = None, test: Any = None, classes: Sequence[str] | None = None,
                  model: nn.Module | dict | None = None, objective: Any = None, strategy: Any = None,
-                 oracle: Any = None, callbacks: Sequence[Callable[[str, dict], None]] = (),
+                 oracle: Any = None,
+                 callbacks: Callable[[str, dict], None] | Sequence[Callable[[str, dict], None]] | None = (),
                  show_progress: bool = True, on_event: Callable[[str, dict], None] | None = None,
                  domains: Domains | None = None):
         """An experiment in ``run_dir`` from a config (an `ExperimentConfig`, a dict of sections or None for the
@@ -413,7 +414,8 @@ class ActiveLoop:
         ``model``: your ``nn.Module`` mapping an input batch to features (adakit adds bottleneck and head) or a
         dict of ``model:`` settings. ``objective``/``strategy``: a name, ``(name, params)`` or an instance of a
         registered class. ``oracle``: ``"simulated"``, ``"file"`` or a function ``labels_for(pool_indices) ->
-        labels``. ``callbacks`` (and ``on_event``): functions ``(kind, info)`` called on every event.
+        labels``. ``callbacks`` (one function or a list; ``on_event`` adds one more): functions ``(kind, info)``
+        called on every event. ``show_progress``: False prints nothing (no progress bars or round lines).
         """
         if run_dir is None:
             raise ConfigError("ActiveLoop: run_dir is required (the folder for the ledger, checkpoints and reports)")
@@ -1130,6 +1132,9 @@ class ActiveLoop:
 
     # -- outputs ----------------------------------------------------------------------------------
     def summary(self) -> dict:
+        """The run's summary as ``summary.json`` holds it (also what `run` returns and the ``done`` event carries):
+        name, strategy, objective, budget, ``rounds`` (the metrics per scored round), ``final_accuracy``,
+        ``unlabelled_rounds`` (validators of rounds without test labels), timings, processes and environment."""
         cfg = self.cfg
         rounds = self.ledger.metrics()
         processes = self._processes()
@@ -1157,6 +1162,8 @@ class ActiveLoop:
         return stored or {"world_size": self.dist.world_size, "backend": self.dist.backend or "none"}
 
     def write_outputs(self) -> dict:
+        """Write ``metrics.jsonl``, ``summary.json`` and the report (``report.md``, ``curve.png``) from the ledger;
+        returns the summary."""
         from adakit.report import write_run_report
 
         summary = self.summary()

@@ -124,9 +124,13 @@ class Objective(nn.Module):
         return "cosine"
 
     def classification_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The supervised loss of logits ``z`` (N, C) against class indices ``y``: cross-entropy with the
+        objective's ``label_smoothing`` (SDM's margin loss overrides it)."""
         return F.cross_entropy(z, y, label_smoothing=self.params.label_smoothing)
 
     def supervised_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``ce_source`` on the source batch and, when the batch has labelled target rows, ``ce_target`` on them
+        (`classification_loss` each)."""
         terms = {"ce_source": self.classification_loss(batch.zs, batch.ys)}
         if batch.zl is not None and len(batch.zl):
             terms["ce_target"] = self.classification_loss(batch.zl, batch.yl)

@@ -79,6 +79,9 @@ class Strategy:
         self.params = params
 
     def select(self, view, budget: int, rng: np.random.Generator) -> Selection:
+        """Pick ``budget`` samples among ``view.unlabelled_indices`` (a `adakit.pool.PoolView` or
+        `adakit.pool.ArrayView`), drawing any randomness from ``rng``: exactly ``min(budget, len(candidates))``
+        distinct candidates, in pick order, with their scores (`top_k` builds that from per-candidate scores)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement select(view, budget, rng)")
 
     def provided(self, view, need: str):
