@@ -7,8 +7,9 @@ so a selection made here equals the loop's selection on the same outputs and see
 from __future__ import annotations
 
 import dataclasses
+import operator
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -252,6 +253,9 @@ def _mask(labelled: ArrayLike | None, labels: ArrayLike | None, n: int,
     full = np.full(n, -1, dtype=np.int64)
     if labels is not None:
         y = _numpy(labels).reshape(-1)
+        if y.dtype.kind == "f" and np.isnan(y).any():
+            at = int(np.flatnonzero(np.isnan(y))[0])
+            raise DataError(f"adakit.select: labels= holds NaN (e.g. at position {at}); mark unknown labels with -1")
         if y.size and not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
                                                                    and np.isfinite(y).all()
                                                                    and (y == np.round(y)).all())):
@@ -301,9 +305,10 @@ def make_strategy(strategy: str | Strategy | type[Strategy], params: dict[str, A
 
 
 def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None = None,
-           logits: ArrayLike | None = None, embeddings: ArrayLike | None = None, budget: int,
-           labelled: ArrayLike | None = None, labels: ArrayLike | None = None,
-           seed: int | np.random.Generator = 0, source_embeddings: ArrayLike | None = None,
+           logits: ArrayLike | None = None, embeddings: ArrayLike | None = None,
+           budget: int | np.integer | torch.Tensor, labelled: ArrayLike | None = None, labels: ArrayLike | None = None,
+           seed: int | Sequence[int] | np.random.SeedSequence | np.random.Generator = 0,
+           source_embeddings: ArrayLike | None = None,
            head: nn.Module | Callable | None = None, head_weight: ArrayLike | None = None,
            domain_discriminator: nn.Module | Callable | None = None, domain_probs: ArrayLike | None = None,
            domain_logits: ArrayLike | None = None, class_discriminator: nn.Module | Callable | None = None,
@@ -317,12 +322,14 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
             when only logits are given. CLUE and SDM-G need ``logits``.
         embeddings: features f (N, m) of the pool, the classifier head's input (BADGE, CoreSet, CLUE, LAS,
             AADA, SAGE).
-        budget: how many samples to pick (fewer when fewer are unlabelled).
+        budget: how many samples to pick (fewer when fewer are unlabelled): an int, a numpy integer or a 0-d
+            integer tensor.
         labelled: samples already labelled (never picked; CoreSet's initial centres): a boolean mask (N,) or
             an index array. ``labels``: their labels, per pool sample (-1 unknown) or per index given.
         exclude: unlabelled samples never to pick, without counting as labelled (a mask or index array):
             queries still out with annotators, samples nobody could label.
-        seed: an int or a `numpy.random.Generator` (the loop passes ``np.random.default_rng([seed, round])``).
+        seed: what `numpy.random.default_rng` takes: an int, a sequence of ints, a ``SeedSequence`` or a
+            `numpy.random.Generator` (the loop passes ``np.random.default_rng([seed, round])``).
         source_embeddings: source features (N_s, m) (CoreSet with ``use_source=True``).
         head, head_weight: the classifier head (module or callable f → z), or the (C, m) weight of a linear
             head (SDM-G; a non-linear head also needs ``embeddings``). BADGE needs neither.
@@ -352,8 +359,13 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     """
     strat = make_strategy(strategy, params)
     who = f"adakit.select({getattr(strat, 'name', type(strat).__name__)!r})"
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
+    try:  # (an int, a numpy integer, or a 0-d integer tensor: a count computed in torch)
+        count = None if isinstance(budget, bool) else operator.index(budget)
+    except TypeError:
+        count = None
+    if count is None or count < 0:
         raise ConfigError(f"{who}: budget= must be a non-negative integer, got {budget!r}")
+    budget = count
     dev = _device(device, (probs, logits, embeddings), who)
 
     # probs: finiteness follows from the row sums checked below (one pass over (N, C) less)

@@ -552,3 +552,17 @@ def test_scipy_sparse_arrays_are_read_as_their_dense_rows():
         dense = adakit.select(name, logits=z, embeddings=f, budget=4, labelled=[0, 1])
         sparse = adakit.select(name, logits=sp.csr_matrix(z), embeddings=sp.csr_matrix(f), budget=4, labelled=[0, 1])
         assert dense.indices.tolist() == sparse.indices.tolist()
+
+
+def test_budget_as_an_integer_tensor_and_nan_labels_are_named():
+    """budget=torch.tensor(3) (a count computed in torch) was refused as not an integer; labels= holding NaN for
+    unknown said only 'got dtype float64'. The tensor is now the count it holds, and NaN labels are named with the
+    fix (-1 marks unknown)."""
+    z = np.random.default_rng(0).normal(size=(20, 3))
+    assert adakit.select("margin", logits=z, budget=torch.tensor(3)).indices.tolist() == \
+        adakit.select("margin", logits=z, budget=3).indices.tolist()
+    for bad in (torch.tensor(2.0), torch.tensor([3, 4]), 3.0):
+        with pytest.raises(ConfigError, match="budget= must be a non-negative integer"):
+            adakit.select("margin", logits=z, budget=bad)
+    with pytest.raises(DataError, match=r"labels= holds NaN .*mark unknown labels with -1"):
+        adakit.select("margin", logits=z, budget=2, labels=np.r_[0.0, np.nan, np.full(18, -1.0)])
