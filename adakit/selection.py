@@ -421,6 +421,9 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         c = out.shape[1] if out is not None else w.shape[0]
         m = f.shape[1] if f is not None else w.shape[1]
         if tuple(w.shape) != (c, m):
+            if f is None:  # (m unknown: only the class count can be wrong)
+                raise DataError(f"{who}: head_weight= must be (C, m) with C = {c} rows (one per class of "
+                                f"probs=/logits=), got {tuple(w.shape)}: a transposed weight?")
             raise DataError(f"{who}: head_weight= must be (C, m) = ({c}, {m}) (one row per class of "
                             f"probs=/logits=, one column per embedding feature), got {tuple(w.shape)}")
         head_module = nn.Linear(w.shape[1], w.shape[0], bias=False, device=dev)

@@ -435,7 +435,7 @@ def test_module_outputs_and_head_weights_of_the_wrong_shape_are_named():
     w = torch.randn(4, 8)
     for bad in (w.T, torch.randn(5, 8)):
         for kw in ({}, {"embeddings": f}):
-            with pytest.raises(DataError, match=r"head_weight= must be \(C, m\) = \(4, "):
+            with pytest.raises(DataError, match=r"head_weight= must be \(C, m\) (= \(4, |with C = 4 rows)"):
                 adakit.select("sdm_g", logits=logits, head_weight=bad, budget=3, **kw)
     assert len(adakit.select("sdm_g", logits=logits, embeddings=f, head_weight=w, budget=3).indices) == 3
 
@@ -566,3 +566,16 @@ def test_budget_as_an_integer_tensor_and_nan_labels_are_named():
             adakit.select("margin", logits=z, budget=bad)
     with pytest.raises(DataError, match=r"labels= holds NaN .*mark unknown labels with -1"):
         adakit.select("margin", logits=z, budget=2, labels=np.r_[0.0, np.nan, np.full(18, -1.0)])
+
+
+def test_a_transposed_head_weight_without_embeddings_names_the_class_count():
+    """Without embeddings= the width m is unknown: a transposed (m, C) head_weight was told 'must be (C, m) = (4, 4)
+    ..., got (8, 4)', an expected shape made up from its own width. It now names the rule it breaks: C rows."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(30, 4))
+    with pytest.raises(DataError, match=r"head_weight= must be \(C, m\) with C = 4 rows \(one per class of "
+                                        r"probs=/logits=\), got \(8, 4\)"):
+        adakit.select("sdm_g", logits=z, head_weight=rng.normal(size=(8, 4)), budget=3)
+    with pytest.raises(DataError, match=r"head_weight= must be \(C, m\) = \(4, 8\) .* got \(8, 4\)"):
+        adakit.select("sdm_g", logits=z, embeddings=rng.normal(size=(30, 8)), head_weight=rng.normal(size=(8, 4)),
+                      budget=3)
