@@ -136,6 +136,8 @@ def validate(name: str | Validator, *, params: dict[str, Any] | None = None, **i
     """Validator ``name`` (see ``adakit methods``) on arrays: ``probs`` (N, C) target probabilities, and as the
     validator needs ``embeddings``, ``source_probs``/``source_labels``/``source_embeddings`` (a held-out labelled
     source split), ``queried_probs``/``queried_labels``/``queried_inclusion`` (a queried batch). Higher is better.
+    ``params``: the validator's parameters (``adakit methods NAME`` lists them; unknown keys are errors). Inputs are
+    numpy arrays or tensors on any device; bad or mismatched ones are a `DataError`, a missing one a `ConfigError`.
     """
     v = make_validator(name, params)
     arrays = check_inputs(_inputs(inputs), atol={k: probs_atol(v) for k, v in inputs.items()})
@@ -178,7 +180,11 @@ def compute_all(inputs: dict[str, Any], skip: tuple[str, ...] = (), device: Any 
 class _CallableModule(types.ModuleType):
     """``adakit.validate`` is this package and, called, the `validate` function."""
 
-    def __call__(self, name: str | Validator, **kwargs: Any) -> float:
+    def __call__(self, name: str | Validator, *args: Any, **kwargs: Any) -> float:
+        """`validate` (``adakit.validate(name, probs=..., ...)``)."""
+        if args:
+            raise TypeError(f"adakit.validate({name!r}, ...): pass the arrays as keywords, e.g. "
+                            f"adakit.validate({name!r}, probs=...); inputs: {', '.join(INPUTS)}")
         return validate(name, **kwargs)
 
 

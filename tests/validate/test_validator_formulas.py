@@ -213,3 +213,15 @@ def test_queried_batch_leaves_dropped_queries_out(tmp_path):
     assert one["queried_pred"].tolist() == [1, 1] and one["queried_labels"].tolist() == [1, 0]
     assert one["queried_inclusion"].tolist() == [0.3, 0.3]
     assert two["queried_labels"].tolist() == [0] and two["queried_inclusion"].tolist() == [2 / 7]
+
+
+def test_arrays_given_by_position_are_named():
+    """adakit.validate("bnm", probs) said '_CallableModule.__call__() takes 2 positional arguments but 3 were
+    given', naming a class users never see; it now says the arrays are keywords and lists them."""
+    import adakit
+
+    p = np.full((4, 2), 0.5)
+    with pytest.raises(TypeError, match=r"adakit.validate\('bnm', \.\.\.\): pass the arrays as keywords, e.g. "
+                                        r"adakit.validate\('bnm', probs=\.\.\.\); inputs: probs, embeddings"):
+        adakit.validate("bnm", p)
+    assert adakit.validate("bnm", probs=p) == adakit.validate.validate("bnm", probs=p)
