@@ -96,6 +96,8 @@ class RunModel:
         if isinstance(X, Mapping):
             raise DataError(f"input: got a {type(X).__name__}; pass the samples as an array (N, "
                             f"*{tuple(self.input_shape)}), a tuple (X, y) or a torch Dataset of (x, y) / x")
+        if isinstance(X, tuple) and not self._xy_pair(X):  # a tuple of rows, as a list of rows
+            X = list(X)
         if isinstance(X, tuple) and X and _sparse(X[0]):  # (X, y) as load_svmlight_file returns it
             X = X[0]
         if _sparse(X):  # a scipy sparse matrix: its dense rows
@@ -137,6 +139,20 @@ class RunModel:
             raise DataError(f"input: samples of shape {tuple(dom.input_shape)}, but the run {self.run_dir} was "
                             f"trained on samples of shape {tuple(self.input_shape)}{hint}")
         return dom
+
+    def _xy_pair(self, X: tuple) -> bool:
+        """Whether a tuple is an ``(X, y)`` pair (two items, the first a batch or a Dataset), not a tuple of rows."""
+        from adakit.data.objects import _is_dataset
+
+        if len(X) != 2:
+            return False
+        if _is_dataset(X[0]) or isinstance(X[0], Domain):
+            return True
+        try:
+            shape = np.shape(X[0]) if not _sparse(X[0]) else X[0].shape
+        except (TypeError, ValueError):  # (a Dataset, ragged rows: not one sample)
+            return True
+        return tuple(shape) != tuple(self.input_shape)
 
     @property
     def _image_files_run(self) -> bool:

@@ -296,3 +296,15 @@ def test_load_run_refuses_a_batch_size_that_is_not_a_positive_integer(demo_run):
     m = adakit.load_run(demo_run.run_dir, device="cpu", batch_size=np.int64(2))
     assert m.batch_size == 2 and m.predict(x).shape == (5,)
     assert (m.predict(x) == adakit.load_run(demo_run.run_dir, device="cpu").predict(x)).all()
+
+
+def test_a_tuple_of_rows_is_rows_and_an_x_y_pair_is_a_pair(demo_run):
+    """predict(tuple(X)) took the tuple for an (X, y) pair and said 'one sample of shape (64,); pass a batch', though
+    it holds N rows; a tuple is now an (X, y) pair only when it has two items and the first is a batch."""
+    x = demo_run.domains.test.x.numpy()[:5]
+    m = adakit.load_run(demo_run.run_dir, device="cpu")
+    ref = m.predict(x)
+    assert (m.predict(tuple(x)) == ref).all()
+    assert (m.predict((x[0], x[1])) == ref[:2]).all()  # two rows, not (X, y)
+    assert (m.predict((x, None)) == ref).all() and (m.predict((x, np.zeros(5))) == ref).all()
+    assert (m.predict((x[:1], [0])) == ref[:1]).all()  # a pair whose X holds one sample
