@@ -177,6 +177,7 @@ def _method(values: dict, section: str, key: str, given: Any, registry) -> Any:
         return None
     base = importlib.import_module("adakit.adapt.base" if section == "objective" else "adakit.query.base")
     base_cls = base.Objective if section == "objective" else base.Strategy
+    arg = "objective" if section == "objective" else "strategy"  # (the ActiveLoop keyword)
     instance = None
     if isinstance(given, str):
         name, params = given, {}
@@ -187,16 +188,18 @@ def _method(values: dict, section: str, key: str, given: Any, registry) -> Any:
         name = getattr(cls, "name", None)
         if name is None or name not in registry.names() or registry.get(name) is not cls:
             deco = "register_objective" if section == "objective" else "register_strategy"
-            raise ConfigError(f"{section}=: {cls.__name__} is not registered; decorate it with "
-                              f"@adakit.registry.{deco}('a-name') so the run can record and resume it")
+            raise ConfigError(f"{arg}=: {cls.__name__} is not registered; decorate it with "
+                              f"@adakit.{deco}('a_name') so the run can record and resume it")
         if isinstance(given, type):
             params = {}
         else:
             instance = given
             params = given.params.model_dump(mode="json", exclude_unset=True)
     else:
-        raise ConfigError(f"{section}=: expected a name, (name, params dict) or a {base_cls.__name__} instance; "
-                          f"got {type(given).__name__}")
+        example = "('dann', {'trade_off': 0.5})" if section == "objective" else "('las', {'k': 5})"
+        raise ConfigError(f"{arg}=: expected a name ({'dann' if section == 'objective' else 'margin'!r}), (name, "
+                          f"params dict) ({example}), or a registered {base_cls.__name__} class or instance; got "
+                          f"{type(given).__name__}")
     fields = (ObjectiveConfig if section == "objective" else QueryConfig).model_fields
     kept = {k: v for k, v in values.get(section, {}).items() if k in fields and k != key}  # e.g. query.probs_from
     values[section] = {**kept, key: name, **params}  # (the old method's own parameters are dropped)

@@ -981,6 +981,8 @@ def test_a_strategy_given_as_an_object_keeps_the_query_sections_own_keys():
     cfg = _with_objects(config, None, None, None, None, None, None, None, ("entropy", {"probs_from": "model"}),
                         None)[0]
     assert cfg.query.probs_from == "model"
+
+
 def test_complex_and_non_numeric_arrays_are_named_not_cast(tmp_path):
     """Complex X lost its imaginary part with no more than torch's cast warning (a run trained on the real parts);
     an object array holding text was 'expected a numpy array or torch tensor, got ndarray'. Both are now a
@@ -1057,3 +1059,17 @@ def test_select_round_from_python_checks_its_budget_before_selecting(tmp_path):
         assert loop.ledger.round_status(3) is None
         r = loop.select_round(np.int64(2))
         assert r == 3 and len(loop.ledger.open_queries(r)) == 2
+
+
+def test_a_strategy_or_objective_of_another_form_is_named_by_its_keyword(tmp_path):
+    """strategy=("las", 5) or ["las", {...}] was refused as 'query=: expected ...', a keyword ActiveLoop does not
+    have; the error now names strategy= (objective= for the objective) and shows the accepted forms."""
+    xs, ys, xt, yt = _arrays()
+    for given in (("las", 5), ["las", {"k": 5}], {"strategy": "las"}, 3):
+        with pytest.raises(ConfigError, match=r"^strategy=: expected a name \('margin'\), \(name, params dict\) "
+                                              r"\(\('las', \{'k': 5\}\)\), or a registered Strategy class or instance; "
+                                              rf"got {type(given).__name__}"):
+            ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=(xt, yt), strategy=given)
+    with pytest.raises(ConfigError, match=r"^objective=: expected a name \('dann'\), .* Objective class or instance"):
+        ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=(xt, yt), objective=("dann", 1.0))
+    assert not (tmp_path / "r").exists()
