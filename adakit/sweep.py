@@ -12,6 +12,7 @@ table (the oracle best, the pick's and the default's accuracy), never for the pi
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -31,6 +32,7 @@ import yaml
 from adakit.bench import DATA_OBJECTS, check_plan, check_set_keys, run_plan, slug
 from adakit.config import ExperimentConfig, build_config, load_config, read_yaml
 from adakit.errors import AdakitError, ConfigError
+from adakit.rundir import write_atomically
 
 
 @dataclass
@@ -554,11 +556,14 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
     for s, c in table:
         lines.append(_md_row([s.name, c["checkpoint"], c["labels"], *(_num(c.get(v)) for v in shown),
                               _num(c["accuracy"]), ", ".join(marks(s, c)), f"`{s.run_dir.name}`"]))
-    (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["setting", "checkpoint", "labels", *validators, "accuracy_oracle", "marks", "run_dir"])
-        for s, c in table:
-            w.writerow([s.name, c["checkpoint"], c["labels"], *("" if c.get(v) is None else c[v] for v in validators),
-                        "" if c["accuracy"] is None else c["accuracy"], ";".join(marks(s, c)), str(s.run_dir)])
-    (out_dir / "sweep.json").write_text(json.dumps(result, indent=1))
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["setting", "checkpoint", "labels", *validators, "accuracy_oracle", "marks", "run_dir"])
+    for s, c in table:
+        w.writerow([s.name, c["checkpoint"], c["labels"], *("" if c.get(v) is None else c[v] for v in validators),
+                    "" if c["accuracy"] is None else c["accuracy"], ";".join(marks(s, c)), str(s.run_dir)])
+    # every file composed before any is written, each written whole (a temporary file renamed over it): a sweep
+    # killed or failing here leaves the previous tables or the new ones, never a truncated one
+    texts = {"sweep.md": "\n".join(lines) + "\n", "sweep.csv": f.getvalue(), "sweep.json": json.dumps(result, indent=1)}
+    for name, text in texts.items():
+        write_atomically(out_dir / name, text)

@@ -562,3 +562,40 @@ def test_set_of_a_grid_key_is_refused(config, tmp_path):
     with pytest.raises(ConfigError, match="--set train="):
         plan_sweep(config, parse_grid(["train.lr=0.03,0.003"]), tmp_path / "o", extra=["train={lr: 0.5}"])
     assert not (tmp_path / "o").exists()
+
+
+def test_a_sweep_stopped_while_writing_its_tables_leaves_the_previous_ones_whole(tmp_path, monkeypatch):
+    """sweep.md, sweep.csv and sweep.json were written in place one after the other: a sweep killed (or failing)
+    while writing them left a truncated sweep.csv, or a new sweep.md beside the previous sweep.csv / sweep.json.
+    Each is now composed first and renamed into place whole."""
+    import csv as csv_module
+
+    from adakit.sweep import _write, pick
+
+    def write(grid: list) -> dict[str, str]:
+        table = [(s, c) for s in grid for c in checkpoints(s.summary, ["im"])]
+        _write(tmp_path / "out", {"select": "im", "pick": pick(grid, "im")}, table, ["im"])
+        return {n: (tmp_path / "out" / n).read_text() for n in ("sweep.md", "sweep.csv", "sweep.json")}
+
+    before = write([_fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.5])])
+    real = csv_module.writer
+
+    def dying_writer(*args, **kwargs):  # stops after the header and one row, as a kill mid-write would
+        w, rows = real(*args, **kwargs), []
+
+        class Writer:
+            def writerow(self, row):
+                rows.append(row)
+                if len(rows) > 2:
+                    raise KeyboardInterrupt
+                return w.writerow(row)
+        return Writer()
+
+    monkeypatch.setattr(csv_module, "writer", dying_writer)
+    with pytest.raises(KeyboardInterrupt):
+        write([_fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.5]), _fake_setting(tmp_path, "0.01", [0.1, 0.3, 0.95])])
+    assert {n: (tmp_path / "out" / n).read_text() for n in before} == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(before)  # no temporary file left
+    monkeypatch.setattr(csv_module, "writer", real)
+    after = write([_fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.5]), _fake_setting(tmp_path, "0.01", [0.1, 0.3, 0.95])])
+    assert "train.lr=0.01,round 0,0,0.95,0.6,pick," in after["sweep.csv"] and "| pick |" in after["sweep.md"]
