@@ -47,27 +47,31 @@ class Setting:
     summary: dict = field(default_factory=dict)
 
 
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """``["train.lr=0.01,0.003", "seed=0,1"]`` -> ``{"train.lr": [0.01, 0.003], "seed": [0, 1]}`` (YAML scalars)."""
+def parse_grid(items: list[str], flag: str = "--grid") -> dict[str, list[Any]]:
+    """``["train.lr=0.01,0.003", "seed=0,1"]`` -> ``{"train.lr": [0.01, 0.003], "seed": [0, 1]}`` (YAML scalars);
+    ``flag``: the option the items came from, as errors name it (``--grid``, ``--only``)."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or not raw.strip():
-            raise ConfigError(f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid train.lr=0.01,0.003")
+            raise ConfigError(f"{flag} {item!r}: expected key=v1,v2,..., e.g. {flag} train.lr=0.01,0.003")
         if key in grid:
-            raise ConfigError(f"--grid {key}: given twice; put all its values in one --grid {key}=v1,v2")
+            raise ConfigError(f"{flag} {key}: given twice; put all its values in one {flag} {key}=v1,v2")
+        if raw.rstrip().endswith(","):  # (YAML reads "[0.1, ]" as one value: the empty one was dropped silently)
+            raise ConfigError(f"{flag} {item!r}: an empty value after the last comma; give every value, e.g. "
+                              f"{flag} {key}={raw.rstrip().rstrip(',').strip()},<another value>")
         try:  # a YAML flow list: "a,b" in quotes is one value
             values = read_yaml(f"[{raw}]")
         except yaml.YAMLError as e:
-            raise ConfigError(f"--grid {item!r}: the values are not YAML scalars separated by commas ({e.problem}); "
-                              "quote a value that holds a comma or brackets, e.g. --grid 'name=\"a,b\",c'") from None
+            raise ConfigError(f"{flag} {item!r}: the values are not YAML scalars separated by commas ({e.problem}); "
+                              f"quote a value that holds a comma or brackets, e.g. {flag} 'name=\"a,b\",c'") from None
         values = _grid_values(key, values)
         if len({json.dumps(v) for v in values}) != len(values):
-            raise ConfigError(f"--grid {item!r}: a value is listed twice")
+            raise ConfigError(f"{flag} {item!r}: a value is listed twice")
         grid[key] = values
     if not grid:
-        raise ConfigError("give at least one --grid key=v1,v2,...")
+        raise ConfigError(f"give at least one {flag} key=v1,v2,...")
     return grid
 
 
@@ -131,7 +135,7 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
     check_set_keys(extra, {k: f"--grid sets {k} for each setting; give it in --set or in --grid, not both"
                            for k in grid})
     base = _config_with(config, list(extra or []))
-    filters = parse_grid(only) if only else {}
+    filters = parse_grid(only, "--only") if only else {}
     for key in filters:
         if key not in grid:
             raise ConfigError(f"--only {key}: not a --grid key; grid keys: {', '.join(grid)}")

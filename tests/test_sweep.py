@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -599,3 +600,21 @@ def test_a_sweep_stopped_while_writing_its_tables_leaves_the_previous_ones_whole
     monkeypatch.setattr(csv_module, "writer", real)
     after = write([_fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.5]), _fake_setting(tmp_path, "0.01", [0.1, 0.3, 0.95])])
     assert "train.lr=0.01,round 0,0,0.95,0.6,pick," in after["sweep.csv"] and "| pick |" in after["sweep.md"]
+
+
+def test_a_grid_value_list_ending_in_a_comma_is_refused(config, tmp_path):
+    """--grid train.lr=0.1, (a value missing after the comma) ran a sweep of train.lr=0.1 alone, without a word: YAML
+    drops an empty last item of a flow list ('0.1,,0.2' was already an error)."""
+    for item in ("train.lr=0.1,", "train.lr=0.1, ", "train.lr=0.1,0.3,"):
+        with pytest.raises(ConfigError, match=rf"--grid '{item}': an empty value after the last comma"):
+            parse_grid([item])
+    assert parse_grid(['name="a,",b']) == {"name": ["a,", "b"]}  # a quoted comma is a value's
+    res = CliRunner().invoke(app, ["sweep", str(config), "--grid", "train.lr=0.1,", "--select", "im", "--out",
+                                   str(tmp_path / "o")])
+    assert res.exit_code == 2 and "an empty value after the last comma" in res.output
+    # --only is read the same way, and its errors name --only (they said --grid)
+    for only, error in (("train.lr=0.03,", "--only 'train.lr=0.03,': an empty value after the last comma"),
+                        ("train.lr=", "--only 'train.lr=': expected key=v1,v2,..., e.g. --only train.lr=")):
+        with pytest.raises(ConfigError, match=re.escape(error)):
+            plan_sweep(config, parse_grid(["train.lr=0.03,0.003"]), tmp_path / "o", only=[only])
+    assert not (tmp_path / "o").exists()
