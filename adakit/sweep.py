@@ -410,13 +410,13 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     grid = grid_items if isinstance(grid_items, dict) else parse_grid(grid_items)
     if not grid:
         raise ConfigError("give at least one grid key with its values")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give 1 or more processes")
     if objects and jobs > 1:
         raise ConfigError(f"jobs={jobs}: a sweep on Python objects runs in this process (they cannot be sent to "
                           "others); use jobs=1")
     settings = plan_sweep(config, grid, out_dir, extra, only, objects)
     _check_select(select, cls, settings)
-    if jobs < 1:
-        raise ConfigError(f"--jobs {jobs}: give 1 or more processes")
     _check_jobs(jobs, settings)
     ran = run_settings(settings, jobs, on_run, objects)
     for s in settings:
@@ -475,16 +475,18 @@ def _check_select(select: str, cls: type, settings: list[Setting]) -> None:
 def _check_jobs(jobs: int, settings: list[Setting]) -> None:
     """Warn when ``jobs`` parallel runs would use more torch threads than there are CPUs (each run uses
     ``train.threads``, or torch's default, which is every core): they then compete for the cores and the sweep
-    runs slower than with fewer jobs."""
-    if jobs <= 1 or not settings:
+    runs slower than with fewer jobs. Only the unfinished settings run, so no more than that many at once."""
+    todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
+    parallel = min(jobs, len(todo))
+    if parallel <= 1:
         return
     import torch
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_run = max((s.config.train.threads or torch.get_num_threads()) for s in settings)
-    if jobs * per_run > cpus:
-        fewer_threads = (f", or --set train.threads={cpus // jobs} (a run's numbers can differ slightly with its "
-                         "thread count)") if cpus // jobs >= 1 and cpus // jobs < per_run else ""
+    per_run = max((s.config.train.threads or torch.get_num_threads()) for s in todo)
+    if parallel * per_run > cpus:
+        fewer_threads = (f", or --set train.threads={cpus // parallel} (a run's numbers can differ slightly with "
+                         "its thread count)") if 1 <= cpus // parallel < per_run else ""
         warnings.warn(f"--jobs {jobs} runs at up to {per_run} torch thread(s) each on {cpus} CPU(s): they compete "
                       f"for the cores. Use --jobs {max(1, cpus // per_run)}{fewer_threads}", UserWarning,
                       stacklevel=3)

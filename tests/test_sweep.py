@@ -330,21 +330,30 @@ def test_more_parallel_threads_than_cpus_warns(tmp_path, monkeypatch):
 
     from adakit.sweep import _check_jobs
 
-    grid = [_fake_setting(tmp_path, "0.1", [0.1, 0.2, 0.3])]
-    grid[0].config.train.threads = None  # unset: torch's default
+    grid = [_fake_setting(tmp_path, lr, [0.1, 0.2, 0.3]) for lr in ("0.1", "0.2", "0.3", "0.4")]
+    for s in grid:
+        s.config.train.threads = None  # unset: torch's default
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr("torch.get_num_threads", lambda: 2)
     with pytest.warns(UserWarning, match=r"--jobs 4 runs at up to 2 torch thread\(s\) each on 2 CPU\(s\).*--jobs 1$"):
         _check_jobs(4, grid)  # 4 jobs on 2 CPUs: no thread count helps, fewer jobs do
     with pytest.warns(UserWarning, match=r"--jobs 2 runs at up to 2 .*--jobs 1, or --set train.threads=1 "):
         _check_jobs(2, grid)
-    grid[0].config.train.threads = 1
+    for s in grid:
+        s.config.train.threads = 1
     with pytest.warns(UserWarning, match=r"--jobs 3 runs at up to 1 .*Use --jobs 2$"):  # (threads=1 already)
         _check_jobs(3, grid)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _check_jobs(2, grid)  # 2 runs x 1 thread on 2 CPUs: fine
         _check_jobs(1, grid)
+        # more jobs than unfinished settings start no more processes than settings: 2 at once here, which fit (it
+        # warned "--jobs 8 ... Use --jobs 2" for a grid of 2, or for a resumed sweep with 2 settings left)
+        _check_jobs(8, grid[:2])
+        for s in grid[2:]:
+            (s.run_dir).mkdir()
+            (s.run_dir / "summary.json").write_text("{}")
+        _check_jobs(8, grid)
 
 
 def test_a_sweep_from_python_takes_a_dict_config_and_a_dict_grid(config, tmp_path):
