@@ -360,7 +360,14 @@ def pick(settings: list[Setting], select: str) -> dict:
     """
     cands = [(s, c) for s in settings for c in candidates(s.summary, select)]
     if not cands:
-        raise ConfigError(f"--select {select}: no run recorded it (see `adakit methods {select}` for its inputs)")
+        nan = sum(1 for s in settings for c in _offered(s.summary, checkpoints(s.summary, [select]))
+                  if c.get(select) is not None and not _finite(c[select]))
+        raise ConfigError(f"--select {select}: none of the {len(settings)} finished setting(s) has a score of it to "
+                          "pick by" + (f" ({nan} checkpoint(s) scored NaN)" if nan else "")
+                          + "; a run records no validator when its model's outputs are not probabilities (training "
+                          "diverged to NaN, say: the run then warns that its training loss was not finite). The runs "
+                          "are kept (their scores in each folder's summary.json); rerun the command with another "
+                          "--select or grid: finished settings are not trained again")
     top = max(c[select] for _, c in cands)
     tied = [(s, c) for s, c in cands if math.isclose(c[select], top, rel_tol=1e-12, abs_tol=1e-15)]
     of_default = [sc for sc in tied if sc[0].is_default]

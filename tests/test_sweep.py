@@ -627,3 +627,20 @@ def test_a_grid_value_list_ending_in_a_comma_is_refused(config, tmp_path):
         with pytest.raises(ConfigError, match=re.escape(error)):
             plan_sweep(config, parse_grid(["train.lr=0.03,0.003"]), tmp_path / "o", only=[only])
     assert not (tmp_path / "o").exists()
+
+
+def test_a_sweep_whose_runs_scored_nothing_says_why_and_keeps_them(tmp_path):
+    """Settings whose training diverged record no validator (or NaN): the error said "no run recorded it (see
+    `adakit methods im` for its inputs)", pointing at inputs the sweep had already checked; it now says the runs
+    have no score, how that happens and that they are kept."""
+    from adakit.sweep import pick
+
+    nan = float("nan")
+    grid = [_fake_setting(tmp_path, "0.1", [nan, nan, nan]), _fake_setting(tmp_path, "0.2", [nan, nan, nan])]
+    for c in grid[1].summary["warmup_checkpoints"] + grid[1].summary["rounds"]:
+        del c["val/im"]  # not recorded at all
+    with pytest.raises(ConfigError, match=r"--select im: none of the 2 finished setting\(s\) has a score of it to pick "
+                                          r"by \(3 checkpoint\(s\) scored NaN\); .*diverged.* The runs are kept"):
+        pick(grid, "im")
+    grid[0].summary["rounds"][0]["val/im"] = 0.5  # one finite score: it is the pick, NaN never wins
+    assert (pick(grid, "im")["setting"], pick(grid, "im")["checkpoint"]) == ("train.lr=0.1", "round 0")
