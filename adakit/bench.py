@@ -171,6 +171,7 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
     """
     out_dir = Path(out_dir)
     plan = plan_bench(path, out_dir, extra, only, pairs)
+    note = _filtered_note(path, len(plan), only, pairs)
 
     def report(i: int, run_dir: Path, summary: dict, seconds: float) -> None:
         if on_run:
@@ -183,9 +184,21 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
         if not done:
             raise ConfigError(f"{out_dir}: no finished run of this grid yet (no */*/seed-*/summary.json); run the "
                               "bench without --table-only first")
-        return compare(done, out_dir)
+        return compare(done, out_dir, note)
     run_plan(plan, report)
-    return compare([d for _, d in plan], out_dir)
+    return compare([d for _, d in plan], out_dir, note)
+
+
+def _filtered_note(path: str | Path | dict, runs: int, only: list[str] | None, pairs: list[str] | None) -> str:
+    """The line under a table of part of the grid (``only`` methods, ``pairs``) saying so: a grid split over
+    processes that share an output folder ends with the table of the last one to finish, which holds only its part."""
+    if not only and not pairs:
+        return ""
+    spec, _ = load_bench(path)
+    total = len(spec.seeds) * max(1, len(spec.pairs)) * len(spec.methods)
+    flags = " ".join([*(f"--only {m}" for m in only or []), *(f"--pair {p}" for p in pairs or [])])
+    return (f"Filtered by {flags}: this table covers {runs} of the grid's {total} runs; the same command with "
+            "`--table-only` in place of these filters tabulates every finished run of the grid.")
 
 
 def plan_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | None = None,

@@ -172,10 +172,11 @@ def check_report_dir(out_dir: Path) -> None:
     check_writable_folder(Path(out_dir), "--out", "comparison.md and the curves")
 
 
-def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str:
+def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: str = "") -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 
     Writes ``comparison.md`` and one ``curve-<pair>.png`` per pair into ``out_dir``; returns the markdown.
+    ``note``: a paragraph printed under the table (what part of a grid it covers, say).
     """
     out_dir = Path(out_dir)
     run_dirs = _folders(run_dirs)
@@ -217,6 +218,8 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path) -> str
         lines += ["", f"Note: these runs were computed in {len(machines)} different environments (another CPU, "
                   "kernel set, library version or thread count can move per-seed numbers by about the seed "
                   "spread):", *(f"- {m}" for m in machines)]
+    if note:
+        lines += ["", note]
     md = "\n".join(lines) + "\n"
     write_atomically(out_dir / "comparison.md", md)
     return md

@@ -234,3 +234,18 @@ def test_cli_bench_on_an_unlabelled_target_reports_each_run(tmp_path):
     res = CliRunner().invoke(app, ["bench", str(tmp_path / "bench.yaml"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert res.output.count("final accuracy no labelled test samples") == 2
+
+
+def test_a_table_of_part_of_the_grid_says_so(bench_file, tmp_path):
+    """A grid split over processes sharing --out (--only / --pair) ends with the comparison.md of the process that
+    finished last, which held only its own runs and did not say so: the other methods were missing without a word.
+    A filtered table now names its filter, how many of the grid's runs it covers and the --table-only call."""
+    out = tmp_path / "out"
+    run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
+    md = run_bench(bench_file, out, only=["random"], pairs=["digits-digits-rotated"])
+    assert "| random |" in md and "| margin |" not in md
+    note = ("Filtered by --only random --pair digits-digits-rotated: this table covers 2 of the grid's 8 runs; the "
+            "same command with `--table-only` in place of these filters tabulates every finished run of the grid.")
+    assert note in md and note in (out / "comparison.md").read_text()
+    whole = run_bench(bench_file, out, table_only=True)
+    assert "| random |" in whole and "| margin |" in whole and "Filtered" not in whole
