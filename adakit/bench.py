@@ -134,6 +134,11 @@ def run_plan(plan: list[tuple[ExperimentConfig, Path]],
             domains_cache[key] = load_domains(cfg.data, cfg.seed)
         return domains_cache[key]
 
+    for cfg, run_dir in plan:  # a resumed plan: the runs to do adopt the warm-up a finished run trained
+        if cfg.runner != "linear_probe" and (run_dir / "summary.json").is_file():
+            from adakit.loop import _warmup_key
+
+            warmups.setdefault(_warmup_key(cfg.to_dict()), run_dir)
     for i, (cfg, run_dir) in enumerate(plan):
         if (run_dir / "summary.json").is_file():
             continue

@@ -249,3 +249,29 @@ def test_a_table_of_part_of_the_grid_says_so(bench_file, tmp_path):
     assert note in md and note in (out / "comparison.md").read_text()
     whole = run_bench(bench_file, out, table_only=True)
     assert "| random |" in whole and "| margin |" in whole and "Filtered" not in whole
+
+
+def test_a_resumed_bench_adopts_the_warmup_of_a_run_finished_before(bench_file, tmp_path, monkeypatch):
+    """Runs that share a warm-up train it once, but only within one call: a bench interrupted after the first
+    method's run trained the same warm-up again for the second method when run again (a waste on a laptop, not a
+    difference in numbers); a finished run's warm-up is now adopted."""
+    from adakit.loop import ActiveLoop
+
+    out = tmp_path / "out"
+    run_bench(bench_file, out, only=["random"], pairs=["digits-digits-shifted"])  # the interrupted bench's part
+    adopted = []
+    real = ActiveLoop.adopt_warmup
+
+    def spy(self, other):
+        adopted.append((self.run_dir.relative_to(out).as_posix(), Path(other).relative_to(out).as_posix()))
+        return real(self, other)
+
+    monkeypatch.setattr(ActiveLoop, "adopt_warmup", spy)
+    run_bench(bench_file, out, pairs=["digits-digits-shifted"])
+    assert adopted == [("digits-digits-shifted/margin/seed-0", "digits-digits-shifted/random/seed-0"),
+                       ("digits-digits-shifted/margin/seed-1", "digits-digits-shifted/random/seed-1")]
+    a = json.loads((out / "digits-digits-shifted/random/seed-0/summary.json").read_text())
+    b = json.loads((out / "digits-digits-shifted/margin/seed-0/summary.json").read_text())
+    assert a["rounds"][0] == b["rounds"][0]
+    assert (out / "digits-digits-shifted/margin/seed-0/checkpoints/round-0.pt").read_bytes() == \
+        (out / "digits-digits-shifted/random/seed-0/checkpoints/round-0.pt").read_bytes()
