@@ -57,6 +57,17 @@ def load_bench(path: str | Path | dict) -> tuple[BenchSpec, Path]:
         spec = BenchSpec.model_validate(values)
     except ValidationError as err:
         raise ConfigError(f"{path}: {format_validation_error(err, '', BenchSpec)}") from None
+    if not spec.methods:
+        raise ConfigError(f"{path}: methods: is empty; give at least one, e.g. methods: {{random: "
+                          "[query.strategy=random]}")
+    if not spec.seeds:
+        raise ConfigError(f"{path}: seeds: is empty; give at least one, e.g. seeds: [0]")
+    twice = next((s for i, s in enumerate(spec.seeds) if s in spec.seeds[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{path}: seeds: {spec.seeds} lists seed {twice} twice; list each seed once")
+    twice = next((p for i, p in enumerate(spec.pairs) if p in spec.pairs[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{path}: pairs: lists [{twice[0]}, {twice[1]}] twice; list each pair once")
     folders: dict[str, list[str]] = {}
     for name in spec.methods:
         folders.setdefault(slug(name), []).append(name)
@@ -226,6 +237,12 @@ def plan_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | 
         owned["data.source"] = owned["data.target"] = (
             f"the bench sets data.source and data.target for each run from its pairs: {', '.join(grid_pairs)}; run "
             f"some of them with --pair SOURCE-TARGET, or change pairs: in {path}")
+    for where, items in [("set:", spec.set), *((f"method {name!r}:", sets) for name, sets in spec.methods.items())]:
+        for item in items:  # the grid's own keys: a value here was replaced by the grid's without a word
+            key = item.partition("=")[0].strip()
+            for k, why in owned.items():
+                if key == k or k.startswith(key + ".") or key.startswith(k + "."):
+                    raise ConfigError(f"{path}: {where} {item.strip()}: {why}")
     for name, sets in methods.items():
         for item in sets:
             owned.setdefault(item.partition("=")[0].strip(), f"method {name!r} of {path} sets {item.strip()} for its "

@@ -275,3 +275,26 @@ def test_a_resumed_bench_adopts_the_warmup_of_a_run_finished_before(bench_file, 
     assert a["rounds"][0] == b["rounds"][0]
     assert (out / "digits-digits-shifted/margin/seed-0/checkpoints/round-0.pt").read_bytes() == \
         (out / "digits-digits-shifted/random/seed-0/checkpoints/round-0.pt").read_bytes()
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"seeds": []}, "seeds: is empty; give at least one"),
+    ({"methods": {}}, "methods: is empty; give at least one"),
+    ({"seeds": [0, 1, 0]}, "seeds: [0, 1, 0] lists seed 0 twice"),
+    ({"pairs": [["digits", "digits-rotated"], ["digits", "digits-rotated"]]}, "pairs: lists [digits, digits-rotated] "
+                                                                              "twice"),
+    ({"methods": {"margin": ["query.strategy=margin", "seed=3"]}}, "method 'margin': seed=3: the bench sets seed"),
+    ({"methods": {"margin": ["label=m"]}}, "method 'margin': label=m: the bench sets label for each run"),
+    ({"set": ["seed=2"]}, "set: seed=2: the bench sets seed for each run from its seeds: [0, 1]"),
+    ({"methods": {"m": ["data.target=digits"]}}, "method 'm': data.target=digits: the bench sets data.source and "
+                                                 "data.target for each run from its pairs"),
+])
+def test_a_bench_file_the_grid_cannot_run_as_written_is_refused_before_work(bench_file, tmp_path, change, error):
+    """An empty seeds: / methods: ended in "compare: give at least one run folder"; a seed or pair listed twice was
+    "would share one run folder ... rename a domain or method"; a method's (or set:'s) seed=, label= or pair key
+    was replaced by the grid's value without a word (the run used seed 0 while the file said 3)."""
+    spec = {**yaml.safe_load(bench_file.read_text()), **change}
+    bench_file.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=re.escape(f"{bench_file}: {error}")):
+        run_bench(bench_file, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
