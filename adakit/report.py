@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +32,17 @@ def pair_label(s: dict) -> str:
     return f"{s['data']['source']}→{s['data']['target']}"
 
 
+def one_line(text: object) -> str:
+    """``text`` on one line (its line breaks as spaces), for a markdown heading or table cell."""
+    return re.sub(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", str(text)).strip()  # (str.splitlines' breaks)
+
+
+def md_cell(text: object) -> str:
+    """``text`` as one markdown table cell: on one line, its pipes escaped (a name holding '|' split its row into
+    more columns than the table has)."""
+    return one_line(text).replace("|", "\\|")
+
+
 def _fmt(values: list[float]) -> str:
     a = 100 * np.asarray(values, dtype=float)
     return f"{a.mean():.1f}" if len(a) == 1 else f"{a.mean():.1f} ± {a.std(ddof=0):.1f}"
@@ -38,7 +50,7 @@ def _fmt(values: list[float]) -> str:
 
 def write_run_report(run_dir: str | Path, summary: dict) -> None:
     run_dir = Path(run_dir)
-    lines = [f"# {summary['name']}: {pair_label(summary)}, {run_label(summary)}", "",
+    lines = [one_line(f"# {summary['name']}: {pair_label(summary)}, {run_label(summary)}"), "",
              f"protocol: {summary['protocol']}, seed: {summary['seed']}, "
              f"budget: {summary['budget']['total']} in {summary['budget']['rounds']} rounds", "",
              "| round | labels | accuracy | mean class accuracy |", "|---:|---:|---:|---:|"]
@@ -197,7 +209,7 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
     protocols = sorted({s["protocol"] for s in runs})
     lines = [f"Final target accuracy (%) after the last round, mean ± std over seeds "
              f"(protocol: {', '.join(protocols)}).", "",
-             "| method | " + " | ".join(pairs) + (" | avg |" if len(pairs) > 1 else " |"),
+             "| method | " + " | ".join(map(md_cell, pairs)) + (" | avg |" if len(pairs) > 1 else " |"),
              "|---|" + "---:|" * (len(pairs) + (len(pairs) > 1))]
     for m in methods:
         cells, means = [], []
@@ -209,7 +221,7 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
                 means.append(np.mean(vals))
         avg = f" | {100 * np.mean(means):.1f}" if len(pairs) > 1 and len(means) == len(pairs) else (
             " | –" if len(pairs) > 1 else "")
-        lines.append(f"| {m} | " + " | ".join(cells) + avg + " |")
+        lines.append(f"| {md_cell(m)} | " + " | ".join(cells) + avg + " |")
     for p in pairs:
         groups = {m: by[(m, p)] for m in methods if (m, p) in by and all(r["rounds"] for r in by[(m, p)])}
         plot_curves(groups, out_dir / curve_file(p), title=p)

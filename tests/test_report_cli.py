@@ -194,3 +194,29 @@ def test_help_shows_flags_without_a_placeholder():
     res = runner.invoke(app, ["run", "--help"], terminal_width=200)
     assert res.exit_code == 0 and "KEY=VALUE" in res.output
     assert not any("--help" in line and "<bool>" in line.lower() for line in res.output.splitlines())
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of one markdown table row, as GitHub splits them (on pipes not escaped by a backslash)."""
+    import re
+
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def test_names_with_pipes_and_line_breaks_keep_the_tables_columns(tmp_path):
+    """A method label or domain name holding '|' split its table row into extra columns (the numbers moved under
+    another pair's heading) and a line break in it ended the row: they are escaped, the unicode kept."""
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8])
+    s = json.loads((tmp_path / "m0" / "summary.json").read_text())
+    s.update(label="a|b ünï\nsecond line\n", data={"format": "npz", "source": "x|y", "target": "webcam"})
+    (tmp_path / "m0" / "summary.json").write_text(json.dumps(s))
+    _summary(tmp_path / "r0", "random", 0, [0.5, 0.6])
+    res = runner.invoke(app, ["report", str(tmp_path / "m0"), str(tmp_path / "r0"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "o" / "comparison.md").read_text().splitlines()
+    table = [ln for ln in lines if ln.startswith("|")]
+    assert len(table) == 4 and all(len(_cells(ln)) == 4 for ln in table), table  # method, 2 pairs, avg
+    assert _cells(table[0])[1:3] == ["amazon→webcam", r"x\|y→webcam"]
+    assert _cells(table[2]) == [r"a\|b ünï second line", "–", "80.0 (n=1)", "–"]
+    report = (tmp_path / "m0" / "report.md").read_text().splitlines()
+    assert report[0] == "# t: x|y→webcam, a|b ünï second line" and report[1] == ""
