@@ -103,7 +103,8 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, runs in sorted(groups.items()):
         n = min(len(r["rounds"]) for r in runs)
-        x = np.array([runs[0]["rounds"][i]["labels"] for i in range(n)])
+        # the mean label count of each round: seeds with dropped queries (not trained on) hold fewer labels
+        x = np.array([np.mean([r["rounds"][i]["labels"] for r in runs]) for i in range(n)])
         acc = 100 * np.array([[r["rounds"][i]["accuracy"] for i in range(n)] for r in runs])
         mean, std = acc.mean(0), acc.std(0)
         (line,) = ax.plot(x, mean, marker="o", label=name)
@@ -222,6 +223,15 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
         avg = f" | {100 * np.mean(means):.1f}" if len(pairs) > 1 and len(means) == len(pairs) else (
             " | –" if len(pairs) > 1 else "")
         lines.append(f"| {md_cell(m)} | " + " | ".join(cells) + avg + " |")
+    uneven = []  # cells whose seeds end with different label counts (dropped queries)
+    for (m, p), rs in sorted(by.items()):
+        counts = sorted({r["rounds"][-1]["labels"] for r in rs if r.get("rounds")})
+        if len(counts) > 1:
+            uneven.append(f"- {one_line(m)} on {one_line(p)}: its seeds end with different numbers of labels "
+                          f"({', '.join(map(str, counts))})")
+    if uneven:
+        lines += ["", "Note: dropped queries (nobody could label them) are neither trained on nor counted as labels, "
+                  "so these cells average seeds that trained on different numbers of labels:", *uneven]
     for p in pairs:
         groups = {m: by[(m, p)] for m in methods if (m, p) in by and all(r["rounds"] for r in by[(m, p)])}
         plot_curves(groups, out_dir / curve_file(p), title=p)

@@ -220,3 +220,26 @@ def test_names_with_pipes_and_line_breaks_keep_the_tables_columns(tmp_path):
     assert _cells(table[2]) == [r"a\|b ünï second line", "–", "80.0 (n=1)", "–"]
     report = (tmp_path / "m0" / "report.md").read_text().splitlines()
     assert report[0] == "# t: x|y→webcam, a|b ünï second line" and report[1] == ""
+
+
+def test_seeds_that_end_with_different_label_counts_are_plotted_and_noted_whatever_their_order(tmp_path,
+                                                                                             monkeypatch):
+    """Dropped queries are not trained on, so seeds of one experiment can hold different label counts per round:
+    the curve put every seed's accuracy at the first run's counts (the order of the folders moved the curve) and
+    the table did not say the cell averages runs of different label counts."""
+    from matplotlib.figure import Figure
+
+    seen = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: seen.append(fig.axes[0].get_lines()[0].get_xdata()))
+    _summary(tmp_path / "s0", "margin", 0, [0.5, 0.6, 0.8])
+    _summary(tmp_path / "s1", "margin", 1, [0.5, 0.6, 0.6])
+    s = json.loads((tmp_path / "s1" / "summary.json").read_text())
+    for m, n in zip(s["rounds"], (0, 3, 7)):  # 2 then 3 of its 5 + 5 queries dropped
+        m["labels"] = n
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps(s))
+    from adakit.report import compare
+
+    md = compare([tmp_path / "s0", tmp_path / "s1"], tmp_path / "a")
+    compare([tmp_path / "s1", tmp_path / "s0"], tmp_path / "b")
+    assert [list(x) for x in seen] == [[0, 4, 8.5], [0, 4, 8.5]]  # the mean count of each round
+    assert "finetune + margin on amazon→webcam: its seeds end with different numbers of labels (7, 10)" in md
