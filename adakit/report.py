@@ -208,8 +208,8 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
     methods = sorted({k[0] for k in by})
     pairs = sorted({k[1] for k in by})
     protocols = sorted({s["protocol"] for s in runs})
-    lines = [f"Final target accuracy (%) after the last round, mean ± std over seeds "
-             f"(protocol: {', '.join(protocols)}).", "",
+    lines = [f"Final target accuracy (%) after the last round, mean ± population std (ddof = 0) over the n seeds "
+             f"(protocol: {', '.join(protocols)}; –: no run).", "",
              "| method | " + " | ".join(map(md_cell, pairs)) + (" | avg |" if len(pairs) > 1 else " |"),
              "|---|" + "---:|" * (len(pairs) + (len(pairs) > 1))]
     for m in methods:
@@ -217,7 +217,12 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
         for p in pairs:
             rs = by.get((m, p), [])
             vals = [r["final_accuracy"] for r in rs if r["final_accuracy"] is not None]  # (None: no target labels)
-            cells.append(f"{_fmt(vals)} (n={len(vals)})" if vals else "–")
+            unlabelled = len(rs) - len(vals)
+            if vals:
+                cells.append(f"{_fmt(vals)} (n={len(vals)}" + (f", {unlabelled} without target labels)" if unlabelled
+                                                                 else ")"))
+            else:
+                cells.append(f"no target labels (n={unlabelled})" if rs else "–")
             if vals:
                 means.append(np.mean(vals))
         avg = f" | {100 * np.mean(means):.1f}" if len(pairs) > 1 and len(means) == len(pairs) else (

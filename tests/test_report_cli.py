@@ -91,7 +91,7 @@ def test_report_on_runs_without_target_labels(tmp_path):
     (tmp_path / "u" / "summary.json").write_text(json.dumps(s))
     res = runner.invoke(app, ["report", str(tmp_path / "u"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
-    assert "| finetune + margin | – |" in (tmp_path / "o" / "comparison.md").read_text()
+    assert "| finetune + margin | no target labels (n=1) |" in (tmp_path / "o" / "comparison.md").read_text()
 
 
 def test_report_on_a_non_run_folder_is_a_clear_error(tmp_path):
@@ -243,3 +243,22 @@ def test_seeds_that_end_with_different_label_counts_are_plotted_and_noted_whatev
     compare([tmp_path / "s1", tmp_path / "s0"], tmp_path / "b")
     assert [list(x) for x in seen] == [[0, 4, 8.5], [0, 4, 8.5]]  # the mean count of each round
     assert "finetune + margin on amazon→webcam: its seeds end with different numbers of labels (7, 10)" in md
+
+
+def test_a_cell_without_target_labels_differs_from_a_cell_without_runs_and_the_spread_is_named(tmp_path):
+    """Runs of a target without labels and a method never run on a pair were both '–': a reader could not tell two
+    finished runs from none. The header did not say which std (population or sample) the ± is."""
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8])
+    _summary(tmp_path / "m1", "margin", 1, [0.5, 0.6])
+    for seed in (0, 1):
+        _summary(tmp_path / f"u{seed}", "margin", seed, [0.5])
+        s = json.loads((tmp_path / f"u{seed}" / "summary.json").read_text())
+        s.update(rounds=[], final_accuracy=None, data={"format": "npz", "source": "amazon", "target": "unlabelled"},
+                 label="dann")
+        (tmp_path / f"u{seed}" / "summary.json").write_text(json.dumps(s))
+    from adakit.report import compare
+
+    md = compare([tmp_path / d for d in ("m0", "m1", "u0", "u1")], tmp_path / "o")
+    assert "| dann | no target labels (n=2) | – | – |" in md
+    assert "| finetune + margin | – | 70.0 ± 10.0 (n=2) | – |" in md
+    assert "population std (ddof = 0) over the n seeds" in md and "–: no run" in md
