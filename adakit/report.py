@@ -12,12 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from adakit.errors import ConfigError, DataError
-from adakit.rundir import check_writable_folder, replaced_atomically, write_atomically
+from adakit.rundir import check_writable_folder, replaced_atomically, sh, write_atomically
 
 
 def load_summary(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
+        if not Path(run_dir).is_dir():
+            raise ConfigError(f"{run_dir}: run folder not found")
+        if (Path(run_dir) / "ledger.sqlite").is_file():
+            raise ConfigError(f"{run_dir}: the run has not finished (no summary.json yet): continue it with "
+                              f"`adakit resume {sh(run_dir)}`, or leave it out of the comparison")
         raise ConfigError(f"{run_dir}: no summary.json (is it a finished adakit run folder?)")
     return json.loads(path.read_text())
 

@@ -262,3 +262,19 @@ def test_a_cell_without_target_labels_differs_from_a_cell_without_runs_and_the_s
     assert "| dann | no target labels (n=2) | – | – |" in md
     assert "| finetune + margin | – | 70.0 ± 10.0 (n=2) | – |" in md
     assert "population std (ddof = 0) over the n seeds" in md and "–: no run" in md
+
+
+def test_report_on_an_unfinished_run_says_to_resume_it(tmp_path):
+    """A run killed before its end (a ledger, no summary.json) was called 'no summary.json (is it a finished adakit
+    run folder?)': it now says the run has not finished and how to continue it or leave it out; a folder that does
+    not exist is named as such."""
+    from adakit.ledger import Ledger
+
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8])
+    (tmp_path / "killed").mkdir()
+    Ledger(tmp_path / "killed" / "ledger.sqlite").close()
+    res = runner.invoke(app, ["report", str(tmp_path / "m0"), str(tmp_path / "killed"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "has not finished" in res.output and "adakit resume" in res.output, res.output
+    assert "leave it out" in res.output and not (tmp_path / "o").exists()
+    res = runner.invoke(app, ["report", str(tmp_path / "typo")])
+    assert res.exit_code == 2 and "not found" in res.output, res.output
