@@ -183,7 +183,8 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
 
     ``only`` keeps these methods and ``pairs`` these ``source-target`` pairs (both: all when empty), so
     one grid can be split across processes that share ``out_dir``. ``table_only``: run nothing, write the
-    table and curves of the grid's finished runs (the cells show how many seeds they hold).
+    table and curves of the grid's finished runs (the cells show how many seeds they hold, a note under the table
+    names the runs left out).
     """
     out_dir = Path(out_dir)
     plan = plan_bench(path, out_dir, extra, only, pairs)
@@ -200,7 +201,10 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
         if not done:
             raise ConfigError(f"{out_dir}: no finished run of this grid yet (no */*/seed-*/summary.json); run the "
                               "bench without --table-only first")
-        return compare(done, out_dir, note)
+        left = [f"{d.relative_to(out_dir).as_posix()} ("
+                f"{'started, not finished' if (d / 'ledger.sqlite').is_file() else 'not started'})"
+                for _, d in plan if d not in done]
+        return compare(done, out_dir, note, left_out=left)
     run_plan(plan, report)
     return compare([d for _, d in plan], out_dir, note)
 

@@ -190,11 +190,14 @@ def check_report_dir(out_dir: Path) -> None:
     check_writable_folder(Path(out_dir), "--out", "comparison.md and the curves")
 
 
-def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: str = "") -> str:
+def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: str = "",
+            left_out: list[str] | tuple[str, ...] = ()) -> str:
     """Side-by-side table (mean ± std over seeds) of final accuracy per method and pair, plus curves.
 
     Writes ``comparison.md`` and one ``curve-<pair>.png`` per pair into ``out_dir``; returns the markdown.
-    ``note``: a paragraph printed under the table (what part of a grid it covers, say).
+    ``note``: a paragraph printed under the table (what part of a grid it covers, say). ``left_out``: runs of the
+    same experiments that are not in the table (`adakit bench --table-only`: those not finished), listed under it,
+    so that a cell's smaller n is explained.
     """
     out_dir = Path(out_dir)
     run_dirs = _folders(run_dirs)
@@ -250,6 +253,10 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
         lines += ["", f"Note: these runs were computed in {len(machines)} different environments (another CPU, "
                   "kernel set, library version or thread count can move per-seed numbers by about the seed "
                   "spread):", *(f"- {m}" for m in machines)]
+    if left_out:
+        lines += ["", f"Note: {len(left_out)} run{'s' if len(left_out) > 1 else ''} of the grid "
+                  f"{'are' if len(left_out) > 1 else 'is'} not in the table (the cells' n counts finished seeds only):",
+                  *(f"- {one_line(x)}" for x in left_out)]
     if note:
         lines += ["", note]
     md = "\n".join(lines) + "\n"

@@ -298,3 +298,28 @@ def test_a_bench_file_the_grid_cannot_run_as_written_is_refused_before_work(benc
     with pytest.raises(ConfigError, match=re.escape(f"{bench_file}: {error}")):
         run_bench(bench_file, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_table_only_names_the_runs_of_the_grid_it_leaves_out(bench_file, tmp_path):
+    """--table-only wrote the finished runs' table only: a seed that had not finished (or not started) left its cell
+    with a smaller n and no word about it. The table now lists the grid's runs that are not in it."""
+    from adakit.bench import plan_bench
+    from adakit.ledger import Ledger
+
+    out = tmp_path / "out"
+    plan = plan_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
+    (done, _), (started, _) = [(d, c) for c, d in plan]
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text(json.dumps({
+        "name": "tiny", "label": "margin", "strategy": "margin", "objective": "finetune", "protocol": "transductive",
+        "seed": 0, "data": {"format": "demo", "source": "digits", "target": "digits-rotated"},
+        "budget": {"total": 0.02, "rounds": 2}, "rounds": [{"round": 0, "labels": 0, "accuracy": 0.5}],
+        "final_accuracy": 0.5}))
+    md = run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"], table_only=True)
+    assert "| margin | 50.0 (n=1) |" in md
+    assert "1 run of the grid is not in the table" in md and "- digits-digits-rotated/margin/seed-1 (not started)" in md
+    started.mkdir(parents=True)
+    Ledger(started / "ledger.sqlite").close()
+    md = run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"], table_only=True)
+    assert "- digits-digits-rotated/margin/seed-1 (started, not finished)" in md
+    assert (out / "comparison.md").read_text().strip() == md.strip()
