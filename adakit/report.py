@@ -55,13 +55,29 @@ def _fmt(values: list[float]) -> str:
 
 def write_run_report(run_dir: str | Path, summary: dict) -> None:
     run_dir = Path(run_dir)
+    budget = summary["budget"]
+    if not budget["rounds"]:
+        spent = "none (0 rounds: no target label is queried)"
+    else:
+        per_round = budget.get("per_round")
+        spent = f"{budget['total']} in {budget['rounds']} rounds" + (
+            f" ({', '.join(map(str, per_round))} a round)" if per_round else "")
     lines = [one_line(f"# {summary['name']}: {pair_label(summary)}, {run_label(summary)}"), "",
-             f"protocol: {summary['protocol']}, seed: {summary['seed']}, "
-             f"budget: {summary['budget']['total']} in {summary['budget']['rounds']} rounds", "",
-             "| round | labels | accuracy | mean class accuracy |", "|---:|---:|---:|---:|"]
-    for m in summary["rounds"]:
-        lines.append(f"| {m['round']} | {m['labels']} | {100 * m['accuracy']:.2f} | "
-                     f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
+             f"protocol: {summary['protocol']}, seed: {summary['seed']}, budget: {spent}", ""]
+    unlabelled = summary.get("unlabelled_rounds") or []
+    if summary["rounds"] or not unlabelled:
+        lines += ["| round | labels | accuracy | mean class accuracy |", "|---:|---:|---:|---:|"]
+        for m in summary["rounds"]:
+            lines.append(f"| {m['round']} | {m['labels']} | {100 * m['accuracy']:.2f} | "
+                         f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
+    else:  # a target without labels: no accuracy, the label-free validators instead
+        names = sorted({k for m in unlabelled for k in m if k.startswith("val/")})
+        lines += ["The target has no labels, so there is no accuracy; the label-free validators of each round "
+                  "(see adakit.validate):", "",
+                  "| round | labels | " + " | ".join(map(md_cell, names)) + " |", "|---:|---:|" + "---:|" * len(names)]
+        for m in unlabelled:
+            lines.append(f"| {m['round']} | {m['labels']} | "
+                         + " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in names) + " |")
     if "environment" in summary:
         lines += ["", f"computed with {machine_label(summary['environment'])}"]
     write_atomically(run_dir / "report.md", "\n".join(lines) + "\n")

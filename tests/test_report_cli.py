@@ -278,3 +278,23 @@ def test_report_on_an_unfinished_run_says_to_resume_it(tmp_path):
     assert "leave it out" in res.output and not (tmp_path / "o").exists()
     res = runner.invoke(app, ["report", str(tmp_path / "typo")])
     assert res.exit_code == 2 and "not found" in res.output, res.output
+
+
+def test_run_report_of_a_target_without_labels_shows_its_validators_not_an_empty_table(tmp_path):
+    """report.md of a run on a target without labels was an accuracy table with a heading and no rows; it now says
+    there is no accuracy and shows the label-free validators of each round (summary.json's unlabelled_rounds).
+    The budget line said '0.0 in 0 rounds' for a run that queries nothing, and now gives the per-round counts."""
+    from adakit.report import write_run_report
+
+    _summary(tmp_path / "u", "margin", 0, [0.5])
+    s = json.loads((tmp_path / "u" / "summary.json").read_text())
+    s.update(rounds=[], final_accuracy=None, budget={"total": 0.0, "rounds": 0, "per_round": []},
+             unlabelled_rounds=[{"round": 0, "labels": 0, "val/entropy": -1.25, "val/snd": 4.5}])
+    write_run_report(tmp_path / "u", s)
+    md = (tmp_path / "u" / "report.md").read_text()
+    assert "| round | labels | accuracy |" not in md and "no accuracy" in md
+    assert "| round | labels | val/entropy | val/snd |" in md and "| 0 | 0 | -1.2500 | 4.5000 |" in md
+    assert "budget: none (0 rounds: no target label is queried)" in md
+    _summary(tmp_path / "m", "margin", 0, [0.5, 0.6, 0.8])
+    write_run_report(tmp_path / "m", json.loads((tmp_path / "m" / "summary.json").read_text()))
+    assert "budget: 0.05 in 2 rounds (5, 5 a round)" in (tmp_path / "m" / "report.md").read_text()
