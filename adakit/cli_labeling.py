@@ -187,7 +187,8 @@ def ledger_export(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
 @ledger_app.command("check")
 def ledger_check(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run folder")) -> None:
     """Verify the ledger: an adakit ledger SQLite can read, integrity, every label refers to a queried id and
-    lies in the class list, no id labelled twice without a correction record, the stored config validates.
+    lies in the class list, no id labelled twice without a correction record, every correction replaces a label
+    row that exists, the stored config validates.
     Exit code 1 when problems are found."""
     from adakit.ledger import check_run
 

@@ -76,9 +76,12 @@ TABLES = ("meta", "rounds", "queries", "labels", "metrics", "checkpoints")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def _check_hint(path: Path) -> str:
+    return f"; `adakit ledger check {path.parent}` shows what is wrong"
+
+
 def _what_to_do(path: Path) -> str:
-    return (f"restore {path.name} from a backup, or start a new run with another --out folder; "
-            f"`adakit ledger check {path.parent}` shows what is wrong")
+    return f"restore {path.name} from a backup, or start a new run with another --out folder{_check_hint(path)}"
 
 
 def _inspect_file(path: Path) -> None:
@@ -520,8 +523,9 @@ class Ledger:
     # -- integrity --------------------------------------------------------------------------------
     def check(self) -> list[str]:
         """Problems found (empty when the ledger is consistent): SQLite integrity, labels of ids never
-        queried, two first answers for one id, a stored config that does not validate, labels outside the
-        recorded class list (skipped when no class list is recorded: see `classes`)."""
+        queried, two first answers for one id, corrections of label rows that do not exist, a stored config
+        that does not validate, labels outside the recorded class list (skipped when no class list is recorded:
+        see `classes`)."""
         from adakit.config import build_config
         from adakit.errors import AdakitError
 
@@ -533,9 +537,14 @@ class Ledger:
                 "SELECT sample_id FROM labels WHERE sample_id NOT IN (SELECT sample_id FROM queries)"):
             problems.append(f"label for {sid!r}, which was never queried")
         for sid, n in self.conn.execute(
-                "SELECT sample_id, COUNT(DISTINCT label) FROM labels WHERE correction_of IS NULL "
+                "SELECT sample_id, COUNT(*) FROM labels WHERE correction_of IS NULL "
                 "GROUP BY sample_id HAVING COUNT(*) > 1"):
-            problems.append(f"{sid!r} labelled {n} times without a correction record")
+            problems.append(f"{sid!r} has {n} first answers without a correction record")
+        for row_id, sid, before in self.conn.execute(  # (integrity_check does not check foreign keys)
+                "SELECT id, sample_id, correction_of FROM labels WHERE correction_of IS NOT NULL "
+                "AND correction_of NOT IN (SELECT id FROM labels) ORDER BY id"):
+            problems.append(f"label row {row_id} of {sid!r} is recorded as the correction of label row {before}, "
+                            "which does not exist")
         for (sid,) in self.conn.execute(
                 "SELECT sample_id FROM queries GROUP BY sample_id HAVING COUNT(*) > 1"):
             problems.append(f"{sid!r} queried twice")
@@ -608,8 +617,8 @@ def check_run(run_dir: str | Path) -> RunCheck:
             dropped = sum(y == DROPPED for y in labels.values())
             return RunCheck(problems, notes, len(led.queries()), len(labels) - dropped, dropped,
                             len(led.label_rows()) - len(labels))
-    except LedgerError as e:
-        return RunCheck([str(e)], notes)
+    except LedgerError as e:  # (without the advice to run this very check)
+        return RunCheck([str(e).replace(_check_hint(path), "")], notes)
     except sqlite3.DatabaseError as e:
         return RunCheck([f"{path}: SQLite cannot read it ({e}); restore it from a backup"], notes)
 

@@ -109,7 +109,7 @@ def test_check_reports_damage(led):
     led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 2, 'x', 'now')")
     problems = led.check()
     assert any("'ghost', which was never queried" in p for p in problems)
-    assert any("'s0' labelled 2 times without a correction record" in p for p in problems)
+    assert any("'s0' has 2 first answers without a correction record" in p for p in problems)
     # a damaged ledger can still be inspected read-only (opening it normally would re-create the index)
     with Ledger.read_only(led.path) as ro:
         assert len(ro.check()) == 2
@@ -348,3 +348,28 @@ def test_files_written_whole_leave_no_partial_file_and_name_the_failure(tmp_path
             fh.write(b"x")
             raise KeyError("x")
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]
+
+
+def test_check_finds_dangling_corrections_and_counts_first_answers_right(led, tmp_path):
+    """A correction row pointing at a label row that does not exist passed `check` (SQLite's integrity_check does
+    not check foreign keys); two equal first answers for one id were reported as 'labelled 1 times'."""
+    from adakit.ledger import check_run
+
+    led.record_labels({"s0": 1, "s1": 2}, "a")
+    led.record_labels({"s1": 0}, "b", correction=True)
+    assert led.check() == []
+    led.conn.execute("PRAGMA foreign_keys=OFF")
+    led.conn.execute("UPDATE labels SET correction_of=999 WHERE correction_of IS NOT NULL")
+    led.conn.execute("DROP INDEX one_first_label")
+    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 1, 'x', 'now')")
+    problems = led.check()
+    assert any("'s1'" in p and "correction of label row 999, which does not exist" in p for p in problems), problems
+    assert any("'s0' has 2 first answers without a correction record" in p for p in problems), problems
+    # `adakit ledger check` on a damaged file does not tell the user to run `adakit ledger check`
+    run = tmp_path / "run"
+    run.mkdir()
+    data = led.path.read_bytes()
+    (run / "ledger.sqlite").write_bytes(data[: len(data) // 2])
+    res = check_run(run)
+    assert not res.ok and "truncated" in res.problems[0] and "restore ledger.sqlite" in res.problems[0]
+    assert "ledger check" not in res.problems[0], res.problems
