@@ -298,3 +298,21 @@ def test_run_report_of_a_target_without_labels_shows_its_validators_not_an_empty
     _summary(tmp_path / "m", "margin", 0, [0.5, 0.6, 0.8])
     write_run_report(tmp_path / "m", json.loads((tmp_path / "m" / "summary.json").read_text()))
     assert "budget: 0.05 in 2 rounds (5, 5 a round)" in (tmp_path / "m" / "report.md").read_text()
+
+
+def test_very_long_domain_names_give_a_curve_file_name_the_file_system_takes(tmp_path):
+    """A pair of long domain names made a curve file name over the file system's 255 bytes: `adakit report` ended
+    in an OSError traceback after checking everything. Long names are cut and end in a hash of the whole pair."""
+    from adakit.report import curve_file
+
+    long_a, long_b = "é" * 60 + "→" + "t" * 200, "é" * 60 + "→" + "t" * 199 + "u"
+    assert len(curve_file(long_a).encode()) <= 120 and curve_file(long_a) != curve_file(long_b)
+    assert curve_file(long_a).startswith("curve-" + "é" * 20) and curve_file(long_a).endswith(".png")
+    assert curve_file("amazon→webcam") == "curve-amazon-to-webcam.png"  # short names are unchanged
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8])
+    s = json.loads((tmp_path / "m0" / "summary.json").read_text())
+    s["data"].update(source="é" * 60, target="t" * 200)
+    (tmp_path / "m0" / "summary.json").write_text(json.dumps(s))
+    res = runner.invoke(app, ["report", str(tmp_path / "m0"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o" / curve_file("é" * 60 + "→" + "t" * 200)).stat().st_size > 1000
