@@ -76,9 +76,15 @@ def import_labels(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
         then = resume_hint(run_dir, stored_experiment(run_dir).data.format == "objects")
         with Ledger.read_only(Path(run_dir) / "ledger.sqlite") as led:
             still_open = len(led.queries()) - len(led.current_labels())
-        out.print(f"next: {then} trains on them" if not still_open else
-                  f"{still_open} queries are still open; {then} continues once they are answered (or dropped)",
-                  highlight=False, soft_wrap=True)
+            trained = {status for (status,) in led.conn.execute("SELECT status FROM rounds")} == {"evaluated"}
+        if not still_open and trained and (Path(run_dir) / "summary.json").is_file():  # nothing left to train
+            out.print("the run has finished: none of its models is trained on these answers (resuming it trains "
+                      "nothing); they are kept in the ledger, and its reports name them", highlight=False,
+                      soft_wrap=True)
+        else:
+            out.print(f"next: {then} trains on them" if not still_open else
+                      f"{still_open} queries are still open; {then} continues once they are answered (or dropped)",
+                      highlight=False, soft_wrap=True)
     if errors:
         raise typer.Exit(code=1)
 

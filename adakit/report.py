@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -53,6 +54,29 @@ def _fmt(values: list[float]) -> str:
     return f"{a.mean():.1f}" if len(a) == 1 else f"{a.mean():.1f} ± {a.std(ddof=0):.1f}"
 
 
+def late_answers(run_dir: str | Path) -> int:
+    """How many label rows (corrections, or answers to queries added later) the run's ledger recorded after its last
+    round was evaluated: no model of the run was trained on them. 0 without a readable ledger."""
+    from adakit.errors import LedgerError
+    from adakit.ledger import Ledger
+
+    path = Path(run_dir) / "ledger.sqlite"
+    if not path.is_file():
+        return 0
+    try:
+        with Ledger.read_only(path) as led:
+            return led.conn.execute("SELECT COUNT(*) FROM labels WHERE created > "
+                                    "(SELECT MAX(created) FROM metrics)").fetchone()[0]
+    except (LedgerError, sqlite3.Error):  # (a damaged ledger: `adakit ledger check` names it)
+        return 0
+
+
+def _late_answers_note(n: int) -> str:
+    return (f"{n} answer{'s were' if n > 1 else ' was'} recorded after the last round was trained (corrections, say: "
+            "`adakit ledger export --history` lists them); no model of the run was trained on "
+            f"{'them' if n > 1 else 'it'}")
+
+
 def write_run_report(run_dir: str | Path, summary: dict) -> None:
     run_dir = Path(run_dir)
     budget = summary["budget"]
@@ -78,6 +102,10 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
         for m in unlabelled:
             lines.append(f"| {m['round']} | {m['labels']} | "
                          + " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in names) + " |")
+    late = late_answers(run_dir)
+    if late:
+        lines += ["", f"Note: {_late_answers_note(late)}; the accuracies above are of models trained without "
+                  f"{'them' if late > 1 else 'it'}."]
     if "environment" in summary:
         lines += ["", f"computed with {machine_label(summary['environment'])}"]
     write_atomically(run_dir / "report.md", "\n".join(lines) + "\n")
@@ -275,6 +303,10 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
     for p in pairs:
         groups = {m: by[(m, p)] for m in methods if (m, p) in by and all(r["rounds"] for r in by[(m, p)])}
         plot_curves(groups, out_dir / curve_file(p), title=p)
+    late = [(d, n) for d in run_dirs if (n := late_answers(d))]
+    if late:
+        lines += ["", "Note: these runs' ledgers hold answers recorded after their last round was trained, which "
+                  "their accuracies do not reflect:", *(f"- {d}: {_late_answers_note(n)}" for d, n in late)]
     machines = sorted({machine_label(s["environment"]) for s in runs if "environment" in s})
     if len(machines) > 1:  # floating-point kernels differ: per-seed numbers are not comparable bit for bit
         lines += ["", f"Note: these runs were computed in {len(machines)} different environments (another CPU, "

@@ -1,4 +1,5 @@
 import json
+import time
 
 from typer.testing import CliRunner
 
@@ -316,3 +317,55 @@ def test_very_long_domain_names_give_a_curve_file_name_the_file_system_takes(tmp
     res = runner.invoke(app, ["report", str(tmp_path / "m0"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / curve_file("é" * 60 + "→" + "t" * 200)).stat().st_size > 1000
+
+
+def test_answers_recorded_after_the_last_round_was_trained_are_named_in_the_reports(tmp_path):
+    """Labels corrected (`import-labels --correct`) after a run finished are not trained on (`resume` has nothing
+    left to do), yet report.md and comparison.md showed the accuracies as if of the corrected labels, and
+    import-labels said `adakit resume` would train on them."""
+    from adakit.ledger import Ledger
+    from adakit.report import compare, write_run_report
+
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8])
+    _summary(tmp_path / "m1", "margin", 1, [0.5, 0.6])
+    for d in ("m0", "m1"):
+        with Ledger(tmp_path / d / "ledger.sqlite") as led:
+            led.record_queries(1, ["a", "b", "c"], range(3), [0.1] * 3)
+            led.record_labels({"a": 1, "b": 2, "c": 0}, "oracle")
+            led.record_metrics(1, {"accuracy": 0.8}, 3)
+            if d == "m0":
+                time.sleep(0.01)  # (timestamps are in milliseconds)
+                led.record_labels({"a": 0, "b": 0}, "me", correction=True)
+    s = json.loads((tmp_path / "m0" / "summary.json").read_text())
+    write_run_report(tmp_path / "m0", s)
+    md = (tmp_path / "m0" / "report.md").read_text()
+    assert "2 answers were recorded after the last round was trained" in md and "ledger export" in md
+    write_run_report(tmp_path / "m1", json.loads((tmp_path / "m1" / "summary.json").read_text()))
+    assert "after the last round" not in (tmp_path / "m1" / "report.md").read_text()
+    md = compare([tmp_path / "m0", tmp_path / "m1"], tmp_path / "o")
+    assert f"- {tmp_path / 'm0'}: 2 answers" in md and str(tmp_path / "m1") + ":" not in md
+
+
+def test_import_labels_into_a_finished_run_does_not_promise_a_retraining(tmp_path):
+    """Corrections imported into a finished run were answered with 'next: `adakit resume RUN` trains on them', but
+    resume has nothing left to do; it now says no model is trained on them, and report.md names them."""
+    import csv
+
+    import yaml
+
+    cfg = {"seed": 0, "data": {"format": "demo", "source": "digits", "target": "digits-mixed"},
+           "model": {"backbone": "mlp", "hidden_dim": 16, "bottleneck_dim": 8}, "query": {"strategy": "margin"},
+           "budget": {"total": 10, "rounds": 1}, "train": {"warmup_iters": 5, "round_iters": 3, "threads": 1,
+                                                           "device": "cpu"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(tmp_path / "c.yaml"), "--out", str(run), "--quiet"]).exit_code == 0
+    assert runner.invoke(app, ["ledger", "export", str(run), str(tmp_path / "l.csv")]).exit_code == 0
+    rows = list(csv.DictReader((tmp_path / "l.csv").open()))
+    (tmp_path / "fix.csv").write_text(f"sample_id,label\n{rows[0]['sample_id']},{(int(rows[0]['label']) + 1) % 10}\n")
+    time.sleep(0.01)
+    res = runner.invoke(app, ["import-labels", str(run), str(tmp_path / "fix.csv"), "--correct"])
+    assert res.exit_code == 0 and "1 corrected" in res.output, res.output
+    assert "trains on them" not in res.output and "the run has finished" in res.output, res.output
+    assert runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "o")]).exit_code == 0
+    assert "1 answer was recorded after the last round was trained" in (run / "report.md").read_text()
