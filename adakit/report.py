@@ -271,21 +271,27 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
     methods = sorted({k[0] for k in by})
     pairs = sorted({k[1] for k in by})
     protocols = sorted({s["protocol"] for s in runs})
+    mixed = len(protocols) > 1  # (inductive: a held-out half of the target; transductive: all of it)
     lines = [f"Final target accuracy (%) after the last round, mean ± population std (ddof = 0) over the n seeds "
-             f"(protocol: {', '.join(protocols)}; –: no run).", "",
+             f"(protocol: {', '.join(protocols)}{'; each cell names its own' if mixed else ''}; –: no run"
+             f"{'; avg: the mean of the pair means' if len(pairs) > 1 else ''}).", "",
              "| method | " + " | ".join(map(md_cell, pairs)) + (" | avg |" if len(pairs) > 1 else " |"),
              "|---|" + "---:|" * (len(pairs) + (len(pairs) > 1))]
     for m in methods:
         cells, means = [], []
         for p in pairs:
             rs = by.get((m, p), [])
+            if not rs:
+                cells.append("–")
+                continue
             vals = [r["final_accuracy"] for r in rs if r["final_accuracy"] is not None]  # (None: no target labels)
             unlabelled = len(rs) - len(vals)
-            if vals:
-                cells.append(f"{_fmt(vals)} (n={len(vals)}" + (f", {unlabelled} without target labels)" if unlabelled
-                                                                 else ")"))
-            else:
-                cells.append(f"no target labels (n={unlabelled})" if rs else "–")
+            notes = [f"n={len(vals)}"] if vals else []
+            if unlabelled:
+                notes.append(f"{unlabelled} without target labels" if vals else f"n={unlabelled}")
+            if mixed:
+                notes.append(", ".join(sorted({r["protocol"] for r in rs})))
+            cells.append(f"{_fmt(vals) if vals else 'no target labels'} ({', '.join(notes)})")
             if vals:
                 means.append(np.mean(vals))
         avg = f" | {100 * np.mean(means):.1f}" if len(pairs) > 1 and len(means) == len(pairs) else (

@@ -369,3 +369,20 @@ def test_import_labels_into_a_finished_run_does_not_promise_a_retraining(tmp_pat
     assert "trains on them" not in res.output and "the run has finished" in res.output, res.output
     assert runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "o")]).exit_code == 0
     assert "1 answer was recorded after the last round was trained" in (run / "report.md").read_text()
+
+
+def test_cells_of_runs_under_different_protocols_say_which(tmp_path):
+    """Inductive runs (tested on a held-out half of the target) and transductive ones (on all of it) stood side by
+    side with only the heading listing both protocols: each cell now names its own when they differ."""
+    _summary(tmp_path / "m0", "margin", 0, [0.5, 0.8])
+    _summary(tmp_path / "r0", "random", 0, [0.5, 0.6])
+    s = json.loads((tmp_path / "r0" / "summary.json").read_text())
+    s["protocol"] = "inductive"
+    (tmp_path / "r0" / "summary.json").write_text(json.dumps(s))
+    from adakit.report import compare
+
+    md = compare([tmp_path / "m0", tmp_path / "r0"], tmp_path / "o")
+    assert "| finetune + margin | 80.0 (n=1, transductive) |" in md
+    assert "| finetune + random | 60.0 (n=1, inductive) |" in md
+    md = compare([tmp_path / "m0"], tmp_path / "o")
+    assert "| finetune + margin | 80.0 (n=1) |" in md
