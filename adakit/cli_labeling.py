@@ -167,6 +167,8 @@ def ledger_export(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a run folder (no ledger.sqlite)")
         check_not_ledger(out_file, "OUT_FILE")
+        if out_file.is_dir():  # (--force does not replace a folder)
+            raise ConfigError(f"OUT_FILE {out_file} is a folder; give a file name, e.g. {out_file / 'labels.csv'}")
         if out_file.exists() and not force:
             raise ConfigError(f"{out_file} exists; choose another file or add --force to replace it")
         with Ledger.read_only(path) as led:

@@ -799,3 +799,14 @@ def test_a_two_cell_row_under_the_exports_header_is_named(demo_run, tmp_path):
     assert rep.ok and rep.new == 0 and rep.unanswered == 2
     assert rep.notes == [(2, "'3' is under 'location', not under 'label' (column 5): this row has no label and was "
                              "skipped; put the answer in the label column")]
+
+
+def test_ledger_export_onto_a_folder_says_to_give_a_file_name(demo_run, tmp_path):
+    """OUT_FILE naming an existing folder was called a file that exists ('add --force'), and with --force the
+    error said to free some space or choose a writable folder; it now says OUT_FILE is a folder."""
+    (tmp_path / "exports").mkdir()
+    for extra in ([], ["--force"]):
+        res = runner.invoke(app, ["ledger", "export", str(demo_run), str(tmp_path / "exports"), *extra])
+        assert res.exit_code == 2 and "is a folder; give a file name" in res.output, res.output
+        assert "free some space" not in res.output and "--force" not in res.output
+    assert list((tmp_path / "exports").iterdir()) == []
