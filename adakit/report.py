@@ -142,6 +142,11 @@ def machine_label(env: dict) -> str:
             f"torch thread{'' if threads == 1 else 's'}{', ' + kernels if kernels else ''}), device {dev}")
 
 
+def _literal(text: str) -> str:
+    """``text`` as matplotlib draws it literally: a '$' escaped (two of them start TeX math, which can fail)."""
+    return text.replace("$", r"\$")
+
+
 def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> None:
     """Accuracy vs number of target labels; mean with a ±std band over the runs of each group."""
     import matplotlib
@@ -156,12 +161,12 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
         x = np.array([np.mean([r["rounds"][i]["labels"] for r in runs]) for i in range(n)])
         acc = 100 * np.array([[r["rounds"][i]["accuracy"] for i in range(n)] for r in runs])
         mean, std = acc.mean(0), acc.std(0)
-        (line,) = ax.plot(x, mean, marker="o", label=name)
+        (line,) = ax.plot(x, mean, marker="o", label=_literal(name))
         if len(runs) > 1:  # in its line's colour (the band's own colour cycle skipped groups of one run)
             ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
     ax.set_xlabel("labelled target samples")
     ax.set_ylabel("target accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(_literal(title))
     ax.grid(alpha=0.3)
     if groups:  # (runs without target labels have no curve)
         ax.legend(fontsize=8)

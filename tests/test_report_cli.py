@@ -386,3 +386,24 @@ def test_cells_of_runs_under_different_protocols_say_which(tmp_path):
     assert "| finetune + random | 60.0 (n=1, inductive) |" in md
     md = compare([tmp_path / "m0"], tmp_path / "o")
     assert "| finetune + margin | 80.0 (n=1) |" in md
+
+
+def test_dollar_signs_in_names_are_drawn_as_they_are(tmp_path, monkeypatch):
+    """matplotlib reads text between two '$' as TeX: a method label 'a $\\q$ b' ended `adakit report` in a
+    ParseFatalException traceback, and 'price $5 and $6' lost its dollar signs to math italics."""
+    from matplotlib.figure import Figure
+
+    from adakit.report import plot_curves
+
+    real, seen = Figure.savefig, {}
+
+    def savefig(fig, *a, **k):
+        real(fig, *a, **k)  # draws the text: TeX errors come from here
+        ax = fig.axes[0]
+        seen.update(title=ax.get_title(), legend=[t.get_text() for t in ax.get_legend().get_texts()])
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    run = {"rounds": [{"labels": 0, "accuracy": 0.5}, {"labels": 10, "accuracy": 0.6}]}
+    plot_curves({r"a $\q$ b": [run], "price $5 and $6": [run]}, tmp_path / "c.png", title="$x$→$y$")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert seen["legend"] == [r"a \$\q\$ b", r"price \$5 and \$6"] and seen["title"] == r"\$x\$→\$y\$"
