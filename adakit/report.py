@@ -169,7 +169,8 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
     ax.set_title(_literal(title))
     ax.grid(alpha=0.3)
     if groups:  # (runs without target labels have no curve)
-        ax.legend(fontsize=8)
+        bands = any(len(runs) > 1 for runs in groups.values())
+        ax.legend(fontsize=8, title="mean over seeds, band ± std" if bands else None, title_fontsize=8)
     fig.tight_layout()
     try:
         with replaced_atomically(out, binary=True) as fh:

@@ -407,3 +407,21 @@ def test_dollar_signs_in_names_are_drawn_as_they_are(tmp_path, monkeypatch):
     plot_curves({r"a $\q$ b": [run], "price $5 and $6": [run]}, tmp_path / "c.png", title="$x$→$y$")
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert seen["legend"] == [r"a \$\q\$ b", r"price \$5 and \$6"] and seen["title"] == r"\$x\$→\$y\$"
+
+
+def test_a_curve_with_bands_says_what_they_are(tmp_path, monkeypatch):
+    """The shaded band around a curve of several seeds was explained nowhere in the figure."""
+    from matplotlib.figure import Figure
+
+    from adakit.report import plot_curves
+
+    seen = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: seen.append(fig.axes[0].get_legend().get_title()
+                                                                            .get_text()))
+
+    def run(a):
+        return {"rounds": [{"labels": 0, "accuracy": 0.5}, {"labels": 10, "accuracy": a}]}
+
+    plot_curves({"m": [run(0.6), run(0.7)]}, tmp_path / "a.png")
+    plot_curves({"m": [run(0.6)]}, tmp_path / "b.png")
+    assert seen == ["mean over seeds, band ± std", ""]
