@@ -77,6 +77,11 @@ def _late_answers_note(n: int) -> str:
             f"{'them' if n > 1 else 'it'}")
 
 
+def scored_rounds(summary: dict) -> list[dict]:
+    """A summary's rounds that have an accuracy (none on a target without labels)."""
+    return [m for m in summary.get("rounds") or [] if "accuracy" in m]
+
+
 def write_run_report(run_dir: str | Path, summary: dict) -> None:
     run_dir = Path(run_dir)
     budget = summary["budget"]
@@ -88,10 +93,11 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
             f" ({', '.join(map(str, per_round))} a round)" if per_round else "")
     lines = [one_line(f"# {summary['name']}: {pair_label(summary)}, {run_label(summary)}"), "",
              f"protocol: {summary['protocol']}, seed: {summary['seed']}, budget: {spent}", ""]
-    unlabelled = summary.get("unlabelled_rounds") or []
-    if summary["rounds"] or not unlabelled:
+    scored = scored_rounds(summary)
+    unlabelled = summary.get("unlabelled_rounds") or [m for m in summary["rounds"] if "accuracy" not in m]
+    if scored or not unlabelled:  # (a linear probe's rounds on a target without labels have no accuracy)
         lines += ["| round | labels | accuracy | mean class accuracy |", "|---:|---:|---:|---:|"]
-        for m in summary["rounds"]:
+        for m in scored:
             lines.append(f"| {m['round']} | {m['labels']} | {100 * m['accuracy']:.2f} | "
                          f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
     else:  # a target without labels: no accuracy, the label-free validators instead
@@ -156,10 +162,13 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, runs in sorted(groups.items()):
-        n = min(len(r["rounds"]) for r in runs)
+        rounds = [scored_rounds(r) for r in runs]
+        n = min(map(len, rounds))
+        if not n:  # (no target labels: no curve)
+            continue
         # the mean label count of each round: seeds with dropped queries (not trained on) hold fewer labels
-        x = np.array([np.mean([r["rounds"][i]["labels"] for r in runs]) for i in range(n)])
-        acc = 100 * np.array([[r["rounds"][i]["accuracy"] for i in range(n)] for r in runs])
+        x = np.array([np.mean([rs[i]["labels"] for rs in rounds]) for i in range(n)])
+        acc = 100 * np.array([[rs[i]["accuracy"] for i in range(n)] for rs in rounds])
         mean, std = acc.mean(0), acc.std(0)
         (line,) = ax.plot(x, mean, marker="o", label=_literal(name))
         if len(runs) > 1:  # in its line's colour (the band's own colour cycle skipped groups of one run)
@@ -168,9 +177,8 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
     ax.set_ylabel("target accuracy (%)")
     ax.set_title(_literal(title))
     ax.grid(alpha=0.3)
-    if groups:  # (runs without target labels have no curve)
-        bands = any(len(runs) > 1 for runs in groups.values())
-        ax.legend(fontsize=8, title="mean over seeds, band ± std" if bands else None, title_fontsize=8)
+    if ax.get_lines():  # (runs without target labels have no curve)
+        ax.legend(fontsize=8, title="mean over seeds, band ± std" if ax.collections else None, title_fontsize=8)
     fig.tight_layout()
     try:
         with replaced_atomically(out, binary=True) as fh:
@@ -305,7 +313,7 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
         lines.append(f"| {md_cell(m)} | " + " | ".join(cells) + avg + " |")
     uneven = []  # cells whose seeds end with different label counts (dropped queries)
     for (m, p), rs in sorted(by.items()):
-        counts = sorted({r["rounds"][-1]["labels"] for r in rs if r.get("rounds")})
+        counts = sorted({scored_rounds(r)[-1]["labels"] for r in rs if scored_rounds(r)})
         if len(counts) > 1:
             uneven.append(f"- {one_line(m)} on {one_line(p)}: its seeds end with different numbers of labels "
                           f"({', '.join(map(str, counts))})")
@@ -313,7 +321,7 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
         lines += ["", "Note: dropped queries (nobody could label them) are neither trained on nor counted as labels, "
                   "so these cells average seeds that trained on different numbers of labels:", *uneven]
     for p in pairs:
-        groups = {m: by[(m, p)] for m in methods if (m, p) in by and all(r["rounds"] for r in by[(m, p)])}
+        groups = {m: by[(m, p)] for m in methods if (m, p) in by and all(map(scored_rounds, by[(m, p)]))}
         plot_curves(groups, out_dir / curve_file(p), title=p)
     late = [(d, n) for d in run_dirs if (n := late_answers(d))]
     if late:

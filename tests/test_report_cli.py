@@ -425,3 +425,17 @@ def test_a_curve_with_bands_says_what_they_are(tmp_path, monkeypatch):
     plot_curves({"m": [run(0.6), run(0.7)]}, tmp_path / "a.png")
     plot_curves({"m": [run(0.6)]}, tmp_path / "b.png")
     assert seen == ["mean over seeds, band ± std", ""]
+
+
+def test_a_linear_probe_on_a_target_without_labels_finishes_with_its_report(unlabelled_target_config, tmp_path):
+    """runner=linear_probe on a target without labels records rounds without an accuracy: writing report.md ended
+    in KeyError 'accuracy', so the run never wrote summary.json (unfinished, and resuming failed the same way)."""
+    cfg = unlabelled_target_config()
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "p"), "--quiet", "--set",
+                              "runner=linear_probe"])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "p" / "report.md").read_text()
+    assert "no accuracy" in md and "| round | labels | val/" in md
+    assert (tmp_path / "p" / "summary.json").is_file()
+    res = runner.invoke(app, ["report", str(tmp_path / "p"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0 and "no target labels (n=1)" in res.output, res.output
