@@ -25,7 +25,22 @@ def load_summary(run_dir: str | Path) -> dict:
             raise ConfigError(f"{run_dir}: the run has not finished (no summary.json yet): continue it with "
                               f"`adakit resume {sh(run_dir)}`, or leave it out of the comparison")
         raise ConfigError(f"{run_dir}: no summary.json (is it a finished adakit run folder?)")
-    return json.loads(path.read_text())
+    again = (f"`adakit resume {sh(run_dir)}` writes it again from the run's ledger"
+             if (Path(run_dir) / "ledger.sqlite").is_file() else "run the experiment again into a new folder "
+             "(this folder holds no ledger to write it from)")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:  # (cut short, edited, another file)
+        raise ConfigError(f"{path} is not valid JSON ({e}); {again}") from None
+    missing = [k for k in SUMMARY_KEYS if k not in summary] if isinstance(summary, dict) else None
+    if missing is None or missing:
+        what = "not a JSON object" if missing is None else f"no {', '.join(missing)}"
+        raise ConfigError(f"{path} is not an adakit run summary ({what}); {again}")
+    return summary
+
+
+#: the keys of summary.json that reports read
+SUMMARY_KEYS = ("name", "strategy", "objective", "protocol", "seed", "data", "budget", "rounds", "final_accuracy")
 
 
 def run_label(s: dict) -> str:

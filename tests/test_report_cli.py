@@ -1,6 +1,7 @@
 import json
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from adakit.cli import app
@@ -439,3 +440,20 @@ def test_a_linear_probe_on_a_target_without_labels_finishes_with_its_report(unla
     assert (tmp_path / "p" / "summary.json").is_file()
     res = runner.invoke(app, ["report", str(tmp_path / "p"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 0 and "no target labels (n=1)" in res.output, res.output
+
+
+@pytest.mark.parametrize("content", ['{"name": "t", "seed', "[1, 2]", '{"name": "t"}', "\udcff"])
+def test_a_damaged_summary_is_named_with_what_to_do(tmp_path, content):
+    """A summary.json cut short, not an object or missing keys ended `adakit report` in a JSONDecodeError or
+    KeyError traceback; it is now an error naming the file and how to write it again."""
+    from adakit.ledger import Ledger
+
+    run = tmp_path / "m0"
+    _summary(run, "margin", 0, [0.5, 0.8])
+    (run / "summary.json").write_bytes(content.encode(errors="surrogateescape"))
+    res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"{run / 'summary.json'}" in res.output and "holds no ledger" in res.output, res.output
+    Ledger(run / "ledger.sqlite").close()  # a run of the loop: resume writes its summary again
+    res = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "adakit resume" in res.output, res.output
