@@ -150,6 +150,62 @@ def test_terms_and_gradients():
     assert obj.source_centroids.abs().sum() > 0 and obj.target_centroids.abs().sum() > 0
 
 
+def test_terms_by_hand():
+    """adversarial, semantic and separation of one step against a direct computation of Eq. 6-10: the
+    discriminator sees 10·f∘∇/‖∇‖ (∇ = Wᵀ(p − onehot(ŷ)), ŷ the label for source, argmax of the aggregated
+    0.9·p + 0.1·a for target); centroids 0.3·batch mean of the present classes (from zero), target ones from the
+    unlabelled rows (pseudo-labels) and the labelled target rows (labels); semantic = λ·Σ_k‖C_s^k − C_t^k‖²/K,
+    separation = λ·mean of the different-class cosines s–s, s–t, t–t."""
+    torch.manual_seed(0)
+    c, m = 3, 5
+    obj = _objective(pool_size=10, c=c, m=m)
+    obj.train()
+    head = torch.nn.Linear(m, c)
+    model = torch.nn.Module()
+    model.head = head
+    g = torch.Generator().manual_seed(4)
+    fs, fu, fl = torch.randn(4, m, generator=g), torch.randn(3, m, generator=g), torch.randn(2, m, generator=g)
+    ys, yl = torch.tensor([0, 1, 1, 0]), torch.tensor([2, 0])  # class 2: no source row in the batch
+    zs, zu, zl = head(fs), head(fu), head(fl)
+    b = Batch(xs=fs, ys=ys, idx_s=torch.arange(4), xl=fl, yl=yl, idx_l=torch.tensor([8, 9]),
+              idx_u=torch.tensor([1, 3, 5]), xu=fu, fs=fs, zs=zs, fl=fl, zl=zl, fu=fu, zu=zu)
+    progress = 0.3
+    lam = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+    terms = obj.transfer_terms(model, b, progress)
+
+    w = head.weight.detach()
+
+    def weighted(f, z, y):
+        grad = (torch.softmax(z.detach(), 1) - F.one_hot(y, c).float()) @ w
+        return 10.0 * f * grad / grad.norm(dim=1, keepdim=True)
+
+    yu = (0.9 * torch.softmax(zu.detach(), 1) + 0.1 / c).argmax(1)
+    d = obj.domain_discriminator.discriminator
+    ls, lt = d(weighted(fs, zs, ys)).squeeze(1), d(weighted(fu, zu, yu)).squeeze(1)
+    adversarial = 0.5 * (F.binary_cross_entropy_with_logits(ls, torch.ones(4))
+                         + F.binary_cross_entropy_with_logits(lt, torch.zeros(3)))
+    torch.testing.assert_close(terms["adversarial"], adversarial)
+
+    def centroids(f, y):
+        out = torch.zeros(c, m)
+        for k in range(c):
+            if (y == k).any():
+                out[k] = 0.3 * f[y == k].mean(0)
+        return out
+
+    cs, ct = centroids(fs, ys), centroids(torch.cat([fu, fl]), torch.cat([yu, yl]))
+    torch.testing.assert_close(obj.source_centroids, cs)
+    torch.testing.assert_close(obj.target_centroids, ct)
+    semantic = lam * sum(float(((cs[k] - ct[k]) ** 2).sum()) for k in range(c)) / c
+    assert float(terms["semantic"]) == pytest.approx(semantic, rel=1e-5)
+
+    def cos(a, b):
+        return 0.0 if a.norm() == 0 or b.norm() == 0 else float(a @ b / (a.norm() * b.norm()))
+
+    sep = sum(cos(cs[k], cs[j]) + cos(cs[k], ct[j]) + cos(ct[k], ct[j]) for k in range(c) for j in range(c) if j != k)
+    assert float(terms["separation"]) == pytest.approx(lam * sep / (c * (c - 1)), rel=1e-5)
+
+
 def test_registered_names_and_params():
     assert OBJECTIVES.get("biwaa") is BIWAA and OBJECTIVES.get("biwaa_i") is BIWAAIterative
     assert BIWAA.Params().runs == 1 and BIWAAIterative.Params().runs == 10

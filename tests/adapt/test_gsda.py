@@ -153,6 +153,19 @@ def test_no_confident_target_leaves_global_only():
     torch.testing.assert_close(torch.cat([b.fs.grad, b.fu.grad]), -lam * g)
 
 
+def test_entropy_term_by_hand():
+    """The unlabelled target's cross-entropy is replaced by α·mean H(p) (Eq. 4-5), α = 0.02 by default; with
+    α = 0 the term is left out."""
+    b = _batch()
+    p = torch.softmax(b.zu, 1)
+    h = -(p * p.log()).sum(1).mean()
+    obj = _objective()
+    assert obj.params.alpha == 0.02 and obj.params.beta == 1.0 and obj.params.threshold == 0.9
+    torch.testing.assert_close(obj.transfer_terms(None, b, 0.5)["entropy"], 0.02 * h)
+    torch.testing.assert_close(_objective(alpha=0.5).transfer_terms(None, _batch(), 0.5)["entropy"], 0.5 * h)
+    assert "entropy" not in _objective(alpha=0.0).transfer_terms(None, _batch(), 0.5)
+
+
 def test_classifier_gets_only_classification_terms():
     obj = _objective()
     head = torch.nn.Linear(M, C)
