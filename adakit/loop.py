@@ -85,10 +85,13 @@ def round_budgets(total: float, rounds: int, pool_size: int) -> list[int]:
 
 def query_params_for_run(cfg: ExperimentConfig, budgets: list[int], pool_size: int):
     """The strategy's validated params; ``budget_ratio`` (LAS's total budget B, for M) from the run's budget
-    unless the config gives it."""
+    unless the config gives it: ``budget.total`` itself when it is a fraction (M = 10 at 5 % whatever the pool
+    size; the rounded count over the pool, 70 of 1,408 = 4.97 %, gave 11), the count over the pool when it is a
+    count."""
     params = cfg.query_params()
     if "budget_ratio" in type(params).model_fields and "budget_ratio" not in cfg.query.params() and budgets:
-        params.budget_ratio = sum(budgets) / pool_size
+        total = cfg.budget.total
+        params.budget_ratio = float(total) if 0 < total < 1 else sum(budgets) / pool_size
     return params
 
 

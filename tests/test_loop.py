@@ -174,10 +174,24 @@ def test_a_moved_run_folder_resumes(tmp_path):
 
 def test_las_gets_the_runs_total_budget_fraction(tmp_path):
     loop = ActiveLoop(build_config(SMALL, ["query.strategy=las", "budget.total=0.1"]), tmp_path, show_progress=False)
-    assert loop.strategy.params.budget_ratio == pytest.approx(90 / 898)
+    assert loop.strategy.params.budget_ratio == 0.1  # the configured fraction (90 labels of 898)
     loop = ActiveLoop(build_config(SMALL, ["query.strategy=las", "query.budget_ratio=0.2"]), tmp_path / "b",
                       show_progress=False)
     assert loop.strategy.params.budget_ratio == 0.2
+
+
+@pytest.mark.parametrize("pool,total,ratio,m", [(1408, 0.05, 0.05, 10), (249, 0.05, 0.05, 10), (2817, 0.05, 0.05, 10),
+                                                 (9298, 0.01, 0.01, 54), (1408, 70, 70 / 1408, 11)])
+def test_las_oversampling_follows_the_configured_budget_fraction(pool, total, ratio, m):
+    """LADA's M = ⌈0.55/B − 1⌉ is 10 at B = 5 %: B is budget.total when it is a fraction, not the rounded count over
+    the pool (70 of 1,408 is 4.97 % and gave M = 11); a budget given as a count is that count over the pool."""
+    from adakit.loop import query_params_for_run
+    from adakit.query.las import oversampling_ratio
+
+    cfg = build_config({**SMALL, "query": {"strategy": "las"}, "budget": {"total": total, "rounds": 5}})
+    params = query_params_for_run(cfg, round_budgets(total, 5, pool), pool)
+    assert params.budget_ratio == pytest.approx(ratio)
+    assert oversampling_ratio(params.budget_ratio) == m
 
 
 def test_a_relative_run_folder_stays_where_it_was_given(tmp_path, monkeypatch):

@@ -21,8 +21,8 @@ class LasParams(Params):
                                          "VisDA and DomainNet (the default), 5 for Office-31 (every domain, Amazon "
                                          "included: set k: 5 in Office-31 configs)")
     budget_ratio: float = Field(0.05, gt=0, le=1, description="total budget B as a fraction of the pool, used only "
-                                "for the oversampling ratio M = ⌈0.55/B − 1⌉; a run sets it from its budget unless "
-                                "given")
+                                "for the oversampling ratio M = ⌈0.55/B − 1⌉; unless given, a run sets it to "
+                                "budget.total (a fraction) or to the count over the pool size (a count)")
     oversample: int | None = Field(None, ge=0, description="the oversampling ratio M itself (overrides "
                                                            "budget_ratio; LADA halves it on VisDA)")
     neighbours: Literal["unlabelled", "pool"] = Field(
