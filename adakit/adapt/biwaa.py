@@ -133,8 +133,9 @@ class BIWAA(MSTN):
     Terms: cross-entropy (base); ``adversarial`` = trade_off·½(BCE_S + BCE_T) of the domain discriminator on
     f' = λ·f∘∇/‖∇‖ through gradient reversal λ(progress) (Eq. 7-8; ∇ closed form for the linear head, detached;
     ŷ = labels for source rows, bootstrapped pseudo-labels for the unlabelled target); ``semantic`` =
-    semantic_weight·λ(progress)·Σ_k‖C_s^k − C_t^k‖²/K (Eq. 9, Φ: squared L2 as in MSTN here, moving
-    centroids with decay 0.3 on the unweighted f) and ``separation`` = separation_weight·λ(progress)·mean of
+    semantic_weight·λ(progress)·Σ_k‖C_s^k − C_t^k‖²/K (Eq. 9, Φ: the paper's "L2-distance" taken squared, as
+    in MSTN, whose loss Eq. 9 extends; moving centroids with decay 0.3 on the unweighted f) and
+    ``separation`` = separation_weight·λ(progress)·mean of
     the different-class centroid cosines s–s, s–t, t–t (Eq. 10, Θ). Target centroids also take the labelled
     target rows with their labels (active DA).
 

@@ -58,6 +58,9 @@ def sdm_g_scores(z: torch.Tensor, weight: torch.Tensor | None, lam: float, form:
 class SDMGradientSampling(Strategy):
     """SDM-G (Xie et al. CVPR 2022, Eq. 8–9): margin score Q + λ·cos(∇_f L̂, ∇_f Q), λ = 0.01.
 
+    Eq. 8 as printed adds the inner product ⟨∇_f L, ∇_f Q⟩; the released code, and adakit, use the cosine
+    (bounded by 1, so λ caps the term at 0.01 whatever the gradients' scale; docs/methods.md).
+
     L is the training loss: the objective's own SDM loss when the objective is ``sdm`` / ``sdm_a`` (its
     ``sdm_loss_form``: raw or normalised logits, weights, SDM-A's α_i), otherwise the released code's
     form (CE + multi-margin on L2-normalised logits − max-logit term, docs/methods.md). ∇_f Q is the exact
