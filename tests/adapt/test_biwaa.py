@@ -206,6 +206,42 @@ def test_terms_by_hand():
     assert float(terms["separation"]) == pytest.approx(lam * sep / (c * (c - 1)), rel=1e-5)
 
 
+def test_adversarial_gradient_reaches_f_only_through_f_and_reversed():
+    """∇ only weights f (detached, Eq. 7): the head gets no gradient from the adversarial term, and the features
+    get −λ times the gradient of the discriminator loss at f' = w∘f with w held constant."""
+    torch.manual_seed(1)
+    obj = _objective(pool_size=8, c=3, m=5)
+    obj.train()
+    head = torch.nn.Linear(5, 3)
+    model = torch.nn.Module()
+    model.head = head
+    fs, fu = torch.randn(4, 5, requires_grad=True), torch.randn(3, 5, requires_grad=True)
+    ys = torch.tensor([0, 1, 2, 1])
+    b = Batch(xs=fs, ys=ys, idx_s=torch.arange(4), idx_u=torch.tensor([0, 2, 4]), xu=fu, fs=fs, zs=head(fs),
+              fu=fu, zu=head(fu))
+    progress = 0.6
+    lam = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+    adv = obj.transfer_terms(model, b, progress)["adversarial"]
+    g_head = torch.autograd.grad(adv, list(head.parameters()), retain_graph=True, allow_unused=True)
+    assert all(g is None or not g.any() for g in g_head)
+    got = torch.autograd.grad(adv, [fs, fu])
+    # reference: the same loss with the weights as constants, no reversal
+    w = head.weight.detach()
+    yu = (0.9 * torch.softmax(head(fu).detach(), 1) + 0.1 / 3).argmax(1)
+
+    def weights(f, y):
+        grad = (torch.softmax(head(f).detach(), 1) - F.one_hot(y, 3).float()) @ w
+        return 10.0 * grad / grad.norm(dim=1, keepdim=True)
+
+    xs, xu = fs.detach().requires_grad_(), fu.detach().requires_grad_()
+    d = obj.domain_discriminator.discriminator
+    ref = 0.5 * (F.binary_cross_entropy_with_logits(d(xs * weights(fs, ys)).squeeze(1), torch.ones(4))
+                 + F.binary_cross_entropy_with_logits(d(xu * weights(fu, yu)).squeeze(1), torch.zeros(3)))
+    want = torch.autograd.grad(ref, [xs, xu])
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, -lam * e)
+
+
 def test_registered_names_and_params():
     assert OBJECTIVES.get("biwaa") is BIWAA and OBJECTIVES.get("biwaa_i") is BIWAAIterative
     assert BIWAA.Params().runs == 1 and BIWAAIterative.Params().runs == 10
