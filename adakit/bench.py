@@ -217,8 +217,8 @@ def _filtered_note(path: str | Path | dict, runs: int, only: list[str] | None, p
     spec, _ = load_bench(path)
     total = len(spec.seeds) * max(1, len(spec.pairs)) * len(spec.methods)
     flags = " ".join([*(f"--only {m}" for m in only or []), *(f"--pair {p}" for p in pairs or [])])
-    return (f"Filtered by {flags}: this table covers {runs} of the grid's {total} runs; the same command with "
-            "`--table-only` in place of these filters tabulates every finished run of the grid.")
+    return (f"Filtered by {flags}: this table covers {runs} of the grid's {total} runs; without these filters, "
+            "`--table-only` tabulates every finished run of the grid.")
 
 
 def plan_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | None = None,

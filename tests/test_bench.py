@@ -244,8 +244,8 @@ def test_a_table_of_part_of_the_grid_says_so(bench_file, tmp_path):
     run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
     md = run_bench(bench_file, out, only=["random"], pairs=["digits-digits-rotated"])
     assert "| random |" in md and "| margin |" not in md
-    note = ("Filtered by --only random --pair digits-digits-rotated: this table covers 2 of the grid's 8 runs; the "
-            "same command with `--table-only` in place of these filters tabulates every finished run of the grid.")
+    note = ("Filtered by --only random --pair digits-digits-rotated: this table covers 2 of the grid's 8 runs; "
+            "without these filters, `--table-only` tabulates every finished run of the grid.")
     assert note in md and note in (out / "comparison.md").read_text()
     whole = run_bench(bench_file, out, table_only=True)
     assert "| random |" in whole and "| margin |" in whole and "Filtered" not in whole
