@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -104,8 +105,10 @@ def _fail(e: Exception) -> None:
 
     main = distributed.is_main()
     shared = isinstance(e, ConfigError) or getattr(e, "on_every_rank", False)
-    if main or (distributed.info().enabled and not shared):
-        tagged(err, "error:" if main else f"error (rank {distributed.info().rank}):", "bold red", str(e))
+    own = getattr(e, "on_every_rank", None) is False  # this process's alone (joining the group failed)
+    if main or own or (distributed.info().enabled and not shared):
+        rank = distributed.info().rank if distributed.info().enabled else os.environ.get("RANK", "?").strip()
+        tagged(err, "error:" if main else f"error (rank {rank}):", "bold red", str(e))
     distributed.mark_failed()
     raise typer.Exit(code=2)
 

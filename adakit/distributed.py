@@ -115,10 +115,47 @@ def init(device: str = "auto") -> DistInfo:
     if not dist.is_initialized():
         # ranks wait for rank 0's query and labelling: allow long selections on big pools (default 2 h)
         minutes = float(os.environ.get("ADAKIT_DIST_TIMEOUT_MIN", "120"))
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=minutes))
+        store = _join(rank, world)
+        store.set_timeout(timedelta(minutes=minutes))
+        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=rank, world_size=world,
+                                timeout=timedelta(minutes=minutes))
         atexit.register(_shutdown)
     _info = DistInfo(rank, world, local, str(dist.get_backend()))
     return _info
+
+
+def _join(rank: int, world: int):
+    """The store of torchrun's rendezvous (``env://``), joined within ``ADAKIT_DIST_JOIN_TIMEOUT_S`` seconds (300).
+
+    A separate, short timeout: RANK / WORLD_SIZE / MASTER_* left in a shell by hand (or by an earlier job) made one
+    process wait for peers that never come, for the whole group timeout (2 h), without a word; MASTER_ADDR missing
+    ended in torch's ValueError traceback. Both are a `ConfigError` (printed by this rank) naming what to do.
+    """
+    from adakit.errors import ConfigError
+
+    env = f"WORLD_SIZE={world} and RANK={rank}"
+    hint = ("start multi-process runs with `torchrun --nproc_per_node=N -m adakit run ...`, or unset RANK, "
+            "WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT to run in one process")
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k, "").strip()]
+    if missing:
+        error = ConfigError(f"{env} are set in the environment but {' and '.join(missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} not, so this process was not started by "
+                            f"torchrun; {hint}")
+        error.on_every_rank = False  # (no group yet: every process prints its own)
+        raise error
+    seconds = float(os.environ.get("ADAKIT_DIST_JOIN_TIMEOUT_S", "300"))
+    try:
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timedelta(seconds=seconds)))
+    except (RuntimeError, ValueError, OSError) as e:
+        where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        started = ("" if os.environ.get("TORCHELASTIC_RUN_ID") else
+                   " (TORCHELASTIC_RUN_ID is not set either: not started by torchrun?)")
+        error = ConfigError(f"rank {rank}: the {world} processes of the run did not all meet at {where} within "
+                            f"{seconds:g} s ({' '.join(str(e).split())[:200]}); {env} are set in the environment"
+                            f"{started}: {hint} (ADAKIT_DIST_JOIN_TIMEOUT_S sets how long to wait)")
+        error.on_every_rank = False
+        raise error from None
+    return store
 
 
 def _shutdown() -> None:

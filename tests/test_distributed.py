@@ -443,3 +443,35 @@ def test_an_error_on_one_rank_is_printed_and_stops_the_run_at_once(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode != 0 and out.count("adakit query runs in one process; start it without torchrun") == 1, \
         out[-3000:]
+
+
+def _demo_config(tmp_path: Path) -> Path:
+    cfg = {"seed": 0, "data": {"format": "demo"}, "model": {"hidden_dim": 8, "bottleneck_dim": 4},
+           "budget": {"total": 4, "rounds": 1}, "train": {"warmup_iters": 6, "round_iters": 2, "threads": 1,
+                                                            "device": "cpu"}}
+    path = tmp_path / "demo.yaml"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_torchrun_variables_set_by_hand_are_named_instead_of_waited_on(tmp_path):
+    """RANK / WORLD_SIZE left in a shell without torchrun: MASTER_ADDR missing ended in torch's ValueError
+    traceback; with MASTER_* set too, the process waited silently for peers that never come (the 2 h group
+    timeout). Both are one message naming the variables, before the run folder exists."""
+    config, run = _demo_config(tmp_path), tmp_path / "run"
+    env = {**_env(), "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+    res = subprocess.run([sys.executable, "-m", "adakit", "run", str(config), "--out", str(run), "--quiet"],
+                         env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2 and "Traceback" not in out, out[-3000:]
+    assert "error (rank 1): WORLD_SIZE=2 and RANK=1 are set" in out and "MASTER_ADDR and MASTER_PORT are not" in out
+    env.update({"RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_port()),
+                "ADAKIT_DIST_JOIN_TIMEOUT_S": "2"})
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "adakit", "run", str(config), "--out", str(run), "--quiet"],
+                         env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2 and out.count("the 2 processes of the run did not all meet") == 1, out[-3000:]
+    assert "not started by torchrun" in out and "unset RANK, WORLD_SIZE" in out
+    assert time.perf_counter() - t0 < 40 and not run.exists()
+
