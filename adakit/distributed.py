@@ -200,6 +200,16 @@ def broadcast_object(obj=None):
     return box[0]
 
 
+def differing_ranks(obj) -> tuple[list[int], list]:
+    """The ranks whose ``obj`` (picklable, comparable) differs from rank 0's, and every rank's ``obj``; the same
+    answer on every rank, so all of them can stop together. One process: ``([], [obj])``."""
+    if not _info.enabled:
+        return [], [obj]
+    objs: list = [None] * _info.world_size
+    dist.all_gather_object(objs, obj)
+    return [r for r, o in enumerate(objs) if o != objs[0]], objs
+
+
 def shard_counts(n: int, world: int | None = None) -> list[int]:
     """Rows of an n-row batch held by each rank (contiguous, in rank order; the first n % world get one more)."""
     world = _info.world_size if world is None else world

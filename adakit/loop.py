@@ -400,6 +400,19 @@ def _evaluated_info(row: dict) -> dict:
     return {"accuracy": None, "mean_class_accuracy": None, **row}
 
 
+def _check_same_config_on_every_rank(cfg: ExperimentConfig) -> None:
+    """Under torchrun every rank must run the same config: ranks given other settings (another config file on a
+    node, another ``--set``) trained silently on different batches (another seed) or waited forever in a
+    collective for steps the other rank never takes (another ``train.round_iters``). Raised on every rank."""
+    ranks, cfgs = distributed.differing_ranks(cfg.to_dict())
+    if ranks:
+        r = ranks[0]
+        raise ConfigError(f"the processes of this torchrun run were started with different configs: rank {r} differs "
+                          f"from rank 0 ({config_changes(cfgs[0], cfgs[r])}, rank 0's value first)"
+                          + (f" and so do ranks {', '.join(map(str, ranks[1:]))}" if len(ranks) > 1 else "")
+                          + "; give every process the same config file and --set values")
+
+
 class ActiveLoop:
     """One experiment in ``run_dir``: config.yaml, ledger.sqlite, metrics.jsonl, summary.json, report."""
 
@@ -435,6 +448,7 @@ class ActiveLoop:
         self.cfg = cfg
         self.run_dir = Path(run_dir).absolute()  # (a later os.chdir must not split the run over two folders)
         self.dist = distributed.init(cfg.train.device)  # torchrun: join the process group (no-op otherwise)
+        _check_same_config_on_every_rank(cfg)
         self.show_progress = show_progress and self.dist.main
         loggers = loggers_from_config(cfg.log) if self.dist.main else []
         # a log folder under a file, a server that does not answer: before any work. A new run: before its folder

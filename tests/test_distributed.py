@@ -475,3 +475,45 @@ def test_torchrun_variables_set_by_hand_are_named_instead_of_waited_on(tmp_path)
     assert "not started by torchrun" in out and "unset RANK, WORLD_SIZE" in out
     assert time.perf_counter() - t0 < 40 and not run.exists()
 
+_RANK1_SCRIPT = """
+import os, sys
+from adakit import train
+from adakit.cli import app
+
+if os.environ["RANK"] == "1":
+    if os.environ.get("RANK1_SET"):  # this rank alone gets another setting
+        sys.argv += ["--set", os.environ["RANK1_SET"]]
+    if os.environ.get("RANK1_INTERRUPT"):  # Ctrl-C reaches this rank's Python during the warm-up
+        forward, calls = train.Trainer._forward, []
+
+        def interrupted(self, *a, **k):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return forward(self, *a, **k)
+
+        train.Trainer._forward = interrupted
+sys.argv[0] = "adakit"
+app()
+"""
+
+
+def _run_rank1_script(tmp_path: Path, run: Path, **env) -> tuple[subprocess.CompletedProcess, float]:
+    script = tmp_path / "rank1.py"
+    script.write_text(_RANK1_SCRIPT)
+    t0 = time.perf_counter()
+    res = subprocess.run(_torchrun([str(script), "run", str(_demo_config(tmp_path)), "--out", str(run), "--quiet"]),
+                         env={**_env(), "ADAKIT_DIST_TIMEOUT_MIN": "2", **env}, capture_output=True, text=True,
+                         timeout=240, cwd=ROOT)
+    return res, time.perf_counter() - t0
+
+
+def test_ranks_started_with_different_settings_stop_together_with_one_message(tmp_path):
+    """Another train.round_iters on rank 1 left rank 0 waiting forever in a gradient all-reduce for steps rank 1
+    never took (another seed trained silently on mismatched batches); now every rank stops before the run folder
+    exists, and the difference is printed once."""
+    run = tmp_path / "run"
+    res, elapsed = _run_rank1_script(tmp_path, run, RANK1_SET="train.round_iters=3")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and out.count("were started with different configs: rank 1 differs") == 1, out[-3000:]
+    assert "train.round_iters: 2 → 3" in out and not run.exists() and elapsed < 60
