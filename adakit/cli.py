@@ -135,6 +135,21 @@ def _main_lock(run_dir: Path, take: bool = True) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _leave_alone_on_error() -> Iterator[None]:
+    """Under torchrun, a process stopping on any exception (Ctrl-C reaching one rank's Python, an error of its own)
+    leaves the group at exit without waiting for the others: click turns a KeyboardInterrupt into a plain exit, so
+    the interrupted rank waited in the exit barrier while the other waited in a training collective, for the 2 h
+    group timeout."""
+    from adakit import distributed
+
+    try:
+        yield
+    except BaseException:
+        distributed.mark_failed()
+        raise
+
+
 def _printer(label: str = ""):
     def on_event(kind: str, info: dict) -> None:
         tag = f"[{label}] " if label else ""
@@ -195,27 +210,28 @@ def run(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YA
     from adakit.probe import run_probe, stored_probe_config
     from adakit.rundir import check_out_dir
 
-    try:
-        probe_cfg = stored_probe_config(out_dir)  # a linear-probe run folder (it keeps no ledger) or None
-        # before any work: never overwrite a folder that is not a run
-        is_run = probe_cfg is not None or check_out_dir(out_dir)
-        cfg = load_config(config, set_)
-        if probe_cfg is not None and cfg.runner != "linear_probe":
-            raise ConfigError(f"--out {out_dir} holds a linear-probe run (runner: linear_probe in its config.yaml); "
-                              "choose another --out for a network run")
-        if cfg.runner == "linear_probe":
-            s = run_probe(cfg, out_dir, flag="--out")
-            _print_probe_rounds(s)
-            out.print(_final_line(s, out_dir), highlight=False)
-            return
-        main = distributed.init(cfg.train.device).main  # torchrun: join the process group (no-op otherwise)
-        distributed.barrier()  # every rank checked --out before rank 0 writes to it
-        # a new folder is locked when the loop creates it; under torchrun rank 0 holds the lock
-        with _main_lock(out_dir, take=is_run):
-            s = _run_loop(lambda: ActiveLoop(cfg, out_dir, show_progress=not quiet,
-                                             on_event=_printer() if main else None))
-    except AdakitError as e:
-        _fail(e)
+    with _leave_alone_on_error():  # (torchrun: Ctrl-C or an error of this rank's own)
+        try:
+            probe_cfg = stored_probe_config(out_dir)  # a linear-probe run folder (it keeps no ledger) or None
+            # before any work: never overwrite a folder that is not a run
+            is_run = probe_cfg is not None or check_out_dir(out_dir)
+            cfg = load_config(config, set_)
+            if probe_cfg is not None and cfg.runner != "linear_probe":
+                raise ConfigError(f"--out {out_dir} holds a linear-probe run (runner: linear_probe in its "
+                                  "config.yaml); choose another --out for a network run")
+            if cfg.runner == "linear_probe":
+                s = run_probe(cfg, out_dir, flag="--out")
+                _print_probe_rounds(s)
+                out.print(_final_line(s, out_dir), highlight=False)
+                return
+            main = distributed.init(cfg.train.device).main  # torchrun: join the process group (no-op otherwise)
+            distributed.barrier()  # every rank checked --out before rank 0 writes to it
+            # a new folder is locked when the loop creates it; under torchrun rank 0 holds the lock
+            with _main_lock(out_dir, take=is_run):
+                s = _run_loop(lambda: ActiveLoop(cfg, out_dir, show_progress=not quiet,
+                                                 on_event=_printer() if main else None))
+        except AdakitError as e:
+            _fail(e)
     if s and main:
         out.print(_final_line(s, out_dir), highlight=False)
 
@@ -232,23 +248,24 @@ def resume(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="run fold
     from adakit.probe import stored_probe_config
     from adakit.rundir import sh, stored_config
 
-    try:
-        if stored_probe_config(run_dir) is not None:
-            from adakit.errors import ConfigError
+    with _leave_alone_on_error():  # (torchrun: Ctrl-C or an error of this rank's own)
+        try:
+            if stored_probe_config(run_dir) is not None:
+                from adakit.errors import ConfigError
 
-            raise ConfigError(f"{run_dir} holds a linear-probe run (runner: linear_probe), which keeps no ledger to "
-                              f"resume from; run it again (seconds) with `adakit run {sh(run_dir / 'config.yaml')} "
-                              f"--out {sh(run_dir)}`")
-        stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
-        device = next((v.strip() for k, _, v in (c.partition("=") for c in sets or ()) if k.strip() == "train.device"),
-                      stored.get("train", {}).get("device", "auto"))
-        main = distributed.init(device).main  # torchrun: join the group
-        # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)
-        with _main_lock(run_dir):
-            s = _run_loop(lambda: ActiveLoop.resume(run_dir, changes=sets or (), show_progress=not quiet,
-                                                    on_event=_printer() if main else None))
-    except AdakitError as e:
-        _fail(e)
+                raise ConfigError(f"{run_dir} holds a linear-probe run (runner: linear_probe), which keeps no ledger "
+                                  f"to resume from; run it again (seconds) with `adakit run "
+                                  f"{sh(run_dir / 'config.yaml')} --out {sh(run_dir)}`")
+            stored = stored_config(run_dir)  # a run folder with a readable stored config, checked without writing
+            device = next((v.strip() for k, _, v in (c.partition("=") for c in sets or ())
+                           if k.strip() == "train.device"), stored.get("train", {}).get("device", "auto"))
+            main = distributed.init(device).main  # torchrun: join the group
+            # before loading data: a second process fails at once (under torchrun rank 0 holds the lock)
+            with _main_lock(run_dir):
+                s = _run_loop(lambda: ActiveLoop.resume(run_dir, changes=sets or (), show_progress=not quiet,
+                                                        on_event=_printer() if main else None))
+        except AdakitError as e:
+            _fail(e)
     if s and main:
         out.print(_final_line(s, run_dir), highlight=False)
 

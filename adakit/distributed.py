@@ -162,8 +162,10 @@ def _shutdown() -> None:
     """Leave the group at exit, after every rank got here (gloo).
 
     Ranks that destroy the group while a peer still has collectives in flight can abort the peer at exit
-    ("terminate called without an active exception"). gloo's ``monitored_barrier`` lines the ranks up first and
-    gives up after 60 s instead of hanging when a rank died; NCCL has no such barrier and leaves at once.
+    ("terminate called without an active exception"). gloo's ``monitored_barrier`` lines the ranks up first; rank 0
+    gives up after 60 s when a rank died, but the other ranks wait for rank 0 up to the group timeout, so a process
+    that stops on an error or an interrupt (`mark_failed`, or an uncaught exception) leaves at once instead. NCCL has
+    no such barrier and leaves at once.
     """
     if not dist.is_initialized():
         return

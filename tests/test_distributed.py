@@ -517,3 +517,16 @@ def test_ranks_started_with_different_settings_stop_together_with_one_message(tm
     out = res.stdout + res.stderr
     assert res.returncode != 0 and out.count("were started with different configs: rank 1 differs") == 1, out[-3000:]
     assert "train.round_iters: 2 → 3" in out and not run.exists() and elapsed < 60
+
+def test_a_rank_interrupted_alone_leaves_at_once(tmp_path):
+    """click turns Ctrl-C into a plain exit, so an interrupted rank 1 waited in the exit barrier while rank 0 waited
+    in a training collective, until the group timeout (2 h; 2 min here). It now leaves at once and torchrun stops
+    rank 0; the run resumes."""
+    run = tmp_path / "run"
+    res, elapsed = _run_rank1_script(tmp_path, run, RANK1_INTERRUPT="1")
+    assert res.returncode != 0 and elapsed < 60, (elapsed, (res.stdout + res.stderr)[-3000:])
+    res = subprocess.run(_torchrun(["-m", "adakit", "resume", str(run), "--quiet"]), env=_env(),
+                         capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    _ledger_check(run)
+
