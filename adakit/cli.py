@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -106,6 +107,12 @@ def _fail(e: Exception) -> None:
     main = distributed.is_main()
     shared = isinstance(e, ConfigError) or getattr(e, "on_every_rank", False)
     own = getattr(e, "on_every_rank", None) is False  # this process's alone (joining the group failed)
+    if not (main or own or distributed.info().enabled) and distributed.launched():
+        # before the group exists an error is taken to be every rank's, printed by rank 0, which then stops and
+        # torchrun ends this process. When rank 0 does not have it (its config file, its --set differ), nobody
+        # printed it: after a while (still alive, so rank 0 went on), this rank says it itself.
+        time.sleep(float(os.environ.get("ADAKIT_DIST_ERROR_WAIT_S", "10")))
+        own = True
     if main or own or (distributed.info().enabled and not shared):
         rank = distributed.info().rank if distributed.info().enabled else os.environ.get("RANK", "?").strip()
         tagged(err, "error:" if main else f"error (rank {rank}):", "bold red", str(e))

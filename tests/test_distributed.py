@@ -530,3 +530,19 @@ def test_a_rank_interrupted_alone_leaves_at_once(tmp_path):
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     _ledger_check(run)
 
+
+
+def test_an_error_only_a_later_rank_finds_before_the_group_starts_is_printed_once(tmp_path):
+    """Before the group exists an error counts as every rank's and only rank 0 printed it: a setting only rank 1
+    got wrong (its config file, its --set) stopped the run without any message. The same error on every rank is
+    still printed once."""
+    res, _ = _run_rank1_script(tmp_path, tmp_path / "run", RANK1_SET="train.no_such_key=1",
+                               ADAKIT_DIST_ERROR_WAIT_S="3")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and out.count("error (rank 1):") == 1 and "no_such_key" in out, out[-3000:]
+    res = subprocess.run(_torchrun(["-m", "adakit", "run", str(_demo_config(tmp_path)), "--out", str(tmp_path / "b"),
+                                    "--set", "train.no_such_key=1"]),
+                         env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = res.stdout + res.stderr
+    errors = [ln for ln in out.splitlines() if ln.startswith(("error:", "error (rank"))]
+    assert res.returncode != 0 and len(errors) == 1 and "no_such_key" in out, out[-3000:]
