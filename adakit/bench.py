@@ -79,12 +79,23 @@ def load_bench(path: str | Path | dict) -> tuple[BenchSpec, Path]:
     return spec, base
 
 
-def slug(text: str) -> str:
+#: file systems take names of at most 255 bytes
+NAME_BYTES = 255
+
+
+def slug(text: str, max_bytes: int = NAME_BYTES) -> str:
     """A folder name for a method or pair label: letters (any script), digits and ``_.+-``, other characters as
-    ``_``; never empty and never starting with ``-`` (a shell would read it as an option)."""
+    ``_``; never empty and never starting with ``-`` (a shell would read it as an option). A name longer than
+    ``max_bytes`` (UTF-8) is cut and ends in ``_`` and 12 hex digits of the label's SHA-256, so distinct long
+    labels keep distinct names (shorter names are unchanged)."""
+    import hashlib
+
     name = re.sub(r"[^\w.+-]+", "_", text).strip("_").lstrip("-")
     if not name:
         raise ConfigError(f"{text!r} gives an empty folder name; use a name with letters or digits")
+    if len(name.encode()) > max_bytes:
+        cut = name.encode()[:max_bytes - 13].decode(errors="ignore")
+        name = f"{cut}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     return name
 
 

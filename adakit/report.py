@@ -204,16 +204,10 @@ def plot_curves(groups: dict[str, list[dict]], out: Path, title: str = "") -> No
 
 def curve_file(pair: str) -> str:
     """File name of the learning curves of one domain pair (``pair_label``) written by `compare`."""
-    import hashlib
-
     from adakit.bench import slug
 
-    name = slug(pair.replace("→", "-to-"))  # (domain names may hold '/', spaces, ...)
-    if len(name.encode()) > CURVE_NAME_BYTES:  # file systems take 255 bytes: cut, with a hash of the whole pair
-        digest = hashlib.sha256(pair.encode()).hexdigest()[:12]
-        cut = name.encode()[:CURVE_NAME_BYTES - 13].decode(errors="ignore")
-        name = f"{cut}_{digest}"
-    return f"curve-{name}.png"
+    # (domain names may hold '/', spaces, ...; a long pair is cut, with a hash of the whole pair)
+    return f"curve-{slug(pair.replace('→', '-to-'), CURVE_NAME_BYTES)}.png"
 
 
 #: the most bytes of a curve file's name between ``curve-`` and ``.png`` (the whole name stays under 120)

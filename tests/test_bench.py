@@ -323,3 +323,19 @@ def test_table_only_names_the_runs_of_the_grid_it_leaves_out(bench_file, tmp_pat
     md = run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"], table_only=True)
     assert "- digits-digits-rotated/margin/seed-1 (started, not finished)" in md
     assert (out / "comparison.md").read_text().strip() == md.strip()
+
+
+def test_long_method_labels_give_folder_names_the_file_system_takes(bench_file, tmp_path):
+    """A method label over 255 bytes made a run folder name no file system takes (OSError when the run started);
+    a long name is cut and ends in a hash of the label, so two labels differing only at the end keep apart."""
+    from adakit.bench import plan_bench, slug
+
+    a, b = "margin " + "é" * 150 + " a", "margin " + "é" * 150 + " b"
+    spec = {**yaml.safe_load(bench_file.read_text()),
+            "methods": {a: ["query.strategy=margin"], b: ["query.strategy=random"]}}
+    bench_file.write_text(yaml.safe_dump(spec))
+    plan = plan_bench(bench_file, tmp_path / "out")
+    names = {d.parent.name for _, d in plan}
+    assert len(names) == 2 and all(len(n.encode()) <= 255 for n in names)
+    assert all(n.startswith("margin_" + "é" * 50) for n in names)
+    assert slug("FT + margin") == "FT_+_margin"  # short names are unchanged
