@@ -948,6 +948,9 @@ class ActiveLoop:
         from adakit.errors import LedgerError
         from adakit.oracle import export_missing, export_round
 
+        if self.dist.enabled:  # (rank 0 alone holds the ledger; the other ranks would fail on it, or wait)
+            raise ConfigError("select_round (adakit query) runs in one process: call it outside torchrun; "
+                              "`ActiveLoop.run` / `adakit resume` under torchrun then train on the answers")
         # a process killed between recording a round's queries and writing their CSV: write it now
         export_missing(self.ledger, self.domains.pool, self.domains.classes, self.run_dir)
         done = self.restore()

@@ -1057,6 +1057,14 @@ def test_select_round_from_python_checks_its_budget_before_selecting(tmp_path):
                                                 r"whole number between 1 and 44"):
                 loop.select_round(bad)
         assert loop.ledger.round_status(3) is None
+        # under torchrun only rank 0 holds the ledger: select_round is refused there (a script calling it failed on
+        # rank 1), nothing recorded
+        from adakit.distributed import DistInfo
+
+        single, loop.dist = loop.dist, DistInfo(rank=1, world_size=2, backend="gloo")
+        with pytest.raises(ConfigError, match=r"select_round \(adakit query\) runs in one process"):
+            loop.select_round(2)
+        loop.dist = single
         r = loop.select_round(np.int64(2))
         assert r == 3 and len(loop.ledger.open_queries(r)) == 2
 
