@@ -429,8 +429,14 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     for s in settings:
         s.summary = json.loads((s.run_dir / "summary.json").read_text())
     validators = VALIDATORS.names()
-    chosen = pick(settings, select)
     table = [(s, c) for s in settings for c in checkpoints(s.summary, validators)]
+    try:
+        chosen = pick(settings, select)
+    except ConfigError as e:  # no setting has a score: the table still shows the runs (which diverged, what they
+        # recorded)
+        _write(Path(out_dir), {"select": select, "pick": None, "ran": ran, "settings": [s.name for s in settings],
+                               **({"only": list(only)} if only else {})}, table, validators)
+        raise ConfigError(f"{e}; {Path(out_dir) / 'sweep.md'} lists what each setting recorded") from None
     # the oracle best among what the pick chose from
     offered = {(s.name, c["checkpoint"]) for s in settings for c in _offered(s.summary, checkpoints(s.summary, []))}
     scored = [(s, c) for s, c in table if c["accuracy"] is not None and (s.name, c["checkpoint"]) in offered]
@@ -520,18 +526,22 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
     out_dir.mkdir(parents=True, exist_ok=True)
     pick_, best, default = result["pick"], result.get("oracle_best"), result.get("default")
 
-    tied = {(t["setting"], t["checkpoint"]) for t in pick_.get("tied", [])}
+    tied = {(t["setting"], t["checkpoint"]) for t in (pick_ or {}).get("tied", [])}
 
     def marks(s: Setting, c: dict) -> list[str]:
         key = (s.name, c["checkpoint"])
         return [m for m, ref in (("pick", pick_), ("oracle best", best), ("default", default))
                 if ref and key == (ref["setting"], ref["checkpoint"])] + (["tied best"] if key in tied else [])
 
-    lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", "",
-             f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = {_num(pick_['score'])}; "
-             f"oracle accuracy {_pct(pick_.get('oracle_accuracy'))}); load it with "
-             f"`adakit.load_run(\"{pick_['run_dir']}\", checkpoint=\"{pick_['checkpoint']}\")`; weights: "
-             + (f"`{pick_['weights']}`" if pick_["weights"] else "none saved for this checkpoint")]
+    lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", ""]
+    if pick_ is None:
+        lines.append(f"- **no pick**: none of the settings has a finite `{result['select']}` score (training "
+                     "diverged, say); the rows below show what each run recorded")
+    else:
+        lines.append(f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = "
+                     f"{_num(pick_['score'])}; oracle accuracy {_pct(pick_.get('oracle_accuracy'))}); load it with "
+                     f"`adakit.load_run(\"{pick_['run_dir']}\", checkpoint=\"{pick_['checkpoint']}\")`; weights: "
+                     + (f"`{pick_['weights']}`" if pick_["weights"] else "none saved for this checkpoint"))
     if result.get("only"):
         lines.append(f"- **filtered** by --only {' '.join(result['only'])}: this table and its pick cover "
                      f"{len(result['settings'])} setting(s) of the grid; run the command without --only for all")

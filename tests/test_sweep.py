@@ -642,5 +642,28 @@ def test_a_sweep_whose_runs_scored_nothing_says_why_and_keeps_them(tmp_path):
     with pytest.raises(ConfigError, match=r"--select im: none of the 2 finished setting\(s\) has a score of it to pick "
                                           r"by \(3 checkpoint\(s\) scored NaN\); .*diverged.* The runs are kept"):
         pick(grid, "im")
+    # the sweep writes its table before it raises: which settings diverged, and what they recorded, are visible
+    from adakit.registry import VALIDATORS
+    from adakit.sweep import _write, checkpoints
+
+    table = [(s, c) for s in grid for c in checkpoints(s.summary, VALIDATORS.names())]
+    _write(tmp_path / "out", {"select": "im", "pick": None, "ran": 0, "settings": [s.name for s in grid]}, table,
+           VALIDATORS.names())
+    md = (tmp_path / "out" / "sweep.md").read_text()
+    assert "- **no pick**: none of the settings has a finite `im` score" in md
+    assert md.count("| train.lr=0.1 |") == 3 and md.count("| train.lr=0.2 |") == 3 and "| pick" not in md
     grid[0].summary["rounds"][0]["val/im"] = 0.5  # one finite score: it is the pick, NaN never wins
     assert (pick(grid, "im")["setting"], pick(grid, "im")["checkpoint"]) == ("train.lr=0.1", "round 0")
+
+
+def test_a_sweep_where_every_setting_diverged_writes_its_table_before_it_stops(tmp_path):
+    """Every setting diverged (lr 1e30): the sweep raised without a sweep.md, so which settings diverged and what
+    they recorded could only be read from each run's summary.json."""
+    config = {**BASE, "train": {**BASE["train"], "lr": 1e30}}
+    with pytest.warns(RuntimeWarning, match="training loss was not finite"), \
+            pytest.raises(ConfigError, match=r"none of the 2 finished setting\(s\) has a score .*sweep.md lists what "
+                                             r"each setting recorded"):
+        run_sweep(config, {"train.lr": [1e32]}, "im", tmp_path / "out")
+    md = (tmp_path / "out" / "sweep.md").read_text()
+    assert "- **no pick**: none of the settings has a finite `im` score" in md
+    assert md.count("| train.lr=1.0e+30 |") == 3 and md.count("| train.lr=1.0e+32 |") == 3  # warm-up step, rounds
