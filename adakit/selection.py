@@ -233,6 +233,9 @@ def _pool_mask(given: ArrayLike | None, n: int, name: str) -> tuple[np.ndarray, 
                             f"pool sample), got {arr.shape}")
         return arr.copy(), None
     if arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+        if arr.ndim > 1 and arr.size:  # (an (N, 1) column or a (2, k) pair: flattening would hide a mistake)
+            raise DataError(f"adakit.select: {name}= as indices must be one-dimensional, got shape {arr.shape}; "
+                            f"pass np.ravel({name}) if those are the pool indices")
         index = arr.astype(np.int64).reshape(-1)
         if index.shape == (n,) and index.size and index.min() >= 0 and index.max() <= 1 \
                 and (n > 2 or len(np.unique(index)) < n):  # ([0, 1] on a pool of two are both samples)

@@ -262,6 +262,10 @@ def test_labelled_mask_and_index_array_exclude_the_same_samples():
     b = adakit.select("entropy", logits=logits, labelled=torch.as_tensor(mask), budget=40)
     np.testing.assert_array_equal(a.indices, b.indices)
     assert sorted(a.indices) == sorted(set(range(30)) - set(idx))  # every unlabelled one, no labelled one
+    # a 2-D index array was flattened without a word ((N, 1) columns, or an (rows, cols) pair from np.nonzero)
+    for name in ("labelled", "exclude"):
+        with pytest.raises(DataError, match=rf"{name}= as indices must be one-dimensional, got shape \(4, 1\)"):
+            adakit.select("entropy", logits=logits, budget=3, **{name: idx[:, None]})
     # probs are softmax(logits): margin on either gives the same order
     np.testing.assert_array_equal(adakit.select("margin", logits=logits, budget=5).indices,
                                   adakit.select("margin", probs=torch.softmax(logits, 1).numpy(), budget=5).indices)
