@@ -124,7 +124,9 @@ def test_probe_report_applies_the_rule_to_the_two_probes(tmp_path):
             run = tmp_path / name / pair / slug(method) / "seed-0"
             run.mkdir(parents=True)
             rows = [{"round": 0}] + [{"round": i + 1, "val/queried_acc": q} for i, q in enumerate(qs)]
-            (run / "summary.json").write_text(json.dumps({"final_accuracy": 0.5, "rounds": rows}))
+            (run / "summary.json").write_text(json.dumps({  # (the keys every run summary holds)
+                "name": "x", "strategy": "margin", "objective": "linear_probe", "protocol": "transductive", "seed": 0,
+                "data": {}, "budget": {"rounds": 2}, "final_accuracy": 0.5, "rounds": rows}))
     text = fd.probe_report(tmp_path)
     assert "| linear probe + margin | office31 (tuning) | 0.3000 | 50.0 |" in text
     assert text.endswith(f"**choice:** {fd.METHODS[1]}")
