@@ -1156,8 +1156,10 @@ class ActiveLoop:
     # -- outputs ----------------------------------------------------------------------------------
     def summary(self) -> dict:
         """The run's summary as ``summary.json`` holds it (also what `run` returns and the ``done`` event carries):
-        name, strategy, objective, budget, ``rounds`` (the metrics per scored round), ``final_accuracy``,
-        ``unlabelled_rounds`` (validators of rounds without test labels), timings, processes and environment."""
+        name, strategy, objective, budget, ``rounds`` (the metrics per scored round), ``final_accuracy``, the test
+        set's size and how many of its samples have a label (``test_samples``, ``test_labelled``: accuracy counts
+        those), ``unlabelled_rounds`` (validators of rounds without test labels), timings, processes and
+        environment."""
         cfg = self.cfg
         rounds = self.ledger.metrics()
         processes = self._processes()
@@ -1168,6 +1170,8 @@ class ActiveLoop:
             "budget": {"total": cfg.budget.total, "rounds": cfg.budget.rounds, "per_round": self.budgets},
             "rounds": rounds,
             "final_accuracy": rounds[-1]["accuracy"] if rounds else None,
+            # accuracy counts the test samples with a label only (a target given partly unlabelled)
+            "test_samples": len(self.domains.test), "test_labelled": int((self.domains.test.y >= 0).sum()),
             "warmup_checkpoints": self.ledger.get_meta("warmup_checkpoints", []),  # train.eval_checkpoints
             "unlabelled_rounds": [v for v in (self.ledger.get_meta(f"validators/{r}") for r in
                                               range(max(len(self.budgets), self.ledger.last_round()) + 1)) if v],

@@ -123,6 +123,10 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
         for m in unlabelled:
             lines.append(f"| {m['round']} | {m['labels']} | "
                          + " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in names) + " |")
+    n_test, n_known = summary.get("test_samples"), summary.get("test_labelled")
+    if scored and n_test and n_known is not None and n_known < n_test:
+        lines += ["", f"Note: accuracy counts the {n_known} of the {n_test} test samples that have a label (the other "
+                  f"{n_test - n_known} have none)."]
     late = late_answers(run_dir)
     if late:
         lines += ["", f"Note: {_late_answers_note(late)}; the accuracies above are of models trained without "

@@ -1081,3 +1081,19 @@ def test_a_strategy_or_objective_of_another_form_is_named_by_its_keyword(tmp_pat
     with pytest.raises(ConfigError, match=r"^objective=: expected a name \('dann'\), .* Objective class or instance"):
         ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=(xt, yt), objective=("dann", 1.0))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_partly_labelled_test_set_says_how_many_samples_its_accuracy_counts(tmp_path):
+    """Accuracy counts the test samples with a label only; nothing said how many those were."""
+    xs, ys, xt, yt = _arrays()
+    y_test = yt[:20].copy()
+    y_test[:5] = -1
+    s = ActiveLoop(SMALL, tmp_path / "r", source=(xs, ys), target=(xt, yt), test=(xt[:20], y_test),
+                   show_progress=False).run()
+    assert (s["test_samples"], s["test_labelled"]) == (20, 15)
+    assert "accuracy counts the 15 of the 20 test samples that have a label (the other 5 have none)" in \
+        (tmp_path / "r" / "report.md").read_text()
+    full = ActiveLoop(SMALL, tmp_path / "f", source=(xs, ys), target=(xt, yt), test=(xt[:20], yt[:20]),
+                      show_progress=False).run()
+    assert full["test_labelled"] == full["test_samples"] == 20
+    assert "test samples that have a label" not in (tmp_path / "f" / "report.md").read_text()
