@@ -147,8 +147,8 @@ def test_mkdocs_nav_pages_exist():
 
 
 def test_every_built_in_method_is_documented():
-    """A built-in strategy or objective has a row in the README's method tables and appears in docs/methods.md
-    (CONTRIBUTING, "Adding a method"; nothing checked it before)."""
+    """A built-in strategy or objective has a row in the README's method tables and appears in docs/methods.md, a
+    built-in validator a row in its README table (CONTRIBUTING, "Adding a method"; nothing checked it before)."""
     import re
 
     from adakit.registry import OBJECTIVES, STRATEGIES
@@ -163,6 +163,11 @@ def test_every_built_in_method_is_documented():
                 continue  # (a test's or a user's method)
             assert name in rows, f"{reg.kind} {name!r}: no row in the README's method tables"
             assert f"`{name}`" in methods, f"{reg.kind} {name!r}: not in docs/methods.md"
+    from adakit.registry import VALIDATORS
+
+    for name in VALIDATORS.names():  # (validators: a row in the README's validator table)
+        if VALIDATORS.get(name).__module__.startswith("adakit."):
+            assert name in rows, f"validator {name!r}: no row in the README's validator table"
 
 
 #: the development notes' names for the papers and the work items, which a reader of the repository cannot look up
