@@ -12,7 +12,6 @@ import copy
 import importlib
 import inspect
 import json
-import operator
 import pickle
 import random
 import shutil
@@ -39,6 +38,7 @@ from adakit.inference import accuracy, forward_domain
 from adakit.ledger import DROP, Ledger
 from adakit.models import build_model
 from adakit.oracle import CallableOracle, FileOracle, RejectedAnswers, SimulatedOracle
+from adakit.params import whole_number
 from adakit.pool import PoolView
 from adakit.progress import shown, status
 from adakit.provenance import environment
@@ -966,10 +966,7 @@ class ActiveLoop:
             raise LedgerError(f"round {r} was already queried ({n_open} of its queries still open); answer them "
                               f"(`adakit label` or `adakit import-labels`), then `adakit resume {sh(self.run_dir)}`")
         free = len(self.domains.pool) - len(self._labelled()[0]) - len(self.ledger.dropped_pool())
-        try:
-            count = None if isinstance(budget, bool) else operator.index(budget)
-        except TypeError:
-            count = None
+        count = whole_number(budget)
         if count is None or count < 1 or count > free:
             raise DataError(f"select_round: budget={budget!r} (adakit query --budget): choose a whole number between 1 "
                             f"and {free} (samples of the target pool not yet queried)")

@@ -11,6 +11,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from adakit.errors import ConfigError
 
 
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number given as one (an int, a numpy integer, a 0-d integer tensor),
+    else None (a bool, a float such as 2.5, a string, ...): for counts and sizes passed from Python."""
+    import operator
+
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def format_validation_error(err: ValidationError, prefix: str, model: type[BaseModel],
                             section_keys: Iterable[str] = ()) -> str:
     """One line per error, each naming its key path (``prefix.key``) and what is allowed. ``section_keys``: keys

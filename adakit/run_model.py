@@ -8,7 +8,6 @@ an instance of the same module class (``backbone=``); its weights come from the 
 from __future__ import annotations
 
 import csv
-import operator
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from adakit.data.domain import Domain
 from adakit.data.objects import is_sparse as _sparse
 from adakit.errors import ConfigError, DataError
 from adakit.ledger import DROPPED
+from adakit.params import whole_number
 from adakit.rundir import LEDGER_NAME, CheckpointError, check_writable_folder, checkpoint_file, replaced_atomically, sh
 
 __all__ = ["RunModel", "load_run", "read_inputs", "write_predictions"]
@@ -337,10 +337,7 @@ def load_run(run_dir: str | Path, *, backbone: nn.Module | None = None, device: 
     from adakit.rundir import holder, load_checkpoint, stored_experiment
 
     if batch_size is not None:
-        try:
-            size = None if isinstance(batch_size, bool) else operator.index(batch_size)
-        except TypeError:
-            size = None
+        size = whole_number(batch_size)
         if size is None or size < 1:
             raise ConfigError(f"load_run: batch_size= must be a whole number ≥ 1 (samples per forward pass; None: "
                               f"the run's train.eval_batch_size), got {batch_size!r}")

@@ -7,7 +7,6 @@ so a selection made here equals the loop's selection on the same outputs and see
 from __future__ import annotations
 
 import dataclasses
-import operator
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from torch import nn
 from adakit.data.objects import is_sparse, numpy_tensor
 from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError
+from adakit.params import whole_number
 from adakit.pool import ArrayView, CallableModule
 from adakit.query.base import Selection, Strategy, _host, check_selection
 from adakit.validate.base import probs_atol
@@ -362,10 +362,7 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
     """
     strat = make_strategy(strategy, params)
     who = f"adakit.select({getattr(strat, 'name', type(strat).__name__)!r})"
-    try:  # (an int, a numpy integer, or a 0-d integer tensor: a count computed in torch)
-        count = None if isinstance(budget, bool) else operator.index(budget)
-    except TypeError:
-        count = None
+    count = whole_number(budget)  # (an int, a numpy integer, or a 0-d integer tensor: a count computed in torch)
     if count is None or count < 0:
         raise ConfigError(f"{who}: budget= must be a non-negative integer, got {budget!r}")
     budget = count

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from adakit.adapt.base import Objective
 from adakit.errors import ConfigError
+from adakit.params import whole_number
 
 
 def objective(name: str | type[Objective], *, feature_dim: int, num_classes: int, pool_size: int = 0,
@@ -38,10 +38,7 @@ def objective(name: str | type[Objective], *, feature_dim: int, num_classes: int
     sizes = {}
     for key, value, low in (("feature_dim", feature_dim, 1), ("num_classes", num_classes, 2),
                             ("pool_size", pool_size, 0)):
-        try:
-            sizes[key] = operator.index(value) if not isinstance(value, bool) else None
-        except TypeError:
-            sizes[key] = None
+        sizes[key] = whole_number(value)
         if sizes[key] is None or sizes[key] < low:
             raise ConfigError(f"adakit.objective({label!r}): {key}= must be a whole number ≥ {low}, got {value!r}")
     obj_params = cls.Params.validated(params, f"objective({label!r})")
