@@ -99,14 +99,15 @@ def slug(text: str, max_bytes: int = NAME_BYTES) -> str:
     return name
 
 
-def check_set_keys(extra: list[str] | None, owned: dict[str, str]) -> None:
-    """Refuse a ``--set key=value`` (``extra``) of a key a grid sets for its runs (``owned``: key -> who sets it
-    and what to do instead), of a section above one or a key inside one: the grid's value would win silently."""
+def check_set_keys(extra: list[str] | None, owned: dict[str, str], where: str = "--set") -> None:
+    """Refuse a ``key=value`` of ``extra`` (``--set`` items; ``where`` names them in the error) of a key a grid sets
+    for its runs (``owned``: key -> who sets it and what to do instead), of a section above one or a key inside
+    one: the grid's value would win silently."""
     for item in extra or []:
         key = item.partition("=")[0].strip()
         for k, why in owned.items():
             if key == k or k.startswith(key + ".") or key.startswith(k + "."):
-                raise ConfigError(f"--set {item}: {why}")
+                raise ConfigError(f"{where} {item}: {why}")
 
 
 def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
@@ -253,11 +254,8 @@ def plan_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | 
             f"the bench sets data.source and data.target for each run from its pairs: {', '.join(grid_pairs)}; run "
             f"some of them with --pair SOURCE-TARGET, or change pairs: in {path}")
     for where, items in [("set:", spec.set), *((f"method {name!r}:", sets) for name, sets in spec.methods.items())]:
-        for item in items:  # the grid's own keys: a value here was replaced by the grid's without a word
-            key = item.partition("=")[0].strip()
-            for k, why in owned.items():
-                if key == k or k.startswith(key + ".") or key.startswith(k + "."):
-                    raise ConfigError(f"{path}: {where} {item.strip()}: {why}")
+        # the grid's own keys: a value here was replaced by the grid's without a word
+        check_set_keys([item.strip() for item in items], owned, f"{path}: {where}")
     for name, sets in methods.items():
         for item in sets:
             owned.setdefault(item.partition("=")[0].strip(), f"method {name!r} of {path} sets {item.strip()} for its "
