@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adakit.errors import ConfigError, DataError
+from adakit.errors import ConfigError, DataError, LedgerError
 from adakit.rundir import check_writable_folder, replaced_atomically, sh, write_atomically
 
 
@@ -72,7 +72,6 @@ def _fmt(values: list[float]) -> str:
 def late_answers(run_dir: str | Path) -> int:
     """How many label rows (corrections, or answers to queries added later) the run's ledger recorded after its last
     round was evaluated: no model of the run was trained on them. 0 without a readable ledger."""
-    from adakit.errors import LedgerError
     from adakit.ledger import Ledger
 
     path = Path(run_dir) / "ledger.sqlite"
@@ -326,7 +325,7 @@ def compare(run_dirs: str | Path | list[str | Path], out_dir: str | Path, note: 
         lines.append(f"| {md_cell(m)} | " + " | ".join(cells) + avg + " |")
     uneven = []  # cells whose seeds end with different label counts (dropped queries)
     for (m, p), rs in sorted(by.items()):
-        counts = sorted({scored_rounds(r)[-1]["labels"] for r in rs if scored_rounds(r)})
+        counts = sorted({scored[-1]["labels"] for scored in map(scored_rounds, rs) if scored})
         if len(counts) > 1:
             uneven.append(f"- {one_line(m)} on {one_line(p)}: its seeds end with different numbers of labels "
                           f"({', '.join(map(str, counts))})")
