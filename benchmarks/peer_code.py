@@ -434,7 +434,8 @@ def run_cell(strategy: str, peer: str, path: Path, site: str | None, n: int, thr
 
     base = {"strategy": strategy, "peer": label, "n": n, "threads": threads, "timed": CELLS[(strategy, peer)],
             "repo": REPOS[peer][0], "commit": peer_commit(path),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **cpu_info()}  # the CPU of this cell
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **cpu_info(),  # the CPU of this cell
+            "cores": os.cpu_count(), "versions": versions()}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", strategy, peer, str(path), site or "",
            str(n), str(min_reps), str(long_s), str(kmeans_n_init), json.dumps(params)]
     if str(HERE) not in sys.path:
@@ -463,14 +464,15 @@ def save_records(cells: dict) -> None:
             a, p = r["adakit"], r["peer_code"]
             r["ratio_wall"], r["ratio_cpu"] = p["wall"] / max(a["wall"], 1e-9), p["cpu"] / max(a["cpu"], 1e-9)
     JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
+    JSON_OUT.write_text(json.dumps({"cells": sorted(cells.values(), key=_key)}, indent=1) + "\n")
+
+
+def versions() -> str:
+    """The library versions a cell records beside its CPU (each cell its own: the JSON accumulates cells measured
+    on different days and machines)."""
     import sklearn
 
-    from adakit.provenance import cpu_model
-
-    JSON_OUT.write_text(json.dumps({"machine": f"{cpu_model()}, {os.cpu_count()} "
-                                               f"CPU cores, torch {torch.__version__}, numpy {np.__version__}, "
-                                               f"scikit-learn {sklearn.__version__}",
-                                    "cells": sorted(cells.values(), key=_key)}, indent=1) + "\n")
+    return f"torch {torch.__version__}, numpy {np.__version__}, scikit-learn {sklearn.__version__}"
 
 
 def _t(x: float) -> str:

@@ -412,6 +412,17 @@ def conditions(cells: list[dict], with_cpu: bool = True) -> str:
     return f"{where or 'CPU not recorded'}, {_recorded(cells, 'cores', 'CPU cores')}; {load}"
 
 
+def cpu_label(r: dict) -> str:
+    """A cell's CPU, short: "Intel Xeon, AVX512" (model name without "(R)" / "Processor", torch's kernel set)."""
+    model = " ".join(w for w in str(r.get("cpu", "not recorded")).replace("(R)", "").split() if w != "Processor")
+    return f"{model}, {r.get('cpu_capability', '?')}"
+
+
+def cpu_column(cells: list[dict]) -> bool:
+    """Whether a table of these cells needs a *measured on* column: they were measured on more than one CPU."""
+    return len({cpu_label(r) for r in cells}) > 1
+
+
 def _recorded(cells: list[dict], key: str, what: str, before: bool = False) -> str:
     """The values of ``key`` the cells recorded, e.g. "2 CPU cores" ("torch 2.14.1" with ``before``); cells
     measured before it was recorded are counted, never filled in from the rendering machine."""
@@ -691,12 +702,11 @@ PEER_SAME_AS = {"sdm": "margin"}
 PEER_LABELS = {"lada": "LADA", "clue": "CLUE", "sdm": "SDM", "skactiveml": "scikit-activeml"}
 #: why a (strategy, peer) ratio at N = 20k is what it is (the verdict itself comes from the JSON)
 _CLUE_WHY = "both run scikit-learn's weighted k-means on the pool, which is nearly all of the time"
-_MARGIN_WHY = ("both are vectorised; adakit's whole call is a few ms here (a pairwise max/min tournament for the top "
-               "two per row, then the top b, after the input checks). The ratio depends on the CPU: on the machine "
-               "of the previous table (2026-12-02/03, x86_64, CPU model not recorded) adakit's call took 3.5 ms "
-               "and four idle runs gave 10.4–17.6× against LADA and 9.5–11.0× against SDM; on this one it took "
-               "9 ms interleaved with the peer (6.2× and 4.1×) while the peers' calls take as long as there, and "
-               "7 ms (this cell) since its top-two tournament runs on the transposed block (2026-12-03)")
+_MARGIN_WHY = ("both are vectorised: SDM sorts every row of the probabilities, LADA runs its inference pass, a top "
+               "two per row and a sort; adakit's whole call is a few ms (the top two per row in five vectorised "
+               "passes, then the top b, after the input checks). Measured on the AMD EPYC since that top-two "
+               "change (2026-12-05); before it (a max/min tournament) the Intel Xeon cells gave 8.2× (LADA) and "
+               "5.8× (SDM), and the AMD EPYC 14.6× and 8.8×")
 PEER_WHY = {
     ("coreset", "lada"): "LADA's `furthest_first` updates the N minimum distances in a Python loop per pick",
     ("badge", "skactiveml"): "it materialises the (N, C·m) gradient embeddings in float64 and runs its D² update "
@@ -782,10 +792,12 @@ def _peer_table(cells: list[dict]) -> list[str]:
     from peer_code import _agree as _peer_agreement  # one formatting for both tables
     from peer_code import _reps as _peer_reps
 
+    by_cpu = cpu_column(cells)
     lines = ["| threads | N | b | strategy | peer | adakit wall / CPU | peer wall / CPU | ratio CPU (wall) | ≥ 10× "
-             "| load | agreement |",
-             "|---:|---:|---:|---|---|---:|---:|---:|---|---|---|"]
+             "| load | agreement |" + " measured on |" * by_cpu,
+             "|---:|---:|---:|---|---|---:|---:|---:|---|---|---|" + "---|" * by_cpu]
     for r in sorted(cells, key=lambda r: (r["threads"], r["n"], r["strategy"], r["peer"])):
+        cpu = f" {cpu_label(r)} |" * by_cpu
         base, variant = _peer_key(r)
         who = PEER_LABELS.get(base, base) + (f" ({variant})" if variant else "")
         bb = f"{r['b']:,}" if "b" in r else "—"
@@ -793,12 +805,12 @@ def _peer_table(cells: list[dict]) -> list[str]:
         head = f"| {r['threads']} | {r['n']:,} | {bb} | {r['strategy']} | {who} |"
         rat = _ratios(r)
         if rat is None:
-            lines.append(f"{head} {r.get('error', 'no timings')} | | | | {load} | |")
+            lines.append(f"{head} {r.get('error', 'no timings')} | | | | {load} | |{cpu}")
             continue
         a, p = r["adakit"], r["peer_code"]
         lines.append(f"{head} {_fmt_t(a['wall'])} / {_fmt_t(a['cpu'])}{_peer_reps(a)} | {_fmt_t(p['wall'])} / "
                      f"{_fmt_t(p['cpu'])}{_peer_reps(p)} | {_x(rat[0])} ({_x(rat[1])}) | "
-                     f"{'yes' if min(rat) >= 10 else 'no'} | {load} | {_peer_agreement(r)} |")
+                     f"{'yes' if min(rat) >= 10 else 'no'} | {load} | {_peer_agreement(r)} |{cpu}")
     return lines
 
 
@@ -855,13 +867,14 @@ def peer_section(peer: dict) -> list[str]:
     repos = {_peer_key(r)[0]: (r["repo"], r["commit"]) for r in cells}
     timed = {(r["strategy"], _peer_key(r)[0]): r["timed"] for r in cells}
     lines += [
-        f"Measured {whens[0]} to {whens[-1]} with `benchmarks/peer_code.py` on {peer.get('machine', '?')}; "
-        f"{conditions(cells, with_cpu=False)} OMP/MKL/OpenBLAS and torch threads = {threads}, on the same synthetic "
+        f"Measured {whens[0]} to {whens[-1]} with `benchmarks/peer_code.py` on {conditions(cells)} "
+        f"{_recorded(cells, 'versions', '', True).strip()}{_by_cpu_note(cells)}. OMP/MKL/OpenBLAS and torch threads "
+        f"= {threads}, on the same synthetic "
         "pool and b as above. Each cell "
         "runs in its own subprocess: after a warm-up of both, `adakit.select` and the peer's own selection call "
         "are timed interleaved (adakit, peer, adakit, peer, ...), median of the repetitions (×r; *noise* = "
         "median under 5 ms or max/min spread above 50%). The CPU-time ratio is the steadier one under load. "
-        f"{PEER_RERUN_NOTE}{_margin_rerun(cells)} *threads*: the cell's OMP/MKL/OpenBLAS and torch threads; "
+        f"{PEER_RERUN_NOTE} *threads*: the cell's OMP/MKL/OpenBLAS and torch threads; "
         "*ratio*: peer / adakit. *agreement*: "
         "overlap of the two first calls' picks, |A ∩ P| / b; for the seeded methods (k-means, k-means++) the "
         "overlap of adakit with itself between seeds 0 and 1 is given as the scale of seed-to-seed variation.",
@@ -947,15 +960,16 @@ PEER_RERUN_NOTE = (
     "even on the approximate paths) holds.")
 
 
-def _margin_rerun(cells: list[dict], n: int = 20000) -> str:
-    """The sentence on the idle re-run of margin at N = 20k, 1 thread, with the ratios the table holds."""
-    parts = []
-    for r in sorted(cells, key=lambda r: r["peer"]):
-        if (r["strategy"], r["n"], r["threads"], _peer_key(r)[1]) == ("margin", n, 1, "") and _ratios(r):
-            cpu, wall = _ratios(r)
-            ratio = _x(cpu) if _x(cpu) == _x(wall) else f"{_x(cpu)} CPU / {_x(wall)} wall"
-            parts.append(f"{ratio} ({PEER_LABELS.get(_peer_key(r)[0], _peer_key(r)[0])})")
-    return f" The idle re-run of margin at N = {n:,} gave the table's {' and '.join(parts)}." if parts else ""
+def _by_cpu_note(cells: list[dict]) -> str:
+    """When the cells span CPUs: which ones the table's *measured on* column names, and when each was measured."""
+    if not cpu_column(cells):
+        return ""
+    spans = []
+    for label in sorted({cpu_label(r) for r in cells}):
+        whens = sorted(r["when"] for r in cells if cpu_label(r) == label)
+        spans.append(f"{label} kernels: {len(whens)} cells, {whens[0]} to {whens[-1]}")
+    return (" (**two machines**: the *measured on* column says which measured each row; " + "; ".join(spans)
+            + "; a ratio is always peer / adakit on one machine, in one process)")
 
 
 def gpu_section(cells: list[dict], names: list[str]) -> list[str]:
@@ -998,6 +1012,7 @@ def render(rec: dict, names: list[str]) -> None:
     cells = {k: r for k, r in all_cells.items() if on_cpu(r)}  # the main table; GPU cells: `gpu_section`
     peer_cells = load_peer_cells()
     whens = sorted(r["when"] for r in cells.values())
+    by_cpu = cpu_column(list(cells.values()))
     where = "CPU only" + (" (the cells measured on a GPU: section *On the GPU* below)"
                           if len(cells) < len(all_cells) else "")
     lines = [
@@ -1005,7 +1020,7 @@ def render(rec: dict, names: list[str]) -> None:
         "",
         f"Measured {whens[0] if whens else '—'} to {whens[-1] if whens else '—'} on "
         f"{conditions(list(cells.values()))} {_recorded(list(cells.values()), 'torch', 'torch', True)}, {where}, with "
-        "`benchmarks/query_speed.py`.",
+        f"`benchmarks/query_speed.py`{_by_cpu_note(list(cells.values()))}.",
         "",
         "Pool: synthetic clustered embeddings (m = 256, C = 65), 1% labelled, b as given (1% of N, at most 2,000, "
         "unless set), "
@@ -1036,8 +1051,8 @@ def render(rec: dict, names: list[str]) -> None:
         "CLUE did not finish in 600 s, BADGE 351 s, LAS 202 s, SAGE 174 s, CoreSet 56 s.",
         "",
         "| threads | N | b | strategy | backend | time | CPU | peak | load | reference | ref. time | ref. CPU "
-        "| ratio | peer code |",
-        "|---:|---:|---:|---|---|---:|---:|---:|---|---|---:|---:|---:|---|",
+        "| ratio | peer code |" + " measured on |" * by_cpu,
+        "|---:|---:|---:|---|---|---:|---:|---:|---|---|---:|---:|---:|---|" + "---|" * by_cpu,
     ]
     threads = sorted({r["threads"] for r in cells.values()} | {1, 2})
     for t in threads:
@@ -1055,7 +1070,8 @@ def render(rec: dict, names: list[str]) -> None:
                 peer = peer_column(peer_cells, t, n, name)
                 bb = f"{r['b']:,}" if r and "b" in r else f"{max(1, n // 100):,}"
                 lines.append(f"| {t} | {n:,} | {bb} | {name} | {backend} | {time_s} | {cpu_s} | {peak} | {load} | "
-                             f"{ref_name if name in REFERENCES else '—'} | {rt} | {rc} | {ratio} | {peer} |")
+                             f"{ref_name if name in REFERENCES else '—'} | {rt} | {rc} | {ratio} | {peer} |"
+                             + (f" {cpu_label(r) if r else '—'} |" if by_cpu else ""))
     lines += gpu_section([r for r in all_cells.values() if not on_cpu(r)], names)
     lines += peer_section(peer_cells)
     lines += ["", "## Agreement of the approximate paths with the exact ones", ""]

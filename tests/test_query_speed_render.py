@@ -18,7 +18,7 @@ def _cell(strategy: str, peer: str, n: int, adakit_cpu: float, peer_cpu: float, 
             "agreement": {"overlap": 1.0, "same_order": True}, **extra}
 
 
-PEER = {"machine": "test", "cells": [
+PEER = {"cells": [
     _cell("las", "lada", 20000, 1.0, 1.3),
     _cell("las", "lada (KMeans n_init=10)", 20000, 1.0, 1.8),
     _cell("las", "lada (adakit search=ivf, kmeans=faiss)", 20000, 0.1, 1.3),
@@ -51,7 +51,7 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     # each row names its thread count, budget and load (the same (N, strategy, peer) appears once per thread count)
     assert "| 1 | 20,000 | 200 | las | LADA (KMeans n_init=10) |" in text
     assert "| threads | N | b | strategy | peer |" in text and "| no | 5.0→6.0 | 100% (same order) |" in text
-    assert "The idle re-run of margin at N = 20,000 gave the table's 1.3× (SDM)." in text
+    assert "measured on" not in text  # one CPU (none recorded): no machine column
     # an adakit-side variant (its approximate paths) is reported beside the default, never counted as the goal
     las = next(ln for ln in missed.splitlines() if ln.startswith("- las vs LADA"))
     assert "13.0× CPU (13.0× wall) with adakit search=ivf, kmeans=faiss (opt-in approximate path" in las
@@ -59,6 +59,21 @@ def test_peer_section_states_the_goal_per_peer_and_the_bugs():
     assert "adakit search=ivf" not in text.split("Bugs found")[1].split("**The ≥ 10×")[0]  # not a restart
     assert "not measured" in "\n".join(qs.peer_section({"cells": []}))
     assert "At 2 threads" not in text  # no 2-thread cells: no 2-thread line
+
+
+def test_cells_from_two_machines_say_which_measured_each_row():
+    intel = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512",
+             "versions": "torch 2.14.1, numpy 2.4.6, scikit-learn 1.9.1"}
+    amd = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "versions": "torch 2.14.1, numpy 2.4.6, scikit-learn 1.9.1"}
+    peer = {"cells": [_cell("las", "lada", 20000, 1.0, 1.3, **intel),
+                      {**_cell("margin", "sdm", 20000, 0.003, 0.04, **amd), "when": "2026-12-05 08:40 UTC"}]}
+    text = "\n".join(qs.peer_section(peer))
+    assert "| agreement | measured on |" in text
+    assert "| 100% (same order) | Intel Xeon, AVX512 |" in text and "| 100% (same order) | AMD EPYC, AVX2 |" in text
+    assert "AMD EPYC, AVX2 kernels: 1 cells, 2026-12-05 08:40 UTC to 2026-12-05 08:40 UTC" in text
+    assert "torch 2.14.1, numpy 2.4.6, scikit-learn 1.9.1" in text  # the versions the cells recorded
+    one = "\n".join(qs.peer_section({"cells": [_cell("las", "lada", 20000, 1.0, 1.3, **amd)]}))
+    assert "measured on" not in one and "AMD EPYC (AVX2 kernels)" in one
 
 
 def test_conditions_name_the_cpu_and_tell_idle_cells_from_loaded_ones():

@@ -67,14 +67,22 @@ def test_top_two_equals_topk_with_ties_and_any_layout():
     g = torch.Generator().manual_seed(0)
     p = torch.softmax(torch.randn(500, 7, generator=g) * 3, dim=1)
     p[:50, 3] = p[:50, 5] = 2.0  # tied tops: the second largest equals the largest
-    for x in (p, p.double(), p.T.contiguous().T, p[:, :2], p.half()):
-        assert torch.equal(top_two(x), x.topk(2, dim=1).values)
+    p[50:60] = 0.0  # all-zero rows: every entry is the top
+    for x in (p, p.double(), p.T.contiguous().T, p[:, :2], p.half(), p.bfloat16()):
+        for nonnegative in (False, True):
+            assert torch.equal(top_two(x, nonnegative), x.topk(2, dim=1).values)
     assert (top_two(p)[:50, 1] == 2.0).all()
-    for c in (2, 3, 4, 5, 6, 31, 64, 65, 345):  # the tournament's odd and even widths at every round
+    for c in (2, 3, 4, 5, 6, 31, 64, 65, 345, 3000):  # 3000: a count of entries below the top past float16's 2048
         x = torch.randint(0, 5, (400, c), generator=g).float()  # many ties, in every position
+        x[:20] = 0.0
+        x[20:40, :2] = 4.0  # the top tied in the first two columns only
         before = x.clone()
-        assert torch.equal(top_two(x), x.topk(2, dim=1).values), c
+        for xx in (x, x.half()):
+            assert torch.equal(top_two(xx, nonnegative=True), xx.topk(2, dim=1).values), c
         assert torch.equal(x, before)  # the input is left as it was
+        z = x - 2.5 * torch.randn(400, c, generator=g).abs()  # negative entries: the general path
+        for zz in (z, z.double(), z.half(), -x):
+            assert torch.equal(top_two(zz), zz.topk(2, dim=1).values), c
 
 
 def test_top_two_by_blocks_of_rows(monkeypatch):
@@ -82,7 +90,8 @@ def test_top_two_by_blocks_of_rows(monkeypatch):
 
     x = torch.randint(0, 5, (1000, 7), generator=torch.Generator().manual_seed(1)).float()
     monkeypatch.setattr(uncertainty, "TOP_TWO_BLOCK", 7 * 64)  # 64 rows a block: 16 blocks, the last one short
-    assert torch.equal(uncertainty.top_two(x), x.topk(2, dim=1).values)
+    for y in (x, x - 2.0):
+        assert torch.equal(uncertainty.top_two(y, nonnegative=bool(y.amin() >= 0)), y.topk(2, dim=1).values)
 
 
 def test_margin_is_float64_no_false_ties():
