@@ -31,6 +31,7 @@ from adakit.errors import ConfigError
 from adakit.loop import ActiveLoop
 from adakit.params import format_validation_error
 from adakit.report import compare
+from adakit.rundir import mark_out_of_date
 
 
 class BenchSpec(BaseModel):
@@ -217,6 +218,9 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
                 f"{'started, not finished' if (d / 'ledger.sqlite').is_file() else 'not started'})"
                 for _, d in plan if d not in done]
         return compare(done, out_dir, note, left_out=left)
+    if any(not (d / "summary.json").is_file() for _, d in plan):  # runs to do: the old table is stale meanwhile
+        check_plan(plan)  # (refusals first: a plan that cannot run leaves the table as it is)
+        mark_out_of_date(out_dir / "comparison.md", "adakit bench")
     run_plan(plan, report)
     return compare([d for _, d in plan], out_dir, note)
 

@@ -214,6 +214,27 @@ def write_atomically(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+#: first words of the line `mark_out_of_date` puts on a table that a running command will replace
+OUT_OF_DATE = "> **Out of date**"
+
+
+def mark_out_of_date(path: str | Path, command: str) -> None:
+    """Put a line on top of ``path`` (a markdown table an earlier ``command`` wrote, if any) saying it is out of
+    date while ``command`` runs again in its folder: the table is replaced when the command finishes, and a reader
+    meanwhile (or after the command was stopped) is not led to take the old table for the new one. A line an
+    earlier start left is replaced, not repeated."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    if text.startswith(OUT_OF_DATE):
+        text = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    write_atomically(path, f"{OUT_OF_DATE} (since {when}): `{command}` started again in this folder; this table is "
+                           "what it wrote before. The command replaces it when it finishes; if the command was "
+                           "stopped, run it again to finish (finished runs are not trained again).\n\n" + text)
+
+
 # -- run folders ------------------------------------------------------------------------------------
 def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
     """The config stored in ``run_dir``'s ledger, read without writing anything.

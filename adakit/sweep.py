@@ -32,7 +32,7 @@ import yaml
 from adakit.bench import DATA_OBJECTS, check_plan, check_set_keys, run_plan, slug
 from adakit.config import ExperimentConfig, build_config, load_config, read_yaml
 from adakit.errors import AdakitError, ConfigError
-from adakit.rundir import write_atomically
+from adakit.rundir import mark_out_of_date, write_atomically
 
 
 @dataclass
@@ -355,8 +355,10 @@ def pick(settings: list[Setting], select: str) -> dict:
 
     Ties (several candidates at the best score, equal up to float rounding) go to the config default's setting, at
     its latest tied checkpoint (its last checkpoint when that one is tied); when the default is not among them, to
-    the first in grid order (settings as planned, checkpoints in time order). ``tied`` lists every candidate at the
-    best score and ``tie_break`` says which rule chose (``"default"``, ``"first"``; None without a tie).
+    the first in grid order (`grid_order`: grid keys in sorted order, so the order of the --grid flags does not
+    matter, as for the run folders; each key's values in the order given; checkpoints in time order). ``tied``
+    lists every candidate at the best score and ``tie_break`` says which rule chose (``"default"``, ``"first"``;
+    None without a tie).
     """
     cands = [(s, c) for s in settings for c in candidates(s.summary, select)]
     if not cands:
@@ -372,11 +374,22 @@ def pick(settings: list[Setting], select: str) -> dict:
     tied = [(s, c) for s, c in cands if math.isclose(c[select], top, rel_tol=1e-12, abs_tol=1e-15)]
     of_default = [sc for sc in tied if sc[0].is_default]
     rule = None if len(tied) == 1 else "default" if of_default else "first"
-    s, c = of_default[-1] if rule == "default" else tied[0]
+    s, c = of_default[-1] if rule == "default" else min(tied, key=grid_order(settings))  # (min: the first of equals)
     return {"setting": s.name, "checkpoint": c["checkpoint"], "score": c[select], "run_dir": str(s.run_dir),
             "weights": weights_file(s, c["checkpoint"]),
             "tied": [{"setting": ts.name, "checkpoint": tc["checkpoint"]} for ts, tc in tied] if rule else [],
             "tie_break": rule}
+
+
+def grid_order(settings: list[Setting]) -> Callable[[tuple[Setting, dict]], tuple[int, ...]]:
+    """Sort key of a (setting, checkpoint) in grid order: by the grid keys in sorted order, each key's values in
+    the order they were given (their order of first appearance among the planned ``settings``; the config's own
+    value, when not a grid value, last)."""
+    seen: dict[str, dict[str, int]] = {}
+    for s in settings:
+        for k, v in s.values.items():
+            seen.setdefault(k, {}).setdefault(json.dumps(v, sort_keys=True), len(seen[k]))
+    return lambda sc: tuple(seen[k][json.dumps(sc[0].values[k], sort_keys=True)] for k in sorted(sc[0].values))
 
 
 def weights_file(setting: Setting, checkpoint: str) -> str | None:
@@ -425,6 +438,8 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     settings = plan_sweep(config, grid, out_dir, extra, only, objects)
     _check_select(select, cls, settings)
     _check_jobs(jobs, settings)
+    if any(not (s.run_dir / "summary.json").is_file() for s in settings):  # runs to do: the old tables are stale
+        mark_out_of_date(Path(out_dir) / "sweep.md", "adakit sweep")
     ran = run_settings(settings, jobs, on_run, objects)
     for s in settings:
         s.summary = json.loads((s.run_dir / "summary.json").read_text())

@@ -69,6 +69,35 @@ def test_table_only_writes_the_finished_runs_and_trains_nothing(bench_file, tmp_
     assert (out / "comparison.md").read_text().strip() == md.strip()
 
 
+def test_a_table_being_replaced_says_it_is_out_of_date_until_the_bench_finishes(bench_file, tmp_path, monkeypatch):
+    import adakit.bench as bench
+
+    out = tmp_path / "out"
+    run_bench(bench_file, out, only=["margin"], pairs=["digits-digits-rotated"])
+    old = (out / "comparison.md").read_text()
+
+    def stopped(plan, *a, **k):  # the grid grew (random too) and the command was stopped before any run finished
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run_plan", stopped)
+    for _ in range(2):  # stopped twice: one line, not two
+        with pytest.raises(KeyboardInterrupt):
+            run_bench(bench_file, out, pairs=["digits-digits-rotated"])
+    text = (out / "comparison.md").read_text()
+    assert text.startswith("> **Out of date** (since ") and text.count("Out of date") == 1
+    assert "`adakit bench` started again in this folder" in text and text.endswith(old)
+    monkeypatch.undo()
+    md = run_bench(bench_file, out, pairs=["digits-digits-rotated"])  # finished: the new table, no line
+    assert (out / "comparison.md").read_text().strip() == md.strip() and "Out of date" not in md
+    assert "| random |" in md
+    # nothing to run (every run finished): the table is only rewritten, never marked
+    with monkeypatch.context() as m:
+        m.setattr(bench, "run_plan", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run_bench(bench_file, out, pairs=["digits-digits-rotated"])
+    assert "Out of date" not in (out / "comparison.md").read_text()
+
+
 def test_the_second_method_adopts_the_shared_warmup(bench_file, tmp_path):
     out = tmp_path / "out"
     run_bench(bench_file, out, pairs=["digits-digits-shifted"])

@@ -208,6 +208,49 @@ def _fake_setting(tmp_path: Path, name: str, ims: list[float], is_default: bool 
     return Setting({"train.lr": name}, f"train.lr={name}", tmp_path / name, build_config(BASE), is_default, summary)
 
 
+def test_sweep_tables_say_they_are_out_of_date_while_a_larger_grid_runs(config, tmp_path, monkeypatch):
+    import adakit.sweep as sweep
+
+    out = tmp_path / "sweep"
+    sweep.run_sweep(config, ["train.lr=0.03"], "im", out)
+    old = (out / "sweep.md").read_text()
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_settings", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(config, ["train.lr=0.03,0.003"], "im", out)  # a new setting to run, stopped
+    text = (out / "sweep.md").read_text()
+    assert text.startswith("> **Out of date** (since ") and "`adakit sweep` started again" in text
+    assert text.endswith(old)
+    monkeypatch.undo()
+    sweep.run_sweep(config, ["train.lr=0.03,0.003"], "im", out)
+    assert "Out of date" not in (out / "sweep.md").read_text()
+
+
+def test_a_tie_outside_the_default_goes_to_the_same_setting_whatever_the_order_of_the_grid_flags(tmp_path):
+    from adakit.config import build_config
+    from adakit.sweep import Setting, pick
+
+    def setting(lr: float, wd: float, im: float, flags: tuple[str, str]) -> Setting:
+        values = dict(sorted({"train.lr": lr, "train.weight_decay": wd}.items(), key=lambda kv: flags.index(kv[0])))
+        summary = {"rounds": [{"round": 0, "labels": 0, "accuracy": 0.6, "val/im": im}]}
+        return Setting(values, " ".join(f"{k}={v}" for k, v in values.items()), tmp_path / f"{lr}-{wd}",
+                       build_config(BASE), False, summary)
+
+    scores = {(0.01, 0.0): 0.5, (0.01, 0.1): 0.9, (0.03, 0.0): 0.9, (0.03, 0.1): 0.2}  # two tied, no default
+    lrs, wds = [0.01, 0.03], [0.0, 0.1]
+    lr_first = [setting(lr, wd, scores[lr, wd], ("train.lr", "train.weight_decay")) for lr in lrs for wd in wds]
+    wd_first = [setting(lr, wd, scores[lr, wd], ("train.weight_decay", "train.lr")) for wd in wds for lr in lrs]
+    picked = [pick(grid, "im") for grid in (lr_first, wd_first)]
+    assert [p["tie_break"] for p in picked] == ["first", "first"]
+    assert {p["run_dir"] for p in picked} == {str(tmp_path / "0.01-0.1")}  # train.lr sorts first: its first value
+    # each key's values in the order given: --grid train.lr=0.03,0.01 puts 0.03 first
+    lr_desc = [setting(lr, wd, scores[lr, wd], ("train.lr", "train.weight_decay")) for lr in lrs[::-1] for wd in wds]
+    assert pick(lr_desc, "im")["run_dir"] == str(tmp_path / "0.03-0.0")
+
+
 def test_a_tied_pick_prefers_the_default_setting_at_its_latest_tied_checkpoint(tmp_path):
     from adakit.sweep import _write, pick
 
