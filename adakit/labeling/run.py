@@ -26,7 +26,7 @@ from adakit.data.domain import Domain, TensorDomain
 from adakit.data.images import IMAGE_EXTENSIONS, FileImageDomain, read_image
 from adakit.errors import ConfigError, DataError, LedgerBusy, NotQueried
 from adakit.ledger import BUSY_TIMEOUT_S, DROPPED, Ledger, Query, label_name, means_drop
-from adakit.oracle import class_lookup, close_class, find_class
+from adakit.oracle import class_lookup, close_class, resolve_label
 from adakit.rundir import sh, stored_experiment
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
@@ -390,8 +390,8 @@ class LabelingRun:
                 return int(value)
             raise DataError(f"label {int(value)} is outside the class list 0..{len(self.classes) - 1} "
                             f"({DROPPED}: drop the query)")
-        if isinstance(value, str):  # as written, stripped or in NFC form, as answer files are read
-            named = find_class(value, self._by_name)
+        if isinstance(value, str):  # a name (as written, stripped or in NFC form) or an index in decimal digits ("3"),
+            named = resolve_label(value, self.classes, self._by_name)  # read as answer files are read
             if named is not None:
                 return named
         if means_drop(value, self.classes):

@@ -405,6 +405,14 @@ def test_the_page_reads_class_names_and_drop_as_answer_files_do(demo_run):
         page.classes = ["keep", "mug"]
         page._by_name = class_lookup(page.classes)
         assert page.class_index(" DROP ") == -1
+        # an index written as digits, as answer files read it (a script posting {"label": "1"} was refused)
+        assert [page.class_index(v) for v in ("1", " 0 ")] == [1, 0]
+        for other in ("2", "+1", "1.0", "01"):
+            with pytest.raises(DataError, match="is not in the class list"):
+                page.class_index(other)
+        page.classes = ["3", "1", "x"]  # classes named by digits: the name wins, as in files
+        page._by_name = class_lookup(page.classes)
+        assert [page.class_index(v) for v in ("1", "3", "2")] == [1, 0, 2]
     finally:
         page.close()
 
