@@ -85,6 +85,21 @@ def late_answers(run_dir: str | Path) -> int:
         return 0
 
 
+def dropped_queries(run_dir: str | Path) -> int:
+    """How many of the run's queries were answered "nobody can label this" (dropped): they count in no round's
+    ``labels``. 0 without a readable ledger."""
+    from adakit.ledger import Ledger
+
+    path = Path(run_dir) / "ledger.sqlite"
+    if not path.is_file():
+        return 0
+    try:
+        with Ledger.read_only(path) as led:
+            return len(led.dropped_pool())
+    except (LedgerError, sqlite3.Error):  # (a damaged ledger: `adakit ledger check` names it)
+        return 0
+
+
 def _late_answers_note(n: int) -> str:
     return (f"{n} answer{'s were' if n > 1 else ' was'} recorded after the last round was trained (corrections, say: "
             "`adakit ledger export --history` lists them); no model of the run was trained on "
@@ -126,6 +141,11 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
     if scored and n_test and n_known is not None and n_known < n_test:
         lines += ["", f"Note: accuracy counts the {n_known} of the {n_test} test samples that have a label (the other "
                   f"{n_test - n_known} have none)."]
+    dropped = dropped_queries(run_dir)
+    if dropped:
+        lines += ["", f"Note: {dropped} quer{'ies were' if dropped > 1 else 'y was'} dropped (answered that nobody "
+                  "can label it): the labels column counts labelled samples only, so it is below the budget spent "
+                  "(`adakit ledger export` lists the dropped ones)."]
     late = late_answers(run_dir)
     if late:
         lines += ["", f"Note: {_late_answers_note(late)}; the accuracies above are of models trained without "

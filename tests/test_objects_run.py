@@ -214,6 +214,24 @@ def test_datasets_with_an_unlabelled_target_need_an_oracle_and_record_no_accurac
     assert not (tmp_path / "r2").exists()
 
 
+def test_report_says_how_many_queries_were_dropped(tmp_path):
+    """A dropped query ("nobody can label this") counts in no round's labels: report.md showed fewer labels than
+    the budget without saying why."""
+    xs, ys, xt, yt = _arrays()
+
+    def some_unlabellable(idx):
+        return ["drop" if i % 2 else int(yt[i]) for i in idx]
+
+    loop = ActiveLoop({"seed": 2, **SMALL}, tmp_path / "r", source=(xs, ys), target=(xt, yt),
+                      oracle=some_unlabellable, show_progress=False)
+    s = loop.run()
+    dropped = len(loop.ledger.dropped_pool())
+    assert dropped > 0 and s["rounds"][-1]["labels"] == 6 - dropped
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert f"Note: {dropped} quer{'ies were' if dropped > 1 else 'y was'} dropped (answered that nobody can label " \
+        "it): the labels column counts labelled samples only" in report
+
+
 def test_test_domain_strategy_instance_and_config_sections(tmp_path):
     xs, ys, xt, yt = _arrays()
     strategy = MarginSampling(MarginSampling.Params())
