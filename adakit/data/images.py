@@ -66,6 +66,14 @@ def read_image(path: str | os.PathLike, size_hint: int | None = None):
                         "started run refuses a changed file list).") from None
 
 
+#: warned once per process (one message): 16-bit images whose pixels stay below 4096 are likely 12-bit camera or
+#: scanner data, which the 16-bit scale (÷ 65535) turns nearly black
+LOW_BIT_DEPTH = ("a 16-bit image has no pixel above 4095: 12-bit (or 10- or 8-bit) data stored in a 16-bit file? "
+                 "adakit scales 16-bit pixels by 65535, so such images reach the model at 1/16 of their brightness "
+                 "or less (no file records its real bit depth in a way the reader sees). If your images are like "
+                 "that, rescale them to the full 16-bit or an 8-bit range before training")
+
+
 def to_rgb(im):
     """A PIL image as the RGB image `read_image` makes of it (EXIF orientation, transparency on white, 16-bit
     and float pixels scaled)."""
@@ -77,7 +85,10 @@ def to_rgb(im):
         if im.mode == "F":
             a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
         else:
-            a = a / (65535.0 if im.mode.startswith("I;16") or a.max(initial=0.0) > 255 else 255.0) * 255.0
+            top = a.max(initial=0.0)
+            if im.mode.startswith("I;16") and 0 < top < 4096:
+                warnings.warn(LOW_BIT_DEPTH, UserWarning, stacklevel=2)
+            a = a / (65535.0 if im.mode.startswith("I;16") or top > 255 else 255.0) * 255.0
         return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")

@@ -325,6 +325,30 @@ def test_16_bit_images_keep_their_range(tmp_path):
     assert np.abs(got - want).max() <= 1
 
 
+def test_12_bit_data_in_a_16_bit_image_is_warned_about(tmp_path):
+    """12-bit scanner data in a 16-bit PNG (0..4095) was scaled by 65535 without a word: nearly black images."""
+    import warnings
+
+    from PIL import Image
+
+    from adakit.data.images import read_image
+
+    a = np.linspace(0, 4095, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "g12.png")
+    with pytest.warns(UserWarning, match="no pixel above 4095: 12-bit .* rescale them"):
+        got = np.asarray(read_image(tmp_path / "g12.png"), dtype=int)
+    assert got.max() == 16  # (scaled as 16 bits: the reason for the warning)
+    Image.fromarray((a * 16).astype(np.uint16)).save(tmp_path / "full.png")  # the full range: no warning
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "black.png")  # black whatever its depth
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "full.png")
+        read_image(tmp_path / "black.png")
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "eight.png")  # 8-bit values, 16-bit file
+    with pytest.warns(UserWarning, match="no pixel above 4095"):
+        read_image(tmp_path / "eight.png")
+
+
 def test_images_are_read_as_viewers_show_them(tmp_path):
     """EXIF orientation applied, transparency composited on white (also palette and grey+alpha), float pixels
     from [0, 1] scaled (they came out black)."""
