@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -299,3 +300,75 @@ def test_objectives_without_parameters_check_dtypes_and_the_head_and_biwaa_reads
                          target_logits=head(f32 + 1), target_indices=torch.arange(4), progress=0.5, head=head)
     assert not biwaa.domain_discriminator.head_weight.any()  # an evaluation leaves the copy (and the state) alone
     assert not math.isclose(float(terms["adversarial"]) / biwaa.params.trade_off, math.log(2), rel_tol=1e-6)
+
+
+def _loop(obj, opt, steps, accumulate=1, fused=False):
+    """``steps`` micro-batches of a small DANN-style loop (the README's order: losses, zero_grad, backward, step),
+    stepping every ``accumulate`` of them."""
+    body, head = _net()
+    params = [*body.parameters(), *head.parameters()]
+    opt = opt(params) if opt is not None else None
+    for step in range(steps):
+        fs, ft = body(torch.randn(8, 4)), body(torch.randn(8, 4) + 1)
+        terms = obj.losses(source_features=fs, source_logits=head(fs), source_labels=torch.arange(8) % C,
+                           target_features=ft, target_logits=head(ft), progress=step / steps)
+        if step % accumulate == 0 and opt is not None:
+            opt.zero_grad()
+        sum(terms.values()).backward()
+        if (step + 1) % accumulate == 0 and opt is not None:
+            opt.step()
+
+
+def test_discriminators_left_out_of_the_optimizer_are_named_once():
+    """An optimizer without the objective's parameters left its discriminator as it was built, silently (its
+    gradient only piled up), while the features still got the reversed gradient of that untrained discriminator."""
+    obj = adakit.objective("dann", feature_dim=M, num_classes=C, hidden=8)
+    before = [p.detach().clone() for p in obj.parameters()]
+    with pytest.warns(UserWarning, match=re.escape("dann.losses(): the objective's parameters (its discriminators) "
+                                                   "got gradients but did not change")) as caught:
+        _loop(obj, lambda ps: torch.optim.SGD(ps, lr=0.05), 120)
+    assert len([w for w in caught if "did not change" in str(w.message)]) == 1  # once, not at every step
+    assert "objective.parameters()" in str(caught[0].message)
+    assert all(torch.equal(a, b) for a, b in zip(before, obj.parameters()))  # (what the warning is about)
+    frozen = adakit.objective("dann", feature_dim=M, num_classes=C, hidden=8).requires_grad_(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _loop(frozen, lambda ps: torch.optim.SGD(ps, lr=0.05), 60)  # kept as built on purpose: nothing said
+
+
+@pytest.mark.parametrize("accumulate,fused", [(1, False), (8, False), (1, True)])
+def test_discriminators_in_the_optimizer_are_not_named(accumulate, fused, recwarn):
+    """With the objective's parameters in the optimizer nothing is said: stepping every 8 micro-batches, and with
+    the fused SGD kernel (which leaves the parameters' version counters as they were); in eval mode and under
+    no_grad nothing is counted."""
+    obj = adakit.objective("dann", feature_dim=M, num_classes=C, hidden=8)
+    opt = torch.optim.SGD([*obj.parameters()], lr=0.05, fused=fused)
+    _loop(obj, lambda ps: _Both(torch.optim.SGD(ps, lr=0.05), opt), 120, accumulate)
+    obj.eval()
+    _loop(obj, None, 60)
+    obj.train()
+    with torch.no_grad():
+        for _ in range(60):
+            obj.losses(**_losses_args())
+    assert not [w for w in recwarn if "did not change" in str(w.message)]
+
+
+def _losses_args():
+    return {"source_features": torch.randn(4, M), "source_logits": torch.randn(4, C),
+            "source_labels": torch.tensor([0, 1, 2, 0]), "target_features": torch.randn(4, M),
+            "target_logits": torch.randn(4, C), "progress": 0.5}
+
+
+class _Both:
+    """Two optimizers stepped together (the model's and the objective's)."""
+
+    def __init__(self, *opts):
+        self.opts = opts
+
+    def zero_grad(self):
+        for o in self.opts:
+            o.zero_grad()
+
+    def step(self):
+        for o in self.opts:
+            o.step()

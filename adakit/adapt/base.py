@@ -74,6 +74,13 @@ class ObjectiveParams(Params):
                                                   "needing one (aada) run with any objective")
 
 
+#: `Objective.losses` in training mode: calls in a row in which the objective's parameters hold gradients but do not
+#: change before adakit says that the optimizer lacks them (more than gradient accumulation spans), and the calls
+#: after which it stops looking
+UNSTEPPED_CALLS = 50
+CHECKED_CALLS = 1000
+
+
 class Objective(nn.Module):
     """Base objective: cross-entropy on source and labelled target (fine-tuning), plus the optional Ω_MME."""
 
@@ -199,7 +206,35 @@ class Objective(nn.Module):
         them. Bad shapes, labels or a missing part are a `ConfigError` / `DataError` before any computation.
         """
         batch = _own_batch(self, locals())  # (checks head= for the objectives that read it: MME, BIWAA)
+        self._check_stepped()
         return self(SimpleNamespace(head=head), batch, float(progress))
+
+    def _check_stepped(self) -> None:
+        """Warns once when the objective's parameters got gradients but did not change over `UNSTEPPED_CALLS`
+        training calls of `losses` in a row: the optimizer of your loop lacks them, so the discriminators stay as
+        built while the features get their reversed gradients. Compares the parameters' sums (the fused kernels
+        leave version counters as they were); stops at the first change, the warning or `CHECKED_CALLS` calls."""
+        seen = self.__dict__.setdefault("_stepped", {"calls": 0, "stale": 0, "sums": None, "done": False})
+        params = [p for p in self.parameters() if p.requires_grad]
+        if seen["done"] or not params or not self.training or not torch.is_grad_enabled():
+            return
+        sums = torch.stack([p.detach().sum(dtype=torch.float64 if p.device.type != "mps" else torch.float32).cpu()
+                            for p in params])  # (MPS has no float64)
+        previous, seen["sums"] = seen["sums"], sums
+        seen["calls"] += 1
+        if previous is not None and not torch.equal(previous, sums) or seen["calls"] >= CHECKED_CALLS:
+            seen["done"] = True  # an optimizer steps them (or it is long enough to stop looking)
+        elif previous is not None and any(p.grad is not None for p in params):
+            seen["stale"] += 1
+            if seen["stale"] >= UNSTEPPED_CALLS:
+                seen["done"] = True
+                name = getattr(self, "name", type(self).__name__)
+                warnings.warn(f"{name}.losses(): the objective's parameters (its discriminators) got gradients but "
+                              f"did not change in {UNSTEPPED_CALLS} training steps: your optimizer does not hold "
+                              "them, so they stay as built. Put them in it beside your model's, e.g. "
+                              "torch.optim.SGD([*model.parameters(), *objective.parameters()], ...) (to keep them "
+                              "as they are on purpose, call objective.requires_grad_(False))", UserWarning,
+                              stacklevel=3)
 
     def on_round_start(self, round_index: int) -> None:
         """Hook called before each fit (warm-up is round 0)."""
