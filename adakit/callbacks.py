@@ -73,12 +73,16 @@ class TensorBoardLogger:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._writer = None
 
-    def check(self) -> None:
-        """Before a run writes anything: its log folder can be a folder (`ConfigError` otherwise)."""
+    def check(self, flag: str = "log.tensorboard") -> None:
+        """Before a run writes anything: its log folder can be a folder (`ConfigError` naming ``flag`` otherwise)."""
         if self.log_dir is not None:
             from adakit.rundir import check_folder_path
 
-            check_folder_path(self.log_dir, "log.tensorboard", "the TensorBoard logs")
+            check_folder_path(self.log_dir, flag, "the TensorBoard logs")
+
+    def destination(self, run_dir: Path, name: str | None = None) -> str:
+        """Where it writes for the run in ``run_dir``, as a phrase: two loggers of one destination record twice."""
+        return f"a TensorBoardLogger writing to {(self.log_dir or Path(run_dir) / 'tensorboard').absolute()}"
 
     def __call__(self, kind: str, info: dict) -> None:
         if kind == "started":
@@ -154,9 +158,9 @@ class MLflowLogger:
         self.client = None
         self.run_id: str | None = None
 
-    def check(self) -> None:
+    def check(self, flag: str = "log.mlflow") -> None:
         """Before a run writes anything: a store folder can be a folder; a server answers (a run whose server was
-        down failed after minutes of retries, with its run folder already made)."""
+        down failed after minutes of retries, with its run folder already made). Errors name ``flag``."""
         from adakit.config import is_uri
         from adakit.rundir import check_folder_path
 
@@ -176,7 +180,7 @@ class MLflowLogger:
             except urllib.error.HTTPError:
                 pass  # it answers (a proxy or an authentication in front of it): MLflow names what it needs
             except (ValueError, http.client.InvalidURL) as e:  # (a port that is not a number, say)
-                raise ConfigError(f"log.mlflow={shown!r}: not a valid server URI ({e}); write it as "
+                raise ConfigError(f"{flag}={shown!r}: not a valid server URI ({e}); write it as "
                                   "http://host:port") from None
             except (urllib.error.URLError, OSError) as e:
                 why = getattr(e, "reason", e)
@@ -184,10 +188,21 @@ class MLflowLogger:
                 # where urllib does not
                 if isinstance(e, ssl.SSLError) or isinstance(why, ssl.SSLError):
                     return
-                raise ConfigError(f"log.mlflow={shown!r}: no MLflow server answers there ({why}); start it, or set "
+                raise ConfigError(f"{flag}={shown!r}: no MLflow server answers there ({why}); start it, or set "
                                   "log.mlflow: true to keep the runs in the run folder") from None
         elif uri is not None and not is_uri(uri):
-            check_folder_path(Path(uri), "log.mlflow", "the MLflow store")
+            check_folder_path(Path(uri), flag, "the MLflow store")
+
+    def destination(self, run_dir: Path, name: str | None = None) -> str:
+        """Where it writes for the run in ``run_dir`` of config name ``name``, as a phrase without the credentials
+        a server URI may hold: two loggers of one store and experiment record into one MLflow run twice."""
+        import urllib.parse
+
+        uri = self._uri(Path(run_dir).resolve())[0]
+        parts = urllib.parse.urlsplit(uri)
+        if "@" in parts.netloc:
+            uri = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+        return f"an MLflowLogger writing to {uri} (experiment {self.experiment or name or 'adakit'!r})"
 
     def _uri(self, run_dir: Path) -> tuple[str, Path | None]:
         """The tracking URI, and the local folder of the store when adakit chose it (for artifacts)."""

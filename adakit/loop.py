@@ -29,7 +29,7 @@ import yaml
 from torch import nn
 
 from adakit import distributed
-from adakit.callbacks import loggers_from_config
+from adakit.callbacks import MLflowLogger, TensorBoardLogger, loggers_from_config
 from adakit.config import ExperimentConfig, ObjectiveConfig, QueryConfig, batch_norm_error, build_config, merge
 from adakit.data import Domains, load_domains
 from adakit.devices import check_device
@@ -371,6 +371,27 @@ def _callbacks(callbacks: Any, on_event: Any) -> list[Callable[[str, dict], None
     return given
 
 
+#: how the place a logger of ``callbacks=`` writes to is named in an error of its check
+_LOGGER_PLACE = {TensorBoardLogger: "TensorBoardLogger(log_dir)", MLflowLogger: "MLflowLogger(tracking_uri)"}
+
+
+def _check_each_once(config_loggers: list, given: list, run_dir: Path, name: str) -> None:
+    """Refuse a callback given twice, or two loggers writing to one place (one from the config's ``log:``, one in
+    ``callbacks=``, say): every event was handled twice, every TensorBoard scalar and MLflow metric recorded twice."""
+    seen: list[tuple[Any, str]] = []
+    for where, cb in [*((f"log.{'tensorboard' if isinstance(c, TensorBoardLogger) else 'mlflow'}", c)
+                        for c in config_loggers), *(("callbacks=", c) for c in given)]:
+        key = cb.destination(run_dir, name) if isinstance(cb, TensorBoardLogger | MLflowLogger) else cb
+        earlier = next((w for k, w in seen if type(k) is type(key) and k == key), None)
+        if earlier is not None and isinstance(key, str):
+            raise ConfigError(f"{where}: {key} is given twice (also by {earlier}): it would record everything "
+                              "twice; keep one")
+        if earlier is not None:
+            raise ConfigError(f"callbacks= / on_event=: {cb!r} is given twice: it would be called twice on every "
+                              "event; give it once")
+        seen.append((key, where))
+
+
 def _check_workers_can_have(domains: Domains, workers: int) -> None:
     """Loader worker processes started by spawn / forkserver (macOS; Linux from Python 3.14) get each domain
     pickled: a Dataset holding a lambda or a local function fails there, at the first batch. Named before work."""
@@ -451,12 +472,16 @@ class ActiveLoop:
         _check_same_config_on_every_rank(cfg)
         self.show_progress = show_progress and self.dist.main
         loggers = loggers_from_config(cfg.log) if self.dist.main else []
+        given = _callbacks(callbacks, on_event)
+        _check_each_once(loggers, given, self.run_dir, cfg.name)
         # a log folder under a file, a server that does not answer: before any work. A new run: before its folder
         # exists; a continued one when it trains (`run`): `adakit query` and the labelling page log nothing
-        self._loggers_to_check = loggers
+        self._loggers_to_check = [*((c, None) for c in loggers),
+                                  *((c, place) for c in (given if self.dist.main else [])
+                                    for kind, place in _LOGGER_PLACE.items() if isinstance(c, kind))]
         if not ledger_path.is_file():
             self._check_loggers()
-        self.callbacks: list[Callable[[str, dict], None]] = [*loggers, *_callbacks(callbacks, on_event)] \
+        self.callbacks: list[Callable[[str, dict], None]] = [*loggers, *given] \
             if self.dist.main else []  # torchrun: events (and loggers) on rank 0 only
         if ledger_path.is_file():
             stored = stored_config(self.run_dir, required=False)  # read-only: a damaged ledger stays untouched
@@ -485,8 +510,8 @@ class ActiveLoop:
 
     def _check_loggers(self) -> None:
         """Each logger's `check` (its folder, its server), once."""
-        for logger in self._loggers_to_check:
-            logger.check()
+        for logger, flag in self._loggers_to_check:  # (flag: how a logger of callbacks= is named in an error)
+            logger.check() if flag is None else logger.check(flag)
         self._loggers_to_check = []
 
     def _on_main(self, fn: Callable[[], Any]) -> Any:

@@ -332,3 +332,39 @@ def test_the_mlflow_check_names_a_malformed_uri_and_never_shows_the_password(mon
     with pytest.raises(ConfigError, match=r"log.mlflow='http://\*\*\*@localhost:1': no MLflow server") as e:
         MLflowLogger("http://user:secret@localhost:1").check()
     assert "secret" not in str(e.value)
+
+
+def test_a_logger_or_callback_given_twice_is_refused_and_loggers_given_as_callbacks_are_checked(tmp_path):
+    """A TensorBoardLogger beside log.tensorboard (or one logger object listed twice) wrote every scalar twice, into
+    two event files; an MLflowLogger beside log.mlflow every metric twice into one MLflow run; a function listed
+    twice got every event twice. A TensorBoardLogger given a file as its folder was a raw FileExistsError after the
+    run folder was made (the config's loggers were checked, those in callbacks= were not)."""
+    def show(kind, info):
+        pass
+
+    tb = TensorBoardLogger(tmp_path / "tb")
+    run = tmp_path / "r"
+    for values, kw, message in (
+            ({**TINY, "log": {"tensorboard": True}}, {"callbacks": [TensorBoardLogger()]},
+             f"callbacks=: a TensorBoardLogger writing to {run / 'tensorboard'} is given twice (also by "
+             "log.tensorboard): it would record everything twice; keep one"),
+            (TINY, {"callbacks": [tb, show, tb]}, f"a TensorBoardLogger writing to {tmp_path / 'tb'} is given twice "
+                                                  "(also by callbacks=)"),
+            ({**TINY, "log": {"mlflow": True}}, {"callbacks": [MLflowLogger()]},
+             f"callbacks=: an MLflowLogger writing to sqlite:///{run / 'mlflow.db'} (experiment 'hooks-test') is "
+             "given twice (also by log.mlflow)"),
+            ({**TINY, "log": {"mlflow": "http://bob:secret@localhost:1"}},
+             {"callbacks": [MLflowLogger("http://bob:secret@localhost:1", experiment="hooks-test")]},
+             "an MLflowLogger writing to http://***@localhost:1 (experiment 'hooks-test') is given twice"),
+            (TINY, {"callbacks": [show, show]}, f"callbacks= / on_event=: {show!r} is given twice: it would be "
+                                                "called twice on every event; give it once"),
+            (TINY, {"callbacks": show, "on_event": show}, "is given twice"),
+            (TINY, {"callbacks": [TensorBoardLogger(tmp_path / "afile")]},
+             f"TensorBoardLogger(log_dir) {tmp_path / 'afile'} is a file, not a folder")):
+        (tmp_path / "afile").touch()
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            ActiveLoop(build_config(values), run, show_progress=False, **kw)
+        assert not run.exists()
+    # two places, two experiments: allowed
+    ActiveLoop(build_config({**TINY, "log": {"tensorboard": True, "mlflow": True}}), run, show_progress=False,
+               callbacks=[TensorBoardLogger(tmp_path / "tb"), MLflowLogger(experiment="other"), show]).close()
