@@ -188,6 +188,17 @@ def _losses(name="dann", pool_size=0, **kw):
      DataError, "source_features= is empty"),
     ({"labelled_features": torch.randn(2, M), "labelled_logits": torch.randn(2, C)}, ConfigError,
      "needs labelled_labels="),
+    # what a model's outputs look like when passed as they come: each error says what to pass instead
+    ({"source_features": (torch.randn(4, M), torch.randn(4, C))}, DataError,
+     "got tuple; your model returns several outputs: pass each tensor to its keyword"),
+    ({"target_logits": {"logits": torch.randn(4, C)}}, DataError,
+     "target_logits= must be a (N, 3) tensor (the objective was built with feature_dim=6, num_classes=3), got dict; "
+     "your model returns a dict: pass the tensor of its logits"),
+    ({"source_features": torch.randn(4, M, 5, 5)}, DataError,
+     "got (4, 6, 5, 5); pool or flatten feature maps to (N, m) as your head reads them (e.g. "
+     "torch.flatten(f, 1) after global average pooling)"),
+    ({"target_features": torch.randn(M)}, DataError, "got (6,); a single sample is a batch of one: pass "
+                                                     "t.unsqueeze(0)"),
 ])
 def test_bad_losses_inputs_name_the_keyword(kw, error, message):
     with pytest.raises(error, match=re.escape(message)):

@@ -265,7 +265,7 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
             if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[1] != width:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise DataError(f"{who}: {key}= must be a (N, {width}) tensor (the objective was built with "
-                                f"feature_dim={m}, num_classes={c}), got {shape}")
+                                f"feature_dim={m}, num_classes={c}), got {shape}{_shape_hint(t, key, width)}")
             if not t.is_floating_point():
                 raise DataError(f"{who}: {key}= must be floating-point (the model's outputs), got {t.dtype}")
             if ref is not None and t.device != ref.device:
@@ -350,6 +350,20 @@ def _own_batch(obj: Objective, given: dict[str, Any]) -> Batch:
         warnings.warn(f"{who}: MME's entropy term is defined on a cosine head (adakit.models.heads.CosineHead); "
                       f"head= is a {type(head).__name__}", UserWarning, stacklevel=3)
     return b
+
+
+def _shape_hint(t: Any, key: str, width: int) -> str:
+    """What to pass instead of ``t`` for ``key``, when it looks like a model's output passed as it comes."""
+    if isinstance(t, tuple | list):
+        return "; your model returns several outputs: pass each tensor to its keyword"
+    if isinstance(t, dict):
+        return f"; your model returns a dict: pass the tensor of its {key.rpartition('_')[2]}"
+    if isinstance(t, torch.Tensor) and t.dim() > 2 and key.endswith("features"):
+        return ("; pool or flatten feature maps to (N, m) as your head reads them (e.g. torch.flatten(f, 1) after "
+                "global average pooling)")
+    if isinstance(t, torch.Tensor) and t.dim() == 1 and len(t) == width:
+        return "; a single sample is a batch of one: pass t.unsqueeze(0)"
+    return ""
 
 
 def _integers(values: Any, key: str, who: str, device: torch.device | None = None) -> torch.Tensor:
