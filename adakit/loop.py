@@ -564,11 +564,19 @@ class ActiveLoop:
             self.ledger.set_classes(list(self.domains.classes))
 
     def on_event(self, kind: str, info: dict) -> None:
-        """Hand one event to every callback (see the README's list of events and their fields); rank 0 only."""
+        """Hand one event to every callback (see the README's list of events and their fields); rank 0 only. A
+        callback that raises stops the run with its error once every callback got the event."""
         if not self.dist.main:
             return
+        failed: Exception | None = None
         for callback in self.callbacks:  # each its own copy: a callback that changes what it gets changes nothing
-            callback(kind, copy.deepcopy(info))  # for the others, the run or what run() returns
+            try:  # for the others, the run or what run() returns
+                callback(kind, copy.deepcopy(info))
+            except Exception as e:  # noqa: BLE001 - the callbacks after it get the event (it is not sent again on
+                if failed is None:  # resume), then the first error stops the run
+                    failed = e
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         """Close the run's ledger (also on leaving a ``with ActiveLoop(...) as loop:`` block); the loop cannot run

@@ -368,3 +368,24 @@ def test_a_logger_or_callback_given_twice_is_refused_and_loggers_given_as_callba
     # two places, two experiments: allowed
     ActiveLoop(build_config({**TINY, "log": {"tensorboard": True, "mlflow": True}}), run, show_progress=False,
                callbacks=[TensorBoardLogger(tmp_path / "tb"), MLflowLogger(experiment="other"), show]).close()
+
+
+def test_a_failing_callback_stops_the_run_after_the_others_got_the_event(tmp_path):
+    """A callback that raised kept the event from the callbacks after it (a TensorBoardLogger listed after your own
+    function lost that round's training losses for good: the event is not sent again on resume); every callback
+    now gets it, then the first error stops the run."""
+    def fail(kind, info):
+        if kind == "trained":
+            raise RuntimeError("my logger failed")
+
+    def also_fails(kind, info):
+        if kind == "trained":
+            raise ValueError("second")
+
+    got = []
+    with pytest.raises(RuntimeError, match="my logger failed"):
+        ActiveLoop(build_config(TINY), tmp_path / "r", show_progress=False,
+                   callbacks=[fail, also_fails, TensorBoardLogger(tmp_path / "tb"), lambda k, i: got.append(k)]).run()
+    assert got == ["started", "trained"]
+    scalars, _ = _scalars(tmp_path / "tb")
+    assert [s for s, _ in scalars["train/loss"]] == [0]
