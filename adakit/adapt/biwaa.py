@@ -117,6 +117,13 @@ def class_balanced_pool_weights(probs: torch.Tensor) -> np.ndarray:
     return (1.0 / counts[pred]).astype(np.float64)
 
 
+def last_occurrences(idx: torch.Tensor) -> torch.Tensor:
+    """Positions in ``idx`` (1-D) of the last occurrence of each distinct value (all positions when none repeats)."""
+    uniq, inverse = torch.unique(idx, return_inverse=True)
+    pos = torch.arange(len(idx), device=idx.device)
+    return torch.full((len(uniq),), -1, dtype=pos.dtype, device=idx.device).scatter_reduce_(0, inverse, pos, "amax")
+
+
 class BIWAAParams(MSTNParams):
     scale: float = Field(10.0, gt=0, description="λ of f' = λ·f∘∇/‖∇‖ (paper: 10)")
     separation_weight: float = Field(1.0, ge=0, description="weight of the inter-class cosine terms of Eq. 10")
@@ -175,8 +182,9 @@ class BIWAA(MSTN):
         with torch.no_grad():
             p = torch.softmax(z.detach().float(), dim=1)
             a = self.params.aggregate * p + (1 - self.params.aggregate) * self.aggregated[idx]
-            if self.training:
-                self.aggregated[idx] = a.to(self.aggregated.dtype)
+            if self.training:  # a sample drawn twice in the batch keeps its last row's update (an index_put of
+                last = last_occurrences(idx)  # repeated indices has no defined winner on CUDA)
+                self.aggregated[idx[last]] = a[last].to(self.aggregated.dtype)
             if float(self.previous_weight) > 0:
                 u = bootstrap_weight(int(self.step), self.params.bootstrap_iters)
                 a = u * a + (1 - u) * self.previous[idx]

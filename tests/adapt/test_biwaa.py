@@ -81,6 +81,26 @@ def test_pseudo_label_aggregation_and_bootstrap():
     torch.testing.assert_close(pb.sum(1), torch.ones(2))
 
 
+def test_a_sample_drawn_twice_in_a_batch_keeps_its_last_rows_update():
+    """Repeated target indices (a loader sampling with replacement, BIWAA-I's weighted one): index_put has no
+    defined winner on CUDA; the last row's update is kept on every device, as the CPU kept it."""
+    from adakit.adapt.biwaa import last_occurrences
+
+    assert last_occurrences(torch.tensor([3, 5, 3, 7, 5])).sort().values.tolist() == [2, 3, 4]
+    assert last_occurrences(torch.tensor([4, 1])).sort().values.tolist() == [0, 1]
+    obj = _objective(pool_size=8, c=3)
+    obj.train()
+    idx = torch.tensor([3, 5, 3, 7, 5])
+    z = torch.randn(5, 3)
+    returned = obj.aggregate_targets(idx, z)
+    want = 0.9 * torch.softmax(z, 1) + 0.1 / 3  # every row's update from the memory before the batch
+    torch.testing.assert_close(returned, want)
+    torch.testing.assert_close(obj.aggregated[torch.tensor([3, 5, 7])], want[torch.tensor([2, 4, 3])])
+    old = torch.full((8, 3), 1 / 3)
+    old[idx] = want  # the update before, on the CPU (serial index_put: the last write wins): the same memory
+    torch.testing.assert_close(obj.aggregated, old)
+
+
 def test_bootstrap_schedule():
     assert bootstrap_weight(0) == 0.0
     assert bootstrap_weight(250) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
