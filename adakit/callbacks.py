@@ -237,7 +237,11 @@ class MLflowLogger:
                 metrics += [(f"target/{k}", v, r), (f"target_vs_labels/{k}", v, info["labels"])]
             metrics.append(("target/labels", info["labels"], r))
         elif kind == "done" and info.get("final_accuracy") is not None:
-            metrics = [("final_accuracy", info["final_accuracy"], len(info["rounds"]) - 1)]
+            step, value = len(info["rounds"]) - 1, float(info["final_accuracy"])
+            # a finished run resumed (or done again) sends "done" again: its MLflow run records the value once
+            if (step, value) not in {(m.step, m.value) for m in self.client.get_metric_history(self.run_id,
+                                                                                              "final_accuracy")}:
+                metrics = [("final_accuracy", value, step)]
         if metrics:
             from mlflow.entities import Metric
 

@@ -190,6 +190,8 @@ def test_mlflow_logger_on_a_file_store_continues_the_same_run_after_a_resume(tmp
     hist = client.get_metric_history(run.info.run_id, "target/accuracy")
     assert sorted(m.step for m in hist) == [0, 1, 2]
     assert run.data.metrics["final_accuracy"] == pytest.approx(0.7)
+    # "done" came twice (a finished run resumed sends it again): recorded once, not twice at the same step
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "final_accuracy")] == [(2, 0.7)]
 
 
 @pytest.mark.parametrize("folder", ["bob's run", """bob's "best" run"""])
