@@ -300,8 +300,9 @@ def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: st
                   whole_folder: bool = False) -> Path:
     """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and, when known,
     ``image_root``, ``extractor``: what made the features, so that a source and a target extracted in two ways
-    are refused together, and ``whole_folder``: the rows are every image of the image folder ``image_root``, so
-    that images added to it later are noticed)."""
+    are refused together, ``whole_folder``: the rows are every image of the image folder ``image_root``, so
+    that images added to it later are noticed, and ``image_bytes``: each image file's size, so that an image
+    replaced or edited in place later is noticed)."""
     from adakit.rundir import replaced_atomically
 
     path = Path(path)
@@ -310,6 +311,8 @@ def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: st
     extra = {} if root is None else {"image_root": np.asarray(str(root))}
     if root is not None and whole_folder:
         extra["whole_folder"] = np.asarray(True)
+    if root is not None:  # each image's size in bytes: an image edited in place later is noticed when loading
+        extra["image_bytes"] = np.asarray([os.path.getsize(str(p)) for p in domain.paths], dtype=np.int64)
     if origin is not None:
         extra["extractor"] = np.asarray(origin)
     with replaced_atomically(path, binary=True) as fh:

@@ -57,7 +57,8 @@ def test_features_command_matches_committed_features(office31_dslr, small_dslr, 
     assert "6 images, 1280-d features" in res.output
     ref = np.load(ref_path)
     got = np.load(out)
-    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root", "extractor", "whole_folder"}
+    assert set(got.files) == {"feat", "y", "classes", "ids", "image_root", "extractor", "whole_folder",
+                              "image_bytes"}
     made = str(got["extractor"])
     assert made.startswith(f"ONNX {model.name} (sha256 ") and "centre crop 224" in made
     assert got["feat"].shape == (6, 1280) and got["feat"].dtype == np.float32
@@ -210,6 +211,25 @@ def tiny_images(tmp_path):
         for i in range(2):
             Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
     return root
+
+
+def test_a_feature_file_notices_images_edited_in_place(tiny_images, tmp_path):
+    """An image replaced or edited under the same name after the extraction (a crop, a re-export) kept its stale
+    row silently: only images gone or added were noticed. Its size in bytes is recorded and compared."""
+    from adakit.features import cache_features
+
+    kw = {"backbone": "resnet18", "weights": None, "device": "cpu", "image_size": 32, "resize": 36,
+          "show_progress": False}
+    out, _ = cache_features(tiny_images, tmp_path / "f.npz", **kw)
+    z = np.load(out)
+    assert z["image_bytes"].tolist() == [(tiny_images / i).stat().st_size for i in z["ids"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_npz(out, "f")  # nothing changed: no warning
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tiny_images / "dog" / "1.png")
+    with pytest.warns(UserWarning, match=r"f\.npz: 1 of 4 images changed since \(another size in bytes, e\.g\. "
+                                         r".*dog/1\.png\); its features and labels are those of the folder"):
+        load_npz(out, "f")
 
 
 def test_features_with_a_torchvision_backbone_and_local_weights(tiny_images, tmp_path):

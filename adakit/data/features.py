@@ -115,7 +115,8 @@ def _read_npz(path: Path, labels_only: bool = False):
             paths = _npz_image_paths(path, z)
             if paths is not None:
                 ids = z["ids"].astype(str) if "whole_folder" in z.files and bool(z["whole_folder"]) else None
-                _warn_if_stale(path, path.parent / str(z["image_root"]), paths, ids)
+                sizes = z["image_bytes"] if "image_bytes" in z.files else None
+                _warn_if_stale(path, path.parent / str(z["image_root"]), paths, ids, sizes)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not an .npz, truncated, or not numbers
         raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     return x, y, classes, paths
@@ -129,18 +130,32 @@ def _npz_image_paths(path: Path, z) -> np.ndarray | None:
     return np.char.add(f"{root}/", np.asarray(z["ids"]).astype(str))
 
 
-def _warn_if_stale(path: Path, root: Path, paths: np.ndarray, ids: np.ndarray | None = None) -> None:
-    """Warn when images a feature file was extracted from are gone (moved, renamed, deleted) or, for a file made
-    from a whole image folder (``ids`` given: its recorded ids), when the folder now holds images it lacks: its
-    rows and labels are those of the folder at extraction time. Silent when the folder itself is absent
-    (features used elsewhere)."""
+def _warn_if_stale(path: Path, root: Path, paths: np.ndarray, ids: np.ndarray | None = None,
+                   sizes: np.ndarray | None = None) -> None:
+    """Warn when images a feature file was extracted from are gone (moved, renamed, deleted), have another size in
+    bytes than at extraction (``sizes`` given: replaced or edited in place, so their features are not of the image
+    there now) or, for a file made from a whole image folder (``ids`` given: its recorded ids), when the folder now
+    holds images it lacks: its rows and labels are those of the folder at extraction time. Silent when the folder
+    itself is absent (features used elsewhere)."""
     if not root.is_dir():
         return
     changes = []
-    gone = [p for p in paths.tolist() if not os.path.exists(p)]
+    now_bytes = []
+    for p in paths.tolist():  # (one stat per image, as the existence check took)
+        try:
+            now_bytes.append(os.stat(p).st_size)
+        except OSError:
+            now_bytes.append(-1)
+    now_bytes = np.asarray(now_bytes, dtype=np.int64)
+    gone = paths[now_bytes < 0].tolist()
     if gone:
         changes.append(f"{len(gone)} of {len(paths)} images it was extracted from are no longer in {root} "
                        f"(e.g. {gone[0]})")
+    if sizes is not None and len(sizes) == len(paths):
+        edited = paths[(now_bytes >= 0) & (now_bytes != sizes)].tolist()
+        if edited:
+            changes.append(f"{len(edited)} of {len(paths)} images changed since (another size in bytes, e.g. "
+                           f"{edited[0]})")
     if ids is not None:
         with warnings.catch_warnings():  # (photos it cannot read were named when the features were made)
             warnings.simplefilter("ignore")
