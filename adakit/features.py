@@ -297,12 +297,13 @@ def image_root(domain: Domain) -> Path | None:
 
 
 def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: str | None = None,
-                  whole_folder: bool = False) -> Path:
+                  whole_folder: bool = False, overwrite: bool = True) -> Path:
     """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and, when known,
     ``image_root``, ``extractor``: what made the features, so that a source and a target extracted in two ways
     are refused together, ``whole_folder``: the rows are every image of the image folder ``image_root``, so
     that images added to it later are noticed, and ``image_bytes``: each image file's size, so that an image
-    replaced or edited in place later is noticed)."""
+    replaced or edited in place later is noticed). With ``overwrite=False`` a file at ``path`` is never replaced,
+    even one another process wrote while this one worked (a `ConfigError`)."""
     from adakit.rundir import replaced_atomically
 
     path = Path(path)
@@ -315,7 +316,7 @@ def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: st
         extra["image_bytes"] = np.asarray([os.path.getsize(str(p)) for p in domain.paths], dtype=np.int64)
     if origin is not None:
         extra["extractor"] = np.asarray(origin)
-    with replaced_atomically(path, binary=True) as fh:
+    with replaced_atomically(path, binary=True, replace=overwrite) as fh:
         np.savez(fh, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
                  classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str), **extra)
     return path
@@ -362,4 +363,5 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     feat = extract_features(domain, extractor, batch_size, show_progress)
     size, resize = _sizes(cfg)
     origin = f"{extractor.origin}; images resized to {resize}, centre crop {size}"
-    return save_features(dest, feat, domain, origin, whole_folder=fmt == "image_folder"), feat.shape
+    return save_features(dest, feat, domain, origin, whole_folder=fmt == "image_folder", overwrite=overwrite), \
+        feat.shape

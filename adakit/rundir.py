@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import secrets
 import sqlite3
 import threading
 import zipfile
@@ -188,24 +189,46 @@ def check_not_ledger(path: str | Path, flag: str = "the output") -> None:
 
 
 @contextmanager
-def replaced_atomically(path: str | Path, binary: bool = False) -> Iterator[Any]:
-    """A file object for ``path``'s new content: written to ``<path>.tmp`` and renamed over ``path`` when the
-    block ends, so a killed process leaves the old file or the new one. A write that fails (a full disk, a
-    read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming it.
-    A run's ledger is never the target (`check_not_ledger`)."""
+def replaced_atomically(path: str | Path, binary: bool = False, replace: bool = True) -> Iterator[Any]:
+    """A file object for ``path``'s new content: written to ``<path>.<pid>-<random>.tmp`` (one per writer: two
+    processes writing the same path each write their own whole file) and renamed over ``path`` when the block
+    ends, so a killed process leaves the old file or the new one. With ``replace=False`` a ``path`` that
+    appeared meanwhile (another process wrote it) is kept and a `ConfigError` says so. A write that fails (a full
+    disk, a read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming
+    it. A run's ledger is never the target (`check_not_ledger`)."""
     check_not_ledger(path)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
     try:
         with tmp.open("wb") if binary else tmp.open("w", newline="", encoding="utf-8") as fh:
             yield fh
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+            tmp.unlink()
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise DataError(f"cannot write {path} ({e.strerror or e}); no partial file is left: free some space or "
                             "choose a writable folder, then run the command again") from None
         raise
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """``tmp``'s file at ``path`` too, unless ``path`` exists (atomically, by a hard link; on a file system without
+    them, checked just before the rename)."""
+    taken = ConfigError(f"{path} was written by another process while this one worked; it is kept as it is and "
+                        "this result is not saved: run again with --force (overwrite=True) to replace it, or choose "
+                        "another file")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # no hard links here (some network and FAT file systems)
+        if path.exists():
+            raise taken from None
+        os.replace(tmp, path)
 
 
 def write_atomically(path: str | Path, text: str) -> None:

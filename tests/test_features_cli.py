@@ -232,6 +232,29 @@ def test_a_feature_file_notices_images_edited_in_place(tiny_images, tmp_path):
         load_npz(out, "f")
 
 
+def test_an_out_file_written_by_another_run_meanwhile_is_not_replaced(tiny_images, tmp_path, monkeypatch):
+    """Two `adakit features` runs with one --out and no --force both passed the 'exists' check before their
+    extraction, and the second silently replaced the first's file (made, say, with another backbone)."""
+    import adakit.features as features
+
+    out = tmp_path / "f.npz"
+    real = features.extract_features
+
+    def other_run_finishes_first(*args, **kwargs):
+        feat = real(*args, **kwargs)
+        out.write_bytes(b"the other run's features")
+        return feat
+
+    monkeypatch.setattr(features, "extract_features", other_run_finishes_first)
+    kw = {"backbone": "resnet18", "weights": None, "device": "cpu", "image_size": 32, "resize": 36,
+          "show_progress": False}
+    with pytest.raises(ConfigError, match=r"f\.npz was written by another process .* --force \(overwrite=True\)"):
+        features.cache_features(tiny_images, out, **kw)
+    assert out.read_bytes() == b"the other run's features" and [p.name for p in tmp_path.glob("f.npz*")] == ["f.npz"]
+    assert features.cache_features(tiny_images, out, overwrite=True, **kw)[1] == (4, 512)
+    assert np.load(out)["feat"].shape == (4, 512)
+
+
 def test_features_with_a_torchvision_backbone_and_local_weights(tiny_images, tmp_path):
     import torchvision
 

@@ -350,6 +350,35 @@ def test_files_written_whole_leave_no_partial_file_and_name_the_failure(tmp_path
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]
 
 
+def test_two_writers_of_one_file_each_write_their_own_whole_file(tmp_path):
+    """Two processes writing one path (two `adakit features` runs with the same --out) shared the temporary file
+    ``<path>.tmp``: the first rename moved a file the second was still writing into, which ended as a mix of both
+    (or a broken zip), and the second failed. Each writer now has its own; the last rename wins, whole."""
+    from adakit.errors import ConfigError
+    from adakit.rundir import replaced_atomically
+
+    target = tmp_path / "f.npz"
+    with replaced_atomically(target, binary=True) as first:
+        first.write(b"A" * 1000)
+        with replaced_atomically(target, binary=True) as second:
+            second.write(b"B" * 10)
+        assert target.read_bytes() == b"B" * 10
+        first.write(b"A" * 1000)
+    assert target.read_bytes() == b"A" * 2000
+    # replace=False: a file another writer made meanwhile is kept, and this one's result is dropped with an error
+    other = tmp_path / "g.npz"
+    with pytest.raises(ConfigError, match=r"g\.npz was written by another process while this one worked; it is kept "
+                                          r"as it is .* --force"):
+        with replaced_atomically(other, binary=True, replace=False) as fh:
+            fh.write(b"mine")
+            other.write_bytes(b"theirs")
+    assert other.read_bytes() == b"theirs"
+    with replaced_atomically(tmp_path / "h.npz", binary=True, replace=False) as fh:
+        fh.write(b"new")
+    assert (tmp_path / "h.npz").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "g.npz", "h.npz"]
+
+
 def test_check_finds_dangling_corrections_and_counts_first_answers_right(led, tmp_path):
     """A correction row pointing at a label row that does not exist passed `check` (SQLite's integrity_check does
     not check foreign keys); two equal first answers for one id were reported as 'labelled 1 times'."""
