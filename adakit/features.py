@@ -82,11 +82,24 @@ class OnnxFeatureExtractor:
             raise DataError(f"{self.path}: no output named {output!r}; its outputs are {outputs}")
         self.input, self.output = inputs[0].name, output
         shape = inputs[0].shape
-        self.image_size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
+        side = [d if isinstance(d, int) else None for d in shape[-2:]] if len(shape) == 4 else [None, None]
+        if None not in side and side[0] != side[1]:  # (else refused only at the first batch, after reading images)
+            raise ConfigError(f"{self.path}: its input {inputs[0].name!r} takes {side[0]}×{side[1]} (height × width) "
+                              "images, but adakit feeds square centre crops; export the model with a square input "
+                              "(or a dynamic height and width)")
+        self.image_size = side[1]
+        #: a batch size fixed in the model (a model exported for batch 1, say): batches run in chunks of it
+        self.fixed_batch = shape[0] if len(shape) == 4 and isinstance(shape[0], int) and shape[0] > 0 else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.fixed_batch is not None and len(x) != self.fixed_batch:
+            n, b = len(x), self.fixed_batch
+            pad = np.zeros((-n % b, *x.shape[1:]), np.float32)  # the last chunk filled up; its padding dropped
+            chunks = np.concatenate([x, pad]).reshape(-1, b, *x.shape[1:])
+            return np.concatenate([self(c) for c in chunks])[:n]
         try:
-            out = self.session.run([self.output], {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+            out = self.session.run([self.output], {self.input: x})[0]
         except Exception as err:  # shape or type mismatch, reported by onnxruntime
             raise DataError(f"{self.path}: cannot run on a batch of shape {tuple(x.shape)}: {err}") from None
         return out.reshape(len(out), -1).astype(np.float32)

@@ -365,6 +365,40 @@ def test_export_script_adds_the_pooled_features_of_a_small_model(tmp_path):
     assert script.main([str(tmp_path / "tiny_feat.onnx"), str(tmp_path / "again.onnx")]) == 2  # 'feat' exists
 
 
+def _pooling_onnx(path, input_shape) -> None:
+    """An ONNX model whose output ``feat`` is the per-channel mean of its input ``input`` of ``input_shape``."""
+    pytest.importorskip("onnx", reason="onnx not installed (pip install onnx; the onnx and test extras)")
+    from onnx import TensorProto, helper, save
+
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]), helper.make_node("Flatten", ["p"], ["feat"])]
+    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("feat", TensorProto.FLOAT, [input_shape[0], 3])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_an_onnx_model_of_a_fixed_batch_size_runs_in_chunks_of_it(tiny_images, tmp_path):
+    """A model exported with a fixed batch dimension (torch.onnx.export of one sample gives batch 1) failed at the
+    first batch (after every image was decoded) with onnxruntime's 'Got: 3 Expected: 1'; a fixed non-square input
+    was taken as square and failed there too. Batches now run in chunks of the fixed size (the last one padded,
+    the padding dropped); a non-square input is refused before any image is read."""
+    from adakit.features import cache_features
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    kw = {"resize": 36, "batch_size": 3, "show_progress": False}
+    _pooling_onnx(tmp_path / "dynamic.onnx", ["n", 3, 32, 32])
+    ref = cache_features(tiny_images, tmp_path / "ref.npz", model=tmp_path / "dynamic.onnx", **kw)[0]
+    for fixed in (1, 2, 4):
+        _pooling_onnx(tmp_path / f"b{fixed}.onnx", [fixed, 3, 32, 32])
+        out = cache_features(tiny_images, tmp_path / f"b{fixed}.npz", model=tmp_path / f"b{fixed}.onnx", **kw)[0]
+        np.testing.assert_allclose(np.load(out)["feat"], np.load(ref)["feat"], rtol=1e-6)
+    assert np.load(ref)["feat"].shape == (4, 3) and np.ptp(np.load(ref)["feat"][:, 0]) > 0
+    _pooling_onnx(tmp_path / "wide.onnx", ["n", 3, 32, 48])
+    with pytest.raises(ConfigError, match=r"wide\.onnx: its input 'input' takes 32×48 \(height × width\) images, but "
+                                          r"adakit feeds square centre crops"):
+        cache_features(tiny_images, tmp_path / "w.npz", model=tmp_path / "wide.onnx", **kw)
+    assert not (tmp_path / "w.npz").exists()
+
+
 def _resnet18_extractor() -> tuple[torch.nn.Module, dict]:
     """A seeded ResNet-18 without its classifier and the compute_features keywords the tests use with it."""
     import torchvision
