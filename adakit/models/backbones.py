@@ -114,6 +114,8 @@ def imagenet_state_dict(name: str, progress: bool = True) -> dict:
     Offline (or on a failed download) a `ConfigError` names the file and the folder to place it in.
     """
     url, path = imagenet_checkpoint(name)
+    if path.is_file():
+        check_cached_checkpoint(path, name, url)
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, check_hash=True,
                                                   weights_only=True)
@@ -125,6 +127,29 @@ def imagenet_state_dict(name: str, progress: bool = True) -> dict:
             f"TORCH_HOME moves it), or give a local state dict with model.weights: /path/to/file.pth "
             "(adakit features: --weights PATH)"
         ) from None
+
+
+def check_cached_checkpoint(path: Path, name: str, url: str) -> None:
+    """A `ConfigError` when the cached checkpoint ``path``'s sha256 does not start with the hash in its file name.
+
+    torch hub checks it only when it downloads the file; one placed in the cache by hand (as the offline error
+    says), half copied or another file under that name, was loaded as torchvision's weights, and feature files
+    made with it recorded ``weights imagenet`` as those made with the real weights do."""
+    import hashlib
+
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if match is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise ConfigError(
+            f"model.weights=imagenet for {name}: the checkpoint {path} is corrupt or not torchvision's file (its "
+            f"sha256 starts {digest.hexdigest()[:len(match.group(1))]}, its name says {match.group(1)}). Download "
+            f"{url} again and place it at {path}, or give a local state dict with model.weights: /path/to/file.pth "
+            "(adakit features: --weights PATH)")
 
 
 def _load_state(net: nn.Module, state, where: str, backbone: str) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from adakit.config import build_config
 from adakit.errors import ConfigError, DataError
-from adakit.models import build_model
+from adakit.models import backbones, build_model
 from adakit.models.backbones import build_backbone, imagenet_checkpoint
 
 
@@ -64,6 +64,7 @@ def test_imagenet_weights_come_from_the_hub_cache(monkeypatch, tmp_path):
     path.parent.mkdir(parents=True)
     torch.save(state, path)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", from_cache)
+    monkeypatch.setattr(backbones, "check_cached_checkpoint", lambda *args: None)  # (not the real file's hash)
     net = build_backbone(_cfg("resnet18", "imagenet"), (3, 32, 32))
     assert seen and torch.equal(net.conv1.weight, ref.conv1.weight)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
@@ -94,6 +95,23 @@ def test_vit_needs_224_pixels():
 def test_imagenet_weights_only_for_pretrainable_backbones():
     with pytest.raises(ConfigError, match="'lenet' has no ImageNet weights"):
         build_backbone(_cfg("lenet", "imagenet"), (1, 28, 28))
+
+
+def test_a_cached_checkpoint_with_another_hash_than_its_name_is_refused(monkeypatch, tmp_path):
+    """torch hub checks the sha256 only when it downloads: a file placed in the cache by hand under torchvision's name
+    (other weights, a fine-tuned copy) was loaded silently as the ImageNet weights, and feature files made with it
+    recorded 'weights imagenet' as those made with the real ones, so a source and a target made with the two passed
+    as one feature space."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url, path = imagenet_checkpoint("resnet18")
+    path.parent.mkdir(parents=True)
+    state = {**build_backbone(_cfg("resnet18"), (3, 32, 32)).state_dict(), "fc.weight": torch.zeros(1000, 512),
+             "fc.bias": torch.zeros(1000)}
+    torch.save(state, path)  # loadable, the right architecture, but not the file torchvision published
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))} is corrupt or not torchvision's file \(its "
+                                          rf"sha256 starts [0-9a-f]{{8}}, its name says f37072fd\)\. Download "
+                                          rf"{re.escape(url)} again"):
+        build_backbone(_cfg("resnet18", "imagenet"), (3, 32, 32))
 
 
 def test_local_weights_file_loads_and_misfit_is_named(tmp_path):
