@@ -10,6 +10,7 @@ place it.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse
@@ -185,7 +186,17 @@ def load_weights(net: nn.Module, path: str, backbone: str) -> None:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of a file that is not a torch checkpoint
-        raise DataError(f"model.weights {p}: cannot read as a torch state dict ({err})") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:  # (torch's own message advises weights_only=False, which runs any code the file holds)
+            raise DataError(f"model.weights {p}: holds a pickled Python object ({found.group(1)}), not only tensors: "
+                            "a whole model saved with torch.save(model), or a checkpoint with other objects; adakit "
+                            "does not unpickle objects (that can run any code). Where it was made, save the weights "
+                            f"alone: torch.save(model.state_dict(), '{p.name}') (or checkpoint['state_dict'])"
+                            ) from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DataError(f"model.weights {p}: cannot read as a torch state dict ({type(err).__name__}: {first}): the "
+                        "file is truncated or corrupt, or torch.save did not write it; copy or download it again, or "
+                        "save the weights with torch.save(model.state_dict(), path)") from None
     _load_state(net, state, f"model.weights {p}", backbone)
 
 

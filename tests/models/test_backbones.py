@@ -126,6 +126,25 @@ def test_local_weights_file_loads_and_misfit_is_named(tmp_path):
         build_backbone(_cfg("resnet18", str(tmp_path / "none.pth")), (3, 32, 32))
 
 
+def test_a_pickled_model_or_a_broken_file_as_weights_says_what_to_do(tmp_path):
+    """A whole model saved with torch.save(model) got torch's weights_only message (advising weights_only=False, which
+    runs any code in the file); a file that is not a checkpoint said only 'KeyError (101)'; a truncated one gave
+    miniz's internals. Each now says what the file is and what to save instead."""
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pth")
+    with pytest.raises(DataError, match=r"model\.weights .*model\.pth: holds a pickled Python object "
+                                        r"\(torch\.nn\.modules\.linear\.Linear\), not only tensors: a whole model .* "
+                                        r"torch\.save\(model\.state_dict\(\), 'model\.pth'\)") as err:
+        build_backbone(_cfg("resnet18", str(tmp_path / "model.pth")), (3, 32, 32))
+    assert "weights_only" not in str(err.value)
+    (tmp_path / "text.pth").write_text("hello")
+    torch.save({"w": torch.zeros(100)}, tmp_path / "full.pth")
+    (tmp_path / "half.pth").write_bytes((tmp_path / "full.pth").read_bytes()[:300])
+    for name in ("text.pth", "half.pth"):
+        with pytest.raises(DataError, match=rf"model\.weights .*{name}: cannot read as a torch state dict \(\w+: .*\): "
+                                            r"the file is truncated or corrupt, or torch\.save did not write it"):
+            build_backbone(_cfg("resnet18", str(tmp_path / name)), (3, 32, 32))
+
+
 def test_weights_of_feature_backbones_are_loaded_or_refused(tmp_path):
     """model.weights was silently ignored for mlp and identity while the backbone learning-rate multiplier (0.1)
     applied as for a pretrained backbone: an MLP's state dict is now loaded, identity's refused."""
