@@ -115,6 +115,7 @@ class TorchFeatureExtractor:
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, weights: str | None = DEFAULT_WEIGHTS,
                  device: str = "auto", threads: int | None = None, image_size: int = 224):
+        from adakit.models import backbones as bb
         from adakit.models.backbones import IMAGE_BACKBONES, IMAGENET, build_backbone, check_backbone_name
 
         try:
@@ -130,10 +131,12 @@ class TorchFeatureExtractor:
         self.name, self.image_size = backbone, image_size
         cfg = SimpleNamespace(backbone=backbone, weights=weights, hidden_dim=0, dropout=0.0)
         self.net = build_backbone(cfg, (3, image_size, image_size)).eval().to(self.device)
-        local = weights and weights != IMAGENET  # a state-dict file: named by its bytes, not the path as typed
+        if weights == IMAGENET:  # which ImageNet weights: another torchvision / timm version may give others
+            made = f"{IMAGENET} ({bb.imagenet_weights_name(backbone, self.net)})"
+        else:  # a state-dict file: named by its bytes, not the path as typed
+            made = file_record(Path(weights).expanduser()) if weights else "none (random)"
         #: what made the features, recorded in the .npz (`save_features`)
-        self.origin = (f"{backbone}, weights "
-                       f"{file_record(Path(weights).expanduser()) if local else weights or 'none (random)'}")
+        self.origin = f"{backbone}, weights {made}"
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray | torch.Tensor) -> np.ndarray:

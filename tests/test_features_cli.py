@@ -132,6 +132,37 @@ def test_the_same_extractor_check_compares_the_weights_file_not_the_path_as_type
         load_domains(cfg.model_copy(update={"target": "new"}), 0)
 
 
+def test_imagenet_features_record_which_imagenet_weights(tiny_images, tmp_path, monkeypatch):
+    """Features made with 'imagenet' weights recorded only that word, so a source and a target made with two
+    torchvision / timm versions whose default weights for the model differ (timm's default tags have changed) passed
+    as one feature space. The record names the checkpoint now; an older file's bare 'imagenet' still matches."""
+    import torchvision
+
+    from adakit.config import DataConfig
+    from adakit.data import load_domains
+    from adakit.data.features import same_extractor
+    from adakit.features import cache_features
+    from adakit.models import backbones
+
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18().state_dict()
+    monkeypatch.setattr(backbones, "imagenet_state_dict", lambda name: state)  # (offline: no real checkpoint)
+    kw = {"backbone": "resnet18", "weights": "imagenet", "device": "cpu", "image_size": 32, "resize": 36,
+          "show_progress": False}
+    cache_features(tiny_images, tmp_path / "f" / "src.npz", **kw)
+    made = str(np.load(tmp_path / "f" / "src.npz")["extractor"])
+    assert made == "resnet18, weights imagenet (resnet18-f37072fd.pth); images resized to 36, centre crop 32"
+    url, path = backbones.imagenet_checkpoint("resnet18")
+    monkeypatch.setattr(backbones, "imagenet_checkpoint", lambda name: (url, path.with_name("resnet18-0123abcd.pth")))
+    cache_features(tiny_images, tmp_path / "f" / "tar.npz", **kw)  # another torchvision's default weights
+    cfg = DataConfig(format="npz", root=str(tmp_path / "f"), source="src", target="tar")
+    with pytest.raises(DataError, match=r"weights imagenet \(resnet18-0123abcd\.pth\).* were extracted in two ways"):
+        load_domains(cfg, 0)
+    older = made.replace(" (resnet18-f37072fd.pth)", "")
+    assert same_extractor(made, older) and same_extractor(older, made) and same_extractor(older, older)
+    assert not same_extractor(made, older.replace("resnet18", "resnet34"))
+
+
 def test_a_feature_file_notices_images_added_to_its_folder(tiny_images, tmp_path):
     """Only images gone were noticed; an image added to the folder after the extraction was missed silently. A file
     made from an image list (its folder holds other images) says nothing about them."""

@@ -448,17 +448,24 @@ def check_same_extractor(cfg) -> None:
 #: a torchvision/timm extractor's record (`adakit.features.TorchFeatureExtractor.origin` and the image sizes)
 _TORCH_RECORD = re.compile(r"(?P<model>[^,]*), weights (?P<weights>.*)(?P<sizes>; images resized to .*)", re.DOTALL)
 _FILE_RECORD = re.compile(r"(?P<name>.*) \(sha256 (?P<hash>[0-9a-f]+)\)", re.DOTALL)
+#: ImageNet weights as recorded since 2026-12-05 09:00 UTC: ``imagenet (<checkpoint file or timm name.tag>)``
+_IMAGENET_RECORD = re.compile(r"imagenet \((?!sha256 )[^()]+\)")
 
 
 def same_extractor(a: str, b: str) -> bool:
     """Whether two ``extractor`` records name one feature space. Weights files are recorded by name and sha256
     (`adakit.features.file_record`), so any path to the same bytes matches; a file written before 2026-12-05 recorded
-    the path as typed: against a newer record its file name is compared, what both record."""
+    the path as typed: against a newer record its file name is compared, what both record. ImageNet weights are
+    recorded with the checkpoint (torchvision) or ``name.tag`` (timm) they were; a record of only ``imagenet`` (older
+    files) matches any of the same model."""
     if a == b:
         return True
     ma, mb = _TORCH_RECORD.fullmatch(a), _TORCH_RECORD.fullmatch(b)
     if ma is None or mb is None or (ma["model"], ma["sizes"]) != (mb["model"], mb["sizes"]):
         return False
+    if "imagenet" in (ma["weights"], mb["weights"]) \
+            and all(w == "imagenet" or _IMAGENET_RECORD.fullmatch(w) for w in (ma["weights"], mb["weights"])):
+        return True  # a file written before 2026-12-05 09:00 UTC did not record which ImageNet weights
     fa, fb = _FILE_RECORD.fullmatch(ma["weights"]), _FILE_RECORD.fullmatch(mb["weights"])
     if fa is not None and fb is not None:
         return fa["hash"] == fb["hash"]

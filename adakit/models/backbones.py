@@ -109,6 +109,16 @@ def imagenet_checkpoint(name: str) -> tuple[str, Path]:
     return url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
+def imagenet_weights_name(name: str, net: nn.Module) -> str:
+    """Which ImageNet weights ``model.weights: imagenet`` gave the backbone ``name`` (``net``): torchvision's
+    checkpoint file (its name holds its hash), timm's ``architecture.tag``. A library version can change the default
+    weights of a model name (timm has), so feature files record this, not only ``imagenet``."""
+    if name.startswith("timm/"):
+        cfg = getattr(net, "pretrained_cfg", None) or {}
+        return ".".join(str(p) for p in (cfg.get("architecture"), cfg.get("tag")) if p) or name
+    return imagenet_checkpoint(name)[1].name
+
+
 def imagenet_state_dict(name: str, progress: bool = True) -> dict:
     """torchvision's default ImageNet weights for ``name``: from the torch hub cache, else downloaded there.
 
