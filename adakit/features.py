@@ -157,6 +157,11 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
             x = domain.load(np.arange(s, min(s + batch_size, n)), train=False)
             if x.dim() == 4 and x.shape[1] == 1 and channels == 3:
                 x = x.expand(-1, 3, -1, -1)  # grey as RGB, as grey image files are read
+            if isinstance(extractor, TorchFeatureExtractor) and (x.dim() != 4 or x.shape[1] != 3):
+                raise DataError(f"images: a batch of shape {tuple(x.shape)}, but {extractor.name} takes RGB images "
+                                "(N, 3, H, W); give grey images (N, H, W) as x[:, None], one image (C, H, W) as "
+                                "x[None], RGBA without its alpha (x[:, :3]), or image files / PIL images (read as "
+                                "RGB, transparency on white)")
             torch_input = isinstance(extractor, (TorchFeatureExtractor, ModuleFeatureExtractor))
             feats.append(extractor(x if torch_input else x.numpy()))
             bar.advance()

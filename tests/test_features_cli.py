@@ -518,6 +518,25 @@ def test_compute_features_reads_datasets_of_pil_images_and_grey_arrays_as_image_
                                    one_channel(grey_f).reshape(2, 4).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_arrays_of_another_shape_than_rgb_images_are_named(tiny_images):
+    """A grey array (N, H, W), one image (C, H, W) or RGBA (N, 4, H, W) reached the backbone and ended in torch's
+    'expected 4D input' / 'expected input to have 3 channels' tracebacks; they are a DataError naming the shape and
+    the fix, and the fix gives the features of the same images."""
+    from adakit.features import compute_features
+
+    kw = {"backbone": "resnet18", "weights": None, "device": "cpu", "image_size": 32}
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (2, 32, 32), dtype=np.uint8)
+    rgba = rng.integers(0, 255, (2, 4, 32, 32), dtype=np.uint8)
+    for x, shape in ((grey, r"\(2, 32, 32\)"), (rgba[0, :3], r"\(3, 32, 32\)"), (rgba, r"\(2, 4, 32, 32\)")):
+        with pytest.raises(DataError, match=rf"images: a batch of shape {shape}, but resnet18 takes RGB images "
+                                            r"\(N, 3, H, W\); give grey images \(N, H, W\) as x\[:, None\]"):
+            compute_features(x, **kw)
+    seeded = [torch.manual_seed(0) and compute_features(x, **kw) for x in (grey[:, None], grey[:, None].repeat(3, 1))]
+    np.testing.assert_allclose(*seeded, rtol=1e-5, atol=1e-6)  # (weights=None: a random backbone, seeded)
+    assert compute_features(rgba[:, :3], **kw).shape == (2, 512)
+
+
 def test_an_unwritable_out_folder_is_named_before_any_image_is_read(tmp_path, monkeypatch):
     """An --out folder the user cannot write was found only after the whole extraction (a PermissionError
     traceback, or a clean error hours late). (As root every folder is writable, hence the stand-in.)"""
