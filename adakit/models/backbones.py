@@ -163,16 +163,17 @@ def check_cached_checkpoint(path: Path, name: str, url: str) -> None:
             "(adakit features: --weights PATH)")
 
 
-def _load_state(net: nn.Module, state, where: str, backbone: str) -> None:
-    """Load ``state`` into ``net`` (the ``backbone``), ignoring classification-head keys (fc./classifier./heads./
-    head.); weights of another architecture (a tensor of another shape, missing or extra keys) are a `DataError`."""
+def _load_state(net: nn.Module, state, where: str, backbone: str, heads: tuple[str, ...] = HEAD_PREFIXES) -> None:
+    """Load ``state`` into ``net`` (the ``backbone``), ignoring classification-head keys (``heads``: fc./classifier./
+    heads./head.); weights of another architecture (a tensor of another shape, missing or extra keys) are a
+    `DataError`."""
     if isinstance(state, dict):
         state = state.get("state_dict", state.get("model", state))
     if not isinstance(state, dict):
         raise DataError(f"{where}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = net.state_dict()
-    state = {k: v for k, v in state.items() if k in own or not k.startswith(HEAD_PREFIXES)}
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(heads)}
     other = f"these weights are for another architecture than {backbone}"
     fix = f"give weights saved from {backbone}, or set model.backbone (--backbone) to the model they come from"
     for k, v in state.items():  # (load_state_dict would raise a bare RuntimeError listing every mismatch)
@@ -186,9 +187,9 @@ def _load_state(net: nn.Module, state, where: str, backbone: str) -> None:
                         f"{unexpected[:5]}); {fix}")
 
 
-def load_weights(net: nn.Module, path: str, backbone: str) -> None:
+def load_weights(net: nn.Module, path: str, backbone: str, heads: tuple[str, ...] = HEAD_PREFIXES) -> None:
     """Load a state dict from a local file into ``net`` (the ``backbone``), ignoring classifier keys
-    (fc./classifier./heads./head.)."""
+    (``heads``: fc./classifier./heads./head.)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"model.weights: file not found: {p}. Give a local state-dict file, or "
@@ -207,7 +208,7 @@ def load_weights(net: nn.Module, path: str, backbone: str) -> None:
         raise DataError(f"model.weights {p}: cannot read as a torch state dict ({type(err).__name__}: {first}): the "
                         "file is truncated or corrupt, or torch.save did not write it; copy or download it again, or "
                         "save the weights with torch.save(model.state_dict(), path)") from None
-    _load_state(net, state, f"model.weights {p}", backbone)
+    _load_state(net, state, f"model.weights {p}", backbone, heads)
 
 
 def _timm(name: str, weights: str | None, in_chans: int) -> nn.Module:
@@ -238,8 +239,10 @@ def _timm(name: str, weights: str | None, in_chans: int) -> nn.Module:
             f"place here, or save the weights as a state dict and give model.weights: /path/to/file.pth "
             "(adakit features: --weights PATH)"
         ) from None
-    if weights and not pretrained:
-        load_weights(net, weights, f"timm/{name}")
+    if weights and not pretrained:  # the classifier timm names too (inception_v4's last_linear, volo's aux_head, ...)
+        named = (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or ()
+        named = (named,) if isinstance(named, str) else tuple(named)
+        load_weights(net, weights, f"timm/{name}", HEAD_PREFIXES + tuple(f"{c}." for c in named))
     mean = tuple(getattr(net, "pretrained_cfg", {}).get("mean", IMAGENET_MEAN))
     if weights and mean != IMAGENET_MEAN:
         warnings.warn(f"timm/{name} was trained with input mean {mean}; adakit's image domains normalise with the "

@@ -196,6 +196,22 @@ def test_timm_local_weights_file(tmp_path):
     assert torch.equal(net.state_dict()[first], src.state_dict()[first])
 
 
+def test_timm_local_weights_with_a_classifier_of_another_name_and_class_count(tmp_path):
+    """The classifier keys dropped were fc./classifier./heads./head. only: inception_v4's 10-class state dict (its
+    classifier is last_linear) was refused as 'weights for another architecture' (unexpected last_linear.weight).
+    The classifier timm names for the model is dropped too."""
+    ref = timm.create_model("inception_v4", num_classes=10)
+    torch.save(ref.state_dict(), tmp_path / "iv4.pth")
+    with pytest.warns(UserWarning, match="trained with input mean"):
+        net = build_backbone(_cfg("timm/inception_v4", str(tmp_path / "iv4.pth")), (3, 75, 75))
+    assert torch.equal(net.features[0].conv.weight, ref.features[0].conv.weight) and net.out_dim == 1536
+    state = ref.state_dict()
+    state["extra.weight"] = torch.zeros(1)  # a key of no classifier is still refused
+    torch.save(state, tmp_path / "other.pth")
+    with pytest.raises(DataError, match=r"unexpected \['extra\.weight'\]"):
+        build_backbone(_cfg("timm/inception_v4", str(tmp_path / "other.pth")), (3, 75, 75))
+
+
 def test_timm_unknown_model_and_offline_pretrained(monkeypatch):
     with pytest.raises(ConfigError, match=r"timm has no model 'resnet7x'"):
         build_backbone(_cfg("timm/resnet7x"), (3, 32, 32))
