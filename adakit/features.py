@@ -41,16 +41,17 @@ def _onnxruntime():
     return onnxruntime
 
 
-def file_record(path: Path) -> str:
+def file_record(path: Path, full_path: bool = False) -> str:
     """A model or weights file as the feature record names it: ``NAME (sha256 PREFIX)``, the same for any path to
-    the same bytes (`adakit.data.features.same_extractor` compares the hash)."""
+    the same bytes (`adakit.data.features.same_extractor` compares the hash); ``full_path``: the path, not the
+    name."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return f"{path.name} (sha256 {digest.hexdigest()[:12]})"
+    return f"{path if full_path else path.name} (sha256 {digest.hexdigest()[:12]})"
 
 
 class OnnxFeatureExtractor:
@@ -318,13 +319,14 @@ def image_root(domain: Domain) -> Path | None:
 
 
 def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: str | None = None,
-                  whole_folder: bool = False, overwrite: bool = True) -> Path:
+                  whole_folder: bool = False, overwrite: bool = True, image_list: str | Path | None = None) -> Path:
     """Write the ``.npz`` the ``npz`` loader reads (``feat``, ``y``, ``classes``, plus ``ids`` and, when known,
     ``image_root``, ``extractor``: what made the features, so that a source and a target extracted in two ways
     are refused together, ``whole_folder``: the rows are every image of the image folder ``image_root``, so
     that images added to it later are noticed, and ``image_bytes``: each image file's size, so that an image
-    replaced or edited in place later is noticed). With ``overwrite=False`` a file at ``path`` is never replaced,
-    even one another process wrote while this one worked (a `ConfigError`)."""
+    replaced or edited in place later is noticed; ``image_list``: the image-list file the rows and labels come
+    from, recorded by path and sha256, so that a list edited later is noticed). With ``overwrite=False`` a file at
+    ``path`` is never replaced, even one another process wrote while this one worked (a `ConfigError`)."""
     from adakit.rundir import replaced_atomically
 
     path = Path(path)
@@ -337,6 +339,8 @@ def save_features(path: str | Path, feat: np.ndarray, domain: Domain, origin: st
         extra["image_bytes"] = np.asarray([os.path.getsize(str(p)) for p in domain.paths], dtype=np.int64)
     if origin is not None:
         extra["extractor"] = np.asarray(origin)
+    if image_list is not None:
+        extra["image_list"] = np.asarray(file_record(Path(image_list).expanduser().resolve(), full_path=True))
     with replaced_atomically(path, binary=True, replace=overwrite) as fh:
         np.savez(fh, feat=feat.astype(np.float32), y=np.asarray(domain.y, dtype=np.int64),
                  classes=np.asarray(domain.classes, dtype=str), ids=np.asarray(domain.ids, dtype=str), **extra)
@@ -384,5 +388,5 @@ def cache_features(images: str | Path, out: str | Path, model: str | Path | None
     feat = extract_features(domain, extractor, batch_size, show_progress)
     size, resize = _sizes(cfg)
     origin = f"{extractor.origin}; images resized to {resize}, centre crop {size}"
-    return save_features(dest, feat, domain, origin, whole_folder=fmt == "image_folder", overwrite=overwrite), \
-        feat.shape
+    return save_features(dest, feat, domain, origin, whole_folder=fmt == "image_folder", overwrite=overwrite,
+                         image_list=images if fmt == "image_list" else None), feat.shape

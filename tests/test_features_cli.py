@@ -286,6 +286,31 @@ def test_an_out_file_written_by_another_run_meanwhile_is_not_replaced(tiny_image
     assert np.load(out)["feat"].shape == (4, 512)
 
 
+def test_a_feature_file_notices_its_image_list_edited(tiny_images, tmp_path):
+    """A feature file made from an image list keeps the list's labels: a label corrected in the list afterwards left
+    the old label in the features silently. The list is recorded by path and sha256 and a change is warned of."""
+    from adakit.features import cache_features
+
+    kw = {"backbone": "resnet18", "weights": None, "device": "cpu", "image_size": 32, "resize": 36,
+          "show_progress": False}
+    lst = tiny_images / "list.txt"
+    lst.write_text("cat/0.png 0\ndog/1.png 0\n")
+    out, _ = cache_features(lst, tmp_path / "l.npz", fmt="image_list", **kw)
+    assert str(np.load(out)["image_list"]).startswith(f"{lst} (sha256 ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_npz(out, "l")
+    lst.write_text("cat/0.png 0\ndog/1.png 1\n")  # a label corrected
+    with pytest.warns(UserWarning, match=r"l\.npz: the image list .*list\.txt it was made from changed since "
+                                         r"\(sha256 [0-9a-f]{12}, now [0-9a-f]{12}\); its rows and labels are those "
+                                         "of the list"):
+        load_npz(out, "l")
+    lst.unlink()  # features used without their list: nothing to compare
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_npz(out, "l")
+
+
 def test_features_with_a_torchvision_backbone_and_local_weights(tiny_images, tmp_path):
     import torchvision
 

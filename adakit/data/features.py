@@ -117,6 +117,8 @@ def _read_npz(path: Path, labels_only: bool = False):
                 ids = z["ids"].astype(str) if "whole_folder" in z.files and bool(z["whole_folder"]) else None
                 sizes = z["image_bytes"] if "image_bytes" in z.files else None
                 _warn_if_stale(path, path.parent / str(z["image_root"]), paths, ids, sizes)
+            if "image_list" in z.files:
+                _warn_if_list_changed(path, str(z["image_list"]))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not an .npz, truncated, or not numbers
         raise DataError(f"{path}: cannot read as .npz ({type(err).__name__}: {err})") from None
     return x, y, classes, paths
@@ -166,6 +168,21 @@ def _warn_if_stale(path: Path, root: Path, paths: np.ndarray, ids: np.ndarray | 
     if changes:
         warnings.warn(f"{path}: {'; '.join(changes)}; its features and labels are those of the folder at extraction "
                       "time: re-run `adakit features` if the folder changed", UserWarning, stacklevel=2)
+
+
+def _warn_if_list_changed(path: Path, record: str) -> None:
+    """Warn when the image-list file a feature file was made from (``record``: its path and sha256) now holds other
+    bytes: its rows and labels are those of the list at extraction time. Silent when the list is gone."""
+    import hashlib
+
+    found = _FILE_RECORD.fullmatch(record)
+    if found is None or not Path(found["name"]).is_file():
+        return
+    now = hashlib.sha256(Path(found["name"]).read_bytes()).hexdigest()[:len(found["hash"])]
+    if now != found["hash"]:
+        warnings.warn(f"{path}: the image list {found['name']} it was made from changed since (sha256 "
+                      f"{found['hash']}, now {now}); its rows and labels are those of the list at extraction time: "
+                      "re-run `adakit features` if the list changed", UserWarning, stacklevel=2)
 
 
 def _mat_key(m: dict, given: str | None, defaults: tuple[str, ...], name: str, path: Path, what: str) -> str:
