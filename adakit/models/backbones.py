@@ -173,6 +173,10 @@ def _load_state(net: nn.Module, state, where: str, backbone: str, heads: tuple[s
         raise DataError(f"{where}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = net.state_dict()
+    if not any(k in own for k in state) and any(k.startswith("backbone.") for k in state):
+        # an adakit model's state dict (backbone, bottleneck, head; torch.save(model.state_dict()) of a loaded run):
+        # its backbone (else refused as 'another architecture', every key being 'unexpected')
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     state = {k: v for k, v in state.items() if k in own or not k.startswith(heads)}
     other = f"these weights are for another architecture than {backbone}"
     fix = f"give weights saved from {backbone}, or set model.backbone (--backbone) to the model they come from"

@@ -145,6 +145,19 @@ def test_a_pickled_model_or_a_broken_file_as_weights_says_what_to_do(tmp_path):
             build_backbone(_cfg("resnet18", str(tmp_path / name)), (3, 32, 32))
 
 
+def test_the_state_dict_of_an_adakit_model_gives_its_backbone(tmp_path):
+    """torch.save(model.state_dict()) of an adakit model (a loaded run: backbone, bottleneck, head) as model.weights
+    was refused as 'weights for another architecture' (every key 'unexpected' under backbone.); its backbone's
+    weights are loaded. Keys of another architecture under backbone. are still refused."""
+    cfg = build_config({"model": {"backbone": "resnet18", "bottleneck_dim": 16}})
+    model = build_model(cfg.model, (3, 32, 32), 4)
+    torch.save(model.state_dict(), tmp_path / "run_model.pth")
+    net = build_backbone(_cfg("resnet18", str(tmp_path / "run_model.pth")), (3, 32, 32))
+    assert torch.equal(net.layer4[1].conv2.weight, model.backbone.layer4[1].conv2.weight)
+    with pytest.raises(DataError, match=r"another architecture than mobilenet_v2"):
+        build_backbone(_cfg("mobilenet_v2", str(tmp_path / "run_model.pth")), (3, 32, 32))
+
+
 def test_weights_of_feature_backbones_are_loaded_or_refused(tmp_path):
     """model.weights was silently ignored for mlp and identity while the backbone learning-rate multiplier (0.1)
     applied as for a pretrained backbone: an MLP's state dict is now loaded, identity's refused."""
