@@ -118,6 +118,12 @@ def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
 
     from adakit.rundir import EXECUTION_KEYS, LEDGER_NAME, config_changes, stored_config
 
+    shared = {cfg.log.tensorboard for cfg, _ in plan if not isinstance(cfg.log.tensorboard, bool)}
+    if len(plan) > 1 and shared:
+        raise ConfigError(f"log.tensorboard={sorted(shared)[0]!r}: every run of this grid would write its TensorBoard "
+                          "logs into that one folder, mixing their curves; set log.tensorboard: true (each run's "
+                          "folder gets its own tensorboard/, and `tensorboard --logdir` on the output folder shows "
+                          "them side by side)")
     for cfg, run_dir in plan:
         if (run_dir / LEDGER_NAME).is_file():
             stored = stored_config(run_dir, required=False)

@@ -59,6 +59,10 @@ def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: the file in a TensorBoard folder given to `TensorBoardLogger` that names the run folder whose logs it holds
+RUN_MARKER = ".adakit-run"
+
+
 class TensorBoardLogger:
     """Writes a run's curves as TensorBoard event files (extra ``tensorboard``).
 
@@ -73,12 +77,22 @@ class TensorBoardLogger:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._writer = None
 
-    def check(self, flag: str = "log.tensorboard") -> None:
-        """Before a run writes anything: its log folder can be a folder (`ConfigError` naming ``flag`` otherwise)."""
+    def check(self, flag: str = "log.tensorboard", run_dir: str | Path | None = None) -> None:
+        """Before a run writes anything: its log folder can be a folder and holds no other run's logs (a
+        `ConfigError` naming ``flag`` otherwise: two runs' event files in one folder mix their curves)."""
         if self.log_dir is not None:
             from adakit.rundir import check_folder_path
 
             check_folder_path(self.log_dir, flag, "the TensorBoard logs")
+            marker = self.log_dir / RUN_MARKER
+            if run_dir is not None and marker.is_file():
+                other = marker.read_text(encoding="utf-8").strip()
+                if other and Path(other) != Path(run_dir).resolve():
+                    raise ConfigError(
+                        f"{flag}={str(self.log_dir)!r} holds the TensorBoard logs of another run ({other}): the curves "
+                        f"of both would mix in one folder. Give each run its own folder, e.g. "
+                        f"{self.log_dir / Path(run_dir).name}, or log.tensorboard: true (its run folder's "
+                        "tensorboard/); `tensorboard --logdir` on a parent folder shows the runs side by side")
 
     def destination(self, run_dir: Path, name: str | None = None) -> str:
         """Where it writes for the run in ``run_dir``, as a phrase: two loggers of one destination record twice."""
@@ -122,6 +136,10 @@ class TensorBoardLogger:
         log_dir = self.log_dir or Path(info["run_dir"]) / "tensorboard"
         self._writer = SummaryWriter(log_dir=str(log_dir))
         self._log_dir = log_dir
+        if self.log_dir is not None and not (log_dir / RUN_MARKER).is_file():  # whose logs a given folder holds
+            from adakit.rundir import write_atomically
+
+            write_atomically(log_dir / RUN_MARKER, f"{Path(info['run_dir']).resolve()}\n")
         text = yaml.safe_dump(info["config"], sort_keys=False)
         self._writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)  # indented: a code block
 
@@ -158,7 +176,7 @@ class MLflowLogger:
         self.client = None
         self.run_id: str | None = None
 
-    def check(self, flag: str = "log.mlflow") -> None:
+    def check(self, flag: str = "log.mlflow", run_dir: str | Path | None = None) -> None:
         """Before a run writes anything: a store folder can be a folder; a server answers (a run whose server was
         down failed after minutes of retries, with its run folder already made). Errors name ``flag``."""
         from adakit.config import is_uri

@@ -511,7 +511,7 @@ class ActiveLoop:
     def _check_loggers(self) -> None:
         """Each logger's `check` (its folder, its server), once."""
         for logger, flag in self._loggers_to_check:  # (flag: how a logger of callbacks= is named in an error)
-            logger.check() if flag is None else logger.check(flag)
+            logger.check(run_dir=self.run_dir) if flag is None else logger.check(flag, run_dir=self.run_dir)
         self._loggers_to_check = []
 
     def _on_main(self, fn: Callable[[], Any]) -> Any:

@@ -391,3 +391,31 @@ def test_a_failing_callback_stops_the_run_after_the_others_got_the_event(tmp_pat
     assert got == ["started", "trained"]
     scalars, _ = _scalars(tmp_path / "tb")
     assert [s for s, _ in scalars["train/loss"]] == [0]
+
+
+def test_a_tensorboard_folder_holding_another_runs_logs_is_refused_before_the_run(tmp_path):
+    """One TensorBoard folder given to two runs (a seed loop reusing TensorBoardLogger("runs/tb"), or
+    log.tensorboard: <folder> in a bench) put both runs' event files in one folder: their curves mixed, and a resumed
+    run's "rounds already logged" read the other run's."""
+    from adakit.bench import run_bench
+
+    tb = tmp_path / "tb"
+    ActiveLoop(build_config(TINY), tmp_path / "a", show_progress=False, callbacks=[TensorBoardLogger(tb)]).run()
+    assert (tb / ".adakit-run").read_text().strip() == str((tmp_path / "a").resolve())
+    with pytest.raises(ConfigError, match=r"TensorBoardLogger\(log_dir\)=.* holds the TensorBoard logs of "
+                                          r"another run \(.*[/\\]a\).* e\.g\. .*tb[/\\]b"):
+        ActiveLoop(build_config(TINY), tmp_path / "b", show_progress=False, callbacks=[TensorBoardLogger(tb)])
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match=r"log\.tensorboard=.* holds the TensorBoard logs of another run"):
+        ActiveLoop(build_config({**TINY, "log": {"tensorboard": str(tb)}}), tmp_path / "c", show_progress=False)
+    # the same run continued (or a finished one resumed) writes there again; another folder is fine
+    ActiveLoop.resume(tmp_path / "a", callbacks=[TensorBoardLogger(tb)], show_progress=False).run()
+    ActiveLoop(build_config(TINY), tmp_path / "b", show_progress=False, callbacks=[TensorBoardLogger(tb / "b")]).run()
+    # a bench whose config names one folder for all its runs: refused before any run
+    (tmp_path / "base.yaml").write_text(json.dumps({**TINY, "log": {"tensorboard": str(tmp_path / "tb2")}}))
+    spec = {"base": str(tmp_path / "base.yaml"), "seeds": [0, 1], "pairs": [["digits", "digits-shifted"]],
+            "methods": {"margin": ["query.strategy=margin"]}}
+    with pytest.raises(ConfigError, match=r"every run of this grid would write its TensorBoard logs into that one "
+                                          r"folder.*log\.tensorboard: true"):
+        run_bench(spec, tmp_path / "bench")
+    assert not (tmp_path / "bench").exists()
