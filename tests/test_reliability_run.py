@@ -173,9 +173,11 @@ def test_a_forked_child_does_not_keep_the_lock_of_a_killed_holder(tmp_path):
     the run they kept the lock until they noticed (seconds, or for good when stuck), and `adakit resume` said the
     run was in use by the dead process."""
     code = ("import os, sys, time; from adakit.rundir import acquire; acquire(sys.argv[1])\n"
+            "r, w = os.pipe()\n"
             "child = os.fork()\n"
-            "if child == 0:\n    time.sleep(60); os._exit(0)\n"
-            "print(child, flush=True); time.sleep(60)")
+            "if child == 0:\n    os.write(w, b'x'); time.sleep(60); os._exit(0)\n"
+            "os.read(r, 1)\n"  # the child has run (its after-fork hooks ran before fork() returned in it): on a
+            "print(child, flush=True); time.sleep(60)")  # loaded machine it could still be unscheduled when killed
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     child = int(proc.stdout.readline())
     try:
