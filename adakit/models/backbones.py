@@ -195,6 +195,10 @@ def load_weights(net: nn.Module, path: str, backbone: str, heads: tuple[str, ...
     """Load a state dict from a local file into ``net`` (the ``backbone``), ignoring classifier keys
     (``heads``: fc./classifier./heads./head.)."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        found = sorted(q.name for q in p.iterdir() if q.suffix in (".pth", ".pt", ".bin", ".ckpt"))[:3]
+        raise DataError(f"model.weights: {p} is a folder; give the state-dict file in it"
+                        + (f" (it holds {', '.join(found)})" if found else "") + ".")
     if not p.is_file():
         raise DataError(f"model.weights: file not found: {p}. Give a local state-dict file, or "
                         "model.weights: imagenet for a torchvision or timm backbone's ImageNet weights.")

@@ -124,6 +124,8 @@ def test_local_weights_file_loads_and_misfit_is_named(tmp_path):
         build_backbone(_cfg("mobilenet_v2", str(path)), (3, 32, 32))
     with pytest.raises(DataError, match="file not found"):
         build_backbone(_cfg("resnet18", str(tmp_path / "none.pth")), (3, 32, 32))
+    with pytest.raises(DataError, match=r"is a folder; give the state-dict file in it \(it holds w\.pth\)"):
+        build_backbone(_cfg("resnet18", str(tmp_path)), (3, 32, 32))  # (it said "file not found")
 
 
 def test_a_pickled_model_or_a_broken_file_as_weights_says_what_to_do(tmp_path):
