@@ -208,6 +208,15 @@ class TrainConfig(_Strict):
             raise ValueError(f"adakit runs on cpu or cuda devices; use one of: {DEVICE_FORMS}")
         return v
 
+    @model_validator(mode="after")
+    def _check_nesterov(self) -> TrainConfig:
+        """Nesterov momentum needs a momentum (torch's SGD refused it at the first fit, with a traceback)."""
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("invalid config:\n  train.nesterov: true needs train.momentum above 0 (got "
+                              "train.momentum: 0); set train.nesterov: false for SGD without momentum, or "
+                              "train.momentum: 0.9 (the default)")
+        return self
+
 
 class BudgetConfig(_Strict):
     """Total target labels (fraction of the pool if < 1, else a count) spread over rounds."""

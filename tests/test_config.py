@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from adakit.config import build_config, load_config, parse_overrides
 from adakit.errors import ConfigError
@@ -188,6 +189,21 @@ def test_batch_size_one_with_batch_norm_is_refused_before_work():
     with pytest.raises(ConfigError, match="cannot train model.backbone=resnet50"):
         build_config({}, ["train.batch_size=1", "model.backbone=resnet50", "model.bottleneck_dim=0"])
     assert build_config({}, ["train.batch_size=1", "model.bottleneck_dim=0"]).train.batch_size == 1
+
+
+def test_nesterov_without_momentum_is_refused_before_work():
+    """train.momentum: 0 with the default train.nesterov: true was a raw ValueError of torch's SGD ("Nesterov momentum
+    requires a momentum and zero dampening") with a traceback; plain SGD is train.nesterov: false."""
+    from adakit.config import TrainConfig
+    from adakit.train import sgd
+
+    with pytest.raises(ConfigError, match="train.nesterov: true needs train.momentum above 0 .*set train.nesterov: "
+                                          "false"):
+        build_config({}, ["train.momentum=0"])
+    cfg = build_config({}, ["train.momentum=0", "train.nesterov=false"]).train
+    params = [torch.nn.Parameter(torch.ones(2))]
+    assert sgd([{"params": params}], cfg).param_groups[0]["momentum"] == 0
+    assert TrainConfig(momentum=0.5).nesterov
 
 
 def test_relative_log_folders_are_made_absolute(tmp_path, monkeypatch):
