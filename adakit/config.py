@@ -145,7 +145,7 @@ class ModelConfig(_Strict):
     bottleneck_dim: int = Field(256, ge=0, description="0 = no bottleneck")
     head: Literal["linear", "cosine"] = "linear"
     temperature: float = Field(0.05, gt=0, description="cosine head temperature (MME)")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after the mlp backbone and after the bottleneck")
 
     @field_validator("backbone")
     @classmethod
@@ -160,6 +160,15 @@ class ModelConfig(_Strict):
         from adakit.models.backbones import IMAGENET
 
         return v if v == IMAGENET else absolute_path(v)
+
+    @model_validator(mode="after")
+    def _check_dropout(self) -> ModelConfig:
+        """``dropout`` is applied by the mlp backbone and the bottleneck only (it was ignored without either)."""
+        if self.dropout > 0 and self.backbone != "mlp" and self.bottleneck_dim == 0:
+            raise ConfigError(f"invalid config:\n  model.dropout: {self.dropout} has no layer to act on: it applies "
+                              f"after the mlp backbone and after the bottleneck, and model.backbone={self.backbone} "
+                              "has model.bottleneck_dim: 0; set model.bottleneck_dim (e.g. 256) or model.dropout: 0")
+        return self
 
 
 class TrainConfig(_Strict):

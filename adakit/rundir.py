@@ -303,14 +303,19 @@ def stored_config(run_dir: str | Path, required: bool = True) -> dict | None:
 def _unused_legacy_values(values: dict) -> dict:
     """A stored config with the legacy values its run never read replaced by today's defaults, so that it loads
     and compares equal to the same config today: ``anchor.k: null`` (stored by adakit before 2026-12-02) without
-    LAA, and ``model.weights`` beside ``model.backbone: identity`` (ignored by adakit before 2026-12-04, refused
-    since: the identity backbone has no weights)."""
+    LAA, ``model.weights`` beside ``model.backbone: identity`` (ignored by adakit before 2026-12-04, refused
+    since: the identity backbone has no weights), and a ``model.dropout`` that no layer applied (a backbone other
+    than mlp with ``model.bottleneck_dim: 0``; ignored before 2026-12-05, refused since)."""
     anchor = values.get("anchor")
     if isinstance(anchor, dict) and "k" in anchor and anchor["k"] is None and anchor.get("kind", "none") != "laa":
         values = {**values, "anchor": {**anchor, "k": 10}}
     model = values.get("model")
     if isinstance(model, dict) and model.get("backbone") == "identity" and model.get("weights"):
         values = {**values, "model": {**model, "weights": None}}
+    model = values.get("model")
+    if isinstance(model, dict) and model.get("backbone", "mlp") != "mlp" and model.get("bottleneck_dim") == 0 \
+            and isinstance(model.get("dropout"), int | float) and model["dropout"] > 0:
+        values = {**values, "model": {**model, "dropout": 0.0}}
     return values
 
 

@@ -206,6 +206,18 @@ def test_nesterov_without_momentum_is_refused_before_work():
     assert TrainConfig(momentum=0.5).nesterov
 
 
+def test_dropout_without_a_layer_to_act_on_is_refused():
+    """model.dropout is applied by the mlp backbone and the bottleneck; with neither (identity or an image backbone
+    and model.bottleneck_dim: 0) it was ignored, and the run trained without it."""
+    for backbone in ("identity", "lenet"):
+        with pytest.raises(ConfigError, match=f"model.dropout: 0.5 has no layer to act on.*model.backbone={backbone} "
+                                              "has model.bottleneck_dim: 0; set model.bottleneck_dim"):
+            build_config({}, [f"model.backbone={backbone}", "model.bottleneck_dim=0", "model.dropout=0.5"])
+    for sets in (["model.bottleneck_dim=0"], ["model.backbone=identity"], ["model.backbone=lenet"]):
+        assert build_config({}, [*sets, "model.dropout=0.5"]).model.dropout == 0.5
+    assert build_config({}, ["model.backbone=identity", "model.bottleneck_dim=0"]).model.dropout == 0
+
+
 def test_relative_log_folders_are_made_absolute(tmp_path, monkeypatch):
     """A resumed run started from another working folder logged to another place."""
     monkeypatch.chdir(tmp_path)

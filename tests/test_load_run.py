@@ -285,6 +285,24 @@ def test_a_stored_identity_run_with_the_weights_it_ignored_loads_and_resumes(tmp
     assert config_changes(stored, cfg) == ""
 
 
+def test_a_stored_run_with_the_dropout_it_ignored_loads_and_resumes(tmp_path):
+    """Runs stored while model.dropout without an mlp backbone or a bottleneck was ignored (it is refused since) load,
+    resume and compare equal to the same config without it."""
+    from adakit.ledger import Ledger
+    from adakit.rundir import config_changes
+
+    run = tmp_path / "run"
+    cfg = build_config({**SMALL, "model": {"backbone": "identity", "bottleneck_dim": 0}})
+    ActiveLoop(cfg, run, show_progress=False).run()
+    with Ledger(run / "ledger.sqlite") as led:
+        stored = led.get_meta("config")
+        stored["model"]["dropout"] = 0.5
+        led.set_meta("config", stored)
+    assert adakit.load_run(run).config.model.dropout == 0  # (both raised "model.dropout: 0.5 has no layer")
+    assert ActiveLoop.resume(run, show_progress=False).cfg.model.dropout == 0
+    assert config_changes(stored, cfg) == ""
+
+
 def test_load_run_refuses_a_batch_size_that_is_not_a_positive_integer(demo_run):
     """batch_size=-1 gave empty predictions without a word (range(0, N, -1) is empty), 2.5 a TypeError from range,
     0 the run's default: each is now a ConfigError naming batch_size= before anything is loaded (as `adakit predict
