@@ -783,6 +783,12 @@ class ActiveLoop:
             warnings.warn(f"train.eval_checkpoints={k}: a warm-up of train.warmup_iters={w} steps holds only "
                           f"{max(w - 1, 0)} checkpoints (steps strictly inside it); the run records those. Lower "
                           "train.eval_checkpoints or raise train.warmup_iters", UserWarning, stacklevel=2)
+        runs = getattr(self.objective, "warmup_runs", 1)
+        if k and w and runs > 1:  # (`_warmup_runs` has no checkpoint hook: the run recorded none, silently)
+            warnings.warn(f"train.eval_checkpoints={k}: objective.name={cfg.objective.name} trains its warm-up "
+                          f"{runs} times from scratch (objective.runs), and such a warm-up records no checkpoints; "
+                          "set train.eval_checkpoints: 0, or objective.runs: 1 for checkpoints", UserWarning,
+                          stacklevel=2)
         if cfg.oracle.kind == "file":
             self.oracle = FileOracle(d.pool, self.run_dir, d.classes)
         elif cfg.oracle.kind == "callable":

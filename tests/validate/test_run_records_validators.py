@@ -181,3 +181,13 @@ def test_more_checkpoints_than_warmup_steps_are_named(tmp_path):
     with pytest.warns(UserWarning, match=r"eval_checkpoints=10: a warm-up of train.warmup_iters=4 steps holds only 3"):
         s = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
     assert [c["step"] for c in s["warmup_checkpoints"]] == [1, 2, 3]
+
+
+def test_eval_checkpoints_with_a_multi_run_warm_up_warns(tmp_path):
+    """BIWAA-I's warm-up of several runs records no checkpoints; train.eval_checkpoints there recorded none silently."""
+    cfg = build_config(TINY, ["objective.name=biwaa", "objective.runs=2", "train.warmup_iters=4",
+                              "train.eval_checkpoints=2", "budget.rounds=0"])
+    with pytest.warns(UserWarning, match=r"eval_checkpoints=2: objective.name=biwaa trains its warm-up 2 times .*"
+                                         "set train.eval_checkpoints: 0, or objective.runs: 1"):
+        s = ActiveLoop(cfg, tmp_path / "run", show_progress=False).run()
+    assert s["warmup_checkpoints"] == []
