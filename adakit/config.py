@@ -217,6 +217,15 @@ class TrainConfig(_Strict):
             raise ValueError(f"adakit runs on cpu or cuda devices; use one of: {DEVICE_FORMS}")
         return v
 
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _check_threads(cls, v: Any) -> Any:
+        """0 or a negative count (elsewhere often "every core") said only "greater than or equal to 1"."""
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError(f"a thread count is 1 to {MAX_THREADS}; for torch's default (every core) leave "
+                             "train.threads out, or set it to null")
+        return v
+
     @model_validator(mode="after")
     def _check_nesterov(self) -> TrainConfig:
         """Nesterov momentum needs a momentum (torch's SGD refused it at the first fit, with a traceback)."""

@@ -179,6 +179,11 @@ def test_train_threads_is_capped():
     assert build_config({}, [f"train.threads={MAX_THREADS}"]).train.threads == MAX_THREADS
     with pytest.raises(ConfigError, match="train.threads"):
         build_config({}, ["train.threads=100000"])
+    for n in (0, -1):  # (0 means "every core" to some tools: the error says how to get torch's default)
+        with pytest.raises(ConfigError, match=rf"train.threads: .*1 to {MAX_THREADS}; for torch's default .*leave "
+                                              rf"train.threads out, or set it to null \(got {n}\)"):
+            build_config({}, [f"train.threads={n}"])
+    assert build_config({}, ["train.threads=null"]).train.threads is None
 
 
 def test_batch_size_one_with_batch_norm_is_refused_before_work():
