@@ -183,6 +183,8 @@ def _load_state(net: nn.Module, state, where: str, backbone: str, heads: tuple[s
     for k, v in state.items():  # (load_state_dict would raise a bare RuntimeError listing every mismatch)
         shape = tuple(getattr(v, "shape", ()))
         if k in own and shape != tuple(own[k].shape):
+            if backbone == "mlp" and k == "net.0.weight" and len(shape) == 2 and shape[1] == own[k].shape[1]:
+                fix = f"set model.hidden_dim: {shape[0]}, the width of the mlp these weights were saved from"
             raise DataError(f"{where}: {other}: {k} has shape {shape} in the file but {tuple(own[k].shape)} in "
                             f"{backbone}; {fix}")
     missing, unexpected = net.load_state_dict(state, strict=False)

@@ -185,6 +185,18 @@ def test_weights_of_another_variant_name_the_file_the_backbone_and_the_first_mis
         build_backbone(_cfg("resnet18", str(path)), (3, 32, 32))
 
 
+def test_mlp_weights_of_another_width_name_the_hidden_dim_to_set(tmp_path):
+    """An mlp state dict saved at another model.hidden_dim said to give weights saved from mlp or change the backbone;
+    the fix is the width."""
+    path = tmp_path / "mlp.pt"
+    torch.save(build_backbone(SimpleNamespace(**{**vars(_cfg("mlp")), "hidden_dim": 32}), (6,)).state_dict(), path)
+    with pytest.raises(DataError, match=r"net\.0\.weight has shape \(32, 6\) in the file but \(8, 6\) in mlp; set "
+                                        r"model\.hidden_dim: 32, the width"):
+        build_backbone(_cfg("mlp", str(path)), (6,))
+    with pytest.raises(DataError, match=r"\(32, 6\) in the file but \(8, 7\) in mlp; give weights saved from mlp"):
+        build_backbone(_cfg("mlp", str(path)), (7,))  # (other input features: not a width to set)
+
+
 timm = pytest.importorskip("timm", reason="timm not installed (pip install 'timm>=0.9')")
 
 
