@@ -707,8 +707,16 @@ class ActiveLoop:
             else:
                 user.load_state_dict(self._backbone_init)
         sample = d.source.load(np.arange(min(2, len(d.source)))) if user is not None else None
-        self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes), backbone=user,
-                                 sample=sample).to(self.device)
+        try:
+            self.model = build_model(model_cfg, tuple(d.source.input_shape), len(d.classes), backbone=user,
+                                     sample=sample).to(self.device)
+        except RuntimeError as e:  # (a raw allocator error and traceback; a GPU's OutOfMemoryError is one)
+            if "allocate" not in str(e):
+                raise
+            raise ConfigError(f"model: no memory for the model's weights ({str(e).splitlines()[0]}"
+                              f"); with model.backbone={model_cfg.backbone}, model.hidden_dim={model_cfg.hidden_dim} "
+                              f"(mlp) and model.bottleneck_dim={model_cfg.bottleneck_dim}, lower the width that is "
+                              "too large") from None
         given = self._objects.objective
         if given is not None and not hasattr(self, "objective"):
             if (given.feature_dim, given.num_classes) != (self.model.feature_dim, len(d.classes)):

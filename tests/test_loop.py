@@ -76,6 +76,15 @@ def test_budget_larger_than_pool_fails_before_training(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_model_too_large_for_memory_is_a_config_error_before_the_run_folder(tmp_path):
+    """model.hidden_dim: 10**15 (a typo) was torch's raw "DefaultCPUAllocator: can't allocate memory" traceback."""
+    with pytest.raises(ConfigError, match=r"model: no memory for the model's weights .*model\.backbone=mlp, "
+                                          r"model\.hidden_dim=1000000000000000 \(mlp\).*lower the width"):
+        ActiveLoop(build_config(SMALL, ["model.hidden_dim=1000000000000000", "train.device=cpu"]), tmp_path / "r",
+                   show_progress=False)
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_after_sigkill_in_round_3_gives_the_same_labels(tmp_path):
     cfg_values = {**SMALL, "train": {**SMALL["train"], "round_iters": 1500}}
     reference = ActiveLoop(build_config(cfg_values), tmp_path / "ref", show_progress=False)
