@@ -50,18 +50,37 @@ def oversampling_ratio(budget_ratio: float) -> int:
     return max(0, math.ceil(round(0.55 / budget_ratio - 1.0, 9)))
 
 
+#: rows whose largest entry lies below this are scaled up by a power of two before they are normalised
+TINY_ROW = 2.0 ** -30
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """The rows of ``x`` scaled to unit norm, as ``F.normalize(x.float(), dim=1)``, also rows of norm below its
+    eps = 1e-12 (which it leaves almost as they are, so their cosines are ~0): rows whose largest entry is below
+    `TINY_ROW` are first multiplied by a power of two (exact) that brings it into [0.5, 1). Other rows are
+    normalised exactly as by ``F.normalize``; zero rows stay zero."""
+    x = x.float()
+    top = x.abs().amax(dim=1) if x.numel() else x.new_zeros(len(x))
+    rows = torch.nonzero((top < TINY_ROW) & (top > 0)).flatten()
+    if len(rows):
+        _, exp = torch.frexp(top[rows])
+        x = x.clone()
+        x[rows] = (x[rows].double() * torch.exp2(-exp.double())[:, None]).float()  # (float64: 2^149 fits)
+    return F.normalize(x, dim=1)
+
+
 def local_inconsistency(emb: torch.Tensor, probs: torch.Tensor, k: int, *, block: int | None = None,
                         backend: str = "auto", nprobe: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """LI and its smoothed form Q of every row (LADA, Eq. 1-2 as in the released code).
 
-    e = normalised embeddings; x_k the K nearest neighbours by cosine (self excluded);
-    w_k = sim_k / Σ_k sim_k; LI(x) = −Σ_k w_k·p(x_k)ᵀp(x); Q(x) = LI(x) + Σ_k w_k·LI(x_k).
+    e = normalised embeddings (`unit_rows`, also rows of tiny norm); x_k the K nearest neighbours by cosine
+    (self excluded); w_k = sim_k / Σ_k sim_k; LI(x) = −Σ_k w_k·p(x_k)ᵀp(x); Q(x) = LI(x) + Σ_k w_k·LI(x_k).
     The paper's 1/K factors are dropped, as in the released code (docs/methods.md). Rows whose similarities sum
     to 0 get uniform weights. Memory O(N·(K + C)); neighbours by `knn` (never N×N; ``backend``: "auto" is
     exact up to 50,000 rows and the approximate inverted file above, ``nprobe`` clusters per cluster).
     Returns (LI, Q), both (N,).
     """
-    e = F.normalize(emb.float(), dim=1)
+    e = unit_rows(emb)
     sims, nn = knn(e, k, exclude_self=True, normalize=False, block=block, backend=backend,  # type: ignore[arg-type]
                    nprobe=nprobe)
     sims = sims.double()
@@ -115,7 +134,7 @@ class LocalContextAwareSampling(Strategy):
         m = self.params.oversample if self.params.oversample is not None else oversampling_ratio(
             self.params.budget_ratio)
         top = top_k(q, np.arange(len(cand)), budget * (1 + m), rng).indices  # positions in cand
-        emb = F.normalize(feats[torch.as_tensor(cand[top], device=dev)].float(), dim=1)
+        emb = unit_rows(feats[torch.as_tensor(cand[top], device=dev)])
         # k-means: scikit-learn / faiss on a CPU copy of the candidates, torch on dev; the nearest pick runs on dev
         picks = top[kmeans_select(emb, budget, rng, n_init=self.params.n_init, max_iter=self.params.max_iter,
                                   backend=self.params.kmeans, faiss_iter=self.params.faiss_iter)]

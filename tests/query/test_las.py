@@ -129,3 +129,26 @@ def test_bad_params_name_the_key():
         _las(budget_ratio=0)
     with pytest.raises(ConfigError, match="query.neighbours"):
         _las(neighbours="all")
+
+
+@pytest.mark.parametrize("search", ["exact", "ivf"])
+def test_picks_do_not_depend_on_the_scale_of_the_embeddings(search):
+    """LAS reads only directions (cosine neighbours, k-means on unit rows), yet embeddings of norm below
+    F.normalize's eps = 1e-12 were left unnormalised: every cosine was ~0, the weights uniform, and the picks
+    (1 of 12 kept at scale 1e-13) those of another method. Rows that small are scaled up exactly first."""
+    import adakit
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 5)).astype(np.float32) * 3
+    f = rng.normal(size=(300, 8)).astype(np.float32)
+    base = adakit.select("las", logits=z, embeddings=f, budget=12, seed=3, search=search)
+    for scale in (1e-13, 1e-14):
+        got = adakit.select("las", logits=z, embeddings=f * np.float32(scale), budget=12, seed=3, search=search)
+        assert got.indices.tolist() == base.indices.tolist(), scale
+        np.testing.assert_allclose(got.scores, base.scores, rtol=1e-5)
+    # one tiny row among ordinary ones: normalised like the others (its Q as at scale 1)
+    tiny = f.copy()
+    tiny[7] *= np.float32(1e-20)
+    _, q = local_inconsistency(torch.as_tensor(tiny), torch.softmax(torch.as_tensor(z), 1), 10, backend=search)
+    _, q_ref = local_inconsistency(torch.as_tensor(f), torch.softmax(torch.as_tensor(z), 1), 10, backend=search)
+    np.testing.assert_allclose(q.numpy(), q_ref.numpy(), rtol=1e-5, atol=1e-9)
