@@ -75,6 +75,10 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_f
 #: the largest embedding magnitude strategies take: m·x² summed over a few thousand features stays below float32's
 #: maximum (3.4e38) with room for sums over candidates
 MAX_EMBEDDING = 1e15
+#: the smallest largest embedding magnitude strategies take (all-zero embeddings aside): squared distances stay
+#: above 1e-30, far from float32's smallest numbers (1.2e-38 normal, 1.4e-45 subnormal), below which they round to
+#: a few digits, then to 0 (ties everywhere: CoreSet, BADGE and CLUE pick at random)
+MIN_EMBEDDING = 1e-15
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -82,6 +86,13 @@ def all_finite(t: torch.Tensor) -> bool:
     reduction, about 40× cheaper than ``isfinite(t).all()`` on the CPU; only a non-finite sum (a bad entry, or
     finite values whose sum overflows) takes the elementwise check."""
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def _largest_magnitude(x: ArrayLike) -> float:
+    """The largest |value| of an array as given, before its float32 copy (where float64 values below 1.4e-45 are
+    0); 0 for integers."""
+    t = x.detach() if isinstance(x, torch.Tensor) else numpy_tensor(x.toarray() if is_sparse(x) else x)
+    return float(t.abs().amax()) if t.numel() and t.is_floating_point() else 0.0
 
 
 def _check_probs(p: torch.Tensor, who: str, atol: float = 1e-3) -> None:
@@ -398,9 +409,15 @@ def select(strategy: str | Strategy | type[Strategy], *, probs: ArrayLike | None
         if e is not None and e.shape[1] == 0:
             raise DataError(f"{who}: {name}= has shape {tuple(e.shape)}: no feature per sample; pass the features "
                             "(N, m) with m >= 1, the classifier head's input")
-        if e is not None and e.numel() and float(e.abs().amax()) > MAX_EMBEDDING:
-            raise DataError(f"{who}: {name}= holds values up to {float(e.abs().amax()):.3g}, whose squared distances "
+        top = float(e.abs().amax()) if e is not None and e.numel() else 0.0
+        if top == 0.0 and e is not None and e.numel():  # zero, or float64 values below float32's range (now zero)
+            top = _largest_magnitude(embeddings if name == "embeddings" else source_embeddings)
+        if top > MAX_EMBEDDING:
+            raise DataError(f"{who}: {name}= holds values up to {top:.3g}, whose squared distances "
                             f"overflow float32; rescale the features (e.g. divide by their largest value)")
+        if 0.0 < top < MIN_EMBEDDING:
+            raise DataError(f"{who}: {name}= holds values of magnitude at most {top:.3g}, whose squared distances "
+                            f"underflow float32; rescale the features (e.g. divide by their largest value)")
     src = arrays["source_embeddings"]
     if src is not None and getattr(getattr(strat, "params", None), "use_source", None) is False:
         warnings.warn(f"{who}: source_embeddings= is read only with use_source=True (the source as initial "

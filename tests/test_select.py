@@ -509,6 +509,24 @@ def test_embeddings_whose_squared_distances_overflow_are_named():
     assert len(adakit.select("coreset", logits=z, embeddings=f * 1e12, budget=3).indices) == 3
 
 
+def test_embeddings_whose_squared_distances_underflow_are_named():
+    """Features of magnitude 1e-30 (or 1e-24 in float32) have squared distances below float32's smallest number:
+    CoreSet, BADGE and CLUE saw ties everywhere and picked at random (CoreSet kept 0 of 12 k-center picks). Refused
+    like those that overflow; all-zero features (identical samples) are still taken."""
+    z, f = torch.randn(30, 3), torch.randn(30, 4)
+    for name in ("coreset", "badge", "clue"):
+        with pytest.raises(DataError, match=r"embeddings= holds values of magnitude at most .*e-30, whose squared "
+                                            r"distances underflow float32"):
+            adakit.select(name, logits=z, embeddings=f.double() * 1e-30, budget=3)
+    # float64 values below float32's smallest number are zeros in the float32 copy: named, not taken as identical
+    with pytest.raises(DataError, match=r"embeddings= holds values of magnitude at most .*e-50"):
+        adakit.select("coreset", logits=z, embeddings=f.numpy().astype(np.float64) * 1e-50, budget=3)
+    with pytest.raises(DataError, match=r"source_embeddings= holds values of magnitude at most"):
+        adakit.select("coreset", logits=z, embeddings=f, source_embeddings=f * 1e-24, budget=3, use_source=True)
+    assert len(adakit.select("coreset", logits=z, embeddings=f * 1e-12, budget=3).indices) == 3
+    assert len(adakit.select("coreset", logits=z, embeddings=torch.zeros(30, 4), budget=3).indices) == 3
+
+
 @pytest.mark.parametrize("name", ["las", "clue", "coreset", "badge"])
 def test_embeddings_without_features_are_named(name):
     # embeddings of shape (N, 0) crashed in scikit-learn's KMeans (LAS, CLUE: a ValueError) or gave picks
