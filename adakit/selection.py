@@ -64,10 +64,13 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_f
             raise DataError(f"adakit.select: {name}= must be a numpy array or torch tensor ({e})") from None
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8, torch.int16, torch.int8)):
         raise DataError(f"adakit.select: {name}= must hold numbers (got dtype {t.dtype})")
-    t = t.to(device, torch.float32).contiguous()
+    given, t = t, t.to(device, torch.float32).contiguous()
     if t.ndim != ndim:
         raise DataError(f"adakit.select: {name}= must have {ndim} dimension(s), got shape {tuple(t.shape)}")
     if check_finite and not all_finite(t):
+        if all_finite(given):  # (float64 values beyond float32's range became infinite in the copy)
+            raise DataError(f"adakit.select: {name}= holds values up to {float(given.abs().amax()):.3g}, beyond "
+                            f"float32's range (3.4e+38), which strategies compute in; rescale them")
         raise DataError(f"adakit.select: {name}= holds NaN or infinite values")
     return t
 

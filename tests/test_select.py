@@ -509,6 +509,18 @@ def test_embeddings_whose_squared_distances_overflow_are_named():
     assert len(adakit.select("coreset", logits=z, embeddings=f * 1e12, budget=3).indices) == 3
 
 
+def test_float64_values_beyond_float32_are_named_as_such():
+    """float64 logits or features above 3.4e38 became infinite in the float32 copy and were reported as "holds NaN
+    or infinite values", which they did not."""
+    z, f = np.random.default_rng(0).normal(size=(30, 3)), np.random.default_rng(1).normal(size=(30, 4))
+    for kw in ({"logits": z * 1e39, "embeddings": f}, {"logits": z, "embeddings": f * 1e39}):
+        name = "logits" if kw["logits"] is not z else "embeddings"
+        with pytest.raises(DataError, match=rf"{name}= holds values up to .*e\+39, beyond float32's range"):
+            adakit.select("coreset", budget=3, **kw)
+    with pytest.raises(DataError, match=r"embeddings= holds NaN or infinite values"):
+        adakit.select("coreset", logits=z, embeddings=np.where(f > 1, np.inf, f), budget=3)
+
+
 def test_embeddings_whose_squared_distances_underflow_are_named():
     """Features of magnitude 1e-30 (or 1e-24 in float32) have squared distances below float32's smallest number:
     CoreSet, BADGE and CLUE saw ties everywhere and picked at random (CoreSet kept 0 of 12 k-center picks). Refused
