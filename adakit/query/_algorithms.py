@@ -390,6 +390,12 @@ class _PickedRows:
         return (d + self.pts.sq_norms[points][:, None]).clamp_min_(0.0)
 
 
+#: `farthest_first` treats candidates whose squared distance bound is at most this many float epsilons of their
+#: squared norm as duplicates of a centre (|x|² + |c|² − 2x·c of two equal float32 rows is up to ~5 eps·|x|², not 0):
+#: once every open candidate is one, the picks are uniform draws among them
+DUPLICATE_NOISE = 16
+
+
 class _LazyMinDist:
     """Upper bounds u of the candidates' squared distance to the nearest pick, refreshed on demand.
 
@@ -401,6 +407,9 @@ class _LazyMinDist:
         self.u = u
         self.seen = torch.zeros(len(u), dtype=torch.long, device=u.device)
         self.picked = _PickedRows(pts, k)
+        self.pts = pts
+        #: no bound above this: every open candidate may duplicate a pick (`_duplicates_only` checks)
+        self.noise = DUPLICATE_NOISE * torch.finfo(u.dtype).eps * float(pts.sq_norms.max()) if len(u) else 0.0
 
     @property
     def t(self) -> int:
@@ -410,11 +419,14 @@ class _LazyMinDist:
         self.picked.add(j)
 
     def argmax(self, rng: np.random.Generator, n_open: int) -> int:
-        """The candidate farthest from every pick (exact; ties broken by ``rng``)."""
+        """The candidate farthest from every pick (exact; ties broken by ``rng``; a uniform draw among the open
+        candidates once every one duplicates a pick, `_duplicates_only`)."""
         u, t = self.u, self.t
         size = min(64, n_open)
         while True:
             top_v, top = u.topk(min(size + 1, n_open))
+            if float(top_v[0]) <= self.noise and self._duplicates_only():
+                return self._draw_open(rng)
             rows = top[:size]
             stale = rows[self.seen[rows] < t]
             if len(stale):
@@ -429,6 +441,22 @@ class _LazyMinDist:
             if size >= n_open or best > top_v[size]:  # nothing outside the refreshed set can reach best
                 return int(rows[argmax_random(vals, rng)])
             size *= 2
+
+    def _duplicates_only(self) -> bool:
+        """Whether every open candidate's bound lies within float rounding of 0 (`DUPLICATE_NOISE` units of its
+        squared norm): each is a duplicate of a pick or centre, and the search would refresh them all for a tie."""
+        u, open_ = self.u, ~torch.isneginf(self.u)
+        return bool((u[open_] <= DUPLICATE_NOISE * torch.finfo(u.dtype).eps * self.pts.sq_norms[open_]).all())
+
+    def _draw_open(self, rng: np.random.Generator) -> int:
+        """A uniform draw among the open candidates (all at distance 0 up to rounding), its distance made exact."""
+        open_ = torch.nonzero(~torch.isneginf(self.u)).flatten()
+        j = int(open_[int(rng.integers(len(open_)))])
+        t, lo = self.t, int(self.seen[j])
+        if lo < t:
+            self.u[j] = torch.minimum(self.u[j], self.picked.sq_dist(_long([j], self.u.device), lo).min())
+            self.seen[j] = t
+        return j
 
 
 #: `kmeans_pp`'s cost model, in units of one multiply-add of a refresh (a refresh against p picks costs about

@@ -208,6 +208,26 @@ def test_lazy_farthest_first_equals_eager_update(kind, with_initial):
     np.testing.assert_allclose(d[1:], ref_d[1:], rtol=1e-9)
 
 
+def test_farthest_first_past_the_distinct_points_draws_without_refreshing(monkeypatch):
+    """Once every open candidate duplicates a pick (budget above the number of distinct points), every distance is
+    0 up to rounding: each pick refreshed every open row against the picks and doubled its search to the whole
+    pool, O(N log N) per pick (CoreSet took minutes on 60k rows of 3 points for b = 5,000). Those picks are now
+    uniform draws."""
+    rows = []
+    sq_dist = alg._PickedRows.sq_dist
+    monkeypatch.setattr(alg._PickedRows, "sq_dist", lambda self, points, lo: rows.append(len(points))
+                        or sq_dist(self, points, lo))
+    x = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))[torch.arange(2000) % 3]
+    picks, d = alg.farthest_first(x, 300, rng=np.random.default_rng(0), initial=[0, 1])
+    assert len(np.unique(picks)) == 300 and not np.isin(picks, [0, 1]).any()
+    assert picks[0] % 3 == 2 and d[0] > 1  # the third point first, then duplicates only (float32: not exactly 0)
+    assert (d[1:] < 1e-4).all()
+    assert sum(rows) < 5 * 2000, sum(rows)  # was about 300 × 2000
+    # uniform among the open candidates: the duplicates of each point are picked about equally often
+    counts = np.bincount(picks[1:] % 3, minlength=3)
+    assert counts.min() > 60, counts
+
+
 @pytest.mark.parametrize("refresh", [1, 100, None])
 def test_kmeans_pp_rejection_sampling_is_exact_d2(refresh):
     # points at 0, 1, 3, 6 on a line, first pick 0: the joint law of the next two picks is D² sampling
