@@ -78,10 +78,10 @@ def _as_tensor(x: ArrayLike, name: str, ndim: int, device: torch.device, check_f
 #: the largest embedding magnitude strategies take: m·x² summed over a few thousand features stays below float32's
 #: maximum (3.4e38) with room for sums over candidates
 MAX_EMBEDDING = 1e15
-#: the smallest largest embedding magnitude strategies take (all-zero embeddings aside): squared distances stay
-#: above 1e-30, far from float32's smallest numbers (1.2e-38 normal, 1.4e-45 subnormal), below which they round to
-#: a few digits, then to 0 (ties everywhere: CoreSet, BADGE and CLUE pick at random)
-MIN_EMBEDDING = 1e-15
+#: the smallest largest embedding magnitude strategies take (all-zero embeddings aside): squared distances of such
+#: values stay near or above float32's smallest normal number (1.2e-38); far below it (subnormals, 1.4e-45, then 0)
+#: they round to a few digits, then to 0 (ties everywhere: CoreSet, BADGE and CLUE picked at random at 1e-24)
+MIN_EMBEDDING = 1e-18
 
 
 def all_finite(t: torch.Tensor) -> bool:

@@ -536,6 +536,7 @@ def test_embeddings_whose_squared_distances_underflow_are_named():
     with pytest.raises(DataError, match=r"source_embeddings= holds values of magnitude at most"):
         adakit.select("coreset", logits=z, embeddings=f, source_embeddings=f * 1e-24, budget=3, use_source=True)
     assert len(adakit.select("coreset", logits=z, embeddings=f * 1e-12, budget=3).indices) == 3
+    assert len(adakit.select("coreset", logits=z, embeddings=f * 1e-17, budget=3).indices) == 3
     assert len(adakit.select("coreset", logits=z, embeddings=torch.zeros(30, 4), budget=3).indices) == 3
 
 
