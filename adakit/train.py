@@ -228,8 +228,10 @@ class Trainer:
         if not np.isfinite(out["loss"]):  # (the model's weights are then NaN too: every later number is noise)
             bad = ", ".join(k for k, v in out.items() if k != "loss" and not np.isfinite(v))
             warnings.warn(f"{desc}: the training loss was not finite (NaN or inf{'; in ' + bad if bad else ''}), so "
-                          "the model it trained is not usable; lower train.lr, or look for NaN / inf values in your "
-                          "data (a Dataset's items are not checked ahead of training)", RuntimeWarning, stacklevel=2)
+                          f"the model it trained is not usable; lower train.lr (now {cfg.lr:g}; a large "
+                          f"train.weight_decay, now {cfg.weight_decay:g}, or a small model.temperature of a cosine "
+                          "head diverge too), or look for NaN / inf values in your data (a Dataset's items are not "
+                          "checked ahead of training)", RuntimeWarning, stacklevel=2)
         if anchors is not None:
             out["anchor_set"] = float(len(anchors) + sum(len(p) for p in anchors.pending_idx))
         return out

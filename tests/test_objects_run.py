@@ -984,7 +984,8 @@ def test_a_training_loss_that_is_not_finite_is_warned_about(tmp_path):
     xt, yt = rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30)
     xs[:, 2] = np.nan  # (every item: the first batch meets one)
     source = torch.utils.data.TensorDataset(torch.as_tensor(xs), torch.as_tensor(ys))
-    with pytest.warns(RuntimeWarning, match="the training loss was not finite .*lower train.lr, or look for NaN"):
+    with pytest.warns(RuntimeWarning, match=r"the training loss was not finite .*lower train.lr \(now .*; a large "
+                                            r"train.weight_decay, now .*\), or look for NaN"):
         ActiveLoop(SMALL, tmp_path / "r", source=source, target=(xt, yt), show_progress=False).run()
 
 
