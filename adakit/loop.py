@@ -893,10 +893,13 @@ class ActiveLoop:
                 self._record(r, e.answers)
                 raise
             if answers is None:
-                then = resume_hint(self.run_dir, self.cfg.data.format == "objects")
+                objects = self.cfg.data.format == "objects"
+                then = resume_hint(self.run_dir, objects)
+                listed = getattr(self.oracle, "exported", None) or self.run_dir / "queries" / f"round-{r}.csv"
+                page = "" if objects else f"on the labelling page (`adakit label {sh(self.run_dir)}`), or "
                 raise WaitingForLabels(
-                    f"round {r}: {len(pending)} queries wait for labels in {self.run_dir / 'queries'}; "
-                    f"answer them, then `adakit import-labels {sh(self.run_dir)} FILE` and {then}",
+                    f"round {r}: {len(pending)} queries wait for labels in {listed}; answer them {page}fill its "
+                    f"label column and `adakit import-labels {sh(self.run_dir)} {sh(listed)}`; then {then}",
                     round=r, open=tuple(q.sample_id for q in pending), run_dir=str(self.run_dir))
             self._record(r, answers)
             answered = len(answers)

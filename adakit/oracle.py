@@ -48,9 +48,11 @@ class FileOracle:
 
     def __init__(self, pool: Domain, run_dir: Path, classes: list[str]):
         self.pool, self.run_dir, self.classes = pool, Path(run_dir), classes
+        self.exported: Path | None = None  # the file listing the open queries of the last round exported
 
     def label(self, queries, round_index: int) -> dict[str, int] | None:
-        export_round(self.pool, self.classes, queries, self.run_dir / "queries" / f"round-{round_index}")
+        self.exported = export_round(self.pool, self.classes, queries,
+                                     self.run_dir / "queries" / f"round-{round_index}")
         return None
 
 

@@ -810,3 +810,28 @@ def test_ledger_export_onto_a_folder_says_to_give_a_file_name(demo_run, tmp_path
         assert res.exit_code == 2 and "is a folder; give a file name" in res.output, res.output
         assert "free some space" not in res.output and "--force" not in res.output
     assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_waiting_message_names_the_file_that_lists_the_open_queries(tmp_path):
+    """A run waiting for people names the file to fill (and the page); when people's answers are saved in
+    round-K.csv, the open queries go to round-K.open.csv, and the message names that file instead."""
+    from adakit.errors import WaitingForLabels
+    from adakit.loop import ActiveLoop
+
+    from .conftest import DEMO
+
+    run = tmp_path / "run"
+    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop(build_config(DEMO), run, show_progress=False) as loop:
+        loop.run()
+    first = run / "queries" / "round-1.csv"
+    assert f"wait for labels in {first};" in str(waiting.value)
+    assert f"`adakit label {run}`" in str(waiting.value)
+    assert f"`adakit import-labels {run} {first}`; then `adakit resume {run}`" in str(waiting.value)
+    ids = [q.sample_id for q in _open(run)]
+    first.write_text(f"sep=;\nsample_id;label\n{ids[0]};3\n")  # a spreadsheet saved an answer into the export
+    assert import_answers(run, first).new == 1
+    with pytest.raises(WaitingForLabels) as waiting, ActiveLoop.resume(run, show_progress=False) as loop:
+        loop.run()
+    side = run / "queries" / "round-1.open.csv"
+    assert side.is_file() and f"wait for labels in {side};" in str(waiting.value)
+    assert f"`adakit import-labels {run} {side}`" in str(waiting.value)
