@@ -114,12 +114,18 @@ def scored_rounds(summary: dict) -> list[dict]:
 def write_run_report(run_dir: str | Path, summary: dict) -> None:
     run_dir = Path(run_dir)
     budget = summary["budget"]
+    # rounds asked for with `adakit query` after the configured ones (a UDA run given active rounds, say)
+    last = max((m["round"] for m in [*(summary.get("rounds") or []), *(summary.get("unlabelled_rounds") or [])]),
+               default=0)
+    added = max(last - (budget["rounds"] or 0), 0)
     if not budget["rounds"]:
-        spent = "none (0 rounds: no target label is queried)"
+        spent = ("none (0 rounds: no target label is queried)" if not added else
+                 f"0 rounds in the config; {added} round{'s' if added > 1 else ''} added with `adakit query`")
     else:
         per_round = budget.get("per_round")
         spent = f"{budget['total']} in {budget['rounds']} rounds" + (
-            f" ({', '.join(map(str, per_round))} a round)" if per_round else "")
+            f" ({', '.join(map(str, per_round))} a round)" if per_round else "") + (
+            f"; {added} more round{'s' if added > 1 else ''} added with `adakit query`" if added else "")
     lines = [one_line(f"# {summary['name']}: {pair_label(summary)}, {run_label(summary)}"), "",
              f"protocol: {summary['protocol']}, seed: {summary['seed']}, budget: {spent}", ""]
     scored = scored_rounds(summary)
@@ -131,8 +137,8 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
                          f"{100 * m.get('mean_class_accuracy', float('nan')):.2f} |")
     else:  # a target without labels: no accuracy, the label-free validators instead
         names = sorted({k for m in unlabelled for k in m if k.startswith("val/")})
-        lines += ["The target has no labels, so there is no accuracy; the label-free validators of each round "
-                  "(see adakit.validate):", "",
+        lines += ["No test sample has a label (labels people gave to queried samples train the model), so there is "
+                  "no accuracy; the label-free validators of each round (see adakit.validate):", "",
                   "| round | labels | " + " | ".join(map(md_cell, names)) + " |", "|---:|---:|" + "---:|" * len(names)]
         for m in unlabelled:
             lines.append(f"| {m['round']} | {m['labels']} | "

@@ -302,6 +302,30 @@ def test_run_report_of_a_target_without_labels_shows_its_validators_not_an_empty
     assert "budget: 0.05 in 2 rounds (5, 5 a round)" in (tmp_path / "m" / "report.md").read_text()
 
 
+def test_run_report_counts_the_rounds_added_with_adakit_query(tmp_path):
+    """A UDA run (budget.rounds: 0) given active rounds with `adakit query` kept saying 'budget: none (0 rounds: no
+    target label is queried)' above a table of rounds with labels; the budget line now counts the added rounds, for
+    an active run too. On a target without labels the table is introduced as 'no test sample has a label' (the
+    target had people's labels by then)."""
+    from adakit.report import write_run_report
+
+    _summary(tmp_path / "u", "margin", 0, [0.5])
+    s = json.loads((tmp_path / "u" / "summary.json").read_text())
+    s.update(rounds=[], final_accuracy=None, budget={"total": 10.0, "rounds": 0, "per_round": []},
+             unlabelled_rounds=[{"round": r, "labels": 9 * r, "val/im": 0.25} for r in range(3)])
+    write_run_report(tmp_path / "u", s)
+    md = (tmp_path / "u" / "report.md").read_text()
+    assert "budget: 0 rounds in the config; 2 rounds added with `adakit query`" in md, md
+    assert "no target label is queried" not in md and "No test sample has a label" in md
+    assert "| 2 | 18 | 0.2500 |" in md
+    _summary(tmp_path / "m", "margin", 0, [0.5, 0.6, 0.8, 0.85])  # 2 configured rounds, then one more
+    s = json.loads((tmp_path / "m" / "summary.json").read_text())
+    s["budget"] = {"total": 0.05, "rounds": 2, "per_round": [5, 5]}
+    write_run_report(tmp_path / "m", s)
+    assert "budget: 0.05 in 2 rounds (5, 5 a round); 1 more round added with `adakit query`" in \
+        (tmp_path / "m" / "report.md").read_text()
+
+
 def test_very_long_domain_names_give_a_curve_file_name_the_file_system_takes(tmp_path):
     """A pair of long domain names made a curve file name over the file system's 255 bytes: `adakit report` ended
     in an OSError traceback after checking everything. Long names are cut and end in a hash of the whole pair."""
