@@ -504,7 +504,8 @@ def _codes_in(fmt: str, path: Path, name: str, cfg) -> np.ndarray:
             raise DataError(f"{path}: its classes are names ({', '.join(named[:5])}), but the other domain's file "
                             "holds integer label codes (no classes array), so the two cannot be matched; store "
                             "the same classes in both files (y as class indices into them), e.g. with "
-                            "np.savez(..., feat=feat, y=index, classes=names)")
+                            "np.savez(..., feat=feat, y=index, classes=names); a file whose y only marks unknown "
+                            "labels (an unlabelled target) takes the names with data.unlabelled_value set to its code")
         return np.array([int(c) for c in classes], dtype=np.int64)
     if fmt == "mat":
         return _read_mat(path, name, cfg, labels_only=True)[1]
@@ -565,8 +566,27 @@ def load_npz(path: Path, name: str, cfg=None) -> TensorDomain:
     """
     x, y, classes, paths = _read_npz(path)
     if classes is None:
+        named = _named_classes_for_unlabelled(path, name, y, cfg)
+        if named is not None:
+            return _features(name, x, np.full(len(y), -1, dtype=np.int64), named, path, paths)
         return _coded("npz", path, name, x, y, cfg, paths)
     return _features(name, x, y, classes, path, paths)
+
+
+def _named_classes_for_unlabelled(path: Path, name: str, y: np.ndarray, cfg) -> list[str] | None:
+    """The class names of the other domain's ``.npz`` when this file (no ``classes``) marks every sample with
+    ``data.unlabelled_value``: it has no codes to match with those names, so it takes them (an unlabelled target
+    beside a source saved with ``classes=names``). None otherwise: the label codes are mapped as usual."""
+    if cfg is None or cfg.unlabelled_value is None or cfg.label_values is not None or len(y) == 0 \
+            or not bool((y == cfg.unlabelled_value).all()):
+        return None
+    for other in dict.fromkeys((cfg.source, cfg.target)):
+        if other == name:
+            continue
+        _, _, classes, _ = _read_npz(_domain_path(cfg, other), labels_only=True)
+        if classes is not None and any(not _INT.match(c) for c in classes):
+            return classes
+    return None
 
 
 @register_loader("mat")

@@ -258,6 +258,24 @@ def test_a_coded_npz_with_an_npz_that_stores_classes_takes_its_class_names_not_i
         load_domains(_data("npz", tmp_path, target="words"), seed=0)
 
 
+
+def test_an_unlabelled_npz_target_takes_the_class_names_of_a_source_saved_with_classes(tmp_path):
+    """A target .npz without classes whose y is all data.unlabelled_value (the README's and the missing-y error's
+    recipe for an unlabelled target) beside a source saved with classes=names was refused: 'its classes are names,
+    but the other domain's file holds integer label codes'. It has no codes to match, so it takes the source's names;
+    a target with any other code is still refused, and the error says how to mark an unlabelled target."""
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    np.savez(tmp_path / "src.npz", feat=x, y=np.array([0, 1, 2, 0, 1, 2]), classes=np.array(["mug", "cat", "pen"]))
+    np.savez(tmp_path / "tar.npz", feat=x[:4], y=np.full(4, -1))
+    d = load_domains(_data("npz", tmp_path, unlabelled_value=-1), seed=0)
+    assert d.classes == d.pool.classes == ["mug", "cat", "pen"]
+    assert d.pool.y.tolist() == [-1] * 4 and d.source.y.tolist() == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(DataError, match=r"src\.npz: its classes are names .*data\.unlabelled_value set to its code"):
+        load_domains(_data("npz", tmp_path), seed=0)  # without the setting, -1 is a code
+    np.savez(tmp_path / "tar.npz", feat=x[:4], y=np.array([-1, -1, 2, -1]))  # a code: cannot be matched with names
+    with pytest.raises(DataError, match=r"its classes are names"):
+        load_domains(_data("npz", tmp_path, unlabelled_value=-1), seed=0)
+
 def test_a_npy_csv_or_mat_file_read_as_npz_says_what_to_do(tmp_path):
     """A .npy gave a raw TypeError (an array is no context manager); a .csv or .mat numpy's allow_pickle advice."""
     from adakit.data.features import read_feature_rows
