@@ -301,9 +301,18 @@ def read_inputs(path: Path, data_cfg, image_list: bool = False, n_features: int 
         fmt = "svmlight"
     if fmt is None:
         kinds = "" if feature_run else "an image folder, an image list (.txt, or --list) or "
+        rows = {".npy": "np.load", ".csv": "np.loadtxt", ".tsv": "np.loadtxt", ".txt": "np.loadtxt"}
+        how = ""
+        if feature_run and path.suffix.lower() in rows:  # feature rows as numpy or a spreadsheet saves them
+            load = rows[path.suffix.lower()]
+            sep = ", delimiter=..." if load == "np.loadtxt" else ""
+            how = (f"; for feature rows in a {path.suffix} file, save them as an .npz, "
+                   f"np.savez('new.npz', feat={load}({str(path)!r}{sep})),"
+                   " and predict on that file, or from Python: "
+                   f"adakit.load_run(RUN).predict({load}(...))")
         raise DataError(f"{path}: unknown input type {path.suffix!r}; give {kinds}a feature file "
                         f"({', '.join(sorted(FEATURE_SUFFIXES))})" + (" (this run's model takes feature rows)"
-                                                                      if feature_run else ""))
+                                                                      if feature_run else "") + how)
     return read_feature_rows(fmt, path.resolve(), data_cfg, n_features, zero_based)
 
 

@@ -81,6 +81,14 @@ def test_predict_on_a_feature_file(tmp_path):
     (tmp_path / "new.bin").write_bytes(b"")
     bad = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "new.bin"), "--out", str(tmp_path / "q.csv")])
     assert bad.exit_code == 2 and "unknown input type '.bin'" in bad.output
+    # feature rows as numpy or a spreadsheet saves them: the error says how to make the .npz (it named the suffixes)
+    for suffix, load in ((".npy", "np.load"), (".csv", "np.loadtxt")):
+        (tmp_path / f"rows{suffix}").write_bytes(b"1,2\n")
+        bad = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / f"rows{suffix}"), "--out",
+                                       str(tmp_path / "q.csv")])
+        text = " ".join(bad.output.split())
+        assert bad.exit_code == 2 and f"np.savez('new.npz', feat={load}(" in text, bad.output
+        assert f"adakit.load_run(RUN).predict({load}(...))" in text and not (tmp_path / "q.csv").exists()
 
 
 def test_predict_needs_no_labels_and_takes_empty_or_narrow_feature_files(tmp_path):
