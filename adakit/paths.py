@@ -24,6 +24,19 @@ def data_root(required: bool = True) -> Path | None:
     )
 
 
+def pattern_root(root: str | None, pattern: str) -> Path | None:
+    """The folder ``{root}`` stands for in ``pattern``: ``data.root``, else the data root (`data_root`, an error
+    saying how to set it when missing). None when the pattern does not use ``{root}`` (``feats/{domain}.npz``): such
+    a pattern needs no data root."""
+    import string
+
+    if root:
+        return expand(root)
+    if not any(f == "root" for _, f, _, _ in string.Formatter().parse(pattern)):
+        return None
+    return data_root()
+
+
 def expand(path: str | os.PathLike, root: Path | None = None) -> Path:
     """Expand ``~``, environment variables and ``${ADAKIT_DATA}`` in a path."""
     text = str(path)

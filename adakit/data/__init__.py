@@ -60,7 +60,7 @@ def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = Non
     size, channels and the source/target pair; the others get ``(path, name)`` only.
     """
     from adakit.config import DEFAULT_PATTERNS
-    from adakit.paths import data_root, expand
+    from adakit.paths import expand, pattern_root
 
     _load_formats()
     if fmt == "objects":
@@ -71,8 +71,8 @@ def load_domain(fmt: str, name: str, root: str | None, pattern: str | None = Non
         raise ConfigError(f"data.format: unknown format {fmt!r}; choose one of: {', '.join(sorted(LOADERS))}")
     if fmt == "demo":
         return LOADERS[fmt](None, name)  # type: ignore[arg-type]
-    base = expand(root) if root else data_root()
-    path = expand((pattern or DEFAULT_PATTERNS[fmt]).format(root=base, domain=name))
+    text = pattern or DEFAULT_PATTERNS[fmt]
+    path = expand(text.format(root=pattern_root(root, text), domain=name))
     loader = LOADERS[fmt]
     if cfg is not None and "cfg" in inspect.signature(loader).parameters:
         return loader(path, name, cfg=cfg)

@@ -417,10 +417,10 @@ def read_feature_rows(fmt: str, path: Path, cfg=None, n_features: int | None = N
 
 # -- the shared label coding ----------------------------------------------------------------------------
 def _domain_path(cfg, name: str) -> Path:
-    from adakit.paths import data_root, expand
+    from adakit.config import DEFAULT_PATTERNS
+    from adakit.paths import expand, pattern_root
 
-    base = expand(cfg.root) if cfg.root else data_root()
-    return expand(cfg.path_of(name, str(base)))
+    return expand(cfg.path_of(name, str(pattern_root(cfg.root, cfg.pattern or DEFAULT_PATTERNS[cfg.format]))))
 
 
 def npz_extractor(path: Path) -> str | None:

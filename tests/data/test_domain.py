@@ -121,6 +121,26 @@ def test_missing_data_root_says_how_to_fix(monkeypatch, tmp_path):
         load_domains(cfg.data, 0)
 
 
+def test_a_pattern_without_root_needs_no_data_root(monkeypatch, tmp_path):
+    """The README's `data.pattern: feats/{domain}.npz` (files `adakit features` wrote) stopped with 'data root not
+    found: ADAKIT_DATA is not set' though the pattern never uses {root}; the data root is needed only by a pattern
+    (or the format's default pattern) that does. A relative pattern is read from the folder adakit runs in."""
+    monkeypatch.delenv("ADAKIT_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "feats").mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "feats" / "src.npz", feat=rng.normal(size=(6, 3)), y=np.arange(6) % 2, classes=["a", "b"])
+    np.savez(tmp_path / "feats" / "tar.npz", feat=rng.normal(size=(4, 3)), y=np.full(4, -1))  # reads src's classes
+    cfg = build_config({"data": {"format": "npz", "pattern": "feats/{domain}.npz", "source": "src", "target": "tar",
+                                 "unlabelled_value": -1}})
+    d = load_domains(cfg.data, 0)
+    assert len(d.source) == 6 and len(d.pool) == 4 and d.classes == ["a", "b"]
+    cfg = build_config({"data": {"format": "npz", "pattern": "{root}/feats/{domain}.npz", "source": "src",
+                                 "target": "tar"}})
+    with pytest.raises(DataError, match="Set ADAKIT_DATA"):  # a pattern with {root} still needs one
+        load_domains(cfg.data, 0)
+
+
 def test_office31_features(office31_features):
     cfg = build_config({"data": {"format": "npz", "root": str(office31_features), "source": "amazon",
                                  "target": "webcam", "protocol": "inductive"}})
