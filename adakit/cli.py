@@ -193,7 +193,7 @@ def _print_probe_rounds(s: dict) -> None:
 
 
 def _accuracy(acc: float | None) -> str:
-    return "no labelled test samples" if acc is None else f"{100 * acc:.2f}%"
+    return "n/a (no labelled test samples)" if acc is None else f"{100 * acc:.2f}%"
 
 
 def _final_line(s: dict, out_dir: Path) -> str:

@@ -262,7 +262,7 @@ def test_cli_bench_on_an_unlabelled_target_reports_each_run(tmp_path):
     (tmp_path / "bench.yaml").write_text(yaml.safe_dump(spec))
     res = CliRunner().invoke(app, ["bench", str(tmp_path / "bench.yaml"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    assert res.output.count("final accuracy no labelled test samples") == 2
+    assert res.output.count("final accuracy n/a (no labelled test samples)") == 2
 
 
 def test_a_table_of_part_of_the_grid_says_so(bench_file, tmp_path):

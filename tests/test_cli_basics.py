@@ -117,7 +117,8 @@ def test_run_on_a_target_without_labels_ends_with_a_final_line(tmp_path, unlabel
     res = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "r"), "--quiet"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # the console may wrap the long path
-    assert f"final target accuracy no labelled test samples; results in {tmp_path / 'r'}" in text
+    assert f"final target accuracy n/a (no labelled test samples); results in {tmp_path / 'r'}" in text
+    assert "round 0: 0 labels, target accuracy n/a (no labelled test samples)" in text  # ('accuracy no labelled')
 
 
 def test_warnings_on_the_command_line_are_one_line_without_python_source(capsys):
