@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from adakit.cli import _fail, app, out
-from adakit.errors import AdakitError
+from adakit.cli import _fail, app, out, tagged
+from adakit.errors import AdakitError, WaitingForLabels
 
 
 @app.command()
@@ -32,6 +32,9 @@ def sweep(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment 
 
     try:
         res = run_sweep(config, grid, select, out_dir, set_, only, jobs, on_run)
+    except WaitingForLabels as e:  # a setting answered by people (oracle.kind: file) stopped, as `adakit run` does
+        tagged(out, "waiting for labels:", "yellow", str(e))
+        return
     except AdakitError as e:
         _fail(e)
     p = res["pick"]

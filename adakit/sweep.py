@@ -31,7 +31,7 @@ import yaml
 
 from adakit.bench import DATA_OBJECTS, check_plan, check_set_keys, run_plan, slug
 from adakit.config import ExperimentConfig, build_config, load_config, read_yaml
-from adakit.errors import AdakitError, ConfigError
+from adakit.errors import AdakitError, ConfigError, WaitingForLabels
 from adakit.rundir import mark_out_of_date, write_atomically
 
 
@@ -440,7 +440,15 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     _check_jobs(jobs, settings)
     if any(not (s.run_dir / "summary.json").is_file() for s in settings):  # runs to do: the old tables are stale
         mark_out_of_date(Path(out_dir) / "sweep.md", "adakit sweep")
-    ran = run_settings(settings, jobs, on_run, objects)
+    try:
+        ran = run_settings(settings, jobs, on_run, objects)
+    except WaitingForLabels as e:  # a setting of an active sweep answered by people (oracle: file)
+        again = ("call run_sweep again with the same objects" if objects else
+                 "run the same `adakit sweep` command again")
+        raise WaitingForLabels(
+            f"{e}. Or, once they are answered, {again}: it continues this setting and keeps the finished ones "
+            "(with people as the oracle, every setting asks them for its own queries, round by round)",
+            round=e.round, open=e.open, run_dir=e.run_dir) from None
     for s in settings:
         s.summary = json.loads((s.run_dir / "summary.json").read_text())
     validators = VALIDATORS.names()

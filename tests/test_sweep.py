@@ -710,3 +710,29 @@ def test_a_sweep_where_every_setting_diverged_writes_its_table_before_it_stops(t
     md = (tmp_path / "out" / "sweep.md").read_text()
     assert "- **no pick**: none of the settings has a finite `im` score" in md
     assert md.count("| train.lr=1.0e+30 |") == 3 and md.count("| train.lr=1.0e+32 |") == 3  # warm-up step, rounds
+
+
+def test_a_sweep_answered_by_people_waits_like_a_run_and_continues_when_run_again(tmp_path):
+    """A sweep with oracle.kind: file ended in 'error: ... then `adakit resume <setting>`' (exit 2), as if it had
+    failed, and never said that the sweep itself continues; it now stops as `adakit run` does ('waiting for labels',
+    exit 0), names the file to fill and says to run the same sweep again, which continues the setting."""
+    from adakit.labeling.answers import import_answers
+    from adakit.ledger import Ledger
+
+    values = {**BASE, "budget": {"total": 4, "rounds": 1}, "oracle": {"kind": "file"},
+              "train": {**BASE["train"], "warmup_iters": 5, "round_iters": 5}}
+    cfg = tmp_path / "people.yaml"
+    cfg.write_text(yaml.safe_dump(values))
+    args = ["sweep", str(cfg), "--grid", "train.lr=0.01", "--select", "entropy", "--out", str(tmp_path / "s")]
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    run_dir = tmp_path / "s" / "train.lr_0.01"
+    assert res.exit_code == 0 and text.startswith("waiting for labels: round 1:"), res.output
+    assert f"{run_dir / 'queries' / 'round-1.csv'}" in text and "run the same `adakit sweep` command again" in text
+    assert not (tmp_path / "s" / "sweep.json").exists()
+    with Ledger(run_dir / "ledger.sqlite") as led:
+        ids = [q.sample_id for q in led.open_queries()]
+    assert len(ids) == 4 and import_answers(run_dir, dict.fromkeys(ids, 0)).new == 4
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "pick by entropy: train.lr=0.01, round 1" in res.output, res.output
+    assert json.loads((tmp_path / "s" / "sweep.json").read_text())["pick"]["checkpoint"] == "round 1"
