@@ -307,7 +307,11 @@ class CallableOracle:
                            f"({len(self.classes)} classes)" if float(v).is_integer() else
                            f"label {v} for pool index {q.pool_index} is not an integer class index")
             else:
-                bad.append(f"label {v!r} for pool index {q.pool_index} is not in the class list {self.classes[:10]}")
+                close = close_class(v, self.classes)
+                shown = ", ".join(map(repr, self.classes[:10])) + (f", ... ({len(self.classes)} classes)"
+                                                                    if len(self.classes) > 10 else "")
+                bad.append(f"label {v!r} for pool index {q.pool_index} is not in the class list "
+                           + (f"(did you mean {close!r}?)" if close else f"[{shown}]"))
         if bad:
             more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
             raise RejectedAnswers(f"{where}: {len(bad)} label(s) rejected: {'; '.join(bad[:3])}{more}. The "

@@ -332,9 +332,17 @@ def test_callable_oracle_validates_what_the_function_returns():
     with pytest.raises(RejectedAnswers, match="label 0.5 for pool index 4 is not an integer class index") as e:
         answered(lambda idx: [0.5, 1.0])
     assert e.value.answers == {"target/7": 1}  # the valid answers travel with the error
-    with pytest.raises(RejectedAnswers, match="label 'd' for pool index 7 is not in the class list") as e:
+    with pytest.raises(RejectedAnswers, match=r"label 'd' for pool index 7 is not in the class list \['a', 'b', 'c'\]"
+                       ) as e:
         answered(lambda idx: ["a", "d"])
     assert e.value.answers == {"target/4": 0}
+    # a mistyped name says which class it most likely meant, as import-labels does (it listed the classes)
+    with pytest.raises(RejectedAnswers, match=r"label 'B' for pool index 7 is not in the class list \(did you mean "
+                                              r"'b'\?\)"):
+        answered(lambda idx: ["a", "B"])
+    many = [f"class{k:02d}" for k in range(31)]  # a long list is cut, and says so (it looked like the whole list)
+    with pytest.raises(RejectedAnswers, match=r"'class09', \.\.\. \(31 classes\)\]"):
+        CallableOracle(lambda idx: ["class00", "mug"], pool, many).label(queries, 1)
     # what a function returns by mistake is named (None read as "0 labels for 2 indices", a dict as "() labels")
     for returned, named in ((None, r"returned None \(a missing return\?\)"), ({4: 1}, "returned dict"),
                             ((i for i in range(2)), "returned generator"), (3, "returned int")):
