@@ -202,8 +202,11 @@ def load_weights(net: nn.Module, path: str, backbone: str, heads: tuple[str, ...
         raise DataError(f"model.weights: {p} is a folder; give the state-dict file in it"
                         + (f" (it holds {', '.join(found)})" if found else "") + ".")
     if not p.is_file():
+        random = (f" {p.name!r} is read as a file name: for random initial weights leave model.weights out (null); "
+                  "adakit features takes imagenet or a file (an untrained network's features are rarely useful)."
+                  if p.name.strip().lower() in ("none", "null", "random", "false", "no") else "")
         raise DataError(f"model.weights: file not found: {p}. Give a local state-dict file, or "
-                        "model.weights: imagenet for a torchvision or timm backbone's ImageNet weights.")
+                        f"model.weights: imagenet for a torchvision or timm backbone's ImageNet weights.{random}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of a file that is not a torch checkpoint

@@ -124,6 +124,9 @@ def test_local_weights_file_loads_and_misfit_is_named(tmp_path):
         build_backbone(_cfg("mobilenet_v2", str(path)), (3, 32, 32))
     with pytest.raises(DataError, match="file not found"):
         build_backbone(_cfg("resnet18", str(tmp_path / "none.pth")), (3, 32, 32))
+    with pytest.raises(DataError, match=r"'none' is read as a file name: for random initial weights leave "
+                                        r"model\.weights out"):
+        build_backbone(_cfg("resnet18", "none"), (3, 32, 32))  # (--weights none of adakit features)
     with pytest.raises(DataError, match=r"is a folder; give the state-dict file in it \(it holds w\.pth\)"):
         build_backbone(_cfg("resnet18", str(tmp_path)), (3, 32, 32))  # (it said "file not found")
 
