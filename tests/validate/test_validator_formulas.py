@@ -94,6 +94,9 @@ def test_dev_risk_control_variate_by_hand():
     assert dev_risk(w, loss) == pytest.approx(mean_wl + eta * mean_w - eta)
     # weights all 1 (no shift): plain mean source loss
     assert dev_risk(np.ones(3), np.array([1.0, 2.0, 3.0])) == pytest.approx(2.0)
+    # weights without variance (η undefined): η = 0, the risk is mean(w·ℓ), not mean(ℓ)
+    assert dev_risk(np.full(3, 2.0), np.array([1.0, 2.0, 3.0])) == pytest.approx(4.0)
+    assert dev_risk(np.array([0.5]), np.array([3.0])) == pytest.approx(1.5)
 
 
 def test_dev_weights_favour_target_like_source_samples():
