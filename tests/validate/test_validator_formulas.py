@@ -83,6 +83,27 @@ def test_source_accuracy_and_queried_batch_accuracy():
                            queried_inclusion=pi) == pytest.approx(0.6)
 
 
+def test_weighted_queried_accuracy_is_the_hajek_ratio_not_unbiased():
+    # three pool samples kept independently with probabilities pi; correct 1, 0, 1 (pool accuracy 2/3). Over every
+    # non-empty batch, the self-normalised estimate averages 0.691, as its docstring says (a ratio estimator)
+    import itertools
+
+    pi, correct = np.array([0.9, 0.5, 0.2]), np.array([1, 0, 1])
+    expected = mass = 0.0
+    for keep in itertools.product([False, True], repeat=3):
+        keep = np.array(keep)
+        if not keep.any():
+            continue
+        pr = float(np.prod(np.where(keep, pi, 1 - pi)))
+        labels = np.zeros(int(keep.sum()), dtype=int)
+        pred = np.where(correct[keep] == 1, 0, 1)
+        w = 1 / pi[keep]
+        est = adakit.validate("queried_acc_iw", queried_pred=pred, queried_labels=labels, queried_inclusion=pi[keep])
+        assert est == pytest.approx((w * correct[keep]).sum() / w.sum())
+        expected, mass = expected + pr * est, mass + pr
+    assert expected / mass == pytest.approx(0.6912, abs=1e-4)
+
+
 def test_dev_risk_control_variate_by_hand():
     w = np.array([0.5, 1.0, 1.5, 1.0])
     loss = np.array([2.0, 1.0, 0.5, 1.0])
