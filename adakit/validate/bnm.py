@@ -12,7 +12,10 @@ from adakit.validate.base import Validator
 class BatchNuclearNorm(Validator):
     """Batch nuclear-norm ‖P‖_* / N of the target pool's (N, C) probability matrix (Cui et al. 2020, Eq. 8).
 
-    Higher is better: confident and diverse predictions. The singular values come from the C×C matrix PᵀP
+    Higher is better: confident and diverse predictions. Divided by N as in the paper's loss and pytorch-adapt's
+    BNMValidator (some reimplementations take the mean singular value, ‖P‖_* / min(N, C): for one pool a constant
+    factor, the same ranking). Certain predictions give 1/√N all in one class and √(C/N) spread evenly over C ≤ N
+    classes; uniform ones give the minimum, 1/√(N·C). The singular values come from the C×C matrix PᵀP
     (σ_k = √λ_k), so the cost is O(N·C²) and no N×N matrix is formed.
     """
 

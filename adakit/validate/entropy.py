@@ -12,7 +12,8 @@ from adakit.validate.base import Validator, row_entropy
 class Entropy(Validator):
     """−mean prediction entropy on the target pool, −(1/N)·Σ H(p_i) (Morerio et al. 2018; Musgrave et al. 2022).
 
-    Higher is better (the negated entropy): confident target predictions. Blind to collapse onto few classes.
+    Higher is better (the negated entropy, in nats, not divided by log C): confident target predictions. Blind to
+    collapse onto few classes.
     """
 
     needs = ("probs",)

@@ -13,7 +13,8 @@ class InformationMaximization(Validator):
     """Information maximisation H(mean p) − mean H(p) on the target pool (Shi & Sha 2012; Musgrave et al. 2022).
 
     Higher is better: confident predictions (low mean entropy) that still use every class (high entropy of the
-    mean prediction), i.e. the mutual information between inputs and predicted classes.
+    mean prediction), i.e. the mutual information between inputs and predicted classes. In nats, both terms
+    weighted 1 (pytorch-adapt's IMValidator: its entropy and diversity validators summed); 0 for one sample.
     """
 
     needs = ("probs",)

@@ -58,6 +58,18 @@ def test_snd_by_hand_and_blocked_equals_unblocked():
     assert adakit.validate("snd", probs=P, params={"temperature": 1.0}) != pytest.approx(expected)
 
 
+def test_edge_cases_the_docstrings_state():
+    # SND: one sample has no neighbour, two have one each (a softmax over one value): both score 0 (float32 tiles)
+    assert adakit.validate("snd", probs=P[:1]) == 0.0
+    assert adakit.validate("snd", probs=P[:2]) == pytest.approx(0.0, abs=1e-6)
+    # IM of one sample: H(mean p) = H(p)
+    assert adakit.validate("im", probs=P[:1]) == pytest.approx(0.0, abs=1e-12)
+    # BNM: uniform predictions 1/sqrt(N*C), its minimum; certain ones spread evenly sqrt(C/N), in one class 1/sqrt(N)
+    assert adakit.validate("bnm", probs=np.full((6, 3), 1 / 3)) == pytest.approx(1 / math.sqrt(18))
+    assert adakit.validate("bnm", probs=np.eye(3)[[0, 1, 2, 0, 1, 2]]) == pytest.approx(math.sqrt(3 / 6))
+    assert adakit.validate("bnm", probs=np.eye(3)[[0] * 6]) == pytest.approx(1 / math.sqrt(6))
+
+
 def test_snd_never_holds_more_than_one_tile(monkeypatch):
     import torch
 
