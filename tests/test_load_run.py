@@ -267,39 +267,25 @@ def test_load_run_of_a_run_training_now_takes_the_round_saved_meanwhile(tmp_path
         adakit.load_run(run)
 
 
-def test_a_stored_identity_run_with_the_weights_it_ignored_loads_and_resumes(tmp_path):
-    """Runs stored while model.weights beside the identity backbone was ignored (it is refused since) load, resume
-    and compare equal to the same config without the key."""
+@pytest.mark.parametrize("model, key, value, loaded", [
+    ({"backbone": "identity", "bottleneck_dim": 8}, "weights", "never-read.pt", None),  # refused since 2026-12-04
+    ({"backbone": "identity", "bottleneck_dim": 0}, "dropout", 0.5, 0.0),  # no layer applied it; refused since 12-05
+])
+def test_a_stored_run_with_a_setting_it_ignored_loads_and_resumes(tmp_path, model, key, value, loaded):
+    """Runs stored while a setting was ignored (model.weights beside the identity backbone, model.dropout without an
+    mlp backbone or a bottleneck; each refused since) load, resume and compare equal to the same config without it."""
     from adakit.ledger import Ledger
     from adakit.rundir import config_changes
 
     run = tmp_path / "run"
-    cfg = build_config({**SMALL, "model": {"backbone": "identity", "bottleneck_dim": 8}})
+    cfg = build_config({**SMALL, "model": model})
     ActiveLoop(cfg, run, show_progress=False).run()
     with Ledger(run / "ledger.sqlite") as led:
         stored = led.get_meta("config")
-        stored["model"]["weights"] = str(tmp_path / "never-read.pt")
+        stored["model"][key] = str(tmp_path / value) if key == "weights" else value
         led.set_meta("config", stored)
-    assert adakit.load_run(run).config.model.weights is None  # (both raised "the identity backbone has no weights")
-    assert ActiveLoop.resume(run, show_progress=False).cfg.model.weights is None
-    assert config_changes(stored, cfg) == ""
-
-
-def test_a_stored_run_with_the_dropout_it_ignored_loads_and_resumes(tmp_path):
-    """Runs stored while model.dropout without an mlp backbone or a bottleneck was ignored (it is refused since) load,
-    resume and compare equal to the same config without it."""
-    from adakit.ledger import Ledger
-    from adakit.rundir import config_changes
-
-    run = tmp_path / "run"
-    cfg = build_config({**SMALL, "model": {"backbone": "identity", "bottleneck_dim": 0}})
-    ActiveLoop(cfg, run, show_progress=False).run()
-    with Ledger(run / "ledger.sqlite") as led:
-        stored = led.get_meta("config")
-        stored["model"]["dropout"] = 0.5
-        led.set_meta("config", stored)
-    assert adakit.load_run(run).config.model.dropout == 0  # (both raised "model.dropout: 0.5 has no layer")
-    assert ActiveLoop.resume(run, show_progress=False).cfg.model.dropout == 0
+    assert getattr(adakit.load_run(run).config.model, key) == loaded  # (both raised the refusal)
+    assert getattr(ActiveLoop.resume(run, show_progress=False).cfg.model, key) == loaded
     assert config_changes(stored, cfg) == ""
 
 
