@@ -487,7 +487,7 @@ def test_adakit_query_on_a_run_whose_mlflow_server_is_gone_still_selects(tmp_pat
     values = {**TINY, "budget": {"total": 0.02, "rounds": 1}, "log": {"mlflow": f"http://127.0.0.1:{port}"}}
     run = tmp_path / "run"
     with monkeypatch.context() as m:  # the run as it ran while its server was up
-        m.setattr(MLflowLogger, "check", lambda self: None)
+        m.setattr(MLflowLogger, "check", lambda self, *a, **k: None)
         m.setattr(MLflowLogger, "__call__", lambda self, kind, info: None)
         ActiveLoop(build_config(values), run, show_progress=False).run()
     res = _cli("query", run, "--budget", "2")
