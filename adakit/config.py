@@ -200,7 +200,7 @@ class TrainConfig(_Strict):
     eval_checkpoints: int = Field(0, ge=0, description="evenly spaced warm-up steps at which accuracy and the "
                                   "validators are recorded and the model saved (for checkpoint selection)")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description=f"torch CPU threads, at most {MAX_THREADS} "
-                                "(default: torch's)")
+                                "(default: torch's); set for the whole process (torch.set_num_threads)")
     weight_average: float = Field(0.0, ge=0, le=1, description="average the weights (and float buffers, e.g. "
                                   "batch-norm statistics) uniformly over this final fraction of each fit's steps and "
                                   "end the fit on the average (stochastic weight averaging, Izmailov et al. 2018); "
