@@ -419,3 +419,16 @@ def test_a_tensorboard_folder_holding_another_runs_logs_is_refused_before_the_ru
                                           r"folder.*log\.tensorboard: true"):
         run_bench(spec, tmp_path / "bench")
     assert not (tmp_path / "bench").exists()
+
+
+def test_readme_snippet_of_hooks_runs(tmp_path, monkeypatch, readme_python, capsys):
+    """The README's Hooks example, as written, from a fresh folder: both loggers write, the callback prints."""
+    (code,) = readme_python("### Hooks", stop="\n## ")[:1]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (Hooks)", "exec"), {"__name__": "__readme__"})
+    printed = capsys.readouterr().out
+    assert [line.split(":")[0] for line in printed.splitlines() if line.startswith("round ")] == \
+        ["round 0", "round 1", "round 2"]
+    scalars, _ = _scalars(tmp_path / "runs" / "tb")
+    assert [s for s, _ in scalars["target/accuracy"]] == [0, 1, 2]
+    assert (tmp_path / "runs" / "hooks-demo" / "mlflow.db").is_file()
