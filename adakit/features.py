@@ -45,13 +45,9 @@ def file_record(path: Path, full_path: bool = False) -> str:
     """A model or weights file as the feature record names it: ``NAME (sha256 PREFIX)``, the same for any path to
     the same bytes (`adakit.data.features.same_extractor` compares the hash); ``full_path``: the path, not the
     name."""
-    import hashlib
+    from adakit.datasets.download import file_hash
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return f"{path if full_path else path.name} (sha256 {digest.hexdigest()[:12]})"
+    return f"{path if full_path else path.name} (sha256 {file_hash(path)[:12]})"
 
 
 class OnnxFeatureExtractor:

@@ -173,12 +173,12 @@ def _warn_if_stale(path: Path, root: Path, paths: np.ndarray, ids: np.ndarray | 
 def _warn_if_list_changed(path: Path, record: str) -> None:
     """Warn when the image-list file a feature file was made from (``record``: its path and sha256) now holds other
     bytes: its rows and labels are those of the list at extraction time. Silent when the list is gone."""
-    import hashlib
+    from adakit.datasets.download import file_hash
 
     found = _FILE_RECORD.fullmatch(record)
     if found is None or not Path(found["name"]).is_file():
         return
-    now = hashlib.sha256(Path(found["name"]).read_bytes()).hexdigest()[:len(found["hash"])]
+    now = file_hash(Path(found["name"]))[:len(found["hash"])]
     if now != found["hash"]:
         warnings.warn(f"{path}: the image list {found['name']} it was made from changed since (sha256 "
                       f"{found['hash']}, now {now}); its rows and labels are those of the list at extraction time: "

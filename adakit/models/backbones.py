@@ -146,19 +146,16 @@ def check_cached_checkpoint(path: Path, name: str, url: str) -> None:
     torch hub checks it only when it downloads the file; one placed in the cache by hand (as the offline error
     says), half copied or another file under that name, was loaded as torchvision's weights, and feature files
     made with it recorded ``weights imagenet`` as those made with the real weights do."""
-    import hashlib
+    from adakit.datasets.download import file_hash
 
     match = torch.hub.HASH_REGEX.search(path.name)
     if match is None:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(match.group(1)):
+    digest = file_hash(path)
+    if not digest.startswith(match.group(1)):
         raise ConfigError(
             f"model.weights=imagenet for {name}: the checkpoint {path} is corrupt or not torchvision's file (its "
-            f"sha256 starts {digest.hexdigest()[:len(match.group(1))]}, its name says {match.group(1)}). Download "
+            f"sha256 starts {digest[:len(match.group(1))]}, its name says {match.group(1)}). Download "
             f"{url} again and place it at {path}, or give a local state dict with model.weights: /path/to/file.pth "
             "(adakit features: --weights PATH)")
 
