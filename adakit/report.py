@@ -8,7 +8,9 @@ import re
 import sqlite3
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,35 +71,36 @@ def _fmt(values: list[float]) -> str:
     return f"{a.mean():.1f}" if len(a) == 1 else f"{a.mean():.1f} ± {a.std(ddof=0):.1f}"
 
 
+def _ledger_counts(run_dir: str | Path, *counts: Callable[[Any], int]) -> tuple[int, ...]:
+    """Each of ``counts`` (a function of the run's `Ledger`, opened read-only once), or 0 each without a readable
+    ledger (a damaged one: `adakit ledger check` names it)."""
+    from adakit.ledger import Ledger
+
+    path = Path(run_dir) / "ledger.sqlite"
+    if path.is_file():
+        try:
+            with Ledger.read_only(path) as led:
+                return tuple(count(led) for count in counts)
+        except (LedgerError, sqlite3.Error):
+            pass
+    return (0,) * len(counts)
+
+
+def _late(led) -> int:
+    """Label rows (corrections, or answers to queries added later) recorded after the last round was evaluated."""
+    return led.conn.execute("SELECT COUNT(*) FROM labels WHERE created > (SELECT MAX(created) FROM metrics)"
+                            ).fetchone()[0]
+
+
+def _dropped(led) -> int:
+    """Queries answered "nobody can label this" (dropped)."""
+    return len(led.dropped_pool())
+
+
 def late_answers(run_dir: str | Path) -> int:
     """How many label rows (corrections, or answers to queries added later) the run's ledger recorded after its last
     round was evaluated: no model of the run was trained on them. 0 without a readable ledger."""
-    from adakit.ledger import Ledger
-
-    path = Path(run_dir) / "ledger.sqlite"
-    if not path.is_file():
-        return 0
-    try:
-        with Ledger.read_only(path) as led:
-            return led.conn.execute("SELECT COUNT(*) FROM labels WHERE created > "
-                                    "(SELECT MAX(created) FROM metrics)").fetchone()[0]
-    except (LedgerError, sqlite3.Error):  # (a damaged ledger: `adakit ledger check` names it)
-        return 0
-
-
-def dropped_queries(run_dir: str | Path) -> int:
-    """How many of the run's queries were answered "nobody can label this" (dropped): they count in no round's
-    ``labels``. 0 without a readable ledger."""
-    from adakit.ledger import Ledger
-
-    path = Path(run_dir) / "ledger.sqlite"
-    if not path.is_file():
-        return 0
-    try:
-        with Ledger.read_only(path) as led:
-            return len(led.dropped_pool())
-    except (LedgerError, sqlite3.Error):  # (a damaged ledger: `adakit ledger check` names it)
-        return 0
+    return _ledger_counts(run_dir, _late)[0]
 
 
 def _late_answers_note(n: int) -> str:
@@ -147,12 +150,11 @@ def write_run_report(run_dir: str | Path, summary: dict) -> None:
     if scored and n_test and n_known is not None and n_known < n_test:
         lines += ["", f"Note: accuracy counts the {n_known} of the {n_test} test samples that have a label (the other "
                   f"{n_test - n_known} have none)."]
-    dropped = dropped_queries(run_dir)
+    dropped, late = _ledger_counts(run_dir, _dropped, _late)  # (dropped ones count in no round's labels)
     if dropped:
         lines += ["", f"Note: {dropped} quer{'ies were' if dropped > 1 else 'y was'} dropped (answered that nobody "
                   "can label it): the labels column counts labelled samples only, so it is below the budget spent "
                   "(`adakit ledger export` lists the dropped ones)."]
-    late = late_answers(run_dir)
     if late:
         lines += ["", f"Note: {_late_answers_note(late)}; the accuracies above are of models trained without "
                   f"{'them' if late > 1 else 'it'}."]
