@@ -143,17 +143,19 @@ DATA_OBJECTS = ("source", "target", "test", "classes")
 
 def run_plan(plan: list[tuple[ExperimentConfig, Path]],
              on_run: Callable[[int, Path, dict, float], object] | None = None,
-             objects: dict | None = None) -> None:
+             objects: dict | None = None, checked: bool = False) -> None:
     """Run every unfinished ``(config, run folder)`` of ``plan`` in order (the one run loop of benchmarks).
 
     Finished runs (summary.json) are skipped and unfinished ones continue from their ledger; consecutive runs on
     the same data share the loaded domains, and runs with the same warm-up key adopt the first one's trained
     warm-up. ``on_run(index, run_dir, summary, seconds)`` is called after each run. ``objects``: `ActiveLoop`'s
     Python objects for every run (a ``model`` module is copied per run, so each starts from its weights).
+    ``checked``: the caller ran `check_plan` on these runs already (it reads every run folder's stored config).
     """
     import copy
 
-    check_plan(plan)
+    if not checked:
+        check_plan(plan)
     domains_cache: dict = {}
     warmups: dict[str, Path] = {}  # run folder holding the trained warm-up of each warm-up key
 
@@ -224,10 +226,10 @@ def run_bench(path: str | Path | dict, out_dir: str | Path, extra: list[str] | N
                 f"{'started, not finished' if (d / 'ledger.sqlite').is_file() else 'not started'})"
                 for _, d in plan if d not in done]
         return compare(done, out_dir, note, left_out=left)
+    check_plan(plan)  # (refusals first: a plan that cannot run leaves the table as it is)
     if any(not (d / "summary.json").is_file() for _, d in plan):  # runs to do: the old table is stale meanwhile
-        check_plan(plan)  # (refusals first: a plan that cannot run leaves the table as it is)
         mark_out_of_date(out_dir / "comparison.md", "adakit bench")
-    run_plan(plan, report)
+    run_plan(plan, report, checked=True)
     return compare([d for _, d in plan], out_dir, note)
 
 

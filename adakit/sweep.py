@@ -253,7 +253,7 @@ def _run_one(config: dict, run_dir: str) -> float | None:  # a worker process of
         return None
     t0 = time.perf_counter()
     try:
-        run_plan([(build_config(config), Path(run_dir))])
+        run_plan([(build_config(config), Path(run_dir))], checked=True)  # (checked by `run_settings`)
     except BaseException:
         if _stop is not None:
             _stop.set()
@@ -262,14 +262,17 @@ def _run_one(config: dict, run_dir: str) -> float | None:  # a worker process of
 
 
 def run_settings(settings: list[Setting], jobs: int = 1,
-                 on_run: Callable[[str, float], None] | None = None, objects: dict[str, Any] | None = None) -> int:
+                 on_run: Callable[[str, float], None] | None = None, objects: dict[str, Any] | None = None,
+                 checked: bool = False) -> int:
     """Run every unfinished setting (in ``jobs`` processes; Python ``objects``: in this one); returns how many were
-    run."""
-    check_plan([(s.config, s.run_dir) for s in settings])  # finished runs too: never reuse another setting's run
+    run. ``checked``: the caller ran `check_plan` on the settings already."""
+    if not checked:
+        check_plan([(s.config, s.run_dir) for s in settings])  # finished runs too: never reuse another setting's run
     todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
     if jobs <= 1 or objects:
         run_plan([(s.config, s.run_dir) for s in todo],
-                 lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None, objects=objects)
+                 lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None, objects=objects,
+                 checked=True)
         return len(todo)
     ctx = get_context("spawn")
     stop = ctx.Event()
@@ -438,10 +441,11 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     settings = plan_sweep(config, grid, out_dir, extra, only, objects)
     _check_select(select, cls, settings)
     _check_jobs(jobs, settings)
+    check_plan([(s.config, s.run_dir) for s in settings])  # (refusals first: then the old tables stay as they are)
     if any(not (s.run_dir / "summary.json").is_file() for s in settings):  # runs to do: the old tables are stale
         mark_out_of_date(Path(out_dir) / "sweep.md", "adakit sweep")
     try:
-        ran = run_settings(settings, jobs, on_run, objects)
+        ran = run_settings(settings, jobs, on_run, objects, checked=True)
     except WaitingForLabels as e:  # a setting of an active sweep answered by people (oracle: file)
         again = ("call run_sweep again with the same objects" if objects else
                  "run the same `adakit sweep` command again")

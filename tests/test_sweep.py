@@ -505,11 +505,11 @@ def test_a_stopped_jobs_sweep_starts_no_further_setting_and_a_dead_worker_is_nam
     stop = threading.Event()
     sweep._init_worker(stop)
     try:
-        monkeypatch.setattr(sweep, "run_plan", lambda plan: (_ for _ in ()).throw(KeyboardInterrupt))
+        monkeypatch.setattr(sweep, "run_plan", lambda plan, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             sweep._run_one(settings[0].config.to_dict(), str(settings[0].run_dir))
         assert stop.is_set()  # the interrupted setting stops the sweep: the next call starts nothing
-        monkeypatch.setattr(sweep, "run_plan", lambda plan: pytest.fail("a setting started after the stop"))
+        monkeypatch.setattr(sweep, "run_plan", lambda plan, **k: pytest.fail("a setting started after the stop"))
         assert sweep._run_one(settings[1].config.to_dict(), str(settings[1].run_dir)) is None
     finally:
         sweep._init_worker(None)
