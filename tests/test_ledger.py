@@ -100,13 +100,20 @@ def test_concurrent_answers_from_separate_connections(tmp_path, led):
         assert len(new) == 1 and labels[f"s{i}"] == new[0][2]
 
 
+def _damage(led, *statements: str) -> None:
+    """Run ``statements`` on the ledger with the checks that would refuse them off (foreign keys, the index allowing
+    one first answer per id), as a damaged or hand-edited file holds them."""
+    led.conn.execute("PRAGMA foreign_keys=OFF")
+    led.conn.execute("DROP INDEX one_first_label")
+    for sql in statements:
+        led.conn.execute(sql)
+
+
 def test_check_reports_damage(led):
     led.record_labels({"s0": 1}, "a")
     assert led.check() == []
-    led.conn.execute("PRAGMA foreign_keys=OFF")
-    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('ghost', 1, 'x', 'now')")
-    led.conn.execute("DROP INDEX one_first_label")
-    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 2, 'x', 'now')")
+    _damage(led, "INSERT INTO labels (sample_id, label, annotator, created) VALUES ('ghost', 1, 'x', 'now')",
+            "INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 2, 'x', 'now')")
     problems = led.check()
     assert any("'ghost', which was never queried" in p for p in problems)
     assert any("'s0' has 2 first answers without a correction record" in p for p in problems)
@@ -387,10 +394,8 @@ def test_check_finds_dangling_corrections_and_counts_first_answers_right(led, tm
     led.record_labels({"s0": 1, "s1": 2}, "a")
     led.record_labels({"s1": 0}, "b", correction=True)
     assert led.check() == []
-    led.conn.execute("PRAGMA foreign_keys=OFF")
-    led.conn.execute("UPDATE labels SET correction_of=999 WHERE correction_of IS NOT NULL")
-    led.conn.execute("DROP INDEX one_first_label")
-    led.conn.execute("INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 1, 'x', 'now')")
+    _damage(led, "UPDATE labels SET correction_of=999 WHERE correction_of IS NOT NULL",
+            "INSERT INTO labels (sample_id, label, annotator, created) VALUES ('s0', 1, 'x', 'now')")
     problems = led.check()
     assert any("'s1'" in p and "correction of label row 999, which does not exist" in p for p in problems), problems
     assert any("'s0' has 2 first answers without a correction record" in p for p in problems), problems
