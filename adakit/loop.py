@@ -375,12 +375,16 @@ def _callbacks(callbacks: Any, on_event: Any) -> list[Callable[[str, dict], None
 _LOGGER_PLACE = {TensorBoardLogger: "TensorBoardLogger(log_dir)", MLflowLogger: "MLflowLogger(tracking_uri)"}
 
 
+def _config_key(logger: TensorBoardLogger | MLflowLogger) -> str:
+    """The config key of a logger the ``log:`` section made (how its errors name it)."""
+    return "log.tensorboard" if isinstance(logger, TensorBoardLogger) else "log.mlflow"
+
+
 def _check_each_once(config_loggers: list, given: list, run_dir: Path, name: str) -> None:
     """Refuse a callback given twice, or two loggers writing to one place (one from the config's ``log:``, one in
     ``callbacks=``, say): every event was handled twice, every TensorBoard scalar and MLflow metric recorded twice."""
     seen: list[tuple[Any, str]] = []
-    for where, cb in [*((f"log.{'tensorboard' if isinstance(c, TensorBoardLogger) else 'mlflow'}", c)
-                        for c in config_loggers), *(("callbacks=", c) for c in given)]:
+    for where, cb in [*((_config_key(c), c) for c in config_loggers), *(("callbacks=", c) for c in given)]:
         key = cb.destination(run_dir, name) if isinstance(cb, TensorBoardLogger | MLflowLogger) else cb
         earlier = next((w for k, w in seen if type(k) is type(key) and k == key), None)
         if earlier is not None and isinstance(key, str):
@@ -476,7 +480,7 @@ class ActiveLoop:
         _check_each_once(loggers, given, self.run_dir, cfg.name)
         # a log folder under a file, a server that does not answer: before any work. A new run: before its folder
         # exists; a continued one when it trains (`run`): `adakit query` and the labelling page log nothing
-        self._loggers_to_check = [*((c, None) for c in loggers),
+        self._loggers_to_check = [*((c, _config_key(c)) for c in loggers),
                                   *((c, place) for c in (given if self.dist.main else [])
                                     for kind, place in _LOGGER_PLACE.items() if isinstance(c, kind))]
         if not ledger_path.is_file():
@@ -510,8 +514,8 @@ class ActiveLoop:
 
     def _check_loggers(self) -> None:
         """Each logger's `check` (its folder, its server), once."""
-        for logger, flag in self._loggers_to_check:  # (flag: how a logger of callbacks= is named in an error)
-            logger.check(run_dir=self.run_dir) if flag is None else logger.check(flag, run_dir=self.run_dir)
+        for logger, flag in self._loggers_to_check:  # (flag: how the logger is named in an error)
+            logger.check(flag, run_dir=self.run_dir)
         self._loggers_to_check = []
 
     def _on_main(self, fn: Callable[[], Any]) -> Any:
