@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from adakit.registry import register_validator
+from adakit.validate.dev import DeepEmbeddedValidation, dev_risk
+
 ROOT = Path(__file__).resolve().parent.parent
 OFFICE31 = ROOT / "configs" / "office31-features.yaml"
 DIGITS = ROOT / "configs" / "digits-mnist-usps.yaml"
@@ -62,6 +65,28 @@ ADA_METHODS: dict[str, tuple[list[str], str]] = {
 ADA_SET = ["data.source_val=0.1", "train.threads=1", MLP_WIDTH]
 SELECT = "source_acc"  # the sweep's own pick is not used here: every validator is scored from sweep.csv
 NOT_VALIDATORS = {"setting", "checkpoint", "labels", "accuracy_oracle", "marks", "run_dir"}
+
+
+@register_validator("dev_insample")
+class InSampleDEV(DeepEmbeddedValidation):
+    """DEV as adakit computed it until 2026-12-05, recorded beside `dev` in the sweeps run since, to compare the
+    two on the same candidates: the logistic-regression domain classifier (C = 1, fixed) fitted on the very
+    held-out source samples it weights (in-sample weights, far below 1 on small splits without any shift)."""
+
+    def score(self, *, source_probs, source_labels, source_embeddings, embeddings, **_) -> float:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        p = np.asarray(source_probs, dtype=np.float64)
+        loss = -np.log(np.clip(p[np.arange(len(p)), np.asarray(source_labels, dtype=np.int64)], 1e-12, None))
+        xs, xt = np.asarray(source_embeddings, dtype=np.float64), np.asarray(embeddings, dtype=np.float64)
+        if len(xt) > self.params.max_target:
+            xt = xt[np.random.default_rng(0).choice(len(xt), self.params.max_target, replace=False)]
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        clf.fit(np.concatenate([xs, xt]), np.r_[np.zeros(len(xs)), np.ones(len(xt))])
+        pt = np.clip(clf.predict_proba(xs)[:, 1], 1e-6, 1 - 1e-6)
+        return -dev_risk(pt / (1 - pt) * len(xs) / len(xt), loss)
 
 
 def run(out: Path, methods: list[str], pairs: list[str], seeds: list[int], digits: bool) -> None:

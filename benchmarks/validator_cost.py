@@ -6,7 +6,8 @@ N = 200,000 clustered 256-d embeddings, C = 65 classes, probabilities from a lin
 average), float32 as a run passes them; a held-out source split of 2,000 samples (DEV, source accuracy) and a
 queried batch of 2,000 (queried_acc, queried_acc_iw). Each validator is timed through ``Validator.score`` (what
 a run pays in `compute_all`); calls under 1 s are repeated 5 times and the median is reported.
-``--exact-snd`` also times SND with ``max_samples=None`` (minutes).
+``--exact-snd`` also times SND with ``max_samples=None`` (minutes); without it the last exact-SND row is kept,
+marked with its date and machine.
 
 **Agreement** (``--agreement``): on a pool of N = 50,000 (exact SND affordable), the exact SND of 10 models and
 its value on seeded subsamples of n rows, for two families of models: *heads*, 10 linear heads of varied quality
@@ -58,8 +59,12 @@ def _now() -> str:
 
 
 def _env() -> dict:
+    from adakit.provenance import cpu_info
+
+    cpu = cpu_info()
     return {"date": _now(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "load_start": os.getloadavg()[0]}
+            "machine": f"{cpu['cpu']} ({cpu['cpu_capability']} kernels, {platform.machine()}), {os.cpu_count()} CPU "
+                       "cores", "load_start": os.getloadavg()[0]}
 
 
 def synthetic(n: int, n_source: int = 2000, scale: float = 0.25, centre_scale: float = 1.0,
@@ -91,7 +96,9 @@ def _time(fn, repeat_below: float = 1.0, repeats: int = 5) -> tuple[float, float
             return statistics.median(walls), statistics.median(cpus), len(walls)
 
 
-def measure_cost(exact_snd: bool) -> dict:
+def measure_cost(exact_snd: bool, previous: dict | None = None) -> dict:
+    """Every validator's cost; exact SND too with ``exact_snd``, else the exact-SND row of ``previous`` (the last
+    results) is kept, marked with the date and machine it was measured on."""
     from adakit.registry import VALIDATORS
     from adakit.validate import make_validator
     from adakit.validate.snd import soft_neighbourhood_density
@@ -119,6 +126,10 @@ def measure_cost(exact_snd: bool) -> dict:
         rows.append({"validator": "snd", "params": {"max_samples": None}, "wall": wall, "cpu": cpu, "calls": calls,
                      "load": [load0, os.getloadavg()[0]], "score": box[0]})
         print(rows[-1], flush=True)
+    else:
+        when = f"{previous['date']} on {previous['machine']}" if previous else ""
+        rows += [{**r, "measured": r.get("measured", when)} for r in (previous or {}).get("rows", ())
+                 if r["validator"] == "snd" and r["params"].get("max_samples", 0) is None]
     return {**env, "load_end": os.getloadavg()[0], "n": 200_000, "rows": rows}
 
 
@@ -260,7 +271,8 @@ def render(res: dict) -> str:
         for r in cost["rows"]:
             params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "—"
             score = "—" if r.get("score") is None else f"{r['score']:.4f}"
-            lines.append(f"| `{r['validator']}` | {params} | {_fmt_s(r['cpu'])} | {_fmt_s(r['wall'])} "
+            when = f" (measured {r['measured']})" if "measured" in r else ""
+            lines.append(f"| `{r['validator']}`{when} | {params} | {_fmt_s(r['cpu'])} | {_fmt_s(r['wall'])} "
                          f"| {r['load'][0]:.1f}→{r['load'][1]:.1f} | {score} |")
         lines += ["", "*score*: the validator's value on this pool, for reference only (its classes are almost "
                   "perfectly separable, so the accuracies are 1.0)." + _las_query_cost()]
@@ -335,7 +347,7 @@ def main() -> None:
     args = ap.parse_args()
     res = json.loads(JSON_OUT.read_text()) if JSON_OUT.exists() else {}
     if args.cost:
-        res["cost"] = measure_cost(args.exact_snd)
+        res["cost"] = measure_cost(args.exact_snd, res.get("cost"))
     if args.agreement:
         res["agreement"] = measure_agreement()
     if args.agreement_real:

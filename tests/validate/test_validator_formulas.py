@@ -261,3 +261,42 @@ def test_arrays_given_by_position_are_named():
                                         r"adakit.validate\('bnm', probs=\.\.\.\); inputs: probs, embeddings"):
         adakit.validate("bnm", p)
     assert adakit.validate("bnm", probs=p) == adakit.validate.validate("bnm", probs=p)
+
+
+def test_dev_weights_are_cross_fitted_with_the_c_of_the_lowest_out_of_fold_log_loss():
+    """Each held-out source sample is weighted by a domain classifier fitted without it: the same weights as
+    scikit-learn's own cross_val_predict on the same folds; C is the one whose out-of-fold predictions have the
+    lowest domain log-loss; without a shift the weights average 1 (an in-sample classifier put them far below)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from adakit.validate.dev import density_ratio
+
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(40, 3)), rng.normal(size=(120, 3)) + np.array([1.0, 0.0, 0.0])
+    x, y = np.concatenate([xs, xt]), np.r_[np.zeros(40), np.ones(120)]
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+
+    def oof(c):
+        return cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)), x, y,
+                                 cv=cv, method="predict_proba")[:, 1]
+
+    for c in (0.01, 1.0):
+        pt = oof(c)[:40]
+        np.testing.assert_allclose(density_ratio(xs, xt, Cs=(c,), folds=4), pt / (1 - pt) * 30 / 90, rtol=1e-4)
+    losses = {c: log_loss(y, oof(c)) for c in (1e-4, 1.0)}
+    best = min(losses, key=losses.get)
+    assert best == 1.0  # a real shift: the weakly regularised classifier predicts the domains better
+    np.testing.assert_allclose(density_ratio(xs, xt, Cs=(1e-4, 1.0), folds=4),
+                               density_ratio(xs, xt, Cs=(best,), folds=4))
+    # no shift, 80 samples of 256 features: the strong regularisation wins and the weights average 1
+    xs, xt = rng.normal(size=(80, 256)), rng.normal(size=(800, 256))
+    w = density_ratio(xs, xt)
+    assert 0.95 < w.mean() < 1.05 and w.std() < 0.2
+    # fewer than 2 source samples: no classifier can leave one out
+    assert np.isnan(density_ratio(xs[:1], xt)).all()
+    assert np.isnan(adakit.validate("dev", source_probs=[[0.5, 0.5]], source_labels=[0], source_embeddings=xs[:1],
+                                    embeddings=xt, probs=np.full((800, 2), 0.5)))
