@@ -149,17 +149,14 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
     starts = range(0, n, batch_size)
     feats = []
     channels = input_channels(extractor)
+    torch_input = isinstance(extractor, (TorchFeatureExtractor, ModuleFeatureExtractor))
     with progress_bar(len(starts), f"features {domain.name}", enabled=show_progress) as bar:
         for s in starts:
             x = domain.load(np.arange(s, min(s + batch_size, n)), train=False)
             if x.dim() == 4 and x.shape[1] == 1 and channels == 3:
                 x = x.expand(-1, 3, -1, -1)  # grey as RGB, as grey image files are read
-            if isinstance(extractor, TorchFeatureExtractor) and (x.dim() != 4 or x.shape[1] != 3):
-                raise DataError(f"images: a batch of shape {tuple(x.shape)}, but {extractor.name} takes RGB images "
-                                "(N, 3, H, W); give grey images (N, H, W) as x[:, None], one image (C, H, W) as "
-                                "x[None], RGBA without its alpha (x[:, :3]), or image files / PIL images (read as "
-                                "RGB, transparency on white)")
-            torch_input = isinstance(extractor, (TorchFeatureExtractor, ModuleFeatureExtractor))
+            if s == 0:  # once: a domain's batches share its samples' shape
+                _check_first_batch(x, extractor)
             feats.append(extractor(x if torch_input else x.numpy()))
             bar.advance()
     feat = np.concatenate(feats)
@@ -168,6 +165,16 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"the model gave NaN/inf features for {int(bad.sum())} images, e.g. {domain.describe(i)}")
     return feat
+
+
+def _check_first_batch(x: torch.Tensor, extractor: Any) -> None:
+    """`DataError` when a batch's shape is not what ``extractor`` takes (a named backbone: RGB (N, 3, H, W)), before
+    it runs."""
+    if isinstance(extractor, TorchFeatureExtractor) and (x.dim() != 4 or x.shape[1] != 3):
+        raise DataError(f"images: a batch of shape {tuple(x.shape)}, but {extractor.name} takes RGB images "
+                        "(N, 3, H, W); give grey images (N, H, W) as x[:, None], one image (C, H, W) as "
+                        "x[None], RGBA without its alpha (x[:, :3]), or image files / PIL images (read as "
+                        "RGB, transparency on white)")
 
 
 class ModuleFeatureExtractor:

@@ -455,6 +455,19 @@ def test_an_onnx_model_of_a_fixed_batch_size_runs_in_chunks_of_it(tiny_images, t
     assert not (tmp_path / "w.npz").exists()
 
 
+def test_extract_features_checks_the_batch_shape_once(monkeypatch):
+    """The batch-shape check ran on every batch; a domain's batches share its samples' shape: it runs on the first
+    one, with the same errors."""
+    from adakit import features
+
+    calls = []
+    check = features._check_first_batch
+    monkeypatch.setattr(features, "_check_first_batch", lambda x, e: calls.append(tuple(x.shape)) or check(x, e))
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+    out = features.compute_features(torch.rand(7, 3, 8, 8), backbone=net, device="cpu", batch_size=3)
+    assert out.shape == (7, 4) and calls == [(3, 3, 8, 8)]
+
+
 def _resnet18_extractor() -> tuple[torch.nn.Module, dict]:
     """A seeded ResNet-18 without its classifier and the compute_features keywords the tests use with it."""
     import torchvision
