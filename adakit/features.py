@@ -50,8 +50,17 @@ def file_record(path: Path, full_path: bool = False) -> str:
     return f"{path if full_path else path.name} (sha256 {file_hash(path)[:12]})"
 
 
+#: the input types of an ONNX model adakit feeds (its float32 batches converted): ``tensor(...)`` → numpy type
+ONNX_FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
 class OnnxFeatureExtractor:
-    """A frozen ONNX model; ``__call__`` maps a float batch (N, 3, H, W) to one named output (N, d)."""
+    """A frozen ONNX model; ``__call__`` maps a float batch (N, 3, H, W) to one named output (N, d).
+
+    The model's input is read once, at load: a float16 or float64 input gets the batches converted to its type; an
+    input of another type (uint8 pixels, say: adakit feeds ImageNet-normalised floats) or of non-square fixed
+    height and width is a `ConfigError` naming the file. ``channels``: the channels the input takes when fixed (a
+    model of another number than 3 cannot read image files, which are RGB: `check_rgb_input`)."""
 
     def __init__(self, model: str | Path, output: str = "feat", threads: int | None = None):
         ort = _onnxruntime()
@@ -79,6 +88,15 @@ class OnnxFeatureExtractor:
             raise DataError(f"{self.path}: no output named {output!r}; its outputs are {outputs}")
         self.input, self.output = inputs[0].name, output
         shape = inputs[0].shape
+        #: the input as the model declares it, for messages: name, shape (N for a named or free dimension), type
+        self.input_text = (f"its input {inputs[0].name!r} of shape "
+                           f"({', '.join(str(d) if isinstance(d, int) else 'N' for d in shape)}), {inputs[0].type}")
+        self.input_dtype = ONNX_FLOAT_INPUTS.get(inputs[0].type)
+        if self.input_dtype is None:  # (else refused only at the first batch, after reading every image)
+            raise ConfigError(f"{self.path}: {self.input_text}, but adakit feeds float32 images (N, 3, H, W) "
+                              "normalised with the ImageNet mean and std (converted to float16 or float64 for a model "
+                              "taking those); export the model with a float input that takes such images")
+        self.channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) and shape[1] > 0 else None
         side = [d if isinstance(d, int) else None for d in shape[-2:]] if len(shape) == 4 else [None, None]
         if None not in side and side[0] != side[1]:  # (else refused only at the first batch, after reading images)
             raise ConfigError(f"{self.path}: its input {inputs[0].name!r} takes {side[0]}×{side[1]} (height × width) "
@@ -88,11 +106,21 @@ class OnnxFeatureExtractor:
         #: a batch size fixed in the model (a model exported for batch 1, say): batches run in chunks of it
         self.fixed_batch = shape[0] if len(shape) == 4 and isinstance(shape[0], int) and shape[0] > 0 else None
 
+    def check_rgb_input(self) -> None:
+        """`ConfigError` when the model takes a fixed number of channels other than 3: image files and PIL images are
+        read as RGB, and adakit does not make other channels of them (grey from ImageNet-normalised RGB has no one
+        meaning); called before any image is read."""
+        if self.channels not in (None, 3):
+            grey = ", or give compute_features grey arrays (N, 1, H, W)" if self.channels == 1 else ""
+            raise ConfigError(f"{self.path}: {self.input_text}, takes {self.channels}-channel images, but adakit "
+                              "reads image files as RGB and feeds (N, 3, H, W) batches; export the model with a "
+                              f"3-channel input{grey}")
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
         if self.fixed_batch is not None and len(x) != self.fixed_batch:
             n, b = len(x), self.fixed_batch
-            pad = np.zeros((-n % b, *x.shape[1:]), np.float32)  # the last chunk filled up; its padding dropped
+            pad = np.zeros((-n % b, *x.shape[1:]), x.dtype)  # the last chunk filled up; its padding dropped
             chunks = np.concatenate([x, pad]).reshape(-1, b, *x.shape[1:])
             return np.concatenate([self(c) for c in chunks])[:n]
         try:
@@ -168,13 +196,18 @@ def extract_features(domain: Domain, extractor, batch_size: int = 64,
 
 
 def _check_first_batch(x: torch.Tensor, extractor: Any) -> None:
-    """`DataError` when a batch's shape is not what ``extractor`` takes (a named backbone: RGB (N, 3, H, W)), before
-    it runs."""
+    """`DataError` when a batch's shape is not what ``extractor`` takes (a named backbone: RGB (N, 3, H, W); an ONNX
+    model of fixed channels: those), before it runs."""
     if isinstance(extractor, TorchFeatureExtractor) and (x.dim() != 4 or x.shape[1] != 3):
         raise DataError(f"images: a batch of shape {tuple(x.shape)}, but {extractor.name} takes RGB images "
                         "(N, 3, H, W); give grey images (N, H, W) as x[:, None], one image (C, H, W) as "
                         "x[None], RGBA without its alpha (x[:, :3]), or image files / PIL images (read as "
                         "RGB, transparency on white)")
+    c = extractor.channels if isinstance(extractor, OnnxFeatureExtractor) else None
+    if c is not None and (x.dim() != 4 or x.shape[1] != c):
+        raise DataError(f"images: a batch of shape {tuple(x.shape)}, but the ONNX model {extractor.path} takes "
+                        f"(N, {c}, H, W) ({extractor.input_text}); give images of {c} channels, or use a model "
+                        "that takes yours")
 
 
 class ModuleFeatureExtractor:
@@ -233,7 +266,10 @@ def compute_features(images, *, backbone: str | torch.nn.Module | None = None, w
             torch.set_num_threads(threads)
         extractor, size = ModuleFeatureExtractor(backbone, device), image_size or 224
     else:
-        extractor, size = _extractor(model, output, backbone, weights, device, threads, image_size)
+        files = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, (list, tuple)) and bool(images)
+                                                                 and all(isinstance(i, (str, Path, Image.Image))
+                                                                         for i in images))
+        extractor, size = _extractor(model, output, backbone, weights, device, threads, image_size, rgb=files)
     cfg = DataConfig(format="image_folder", source="input", target="input", image_size=size, resize=resize)
     size, resize = img._sizes(cfg)
     if isinstance(images, Image.Image):
@@ -270,18 +306,22 @@ def input_channels(extractor: Any) -> int | None:
     if isinstance(extractor, ModuleFeatureExtractor):
         conv = next((m for m in extractor.net.modules() if isinstance(m, torch.nn.Conv2d)), None)
         return None if conv is None else conv.in_channels
-    shape = extractor.session.get_inputs()[0].shape if isinstance(extractor, OnnxFeatureExtractor) else ()
-    return shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
+    if isinstance(extractor, OnnxFeatureExtractor):
+        return extractor.channels or 3
+    return 3
 
 
 def _extractor(model: str | Path | None, output: str | None, backbone: str | None, weights: str | None,
-               device: str, threads: int | None, image_size: int | None) -> tuple[Any, int | None]:
+               device: str, threads: int | None, image_size: int | None, rgb: bool = True) -> tuple[Any, int | None]:
     """The feature extractor (an ONNX file, else a named backbone) and the crop size it takes; an ONNX model of a
-    fixed input size refuses another ``image_size`` before any image is read."""
+    fixed input size refuses another ``image_size``, and with ``rgb`` (image files or PIL images to read) one of
+    fixed channels other than 3 is refused, before any image is read."""
     if model is None:
         size = image_size or 224
         return TorchFeatureExtractor(backbone or DEFAULT_BACKBONE, weights, device, threads, size), size
     extractor = OnnxFeatureExtractor(model, output, threads)
+    if rgb:
+        extractor.check_rgb_input()
     fixed = extractor.image_size
     if image_size is not None and fixed is not None and image_size != fixed:
         raise ConfigError(f"--image-size {image_size}: the ONNX model {model} takes {fixed}×{fixed} images; leave "

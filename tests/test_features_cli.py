@@ -421,14 +421,17 @@ def test_export_script_adds_the_pooled_features_of_a_small_model(tmp_path):
     assert script.main([str(tmp_path / "tiny_feat.onnx"), str(tmp_path / "again.onnx")]) == 2  # 'feat' exists
 
 
-def _pooling_onnx(path, input_shape) -> None:
-    """An ONNX model whose output ``feat`` is the per-channel mean of its input ``input`` of ``input_shape``."""
+def _pooling_onnx(path, input_shape, input_type: str = "FLOAT") -> None:
+    """An ONNX model whose output ``feat`` (float32) is the per-channel mean of its input ``input`` of ``input_shape``
+    and type ``input_type`` (a ``onnx.TensorProto`` name)."""
     pytest.importorskip("onnx", reason="onnx not installed (pip install onnx; the onnx and test extras)")
     from onnx import TensorProto, helper, save
 
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]), helper.make_node("Flatten", ["p"], ["feat"])]
-    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-                              [helper.make_tensor_value_info("feat", TensorProto.FLOAT, [input_shape[0], 3])])
+    nodes = [helper.make_node("Cast", ["input"], ["x"], to=TensorProto.FLOAT),
+             helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["feat"])]
+    graph = helper.make_graph(
+        nodes, "pool", [helper.make_tensor_value_info("input", getattr(TensorProto, input_type), input_shape)],
+        [helper.make_tensor_value_info("feat", TensorProto.FLOAT, [input_shape[0], input_shape[1]])])
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
@@ -453,6 +456,44 @@ def test_an_onnx_model_of_a_fixed_batch_size_runs_in_chunks_of_it(tiny_images, t
                                           r"adakit feeds square centre crops"):
         cache_features(tiny_images, tmp_path / "w.npz", model=tmp_path / "wide.onnx", **kw)
     assert not (tmp_path / "w.npz").exists()
+
+
+def test_an_onnx_model_of_another_input_type_or_channels_is_fed_or_refused_at_load(tiny_images, tmp_path):
+    """A model taking float16, uint8 pixels or one channel failed at the first batch (after every image was
+    checked) with onnxruntime's raw type or shape error. Its input is read at load: float16 (and float64) get the
+    batches in their type; another type, or fixed channels other than 3 for image files (read as RGB), is a
+    ConfigError naming the file, its input and what adakit feeds, before any image is read; grey arrays reach a
+    1-channel model, RGB arrays are named at the first batch."""
+    from adakit.features import cache_features, compute_features
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    kw = {"resize": 36, "show_progress": False}
+    _pooling_onnx(tmp_path / "f32.onnx", ["n", 3, 32, 32])
+    _pooling_onnx(tmp_path / "f16.onnx", ["n", 3, 32, 32], "FLOAT16")
+    ref = np.load(cache_features(tiny_images, tmp_path / "f32.npz", model=tmp_path / "f32.onnx", **kw)[0])["feat"]
+    half = np.load(cache_features(tiny_images, tmp_path / "f16.npz", model=tmp_path / "f16.onnx", **kw)[0])["feat"]
+    assert half.dtype == np.float32 and np.ptp(ref[:, 0]) > 0.01
+    np.testing.assert_allclose(half, ref, atol=2e-3, rtol=0)  # the float16 rounding of the inputs, averaged
+
+    _pooling_onnx(tmp_path / "u8.onnx", ["n", 3, 32, 32], "UINT8")
+    with pytest.raises(ConfigError, match=r"u8\.onnx: its input 'input' of shape \(N, 3, 32, 32\), tensor\(uint8\), "
+                                          r"but adakit feeds float32 images \(N, 3, H, W\) normalised"):
+        compute_features(tmp_path / "nowhere", model=tmp_path / "u8.onnx", **kw)  # (no image folder: not read)
+    _pooling_onnx(tmp_path / "grey.onnx", ["n", 1, 32, 32])
+    for images in (tmp_path / "nowhere", [tmp_path / "nowhere.png"]):
+        with pytest.raises(ConfigError, match=r"grey\.onnx: its input 'input' of shape \(N, 1, 32, 32\), "
+                                              r"tensor\(float\), takes 1-channel images, but adakit reads image "
+                                              r"files as RGB"):
+            compute_features(images, model=tmp_path / "grey.onnx", **kw)
+    with pytest.raises(ConfigError, match="takes 1-channel images"):
+        cache_features(tiny_images, tmp_path / "g.npz", model=tmp_path / "grey.onnx", **kw)
+    assert not (tmp_path / "g.npz").exists()
+    grey = torch.rand(5, 1, 32, 32)
+    np.testing.assert_allclose(compute_features(grey, model=tmp_path / "grey.onnx", batch_size=2),
+                               grey.mean(dim=(2, 3)).numpy(), rtol=1e-5)
+    with pytest.raises(DataError, match=r"images: a batch of shape \(2, 3, 32, 32\), but the ONNX model .*grey\.onnx "
+                                        r"takes \(N, 1, H, W\)"):
+        compute_features(torch.rand(2, 3, 32, 32), model=tmp_path / "grey.onnx")
 
 
 def test_extract_features_checks_the_batch_shape_once(monkeypatch):
