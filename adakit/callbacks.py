@@ -95,8 +95,10 @@ class TensorBoardLogger:
                         "tensorboard/); `tensorboard --logdir` on a parent folder shows the runs side by side")
 
     def destination(self, run_dir: Path, name: str | None = None) -> str:
-        """Where it writes for the run in ``run_dir``, as a phrase: two loggers of one destination record twice."""
-        return f"a TensorBoardLogger writing to {(self.log_dir or Path(run_dir) / 'tensorboard').absolute()}"
+        """Where it writes for the run in ``run_dir``, as a phrase: two loggers of one destination record twice. The
+        folder with links followed, as its run marker names the run folder: one folder given through a link and
+        directly is one destination."""
+        return f"a TensorBoardLogger writing to {(self.log_dir or Path(run_dir) / 'tensorboard').resolve()}"
 
     def __call__(self, kind: str, info: dict) -> None:
         if kind == "started":

@@ -372,6 +372,26 @@ def test_a_logger_or_callback_given_twice_is_refused_and_loggers_given_as_callba
                callbacks=[TensorBoardLogger(tmp_path / "tb"), MLflowLogger(experiment="other"), show]).close()
 
 
+def test_one_tensorboard_folder_given_through_a_link_and_directly_is_given_twice(tmp_path):
+    """The twice-given check compared TensorBoard folders as absolute paths, links not followed (the run marker
+    compares resolved paths): a folder given directly and through a symlink, or a run folder given through a symlink
+    with log.tensorboard: true beside a logger of its real tensorboard/, passed, and both loggers wrote every scalar
+    into the one folder. Both resolve the path now."""
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "tb", target_is_directory=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "run").symlink_to(tmp_path / "real", target_is_directory=True)
+    for values, run, loggers, where in (
+            (TINY, tmp_path / "r", [TensorBoardLogger(tmp_path / "tb"), TensorBoardLogger(tmp_path / "link")],
+             tmp_path / "tb"),
+            ({**TINY, "log": {"tensorboard": True}}, tmp_path / "run",
+             [TensorBoardLogger(tmp_path / "real" / "tensorboard")], tmp_path / "real" / "tensorboard")):
+        with pytest.raises(ConfigError, match=re.escape(f"a TensorBoardLogger writing to {where.resolve()} is given "
+                                                        "twice")):
+            ActiveLoop(build_config(values), run, show_progress=False, callbacks=loggers)
+    assert list((tmp_path / "tb").iterdir()) == [] and list((tmp_path / "real").iterdir()) == []
+
+
 def test_a_failing_callback_stops_the_run_after_the_others_got_the_event(tmp_path):
     """A callback that raised kept the event from the callbacks after it (a TensorBoardLogger listed after your own
     function lost that round's training losses for good: the event is not sent again on resume); every callback
