@@ -11,6 +11,8 @@
 * `stored_config` — the config a run folder's ledger holds, read without writing anything.
 * `load_checkpoint` / `clean_checkpoints` — named errors for missing or unreadable checkpoints, and removal
   of the files a killed process left behind.
+* `replaced_atomically` — files written whole; `sweep_stale_tmp` removes the temporary files of writes a killed
+  process left, in any folder adakit writes to.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import secrets
 import sqlite3
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -188,6 +192,61 @@ def check_not_ledger(path: str | Path, flag: str = "the output") -> None:
                           "Choose another file name")
 
 
+#: a temporary file of a write is left alone this long after its last change, whatever its PID (a writer on another
+#: host of a shared folder has a PID this host does not know; adakit's writes change their file at least this often)
+STALE_TMP_SECONDS = 15 * 60
+#: the temporary files of adakit's writes: ``<name>.<pid>-<6 hex>.tmp`` (`replaced_atomically`) and a new ledger's
+#: ``.<name>.<pid>.<8 hex>.tmp`` with SQLite's ``-journal`` beside it (`adakit.ledger`); group 1 or 2: the PID
+_TMP_NAME = re.compile(r"(?:.+\.(\d+)-[0-9a-f]{6}\.tmp|\..+\.(\d+)\.[0-9a-f]{8}\.tmp(?:-journal)?)")
+#: folders this process has swept (`sweep_stale_tmp`: once per folder, not at every write of a thousand files)
+_swept: set[str] = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process of ``pid`` runs on this host (this process, or one that cannot be signalled, counts)."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except (ProcessLookupError, OverflowError):  # none, or a PID this system cannot have
+        return False
+    except OSError:  # PermissionError: another user's process; anything else: taken as running
+        return True
+    return True
+
+
+def sweep_stale_tmp(folder: str | Path, force: bool = False) -> list[Path]:
+    """Remove the temporary files that writes killed midway left in ``folder`` (a process is killed while it writes:
+    `replaced_atomically` cannot remove its ``<name>.<pid>-<random>.tmp``); returns the removed paths. Removed: only
+    files named as adakit names them, whose PID is no live process on this host and that have not changed for
+    `STALE_TMP_SECONDS`; a live writer's file (of this process, or of another one running) is never touched. Done
+    once per folder per process (``force``: again); a file that cannot be removed is left, silently."""
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    if key in _swept and not force:
+        return []
+    _swept.add(key)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    now = time.time()
+    for entry in entries:
+        m = _TMP_NAME.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime \
+                    < STALE_TMP_SECONDS or _pid_alive(int(m.group(1) or m.group(2))):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(folder / entry.name)
+    return removed
+
+
 @contextmanager
 def replaced_atomically(path: str | Path, binary: bool = False, replace: bool = True) -> Iterator[Any]:
     """A file object for ``path``'s new content: written to ``<path>.<pid>-<random>.tmp`` (one per writer: two
@@ -195,9 +254,11 @@ def replaced_atomically(path: str | Path, binary: bool = False, replace: bool = 
     ends, so a killed process leaves the old file or the new one. With ``replace=False`` a ``path`` that
     appeared meanwhile (another process wrote it) is kept and a `ConfigError` says so. A write that fails (a full
     disk, a read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming
-    it. A run's ledger is never the target (`check_not_ledger`)."""
+    it. A run's ledger is never the target (`check_not_ledger`). The temporary files of writes a killed process
+    left in ``path``'s folder are removed first (`sweep_stale_tmp`)."""
     check_not_ledger(path)
     path = Path(path)
+    sweep_stale_tmp(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
     try:
         with tmp.open("wb") if binary else tmp.open("w", newline="", encoding="utf-8") as fh:

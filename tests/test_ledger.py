@@ -386,6 +386,50 @@ def test_two_writers_of_one_file_each_write_their_own_whole_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "g.npz", "h.npz"]
 
 
+def test_temporary_files_of_killed_writes_are_removed_by_the_next_write_into_their_folder(tmp_path):
+    """A process killed while writing (`replaced_atomically`, a new ledger) left ``<name>.<pid>-<random>.tmp`` for
+    good outside checkpoints/ (``adakit features --out somewhere/feats.npz``: in somewhere/). The next write into
+    the folder removes those whose process is gone and that have not changed for a while; a live writer's file
+    (another process's, this one's), a recent one and files not named as adakit names them are kept."""
+    from adakit.rundir import STALE_TMP_SECONDS, sweep_stale_tmp, write_atomically
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        old = os.path.getmtime(tmp_path) - STALE_TMP_SECONDS - 60
+        out, run = tmp_path / "somewhere", tmp_path / "run"
+        out.mkdir()
+        run.mkdir()
+        ledger_tmp = run / f".ledger.sqlite.{gone.pid}.0a1b2c3d.tmp"
+        stale = [out / f"feats.npz.{gone.pid}-0a1b2c.tmp", out / f"report.md.{gone.pid}-ffffff.tmp", ledger_tmp,
+                 ledger_tmp.with_name(ledger_tmp.name + "-journal")]
+        kept = [out / f"feats.npz.{alive.pid}-0a1b2d.tmp", out / f"feats.npz.{os.getpid()}-0a1b2e.tmp",
+                out / "feats.npz.tmp", out / f"notes.{gone.pid}.tmp", out / f"x.{gone.pid}-ABCDEF.tmp",
+                out / f"feats.npz.{gone.pid}-0a1b2.tmp", run / f"ledger.sqlite.{gone.pid}.0a1b2c3d.tmp"]
+        for f in stale + kept:
+            f.write_bytes(b"half a write")
+            os.utime(f, (old, old))
+        recent = out / f"feats.npz.{gone.pid}-0a1b2f.tmp"  # changed a moment ago: perhaps a writer on another host
+        recent.write_bytes(b"being written")
+        write_atomically(out / "feats.npz", "new")
+        with Ledger(run / "ledger.sqlite"):
+            pass
+        assert [f.name for f in stale if f.exists()] == []
+        assert [f.name for f in [*kept, recent] if not f.exists()] == []
+        assert (out / "feats.npz").read_text() == "new" and (run / "ledger.sqlite").is_file()
+        # once per folder and process: a file left later goes at the next command (or an explicit sweep)
+        later = out / f"labels.csv.{gone.pid}-123456.tmp"
+        later.write_bytes(b"")
+        os.utime(later, (old, old))
+        write_atomically(out / "labels.csv", "a")
+        assert later.exists()
+        assert sweep_stale_tmp(out, force=True) == [later] and not later.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 def test_check_finds_dangling_corrections_and_counts_first_answers_right(led, tmp_path):
     """A correction row pointing at a label row that does not exist passed `check` (SQLite's integrity_check does
     not check foreign keys); two equal first answers for one id were reported as 'labelled 1 times'."""
