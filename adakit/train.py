@@ -41,9 +41,11 @@ def inverse_decay(progress: float, gamma: float = 10.0, power: float = 0.75) -> 
 
 def index_batches(candidates: np.ndarray, batch_size: int, steps: int, gen: np.random.Generator,
                   weights: np.ndarray | None = None) -> np.ndarray:
-    """(steps, batch) indices drawn from ``candidates``: epoch-wise reshuffles, or with ``weights``."""
+    """(steps, batch) indices drawn from ``candidates``: epoch-wise reshuffles, or with ``weights`` (with
+    replacement). A batch holds at most ``len(candidates)`` rows either way (weighted draws took ``batch_size`` rows,
+    repeats of a smaller stream, before 2026-12-05)."""
     n = len(candidates)
-    bs = min(batch_size, n) if weights is None else batch_size
+    bs = min(batch_size, n)
     if weights is not None:
         return candidates[gen.choice(n, size=(steps, bs), p=weights / weights.sum())]
     epochs = -(-steps * bs // n)

@@ -55,7 +55,7 @@ def _setup(mode, bottleneck_dim=0, **train):
                         x=torch.randn(10, 5) + 100)  # target rows are recognisable (+100)
     model = build_model(ModelConfig(backbone="identity", bottleneck_dim=bottleneck_dim), (5,), 2)
     obj = _Spy(FineTune.Params(), feature_dim=model.feature_dim, num_classes=2)
-    cfg = TrainConfig(batch_size=8, labelled_target=mode, **train)
+    cfg = TrainConfig(**{"batch_size": 8, "labelled_target": mode, **train})
     return Trainer(model, obj, cfg, torch.device("cpu")), obj, src, pool
 
 
@@ -162,3 +162,22 @@ def test_no_weight_average_leaves_the_fit_as_it_was():
         trainer.fit(src, pool, np.array([1]), np.array([1]), iters=15, seed=5, show_progress=False)
         outs.append(trainer.model.head.weight.detach().clone())
     assert torch.equal(outs[0], outs[1])
+
+
+def test_a_class_balanced_batch_holds_at_most_the_source_like_a_plain_one():
+    """train.class_balanced_source drew train.batch_size rows with replacement from a smaller source (20 samples,
+    batch 32: 12 repeats a step), while the plain sampler caps the batch at the source size; both cap it now, and a
+    larger source still gets batch_size rows, class-balanced."""
+    gen = np.random.default_rng(0)
+    w = class_balanced_weights(np.array([0, 0, 0, 1, 1]))
+    assert index_batches(np.arange(5), 32, 3, gen, w).shape == (3, 5)
+    assert index_batches(np.arange(5), 32, 3, gen).shape == (3, 5)
+    assert index_batches(np.arange(100), 32, 3, gen, np.ones(100)).shape == (3, 32)
+    for mode in ("separate", "union"):
+        sizes = {}
+        for balanced in (False, True):
+            trainer, obj, src, pool = _setup(mode, batch_size=32, class_balanced_source=balanced)
+            trainer.fit(src, pool, np.array([3, 7]), np.array([1, 0]), iters=4, seed=0, show_progress=False)
+            sizes[balanced] = {len(b.xs) for b in obj.seen}
+        assert sizes[True] == sizes[False] == {20 + 2 * (mode == "union")}  # (S∪T: source and labelled target rows)
+
