@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adakit.config import ExperimentConfig, load_config, read_yaml_file
 from adakit.data import load_domains
 from adakit.errors import ConfigError
-from adakit.loop import ActiveLoop
+from adakit.loop import ActiveLoop, check_run_config
 from adakit.params import format_validation_error
 from adakit.report import compare
 from adakit.rundir import mark_out_of_date
@@ -125,6 +125,7 @@ def check_plan(plan: list[tuple[ExperimentConfig, Path]]) -> None:
                           "folder gets its own tensorboard/, and `tensorboard --logdir` on the output folder shows "
                           "them side by side)")
     for cfg, run_dir in plan:
+        check_run_config(cfg, run_dir)  # (a setting one run would ignore: before the first run trains)
         if (run_dir / LEDGER_NAME).is_file():
             stored = stored_config(run_dir, required=False)
         elif (run_dir / "config.yaml").is_file() and cfg.runner == "linear_probe":  # a probe keeps no ledger

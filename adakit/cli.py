@@ -213,7 +213,7 @@ def run(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YA
     from adakit import distributed
     from adakit.config import load_config
     from adakit.errors import ConfigError
-    from adakit.loop import ActiveLoop
+    from adakit.loop import ActiveLoop, check_run_config
     from adakit.probe import run_probe, stored_probe_config
     from adakit.rundir import check_out_dir
 
@@ -223,6 +223,7 @@ def run(config: Path = typer.Argument(..., metavar="CONFIG", help="experiment YA
             # before any work: never overwrite a folder that is not a run
             is_run = probe_cfg is not None or check_out_dir(out_dir)
             cfg = load_config(config, set_)
+            check_run_config(cfg, config)
             if probe_cfg is not None and cfg.runner != "linear_probe":
                 raise ConfigError(f"--out {out_dir} holds a linear-probe run (runner: linear_probe in its "
                                   "config.yaml); choose another --out for a network run")

@@ -356,6 +356,73 @@ class ExperimentConfig(_Strict):
         return self.model_dump(mode="json")
 
 
+def user_changed(section: BaseModel, key: str) -> bool:
+    """``key`` of ``section`` (a config section) set by the user to a value other than its default. A value equal to
+    the default changes nothing, and a resolved config (a run folder's config.yaml, a stored config: every key
+    written out) holds the default of every key its run did not read, so it can be run again."""
+    return key in section.model_fields_set and getattr(section, key) != type(section).model_fields[key].default
+
+
+def reads_hidden_dim(backbone: str) -> bool:
+    """``model.hidden_dim`` is the width of the mlp backbone; no other backbone reads it."""
+    return backbone == "mlp"
+
+
+def reads_backbone_lr_mult(backbone: str, weights: str | None) -> bool:
+    """``train.backbone_lr_mult`` scales the lr of a pretrained backbone only (`adakit.models.Model.param_groups`):
+    one built with ``model.weights``, or your own module (``model.backbone: custom``)."""
+    return backbone == "custom" or bool(weights)
+
+
+def objective_head(objective: ObjectiveConfig | dict) -> str | None:
+    """The head ``objective`` (the objective section) makes the model use: "cosine" for MME and ``omega: mme``,
+    None where ``model.head`` stands (`adakit.adapt.base.Objective.head_for`)."""
+    section = objective if isinstance(objective, ObjectiveConfig) else ObjectiveConfig.model_validate(objective)
+    cls = OBJECTIVES.get(section.name)
+    return cls.head_for(cls.Params.validated(section.params(), "objective", ObjectiveConfig.model_fields))
+
+
+def reads_temperature(head: str, objective_head: str | None) -> bool:
+    """``model.temperature`` is the cosine head's: ``model.head: cosine``, or an objective that needs that head."""
+    return (objective_head or head) == "cosine"
+
+
+def unread_settings(cfg: ExperimentConfig) -> list[str]:
+    """The settings of ``cfg`` that the user changed (`user_changed`) but that its run would never read, each as
+    ``section.key: why; what to do`` (adakit ignored them before 2026-12-05). ``cfg``: the run's config with the
+    Python objects of `ActiveLoop` applied (your module makes ``model.backbone: custom``)."""
+    model, train, out = cfg.model, cfg.train, []
+    own = "your own module (ActiveLoop(model=...))" if model.backbone == "custom" else \
+        f"model.backbone={model.backbone}"
+    if user_changed(model, "hidden_dim") and not reads_hidden_dim(model.backbone):
+        out.append(f"model.hidden_dim: {model.hidden_dim} is the width of the mlp backbone, and {own} has no such "
+                   "layer, so the run would ignore it; remove model.hidden_dim (or set model.backbone: mlp)")
+    if user_changed(model, "temperature"):
+        head = objective_head(cfg.objective)
+        if not reads_temperature(model.head, head) and head is not None:
+            out.append(f"model.temperature: {model.temperature:g} is the temperature of the cosine head, but "
+                       f"objective.name={cfg.objective.name} trains the {head} head, so the run would ignore it; "
+                       "remove model.temperature")
+        elif not reads_temperature(model.head, head):
+            out.append(f"model.temperature: {model.temperature:g} is the temperature of the cosine head, but this run "
+                       f"has the {model.head} head (model.head: {model.head}, and objective.name={cfg.objective.name} "
+                       "keeps it), so the run would ignore it; set model.head: cosine (or use the cosine head's "
+                       "objective: objective.name: mme, or objective.omega: mme), or remove model.temperature")
+    if user_changed(train, "backbone_lr_mult") and not reads_backbone_lr_mult(model.backbone, model.weights):
+        out.append(f"train.backbone_lr_mult: {train.backbone_lr_mult:g} multiplies the learning rate of a pretrained "
+                   f"backbone only, and {own} starts from random weights (model.weights is not set), so the whole "
+                   "model trains at train.lr and the run would ignore it; remove train.backbone_lr_mult, or set "
+                   "model.weights (imagenet or a local state-dict file)")
+    return out
+
+
+def check_unread_settings(cfg: ExperimentConfig) -> None:
+    """Refuse (`ConfigError`) a network run's config with `unread_settings`, naming each, before any work."""
+    unread = unread_settings(cfg) if cfg.runner == "loop" else []
+    if unread:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(unread))
+
+
 def batch_norm_error(model: str, other: str = "") -> str:
     """The error of ``train.batch_size: 1`` with a model (``model``: the setting) that has batch-norm layers."""
     return (f"invalid config:\n  train.batch_size: 1 sample per batch cannot train {model}: batch normalization needs "

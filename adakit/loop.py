@@ -30,7 +30,17 @@ from torch import nn
 
 from adakit import distributed
 from adakit.callbacks import MLflowLogger, TensorBoardLogger, loggers_from_config
-from adakit.config import ExperimentConfig, ObjectiveConfig, QueryConfig, batch_norm_error, build_config, merge
+from adakit.config import (
+    ExperimentConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    QueryConfig,
+    batch_norm_error,
+    build_config,
+    check_unread_settings,
+    merge,
+    user_changed,
+)
 from adakit.data import Domains, load_domains
 from adakit.devices import check_device
 from adakit.errors import ConfigError, DataError, WaitingForLabels
@@ -311,7 +321,13 @@ def _with_objects(config, domains: Domains | None, source: Any, target: Any, tes
                           "brings its own class list")
     if isinstance(model, nn.Module):
         objs.backbone = model
-        values["model"] = {**values["model"], "backbone": "custom", "weights": None}
+        mlp_width = ModelConfig.model_fields["hidden_dim"].default
+        if user_changed(cfg.model, "hidden_dim"):  # (a config shared with runs of the built-in mlp: not an error)
+            warnings.warn(f"model.hidden_dim={cfg.model.hidden_dim} is the width of the mlp backbone, which your own "
+                          "module (model=) replaces, so this run ignores it (its config keeps the default "
+                          f"{mlp_width}); leave model.hidden_dim out of the config of runs with your own module",
+                          UserWarning, stacklevel=3)  # the caller of ActiveLoop(...)
+        values["model"] = {**values["model"], "backbone": "custom", "weights": None, "hidden_dim": mlp_width}
     elif isinstance(model, dict):
         values["model"] = merge(values["model"], model)
     elif model is not None:
@@ -328,7 +344,21 @@ def _with_objects(config, domains: Domains | None, source: Any, target: Any, tes
         raise ConfigError(f"oracle=: expected 'simulated', 'file' or a function labels_for(indices) -> labels, "
                           f"got {type(oracle).__name__}")
     cfg = build_config(values) if values != cfg.to_dict() else cfg
+    check_run_config(cfg)  # (with the objects applied: your module reads train.backbone_lr_mult)
     return cfg, domains, objs
+
+
+def check_run_config(cfg: ExperimentConfig, where: str | Path | None = None) -> None:
+    """The checks of a network run's config (``cfg``, with `ActiveLoop`'s Python objects applied) beyond its
+    validation, before any work: settings the run would never read (`adakit.config.check_unread_settings`).
+    ``where`` (the config file, a run folder) prefixes the error. A linear-probe config (``runner: linear_probe``)
+    passes."""
+    if cfg.runner != "loop":
+        return
+    try:
+        check_unread_settings(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}" if where is not None else str(e)) from None
 
 
 #: the user modules that runs of this process have trained (`ActiveLoop(model=...)` trains them in place)

@@ -365,8 +365,10 @@ def _unused_legacy_values(values: dict) -> dict:
     """A stored config with the legacy values its run never read replaced by today's defaults, so that it loads
     and compares equal to the same config today: ``anchor.k: null`` (stored by adakit before 2026-12-02) without
     LAA, ``model.weights`` beside ``model.backbone: identity`` (ignored by adakit before 2026-12-04, refused
-    since: the identity backbone has no weights), and a ``model.dropout`` that no layer applied (a backbone other
-    than mlp with ``model.bottleneck_dim: 0``; ignored before 2026-12-05, refused since)."""
+    since: the identity backbone has no weights), a ``model.dropout`` that no layer applied (a backbone other
+    than mlp with ``model.bottleneck_dim: 0``; ignored before 2026-12-05, refused since), and the settings
+    `adakit.config.unread_settings` refuses since 2026-12-05: ``model.hidden_dim`` without the mlp backbone,
+    ``model.temperature`` without the cosine head, ``train.backbone_lr_mult`` without a pretrained backbone."""
     anchor = values.get("anchor")
     if isinstance(anchor, dict) and "k" in anchor and anchor["k"] is None and anchor.get("kind", "none") != "laa":
         values = {**values, "anchor": {**anchor, "k": 10}}
@@ -377,6 +379,40 @@ def _unused_legacy_values(values: dict) -> dict:
     if isinstance(model, dict) and model.get("backbone", "mlp") != "mlp" and model.get("bottleneck_dim") == 0 \
             and isinstance(model.get("dropout"), int | float) and model["dropout"] > 0:
         values = {**values, "model": {**model, "dropout": 0.0}}
+    return _unread_as_default(values)
+
+
+def _unread_as_default(values: dict) -> dict:
+    """A stored config with the settings its run never read (`adakit.config.unread_settings`) at their defaults."""
+    from adakit.config import (
+        ModelConfig,
+        TrainConfig,
+        objective_head,
+        reads_backbone_lr_mult,
+        reads_hidden_dim,
+        reads_temperature,
+    )
+
+    model, train = values.get("model"), values.get("train")
+    if not isinstance(model, dict):
+        return values
+    backbone = model.get("backbone", ModelConfig.model_fields["backbone"].default)
+    unread = {}
+    if "hidden_dim" in model and not reads_hidden_dim(backbone):
+        unread["hidden_dim"] = ModelConfig.model_fields["hidden_dim"].default
+    if "temperature" in model:
+        try:
+            head = objective_head(values.get("objective") or {})
+        except Exception:  # noqa: BLE001 - an objective that does not validate: left as stored (validation names it)
+            head = "cosine"
+        if not reads_temperature(model.get("head", ModelConfig.model_fields["head"].default), head):
+            unread["temperature"] = ModelConfig.model_fields["temperature"].default
+    if unread:
+        values = {**values, "model": {**model, **unread}}
+    if isinstance(train, dict) and "backbone_lr_mult" in train \
+            and not reads_backbone_lr_mult(backbone, model.get("weights")):
+        default = TrainConfig.model_fields["backbone_lr_mult"].default
+        values = {**values, "train": {**train, "backbone_lr_mult": default}}
     return values
 
 

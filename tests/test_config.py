@@ -223,6 +223,87 @@ def test_dropout_without_a_layer_to_act_on_is_refused():
     assert build_config({}, ["model.backbone=identity", "model.bottleneck_dim=0"]).model.dropout == 0
 
 
+def _run_check(sets, model=None):
+    """`ActiveLoop`'s check of a config with its Python objects applied (``model``: your module), no data loaded."""
+    from adakit.loop import _with_objects
+
+    return _with_objects(build_config({}, sets), None, None, None, None, None, model, None, None, None)[0]
+
+
+@pytest.mark.parametrize("sets, error", [
+    (["model.backbone=identity", "model.hidden_dim=64"],
+     r"model.hidden_dim: 64 is the width of the mlp backbone, and model.backbone=identity has no such layer, so the "
+     r"run would ignore it; remove model.hidden_dim \(or set model.backbone: mlp\)"),
+    (["model.backbone=resnet18", "model.hidden_dim=512"], r"model.hidden_dim: 512 .*model.backbone=resnet18 has no"),
+    (["model.temperature=0.1"],
+     r"model.temperature: 0.1 is the temperature of the cosine head, but this run has the linear head \(model.head: "
+     r"linear, and objective.name=finetune keeps it\), so the run would ignore it; set model.head: cosine \(or use "
+     r"the cosine head's objective: objective.name: mme, or objective.omega: mme\), or remove model.temperature"),
+    (["model.temperature=0.1", "model.head=cosine", "objective.name=biwaa"],
+     r"model.temperature: 0.1 is the temperature of the cosine head, but objective.name=biwaa trains the linear head, "
+     r"so the run would ignore it; remove model.temperature"),
+    (["train.backbone_lr_mult=1.0"],
+     r"train.backbone_lr_mult: 1 multiplies the learning rate of a pretrained backbone only, and model.backbone=mlp "
+     r"starts from random weights \(model.weights is not set\), so the whole model trains at train.lr and the run "
+     r"would ignore it; remove train.backbone_lr_mult, or set model.weights \(imagenet or a local state-dict file\)"),
+])
+def test_a_setting_the_run_would_not_read_is_refused(sets, error):
+    """model.hidden_dim without the mlp backbone, model.temperature without the cosine head (model.head or the
+    objective's) and train.backbone_lr_mult without a pretrained backbone were ignored without a word."""
+    with pytest.raises(ConfigError, match="invalid config:\n  " + error):
+        _run_check(sets)
+
+
+def test_the_settings_a_run_reads_and_defaults_written_out_pass():
+    """The uses that read each setting pass, the defaults written out (a run folder's config.yaml run again) pass,
+    and your own module (ActiveLoop(model=...)) is a pretrained backbone: it reads train.backbone_lr_mult (as the
+    examples set it) but not model.hidden_dim (a warning beside a module: the config may serve mlp runs too)."""
+    from adakit.config import unread_settings
+
+    for sets in (["model.hidden_dim=64"], ["model.temperature=0.1", "model.head=cosine"],
+                 ["model.temperature=0.1", "objective.name=mme"], ["model.temperature=0.1", "objective.omega=mme"],
+                 ["model.temperature=0.1", "objective.name=tsf_mme"],
+                 ["train.backbone_lr_mult=1", "model.weights=w.pt"],
+                 ["model.backbone=resnet18", "model.weights=imagenet", "train.backbone_lr_mult=0.5"],
+                 ["model.backbone=identity", "model.hidden_dim=1024", "model.temperature=0.05"]):
+        _run_check(sets)
+    resolved = build_config(build_config({}, ["model.backbone=resnet18"]).to_dict())  # every key set, defaults
+    assert "hidden_dim" in resolved.model.model_fields_set and unread_settings(resolved) == []
+    module = torch.nn.Linear(64, 8)
+    assert _run_check(["train.backbone_lr_mult=1"], model=module).model.backbone == "custom"
+    # a config shared with runs of the built-in mlp: a warning, and the run's config keeps the default width
+    with pytest.warns(UserWarning, match=r"model.hidden_dim=64 is the width of the mlp backbone, which your own "
+                                         r"module \(model=\) replaces, so this run ignores it \(its config keeps "
+                                         r"the default 1024\)"):
+        assert _run_check(["model.hidden_dim=64"], model=module).model.hidden_dim == 1024
+    with pytest.raises(ConfigError, match=r"model.hidden_dim: 64 is the width of the mlp backbone, and your own "
+                                          r"module \(ActiveLoop\(model=...\)\) has no such layer"):
+        _run_check(["model.backbone=custom", "model.hidden_dim=64"])
+    with pytest.raises(ConfigError, match="model.temperature"):  # also as a dict of model settings
+        _run_check([], model={"temperature": 0.2})
+    assert build_config({}, ["train.backbone_lr_mult=1"]).train.backbone_lr_mult == 1  # (a module may come later)
+
+
+def test_adakit_run_and_activeloop_refuse_an_unread_setting_before_any_work(tmp_path):
+    """`adakit run` names the config file; ActiveLoop refuses before the run folder exists; a bench names the run."""
+    from typer.testing import CliRunner
+
+    from adakit.cli import app
+    from adakit.loop import ActiveLoop
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  backbone: identity\n  hidden_dim: 64\n")
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
+    assert res.exit_code != 0 and f"{path}: invalid config:" in res.output and "model.hidden_dim: 64" in res.output
+    with pytest.raises(ConfigError, match="train.backbone_lr_mult: 0.5"):
+        ActiveLoop({"train": {"backbone_lr_mult": 0.5}}, tmp_path / "r2", show_progress=False)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+    from adakit.bench import check_plan
+
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'r3'}: invalid config:\n  model.temperature: 0.2"):
+        check_plan([(build_config({}, ["model.temperature=0.2"]), tmp_path / "r3")])
+
+
 def test_relative_log_folders_are_made_absolute(tmp_path, monkeypatch):
     """A resumed run started from another working folder logged to another place."""
     monkeypatch.chdir(tmp_path)

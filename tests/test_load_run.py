@@ -268,25 +268,52 @@ def test_load_run_of_a_run_training_now_takes_the_round_saved_meanwhile(tmp_path
 
 
 @pytest.mark.parametrize("model, key, value, loaded", [
-    ({"backbone": "identity", "bottleneck_dim": 8}, "weights", "never-read.pt", None),  # refused since 2026-12-04
-    ({"backbone": "identity", "bottleneck_dim": 0}, "dropout", 0.5, 0.0),  # no layer applied it; refused since 12-05
+    ({"backbone": "identity", "bottleneck_dim": 8}, "model.weights", "never-read.pt", None),  # refused since 12-04
+    ({"backbone": "identity", "bottleneck_dim": 0}, "model.dropout", 0.5, 0.0),  # no layer applied it; since 12-05
+    # refused since 2026-12-05 (`adakit.config.unread_settings`): no mlp, no cosine head, no pretrained backbone
+    ({"backbone": "identity", "bottleneck_dim": 8}, "model.hidden_dim", 64, 1024),
+    ({"hidden_dim": 16, "bottleneck_dim": 8}, "model.temperature", 0.5, 0.05),
+    ({"hidden_dim": 16, "bottleneck_dim": 8}, "train.backbone_lr_mult", 1.0, 0.1),
 ])
 def test_a_stored_run_with_a_setting_it_ignored_loads_and_resumes(tmp_path, model, key, value, loaded):
     """Runs stored while a setting was ignored (model.weights beside the identity backbone, model.dropout without an
-    mlp backbone or a bottleneck; each refused since) load, resume and compare equal to the same config without it."""
+    mlp backbone or a bottleneck, model.hidden_dim without the mlp, model.temperature without the cosine head,
+    train.backbone_lr_mult without a pretrained backbone; each refused since) load, resume and compare equal to the
+    same config without it."""
     from adakit.ledger import Ledger
     from adakit.rundir import config_changes
 
+    section, field = key.split(".")
     run = tmp_path / "run"
     cfg = build_config({**SMALL, "model": model})
     ActiveLoop(cfg, run, show_progress=False).run()
     with Ledger(run / "ledger.sqlite") as led:
         stored = led.get_meta("config")
-        stored["model"][key] = str(tmp_path / value) if key == "weights" else value
+        stored[section][field] = str(tmp_path / value) if field == "weights" else value
         led.set_meta("config", stored)
-    assert getattr(adakit.load_run(run).config.model, key) == loaded  # (both raised the refusal)
-    assert getattr(ActiveLoop.resume(run, show_progress=False).cfg.model, key) == loaded
+    assert getattr(getattr(adakit.load_run(run).config, section), field) == loaded  # (each raised the refusal)
+    assert getattr(getattr(ActiveLoop.resume(run, show_progress=False).cfg, section), field) == loaded
     assert config_changes(stored, cfg) == ""
+
+
+def test_a_stored_run_with_every_default_written_out_resumes_and_runs_again(tmp_path):
+    """A run's stored config and config.yaml hold every key, model.hidden_dim, model.temperature and
+    train.backbone_lr_mult included, whatever the backbone and head: it resumes, and its config.yaml runs again in
+    another folder (`adakit run RUN/config.yaml --out NEW`, as adakit's messages suggest)."""
+    from typer.testing import CliRunner
+
+    from adakit.cli import app
+    from adakit.config import load_config
+
+    run = tmp_path / "run"
+    cfg = build_config({**SMALL, "model": {"backbone": "identity", "bottleneck_dim": 8}})
+    ActiveLoop(cfg, run, show_progress=False).run()
+    written = (run / "config.yaml").read_text()
+    assert "hidden_dim: 1024" in written and "temperature: 0.05" in written and "backbone_lr_mult: 0.1" in written
+    assert "hidden_dim" in load_config(run / "config.yaml").model.model_fields_set
+    assert ActiveLoop.resume(run, show_progress=False).cfg == cfg
+    res = CliRunner().invoke(app, ["run", str(run / "config.yaml"), "--out", str(tmp_path / "again"), "--quiet"])
+    assert res.exit_code == 0, res.output
 
 
 def test_load_run_refuses_a_batch_size_that_is_not_a_positive_integer(demo_run):

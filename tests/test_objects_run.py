@@ -433,17 +433,18 @@ def test_a_module_trained_by_one_run_is_named_when_a_new_run_starts_from_it(tmp_
     first run's final weights, which a comparison of strategies must not do silently."""
     xs, ys, xt, yt = _arrays()
     objs = {"source": (xs, ys), "target": (xt, yt), "show_progress": False}
+    config = {**SMALL, "model": {"bottleneck_dim": 4}}  # (model.hidden_dim beside a module is a warning of its own)
     net = nn.Sequential(nn.Linear(5, 6), nn.ReLU())
     before = net[0].weight.detach().clone()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the first run: no warning
-        ActiveLoop(SMALL, tmp_path / "a", model=net, **objs).run()
+        ActiveLoop(config, tmp_path / "a", model=net, **objs).run()
     assert not torch.equal(before, net[0].weight)  # trained in place, as the README says
     with pytest.warns(RuntimeWarning, match="trained in place by an earlier run"):
-        ActiveLoop(SMALL, tmp_path / "b", model=net, **objs).close()
+        ActiveLoop(config, tmp_path / "b", model=net, **objs).close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a fresh module, or the run's own module to resume it: no warning
-        ActiveLoop(SMALL, tmp_path / "c", model=nn.Sequential(nn.Linear(5, 6), nn.ReLU()), **objs).close()
+        ActiveLoop(config, tmp_path / "c", model=nn.Sequential(nn.Linear(5, 6), nn.ReLU()), **objs).close()
         ActiveLoop.resume(tmp_path / "a", model=net, **objs).close()
 
 
