@@ -72,7 +72,7 @@ from adakit.rundir import (
     stored_experiment,
     write_atomically,
 )
-from adakit.train import Trainer
+from adakit.train import Trainer, check_index_memory
 
 
 def round_budgets(total: float, rounds: int, pool_size: int) -> list[int]:
@@ -350,13 +350,14 @@ def _with_objects(config, domains: Domains | None, source: Any, target: Any, tes
 
 def check_run_config(cfg: ExperimentConfig, where: str | Path | None = None) -> None:
     """The checks of a network run's config (``cfg``, with `ActiveLoop`'s Python objects applied) beyond its
-    validation, before any work: settings the run would never read (`adakit.config.check_unread_settings`).
-    ``where`` (the config file, a run folder) prefixes the error. A linear-probe config (``runner: linear_probe``)
-    passes."""
+    validation, before any work: settings the run would never read (`adakit.config.check_unread_settings`) and step
+    counts whose drawn sample indices exceed the machine's memory (`adakit.train.check_index_memory`). ``where``
+    (the config file, a run folder) prefixes the error. A linear-probe config (``runner: linear_probe``) passes."""
     if cfg.runner != "loop":
         return
     try:
         check_unread_settings(cfg)
+        check_index_memory(cfg.train)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}" if where is not None else str(e)) from None
 
