@@ -94,20 +94,6 @@ def check_index_memory(cfg, memory: int | None = None) -> None:
             raise ConfigError(f"invalid config:\n  {error}")
 
 
-@contextlib.contextmanager
-def _index_memory(desc: str, steps: int, batch_size: int):
-    """A `MemoryError` while a fit draws its sample indices as a `ConfigError` naming the settings to lower."""
-    try:
-        yield
-    except MemoryError:
-        from adakit.errors import ConfigError
-
-        need = _gib(steps * batch_size * INDEX_BYTES_PER_ROW)
-        raise ConfigError(f"{desc}: out of memory drawing the sample indices of {steps:,} steps x train.batch_size="
-                          f"{batch_size} rows (about {need}, drawn before the first step); lower train.warmup_iters "
-                          "(round 0) or train.round_iters (later rounds), or train.batch_size") from None
-
-
 def class_balanced_weights(y: np.ndarray) -> np.ndarray:
     counts = np.bincount(y)
     return 1.0 / counts[y]
@@ -209,10 +195,9 @@ class Trainer:
         else:
             s_cand = np.arange(n_s)
             s_w = class_balanced_weights(source.y) if cfg.class_balanced_source else None
-        with _index_memory(desc, iters, cfg.batch_size):
-            s_keys = index_batches(s_cand, cfg.batch_size, iters, gen, s_w)
-            l_keys = index_batches(np.arange(len(labelled_idx)), cfg.batch_size, iters, gen) \
-                if use_l and not union and self.anchor is None else None
+        s_keys = index_batches(s_cand, cfg.batch_size, iters, gen, s_w)
+        l_keys = index_batches(np.arange(len(labelled_idx)), cfg.batch_size, iters, gen) \
+            if use_l and not union and self.anchor is None else None
         anchors = AnchorSet(self.anchor, self.model, pool, labelled_idx, labelled_y.numpy(), cfg.batch_size, gen,
                             self.device, obj.num_classes, cfg.num_workers) \
             if use_l and self.anchor is not None else None
@@ -225,10 +210,8 @@ class Trainer:
             if target_weights is not None:
                 u_w = np.asarray(target_weights, dtype=np.float64)[u_cand]
                 u_w = u_w if u_w.sum() > 0 else None
-            with _index_memory(desc, iters, cfg.batch_size):
-                u_keys = index_batches(u_cand, cfg.batch_size, iters, gen, u_w)
-        with _index_memory(desc, iters, cfg.batch_size):
-            src_only = np.where(s_keys < n_s, s_keys, 0)
+            u_keys = index_batches(u_cand, cfg.batch_size, iters, gen, u_w)
+        src_only = np.where(s_keys < n_s, s_keys, 0)
         rows = _Rows(s_keys.shape[1], l_keys.shape[1] if l_keys is not None else 0,
                      u_keys.shape[1] if u_keys is not None else 0)
         pin = self.device.type == "cuda"
@@ -241,9 +224,8 @@ class Trainer:
                 if u_keys is not None else None
         tl_keys = None
         if union:
-            with _index_memory(desc, iters, cfg.batch_size):
-                tl_keys = np.where(s_keys >= n_s, labelled_idx[np.clip(s_keys - n_s, 0, None)]
-                                   if len(labelled_idx) else 0, 0)
+            tl_keys = np.where(s_keys >= n_s, labelled_idx[np.clip(s_keys - n_s, 0, None)]
+                               if len(labelled_idx) else 0, 0)
         sums: dict[str, float | torch.Tensor] = defaultdict(float)
         acc = torch.float32 if self.device.type == "mps" else torch.float64  # as the float() sums were
         self.model.train()
