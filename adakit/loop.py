@@ -913,7 +913,7 @@ class ActiveLoop:
     def _query_and_label(self, r: int) -> None:
         led = self.ledger
         if not self._on_main(lambda: led.round_reached(r, "queried")):
-            self._select(r, self.budgets[r - 1])
+            self._select(r, self.budgets[r - 1], people=self.cfg.oracle.kind == "file")
         self._on_main(lambda: self._label(r))
 
     def _label(self, r: int) -> None:
@@ -964,8 +964,9 @@ class ActiveLoop:
                           f"given meanwhile, which are kept: {shown}; to change one, import it with "
                           f"`adakit import-labels {sh(self.run_dir)} FILE --correct`", RuntimeWarning, stacklevel=2)
 
-    def _select(self, r: int, budget: int) -> None:
-        """Round r's selection with the current model, recorded in the ledger as open queries."""
+    def _select(self, r: int, budget: int, people: bool = False) -> None:
+        """Round r's selection with the current model, recorded in the ledger as open queries. ``people``: the
+        queries go to people (`_refuse_diverged`)."""
         pool = self.domains.pool
         # one read of rank 0's ledger: the labelled samples, and the dropped ones (never asked again)
         idx, y, gone = self._on_main(lambda: (*self._labelled(), self.ledger.dropped_pool()))
@@ -984,7 +985,25 @@ class ActiveLoop:
             view.__dict__["_outputs"] = cached[1]
         with distributed.sharded_inference():  # torchrun: every rank infers its share of the pool, gathered
             view.embeddings  # noqa: B018 - computes and caches the pool outputs
+        if people:
+            self._on_main(lambda: self._refuse_diverged(r, view))
         self._on_main(lambda: self._select_on_main(r, budget, view, mask | dropped))
+
+    def _refuse_diverged(self, r: int, view: PoolView) -> None:
+        """`ConfigError` when the model's pool probabilities are not finite (its training diverged, as the training
+        warned): a selection from them is arbitrary, and people would label it. Nothing is recorded or exported;
+        with a simulated oracle or a labelling function the run goes on (a sweep records the diverged setting)."""
+        from adakit.selection import all_finite
+
+        if all_finite(view.probs):
+            return
+        given = len(self._labelled()[0])
+        raise ConfigError(
+            f"round {r}: the model's outputs on the target pool are NaN or infinite (its training diverged: see the "
+            f"warning about the training loss), so its picks would be arbitrary; no queries were recorded or "
+            f"exported for people to label. The {given} label(s) given so far are kept in {self.ledger.path}. Start "
+            f"a new run with a lower train.lr (now {self.cfg.train.lr:g}) or train.weight_decay (now "
+            f"{self.cfg.train.weight_decay:g}), or look for NaN / inf values in your data")
 
     def _select_on_main(self, r: int, budget: int, view: PoolView, mask: np.ndarray) -> None:
         """The strategy's selection (on rank 0 only under torchrun), recorded as open queries."""
@@ -1056,7 +1075,7 @@ class ActiveLoop:
             raise DataError(f"select_round: budget={budget!r} (adakit query --budget): choose a whole number between 1 "
                             f"and {free} (samples of the target pool not yet queried)")
         with shown(self.show_progress):
-            self._select(r, count)
+            self._select(r, count, people=True)
         export_round(self.domains.pool, self.domains.classes, self.ledger.queries(r),
                      self.run_dir / "queries" / f"round-{r}")
         return r

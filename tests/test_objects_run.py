@@ -998,6 +998,38 @@ def test_a_training_loss_that_is_not_finite_is_warned_about(tmp_path):
         ActiveLoop(SMALL, tmp_path / "r", source=source, target=(xt, yt), show_progress=False).run()
 
 
+def test_a_diverged_model_sends_no_queries_to_people(tmp_path):
+    """With people as the oracle (oracle: file), a model whose training diverged (NaN weights) still chose a batch
+    (arbitrary picks) and exported it for people to label. The run now stops before recording round 1's queries,
+    naming the cause and the lr; with a labelling function the run goes on as before (a sweep records the diverged
+    setting)."""
+    from adakit.ledger import Ledger
+
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)
+    xt, yt = rng.normal(size=(30, 6)).astype(np.float32), rng.integers(0, 2, 30)
+    xs[:, 2] = np.nan
+    source = torch.utils.data.TensorDataset(torch.as_tensor(xs), torch.as_tensor(ys))
+    with pytest.warns(RuntimeWarning, match="not finite"), \
+            pytest.raises(ConfigError, match=r"round 1: the model's outputs on the target pool are NaN or infinite "
+                                             r"\(its training diverged.*no queries were recorded or exported for "
+                                             r"people to label\. The 0 label\(s\) given so far are kept in .*"
+                                             r"ledger.sqlite\. Start a new run with a lower train.lr \(now"):
+        ActiveLoop(SMALL, tmp_path / "people", source=source, target=xt, oracle="file", show_progress=False).run()
+    with Ledger(tmp_path / "people" / "ledger.sqlite") as led:
+        assert led.round_status(1) is None and led.queries(1) == []
+    assert not (tmp_path / "people" / "queries").exists()
+    loop = ActiveLoop.resume(tmp_path / "people", source=source, target=xt, show_progress=False)
+    with pytest.raises(ConfigError, match="round 1: the model's outputs on the target pool are NaN"):
+        loop.select_round(2)  # adakit query: the same
+    assert not (tmp_path / "people" / "queries").exists()
+    asked = []
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        ActiveLoop(SMALL, tmp_path / "function", source=source, target=xt, show_progress=False,
+                   oracle=lambda idx: asked.append(len(idx)) or yt[idx]).run()
+    assert sum(asked) == SMALL["budget"]["total"]
+
+
 def test_a_strategy_given_as_an_object_keeps_the_query_sections_own_keys():
     """``strategy=`` replaces the strategy and its parameters, not the section's own keys (``probs_from``)."""
     from adakit.loop import _with_objects
