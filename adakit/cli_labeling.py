@@ -47,7 +47,10 @@ def import_labels(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
                                               help="answers: CSV (sample_id,label) or Label Studio JSON export"),
                   annotator: str = typer.Option(None, "--annotator", help="who answered (default: file:<name>)"),
                   correct: bool = flag("record answers that differ from the ledger as corrections", "--correct"),
-                  dry_run: bool = flag("validate only, write nothing", "--dry-run")) -> None:
+                  dry_run: bool = flag("validate only, write nothing", "--dry-run"),
+                  skip_unqueried: bool = flag("skip, rather than reject, rows for samples this run has not queried "
+                                              "(an earlier run's labels, imported at every round)",
+                                              "--skip-unqueried")) -> None:
     """Validate answers (errors with line numbers) and commit the valid ones in one transaction.
 
     Importing the same file again changes nothing. Exit code 1 when some rows were rejected.
@@ -55,7 +58,8 @@ def import_labels(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="r
     from adakit.labeling.answers import import_answers
 
     try:
-        rep = import_answers(run_dir, file, annotator=annotator, correct=correct, dry_run=dry_run)
+        rep = import_answers(run_dir, file, annotator=annotator, correct=correct, dry_run=dry_run,
+                             skip_unqueried=skip_unqueried)
     except AdakitError as e:
         _fail(e)
     errors, notes = rep.messages(limit=SHOWN)

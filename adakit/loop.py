@@ -1003,7 +1003,9 @@ class ActiveLoop:
             f"warning about the training loss), so its picks would be arbitrary; no queries were recorded or "
             f"exported for people to label. The {given} label(s) given so far are kept in {self.ledger.path}. Start "
             f"a new run with a lower train.lr (now {self.cfg.train.lr:g}) or train.weight_decay (now "
-            f"{self.cfg.train.weight_decay:g}), or look for NaN / inf values in your data")
+            f"{self.cfg.train.weight_decay:g}), or look for NaN / inf values in your data; at each of its rounds, "
+            f"`adakit import-labels NEW_RUN FILE --skip-unqueried` with FILE from `adakit ledger export "
+            f"{sh(self.run_dir)} FILE` answers the queries people already answered here")
 
     def _select_on_main(self, r: int, budget: int, view: PoolView, mask: np.ndarray) -> None:
         """The strategy's selection (on rank 0 only under torchrun), recorded as open queries."""

@@ -63,6 +63,7 @@ class ImportReport:
     same: int = 0
     corrected: int = 0
     unanswered: int = 0
+    unqueried: int = 0  #: rows for samples the run has not queried, skipped (``skip_unqueried``)
     committed: bool = False
     unreadable: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -87,6 +88,8 @@ class ImportReport:
         s = f"{self.file.name}: {self.new} new, {self.same} unchanged, {self.corrected} corrected"
         if self.unanswered:
             s += f"; {self.unanswered} without a label (skipped)"
+        if self.unqueried:
+            s += f"; {self.unqueried} for samples not queried (skipped)"
         if self.errors:
             s += f"; {len(self.errors)} rejected (see errors)"
         return s
@@ -532,7 +535,8 @@ def _no_answer(label: Any) -> bool:
 
 
 def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str | None = None, correct: bool = False,
-                   dry_run: bool = False, domains: Domains | None = None) -> ImportReport:
+                   dry_run: bool = False, domains: Domains | None = None,
+                   skip_unqueried: bool = False) -> ImportReport:
     """Validate the answers in ``path`` against the run and commit the valid ones in one transaction.
 
     ``path``: a CSV or Label Studio JSON file, or the answers as Python objects (`answers_in_memory`: a mapping
@@ -542,6 +546,9 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
     that id is rejected) and answers
     that differ from a label already in the ledger (unless ``correct``: then they are recorded as
     correction records). Repeated identical rows count once. Nothing is written when ``dry_run``.
+    ``skip_unqueried``: rows whose id the run has not queried (unknown or never queried) are counted
+    (``unqueried``) and skipped instead of rejected, so the labels of an earlier run on the same data (its
+    ``adakit ledger export``) can be imported at every round: each answers the queries it holds.
     """
     raw, report = read_answers(path) if isinstance(path, (str, Path)) else answers_in_memory(path)
     if report.unreadable:
@@ -573,6 +580,11 @@ def import_answers(run_dir: str | Path, path: str | Path | Any, annotator: str |
                              "rejected; keep one row per sample")
 
         for a in raw:
+            if skip_unqueried and a.sample_id not in queried:
+                nfc = nfc if nfc is not None else _by_plain_form(known)
+                if (nfc.get(_plain(a.sample_id)) or a.sample_id) not in queried:
+                    report.unqueried += 1
+                    continue
             if a.sample_id not in known:  # the same id in another Unicode form (a name copied from macOS), or an
                 # id with spaces around it (a class folder " mug"), which the cells lost when they were stripped?
                 nfc = nfc if nfc is not None else _by_plain_form(known)

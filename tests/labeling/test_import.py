@@ -339,6 +339,27 @@ def test_cli_import_reports_errors_with_exit_code_1(demo_run, tmp_path):
     assert "dry run" in res.output and "0 new, 1 unchanged" in res.output
 
 
+def test_an_earlier_runs_labels_answer_the_queries_they_hold_with_skip_unqueried(demo_run, tmp_path):
+    """Starting a run again (another lr, a diverged model) must not ask people twice: an earlier run's ledger
+    export, imported with --skip-unqueried, answers the open queries it holds; its rows for samples this run has not
+    queried (yet) are counted and skipped, not rejected (exit 0); without the flag they are errors, as before.
+    Other checks stay: a label outside the class list is still rejected."""
+    q = _open(demo_run)
+    unqueried = [s for s in _truth(demo_run) if s not in {x.sample_id for x in q}][:2]
+    f = tmp_path / "earlier.csv"
+    f.write_text("sample_id,label\n" + f"{q[0].sample_id},3\n{q[1].sample_id},4\n"
+                 + "".join(f"{s},1\n" for s in unqueried) + "digits-shifted/100000,2\n")
+    res = runner.invoke(app, ["import-labels", str(demo_run), str(f), "--skip-unqueried"])
+    assert res.exit_code == 0, res.output
+    assert "2 new, 0 unchanged, 0 corrected; 3 for samples not queried (skipped)" in " ".join(res.output.split())
+    assert _labels(demo_run)[0] == {q[0].sample_id: 3, q[1].sample_id: 4}
+    rep = import_answers(demo_run, f)  # without the flag: rejected, as before
+    assert (rep.same, rep.unqueried, len(rep.errors)) == (2, 0, 3)
+    (tmp_path / "bad.csv").write_text(f"sample_id,label\n{q[2].sample_id},seven\n{unqueried[0]},1\n")
+    rep = import_answers(demo_run, tmp_path / "bad.csv", skip_unqueried=True)
+    assert rep.unqueried == 1 and len(rep.errors) == 1 and "'seven' is not in the class list" in rep.errors[0][1]
+
+
 def test_cli_ledger_check_finds_problems(demo_run):
     from adakit.ledger import check_run
 
