@@ -27,6 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from adakit.bench import DATA_OBJECTS, check_plan, check_set_keys, run_plan, slug
@@ -45,6 +46,8 @@ class Setting:
     config: ExperimentConfig
     is_default: bool = False
     summary: dict = field(default_factory=dict)
+    #: a sweep on Python objects: the fingerprints of its data and two source inputs (to measure your module's output)
+    objects_seen: dict | None = None
 
 
 def parse_grid(items: list[str], flag: str = "--grid") -> dict[str, list[Any]]:
@@ -166,17 +169,20 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
         if any(values[k] not in vs for k, vs in filters.items()):
             continue
         name = " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())
+        seen = None
         try:
             cfg = _config_with(config, [*(extra or []), *(f"{k}={_fmt_value(v)}" for k, v in values.items())])
             if objects:
                 from adakit.loop import _with_objects
 
                 used = DATA_OBJECTS if cfg.runner == "linear_probe" else OBJECT_KEYS  # (the probe: data only)
-                cfg = _with_objects(cfg, None, **{k: objects.get(k) if k in used else None for k in OBJECT_KEYS},
-                                    objective=None, strategy=None)[0]
+                cfg, doms, objs = _with_objects(cfg, None, **{k: objects.get(k) if k in used else None
+                                                              for k in OBJECT_KEYS}, objective=None, strategy=None)
+                seen = {"fingerprint": objs.fingerprint,
+                        "sample": doms.source.load(np.arange(min(2, len(doms.source))))}
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None
-        settings.append(Setting(values, name, _folder(out_dir, values), cfg, values == default))
+        settings.append(Setting(values, name, _folder(out_dir, values), cfg, values == default, objects_seen=seen))
     if not settings:
         raise ConfigError(f"--only {only}: no setting of the grid matches")
     folders = [s.run_dir for s in settings]
@@ -442,6 +448,8 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
     _check_select(select, cls, settings)
     _check_jobs(jobs, settings)
     check_plan([(s.config, s.run_dir) for s in settings])  # (refusals first: then the old tables stay as they are)
+    if objects:
+        _check_same_objects(settings, objects.get("model"))
     if any(not (s.run_dir / "summary.json").is_file() for s in settings):  # runs to do: the old tables are stale
         mark_out_of_date(Path(out_dir) / "sweep.md", "adakit sweep")
     try:
@@ -486,6 +494,49 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
                              "oracle_accuracy": last["accuracy"]}
     _write(Path(out_dir), result, table, validators)
     return result
+
+
+def _check_same_objects(settings: list[Setting], model: Any) -> None:
+    """Refuse a setting's run (finished or not) that was made on other Python objects than a sweep now gets: a
+    finished one is not run again, so its scores and oracle accuracy would stand for these objects. Compares the
+    data fingerprints the run's ledger keeps (size, shape, labels, sampled rows of each domain), the class of your
+    module and the size of its output (its initial weights are not recorded: the same module built anew passes)."""
+    from adakit.data.objects import fingerprint_diff
+    from adakit.ledger import Ledger
+    from adakit.rundir import LEDGER_NAME
+
+    out_dim: list[int] = []  # your module's output size, measured once when a run to compare with exists
+    for s in settings:
+        path = s.run_dir / LEDGER_NAME
+        if s.objects_seen is None or not path.is_file():  # (a linear probe keeps no ledger)
+            continue
+        with Ledger.read_only(path) as led:
+            stored, info = led.get_meta("data_fingerprint") or {}, led.get_meta("model") or {}
+        again = ("pass the objects it ran on, or use another out folder for these (a finished setting is not run "
+                 "again, so its scores would stand for the new objects)")
+        now = s.objects_seen["fingerprint"] or {}
+        for name in sorted(set(stored) | set(now)):
+            if name not in stored or name not in now:
+                diff = "is given now but was not then" if name in now else "was given then but not now"
+            else:
+                diff = fingerprint_diff(stored[name], now[name])
+                diff = diff and f"has {diff}"
+            if diff:
+                raise ConfigError(f"{s.run_dir} (setting {s.name}) was run on other data: {name}= {diff}; {again}")
+        if model is None or isinstance(model, dict) or "backbone_class" not in info:
+            continue
+        then = str(info["backbone_class"]).rsplit(".", 1)[-1]  # (a script's __main__.Net is the same Net imported)
+        if then != type(model).__qualname__:
+            raise ConfigError(f"{s.run_dir} (setting {s.name}) was run with another model: model= is a "
+                              f"{type(model).__qualname__}, the run's was a {then}; {again}")
+        if not out_dim:
+            from adakit.models import CustomBackbone
+
+            out_dim.append(CustomBackbone(model, s.objects_seen["sample"]).out_dim)
+        if info.get("backbone_dim") not in (None, out_dim[0]):
+            raise ConfigError(f"{s.run_dir} (setting {s.name}) was run with another model: model= gives "
+                              f"{out_dim[0]} features per input, the run's {type(model).__qualname__} gave "
+                              f"{info['backbone_dim']}; {again}")
 
 
 #: validators that reward confident target predictions

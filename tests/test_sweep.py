@@ -736,3 +736,33 @@ def test_a_sweep_answered_by_people_waits_like_a_run_and_continues_when_run_agai
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0 and "pick by entropy: train.lr=0.01, round 1" in res.output, res.output
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["pick"]["checkpoint"] == "round 1"
+
+
+def test_a_sweep_on_python_objects_refuses_runs_it_finished_on_other_data_or_another_module(tmp_path):
+    """Run again with other arrays (or another module), a sweep on Python objects reused its finished runs silently:
+    the pick, its scores and oracle accuracy were those of the old data."""
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(60, 4)).astype(np.float32)
+    xt = rng.normal(0.5, 1.3, size=(40, 4)).astype(np.float32)
+    config = {"objective": {"name": "dann"}, "budget": {"total": 0, "rounds": 0},
+              "train": {"warmup_iters": 6, "threads": 1, "device": "cpu"}}
+    grid, out = {"train.lr": [0.01]}, tmp_path / "s"
+    same = {"source": (xs, xs[:, :3].argmax(1)), "test": (xt, xt[:, :3].argmax(1))}
+    res = run_sweep(config, grid, "im", out, target=(xt, None), model=nn.Sequential(nn.Linear(4, 8)), **same)
+    assert res["ran"] == 1
+    assert run_sweep(config, grid, "im", out, target=(xt, None), model=nn.Sequential(nn.Linear(4, 8)),
+                     **same)["ran"] == 0  # the same objects (a new module of the same class): continued
+    with pytest.raises(ConfigError, match=r"train.lr_0.01 \(setting train.lr=0.01\) was run on other data: target= "
+                                          r"has 30 samples instead of 40.*another out folder"):
+        run_sweep(config, grid, "im", out, target=(xt[:30], None), model=nn.Sequential(nn.Linear(4, 8)), **same)
+    with pytest.raises(ConfigError, match="target= has different values"):
+        run_sweep(config, grid, "im", out, target=(2 * xt, None), model=nn.Sequential(nn.Linear(4, 8)), **same)
+    with pytest.raises(ConfigError, match=r"was run with another model: model= is a Linear, the run's was a "
+                                          r"Sequential"):
+        run_sweep(config, grid, "im", out, target=(xt, None), model=nn.Linear(4, 8), **same)
+    with pytest.raises(ConfigError, match="another model: model= gives 16 features per input, the run's Sequential "
+                                          "gave 8"):
+        run_sweep(config, grid, "im", out, target=(xt, None), model=nn.Sequential(nn.Linear(4, 16)), **same)
+    assert json.loads((out / "sweep.json").read_text())["ran"] == 0  # refused before anything was written
