@@ -611,14 +611,23 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
         return [m for m, ref in (("pick", pick_), ("oracle best", best), ("default", default))
                 if ref and key == (ref["setting"], ref["checkpoint"])] + (["tied best"] if key in tied else [])
 
-    lines = [f"# Sweep: selection by `{result['select']}` (higher is better; no target labels)", ""]
+    def reads_bought(v: str) -> bool:  # a validator of the labels bought for queried batches
+        return "queried_labels" in VALIDATORS.get(v).needs
+
+    lines = [f"# Sweep: selection by `{result['select']}` (higher is better; "
+             + ("reads only the target labels the runs bought, never the test labels" if reads_bought(result["select"])
+                else "no target labels") + ")", ""]
+    # a run on your own module: load_run rebuilds it only with an instance of it (backbone=)
+    own = pick_ is not None and any(s.name == pick_["setting"] and s.config.model.backbone == "custom"
+                                    for s, _ in table)
     if pick_ is None:
         lines.append(f"- **no pick**: none of the settings has a finite `{result['select']}` score (training "
                      "diverged, say); the rows below show what each run recorded")
     else:
         lines.append(f"- **pick**: {pick_['setting']}, {pick_['checkpoint']} ({result['select']} = "
                      f"{_num(pick_['score'])}; oracle accuracy {_pct(pick_.get('oracle_accuracy'))}); load it with "
-                     f"`adakit.load_run(\"{pick_['run_dir']}\", checkpoint=\"{pick_['checkpoint']}\")`; weights: "
+                     f"`adakit.load_run(\"{pick_['run_dir']}\", checkpoint=\"{pick_['checkpoint']}\""
+                     + (", backbone=<your module>)`" if own else ")`") + "; weights: "
                      + (f"`{pick_['weights']}`" if pick_["weights"] else "none saved for this checkpoint"))
     if result.get("only"):
         lines.append(f"- **filtered** by --only {' '.join(result['only'])}: this table and its pick cover "
@@ -642,15 +651,27 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
                      f"they keep, their last round; {result['select']} is {how}")
     shown = [v for v in validators if any(c.get(v) is not None for _, c in table)]
     queried = [f"`{v}`" for v in shown if VALIDATORS.get(v).previous_round]
-    lines += ["", "`accuracy` is the oracle column: it uses the target labels, which a user does not have; the pick "
-              "never reads it. Numbers are as the runs record them: accuracies (`accuracy` and the validators "
+    def named(vs: list[str]) -> str:
+        return ", ".join(f"`{v}`" for v in vs) + (" reads" if len(vs) == 1 else " read")
+
+    bought, blind = [v for v in shown if reads_bought(v)], [v for v in shown if not reads_bought(v)]
+    source = [v for v in blind if "source_labels" in VALIDATORS.get(v).needs]
+    reads = ["`accuracy (oracle)` reads the test labels (the pick never does)",
+             *([f"{named(bought)} the labels bought for each queried batch"] if bought else []),
+             *([f"{named(blind)} none" + (f" ({named(source)} held-out source labels)" if source else "")]
+               if blind else [])]
+    lines += ["", "`accuracy` is the oracle column: it uses the test set's labels, which a user does not have; the "
+              "pick never reads it. Numbers are as the runs record them: accuracies (`accuracy` and the validators "
               "`source_acc`, `queried_acc*`) are fractions (0.85 = 85%); the lines above give percentages.",
+              f"Target labels: {'; '.join(reads)}.",
               *([f"A queried-batch score ({', '.join(queried)}) recorded at round r sits on round r−1's row: "
                  "that model predicted the batch before its labels were bought."] if queried else []),
               *([f"Not recorded by any run, so not shown: {', '.join(f'`{v}`' for v in validators if v not in shown)}"
                  " (sweep.csv keeps their empty columns)."] if len(shown) < len(validators) else []),
               "`folder`: the setting's run folder, beside this file; "
-              "`adakit.load_run(\"<this folder>/<folder>\", checkpoint=\"<checkpoint>\")` loads a row's model "
+              "`adakit.load_run(\"<this folder>/<folder>\", checkpoint=\"<checkpoint>\""
+              + (", backbone=<your module>" if any(s.config.model.backbone == "custom" for s, _ in table) else "")
+              + ")` loads a row's model "
               "(kept: the warm-up checkpoints, round 0 and the last round).", "",
               _md_row(["setting", "checkpoint", "labels", *shown, "accuracy (oracle)", "marks", "folder"]),
               _md_row(["---", "---", "---:", *["---:"] * len(shown), "---:", "---", "---"])]

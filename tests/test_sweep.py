@@ -766,3 +766,35 @@ def test_a_sweep_on_python_objects_refuses_runs_it_finished_on_other_data_or_ano
                                           "gave 8"):
         run_sweep(config, grid, "im", out, target=(xt, None), model=nn.Sequential(nn.Linear(4, 16)), **same)
     assert json.loads((out / "sweep.json").read_text())["ran"] == 0  # refused before anything was written
+
+
+def test_sweep_md_says_which_columns_read_target_labels_and_how_to_load_a_pick_on_your_own_module(tmp_path):
+    """sweep.md's title said "no target labels" also when queried_acc picked (it reads the labels bought for each
+    queried batch), no line said which columns read target labels, and the pick's load_run call lacked the
+    backbone= that a run on your own module needs (load_run refuses it without)."""
+    from adakit.config import build_config
+    from adakit.sweep import Setting, _write, pick
+
+    rounds = [{"round": r, "labels": 5 * r, "accuracy": 0.6, "val/im": 0.3,
+               **({"val/queried_acc": 0.5} if r else {})} for r in range(3)]
+    custom = build_config({**BASE, "model": {**BASE["model"], "backbone": "custom"}})
+    s = Setting({"train.lr": 0.1}, "train.lr=0.1", tmp_path / "0.1", custom, True, {"rounds": rounds})
+    table = [(s, c) for c in checkpoints(s.summary, ["im", "queried_acc"])]
+    for select in ("queried_acc", "im"):
+        _write(tmp_path / select, {"select": select, "pick": pick([s], select)}, table, ["im", "queried_acc"])
+    md = (tmp_path / "queried_acc" / "sweep.md").read_text()
+    assert md.splitlines()[0] == ("# Sweep: selection by `queried_acc` (higher is better; reads only the target "
+                                  "labels the runs bought, never the test labels)")
+    assert ("Target labels: `accuracy (oracle)` reads the test labels (the pick never does); `queried_acc` reads the "
+            "labels bought for each queried batch; `im` reads none.") in md
+    assert f'`adakit.load_run("{tmp_path / "0.1"}", checkpoint="round 2", backbone=<your module>)`' in md
+    assert '`adakit.load_run("<this folder>/<folder>", checkpoint="<checkpoint>", backbone=<your module>)`' in md
+    md = (tmp_path / "im" / "sweep.md").read_text()
+    assert md.splitlines()[0] == "# Sweep: selection by `im` (higher is better; no target labels)"
+    uda = _fake_setting(tmp_path, "0.03", [0.2, 0.9, 0.5])  # built-in backbone: load_run needs nothing more
+    _write(tmp_path / "uda", {"select": "im", "pick": pick([uda], "im")},
+           [(uda, c) for c in checkpoints(uda.summary, ["im"])], ["im"])
+    md = (tmp_path / "uda" / "sweep.md").read_text()
+    assert f'`adakit.load_run("{tmp_path / "0.03"}", checkpoint="warm-up step 20")`' in md
+    assert '`adakit.load_run("<this folder>/<folder>", checkpoint="<checkpoint>")` loads' in md
+    assert "Target labels: `accuracy (oracle)` reads the test labels (the pick never does); `im` reads none." in md
