@@ -424,7 +424,8 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
 
     ``config``: a YAML file, a dict of sections (as `ActiveLoop` takes) or an `ExperimentConfig`; ``grid_items``:
     ``{"train.lr": [0.01, 0.003], ...}`` or the command line's ``["train.lr=0.01,0.003", ...]``; ``extra``:
-    ``key=value`` overrides of every setting; ``select``: the validator that picks. ``**objects``: your data, model
+    ``key=value`` overrides of every setting; ``select``: the name of the validator that picks (one; call
+    again with another on the same ``out_dir`` to compare: nothing is trained again). ``**objects``: your data, model
     and labelling function as `ActiveLoop` takes them (``source``, ``target``, ``test``, ``classes``, ``model``,
     ``oracle``), passed to every setting's run (your ``model`` copied, so each setting starts from its weights);
     such a sweep runs in this process (``jobs=1``) and continues with the same objects."""
@@ -435,6 +436,10 @@ def run_sweep(config: str | Path | dict | ExperimentConfig, grid_items: list[str
         raise ConfigError(f"run_sweep: unknown keyword(s) {unknown}; the objects a sweep takes: "
                           f"{', '.join(OBJECT_KEYS)}")
     objects = {k: v for k, v in objects.items() if v is not None}
+    if not isinstance(select, str):
+        raise ConfigError(f"select={select!r}: give one validator's name (e.g. 'bnm'; `adakit methods` lists them). "
+                          "To compare validators, call run_sweep once per validator with the same out folder: finished "
+                          "settings are not trained again, and sweep.csv has a column for every validator")
     cls = VALIDATORS.get(select)  # unknown names fail before any work
     grid = grid_items if isinstance(grid_items, dict) else parse_grid(grid_items)
     if not grid:

@@ -130,6 +130,9 @@ def test_bad_grid_key_or_validator_fails_before_work(config, tmp_path):
         run_sweep(config, ["objective.name=dann", "objective.trade_of=1"], "im", out, extra=None)
     with pytest.raises(ConfigError, match="unknown validator 'imm'"):
         run_sweep(config, ["train.lr=0.1"], "imm", out)
+    with pytest.raises(ConfigError, match=r"select=\['bnm', 'im'\]: give one validator's name.*once per validator "
+                                          "with the same out folder"):  # (was a bare TypeError: unhashable list)
+        run_sweep(config, ["train.lr=0.1"], ["bnm", "im"], out)
     with pytest.raises(ConfigError, match="data.source_val"):
         run_sweep(config, ["train.lr=0.1"], "dev", out)
     with pytest.raises(ConfigError, match="only query.strategy=random"):
