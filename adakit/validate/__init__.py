@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,8 @@ def validate(name: str | Validator, *, params: dict[str, Any] | None = None, **i
     source split), ``queried_probs``/``queried_labels``/``queried_inclusion`` (a queried batch). Higher is better.
     ``params``: the validator's parameters (``adakit methods NAME`` lists them; unknown keys are errors). Inputs are
     numpy arrays or tensors on any device; bad or mismatched ones are a `DataError`, a missing one a `ConfigError`.
+    A validator without a score for the inputs (``dev`` with fewer than 2 held-out source or target samples) returns
+    NaN with a `RuntimeWarning` saying why.
     """
     v = make_validator(name, params)
     arrays = check_inputs(_inputs(inputs), atol={k: probs_atol(v) for k, v in inputs.items()})
@@ -145,7 +148,12 @@ def validate(name: str | Validator, *, params: dict[str, Any] | None = None, **i
     if missing:
         raise ConfigError(f"validator {v.name!r} needs {', '.join(m + '=' for m in missing)} "
                           f"({'; '.join(INPUTS[m] for m in missing)})")
-    return v.score(**arrays)
+    score = v.score(**arrays)
+    if not np.isfinite(score):  # (a run leaves such a score out: `compute_all`)
+        why = v.why_no_score(**arrays)
+        warnings.warn(f"validator {v.name!r} has no score for these inputs ({score})" + (f": {why}" if why else "")
+                      + "; a run does not record it", RuntimeWarning, stacklevel=3)
+    return score
 
 
 def _finite(x: Any) -> bool:

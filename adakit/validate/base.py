@@ -66,6 +66,10 @@ class Validator:
     def score(self, **inputs: np.ndarray) -> float:
         raise NotImplementedError
 
+    def why_no_score(self, **inputs: np.ndarray) -> str:
+        """Why ``score`` gives NaN on these inputs, in words (what `adakit.validate` warns with); "" if it cannot."""
+        return ""
+
 
 def row_entropy(p: np.ndarray) -> np.ndarray:
     """Shannon entropy (nats) of each row of a probability matrix, with 0·log 0 = 0."""

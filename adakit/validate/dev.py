@@ -107,3 +107,8 @@ class DeepEmbeddedValidation(Validator):
         w = density_ratio(source_embeddings, embeddings, self.params.max_target, self.params.Cs,
                           self.params.folds)
         return -dev_risk(w, loss) if np.isfinite(w).all() else float("nan")
+
+    def why_no_score(self, *, source_embeddings: np.ndarray, embeddings: np.ndarray, **_) -> str:
+        return (f"it needs at least 2 held-out source samples (source_*=, {len(source_embeddings)} given) and 2 target "
+                f"samples (embeddings=, {len(embeddings)} given) to fit its domain classifier without the sample "
+                "it weights")

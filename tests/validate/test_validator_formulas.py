@@ -298,5 +298,12 @@ def test_dev_weights_are_cross_fitted_with_the_c_of_the_lowest_out_of_fold_log_l
     assert 0.95 < w.mean() < 1.05 and w.std() < 0.2
     # fewer than 2 source samples: no classifier can leave one out
     assert np.isnan(density_ratio(xs[:1], xt)).all()
-    assert np.isnan(adakit.validate("dev", source_probs=[[0.5, 0.5]], source_labels=[0], source_embeddings=xs[:1],
-                                    embeddings=xt, probs=np.full((800, 2), 0.5)))
+    # adakit.validate says why it has no score (it returned NaN silently)
+    with pytest.warns(RuntimeWarning, match=r"validator 'dev' has no score for these inputs \(nan\): it needs at "
+                                            r"least 2 held-out source samples \(source_\*=, 1 given\) and 2 target "
+                                            r"samples \(embeddings=, 800 given\)"):
+        assert np.isnan(adakit.validate("dev", source_probs=[[0.5, 0.5]], source_labels=[0],
+                                        source_embeddings=xs[:1], embeddings=xt, probs=np.full((800, 2), 0.5)))
+    with pytest.warns(RuntimeWarning, match=r"2 target samples \(embeddings=, 1 given\)"):
+        adakit.validate("dev", source_probs=np.full((2, 2), 0.5), source_labels=[0, 1], source_embeddings=xs[:2],
+                        embeddings=xt[:1])
