@@ -673,6 +673,10 @@ def _write(out_dir: Path, result: dict, table: list[tuple[Setting, dict]], valid
                  "that model predicted the batch before its labels were bought."] if queried else []),
               *([f"Not recorded by any run, so not shown: {', '.join(f'`{v}`' for v in validators if v not in shown)}"
                  " (sweep.csv keeps their empty columns)."] if len(shown) < len(validators) else []),
+              *(["`–`: no score recorded for that checkpoint (a queried-batch score on a warm-up checkpoint or on the "
+                 "last round, after which nothing was queried; a score that was not finite, such as a diverged "
+                 "model's; `dev` with fewer than 2 held-out source samples); sweep.csv leaves such cells empty."]
+                if any(c.get(v) is None for _, c in table for v in shown) else []),
               "`folder`: the setting's run folder, beside this file; "
               "`adakit.load_run(\"<this folder>/<folder>\", checkpoint=\"<checkpoint>\""
               + (", backbone=<your module>" if any(s.config.model.backbone == "custom" for s, _ in table) else "")

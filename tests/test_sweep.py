@@ -319,6 +319,10 @@ def test_sweep_md_marks_units_and_shows_only_the_validators_some_run_recorded(tm
         ["0.25", "0.75", "–"]
     assert "A queried-batch score (`queried_acc`) recorded at round r sits on round r−1's row" in md
     assert "Not recorded by any run, so not shown: `source_acc`" in md
+    # a "–" cell is explained (a warm-up or last-round row of a queried-batch score, or a score that was not finite)
+    assert "`–`: no score recorded for that checkpoint" in md
+    md, _ = write(uda, "uda")
+    assert "`–`" not in md  # (no empty cell: no such line)
 
 
 def test_the_readme_loads_the_pick_from_a_folder_its_sweep_makes(monkeypatch):
