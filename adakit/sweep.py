@@ -180,6 +180,10 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
                                                               for k in OBJECT_KEYS}, objective=None, strategy=None)
                 seen = {"fingerprint": objs.fingerprint,
                         "sample": doms.source.load(np.arange(min(2, len(doms.source))))}
+                if cfg.data.source_val > 0:  # (`_check_data` does this for data read from files)
+                    from adakit.validate._run import split_source_val
+
+                    split_source_val(doms, cfg.data.source_val, cfg.seed)
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None
         settings.append(Setting(values, name, _folder(out_dir, values), cfg, values == default, objects_seen=seen))
@@ -206,7 +210,8 @@ def _folder(out_dir: Path, values: dict[str, Any]) -> Path:
 
 def _check_data(settings: list[Setting]) -> None:
     """Load each distinct data section of the settings once (and its held-out source split) before any run, so a
-    value that fails only on the data (e.g. ``data.source_val`` too large) is an error before training."""
+    value that fails only on the data (e.g. ``data.source_val`` too large) is an error before training (data given
+    as Python objects: checked by `plan_sweep` as it reads them)."""
     from adakit.data import load_domains
 
     seen = set()

@@ -805,3 +805,18 @@ def test_sweep_md_says_which_columns_read_target_labels_and_how_to_load_a_pick_o
     assert f'`adakit.load_run("{tmp_path / "0.03"}", checkpoint="warm-up step 20")`' in md
     assert '`adakit.load_run("<this folder>/<folder>", checkpoint="<checkpoint>")` loads' in md
     assert "Target labels: `accuracy (oracle)` reads the test labels (the pick never does); `im` reads none." in md
+
+
+def test_a_sweep_on_python_objects_checks_the_held_out_source_split_of_every_setting_before_training(tmp_path):
+    """A data.source_val that holds out the whole source was found only when its setting started, after the
+    settings before it had trained (the data check before any run skipped data given as objects)."""
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(60, 4)).astype(np.float32), rng.normal(size=(40, 4)).astype(np.float32)
+    config = {"objective": {"name": "dann"}, "data": {"source_val": 0.1}, "budget": {"total": 0, "rounds": 0},
+              "train": {"warmup_iters": 6, "threads": 1, "device": "cpu"}}
+    with pytest.raises(ConfigError, match=r"setting data.source_val=0.99: data.source_val=0.99: holds out 60 of 60"):
+        run_sweep(config, {"data.source_val": [0.1, 0.99]}, "source_acc", tmp_path / "s",
+                  source=(xs, xs[:, :3].argmax(1)), target=xt, model=nn.Linear(4, 8))
+    assert not (tmp_path / "s").exists()  # nothing trained
