@@ -564,6 +564,10 @@ def _check_select(select: str, cls: type, settings: list[Setting]) -> None:
     for s in settings:
         cfg = s.config
         if {"source_probs", "source_labels"} & set(cls.needs) and cfg.data.source_val == 0:
+            if "data.source_val" in s.values:  # (the config's own value, run as the default setting)
+                raise ConfigError(f"--select {select} needs a held-out source split, but the config's own "
+                                  f"data.source_val ({cfg.data.source_val}) is a setting too (the config's values "
+                                  "always are); set data.source_val in the config to one of the grid's values")
             raise ConfigError(f"--select {select} needs a held-out source split: add --set data.source_val=0.1 "
                               f"(setting {s.name} has data.source_val=0)")
         if cls.previous_round and cfg.budget.rounds == 0:

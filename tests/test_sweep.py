@@ -135,6 +135,10 @@ def test_bad_grid_key_or_validator_fails_before_work(config, tmp_path):
         run_sweep(config, ["train.lr=0.1"], ["bnm", "im"], out)
     with pytest.raises(ConfigError, match="data.source_val"):
         run_sweep(config, ["train.lr=0.1"], "dev", out)
+    # a grid of data.source_val: --set of a grid key is refused, so the advice is the config's own value
+    with pytest.raises(ConfigError, match=r"the config's own data.source_val \(0.0\) is a setting too .*set "
+                                          r"data.source_val in the config to one of the grid's values"):
+        run_sweep(config, ["data.source_val=0.1,0.2"], "dev", out)
     with pytest.raises(ConfigError, match="only query.strategy=random"):
         run_sweep(config, ["train.lr=0.1"], "queried_acc_iw", out)
     with pytest.raises(ConfigError, match="expected key=v1,v2"):
