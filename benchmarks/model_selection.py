@@ -67,7 +67,6 @@ SELECT = "source_acc"  # the sweep's own pick is not used here: every validator 
 NOT_VALIDATORS = {"setting", "checkpoint", "labels", "accuracy_oracle", "marks", "run_dir"}
 
 
-@register_validator("dev_insample")
 class InSampleDEV(DeepEmbeddedValidation):
     """DEV as adakit computed it until 2026-12-05, recorded beside `dev` in the sweeps run since, to compare the
     two on the same candidates: the logistic-regression domain classifier (C = 1, fixed) fitted on the very
@@ -89,9 +88,16 @@ class InSampleDEV(DeepEmbeddedValidation):
         return -dev_risk(pt / (1 - pt) * len(xs) / len(xt), loss)
 
 
+def register_dev_insample() -> None:
+    """Register `InSampleDEV` as ``dev_insample``, so the sweeps `run` starts record it. Not at import: a registered
+    validator is scored by every run of the process (the test suite imports this file)."""
+    register_validator("dev_insample")(InSampleDEV)
+
+
 def run(out: Path, methods: list[str], pairs: list[str], seeds: list[int], digits: bool) -> None:
     from adakit.sweep import run_sweep
 
+    register_dev_insample()
     for method in methods:
         overrides, trade_off = {**METHODS, **ADA_METHODS}[method]
         for pair in pairs:

@@ -128,3 +128,18 @@ def test_table_over_seeds_spreads_over_the_sweeps_of_one_pair(tmp_path):
     md = ms.table(tmp_path, None, over_seeds=True)
     assert "### M (2 sweep(s))" in md
     assert "| 20.0 ± 20.0 |" in next(ln for ln in md.splitlines() if ln.startswith("| `snd` |"))
+
+
+def test_importing_the_benchmark_registers_no_validator():
+    """Importing this file (as the test suite does when it collects this module) registered dev_insample for the
+    whole process: every run of the suite then scored and recorded it, and the sweep tables listed it
+    (tests/test_sweep.py's end-to-end test failed in a full-suite run). `run` registers it for its own sweeps."""
+    from adakit.registry import VALIDATORS
+
+    assert "dev_insample" not in VALIDATORS.names()
+    try:
+        ms.register_dev_insample()
+        ms.register_dev_insample()  # (each call of run: the same class again is allowed)
+        assert VALIDATORS.get("dev_insample") is ms.InSampleDEV
+    finally:
+        VALIDATORS._items.pop("dev_insample", None)
