@@ -89,8 +89,8 @@ class InSampleDEV(DeepEmbeddedValidation):
 
 
 def register_dev_insample() -> None:
-    """Register `InSampleDEV` as ``dev_insample``, so the sweeps `run` starts record it. Not at import: a registered
-    validator is scored by every run of the process (the test suite imports this file)."""
+    """Register `InSampleDEV` as ``dev_insample``, so the sweeps `run` starts record it. Not at import: a
+    registered validator is scored by every run of the process (the test suite imports this file)."""
     register_validator("dev_insample")(InSampleDEV)
 
 
@@ -125,7 +125,8 @@ def _ada_rows(rows: list[dict]) -> list[dict]:
         mine = [r for r in rows if r["setting"] == setting]
         last = max(mine, key=lambda r: int(r["labels"]))
         row = dict(last, marks=";".join(m for r in mine for m in r["marks"].split(";") if m))
-        for v in (k for k in rows[0] if k not in NOT_VALIDATORS and VALIDATORS.get(k).previous_round):
+        names = VALIDATORS.names()  # (a column of no registered validator, dev_insample: a pool validator)
+        for v in (k for k in rows[0] if k not in NOT_VALIDATORS and k in names and VALIDATORS.get(k).previous_round):
             xs = [float(r[v]) for r in mine if r[v] != ""]
             row[v] = str(statistics.fmean(xs)) if xs else ""
         out.append(row)
