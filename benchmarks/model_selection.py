@@ -136,7 +136,11 @@ def _ada_rows(rows: list[dict]) -> list[dict]:
 def score(csv_path: Path) -> dict[str, dict[str, float]]:
     """Per validator: regret, pick − default and Spearman ρ of one sweep (accuracy in points). A UDA sweep's
     candidates are its (setting, checkpoint) pairs; an active sweep's are its settings (see `_ada_rows`)."""
-    rows = list(csv.DictReader(csv_path.open()))
+    return score_rows(list(csv.DictReader(csv_path.open())))
+
+
+def score_rows(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """`score` of a sweep's rows (sweep.csv as dicts of strings; other validator columns may be added)."""
     if any(int(r["labels"]) > 0 for r in rows):
         rows = _ada_rows(rows)
     validators = [k for k in rows[0] if k not in NOT_VALIDATORS]
