@@ -116,8 +116,16 @@ def resolve_device(name: str | torch.device, what: str = "train.device") -> torc
     return distributed.local_device(check_device(name, what))  # torchrun: one GPU per process, cuda:LOCAL_RANK
 
 
+#: the ``train`` keys that round 0 (the warm-up) never reads: runs differing only there train the same warm-up
+NOT_WARMUP_TRAIN_KEYS = ("round_iters",)
+
+
 def _warmup_key(config: dict) -> str:
-    return json.dumps({k: config[k] for k in ("seed", "data", "model", "objective", "train")}, sort_keys=True)
+    """What determines a run's warm-up (round 0), of its config as a dict: seed, data, model, objective and the
+    ``train`` section without `NOT_WARMUP_TRAIN_KEYS` (``train.round_iters``: the rounds after the warm-up)."""
+    train = {k: v for k, v in config["train"].items() if k not in NOT_WARMUP_TRAIN_KEYS}
+    return json.dumps({**{k: config[k] for k in ("seed", "data", "model", "objective")}, "train": train},
+                      sort_keys=True)
 
 
 def _stored_classes(ledger_path: Path) -> list[str] | None:

@@ -276,13 +276,16 @@ def run_settings(settings: list[Setting], jobs: int = 1,
                  on_run: Callable[[str, float], None] | None = None, objects: dict[str, Any] | None = None,
                  checked: bool = False) -> int:
     """Run every unfinished setting (in ``jobs`` processes; Python ``objects``: in this one); returns how many were
-    run. ``checked``: the caller ran `check_plan` on the settings already."""
+    run. ``checked``: the caller ran `check_plan` on the settings already.
+
+    Settings with the same warm-up train it once: the others adopt it (`ActiveLoop.adopt_warmup`, the same
+    checkpoint, so the same results), also the warm-up of a setting finished before the sweep was interrupted."""
     if not checked:
         check_plan([(s.config, s.run_dir) for s in settings])  # finished runs too: never reuse another setting's run
     todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
-    if jobs <= 1 or objects:
-        run_plan([(s.config, s.run_dir) for s in todo],
-                 lambda i, d, summary, sec: on_run(todo[i].name, sec) if on_run else None, objects=objects,
+    if jobs <= 1 or objects:  # (finished settings too: run_plan skips them, and its runs adopt their warm-ups)
+        run_plan([(s.config, s.run_dir) for s in settings],
+                 lambda i, d, summary, sec: on_run(settings[i].name, sec) if on_run else None, objects=objects,
                  checked=True)
         return len(todo)
     ctx = get_context("spawn")

@@ -168,6 +168,15 @@ def test_adopted_warmup_equals_a_trained_one(tmp_path):
     assert adopted["rounds"] == trained["rounds"]
     other = ActiveLoop(build_config(SMALL, ["seed=7"]), tmp_path / "other", show_progress=False)
     assert not other.adopt_warmup(tmp_path / "a")  # a different seed trains a different warm-up
+    for i, change in enumerate(["train.warmup_iters=31", "train.lr=0.02", "train.eval_checkpoints=2"]):
+        assert not ActiveLoop(build_config(SMALL, [change]), tmp_path / f"o{i}", show_progress=False).adopt_warmup(
+            tmp_path / "a"), change
+    # train.round_iters is read after the warm-up only: a run that differs there adopts it, with the same results
+    cfg_c = build_config(SMALL, ["train.round_iters=7"])
+    trained = ActiveLoop(cfg_c, tmp_path / "trained-c", show_progress=False).run()
+    c = ActiveLoop(cfg_c, tmp_path / "adopted-c", show_progress=False)
+    assert c.adopt_warmup(tmp_path / "a")
+    assert c.run()["rounds"] == trained["rounds"]
 
 
 def test_a_moved_run_folder_resumes(tmp_path):

@@ -824,3 +824,65 @@ def test_a_sweep_on_python_objects_checks_the_held_out_source_split_of_every_set
         run_sweep(config, {"data.source_val": [0.1, 0.99]}, "source_acc", tmp_path / "s",
                   source=(xs, xs[:, :3].argmax(1)), target=xt, model=nn.Linear(4, 8))
     assert not (tmp_path / "s").exists()  # nothing trained
+
+
+def _ledger_facts(run_dir: Path) -> tuple[list, list, list]:
+    """A run's queries (with scores and suggestions), its labels and its metrics, as its ledger holds them."""
+    from adakit.ledger import Ledger
+
+    with Ledger.read_only(run_dir / "ledger.sqlite") as led:
+        return [tuple(vars(q).values()) for q in led.queries()], list(led.labelled_pool()), led.metrics()
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """Two runs of one setting ended on the same results, bit for bit: summary.json's rounds (accuracy and every
+    validator) and warm-up checkpoints, the ledger's queries and labels, and the last model."""
+    import torch
+
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert sa["rounds"] == sb["rounds"] and sa["warmup_checkpoints"] == sb["warmup_checkpoints"]
+    assert _ledger_facts(a) == _ledger_facts(b)
+    last = f"round-{sa['rounds'][-1]['round']}.pt"
+    ma, mb = (torch.load(d / "checkpoints" / last, weights_only=False)["model"] for d in (a, b))
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+@pytest.fixture()
+def warmups_trained(monkeypatch) -> list[str]:
+    """The run folders (names) that train a warm-up in this process, in order."""
+    from adakit.loop import ActiveLoop
+
+    trained: list[str] = []
+    real = ActiveLoop._train
+
+    def spy(self, r):
+        if r == 0:
+            trained.append(self.run_dir.name)
+        return real(self, r)
+
+    monkeypatch.setattr(ActiveLoop, "_train", spy)
+    return trained
+
+
+def test_a_resumed_sweep_adopts_the_warmup_of_a_setting_finished_before(config, tmp_path, warmups_trained):
+    """A resumed sweep ran only its unfinished settings, so none adopted the warm-up of a finished one: a sweep over
+    round_iters killed after its first setting trained the same warm-up again for each other setting. Settings
+    with another warm-up (another lr) never adopt it, and an adopted warm-up ends on the results of a trained one."""
+    out = tmp_path / "shared"
+    grid = ["train.lr=0.01,0.03", "train.round_iters=10,20"]
+    run_sweep(config, grid, "im", out, only=["train.round_iters=10"])  # the sweep killed after these two
+    assert warmups_trained == ["train.lr_0.01_train.round_iters_10", "train.lr_0.03_train.round_iters_10"]
+    warmups_trained.clear()
+    res = run_sweep(config, grid, "im", out)
+    assert res["ran"] == 2 and warmups_trained == []  # both adopted the finished setting of their lr
+    for lr in ("0.01", "0.03"):
+        own = out / f"train.lr_{lr}_train.round_iters_20"
+        assert (own / "checkpoints/round-0.pt").read_bytes() == \
+            (out / f"train.lr_{lr}_train.round_iters_10/checkpoints/round-0.pt").read_bytes()
+        assert json.loads((own / "summary.json").read_text())["rounds"][1]["labels"] > 0
+    # the same setting trained alone (its own warm-up) ends on the same results, bit for bit
+    alone = tmp_path / "alone"
+    run_sweep(config, grid, "im", alone, only=["train.lr=0.03", "train.round_iters=20"])
+    assert warmups_trained == ["train.lr_0.03_train.round_iters_20"]
+    _same_run(out / "train.lr_0.03_train.round_iters_20", alone / "train.lr_0.03_train.round_iters_20")
+
