@@ -20,7 +20,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -255,21 +255,42 @@ def _init_pool_worker(stop: Any) -> None:
     threading.Thread(target=watch, name="adakit-sweep-parent-watch", daemon=True).start()
 
 
-def _run_one(config: dict, run_dir: str) -> float | None:  # a worker process of --jobs
+def _run_one(config: dict, run_dir: str, finished: tuple[tuple[dict, str], ...] = ()) -> float | None:
     """Run one setting unless the sweep was stopped (a call already handed to this worker must not start it);
-    returns its seconds (None: not started). Ctrl-C here stops the whole sweep."""
+    returns its seconds (None: not started). ``finished``: (config, run folder) of finished settings whose warm-up
+    it may adopt (`run_plan` skips them and adopts one with the same warm-up). Ctrl-C here stops the whole sweep.
+    (A --jobs worker process.)"""
     from adakit.config import build_config
 
     if _stop is not None and _stop.is_set():
         return None
     t0 = time.perf_counter()
-    try:
-        run_plan([(build_config(config), Path(run_dir))], checked=True)  # (checked by `run_settings`)
+    try:  # (checked by `run_settings`)
+        run_plan([*((build_config(c), Path(d)) for c, d in finished), (build_config(config), Path(run_dir))],
+                 checked=True)
     except BaseException:
         if _stop is not None:
             _stop.set()
         raise
     return time.perf_counter() - t0
+
+
+def warmup_groups(settings: list[Setting]) -> list[list[Setting]]:
+    """The settings that train the same warm-up (equal `adakit.loop._warmup_key`: they differ only in keys round 0
+    never reads, such as ``query.strategy`` or ``train.round_iters``), one list per warm-up in grid order; a
+    linear-probe setting (no warm-up) is a group of its own."""
+    from adakit.loop import _warmup_key
+
+    groups: dict[Any, list[Setting]] = {}
+    for i, s in enumerate(settings):
+        key = i if s.config.runner == "linear_probe" else _warmup_key(s.config.to_dict())
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
+
+
+def _has_warmup(s: Setting) -> bool:
+    """Whether the setting's run folder holds its trained warm-up (a started run resumes from it, adopting none)."""
+    return (s.run_dir / "checkpoints" / "round-0.pt").is_file()
 
 
 def run_settings(settings: list[Setting], jobs: int = 1,
@@ -278,8 +299,10 @@ def run_settings(settings: list[Setting], jobs: int = 1,
     """Run every unfinished setting (in ``jobs`` processes; Python ``objects``: in this one); returns how many were
     run. ``checked``: the caller ran `check_plan` on the settings already.
 
-    Settings with the same warm-up train it once: the others adopt it (`ActiveLoop.adopt_warmup`, the same
-    checkpoint, so the same results), also the warm-up of a setting finished before the sweep was interrupted."""
+    Settings with the same warm-up (`warmup_groups`) train it once: the others adopt it (`ActiveLoop.adopt_warmup`,
+    the same checkpoint, so the same results), also the warm-up of a setting finished before the sweep was
+    interrupted. With ``jobs`` > 1, one setting of each group runs first (one that already holds its warm-up, else
+    the first); when it finishes, the group's others start, in parallel with each other."""
     if not checked:
         check_plan([(s.config, s.run_dir) for s in settings])  # finished runs too: never reuse another setting's run
     todo = [s for s in settings if not (s.run_dir / "summary.json").is_file()]
@@ -288,20 +311,48 @@ def run_settings(settings: list[Setting], jobs: int = 1,
                  lambda i, d, summary, sec: on_run(settings[i].name, sec) if on_run else None, objects=objects,
                  checked=True)
         return len(todo)
+    left = {id(s) for s in todo}
+    first: list[tuple[Setting, tuple]] = []  # (setting, finished settings whose warm-up it may adopt)
+    waiting: dict[int, list[Setting]] = {}  # id of the setting training a group's warm-up -> the group's others
+    for group in warmup_groups(settings):
+        finished = tuple((s.config.to_dict(), str(s.run_dir)) for s in group if id(s) not in left)
+        group_todo = [s for s in group if id(s) in left]
+        if finished or len(group_todo) < 2:
+            first += [(s, finished) for s in group_todo]
+            continue
+        started = [s for s in group_todo if _has_warmup(s)] or group_todo[:1]  # (a started run adopts nothing)
+        first += [(s, ()) for s in started]
+        waiting[id(started[0])] = [s for s in group_todo if all(s is not t for t in started)]
     ctx = get_context("spawn")
     stop = ctx.Event()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_pool_worker, initargs=(stop,))
+    futures: dict[Any, Setting] = {}
+    pending: set = set()
+
+    def submit(s: Setting, finished: tuple) -> None:
+        fut = pool.submit(_run_one, s.config.to_dict(), str(s.run_dir), finished)
+        futures[fut] = s
+        pending.add(fut)
+
     try:
-        futures = {pool.submit(_run_one, s.config.to_dict(), str(s.run_dir)): s for s in todo}
-        for fut in as_completed(futures):
-            seconds = fut.result()
-            if on_run and seconds is not None:
-                on_run(futures[fut].name, seconds)
+        for s, finished in first:
+            submit(s, finished)
+        while pending:
+            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+            pending.difference_update(ready)
+            for fut in ready:
+                seconds, s = fut.result(), futures[fut]
+                if seconds is None:  # (the sweep was stopped before it started)
+                    continue
+                if on_run:
+                    on_run(s.name, seconds)
+                for other in waiting.pop(id(s), []):  # its warm-up is trained: the others of its group adopt it
+                    submit(other, ((s.config.to_dict(), str(s.run_dir)),))
     except BaseException as e:  # Ctrl-C or a failed setting: start no further setting (the running ones stop on
         stop.set()  # their own SIGINT, or finish; each is resumable)
         pool.shutdown(wait=False, cancel_futures=True)
         if isinstance(e, BrokenProcessPool):
-            done = sum(f.done() and f.exception() is None for f in futures)
+            done = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures)
             raise AdakitError(f"a worker process of --jobs {jobs} died (killed, or out of memory); the settings that "
                               f"were running stopped with it ({done} of {len(todo)} finished). Run the same command "
                               "again: finished settings are kept and the others resume (with fewer --jobs if memory "

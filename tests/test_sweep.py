@@ -886,3 +886,66 @@ def test_a_resumed_sweep_adopts_the_warmup_of_a_setting_finished_before(config, 
     assert warmups_trained == ["train.lr_0.03_train.round_iters_20"]
     _same_run(out / "train.lr_0.03_train.round_iters_20", alone / "train.lr_0.03_train.round_iters_20")
 
+
+def test_jobs_run_each_warmup_group_s_warmup_once(config, tmp_path, monkeypatch, warmups_trained):
+    """--jobs handed every setting to a worker of its own, so each trained its warm-up, also settings that differ only
+    in keys round 0 never reads. One setting of each warm-up now runs first and the others of its group adopt it."""
+    import shutil
+    from concurrent.futures import Future
+
+    import adakit.sweep as sweep
+
+    submitted = []
+
+    class InlinePool:  # the pool's calls, run here in order (the real one spawns processes)
+        def __init__(self, *a, **k):
+            pass
+
+        def submit(self, fn, config, run_dir, finished=()):
+            submitted.append((Path(run_dir).name, [Path(d).name for _, d in finished]))
+            f = Future()
+            f.set_result(fn(config, run_dir, finished))
+            return f
+
+        def shutdown(self, **k):
+            pass
+
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", InlinePool)
+    grid = ["train.lr=0.01,0.03", "query.strategy=margin,entropy", "train.round_iters=10,20"]
+    settings = plan_sweep(config, parse_grid(grid), tmp_path / "o")
+    assert [len(g) for g in sweep.warmup_groups(settings)] == [4, 4]  # one per lr
+    assert sweep.run_settings(settings, jobs=3) == 8
+    lead = {lr: f"query.strategy_margin_train.lr_{lr}_train.round_iters_10" for lr in ("0.01", "0.03")}
+    assert submitted[:2] == [(lead["0.01"], []), (lead["0.03"], [])]  # each group's first setting, nothing to adopt
+    assert sorted(submitted[2:]) == sorted((s.run_dir.name, [lead[lr]]) for s in settings
+                                           for lr in [str(s.values["train.lr"])] if s.run_dir.name != lead[lr])
+    assert warmups_trained == [lead["0.01"], lead["0.03"]]
+    # a resumed --jobs sweep: the settings left adopt a finished one's warm-up at once
+    for s in settings[1:]:
+        shutil.rmtree(s.run_dir)
+    submitted.clear()
+    warmups_trained.clear()
+    assert sweep.run_settings(settings, jobs=3) == 7
+    assert warmups_trained == [lead["0.03"]]
+    assert submitted[:4] == [*((s.run_dir.name, [lead["0.01"]]) for s in settings[1:4]), (lead["0.03"], [])]
+
+
+def test_parallel_jobs_adopt_a_shared_warmup_with_the_results_of_a_trained_one(config, tmp_path):
+    """In worker processes: the setting that adopts its group's warm-up ends on the results of one that trained it."""
+    from adakit.ledger import Ledger
+
+    grid = ["train.round_iters=10,20", "query.strategy=margin,entropy"]
+    out = tmp_path / "par"
+    res = run_sweep(config, grid, "im", out, jobs=2)
+    assert res["ran"] == 4
+    trained = []
+    for ledger in sorted(out.glob("*/ledger.sqlite")):
+        with Ledger.read_only(ledger) as led:
+            if led.get_meta("processes/0") is not None:  # (set where round 0 trains; an adopted warm-up has none)
+                trained.append(ledger.parent.name)
+    assert trained == ["query.strategy_margin_train.round_iters_10"]
+    alone = tmp_path / "alone"
+    run_sweep(config, grid, "im", alone, only=["train.round_iters=20", "query.strategy=entropy"])
+    name = "query.strategy_entropy_train.round_iters_20"
+    _same_run(out / name, alone / name)
+
