@@ -48,6 +48,8 @@ class Setting:
     summary: dict = field(default_factory=dict)
     #: a sweep on Python objects: the fingerprints of its data and two source inputs (to measure your module's output)
     objects_seen: dict | None = None
+    #: a point of the grid (False: the config's own values, added because they are not one)
+    in_grid: bool = True
 
 
 def parse_grid(items: list[str], flag: str = "--grid") -> dict[str, list[Any]]:
@@ -162,10 +164,11 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
                               f"({', '.join(map(_fmt_value, grid[key]))})")
     default = {k: _default_value(base, k) for k in grid}
     combos = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
+    grid_points = len(combos)
     if default not in combos:
         combos.append(default)
     settings = []
-    for values in combos:
+    for point, values in enumerate(combos):
         if any(values[k] not in vs for k, vs in filters.items()):
             continue
         name = " ".join(f"{k}={_fmt_value(v)}" for k, v in values.items())
@@ -186,7 +189,8 @@ def plan_sweep(config: str | Path | dict | ExperimentConfig, grid: dict[str, lis
                     split_source_val(doms, cfg.data.source_val, cfg.seed)
         except ConfigError as e:
             raise ConfigError(f"setting {name}: {e}") from None
-        settings.append(Setting(values, name, _folder(out_dir, values), cfg, values == default, objects_seen=seen))
+        settings.append(Setting(values, name, _folder(out_dir, values), cfg, values == default, objects_seen=seen,
+                                in_grid=point < grid_points))
     if not settings:
         raise ConfigError(f"--only {only}: no setting of the grid matches")
     folders = [s.run_dir for s in settings]
@@ -618,6 +622,11 @@ def _check_select(select: str, cls: type, settings: list[Setting]) -> None:
     for s in settings:
         cfg = s.config
         if {"source_probs", "source_labels"} & set(cls.needs) and cfg.data.source_val == 0:
+            if "data.source_val" in s.values and s.in_grid:  # (0 is one of the grid's values)
+                raise ConfigError(f"--select {select} needs a held-out source split, but --grid data.source_val lists "
+                                  f"0 (setting {s.name}); remove 0 from the grid"
+                                  + (", and set data.source_val in the config to one of the grid's other values "
+                                     "(the config's own value is always a setting)" if s.is_default else ""))
             if "data.source_val" in s.values:  # (the config's own value, run as the default setting)
                 raise ConfigError(f"--select {select} needs a held-out source split, but the config's own "
                                   f"data.source_val ({cfg.data.source_val}) is a setting too (the config's values "

@@ -139,6 +139,19 @@ def test_bad_grid_key_or_validator_fails_before_work(config, tmp_path):
     with pytest.raises(ConfigError, match=r"the config's own data.source_val \(0.0\) is a setting too .*set "
                                           r"data.source_val in the config to one of the grid's values"):
         run_sweep(config, ["data.source_val=0.1,0.2"], "dev", out)
+    # 0 listed in the grid itself: the advice is to remove it from the grid (the config's own value is not at fault;
+    # this said "the config's own data.source_val (0.0)" for a config whose value is 0.1)
+    held_out = tmp_path / "held-out.yaml"
+    held_out.write_text(yaml.safe_dump({**BASE, "data": {**BASE["data"], "source_val": 0.1}}))
+    with pytest.raises(ConfigError, match=r"--grid data.source_val lists 0 \(setting data.source_val=0\.?0?\); remove "
+                                          r"0 from the grid$") as e:
+        run_sweep(held_out, ["data.source_val=0,0.2"], "dev", out)
+    assert "config's own" not in str(e.value)
+    # listed in the grid and the config's own value too: both have to change
+    with pytest.raises(ConfigError, match=r"lists 0 .*remove 0 from the grid, and set data.source_val in the config "
+                                          r"to one of the grid's other values \(the config's own value is always a "
+                                          r"setting\)"):
+        run_sweep(config, ["data.source_val=0,0.2"], "dev", out)
     with pytest.raises(ConfigError, match="only query.strategy=random"):
         run_sweep(config, ["train.lr=0.1"], "queried_acc_iw", out)
     with pytest.raises(ConfigError, match="expected key=v1,v2"):
