@@ -196,8 +196,10 @@ def check_not_ledger(path: str | Path, flag: str = "the output") -> None:
 #: host of a shared folder has a PID this host does not know; adakit's writes change their file at least this often)
 STALE_TMP_SECONDS = 15 * 60
 #: the temporary files of adakit's writes: ``<name>.<pid>-<6 hex>.tmp`` (`replaced_atomically`) and a new ledger's
-#: ``.<name>.<pid>.<8 hex>.tmp`` with SQLite's ``-journal`` beside it (`adakit.ledger`); group 1 or 2: the PID
-_TMP_NAME = re.compile(r"(?:.+\.(\d+)-[0-9a-f]{6}\.tmp|\..+\.(\d+)\.[0-9a-f]{8}\.tmp(?:-journal)?)")
+#: ``.<name>.<pid>.<8 hex>.tmp`` with SQLite's ``-journal`` beside it (`adakit.ledger`); group 1 or 2: the PID, as
+#: ``os.getpid()`` writes it (no leading zero, at most 7 digits: Linux allows PIDs up to 4194304), so that other
+#: programs' files named with a date or a zero-padded counter (``backup.20240105-a1b2c3.tmp``) never match
+_TMP_NAME = re.compile(r"(?:.+\.([1-9]\d{0,6})-[0-9a-f]{6}\.tmp|\..+\.([1-9]\d{0,6})\.[0-9a-f]{8}\.tmp(?:-journal)?)")
 #: folders this process has swept (`sweep_stale_tmp`: once per folder, not at every write of a thousand files)
 _swept: set[str] = set()
 

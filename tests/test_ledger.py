@@ -430,6 +430,27 @@ def test_temporary_files_of_killed_writes_are_removed_by_the_next_write_into_the
         alive.wait()
 
 
+def test_sweeping_temporary_files_keeps_names_adakit_never_writes(tmp_path):
+    """`sweep_stale_tmp` deletes files in any folder adakit writes to (a user's own folder of an export or
+    ``--out``). It matched any number as the PID, so other programs' old files named like a date or a zero-padded
+    counter followed by 6 or 8 hex digits (``backup.20240105-a1b2c3.tmp``: no process has that PID) were deleted.
+    adakit writes ``os.getpid()``: no leading zero, at most 7 digits (the largest PID Linux allows is 4194304)."""
+    from adakit.rundir import STALE_TMP_SECONDS, sweep_stale_tmp
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    old = os.path.getmtime(tmp_path) - STALE_TMP_SECONDS - 60
+    users = [tmp_path / "backup.20240105-a1b2c3.tmp", tmp_path / "part.0099999-a1b2c3.tmp",
+             tmp_path / f"part.0{gone.pid}-a1b2c3.tmp", tmp_path / ".notes.20240105.0a1b2c3d.tmp",
+             tmp_path / ".notes.0099999.0a1b2c3d.tmp", tmp_path / "x.12345678-a1b2c3.tmp"]
+    stale = [tmp_path / f"feats.npz.{gone.pid}-a1b2c3.tmp", tmp_path / f".ledger.sqlite.{gone.pid}.0a1b2c3d.tmp"]
+    for f in users + stale:
+        f.write_bytes(b"")
+        os.utime(f, (old, old))
+    assert sorted(sweep_stale_tmp(tmp_path)) == sorted(stale)
+    assert [f.name for f in users if not f.exists()] == []
+
+
 def test_check_finds_dangling_corrections_and_counts_first_answers_right(led, tmp_path):
     """A correction row pointing at a label row that does not exist passed `check` (SQLite's integrity_check does
     not check foreign keys); two equal first answers for one id were reported as 'labelled 1 times'."""
