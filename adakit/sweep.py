@@ -593,10 +593,12 @@ def _check_same_objects(settings: list[Setting], model: Any) -> None:
                 raise ConfigError(f"{s.run_dir} (setting {s.name}) was run on other data: {name}= {diff}; {again}")
         if model is None or isinstance(model, dict) or "backbone_class" not in info:
             continue
-        then = str(info["backbone_class"]).rsplit(".", 1)[-1]  # (a script's __main__.Net is the same Net imported)
-        if then != type(model).__qualname__:
+        # a class by its name, as a resumed run compares it (a script's __main__.Net is the same Net imported; a class
+        # defined in a function, make.<locals>.Net, is stored as module.make.<locals>.Net)
+        then, given = str(info["backbone_class"]).rsplit(".", 1)[-1], type(model).__qualname__.rsplit(".", 1)[-1]
+        if then != given:
             raise ConfigError(f"{s.run_dir} (setting {s.name}) was run with another model: model= is a "
-                              f"{type(model).__qualname__}, the run's was a {then}; {again}")
+                              f"{given}, the run's was a {then}; {again}")
         if not out_dim:
             from adakit.models import CustomBackbone
 

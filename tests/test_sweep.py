@@ -962,3 +962,30 @@ def test_parallel_jobs_adopt_a_shared_warmup_with_the_results_of_a_trained_one(c
     name = "query.strategy_entropy_train.round_iters_20"
     _same_run(out / name, alone / name)
 
+
+
+def test_a_sweep_on_your_own_module_defined_in_a_function_continues_with_it(tmp_path):
+    """The module check of a sweep on Python objects compared the run's class name (the last part of
+    ``module.qualname``) with the whole ``__qualname__`` of the module given: a class defined inside a function
+    (``make.<locals>.Net``) was refused as 'another model' when the same sweep was called again with it."""
+    from torch import nn
+
+    class Net(nn.Module):  # (its __qualname__ holds this test's name and <locals>)
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 8)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(60, 4)).astype(np.float32)
+    xt = rng.normal(0.5, 1.3, size=(40, 4)).astype(np.float32)
+    config = {"objective": {"name": "dann"}, "budget": {"total": 0, "rounds": 0},
+              "train": {"warmup_iters": 6, "threads": 1, "device": "cpu"}}
+    grid, out = {"train.lr": [0.01]}, tmp_path / "s"
+    objects = {"source": (xs, xs[:, :3].argmax(1)), "target": (xt, None), "test": (xt, xt[:, :3].argmax(1))}
+    assert run_sweep(config, grid, "im", out, model=Net(), **objects)["ran"] == 1
+    assert run_sweep(config, grid, "im", out, model=Net(), **objects)["ran"] == 0
+    with pytest.raises(ConfigError, match=r"was run with another model: model= is a Sequential, the run's was a .*Net"):
+        run_sweep(config, grid, "im", out, model=nn.Sequential(nn.Linear(4, 8)), **objects)
