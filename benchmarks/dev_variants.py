@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_selection import HEAD, _ms, score_rows  # noqa: E402
+from model_selection import HEAD, METHODS, _ms, score_rows  # noqa: E402
 
 VARIANTS = ("dev", "dev_insample", "dev_train")
 ROWS = (*VARIANTS, "(config default)", "(oracle best)", "(random pick, expected)")
@@ -65,6 +65,17 @@ def train_source_ratio(train_embeddings: np.ndarray, embeddings: np.ndarray, val
     return pt / (1 - pt) * (fit_y == 0).sum() / (fit_y == 1).sum()
 
 
+def uda_sweeps(folder: Path, methods: list[str] | None = None) -> list[Path]:
+    """The ``sweep.csv`` of every UDA sweep (`model_selection.METHODS`) of a ``model_selection.py`` run folder, of
+    ``methods`` only when given. An active pipeline's sweep is left out: its settings are judged at their last round,
+    and the warm-up candidates (labels 0) compared here carry none of its marks."""
+    unknown = [m for m in methods or [] if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"--method {unknown[0]}: not a UDA method of model_selection.py ({', '.join(METHODS)})")
+    return [p for p in sorted(Path(folder).glob("*/*/seed-*/sweep.csv"))
+            if p.parts[-4] in METHODS and (not methods or p.parts[-4] in methods)]
+
+
 def rescore(csv_path: Path) -> tuple[list[dict], float]:
     """The sweep's rows with ``dev`` recomputed (``dev_check``) and ``dev_train`` added; the largest |recomputed −
     recorded dev|."""
@@ -76,6 +87,8 @@ def rescore(csv_path: Path) -> tuple[list[dict], float]:
     from adakit.validate.dev import dev_risk
 
     rows = [r for r in csv.DictReader(csv_path.open()) if int(r["labels"]) == 0]
+    if not rows:  # (a sweep not yet tabulated)
+        return [], 0.0
     cfg = stored_experiment(rows[0]["run_dir"])
     domains, val = split_source_val(load_domains(cfg.data, cfg.seed), cfg.data.source_val, cfg.seed)
     xs_train = domains.source.load(np.arange(len(domains.source))).numpy()
@@ -123,10 +136,8 @@ def main() -> None:
         scores = json.loads(a.source.read_text())
     else:
         scores = {}
-        for p in sorted(a.source.glob("*/*/seed-*/sweep.csv")):
+        for p in uda_sweeps(a.source, a.method):
             key = "/".join(p.parts[-4:-1])
-            if a.method and key.split("/")[0] not in a.method:
-                continue
             rows, worst = rescore(p)
             if not rows:
                 continue

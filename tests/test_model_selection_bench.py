@@ -162,3 +162,24 @@ def test_dev_variants_paper_weights_average_one_without_shift_and_follow_the_tar
     val = np.r_[np.full((1, 2), 1.5), np.full((1, 2), -1.5)]
     w = train_source_ratio(rng.normal(size=(600, 2)), rng.normal(size=(400, 2)) + 1.0, val)
     assert w[0] > 5 * w[1]
+
+
+def test_dev_variants_rescores_the_uda_sweeps_only(tmp_path):
+    """dev_variants.py compares DEV variants on warm-up candidates (labels 0) and says it covers UDA sweeps only, but
+    it rescored every sweep.csv of the folder: an active sweep's rows at 0 labels carry no 'default' mark (a setting
+    is judged at its last round), so scoring them stopped the script with StopIteration after its earlier sweeps."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import dev_variants
+
+    for method in ("DANN", "MME", "FT + margin", "LAS + LAA"):
+        for seed in (0, 1):
+            folder = tmp_path / method / "amazon-webcam" / f"seed-{seed}"
+            folder.mkdir(parents=True)
+            (folder / "sweep.csv").write_text("")
+    found = ["/".join(p.parts[-4:-1]) for p in dev_variants.uda_sweeps(tmp_path)]
+    assert found == [f"{m}/amazon-webcam/seed-{s}" for m in ("DANN", "MME") for s in (0, 1)]
+    assert [p.parts[-4] for p in dev_variants.uda_sweeps(tmp_path, ["MME"])] == ["MME", "MME"]
+    with pytest.raises(SystemExit, match=r"--method FT \+ margin: not a UDA method of model_selection.py"):
+        dev_variants.uda_sweeps(tmp_path, ["FT + margin"])
