@@ -142,10 +142,10 @@ def _create(path: Path) -> None:
     """Write a new ledger whole beside ``path`` and link it into place only if no file is there yet: a
     killed process leaves no ledger or a complete one (never an empty file), and two processes creating
     the same ledger at once both end up using the one that got there first. The temporary file a killed creation
-    left is removed by the next write into the folder (`adakit.rundir.sweep_stale_tmp`)."""
+    left is removed by the next creation of this ledger (`adakit.rundir.sweep_stale_tmp`)."""
     from adakit.rundir import sweep_stale_tmp  # (the temporary files of ledgers whose creation was killed)
 
-    sweep_stale_tmp(path.parent)
+    sweep_stale_tmp(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         con = sqlite3.connect(tmp, isolation_level=None)

@@ -195,12 +195,10 @@ def check_not_ledger(path: str | Path, flag: str = "the output") -> None:
 #: a temporary file of a write is left alone this long after its last change, whatever its PID (a writer on another
 #: host of a shared folder has a PID this host does not know; adakit's writes change their file at least this often)
 STALE_TMP_SECONDS = 15 * 60
-#: the temporary files of adakit's writes: ``<name>.<pid>-<6 hex>.tmp`` (`replaced_atomically`) and a new ledger's
-#: ``.<name>.<pid>.<8 hex>.tmp`` with SQLite's ``-journal`` beside it (`adakit.ledger`); group 1 or 2: the PID, as
-#: ``os.getpid()`` writes it (no leading zero, at most 7 digits: Linux allows PIDs up to 4194304), so that other
-#: programs' files named with a date or a zero-padded counter (``backup.20240105-a1b2c3.tmp``) never match
-_TMP_NAME = re.compile(r"(?:.+\.([1-9]\d{0,6})-[0-9a-f]{6}\.tmp|\..+\.([1-9]\d{0,6})\.[0-9a-f]{8}\.tmp(?:-journal)?)")
-#: folders this process has swept (`sweep_stale_tmp`: once per folder, not at every write of a thousand files)
+#: the PID in adakit's temporary file names, as ``os.getpid()`` writes it: no leading zero, at most 7 digits (Linux
+#: allows PIDs up to 4194304), so that files named with a date or a zero-padded counter never match
+_PID = r"([1-9]\d{0,6})"
+#: target files whose temporary files this process has looked for (`sweep_stale_tmp`: once per file)
 _swept: set[str] = set()
 
 
@@ -217,25 +215,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale_tmp(folder: str | Path, force: bool = False) -> list[Path]:
-    """Remove the temporary files that writes killed midway left in ``folder`` (a process is killed while it writes:
-    `replaced_atomically` cannot remove its ``<name>.<pid>-<random>.tmp``); returns the removed paths. Removed: only
-    files named as adakit names them, whose PID is no live process on this host and that have not changed for
-    `STALE_TMP_SECONDS`; a live writer's file (of this process, or of another one running) is never touched. Done
-    once per folder per process (``force``: again); a file that cannot be removed is left, silently."""
-    folder = Path(folder)
-    key = os.path.realpath(folder)
+def sweep_stale_tmp(path: str | Path, force: bool = False) -> list[Path]:
+    """Remove the temporary files that writes of ``path`` killed midway left beside it (a process is killed while it
+    writes: `replaced_atomically` cannot remove its ``<name>.<pid>-<6 hex>.tmp``, nor a new ledger's creation its
+    ``.<name>.<pid>.<8 hex>.tmp`` with SQLite's ``-journal``); returns the removed paths. Removed: only files named
+    as adakit names the temporary files of ``path`` itself, whose PID is no live process on this host and that have
+    not changed for `STALE_TMP_SECONDS`; a live writer's file (of this process, or of another one running), other
+    files of the folder and files named for other targets are never touched. Done once per file per process
+    (``force``: again); a file that cannot be removed is left, silently."""
+    path = Path(path)
+    key = os.path.realpath(path)
     if key in _swept and not force:
         return []
     _swept.add(key)
+    name = re.escape(path.name)
+    pattern = re.compile(rf"(?:{name}\.{_PID}-[0-9a-f]{{6}}\.tmp|\.{name}\.{_PID}\.[0-9a-f]{{8}}\.tmp(?:-journal)?)")
     removed = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(path.parent))
     except OSError:
         return []
     now = time.time()
     for entry in entries:
-        m = _TMP_NAME.fullmatch(entry.name)
+        m = pattern.fullmatch(entry.name)
         if m is None:
             continue
         try:
@@ -245,7 +247,7 @@ def sweep_stale_tmp(folder: str | Path, force: bool = False) -> list[Path]:
             os.unlink(entry.path)
         except OSError:
             continue
-        removed.append(folder / entry.name)
+        removed.append(path.parent / entry.name)
     return removed
 
 
@@ -257,10 +259,10 @@ def replaced_atomically(path: str | Path, binary: bool = False, replace: bool = 
     appeared meanwhile (another process wrote it) is kept and a `ConfigError` says so. A write that fails (a full
     disk, a read-only folder) removes the temporary file, leaves ``path`` as it was and raises `DataError` naming
     it. A run's ledger is never the target (`check_not_ledger`). The temporary files of writes a killed process
-    left in ``path``'s folder are removed first (`sweep_stale_tmp`)."""
+    left for ``path`` are removed first (`sweep_stale_tmp`)."""
     check_not_ledger(path)
     path = Path(path)
-    sweep_stale_tmp(path.parent)
+    sweep_stale_tmp(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
     try:
         with tmp.open("wb") if binary else tmp.open("w", newline="", encoding="utf-8") as fh:

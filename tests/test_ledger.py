@@ -386,11 +386,12 @@ def test_two_writers_of_one_file_each_write_their_own_whole_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "g.npz", "h.npz"]
 
 
-def test_temporary_files_of_killed_writes_are_removed_by_the_next_write_into_their_folder(tmp_path):
+def test_temporary_files_of_killed_writes_are_removed_by_the_next_write_of_their_file(tmp_path):
     """A process killed while writing (`replaced_atomically`, a new ledger) left ``<name>.<pid>-<random>.tmp`` for
-    good outside checkpoints/ (``adakit features --out somewhere/feats.npz``: in somewhere/). The next write into
-    the folder removes those whose process is gone and that have not changed for a while; a live writer's file
-    (another process's, this one's), a recent one and files not named as adakit names them are kept."""
+    good outside checkpoints/ (``adakit features --out somewhere/feats.npz``: in somewhere/). The next write of that
+    file removes those whose process is gone and that have not changed for a while; a live writer's file (another
+    process's, this one's), a recent one, the temporary files of other targets and files not named as adakit names
+    them are kept (it deletes nothing but leftovers of the file it writes)."""
     from adakit.rundir import STALE_TMP_SECONDS, sweep_stale_tmp, write_atomically
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -402,11 +403,13 @@ def test_temporary_files_of_killed_writes_are_removed_by_the_next_write_into_the
         out.mkdir()
         run.mkdir()
         ledger_tmp = run / f".ledger.sqlite.{gone.pid}.0a1b2c3d.tmp"
-        stale = [out / f"feats.npz.{gone.pid}-0a1b2c.tmp", out / f"report.md.{gone.pid}-ffffff.tmp", ledger_tmp,
+        stale = [out / f"feats.npz.{gone.pid}-0a1b2c.tmp", ledger_tmp,
                  ledger_tmp.with_name(ledger_tmp.name + "-journal")]
         kept = [out / f"feats.npz.{alive.pid}-0a1b2d.tmp", out / f"feats.npz.{os.getpid()}-0a1b2e.tmp",
-                out / "feats.npz.tmp", out / f"notes.{gone.pid}.tmp", out / f"x.{gone.pid}-ABCDEF.tmp",
-                out / f"feats.npz.{gone.pid}-0a1b2.tmp", run / f"ledger.sqlite.{gone.pid}.0a1b2c3d.tmp"]
+                out / "feats.npz.tmp", out / f"notes.{gone.pid}.tmp", out / f"feats.npz.{gone.pid}-ABCDEF.tmp",
+                out / f"feats.npz.{gone.pid}-0a1b2.tmp", run / f"ledger.sqlite.{gone.pid}.0a1b2c3d.tmp",
+                out / f"report.md.{gone.pid}-ffffff.tmp", out / f"feats.npz.{gone.pid}-0a1b2c.tmp.bak",
+                out / f"old-feats.npz.{gone.pid}-0a1b2c.tmp", run / f".other.sqlite.{gone.pid}.0a1b2c3d.tmp"]
         for f in stale + kept:
             f.write_bytes(b"half a write")
             os.utime(f, (old, old))
@@ -418,36 +421,37 @@ def test_temporary_files_of_killed_writes_are_removed_by_the_next_write_into_the
         assert [f.name for f in stale if f.exists()] == []
         assert [f.name for f in [*kept, recent] if not f.exists()] == []
         assert (out / "feats.npz").read_text() == "new" and (run / "ledger.sqlite").is_file()
-        # once per folder and process: a file left later goes at the next command (or an explicit sweep)
-        later = out / f"labels.csv.{gone.pid}-123456.tmp"
+        # once per file and process: a file left later goes at the next command (or an explicit sweep)
+        later = out / f"feats.npz.{gone.pid}-123456.tmp"
         later.write_bytes(b"")
         os.utime(later, (old, old))
-        write_atomically(out / "labels.csv", "a")
+        write_atomically(out / "feats.npz", "again")
         assert later.exists()
-        assert sweep_stale_tmp(out, force=True) == [later] and not later.exists()
+        assert sweep_stale_tmp(out / "feats.npz", force=True) == [later] and not later.exists()
+        assert sweep_stale_tmp(out / "report.md") == [out / f"report.md.{gone.pid}-ffffff.tmp"]
     finally:
         alive.kill()
         alive.wait()
 
 
 def test_sweeping_temporary_files_keeps_names_adakit_never_writes(tmp_path):
-    """`sweep_stale_tmp` deletes files in any folder adakit writes to (a user's own folder of an export or
-    ``--out``). It matched any number as the PID, so other programs' old files named like a date or a zero-padded
-    counter followed by 6 or 8 hex digits (``backup.20240105-a1b2c3.tmp``: no process has that PID) were deleted.
-    adakit writes ``os.getpid()``: no leading zero, at most 7 digits (the largest PID Linux allows is 4194304)."""
+    """`sweep_stale_tmp` deletes files in folders of the user's (an export, ``--out``). It matched any number as the
+    PID, so other programs' old files named like a date or a zero-padded counter followed by 6 or 8 hex digits
+    (``backup.20240105-a1b2c3.tmp``: no process has that PID) were deleted. adakit writes ``os.getpid()``: no leading
+    zero, at most 7 digits (the largest PID Linux allows is 4194304)."""
     from adakit.rundir import STALE_TMP_SECONDS, sweep_stale_tmp
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     old = os.path.getmtime(tmp_path) - STALE_TMP_SECONDS - 60
-    users = [tmp_path / "backup.20240105-a1b2c3.tmp", tmp_path / "part.0099999-a1b2c3.tmp",
-             tmp_path / f"part.0{gone.pid}-a1b2c3.tmp", tmp_path / ".notes.20240105.0a1b2c3d.tmp",
-             tmp_path / ".notes.0099999.0a1b2c3d.tmp", tmp_path / "x.12345678-a1b2c3.tmp"]
-    stale = [tmp_path / f"feats.npz.{gone.pid}-a1b2c3.tmp", tmp_path / f".ledger.sqlite.{gone.pid}.0a1b2c3d.tmp"]
+    users = [tmp_path / "f.20240105-a1b2c3.tmp", tmp_path / "f.0099999-a1b2c3.tmp",
+             tmp_path / f"f.0{gone.pid}-a1b2c3.tmp", tmp_path / ".f.20240105.0a1b2c3d.tmp",
+             tmp_path / ".f.0099999.0a1b2c3d.tmp", tmp_path / "f.12345678-a1b2c3.tmp"]
+    stale = [tmp_path / f"f.{gone.pid}-a1b2c3.tmp", tmp_path / f".f.{gone.pid}.0a1b2c3d.tmp"]
     for f in users + stale:
         f.write_bytes(b"")
         os.utime(f, (old, old))
-    assert sorted(sweep_stale_tmp(tmp_path)) == sorted(stale)
+    assert sorted(sweep_stale_tmp(tmp_path / "f")) == sorted(stale)
     assert [f.name for f in users if not f.exists()] == []
 
 
