@@ -86,9 +86,9 @@ def test_inductive_query_reuses_the_evaluation_pool_pass_without_changing_picks(
     original = ActiveLoop._select
     cached_at_select = []
 
-    def spy(self, r, budget):
+    def spy(self, r, budget, **kw):
         cached_at_select.append(None if self._pool_cache is None else self._pool_cache[0])
-        return original(self, r, budget)
+        return original(self, r, budget, **kw)
 
     monkeypatch.setattr(ActiveLoop, "_select", spy)
     a = ActiveLoop(cfg, tmp_path / "a", show_progress=False)
@@ -96,9 +96,9 @@ def test_inductive_query_reuses_the_evaluation_pool_pass_without_changing_picks(
     assert cached_at_select == [0, 1]  # round r's query reuses round r-1's evaluation pool pass
     assert a._pool_cache is None  # released when the run ends (on a GPU it would hold device memory)
 
-    def fresh(self, r, budget):  # no reuse: the view computes its own pool pass
+    def fresh(self, r, budget, **kw):  # no reuse: the view computes its own pool pass
         self._pool_cache = None
-        return original(self, r, budget)
+        return original(self, r, budget, **kw)
 
     monkeypatch.setattr(ActiveLoop, "_select", fresh)
     b = ActiveLoop(cfg, tmp_path / "b", show_progress=False)
