@@ -762,17 +762,23 @@ def test_a_sweep_answered_by_people_waits_like_a_run_and_continues_when_run_agai
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["pick"]["checkpoint"] == "round 1"
 
 
-def test_a_sweep_on_python_objects_refuses_runs_it_finished_on_other_data_or_another_module(tmp_path):
-    """Run again with other arrays (or another module), a sweep on Python objects reused its finished runs silently:
-    the pick, its scores and oracle accuracy were those of the old data."""
-    from torch import nn
-
+def _object_sweep():
+    """Arrays of a tiny UDA sweep on Python objects: source / target features, a config and a one-setting grid."""
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(60, 4)).astype(np.float32)
     xt = rng.normal(0.5, 1.3, size=(40, 4)).astype(np.float32)
     config = {"objective": {"name": "dann"}, "budget": {"total": 0, "rounds": 0},
               "train": {"warmup_iters": 6, "threads": 1, "device": "cpu"}}
-    grid, out = {"train.lr": [0.01]}, tmp_path / "s"
+    return xs, xt, config, {"train.lr": [0.01]}
+
+
+def test_a_sweep_on_python_objects_refuses_runs_it_finished_on_other_data_or_another_module(tmp_path):
+    """Run again with other arrays (or another module), a sweep on Python objects reused its finished runs silently:
+    the pick, its scores and oracle accuracy were those of the old data."""
+    from torch import nn
+
+    xs, xt, config, grid = _object_sweep()
+    out = tmp_path / "s"
     same = {"source": (xs, xs[:, :3].argmax(1)), "test": (xt, xt[:, :3].argmax(1))}
     res = run_sweep(config, grid, "im", out, target=(xt, None), model=nn.Sequential(nn.Linear(4, 8)), **same)
     assert res["ran"] == 1
@@ -978,12 +984,8 @@ def test_a_sweep_on_your_own_module_defined_in_a_function_continues_with_it(tmp_
         def forward(self, x):
             return self.lin(x)
 
-    rng = np.random.default_rng(0)
-    xs = rng.normal(size=(60, 4)).astype(np.float32)
-    xt = rng.normal(0.5, 1.3, size=(40, 4)).astype(np.float32)
-    config = {"objective": {"name": "dann"}, "budget": {"total": 0, "rounds": 0},
-              "train": {"warmup_iters": 6, "threads": 1, "device": "cpu"}}
-    grid, out = {"train.lr": [0.01]}, tmp_path / "s"
+    xs, xt, config, grid = _object_sweep()
+    out = tmp_path / "s"
     objects = {"source": (xs, xs[:, :3].argmax(1)), "target": (xt, None), "test": (xt, xt[:, :3].argmax(1))}
     assert run_sweep(config, grid, "im", out, model=Net(), **objects)["ran"] == 1
     assert run_sweep(config, grid, "im", out, model=Net(), **objects)["ran"] == 0
