@@ -67,31 +67,21 @@ def physical_memory() -> int | None:
         return None
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB"
-
-
-def index_memory_error(key: str, steps: int, batch_size: int, memory: int | None) -> str | None:
-    """The error of a fit of ``steps`` (the setting ``key``) whose sample indices, drawn before its first step,
-    would take more than ``memory`` bytes; None when they fit (or ``memory`` is unknown)."""
-    need = steps * batch_size * INDEX_BYTES_PER_ROW
-    if memory is None or need <= memory:
-        return None
-    return (f"{key}: {steps} steps of train.batch_size={batch_size} rows: a fit draws the sample indices of all "
-            f"its steps before the first one, about {_gib(need)} here, more than this machine's {_gib(memory)} of "
-            f"memory; lower {key} (or train.batch_size)")
-
-
 def check_index_memory(cfg, memory: int | None = None) -> None:
     """Refuse (`ConfigError`) ``train.warmup_iters`` or ``train.round_iters`` (``cfg``: a `TrainConfig`) whose
-    drawn indices would not fit in ``memory`` (default: `physical_memory`), before any work."""
+    sample indices, drawn before a fit's first step, would take more than ``memory`` bytes (default:
+    `physical_memory`; unknown: no check), before any work."""
     from adakit.errors import ConfigError
 
     memory = physical_memory() if memory is None else memory
     for key in ("warmup_iters", "round_iters"):
-        error = index_memory_error(f"train.{key}", getattr(cfg, key), cfg.batch_size, memory)
-        if error:
-            raise ConfigError(f"invalid config:\n  {error}")
+        steps = getattr(cfg, key)
+        need = steps * cfg.batch_size * INDEX_BYTES_PER_ROW
+        if memory is not None and need > memory:
+            raise ConfigError(f"invalid config:\n  train.{key}: {steps} steps of train.batch_size={cfg.batch_size} "
+                              f"rows: a fit draws the sample indices of all its steps before the first one, about "
+                              f"{need / 2**30:,.1f} GiB here, more than this machine's {memory / 2**30:,.1f} GiB of "
+                              f"memory; lower train.{key} (or train.batch_size)")
 
 
 def class_balanced_weights(y: np.ndarray) -> np.ndarray:
