@@ -417,8 +417,9 @@ def unread_settings(cfg: ExperimentConfig) -> list[str]:
 
 
 def check_unread_settings(cfg: ExperimentConfig) -> None:
-    """Refuse (`ConfigError`) a network run's config with `unread_settings`, naming each, before any work."""
-    unread = unread_settings(cfg) if cfg.runner == "loop" else []
+    """Refuse (`ConfigError`) a network run's config (``runner: loop``; `adakit.loop.check_run_config` calls it for
+    those only) with `unread_settings`, naming each, before any work."""
+    unread = unread_settings(cfg)
     if unread:
         raise ConfigError("invalid config:\n  " + "\n  ".join(unread))
 

@@ -11,8 +11,8 @@
 * `stored_config` — the config a run folder's ledger holds, read without writing anything.
 * `load_checkpoint` / `clean_checkpoints` — named errors for missing or unreadable checkpoints, and removal
   of the files a killed process left behind.
-* `replaced_atomically` — files written whole; `sweep_stale_tmp` removes the temporary files of writes a killed
-  process left, in any folder adakit writes to.
+* `replaced_atomically` — files written whole; `sweep_stale_tmp` removes the temporary files a killed process left
+  while writing the same file.
 """
 
 from __future__ import annotations
