@@ -993,19 +993,22 @@ class ActiveLoop:
             view.__dict__["_outputs"] = cached[1]
         with distributed.sharded_inference():  # torchrun: every rank infers its share of the pool, gathered
             view.embeddings  # noqa: B018 - computes and caches the pool outputs
-        if people:
-            self._on_main(lambda: self._refuse_diverged(r, view))
-        self._on_main(lambda: self._select_on_main(r, budget, view, mask | dropped))
+        def on_main() -> None:
+            if people:
+                self._refuse_diverged(r, view, len(idx))
+            self._select_on_main(r, budget, view, mask | dropped)
 
-    def _refuse_diverged(self, r: int, view: PoolView) -> None:
+        self._on_main(on_main)
+
+    def _refuse_diverged(self, r: int, view: PoolView, given: int) -> None:
         """`ConfigError` when the model's pool probabilities are not finite (its training diverged, as the training
         warned): a selection from them is arbitrary, and people would label it. Nothing is recorded or exported;
-        with a simulated oracle or a labelling function the run goes on (a sweep records the diverged setting)."""
+        with a simulated oracle or a labelling function the run goes on (a sweep records the diverged setting).
+        ``given``: how many labels the ledger holds."""
         from adakit.selection import all_finite
 
         if all_finite(view.probs):
             return
-        given = len(self._labelled()[0])
         raise ConfigError(
             f"round {r}: the model's outputs on the target pool are NaN or infinite (its training diverged: see the "
             f"warning about the training loss), so its picks would be arbitrary; no queries were recorded or "
